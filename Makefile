@@ -1,0 +1,207 @@
+# orchd — one non-recursive Makefile for the whole tree.
+#
+#   make                      build orchd, the protocol library, every extension
+#   make check                build and run the test suite
+#   make check SANITIZE=address,undefined
+#   make install PREFIX=/usr/local DESTDIR=
+#   make deps                 install missing Debian build dependencies
+#   make tools                build the pinned infrastructure tools (tests/tools)
+#   make lint                 clang-format check + cppcheck
+#   make bench                run the benchmarks in bench/
+#
+# Outputs go to $(BUILD) (build/, or build/san-* under SANITIZE); the tree is
+# laid out like the installed one, so build/bin/orchd finds its extensions in
+# build/libexec/orchd/extensions exactly as an installed orchd does.
+
+.DELETE_ON_ERROR:
+.SUFFIXES:
+.DEFAULT_GOAL := all
+
+VERSION  := 0.1.0
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+BINDIR    = $(PREFIX)/bin
+LIBDIR    = $(PREFIX)/lib
+INCDIR    = $(PREFIX)/include
+LIBEXECDIR = $(PREFIX)/libexec
+MANDIR    = $(PREFIX)/share/man
+PKGCONFIGDIR = $(LIBDIR)/pkgconfig
+
+CC       ?= cc
+SANITIZE ?=
+PKG_CONFIG ?= pkg-config
+
+ifeq ($(SANITIZE),)
+BUILD ?= build
+else
+BUILD ?= build/san-$(subst $(comma),-,$(SANITIZE))
+endif
+comma := ,
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wcast-qual \
+	-Wstrict-prototypes -Wmissing-prototypes -Wold-style-definition \
+	-Wformat=2 -Wformat-security -Wvla -Wundef -Wwrite-strings \
+	-Wimplicit-fallthrough -Wmissing-declarations -Wredundant-decls \
+	-Wnested-externs -Wno-missing-field-initializers
+
+OPT ?= -O2 -g
+CPPFLAGS_ALL := -D_GNU_SOURCE -DORCHD_VERSION='"$(VERSION)"' \
+	-DORCHD_PREFIX='"$(PREFIX)"' -Icommon -Iprotocol -Iorchestrator
+CFLAGS_ALL := -std=c17 $(OPT) $(WARN) -fno-strict-aliasing -MMD -MP
+LDFLAGS_ALL :=
+ifneq ($(SANITIZE),)
+CFLAGS_ALL += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS_ALL += -fsanitize=$(SANITIZE)
+endif
+
+PKGS := yaml-0.1 json-c libgit2 libcurl libcrypto
+PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+JSON_CFLAGS := $(shell $(PKG_CONFIG) --cflags json-c 2>/dev/null)
+JSON_LIBS   := $(shell $(PKG_CONFIG) --libs json-c 2>/dev/null)
+CHECK_CFLAGS := $(shell $(PKG_CONFIG) --cflags check 2>/dev/null)
+CHECK_LIBS   := $(shell $(PKG_CONFIG) --libs check 2>/dev/null)
+
+override CFLAGS  := $(CFLAGS_ALL) $(CFLAGS)
+override CPPFLAGS := $(CPPFLAGS_ALL) $(CPPFLAGS)
+override LDFLAGS := $(LDFLAGS_ALL) $(LDFLAGS)
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+
+# --- sources -----------------------------------------------------------------
+COMMON_SRC := $(sort $(wildcard common/*.c))
+PROTO_SRC  := $(sort $(wildcard protocol/*.c))
+ORCH_SRC   := $(sort $(wildcard orchestrator/*/*.c))
+MAIN_SRC   := orchestrator/main.c
+EXT_NAMES  := $(sort $(notdir $(patsubst %/,%,$(dir $(wildcard extensions/*/manifest.json)))))
+TEST_SRC   := $(sort $(wildcard tests/test_*.c))
+TESTLIB_SRC := tests/testutil.c
+TEST_HELPER_SRC := $(sort $(wildcard tests/helpers/*.c))
+
+COMMON_OBJ := $(call obj,$(COMMON_SRC))
+PROTO_OBJ  := $(call obj,$(PROTO_SRC))
+ORCH_OBJ   := $(call obj,$(ORCH_SRC))
+
+PROTO_LIB  := $(BUILD)/lib/liborchd-protocol.a
+ORCHD      := $(BUILD)/bin/orchd
+EXT_DIR    := $(BUILD)/libexec/orchd/extensions
+EXT_BINS   := $(addprefix $(EXT_DIR)/orchd-ext-,$(EXT_NAMES))
+TEST_BIN   := $(BUILD)/tests/orchd-tests
+TEST_HELPERS := $(patsubst tests/helpers/%.c,$(BUILD)/tests/helpers/%,$(TEST_HELPER_SRC))
+
+all: $(ORCHD) $(PROTO_LIB) $(EXT_BINS) $(BUILD)/orchd-protocol.pc
+
+# --- objects -----------------------------------------------------------------
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/tests/%.o: tests/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -Itests -I$(BUILD)/tests $(PKG_CFLAGS) $(CHECK_CFLAGS) $(CFLAGS) -c -o $@ $<
+
+# The protocol library is self-contained (json-c only) so that C extensions
+# can link it without the rest of orchd.  It carries its own copy of nothing:
+# the strbuf it needs is compiled in from common/.
+$(PROTO_LIB): $(PROTO_OBJ) $(BUILD)/obj/common/strbuf.o
+	@mkdir -p $(@D)
+	rm -f $@
+	ar rcs $@ $^
+
+$(ORCHD): $(call obj,$(MAIN_SRC)) $(ORCH_OBJ) $(COMMON_OBJ) $(PROTO_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm
+
+# --- extensions: extensions/T/*.c -> orchd-ext-T, linked with the protocol
+# library and json-c only (an extension never links libgit2 or libcurl; it
+# asks the core).  Each extension's own Makefile does the same standalone.
+define EXT_RULE
+$(EXT_DIR)/orchd-ext-$(1): $(call obj,$(sort $(wildcard extensions/$(1)/*.c))) $(PROTO_LIB)
+	@mkdir -p $$(@D)
+	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(JSON_LIBS)
+	cp extensions/$(1)/manifest.json $(EXT_DIR)/orchd-ext-$(1).manifest.json
+endef
+$(foreach e,$(EXT_NAMES),$(eval $(call EXT_RULE,$(e))))
+
+$(BUILD)/orchd-protocol.pc: Makefile
+	@mkdir -p $(@D)
+	printf '%s\n' 'prefix=$(PREFIX)' 'includedir=$${prefix}/include' \
+	  'libdir=$${prefix}/lib' '' 'Name: orchd-protocol' \
+	  'Description: orchd extension protocol library (framing and codec)' \
+	  'Version: $(VERSION)' 'Requires.private: json-c' \
+	  'Cflags: -I$${includedir}' 'Libs: -L$${libdir} -lorchd-protocol' > $@
+
+# --- tests -------------------------------------------------------------------
+# Each tests/test_NAME.c defines `Suite *NAME_suite(void)`; the list of suites
+# is generated, so adding a module's tests needs no edit elsewhere.
+$(BUILD)/tests/suites.h: $(TEST_SRC) Makefile
+	@mkdir -p $(@D)
+	{ for f in $(patsubst tests/test_%.c,%,$(TEST_SRC)); do echo "SUITE($$f)"; done; } > $@.tmp
+	cmp -s $@.tmp $@ 2>/dev/null && rm -f $@.tmp || mv $@.tmp $@
+
+$(call obj,tests/main.c $(TEST_SRC) $(TESTLIB_SRC)): $(BUILD)/tests/suites.h
+
+$(TEST_BIN): $(BUILD)/obj/tests/main.o $(call obj,$(TEST_SRC) $(TESTLIB_SRC)) $(ORCH_OBJ) $(COMMON_OBJ) $(PROTO_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(CHECK_LIBS) -lm
+
+$(BUILD)/tests/helpers/%: $(BUILD)/obj/tests/helpers/%.o $(PROTO_LIB) $(BUILD)/obj/common/util.o
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(JSON_LIBS)
+
+check: all $(TEST_BIN) $(TEST_HELPERS)
+	ORCHD_BUILD=$(abspath $(BUILD)) ORCHD_SRC=$(CURDIR) \
+	  $(TEST_BIN)
+
+# --- install -----------------------------------------------------------------
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR)/orchd/extensions \
+	  $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR)/orchd $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 755 $(ORCHD) $(DESTDIR)$(BINDIR)/orchd
+	for e in $(EXT_NAMES); do \
+	  install -m 755 $(EXT_DIR)/orchd-ext-$$e $(DESTDIR)$(LIBEXECDIR)/orchd/extensions/ && \
+	  install -m 644 extensions/$$e/manifest.json \
+	    $(DESTDIR)$(LIBEXECDIR)/orchd/extensions/orchd-ext-$$e.manifest.json || exit 1; \
+	done
+	install -m 644 $(PROTO_LIB) $(DESTDIR)$(LIBDIR)/
+	install -m 644 protocol/orchd_protocol.h $(DESTDIR)$(INCDIR)/orchd/
+	install -m 644 $(BUILD)/orchd-protocol.pc $(DESTDIR)$(PKGCONFIGDIR)/
+	if [ -f orchestrator/orchd.1 ]; then install -d $(DESTDIR)$(MANDIR)/man1 && \
+	  install -m 644 orchestrator/orchd.1 $(DESTDIR)$(MANDIR)/man1/; fi
+
+# --- dependencies, tools, lint, bench ----------------------------------------
+DEB_DEPS := build-essential pkg-config libyaml-dev libjson-c-dev libgit2-dev \
+	libcurl4-openssl-dev libssl-dev check clang-format cppcheck valgrind git python3 python3-venv
+
+deps:
+	@missing=$$(for p in $(DEB_DEPS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+	  | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing $$missing"; \
+	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	else echo "deps: all present"; fi
+
+tools:
+	bash tests/tools/install-tools.sh
+
+LINT_SRC = $(COMMON_SRC) $(PROTO_SRC) $(ORCH_SRC) $(MAIN_SRC) \
+	$(wildcard extensions/*/*.c) $(TEST_SRC) $(TESTLIB_SRC) $(TEST_HELPER_SRC) \
+	$(wildcard common/*.h protocol/*.h orchestrator/*/*.h extensions/*/*.h)
+
+lint:
+	clang-format --dry-run --Werror $(LINT_SRC)
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability \
+	  --inline-suppr --std=c11 -D_GNU_SOURCE -Icommon -Iprotocol -Iorchestrator \
+	  --suppress=missingIncludeSystem $(filter %.c,$(LINT_SRC))
+
+bench: all
+	bash bench/run.sh $(BUILD)
+
+clean:
+	rm -rf build
+
+.PHONY: all check install deps tools lint bench clean
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

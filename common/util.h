@@ -1,0 +1,60 @@
+/*
+ * util: process-wide helpers shared by orchd and its tests.
+ *
+ * Error convention (as in git): library code reports with error(), which
+ * prints "PROG: error: MESSAGE" on stderr and returns -1, so that a caller
+ * writes `return error("cannot open %s: %s", path, strerror(errno));`.
+ * Messages are lowercase and carry no final full stop.  die() is for the
+ * top level only (main and allocation failure).
+ *
+ * x*alloc() never return NULL: on exhaustion they die with ORCHD_EXIT_SYSTEM.
+ */
+#ifndef ORCHD_UTIL_H
+#define ORCHD_UTIL_H
+
+#include <stddef.h>
+
+/* Exit codes, documented in README.md and `orchd --help`. */
+enum orchd_exit {
+	ORCHD_EXIT_OK = 0,
+	ORCHD_EXIT_FAILED = 1,    /* a step (instance) failed */
+	ORCHD_EXIT_USAGE = 2,     /* usage or configuration error */
+	ORCHD_EXIT_SYSTEM = 3,    /* system or state error: I/O, lock timeout */
+	ORCHD_EXIT_SIGINT = 130,  /* interrupted by SIGINT */
+	ORCHD_EXIT_SIGTERM = 143, /* interrupted by SIGTERM */
+};
+
+/* Program name used as message prefix; defaults to "orchd". */
+void set_progname(const char *name);
+const char *get_progname(void);
+
+int error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void warning(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+_Noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+_Noreturn void die_errno_exit(int code, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t nmemb, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Grow an array so that it holds at least nr elements. */
+#define ALLOC_GROW(x, nr, alloc)                                                   \
+	do {                                                                       \
+		if ((nr) > (alloc)) {                                              \
+			(alloc) = (alloc) < 8 ? 8 : (alloc)*2;                     \
+			if ((alloc) < (nr))                                        \
+				(alloc) = (nr);                                    \
+			(x) = xrealloc((x), (alloc) * sizeof(*(x)));               \
+		}                                                                  \
+	} while (0)
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Monotonic clock in milliseconds. */
+long long now_ms(void);
+
+#endif

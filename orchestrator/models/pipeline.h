@@ -1,0 +1,148 @@
+/*
+ * models/pipeline: the C models of one pipeline file (architecture.md's
+ * "core pydantic models").  Built by core/bootstrap from YAML, read by every
+ * other part of the core.  Extensions never see these structs: they receive
+ * one instance's config blob over the protocol.
+ *
+ * Ownership: a struct orchd_pipeline owns everything reachable from it
+ * (strings, arrays and json-c objects); free it with orchd_pipeline_free().
+ * json_object pointers stored here hold one reference owned by the model;
+ * callers that keep one beyond the pipeline's life take json_object_get().
+ *
+ * Positions are 1-based line and column in the pipeline file (column counts
+ * bytes), 0 when unknown.
+ */
+#ifndef ORCHD_MODELS_PIPELINE_H
+#define ORCHD_MODELS_PIPELINE_H
+
+#include <json-c/json.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct orchd_pos {
+	unsigned line;
+	unsigned column;
+};
+
+/* Which fields of an orchd_exec were set explicitly (for merging). */
+enum orchd_exec_field {
+	ORCHD_EXEC_MAX_ATTEMPTS = 1 << 0,
+	ORCHD_EXEC_TIMEOUT = 1 << 1,
+	ORCHD_EXEC_BACKOFF_INITIAL = 1 << 2,
+	ORCHD_EXEC_BACKOFF_MAX = 1 << 3,
+	ORCHD_EXEC_BACKOFF_FACTOR = 1 << 4,
+	ORCHD_EXEC_GRACE = 1 << 5,
+};
+
+/* Execution settings: core.execution_defaults, overridable per instance. */
+struct orchd_exec {
+	int max_attempts;          /* >= 1; default 1 */
+	int64_t timeout_ms;        /* per attempt; 0 = no timeout (default) */
+	int64_t backoff_initial_ms; /* delay before the 2nd attempt; default 1000 */
+	int64_t backoff_max_ms;    /* cap of the delay; default 60000 */
+	double backoff_factor;     /* multiplier per attempt; default 2.0 */
+	int64_t grace_ms;          /* SIGTERM -> SIGKILL grace; default 10000 */
+	unsigned set;              /* mask of enum orchd_exec_field */
+};
+
+enum orchd_engine_type {
+	ORCHD_ENGINE_LOCAL = 0,
+	ORCHD_ENGINE_PULUMI,
+};
+
+struct orchd_engine_config {
+	enum orchd_engine_type type;
+	char *backend; /* pulumi: backend URL, NULL = default */
+	char *project; /* pulumi: project name, NULL = pipeline name */
+	struct orchd_pos pos;
+};
+
+struct orchd_core {
+	char *stack;                /* default "dev" */
+	struct orchd_exec defaults; /* execution_defaults */
+	int parallelism;            /* 0 = number of CPUs */
+	struct orchd_engine_config engine;
+	char *state_dir;            /* NULL = .orchd beside the pipeline file */
+	json_object *env;           /* object: NAME -> string value; never NULL */
+	struct orchd_pos pos;
+};
+
+/* One reference `${{ TYPE.NAME.outputs.KEY }}` found in an instance config. */
+struct orchd_ref {
+	char *target; /* "TYPE.NAME" as written */
+	char *key;
+	size_t target_index; /* resolved instance index, valid after validation */
+	struct orchd_pos pos;
+};
+
+struct orchd_instance {
+	char *type;  /* extension type: the section key, e.g. "terraform" */
+	char *name;  /* instance name, unique within the pipeline */
+	char *id;    /* "type.name" */
+	struct orchd_pos pos;      /* of the instance mapping */
+	struct orchd_pos name_pos; /* of the name value */
+	int enabled;               /* default 1 */
+	struct orchd_exec exec;    /* merged: core defaults < instance overrides */
+
+	/* depends_on as written ("TYPE.NAME" or "NAME") and where. */
+	char **depends_on;
+	struct orchd_pos *depends_pos;
+	size_t ndepends;
+
+	/* Resolved edges (indices into pipeline->inst), after validation:
+	 * depends_on plus references, deduplicated, in first-seen order. */
+	size_t *deps;
+	size_t ndeps;
+
+	struct orchd_ref *refs;
+	size_t nrefs;
+
+	/* The rest of the instance mapping: the config blob the extension sees
+	 * (before the core merges its defaults in; see orchd_instance_config()). */
+	json_object *config;
+	json_object *mock_outputs; /* NULL when absent */
+	/* Environment variables this instance passes to its extension:
+	 * names (taken from core.env or orchd's environment) and values. */
+	json_object *env; /* object NAME -> string; never NULL */
+};
+
+struct orchd_pipeline {
+	char *file; /* as given on the command line */
+	char *name; /* the single top-level key */
+	struct orchd_pos name_pos;
+	struct orchd_core core;
+	struct orchd_instance *inst; /* in file order */
+	size_t ninst;
+	/* Extension types in file order, with the position of their section. */
+	char **types;
+	struct orchd_pos *types_pos;
+	size_t ntypes;
+};
+
+void orchd_exec_set_defaults(struct orchd_exec *e);
+/* Fields of `over` that are set replace those of `base`. */
+void orchd_exec_merge(struct orchd_exec *base, const struct orchd_exec *over);
+
+/* Index of the instance with id "type.name", or of the only instance called
+ * "name" when ref has no dot and the name is unique.  (size_t)-1 if none;
+ * *ambiguous (may be NULL) is set when a bare name matches several. */
+size_t orchd_pipeline_find(const struct orchd_pipeline *p, const char *ref, int *ambiguous);
+
+/* The stack name of an instance: <core.stack>-<type>-<name>. Malloc'ed. */
+char *orchd_instance_stack(const struct orchd_pipeline *p, const struct orchd_instance *in);
+
+/*
+ * The config blob handed to the extension: a new object (caller puts it)
+ * made of the instance's config with the core defaults merged in under the
+ * key "execution" ({max_attempts, timeout, ...}) unless the instance config
+ * defines that key itself.  See README "Configuration precedence".
+ */
+json_object *orchd_instance_config(const struct orchd_pipeline *p, const struct orchd_instance *in);
+
+void orchd_pipeline_free(struct orchd_pipeline *p);
+
+/* A name usable as a file and stack name: [A-Za-z0-9][A-Za-z0-9_.-]{0,62},
+ * not containing "..".  Returns 1 if safe. */
+int orchd_name_is_safe(const char *s);
+
+#endif

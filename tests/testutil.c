@@ -1,0 +1,145 @@
+#include "testutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "strbuf.h"
+#include "util.h"
+
+static char *join_env(const char *var, const char *dflt, const char *rel)
+{
+	const char *base = getenv(var);
+
+	return xasprintf("%s/%s", base && *base ? base : dflt, rel);
+}
+
+char *test_src_path(const char *rel)
+{
+	return join_env("ORCHD_SRC", ".", rel);
+}
+
+char *test_build_path(const char *rel)
+{
+	return join_env("ORCHD_BUILD", "build", rel);
+}
+
+char *test_read_file(const char *path, size_t *len)
+{
+	struct strbuf sb = STRBUF_INIT;
+	char buf[8192];
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return NULL;
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		if (sb_add(&sb, buf, (size_t)n) < 0)
+			break;
+	close(fd);
+	if (n < 0) {
+		sb_release(&sb);
+		return NULL;
+	}
+	return sb_detach(&sb, len);
+}
+
+char *test_tmpdir(void)
+{
+	const char *t = getenv("TMPDIR");
+	char *p = xasprintf("%s/orchd-test-XXXXXX", t && *t ? t : "/tmp");
+
+	if (!mkdtemp(p)) {
+		free(p);
+		return NULL;
+	}
+	return p;
+}
+
+void test_rmtree(const char *path)
+{
+	pid_t pid;
+
+	if (!path || !*path)
+		return;
+	pid = fork();
+	if (pid == 0) {
+		execlp("rm", "rm", "-rf", "--", path, (char *)NULL);
+		_exit(127);
+	}
+	if (pid > 0)
+		waitpid(pid, NULL, 0);
+}
+
+int test_run(char *const argv[], char **out, char **err)
+{
+	int po[2], pe[2], status;
+	struct strbuf sbo = STRBUF_INIT, sbe = STRBUF_INIT;
+	struct pollfd pfd[2];
+	pid_t pid;
+	int open_fds = 2;
+
+	if (pipe2(po, O_CLOEXEC) < 0)
+		return -1;
+	if (pipe2(pe, O_CLOEXEC) < 0) {
+		close(po[0]);
+		close(po[1]);
+		return -1;
+	}
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		int devnull = open("/dev/null", O_RDONLY);
+
+		dup2(devnull, 0);
+		dup2(po[1], 1);
+		dup2(pe[1], 2);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	close(po[1]);
+	close(pe[1]);
+	pfd[0].fd = po[0];
+	pfd[1].fd = pe[0];
+	pfd[0].events = pfd[1].events = POLLIN;
+	while (open_fds > 0) {
+		if (poll(pfd, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		for (int i = 0; i < 2; i++) {
+			char buf[8192];
+			ssize_t n;
+
+			if (pfd[i].fd < 0 || !(pfd[i].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			n = read(pfd[i].fd, buf, sizeof(buf));
+			if (n <= 0) {
+				close(pfd[i].fd);
+				pfd[i].fd = -1;
+				open_fds--;
+				continue;
+			}
+			sb_add(i ? &sbe : &sbo, buf, (size_t)n);
+		}
+	}
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (out)
+		*out = sb_detach(&sbo, NULL);
+	else
+		sb_release(&sbo);
+	if (err)
+		*err = sb_detach(&sbe, NULL);
+	else
+		sb_release(&sbe);
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return WEXITSTATUS(status);
+}
