@@ -1,0 +1,134 @@
+/*
+ * core/logging: the console.  Every line orchd prints about a run goes
+ * through here, so that the formatting of output lives in one module.
+ *
+ *   - log lines, each prefixed with its instance: "[exec.build] text", the
+ *     prefix padded to the longest registered instance id, colored per
+ *     instance on a TTY (unless NO_COLOR is set in the environment);
+ *   - a live status line on a TTY only ("running 3, done 10, failed 1:
+ *     exec.a exec.b ..."), redrawn in place with "\r\033[K" and erased
+ *     before any other output;
+ *   - an end-of-run summary table (orchd_console_summary());
+ *   - a level filter (--quiet: warnings and errors only; --verbose: debug);
+ *   - secret masking: every registered secret string is replaced by "***"
+ *     in every line before it is printed.
+ *
+ * Error convention: functions return 0 or -1 (errno set); they never exit.
+ * Strings passed in are borrowed (copied when kept).
+ */
+#ifndef ORCHD_CORE_LOGGING_H
+#define ORCHD_CORE_LOGGING_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+enum orchd_log_level {
+	ORCHD_LOG_DEBUG = 0,
+	ORCHD_LOG_INFO = 1,
+	ORCHD_LOG_WARNING = 2,
+	ORCHD_LOG_ERROR = 3,
+};
+
+/* Where a log line came from. */
+enum orchd_log_source {
+	ORCHD_LOGSRC_PROTOCOL = 0,    /* a {"type":"log"} (or progress) message */
+	ORCHD_LOGSRC_STDERR = 1,      /* a line of the extension's stderr */
+	ORCHD_LOGSRC_STDOUT_TEXT = 2, /* a non-protocol line on the extension's stdout */
+	ORCHD_LOGSRC_ORCHD = 3,       /* said by orchd itself about the instance */
+};
+
+/* "debug", "info", "warning", "error". */
+const char *orchd_log_level_name(enum orchd_log_level l);
+/* -1 when name is NULL or unknown. */
+int orchd_log_level_from_name(const char *name);
+/* "protocol", "stderr", "stdout-text", "orchd". */
+const char *orchd_log_source_name(enum orchd_log_source s);
+
+/* ---------------------------------------------------------------------------
+ * Secret masking.
+ *
+ * A set of strings that must never be printed.  orchd_mask_apply() replaces
+ * every occurrence of each of them with "***".  Efficient for many secrets:
+ * secrets are bucketed by their first byte, and a line is only searched for
+ * the secrets whose first byte occurs in it; at each position the longest
+ * matching secret wins.  Empty strings are ignored.
+ * ------------------------------------------------------------------------- */
+
+struct orchd_mask; /* opaque */
+
+struct orchd_mask *orchd_mask_new(void);
+void orchd_mask_free(struct orchd_mask *m);
+/* Register a secret (copied).  Duplicates are ignored.  0 or -1. */
+int orchd_mask_add(struct orchd_mask *m, const char *secret);
+size_t orchd_mask_count(const struct orchd_mask *m);
+/*
+ * Mask text[0..len).  Returns NULL when nothing matched (use the text as
+ * is), else a malloc'ed NUL-terminated copy with the secrets replaced (the
+ * caller frees it; *outlen, if not NULL, receives its length).
+ */
+char *orchd_mask_apply(const struct orchd_mask *m, const char *text, size_t len, size_t *outlen);
+
+/* ---------------------------------------------------------------------------
+ * The console.
+ * ------------------------------------------------------------------------- */
+
+struct orchd_console_opts {
+	FILE *out;                 /* where lines go; NULL: stderr */
+	enum orchd_log_level level; /* lowest level printed (INFO by default,
+				      WARNING for --quiet, DEBUG for --verbose) */
+	int color;  /* -1 auto (TTY and no NO_COLOR), 0 never, 1 always */
+	int status; /* -1 auto (TTY only), 0 never, 1 always (tests) */
+};
+
+struct orchd_console; /* opaque */
+
+/* opts may be NULL (stderr, INFO, auto, auto).  NULL only on ENOMEM. */
+struct orchd_console *orchd_console_new(const struct orchd_console_opts *opts);
+/* Erases the status line; does not close out. */
+void orchd_console_free(struct orchd_console *c);
+
+/* The secret mask applied to every line (owned by the console). */
+struct orchd_mask *orchd_console_mask(struct orchd_console *c);
+
+/* Declare an instance id up front so that prefixes align and colors are
+ * stable (optional: unknown ids are registered on first use). */
+void orchd_console_add_instance(struct orchd_console *c, const char *id);
+
+/*
+ * Print one line of instance id (NULL: orchd's own line, no prefix) at
+ * level: "[id]   text\n".  Lines below the console's level are dropped.
+ * Levels warning and error are marked ("warning: ", "error: ").  text may
+ * contain anything; control characters other than tab are printed as '?'
+ * so that an extension cannot move the cursor.
+ */
+void orchd_console_log(struct orchd_console *c, const char *id, enum orchd_log_level level,
+		       const char *text);
+void orchd_console_logf(struct orchd_console *c, const char *id, enum orchd_log_level level,
+			const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* Update the live status line (drawn on a TTY only). running: ids of the
+ * running instances (borrowed). */
+void orchd_console_status(struct orchd_console *c, size_t done, size_t failed,
+			  const char *const *running, size_t nrunning);
+/* Erase the status line if shown. */
+void orchd_console_status_clear(struct orchd_console *c);
+
+/* One row of the end-of-run summary; filled by the scheduler. */
+struct orchd_summary_row {
+	const char *id;     /* "exec.build" */
+	const char *status; /* "success", "failed", "skipped", "timed out", ... */
+	int attempts;
+	long long wall_ms;
+	long long cpu_ms; /* user + system */
+	long max_rss_kb;  /* 0: unknown */
+};
+
+/* Print the summary table (always printed, whatever the level). */
+void orchd_console_summary(struct orchd_console *c, const struct orchd_summary_row *rows,
+			   size_t nrows);
+
+/* Format helpers (exposed for tests): "1.2s", "850ms", "2m03s"; "12.3 MiB". */
+void orchd_format_duration(char *buf, size_t n, long long ms);
+void orchd_format_kib(char *buf, size_t n, long kib);
+
+#endif
