@@ -1,0 +1,437 @@
+/*
+ * ext: the extension side of the protocol for C extensions (see
+ * orchd_protocol.h, "Extension-side helper").
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "orchd_protocol.h"
+
+struct op_ext {
+	const struct op_ext_info *info;
+	int in_fd, out_fd;
+	struct op_splitter *sp;
+	struct json_object *action_msg; /* owned */
+	struct json_object *empty;      /* owned: {} for absent config/outputs */
+	enum op_action action;
+	bool eof;
+	bool cancelled;
+	bool result_sent;
+	char reason[64];
+};
+
+__attribute__((format(printf, 2, 3))) static void complain(const struct op_ext *ext,
+							    const char *fmt, ...)
+{
+	char buf[OP_ERRMAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	dprintf(2, "%s: %s\n", ext->info && ext->info->name ? ext->info->name : "extension",
+		buf);
+}
+
+static int send_line(struct op_ext *ext, char *line)
+{
+	int ret;
+
+	if (!line)
+		return -1;
+	ret = op_write_all(ext->out_fd, line, strlen(line));
+	free(line);
+	return ret;
+}
+
+/*
+ * Read the next message (blocking).  1: *p holds a valid message; 0: end of
+ * input; -1: read error or protocol error (reported on stderr).
+ */
+static int read_msg(struct op_ext *ext, struct op_parsed *p)
+{
+	char buf[65536];
+
+	for (;;) {
+		const char *line;
+		size_t len;
+		enum op_line_status st = op_splitter_next(ext->sp, &line, &len);
+
+		if (st == OP_LINE_TOO_LONG) {
+			complain(ext, "protocol error: line exceeds %d bytes", OP_MAX_LINE);
+			return -1;
+		}
+		if (st == OP_LINE_OK) {
+			if (op_parse_line(OP_TO_EXT, line, len, p) < 0)
+				return -1;
+			if (p->verdict == OP_VALID)
+				return 1;
+			if (p->verdict == OP_EMPTY)
+				continue;
+			complain(ext, "protocol error: %s",
+				 p->verdict == OP_NON_PROTOCOL ? "input is not a JSON object"
+							       : p->error);
+			op_parsed_release(p);
+			return -1;
+		}
+		if (op_splitter_done(ext->sp))
+			return 0;
+		ssize_t n = read(ext->in_fd, buf, sizeof(buf));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			complain(ext, "cannot read stdin: %s", strerror(errno));
+			return -1;
+		}
+		if (n == 0) {
+			ext->eof = true;
+			op_splitter_finish(ext->sp);
+		} else if (op_splitter_feed(ext->sp, buf, (size_t)n) < 0) {
+			return -1;
+		}
+	}
+}
+
+struct op_ext *op_ext_start(const struct op_ext_info *info, int in_fd, int out_fd)
+{
+	struct op_ext *ext = calloc(1, sizeof(*ext));
+	struct op_parsed p;
+	struct json_object *proto;
+	int r, version;
+
+	if (!ext)
+		return NULL;
+	signal(SIGPIPE, SIG_IGN);
+	ext->info = info;
+	ext->in_fd = in_fd;
+	ext->out_fd = out_fd;
+	ext->sp = op_splitter_new(0, OP_SPLIT_STRICT);
+	ext->empty = json_object_new_object();
+	if (!ext->sp || !ext->empty)
+		goto fail;
+
+	r = read_msg(ext, &p);
+	if (r == 0)
+		complain(ext, "protocol error: end of input before hello");
+	if (r <= 0)
+		goto fail;
+	if (p.type != OP_MSG_HELLO) {
+		complain(ext, "protocol error: expected hello, got %s", op_msg_type_name(p.type));
+		op_parsed_release(&p);
+		goto fail;
+	}
+	proto = op_get(p.msg, "protocol");
+	version = op_negotiate(OP_PROTOCOL_MIN, OP_PROTOCOL_MAX, (int)op_get_int(proto, "min", 0),
+			       (int)op_get_int(proto, "max", 0));
+	if (version < 0) {
+		char msg[OP_ERRMAX];
+
+		snprintf(msg, sizeof(msg), "extension %s speaks protocol %d..%d, orchd offers %lld..%lld",
+			 info->name, OP_PROTOCOL_MIN, OP_PROTOCOL_MAX,
+			 op_get_int(proto, "min", 0), op_get_int(proto, "max", 0));
+		op_parsed_release(&p);
+		send_line(ext, op_encode_error(msg, false));
+		complain(ext, "%s", msg);
+		goto fail;
+	}
+	op_parsed_release(&p);
+	if (send_line(ext, op_encode_hello_ext(version, info->name, info->version,
+					       info->min_orchd_version, info->actions)) < 0) {
+		complain(ext, "cannot write hello: %s", strerror(errno));
+		goto fail;
+	}
+
+	r = read_msg(ext, &p);
+	if (r == 0)
+		complain(ext, "protocol error: end of input before the action");
+	if (r <= 0)
+		goto fail;
+	if (p.type != OP_MSG_ACTION) {
+		if (p.type == OP_MSG_CANCEL)
+			complain(ext, "cancelled before the action");
+		else
+			complain(ext, "protocol error: expected action, got %s",
+				 op_msg_type_name(p.type));
+		op_parsed_release(&p);
+		goto fail;
+	}
+	ext->action_msg = op_parsed_steal(&p);
+	ext->action = op_action_from_name(op_get_str(ext->action_msg, "action"));
+	return ext;
+fail:
+	op_ext_free(ext);
+	return NULL;
+}
+
+enum op_action op_ext_action(const struct op_ext *ext)
+{
+	return ext->action;
+}
+
+struct json_object *op_ext_message(const struct op_ext *ext)
+{
+	return ext->action_msg;
+}
+
+static struct json_object *object_or_empty(const struct op_ext *ext, const char *key)
+{
+	struct json_object *v = op_get(ext->action_msg, key);
+
+	return json_object_is_type(v, json_type_object) ? v : ext->empty;
+}
+
+struct json_object *op_ext_config(const struct op_ext *ext)
+{
+	return object_or_empty(ext, "config");
+}
+
+struct json_object *op_ext_outputs(const struct op_ext *ext)
+{
+	return object_or_empty(ext, "outputs");
+}
+
+struct json_object *op_ext_state(const struct op_ext *ext)
+{
+	return op_get(ext->action_msg, "state");
+}
+
+static const char *str_or_empty(const struct op_ext *ext, const char *key)
+{
+	const char *s = op_get_str(ext->action_msg, key);
+
+	return s ? s : "";
+}
+
+const char *op_ext_instance(const struct op_ext *ext)
+{
+	return str_or_empty(ext, "instance");
+}
+
+const char *op_ext_stack(const struct op_ext *ext)
+{
+	return str_or_empty(ext, "stack");
+}
+
+const char *op_ext_workdir(const struct op_ext *ext)
+{
+	return str_or_empty(ext, "workdir");
+}
+
+static int after_result(const struct op_ext *ext)
+{
+	if (ext->result_sent) {
+		errno = EINVAL;
+		return -1;
+	}
+	return 0;
+}
+
+/* vasprintf into a malloc'ed string; NULL on ENOMEM. */
+static char *vfmt(const char *fmt, va_list ap)
+{
+	char *s = NULL;
+
+	if (vasprintf(&s, fmt, ap) < 0)
+		return NULL;
+	return s;
+}
+
+int op_ext_log(struct op_ext *ext, const char *level, const char *fmt, ...)
+{
+	va_list ap;
+	char *msg;
+	int ret;
+
+	if (after_result(ext))
+		return -1;
+	va_start(ap, fmt);
+	msg = vfmt(fmt, ap);
+	va_end(ap);
+	if (!msg)
+		return -1;
+	ret = send_line(ext, op_encode_log(level, msg));
+	free(msg);
+	return ret;
+}
+
+int op_ext_progress(struct op_ext *ext, int percent, const char *fmt, ...)
+{
+	va_list ap;
+	char *msg;
+	int ret;
+
+	if (after_result(ext))
+		return -1;
+	va_start(ap, fmt);
+	msg = vfmt(fmt, ap);
+	va_end(ap);
+	if (!msg)
+		return -1;
+	ret = send_line(ext, op_encode_progress(msg, percent));
+	free(msg);
+	return ret;
+}
+
+int op_ext_output(struct op_ext *ext, const char *key, const struct json_object *value,
+		  bool secret)
+{
+	if (after_result(ext))
+		return -1;
+	return send_line(ext, op_encode_output(key, value, secret));
+}
+
+int op_ext_output_str(struct op_ext *ext, const char *key, const char *value, bool secret)
+{
+	struct json_object *v = json_object_new_string(value ? value : "");
+	int ret;
+
+	if (!v)
+		return -1;
+	ret = op_ext_output(ext, key, v, secret);
+	json_object_put(v);
+	return ret;
+}
+
+int op_ext_state_send(struct op_ext *ext, const struct json_object *state)
+{
+	if (after_result(ext))
+		return -1;
+	return send_line(ext, op_encode_state(state));
+}
+
+int op_ext_error(struct op_ext *ext, bool retryable, const char *fmt, ...)
+{
+	va_list ap;
+	char *msg;
+	int ret;
+
+	if (after_result(ext))
+		return -1;
+	va_start(ap, fmt);
+	msg = vfmt(fmt, ap);
+	va_end(ap);
+	if (!msg)
+		return -1;
+	ret = send_line(ext, op_encode_error(msg, retryable));
+	free(msg);
+	return ret;
+}
+
+int op_ext_result(struct op_ext *ext, bool success, int changed, const struct json_object *extra,
+		  const char *fmt, ...)
+{
+	va_list ap;
+	char *summary = NULL;
+	int ret;
+
+	if (after_result(ext))
+		return -1;
+	if (fmt) {
+		va_start(ap, fmt);
+		summary = vfmt(fmt, ap);
+		va_end(ap);
+		if (!summary)
+			return -1;
+	}
+	ret = send_line(ext, op_encode_result(success, changed, summary, extra));
+	free(summary);
+	ext->result_sent = true;
+	return ret;
+}
+
+int op_ext_in_fd(const struct op_ext *ext)
+{
+	return ext->in_fd;
+}
+
+bool op_ext_cancelled(const struct op_ext *ext)
+{
+	return ext->cancelled;
+}
+
+/* Look at the buffered lines for a cancel. */
+static void drain(struct op_ext *ext)
+{
+	for (;;) {
+		const char *line;
+		size_t len;
+		struct op_parsed p;
+		enum op_line_status st = op_splitter_next(ext->sp, &line, &len);
+
+		if (st == OP_LINE_NONE)
+			break;
+		if (st != OP_LINE_OK)
+			continue;
+		op_parse_line(OP_TO_EXT, line, len, &p);
+		if (p.verdict == OP_VALID && p.type == OP_MSG_CANCEL && !ext->cancelled) {
+			snprintf(ext->reason, sizeof(ext->reason), "%s",
+				 op_get_str(p.msg, "reason"));
+			ext->cancelled = true;
+		}
+		op_parsed_release(&p);
+	}
+	if (ext->eof && !ext->cancelled) {
+		snprintf(ext->reason, sizeof(ext->reason), "eof");
+		ext->cancelled = true;
+	}
+}
+
+bool op_ext_check_cancel(struct op_ext *ext, const char **reason)
+{
+	char buf[65536];
+
+	drain(ext);
+	while (!ext->cancelled && !ext->eof) {
+		struct pollfd pfd = {ext->in_fd, POLLIN, 0};
+		ssize_t n;
+
+		if (poll(&pfd, 1, 0) <= 0)
+			break;
+		n = read(ext->in_fd, buf, sizeof(buf));
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n <= 0) {
+			ext->eof = true;
+			op_splitter_finish(ext->sp);
+		} else if (op_splitter_feed(ext->sp, buf, (size_t)n) < 0) {
+			break;
+		}
+		drain(ext);
+	}
+	if (reason)
+		*reason = ext->cancelled ? ext->reason : NULL;
+	return ext->cancelled;
+}
+
+int op_ext_finish(struct op_ext *ext)
+{
+	int status = 0;
+
+	if (!ext)
+		return 1;
+	if (!ext->result_sent) {
+		op_ext_result(ext, false, -1, NULL, "extension ended without a result");
+		status = 1;
+	}
+	op_ext_free(ext);
+	return status;
+}
+
+void op_ext_free(struct op_ext *ext)
+{
+	if (!ext)
+		return;
+	op_splitter_free(ext->sp);
+	json_object_put(ext->action_msg);
+	json_object_put(ext->empty);
+	free(ext);
+}
