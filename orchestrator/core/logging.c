@@ -1,0 +1,382 @@
+/*
+ * core/logging: the console (see logging.h).
+ */
+#include "core/logging.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "strbuf.h"
+#include "util.h"
+
+static const char *const level_names[] = { "debug", "info", "warning", "error" };
+static const char *const source_names[] = { "protocol", "stderr", "stdout-text", "orchd" };
+
+const char *orchd_log_level_name(enum orchd_log_level l)
+{
+	if ((size_t)l >= ARRAY_SIZE(level_names))
+		return "info";
+	return level_names[l];
+}
+
+int orchd_log_level_from_name(const char *name)
+{
+	if (!name)
+		return -1;
+	for (size_t i = 0; i < ARRAY_SIZE(level_names); i++)
+		if (!strcmp(name, level_names[i]))
+			return (int)i;
+	return -1;
+}
+
+const char *orchd_log_source_name(enum orchd_log_source s)
+{
+	if ((size_t)s >= ARRAY_SIZE(source_names))
+		return "orchd";
+	return source_names[s];
+}
+
+/* --- secret masking ------------------------------------------------------ */
+
+struct mask_secret {
+	char *s;
+	size_t len;
+};
+
+struct orchd_mask {
+	/* by first byte; each bucket sorted longest first */
+	struct mask_secret *bucket[256];
+	size_t nbucket[256];
+	size_t abucket[256];
+	size_t count;
+};
+
+struct orchd_mask *orchd_mask_new(void)
+{
+	return calloc(1, sizeof(struct orchd_mask));
+}
+
+void orchd_mask_free(struct orchd_mask *m)
+{
+	if (!m)
+		return;
+	for (int b = 0; b < 256; b++) {
+		for (size_t i = 0; i < m->nbucket[b]; i++)
+			free(m->bucket[b][i].s);
+		free(m->bucket[b]);
+	}
+	free(m);
+}
+
+int orchd_mask_add(struct orchd_mask *m, const char *secret)
+{
+	size_t len = secret ? strlen(secret) : 0;
+	unsigned char b;
+	struct mask_secret *v;
+	size_t i;
+
+	if (!len)
+		return 0;
+	b = (unsigned char)secret[0];
+	v = m->bucket[b];
+	for (i = 0; i < m->nbucket[b]; i++)
+		if (v[i].len == len && !memcmp(v[i].s, secret, len))
+			return 0;
+	ALLOC_GROW(m->bucket[b], m->nbucket[b] + 1, m->abucket[b]);
+	v = m->bucket[b];
+	/* insertion point: keep longest first */
+	for (i = 0; i < m->nbucket[b] && v[i].len >= len; i++)
+		;
+	memmove(v + i + 1, v + i, (m->nbucket[b] - i) * sizeof(*v));
+	v[i].s = xstrdup(secret);
+	v[i].len = len;
+	m->nbucket[b]++;
+	m->count++;
+	return 0;
+}
+
+size_t orchd_mask_count(const struct orchd_mask *m)
+{
+	return m ? m->count : 0;
+}
+
+char *orchd_mask_apply(const struct orchd_mask *m, const char *text, size_t len, size_t *outlen)
+{
+	struct strbuf sb = STRBUF_INIT;
+	size_t copied = 0, i = 0;
+	int hit = 0;
+
+	if (!m || !m->count)
+		return NULL;
+	while (i < len) {
+		unsigned char b = (unsigned char)text[i];
+		const struct mask_secret *v = m->bucket[b];
+		size_t nv = m->nbucket[b], j;
+
+		for (j = 0; j < nv; j++)
+			if (v[j].len <= len - i && !memcmp(text + i, v[j].s, v[j].len))
+				break;
+		if (j == nv) {
+			i++;
+			continue;
+		}
+		hit = 1;
+		sb_add(&sb, text + copied, i - copied);
+		sb_addstr(&sb, "***");
+		i += v[j].len;
+		copied = i;
+	}
+	if (!hit)
+		return NULL;
+	sb_add(&sb, text + copied, len - copied);
+	return sb_detach(&sb, outlen);
+}
+
+/* --- console ------------------------------------------------------------- */
+
+struct console_inst {
+	char *id;
+	int color;
+};
+
+struct orchd_console {
+	FILE *out;
+	enum orchd_log_level level;
+	int color;
+	int status;
+	int status_shown;
+	size_t width; /* longest id */
+	struct console_inst *inst;
+	size_t ninst, ainst;
+	struct orchd_mask *mask;
+	struct strbuf line;
+};
+
+/* 256-color-safe basic palette: green, yellow, blue, magenta, cyan and bright ones */
+static const int palette[] = { 32, 33, 34, 35, 36, 92, 93, 94, 95, 96 };
+
+static int is_tty(FILE *f)
+{
+	return isatty(fileno(f));
+}
+
+struct orchd_console *orchd_console_new(const struct orchd_console_opts *opts)
+{
+	struct orchd_console *c = calloc(1, sizeof(*c));
+	int tty;
+
+	if (!c)
+		return NULL;
+	c->out = opts && opts->out ? opts->out : stderr;
+	c->level = opts ? opts->level : ORCHD_LOG_INFO;
+	tty = is_tty(c->out);
+	c->color = opts ? opts->color : -1;
+	if (c->color < 0) {
+		const char *nc = getenv("NO_COLOR");
+		c->color = tty && !(nc && *nc);
+	}
+	c->status = opts ? opts->status : -1;
+	if (c->status < 0)
+		c->status = tty;
+	c->mask = orchd_mask_new();
+	if (!c->mask) {
+		free(c);
+		return NULL;
+	}
+	sb_init(&c->line, 0);
+	return c;
+}
+
+void orchd_console_free(struct orchd_console *c)
+{
+	if (!c)
+		return;
+	orchd_console_status_clear(c);
+	for (size_t i = 0; i < c->ninst; i++)
+		free(c->inst[i].id);
+	free(c->inst);
+	orchd_mask_free(c->mask);
+	sb_release(&c->line);
+	free(c);
+}
+
+struct orchd_mask *orchd_console_mask(struct orchd_console *c)
+{
+	return c->mask;
+}
+
+static struct console_inst *find_inst(struct orchd_console *c, const char *id)
+{
+	for (size_t i = 0; i < c->ninst; i++)
+		if (!strcmp(c->inst[i].id, id))
+			return &c->inst[i];
+	return NULL;
+}
+
+static struct console_inst *get_inst(struct orchd_console *c, const char *id)
+{
+	struct console_inst *in = find_inst(c, id);
+	size_t l;
+
+	if (in)
+		return in;
+	ALLOC_GROW(c->inst, c->ninst + 1, c->ainst);
+	in = &c->inst[c->ninst];
+	in->id = xstrdup(id);
+	in->color = palette[c->ninst % ARRAY_SIZE(palette)];
+	c->ninst++;
+	l = strlen(id) + 2;
+	if (l > c->width)
+		c->width = l;
+	return in;
+}
+
+void orchd_console_add_instance(struct orchd_console *c, const char *id)
+{
+	get_inst(c, id);
+}
+
+void orchd_console_status_clear(struct orchd_console *c)
+{
+	if (!c->status_shown)
+		return;
+	fputs("\r\033[K", c->out);
+	fflush(c->out);
+	c->status_shown = 0;
+}
+
+void orchd_console_log(struct orchd_console *c, const char *id, enum orchd_log_level level,
+		       const char *text)
+{
+	struct strbuf *sb = &c->line;
+	char *masked;
+	size_t len, mlen;
+
+	if (level < c->level)
+		return;
+	sb_reset(sb);
+	if (id) {
+		struct console_inst *in = get_inst(c, id);
+		size_t pad = c->width - (strlen(id) + 2);
+		if (c->color)
+			sb_addf(sb, "\033[%dm[%s]\033[0m", in->color, id);
+		else
+			sb_addf(sb, "[%s]", id);
+		sb_addf(sb, "%*s ", (int)pad, "");
+	}
+	if (level == ORCHD_LOG_WARNING)
+		sb_addstr(sb, c->color ? "\033[33mwarning:\033[0m " : "warning: ");
+	else if (level == ORCHD_LOG_ERROR)
+		sb_addstr(sb, c->color ? "\033[31merror:\033[0m " : "error: ");
+	else if (level == ORCHD_LOG_DEBUG)
+		sb_addstr(sb, "debug: ");
+	len = sb->len;
+	sb_addstr(sb, text ? text : "");
+	/* neutralize control characters from the extension */
+	for (size_t i = len; i < sb->len; i++) {
+		unsigned char ch = (unsigned char)sb->buf[i];
+		if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+			sb->buf[i] = '?';
+	}
+	masked = orchd_mask_apply(c->mask, sb->buf, sb->len, &mlen);
+	orchd_console_status_clear(c);
+	if (masked) {
+		fwrite(masked, 1, mlen, c->out);
+		free(masked);
+	} else {
+		fwrite(sb->buf, 1, sb->len, c->out);
+	}
+	fputc('\n', c->out);
+	if (c->status)
+		fflush(c->out);
+}
+
+void orchd_console_logf(struct orchd_console *c, const char *id, enum orchd_log_level level,
+			const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+	int n;
+
+	if (level < c->level)
+		return;
+	va_start(ap, fmt);
+	n = vasprintf(&s, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	orchd_console_log(c, id, level, s);
+	free(s);
+}
+
+void orchd_console_status(struct orchd_console *c, size_t done, size_t failed,
+			  const char *const *running, size_t nrunning)
+{
+	struct strbuf sb = STRBUF_INIT;
+
+	if (!c->status)
+		return;
+	sb_addf(&sb, "running %zu, done %zu, failed %zu", nrunning, done, failed);
+	for (size_t i = 0; i < nrunning && sb.len < 200; i++)
+		sb_addf(&sb, "%s%s", i ? " " : ": ", running[i]);
+	if (sb.len >= 200)
+		sb_setlen(&sb, 200);
+	fputs("\r\033[K", c->out);
+	fputs(sb_str(&sb), c->out);
+	fflush(c->out);
+	c->status_shown = 1;
+	sb_release(&sb);
+}
+
+void orchd_format_duration(char *buf, size_t n, long long ms)
+{
+	if (ms < 0)
+		snprintf(buf, n, "-");
+	else if (ms < 1000)
+		snprintf(buf, n, "%lldms", ms);
+	else if (ms < 60000)
+		snprintf(buf, n, "%lld.%llds", ms / 1000, (ms % 1000) / 100);
+	else
+		snprintf(buf, n, "%lldm%02llds", ms / 60000, (ms % 60000) / 1000);
+}
+
+void orchd_format_kib(char *buf, size_t n, long kib)
+{
+	if (kib <= 0)
+		snprintf(buf, n, "-");
+	else if (kib < 1024)
+		snprintf(buf, n, "%ld KiB", kib);
+	else if (kib < 1024L * 1024)
+		snprintf(buf, n, "%.1f MiB", kib / 1024.0);
+	else
+		snprintf(buf, n, "%.1f GiB", kib / (1024.0 * 1024));
+}
+
+void orchd_console_summary(struct orchd_console *c, const struct orchd_summary_row *rows,
+			   size_t nrows)
+{
+	size_t wid = strlen("INSTANCE"), wst = strlen("STATUS");
+	char dur[32], cpu[32], rss[32];
+
+	for (size_t i = 0; i < nrows; i++) {
+		if (strlen(rows[i].id) > wid)
+			wid = strlen(rows[i].id);
+		if (strlen(rows[i].status) > wst)
+			wst = strlen(rows[i].status);
+	}
+	orchd_console_status_clear(c);
+	fprintf(c->out, "%-*s  %-*s  %8s  %9s  %9s  %10s\n", (int)wid, "INSTANCE", (int)wst,
+		"STATUS", "ATTEMPTS", "DURATION", "CPU", "MAX RSS");
+	for (size_t i = 0; i < nrows; i++) {
+		orchd_format_duration(dur, sizeof(dur), rows[i].wall_ms);
+		orchd_format_duration(cpu, sizeof(cpu), rows[i].cpu_ms);
+		orchd_format_kib(rss, sizeof(rss), rows[i].max_rss_kb);
+		fprintf(c->out, "%-*s  %-*s  %8d  %9s  %9s  %10s\n", (int)wid, rows[i].id,
+			(int)wst, rows[i].status, rows[i].attempts, dur, cpu, rss);
+	}
+	fflush(c->out);
+}
