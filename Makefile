@@ -149,7 +149,19 @@ $(BUILD)/tests/helpers/%: $(BUILD)/obj/tests/helpers/%.o $(PROTO_LIB) $(BUILD)/o
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(JSON_LIBS)
 
-check: all $(TEST_BIN) $(TEST_HELPERS)
+# The state engine's helper links the engine itself; the ENOSPC shim is an
+# LD_PRELOAD library built without sanitizers.
+$(BUILD)/tests/helpers/statewriter: $(BUILD)/obj/tests/helpers/statewriter.o \
+  $(call obj,orchestrator/interfaces/engine.c orchestrator/interfaces/local.c \
+    common/crypto.c common/util.c common/strbuf.c)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/tests/shim/enospc.so: tests/shim/enospc.c
+	@mkdir -p $(@D)
+	$(CC) -std=c17 -O2 -Wall -Wextra -Werror -D_GNU_SOURCE -fPIC -shared -o $@ $< -ldl
+
+check: all $(TEST_BIN) $(TEST_HELPERS) $(BUILD)/tests/shim/enospc.so
 	ORCHD_BUILD=$(abspath $(BUILD)) ORCHD_SRC=$(CURDIR) \
 	  $(TEST_BIN)
 

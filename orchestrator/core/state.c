@@ -1,0 +1,87 @@
+/*
+ * state: the core's side of the state engine.  See state.h.
+ */
+#include "core/state.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "crypto.h"
+#include "strbuf.h"
+#include "util.h"
+
+/* Directory part of a path, "" for a bare file name. */
+static char *dir_of(const char *file)
+{
+	const char *slash = file ? strrchr(file, '/') : NULL;
+
+	if (!slash)
+		return xstrdup("");
+	if (slash == file)
+		return xstrdup("/");
+	return xstrndup(file, (size_t)(slash - file + 1));
+}
+
+char *orchd_state_dir(const struct orchd_pipeline *p, const char *cli_state_dir)
+{
+	const char *rel = ".orchd";
+	char *dir, *ret;
+
+	if (cli_state_dir && *cli_state_dir)
+		return xstrdup(cli_state_dir);
+	if (p && p->core.state_dir && *p->core.state_dir) {
+		if (p->core.state_dir[0] == '/')
+			return xstrdup(p->core.state_dir);
+		rel = p->core.state_dir;
+	}
+	dir = dir_of(p ? p->file : NULL);
+	ret = xasprintf("%s%s", dir, rel);
+	free(dir);
+	return ret;
+}
+
+int orchd_state_open(const struct orchd_pipeline *p, const char *state_dir,
+		     struct orchd_engine **out, char *err, size_t errlen)
+{
+	return orchd_engine_open(&p->core.engine, state_dir, p->name, out, err, errlen);
+}
+
+int orchd_state_lock(struct orchd_engine *e, const char *run_id, int argc,
+		     char *const argv[], long timeout_ms, char *err, size_t errlen)
+{
+	struct strbuf cmd = STRBUF_INIT;
+	struct orchd_lock_request req;
+	int ret;
+
+	sb_init(&cmd, 4096);
+	for (int i = 0; argv && i < argc; i++) {
+		if (i)
+			sb_addch(&cmd, ' ');
+		sb_addstr(&cmd, argv[i]);
+	}
+	req.run_id = run_id;
+	req.command = cmd.len ? sb_str(&cmd) : NULL;
+	req.timeout_ms = timeout_ms < 0 ? 0 : timeout_ms;
+	ret = orchd_engine_lock(e, &req, err, errlen);
+	sb_release(&cmd);
+	return ret;
+}
+
+char *orchd_run_id_new(void)
+{
+	unsigned char r[4] = {0, 0, 0, 0};
+	char tbuf[32], ebuf[128];
+	struct tm tm;
+	time_t t = time(NULL);
+
+	if (orchd_crypto_random(r, sizeof(r), ebuf, sizeof(ebuf))) {
+		long long n = now_ms();
+
+		memcpy(r, &n, sizeof(r));
+	}
+	gmtime_r(&t, &tm);
+	strftime(tbuf, sizeof(tbuf), "%Y%m%dT%H%M%SZ", &tm);
+	return xasprintf("r-%s-%02x%02x%02x%02x", tbuf, r[0], r[1], r[2], r[3]);
+}

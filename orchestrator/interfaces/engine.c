@@ -1,0 +1,167 @@
+/*
+ * engine: dispatch to an implementation, and the helpers of the record
+ * types every implementation shares.  See engine.h.
+ */
+#include "interfaces/engine.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "interfaces/local.h"
+#include "util.h"
+
+int orchd_engine_open(const struct orchd_engine_config *cfg, const char *state_dir,
+		      const char *pipeline_name, struct orchd_engine **out, char *err,
+		      size_t errlen)
+{
+	*out = NULL;
+	switch (cfg ? cfg->type : ORCHD_ENGINE_LOCAL) {
+	case ORCHD_ENGINE_LOCAL:
+		if (orchd_local_engine_open(state_dir, out, err, errlen))
+			return -1;
+		(*out)->pipeline_name = xstrdup(pipeline_name ? pipeline_name : "");
+		return 0;
+	case ORCHD_ENGINE_PULUMI:
+		snprintf(err, errlen, "engine 'pulumi' is not available yet");
+		return -1;
+	}
+	snprintf(err, errlen, "unknown engine type %d", (int)cfg->type);
+	return -1;
+}
+
+void orchd_engine_close(struct orchd_engine *e)
+{
+	if (e)
+		e->ops->close(e);
+}
+
+int orchd_engine_select(struct orchd_engine *e, const char *stack, int create, char *err,
+			size_t errlen)
+{
+	return e->ops->select(e, stack, create, err, errlen);
+}
+
+int orchd_engine_lock(struct orchd_engine *e, const struct orchd_lock_request *req, char *err,
+		      size_t errlen)
+{
+	return e->ops->lock(e, req, err, errlen);
+}
+
+int orchd_engine_unlock(struct orchd_engine *e, char *err, size_t errlen)
+{
+	return e->ops->unlock(e, err, errlen);
+}
+
+int orchd_engine_read(struct orchd_engine *e, const char *stack, struct orchd_stack_record *rec,
+		      char *err, size_t errlen)
+{
+	return e->ops->read(e, stack, rec, err, errlen);
+}
+
+int orchd_engine_write(struct orchd_engine *e, const char *stack,
+		       const struct orchd_stack_record *rec, char *err, size_t errlen)
+{
+	return e->ops->write(e, stack, rec, err, errlen);
+}
+
+int orchd_engine_remove(struct orchd_engine *e, const char *stack, char *err, size_t errlen)
+{
+	return e->ops->remove(e, stack, err, errlen);
+}
+
+int orchd_engine_list(struct orchd_engine *e, char ***names, size_t *n, char *err,
+		      size_t errlen)
+{
+	return e->ops->list(e, names, n, err, errlen);
+}
+
+int orchd_engine_history_append(struct orchd_engine *e, const char *stack,
+				const struct orchd_history_entry *h, char *err, size_t errlen)
+{
+	return e->ops->history_append(e, stack, h, err, errlen);
+}
+
+int orchd_engine_history_read(struct orchd_engine *e, const char *stack,
+			      struct orchd_history_entry **entries, size_t *n, char *err,
+			      size_t errlen)
+{
+	return e->ops->history_read(e, stack, entries, n, err, errlen);
+}
+
+void orchd_stack_record_init(struct orchd_stack_record *rec)
+{
+	memset(rec, 0, sizeof(*rec));
+	rec->outputs = json_object_new_object();
+}
+
+void orchd_last_result_release(struct orchd_last_result *r)
+{
+	free(r->run_id);
+	free(r->action);
+	free(r->status);
+	memset(r, 0, sizeof(*r));
+}
+
+void orchd_stack_record_release(struct orchd_stack_record *rec)
+{
+	json_object_put(rec->state);
+	json_object_put(rec->outputs);
+	free(rec->config_hash);
+	free(rec->inputs_hash);
+	orchd_last_result_release(&rec->last);
+	memset(rec, 0, sizeof(*rec));
+}
+
+void orchd_stack_record_set_output(struct orchd_stack_record *rec, const char *key,
+				   json_object *value, int secret)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "value", value);
+	json_object_object_add(o, "secret", json_object_new_boolean(secret));
+	if (!rec->outputs)
+		rec->outputs = json_object_new_object();
+	json_object_object_add(rec->outputs, key, o);
+}
+
+void orchd_history_entry_release(struct orchd_history_entry *h)
+{
+	free(h->run_id);
+	free(h->action);
+	free(h->status);
+	memset(h, 0, sizeof(*h));
+}
+
+void orchd_history_free(struct orchd_history_entry *entries, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		orchd_history_entry_release(&entries[i]);
+	free(entries);
+}
+
+void orchd_engine_names_free(char **names, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+}
+
+int orchd_stack_name_ok(const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+
+	if (!n || n > 200 || strstr(s, ".."))
+		return 0;
+	if (!((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z') ||
+	      (s[0] >= '0' && s[0] <= '9')))
+		return 0;
+	for (size_t i = 1; i < n; i++) {
+		char c = s[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '_' || c == '.' || c == '-'))
+			return 0;
+	}
+	return 1;
+}

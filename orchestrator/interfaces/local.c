@@ -1,0 +1,1232 @@
+/*
+ * local: the embedded state engine.
+ *
+ * Layout of a state directory (also in interfaces/STATE.md):
+ *
+ *   STATE_DIR/lock                      flock(2) target of the pipeline lock
+ *   STATE_DIR/lock.info                 holder record (JSON), while held
+ *   STATE_DIR/crypto.json               KDF salt + parameters + key check,
+ *                                       created with the first secret
+ *   STATE_DIR/stacks/STACK.json         one record per stack, versioned:
+ *                                       {"format":"orchd-stack","version":1,...}
+ *   STATE_DIR/stacks/STACK.history.jsonl  append-only, one JSON line per run
+ *   STATE_DIR/stacks/.STACK.json.tmp.*  a write in progress (or killed)
+ *
+ * Guarantees: a record is never rewritten in place: it is written to a temp
+ * file in the same directory, fsync'ed, renamed over the old one and the
+ * directory fsync'ed, so after a crash at any moment the file holds the old
+ * or the new record.  A file that does not parse or has another version is
+ * an error naming it and is never replaced.  History lines are appended with
+ * O_APPEND and fsync'ed; a torn line (crash mid-append) is skipped on read
+ * with a warning.  Secret values are stored as
+ * {"secret":true,"enc":"aes-256-gcm","nonce":B64,"ct":B64} with associated
+ * data "orchd\0STACK\0output\0KEY" (or "orchd\0STACK\0state"), so they cannot
+ * be moved between stacks or keys.
+ */
+#include "interfaces/local.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <openssl/crypto.h>
+#include <unistd.h>
+
+#include "crypto.h"
+#include "strbuf.h"
+#include "util.h"
+
+#define STACK_FORMAT    "orchd-stack"
+#define STACK_VERSION   1
+#define CRYPTO_FORMAT   "orchd-crypto"
+#define CRYPTO_VERSION  1
+#define KEY_CHECK       "orchd-key-check"
+#define LOCK_POLL_MS    50
+#define MAX_STATE_FILE  (256L * 1024 * 1024)
+#define PASS_HINT       "(set ORCHD_PASSPHRASE or ORCHD_PASSPHRASE_FILE)"
+
+struct local {
+	char *dir;    /* state directory, as given */
+	char *stacks; /* dir/stacks */
+	char *pass;   /* passphrase, NULL when none */
+	struct orchd_crypto_key key;
+	int lock_fd; /* -1 when not locked */
+	unsigned tmp_seq;
+};
+
+static int set_err(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err && errlen) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return -1;
+}
+
+static struct local *L(struct orchd_engine *e)
+{
+	return e->priv;
+}
+
+/* --- files -------------------------------------------------------------- */
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+	char *p = xstrdup(path);
+	int ret = 0;
+
+	for (char *s = p + 1; *s; s++) {
+		if (*s != '/')
+			continue;
+		*s = '\0';
+		if (mkdir(p, mode) && errno != EEXIST) {
+			ret = -1;
+			break;
+		}
+		*s = '/';
+	}
+	if (!ret && mkdir(p, mode) && errno != EEXIST)
+		ret = -1;
+	free(p);
+	return ret;
+}
+
+static int fsync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int ret;
+
+	if (fd < 0)
+		return -1;
+	ret = fsync(fd);
+	close(fd);
+	return ret;
+}
+
+static int write_all(int fd, const char *buf, size_t len)
+{
+	while (len) {
+		ssize_t n = write(fd, buf, len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* 0 ok, 1 missing, -1 error (errno set). *buf is malloc'ed, NUL-terminated. */
+static int read_file(const char *path, char **buf, size_t *len)
+{
+	struct strbuf sb = STRBUF_INIT;
+	char chunk[8192];
+	int fd;
+
+	*buf = NULL;
+	*len = 0;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 1 : -1;
+	sb_init(&sb, MAX_STATE_FILE);
+	for (;;) {
+		ssize_t n = read(fd, chunk, sizeof(chunk));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 || (n > 0 && sb_add(&sb, chunk, (size_t)n))) {
+			int e = errno;
+
+			sb_release(&sb);
+			close(fd);
+			errno = e;
+			return -1;
+		}
+		if (!n)
+			break;
+	}
+	close(fd);
+	*buf = sb_detach(&sb, len);
+	if (!*buf) {
+		errno = ENOMEM;
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Write data to a fresh temp file in dir, fsync, then rename it to path
+ * (exclusive: link() instead, failing with EEXIST if path exists) and fsync
+ * dir.  On error nothing is left behind and errno describes the failure.
+ */
+static int atomic_write(struct local *l, const char *dir, const char *path, const char *base,
+			const char *data, size_t len, int exclusive)
+{
+	char *tmp = xasprintf("%s/.%s.tmp.%ld.%u", dir, base, (long)getpid(), l->tmp_seq++);
+	int fd, e;
+
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		e = errno;
+		free(tmp);
+		errno = e;
+		return -1;
+	}
+	if (write_all(fd, data, len) || fsync(fd)) {
+		e = errno;
+		close(fd);
+		goto fail;
+	}
+	if (close(fd)) {
+		e = errno;
+		goto fail;
+	}
+	if (exclusive ? link(tmp, path) : rename(tmp, path)) {
+		e = errno;
+		goto fail;
+	}
+	if (exclusive)
+		unlink(tmp);
+	free(tmp);
+	if (fsync_dir(dir))
+		return -1;
+	return 0;
+fail:
+	unlink(tmp);
+	free(tmp);
+	errno = e;
+	return -1;
+}
+
+/* Parse a whole buffer as one JSON value (trailing whitespace allowed). */
+static json_object *parse_json(const char *buf, size_t len, const char **why)
+{
+	struct json_tokener *tok = json_tokener_new();
+	json_object *o;
+	size_t end;
+
+	*why = NULL;
+	o = json_tokener_parse_ex(tok, buf, (int)len);
+	if (!o) {
+		enum json_tokener_error jerr = json_tokener_get_error(tok);
+
+		*why = jerr == json_tokener_continue ? "unexpected end of data"
+						     : json_tokener_error_desc(jerr);
+		json_tokener_free(tok);
+		return NULL;
+	}
+	end = json_tokener_get_parse_end(tok);
+	json_tokener_free(tok);
+	for (; end < len; end++) {
+		if (buf[end] != ' ' && buf[end] != '\n' && buf[end] != '\t' && buf[end] != '\r') {
+			json_object_put(o);
+			*why = "trailing data after the JSON value";
+			return NULL;
+		}
+	}
+	return o;
+}
+
+static const char *jstr(json_object *o, const char *key)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
+		return NULL;
+	return json_object_get_string(v);
+}
+
+static char *jstrdup(json_object *o, const char *key)
+{
+	const char *s = jstr(o, key);
+
+	return s ? xstrdup(s) : NULL;
+}
+
+static int64_t jint(json_object *o, const char *key)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int))
+		return 0;
+	return json_object_get_int64(v);
+}
+
+static int jbool(json_object *o, const char *key)
+{
+	json_object *v;
+
+	return json_object_object_get_ex(o, key, &v) && json_object_get_boolean(v);
+}
+
+static void add_str(json_object *o, const char *key, const char *s)
+{
+	json_object_object_add(o, key, s ? json_object_new_string(s) : NULL);
+}
+
+static char *iso_time(time_t t)
+{
+	struct tm tm;
+	char buf[32];
+
+	gmtime_r(&t, &tm);
+	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return xstrdup(buf);
+}
+
+static char *stack_path(struct local *l, const char *stack)
+{
+	return xasprintf("%s/%s.json", l->stacks, stack);
+}
+
+static char *history_path(struct local *l, const char *stack)
+{
+	return xasprintf("%s/%s.history.jsonl", l->stacks, stack);
+}
+
+static int check_stack(const char *stack, char *err, size_t errlen)
+{
+	if (!orchd_stack_name_ok(stack))
+		return set_err(err, errlen, "invalid stack name '%s'", stack ? stack : "");
+	return 0;
+}
+
+/* --- secrets -------------------------------------------------------------- */
+
+static char *aad_for(const char *stack, const char *what, const char *key, size_t *len)
+{
+	struct strbuf sb = STRBUF_INIT;
+
+	sb_add(&sb, "orchd", 6); /* with its NUL: fields are NUL-separated */
+	sb_add(&sb, stack, strlen(stack) + 1);
+	sb_add(&sb, what, strlen(what) + 1);
+	if (key)
+		sb_add(&sb, key, strlen(key) + 1);
+	return sb_detach(&sb, len);
+}
+
+/*
+ * Load (or, with create, make) STATE_DIR/crypto.json and derive the key into
+ * l->key, once per engine.  Needs l->pass.
+ */
+static int ensure_key(struct local *l, int create, char *err, size_t errlen)
+{
+	char *path, *buf = NULL, *pt = NULL;
+	struct orchd_kdf_params kp;
+	json_object *o = NULL, *chk;
+	unsigned char *salt = NULL;
+	const char *why, *nonce, *ct;
+	size_t len, ptlen = 0;
+	int r, ret = -1, tries = 0;
+
+	if (l->key.set)
+		return 0;
+	if (!l->pass)
+		return set_err(err, errlen, "no passphrase is set " PASS_HINT);
+	path = xasprintf("%s/crypto.json", l->dir);
+again:
+	r = read_file(path, &buf, &len);
+	if (r < 0) {
+		set_err(err, errlen, "cannot read %s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (r == 1) {
+		json_object *c;
+		char *b64, *n64 = NULL, *c64 = NULL;
+		const char *s;
+
+		if (!create) {
+			set_err(err, errlen, "%s is missing: the secrets of this state directory "
+					     "cannot be decrypted", path);
+			goto out;
+		}
+		if (tries++ || orchd_kdf_params_new(&kp, err, errlen) ||
+		    orchd_crypto_derive(&kp, l->pass, strlen(l->pass), &l->key, err, errlen))
+			goto out;
+		if (orchd_crypto_encrypt(&l->key, KEY_CHECK, sizeof(KEY_CHECK), KEY_CHECK,
+					 strlen(KEY_CHECK), &n64, &c64, err, errlen)) {
+			orchd_crypto_key_clear(&l->key);
+			goto out;
+		}
+		o = json_object_new_object();
+		add_str(o, "format", CRYPTO_FORMAT);
+		json_object_object_add(o, "version", json_object_new_int(CRYPTO_VERSION));
+		add_str(o, "kdf", "scrypt");
+		b64 = orchd_b64_encode(kp.salt, sizeof(kp.salt));
+		add_str(o, "salt", b64);
+		free(b64);
+		json_object_object_add(o, "N", json_object_new_int64((int64_t)kp.n));
+		json_object_object_add(o, "r", json_object_new_int64((int64_t)kp.r));
+		json_object_object_add(o, "p", json_object_new_int64((int64_t)kp.p));
+		c = json_object_new_object();
+		add_str(c, "enc", "aes-256-gcm");
+		add_str(c, "nonce", n64);
+		add_str(c, "ct", c64);
+		json_object_object_add(o, "check", c);
+		free(n64);
+		free(c64);
+		s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
+							      JSON_C_TO_STRING_NOSLASHESCAPE);
+		if (mkdir_p(l->dir, 0700) ||
+		    atomic_write(l, l->dir, path, "crypto.json", s, strlen(s), 1)) {
+			if (errno == EEXIST) {
+				/* Someone else created it meanwhile: use theirs. */
+				orchd_crypto_key_clear(&l->key);
+				json_object_put(o);
+				o = NULL;
+				goto again;
+			}
+			orchd_crypto_key_clear(&l->key);
+			set_err(err, errlen, "cannot write %s: %s", path, strerror(errno));
+			goto out;
+		}
+		ret = 0;
+		goto out;
+	}
+	o = parse_json(buf, len, &why);
+	if (!o) {
+		set_err(err, errlen, "%s is corrupt: %s", path, why);
+		goto out;
+	}
+	if (!jstr(o, "format") || strcmp(jstr(o, "format"), CRYPTO_FORMAT) ||
+	    jint(o, "version") != CRYPTO_VERSION || !jstr(o, "kdf") ||
+	    strcmp(jstr(o, "kdf"), "scrypt")) {
+		set_err(err, errlen, "%s: unsupported format (this orchd reads %s version %d)",
+			path, CRYPTO_FORMAT, CRYPTO_VERSION);
+		goto out;
+	}
+	salt = jstr(o, "salt") ? orchd_b64_decode(jstr(o, "salt"), &len) : NULL;
+	if (!salt || len != sizeof(kp.salt) || !json_object_object_get_ex(o, "check", &chk) ||
+	    !(nonce = jstr(chk, "nonce")) || !(ct = jstr(chk, "ct"))) {
+		set_err(err, errlen, "%s is corrupt: bad salt or key check", path);
+		goto out;
+	}
+	memcpy(kp.salt, salt, sizeof(kp.salt));
+	kp.n = (uint64_t)jint(o, "N");
+	kp.r = (uint64_t)jint(o, "r");
+	kp.p = (uint64_t)jint(o, "p");
+	if (orchd_crypto_derive(&kp, l->pass, strlen(l->pass), &l->key, err, errlen))
+		goto out;
+	if (orchd_crypto_decrypt(&l->key, KEY_CHECK, sizeof(KEY_CHECK), nonce, ct, &pt, &ptlen,
+				 err, errlen) ||
+	    ptlen != strlen(KEY_CHECK) || memcmp(pt, KEY_CHECK, ptlen)) {
+		orchd_crypto_key_clear(&l->key);
+		set_err(err, errlen, "wrong passphrase for state directory %s", l->dir);
+		goto out;
+	}
+	ret = 0;
+out:
+	orchd_crypto_free_secret(pt, ptlen);
+	OPENSSL_cleanse(&kp, sizeof(kp));
+	free(salt);
+	free(buf);
+	free(path);
+	json_object_put(o);
+	return ret;
+}
+
+static json_object *seal(struct local *l, const char *stack, const char *what, const char *key,
+			 json_object *value, char *err, size_t errlen)
+{
+	const char *pt = json_object_to_json_string_ext(value, JSON_C_TO_STRING_PLAIN |
+								       JSON_C_TO_STRING_NOSLASHESCAPE);
+	char *aad, *n64, *c64;
+	size_t aadlen;
+	json_object *o;
+
+	aad = aad_for(stack, what, key, &aadlen);
+	if (orchd_crypto_encrypt(&l->key, aad, aadlen, pt, strlen(pt), &n64, &c64, err,
+				 errlen)) {
+		free(aad);
+		return NULL;
+	}
+	free(aad);
+	o = json_object_new_object();
+	json_object_object_add(o, "secret", json_object_new_boolean(1));
+	add_str(o, "enc", "aes-256-gcm");
+	add_str(o, "nonce", n64);
+	add_str(o, "ct", c64);
+	free(n64);
+	free(c64);
+	return o;
+}
+
+/* 0 and *value (a new reference; NULL for JSON null), or -1. */
+static int unseal(struct local *l, const char *stack, const char *what, const char *key,
+		  json_object *enc, const char *path, json_object **value, char *err,
+		  size_t errlen)
+{
+	const char *nonce = jstr(enc, "nonce"), *ct = jstr(enc, "ct"), *why;
+	char *aad, *pt = NULL, msg[256];
+	size_t aadlen, ptlen = 0;
+	char what_buf[300];
+
+	*value = NULL;
+	if (key)
+		snprintf(what_buf, sizeof(what_buf), "output '%s'", key);
+	else
+		snprintf(what_buf, sizeof(what_buf), "state");
+	if (!nonce || !ct || !jstr(enc, "enc") || strcmp(jstr(enc, "enc"), "aes-256-gcm"))
+		return set_err(err, errlen, "stack %s: %s in %s: malformed encrypted value", stack,
+			       what_buf, path);
+	if (ensure_key(l, 0, err, errlen))
+		return -1;
+	aad = aad_for(stack, what, key, &aadlen);
+	if (orchd_crypto_decrypt(&l->key, aad, aadlen, nonce, ct, &pt, &ptlen, msg,
+				 sizeof(msg))) {
+		free(aad);
+		return set_err(err, errlen, "stack %s: cannot decrypt %s in %s: %s", stack,
+			       what_buf, path, msg);
+	}
+	free(aad);
+	*value = parse_json(pt, ptlen, &why);
+	if (!*value && strcmp(pt, "null")) {
+		orchd_crypto_free_secret(pt, ptlen);
+		return set_err(err, errlen, "stack %s: %s in %s: decrypted value is not JSON",
+			       stack, what_buf, path);
+	}
+	orchd_crypto_free_secret(pt, ptlen);
+	return 0;
+}
+
+/* --- records -------------------------------------------------------------- */
+
+/* Check the shape of rec->outputs and whether secrets need a passphrase:
+ * before anything is written. */
+static int precheck_record(struct local *l, const char *stack,
+			   const struct orchd_stack_record *rec, int *need_key, char *err,
+			   size_t errlen)
+{
+	*need_key = 0;
+	if (rec->outputs && !json_object_is_type(rec->outputs, json_type_object))
+		return set_err(err, errlen, "stack %s: outputs must be an object", stack);
+	if (rec->state_secret && rec->state) {
+		if (!l->pass)
+			return set_err(err, errlen,
+				       "stack %s: state is secret and no passphrase is set " PASS_HINT,
+				       stack);
+		*need_key = 1;
+	}
+	if (!rec->outputs)
+		return 0;
+	json_object_object_foreach(rec->outputs, k, v)
+	{
+		if (!json_object_is_type(v, json_type_object))
+			return set_err(err, errlen,
+				       "stack %s: output '%s' must be {\"value\": ..., \"secret\": ...}",
+				       stack, k);
+		if (jbool(v, "masked"))
+			return set_err(err, errlen,
+				       "stack %s: output '%s' is masked (read without passphrase) "
+				       "and cannot be written back",
+				       stack, k);
+		if (!jbool(v, "secret"))
+			continue;
+		if (!l->pass)
+			return set_err(err, errlen,
+				       "stack %s: output '%s' is secret and no passphrase is set " PASS_HINT,
+				       stack, k);
+		*need_key = 1;
+	}
+	return 0;
+}
+
+static json_object *record_to_json(struct local *l, const char *stack,
+				   const struct orchd_stack_record *rec, char *err, size_t errlen)
+{
+	json_object *o = json_object_new_object(), *outs = json_object_new_object(), *last;
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	add_str(o, "format", STACK_FORMAT);
+	json_object_object_add(o, "version", json_object_new_int(STACK_VERSION));
+	add_str(o, "stack", stack);
+	json_object_object_add(
+		o, "updated_at",
+		json_object_new_int64((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000));
+	if (rec->state_secret && rec->state) {
+		json_object *s = seal(l, stack, "state", NULL, rec->state, err, errlen);
+
+		if (!s)
+			goto fail;
+		json_object_object_add(o, "state", s);
+	} else {
+		json_object_object_add(o, "state", json_object_get(rec->state));
+	}
+	json_object_object_add(o, "state_secret", json_object_new_boolean(rec->state_secret));
+	json_object_object_add(o, "outputs", outs);
+	if (rec->outputs) {
+		json_object_object_foreach(rec->outputs, k, v)
+		{
+			json_object *val = NULL, *ent;
+
+			json_object_object_get_ex(v, "value", &val);
+			if (jbool(v, "secret")) {
+				ent = seal(l, stack, "output", k, val, err, errlen);
+				if (!ent)
+					goto fail;
+			} else {
+				ent = json_object_new_object();
+				json_object_object_add(ent, "value", json_object_get(val));
+				json_object_object_add(ent, "secret", json_object_new_boolean(0));
+			}
+			json_object_object_add(outs, k, ent);
+		}
+	}
+	add_str(o, "config_hash", rec->config_hash);
+	add_str(o, "inputs_hash", rec->inputs_hash);
+	last = json_object_new_object();
+	add_str(last, "run_id", rec->last.run_id);
+	add_str(last, "action", rec->last.action);
+	add_str(last, "status", rec->last.status);
+	json_object_object_add(last, "started_at", json_object_new_int64(rec->last.started_at));
+	json_object_object_add(last, "ended_at", json_object_new_int64(rec->last.ended_at));
+	json_object_object_add(last, "attempts", json_object_new_int(rec->last.attempts));
+	json_object_object_add(o, "last", last);
+	return o;
+fail:
+	json_object_put(o);
+	return NULL;
+}
+
+/* Parse and check the header of a stack file. */
+static json_object *load_stack_json(const char *stack, const char *path, const char *buf,
+				    size_t len, char *err, size_t errlen)
+{
+	const char *why, *fmt, *name;
+	json_object *o = parse_json(buf, len, &why);
+	int64_t ver;
+
+	if (!o) {
+		set_err(err, errlen, "stack file %s is corrupt: %s (not replacing it)", path, why);
+		return NULL;
+	}
+	fmt = json_object_is_type(o, json_type_object) ? jstr(o, "format") : NULL;
+	if (!fmt || strcmp(fmt, STACK_FORMAT)) {
+		set_err(err, errlen, "%s is not an orchd stack file (not replacing it)", path);
+		goto fail;
+	}
+	ver = jint(o, "version");
+	if (ver != STACK_VERSION) {
+		set_err(err, errlen,
+			"stack file %s has version %lld, this orchd reads version %d "
+			"(not replacing it)",
+			path, (long long)ver, STACK_VERSION);
+		goto fail;
+	}
+	name = jstr(o, "stack");
+	if (!name || strcmp(name, stack)) {
+		set_err(err, errlen, "stack file %s holds stack '%s', expected '%s'", path,
+			name ? name : "", stack);
+		goto fail;
+	}
+	return o;
+fail:
+	json_object_put(o);
+	return NULL;
+}
+
+static int json_to_record(struct local *l, const char *stack, const char *path, json_object *o,
+			  struct orchd_stack_record *rec, char *err, size_t errlen)
+{
+	json_object *v, *outs, *last;
+
+	rec->state_secret = jbool(o, "state_secret");
+	if (json_object_object_get_ex(o, "state", &v) && v) {
+		if (json_object_is_type(v, json_type_object) && jbool(v, "secret") &&
+		    jstr(v, "enc")) {
+			rec->state_secret = 1;
+			if (!l->pass) {
+				rec->state_masked = 1;
+				rec->masked++;
+			} else if (unseal(l, stack, "state", NULL, v, path, &rec->state, err,
+					  errlen)) {
+				return -1;
+			}
+		} else {
+			rec->state = json_object_get(v);
+		}
+	}
+	if (json_object_object_get_ex(o, "outputs", &outs) &&
+	    json_object_is_type(outs, json_type_object)) {
+		json_object_object_foreach(outs, k, ent)
+		{
+			json_object *val = NULL;
+
+			if (!json_object_is_type(ent, json_type_object))
+				return set_err(err, errlen, "stack file %s: output '%s' is malformed",
+					       path, k);
+			if (jstr(ent, "enc")) {
+				if (!l->pass) {
+					json_object *m = json_object_new_object();
+
+					json_object_object_add(m, "value", NULL);
+					json_object_object_add(m, "secret",
+							       json_object_new_boolean(1));
+					json_object_object_add(m, "masked",
+							       json_object_new_boolean(1));
+					json_object_object_add(rec->outputs, k, m);
+					rec->masked++;
+					continue;
+				}
+				if (unseal(l, stack, "output", k, ent, path, &val, err, errlen))
+					return -1;
+				orchd_stack_record_set_output(rec, k, val, 1);
+			} else {
+				json_object_object_get_ex(ent, "value", &val);
+				orchd_stack_record_set_output(rec, k, json_object_get(val),
+							      jbool(ent, "secret"));
+			}
+		}
+	}
+	rec->config_hash = jstrdup(o, "config_hash");
+	rec->inputs_hash = jstrdup(o, "inputs_hash");
+	if (json_object_object_get_ex(o, "last", &last) &&
+	    json_object_is_type(last, json_type_object)) {
+		rec->last.run_id = jstrdup(last, "run_id");
+		rec->last.action = jstrdup(last, "action");
+		rec->last.status = jstrdup(last, "status");
+		rec->last.started_at = jint(last, "started_at");
+		rec->last.ended_at = jint(last, "ended_at");
+		rec->last.attempts = (int)jint(last, "attempts");
+	}
+	return 0;
+}
+
+/* --- operations ----------------------------------------------------------- */
+
+static int local_select(struct orchd_engine *e, const char *stack, int create, char *err,
+			size_t errlen)
+{
+	struct local *l = L(e);
+	char *path;
+	int ret = 0;
+
+	if (check_stack(stack, err, errlen))
+		return -1;
+	path = stack_path(l, stack);
+	if (access(path, F_OK)) {
+		if (errno != ENOENT)
+			ret = set_err(err, errlen, "stack %s: cannot access %s: %s", stack, path,
+				      strerror(errno));
+		else if (!create)
+			ret = 1;
+		else if (mkdir_p(l->stacks, 0700))
+			ret = set_err(err, errlen, "stack %s: cannot create %s: %s", stack,
+				      l->stacks, strerror(errno));
+	}
+	free(path);
+	return ret;
+}
+
+static int local_read(struct orchd_engine *e, const char *stack, struct orchd_stack_record *rec,
+		      char *err, size_t errlen)
+{
+	struct local *l = L(e);
+	char *path, *buf = NULL;
+	json_object *o = NULL;
+	size_t len;
+	int r;
+
+	if (check_stack(stack, err, errlen))
+		return -1;
+	path = stack_path(l, stack);
+	r = read_file(path, &buf, &len);
+	if (r < 0)
+		r = set_err(err, errlen, "stack %s: cannot read %s: %s", stack, path,
+			    strerror(errno));
+	if (r)
+		goto out;
+	o = load_stack_json(stack, path, buf, len, err, errlen);
+	if (!o || json_to_record(l, stack, path, o, rec, err, errlen)) {
+		/* Leave the record empty, as documented. */
+		orchd_stack_record_release(rec);
+		orchd_stack_record_init(rec);
+		r = -1;
+	}
+out:
+	json_object_put(o);
+	free(buf);
+	free(path);
+	return r;
+}
+
+static int local_write(struct orchd_engine *e, const char *stack,
+		       const struct orchd_stack_record *rec, char *err, size_t errlen)
+{
+	struct local *l = L(e);
+	char *path = NULL, *buf = NULL, *base = NULL;
+	json_object *o = NULL;
+	const char *s;
+	int need_key, r, ret = -1;
+	size_t len;
+
+	if (check_stack(stack, err, errlen) ||
+	    precheck_record(l, stack, rec, &need_key, err, errlen))
+		return -1;
+	path = stack_path(l, stack);
+	/* Never replace a file we cannot read: it may be a newer format. */
+	r = read_file(path, &buf, &len);
+	if (r < 0) {
+		set_err(err, errlen, "stack %s: cannot read %s: %s", stack, path, strerror(errno));
+		goto out;
+	}
+	if (!r) {
+		o = load_stack_json(stack, path, buf, len, err, errlen);
+		if (!o)
+			goto out;
+		json_object_put(o);
+	}
+	if (need_key && ensure_key(l, 1, err, errlen))
+		goto out;
+	o = record_to_json(l, stack, rec, err, errlen);
+	if (!o)
+		goto out;
+	s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
+						      JSON_C_TO_STRING_NOSLASHESCAPE);
+	base = xasprintf("%s.json", stack);
+	free(buf);
+	buf = xasprintf("%s\n", s);
+	if (mkdir_p(l->stacks, 0700) ||
+	    atomic_write(l, l->stacks, path, base, buf, strlen(buf), 0)) {
+		set_err(err, errlen, "stack %s: cannot write %s: %s", stack, path,
+			strerror(errno));
+		goto out;
+	}
+	ret = 0;
+out:
+	json_object_put(o);
+	free(base);
+	free(buf);
+	free(path);
+	return ret;
+}
+
+static int local_remove(struct orchd_engine *e, const char *stack, char *err, size_t errlen)
+{
+	struct local *l = L(e);
+	char *path, *hpath;
+	int ret = 0, found = 0;
+
+	if (check_stack(stack, err, errlen))
+		return -1;
+	path = stack_path(l, stack);
+	hpath = history_path(l, stack);
+	if (!unlink(path))
+		found = 1;
+	else if (errno != ENOENT)
+		ret = set_err(err, errlen, "stack %s: cannot remove %s: %s", stack, path,
+			      strerror(errno));
+	if (!ret) {
+		if (!unlink(hpath))
+			found = 1;
+		else if (errno != ENOENT)
+			ret = set_err(err, errlen, "stack %s: cannot remove %s: %s", stack, hpath,
+				      strerror(errno));
+	}
+	if (!ret && found && fsync_dir(l->stacks))
+		ret = set_err(err, errlen, "stack %s: cannot sync %s: %s", stack, l->stacks,
+			      strerror(errno));
+	if (!ret && !found)
+		ret = 1;
+	free(path);
+	free(hpath);
+	return ret;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int local_list(struct orchd_engine *e, char ***names, size_t *n, char *err,
+		      size_t errlen)
+{
+	struct local *l = L(e);
+	size_t nr = 0, alloc = 0;
+	char **v = NULL;
+	struct dirent *d;
+	DIR *dir;
+
+	*names = NULL;
+	*n = 0;
+	dir = opendir(l->stacks);
+	if (!dir) {
+		if (errno == ENOENT)
+			return 0;
+		return set_err(err, errlen, "cannot list %s: %s", l->stacks, strerror(errno));
+	}
+	while ((d = readdir(dir))) {
+		size_t len = strlen(d->d_name);
+		char *name;
+
+		if (len <= 5 || strcmp(d->d_name + len - 5, ".json"))
+			continue;
+		name = xstrndup(d->d_name, len - 5);
+		if (!orchd_stack_name_ok(name)) {
+			free(name);
+			continue;
+		}
+		ALLOC_GROW(v, nr + 1, alloc);
+		v[nr++] = name;
+	}
+	closedir(dir);
+	if (nr)
+		qsort(v, nr, sizeof(*v), cmp_str);
+	*names = v;
+	*n = nr;
+	return 0;
+}
+
+static int local_history_append(struct orchd_engine *e, const char *stack,
+				const struct orchd_history_entry *h, char *err, size_t errlen)
+{
+	struct local *l = L(e);
+	json_object *o;
+	struct strbuf sb = STRBUF_INIT;
+	struct stat st;
+	char *path;
+	int fd, ret = -1, created;
+
+	if (check_stack(stack, err, errlen))
+		return -1;
+	path = history_path(l, stack);
+	if (mkdir_p(l->stacks, 0700)) {
+		set_err(err, errlen, "stack %s: cannot create %s: %s", stack, l->stacks,
+			strerror(errno));
+		free(path);
+		return -1;
+	}
+	created = access(path, F_OK) != 0;
+	fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		set_err(err, errlen, "stack %s: cannot open %s: %s", stack, path, strerror(errno));
+		free(path);
+		return -1;
+	}
+	o = json_object_new_object();
+	add_str(o, "run_id", h->run_id);
+	add_str(o, "action", h->action);
+	add_str(o, "status", h->status);
+	json_object_object_add(o, "started_at", json_object_new_int64(h->started_at));
+	json_object_object_add(o, "ended_at", json_object_new_int64(h->ended_at));
+	json_object_object_add(o, "attempts", json_object_new_int(h->attempts));
+	/* After a torn line (a crash mid-append), start on a fresh line. */
+	if (!fstat(fd, &st) && st.st_size > 0) {
+		char c;
+
+		if (pread(fd, &c, 1, st.st_size - 1) == 1 && c != '\n')
+			sb_addch(&sb, '\n');
+	}
+	sb_addstr(&sb, json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+								 JSON_C_TO_STRING_NOSLASHESCAPE));
+	sb_addch(&sb, '\n');
+	/* One write(2): O_APPEND makes it land at the end as one piece. */
+	if (write_all(fd, sb.buf, sb.len) || fsync(fd) ||
+	    (created && fsync_dir(l->stacks))) {
+		set_err(err, errlen, "stack %s: cannot append to %s: %s", stack, path,
+			strerror(errno));
+		goto out;
+	}
+	ret = 0;
+out:
+	close(fd);
+	sb_release(&sb);
+	json_object_put(o);
+	free(path);
+	return ret;
+}
+
+static int local_history_read(struct orchd_engine *e, const char *stack,
+			      struct orchd_history_entry **entries, size_t *n, char *err,
+			      size_t errlen)
+{
+	struct local *l = L(e);
+	struct orchd_history_entry *v = NULL;
+	size_t nr = 0, alloc = 0, len, lineno = 0;
+	char *path, *buf, *p, *end;
+	int r;
+
+	*entries = NULL;
+	*n = 0;
+	if (check_stack(stack, err, errlen))
+		return -1;
+	path = history_path(l, stack);
+	r = read_file(path, &buf, &len);
+	if (r) {
+		if (r < 0)
+			set_err(err, errlen, "stack %s: cannot read %s: %s", stack, path,
+				strerror(errno));
+		free(path);
+		return r < 0 ? -1 : 0;
+	}
+	for (p = buf; p < buf + len; p = end + 1) {
+		const char *why;
+		json_object *o;
+
+		lineno++;
+		end = memchr(p, '\n', (size_t)(buf + len - p));
+		if (!end)
+			end = buf + len;
+		if (end == p)
+			continue;
+		o = parse_json(p, (size_t)(end - p), &why);
+		if (!o || !json_object_is_type(o, json_type_object)) {
+			warning("%s:%zu: skipping %s history line", path, lineno,
+				end == buf + len ? "torn last" : "unreadable");
+			json_object_put(o);
+			continue;
+		}
+		ALLOC_GROW(v, nr + 1, alloc);
+		v[nr].run_id = jstrdup(o, "run_id");
+		v[nr].action = jstrdup(o, "action");
+		v[nr].status = jstrdup(o, "status");
+		v[nr].started_at = jint(o, "started_at");
+		v[nr].ended_at = jint(o, "ended_at");
+		v[nr].attempts = (int)jint(o, "attempts");
+		nr++;
+		json_object_put(o);
+	}
+	free(buf);
+	free(path);
+	*entries = v;
+	*n = nr;
+	return 0;
+}
+
+/* --- lock ----------------------------------------------------------------- */
+
+static char *this_host(void)
+{
+	char h[256];
+
+	if (gethostname(h, sizeof(h)))
+		return xstrdup("unknown");
+	h[sizeof(h) - 1] = '\0';
+	return xstrdup(h);
+}
+
+static void format_wait(char *buf, size_t len, long ms)
+{
+	if (ms % 1000 == 0)
+		snprintf(buf, len, "%lds", ms / 1000);
+	else
+		snprintf(buf, len, "%.1fs", (double)ms / 1000.0);
+}
+
+static json_object *read_lock_info(struct local *l)
+{
+	char *path = xasprintf("%s/lock.info", l->dir), *buf;
+	json_object *o = NULL;
+	const char *why;
+	size_t len;
+
+	if (!read_file(path, &buf, &len)) {
+		o = parse_json(buf, len, &why);
+		free(buf);
+		if (o && !json_object_is_type(o, json_type_object)) {
+			json_object_put(o);
+			o = NULL;
+		}
+	}
+	free(path);
+	return o;
+}
+
+static int local_lock(struct orchd_engine *e, const struct orchd_lock_request *req, char *err,
+		      size_t errlen)
+{
+	struct local *l = L(e);
+	long long start = now_ms(), waited;
+	char *path, *host, *since, *info_path;
+	json_object *info;
+	const char *s;
+	struct timespec ts;
+	int fd;
+
+	if (l->lock_fd >= 0)
+		return set_err(err, errlen, "state directory %s is already locked by this process",
+			       l->dir);
+	if (mkdir_p(l->dir, 0700))
+		return set_err(err, errlen, "cannot create state directory %s: %s", l->dir,
+			       strerror(errno));
+	path = xasprintf("%s/lock", l->dir);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		set_err(err, errlen, "cannot open %s: %s", path, strerror(errno));
+		free(path);
+		return -1;
+	}
+	free(path);
+	for (;;) {
+		long long left;
+
+		if (!flock(fd, LOCK_EX | LOCK_NB))
+			break;
+		if (errno == EINTR)
+			continue;
+		if (errno != EWOULDBLOCK) {
+			set_err(err, errlen, "cannot lock state directory %s: %s", l->dir,
+				strerror(errno));
+			close(fd);
+			return -1;
+		}
+		waited = now_ms() - start;
+		left = req->timeout_ms - waited;
+		if (left <= 0) {
+			char w[32];
+
+			format_wait(w, sizeof(w), req->timeout_ms > 0 ? req->timeout_ms : 0);
+			info = read_lock_info(l);
+			if (info && jint(info, "pid") > 0) {
+				s = jstr(info, "run_id");
+				set_err(err, errlen,
+					"state directory %s is locked by pid %lld on host %s since "
+					"%s%s%s%s; waited %s",
+					l->dir, (long long)jint(info, "pid"),
+					jstr(info, "host") ? jstr(info, "host") : "?",
+					jstr(info, "since") ? jstr(info, "since") : "?",
+					s ? " (run " : "", s ? s : "", s ? ")" : "", w);
+			} else {
+				set_err(err, errlen,
+					"state directory %s is locked by another process (no holder "
+					"record); waited %s",
+					l->dir, w);
+			}
+			json_object_put(info);
+			close(fd);
+			return -1;
+		}
+		struct timespec nap = {0, (left < LOCK_POLL_MS ? left : LOCK_POLL_MS) * 1000000L};
+		nanosleep(&nap, NULL);
+	}
+
+	/* We hold the flock: a leftover holder record is stale. */
+	host = this_host();
+	info = read_lock_info(l);
+	if (info) {
+		long long pid = jint(info, "pid");
+
+		s = jstr(info, "host");
+		if (pid > 0 && s && !strcmp(s, host) && kill((pid_t)pid, 0) && errno == ESRCH)
+			warning("taking over stale lock of pid %lld", pid);
+		json_object_put(info);
+	}
+	clock_gettime(CLOCK_REALTIME, &ts);
+	since = iso_time(ts.tv_sec);
+	info = json_object_new_object();
+	json_object_object_add(info, "pid", json_object_new_int64(getpid()));
+	add_str(info, "host", host);
+	add_str(info, "since", since);
+	json_object_object_add(
+		info, "since_ms",
+		json_object_new_int64((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000));
+	add_str(info, "run_id", req->run_id);
+	add_str(info, "command", req->command);
+	s = json_object_to_json_string_ext(info, JSON_C_TO_STRING_PLAIN |
+							 JSON_C_TO_STRING_NOSLASHESCAPE);
+	info_path = xasprintf("%s/lock.info", l->dir);
+	if (atomic_write(l, l->dir, info_path, "lock.info", s, strlen(s), 0)) {
+		set_err(err, errlen, "cannot write %s: %s", info_path, strerror(errno));
+		close(fd);
+		fd = -1;
+	}
+	free(info_path);
+	json_object_put(info);
+	free(since);
+	free(host);
+	if (fd < 0)
+		return -1;
+	l->lock_fd = fd;
+	return 0;
+}
+
+static int local_unlock(struct orchd_engine *e, char *err, size_t errlen)
+{
+	struct local *l = L(e);
+	char *path;
+	int ret = 0;
+
+	if (l->lock_fd < 0)
+		return 0;
+	/* Remove the holder record while still holding the flock. */
+	path = xasprintf("%s/lock.info", l->dir);
+	if (unlink(path) && errno != ENOENT)
+		ret = set_err(err, errlen, "cannot remove %s: %s", path, strerror(errno));
+	free(path);
+	close(l->lock_fd);
+	l->lock_fd = -1;
+	return ret;
+}
+
+static void local_close(struct orchd_engine *e)
+{
+	struct local *l = L(e);
+	char buf[256];
+
+	local_unlock(e, buf, sizeof(buf));
+	orchd_crypto_key_clear(&l->key);
+	if (l->pass)
+		orchd_crypto_free_secret(l->pass, strlen(l->pass));
+	free(l->dir);
+	free(l->stacks);
+	free(l);
+	free(e->state_dir);
+	free(e->pipeline_name);
+	free(e);
+}
+
+static const struct orchd_engine_ops local_ops = {
+	.name = "local",
+	.select = local_select,
+	.lock = local_lock,
+	.unlock = local_unlock,
+	.read = local_read,
+	.write = local_write,
+	.remove = local_remove,
+	.list = local_list,
+	.history_append = local_history_append,
+	.history_read = local_history_read,
+	.close = local_close,
+};
+
+int orchd_local_engine_open(const char *state_dir, struct orchd_engine **out, char *err,
+			    size_t errlen)
+{
+	struct orchd_engine *e;
+	struct local *l;
+	char *pass;
+
+	*out = NULL;
+	if (!state_dir || !*state_dir)
+		return set_err(err, errlen, "no state directory");
+	if (orchd_crypto_passphrase(&pass, err, errlen))
+		return -1;
+	l = xcalloc(1, sizeof(*l));
+	l->dir = xstrdup(state_dir);
+	l->stacks = xasprintf("%s/stacks", state_dir);
+	l->pass = pass;
+	l->lock_fd = -1;
+	e = xcalloc(1, sizeof(*e));
+	e->ops = &local_ops;
+	e->priv = l;
+	e->state_dir = xstrdup(state_dir);
+	*out = e;
+	return 0;
+}

@@ -1,0 +1,93 @@
+/*
+ * statewriter: a test helper that drives the local state engine from its
+ * own process, so tests can kill it at random moments (kill -9) or run it
+ * under the ENOSPC shim (LD_PRELOAD).
+ *
+ *   statewriter DIR STACK loop PAD     write records n=2,3,... forever;
+ *                                      "w" on stdout after the first
+ *   statewriter DIR STACK once N PAD   write one record n=N; exit 0, or 3
+ *                                      with the engine's message on stderr
+ *
+ * A record n holds state {"n": n, "pad": P} and outputs n and pad with the
+ * same values, P being PAD bytes of 'x', so a reader can tell a whole
+ * record from a mix of two.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "interfaces/engine.h"
+#include "util.h"
+
+static int write_one(struct orchd_engine *e, const char *stack, long n, const char *pad,
+		     char *err, size_t errlen)
+{
+	struct orchd_stack_record rec;
+	int ret;
+
+	orchd_stack_record_init(&rec);
+	rec.state = json_object_new_object();
+	json_object_object_add(rec.state, "n", json_object_new_int64(n));
+	json_object_object_add(rec.state, "pad", json_object_new_string(pad));
+	orchd_stack_record_set_output(&rec, "n", json_object_new_int64(n), 0);
+	orchd_stack_record_set_output(&rec, "pad", json_object_new_string(pad), 0);
+	rec.config_hash = xasprintf("config-%ld", n);
+	rec.last.run_id = xasprintf("r-%ld", n);
+	rec.last.action = xstrdup("apply");
+	rec.last.status = xstrdup("succeeded");
+	rec.last.attempts = 1;
+	ret = orchd_engine_write(e, stack, &rec, err, errlen);
+	orchd_stack_record_release(&rec);
+	return ret;
+}
+
+int main(int argc, char **argv)
+{
+	struct orchd_engine_config cfg = {.type = ORCHD_ENGINE_LOCAL};
+	struct orchd_engine *e;
+	char err[1024], *pad;
+	long n = 1;
+	size_t padlen;
+	int ret = 0;
+
+	set_progname("statewriter");
+	if (argc < 5 || (strcmp(argv[3], "loop") && strcmp(argv[3], "once")) ||
+	    (!strcmp(argv[3], "once") && argc < 6)) {
+		fprintf(stderr, "usage: statewriter DIR STACK loop PAD | once N PAD\n");
+		return 2;
+	}
+	if (!strcmp(argv[3], "once")) {
+		n = atol(argv[4]);
+		padlen = (size_t)atol(argv[5]);
+	} else {
+		n = 2;
+		padlen = (size_t)atol(argv[4]);
+	}
+	pad = xmalloc(padlen + 1);
+	memset(pad, 'x', padlen);
+	pad[padlen] = '\0';
+	if (orchd_engine_open(&cfg, argv[1], "test", &e, err, sizeof(err))) {
+		fprintf(stderr, "%s\n", err);
+		return 3;
+	}
+	if (!strcmp(argv[3], "once")) {
+		if (write_one(e, argv[2], n, pad, err, sizeof(err))) {
+			fprintf(stderr, "%s\n", err);
+			ret = 3;
+		}
+	} else {
+		for (;; n++) {
+			if (write_one(e, argv[2], n, pad, err, sizeof(err))) {
+				fprintf(stderr, "%s\n", err);
+				ret = 3;
+				break;
+			}
+			if (n == 2 && (write(1, "w", 1) != 1 || close(1)))
+				return 3;
+		}
+	}
+	orchd_engine_close(e);
+	free(pad);
+	return ret;
+}
