@@ -670,8 +670,7 @@ END_TEST
 START_TEST(test_second_sigint_kills)
 {
 	/* ignores SIGINT/SIGTERM and the grace is long: only the second
-	 * SIGINT's immediate SIGKILL ends it quickly (the tcase timeout would
-	 * not catch a regression here, it would only make the test slow) */
+	 * SIGINT's immediate SIGKILL ends it within the tcase timeout */
 	run_signal_test(SIGINT, 1, "{\"mode\":\"ignoreterm\"}", 20000);
 }
 END_TEST
@@ -708,6 +707,14 @@ Suite *supervisor_suite(void)
 	tcase_add_test(tc, test_not_executable);
 	tcase_add_test(tc, test_cancel_all);
 	tcase_add_test(tc, test_many_at_once);
+	suite_add_tcase(s, tc);
+
+	/* Normally well under a second each; the second SIGINT test would take
+	 * 20 s (its grace) if the immediate SIGKILL were missing, so the
+	 * timeout here is what makes such a regression fail. */
+	tc = tcase_create("signals");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 10);
 	tcase_add_test(tc, test_sigterm_forwarded);
 	tcase_add_test(tc, test_second_sigint_kills);
 	suite_add_tcase(s, tc);
