@@ -10,7 +10,7 @@
  * callers that keep one beyond the pipeline's life take json_object_get().
  *
  * Positions are 1-based line and column in the pipeline file (column counts
- * bytes), 0 when unknown.
+ * characters, as libyaml does), 0 when unknown.
  */
 #ifndef ORCHD_MODELS_PIPELINE_H
 #define ORCHD_MODELS_PIPELINE_H
@@ -63,7 +63,11 @@ struct orchd_core {
 	int parallelism;            /* 0 = number of CPUs */
 	struct orchd_engine_config engine;
 	char *state_dir;            /* NULL = .orchd beside the pipeline file */
-	json_object *env;           /* object: NAME -> string value; never NULL */
+	/* core.env: NAME -> string, set in every extension's environment. */
+	json_object *env;           /* never NULL */
+	/* core.defaults: TYPE -> object, deep-merged under each instance of
+	 * that type (instance keys win).  Never NULL. */
+	json_object *type_defaults;
 	struct orchd_pos pos;
 };
 
@@ -71,13 +75,14 @@ struct orchd_core {
 struct orchd_ref {
 	char *target; /* "TYPE.NAME" as written */
 	char *key;
+	char *path;   /* key path of the string holding it, e.g. "p.exec[1].message" */
 	size_t target_index; /* resolved instance index, valid after validation */
 	struct orchd_pos pos;
 };
 
 struct orchd_instance {
 	char *type;  /* extension type: the section key, e.g. "terraform" */
-	char *name;  /* instance name, unique within the pipeline */
+	char *name;  /* instance name, unique among the instances of its type */
 	char *id;    /* "type.name" */
 	struct orchd_pos pos;      /* of the instance mapping */
 	struct orchd_pos name_pos; /* of the name value */
@@ -101,9 +106,10 @@ struct orchd_instance {
 	 * (before the core merges its defaults in; see orchd_instance_config()). */
 	json_object *config;
 	json_object *mock_outputs; /* NULL when absent */
-	/* Environment variables this instance passes to its extension:
-	 * names (taken from core.env or orchd's environment) and values. */
-	json_object *env; /* object NAME -> string; never NULL */
+	/* pass_env: names of orchd's own environment variables this instance
+	 * passes to its extension (the supervisor's allowlist). */
+	char **pass_env;
+	size_t npass_env;
 };
 
 struct orchd_pipeline {
@@ -117,6 +123,9 @@ struct orchd_pipeline {
 	char **types;
 	struct orchd_pos *types_pos;
 	size_t ntypes;
+	/* Private lookup table of orchd_pipeline_find() (ids and bare names),
+	 * built by orchd_pipeline_index(); NULL means find scans linearly. */
+	json_object *index;
 };
 
 void orchd_exec_set_defaults(struct orchd_exec *e);
@@ -132,14 +141,28 @@ size_t orchd_pipeline_find(const struct orchd_pipeline *p, const char *ref, int 
 char *orchd_instance_stack(const struct orchd_pipeline *p, const struct orchd_instance *in);
 
 /*
- * The config blob handed to the extension: a new object (caller puts it)
- * made of the instance's config with the core defaults merged in under the
- * key "execution" ({max_attempts, timeout, ...}) unless the instance config
- * defines that key itself.  See README "Configuration precedence".
+ * The config blob handed to the extension: a new object (caller puts it),
+ * core.defaults.<type> (core.type_defaults) deep-merged with the instance's own keys (instance
+ * wins; objects merge key by key, any other value replaces).  Reserved
+ * instance keys (name, depends_on, enabled, execution, pass_env,
+ * mock_outputs, sources) are never part of it.  See README "Configuration
+ * precedence".
  */
 json_object *orchd_instance_config(const struct orchd_pipeline *p, const struct orchd_instance *in);
 
+/* (Re)build p->index after p->inst changed.  Bootstrap calls it. */
+void orchd_pipeline_index(struct orchd_pipeline *p);
+
+/*
+ * A topological order of the instances (dependencies first; among ready
+ * instances, file order).  Needs resolved deps (orchd_pipeline_validate()).
+ * order receives p->ninst indices.  Returns 0, or -1 if deps have a cycle.
+ */
+int orchd_pipeline_topo_order(const struct orchd_pipeline *p, size_t *order);
+
 void orchd_pipeline_free(struct orchd_pipeline *p);
+/* Free what an instance owns (not the struct itself). */
+void orchd_instance_release(struct orchd_instance *in);
 
 /* A name usable as a file and stack name: [A-Za-z0-9][A-Za-z0-9_.-]{0,62},
  * not containing "..".  Returns 1 if safe. */

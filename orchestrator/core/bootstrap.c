@@ -1,0 +1,1866 @@
+/*
+ * core/bootstrap: YAML pipeline file -> struct orchd_pipeline (see bootstrap.h).
+ *
+ * Stage 1 (parse): libyaml events build a small tree of ynodes with
+ * positions.  Aliases share the anchored node (the tree is a DAG), so an
+ * alias costs nothing in memory; what it would cost if expanded (the
+ * anchored subtree's size) is charged to an alias budget, so a billion
+ * laughs file fails at its first big alias.  Merge keys are applied when a
+ * mapping ends, so every mapping of the tree is already flat and free of
+ * duplicate keys.  All nodes live in an arena freed at once.
+ *
+ * Stage 2 (build): walk the tree into the model, reporting each problem
+ * with the key path and carrying on, so that one run reports them all.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <yaml.h>
+
+#include "core/bootstrap.h"
+#include "strbuf.h"
+#include "util.h"
+
+/* ---- diagnostics -------------------------------------------------------- */
+
+void orchd_diags_init(struct orchd_diags *d)
+{
+	memset(d, 0, sizeof(*d));
+	d->cap_limit = ORCHD_DIAG_CAP;
+}
+
+int orchd_diag_add(struct orchd_diags *d, const char *file, unsigned line, unsigned column,
+		   const char *fmt, ...)
+{
+	struct orchd_diag *g;
+	va_list ap;
+	char *msg;
+
+	if (d->cap_limit && d->n >= d->cap_limit) {
+		d->truncated = 1;
+		return -1;
+	}
+	va_start(ap, fmt);
+	if (vasprintf(&msg, fmt, ap) < 0)
+		die("out of memory");
+	va_end(ap);
+	ALLOC_GROW(d->v, d->n + 1, d->alloc);
+	g = &d->v[d->n++];
+	g->file = xstrdup(file ? file : "-");
+	g->line = line;
+	g->column = column;
+	g->msg = msg;
+	return -1;
+}
+
+void orchd_diags_print(const struct orchd_diags *d, FILE *fp)
+{
+	size_t i;
+
+	for (i = 0; i < d->n; i++) {
+		const struct orchd_diag *g = &d->v[i];
+
+		if (g->line)
+			fprintf(fp, "%s:%u:%u: error: %s\n", g->file, g->line, g->column, g->msg);
+		else
+			fprintf(fp, "%s: error: %s\n", g->file, g->msg);
+	}
+	if (d->truncated && d->n)
+		fprintf(fp, "%s: error: too many errors, stopping after %zu\n", d->v[d->n - 1].file,
+			d->n);
+}
+
+void orchd_diags_release(struct orchd_diags *d)
+{
+	size_t i;
+
+	for (i = 0; i < d->n; i++) {
+		free(d->v[i].file);
+		free(d->v[i].msg);
+	}
+	free(d->v);
+	d->v = NULL;
+	d->n = d->alloc = 0;
+	d->truncated = 0;
+}
+
+/* ---- small helpers ------------------------------------------------------ */
+
+unsigned orchd_edit_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b), i, j;
+	unsigned row[65];
+
+	if (la > 64 || lb > 64)
+		return 255;
+	for (j = 0; j <= lb; j++)
+		row[j] = (unsigned)j;
+	for (i = 1; i <= la; i++) {
+		unsigned diag = row[0];
+
+		row[0] = (unsigned)i;
+		for (j = 1; j <= lb; j++) {
+			unsigned up = row[j], best;
+
+			best = diag + (a[i - 1] != b[j - 1]);
+			if (up + 1 < best)
+				best = up + 1;
+			if (row[j - 1] + 1 < best)
+				best = row[j - 1] + 1;
+			diag = up;
+			row[j] = best;
+		}
+	}
+	return row[lb];
+}
+
+const char *orchd_closest(const char *s, const char *const *candidates, size_t n)
+{
+	size_t len = strlen(s), i;
+	unsigned limit = len <= 3 ? 1 : len <= 6 ? 2 : 3, best = 255;
+	const char *found = NULL;
+
+	for (i = 0; i < n; i++) {
+		unsigned dist = orchd_edit_distance(s, candidates[i]);
+
+		if (dist < best) {
+			best = dist;
+			found = candidates[i];
+		}
+	}
+	return best <= limit ? found : NULL;
+}
+
+int orchd_parse_duration(const char *s, int64_t *ms)
+{
+	static const struct {
+		const char *unit;
+		int64_t ms;
+	} units[] = { { "h", 3600000 }, { "ms", 1 }, { "m", 60000 }, { "s", 1000 } };
+	/* Rank of each unit in the order it must appear: h, m, s, ms. */
+	static const int rank[] = { 0, 3, 1, 2 };
+	int64_t total = 0;
+	int last = -1, any = 0;
+	const char *p = s;
+
+	if (!*p)
+		return -1;
+	if (strspn(p, "0123456789") == strlen(p)) {
+		if (strlen(p) > 9)
+			return -1;
+		*ms = strtoll(p, NULL, 10) * 1000;
+		return 0;
+	}
+	while (*p) {
+		int64_t v = 0;
+		size_t nd = 0, u;
+
+		while (p[nd] >= '0' && p[nd] <= '9') {
+			if (nd >= 9)
+				return -1;
+			v = v * 10 + (p[nd] - '0');
+			nd++;
+		}
+		if (!nd)
+			return -1;
+		p += nd;
+		for (u = 0; u < ARRAY_SIZE(units); u++)
+			if (!strncmp(p, units[u].unit, strlen(units[u].unit)))
+				break;
+		if (u == ARRAY_SIZE(units) || rank[u] <= last)
+			return -1;
+		last = rank[u];
+		p += strlen(units[u].unit);
+		total += v * units[u].ms;
+		any = 1;
+	}
+	if (!any || total > (int64_t)1000 * 3600 * 24 * 366)
+		return -1;
+	*ms = total;
+	return 0;
+}
+
+static int type_name_ok(const char *s)
+{
+	size_t i;
+
+	if (!orchd_name_is_safe(s))
+		return 0;
+	for (i = 0; s[i]; i++)
+		if (s[i] == '.')
+			return 0;
+	return 1;
+}
+
+static int env_name_ok(const char *s)
+{
+	size_t i;
+
+	if (!((s[0] >= 'A' && s[0] <= 'Z') || (s[0] >= 'a' && s[0] <= 'z') || s[0] == '_'))
+		return 0;
+	for (i = 1; s[i]; i++)
+		if (!((s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= 'a' && s[i] <= 'z') ||
+		      (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
+			return 0;
+	return i <= 255;
+}
+
+/*
+ * Offset of the first byte that is not part of valid UTF-8 (no overlongs,
+ * no surrogates, at most U+10FFFF), or len when all is valid.
+ */
+static size_t utf8_invalid_at(const unsigned char *s, size_t len)
+{
+	size_t i = 0;
+
+	while (i < len) {
+		unsigned char c = s[i];
+		size_t n, k;
+		unsigned cp;
+
+		if (c < 0x80) {
+			i++;
+			continue;
+		} else if (c >= 0xc2 && c <= 0xdf) {
+			n = 1;
+			cp = c & 0x1f;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			n = 2;
+			cp = c & 0x0f;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			n = 3;
+			cp = c & 0x07;
+		} else {
+			return i;
+		}
+		if (i + n >= len + 0 && i + n > len - 1 + 1)
+			return i;
+		for (k = 1; k <= n; k++) {
+			if (i + k >= len || (s[i + k] & 0xc0) != 0x80)
+				return i;
+			cp = (cp << 6) | (s[i + k] & 0x3f);
+		}
+		if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
+		    (cp >= 0xd800 && cp <= 0xdfff))
+			return i;
+		i += n + 1;
+	}
+	return len;
+}
+
+/* 1-based line and column (in characters) of byte offset off. */
+static void offset_pos(const char *buf, size_t off, unsigned *line, unsigned *col)
+{
+	size_t i;
+
+	*line = 1;
+	*col = 1;
+	for (i = 0; i < off; i++) {
+		if (buf[i] == '\n') {
+			(*line)++;
+			*col = 1;
+		} else if (((unsigned char)buf[i] & 0xc0) != 0x80) {
+			(*col)++;
+		}
+	}
+}
+
+/* Byte offset of 0-based line/column (characters), or len. */
+static size_t pos_offset(const char *buf, size_t len, size_t line, size_t col)
+{
+	size_t i = 0;
+
+	while (line && i < len)
+		if (buf[i++] == '\n')
+			line--;
+	while (col && i < len) {
+		i++;
+		while (i < len && ((unsigned char)buf[i] & 0xc0) == 0x80)
+			i++;
+		col--;
+	}
+	return i;
+}
+
+/* ---- stage 1: the node tree --------------------------------------------- */
+
+enum ykind { Y_SCALAR, Y_SEQ, Y_MAP };
+
+struct ynode;
+struct ypair {
+	struct ynode *key, *val;
+};
+
+struct ynode {
+	unsigned char kind;
+	unsigned char plain; /* scalar: plain style, resolved per the core schema */
+	unsigned line, col;  /* 1-based */
+	size_t size;         /* nodes in the expanded subtree (saturating) */
+	char *s;             /* scalar value (libyaml's malloc'ed copy) */
+	size_t len;
+	struct ynode **items; /* sequence items; mapping: key, value, ... until the end */
+	struct ypair *pairs;  /* mapping, after merge keys */
+	size_t n, alloc, npairs;
+};
+
+#define ARENA_BLOCK 1024
+#define SIZE_SAT ((size_t)1 << 40)
+
+struct yparse {
+	const char *file;
+	const char *buf;
+	size_t len;
+	struct orchd_diags *d;
+	struct ynode **blocks;
+	size_t nblocks, balloc, used; /* used: nodes used in the last block */
+	size_t nnodes, alias_cost;
+	json_object *anchors; /* name -> index into anchor_nodes */
+	struct ynode **anchor_nodes;
+	size_t nanchor, anchor_alloc;
+	struct {
+		struct ynode *node;
+		char *anchor;
+	} stack[ORCHD_MAX_DEPTH + 1];
+	size_t depth;
+	struct ynode *root;
+	int ndocs;
+};
+
+static struct ynode *ynode_new(struct yparse *y, enum ykind kind, const yaml_mark_t *m)
+{
+	struct ynode *n;
+
+	if (!y->nblocks || y->used == ARENA_BLOCK) {
+		ALLOC_GROW(y->blocks, y->nblocks + 1, y->balloc);
+		y->blocks[y->nblocks++] = xcalloc(ARENA_BLOCK, sizeof(struct ynode));
+		y->used = 0;
+	}
+	n = &y->blocks[y->nblocks - 1][y->used++];
+	n->kind = (unsigned char)kind;
+	n->line = (unsigned)m->line + 1;
+	n->col = (unsigned)m->column + 1;
+	n->size = 1;
+	y->nnodes++;
+	return n;
+}
+
+static void yparse_release(struct yparse *y)
+{
+	size_t b, i;
+
+	for (b = 0; b < y->nblocks; b++) {
+		size_t used = b + 1 == y->nblocks ? y->used : ARENA_BLOCK;
+
+		for (i = 0; i < used; i++) {
+			free(y->blocks[b][i].s);
+			free(y->blocks[b][i].items);
+			free(y->blocks[b][i].pairs);
+		}
+		free(y->blocks[b]);
+	}
+	free(y->blocks);
+	for (i = 0; i <= y->depth && i < ARRAY_SIZE(y->stack); i++)
+		free(y->stack[i].anchor);
+	json_object_put(y->anchors);
+	free(y->anchor_nodes);
+}
+
+static int yerr(struct yparse *y, unsigned line, unsigned col, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static int yerr(struct yparse *y, unsigned line, unsigned col, const char *fmt, ...)
+{
+	va_list ap;
+	char *msg;
+
+	va_start(ap, fmt);
+	if (vasprintf(&msg, fmt, ap) < 0)
+		die("out of memory");
+	va_end(ap);
+	orchd_diag_add(y->d, y->file, line, col, "%s", msg);
+	free(msg);
+	return -1;
+}
+
+static size_t size_add(size_t a, size_t b)
+{
+	return a + b > SIZE_SAT ? SIZE_SAT : a + b;
+}
+
+static void add_anchor(struct yparse *y, const char *name, struct ynode *n)
+{
+	ALLOC_GROW(y->anchor_nodes, y->nanchor + 1, y->anchor_alloc);
+	y->anchor_nodes[y->nanchor] = n;
+	json_object_object_add(y->anchors, name, json_object_new_int64((int64_t)y->nanchor));
+	y->nanchor++;
+}
+
+/* Attach a finished node to the open container (or make it the root). */
+static void attach(struct yparse *y, struct ynode *n)
+{
+	struct ynode *parent;
+
+	if (!y->depth) {
+		y->root = n;
+		return;
+	}
+	parent = y->stack[y->depth].node;
+	ALLOC_GROW(parent->items, parent->n + 1, parent->alloc);
+	parent->items[parent->n++] = n;
+}
+
+static const char *kind_name(const struct ynode *n);
+
+static int key_eq(const struct ynode *a, const struct ynode *b)
+{
+	return a->len == b->len && !memcmp(a->s, b->s, a->len);
+}
+
+/*
+ * Finish a mapping: turn its key/value items into pairs, applying merge
+ * keys (explicit keys win over merged ones; among merged mappings the
+ * first wins) and rejecting duplicate explicit keys.
+ */
+static int finish_map(struct yparse *y, struct ynode *m)
+{
+	struct ynode **merges = NULL;
+	size_t nmerges = 0, amerges = 0, i, j;
+	json_object *seen = NULL;
+	int ret = 0;
+
+	m->pairs = xcalloc(m->n / 2 + 1, sizeof(*m->pairs));
+	m->alloc = m->n / 2 + 1;
+	if (m->n > 16 && !(seen = json_object_new_object()))
+		die("out of memory");
+	for (i = 0; i + 1 < m->n; i += 2) {
+		struct ynode *k = m->items[i], *v = m->items[i + 1];
+		json_object *prev;
+
+		if (k->kind != Y_SCALAR) {
+			ret = yerr(y, k->line, k->col, "mapping keys must be scalars, got %s",
+				   kind_name(k));
+			continue;
+		}
+		if (strlen(k->s) != k->len) {
+			ret = yerr(y, k->line, k->col, "mapping key contains a NUL character");
+			continue;
+		}
+		if (k->plain && !strcmp(k->s, "<<")) {
+			if (v->kind == Y_MAP) {
+				ALLOC_GROW(merges, nmerges + 1, amerges);
+				merges[nmerges++] = v;
+			} else if (v->kind == Y_SEQ) {
+				for (j = 0; j < v->n; j++)
+					if (v->items[j]->kind != Y_MAP)
+						break;
+				if (j < v->n) {
+					ret = yerr(y, k->line, k->col,
+						   "merge key '<<' expects a mapping or a list of mappings, got a list holding %s",
+						   kind_name(v->items[j]));
+					continue;
+				}
+				for (j = 0; j < v->n; j++) {
+					ALLOC_GROW(merges, nmerges + 1, amerges);
+					merges[nmerges++] = v->items[j];
+				}
+			} else {
+				ret = yerr(y, k->line, k->col,
+					   "merge key '<<' expects a mapping or a list of mappings, got %s",
+					   kind_name(v));
+			}
+			continue;
+		}
+		prev = NULL;
+		if (seen) {
+			if (json_object_object_get_ex(seen, k->s, &prev)) {
+				struct ynode *f = m->pairs[json_object_get_int64(prev)].key;
+
+				ret = yerr(y, k->line, k->col,
+					   "duplicate key '%s' (first defined at %u:%u)", k->s,
+					   f->line, f->col);
+				continue;
+			}
+			json_object_object_add(seen, k->s,
+					       json_object_new_int64((int64_t)m->npairs));
+		} else {
+			for (j = 0; j < m->npairs; j++)
+				if (key_eq(m->pairs[j].key, k))
+					break;
+			if (j < m->npairs) {
+				ret = yerr(y, k->line, k->col,
+					   "duplicate key '%s' (first defined at %u:%u)", k->s,
+					   m->pairs[j].key->line, m->pairs[j].key->col);
+				continue;
+			}
+		}
+		m->pairs[m->npairs].key = k;
+		m->pairs[m->npairs].val = v;
+		m->npairs++;
+	}
+	for (i = 0; i < nmerges; i++) {
+		struct ynode *src = merges[i];
+
+		for (j = 0; j < src->npairs; j++) {
+			struct ynode *k = src->pairs[j].key;
+			size_t x;
+			int dup = 0;
+
+			if (seen) {
+				dup = json_object_object_get_ex(seen, k->s, NULL);
+			} else {
+				for (x = 0; x < m->npairs && !dup; x++)
+					dup = key_eq(m->pairs[x].key, k);
+			}
+			if (dup)
+				continue;
+			if (!seen && m->npairs >= 16) {
+				/* Switch to the hash once the mapping grows. */
+				if (!(seen = json_object_new_object()))
+					die("out of memory");
+				for (x = 0; x < m->npairs; x++)
+					json_object_object_add(seen, m->pairs[x].key->s,
+							       json_object_new_int64((int64_t)x));
+			}
+			if (seen)
+				json_object_object_add(seen, k->s,
+						       json_object_new_int64((int64_t)m->npairs));
+			ALLOC_GROW(m->pairs, m->npairs + 1, m->alloc);
+			m->pairs[m->npairs++] = src->pairs[j];
+		}
+	}
+	for (i = 0; i < m->npairs; i++)
+		m->size = size_add(m->size, size_add(m->pairs[i].key->size, m->pairs[i].val->size));
+	free(m->items);
+	m->items = NULL;
+	m->n = 0;
+	json_object_put(seen);
+	free(merges);
+	return ret;
+}
+
+static int yaml_error(struct yparse *y, yaml_parser_t *parser)
+{
+	unsigned line = (unsigned)parser->problem_mark.line + 1;
+	unsigned col = (unsigned)parser->problem_mark.column + 1;
+	const char *problem = parser->problem ? parser->problem : "unknown error";
+	size_t off;
+
+	if (parser->error == YAML_READER_ERROR) {
+		offset_pos(y->buf, parser->problem_offset < y->len ? parser->problem_offset : y->len,
+			   &line, &col);
+		return yerr(y, line, col, "cannot read the file: %s", problem);
+	}
+	if (parser->error != YAML_SCANNER_ERROR && parser->error != YAML_PARSER_ERROR)
+		return yerr(y, 0, 0, "cannot parse the file: %s", problem);
+	off = pos_offset(y->buf, y->len, parser->problem_mark.line, parser->problem_mark.column);
+	if (strstr(problem, "tab") || (off < y->len && y->buf[off] == '\t'))
+		return yerr(y, line, col, "tab characters must not be used for indentation");
+	if (parser->context)
+		return yerr(y, line, col, "syntax error: %s (%s at %u:%u)", problem,
+			    parser->context, (unsigned)parser->context_mark.line + 1,
+			    (unsigned)parser->context_mark.column + 1);
+	return yerr(y, line, col, "syntax error: %s", problem);
+}
+
+static int is_str_tag(const yaml_char_t *tag)
+{
+	return tag && !strcmp((const char *)tag, YAML_STR_TAG);
+}
+
+static int handle_event(struct yparse *y, yaml_event_t *ev)
+{
+	struct ynode *n;
+	const char *anchor;
+	json_object *ix;
+
+	switch (ev->type) {
+	case YAML_DOCUMENT_START_EVENT:
+		if (++y->ndocs > 1)
+			return yerr(y, (unsigned)ev->start_mark.line + 1,
+				    (unsigned)ev->start_mark.column + 1,
+				    "a pipeline file holds one YAML document, found a second one");
+		return 0;
+	case YAML_SCALAR_EVENT:
+		if (y->nnodes >= ORCHD_MAX_NODES)
+			goto too_many;
+		n = ynode_new(y, Y_SCALAR, &ev->start_mark);
+		n->s = (char *)ev->data.scalar.value;
+		n->len = ev->data.scalar.length;
+		ev->data.scalar.value = NULL; /* stolen: yaml_event_delete skips NULL */
+		n->plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+			   !is_str_tag(ev->data.scalar.tag);
+		if (ev->data.scalar.anchor)
+			add_anchor(y, (const char *)ev->data.scalar.anchor, n);
+		attach(y, n);
+		return 0;
+	case YAML_SEQUENCE_START_EVENT:
+	case YAML_MAPPING_START_EVENT:
+		if (y->nnodes >= ORCHD_MAX_NODES)
+			goto too_many;
+		if (y->depth >= ORCHD_MAX_DEPTH)
+			return yerr(y, (unsigned)ev->start_mark.line + 1,
+				    (unsigned)ev->start_mark.column + 1,
+				    "nesting too deep (limit %d levels)", ORCHD_MAX_DEPTH);
+		n = ynode_new(y, ev->type == YAML_SEQUENCE_START_EVENT ? Y_SEQ : Y_MAP,
+			      &ev->start_mark);
+		anchor = (const char *)(ev->type == YAML_SEQUENCE_START_EVENT ?
+							ev->data.sequence_start.anchor :
+							ev->data.mapping_start.anchor);
+		y->depth++;
+		y->stack[y->depth].node = n;
+		y->stack[y->depth].anchor = anchor ? xstrdup(anchor) : NULL;
+		return 0;
+	case YAML_SEQUENCE_END_EVENT:
+	case YAML_MAPPING_END_EVENT: {
+		size_t i;
+		int ret = 0;
+
+		n = y->stack[y->depth].node;
+		if (n->kind == Y_MAP) {
+			ret = finish_map(y, n);
+		} else {
+			for (i = 0; i < n->n; i++)
+				n->size = size_add(n->size, n->items[i]->size);
+		}
+		if (y->stack[y->depth].anchor) {
+			add_anchor(y, y->stack[y->depth].anchor, n);
+			free(y->stack[y->depth].anchor);
+			y->stack[y->depth].anchor = NULL;
+		}
+		y->depth--;
+		attach(y, n);
+		return ret;
+	}
+	case YAML_ALIAS_EVENT:
+		anchor = (const char *)ev->data.alias.anchor;
+		if (!json_object_object_get_ex(y->anchors, anchor, &ix))
+			return yerr(y, (unsigned)ev->start_mark.line + 1,
+				    (unsigned)ev->start_mark.column + 1, "unknown anchor '%s'",
+				    anchor);
+		n = y->anchor_nodes[json_object_get_int64(ix)];
+		y->alias_cost = size_add(y->alias_cost, n->size);
+		if (y->alias_cost > ORCHD_MAX_ALIAS_NODES)
+			return yerr(y, (unsigned)ev->start_mark.line + 1,
+				    (unsigned)ev->start_mark.column + 1,
+				    "aliases expand to too many nodes (limit %d): refusing a possible billion laughs document",
+				    ORCHD_MAX_ALIAS_NODES);
+		attach(y, n);
+		return 0;
+	default:
+		return 0;
+	}
+too_many:
+	return yerr(y, (unsigned)ev->start_mark.line + 1, (unsigned)ev->start_mark.column + 1,
+		    "too many YAML nodes (limit %d)", ORCHD_MAX_NODES);
+}
+
+/* Parse the buffer into y->root.  0, or -1 (fatal: the tree is unusable). */
+static int parse_tree(struct yparse *y)
+{
+	yaml_parser_t parser;
+	yaml_event_t ev;
+	size_t bad;
+	int ret = 0, done = 0;
+
+	bad = utf8_invalid_at((const unsigned char *)y->buf, y->len);
+	if (bad < y->len) {
+		unsigned line, col;
+
+		offset_pos(y->buf, bad, &line, &col);
+		return yerr(y, line, col, "invalid UTF-8 (byte 0x%02x)",
+			    (unsigned char)y->buf[bad]);
+	}
+	if (!(y->anchors = json_object_new_object()))
+		die("out of memory");
+	if (!yaml_parser_initialize(&parser))
+		die("out of memory");
+	yaml_parser_set_input_string(&parser, (const unsigned char *)y->buf, y->len);
+	yaml_parser_set_encoding(&parser, YAML_UTF8_ENCODING);
+	while (!done) {
+		if (!yaml_parser_parse(&parser, &ev)) {
+			ret = yaml_error(y, &parser);
+			break;
+		}
+		done = ev.type == YAML_STREAM_END_EVENT;
+		ret = handle_event(y, &ev);
+		yaml_event_delete(&ev);
+		/* Errors of finish_map (duplicate keys, bad merges) let the
+		 * parse go on to report more; every other error stops it. */
+		if (ret < 0 && y->d->n && !y->d->truncated) {
+			const char *msg = y->d->v[y->d->n - 1].msg;
+
+			if (strncmp(msg, "duplicate key", 13) && strncmp(msg, "merge key", 9) &&
+			    strncmp(msg, "mapping key", 11))
+				break;
+			ret = 0;
+		} else if (ret < 0) {
+			break;
+		}
+	}
+	yaml_parser_delete(&parser);
+	return ret;
+}
+
+/* ---- scalars ------------------------------------------------------------ */
+
+enum stype { S_NULL, S_BOOL, S_INT, S_FLOAT, S_STR, S_BIGINT };
+
+static int all_in(const char *s, const char *set)
+{
+	return *s && strspn(s, set) == strlen(s);
+}
+
+/* Resolve a scalar per the YAML 1.2 core schema (quoted = string). */
+static enum stype resolve(const struct ynode *n, int64_t *iv, double *dv)
+{
+	const char *s = n->s;
+	const char *d = s;
+	char *end;
+
+	if (!n->plain)
+		return S_STR;
+	if (!*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") ||
+	    !strcmp(s, "NULL"))
+		return S_NULL;
+	if (!strcmp(s, "true") || !strcmp(s, "True") || !strcmp(s, "TRUE")) {
+		*iv = 1;
+		return S_BOOL;
+	}
+	if (!strcmp(s, "false") || !strcmp(s, "False") || !strcmp(s, "FALSE")) {
+		*iv = 0;
+		return S_BOOL;
+	}
+	if (*d == '-' || *d == '+')
+		d++;
+	if (all_in(d, "0123456789")) {
+		errno = 0;
+		*iv = strtoll(s, &end, 10);
+		return errno == ERANGE ? S_BIGINT : S_INT;
+	}
+	if ((!strncmp(s, "0o", 2) && all_in(s + 2, "01234567")) ||
+	    (!strncmp(s, "0x", 2) && all_in(s + 2, "0123456789abcdefABCDEF"))) {
+		errno = 0;
+		*iv = strtoll(s + 2, &end, s[1] == 'o' ? 8 : 16);
+		return errno == ERANGE ? S_BIGINT : S_INT;
+	}
+	if (!strcmp(d, ".inf") || !strcmp(d, ".Inf") || !strcmp(d, ".INF")) {
+		*dv = *s == '-' ? -INFINITY : INFINITY;
+		return S_FLOAT;
+	}
+	if (!strcmp(s, ".nan") || !strcmp(s, ".NaN") || !strcmp(s, ".NAN")) {
+		*dv = NAN;
+		return S_FLOAT;
+	}
+	{
+		/* [-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)? */
+		const char *p = d;
+		size_t ip = strspn(p, "0123456789"), fp = 0;
+
+		p += ip;
+		if (*p == '.') {
+			p++;
+			fp = strspn(p, "0123456789");
+			p += fp;
+		}
+		if (!ip && !fp)
+			return S_STR;
+		if (*p == 'e' || *p == 'E') {
+			p++;
+			if (*p == '-' || *p == '+')
+				p++;
+			if (!strspn(p, "0123456789"))
+				return S_STR;
+			p += strspn(p, "0123456789");
+		}
+		if (*p)
+			return S_STR;
+		*dv = strtod(s, NULL);
+		return S_FLOAT;
+	}
+}
+
+static const char *kind_name(const struct ynode *n)
+{
+	int64_t iv;
+	double dv;
+
+	if (n->kind == Y_SEQ)
+		return "a sequence";
+	if (n->kind == Y_MAP)
+		return "a mapping";
+	switch (resolve(n, &iv, &dv)) {
+	case S_NULL:
+		return "null";
+	case S_BOOL:
+		return "a boolean";
+	case S_INT:
+	case S_BIGINT:
+		return "an integer";
+	case S_FLOAT:
+		return "a number";
+	default:
+		return "a string";
+	}
+}
+
+/* ---- stage 2: building the model ---------------------------------------- */
+
+struct build {
+	const char *file;
+	struct orchd_diags *d;
+	struct orchd_pipeline *p;
+	struct strbuf path;
+	struct orchd_instance *cur; /* references are recorded into it */
+	size_t refs_alloc;          /* capacity of cur->refs */
+	size_t inst_alloc;          /* capacity of p->inst */
+	size_t types_alloc;
+	int failed;
+};
+
+static int berr(struct build *b, const struct ynode *n, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int berr(struct build *b, const struct ynode *n, const char *fmt, ...)
+{
+	va_list ap;
+	char *msg;
+
+	va_start(ap, fmt);
+	if (vasprintf(&msg, fmt, ap) < 0)
+		die("out of memory");
+	va_end(ap);
+	orchd_diag_add(b->d, b->file, n ? n->line : 0, n ? n->col : 0, "%s: %s",
+		       sb_str(&b->path), msg);
+	free(msg);
+	b->failed = 1;
+	return -1;
+}
+
+static size_t path_key(struct build *b, const char *key)
+{
+	size_t mark = b->path.len;
+
+	if (sb_addf(&b->path, "%s%s", b->path.len ? "." : "", key) < 0)
+		die("out of memory");
+	return mark;
+}
+
+static size_t path_index(struct build *b, size_t i)
+{
+	size_t mark = b->path.len;
+
+	if (sb_addf(&b->path, "[%zu]", i) < 0)
+		die("out of memory");
+	return mark;
+}
+
+static void path_pop(struct build *b, size_t mark)
+{
+	sb_setlen(&b->path, mark);
+}
+
+static int get_string(struct build *b, const struct ynode *n, char **out)
+{
+	int64_t iv;
+	double dv;
+
+	if (n->kind != Y_SCALAR || resolve(n, &iv, &dv) != S_STR)
+		return berr(b, n, "expected a string, got %s", kind_name(n));
+	if (strlen(n->s) != n->len)
+		return berr(b, n, "string contains a NUL character");
+	*out = xstrdup(n->s);
+	return 0;
+}
+
+static int get_int(struct build *b, const struct ynode *n, int64_t lo, int64_t hi, int64_t *out)
+{
+	int64_t iv;
+	double dv;
+
+	if (n->kind != Y_SCALAR || resolve(n, &iv, &dv) != S_INT)
+		return berr(b, n, "expected an integer, got %s", kind_name(n));
+	if (iv < lo || iv > hi)
+		return berr(b, n, "must be between %lld and %lld, got %lld", (long long)lo,
+			    (long long)hi, (long long)iv);
+	*out = iv;
+	return 0;
+}
+
+static int get_bool(struct build *b, const struct ynode *n, int *out)
+{
+	int64_t iv;
+	double dv;
+
+	if (n->kind != Y_SCALAR || resolve(n, &iv, &dv) != S_BOOL)
+		return berr(b, n, "expected a boolean (true or false), got %s", kind_name(n));
+	*out = (int)iv;
+	return 0;
+}
+
+static int get_duration(struct build *b, const struct ynode *n, int64_t *out)
+{
+	int64_t iv;
+	double dv;
+	enum stype t;
+
+	if (n->kind != Y_SCALAR)
+		return berr(b, n, "expected a duration, got %s", kind_name(n));
+	t = resolve(n, &iv, &dv);
+	if ((t == S_INT || t == S_STR) && strlen(n->s) == n->len &&
+	    !orchd_parse_duration(n->s, out))
+		return 0;
+	return berr(b, n,
+		    "invalid duration '%.40s' (expected seconds, or a string like \"90s\", \"5m\", \"1h30m\", \"250ms\")",
+		    n->s);
+}
+
+static int expect_kind(struct build *b, const struct ynode *n, enum ykind kind)
+{
+	if (n->kind == kind)
+		return 0;
+	return berr(b, n, "expected %s, got %s", kind == Y_MAP ? "a mapping" : "a sequence",
+		    kind_name(n));
+}
+
+static int unknown_key(struct build *b, const struct ynode *k, const char *const *keys, size_t n)
+{
+	const char *near = orchd_closest(k->s, keys, n);
+	struct strbuf all = STRBUF_INIT;
+	size_t i;
+
+	if (near)
+		return berr(b, k, "unknown key '%s' (did you mean '%s'?)", k->s, near);
+	for (i = 0; i < n; i++)
+		sb_addf(&all, "%s%s", i ? ", " : "", keys[i]);
+	berr(b, k, "unknown key '%s' (valid keys: %s)", k->s, sb_str(&all));
+	sb_release(&all);
+	return -1;
+}
+
+static size_t key_index(const char *key, const char *const *keys, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (!strcmp(key, keys[i]))
+			return i;
+	return n;
+}
+
+static void scan_refs(struct build *b, const struct ynode *n);
+
+/* A json-c value for a node; scans strings for references when b->cur. */
+static json_object *to_json(struct build *b, const struct ynode *n)
+{
+	json_object *o;
+	size_t i, mark;
+	int64_t iv;
+	double dv;
+
+	switch (n->kind) {
+	case Y_SEQ:
+		o = json_object_new_array_ext((int)n->n);
+		for (i = 0; i < n->n; i++) {
+			mark = path_index(b, i);
+			json_object_array_add(o, to_json(b, n->items[i]));
+			path_pop(b, mark);
+		}
+		return o;
+	case Y_MAP:
+		o = json_object_new_object();
+		for (i = 0; i < n->npairs; i++) {
+			mark = path_key(b, n->pairs[i].key->s);
+			json_object_object_add(o, n->pairs[i].key->s, to_json(b, n->pairs[i].val));
+			path_pop(b, mark);
+		}
+		return o;
+	default:
+		break;
+	}
+	switch (resolve(n, &iv, &dv)) {
+	case S_NULL:
+		return NULL;
+	case S_BOOL:
+		return json_object_new_boolean((json_bool)iv);
+	case S_INT:
+		return json_object_new_int64(iv);
+	case S_BIGINT:
+		berr(b, n, "integer out of range: %.40s", n->s);
+		return NULL;
+	case S_FLOAT:
+		if (!isfinite(dv)) {
+			berr(b, n, "infinite and NaN numbers are not supported");
+			return NULL;
+		}
+		return json_object_new_double(dv);
+	default:
+		if (b->cur)
+			scan_refs(b, n);
+		return json_object_new_string_len(n->s, (int)n->len);
+	}
+}
+
+static int ref_char(char c, int dot)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+	       c == '_' || c == '-' || (dot && c == '.');
+}
+
+/*
+ * Find `${{ TYPE.NAME.outputs.KEY }}` in a string.  `$${{` is an escape for
+ * a literal `${{` and is skipped (the runtime substitution unescapes it).
+ */
+static void scan_refs(struct build *b, const struct ynode *n)
+{
+	const char *s = n->s;
+	size_t len = n->len, i = 0;
+
+	while (i + 2 < len) {
+		const char *in, *end, *dot, *outs, *key;
+		size_t inlen, j;
+		struct orchd_ref *r;
+		int valid;
+
+		if (s[i] == '$' && i + 3 < len && s[i + 1] == '$' && s[i + 2] == '{' &&
+		    s[i + 3] == '{') {
+			i += 4;
+			continue;
+		}
+		if (!(s[i] == '$' && s[i + 1] == '{' && s[i + 2] == '{')) {
+			i++;
+			continue;
+		}
+		in = s + i + 3;
+		end = memmem(in, len - (size_t)(in - s), "}}", 2);
+		if (!end) {
+			berr(b, n, "unterminated reference '%.40s' (missing '}}')", s + i);
+			return;
+		}
+		while (in < end && (*in == ' ' || *in == '\t'))
+			in++;
+		inlen = (size_t)(end - in);
+		while (inlen && (in[inlen - 1] == ' ' || in[inlen - 1] == '\t'))
+			inlen--;
+		/* TYPE '.' NAME '.outputs.' KEY, each part non-empty */
+		valid = 1;
+		dot = memchr(in, '.', inlen);
+		outs = dot ? memmem(dot + 1, inlen - (size_t)(dot + 1 - in), ".outputs.", 9) : NULL;
+		key = outs ? outs + 9 : NULL;
+		if (!dot || !outs || dot == in || outs == dot + 1 || key == in + inlen)
+			valid = 0;
+		for (j = 0; valid && in + j < dot; j++)
+			valid = ref_char(in[j], 0);
+		for (j = 1; valid && dot + j < outs; j++)
+			valid = ref_char(dot[j], 1);
+		for (j = 0; valid && key + j < in + inlen; j++)
+			valid = ref_char(key[j], 0);
+		if (!valid) {
+			berr(b, n,
+			     "malformed reference '${{%.*s}}' (expected ${{ TYPE.NAME.outputs.KEY }})",
+			     (int)(end - (s + i + 3) > 60 ? 60 : end - (s + i + 3)), s + i + 3);
+			i = (size_t)(end - s) + 2;
+			continue;
+		}
+		ALLOC_GROW(b->cur->refs, b->cur->nrefs + 1, b->refs_alloc);
+		r = &b->cur->refs[b->cur->nrefs++];
+		memset(r, 0, sizeof(*r));
+		r->target = xstrndup(in, (size_t)(outs - in));
+		r->key = xstrndup(key, inlen - (size_t)(key - in));
+		r->path = xstrdup(sb_str(&b->path));
+		r->pos.line = n->line;
+		r->pos.column = n->col;
+		r->target_index = (size_t)-1;
+		i = (size_t)(end - s) + 2;
+	}
+}
+
+static const char *const exec_keys[] = { "max_attempts", "timeout", "grace", "retry_backoff" };
+static const char *const backoff_keys[] = { "initial", "max", "factor" };
+
+static void build_exec(struct build *b, const struct ynode *n, struct orchd_exec *e)
+{
+	size_t i, j, mark;
+	int64_t v;
+
+	e->set = 0;
+	if (expect_kind(b, n, Y_MAP))
+		return;
+	for (i = 0; i < n->npairs; i++) {
+		const struct ynode *k = n->pairs[i].key, *val = n->pairs[i].val;
+
+		mark = path_key(b, k->s);
+		switch (key_index(k->s, exec_keys, ARRAY_SIZE(exec_keys))) {
+		case 0:
+			if (!get_int(b, val, 1, 1000, &v)) {
+				e->max_attempts = (int)v;
+				e->set |= ORCHD_EXEC_MAX_ATTEMPTS;
+			}
+			break;
+		case 1:
+			if (!get_duration(b, val, &e->timeout_ms))
+				e->set |= ORCHD_EXEC_TIMEOUT;
+			break;
+		case 2:
+			if (!get_duration(b, val, &e->grace_ms))
+				e->set |= ORCHD_EXEC_GRACE;
+			break;
+		case 3:
+			if (expect_kind(b, val, Y_MAP))
+				break;
+			for (j = 0; j < val->npairs; j++) {
+				const struct ynode *k2 = val->pairs[j].key, *v2 = val->pairs[j].val;
+				size_t m2 = path_key(b, k2->s);
+				int64_t iv;
+				double dv;
+				enum stype t;
+
+				switch (key_index(k2->s, backoff_keys, ARRAY_SIZE(backoff_keys))) {
+				case 0:
+					if (!get_duration(b, v2, &e->backoff_initial_ms))
+						e->set |= ORCHD_EXEC_BACKOFF_INITIAL;
+					break;
+				case 1:
+					if (!get_duration(b, v2, &e->backoff_max_ms))
+						e->set |= ORCHD_EXEC_BACKOFF_MAX;
+					break;
+				case 2:
+					t = v2->kind == Y_SCALAR ? resolve(v2, &iv, &dv) : S_STR;
+					if (t == S_INT)
+						dv = (double)iv;
+					if ((t != S_INT && t != S_FLOAT) || v2->kind != Y_SCALAR) {
+						berr(b, v2, "expected a number, got %s",
+						     kind_name(v2));
+					} else if (!(dv >= 1.0 && dv <= 100.0)) {
+						berr(b, v2, "must be between 1 and 100");
+					} else {
+						e->backoff_factor = dv;
+						e->set |= ORCHD_EXEC_BACKOFF_FACTOR;
+					}
+					break;
+				default:
+					path_pop(b, m2);
+					unknown_key(b, k2, backoff_keys, ARRAY_SIZE(backoff_keys));
+					break;
+				}
+				path_pop(b, m2);
+			}
+			break;
+		default:
+			path_pop(b, mark);
+			unknown_key(b, k, exec_keys, ARRAY_SIZE(exec_keys));
+			break;
+		}
+		path_pop(b, mark);
+	}
+}
+
+static const char *const engine_keys[] = { "type", "backend", "project" };
+
+static void build_engine(struct build *b, const struct ynode *n, struct orchd_engine_config *e)
+{
+	size_t i, mark;
+	char *s;
+
+	e->pos.line = n->line;
+	e->pos.column = n->col;
+	if (expect_kind(b, n, Y_MAP))
+		return;
+	for (i = 0; i < n->npairs; i++) {
+		const struct ynode *k = n->pairs[i].key, *v = n->pairs[i].val;
+
+		mark = path_key(b, k->s);
+		switch (key_index(k->s, engine_keys, ARRAY_SIZE(engine_keys))) {
+		case 0:
+			if (get_string(b, v, &s))
+				break;
+			if (!strcmp(s, "local"))
+				e->type = ORCHD_ENGINE_LOCAL;
+			else if (!strcmp(s, "pulumi"))
+				e->type = ORCHD_ENGINE_PULUMI;
+			else
+				berr(b, v, "unknown engine type '%s' (expected local or pulumi)",
+				     s);
+			free(s);
+			break;
+		case 1:
+			if (!get_string(b, v, &s)) {
+				free(e->backend);
+				e->backend = s;
+			}
+			break;
+		case 2:
+			if (get_string(b, v, &s))
+				break;
+			if (!orchd_name_is_safe(s)) {
+				berr(b, v, "invalid project name '%s'", s);
+				free(s);
+				break;
+			}
+			free(e->project);
+			e->project = s;
+			break;
+		default:
+			path_pop(b, mark);
+			unknown_key(b, k, engine_keys, ARRAY_SIZE(engine_keys));
+			break;
+		}
+		path_pop(b, mark);
+	}
+	if (e->type == ORCHD_ENGINE_LOCAL && (e->backend || e->project))
+		berr(b, n, "backend and project are only valid with engine type pulumi");
+}
+
+#define SAFE_NAME_RULE \
+	"letters, digits, '_', '.' and '-', starting with a letter or digit, at most 63 characters, no '..'"
+
+static const char *const core_keys[] = { "stack",		"parallelism", "state_dir", "engine",
+					 "execution_defaults", "env",	     "defaults" };
+
+static void build_core(struct build *b, const struct ynode *n)
+{
+	struct orchd_core *c = &b->p->core;
+	size_t i, j, mark, m2;
+	int64_t v;
+	char *s;
+
+	c->pos.line = n->line;
+	c->pos.column = n->col;
+	if (n->kind == Y_SCALAR && n->plain && !*n->s)
+		return; /* "core:" with nothing: all defaults */
+	if (expect_kind(b, n, Y_MAP))
+		return;
+	for (i = 0; i < n->npairs; i++) {
+		const struct ynode *k = n->pairs[i].key, *val = n->pairs[i].val;
+
+		mark = path_key(b, k->s);
+		switch (key_index(k->s, core_keys, ARRAY_SIZE(core_keys))) {
+		case 0:
+			if (get_string(b, val, &s))
+				break;
+			if (!orchd_name_is_safe(s)) {
+				berr(b, val, "invalid stack name '%s' (" SAFE_NAME_RULE ")", s);
+				free(s);
+				break;
+			}
+			free(c->stack);
+			c->stack = s;
+			break;
+		case 1:
+			if (!get_int(b, val, 0, 4096, &v))
+				c->parallelism = (int)v;
+			break;
+		case 2:
+			if (get_string(b, val, &s))
+				break;
+			if (!*s) {
+				berr(b, val, "must not be empty");
+				free(s);
+				break;
+			}
+			free(c->state_dir);
+			c->state_dir = s;
+			break;
+		case 3:
+			build_engine(b, val, &c->engine);
+			break;
+		case 4:
+			build_exec(b, val, &c->defaults);
+			break;
+		case 5:
+			if (expect_kind(b, val, Y_MAP))
+				break;
+			for (j = 0; j < val->npairs; j++) {
+				const struct ynode *k2 = val->pairs[j].key, *v2 = val->pairs[j].val;
+				int64_t iv;
+				double dv;
+
+				m2 = path_key(b, k2->s);
+				if (!env_name_ok(k2->s))
+					berr(b, k2, "invalid environment variable name '%s'",
+					     k2->s);
+				else if (v2->kind != Y_SCALAR || resolve(v2, &iv, &dv) == S_NULL)
+					berr(b, v2, "expected a string, got %s", kind_name(v2));
+				else
+					json_object_object_add(
+						c->env, k2->s,
+						json_object_new_string_len(v2->s, (int)v2->len));
+				path_pop(b, m2);
+			}
+			break;
+		case 6:
+			if (expect_kind(b, val, Y_MAP))
+				break;
+			for (j = 0; j < val->npairs; j++) {
+				const struct ynode *k2 = val->pairs[j].key, *v2 = val->pairs[j].val;
+
+				m2 = path_key(b, k2->s);
+				if (!type_name_ok(k2->s))
+					berr(b, k2, "invalid extension type name '%s'", k2->s);
+				else if (!expect_kind(b, v2, Y_MAP))
+					json_object_object_add(c->type_defaults, k2->s, to_json(b, v2));
+				path_pop(b, m2);
+			}
+			break;
+		default:
+			path_pop(b, mark);
+			unknown_key(b, k, core_keys, ARRAY_SIZE(core_keys));
+			break;
+		}
+		path_pop(b, mark);
+	}
+}
+
+static const char *const inst_keys[] = { "name",     "depends_on",   "enabled", "execution",
+					 "pass_env", "mock_outputs", "sources" };
+
+static void add_depends(struct build *b, struct orchd_instance *in, const struct ynode *n)
+{
+	char *s;
+
+	if (get_string(b, n, &s))
+		return;
+	in->depends_on = xrealloc(in->depends_on, (in->ndepends + 1) * sizeof(char *));
+	in->depends_pos = xrealloc(in->depends_pos, (in->ndepends + 1) * sizeof(*in->depends_pos));
+	in->depends_on[in->ndepends] = s;
+	in->depends_pos[in->ndepends].line = n->line;
+	in->depends_pos[in->ndepends].column = n->col;
+	in->ndepends++;
+}
+
+static void build_instance(struct build *b, const char *type, const struct ynode *n,
+			   json_object *ids)
+{
+	struct orchd_pipeline *p = b->p;
+	struct orchd_instance in;
+	const struct ynode *namev = NULL;
+	size_t i, j, mark, m2, alloc_env = 0;
+	struct orchd_exec over;
+	json_object *prev;
+	int ok = 1;
+
+	if (expect_kind(b, n, Y_MAP))
+		return;
+	memset(&in, 0, sizeof(in));
+	b->refs_alloc = 0;
+	in.pos.line = n->line;
+	in.pos.column = n->col;
+	in.enabled = 1;
+	in.exec = p->core.defaults;
+	in.config = json_object_new_object();
+	b->cur = &in;
+	for (i = 0; i < n->npairs; i++) {
+		const struct ynode *k = n->pairs[i].key, *v = n->pairs[i].val;
+
+		mark = path_key(b, k->s);
+		switch (key_index(k->s, inst_keys, ARRAY_SIZE(inst_keys))) {
+		case 0:
+			namev = v;
+			if (get_string(b, v, &in.name))
+				ok = 0;
+			else if (!orchd_name_is_safe(in.name))
+				ok = 0, berr(b, v, "invalid instance name '%s' (" SAFE_NAME_RULE ")",
+					     in.name);
+			break;
+		case 1:
+			if (v->kind == Y_SEQ) {
+				for (j = 0; j < v->n; j++) {
+					m2 = path_index(b, j);
+					add_depends(b, &in, v->items[j]);
+					path_pop(b, m2);
+				}
+			} else {
+				add_depends(b, &in, v);
+			}
+			break;
+		case 2:
+			get_bool(b, v, &in.enabled);
+			break;
+		case 3:
+			orchd_exec_set_defaults(&over);
+			build_exec(b, v, &over);
+			orchd_exec_merge(&in.exec, &over);
+			break;
+		case 4:
+			if (expect_kind(b, v, Y_SEQ))
+				break;
+			for (j = 0; j < v->n; j++) {
+				char *s;
+
+				m2 = path_index(b, j);
+				if (!get_string(b, v->items[j], &s)) {
+					if (!env_name_ok(s)) {
+						berr(b, v->items[j],
+						     "invalid environment variable name '%s'", s);
+						free(s);
+					} else {
+						ALLOC_GROW(in.pass_env, in.npass_env + 1,
+							   alloc_env);
+						in.pass_env[in.npass_env++] = s;
+					}
+				}
+				path_pop(b, m2);
+			}
+			break;
+		case 5:
+			if (!expect_kind(b, v, Y_MAP)) {
+				b->cur = NULL;
+				json_object_put(in.mock_outputs);
+				in.mock_outputs = to_json(b, v);
+				b->cur = &in;
+			}
+			break;
+		case 6:
+			break; /* sources: reserved for a later issue */
+		default:
+			json_object_object_add(in.config, k->s, to_json(b, v));
+			break;
+		}
+		path_pop(b, mark);
+	}
+	b->cur = NULL;
+	if (!namev) {
+		berr(b, n, "missing required key 'name'");
+		ok = 0;
+	}
+	if (ok) {
+		in.name_pos.line = namev->line;
+		in.name_pos.column = namev->col;
+		in.type = xstrdup(type);
+		in.id = xasprintf("%s.%s", type, in.name);
+		if (json_object_object_get_ex(ids, in.id, &prev)) {
+			struct orchd_instance *f = &p->inst[json_object_get_int64(prev)];
+
+			mark = path_key(b, "name");
+			berr(b, namev, "duplicate instance name '%s' (first defined at %u:%u)",
+			     in.name, f->name_pos.line, f->name_pos.column);
+			path_pop(b, mark);
+			ok = 0;
+		}
+	}
+	if (!ok) {
+		/* Without a usable name the instance cannot be referred to:
+		 * drop it (its other errors are already reported). */
+		orchd_instance_release(&in);
+		return;
+	}
+	/* Instances with other errors stay, so that references to them do
+	 * not add spurious "unknown instance" errors. */
+	json_object_object_add(ids, in.id, json_object_new_int64((int64_t)p->ninst));
+	ALLOC_GROW(p->inst, p->ninst + 1, b->inst_alloc);
+	p->inst[p->ninst++] = in;
+}
+
+static void build_pipeline(struct build *b, const struct ynode *root)
+{
+	struct orchd_pipeline *p = b->p;
+	const struct ynode *body, *core = NULL;
+	json_object *ids;
+	size_t i, j, mark, m2;
+
+	if (root->kind != Y_MAP || !root->npairs) {
+		b->failed = 1;
+		orchd_diag_add(b->d, b->file, root->line, root->col,
+			       "top level: expected a mapping with one key (the pipeline name), got %s",
+			       root->kind == Y_MAP ? "an empty mapping" : kind_name(root));
+		return;
+	}
+	if (root->npairs > 1) {
+		const struct ynode *k = root->pairs[1].key;
+
+		b->failed = 1;
+		orchd_diag_add(b->d, b->file, k->line, k->col,
+			       "several top-level keys ('%s' at %u:%u and '%s'): a file holds one pipeline, its name the only top-level key",
+			       root->pairs[0].key->s, root->pairs[0].key->line,
+			       root->pairs[0].key->col, k->s);
+	}
+	p->name = xstrdup(root->pairs[0].key->s);
+	p->name_pos.line = root->pairs[0].key->line;
+	p->name_pos.column = root->pairs[0].key->col;
+	if (!orchd_name_is_safe(p->name)) {
+		b->failed = 1;
+		orchd_diag_add(b->d, b->file, p->name_pos.line, p->name_pos.column,
+			       "invalid pipeline name '%s' (" SAFE_NAME_RULE ")", p->name);
+	}
+	mark = path_key(b, p->name);
+	body = root->pairs[0].val;
+	if (expect_kind(b, body, Y_MAP)) {
+		path_pop(b, mark);
+		return;
+	}
+	for (i = 0; i < body->npairs; i++)
+		if (!strcmp(body->pairs[i].key->s, "core"))
+			core = body->pairs[i].val;
+	if (core) {
+		m2 = path_key(b, "core");
+		build_core(b, core);
+		path_pop(b, m2);
+	}
+	if (!(ids = json_object_new_object()))
+		die("out of memory");
+	for (i = 0; i < body->npairs; i++) {
+		const struct ynode *k = body->pairs[i].key, *v = body->pairs[i].val;
+
+		if (!strcmp(k->s, "core"))
+			continue;
+		m2 = path_key(b, k->s);
+		if (!type_name_ok(k->s)) {
+			berr(b, k,
+			     "invalid extension type name '%s' (letters, digits, '_' and '-', starting with a letter or digit, at most 63 characters)",
+			     k->s);
+			path_pop(b, m2);
+			continue;
+		}
+		ALLOC_GROW(p->types, p->ntypes + 1, b->types_alloc);
+		p->types_pos = xrealloc(p->types_pos, b->types_alloc * sizeof(*p->types_pos));
+		p->types[p->ntypes] = xstrdup(k->s);
+		p->types_pos[p->ntypes].line = k->line;
+		p->types_pos[p->ntypes].column = k->col;
+		p->ntypes++;
+		if (expect_kind(b, v, Y_SEQ)) {
+			path_pop(b, m2);
+			continue;
+		}
+		for (j = 0; j < v->n; j++) {
+			size_t m3 = path_index(b, j);
+
+			build_instance(b, k->s, v->items[j], ids);
+			path_pop(b, m3);
+		}
+		path_pop(b, m2);
+	}
+	json_object_put(ids);
+	path_pop(b, mark);
+}
+
+int orchd_bootstrap_load(const char *file, const char *buf, size_t len,
+			 struct orchd_pipeline **out, struct orchd_diags *d)
+{
+	struct yparse y;
+	struct build b;
+	struct orchd_pipeline *p;
+	size_t nerr = d->n;
+	int truncated = d->truncated;
+
+	*out = NULL;
+	if (len > ORCHD_MAX_FILE_SIZE)
+		return orchd_diag_add(d, file, 0, 0, "file too large (%zu bytes, limit %u MiB)",
+				      len, ORCHD_MAX_FILE_SIZE >> 20);
+	memset(&y, 0, sizeof(y));
+	y.file = file;
+	y.buf = buf;
+	y.len = len;
+	y.d = d;
+	if (parse_tree(&y) < 0 || (d->n > nerr || d->truncated != truncated) || !y.root) {
+		if (!y.root && d->n == nerr && d->truncated == truncated)
+			orchd_diag_add(d, file, 0, 0,
+				       "empty file (expected a mapping with one key, the pipeline name)");
+		yparse_release(&y);
+		return -1;
+	}
+	p = xcalloc(1, sizeof(*p));
+	p->file = xstrdup(file);
+	p->core.stack = xstrdup("dev");
+	orchd_exec_set_defaults(&p->core.defaults);
+	p->core.engine.type = ORCHD_ENGINE_LOCAL;
+	p->core.env = json_object_new_object();
+	p->core.type_defaults = json_object_new_object();
+	if (!p->core.env || !p->core.type_defaults)
+		die("out of memory");
+	memset(&b, 0, sizeof(b));
+	b.file = file;
+	b.d = d;
+	b.p = p;
+	build_pipeline(&b, y.root);
+	sb_release(&b.path);
+	yparse_release(&y);
+	orchd_pipeline_index(p);
+	*out = p;
+	if (b.failed || d->n > nerr || d->truncated != truncated)
+		return -1;
+	return 0;
+}
+
+int orchd_bootstrap_load_file(const char *path, struct orchd_pipeline **out,
+			      struct orchd_diags *d)
+{
+	struct strbuf sb;
+	char chunk[65536];
+	ssize_t n;
+	int fd, ret;
+
+	*out = NULL;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return orchd_diag_add(d, path, 0, 0, "cannot open: %s", strerror(errno));
+	sb_init(&sb, ORCHD_MAX_FILE_SIZE);
+	for (;;) {
+		n = read(fd, chunk, sizeof(chunk));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int e = errno;
+
+			close(fd);
+			sb_release(&sb);
+			return orchd_diag_add(d, path, 0, 0, "cannot read: %s", strerror(e));
+		}
+		if (!n)
+			break;
+		if (sb_add(&sb, chunk, (size_t)n) < 0) {
+			int e = errno;
+
+			close(fd);
+			sb_release(&sb);
+			if (e == E2BIG)
+				return orchd_diag_add(d, path, 0, 0,
+						      "file too large (limit %u MiB)",
+						      ORCHD_MAX_FILE_SIZE >> 20);
+			die("out of memory");
+		}
+	}
+	close(fd);
+	ret = orchd_bootstrap_load(path, sb_str(&sb), sb.len, out, d);
+	sb_release(&sb);
+	return ret;
+}
+
+/* ---- validation --------------------------------------------------------- */
+
+/* "PIPELINE.TYPE[k]" for each instance, k its index in its section. */
+static char **instance_paths(const struct orchd_pipeline *p)
+{
+	char **paths = xcalloc(p->ninst + 1, sizeof(*paths));
+	json_object *count = json_object_new_object();
+	size_t i;
+
+	for (i = 0; i < p->ninst; i++) {
+		json_object *c;
+		int64_t k = 0;
+
+		if (json_object_object_get_ex(count, p->inst[i].type, &c)) {
+			k = json_object_get_int64(c) + 1;
+			json_object_set_int64(c, k);
+		} else {
+			json_object_object_add(count, p->inst[i].type, json_object_new_int64(0));
+		}
+		paths[i] = xasprintf("%s.%s[%lld]", p->name, p->inst[i].type, (long long)k);
+	}
+	json_object_put(count);
+	return paths;
+}
+
+/* Suggest the closest instance id (only while the error list has room). */
+static const char *closest_id(const struct orchd_pipeline *p, const struct orchd_diags *d,
+			      const char *ref)
+{
+	const char **ids;
+	const char *best;
+	size_t i;
+
+	if (d->truncated || (d->cap_limit && d->n >= d->cap_limit))
+		return NULL;
+	ids = xcalloc(p->ninst + 1, sizeof(*ids));
+	for (i = 0; i < p->ninst; i++)
+		ids[i] = strchr(ref, '.') ? p->inst[i].id : p->inst[i].name;
+	best = orchd_closest(ref, ids, p->ninst);
+	free(ids);
+	return best;
+}
+
+static void unknown_instance(const struct orchd_pipeline *p, struct orchd_diags *d,
+			     const char *path, struct orchd_pos pos, const char *what,
+			     const char *ref)
+{
+	const char *near = closest_id(p, d, ref);
+
+	if (near)
+		orchd_diag_add(d, p->file, pos.line, pos.column,
+			       "%s: %s unknown instance '%s' (did you mean '%s'?)", path, what, ref,
+			       near);
+	else
+		orchd_diag_add(d, p->file, pos.line, pos.column, "%s: %s unknown instance '%s'",
+			       path, what, ref);
+}
+
+static void ambiguous_instance(const struct orchd_pipeline *p, struct orchd_diags *d,
+			       const char *path, struct orchd_pos pos, const char *ref)
+{
+	struct strbuf sb = STRBUF_INIT;
+	size_t i;
+
+	for (i = 0; i < p->ninst; i++)
+		if (!strcmp(p->inst[i].name, ref))
+			sb_addf(&sb, "%s%s", sb.len ? ", " : "", p->inst[i].id);
+	orchd_diag_add(d, p->file, pos.line, pos.column,
+		       "%s: ambiguous instance name '%s' (write one of: %s)", path, ref,
+		       sb_str(&sb));
+	sb_release(&sb);
+}
+
+static void add_edge(struct orchd_instance *in, size_t to, size_t *seen, size_t stamp,
+		     size_t *alloc)
+{
+	if (seen[to] == stamp)
+		return;
+	seen[to] = stamp;
+	ALLOC_GROW(in->deps, in->ndeps + 1, *alloc);
+	in->deps[in->ndeps++] = to;
+}
+
+/* Report every cycle found by an iterative depth-first search. */
+static int find_cycles(const struct orchd_pipeline *p, struct orchd_diags *d, char **paths)
+{
+	unsigned char *color = xcalloc(p->ninst + 1, 1); /* 0 new, 1 on stack, 2 done */
+	size_t *stack = xcalloc(p->ninst + 1, sizeof(*stack));
+	size_t *next = xcalloc(p->ninst + 1, sizeof(*next));
+	size_t *at = xcalloc(p->ninst + 1, sizeof(*at)); /* position on the stack */
+	size_t s, top, i, j;
+	int ret = 0;
+
+	for (s = 0; s < p->ninst; s++) {
+		if (color[s])
+			continue;
+		top = 0;
+		stack[top++] = s;
+		color[s] = 1;
+		at[s] = 0;
+		next[s] = 0;
+		while (top) {
+			size_t u = stack[top - 1], v;
+
+			if (next[u] == p->inst[u].ndeps) {
+				color[u] = 2;
+				top--;
+				continue;
+			}
+			v = p->inst[u].deps[next[u]++];
+			if (color[v] == 0) {
+				color[v] = 1;
+				at[v] = top;
+				next[v] = 0;
+				stack[top++] = v;
+			} else if (color[v] == 1) {
+				/* stack[at[v]..top) is the cycle, each depending
+				 * on the next; print it in run order (dependency
+				 * first), starting at its first instance in the
+				 * file. */
+				struct strbuf sb = STRBUF_INIT;
+				size_t len = top - at[v], first = 0;
+
+				for (i = 0; i < len; i++)
+					if (stack[at[v] + i] < stack[at[v] + first])
+						first = i;
+				for (i = 0; i <= len; i++) {
+					/* walk backwards: dependency before dependent */
+					j = (first + len - i) % len;
+					sb_addf(&sb, "%s%s", i ? " -> " : "",
+						p->inst[stack[at[v] + j]].id);
+				}
+				u = stack[at[v] + first];
+				ret = orchd_diag_add(d, p->file, p->inst[u].pos.line,
+						     p->inst[u].pos.column,
+						     "%s: dependency cycle: %s", paths[u],
+						     sb_str(&sb));
+				sb_release(&sb);
+			}
+		}
+	}
+	free(at);
+	free(next);
+	free(stack);
+	free(color);
+	return ret;
+}
+
+int orchd_pipeline_validate(struct orchd_pipeline *p, const char *const *known_types,
+			    size_t nknown, struct orchd_diags *d)
+{
+	size_t nerr = d->n, i, j, *seen, alloc;
+	int truncated = d->truncated;
+	char **paths;
+
+	if (!p->index)
+		orchd_pipeline_index(p);
+	if (known_types) {
+		for (i = 0; i < p->ntypes; i++) {
+			const char *near;
+			struct strbuf sb = STRBUF_INIT;
+
+			for (j = 0; j < nknown; j++)
+				if (!strcmp(p->types[i], known_types[j]))
+					break;
+			if (j < nknown)
+				continue;
+			for (j = 0; j < nknown; j++)
+				sb_addf(&sb, "%s%s", j ? ", " : "", known_types[j]);
+			near = orchd_closest(p->types[i], known_types, nknown);
+			if (!nknown)
+				orchd_diag_add(d, p->file, p->types_pos[i].line,
+					       p->types_pos[i].column,
+					       "%s.%s: unknown extension type '%s' (no extensions found, see 'orchd extensions')",
+					       p->name, p->types[i], p->types[i]);
+			else if (near)
+				orchd_diag_add(d, p->file, p->types_pos[i].line,
+					       p->types_pos[i].column,
+					       "%s.%s: unknown extension type '%s' (did you mean '%s'? known types: %s)",
+					       p->name, p->types[i], p->types[i], near,
+					       sb_str(&sb));
+			else
+				orchd_diag_add(d, p->file, p->types_pos[i].line,
+					       p->types_pos[i].column,
+					       "%s.%s: unknown extension type '%s' (known types: %s)",
+					       p->name, p->types[i], p->types[i], sb_str(&sb));
+			sb_release(&sb);
+		}
+	}
+	paths = instance_paths(p);
+	seen = xcalloc(p->ninst + 1, sizeof(*seen));
+	for (i = 0; i < p->ninst; i++) {
+		struct orchd_instance *in = &p->inst[i];
+		int amb;
+
+		free(in->deps);
+		in->deps = NULL;
+		in->ndeps = 0;
+		alloc = 0;
+		for (j = 0; j < in->ndepends; j++) {
+			size_t t = orchd_pipeline_find(p, in->depends_on[j], &amb);
+			char *path = xasprintf("%s.depends_on[%zu]", paths[i], j);
+			if (amb)
+				ambiguous_instance(p, d, path, in->depends_pos[j], in->depends_on[j]);
+			else if (t == (size_t)-1)
+				unknown_instance(p, d, path, in->depends_pos[j], "depends on",
+						 in->depends_on[j]);
+			else if (t == i)
+				orchd_diag_add(d, p->file, in->depends_pos[j].line,
+					       in->depends_pos[j].column,
+					       "%s: instance '%s' depends on itself", path, in->id);
+			else
+				add_edge(in, t, seen, i + 1, &alloc);
+			free(path);
+		}
+		for (j = 0; j < in->nrefs; j++) {
+			struct orchd_ref *r = &in->refs[j];
+			size_t t = orchd_pipeline_find(p, r->target, NULL);
+
+			r->target_index = t;
+			if (t == (size_t)-1)
+				unknown_instance(p, d, r->path, r->pos, "reference to", r->target);
+			else if (t == i)
+				orchd_diag_add(d, p->file, r->pos.line, r->pos.column,
+					       "%s: instance '%s' refers to its own outputs", r->path,
+					       in->id);
+			else
+				add_edge(in, t, seen, i + 1, &alloc);
+		}
+	}
+	free(seen);
+	find_cycles(p, d, paths);
+	for (i = 0; i < p->ninst; i++)
+		free(paths[i]);
+	free(paths);
+	return d->n > nerr || d->truncated != truncated ? -1 : 0;
+}

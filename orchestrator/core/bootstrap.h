@@ -1,0 +1,100 @@
+/*
+ * core/bootstrap: from a pipeline file to a validated struct orchd_pipeline.
+ *
+ * Two steps, so that the caller can fetch the list of known extension
+ * types in between:
+ *   1. orchd_bootstrap_load() parses the YAML (libyaml events, bounded:
+ *      file size, nesting depth, node count, alias expansion) and builds
+ *      the model, checking every key and type;
+ *   2. orchd_pipeline_validate() resolves depends_on and references into
+ *      edges, and checks extension types and cycles.
+ *
+ * Errors are collected, not printed: each is a struct orchd_diag with the
+ * file, a 1-based line and column (0 when the error concerns the whole
+ * file) and a message that names the key path ("p.exec[1].depends_on[0]:
+ * ...").  Every error of a file is reported, up to d->cap_limit (50).
+ * Nothing here writes to stdout or stderr, nor exits.
+ */
+#ifndef ORCHD_CORE_BOOTSTRAP_H
+#define ORCHD_CORE_BOOTSTRAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "models/pipeline.h"
+
+/* Bounds on untrusted input. */
+#define ORCHD_MAX_FILE_SIZE (16u << 20) /* bytes */
+#define ORCHD_MAX_DEPTH 64              /* nested sequences and mappings */
+#define ORCHD_MAX_NODES 1000000         /* YAML nodes in the file */
+#define ORCHD_MAX_ALIAS_NODES 100000    /* nodes produced by alias expansion */
+#define ORCHD_DIAG_CAP 50
+
+struct orchd_diag {
+	char *file;
+	unsigned line, column; /* 1-based; 0 = no position */
+	char *msg;
+};
+
+struct orchd_diags {
+	struct orchd_diag *v;
+	size_t n, alloc;
+	size_t cap_limit; /* keep at most this many; default ORCHD_DIAG_CAP */
+	int truncated;    /* set when an error was dropped because of the cap */
+};
+
+#define ORCHD_DIAGS_INIT { NULL, 0, 0, ORCHD_DIAG_CAP, 0 }
+
+void orchd_diags_init(struct orchd_diags *d);
+/* Record an error; always returns -1 so that callers can `return` it. */
+int orchd_diag_add(struct orchd_diags *d, const char *file, unsigned line, unsigned column,
+		   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/*
+ * Print one line per error: "FILE:LINE:COLUMN: error: MESSAGE" (or
+ * "FILE: error: MESSAGE" without a position), then, when errors were
+ * dropped, "FILE: error: too many errors, stopping after N".
+ */
+void orchd_diags_print(const struct orchd_diags *d, FILE *fp);
+void orchd_diags_release(struct orchd_diags *d);
+
+/*
+ * Parse buf[0..len) (need not be NUL-terminated) as the pipeline file
+ * `file` (the name used in messages and stored in the model).
+ *
+ * Returns 0 with *out a complete model, or -1 with errors added to d.
+ * On -1, *out is either NULL (the file could not be parsed at all) or a
+ * partial model (instances with errors may be missing) that is only good
+ * for orchd_pipeline_validate() to report more errors in the same run.
+ * The caller frees *out with orchd_pipeline_free() in both cases.
+ */
+int orchd_bootstrap_load(const char *file, const char *buf, size_t len,
+			 struct orchd_pipeline **out, struct orchd_diags *d);
+
+/* Read `path` (at most ORCHD_MAX_FILE_SIZE bytes) and load it as above. */
+int orchd_bootstrap_load_file(const char *path, struct orchd_pipeline **out,
+			      struct orchd_diags *d);
+
+/*
+ * Resolve depends_on and references into in->deps (and refs[].target_index),
+ * and check: unknown, ambiguous and self dependencies, dependency cycles,
+ * and (unless known_types is NULL) that every section names one of the
+ * nknown known extension types.  Returns 0, or -1 with errors added to d.
+ */
+int orchd_pipeline_validate(struct orchd_pipeline *p, const char *const *known_types,
+			    size_t nknown, struct orchd_diags *d);
+
+/*
+ * Parse a duration: a non-negative integer number of seconds, or a string
+ * of one or more NUMBER UNIT parts, units h, m, s, ms in that order, each at
+ * most once ("90s", "5m", "1h30m", "250ms").  Returns 0 with *ms set, or -1.
+ */
+int orchd_parse_duration(const char *s, int64_t *ms);
+
+/* Levenshtein distance of a and b (capped at 255 for long strings). */
+unsigned orchd_edit_distance(const char *a, const char *b);
+
+/* The candidate closest to s, or NULL when none is close enough to suggest. */
+const char *orchd_closest(const char *s, const char *const *candidates, size_t n);
+
+#endif

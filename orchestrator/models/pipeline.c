@@ -1,0 +1,287 @@
+/* models/pipeline: helpers over the pipeline model (see pipeline.h). */
+#include <string.h>
+
+#include "models/pipeline.h"
+#include "util.h"
+
+void orchd_exec_set_defaults(struct orchd_exec *e)
+{
+	e->max_attempts = 1;
+	e->timeout_ms = 0;
+	e->backoff_initial_ms = 1000;
+	e->backoff_max_ms = 60000;
+	e->backoff_factor = 2.0;
+	e->grace_ms = 10000;
+	e->set = 0;
+}
+
+void orchd_exec_merge(struct orchd_exec *base, const struct orchd_exec *over)
+{
+	if (over->set & ORCHD_EXEC_MAX_ATTEMPTS)
+		base->max_attempts = over->max_attempts;
+	if (over->set & ORCHD_EXEC_TIMEOUT)
+		base->timeout_ms = over->timeout_ms;
+	if (over->set & ORCHD_EXEC_BACKOFF_INITIAL)
+		base->backoff_initial_ms = over->backoff_initial_ms;
+	if (over->set & ORCHD_EXEC_BACKOFF_MAX)
+		base->backoff_max_ms = over->backoff_max_ms;
+	if (over->set & ORCHD_EXEC_BACKOFF_FACTOR)
+		base->backoff_factor = over->backoff_factor;
+	if (over->set & ORCHD_EXEC_GRACE)
+		base->grace_ms = over->grace_ms;
+	base->set |= over->set;
+}
+
+/*
+ * The index maps "=TYPE.NAME" to the instance index and "NAME" to the index
+ * of the only instance of that name, or -1 when several share it.  The "="
+ * prefix keeps the two key spaces apart (a bare name never starts with it).
+ */
+void orchd_pipeline_index(struct orchd_pipeline *p)
+{
+	json_object *idx = json_object_new_object();
+	char *key;
+	size_t i;
+
+	if (!idx)
+		die("out of memory");
+	for (i = 0; i < p->ninst; i++) {
+		struct orchd_instance *in = &p->inst[i];
+		json_object *v;
+
+		key = xasprintf("=%s", in->id);
+		if (!json_object_object_get_ex(idx, key, NULL))
+			json_object_object_add(idx, key, json_object_new_int64((int64_t)i));
+		free(key);
+		if (json_object_object_get_ex(idx, in->name, &v))
+			json_object_set_int64(v, -1);
+		else
+			json_object_object_add(idx, in->name, json_object_new_int64((int64_t)i));
+	}
+	json_object_put(p->index);
+	p->index = idx;
+}
+
+static size_t find_linear(const struct orchd_pipeline *p, const char *ref, int *ambiguous)
+{
+	size_t i, found = (size_t)-1;
+
+	if (strchr(ref, '.')) {
+		for (i = 0; i < p->ninst; i++)
+			if (!strcmp(p->inst[i].id, ref))
+				return i;
+	}
+	for (i = 0; i < p->ninst; i++) {
+		if (strcmp(p->inst[i].name, ref))
+			continue;
+		if (found != (size_t)-1) {
+			if (ambiguous)
+				*ambiguous = 1;
+			return (size_t)-1;
+		}
+		found = i;
+	}
+	return found;
+}
+
+size_t orchd_pipeline_find(const struct orchd_pipeline *p, const char *ref, int *ambiguous)
+{
+	json_object *v;
+	int64_t n;
+
+	if (ambiguous)
+		*ambiguous = 0;
+	if (!p->index)
+		return find_linear(p, ref, ambiguous);
+	/* An id (the type has no dot, so "a.b" may be type a, name b). */
+	if (strchr(ref, '.')) {
+		char *key = xasprintf("=%s", ref);
+		int hit = json_object_object_get_ex(p->index, key, &v);
+
+		free(key);
+		if (hit)
+			return (size_t)json_object_get_int64(v);
+	}
+	if (!json_object_object_get_ex(p->index, ref, &v))
+		return (size_t)-1;
+	n = json_object_get_int64(v);
+	if (n < 0) {
+		if (ambiguous)
+			*ambiguous = 1;
+		return (size_t)-1;
+	}
+	return (size_t)n;
+}
+
+char *orchd_instance_stack(const struct orchd_pipeline *p, const struct orchd_instance *in)
+{
+	return xasprintf("%s-%s-%s", p->core.stack ? p->core.stack : "dev", in->type, in->name);
+}
+
+/* Merge src into dst (both objects): objects merge key by key, src wins. */
+static void deep_merge(json_object *dst, json_object *src)
+{
+	json_object_object_foreach(src, key, sval)
+	{
+		json_object *dval;
+
+		if (json_object_is_type(sval, json_type_object) &&
+		    json_object_object_get_ex(dst, key, &dval) &&
+		    json_object_is_type(dval, json_type_object)) {
+			deep_merge(dval, sval);
+			continue;
+		}
+		json_object_object_add(dst, key, json_object_get(sval));
+	}
+}
+
+json_object *orchd_instance_config(const struct orchd_pipeline *p, const struct orchd_instance *in)
+{
+	json_object *def = NULL, *out = NULL;
+
+	if (p->core.type_defaults)
+		json_object_object_get_ex(p->core.type_defaults, in->type, &def);
+	if (def && json_object_is_type(def, json_type_object)) {
+		if (json_object_deep_copy(def, &out, NULL) < 0)
+			die("out of memory");
+	} else {
+		out = json_object_new_object();
+	}
+	if (!out)
+		die("out of memory");
+	if (in->config) {
+		json_object *copy = NULL;
+
+		if (json_object_deep_copy(in->config, &copy, NULL) < 0)
+			die("out of memory");
+		deep_merge(out, copy);
+		json_object_put(copy);
+	}
+	return out;
+}
+
+int orchd_pipeline_topo_order(const struct orchd_pipeline *p, size_t *order)
+{
+	size_t *indeg, *head, *next, *users, nusers = 0, i, j, k, n = 0;
+	size_t *queue;
+	size_t qh = 0, qt = 0;
+	int ret = 0;
+
+	/* Reverse adjacency as one flat array: users of i are
+	 * users[head[i] .. head[i+1]). */
+	indeg = xcalloc(p->ninst + 1, sizeof(*indeg));
+	head = xcalloc(p->ninst + 1, sizeof(*head));
+	for (i = 0; i < p->ninst; i++) {
+		for (j = 0; j < p->inst[i].ndeps; j++)
+			head[p->inst[i].deps[j]]++;
+		indeg[i] = p->inst[i].ndeps;
+		nusers += p->inst[i].ndeps;
+	}
+	for (i = 0, k = 0; i <= p->ninst; i++) {
+		size_t c = head[i];
+
+		head[i] = k;
+		k += c;
+	}
+	users = xcalloc(nusers + 1, sizeof(*users));
+	next = xcalloc(p->ninst + 1, sizeof(*next));
+	for (i = 0; i < p->ninst; i++)
+		for (j = 0; j < p->inst[i].ndeps; j++) {
+			size_t d = p->inst[i].deps[j];
+
+			users[head[d] + next[d]++] = i;
+		}
+	/* Kahn: file order among ready instances is kept by a plain FIFO
+	 * seeded in file order (deterministic, O(V+E)). */
+	queue = xcalloc(p->ninst + 1, sizeof(*queue));
+	for (i = 0; i < p->ninst; i++)
+		if (!indeg[i])
+			queue[qt++] = i;
+	while (qh < qt) {
+		size_t u = queue[qh++];
+
+		order[n++] = u;
+		for (k = head[u]; k < head[u + 1]; k++)
+			if (!--indeg[users[k]])
+				queue[qt++] = users[k];
+	}
+	if (n != p->ninst)
+		ret = -1;
+	free(queue);
+	free(next);
+	free(users);
+	free(head);
+	free(indeg);
+	return ret;
+}
+
+void orchd_instance_release(struct orchd_instance *in)
+{
+	size_t i;
+
+	free(in->type);
+	free(in->name);
+	free(in->id);
+	for (i = 0; i < in->ndepends; i++)
+		free(in->depends_on[i]);
+	free(in->depends_on);
+	free(in->depends_pos);
+	free(in->deps);
+	for (i = 0; i < in->nrefs; i++) {
+		free(in->refs[i].target);
+		free(in->refs[i].key);
+		free(in->refs[i].path);
+	}
+	free(in->refs);
+	json_object_put(in->config);
+	json_object_put(in->mock_outputs);
+	for (i = 0; i < in->npass_env; i++)
+		free(in->pass_env[i]);
+	free(in->pass_env);
+}
+
+void orchd_pipeline_free(struct orchd_pipeline *p)
+{
+	size_t i;
+
+	if (!p)
+		return;
+	free(p->file);
+	free(p->name);
+	free(p->core.stack);
+	free(p->core.state_dir);
+	free(p->core.engine.backend);
+	free(p->core.engine.project);
+	json_object_put(p->core.env);
+	json_object_put(p->core.type_defaults);
+	for (i = 0; i < p->ninst; i++)
+		orchd_instance_release(&p->inst[i]);
+	free(p->inst);
+	for (i = 0; i < p->ntypes; i++)
+		free(p->types[i]);
+	free(p->types);
+	free(p->types_pos);
+	json_object_put(p->index);
+	free(p);
+}
+
+int orchd_name_is_safe(const char *s)
+{
+	size_t i;
+
+	if (!s || !((s[0] >= 'A' && s[0] <= 'Z') || (s[0] >= 'a' && s[0] <= 'z') ||
+		    (s[0] >= '0' && s[0] <= '9')))
+		return 0;
+	for (i = 1; s[i]; i++) {
+		char c = s[i];
+
+		if (i >= 63)
+			return 0;
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		      c == '_' || c == '.' || c == '-'))
+			return 0;
+		if (c == '.' && s[i - 1] == '.')
+			return 0;
+	}
+	return 1;
+}
