@@ -1,0 +1,315 @@
+/*
+ * Tests of core/logging: secret masking, line prefixes, level filter,
+ * colors (forced, and auto on a real pseudo-terminal), status line and the
+ * summary table.  Output is captured with open_memstream.
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/logging.h"
+#include "testutil.h"
+#include "util.h"
+
+static char *mask(struct orchd_mask *m, const char *s)
+{
+	char *r = orchd_mask_apply(m, s, strlen(s), NULL);
+	return r ? r : xstrdup(s);
+}
+
+#define ck_mask(m, in, want)                                                                       \
+	do {                                                                                       \
+		char *got_ = mask(m, in);                                                          \
+		ck_assert_str_eq(got_, want);                                                      \
+		free(got_);                                                                        \
+	} while (0)
+
+START_TEST(test_mask_basic)
+{
+	struct orchd_mask *m = orchd_mask_new();
+	size_t len;
+	char *r;
+
+	ck_assert_ptr_null(orchd_mask_apply(m, "anything", 8, NULL));
+	orchd_mask_add(m, "hunter2");
+	orchd_mask_add(m, "hunter2"); /* duplicate */
+	orchd_mask_add(m, "");        /* ignored */
+	ck_assert_int_eq(orchd_mask_count(m), 1);
+	ck_assert_ptr_null(orchd_mask_apply(m, "no secret here, hunter", 22, NULL));
+	r = orchd_mask_apply(m, "password=hunter2!", 17, &len);
+	ck_assert_str_eq(r, "password=***!");
+	ck_assert_int_eq(len, strlen("password=***!"));
+	free(r);
+	ck_mask(m, "hunter2hunter2", "******");
+	ck_mask(m, "hunter2", "***");
+	ck_mask(m, "xhunter2 and hunter2", "x*** and ***");
+	orchd_mask_free(m);
+}
+END_TEST
+
+START_TEST(test_mask_overlap_longest_wins)
+{
+	struct orchd_mask *m = orchd_mask_new();
+	orchd_mask_add(m, "abc");
+	orchd_mask_add(m, "abcdef");
+	orchd_mask_add(m, "ab");
+	orchd_mask_add(m, "zz");
+	ck_mask(m, "abcdefg", "***g");
+	ck_mask(m, "abcde", "***de");
+	ck_mask(m, "abx", "***x");
+	ck_mask(m, "a zz b", "a *** b");
+	ck_mask(m, "aaab", "aa***");
+	orchd_mask_free(m);
+}
+END_TEST
+
+START_TEST(test_mask_many)
+{
+	struct orchd_mask *m = orchd_mask_new();
+	char buf[64];
+
+	for (int i = 0; i < 5000; i++) {
+		snprintf(buf, sizeof(buf), "tok%05dx", i);
+		orchd_mask_add(m, buf);
+	}
+	ck_assert_int_eq(orchd_mask_count(m), 5000);
+	ck_mask(m, "a tok04999x b tok00000x c tok5x", "a *** b *** c tok5x");
+	/* bytes >= 0x80 and embedded NUL are fine */
+	orchd_mask_add(m, "\xc3\xa9t\xc3\xa9");
+	ck_mask(m, "l'\xc3\xa9t\xc3\xa9!", "l'***!");
+	{
+		const char in[] = { 'a', 0, 't', 'o', 'k', '0', '0', '0', '0', '1', 'x' };
+		size_t len;
+		char *r = orchd_mask_apply(m, in, sizeof(in), &len);
+		ck_assert_ptr_nonnull(r);
+		ck_assert_int_eq(len, 5);
+		ck_assert_mem_eq(r, "a\0***", 5);
+		free(r);
+	}
+	orchd_mask_free(m);
+}
+END_TEST
+
+struct cap {
+	char *buf;
+	size_t len;
+	FILE *f;
+};
+
+static struct orchd_console *cap_console(struct cap *c, enum orchd_log_level level, int color,
+					 int status)
+{
+	struct orchd_console_opts o = { 0 };
+	c->f = open_memstream(&c->buf, &c->len);
+	o.out = c->f;
+	o.level = level;
+	o.color = color;
+	o.status = status;
+	return orchd_console_new(&o);
+}
+
+static const char *cap_text(struct cap *c)
+{
+	fflush(c->f);
+	return c->buf;
+}
+
+static void cap_free(struct cap *c)
+{
+	fclose(c->f);
+	free(c->buf);
+}
+
+START_TEST(test_console_prefix_and_levels)
+{
+	struct cap c;
+	struct orchd_console *con = cap_console(&c, ORCHD_LOG_INFO, 0, 0);
+
+	orchd_console_add_instance(con, "exec.a");
+	orchd_console_add_instance(con, "terraform.network");
+	orchd_console_log(con, "exec.a", ORCHD_LOG_INFO, "hello");
+	orchd_console_log(con, "terraform.network", ORCHD_LOG_WARNING, "careful");
+	orchd_console_log(con, "exec.a", ORCHD_LOG_DEBUG, "hidden");
+	orchd_console_logf(con, "exec.a", ORCHD_LOG_ERROR, "failed: %s (%d)", "boom", 3);
+	orchd_console_log(con, NULL, ORCHD_LOG_INFO, "orchd itself");
+	orchd_console_log(con, "exec.a", ORCHD_LOG_INFO, "bell\a esc\033[2J tab\tend");
+	ck_assert_str_eq(cap_text(&c), "[exec.a]            hello\n"
+				       "[terraform.network] warning: careful\n"
+				       "[exec.a]            error: failed: boom (3)\n"
+				       "orchd itself\n"
+				       "[exec.a]            bell? esc?[2J tab\tend\n");
+	orchd_console_free(con);
+	cap_free(&c);
+}
+END_TEST
+
+START_TEST(test_console_quiet_verbose)
+{
+	struct cap c, v;
+	struct orchd_console *q = cap_console(&c, ORCHD_LOG_WARNING, 0, 0);
+	struct orchd_console *vb = cap_console(&v, ORCHD_LOG_DEBUG, 0, 0);
+
+	orchd_console_log(q, "x.y", ORCHD_LOG_INFO, "info");
+	orchd_console_log(q, "x.y", ORCHD_LOG_WARNING, "warn");
+	orchd_console_log(vb, "x.y", ORCHD_LOG_DEBUG, "dbg");
+	ck_assert_str_eq(cap_text(&c), "[x.y] warning: warn\n");
+	ck_assert_str_eq(cap_text(&v), "[x.y] debug: dbg\n");
+	orchd_console_free(q);
+	orchd_console_free(vb);
+	cap_free(&c);
+	cap_free(&v);
+}
+END_TEST
+
+START_TEST(test_console_masks_secrets)
+{
+	struct cap c;
+	struct orchd_console *con = cap_console(&c, ORCHD_LOG_INFO, 0, 0);
+
+	orchd_mask_add(orchd_console_mask(con), "s3cr3t");
+	orchd_console_log(con, "exec.a", ORCHD_LOG_INFO, "token is s3cr3t, again s3cr3t");
+	ck_assert_str_eq(cap_text(&c), "[exec.a] token is ***, again ***\n");
+	orchd_console_free(con);
+	cap_free(&c);
+}
+END_TEST
+
+START_TEST(test_console_color_forced)
+{
+	struct cap c;
+	struct orchd_console *con = cap_console(&c, ORCHD_LOG_INFO, 1, 0);
+
+	orchd_console_log(con, "exec.a", ORCHD_LOG_INFO, "one");
+	orchd_console_log(con, "exec.b", ORCHD_LOG_ERROR, "two");
+	ck_assert_str_eq(cap_text(&c), "\033[32m[exec.a]\033[0m one\n"
+				       "\033[33m[exec.b]\033[0m \033[31merror:\033[0m two\n");
+	orchd_console_free(con);
+	cap_free(&c);
+}
+END_TEST
+
+/* Read exactly strlen(want) bytes from the pty master (a short output
+ * blocks; the tcase timeout is the guard) and compare. */
+static void expect_pty(int master, const char *want)
+{
+	size_t need = strlen(want), got = 0;
+	char buf[1024];
+
+	ck_assert_int_lt(need, sizeof(buf));
+	while (got < need) {
+		ssize_t n = read(master, buf + got, need - got);
+		ck_assert_int_gt(n, 0);
+		got += (size_t)n;
+	}
+	buf[got] = 0;
+	ck_assert_str_eq(buf, want);
+}
+
+/* Auto color and status: on a real pseudo-terminal, unless NO_COLOR. */
+START_TEST(test_console_tty_auto)
+{
+	int master = posix_openpt(O_RDWR | O_NOCTTY);
+	FILE *f;
+	struct orchd_console *con;
+	const char *running[] = { "exec.a", "exec.b" };
+
+	ck_assert_int_ge(master, 0);
+	ck_assert_int_eq(grantpt(master), 0);
+	ck_assert_int_eq(unlockpt(master), 0);
+	f = fopen(ptsname(master), "w");
+	ck_assert_ptr_nonnull(f);
+
+	unsetenv("NO_COLOR");
+	{
+		struct orchd_console_opts o = { f, ORCHD_LOG_INFO, -1, -1 };
+		con = orchd_console_new(&o);
+	}
+	orchd_console_status(con, 3, 1, running, 2);
+	orchd_console_log(con, "exec.a", ORCHD_LOG_INFO, "hi");
+	orchd_console_free(con);
+	fflush(f);
+	/* the tty turns \n into \r\n */
+	expect_pty(master, "\r\033[Krunning 2, done 3, failed 1: exec.a exec.b"
+			   "\r\033[K\033[32m[exec.a]\033[0m hi\r\n");
+
+	setenv("NO_COLOR", "1", 1);
+	{
+		struct orchd_console_opts o = { f, ORCHD_LOG_INFO, -1, -1 };
+		con = orchd_console_new(&o);
+	}
+	orchd_console_log(con, "exec.a", ORCHD_LOG_INFO, "hi");
+	orchd_console_free(con);
+	fflush(f);
+	expect_pty(master, "[exec.a] hi\r\n");
+	unsetenv("NO_COLOR");
+	fclose(f);
+	close(master);
+}
+END_TEST
+
+START_TEST(test_console_no_status_off_tty)
+{
+	struct cap c;
+	struct orchd_console *con = cap_console(&c, ORCHD_LOG_INFO, -1, -1);
+	const char *running[] = { "exec.a" };
+
+	orchd_console_status(con, 0, 0, running, 1);
+	orchd_console_log(con, "exec.a", ORCHD_LOG_INFO, "plain");
+	ck_assert_str_eq(cap_text(&c), "[exec.a] plain\n");
+	orchd_console_free(con);
+	cap_free(&c);
+}
+END_TEST
+
+START_TEST(test_summary_table)
+{
+	struct cap c;
+	struct orchd_console *con = cap_console(&c, ORCHD_LOG_ERROR, 0, 0);
+	const struct orchd_summary_row rows[] = {
+		{ "exec.build", "success", 1, 1234, 560, 2048 },
+		{ "terraform.network", "timed out", 3, 125000, 12, 512 },
+		{ "exec.skipped", "skipped", 0, -1, -1, 0 },
+	};
+
+	orchd_console_summary(con, rows, 3);
+	ck_assert_str_eq(cap_text(&c),
+			 "INSTANCE           STATUS     ATTEMPTS   DURATION        CPU     MAX RSS\n"
+			 "exec.build         success           1       1.2s      560ms     2.0 MiB\n"
+			 "terraform.network  timed out         3      2m05s       12ms     512 KiB\n"
+			 "exec.skipped       skipped           0          -          -           -\n");
+	orchd_console_free(con);
+	cap_free(&c);
+}
+END_TEST
+
+START_TEST(test_names)
+{
+	ck_assert_str_eq(orchd_log_level_name(ORCHD_LOG_WARNING), "warning");
+	ck_assert_int_eq(orchd_log_level_from_name("error"), ORCHD_LOG_ERROR);
+	ck_assert_int_eq(orchd_log_level_from_name("loud"), -1);
+	ck_assert_int_eq(orchd_log_level_from_name(NULL), -1);
+	ck_assert_str_eq(orchd_log_source_name(ORCHD_LOGSRC_STDOUT_TEXT), "stdout-text");
+}
+END_TEST
+
+Suite *logging_suite(void)
+{
+	Suite *s = suite_create("logging");
+	TCase *tc = tcase_create("logging");
+
+	tcase_add_test(tc, test_mask_basic);
+	tcase_add_test(tc, test_mask_overlap_longest_wins);
+	tcase_add_test(tc, test_mask_many);
+	tcase_add_test(tc, test_console_prefix_and_levels);
+	tcase_add_test(tc, test_console_quiet_verbose);
+	tcase_add_test(tc, test_console_masks_secrets);
+	tcase_add_test(tc, test_console_color_forced);
+	tcase_add_test(tc, test_console_tty_auto);
+	tcase_add_test(tc, test_console_no_status_off_tty);
+	tcase_add_test(tc, test_summary_table);
+	tcase_add_test(tc, test_names);
+	suite_add_tcase(s, tc);
+	return s;
+}
