@@ -205,31 +205,39 @@ struct stream {
 	const char *level;
 };
 
-/* Read what is available; forward complete lines.  Returns false at EOF. */
+/*
+ * Read what is available (the fd is non-blocking); forward complete lines.
+ * final: drain what is there now and close even if the writer lives on.
+ * Returns false once the stream is closed.
+ */
 static bool pump(struct op_ext *ext, struct stream *s, bool final)
 {
 	char buf[65536];
-	ssize_t n = read(s->fd, buf, sizeof(buf));
 	const char *line;
 	size_t len;
+	ssize_t n;
+	bool done = false;
 
-	if (n < 0 && (errno == EINTR || errno == EAGAIN))
-		return true;
-	if (n <= 0 || final) {
+	for (;;) {
+		n = read(s->fd, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
 		if (n > 0)
 			op_splitter_feed(s->sp, buf, (size_t)n);
-		op_splitter_finish(s->sp);
-	} else {
-		op_splitter_feed(s->sp, buf, (size_t)n);
+		if (n == 0 || (n < 0 && errno != EAGAIN) || (n < 0 && final))
+			done = true;
+		if (done || !final || n < 0)
+			break;
 	}
+	if (done)
+		op_splitter_finish(s->sp);
 	while (op_splitter_next(s->sp, &line, &len) == OP_LINE_OK)
 		log_line(ext, s->level, line, len);
-	if (n <= 0 || final) {
+	if (done) {
 		close(s->fd);
 		s->fd = -1;
-		return false;
 	}
-	return true;
+	return !done;
 }
 
 static int run_command(struct op_ext *ext, const struct exec_config *cfg, char *const *argv,
@@ -260,6 +268,8 @@ static int run_command(struct op_ext *ext, const struct exec_config *cfg, char *
 	if (pid == 0)
 		child(cfg, argv, cwd, outfile, out_p[1], err_p[1], fail_p[1]);
 	setpgid(pid, pid);
+	fcntl(out_p[0], F_SETFL, O_NONBLOCK);
+	fcntl(err_p[0], F_SETFL, O_NONBLOCK);
 	close(out_p[1]);
 	close(err_p[1]);
 	close(fail_p[1]);
@@ -310,6 +320,9 @@ static int run_command(struct op_ext *ext, const struct exec_config *cfg, char *
 			reaped = true;
 			r->status = status;
 			r->ran = r->why[0] == '\0';
+			/* processes forked after the first SIGTERM missed it */
+			if (r->cancelled)
+				kill(-pid, SIGTERM);
 		}
 		/* the command exited but something it started keeps the pipes
 		 * open: take what is there and stop listening */
@@ -514,6 +527,13 @@ static void setup_signals(void)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	/* whatever our parent left us: we must see our child exit and be told */
+	signal(SIGCHLD, SIG_DFL);
+	sigemptyset(&sa.sa_mask);
+	sigaddset(&sa.sa_mask, SIGTERM);
+	sigaddset(&sa.sa_mask, SIGINT);
+	sigaddset(&sa.sa_mask, SIGCHLD);
+	sigprocmask(SIG_UNBLOCK, &sa.sa_mask, NULL);
 }
 
 /* Validate the config; on failure send the failure result and return -1. */
