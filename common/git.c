@@ -1,0 +1,467 @@
+#include "git.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <git2.h>
+
+#include "cache.h"
+#include "hash.h"
+#include "http.h"
+#include "util.h"
+
+static pthread_once_t git_once = PTHREAD_ONCE_INIT;
+static int git_init_rc;
+static char git_init_msg[256];
+
+static const char *git_msg(void)
+{
+	const git_error *e = git_error_last();
+
+	return e && e->message && *e->message ? e->message : "unknown libgit2 error";
+}
+
+static const char *env_nonempty(const char *name)
+{
+	const char *v = getenv(name);
+
+	return v && *v ? v : NULL;
+}
+
+static void git_do_global_init(void)
+{
+	const char *file, *dir;
+
+	if (git_libgit2_init() < 0) {
+		git_init_rc = -1;
+		snprintf(git_init_msg, sizeof(git_init_msg), "cannot initialise libgit2: %s",
+			 git_msg());
+		return;
+	}
+	file = env_nonempty("GIT_SSL_CAINFO");
+	if (!file)
+		file = env_nonempty("SSL_CERT_FILE");
+	if (!file)
+		file = env_nonempty("CURL_CA_BUNDLE");
+	dir = env_nonempty("SSL_CERT_DIR");
+	if (!file && !dir && access("/etc/ssl/certs/ca-certificates.crt", R_OK) == 0)
+		file = "/etc/ssl/certs/ca-certificates.crt";
+	/* Best effort: a bad location only matters for https, which then
+	 * reports its own certificate error. */
+	if ((file || dir) && git_libgit2_opts(GIT_OPT_SET_SSL_CERT_LOCATIONS, file, dir) < 0)
+		git_error_clear();
+}
+
+int orchd_git_global_init(char *err, size_t errlen)
+{
+	pthread_once(&git_once, git_do_global_init);
+	if (git_init_rc < 0) {
+		snprintf(err, errlen, "%s", git_init_msg);
+		return -1;
+	}
+	return 0;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path) < 0 && errno != ENOENT ? -1 : 0;
+}
+
+static void rmtree(const char *path)
+{
+	nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static int is_hex(const char *s, size_t min, size_t max)
+{
+	size_t n = 0;
+
+	for (; s[n]; n++)
+		if (!isxdigit((unsigned char)s[n]))
+			return 0;
+	return n >= min && n <= max;
+}
+
+static void fetch_opts_setup(git_fetch_options *fo)
+{
+	git_fetch_options_init(fo, GIT_FETCH_OPTIONS_VERSION);
+	fo->prune = GIT_FETCH_PRUNE;
+	fo->download_tags = GIT_REMOTE_DOWNLOAD_TAGS_ALL;
+	fo->proxy_opts.type = GIT_PROXY_AUTO;
+}
+
+/* Fetch origin into the mirror and make its HEAD follow the remote's. */
+static int mirror_fetch(git_repository *repo, const char *shown, char *err, size_t errlen)
+{
+	git_remote *remote = NULL;
+	git_fetch_options fo;
+	git_buf head = {0};
+	int ret = -1;
+
+	fetch_opts_setup(&fo);
+	if (git_remote_lookup(&remote, repo, "origin") < 0 ||
+	    git_remote_fetch(remote, NULL, &fo, "orchd: fetch") < 0) {
+		snprintf(err, errlen, "cannot fetch '%s': %s", shown, git_msg());
+		goto out;
+	}
+	if (git_remote_default_branch(&head, remote) == 0)
+		git_repository_set_head(repo, head.ptr);
+	git_error_clear();
+	ret = 0;
+out:
+	git_buf_dispose(&head);
+	git_remote_free(remote);
+	return ret;
+}
+
+/* A new mirror of url at path, built aside and renamed into place. */
+static int mirror_create(const char *url, const char *shown, const char *path, char *err,
+			 size_t errlen)
+{
+	char *tmp = xasprintf("%s.tmp-XXXXXX", path);
+	git_repository *repo = NULL;
+	git_remote *remote = NULL;
+	int ret = -1;
+
+	if (!mkdtemp(tmp)) {
+		snprintf(err, errlen, "cannot create '%s': %s", tmp, strerror(errno));
+		free(tmp);
+		return -1;
+	}
+	if (git_repository_init(&repo, tmp, 1) < 0 ||
+	    git_remote_create_with_fetchspec(&remote, repo, "origin", url,
+					     "+refs/heads/*:refs/heads/*") < 0 ||
+	    git_remote_add_fetch(repo, "origin", "+refs/tags/*:refs/tags/*") < 0) {
+		snprintf(err, errlen, "cannot create a mirror of '%s' in '%s': %s", shown, tmp,
+			 git_msg());
+		goto out;
+	}
+	if (mirror_fetch(repo, shown, err, errlen) < 0)
+		goto out;
+	if (rename(tmp, path) < 0) {
+		snprintf(err, errlen, "cannot rename '%s' to '%s': %s", tmp, path, strerror(errno));
+		goto out;
+	}
+	ret = 0;
+out:
+	git_remote_free(remote);
+	git_repository_free(repo);
+	if (ret < 0)
+		rmtree(tmp);
+	free(tmp);
+	return ret;
+}
+
+/*
+ * Lock, then create or update the mirror of url; *repop is the open mirror
+ * and *lockfd the held lock (close it to unlock).  When pinned (a full
+ * commit id) is already in an existing mirror, nothing is fetched.
+ */
+static int mirror_open(const char *url, const char *shown, const struct orchd_git_opts *o,
+		       const char *pinned, char **pathp, int *lockfd, git_repository **repop,
+		       char *err, size_t errlen)
+{
+	char hex[ORCHD_SHA256_HEXSZ], *root, *path = NULL, *lock = NULL;
+	git_repository *repo = NULL;
+	struct stat st;
+	int fd = -1;
+
+	root = o && o->cache_dir ? xstrdup(o->cache_dir) : orchd_cache_dir("git", err, errlen);
+	if (!root)
+		return -1;
+	if (orchd_mkdir_p(root, 0755, err, errlen) < 0)
+		goto fail;
+	if (orchd_sha256_hex(url, strlen(url), hex) < 0) {
+		snprintf(err, errlen, "cannot hash '%s'", shown);
+		goto fail;
+	}
+	path = xasprintf("%s/%s", root, hex);
+	lock = xasprintf("%s.lock", path);
+	fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot open '%s': %s", lock, strerror(errno));
+		goto fail;
+	}
+	while (flock(fd, LOCK_EX) < 0) {
+		if (errno != EINTR) {
+			snprintf(err, errlen, "cannot lock '%s': %s", lock, strerror(errno));
+			goto fail;
+		}
+	}
+	if (stat(path, &st) == 0 && git_repository_open_bare(&repo, path) < 0) {
+		/* unusable (interrupted by hand, disk trouble): start over */
+		git_error_clear();
+		rmtree(path);
+	}
+	if (repo) {
+		git_oid oid;
+		git_commit *c = NULL;
+
+		if (!(pinned && git_oid_fromstr(&oid, pinned) == 0 &&
+		      git_commit_lookup(&c, repo, &oid) == 0) &&
+		    mirror_fetch(repo, shown, err, errlen) < 0)
+			goto fail;
+		git_commit_free(c);
+		git_error_clear();
+	} else {
+		if (mirror_create(url, shown, path, err, errlen) < 0)
+			goto fail;
+		if (git_repository_open_bare(&repo, path) < 0) {
+			snprintf(err, errlen, "cannot open '%s': %s", path, git_msg());
+			goto fail;
+		}
+	}
+	free(root);
+	free(lock);
+	*pathp = path;
+	*lockfd = fd;
+	*repop = repo;
+	return 0;
+fail:
+	git_repository_free(repo);
+	if (fd >= 0)
+		close(fd);
+	free(lock);
+	free(path);
+	free(root);
+	return -1;
+}
+
+int orchd_git_mirror(const char *url, const struct orchd_git_opts *opts, char **mirror_path,
+		     char *err, size_t errlen)
+{
+	git_repository *repo;
+	char *shown, *path;
+	int fd, ret;
+
+	if (orchd_git_global_init(err, errlen) < 0)
+		return -1;
+	shown = orchd_http_redact(url);
+	ret = mirror_open(url, shown, opts, NULL, &path, &fd, &repo, err, errlen);
+	free(shown);
+	if (ret < 0)
+		return -1;
+	git_repository_free(repo);
+	close(fd);
+	if (mirror_path)
+		*mirror_path = path;
+	else
+		free(path);
+	return 0;
+}
+
+/* Peel the reference called name to a commit id.  0, or a libgit2 error. */
+static int resolve_refname(git_repository *repo, const char *name, git_oid *oid)
+{
+	git_reference *r = NULL;
+	git_object *obj = NULL;
+	int rc = git_reference_lookup(&r, repo, name);
+
+	if (rc == 0)
+		rc = git_reference_peel(&obj, r, GIT_OBJECT_COMMIT);
+	if (rc == 0)
+		git_oid_cpy(oid, git_object_id(obj));
+	git_object_free(obj);
+	git_reference_free(r);
+	return rc;
+}
+
+/*
+ * ref -> commit id in repo.  Tried in order: HEAD (for NULL/"HEAD"), a
+ * branch, a branch of origin (in a plain clone), a tag, a full ref name,
+ * a commit id or a unique prefix of one.
+ */
+static int resolve(git_repository *repo, const char *ref, const char *shown, git_oid *oid,
+		   char *err, size_t errlen)
+{
+	static const char *const forms[] = {"refs/heads/", "refs/remotes/origin/", "refs/tags/"};
+	const char *name = ref ? ref : "HEAD";
+	size_t i;
+	int rc;
+
+	if (!strcmp(name, "HEAD")) {
+		rc = resolve_refname(repo, "HEAD", oid);
+		if (rc == GIT_ENOTFOUND || rc == GIT_EUNBORNBRANCH)
+			rc = resolve_refname(repo, "refs/remotes/origin/HEAD", oid);
+		if (rc == 0)
+			return 0;
+		goto not_found;
+	}
+	for (i = 0; i < ARRAY_SIZE(forms); i++) {
+		char *full = xasprintf("%s%s", forms[i], name);
+
+		rc = resolve_refname(repo, full, oid);
+		free(full);
+		if (rc == 0)
+			return 0;
+	}
+	if (!strncmp(name, "refs/", 5) && resolve_refname(repo, name, oid) == 0)
+		return 0;
+	if (is_hex(name, 4, GIT_OID_HEXSZ)) {
+		git_oid prefix;
+		git_object *obj = NULL, *commit = NULL;
+		size_t len = strlen(name);
+
+		rc = git_oid_fromstrn(&prefix, name, len);
+		if (rc == 0)
+			rc = git_object_lookup_prefix(&obj, repo, &prefix, len, GIT_OBJECT_ANY);
+		if (rc == 0)
+			rc = git_object_peel(&commit, obj, GIT_OBJECT_COMMIT);
+		if (rc == 0)
+			git_oid_cpy(oid, git_object_id(commit));
+		git_object_free(commit);
+		git_object_free(obj);
+		if (rc == 0)
+			return 0;
+		if (rc == GIT_EAMBIGUOUS) {
+			snprintf(err, errlen, "cannot resolve ref '%s' of '%s': %s", name, shown,
+				 git_msg());
+			return -1;
+		}
+		if (rc != GIT_ENOTFOUND) {
+			snprintf(err, errlen, "cannot resolve ref '%s' of '%s': %s", name, shown,
+				 git_msg());
+			return -1;
+		}
+	}
+not_found:
+	git_error_clear();
+	snprintf(err, errlen,
+		 "cannot resolve ref '%s' of '%s': no branch, tag or commit of that name", name,
+		 shown);
+	return -1;
+}
+
+/* 1 if path is absent, 0 if an empty directory, -1 otherwise (err). */
+static int dest_state(const char *dest, char *err, size_t errlen)
+{
+	struct stat st;
+	DIR *d;
+	struct dirent *e;
+	int empty = 1;
+
+	if (lstat(dest, &st) < 0) {
+		if (errno == ENOENT)
+			return 1;
+		snprintf(err, errlen, "cannot use '%s': %s", dest, strerror(errno));
+		return -1;
+	}
+	if (S_ISDIR(st.st_mode) && (d = opendir(dest))) {
+		while ((e = readdir(d)))
+			if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+				empty = 0;
+		closedir(d);
+		if (empty)
+			return 0;
+	}
+	snprintf(err, errlen, "cannot check out into '%s': not an empty directory", dest);
+	return -1;
+}
+
+int orchd_git_checkout(const char *url, const char *ref, const char *dest,
+		       const struct orchd_git_opts *opts, char commit[ORCHD_GIT_OIDSZ], char *err,
+		       size_t errlen)
+{
+	git_clone_options co;
+	git_checkout_options cko;
+	git_repository *mirror = NULL, *repo = NULL;
+	git_oid oid;
+	char *shown, *mirror_path = NULL;
+	const char *name = ref ? ref : "HEAD";
+	int lockfd = -1, absent, ret = -1;
+
+	if (orchd_git_global_init(err, errlen) < 0)
+		return -1;
+	absent = dest_state(dest, err, errlen);
+	if (absent < 0)
+		return -1;
+	shown = orchd_http_redact(url);
+
+	git_clone_options_init(&co, GIT_CLONE_OPTIONS_VERSION);
+	co.checkout_opts.checkout_strategy = GIT_CHECKOUT_NONE;
+	fetch_opts_setup(&co.fetch_opts);
+	co.fetch_opts.prune = GIT_FETCH_PRUNE_UNSPECIFIED;
+
+	if (opts && opts->no_cache) {
+		if (git_clone(&repo, url, dest, &co) < 0) {
+			snprintf(err, errlen, "cannot clone '%s' into '%s': %s", shown, dest,
+				 git_msg());
+			goto out;
+		}
+		if (resolve(repo, ref, shown, &oid, err, errlen) < 0)
+			goto out;
+	} else {
+		const char *pinned = ref && is_hex(ref, GIT_OID_HEXSZ, GIT_OID_HEXSZ) ? ref : NULL;
+
+		if (mirror_open(url, shown, opts, pinned, &mirror_path, &lockfd, &mirror, err,
+				errlen) < 0)
+			goto out;
+		if (resolve(mirror, ref, shown, &oid, err, errlen) < 0)
+			goto out;
+		co.local = GIT_CLONE_LOCAL;
+		if (git_clone(&repo, mirror_path, dest, &co) < 0 ||
+		    git_remote_set_url(repo, "origin", url) < 0) {
+			snprintf(err, errlen, "cannot clone '%s' into '%s': %s", shown, dest,
+				 git_msg());
+			goto out;
+		}
+	}
+
+	git_checkout_options_init(&cko, GIT_CHECKOUT_OPTIONS_VERSION);
+	cko.checkout_strategy = GIT_CHECKOUT_FORCE;
+	if (git_repository_set_head_detached(repo, &oid) < 0 || git_checkout_head(repo, &cko) < 0) {
+		snprintf(err, errlen, "cannot check out '%s' of '%s' into '%s': %s", name, shown,
+			 dest, git_msg());
+		goto out;
+	}
+	if (commit)
+		git_oid_tostr(commit, ORCHD_GIT_OIDSZ, &oid);
+	ret = 0;
+out:
+	git_repository_free(repo);
+	git_repository_free(mirror);
+	if (lockfd >= 0)
+		close(lockfd);
+	if (ret < 0) {
+		rmtree(dest);
+		if (!absent)
+			mkdir(dest, 0755);
+	}
+	free(mirror_path);
+	free(shown);
+	return ret;
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+/*
+ * LeakSanitizer hook: libgit2 1.5 with the system pcre2 (10.42) leaks the
+ * match data of every config regex lookup (git_remote_lookup and friends),
+ * inside the libraries (stripped, so the fast unwinder stops at
+ * libpcre2-8.so).  Suppress leaks allocated there, so that
+ * `make check SANITIZE=address,undefined` reports orchd's own leaks only.
+ */
+const char *__lsan_default_suppressions(void);
+const char *__lsan_default_suppressions(void)
+{
+	return "leak:libpcre2-8.so\n";
+}
+
+const char *__lsan_default_options(void);
+const char *__lsan_default_options(void)
+{
+	return "print_suppressions=0";
+}
+#endif

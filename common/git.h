@@ -1,0 +1,74 @@
+/*
+ * git: clone, fetch and check out with libgit2, through a local cache.
+ *
+ * Only orchd links this; extensions ask the core (architecture.md,
+ * "Shared Utilities").  Every function returns 0 on success and -1 on
+ * failure with a lowercase message (no final full stop) in the caller's
+ * buffer err[errlen]; the message names the URL (any password masked) and
+ * the ref, and carries libgit2's own message (git_error_last()).
+ *
+ * The cache: one bare mirror per URL at <cache>/<sha256(url)>, where
+ * <cache> is opts->cache_dir or ${XDG_CACHE_HOME:-~/.cache}/orchd/git.  It
+ * mirrors the remote's branches (all of refs/heads, pruned) and tags, and its
+ * HEAD follows the remote's default branch.  A checkout fetches into the
+ * mirror (or creates it) and then clones the mirror locally into the
+ * destination; when ref is a full 40-digit commit id already in the mirror,
+ * there is no network I/O at all.  Concurrent users of one mirror are
+ * serialised with flock() on <cache>/<sha256(url)>.lock.
+ *
+ * Transports and credentials: whatever libgit2 does by itself -- local
+ * paths, file://, and http(s):// (libgit2 1.5 as packaged by Debian uses
+ * mbedTLS; orchd points it at the CA bundle named by GIT_SSL_CAINFO,
+ * SSL_CERT_FILE or CURL_CA_BUNDLE, and the directory SSL_CERT_DIR, else at
+ * /etc/ssl/certs/ca-certificates.crt when present).  Proxies: libgit2's
+ * automatic detection (http.proxy in git config, then http_proxy /
+ * https_proxy).  No credential callback: private repositories over https
+ * need the credentials in the URL; ssh is not offered.
+ */
+#ifndef ORCHD_GIT_H
+#define ORCHD_GIT_H
+
+#include <stddef.h>
+
+#define ORCHD_GIT_OIDSZ 41 /* 40 hex digits and a NUL */
+
+struct orchd_git_opts {
+	const char *cache_dir; /* NULL: ${XDG_CACHE_HOME:-~/.cache}/orchd/git */
+	int no_cache;	       /* clone straight from the URL into dest */
+};
+
+#define ORCHD_GIT_OPTS_INIT \
+	{                   \
+		NULL, 0     \
+	}
+
+/* git_libgit2_init() once (and the certificate locations); later calls
+ * return the first result. */
+int orchd_git_global_init(char *err, size_t errlen);
+
+/*
+ * Make dest a clone of url with ref checked out on a detached HEAD, and put
+ * the commit id (40 hex digits) in commit (may be NULL).
+ *
+ * ref is a branch name, a tag name (annotated or not), a full ref name
+ * ("refs/heads/x"), a full or abbreviated (at least 4 digits) commit id, or
+ * NULL / "HEAD" for the remote's default branch.  Names win over ids, as in
+ * git.  dest must not exist or be an empty directory; its parent must exist.
+ * On failure dest is removed if this call created it.  The clone's "origin"
+ * remote points to url, whether or not the cache was used.
+ *
+ * A ref that does not exist fails with
+ *   "cannot resolve ref 'REF' of 'URL': no branch, tag or commit of that name"
+ */
+int orchd_git_checkout(const char *url, const char *ref, const char *dest,
+		       const struct orchd_git_opts *opts, char commit[ORCHD_GIT_OIDSZ], char *err,
+		       size_t errlen);
+
+/*
+ * Create or update the mirror of url in the cache; its path (malloc'ed)
+ * goes to *mirror_path when that is not NULL.
+ */
+int orchd_git_mirror(const char *url, const struct orchd_git_opts *opts, char **mirror_path,
+		     char *err, size_t errlen);
+
+#endif

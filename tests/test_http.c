@@ -1,0 +1,614 @@
+/*
+ * Tests of common/http: a real HTTP server (tests/helpers/httpd.py) on
+ * 127.0.0.1 with an ephemeral port, one per test, and a private
+ * XDG_CACHE_HOME.  The server counts requests per path (/_stats/PATH).
+ */
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "fetch.h"
+#include "hash.h"
+#include "http.h"
+#include "strbuf.h"
+#include "testutil.h"
+#include "util.h"
+
+static pid_t srv_pid = -1;
+static int srv_stdin = -1;
+static int srv_port;
+static char *tmp;   /* scratch directory */
+static char *cache; /* $XDG_CACHE_HOME */
+
+/* Start httpd.py; its stdin is a pipe we hold, so it exits with us. */
+static int server_start(void)
+{
+	char *script = test_src_path("tests/helpers/httpd.py");
+	int in[2], out[2];
+	char buf[32];
+	size_t len = 0;
+	struct pollfd pfd;
+
+	if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0)
+		return -1;
+	srv_pid = fork();
+	if (srv_pid < 0)
+		return -1;
+	if (srv_pid == 0) {
+		dup2(in[0], 0);
+		dup2(out[1], 1);
+		execlp("python3", "python3", script, (char *)NULL);
+		_exit(127);
+	}
+	free(script);
+	close(in[0]);
+	close(out[1]);
+	srv_stdin = in[1];
+	pfd.fd = out[0];
+	pfd.events = POLLIN;
+	while (len < sizeof(buf) - 1 && !memchr(buf, '\n', len)) {
+		ssize_t n;
+
+		if (poll(&pfd, 1, 20000) <= 0)
+			break;
+		n = read(out[0], buf + len, sizeof(buf) - 1 - len);
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	close(out[0]);
+	buf[len] = '\0';
+	srv_port = atoi(buf);
+	return srv_port > 0 ? 0 : -1;
+}
+
+static void server_stop(void)
+{
+	if (srv_pid > 0) {
+		kill(srv_pid, SIGTERM);
+		waitpid(srv_pid, NULL, 0);
+		srv_pid = -1;
+	}
+	if (srv_stdin >= 0) {
+		close(srv_stdin);
+		srv_stdin = -1;
+	}
+}
+
+static char *url(const char *path)
+{
+	return xasprintf("http://127.0.0.1:%d%s", srv_port, path);
+}
+
+/* Requests the server saw for path. */
+static long server_count(const char *path)
+{
+	struct strbuf body = STRBUF_INIT;
+	char err[512], *u = xasprintf("http://127.0.0.1:%d/_stats%s", srv_port, path);
+	long n = -1;
+
+	if (orchd_http_get(u, &body, NULL, err, sizeof(err)) == 0)
+		n = atol(sb_str(&body));
+	else
+		fprintf(stderr, "%s\n", err);
+	sb_release(&body);
+	free(u);
+	return n;
+}
+
+/* The server's fixed content pattern, and its digest. */
+static char *pattern(size_t n)
+{
+	static const char pat[] = "orchd-test-data\n";
+	char *p = xmalloc(n + 1);
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		p[i] = pat[i % (sizeof(pat) - 1)];
+	p[n] = '\0';
+	return p;
+}
+
+static void pattern_sha(size_t n, char hex[ORCHD_SHA256_HEXSZ])
+{
+	char *p = pattern(n);
+
+	ck_assert_int_eq(orchd_sha256_hex(p, n, hex), 0);
+	free(p);
+}
+
+static void unset_proxies(void)
+{
+	static const char *const vars[] = {"http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY",
+					   "all_proxy",	 "ALL_PROXY",  "no_proxy",    "NO_PROXY"};
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(vars); i++)
+		unsetenv(vars[i]);
+}
+
+static void setup(void)
+{
+	tmp = test_tmpdir();
+	ck_assert_ptr_nonnull(tmp);
+	cache = xasprintf("%s/cache", tmp);
+	setenv("XDG_CACHE_HOME", cache, 1);
+	unset_proxies();
+	ck_assert_int_eq(server_start(), 0);
+}
+
+static void teardown(void)
+{
+	server_stop();
+	unset_proxies();
+	test_rmtree(tmp);
+	free(tmp);
+	free(cache);
+}
+
+/* Fast retries for the tests; real defaults wait a second. */
+static struct orchd_http_opts fast_opts(void)
+{
+	struct orchd_http_opts o = ORCHD_HTTP_OPTS_INIT;
+
+	o.retry_delay_ms = 10;
+	o.retry_max_delay_ms = 40;
+	o.connect_timeout_ms = 5000;
+	o.timeout_ms = 10000;
+	return o;
+}
+
+static int file_equals(const char *path, const char *data, size_t n)
+{
+	size_t len = 0;
+	char *got = test_read_file(path, &len);
+	int eq = got && len == n && memcmp(got, data, n) == 0;
+
+	free(got);
+	return eq;
+}
+
+/* Number of entries in dir other than . and .. */
+static int dir_entries(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+			n++;
+	closedir(d);
+	return n;
+}
+
+START_TEST(test_download_verified_and_cached)
+{
+	struct orchd_http_opts o = fast_opts();
+	char sha[ORCHD_SHA256_HEXSZ], actual[ORCHD_SHA256_HEXSZ], err[512];
+	char *u = url("/bytes/100000"), *dest = xasprintf("%s/out.bin", tmp);
+	char *entry, *data = pattern(100000);
+
+	pattern_sha(100000, sha);
+	ck_assert_msg(orchd_http_download(u, dest, sha, &o, actual, err, sizeof(err)) == 0, "%s",
+		      err);
+	ck_assert(file_equals(dest, data, 100000));
+	ck_assert_str_eq(actual, sha);
+	entry = xasprintf("%s/orchd/downloads/sha256/%s", cache, sha);
+	ck_assert(file_equals(entry, data, 100000));
+	ck_assert_int_eq(dir_entries(tmp), 2); /* cache/ and out.bin: no temp files */
+	ck_assert_int_eq(server_count("/bytes/100000"), 1);
+	free(entry);
+	free(data);
+	free(dest);
+	free(u);
+}
+END_TEST
+
+START_TEST(test_download_uppercase_sha_and_no_sha)
+{
+	struct orchd_http_opts o = fast_opts();
+	char sha[ORCHD_SHA256_HEXSZ], actual[ORCHD_SHA256_HEXSZ], err[512];
+	char *u = url("/chunked/20000"), *dest = xasprintf("%s/out.bin", tmp);
+	size_t i;
+
+	pattern_sha(20000, sha);
+	/* without a digest: downloaded, not cached, digest reported */
+	ck_assert_msg(orchd_http_download(u, dest, NULL, &o, actual, err, sizeof(err)) == 0, "%s",
+		      err);
+	ck_assert_str_eq(actual, sha);
+	ck_assert_int_eq(dir_entries(tmp), 1);
+	for (i = 0; sha[i]; i++)
+		if (sha[i] >= 'a')
+			sha[i] = (char)(sha[i] - 'a' + 'A');
+	ck_assert_msg(orchd_http_download(u, dest, sha, &o, NULL, err, sizeof(err)) == 0, "%s",
+		      err);
+	ck_assert_int_eq(server_count("/chunked/20000"), 2);
+	free(dest);
+	free(u);
+}
+END_TEST
+
+START_TEST(test_checksum_mismatch)
+{
+	struct orchd_http_opts o = fast_opts();
+	char real[ORCHD_SHA256_HEXSZ], err[512], expect[1024];
+	const char *wrong = "0000000000000000000000000000000000000000000000000000000000000000";
+	char *u = url("/bytes/100"), *dest = xasprintf("%s/out.bin", tmp);
+
+	pattern_sha(100, real);
+	ck_assert_int_eq(orchd_http_download(u, dest, wrong, &o, NULL, err, sizeof(err)), -1);
+	snprintf(expect, sizeof(expect), "sha256 mismatch for '%s': expected %s, got %s", u, wrong,
+		 real);
+	ck_assert_str_eq(err, expect);
+	ck_assert_int_eq(access(dest, F_OK), -1);
+	ck_assert_int_eq(dir_entries(tmp), 1); /* only cache/ */
+	{
+		char *dir = xasprintf("%s/orchd/downloads/sha256", cache);
+
+		ck_assert_int_eq(dir_entries(dir), 0);
+		free(dir);
+	}
+	/* not retried: the content would not change */
+	ck_assert_int_eq(server_count("/bytes/100"), 1);
+
+	/* an existing destination is left alone */
+	ck_assert_int_eq(orchd_http_download(u, dest, NULL, &o, NULL, err, sizeof(err)), 0);
+	ck_assert_int_eq(orchd_http_download(u, dest, wrong, &o, NULL, err, sizeof(err)), -1);
+	{
+		char *data = pattern(100);
+
+		ck_assert(file_equals(dest, data, 100));
+		free(data);
+	}
+	free(dest);
+	free(u);
+}
+END_TEST
+
+START_TEST(test_404_not_retried)
+{
+	struct orchd_http_opts o = fast_opts();
+	char err[512], expect[512];
+	char *u = url("/status/404"), *dest = xasprintf("%s/out.bin", tmp);
+
+	ck_assert_int_eq(orchd_http_download(u, dest, NULL, &o, NULL, err, sizeof(err)), -1);
+	snprintf(expect, sizeof(expect), "cannot download '%s': http status 404", u);
+	ck_assert_str_eq(err, expect);
+	ck_assert_int_eq(server_count("/status/404"), 1);
+	ck_assert_int_eq(dir_entries(tmp), 0);
+	free(dest);
+	free(u);
+}
+END_TEST
+
+START_TEST(test_500_then_200_retried)
+{
+	struct orchd_http_opts o = fast_opts();
+	char err[512], expect[512], sha[ORCHD_SHA256_HEXSZ];
+	char *u = url("/flaky/a/2/500"), *dest = xasprintf("%s/out.bin", tmp);
+
+	pattern_sha(16, sha);
+	ck_assert_msg(orchd_http_download(u, dest, sha, &o, NULL, err, sizeof(err)) == 0, "%s",
+		      err);
+	ck_assert(file_equals(dest, "orchd-test-data\n", 16));
+	ck_assert_int_eq(server_count("/flaky/a/2/500"), 3);
+	free(u);
+
+	/* retries run out */
+	u = url("/flaky/b/10/503");
+	o.retries = 2;
+	ck_assert_int_eq(orchd_http_download(u, dest, NULL, &o, NULL, err, sizeof(err)), -1);
+	snprintf(expect, sizeof(expect), "cannot download '%s': http status 503 (after 3 attempts)",
+		 u);
+	ck_assert_str_eq(err, expect);
+	ck_assert_int_eq(server_count("/flaky/b/10/503"), 3);
+	free(u);
+
+	/* 429 with Retry-After is transient too */
+	u = url("/retry-after/c/0");
+	ck_assert_msg(orchd_http_download(u, dest, NULL, &o, NULL, err, sizeof(err)) == 0, "%s",
+		      err);
+	ck_assert_int_eq(server_count("/retry-after/c/0"), 2);
+	free(dest);
+	free(u);
+}
+END_TEST
+
+START_TEST(test_timeout)
+{
+	struct orchd_http_opts o = fast_opts();
+	char err[512], prefix[512];
+	char *u = url("/slow/3000"), *dest = xasprintf("%s/out.bin", tmp);
+
+	o.timeout_ms = 200;
+	o.retries = 0;
+	ck_assert_int_eq(orchd_http_download(u, dest, NULL, &o, NULL, err, sizeof(err)), -1);
+	snprintf(prefix, sizeof(prefix), "cannot download '%s': Operation timed out after ", u);
+	ck_assert_msg(strncmp(err, prefix, strlen(prefix)) == 0, "%s", err);
+	ck_assert_int_eq(dir_entries(tmp), 0);
+	free(dest);
+	free(u);
+}
+END_TEST
+
+START_TEST(test_connect_refused_retried)
+{
+	struct orchd_http_opts o = fast_opts();
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	socklen_t sl = sizeof(sa);
+	char err[512], *u, *dest = xasprintf("%s/out.bin", tmp);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	/* a port that was free a moment ago and has no listener */
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+	close(fd);
+	u = xasprintf("http://127.0.0.1:%d/bytes/16", ntohs(sa.sin_port));
+	o.retries = 2;
+	ck_assert_int_eq(orchd_http_download(u, dest, NULL, &o, NULL, err, sizeof(err)), -1);
+	ck_assert_msg(strstr(err, "(after 3 attempts)") != NULL, "%s", err);
+	ck_assert_msg(strncmp(err, "cannot download 'http://127.0.0.1:", 34) == 0, "%s", err);
+	free(dest);
+	free(u);
+}
+END_TEST
+
+START_TEST(test_cache_hit_makes_no_request)
+{
+	struct orchd_http_opts o = fast_opts();
+	char sha[ORCHD_SHA256_HEXSZ], err[512];
+	char *u = url("/bytes/5000"), *d1 = xasprintf("%s/one", tmp),
+	     *d2 = xasprintf("%s/two", tmp);
+	char *data = pattern(5000), *entry;
+
+	pattern_sha(5000, sha);
+	ck_assert_msg(orchd_http_download(u, d1, sha, &o, NULL, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_int_eq(server_count("/bytes/5000"), 1);
+	ck_assert_msg(orchd_http_download(u, d2, sha, &o, NULL, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_int_eq(server_count("/bytes/5000"), 1);
+	ck_assert(file_equals(d2, data, 5000));
+
+	/* a corrupt cache entry is replaced by a fresh download */
+	entry = xasprintf("%s/orchd/downloads/sha256/%s", cache, sha);
+	{
+		FILE *f = fopen(entry, "w");
+
+		ck_assert_ptr_nonnull(f);
+		fputs("corrupt", f);
+		fclose(f);
+	}
+	ck_assert_msg(orchd_http_download(u, d2, sha, &o, NULL, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_int_eq(server_count("/bytes/5000"), 2);
+	ck_assert(file_equals(entry, data, 5000));
+
+	/* with the server gone, the cache still serves */
+	server_stop();
+	unlink(d2);
+	ck_assert_msg(orchd_http_download(u, d2, sha, &o, NULL, err, sizeof(err)) == 0, "%s", err);
+	ck_assert(file_equals(d2, data, 5000));
+
+	/* no_cache goes to the network, which is now gone */
+	o.no_cache = 1;
+	o.retries = 0;
+	ck_assert_int_eq(orchd_http_download(u, d2, sha, &o, NULL, err, sizeof(err)), -1);
+	free(entry);
+	free(data);
+	free(d1);
+	free(d2);
+	free(u);
+}
+END_TEST
+
+START_TEST(test_max_size)
+{
+	struct orchd_http_opts o = fast_opts();
+	char err[512], expect[512];
+	char *u = url("/bytes/5000"), *dest = xasprintf("%s/out.bin", tmp);
+
+	o.max_bytes = 1000;
+	ck_assert_int_eq(orchd_http_download(u, dest, NULL, &o, NULL, err, sizeof(err)), -1);
+	snprintf(expect, sizeof(expect),
+		 "cannot download '%s': response larger than the maximum of 1000 bytes", u);
+	ck_assert_str_eq(err, expect);
+	ck_assert_int_eq(server_count("/bytes/5000"), 1);
+	free(u);
+
+	/* no Content-Length: the limit is enforced while receiving */
+	u = url("/chunked/5000");
+	ck_assert_int_eq(orchd_http_download(u, dest, NULL, &o, NULL, err, sizeof(err)), -1);
+	snprintf(expect, sizeof(expect),
+		 "cannot download '%s': response larger than the maximum of 1000 bytes", u);
+	ck_assert_str_eq(err, expect);
+	ck_assert_int_eq(server_count("/chunked/5000"), 1);
+	ck_assert_int_eq(dir_entries(tmp), 0);
+
+	o.max_bytes = 5000; /* exactly at the limit is fine */
+	ck_assert_msg(orchd_http_download(u, dest, NULL, &o, NULL, err, sizeof(err)) == 0, "%s",
+		      err);
+	free(dest);
+	free(u);
+}
+END_TEST
+
+START_TEST(test_redirects_bounded)
+{
+	struct orchd_http_opts o = fast_opts();
+	char err[512], expect[512];
+	char *u = url("/redirect/3"), *dest = xasprintf("%s/out.bin", tmp);
+
+	ck_assert_msg(orchd_http_download(u, dest, NULL, &o, NULL, err, sizeof(err)) == 0, "%s",
+		      err);
+	ck_assert(file_equals(dest, "orchd-test-data\n", 16));
+	o.max_redirects = 2;
+	ck_assert_int_eq(orchd_http_download(u, dest, NULL, &o, NULL, err, sizeof(err)), -1);
+	snprintf(expect, sizeof(expect), "cannot download '%s': Maximum (2) redirects followed", u);
+	ck_assert_str_eq(err, expect);
+	free(dest);
+	free(u);
+}
+END_TEST
+
+START_TEST(test_get)
+{
+	struct orchd_http_opts o = fast_opts();
+	struct strbuf body = STRBUF_INIT;
+	char err[512], expect[512];
+	char *u = url("/bytes/40");
+
+	sb_addstr(&body, "keep:");
+	ck_assert_msg(orchd_http_get(u, &body, &o, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_str_eq(sb_str(&body), "keep:orchd-test-data\norchd-test-data\norchd-te");
+	free(u);
+
+	u = url("/status/500");
+	o.retries = 1;
+	ck_assert_int_eq(orchd_http_get(u, &body, &o, err, sizeof(err)), -1);
+	snprintf(expect, sizeof(expect), "cannot download '%s': http status 500 (after 2 attempts)",
+		 u);
+	ck_assert_str_eq(err, expect);
+	ck_assert_uint_eq(body.len, 0);
+	free(u);
+
+	/* the buffer's own cap is a size limit too */
+	u = url("/bytes/100");
+	sb_init(&body, 50);
+	ck_assert_int_eq(orchd_http_get(u, &body, &o, err, sizeof(err)), -1);
+	ck_assert_msg(strstr(err, "response larger than the maximum") != NULL, "%s", err);
+	ck_assert_int_eq(server_count("/bytes/100"), 1);
+	sb_release(&body);
+	free(u);
+
+	u = xasprintf("ftp://127.0.0.1:%d/x", srv_port);
+	ck_assert_int_eq(orchd_http_get(u, &body, &o, err, sizeof(err)), -1);
+	snprintf(expect, sizeof(expect),
+		 "cannot download '%s': Protocol \"ftp\" not supported or disabled in libcurl", u);
+	ck_assert_str_eq(err, expect);
+	free(u);
+}
+END_TEST
+
+START_TEST(test_proxy_from_environment)
+{
+	struct orchd_http_opts o = fast_opts();
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	socklen_t sl = sizeof(sa);
+	char err[512], *proxy = xasprintf("http://127.0.0.1:%d", srv_port), *closed;
+	char *dest = xasprintf("%s/out.bin", tmp), *u;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	/* http_proxy: a name that cannot resolve is reached through the proxy */
+	setenv("http_proxy", proxy, 1);
+	ck_assert_msg(orchd_http_download("http://orchd-proxy-test.invalid/bytes/16", dest, NULL,
+					  &o, NULL, err, sizeof(err)) == 0,
+		      "%s", err);
+	ck_assert(file_equals(dest, "orchd-test-data\n", 16));
+	ck_assert_int_eq(server_count("/proxy:/bytes/16"), 1);
+
+	/* no_proxy: direct connection although the proxy is unreachable */
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+	close(fd);
+	closed = xasprintf("http://127.0.0.1:%d", ntohs(sa.sin_port));
+	setenv("http_proxy", closed, 1);
+	setenv("no_proxy", "127.0.0.1", 1);
+	u = url("/bytes/17");
+	ck_assert_msg(orchd_http_download(u, dest, NULL, &o, NULL, err, sizeof(err)) == 0, "%s",
+		      err);
+	ck_assert_int_eq(server_count("/bytes/17"), 1);
+	ck_assert_int_eq(server_count("/proxy:/bytes/17"), 0);
+
+	/* without no_proxy the dead proxy is used, and fails */
+	unsetenv("no_proxy");
+	o.retries = 0;
+	ck_assert_int_eq(orchd_http_download(u, dest, NULL, &o, NULL, err, sizeof(err)), -1);
+
+	/* upper-case HTTP_PROXY is ignored by libcurl (httpoxy) */
+	unsetenv("http_proxy");
+	setenv("HTTP_PROXY", closed, 1);
+	ck_assert_msg(orchd_http_download(u, dest, NULL, &o, NULL, err, sizeof(err)) == 0, "%s",
+		      err);
+	ck_assert_int_eq(server_count("/bytes/17"), 2);
+	free(closed);
+	free(proxy);
+	free(dest);
+	free(u);
+}
+END_TEST
+
+START_TEST(test_fetch_url_source)
+{
+	struct orchd_fetch_opts fo;
+	char sha[ORCHD_SHA256_HEXSZ], err[512], *spec_text, *path;
+	json_object *spec, *res = NULL;
+	char *u = url("/bytes/64");
+
+	orchd_fetch_opts_init(&fo);
+	fo.http = fast_opts();
+	pattern_sha(64, sha);
+	spec_text = xasprintf("{\"url\": \"%s\", \"sha256\": \"%s\", \"dest\": \"sub/data.bin\"}",
+			      u, sha);
+	spec = json_tokener_parse(spec_text);
+	ck_assert_ptr_nonnull(spec);
+	ck_assert_msg(orchd_fetch_source(spec, tmp, &fo, &res, err, sizeof(err)) == 0, "%s", err);
+	path = xasprintf("%s/sub/data.bin", tmp);
+	ck_assert_str_eq(json_object_get_string(json_object_object_get(res, "path")), path);
+	ck_assert_str_eq(json_object_get_string(json_object_object_get(res, "sha256")), sha);
+	ck_assert_int_eq(access(path, F_OK), 0);
+	json_object_put(res);
+	json_object_put(spec);
+	free(spec_text);
+	free(path);
+
+	/* without dest: the last segment of the URL path */
+	spec_text = xasprintf("{\"url\": \"%s\", \"sha256\": \"%s\"}", u, sha);
+	spec = json_tokener_parse(spec_text);
+	ck_assert_msg(orchd_fetch_source(spec, tmp, &fo, NULL, err, sizeof(err)) == 0, "%s", err);
+	path = xasprintf("%s/64", tmp);
+	ck_assert_int_eq(access(path, F_OK), 0);
+	json_object_put(spec);
+	free(spec_text);
+	free(path);
+	free(u);
+}
+END_TEST
+
+Suite *http_suite(void)
+{
+	Suite *s = suite_create("http");
+	TCase *tc = tcase_create("http");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_download_verified_and_cached);
+	tcase_add_test(tc, test_download_uppercase_sha_and_no_sha);
+	tcase_add_test(tc, test_checksum_mismatch);
+	tcase_add_test(tc, test_404_not_retried);
+	tcase_add_test(tc, test_500_then_200_retried);
+	tcase_add_test(tc, test_timeout);
+	tcase_add_test(tc, test_connect_refused_retried);
+	tcase_add_test(tc, test_cache_hit_makes_no_request);
+	tcase_add_test(tc, test_max_size);
+	tcase_add_test(tc, test_redirects_bounded);
+	tcase_add_test(tc, test_get);
+	tcase_add_test(tc, test_proxy_from_environment);
+	tcase_add_test(tc, test_fetch_url_source);
+	suite_add_tcase(s, tc);
+	return s;
+}
