@@ -37,9 +37,8 @@ START_TEST(test_roundtrip)
 					      sizeof(err)),
 			 0);
 	ck_assert_ptr_null(strstr(c64, "hello"));
-	ck_assert_int_eq(orchd_crypto_decrypt(&key, "aad", 3, n64, c64, &pt, &ptlen, err,
-					      sizeof(err)),
-			 0);
+	ck_assert_int_eq(
+		orchd_crypto_decrypt(&key, "aad", 3, n64, c64, &pt, &ptlen, err, sizeof(err)), 0);
 	ck_assert_uint_eq(ptlen, 12);
 	ck_assert_str_eq(pt, "hello secret");
 	orchd_crypto_free_secret(pt, ptlen);
@@ -76,33 +75,33 @@ START_TEST(test_wrong_key_tamper_aad)
 	unsigned char *raw;
 	char *bad;
 
-	ck_assert_int_eq(orchd_crypto_encrypt(&key, "stack-a", 7, "s3cret", 6, &n64, &c64, err,
-					      sizeof(err)),
-			 0);
+	ck_assert_int_eq(
+		orchd_crypto_encrypt(&key, "stack-a", 7, "s3cret", 6, &n64, &c64, err, sizeof(err)),
+		0);
 	/* Wrong key. */
-	ck_assert_int_eq(orchd_crypto_decrypt(&other, "stack-a", 7, n64, c64, &pt, &ptlen, err,
-					      sizeof(err)),
-			 -1);
+	ck_assert_int_eq(
+		orchd_crypto_decrypt(&other, "stack-a", 7, n64, c64, &pt, &ptlen, err, sizeof(err)),
+		-1);
 	ck_assert_str_eq(err, "authentication failed");
 	ck_assert_ptr_null(pt);
 	/* Other associated data. */
-	ck_assert_int_eq(orchd_crypto_decrypt(&key, "stack-b", 7, n64, c64, &pt, &ptlen, err,
-					      sizeof(err)),
-			 -1);
+	ck_assert_int_eq(
+		orchd_crypto_decrypt(&key, "stack-b", 7, n64, c64, &pt, &ptlen, err, sizeof(err)),
+		-1);
 	ck_assert_str_eq(err, "authentication failed");
 	/* One bit flipped in the ciphertext. */
 	raw = orchd_b64_decode(c64, &len);
 	ck_assert_ptr_nonnull(raw);
 	raw[0] ^= 1;
 	bad = orchd_b64_encode(raw, len);
-	ck_assert_int_eq(orchd_crypto_decrypt(&key, "stack-a", 7, n64, bad, &pt, &ptlen, err,
-					      sizeof(err)),
-			 -1);
+	ck_assert_int_eq(
+		orchd_crypto_decrypt(&key, "stack-a", 7, n64, bad, &pt, &ptlen, err, sizeof(err)),
+		-1);
 	ck_assert_str_eq(err, "authentication failed");
 	/* Not base64 at all. */
-	ck_assert_int_eq(orchd_crypto_decrypt(&key, "stack-a", 7, n64, "%%%", &pt, &ptlen, err,
-					      sizeof(err)),
-			 -1);
+	ck_assert_int_eq(
+		orchd_crypto_decrypt(&key, "stack-a", 7, n64, "%%%", &pt, &ptlen, err, sizeof(err)),
+		-1);
 	ck_assert_str_eq(err, "malformed encrypted value");
 	free(raw);
 	free(bad);

@@ -24,11 +24,11 @@
 #include "testutil.h"
 #include "util.h"
 
-#define PASS "correct horse battery staple"
+#define PASS   "correct horse battery staple"
 #define SECRET "hunter2-s3cret-value"
 
-static char *tmp;      /* per test */
-static char *sdir;     /* tmp/.orchd */
+static char *tmp;  /* per test */
+static char *sdir; /* tmp/.orchd */
 
 static void setup(void)
 {
@@ -302,7 +302,8 @@ START_TEST(test_corrupt_and_version)
 	free(after);
 	free(want);
 
-	write_text(file, "{\"format\": \"orchd-stack\", \"version\": 2, \"stack\": \"dev-exec-db\"}");
+	write_text(file,
+		   "{\"format\": \"orchd-stack\", \"version\": 2, \"stack\": \"dev-exec-db\"}");
 	ck_assert_int_eq(orchd_engine_read(e, "dev-exec-db", &rec, err, sizeof(err)), -1);
 	want = xasprintf("stack file %s has version 2, this orchd reads version 1 "
 			 "(not replacing it)",
@@ -343,8 +344,8 @@ START_TEST(test_history)
 		h.started_at = 1000 * i;
 		h.ended_at = 1000 * i + 500;
 		h.attempts = i;
-		ck_assert_int_eq(orchd_engine_history_append(e, "dev-exec-db", &h, err, sizeof(err)),
-				 0);
+		ck_assert_int_eq(
+			orchd_engine_history_append(e, "dev-exec-db", &h, err, sizeof(err)), 0);
 		free(h.run_id);
 	}
 	/* A crash in the middle of an append leaves a torn last line. */
@@ -365,8 +366,8 @@ START_TEST(test_history)
 	close(saved);
 	text = slurp(errfile);
 	{
-		char *want = xasprintf("orchd: warning: %s:4: skipping torn last history line\n",
-				       file);
+		char *want =
+			xasprintf("orchd: warning: %s:4: skipping torn last history line\n", file);
 
 		ck_assert_str_eq(text, want);
 		free(want);
@@ -394,8 +395,8 @@ START_TEST(test_history)
 	close(saved);
 	text = slurp(errfile);
 	{
-		char *want = xasprintf("orchd: warning: %s:4: skipping unreadable history line\n",
-				       file);
+		char *want =
+			xasprintf("orchd: warning: %s:4: skipping unreadable history line\n", file);
 
 		ck_assert_str_eq(text, want);
 		free(want);
@@ -459,8 +460,8 @@ START_TEST(test_lock_wait_timeout_then_release)
 	int up, down, status;
 	char c, err[512], *pattern, *info, *infofile;
 	pid_t pid = lock_holder(&up, &down);
-	struct orchd_lock_request req = {.run_id = "r-waiter", .command = "orchd run",
-					 .timeout_ms = 200};
+	struct orchd_lock_request req = {
+		.run_id = "r-waiter", .command = "orchd run", .timeout_ms = 200};
 	regex_t re;
 
 	ck_assert_int_eq(read(up, &c, 1), 1);
@@ -542,6 +543,26 @@ START_TEST(test_lock_stale_takeover)
 	free(text);
 	free(errfile);
 	orchd_engine_close(e); /* unlocks */
+}
+END_TEST
+
+/* Extensions are exec'ed children: they must not inherit the lock. */
+START_TEST(test_lock_not_inherited)
+{
+	struct orchd_engine *e = open_engine();
+	struct orchd_lock_request req = {.run_id = "r-1", .timeout_ms = 0};
+	char err[512], *out = NULL, *lockpath = path_in("lock");
+	char sh[] = "/bin/sh", c[] = "-c",
+	     script[] = "for f in /proc/$$/fd/*; do readlink \"$f\"; done";
+	char *argv[] = {sh, c, script, NULL};
+
+	ck_assert_int_eq(orchd_engine_lock(e, &req, err, sizeof(err)), 0);
+	ck_assert_int_eq(test_run(argv, &out, NULL), 0);
+	ck_assert_ptr_nonnull(strstr(out, "/dev/null"));
+	ck_assert_msg(!strstr(out, lockpath), "lock fd inherited: %s", out);
+	free(out);
+	free(lockpath);
+	orchd_engine_close(e);
 }
 END_TEST
 
@@ -692,8 +713,8 @@ START_TEST(test_wrong_passphrase)
 	ck_assert_str_eq(err, want);
 	/* Writing another secret is refused the same way. */
 	ck_assert_int_eq(orchd_engine_write(e, "dev-exec-other",
-					    &(struct orchd_stack_record){
-						    .state = rec.outputs, .state_secret = 1},
+					    &(struct orchd_stack_record){.state = rec.outputs,
+									 .state_secret = 1},
 					    err, sizeof(err)),
 			 -1);
 	ck_assert_str_eq(err, want);
@@ -1047,6 +1068,7 @@ Suite *state_suite(void)
 	tcase_add_checked_fixture(lk, setup, teardown);
 	tcase_add_test(lk, test_lock_wait_timeout_then_release);
 	tcase_add_test(lk, test_lock_stale_takeover);
+	tcase_add_test(lk, test_lock_not_inherited);
 	suite_add_tcase(s, lk);
 
 	tcase_add_checked_fixture(sec, setup, teardown);

@@ -48,8 +48,8 @@ int orchd_state_open(const struct orchd_pipeline *p, const char *state_dir,
 	return orchd_engine_open(&p->core.engine, state_dir, p->name, out, err, errlen);
 }
 
-int orchd_state_lock(struct orchd_engine *e, const char *run_id, int argc,
-		     char *const argv[], long timeout_ms, char *err, size_t errlen)
+int orchd_state_lock(struct orchd_engine *e, const char *run_id, int argc, char *const argv[],
+		     long timeout_ms, char *err, size_t errlen)
 {
 	struct strbuf cmd = STRBUF_INIT;
 	struct orchd_lock_request req;

@@ -33,8 +33,8 @@ int orchd_state_open(const struct orchd_pipeline *p, const char *state_dir,
  * command line (argv joined with spaces; argv may be NULL).  timeout_ms as
  * --lock-timeout (0 = try once).
  */
-int orchd_state_lock(struct orchd_engine *e, const char *run_id, int argc,
-		     char *const argv[], long timeout_ms, char *err, size_t errlen);
+int orchd_state_lock(struct orchd_engine *e, const char *run_id, int argc, char *const argv[],
+		     long timeout_ms, char *err, size_t errlen);
 
 /* A new run id "r-YYYYMMDDTHHMMSSZ-XXXXXXXX" (UTC time + 32 random bits),
  * malloc'ed.  Sorts by start time. */

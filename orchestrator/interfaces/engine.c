@@ -70,8 +70,7 @@ int orchd_engine_remove(struct orchd_engine *e, const char *stack, char *err, si
 	return e->ops->remove(e, stack, err, errlen);
 }
 
-int orchd_engine_list(struct orchd_engine *e, char ***names, size_t *n, char *err,
-		      size_t errlen)
+int orchd_engine_list(struct orchd_engine *e, char ***names, size_t *n, char *err, size_t errlen)
 {
 	return e->ops->list(e, names, n, err, errlen);
 }

@@ -37,9 +37,9 @@
 
 /* The result of the last action applied to a stack. */
 struct orchd_last_result {
-	char *run_id;       /* NULL when never run */
-	char *action;       /* "apply", "destroy", ... */
-	char *status;       /* "succeeded", "failed", "cancelled", ... */
+	char *run_id;	    /* NULL when never run */
+	char *action;	    /* "apply", "destroy", ... */
+	char *status;	    /* "succeeded", "failed", "cancelled", ... */
 	int64_t started_at; /* unix ms */
 	int64_t ended_at;   /* unix ms */
 	int attempts;
@@ -150,8 +150,7 @@ int orchd_engine_read(struct orchd_engine *e, const char *stack, struct orchd_st
 int orchd_engine_write(struct orchd_engine *e, const char *stack,
 		       const struct orchd_stack_record *rec, char *err, size_t errlen);
 int orchd_engine_remove(struct orchd_engine *e, const char *stack, char *err, size_t errlen);
-int orchd_engine_list(struct orchd_engine *e, char ***names, size_t *n, char *err,
-		      size_t errlen);
+int orchd_engine_list(struct orchd_engine *e, char ***names, size_t *n, char *err, size_t errlen);
 int orchd_engine_history_append(struct orchd_engine *e, const char *stack,
 				const struct orchd_history_entry *h, char *err, size_t errlen);
 int orchd_engine_history_read(struct orchd_engine *e, const char *stack,

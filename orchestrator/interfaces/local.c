@@ -43,14 +43,14 @@
 #include "strbuf.h"
 #include "util.h"
 
-#define STACK_FORMAT    "orchd-stack"
-#define STACK_VERSION   1
-#define CRYPTO_FORMAT   "orchd-crypto"
-#define CRYPTO_VERSION  1
-#define KEY_CHECK       "orchd-key-check"
-#define LOCK_POLL_MS    50
-#define MAX_STATE_FILE  (256L * 1024 * 1024)
-#define PASS_HINT       "(set ORCHD_PASSPHRASE or ORCHD_PASSPHRASE_FILE)"
+#define STACK_FORMAT   "orchd-stack"
+#define STACK_VERSION  1
+#define CRYPTO_FORMAT  "orchd-crypto"
+#define CRYPTO_VERSION 1
+#define KEY_CHECK      "orchd-key-check"
+#define LOCK_POLL_MS   50
+#define MAX_STATE_FILE (256L * 1024 * 1024)
+#define PASS_HINT      "(set ORCHD_PASSPHRASE or ORCHD_PASSPHRASE_FILE)"
 
 struct local {
 	char *dir;    /* state directory, as given */
@@ -352,8 +352,10 @@ again:
 		const char *s;
 
 		if (!create) {
-			set_err(err, errlen, "%s is missing: the secrets of this state directory "
-					     "cannot be decrypted", path);
+			set_err(err, errlen,
+				"%s is missing: the secrets of this state directory "
+				"cannot be decrypted",
+				path);
 			goto out;
 		}
 		if (tries++ || orchd_kdf_params_new(&kp, err, errlen) ||
@@ -381,7 +383,8 @@ again:
 		json_object_object_add(o, "check", c);
 		free(n64);
 		free(c64);
-		s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
+		s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+							      JSON_C_TO_STRING_SPACED |
 							      JSON_C_TO_STRING_NOSLASHESCAPE);
 		if (mkdir_p(l->dir, 0700) ||
 		    atomic_write(l, l->dir, path, "crypto.json", s, strlen(s), 1)) {
@@ -423,8 +426,8 @@ again:
 	kp.p = (uint64_t)jint(o, "p");
 	if (orchd_crypto_derive(&kp, l->pass, strlen(l->pass), &l->key, err, errlen))
 		goto out;
-	if (orchd_crypto_decrypt(&l->key, KEY_CHECK, sizeof(KEY_CHECK), nonce, ct, &pt, &ptlen,
-				 err, errlen) ||
+	if (orchd_crypto_decrypt(&l->key, KEY_CHECK, sizeof(KEY_CHECK), nonce, ct, &pt, &ptlen, err,
+				 errlen) ||
 	    ptlen != strlen(KEY_CHECK) || memcmp(pt, KEY_CHECK, ptlen)) {
 		orchd_crypto_key_clear(&l->key);
 		set_err(err, errlen, "wrong passphrase for state directory %s", l->dir);
@@ -444,15 +447,14 @@ out:
 static json_object *seal(struct local *l, const char *stack, const char *what, const char *key,
 			 json_object *value, char *err, size_t errlen)
 {
-	const char *pt = json_object_to_json_string_ext(value, JSON_C_TO_STRING_PLAIN |
-								       JSON_C_TO_STRING_NOSLASHESCAPE);
+	const char *pt = json_object_to_json_string_ext(
+		value, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	char *aad, *n64, *c64;
 	size_t aadlen;
 	json_object *o;
 
 	aad = aad_for(stack, what, key, &aadlen);
-	if (orchd_crypto_encrypt(&l->key, aad, aadlen, pt, strlen(pt), &n64, &c64, err,
-				 errlen)) {
+	if (orchd_crypto_encrypt(&l->key, aad, aadlen, pt, strlen(pt), &n64, &c64, err, errlen)) {
 		free(aad);
 		return NULL;
 	}
@@ -469,8 +471,7 @@ static json_object *seal(struct local *l, const char *stack, const char *what, c
 
 /* 0 and *value (a new reference; NULL for JSON null), or -1. */
 static int unseal(struct local *l, const char *stack, const char *what, const char *key,
-		  json_object *enc, const char *path, json_object **value, char *err,
-		  size_t errlen)
+		  json_object *enc, const char *path, json_object **value, char *err, size_t errlen)
 {
 	const char *nonce = jstr(enc, "nonce"), *ct = jstr(enc, "ct"), *why;
 	char *aad, *pt = NULL, msg[256];
@@ -488,8 +489,7 @@ static int unseal(struct local *l, const char *stack, const char *what, const ch
 	if (ensure_key(l, 0, err, errlen))
 		return -1;
 	aad = aad_for(stack, what, key, &aadlen);
-	if (orchd_crypto_decrypt(&l->key, aad, aadlen, nonce, ct, &pt, &ptlen, msg,
-				 sizeof(msg))) {
+	if (orchd_crypto_decrypt(&l->key, aad, aadlen, nonce, ct, &pt, &ptlen, msg, sizeof(msg))) {
 		free(aad);
 		return set_err(err, errlen, "stack %s: cannot decrypt %s in %s: %s", stack,
 			       what_buf, path, msg);
@@ -509,18 +509,18 @@ static int unseal(struct local *l, const char *stack, const char *what, const ch
 
 /* Check the shape of rec->outputs and whether secrets need a passphrase:
  * before anything is written. */
-static int precheck_record(struct local *l, const char *stack,
-			   const struct orchd_stack_record *rec, int *need_key, char *err,
-			   size_t errlen)
+static int precheck_record(struct local *l, const char *stack, const struct orchd_stack_record *rec,
+			   int *need_key, char *err, size_t errlen)
 {
 	*need_key = 0;
 	if (rec->outputs && !json_object_is_type(rec->outputs, json_type_object))
 		return set_err(err, errlen, "stack %s: outputs must be an object", stack);
 	if (rec->state_secret && rec->state) {
 		if (!l->pass)
-			return set_err(err, errlen,
-				       "stack %s: state is secret and no passphrase is set " PASS_HINT,
-				       stack);
+			return set_err(
+				err, errlen,
+				"stack %s: state is secret and no passphrase is set " PASS_HINT,
+				stack);
 		*need_key = 1;
 	}
 	if (!rec->outputs)
@@ -528,9 +528,10 @@ static int precheck_record(struct local *l, const char *stack,
 	json_object_object_foreach(rec->outputs, k, v)
 	{
 		if (!json_object_is_type(v, json_type_object))
-			return set_err(err, errlen,
-				       "stack %s: output '%s' must be {\"value\": ..., \"secret\": ...}",
-				       stack, k);
+			return set_err(
+				err, errlen,
+				"stack %s: output '%s' must be {\"value\": ..., \"secret\": ...}",
+				stack, k);
 		if (jbool(v, "masked"))
 			return set_err(err, errlen,
 				       "stack %s: output '%s' is masked (read without passphrase) "
@@ -540,7 +541,8 @@ static int precheck_record(struct local *l, const char *stack,
 			continue;
 		if (!l->pass)
 			return set_err(err, errlen,
-				       "stack %s: output '%s' is secret and no passphrase is set " PASS_HINT,
+				       "stack %s: output '%s' is secret and no passphrase is "
+				       "set " PASS_HINT,
 				       stack, k);
 		*need_key = 1;
 	}
@@ -670,8 +672,8 @@ static int json_to_record(struct local *l, const char *stack, const char *path, 
 			json_object *val = NULL;
 
 			if (!json_object_is_type(ent, json_type_object))
-				return set_err(err, errlen, "stack file %s: output '%s' is malformed",
-					       path, k);
+				return set_err(err, errlen,
+					       "stack file %s: output '%s' is malformed", path, k);
 			if (jstr(ent, "enc")) {
 				if (!l->pass) {
 					json_object *m = json_object_new_object();
@@ -805,8 +807,7 @@ static int local_write(struct orchd_engine *e, const char *stack,
 	buf = xasprintf("%s\n", s);
 	if (mkdir_p(l->stacks, 0700) ||
 	    atomic_write(l, l->stacks, path, base, buf, strlen(buf), 0)) {
-		set_err(err, errlen, "stack %s: cannot write %s: %s", stack, path,
-			strerror(errno));
+		set_err(err, errlen, "stack %s: cannot write %s: %s", stack, path, strerror(errno));
 		goto out;
 	}
 	ret = 0;
@@ -855,8 +856,7 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static int local_list(struct orchd_engine *e, char ***names, size_t *n, char *err,
-		      size_t errlen)
+static int local_list(struct orchd_engine *e, char ***names, size_t *n, char *err, size_t errlen)
 {
 	struct local *l = L(e);
 	size_t nr = 0, alloc = 0;
@@ -938,8 +938,7 @@ static int local_history_append(struct orchd_engine *e, const char *stack,
 								 JSON_C_TO_STRING_NOSLASHESCAPE));
 	sb_addch(&sb, '\n');
 	/* One write(2): O_APPEND makes it land at the end as one piece. */
-	if (write_all(fd, sb.buf, sb.len) || fsync(fd) ||
-	    (created && fsync_dir(l->stacks))) {
+	if (write_all(fd, sb.buf, sb.len) || fsync(fd) || (created && fsync_dir(l->stacks))) {
 		set_err(err, errlen, "stack %s: cannot append to %s: %s", stack, path,
 			strerror(errno));
 		goto out;
@@ -1105,7 +1104,8 @@ static int local_lock(struct orchd_engine *e, const struct orchd_lock_request *r
 					s ? " (run " : "", s ? s : "", s ? ")" : "", w);
 			} else {
 				set_err(err, errlen,
-					"state directory %s is locked by another process (no holder "
+					"state directory %s is locked by another process (no "
+					"holder "
 					"record); waited %s",
 					l->dir, w);
 			}
@@ -1139,8 +1139,8 @@ static int local_lock(struct orchd_engine *e, const struct orchd_lock_request *r
 		json_object_new_int64((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000));
 	add_str(info, "run_id", req->run_id);
 	add_str(info, "command", req->command);
-	s = json_object_to_json_string_ext(info, JSON_C_TO_STRING_PLAIN |
-							 JSON_C_TO_STRING_NOSLASHESCAPE);
+	s = json_object_to_json_string_ext(info,
+					   JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	info_path = xasprintf("%s/lock.info", l->dir);
 	if (atomic_write(l, l->dir, info_path, "lock.info", s, strlen(s), 0)) {
 		set_err(err, errlen, "cannot write %s: %s", info_path, strerror(errno));

@@ -8,6 +8,12 @@
  *   statewriter DIR STACK once N PAD   write one record n=N; exit 0, or 3
  *                                      with the engine's message on stderr
  *
+ *   statewriter DIR PREFIX bench NSTACKS NOUTPUTS [secret]
+ *                                      write NSTACKS stacks PREFIX-i with
+ *                                      NOUTPUTS outputs each (encrypted with
+ *                                      "secret"), read them all back, print
+ *                                      timings (bench/outputs_bench.sh)
+ *
  * A record n holds state {"n": n, "pad": P} and outputs n and pad with the
  * same values, P being PAD bytes of 'x', so a reader can tell a whole
  * record from a mix of two.
@@ -20,8 +26,8 @@
 #include "interfaces/engine.h"
 #include "util.h"
 
-static int write_one(struct orchd_engine *e, const char *stack, long n, const char *pad,
-		     char *err, size_t errlen)
+static int write_one(struct orchd_engine *e, const char *stack, long n, const char *pad, char *err,
+		     size_t errlen)
 {
 	struct orchd_stack_record rec;
 	int ret;
@@ -42,6 +48,52 @@ static int write_one(struct orchd_engine *e, const char *stack, long n, const ch
 	return ret;
 }
 
+static int bench(struct orchd_engine *e, const char *prefix, long nstacks, long nout, int secret)
+{
+	long long t0, t1, t2;
+	char err[1024];
+
+	t0 = now_ms();
+	for (long i = 0; i < nstacks; i++) {
+		struct orchd_stack_record rec;
+		char *stack = xasprintf("%s-%ld", prefix, i);
+
+		orchd_stack_record_init(&rec);
+		for (long k = 0; k < nout; k++) {
+			char *key = xasprintf("output_%ld", k);
+			char *val = xasprintf("value-%ld-%ld-0123456789abcdef", i, k);
+
+			orchd_stack_record_set_output(&rec, key, json_object_new_string(val),
+						      secret);
+			free(key);
+			free(val);
+		}
+		if (orchd_engine_write(e, stack, &rec, err, sizeof(err))) {
+			fprintf(stderr, "%s\n", err);
+			return 3;
+		}
+		orchd_stack_record_release(&rec);
+		free(stack);
+	}
+	t1 = now_ms();
+	for (long i = 0; i < nstacks; i++) {
+		struct orchd_stack_record rec;
+		char *stack = xasprintf("%s-%ld", prefix, i);
+
+		orchd_stack_record_init(&rec);
+		if (orchd_engine_read(e, stack, &rec, err, sizeof(err))) {
+			fprintf(stderr, "%s\n", err);
+			return 3;
+		}
+		orchd_stack_record_release(&rec);
+		free(stack);
+	}
+	t2 = now_ms();
+	printf("stacks=%ld outputs=%ld secret=%d write_ms=%lld read_ms=%lld\n", nstacks, nout,
+	       secret, t1 - t0, t2 - t1);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct orchd_engine_config cfg = {.type = ORCHD_ENGINE_LOCAL};
@@ -52,6 +104,16 @@ int main(int argc, char **argv)
 	int ret = 0;
 
 	set_progname("statewriter");
+	if (argc >= 6 && !strcmp(argv[3], "bench")) {
+		if (orchd_engine_open(&cfg, argv[1], "bench", &e, err, sizeof(err))) {
+			fprintf(stderr, "%s\n", err);
+			return 3;
+		}
+		ret = bench(e, argv[2], atol(argv[4]), atol(argv[5]),
+			    argc > 6 && !strcmp(argv[6], "secret"));
+		orchd_engine_close(e);
+		return ret;
+	}
 	if (argc < 5 || (strcmp(argv[3], "loop") && strcmp(argv[3], "once")) ||
 	    (!strcmp(argv[3], "once") && argc < 6)) {
 		fprintf(stderr, "usage: statewriter DIR STACK loop PAD | once N PAD\n");
