@@ -551,6 +551,20 @@ START_TEST(test_not_executable)
 }
 END_TEST
 
+START_TEST(test_relative_executable)
+{
+	/* relative to orchd's cwd, not to the extension's workdir */
+	struct rec r = { 0 };
+	char *dir = test_build_path("tests");
+	ck_assert_int_eq(chdir(dir), 0);
+	start_ex(&r, "misbehave.rel", "helpers/misbehave", "{\"mode\":\"ok\"}", NULL, 0, 300);
+	run_all();
+	ck_assert_msg(r.status == ORCHD_STEP_SUCCESS, "%s", r.reason);
+	free(dir);
+	rec_release(&r);
+}
+END_TEST
+
 START_TEST(test_cancel_all)
 {
 	struct rec a = { 0 }, b = { 0 };
@@ -705,6 +719,7 @@ Suite *supervisor_suite(void)
 	tcase_add_test(tc, test_environment_allowlist);
 	tcase_add_test(tc, test_missing_executable);
 	tcase_add_test(tc, test_not_executable);
+	tcase_add_test(tc, test_relative_executable);
 	tcase_add_test(tc, test_cancel_all);
 	tcase_add_test(tc, test_many_at_once);
 	suite_add_tcase(s, tc);

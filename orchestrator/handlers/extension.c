@@ -54,6 +54,7 @@ struct step {
 
 	pid_t pid;
 	int fd_in, fd_out, fd_err; /* -1 when closed */
+	int fd_rep; /* exec report: errno, or EOF once exec worked */
 	struct strbuf wq;          /* queued bytes for stdin */
 	char *action_line;         /* sent once the hello checks out */
 	struct op_splitter *sp_out;
@@ -251,6 +252,7 @@ static void step_free(struct step *st)
 	close_fd(&st->fd_in);
 	close_fd(&st->fd_out);
 	close_fd(&st->fd_err);
+	close_fd(&st->fd_rep);
 	sb_release(&st->wq);
 	op_splitter_free(st->sp_out);
 	op_splitter_free(st->sp_err);
@@ -625,6 +627,29 @@ static void step_write(struct step *st)
 		step_close_stdin(st);
 }
 
+/* The exec report pipe is readable: EOF means exec worked (the pipe was
+ * close-on-exec); an int is the errno of a failed exec (the child then
+ * exits 127 without saying anything). */
+static void step_read_report(struct step *st)
+{
+	int e;
+	ssize_t n;
+
+	do
+		n = read(st->fd_rep, &e, sizeof(e));
+	while (n < 0 && errno == EINTR);
+	if (n < 0 && errno == EAGAIN)
+		return;
+	close_fd(&st->fd_rep);
+	if (n == (ssize_t)sizeof(e)) {
+		step_fail(st, ORCHD_STEP_SPAWN_ERROR, "cannot execute %s: %s", st->exe,
+			  strerror(e));
+		st->phase = PHASE_DONE;
+		st->ignore_stdout = 1;
+		step_close_stdin(st);
+	}
+}
+
 /* --- spawning ------------------------------------------------------------ */
 
 static int make_workdir(const struct orchd_step_spec *spec, char **out, char *err, size_t errlen)
@@ -694,8 +719,6 @@ static int spawn(struct orchd_supervisor *sup, struct step *st, char **envp, cha
 	int pin[2], pout[2], perr[2], prep[2];
 	char *argv[2];
 	pid_t pid;
-	int e = 0;
-	ssize_t n;
 
 	argv[0] = st->exe;
 	argv[1] = NULL;
@@ -720,21 +743,11 @@ static int spawn(struct orchd_supervisor *sup, struct step *st, char **envp, cha
 	close_fd(&pout[1]);
 	close_fd(&perr[1]);
 	close_fd(&prep[1]);
-	do
-		n = read(prep[0], &e, sizeof(e));
-	while (n < 0 && errno == EINTR);
-	close_fd(&prep[0]);
-	if (n == (ssize_t)sizeof(e)) {
-		/* exec failed: the child is exiting 127; it is reaped by the loop */
-		snprintf(err, errlen, "cannot execute %s: %s", st->exe, strerror(e));
-		close_fd(&pin[1]);
-		close_fd(&pout[0]);
-		close_fd(&perr[0]);
-		return -1;
-	}
 	st->fd_in = pin[1];
 	st->fd_out = pout[0];
 	st->fd_err = perr[0];
+	st->fd_rep = prep[0];
+	set_nonblock(st->fd_rep);
 	set_nonblock(st->fd_in);
 	set_nonblock(st->fd_out);
 	set_nonblock(st->fd_err);
@@ -766,7 +779,14 @@ int orchd_supervisor_start(struct orchd_supervisor *sup, const struct orchd_step
 
 	st = xcalloc(1, sizeof(*st));
 	st->id = xstrdup(spec->id);
-	st->exe = xstrdup(spec->exe);
+	/* the child runs in its workdir: a relative path is relative to ours */
+	if (spec->exe[0] != '/') {
+		char *cwd = getcwd(NULL, 0);
+		st->exe = cwd ? xasprintf("%s/%s", cwd, spec->exe) : xstrdup(spec->exe);
+		free(cwd);
+	} else {
+		st->exe = xstrdup(spec->exe);
+	}
 	st->instance = spec->instance ? xstrdup(spec->instance) : NULL;
 	st->ctx = spec->ctx;
 	st->action = spec->action;
@@ -774,7 +794,7 @@ int orchd_supervisor_start(struct orchd_supervisor *sup, const struct orchd_step
 	st->grace_ms = spec->grace_ms > 0 ? spec->grace_ms : ORCHD_DEFAULT_GRACE_MS;
 	st->timeout_ms = spec->timeout_ms > 0 ? spec->timeout_ms : 0;
 	st->start_ms = now_ms();
-	st->fd_in = st->fd_out = st->fd_err = -1;
+	st->fd_in = st->fd_out = st->fd_err = st->fd_rep = -1;
 	sb_init(&st->wq, 0);
 	st->outputs = json_object_new_object();
 	st->secrets = json_object_new_object();
@@ -824,7 +844,7 @@ spawn_error:
 
 static int step_finished(const struct step *st)
 {
-	return st->reaped && st->fd_out < 0 && st->fd_err < 0;
+	return st->reaped && st->fd_out < 0 && st->fd_err < 0 && st->fd_rep < 0;
 }
 
 static long long tv_ms(const struct timeval *tv)
@@ -1098,7 +1118,7 @@ int orchd_supervisor_wait(struct orchd_supervisor *sup, long long deadline_ms)
 	if (!sup->nsteps && deadline_ms < 0)
 		return 0;
 
-	ALLOC_GROW(sup->pfd, 1 + 3 * sup->nsteps, sup->apfd);
+	ALLOC_GROW(sup->pfd, 1 + 4 * sup->nsteps, sup->apfd);
 	sup->pstep = xrealloc(sup->pstep, sup->apfd * sizeof(*sup->pstep));
 	sup->pwhich = xrealloc(sup->pwhich, sup->apfd * sizeof(*sup->pwhich));
 	sup->pfd[n].fd = sup->sfd;
@@ -1107,12 +1127,12 @@ int orchd_supervisor_wait(struct orchd_supervisor *sup, long long deadline_ms)
 	sup->pwhich[n++] = -1;
 	for (size_t i = 0; i < sup->nsteps; i++) {
 		struct step *st = sup->steps[i];
-		const int fds[3] = { st->fd_in, st->fd_out, st->fd_err };
-		for (int w = 0; w < 3; w++) {
-			if (fds[w] < 0 || (w == 0 && !st->wq.len))
+		const int fds[4] = { st->fd_rep, st->fd_in, st->fd_out, st->fd_err };
+		for (int w = 0; w < 4; w++) {
+			if (fds[w] < 0 || (w == 1 && !st->wq.len))
 				continue;
 			sup->pfd[n].fd = fds[w];
-			sup->pfd[n].events = w == 0 ? POLLOUT : POLLIN;
+			sup->pfd[n].events = w == 1 ? POLLOUT : POLLIN;
 			sup->pfd[n].revents = 0;
 			sup->pstep[n] = st;
 			sup->pwhich[n++] = w;
@@ -1144,16 +1164,20 @@ int orchd_supervisor_wait(struct orchd_supervisor *sup, long long deadline_ms)
 			}
 			switch (sup->pwhich[k]) {
 			case 0:
+				if (st->fd_rep >= 0)
+					step_read_report(st);
+				break;
+			case 1:
 				if (re & (POLLERR | POLLHUP | POLLNVAL))
 					step_close_stdin(st);
 				else
 					step_write(st);
 				break;
-			case 1:
+			case 2:
 				if (st->fd_out >= 0)
 					step_read(sup, st, 0);
 				break;
-			case 2:
+			case 3:
 				if (st->fd_err >= 0)
 					step_read(sup, st, 1);
 				break;

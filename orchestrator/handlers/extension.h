@@ -112,7 +112,9 @@ const char *orchd_step_status_name(enum orchd_step_status s);
  */
 struct orchd_step_spec {
 	const char *id;  /* instance id for log prefixes, e.g. "exec.build" (required) */
-	const char *exe; /* path of the extension executable (required) */
+	const char *exe; /* path of the extension executable (required; a
+			    relative path is taken from orchd's cwd, no PATH
+			    search) */
 	enum op_action action; /* required */
 	const char *instance; /* instance name ("build"); required unless describe */
 	const char *stack;    /* stack name; required unless describe */
@@ -209,10 +211,11 @@ struct orchd_supervisor *orchd_supervisor_new(const struct orchd_supervisor_opts
 
 /*
  * Start one step: create its workdir, spawn the executable, queue hello.
- * The exec itself is confirmed before start() returns (an exec failure
- * travels back over a close-on-exec pipe); any failure to run the step is
- * reported through the done callback with ORCHD_STEP_SPAWN_ERROR at the
- * next orchd_supervisor_wait().  Returns -1 (after error()) only for an
+ * start() does not wait for the child to exec: an exec failure (ENOENT,
+ * EACCES, ENOEXEC ...) travels back over a close-on-exec pipe watched by
+ * the loop.  Any failure to run the step is reported through the done
+ * callback with ORCHD_STEP_SPAWN_ERROR ("cannot execute PATH: REASON") from
+ * orchd_supervisor_wait().  Returns -1 (after error()) only for an
  * invalid spec, or when the run is interrupted; then no callback follows.
  */
 int orchd_supervisor_start(struct orchd_supervisor *sup, const struct orchd_step_spec *spec);

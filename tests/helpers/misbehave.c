@@ -17,8 +17,9 @@
  *   hang        sleep forever (default SIGTERM disposition)
  *   ignoreterm  ignore SIGTERM and SIGINT and sleep forever
  *   waitcancel  wait for a cancel message, answer failure "cancelled: REASON"
- *   flood       config.mb MiB of log messages on stdout and as much text on
- *               stderr, then success
+ *   flood       config.mb MiB of log messages (1000-byte lines) on stdout
+ *               and as much text on stderr, then success; config.stream
+ *               "stdout" or "stderr" limits it to one of them
  *   longline    one stdout line longer than 1 MiB, then sleep
  *   text        non-JSON and non-object lines on stdout, then success
  *   closeout    close stdout, then sleep forever
@@ -217,10 +218,18 @@ int main(void)
 			memcpy(line, s, sl);
 			line[sl] = '\n';
 			text[999] = '\n';
+			const char *stream = "both";
+			int out = 1, err = 1;
+			if (json_object_object_get_ex(config, "stream", &v))
+				stream = json_object_get_string(v);
+			out = strcmp(stream, "stderr") != 0;
+			err = strcmp(stream, "stdout") != 0;
 			while (done < total) {
-				op_write_all(1, line, sl + 1);
-				op_write_all(2, text, 1000);
-				done += (long long)sl + 1;
+				if (out)
+					op_write_all(1, line, sl + 1);
+				if (err)
+					op_write_all(2, text, 1000);
+				done += out ? (long long)sl + 1 : 1000;
 			}
 			free(line);
 		}
