@@ -657,6 +657,23 @@ START_TEST(test_secrets_roundtrip_and_masked)
 	ck_assert_str_eq(json_object_to_json_string_ext(ent, JSON_C_TO_STRING_PLAIN),
 			 "{\"value\":null,\"secret\":true,\"masked\":true}");
 	ck_assert_str_eq(json_object_get_string(out_value(&rec, "host")), "db.local");
+	/* Written back without the passphrase (a failed run keeps its old
+	 * record): the secrets it could not read are kept, encrypted. */
+	orchd_stack_record_set_output(&rec, "host", json_object_new_string("db2.local"), 0);
+	ck_assert_int_eq(orchd_engine_write(e, "dev-exec-db", &rec, err, sizeof(err)), 0);
+	orchd_stack_record_release(&rec);
+	orchd_engine_close(e);
+	assert_nowhere(sdir, SECRET);
+
+	setenv("ORCHD_PASSPHRASE", PASS, 1);
+	e = open_engine();
+	orchd_stack_record_init(&rec);
+	ck_assert_int_eq(orchd_engine_read(e, "dev-exec-db", &rec, err, sizeof(err)), 0);
+	ck_assert_int_eq(rec.masked, 0);
+	ck_assert_str_eq(json_object_get_string(out_value(&rec, "password")), SECRET);
+	ck_assert_str_eq(json_object_get_string(out_value(&rec, "host")), "db2.local");
+	ck_assert_str_eq(json_object_to_json_string_ext(rec.state, JSON_C_TO_STRING_PLAIN),
+			 "{\"token\":\"" SECRET "-state\"}");
 	orchd_stack_record_release(&rec);
 	orchd_engine_close(e);
 }

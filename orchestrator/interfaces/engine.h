@@ -51,13 +51,15 @@ struct orchd_stack_record {
 	/* Store the state encrypted.  On read: it was stored encrypted. */
 	int state_secret;
 	/* On read: the state is secret and could not be decrypted because no
-	 * passphrase is set; state is NULL. */
+	 * passphrase is set; state is NULL.  On write with state NULL: keep
+	 * the state stored (still encrypted) as it is. */
 	int state_masked;
 	/*
 	 * Outputs, never NULL after _init: an object KEY -> {"value": ANY,
 	 * "secret": BOOL}.  On read, a secret output that cannot be decrypted
 	 * (no passphrase) reads as {"value": null, "secret": true,
-	 * "masked": true}.
+	 * "masked": true}; written back like that, the stored ciphertext is
+	 * kept, so a run without the passphrase never loses secrets.
 	 */
 	json_object *outputs;
 	char *config_hash; /* of the config blob last applied; NULL = none */

@@ -515,7 +515,7 @@ static int precheck_record(struct local *l, const char *stack, const struct orch
 	*need_key = 0;
 	if (rec->outputs && !json_object_is_type(rec->outputs, json_type_object))
 		return set_err(err, errlen, "stack %s: outputs must be an object", stack);
-	if (rec->state_secret && rec->state) {
+	if (rec->state_secret && rec->state && !rec->state_masked) {
 		if (!l->pass)
 			return set_err(
 				err, errlen,
@@ -533,10 +533,7 @@ static int precheck_record(struct local *l, const char *stack, const struct orch
 				"stack %s: output '%s' must be {\"value\": ..., \"secret\": ...}",
 				stack, k);
 		if (jbool(v, "masked"))
-			return set_err(err, errlen,
-				       "stack %s: output '%s' is masked (read without passphrase) "
-				       "and cannot be written back",
-				       stack, k);
+			continue; /* carried over encrypted, see record_to_json() */
 		if (!jbool(v, "secret"))
 			continue;
 		if (!l->pass)
@@ -549,11 +546,31 @@ static int precheck_record(struct local *l, const char *stack, const struct orch
 	return 0;
 }
 
-static json_object *record_to_json(struct local *l, const char *stack,
+/* The encrypted entry `key` (NULL: the state) of the stack file old. */
+static json_object *old_sealed(json_object *old, const char *key)
+{
+	json_object *v = NULL, *outs;
+
+	if (!old)
+		return NULL;
+	if (!key)
+		json_object_object_get_ex(old, "state", &v);
+	else if (json_object_object_get_ex(old, "outputs", &outs))
+		json_object_object_get_ex(outs, key, &v);
+	return v && json_object_is_type(v, json_type_object) && jstr(v, "enc") ? v : NULL;
+}
+
+/*
+ * old: the current stack file (NULL if none).  Values read masked (no
+ * passphrase) are carried over from it still encrypted, so a run without
+ * the passphrase never loses secrets it could not read.
+ */
+static json_object *record_to_json(struct local *l, const char *stack, json_object *old,
 				   const struct orchd_stack_record *rec, char *err, size_t errlen)
 {
 	json_object *o = json_object_new_object(), *outs = json_object_new_object(), *last;
 	struct timespec ts;
+	int state_secret = rec->state_secret;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	add_str(o, "format", STACK_FORMAT);
@@ -562,7 +579,17 @@ static json_object *record_to_json(struct local *l, const char *stack,
 	json_object_object_add(
 		o, "updated_at",
 		json_object_new_int64((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000));
-	if (rec->state_secret && rec->state) {
+	if (rec->state_masked && !rec->state) {
+		json_object *s = old_sealed(old, NULL);
+
+		if (!s) {
+			set_err(err, errlen, "stack %s: state is masked and no longer stored",
+				stack);
+			goto fail;
+		}
+		json_object_object_add(o, "state", json_object_get(s));
+		state_secret = 1;
+	} else if (rec->state_secret && rec->state) {
 		json_object *s = seal(l, stack, "state", NULL, rec->state, err, errlen);
 
 		if (!s)
@@ -571,7 +598,7 @@ static json_object *record_to_json(struct local *l, const char *stack,
 	} else {
 		json_object_object_add(o, "state", json_object_get(rec->state));
 	}
-	json_object_object_add(o, "state_secret", json_object_new_boolean(rec->state_secret));
+	json_object_object_add(o, "state_secret", json_object_new_boolean(state_secret));
 	json_object_object_add(o, "outputs", outs);
 	if (rec->outputs) {
 		json_object_object_foreach(rec->outputs, k, v)
@@ -579,7 +606,17 @@ static json_object *record_to_json(struct local *l, const char *stack,
 			json_object *val = NULL, *ent;
 
 			json_object_object_get_ex(v, "value", &val);
-			if (jbool(v, "secret")) {
+			if (jbool(v, "masked")) {
+				ent = old_sealed(old, k);
+				if (!ent) {
+					set_err(err, errlen,
+						"stack %s: output '%s' is masked and no longer "
+						"stored",
+						stack, k);
+					goto fail;
+				}
+				json_object_get(ent);
+			} else if (jbool(v, "secret")) {
 				ent = seal(l, stack, "output", k, val, err, errlen);
 				if (!ent)
 					goto fail;
@@ -774,7 +811,7 @@ static int local_write(struct orchd_engine *e, const char *stack,
 {
 	struct local *l = L(e);
 	char *path = NULL, *buf = NULL, *base = NULL;
-	json_object *o = NULL;
+	json_object *o = NULL, *old = NULL;
 	const char *s;
 	int need_key, r, ret = -1;
 	size_t len;
@@ -790,14 +827,13 @@ static int local_write(struct orchd_engine *e, const char *stack,
 		goto out;
 	}
 	if (!r) {
-		o = load_stack_json(stack, path, buf, len, err, errlen);
-		if (!o)
+		old = load_stack_json(stack, path, buf, len, err, errlen);
+		if (!old)
 			goto out;
-		json_object_put(o);
 	}
 	if (need_key && ensure_key(l, 1, err, errlen))
 		goto out;
-	o = record_to_json(l, stack, rec, err, errlen);
+	o = record_to_json(l, stack, old, rec, err, errlen);
 	if (!o)
 		goto out;
 	s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
@@ -812,6 +848,7 @@ static int local_write(struct orchd_engine *e, const char *stack,
 	}
 	ret = 0;
 out:
+	json_object_put(old);
 	json_object_put(o);
 	free(base);
 	free(buf);
