@@ -26,7 +26,7 @@ struct rec {
 	char reason[640];
 	int exit_status, retryable, changed, has_result, has_state;
 	char summary[256];
-	json_object *outputs, *secrets, *state;
+	json_object *outputs, *secrets, *state, *describe, *errors;
 	struct strbuf log;
 	long nlines[4];
 	long max_rss_kb;
@@ -80,6 +80,8 @@ static void on_done(void *cb, void *ctx, const char *id, const struct orchd_step
 	r->outputs = json_object_get(res->outputs);
 	r->secrets = json_object_get(res->secrets);
 	r->state = json_object_get(res->state);
+	r->describe = json_object_get(res->describe);
+	r->errors = json_object_get(res->errors);
 	r->max_rss_kb = res->max_rss_kb;
 	snprintf(r->workdir, sizeof(r->workdir), "%s", res->workdir ? res->workdir : "");
 }
@@ -89,6 +91,8 @@ static void rec_release(struct rec *r)
 	json_object_put(r->outputs);
 	json_object_put(r->secrets);
 	json_object_put(r->state);
+	json_object_put(r->describe);
+	json_object_put(r->errors);
 	sb_release(&r->log);
 	memset(r, 0, sizeof(*r));
 }
@@ -551,6 +555,43 @@ START_TEST(test_not_executable)
 }
 END_TEST
 
+START_TEST(test_long_stderr_line_split)
+{
+	struct rec r = { 0 };
+	run_bad(&r, "{\"mode\":\"longstderr\"}", NULL, 0);
+	ck_assert_msg(r.status == ORCHD_STEP_SUCCESS, "%s", r.reason);
+	ck_assert_int_eq(r.nlines[ORCHD_LOGSRC_STDERR], 2);
+	rec_release(&r);
+}
+END_TEST
+
+START_TEST(test_describe_and_validate_payloads)
+{
+	struct rec d = { 0 }, v = { 0 };
+	struct orchd_step_spec s = ORCHD_STEP_SPEC_INIT;
+	json_object *cfg = json_tokener_parse("{\"mode\":\"describe\"}");
+
+	sb_init(&d.log, 0);
+	s.id = "misbehave";
+	s.exe = helper;
+	s.action = OP_ACTION_DESCRIBE; /* no instance, stack needed */
+	s.config = cfg;
+	s.ctx = &d;
+	ck_assert_int_eq(orchd_supervisor_start(sup, &s), 0);
+	run_bad(&v, "{\"mode\":\"invalid\"}", NULL, 0);
+	ck_assert_msg(d.status == ORCHD_STEP_SUCCESS, "%s", d.reason);
+	ck_assert_str_eq(json_object_to_json_string_ext(d.describe, JSON_C_TO_STRING_PLAIN),
+			 "{\"type\":\"misbehave\",\"version\":\"0.1.0\"}");
+	ck_assert_int_eq(v.status, ORCHD_STEP_FAILED);
+	ck_assert_str_eq(v.reason, "extension reported failure");
+	ck_assert_str_eq(json_object_to_json_string_ext(v.errors, JSON_C_TO_STRING_PLAIN),
+			 "[{\"path\":\"command\",\"message\":\"is required\"}]");
+	json_object_put(cfg);
+	rec_release(&d);
+	rec_release(&v);
+}
+END_TEST
+
 START_TEST(test_relative_executable)
 {
 	/* relative to orchd's cwd, not to the extension's workdir */
@@ -719,6 +760,8 @@ Suite *supervisor_suite(void)
 	tcase_add_test(tc, test_environment_allowlist);
 	tcase_add_test(tc, test_missing_executable);
 	tcase_add_test(tc, test_not_executable);
+	tcase_add_test(tc, test_long_stderr_line_split);
+	tcase_add_test(tc, test_describe_and_validate_payloads);
 	tcase_add_test(tc, test_relative_executable);
 	tcase_add_test(tc, test_cancel_all);
 	tcase_add_test(tc, test_many_at_once);

@@ -57,12 +57,24 @@
  * signal number and orchd_supervisor_start() refuses new steps.  A second
  * SIGINT/SIGTERM SIGKILLs every group at once.
  *
- * Timeouts: at spec->timeout_ms after the start, the supervisor sends
- * cancel (reason "timeout") and SIGTERM to the group; after grace_ms it
- * sends SIGKILL.  The same grace rule stops an extension after a protocol
- * error or a failed handshake (stdin closed, SIGTERM, then SIGKILL), and
- * an extension that closed its stdout without a result (it can never
- * succeed).  If the extension exits but something it left behind keeps its
+ * Reaping: each SIGCHLD read from the signalfd makes the loop call
+ * wait4(pid, WNOHANG) for every running step (signals merge, so every step
+ * is checked), collecting the exit status and rusage.  It never calls
+ * wait4(-1): children that other parts of orchd spawn and wait for (git,
+ * pulumi ...) are not stolen.  A step is finished once it is reaped AND its
+ * stdout and stderr are closed.
+ *
+ * Timeouts and cancellation (protocol "Cancellation"): at spec->timeout_ms
+ * after the start, or on orchd_supervisor_cancel_all(), the supervisor
+ * sends cancel (reason "timeout" / the given reason) if the action was
+ * sent; after grace_ms it sends SIGTERM to the group, after another
+ * grace_ms SIGKILL.  (Before the action was sent: SIGTERM at once.)  A
+ * protocol error or a failed handshake closes stdin and sends SIGTERM at
+ * once, SIGKILL after the grace.  An extension that closed its stdout
+ * without a result (it can never succeed), or that does not exit within
+ * the grace after its result, gets SIGTERM then SIGKILL; the first ends as
+ * "closed stdout without a result", the second as "did not exit within Ns
+ * after its result".  If the extension exits but something it left behind keeps its
  * stdout/stderr open, the pipes are drained for min(grace, 2 s), then the
  * group is SIGKILLed and the pipes closed: a step never hangs on a
  * grandchild.

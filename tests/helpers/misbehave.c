@@ -32,6 +32,9 @@
  *   exitafter   result success then exit 4
  *   sleep       sleep config.ms then success
  *   cwd         output "cwd": getcwd(), then success
+ *   longstderr  one 1.5 MiB stderr line, then success
+ *   describe    success result with a "describe" payload
+ *   invalid     failure result with "errors":[{path,message}] (validate)
  */
 #include <dirent.h>
 #include <json-c/json.h>
@@ -99,6 +102,15 @@ static json_object *read_msg(void)
 	return json_tokener_parse(line);
 }
 
+static json_object *action;
+
+/* Leave with everything freed (the tests also run it under LeakSanitizer). */
+static int finish(int rc)
+{
+	json_object_put(action);
+	return rc;
+}
+
 static void sleep_forever(void)
 {
 	for (;;)
@@ -108,7 +120,7 @@ static void sleep_forever(void)
 int main(void)
 {
 	const char *hello_mode = getenv("MISBEHAVE_HELLO");
-	json_object *hello, *action, *config, *v;
+	json_object *hello, *config, *v;
 	const char *mode = "ok";
 	struct rlimit nocore = { 0, 0 };
 
@@ -151,7 +163,7 @@ int main(void)
 	action = read_msg();
 	if (!action) {
 		fprintf(stderr, "misbehave: no action\n");
-		return 1;
+		return finish(1);
 	}
 	config = json_object_object_get(action, "config");
 	if (json_object_object_get_ex(config, "mode", &v))
@@ -176,7 +188,7 @@ int main(void)
 									  : SIGSEGV;
 		signal(sig, SIG_DFL);
 		raise(sig);
-		return 99;
+		return finish(99);
 	} else if (!strcmp(mode, "noresult")) {
 		if (json_object_object_get_ex(config, "error", &v)) {
 			json_object *o = msg("error");
@@ -184,7 +196,7 @@ int main(void)
 			json_object_object_add(o, "retryable", json_object_new_boolean(1));
 			emit(o);
 		}
-		return json_object_object_get_ex(config, "code", &v) ? json_object_get_int(v) : 3;
+		return finish(json_object_object_get_ex(config, "code", &v) ? json_object_get_int(v) : 3);
 	} else if (!strcmp(mode, "hang")) {
 		sleep_forever();
 	} else if (!strcmp(mode, "ignoreterm")) {
@@ -257,7 +269,7 @@ int main(void)
 			execlp("sleep", "sleep", "600", (char *)NULL);
 			_exit(127);
 		}
-		return 0;
+		return finish(0);
 	} else if (!strcmp(mode, "badmsg")) {
 		json_object *o = msg("output");
 		json_object_object_add(o, "value", json_object_new_int(1));
@@ -297,19 +309,43 @@ int main(void)
 		emit_result(0, "it broke");
 	} else if (!strcmp(mode, "exitafter")) {
 		emit_result(1, "done");
-		return 4;
+		return finish(4);
 	} else if (!strcmp(mode, "sleep")) {
 		int ms = json_object_object_get_ex(config, "ms", &v) ? json_object_get_int(v) : 100;
 		usleep((useconds_t)ms * 1000);
 		emit_result(1, "slept");
+	} else if (!strcmp(mode, "longstderr")) {
+		size_t n = OP_MAX_LINE + OP_MAX_LINE / 2;
+		char *big = malloc(n + 1);
+		memset(big, 'e', n);
+		big[n] = '\n';
+		op_write_all(2, big, n + 1);
+		free(big);
+		emit_result(1, NULL);
+	} else if (!strcmp(mode, "describe") || !strcmp(mode, "invalid")) {
+		json_object *o = msg("result"), *d = json_object_new_object();
+		int desc = !strcmp(mode, "describe");
+		json_object_object_add(o, "status",
+				       json_object_new_string(desc ? "success" : "failure"));
+		if (desc) {
+			json_object_object_add(d, "type", json_object_new_string("misbehave"));
+			json_object_object_add(d, "version", json_object_new_string("0.1.0"));
+			json_object_object_add(o, "describe", d);
+		} else {
+			json_object *errs = json_object_new_array();
+			json_object_object_add(d, "path", json_object_new_string("command"));
+			json_object_object_add(d, "message", json_object_new_string("is required"));
+			json_object_array_add(errs, d);
+			json_object_object_add(o, "errors", errs);
+		}
+		emit(o);
 	} else if (!strcmp(mode, "cwd")) {
 		char buf[4096];
 		emit_output("cwd", json_object_new_string(getcwd(buf, sizeof(buf)) ? buf : "?"), 0);
 		emit_result(1, NULL);
 	} else {
 		fprintf(stderr, "misbehave: unknown mode %s\n", mode);
-		return 2;
+		return finish(2);
 	}
-	json_object_put(action);
-	return 0;
+	return finish(0);
 }
