@@ -345,8 +345,40 @@ not_found:
 	return -1;
 }
 
-/* 1 if path is absent, 0 if an empty directory, -1 otherwise (err). */
-static int dest_state(const char *dest, char *err, size_t errlen)
+enum dest_kind {
+	DEST_ABSENT,
+	DEST_EMPTY,
+	DEST_CLONE, /* an earlier checkout of the same URL */
+};
+
+/* An existing clone of url at dest (dest itself holds .git)?  1/0. */
+static int is_clone_of(const char *dest, const char *url, git_repository **repop)
+{
+	git_repository *repo = NULL;
+	git_remote *remote = NULL;
+	const char *wd, *u;
+	char *real_dest = realpath(dest, NULL), *real_wd = NULL;
+	int yes = 0;
+
+	if (real_dest &&
+	    git_repository_open_ext(&repo, dest, GIT_REPOSITORY_OPEN_NO_SEARCH, NULL) == 0 &&
+	    (wd = git_repository_workdir(repo)) && (real_wd = realpath(wd, NULL)) &&
+	    !strcmp(real_wd, real_dest) && git_remote_lookup(&remote, repo, "origin") == 0 &&
+	    (u = git_remote_url(remote)) && !strcmp(u, url))
+		yes = 1;
+	git_error_clear();
+	git_remote_free(remote);
+	free(real_wd);
+	free(real_dest);
+	if (yes)
+		*repop = repo;
+	else
+		git_repository_free(repo);
+	return yes;
+}
+
+static int dest_state(const char *dest, const char *url, const char *shown, enum dest_kind *kind,
+		      git_repository **repop, char *err, size_t errlen)
 {
 	struct stat st;
 	DIR *d;
@@ -354,8 +386,10 @@ static int dest_state(const char *dest, char *err, size_t errlen)
 	int empty = 1;
 
 	if (lstat(dest, &st) < 0) {
-		if (errno == ENOENT)
-			return 1;
+		if (errno == ENOENT) {
+			*kind = DEST_ABSENT;
+			return 0;
+		}
 		snprintf(err, errlen, "cannot use '%s': %s", dest, strerror(errno));
 		return -1;
 	}
@@ -364,11 +398,43 @@ static int dest_state(const char *dest, char *err, size_t errlen)
 			if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
 				empty = 0;
 		closedir(d);
-		if (empty)
+		if (empty) {
+			*kind = DEST_EMPTY;
 			return 0;
+		}
+		if (is_clone_of(dest, url, repop)) {
+			*kind = DEST_CLONE;
+			return 0;
+		}
 	}
-	snprintf(err, errlen, "cannot check out into '%s': not an empty directory", dest);
+	snprintf(err, errlen,
+		 "cannot check out into '%s': not an empty directory nor a clone of '%s'", dest,
+		 shown);
 	return -1;
+}
+
+/* Bring the objects of the mirror at path into repo (an existing clone). */
+static int fetch_from_mirror(git_repository *repo, const char *path, const char *shown, char *err,
+			     size_t errlen)
+{
+	/* git_strarray wants mutable strings */
+	char heads[] = "+refs/heads/*:refs/remotes/origin/*", tags[] = "+refs/tags/*:refs/tags/*";
+	char *specs[] = {heads, tags};
+	git_strarray refspecs = {specs, ARRAY_SIZE(specs)};
+	git_fetch_options fo;
+	git_remote *remote = NULL;
+	int ret = 0;
+
+	git_fetch_options_init(&fo, GIT_FETCH_OPTIONS_VERSION);
+	fo.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE;
+	if (git_remote_create_anonymous(&remote, repo, path) < 0 ||
+	    git_remote_fetch(remote, &refspecs, &fo, "orchd: fetch from cache") < 0) {
+		snprintf(err, errlen, "cannot fetch '%s' from its cache '%s': %s", shown, path,
+			 git_msg());
+		ret = -1;
+	}
+	git_remote_free(remote);
+	return ret;
 }
 
 int orchd_git_checkout(const char *url, const char *ref, const char *dest,
@@ -378,17 +444,20 @@ int orchd_git_checkout(const char *url, const char *ref, const char *dest,
 	git_clone_options co;
 	git_checkout_options cko;
 	git_repository *mirror = NULL, *repo = NULL;
+	git_commit *target = NULL;
 	git_oid oid;
 	char *shown, *mirror_path = NULL;
 	const char *name = ref ? ref : "HEAD";
-	int lockfd = -1, absent, ret = -1;
+	enum dest_kind kind;
+	int lockfd = -1, ret = -1;
 
 	if (orchd_git_global_init(err, errlen) < 0)
 		return -1;
-	absent = dest_state(dest, err, errlen);
-	if (absent < 0)
-		return -1;
 	shown = orchd_http_redact(url);
+	if (dest_state(dest, url, shown, &kind, &repo, err, errlen) < 0) {
+		free(shown);
+		return -1;
+	}
 
 	git_clone_options_init(&co, GIT_CLONE_OPTIONS_VERSION);
 	co.checkout_opts.checkout_strategy = GIT_CHECKOUT_NONE;
@@ -396,7 +465,21 @@ int orchd_git_checkout(const char *url, const char *ref, const char *dest,
 	co.fetch_opts.prune = GIT_FETCH_PRUNE_UNSPECIFIED;
 
 	if (opts && opts->no_cache) {
-		if (git_clone(&repo, url, dest, &co) < 0) {
+		if (kind == DEST_CLONE) {
+			git_fetch_options fo;
+			git_remote *remote = NULL;
+			int rc;
+
+			fetch_opts_setup(&fo);
+			rc = git_remote_lookup(&remote, repo, "origin");
+			if (rc == 0)
+				rc = git_remote_fetch(remote, NULL, &fo, "orchd: fetch");
+			git_remote_free(remote);
+			if (rc < 0) {
+				snprintf(err, errlen, "cannot fetch '%s': %s", shown, git_msg());
+				goto out;
+			}
+		} else if (git_clone(&repo, url, dest, &co) < 0) {
 			snprintf(err, errlen, "cannot clone '%s' into '%s': %s", shown, dest,
 				 git_msg());
 			goto out;
@@ -411,18 +494,30 @@ int orchd_git_checkout(const char *url, const char *ref, const char *dest,
 			goto out;
 		if (resolve(mirror, ref, shown, &oid, err, errlen) < 0)
 			goto out;
-		co.local = GIT_CLONE_LOCAL;
-		if (git_clone(&repo, mirror_path, dest, &co) < 0 ||
-		    git_remote_set_url(repo, "origin", url) < 0) {
-			snprintf(err, errlen, "cannot clone '%s' into '%s': %s", shown, dest,
-				 git_msg());
-			goto out;
+		if (kind == DEST_CLONE) {
+			if (fetch_from_mirror(repo, mirror_path, shown, err, errlen) < 0)
+				goto out;
+		} else {
+			co.local = GIT_CLONE_LOCAL;
+			if (git_clone(&repo, mirror_path, dest, &co) < 0 ||
+			    git_remote_set_url(repo, "origin", url) < 0) {
+				snprintf(err, errlen, "cannot clone '%s' into '%s': %s", shown,
+					 dest, git_msg());
+				goto out;
+			}
 		}
 	}
 
+	/*
+	 * The worktree becomes exactly the commit: local changes are
+	 * overwritten and untracked files removed (ignored ones are kept, as
+	 * with `git clean -f`).
+	 */
 	git_checkout_options_init(&cko, GIT_CHECKOUT_OPTIONS_VERSION);
-	cko.checkout_strategy = GIT_CHECKOUT_FORCE;
-	if (git_repository_set_head_detached(repo, &oid) < 0 || git_checkout_head(repo, &cko) < 0) {
+	cko.checkout_strategy = GIT_CHECKOUT_FORCE | GIT_CHECKOUT_REMOVE_UNTRACKED;
+	if (git_commit_lookup(&target, repo, &oid) < 0 ||
+	    git_checkout_tree(repo, (const git_object *)target, &cko) < 0 ||
+	    git_repository_set_head_detached(repo, &oid) < 0) {
 		snprintf(err, errlen, "cannot check out '%s' of '%s' into '%s': %s", name, shown,
 			 dest, git_msg());
 		goto out;
@@ -431,13 +526,14 @@ int orchd_git_checkout(const char *url, const char *ref, const char *dest,
 		git_oid_tostr(commit, ORCHD_GIT_OIDSZ, &oid);
 	ret = 0;
 out:
+	git_commit_free(target);
 	git_repository_free(repo);
 	git_repository_free(mirror);
 	if (lockfd >= 0)
 		close(lockfd);
-	if (ret < 0) {
+	if (ret < 0 && kind != DEST_CLONE) {
 		rmtree(dest);
-		if (!absent)
+		if (kind == DEST_EMPTY)
 			mkdir(dest, 0755);
 	}
 	free(mirror_path);

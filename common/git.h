@@ -53,9 +53,14 @@ int orchd_git_global_init(char *err, size_t errlen);
  * ref is a branch name, a tag name (annotated or not), a full ref name
  * ("refs/heads/x"), a full or abbreviated (at least 4 digits) commit id, or
  * NULL / "HEAD" for the remote's default branch.  Names win over ids, as in
- * git.  dest must not exist or be an empty directory; its parent must exist.
- * On failure dest is removed if this call created it.  The clone's "origin"
- * remote points to url, whether or not the cache was used.
+ * git.  dest must not exist, or be an empty directory, or be a clone of the
+ * same url made by an earlier call (its "origin" is url): such a clone is
+ * fetched into and moved to the new commit, and its worktree becomes exactly
+ * that commit (local changes overwritten, untracked files removed, ignored
+ * files kept).  The parent of dest must exist.  On failure a dest created by
+ * this call is removed, an empty one is left empty, an earlier clone is left
+ * as it was or partly updated (never removed).  The clone's "origin" remote
+ * points to url, whether or not the cache was used.
  *
  * A ref that does not exist fails with
  *   "cannot resolve ref 'REF' of 'URL': no branch, tag or commit of that name"

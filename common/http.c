@@ -234,11 +234,14 @@ static int http_perform(const char *url, const struct orchd_http_opts *o, struct
 		}
 		rc = curl_easy_perform(c);
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-		if (rc == CURLE_OK) {
+		if (rc == CURLE_OK && status >= 200 && status <= 299) {
 			ret = 0;
 			break;
 		}
-		if (s->too_big || rc == CURLE_FILESIZE_EXCEEDED) {
+		if (rc == CURLE_OK) {
+			/* a redirect not followed (max_redirects 0, or no Location) */
+			snprintf(why, sizeof(why), "http status %ld", status);
+		} else if (s->too_big || rc == CURLE_FILESIZE_EXCEEDED) {
 			snprintf(why, sizeof(why), "response larger than the maximum of %llu bytes",
 				 s->max);
 		} else if (s->write_errno) {
@@ -329,8 +332,13 @@ static int make_temp(const char *final, char **tmp_path, char *err, size_t errle
 		free(p);
 		return -1;
 	}
+	/* mkostemp() creates 0600; a fetched file is as readable as any other */
 	if (fchmod(fd, 0644) < 0) {
-		/* not fatal: the file is still usable by its owner */
+		snprintf(err, errlen, "cannot chmod '%s': %s", p, strerror(errno));
+		close(fd);
+		unlink(p);
+		free(p);
+		return -1;
 	}
 	*tmp_path = p;
 	return fd;
@@ -404,9 +412,12 @@ int orchd_http_download(const char *url, const char *dest, const char *sha256,
 		opts = &dflt;
 	if (sha256) {
 		if (!orchd_sha256_valid(sha256)) {
+			char *shown = orchd_http_redact(url);
+
 			snprintf(err, errlen,
 				 "invalid sha256 '%s' for '%s': expected 64 hex digits", sha256,
-				 url);
+				 shown);
+			free(shown);
 			return -1;
 		}
 		for (i = 0; i < ORCHD_SHA256_HEXLEN; i++)

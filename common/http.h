@@ -12,7 +12,8 @@
  *     may be called early, e.g. from main before threads exist).
  *   - Only http:// and https:// URLs, also for redirects; redirects are
  *     followed up to opts->max_redirects.
- *   - A status >= 400 is a failure whose message carries the status:
+ *   - Any final status other than 2xx (>= 400, or a 3xx redirect that is
+ *     not followed) is a failure whose message carries the status:
  *     "cannot download 'URL': http status 404".
  *   - Transient failures are retried opts->retries times with exponential
  *     backoff (retry_delay_ms, doubled each time, capped at

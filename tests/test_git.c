@@ -275,8 +275,9 @@ START_TEST(test_bad_url_and_dest)
 	write_file(dest, "keep", "x");
 	ck_assert_int_eq(orchd_git_checkout(origin, "main", dest, NULL, NULL, err, sizeof(err)),
 			 -1);
-	snprintf(prefix, sizeof(prefix), "cannot check out into '%s': not an empty directory",
-		 dest);
+	snprintf(prefix, sizeof(prefix),
+		 "cannot check out into '%s': not an empty directory nor a clone of '%s'", dest,
+		 origin);
 	ck_assert_str_eq(err, prefix);
 	free(read_file_in(dest, "keep"));
 
@@ -407,6 +408,78 @@ START_TEST(test_fetch_git_source)
 }
 END_TEST
 
+/* A second checkout into an earlier clone of the same URL moves it. */
+static void check_update_in_place(const struct orchd_git_opts *o)
+{
+	char commit[ORCHD_GIT_OIDSZ], err[1024], prefix[1024], *dest = dest_path("w"), *s;
+	char *feat_id = git(origin, "rev-parse", "feature");
+	char *c1 = git(origin, "rev-parse", "v1^{commit}");
+
+	ck_assert_msg(orchd_git_checkout(origin_url, "main", dest, o, commit, err, sizeof(err)) ==
+			      0,
+		      "%s", err);
+	write_file(dest, "file.txt", "local change\n");
+	write_file(dest, "untracked.txt", "junk\n");
+	/* a new upstream branch commit, fetched by the update */
+	git0(origin, "checkout", "-q", "feature");
+	commit_file("feature.txt", "feature 2\n", "f2");
+	git0(origin, "checkout", "-q", "main");
+	free(feat_id);
+	feat_id = git(origin, "rev-parse", "feature");
+
+	ck_assert_msg(
+		orchd_git_checkout(origin_url, "feature", dest, o, commit, err, sizeof(err)) == 0,
+		"%s", err);
+	ck_assert_str_eq(commit, feat_id);
+	s = read_file_in(dest, "feature.txt");
+	ck_assert_str_eq(s, "feature 2\n");
+	free(s);
+	s = read_file_in(dest, "file.txt");
+	ck_assert_str_eq(s, "one\n");
+	free(s);
+	s = dest_path("w/untracked.txt");
+	ck_assert_int_eq(access(s, F_OK), -1);
+	free(s);
+	s = git(dest, "status", "--porcelain");
+	ck_assert_str_eq(s, "");
+	free(s);
+
+	/* back to a tag; a failing update leaves the clone in place */
+	ck_assert_msg(orchd_git_checkout(origin_url, "v1", dest, o, commit, err, sizeof(err)) == 0,
+		      "%s", err);
+	ck_assert_str_eq(commit, c1);
+	ck_assert_int_eq(orchd_git_checkout(origin_url, "nope", dest, o, NULL, err, sizeof(err)),
+			 -1);
+	s = read_file_in(dest, "file.txt");
+	ck_assert_str_eq(s, "one\n");
+	free(s);
+
+	/* the same directory is not a clone of another URL */
+	ck_assert_int_eq(orchd_git_checkout(origin, "main", dest, o, NULL, err, sizeof(err)), -1);
+	snprintf(prefix, sizeof(prefix),
+		 "cannot check out into '%s': not an empty directory nor a clone of '%s'", dest,
+		 origin);
+	ck_assert_str_eq(err, prefix);
+	free(feat_id);
+	free(c1);
+	free(dest);
+}
+
+START_TEST(test_update_in_place)
+{
+	check_update_in_place(NULL);
+}
+END_TEST
+
+START_TEST(test_update_in_place_no_cache)
+{
+	struct orchd_git_opts o = ORCHD_GIT_OPTS_INIT;
+
+	o.no_cache = 1;
+	check_update_in_place(&o);
+}
+END_TEST
+
 Suite *git_suite(void)
 {
 	Suite *s = suite_create("git");
@@ -420,6 +493,8 @@ Suite *git_suite(void)
 	tcase_add_test(tc, test_bad_url_and_dest);
 	tcase_add_test(tc, test_cache_is_fetched_and_reused);
 	tcase_add_test(tc, test_no_cache);
+	tcase_add_test(tc, test_update_in_place);
+	tcase_add_test(tc, test_update_in_place_no_cache);
 	tcase_add_test(tc, test_fetch_git_source);
 	suite_add_tcase(s, tc);
 	return s;

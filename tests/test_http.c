@@ -459,6 +459,12 @@ START_TEST(test_redirects_bounded)
 	ck_assert_int_eq(orchd_http_download(u, dest, NULL, &o, NULL, err, sizeof(err)), -1);
 	snprintf(expect, sizeof(expect), "cannot download '%s': Maximum (2) redirects followed", u);
 	ck_assert_str_eq(err, expect);
+	/* redirects off: the 302 itself is a failure, not content */
+	o.max_redirects = 0;
+	ck_assert_int_eq(orchd_http_download(u, dest, NULL, &o, NULL, err, sizeof(err)), -1);
+	snprintf(expect, sizeof(expect), "cannot download '%s': http status 302", u);
+	ck_assert_str_eq(err, expect);
+	ck_assert(file_equals(dest, "orchd-test-data\n", 16));
 	free(dest);
 	free(u);
 }
@@ -500,6 +506,26 @@ START_TEST(test_get)
 		 "cannot download '%s': Protocol \"ftp\" not supported or disabled in libcurl", u);
 	ck_assert_str_eq(err, expect);
 	free(u);
+}
+END_TEST
+
+START_TEST(test_invalid_sha_and_redaction)
+{
+	char err[512], *dest = xasprintf("%s/out.bin", tmp), *r;
+
+	ck_assert_int_eq(orchd_http_download("http://user:secret@127.0.0.1:1/x", dest, "abc", NULL,
+					     NULL, err, sizeof(err)),
+			 -1);
+	ck_assert_str_eq(err, "invalid sha256 'abc' for 'http://user:***@127.0.0.1:1/x': expected "
+			      "64 hex digits");
+	r = orchd_http_redact("https://tok@127.0.0.1/a?b=c");
+	ck_assert_str_eq(r, "https://tok@127.0.0.1/a?b=c");
+	free(r);
+	r = orchd_http_redact("/not/a/url");
+	ck_assert_str_eq(r, "/not/a/url");
+	free(r);
+	ck_assert_int_eq(dir_entries(tmp), 0);
+	free(dest);
 }
 END_TEST
 
@@ -607,6 +633,7 @@ Suite *http_suite(void)
 	tcase_add_test(tc, test_max_size);
 	tcase_add_test(tc, test_redirects_bounded);
 	tcase_add_test(tc, test_get);
+	tcase_add_test(tc, test_invalid_sha_and_redaction);
 	tcase_add_test(tc, test_proxy_from_environment);
 	tcase_add_test(tc, test_fetch_url_source);
 	suite_add_tcase(s, tc);
