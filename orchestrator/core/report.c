@@ -1,0 +1,297 @@
+#include "core/report.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "strbuf.h"
+#include "util.h"
+
+/* Masked copy of s (always malloc'ed). */
+static char *masked(const struct orchd_mask *m, const char *s)
+{
+	char *r;
+
+	if (!s)
+		return xstrdup("");
+	r = m ? orchd_mask_apply(m, s, strlen(s), NULL) : NULL;
+	return r ? r : xstrdup(s);
+}
+
+static json_object *masked_string(const struct orchd_mask *m, const char *s)
+{
+	char *t = masked(m, s);
+	json_object *o = json_object_new_string(t);
+
+	free(t);
+	return o;
+}
+
+static void iso8601(char *buf, size_t n, long long ms)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	if (strftime(buf, n, "%Y-%m-%dT%H:%M:%S", &tm) == 0)
+		buf[0] = '\0';
+	snprintf(buf + strlen(buf), n - strlen(buf), ".%03dZ", (int)(ms % 1000));
+}
+
+/* A value with every secret replaced by "***". */
+static json_object *mask_value(const struct orchd_mask *m, json_object *v)
+{
+	const char *txt;
+	char *t;
+	json_object *r;
+
+	if (!v)
+		return NULL;
+	txt = json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN);
+	t = m ? orchd_mask_apply(m, txt, strlen(txt), NULL) : NULL;
+	if (!t)
+		return json_object_get(v);
+	/* The masked text may no longer be JSON of the same shape: keep it as a
+	 * string, which is what a reader needs to see. */
+	r = json_tokener_parse(t);
+	if (!r)
+		r = json_object_new_string(t);
+	free(t);
+	return r;
+}
+
+json_object *orchd_report_json(const char *run_id, const char *pipeline, const char *action,
+			       int exit_code, long long started_at, long long ended_at,
+			       const struct orchd_report_node *n, size_t nn,
+			       const struct orchd_mask *mask)
+{
+	json_object *r = json_object_new_object(), *arr = json_object_new_array();
+	char ts[40];
+
+	json_object_object_add(r, "format", json_object_new_string("orchd-report"));
+	json_object_object_add(r, "version", json_object_new_int(1));
+	json_object_object_add(r, "run_id", json_object_new_string(run_id ? run_id : ""));
+	json_object_object_add(r, "pipeline", json_object_new_string(pipeline));
+	json_object_object_add(r, "action", json_object_new_string(action));
+	json_object_object_add(r, "exit_code", json_object_new_int(exit_code));
+	iso8601(ts, sizeof(ts), started_at);
+	json_object_object_add(r, "started_at", json_object_new_string(ts));
+	iso8601(ts, sizeof(ts), ended_at);
+	json_object_object_add(r, "ended_at", json_object_new_string(ts));
+	json_object_object_add(r, "duration_ms", json_object_new_int64(ended_at - started_at));
+	for (size_t i = 0; i < nn; i++) {
+		const struct orchd_report_node *x = &n[i];
+		json_object *o = json_object_new_object(), *outs = json_object_new_object();
+
+		json_object_object_add(o, "id", json_object_new_string(x->id));
+		json_object_object_add(o, "type", json_object_new_string(x->type));
+		json_object_object_add(o, "name", json_object_new_string(x->name));
+		json_object_object_add(o, "stack", json_object_new_string(x->stack));
+		json_object_object_add(o, "status", json_object_new_string(x->status));
+		json_object_object_add(o, "reason", masked_string(mask, x->reason));
+		json_object_object_add(o, "attempts", json_object_new_int(x->attempts));
+		if (x->started_at) {
+			iso8601(ts, sizeof(ts), x->started_at);
+			json_object_object_add(o, "started_at", json_object_new_string(ts));
+		} else {
+			json_object_object_add(o, "started_at", NULL);
+		}
+		json_object_object_add(o, "duration_ms", json_object_new_int64(x->wall_ms));
+		json_object_object_add(o, "cpu_ms", json_object_new_int64(x->cpu_ms));
+		json_object_object_add(o, "max_rss_kb", json_object_new_int64(x->max_rss_kb));
+		json_object_object_add(o, "changed",
+				       x->changed < 0 ? NULL : json_object_new_boolean(x->changed));
+		if (x->outputs) {
+			json_object_object_foreach(x->outputs, k, v)
+			{
+				json_object *e = json_object_new_object();
+				int secret = x->secrets && json_object_object_get_ex(x->secrets, k, NULL);
+
+				json_object_object_add(e, "value", secret ? json_object_new_string("***")
+									  : mask_value(mask, v));
+				json_object_object_add(e, "secret", json_object_new_boolean(secret));
+				json_object_object_add(outs, k, e);
+			}
+		}
+		json_object_object_add(o, "outputs", outs);
+		json_object_array_add(arr, o);
+	}
+	json_object_object_add(r, "instances", arr);
+	return r;
+}
+
+static void xml_escape(struct strbuf *sb, const char *s)
+{
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		switch (c) {
+		case '<':
+			sb_addstr(sb, "&lt;");
+			break;
+		case '>':
+			sb_addstr(sb, "&gt;");
+			break;
+		case '&':
+			sb_addstr(sb, "&amp;");
+			break;
+		case '"':
+			sb_addstr(sb, "&quot;");
+			break;
+		case '\n':
+		case '\t':
+			sb_addch(sb, c);
+			break;
+		default:
+			/* XML 1.0 forbids most control characters. */
+			sb_addch(sb, c < 0x20 ? '?' : c);
+		}
+	}
+}
+
+char *orchd_report_junit(const char *pipeline, const char *action,
+			 const struct orchd_report_node *n, size_t nn,
+			 const struct orchd_mask *mask)
+{
+	struct strbuf sb = STRBUF_INIT;
+	size_t failures = 0, skipped = 0;
+	long long total = 0;
+
+	for (size_t i = 0; i < nn; i++) {
+		failures += n[i].failed;
+		skipped += n[i].skipped;
+		total += n[i].wall_ms;
+	}
+	sb_addstr(&sb, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n");
+	sb_addstr(&sb, "  <testsuite name=\"");
+	xml_escape(&sb, pipeline);
+	sb_addf(&sb, ".%s\" tests=\"%zu\" failures=\"%zu\" errors=\"0\" skipped=\"%zu\" "
+		     "time=\"%.3f\">\n",
+		action, nn, failures, skipped, (double)total / 1000.0);
+	for (size_t i = 0; i < nn; i++) {
+		char *log = masked(mask, n[i].log), *reason = masked(mask, n[i].reason);
+
+		sb_addstr(&sb, "    <testcase classname=\"");
+		xml_escape(&sb, pipeline);
+		sb_addch(&sb, '.');
+		xml_escape(&sb, n[i].type);
+		sb_addstr(&sb, "\" name=\"");
+		xml_escape(&sb, n[i].id);
+		sb_addf(&sb, "\" time=\"%.3f\">\n", (double)n[i].wall_ms / 1000.0);
+		if (n[i].failed) {
+			sb_addstr(&sb, "      <failure message=\"");
+			xml_escape(&sb, reason);
+			sb_addstr(&sb, "\" type=\"");
+			xml_escape(&sb, n[i].status);
+			sb_addstr(&sb, "\"/>\n");
+		} else if (n[i].skipped) {
+			sb_addstr(&sb, "      <skipped message=\"");
+			xml_escape(&sb, reason);
+			sb_addstr(&sb, "\"/>\n");
+		}
+		sb_addstr(&sb, "      <system-out>");
+		xml_escape(&sb, log);
+		sb_addstr(&sb, "</system-out>\n    </testcase>\n");
+		free(log);
+		free(reason);
+	}
+	sb_addstr(&sb, "  </testsuite>\n</testsuites>\n");
+	return sb_detach(&sb, NULL);
+}
+
+int orchd_write_file_atomic(const char *path, const char *data, size_t len)
+{
+	char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	size_t off = 0;
+
+	if (fd < 0) {
+		error("cannot write %s: %s", path, strerror(errno));
+		free(tmp);
+		return -1;
+	}
+	while (off < len) {
+		ssize_t w = write(fd, data + off, len - off);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			goto fail;
+		off += (size_t)w;
+	}
+	if (fsync(fd) < 0)
+		goto fail;
+	if (close(fd) < 0) {
+		fd = -1;
+		goto fail;
+	}
+	fd = -1;
+	if (rename(tmp, path) < 0)
+		goto fail;
+	free(tmp);
+	return 0;
+fail:
+	error("cannot write %s: %s", path, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	unlink(tmp);
+	free(tmp);
+	return -1;
+}
+
+int orchd_report_write_all(const char *run_id, const char *pipeline, const char *action,
+			   int exit_code, long long started_at, long long ended_at,
+			   const struct orchd_report_node *n, size_t nn,
+			   const struct orchd_mask *mask, const char *report_path,
+			   const char *junit_path, const char *run_dir)
+{
+	json_object *rep;
+	const char *txt;
+	int ret = 0;
+
+	if (run_dir) {
+		char *logs = xasprintf("%s/logs", run_dir);
+
+		if (mkdir(logs, 0700) < 0 && errno != EEXIST) {
+			ret = error("cannot create %s: %s", logs, strerror(errno));
+		} else {
+			for (size_t i = 0; i < nn; i++) {
+				char *p = xasprintf("%s/%s.log", logs, n[i].id);
+				char *t = masked(mask, n[i].log);
+
+				if (orchd_write_file_atomic(p, t, strlen(t)) < 0)
+					ret = -1;
+				free(t);
+				free(p);
+			}
+		}
+		free(logs);
+	}
+	rep = orchd_report_json(run_id, pipeline, action, exit_code, started_at, ended_at, n, nn,
+				mask);
+	txt = json_object_to_json_string_ext(rep, JSON_C_TO_STRING_PRETTY |
+							  JSON_C_TO_STRING_NOSLASHESCAPE);
+	if (run_dir) {
+		char *p = xasprintf("%s/report.json", run_dir);
+
+		if (orchd_write_file_atomic(p, txt, strlen(txt)) < 0)
+			ret = -1;
+		free(p);
+	}
+	if (report_path && orchd_write_file_atomic(report_path, txt, strlen(txt)) < 0)
+		ret = -1;
+	json_object_put(rep);
+	if (junit_path) {
+		char *x = orchd_report_junit(pipeline, action, n, nn, mask);
+
+		if (orchd_write_file_atomic(junit_path, x, strlen(x)) < 0)
+			ret = -1;
+		free(x);
+	}
+	return ret;
+}
