@@ -507,6 +507,130 @@ START_TEST(test_exec_protocol_mismatch)
 }
 END_TEST
 
+/* --- the example extensions (sh, Python) ------------------------------------ */
+
+static const char *const demos[] = {"shdemo", "pydemo"};
+
+START_TEST(test_demo_describe)
+{
+	struct drv d;
+	struct drv_opts o = {.action = "describe"};
+
+	drive(demos[_i], &o, &d);
+	assert_result(&d, "success", NULL);
+	ck_assert_str_eq(op_get_str(d.hello, "name"), demos[_i]);
+	ck_assert_str_eq(op_get_str(op_get(d.result, "describe"), "type"), demos[_i]);
+	ck_assert(json_object_is_type(op_get(op_get(d.result, "describe"), "config"),
+				      json_type_object));
+	ck_assert_str_eq(d.nonproto, "");
+	drv_release(&d);
+}
+END_TEST
+
+START_TEST(test_demo_validate)
+{
+	struct drv d;
+	struct drv_opts o = {.action = "validate", .config = "{\"whom\":\"x\",\"greeting\":5}"};
+
+	drive(demos[_i], &o, &d);
+	assert_result(&d, "failure",
+		      "invalid configuration: unknown key 'whom' (did you mean 'who'?) (and 2 more)");
+	ck_assert_str_eq(json_text(op_get(d.result, "errors")),
+			 "[{\"path\":\"\",\"message\":\"unknown key 'whom' (did you mean 'who'?)\"},"
+			 "{\"path\":\"who\",\"message\":\"is required\"},"
+			 "{\"path\":\"greeting\",\"message\":\"must be a string\"}]");
+	ck_assert_ptr_nonnull(find(&d, "log", "message", "greeting: must be a string"));
+	drv_release(&d);
+
+	o.config = "{\"who\":\"\"}";
+	drive(demos[_i], &o, &d);
+	assert_result(&d, "failure", "invalid configuration: who: must be a non-empty string");
+	drv_release(&d);
+
+	o.config = "{\"who\":\"Ada\",\"greeting\":\"hi\"}";
+	drive(demos[_i], &o, &d);
+	assert_result(&d, "success", "configuration is valid");
+	drv_release(&d);
+}
+END_TEST
+
+START_TEST(test_demo_lifecycle)
+{
+	struct drv d;
+	struct drv_opts o = {.action = "plan", .config = "{\"who\":\"A \\\"q\\\" \\u00e9\"}"};
+	char *state, *file = NULL, *text;
+
+	/* first plan: nothing yet, would change */
+	drive(demos[_i], &o, &d);
+	assert_result(&d, "success", NULL);
+	ck_assert(op_get_bool(d.result, "changed", false));
+	drv_release(&d);
+
+	/* first apply: outputs, state, a file in the workdir */
+	o.action = "apply";
+	drive(demos[_i], &o, &d);
+	assert_result(&d, "success", NULL);
+	ck_assert(op_get_bool(d.result, "changed", false));
+	assert_output(&d, "message", "\"hello, A \\\"q\\\" \xc3\xa9\"", false);
+	assert_output(&d, "runs", "1", false);
+	ck_assert_int_ge(asprintf(&file, "%s/greeting.txt", d.workdir), 0);
+	text = test_read_file(file, NULL);
+	ck_assert_ptr_nonnull(text);
+	ck_assert_ptr_nonnull(strstr(text, "hello, A "));
+	free(text);
+	free(file);
+	state = strdup(json_text(op_get(last(&d, "state"), "state")));
+	ck_assert_str_eq(state, "{\"who\":\"A \\\"q\\\" \xc3\xa9\",\"greeting\":\"hello\",\"runs\":1}");
+	drv_release(&d);
+
+	/* second apply reads the state back: runs 2, nothing changed */
+	o.state = state;
+	drive(demos[_i], &o, &d);
+	assert_result(&d, "success", NULL);
+	ck_assert(!op_get_bool(d.result, "changed", true));
+	assert_output(&d, "runs", "2", false);
+	ck_assert_ptr_nonnull(find(&d, "log", "level", "debug"));
+	drv_release(&d);
+
+	/* plan with that state: no change */
+	o.action = "plan";
+	drive(demos[_i], &o, &d);
+	assert_result(&d, "success", "no change");
+	ck_assert(!op_get_bool(d.result, "changed", true));
+	drv_release(&d);
+
+	/* destroy clears the state */
+	o.action = "destroy";
+	drive(demos[_i], &o, &d);
+	assert_result(&d, "success", NULL);
+	ck_assert(op_has(last(&d, "state"), "state"));
+	ck_assert_ptr_null(op_get(last(&d, "state"), "state"));
+	ck_assert_str_eq(d.nonproto, "");
+	drv_release(&d);
+	free(state);
+}
+END_TEST
+
+START_TEST(test_demo_protocol_mismatch)
+{
+	struct drv d;
+	struct drv_opts o = {.action = "apply",
+			     .hello = "{\"type\":\"hello\",\"protocol\":{\"min\":2,\"max\":3},"
+				      "\"orchd_version\":\"9.0.0\"}\n"};
+	char *want = NULL;
+
+	drive(demos[_i], &o, &d);
+	ck_assert_ptr_null(d.result);
+	ck_assert_int_eq(d.status, 1);
+	ck_assert_int_ge(asprintf(&want, "extension %s speaks protocol 1..1, orchd offers 2..3",
+				  demos[_i]),
+			 0);
+	ck_assert_str_eq(op_get_str(find(&d, "error", NULL, NULL), "message"), want);
+	free(want);
+	drv_release(&d);
+}
+END_TEST
+
 Suite *exec_ext_suite(void)
 {
 	Suite *s = suite_create("exec_ext");
@@ -523,6 +647,14 @@ Suite *exec_ext_suite(void)
 	tcase_add_test(tc, test_exec_plan_destroy);
 	tcase_add_test(tc, test_exec_cancel);
 	tcase_add_test(tc, test_exec_protocol_mismatch);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("demos");
+	tcase_set_timeout(tc, 30);
+	tcase_add_loop_test(tc, test_demo_describe, 0, 2);
+	tcase_add_loop_test(tc, test_demo_validate, 0, 2);
+	tcase_add_loop_test(tc, test_demo_lifecycle, 0, 2);
+	tcase_add_loop_test(tc, test_demo_protocol_mismatch, 0, 2);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -314,12 +314,27 @@ START_TEST(test_check_ext_hello)
 }
 END_TEST
 
+/* The second implementation (Python codec of the example extension) agrees. */
+START_TEST(test_vectors_python)
+{
+	char *check = test_src_path("protocol/vectors/check.py"), *out = NULL;
+	char *argv[] = {check, NULL};
+	int rc = test_run(argv, &out, NULL);
+
+	ck_assert_msg(rc == 0, "check.py exited %d: %s", rc, out ? out : "");
+	ck_assert_ptr_nonnull(strstr(out, " vectors, 0 failures"));
+	free(out);
+	free(check);
+}
+END_TEST
+
 Suite *protocol_suite(void)
 {
 	Suite *s = suite_create("protocol");
 	TCase *tc = tcase_create("core");
 
 	tcase_add_test(tc, test_vectors);
+	tcase_add_test(tc, test_vectors_python);
 	tcase_add_test(tc, test_splitter_basic);
 	tcase_add_test(tc, test_splitter_strict_overlong_recovers);
 	tcase_add_test(tc, test_splitter_chunk_mode);
