@@ -270,34 +270,66 @@ static void graph_mermaid(const struct orchd_pipeline *p, struct strbuf *sb)
 			sb_addf(sb, "\tn%zu --> n%zu\n", p->inst[i].deps[j], i);
 }
 
+/* A JSON string (names are from the safe set, but escape anyway). */
+static void put_json_str(struct strbuf *sb, const char *s)
+{
+	sb_addch(sb, '"');
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		size_t plain = strcspn(s, "\"\\\x01\x02\x03\x04\x05\x06\x07\x08\t\n\x0b\x0c\r"
+					 "\x0e\x0f\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a"
+					 "\x1b\x1c\x1d\x1e\x1f");
+
+		if (plain) {
+			sb_add(sb, s, plain);
+			s += plain - 1;
+			continue;
+		}
+		if (c == '"' || c == '\\')
+			sb_addf(sb, "\\%c", c);
+		else if (c < 0x20)
+			sb_addf(sb, "\\u%04x", c);
+		else
+			sb_addch(sb, (char)c);
+	}
+	sb_addch(sb, '"');
+}
+
+/*
+ * Written directly rather than through json-c objects: at 10 000 instances
+ * the object tree would double the memory of the whole command.
+ */
 static void graph_json(const struct orchd_pipeline *p, const size_t *order, struct strbuf *sb)
 {
-	json_object *root = json_object_new_object(), *insts = json_object_new_array(),
-		    *ord = json_object_new_array();
 	size_t i, j;
 
-	json_object_object_add(root, "pipeline", json_object_new_string(p->name));
+	sb_addstr(sb, "{\"pipeline\":");
+	put_json_str(sb, p->name);
+	sb_addstr(sb, ",\"instances\":[");
 	for (i = 0; i < p->ninst; i++) {
-		json_object *o = json_object_new_object(), *deps = json_object_new_array();
+		const struct orchd_instance *in = &p->inst[i];
 
-		json_object_object_add(o, "id", json_object_new_string(p->inst[i].id));
-		json_object_object_add(o, "type", json_object_new_string(p->inst[i].type));
-		json_object_object_add(o, "name", json_object_new_string(p->inst[i].name));
-		for (j = 0; j < p->inst[i].ndeps; j++)
-			json_object_array_add(
-				deps, json_object_new_string(p->inst[p->inst[i].deps[j]].id));
-		json_object_object_add(o, "deps", deps);
-		json_object_object_add(o, "enabled", json_object_new_boolean(p->inst[i].enabled));
-		json_object_array_add(insts, o);
+		sb_addstr(sb, i ? ",{\"id\":" : "{\"id\":");
+		put_json_str(sb, in->id);
+		sb_addstr(sb, ",\"type\":");
+		put_json_str(sb, in->type);
+		sb_addstr(sb, ",\"name\":");
+		put_json_str(sb, in->name);
+		sb_addstr(sb, ",\"deps\":[");
+		for (j = 0; j < in->ndeps; j++) {
+			if (j)
+				sb_addch(sb, ',');
+			put_json_str(sb, p->inst[in->deps[j]].id);
+		}
+		sb_addstr(sb, in->enabled ? "],\"enabled\":true}" : "],\"enabled\":false}");
 	}
-	json_object_object_add(root, "instances", insts);
-	for (i = 0; i < p->ninst; i++)
-		json_object_array_add(ord, json_object_new_string(p->inst[order[i]].id));
-	json_object_object_add(root, "order", ord);
-	sb_addstr(sb, json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN |
-								   JSON_C_TO_STRING_NOSLASHESCAPE));
-	sb_addch(sb, '\n');
-	json_object_put(root);
+	sb_addstr(sb, "],\"order\":[");
+	for (i = 0; i < p->ninst; i++) {
+		if (i)
+			sb_addch(sb, ',');
+		put_json_str(sb, p->inst[order[i]].id);
+	}
+	sb_addstr(sb, "]}\n");
 }
 
 static int cmd_graph(struct cli *cli, int argc, char **argv)

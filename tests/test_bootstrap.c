@@ -249,6 +249,7 @@ END_TEST
 
 START_TEST(test_bounds)
 {
+	struct orchd_pipeline *p;
 	struct strbuf sb = STRBUF_INIT;
 	char *errs;
 	int i;
@@ -260,7 +261,9 @@ START_TEST(test_bounds)
 	for (i = 0; i < 60; i++)
 		sb_addch(&sb, ']');
 	sb_addch(&sb, '\n');
-	ck_assert_ptr_nonnull(load(sb_str(&sb), NULL) ? (void *)1 : NULL);
+	p = load(sb_str(&sb), NULL);
+	ck_assert_ptr_nonnull(p);
+	orchd_pipeline_free(p);
 	sb_reset(&sb);
 	sb_addstr(&sb, "p:\n  exec:\n    - name: a\n      d: ");
 	for (i = 0; i < 61; i++)

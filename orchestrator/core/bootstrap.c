@@ -300,16 +300,18 @@ struct ynode {
 	unsigned char kind;
 	unsigned char plain; /* scalar: plain style, resolved per the core schema */
 	unsigned line, col;  /* 1-based */
-	size_t size;         /* nodes in the expanded subtree (saturating) */
-	char *s;             /* scalar value (libyaml's malloc'ed copy) */
-	size_t len;
-	struct ynode **items; /* sequence items; mapping: key, value, ... until the end */
-	struct ypair *pairs;  /* mapping, after merge keys */
-	size_t n, alloc, npairs;
+	unsigned size;       /* nodes in the expanded subtree (saturating) */
+	unsigned len;        /* scalar length (the file is at most 16 MiB) */
+	unsigned n;          /* items, or pairs once a mapping is finished */
+	char *s;             /* scalar value, NUL-terminated (in the bump arena) */
+	union {
+		struct ynode **items; /* sequence; mapping: key, value, ... until its end */
+		struct ypair *pairs;  /* mapping, after merge keys */
+	};
 };
 
-#define ARENA_BLOCK 1024
-#define SIZE_SAT ((size_t)1 << 40)
+#define ARENA_BLOCK 4096
+#define SIZE_SAT ((size_t)1 << 30)
 
 struct yparse {
 	const char *file;
@@ -325,8 +327,17 @@ struct yparse {
 	struct {
 		struct ynode *node;
 		char *anchor;
+		size_t start; /* its children begin at kids[start] */
 	} stack[ORCHD_MAX_DEPTH + 1];
 	size_t depth;
+	/* Children of the open containers, innermost last; a container's
+	 * slice moves to the bump arena, exactly sized, when it ends. */
+	struct ynode **kids;
+	size_t nkids, kids_alloc;
+	/* Bump arena for scalar text and child arrays, freed at once. */
+	char **bump;
+	size_t nbump, bump_alloc, bump_left;
+	char *bump_cur;
 	struct ynode *root;
 	int ndocs;
 };
@@ -349,21 +360,40 @@ static struct ynode *ynode_new(struct yparse *y, enum ykind kind, const yaml_mar
 	return n;
 }
 
+#define BUMP_BLOCK (256 * 1024)
+
+static void *bump_alloc(struct yparse *y, size_t n)
+{
+	void *p;
+
+	n = (n + 7) & ~(size_t)7;
+	if (n > BUMP_BLOCK / 4) {
+		/* Big: a block of its own, the current one stays in use. */
+		ALLOC_GROW(y->bump, y->nbump + 1, y->bump_alloc);
+		return y->bump[y->nbump++] = xmalloc(n);
+	}
+	if (n > y->bump_left) {
+		ALLOC_GROW(y->bump, y->nbump + 1, y->bump_alloc);
+		y->bump[y->nbump++] = y->bump_cur = xmalloc(BUMP_BLOCK);
+		y->bump_left = BUMP_BLOCK;
+	}
+	p = y->bump_cur;
+	y->bump_cur += n;
+	y->bump_left -= n;
+	return p;
+}
+
 static void yparse_release(struct yparse *y)
 {
 	size_t b, i;
 
-	for (b = 0; b < y->nblocks; b++) {
-		size_t used = b + 1 == y->nblocks ? y->used : ARENA_BLOCK;
-
-		for (i = 0; i < used; i++) {
-			free(y->blocks[b][i].s);
-			free(y->blocks[b][i].items);
-			free(y->blocks[b][i].pairs);
-		}
+	for (b = 0; b < y->nblocks; b++)
 		free(y->blocks[b]);
-	}
 	free(y->blocks);
+	for (b = 0; b < y->nbump; b++)
+		free(y->bump[b]);
+	free(y->bump);
+	free(y->kids);
 	for (i = 0; i <= y->depth && i < ARRAY_SIZE(y->stack); i++)
 		free(y->stack[i].anchor);
 	json_object_put(y->anchors);
@@ -402,15 +432,12 @@ static void add_anchor(struct yparse *y, const char *name, struct ynode *n)
 /* Attach a finished node to the open container (or make it the root). */
 static void attach(struct yparse *y, struct ynode *n)
 {
-	struct ynode *parent;
-
 	if (!y->depth) {
 		y->root = n;
 		return;
 	}
-	parent = y->stack[y->depth].node;
-	ALLOC_GROW(parent->items, parent->n + 1, parent->alloc);
-	parent->items[parent->n++] = n;
+	ALLOC_GROW(y->kids, y->nkids + 1, y->kids_alloc);
+	y->kids[y->nkids++] = n;
 }
 
 static const char *kind_name(const struct ynode *n);
@@ -425,19 +452,34 @@ static int key_eq(const struct ynode *a, const struct ynode *b)
  * keys (explicit keys win over merged ones; among merged mappings the
  * first wins) and rejecting duplicate explicit keys.
  */
-static int finish_map(struct yparse *y, struct ynode *m)
+static int finish_map(struct yparse *y, struct ynode *m, struct ynode **items, size_t nitems)
 {
 	struct ynode **merges = NULL;
 	size_t nmerges = 0, amerges = 0, i, j;
 	json_object *seen = NULL;
 	int ret = 0;
 
-	m->pairs = xcalloc(m->n / 2 + 1, sizeof(*m->pairs));
-	m->alloc = m->n / 2 + 1;
-	if (m->n > 16 && !(seen = json_object_new_object()))
+	size_t bound = nitems / 2;
+
+	/* Room for every explicit pair plus every pair merge keys may add. */
+	for (i = 0; i + 1 < nitems; i += 2) {
+		struct ynode *k = items[i], *v = items[i + 1];
+
+		if (k->kind != Y_SCALAR || !k->plain || strcmp(k->s, "<<"))
+			continue;
+		if (v->kind == Y_MAP)
+			bound += v->n;
+		else if (v->kind == Y_SEQ)
+			for (j = 0; j < v->n; j++)
+				if (v->items[j]->kind == Y_MAP)
+					bound += v->items[j]->n;
+	}
+	m->pairs = bump_alloc(y, (bound + 1) * sizeof(*m->pairs));
+	m->n = 0;
+	if (nitems > 32 && !(seen = json_object_new_object()))
 		die("out of memory");
-	for (i = 0; i + 1 < m->n; i += 2) {
-		struct ynode *k = m->items[i], *v = m->items[i + 1];
+	for (i = 0; i + 1 < nitems; i += 2) {
+		struct ynode *k = items[i], *v = items[i + 1];
 		json_object *prev;
 
 		if (k->kind != Y_SCALAR) {
@@ -485,26 +527,26 @@ static int finish_map(struct yparse *y, struct ynode *m)
 				continue;
 			}
 			json_object_object_add(seen, k->s,
-					       json_object_new_int64((int64_t)m->npairs));
+					       json_object_new_int64((int64_t)m->n));
 		} else {
-			for (j = 0; j < m->npairs; j++)
+			for (j = 0; j < m->n; j++)
 				if (key_eq(m->pairs[j].key, k))
 					break;
-			if (j < m->npairs) {
+			if (j < m->n) {
 				ret = yerr(y, k->line, k->col,
 					   "duplicate key '%s' (first defined at %u:%u)", k->s,
 					   m->pairs[j].key->line, m->pairs[j].key->col);
 				continue;
 			}
 		}
-		m->pairs[m->npairs].key = k;
-		m->pairs[m->npairs].val = v;
-		m->npairs++;
+		m->pairs[m->n].key = k;
+		m->pairs[m->n].val = v;
+		m->n++;
 	}
 	for (i = 0; i < nmerges; i++) {
 		struct ynode *src = merges[i];
 
-		for (j = 0; j < src->npairs; j++) {
+		for (j = 0; j < src->n; j++) {
 			struct ynode *k = src->pairs[j].key;
 			size_t x;
 			int dup = 0;
@@ -512,31 +554,27 @@ static int finish_map(struct yparse *y, struct ynode *m)
 			if (seen) {
 				dup = json_object_object_get_ex(seen, k->s, NULL);
 			} else {
-				for (x = 0; x < m->npairs && !dup; x++)
+				for (x = 0; x < m->n && !dup; x++)
 					dup = key_eq(m->pairs[x].key, k);
 			}
 			if (dup)
 				continue;
-			if (!seen && m->npairs >= 16) {
+			if (!seen && m->n >= 16) {
 				/* Switch to the hash once the mapping grows. */
 				if (!(seen = json_object_new_object()))
 					die("out of memory");
-				for (x = 0; x < m->npairs; x++)
+				for (x = 0; x < m->n; x++)
 					json_object_object_add(seen, m->pairs[x].key->s,
 							       json_object_new_int64((int64_t)x));
 			}
 			if (seen)
 				json_object_object_add(seen, k->s,
-						       json_object_new_int64((int64_t)m->npairs));
-			ALLOC_GROW(m->pairs, m->npairs + 1, m->alloc);
-			m->pairs[m->npairs++] = src->pairs[j];
+						       json_object_new_int64((int64_t)m->n));
+			m->pairs[m->n++] = src->pairs[j];
 		}
 	}
-	for (i = 0; i < m->npairs; i++)
+	for (i = 0; i < m->n; i++)
 		m->size = size_add(m->size, size_add(m->pairs[i].key->size, m->pairs[i].val->size));
-	free(m->items);
-	m->items = NULL;
-	m->n = 0;
 	json_object_put(seen);
 	free(merges);
 	return ret;
@@ -588,9 +626,9 @@ static int handle_event(struct yparse *y, yaml_event_t *ev)
 		if (y->nnodes >= ORCHD_MAX_NODES)
 			goto too_many;
 		n = ynode_new(y, Y_SCALAR, &ev->start_mark);
-		n->s = (char *)ev->data.scalar.value;
-		n->len = ev->data.scalar.length;
-		ev->data.scalar.value = NULL; /* stolen: yaml_event_delete skips NULL */
+		n->len = (unsigned)ev->data.scalar.length;
+		n->s = bump_alloc(y, n->len + 1);
+		memcpy(n->s, ev->data.scalar.value, n->len + 1);
 		n->plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
 			   !is_str_tag(ev->data.scalar.tag);
 		if (ev->data.scalar.anchor)
@@ -613,19 +651,28 @@ static int handle_event(struct yparse *y, yaml_event_t *ev)
 		y->depth++;
 		y->stack[y->depth].node = n;
 		y->stack[y->depth].anchor = anchor ? xstrdup(anchor) : NULL;
+		y->stack[y->depth].start = y->nkids;
 		return 0;
 	case YAML_SEQUENCE_END_EVENT:
 	case YAML_MAPPING_END_EVENT: {
 		size_t i;
 		int ret = 0;
 
+		struct ynode **kids;
+		size_t start = y->stack[y->depth].start, nk = y->nkids - start;
+
 		n = y->stack[y->depth].node;
+		kids = y->kids + start;
 		if (n->kind == Y_MAP) {
-			ret = finish_map(y, n);
+			ret = finish_map(y, n, kids, nk);
 		} else {
+			n->items = bump_alloc(y, (nk + 1) * sizeof(*n->items));
+			memcpy(n->items, kids, nk * sizeof(*kids));
+			n->n = (unsigned)nk;
 			for (i = 0; i < n->n; i++)
 				n->size = size_add(n->size, n->items[i]->size);
 		}
+		y->nkids = start;
 		if (y->stack[y->depth].anchor) {
 			add_anchor(y, y->stack[y->depth].anchor, n);
 			free(y->stack[y->depth].anchor);
@@ -723,6 +770,9 @@ static enum stype resolve(const struct ynode *n, int64_t *iv, double *dv)
 
 	if (!n->plain)
 		return S_STR;
+	/* Most scalars are words: rule them out by their first byte. */
+	if (*s && !strchr("~nNtTfF+-.0123456789", *s))
+		return S_STR;
 	if (!*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") ||
 	    !strcmp(s, "NULL"))
 		return S_NULL;
@@ -813,7 +863,15 @@ struct build {
 	const char *file;
 	struct orchd_diags *d;
 	struct orchd_pipeline *p;
-	struct strbuf path;
+	/* The key path, as a stack of components rendered only when a
+	 * message or a reference needs it (formatting it for every key
+	 * would cost more than the parse). */
+	struct pathel {
+		const char *key; /* NULL: an index */
+		size_t index;
+	} *pv;
+	size_t pn, palloc;
+	struct strbuf path; /* scratch for path_str() */
 	struct orchd_instance *cur; /* references are recorded into it */
 	size_t refs_alloc;          /* capacity of cur->refs */
 	size_t inst_alloc;          /* capacity of p->inst */
@@ -821,6 +879,7 @@ struct build {
 	int failed;
 };
 
+static const char *path_str(struct build *b);
 static int berr(struct build *b, const struct ynode *n, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 static int berr(struct build *b, const struct ynode *n, const char *fmt, ...)
@@ -833,7 +892,7 @@ static int berr(struct build *b, const struct ynode *n, const char *fmt, ...)
 		die("out of memory");
 	va_end(ap);
 	orchd_diag_add(b->d, b->file, n ? n->line : 0, n ? n->col : 0, "%s: %s",
-		       sb_str(&b->path), msg);
+		       path_str(b), msg);
 	free(msg);
 	b->failed = 1;
 	return -1;
@@ -841,25 +900,36 @@ static int berr(struct build *b, const struct ynode *n, const char *fmt, ...)
 
 static size_t path_key(struct build *b, const char *key)
 {
-	size_t mark = b->path.len;
-
-	if (sb_addf(&b->path, "%s%s", b->path.len ? "." : "", key) < 0)
-		die("out of memory");
-	return mark;
+	ALLOC_GROW(b->pv, b->pn + 1, b->palloc);
+	b->pv[b->pn].key = key;
+	return b->pn++;
 }
 
 static size_t path_index(struct build *b, size_t i)
 {
-	size_t mark = b->path.len;
-
-	if (sb_addf(&b->path, "[%zu]", i) < 0)
-		die("out of memory");
-	return mark;
+	ALLOC_GROW(b->pv, b->pn + 1, b->palloc);
+	b->pv[b->pn].key = NULL;
+	b->pv[b->pn].index = i;
+	return b->pn++;
 }
 
 static void path_pop(struct build *b, size_t mark)
 {
-	sb_setlen(&b->path, mark);
+	b->pn = mark;
+}
+
+static const char *path_str(struct build *b)
+{
+	size_t i;
+
+	sb_reset(&b->path);
+	for (i = 0; i < b->pn; i++) {
+		if (b->pv[i].key)
+			sb_addf(&b->path, "%s%s", i ? "." : "", b->pv[i].key);
+		else
+			sb_addf(&b->path, "[%zu]", b->pv[i].index);
+	}
+	return sb_str(&b->path);
 }
 
 static int get_string(struct build *b, const struct ynode *n, char **out)
@@ -971,7 +1041,7 @@ static json_object *to_json(struct build *b, const struct ynode *n)
 		return o;
 	case Y_MAP:
 		o = json_object_new_object();
-		for (i = 0; i < n->npairs; i++) {
+		for (i = 0; i < n->n; i++) {
 			mark = path_key(b, n->pairs[i].key->s);
 			json_object_object_add(o, n->pairs[i].key->s, to_json(b, n->pairs[i].val));
 			path_pop(b, mark);
@@ -1069,7 +1139,7 @@ static void scan_refs(struct build *b, const struct ynode *n)
 		memset(r, 0, sizeof(*r));
 		r->target = xstrndup(in, (size_t)(outs - in));
 		r->key = xstrndup(key, inlen - (size_t)(key - in));
-		r->path = xstrdup(sb_str(&b->path));
+		r->path = xstrdup(path_str(b));
 		r->pos.line = n->line;
 		r->pos.column = n->col;
 		r->target_index = (size_t)-1;
@@ -1088,7 +1158,7 @@ static void build_exec(struct build *b, const struct ynode *n, struct orchd_exec
 	e->set = 0;
 	if (expect_kind(b, n, Y_MAP))
 		return;
-	for (i = 0; i < n->npairs; i++) {
+	for (i = 0; i < n->n; i++) {
 		const struct ynode *k = n->pairs[i].key, *val = n->pairs[i].val;
 
 		mark = path_key(b, k->s);
@@ -1110,7 +1180,7 @@ static void build_exec(struct build *b, const struct ynode *n, struct orchd_exec
 		case 3:
 			if (expect_kind(b, val, Y_MAP))
 				break;
-			for (j = 0; j < val->npairs; j++) {
+			for (j = 0; j < val->n; j++) {
 				const struct ynode *k2 = val->pairs[j].key, *v2 = val->pairs[j].val;
 				size_t m2 = path_key(b, k2->s);
 				int64_t iv;
@@ -1168,7 +1238,7 @@ static void build_engine(struct build *b, const struct ynode *n, struct orchd_en
 	e->pos.column = n->col;
 	if (expect_kind(b, n, Y_MAP))
 		return;
-	for (i = 0; i < n->npairs; i++) {
+	for (i = 0; i < n->n; i++) {
 		const struct ynode *k = n->pairs[i].key, *v = n->pairs[i].val;
 
 		mark = path_key(b, k->s);
@@ -1232,7 +1302,7 @@ static void build_core(struct build *b, const struct ynode *n)
 		return; /* "core:" with nothing: all defaults */
 	if (expect_kind(b, n, Y_MAP))
 		return;
-	for (i = 0; i < n->npairs; i++) {
+	for (i = 0; i < n->n; i++) {
 		const struct ynode *k = n->pairs[i].key, *val = n->pairs[i].val;
 
 		mark = path_key(b, k->s);
@@ -1272,7 +1342,7 @@ static void build_core(struct build *b, const struct ynode *n)
 		case 5:
 			if (expect_kind(b, val, Y_MAP))
 				break;
-			for (j = 0; j < val->npairs; j++) {
+			for (j = 0; j < val->n; j++) {
 				const struct ynode *k2 = val->pairs[j].key, *v2 = val->pairs[j].val;
 				int64_t iv;
 				double dv;
@@ -1293,7 +1363,7 @@ static void build_core(struct build *b, const struct ynode *n)
 		case 6:
 			if (expect_kind(b, val, Y_MAP))
 				break;
-			for (j = 0; j < val->npairs; j++) {
+			for (j = 0; j < val->n; j++) {
 				const struct ynode *k2 = val->pairs[j].key, *v2 = val->pairs[j].val;
 
 				m2 = path_key(b, k2->s);
@@ -1351,7 +1421,7 @@ static void build_instance(struct build *b, const char *type, const struct ynode
 	in.exec = p->core.defaults;
 	in.config = json_object_new_object();
 	b->cur = &in;
-	for (i = 0; i < n->npairs; i++) {
+	for (i = 0; i < n->n; i++) {
 		const struct ynode *k = n->pairs[i].key, *v = n->pairs[i].val;
 
 		mark = path_key(b, k->s);
@@ -1460,14 +1530,14 @@ static void build_pipeline(struct build *b, const struct ynode *root)
 	json_object *ids;
 	size_t i, j, mark, m2;
 
-	if (root->kind != Y_MAP || !root->npairs) {
+	if (root->kind != Y_MAP || !root->n) {
 		b->failed = 1;
 		orchd_diag_add(b->d, b->file, root->line, root->col,
 			       "top level: expected a mapping with one key (the pipeline name), got %s",
 			       root->kind == Y_MAP ? "an empty mapping" : kind_name(root));
 		return;
 	}
-	if (root->npairs > 1) {
+	if (root->n > 1) {
 		const struct ynode *k = root->pairs[1].key;
 
 		b->failed = 1;
@@ -1490,7 +1560,7 @@ static void build_pipeline(struct build *b, const struct ynode *root)
 		path_pop(b, mark);
 		return;
 	}
-	for (i = 0; i < body->npairs; i++)
+	for (i = 0; i < body->n; i++)
 		if (!strcmp(body->pairs[i].key->s, "core"))
 			core = body->pairs[i].val;
 	if (core) {
@@ -1500,7 +1570,7 @@ static void build_pipeline(struct build *b, const struct ynode *root)
 	}
 	if (!(ids = json_object_new_object()))
 		die("out of memory");
-	for (i = 0; i < body->npairs; i++) {
+	for (i = 0; i < body->n; i++) {
 		const struct ynode *k = body->pairs[i].key, *v = body->pairs[i].val;
 
 		if (!strcmp(k->s, "core"))
@@ -1575,6 +1645,7 @@ int orchd_bootstrap_load(const char *file, const char *buf, size_t len,
 	b.p = p;
 	build_pipeline(&b, y.root);
 	sb_release(&b.path);
+	free(b.pv);
 	yparse_release(&y);
 	orchd_pipeline_index(p);
 	*out = p;

@@ -154,8 +154,8 @@ json_object *orchd_instance_config(const struct orchd_pipeline *p, const struct 
 void orchd_pipeline_index(struct orchd_pipeline *p);
 
 /*
- * A topological order of the instances (dependencies first; among ready
- * instances, file order).  Needs resolved deps (orchd_pipeline_validate()).
+ * A topological order of the instances (dependencies first): Kahn's
+ * algorithm with a FIFO seeded in file order, so the order is deterministic.  Needs resolved deps (orchd_pipeline_validate()).
  * order receives p->ninst indices.  Returns 0, or -1 if deps have a cycle.
  */
 int orchd_pipeline_topo_order(const struct orchd_pipeline *p, size_t *order);
