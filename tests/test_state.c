@@ -968,6 +968,58 @@ START_TEST(test_enospc_shim)
 }
 END_TEST
 
+/* The disk fills up in the middle of a history line. */
+START_TEST(test_enospc_history_shim)
+{
+	char *helper = test_build_path("tests/helpers/statewriter");
+	char *shim = test_build_path("tests/shim/enospc.so");
+	char a2[] = "dev-exec-db", a3[] = "history", one[] = "1", two[] = "2";
+	char *argv[] = {helper, sdir, a2, a3, two, NULL};
+	struct orchd_engine *e;
+	struct orchd_history_entry *v;
+	char err[512], *msg, *want, *file = path_in("stacks/dev-exec-db.history.jsonl");
+	size_t n;
+	int saved, fd;
+
+	ck_assert_int_eq(test_run(argv, NULL, NULL), 0);
+	setenv("LD_PRELOAD", shim, 1);
+	setenv("ORCHD_ENOSPC_AFTER", "20", 1);
+	setenv("ASAN_OPTIONS", "verify_asan_link_order=0", 1);
+	argv[4] = one;
+	ck_assert_int_eq(test_run(argv, NULL, &msg), 3);
+	unsetenv("LD_PRELOAD");
+	unsetenv("ORCHD_ENOSPC_AFTER");
+	want = xasprintf("stack dev-exec-db: cannot append to %s: No space left on device\n", file);
+	ck_assert_str_eq(msg, want);
+	free(want);
+	free(msg);
+
+	/* The two earlier entries survive; the torn one is skipped (quietly
+	 * here), and the next append works. */
+	e = open_engine();
+	fflush(stderr);
+	saved = dup(2);
+	fd = open("/dev/null", O_WRONLY);
+	dup2(fd, 2);
+	close(fd);
+	ck_assert_int_eq(orchd_engine_history_read(e, "dev-exec-db", &v, &n, err, sizeof(err)), 0);
+	ck_assert_uint_eq(n, 2);
+	orchd_history_free(v, n);
+	ck_assert_int_eq(test_run(argv, NULL, NULL), 0);
+	ck_assert_int_eq(orchd_engine_history_read(e, "dev-exec-db", &v, &n, err, sizeof(err)), 0);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	ck_assert_uint_eq(n, 3);
+	ck_assert_str_eq(v[2].run_id, "r-1");
+	orchd_history_free(v, n);
+	orchd_engine_close(e);
+	free(file);
+	free(helper);
+	free(shim);
+}
+END_TEST
+
 START_TEST(test_enospc_real_tmpfs)
 {
 	struct orchd_engine *e;
@@ -1100,6 +1152,7 @@ Suite *state_suite(void)
 	tcase_set_timeout(flt, 60);
 	tcase_add_test(flt, test_kill9_during_writes);
 	tcase_add_test(flt, test_enospc_shim);
+	tcase_add_test(flt, test_enospc_history_shim);
 	tcase_add_test(flt, test_enospc_real_tmpfs);
 	suite_add_tcase(s, flt);
 	return s;

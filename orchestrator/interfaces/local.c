@@ -290,6 +290,16 @@ static char *iso_time(time_t t)
 	return xstrdup(buf);
 }
 
+/* Create STATE_DIR/stacks (and STATE_DIR) if needed, durably. */
+static int make_stacks_dir(struct local *l)
+{
+	if (!access(l->stacks, F_OK))
+		return 0;
+	if (mkdir_p(l->stacks, 0700) || fsync_dir(l->dir))
+		return -1;
+	return 0;
+}
+
 static char *stack_path(struct local *l, const char *stack)
 {
 	return xasprintf("%s/%s.json", l->stacks, stack);
@@ -766,7 +776,7 @@ static int local_select(struct orchd_engine *e, const char *stack, int create, c
 				      strerror(errno));
 		else if (!create)
 			ret = 1;
-		else if (mkdir_p(l->stacks, 0700))
+		else if (make_stacks_dir(l))
 			ret = set_err(err, errlen, "stack %s: cannot create %s: %s", stack,
 				      l->stacks, strerror(errno));
 	}
@@ -841,8 +851,7 @@ static int local_write(struct orchd_engine *e, const char *stack,
 	base = xasprintf("%s.json", stack);
 	free(buf);
 	buf = xasprintf("%s\n", s);
-	if (mkdir_p(l->stacks, 0700) ||
-	    atomic_write(l, l->stacks, path, base, buf, strlen(buf), 0)) {
+	if (make_stacks_dir(l) || atomic_write(l, l->stacks, path, base, buf, strlen(buf), 0)) {
 		set_err(err, errlen, "stack %s: cannot write %s: %s", stack, path, strerror(errno));
 		goto out;
 	}
@@ -944,7 +953,7 @@ static int local_history_append(struct orchd_engine *e, const char *stack,
 	if (check_stack(stack, err, errlen))
 		return -1;
 	path = history_path(l, stack);
-	if (mkdir_p(l->stacks, 0700)) {
+	if (make_stacks_dir(l)) {
 		set_err(err, errlen, "stack %s: cannot create %s: %s", stack, l->stacks,
 			strerror(errno));
 		free(path);

@@ -14,6 +14,9 @@
  *                                      "secret"), read them all back, print
  *                                      timings (bench/outputs_bench.sh)
  *
+ *   statewriter DIR STACK history N    append N history entries r-1..r-N;
+ *                                      exit 0, or 3 with the message
+ *
  * A record n holds state {"n": n, "pad": P} and outputs n and pad with the
  * same values, P being PAD bytes of 'x', so a reader can tell a whole
  * record from a mix of two.
@@ -111,6 +114,25 @@ int main(int argc, char **argv)
 		}
 		ret = bench(e, argv[2], atol(argv[4]), atol(argv[5]),
 			    argc > 6 && !strcmp(argv[6], "secret"));
+		orchd_engine_close(e);
+		return ret;
+	}
+	if (argc == 5 && !strcmp(argv[3], "history")) {
+		if (orchd_engine_open(&cfg, argv[1], "test", &e, err, sizeof(err))) {
+			fprintf(stderr, "%s\n", err);
+			return 3;
+		}
+		for (long i = 1; i <= atol(argv[4]) && !ret; i++) {
+			char *id = xasprintf("r-%ld", i);
+			char apply[] = "apply", ok[] = "succeeded";
+			struct orchd_history_entry h = {id, apply, ok, i, i + 1, 1};
+
+			if (orchd_engine_history_append(e, argv[2], &h, err, sizeof(err))) {
+				fprintf(stderr, "%s\n", err);
+				ret = 3;
+			}
+			free(id);
+		}
 		orchd_engine_close(e);
 		return ret;
 	}
