@@ -19,11 +19,11 @@ static char *mask(struct orchd_mask *m, const char *s)
 	return r ? r : xstrdup(s);
 }
 
-#define ck_mask(m, in, want)                                                                       \
-	do {                                                                                       \
-		char *got_ = mask(m, in);                                                          \
-		ck_assert_str_eq(got_, want);                                                      \
-		free(got_);                                                                        \
+#define ck_mask(m, in, want)                  \
+	do {                                  \
+		char *got_ = mask(m, in);     \
+		ck_assert_str_eq(got_, want); \
+		free(got_);                   \
 	} while (0)
 
 START_TEST(test_mask_basic)
@@ -35,7 +35,7 @@ START_TEST(test_mask_basic)
 	ck_assert_ptr_null(orchd_mask_apply(m, "anything", 8, NULL));
 	orchd_mask_add(m, "hunter2");
 	orchd_mask_add(m, "hunter2"); /* duplicate */
-	orchd_mask_add(m, "");        /* ignored */
+	orchd_mask_add(m, "");	      /* ignored */
 	ck_assert_int_eq(orchd_mask_count(m), 1);
 	ck_assert_ptr_null(orchd_mask_apply(m, "no secret here, hunter", 22, NULL));
 	r = orchd_mask_apply(m, "password=hunter2!", 17, &len);
@@ -80,7 +80,7 @@ START_TEST(test_mask_many)
 	orchd_mask_add(m, "\xc3\xa9t\xc3\xa9");
 	ck_mask(m, "l'\xc3\xa9t\xc3\xa9!", "l'***!");
 	{
-		const char in[] = { 'a', 0, 't', 'o', 'k', '0', '0', '0', '0', '1', 'x' };
+		const char in[] = {'a', 0, 't', 'o', 'k', '0', '0', '0', '0', '1', 'x'};
 		size_t len;
 		char *r = orchd_mask_apply(m, in, sizeof(in), &len);
 		ck_assert_ptr_nonnull(r);
@@ -101,7 +101,7 @@ struct cap {
 static struct orchd_console *cap_console(struct cap *c, enum orchd_log_level level, int color,
 					 int status)
 {
-	struct orchd_console_opts o = { 0 };
+	struct orchd_console_opts o = {0};
 	c->f = open_memstream(&c->buf, &c->len);
 	o.out = c->f;
 	o.level = level;
@@ -213,7 +213,7 @@ START_TEST(test_console_tty_auto)
 	int master = posix_openpt(O_RDWR | O_NOCTTY);
 	FILE *f;
 	struct orchd_console *con;
-	const char *running[] = { "exec.a", "exec.b" };
+	const char *running[] = {"exec.a", "exec.b"};
 
 	ck_assert_int_ge(master, 0);
 	ck_assert_int_eq(grantpt(master), 0);
@@ -223,7 +223,7 @@ START_TEST(test_console_tty_auto)
 
 	unsetenv("NO_COLOR");
 	{
-		struct orchd_console_opts o = { f, ORCHD_LOG_INFO, -1, -1 };
+		struct orchd_console_opts o = {f, ORCHD_LOG_INFO, -1, -1};
 		con = orchd_console_new(&o);
 	}
 	orchd_console_status(con, 3, 1, running, 2);
@@ -236,7 +236,7 @@ START_TEST(test_console_tty_auto)
 
 	setenv("NO_COLOR", "1", 1);
 	{
-		struct orchd_console_opts o = { f, ORCHD_LOG_INFO, -1, -1 };
+		struct orchd_console_opts o = {f, ORCHD_LOG_INFO, -1, -1};
 		con = orchd_console_new(&o);
 	}
 	orchd_console_log(con, "exec.a", ORCHD_LOG_INFO, "hi");
@@ -253,7 +253,7 @@ START_TEST(test_console_no_status_off_tty)
 {
 	struct cap c;
 	struct orchd_console *con = cap_console(&c, ORCHD_LOG_INFO, -1, -1);
-	const char *running[] = { "exec.a" };
+	const char *running[] = {"exec.a"};
 
 	orchd_console_status(con, 0, 0, running, 1);
 	orchd_console_log(con, "exec.a", ORCHD_LOG_INFO, "plain");
@@ -268,17 +268,18 @@ START_TEST(test_summary_table)
 	struct cap c;
 	struct orchd_console *con = cap_console(&c, ORCHD_LOG_ERROR, 0, 0);
 	const struct orchd_summary_row rows[] = {
-		{ "exec.build", "success", 1, 1234, 560, 2048 },
-		{ "terraform.network", "timed out", 3, 125000, 12, 512 },
-		{ "exec.skipped", "skipped", 0, -1, -1, 0 },
+		{"exec.build", "success", 1, 1234, 560, 2048},
+		{"terraform.network", "timed out", 3, 125000, 12, 512},
+		{"exec.skipped", "skipped", 0, -1, -1, 0},
 	};
 
 	orchd_console_summary(con, rows, 3);
-	ck_assert_str_eq(cap_text(&c),
-			 "INSTANCE           STATUS     ATTEMPTS   DURATION        CPU     MAX RSS\n"
-			 "exec.build         success           1       1.2s      560ms     2.0 MiB\n"
-			 "terraform.network  timed out         3      2m05s       12ms     512 KiB\n"
-			 "exec.skipped       skipped           0          -          -           -\n");
+	ck_assert_str_eq(
+		cap_text(&c),
+		"INSTANCE           STATUS     ATTEMPTS   DURATION        CPU     MAX RSS\n"
+		"exec.build         success           1       1.2s      560ms     2.0 MiB\n"
+		"terraform.network  timed out         3      2m05s       12ms     512 KiB\n"
+		"exec.skipped       skipped           0          -          -           -\n");
 	orchd_console_free(con);
 	cap_free(&c);
 }

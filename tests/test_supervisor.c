@@ -178,7 +178,7 @@ static void assert_good(struct rec *g)
 static void run_bad(struct rec *bad, const char *config, const char *const *env,
 		    long long timeout_ms)
 {
-	struct rec good = { 0 };
+	struct rec good = {0};
 	start_ex(bad, "misbehave.bad", helper, config, env, timeout_ms, 300);
 	start(&good, "misbehave.good", "{\"mode\":\"ok\"}");
 	run_all();
@@ -203,7 +203,7 @@ static int dir_empty(const char *path)
 
 START_TEST(test_ok)
 {
-	struct rec r = { 0 };
+	struct rec r = {0};
 	json_object *v;
 	char *base = xasprintf("%s/work", tmp);
 
@@ -235,7 +235,7 @@ END_TEST
 
 START_TEST(test_cwd_is_private_workdir)
 {
-	struct rec r = { 0 };
+	struct rec r = {0};
 	struct orchd_step_spec s = ORCHD_STEP_SPEC_INIT;
 	json_object *cfg = json_tokener_parse("{\"mode\":\"cwd\"}");
 	char *base = xasprintf("%s/work", tmp);
@@ -267,7 +267,7 @@ END_TEST
 
 START_TEST(test_crash_by_signal)
 {
-	struct rec r = { 0 };
+	struct rec r = {0};
 	run_bad(&r, "{\"mode\":\"signal\",\"signal\":11}", NULL, 0);
 	ck_assert_int_eq(r.status, ORCHD_STEP_FAILED);
 	ck_assert_str_eq(r.reason, "killed by signal 11");
@@ -278,7 +278,7 @@ END_TEST
 
 START_TEST(test_exit_without_result)
 {
-	struct rec r = { 0 };
+	struct rec r = {0};
 	run_bad(&r, "{\"mode\":\"noresult\",\"code\":3}", NULL, 0);
 	ck_assert_int_eq(r.status, ORCHD_STEP_FAILED);
 	ck_assert_str_eq(r.reason, "exited without a result (exit status 3)");
@@ -289,7 +289,7 @@ END_TEST
 
 START_TEST(test_failure_result_retryable)
 {
-	struct rec r = { 0 };
+	struct rec r = {0};
 	run_bad(&r, "{\"mode\":\"failure\"}", NULL, 0);
 	ck_assert_int_eq(r.status, ORCHD_STEP_FAILED);
 	ck_assert_str_eq(r.reason, "extension reported failure: it broke");
@@ -301,7 +301,7 @@ END_TEST
 
 START_TEST(test_nonzero_exit_after_result)
 {
-	struct rec r = { 0 };
+	struct rec r = {0};
 	run_bad(&r, "{\"mode\":\"exitafter\"}", NULL, 0);
 	ck_assert_int_eq(r.status, ORCHD_STEP_FAILED);
 	ck_assert_str_eq(r.reason, "exited with exit status 4 after a success result");
@@ -311,7 +311,7 @@ END_TEST
 
 START_TEST(test_timeout_sigterm)
 {
-	struct rec r = { 0 };
+	struct rec r = {0};
 	run_bad(&r, "{\"mode\":\"hang\"}", NULL, 200);
 	ck_assert_int_eq(r.status, ORCHD_STEP_TIMED_OUT);
 	ck_assert_str_eq(r.reason, "timed out after 200ms");
@@ -322,7 +322,7 @@ END_TEST
 
 START_TEST(test_timeout_needs_sigkill)
 {
-	struct rec r = { 0 };
+	struct rec r = {0};
 	run_bad(&r, "{\"mode\":\"ignoreterm\"}", NULL, 1000);
 	ck_assert_int_eq(r.status, ORCHD_STEP_TIMED_OUT);
 	ck_assert_str_eq(r.reason, "timed out after 1s");
@@ -333,7 +333,7 @@ END_TEST
 
 START_TEST(test_timeout_sends_cancel)
 {
-	struct rec r = { 0 };
+	struct rec r = {0};
 	run_bad(&r, "{\"mode\":\"waitcancel\"}", NULL, 200);
 	ck_assert_int_eq(r.status, ORCHD_STEP_TIMED_OUT);
 	ck_assert_str_eq(r.reason, "timed out after 200ms");
@@ -344,7 +344,7 @@ END_TEST
 
 START_TEST(test_flood_bounded_memory)
 {
-	struct rec r = { 0 };
+	struct rec r = {0};
 	struct rusage before, after;
 
 	getrusage(RUSAGE_SELF, &before);
@@ -365,7 +365,7 @@ END_TEST
 
 START_TEST(test_line_too_long)
 {
-	struct rec r = { 0 };
+	struct rec r = {0};
 	run_bad(&r, "{\"mode\":\"longline\"}", NULL, 0);
 	ck_assert_int_eq(r.status, ORCHD_STEP_PROTOCOL_ERROR);
 	ck_assert_str_eq(r.reason, "protocol error: line longer than 1048576 bytes");
@@ -376,7 +376,7 @@ END_TEST
 
 START_TEST(test_non_protocol_text)
 {
-	struct rec r = { 0 };
+	struct rec r = {0};
 	run_bad(&r, "{\"mode\":\"text\"}", NULL, 0);
 	ck_assert_int_eq(r.status, ORCHD_STEP_SUCCESS);
 	ck_assert_ptr_nonnull(strstr(sb_str(&r.log),
@@ -389,7 +389,7 @@ END_TEST
 
 START_TEST(test_closed_stdout)
 {
-	struct rec r = { 0 };
+	struct rec r = {0};
 	run_bad(&r, "{\"mode\":\"closeout\"}", NULL, 0);
 	ck_assert_int_eq(r.status, ORCHD_STEP_FAILED);
 	ck_assert_str_eq(r.reason, "closed stdout without a result");
@@ -399,7 +399,7 @@ END_TEST
 
 START_TEST(test_grandchild_holds_pipes)
 {
-	struct rec r = { 0 };
+	struct rec r = {0};
 	run_bad(&r, "{\"mode\":\"grandchild\"}", NULL, 0);
 	ck_assert_msg(r.status == ORCHD_STEP_SUCCESS, "%s", r.reason);
 	ck_assert_ptr_nonnull(strstr(sb_str(&r.log), "warning orchd the extension exited but "
@@ -410,7 +410,7 @@ END_TEST
 
 START_TEST(test_invalid_message)
 {
-	struct rec r = { 0 };
+	struct rec r = {0};
 	run_bad(&r, "{\"mode\":\"badmsg\"}", NULL, 0);
 	ck_assert_int_eq(r.status, ORCHD_STEP_PROTOCOL_ERROR);
 	ck_assert_str_eq(r.reason, "protocol error: output: missing required field 'key'");
@@ -420,8 +420,8 @@ END_TEST
 
 START_TEST(test_wrong_protocol)
 {
-	static const char *const env[] = { "MISBEHAVE_HELLO=proto2", NULL };
-	struct rec r = { 0 };
+	static const char *const env[] = {"MISBEHAVE_HELLO=proto2", NULL};
+	struct rec r = {0};
 	run_bad(&r, "{\"mode\":\"ok\"}", env, 0);
 	ck_assert_int_eq(r.status, ORCHD_STEP_PROTOCOL_ERROR);
 	ck_assert_str_eq(r.reason, "extension speaks protocol 2, orchd speaks 1..1");
@@ -432,8 +432,8 @@ END_TEST
 
 START_TEST(test_too_new)
 {
-	static const char *const env[] = { "MISBEHAVE_HELLO=newer", NULL };
-	struct rec r = { 0 };
+	static const char *const env[] = {"MISBEHAVE_HELLO=newer", NULL};
+	struct rec r = {0};
 	run_bad(&r, "{\"mode\":\"ok\"}", env, 0);
 	ck_assert_int_eq(r.status, ORCHD_STEP_PROTOCOL_ERROR);
 	ck_assert_str_eq(r.reason,
@@ -444,8 +444,8 @@ END_TEST
 
 START_TEST(test_action_unsupported)
 {
-	static const char *const env[] = { "MISBEHAVE_HELLO=noaction", NULL };
-	struct rec r = { 0 };
+	static const char *const env[] = {"MISBEHAVE_HELLO=noaction", NULL};
+	struct rec r = {0};
 	run_bad(&r, "{\"mode\":\"ok\"}", env, 0);
 	ck_assert_int_eq(r.status, ORCHD_STEP_PROTOCOL_ERROR);
 	ck_assert_str_eq(r.reason, "extension misbehave 0.1.0 does not support action 'apply'");
@@ -455,8 +455,8 @@ END_TEST
 
 START_TEST(test_no_common_version)
 {
-	static const char *const env[] = { "MISBEHAVE_HELLO=nocommon", NULL };
-	struct rec r = { 0 };
+	static const char *const env[] = {"MISBEHAVE_HELLO=nocommon", NULL};
+	struct rec r = {0};
 	run_bad(&r, "{\"mode\":\"ok\"}", env, 0);
 	ck_assert_int_eq(r.status, ORCHD_STEP_FAILED);
 	ck_assert_str_eq(r.reason,
@@ -467,7 +467,7 @@ END_TEST
 
 START_TEST(test_only_stdio_fds)
 {
-	struct rec r = { 0 };
+	struct rec r = {0};
 	/* an fd of ours without O_CLOEXEC must not reach the extension */
 	int leak = open("/dev/null", O_RDONLY);
 	json_object *fds;
@@ -485,18 +485,19 @@ END_TEST
 
 START_TEST(test_environment_allowlist)
 {
-	static const char *const env[] = { "EXTRA_ONE=1", "PATH=/custom/bin", NULL };
-	struct rec r = { 0 };
+	static const char *const env[] = {"EXTRA_ONE=1", "PATH=/custom/bin", NULL};
+	struct rec r = {0};
 	json_object *e;
-	const char *expect[] = { "EXTRA_ONE", "PATH", "ORCHD_PROTOCOL", "ORCHD_INSTANCE",
-				 "ORCHD_WORKDIR" };
-	const char *optional[] = { "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR" };
+	const char *expect[] = {"EXTRA_ONE", "PATH", "ORCHD_PROTOCOL", "ORCHD_INSTANCE",
+				"ORCHD_WORKDIR"};
+	const char *optional[] = {"HOME", "LANG", "LC_ALL", "TZ", "TMPDIR"};
 
 	setenv("ORCHD_TEST_SECRET", "do-not-pass", 1);
 	run_bad(&r, "{\"mode\":\"env\"}", env, 0);
 	ck_assert_int_eq(r.status, ORCHD_STEP_SUCCESS);
 	ck_assert(json_object_object_get_ex(r.outputs, "env", &e));
-	json_object_object_foreach(e, k, v) {
+	json_object_object_foreach(e, k, v)
+	{
 		int ok = 0;
 		(void)v;
 		for (size_t i = 0; i < ARRAY_SIZE(expect); i++)
@@ -508,10 +509,8 @@ START_TEST(test_environment_allowlist)
 	for (size_t i = 0; i < ARRAY_SIZE(expect); i++)
 		ck_assert_msg(json_object_object_get_ex(e, expect[i], NULL), "missing %s",
 			      expect[i]);
-	ck_assert_str_eq(json_object_get_string(json_object_object_get(e, "PATH")),
-			 "/custom/bin");
-	ck_assert_str_eq(json_object_get_string(json_object_object_get(e, "ORCHD_PROTOCOL")),
-			 "1");
+	ck_assert_str_eq(json_object_get_string(json_object_object_get(e, "PATH")), "/custom/bin");
+	ck_assert_str_eq(json_object_get_string(json_object_object_get(e, "ORCHD_PROTOCOL")), "1");
 	ck_assert_str_eq(json_object_get_string(json_object_object_get(e, "ORCHD_INSTANCE")),
 			 "bad");
 	ck_assert_str_eq(json_object_get_string(json_object_object_get(e, "ORCHD_WORKDIR")),
@@ -522,7 +521,7 @@ END_TEST
 
 START_TEST(test_missing_executable)
 {
-	struct rec r = { 0 }, good = { 0 };
+	struct rec r = {0}, good = {0};
 	start_ex(&r, "x.missing", "/nonexistent/orchd-ext-x", "{}", NULL, 0, 300);
 	start(&good, "misbehave.good", "{\"mode\":\"ok\"}");
 	run_all();
@@ -537,7 +536,7 @@ END_TEST
 
 START_TEST(test_not_executable)
 {
-	struct rec r = { 0 };
+	struct rec r = {0};
 	char *path = xasprintf("%s/orchd-ext-noexec", tmp);
 	char *want = xasprintf("cannot execute %s: Permission denied", path);
 	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
@@ -557,7 +556,7 @@ END_TEST
 
 START_TEST(test_long_stderr_line_split)
 {
-	struct rec r = { 0 };
+	struct rec r = {0};
 	run_bad(&r, "{\"mode\":\"longstderr\"}", NULL, 0);
 	ck_assert_msg(r.status == ORCHD_STEP_SUCCESS, "%s", r.reason);
 	ck_assert_int_eq(r.nlines[ORCHD_LOGSRC_STDERR], 2);
@@ -567,7 +566,7 @@ END_TEST
 
 START_TEST(test_describe_and_validate_payloads)
 {
-	struct rec d = { 0 }, v = { 0 };
+	struct rec d = {0}, v = {0};
 	struct orchd_step_spec s = ORCHD_STEP_SPEC_INIT;
 	json_object *cfg = json_tokener_parse("{\"mode\":\"describe\"}");
 
@@ -595,7 +594,7 @@ END_TEST
 START_TEST(test_relative_executable)
 {
 	/* relative to orchd's cwd, not to the extension's workdir */
-	struct rec r = { 0 };
+	struct rec r = {0};
 	char *dir = test_build_path("tests");
 	ck_assert_int_eq(chdir(dir), 0);
 	start_ex(&r, "misbehave.rel", "helpers/misbehave", "{\"mode\":\"ok\"}", NULL, 0, 300);
@@ -608,7 +607,7 @@ END_TEST
 
 START_TEST(test_cancel_all)
 {
-	struct rec a = { 0 }, b = { 0 };
+	struct rec a = {0}, b = {0};
 	start(&a, "misbehave.hang", "{\"mode\":\"hang\"}");
 	start(&b, "misbehave.wait", "{\"mode\":\"waitcancel\"}");
 	/* let both get past the handshake, then cancel */
@@ -654,7 +653,7 @@ END_TEST
  */
 static int sig_child(int sig, const char *mode, long long grace, int fd)
 {
-	struct rec r[2] = { { 0 } };
+	struct rec r[2] = {{0}};
 	char want[64];
 	int ok, told = 0;
 

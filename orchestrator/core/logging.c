@@ -13,8 +13,8 @@
 #include "strbuf.h"
 #include "util.h"
 
-static const char *const level_names[] = { "debug", "info", "warning", "error" };
-static const char *const source_names[] = { "protocol", "stderr", "stdout-text", "orchd" };
+static const char *const level_names[] = {"debug", "info", "warning", "error"};
+static const char *const source_names[] = {"protocol", "stderr", "stdout-text", "orchd"};
 
 const char *orchd_log_level_name(enum orchd_log_level l)
 {
@@ -157,7 +157,7 @@ struct orchd_console {
 };
 
 /* 256-color-safe basic palette: green, yellow, blue, magenta, cyan and bright ones */
-static const int palette[] = { 32, 33, 34, 35, 36, 92, 93, 94, 95, 96 };
+static const int palette[] = {32, 33, 34, 35, 36, 92, 93, 94, 95, 96};
 
 static int is_tty(FILE *f)
 {
@@ -375,8 +375,8 @@ void orchd_console_summary(struct orchd_console *c, const struct orchd_summary_r
 		orchd_format_duration(dur, sizeof(dur), rows[i].wall_ms);
 		orchd_format_duration(cpu, sizeof(cpu), rows[i].cpu_ms);
 		orchd_format_kib(rss, sizeof(rss), rows[i].max_rss_kb);
-		fprintf(c->out, "%-*s  %-*s  %8d  %9s  %9s  %10s\n", (int)wid, rows[i].id,
-			(int)wst, rows[i].status, rows[i].attempts, dur, cpu, rss);
+		fprintf(c->out, "%-*s  %-*s  %8d  %9s  %9s  %10s\n", (int)wid, rows[i].id, (int)wst,
+			rows[i].status, rows[i].attempts, dur, cpu, rss);
 	}
 	fflush(c->out);
 }

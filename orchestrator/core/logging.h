@@ -34,7 +34,7 @@ enum orchd_log_source {
 	ORCHD_LOGSRC_PROTOCOL = 0,    /* a {"type":"log"} (or progress) message */
 	ORCHD_LOGSRC_STDERR = 1,      /* a line of the extension's stderr */
 	ORCHD_LOGSRC_STDOUT_TEXT = 2, /* a non-protocol line on the extension's stdout */
-	ORCHD_LOGSRC_ORCHD = 3,       /* said by orchd itself about the instance */
+	ORCHD_LOGSRC_ORCHD = 3,	      /* said by orchd itself about the instance */
 };
 
 /* "debug", "info", "warning", "error". */
@@ -73,9 +73,10 @@ char *orchd_mask_apply(const struct orchd_mask *m, const char *text, size_t len,
  * ------------------------------------------------------------------------- */
 
 struct orchd_console_opts {
-	FILE *out;                 /* where lines go; NULL: stderr */
-	enum orchd_log_level level; /* lowest level printed (INFO by default,
-				      WARNING for --quiet, DEBUG for --verbose) */
+	FILE *out; /* where lines go; NULL: stderr */
+	/* lowest level printed: INFO by default, WARNING for --quiet, DEBUG
+	 * for --verbose */
+	enum orchd_log_level level;
 	int color;  /* -1 auto (TTY and no NO_COLOR), 0 never, 1 always */
 	int status; /* -1 auto (TTY only), 0 never, 1 always (tests) */
 };
@@ -115,7 +116,7 @@ void orchd_console_status_clear(struct orchd_console *c);
 
 /* One row of the end-of-run summary; filled by the scheduler. */
 struct orchd_summary_row {
-	const char *id;     /* "exec.build" */
+	const char *id;	    /* "exec.build" */
 	const char *status; /* "success", "failed", "skipped", "timed out", ... */
 	int attempts;
 	long long wall_ms;

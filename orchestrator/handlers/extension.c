@@ -38,8 +38,8 @@
 
 enum step_phase {
 	PHASE_HELLO = 0, /* hello sent, waiting for the extension's hello */
-	PHASE_ACTION,    /* action sent, waiting for the result */
-	PHASE_DONE,      /* result received, or the step is being stopped */
+	PHASE_ACTION,	 /* action sent, waiting for the result */
+	PHASE_DONE,	 /* result received, or the step is being stopped */
 };
 
 struct step {
@@ -56,17 +56,17 @@ struct step {
 
 	pid_t pid;
 	int fd_in, fd_out, fd_err; /* -1 when closed */
-	int fd_rep; /* exec report: errno, or EOF once exec worked */
-	struct strbuf wq;          /* queued bytes for stdin */
-	char *action_line;         /* sent once the hello checks out */
+	int fd_rep;		   /* exec report: errno, or EOF once exec worked */
+	struct strbuf wq;	   /* queued bytes for stdin */
+	char *action_line;	   /* sent once the hello checks out */
 	struct op_splitter *sp_out;
 	struct op_splitter *sp_err;
 	enum step_phase phase;
 
 	/* deadlines (now_ms() time; 0: none) */
 	long long dl_timeout;
-	long long dl_kill;  /* SIGKILL the group */
-	long long dl_drain; /* after reap: stop waiting for EOF */
+	long long dl_kill;   /* SIGKILL the group */
+	long long dl_drain;  /* after reap: stop waiting for EOF */
 	long long dl_linger; /* after result / stdout EOF: SIGTERM if still running */
 	long long dl_term;   /* after a cancel message: SIGTERM if still running */
 
@@ -78,7 +78,7 @@ struct step {
 	int cancelled; /* 0, or the cancel cause */
 	char *cancel_reason;
 	int stdout_eof_no_result;
-	int linger_term; /* SIGTERMed because it did not exit when it should */
+	int linger_term;   /* SIGTERMed because it did not exit when it should */
 	char *cancel_text; /* reason shown in the result */
 	int drained_by_force;
 	int ignore_stdout;
@@ -197,7 +197,7 @@ static void format_ms(char *buf, size_t n, long long ms)
 		snprintf(buf, n, "%lldms", ms);
 }
 
-static const char *const env_allow[] = { "PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR" };
+static const char *const env_allow[] = {"PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR"};
 
 static void env_set(char ***env, size_t *n, size_t *alloc, char *entry)
 {
@@ -410,8 +410,8 @@ static void step_message(struct orchd_supervisor *sup, struct step *st, enum op_
 
 	if (st->phase == PHASE_HELLO && type != OP_MSG_HELLO && type != OP_MSG_LOG &&
 	    type != OP_MSG_ERROR) {
-		step_fail(st, ORCHD_STEP_PROTOCOL_ERROR,
-			  "protocol error: expected hello, got %s", op_msg_type_name(type));
+		step_fail(st, ORCHD_STEP_PROTOCOL_ERROR, "protocol error: expected hello, got %s",
+			  op_msg_type_name(type));
 		step_stop(st);
 		return;
 	}
@@ -423,8 +423,8 @@ static void step_message(struct orchd_supervisor *sup, struct step *st, enum op_
 			step_stop(st);
 			return;
 		}
-		if (op_check_ext_hello(msg, OP_PROTOCOL_MIN, OP_PROTOCOL_MAX,
-				       sup->orchd_version, st->action, err, sizeof(err)) < 0) {
+		if (op_check_ext_hello(msg, OP_PROTOCOL_MIN, OP_PROTOCOL_MAX, sup->orchd_version,
+				       st->action, err, sizeof(err)) < 0) {
 			step_fail(st, ORCHD_STEP_PROTOCOL_ERROR, "%s", err);
 			step_stop(st);
 			return;
@@ -545,8 +545,7 @@ static void step_drain_lines(struct orchd_supervisor *sup, struct step *st, int 
 		} else if (ls == OP_LINE_TOO_LONG) {
 			if (!st->ignore_stdout) {
 				step_fail(st, ORCHD_STEP_PROTOCOL_ERROR,
-					  "protocol error: line longer than %d bytes",
-					  OP_MAX_LINE);
+					  "protocol error: line longer than %d bytes", OP_MAX_LINE);
 				step_stop(st);
 			}
 		} else {
@@ -709,7 +708,7 @@ static _Noreturn void child_exec(struct orchd_supervisor *sup, int in, int out, 
 
 	if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(errfd, 2) < 0)
 		goto fail;
-	/* Anything else that leaked without O_CLOEXEC stops here. */
+		/* Anything else that leaked without O_CLOEXEC stops here. */
 #ifdef SYS_close_range
 	syscall(SYS_close_range, 3U, ~0U, 4U /* CLOSE_RANGE_CLOEXEC */);
 #endif
@@ -816,12 +815,11 @@ int orchd_supervisor_start(struct orchd_supervisor *sup, const struct orchd_step
 		st->action_line = op_encode_action(spec->action, NULL, NULL, spec->config,
 						   spec->state, spec->outputs, NULL);
 	else
-		st->action_line = op_encode_action(spec->action, spec->instance, spec->stack,
-						   spec->config, spec->state, spec->outputs,
-						   st->workdir);
+		st->action_line =
+			op_encode_action(spec->action, spec->instance, spec->stack, spec->config,
+					 spec->state, spec->outputs, st->workdir);
 	if (!st->action_line) {
-		snprintf(err, sizeof(err), "cannot encode the action message: %s",
-			 strerror(errno));
+		snprintf(err, sizeof(err), "cannot encode the action message: %s", strerror(errno));
 		goto spawn_error;
 	}
 	st->sp_out = op_splitter_new(OP_MAX_LINE, OP_SPLIT_STRICT);
@@ -835,8 +833,7 @@ int orchd_supervisor_start(struct orchd_supervisor *sup, const struct orchd_step
 		goto spawn_error;
 	}
 	free_strv(envp);
-	step_queue(st, op_encode_hello_orchd(OP_PROTOCOL_MIN, OP_PROTOCOL_MAX,
-					     sup->orchd_version));
+	step_queue(st, op_encode_hello_orchd(OP_PROTOCOL_MIN, OP_PROTOCOL_MAX, sup->orchd_version));
 	if (st->timeout_ms)
 		st->dl_timeout = st->start_ms + st->timeout_ms;
 	sup->steps[sup->nsteps++] = st;
@@ -924,8 +921,8 @@ static void step_result(struct step *st, struct orchd_step_result *res)
 	} else if (st->result && !ok_result) {
 		res->status = ORCHD_STEP_FAILED;
 		if (res->summary && *res->summary)
-			snprintf(res->reason, sizeof(res->reason),
-				 "extension reported failure: %s", res->summary);
+			snprintf(res->reason, sizeof(res->reason), "extension reported failure: %s",
+				 res->summary);
 		else
 			snprintf(res->reason, sizeof(res->reason), "extension reported failure");
 	} else if (st->result) {
@@ -945,8 +942,8 @@ static void step_result(struct step *st, struct orchd_step_result *res)
 		else if (WIFSIGNALED(st->wstatus))
 			snprintf(res->reason, sizeof(res->reason), "%s", ex);
 		else
-			snprintf(res->reason, sizeof(res->reason),
-				 "exited without a result (%s)", ex);
+			snprintf(res->reason, sizeof(res->reason), "exited without a result (%s)",
+				 ex);
 		if (st->error_message && !(st->stdout_eof_no_result && st->linger_term)) {
 			size_t l = strlen(res->reason);
 			snprintf(res->reason + l, sizeof(res->reason) - l, ": %s",
@@ -1105,8 +1102,8 @@ static long long next_deadline(const struct orchd_supervisor *sup, long long dl)
 {
 	for (size_t i = 0; i < sup->nsteps; i++) {
 		const struct step *st = sup->steps[i];
-		const long long d[] = { st->dl_timeout, st->dl_kill, st->dl_drain, st->dl_linger,
-					st->dl_term };
+		const long long d[] = {st->dl_timeout, st->dl_kill, st->dl_drain, st->dl_linger,
+				       st->dl_term};
 		for (size_t j = 0; j < ARRAY_SIZE(d); j++)
 			if (d[j] && (dl < 0 || d[j] < dl))
 				dl = d[j];
@@ -1137,7 +1134,7 @@ int orchd_supervisor_wait(struct orchd_supervisor *sup, long long deadline_ms)
 	sup->pwhich[n++] = -1;
 	for (size_t i = 0; i < sup->nsteps; i++) {
 		struct step *st = sup->steps[i];
-		const int fds[4] = { st->fd_rep, st->fd_in, st->fd_out, st->fd_err };
+		const int fds[4] = {st->fd_rep, st->fd_in, st->fd_out, st->fd_err};
 		for (int w = 0; w < 4; w++) {
 			if (fds[w] < 0 || (w == 1 && !st->wq.len))
 				continue;

@@ -106,12 +106,12 @@
 #define ORCHD_DRAIN_MS 2000
 
 enum orchd_step_status {
-	ORCHD_STEP_SUCCESS = 0,     /* result success and exit status 0 */
-	ORCHD_STEP_FAILED,          /* failure result, no result, crash, bad exit */
-	ORCHD_STEP_TIMED_OUT,       /* per-attempt deadline passed */
-	ORCHD_STEP_CANCELLED,       /* orchd_supervisor_cancel_all() or SIGINT/SIGTERM */
-	ORCHD_STEP_SPAWN_ERROR,     /* could not create the workdir, pipes or exec */
-	ORCHD_STEP_PROTOCOL_ERROR,  /* the extension broke the protocol or the handshake */
+	ORCHD_STEP_SUCCESS = 0,	   /* result success and exit status 0 */
+	ORCHD_STEP_FAILED,	   /* failure result, no result, crash, bad exit */
+	ORCHD_STEP_TIMED_OUT,	   /* per-attempt deadline passed */
+	ORCHD_STEP_CANCELLED,	   /* orchd_supervisor_cancel_all() or SIGINT/SIGTERM */
+	ORCHD_STEP_SPAWN_ERROR,	   /* could not create the workdir, pipes or exec */
+	ORCHD_STEP_PROTOCOL_ERROR, /* the extension broke the protocol or the handshake */
 };
 
 /* "success", "failed", "timed out", "cancelled", "spawn error", "protocol error". */
@@ -123,27 +123,32 @@ const char *orchd_step_status_name(enum orchd_step_status s);
  * the json objects into the action message before start() returns.
  */
 struct orchd_step_spec {
-	const char *id;  /* instance id for log prefixes, e.g. "exec.build" (required) */
-	const char *exe; /* path of the extension executable (required; a
-			    relative path is taken from orchd's cwd, no PATH
-			    search) */
-	enum op_action action; /* required */
-	const char *instance; /* instance name ("build"); required unless describe */
-	const char *stack;    /* stack name; required unless describe */
+	const char *id; /* instance id for log prefixes, e.g. "exec.build" (required) */
+	/* path of the extension executable (required); a relative path is
+	 * taken from orchd's cwd, there is no PATH search */
+	const char *exe;
+	enum op_action action;	    /* required */
+	const char *instance;	    /* instance name ("build"); required unless describe */
+	const char *stack;	    /* stack name; required unless describe */
 	const json_object *config;  /* NULL: {} */
 	const json_object *state;   /* NULL: JSON null (first run) */
 	const json_object *outputs; /* previous outputs, key -> value; NULL: {} */
-	const char *workdir_base; /* parent of the private workdir (created if
-				     missing, one level); NULL: $TMPDIR or /tmp */
-	int attempt;              /* 1-based, used in the workdir name */
-	int keep_workdir;         /* do not remove the workdir afterwards */
-	const char *const *env;   /* extra "NAME=VALUE" entries, NULL-terminated; may be NULL */
-	long long timeout_ms;     /* per attempt; 0: none */
-	long long grace_ms;       /* SIGTERM -> SIGKILL; 0: ORCHD_DEFAULT_GRACE_MS */
-	void *ctx;                /* handed back to the callbacks */
+	/* parent of the private workdir (created if missing, one level);
+	 * NULL: $TMPDIR or /tmp */
+	const char *workdir_base;
+	int attempt;		/* 1-based, used in the workdir name */
+	int keep_workdir;	/* do not remove the workdir afterwards */
+	const char *const *env; /* extra "NAME=VALUE" entries, NULL-terminated; may be NULL */
+	long long timeout_ms;	/* per attempt; 0: none */
+	long long grace_ms;	/* SIGTERM -> SIGKILL; 0: ORCHD_DEFAULT_GRACE_MS */
+	void *ctx;		/* handed back to the callbacks */
 };
 
-#define ORCHD_STEP_SPEC_INIT { NULL, NULL, OP_ACTION_NONE, NULL, NULL, NULL, NULL, NULL, NULL, 1, 0, NULL, 0, 0, NULL }
+#define ORCHD_STEP_SPEC_INIT                                                                      \
+	{                                                                                         \
+		NULL, NULL, OP_ACTION_NONE, NULL, NULL, NULL, NULL, NULL, NULL, 1, 0, NULL, 0, 0, \
+			NULL                                                                      \
+	}
 
 /*
  * How a step ended.  The struct and everything it points to are owned by
@@ -161,30 +166,37 @@ struct orchd_step_result {
 	 *   "protocol error: output: missing required field 'key'"
 	 *   "extension speaks protocol 2, orchd speaks 1..1"
 	 *   "cannot execute /path/orchd-ext-x: Permission denied"
-	 *   "extension reported failure: <summary>"          */
+	 *   "extension misbehave 0.1.0 does not support action 'apply'"
+	 *   "extension reported failure: <summary>" (or without ": <summary>")
+	 *   "exited without a result (exit status 1): <last error message>"
+	 *   "exited with exit status 4 after a success result"
+	 *   "closed stdout without a result"
+	 *   "did not exit within 10s after its result"
+	 *   "cancelled (<reason given to cancel_all>)"
+	 *   "interrupted by SIGINT" / "interrupted by SIGTERM"          */
 	char reason[640];
-	int exit_status; /* exit code, 128+signal if killed, -1 if never ran */
-	int retryable;   /* an error message said retryable:true */
-	int has_result;  /* a result message was received */
-	int changed;     /* result.changed: -1 absent, 0 or 1 */
-	const char *summary;    /* result.summary or NULL */
+	int exit_status;     /* exit code, 128+signal if killed, -1 if never ran */
+	int retryable;	     /* an error message said retryable:true */
+	int has_result;	     /* a result message was received */
+	int changed;	     /* result.changed: -1 absent, 0 or 1 */
+	const char *summary; /* result.summary or NULL */
 	/* key -> value of every output message (last wins); never NULL. */
 	json_object *outputs;
 	/* key -> true for the outputs sent with secret:true; never NULL. */
 	json_object *secrets;
-	int has_state;          /* a state message was received */
-	json_object *state;     /* the last state value (may be NULL = JSON null) */
-	json_object *result;    /* the whole result message, or NULL */
-	json_object *describe;  /* result.describe (borrowed from result) or NULL */
-	json_object *errors;    /* result.errors (validate) or NULL */
+	int has_state;		   /* a state message was received */
+	json_object *state;	   /* the last state value (may be NULL = JSON null) */
+	json_object *result;	   /* the whole result message, or NULL */
+	json_object *describe;	   /* result.describe (borrowed from result) or NULL */
+	json_object *errors;	   /* result.errors (validate) or NULL */
 	const char *error_message; /* last {"type":"error"} message, or NULL */
 	/* Resource use of the extension process (wait4's rusage). */
 	long long cpu_user_ms;
 	long long cpu_sys_ms;
 	long max_rss_kb;
-	long long wall_ms;      /* start() to done */
-	pid_t pid;              /* 0 if never started */
-	const char *workdir;    /* the private workdir (removed by now unless kept) */
+	long long wall_ms;   /* start() to done */
+	pid_t pid;	     /* 0 if never started */
+	const char *workdir; /* the private workdir (removed by now unless kept) */
 };
 
 /* Log line of a running step.  text is NUL-terminated, without newline,
@@ -203,14 +215,17 @@ typedef void (*orchd_step_done_fn)(void *cb_data, void *ctx, const char *id,
 				   const struct orchd_step_result *res);
 
 struct orchd_supervisor_opts {
-	orchd_step_log_fn log;           /* may be NULL: lines dropped */
+	orchd_step_log_fn log;		 /* may be NULL: lines dropped */
 	orchd_step_progress_fn progress; /* may be NULL: progress logged at info */
-	orchd_step_done_fn done;         /* required */
+	orchd_step_done_fn done;	 /* required */
 	void *cb_data;
-	const char *orchd_version;       /* NULL: ORCHD_VERSION */
+	const char *orchd_version; /* NULL: ORCHD_VERSION */
 };
 
-#define ORCHD_SUPERVISOR_OPTS_INIT { NULL, NULL, NULL, NULL, NULL }
+#define ORCHD_SUPERVISOR_OPTS_INIT           \
+	{                                    \
+		NULL, NULL, NULL, NULL, NULL \
+	}
 
 struct orchd_supervisor; /* opaque */
 

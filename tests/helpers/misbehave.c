@@ -50,7 +50,7 @@
 static void emit(json_object *o)
 {
 	const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
-							       JSON_C_TO_STRING_NOSLASHESCAPE);
+								  JSON_C_TO_STRING_NOSLASHESCAPE);
 	size_t len = strlen(s);
 	op_write_all(1, s, len);
 	op_write_all(1, "\n", 1);
@@ -122,7 +122,7 @@ int main(void)
 	const char *hello_mode = getenv("MISBEHAVE_HELLO");
 	json_object *hello, *config, *v;
 	const char *mode = "ok";
-	struct rlimit nocore = { 0, 0 };
+	struct rlimit nocore = {0, 0};
 
 	setrlimit(RLIMIT_CORE, &nocore);
 	hello = read_msg();
@@ -153,7 +153,7 @@ int main(void)
 				       json_object_new_string(newer ? "0.9.0" : "0.1.0"));
 		json_object_array_add(acts, json_object_new_string("describe"));
 		if (!hello_mode || strcmp(hello_mode, "noaction")) {
-			static const char *const a[] = { "validate", "plan", "apply", "destroy" };
+			static const char *const a[] = {"validate", "plan", "apply", "destroy"};
 			for (size_t i = 0; i < 4; i++)
 				json_object_array_add(acts, json_object_new_string(a[i]));
 		}
@@ -196,7 +196,8 @@ int main(void)
 			json_object_object_add(o, "retryable", json_object_new_boolean(1));
 			emit(o);
 		}
-		return finish(json_object_object_get_ex(config, "code", &v) ? json_object_get_int(v) : 3);
+		return finish(json_object_object_get_ex(config, "code", &v) ? json_object_get_int(v)
+									    : 3);
 	} else if (!strcmp(mode, "hang")) {
 		sleep_forever();
 	} else if (!strcmp(mode, "ignoreterm")) {
