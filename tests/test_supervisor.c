@@ -729,6 +729,23 @@ START_TEST(test_second_sigint_kills)
 }
 END_TEST
 
+/* A signal that arrives while nothing runs is seen without a wait, and
+ * no new step starts afterwards. */
+START_TEST(test_interrupted_between_phases)
+{
+	struct orchd_step_spec sp = ORCHD_STEP_SPEC_INIT;
+
+	ck_assert_int_eq(orchd_supervisor_interrupted(sup), 0);
+	raise(SIGTERM); /* blocked: stays pending for the signalfd */
+	ck_assert_int_eq(orchd_supervisor_interrupted(sup), SIGTERM);
+	sp.id = "misbehave.late";
+	sp.exe = helper;
+	sp.action = OP_ACTION_DESCRIBE;
+	ck_assert_int_eq(orchd_supervisor_start(sup, &sp), -1);
+	ck_assert_int_eq(orchd_supervisor_running(sup), 0);
+}
+END_TEST
+
 Suite *supervisor_suite(void)
 {
 	Suite *s = suite_create("supervisor");
@@ -774,6 +791,7 @@ Suite *supervisor_suite(void)
 	tcase_set_timeout(tc, 10);
 	tcase_add_test(tc, test_sigterm_forwarded);
 	tcase_add_test(tc, test_second_sigint_kills);
+	tcase_add_test(tc, test_interrupted_between_phases);
 	suite_add_tcase(s, tc);
 	return s;
 }

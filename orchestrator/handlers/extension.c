@@ -1224,8 +1224,11 @@ void orchd_supervisor_cancel_all(struct orchd_supervisor *sup, const char *reaso
 	free(text);
 }
 
-int orchd_supervisor_interrupted(const struct orchd_supervisor *sup)
+int orchd_supervisor_interrupted(struct orchd_supervisor *sup)
 {
+	/* signals that arrived since the last wait (e.g. between phases) */
+	if (read_signals(sup))
+		reap(sup);
 	return sup->interrupted;
 }
 

@@ -269,8 +269,14 @@ size_t orchd_supervisor_running(const struct orchd_supervisor *sup);
  */
 void orchd_supervisor_cancel_all(struct orchd_supervisor *sup, const char *reason);
 
-/* SIGINT or SIGTERM once the run was interrupted by that signal, else 0. */
-int orchd_supervisor_interrupted(const struct orchd_supervisor *sup);
+/*
+ * SIGINT or SIGTERM once the run was interrupted by that signal, else 0.
+ * Also picks up a signal that arrived since the last wait (so it is exact
+ * between phases, when nothing runs); a signal arriving after the last
+ * call stays pending and takes its default action once
+ * orchd_supervisor_free() restores the signal mask.
+ */
+int orchd_supervisor_interrupted(struct orchd_supervisor *sup);
 
 /*
  * SIGKILL every remaining process group, reap every child (never leaves a
