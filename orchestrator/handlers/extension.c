@@ -103,6 +103,8 @@ struct orchd_supervisor {
 	char *orchd_version;
 	int sfd;
 	sigset_t old_mask;
+	struct rlimit old_nofile; /* restored in children */
+	int have_nofile;
 	struct sigaction old_pipe, old_hup;
 	struct step **steps;
 	size_t nsteps, asteps;
@@ -705,6 +707,9 @@ static _Noreturn void child_exec(struct orchd_supervisor *sup, int in, int out, 
 	sigaction(SIGTERM, &dfl, NULL);
 	sigaction(SIGCHLD, &dfl, NULL);
 	sigprocmask(SIG_SETMASK, &sup->old_mask, NULL);
+	/* the extension gets the fd limit orchd was started with */
+	if (sup->have_nofile)
+		setrlimit(RLIMIT_NOFILE, &sup->old_nofile);
 
 	if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(errfd, 2) < 0)
 		goto fail;
@@ -1245,11 +1250,15 @@ struct orchd_supervisor *orchd_supervisor_new(const struct orchd_supervisor_opts
 		error("supervisor: a done callback is required");
 		return NULL;
 	}
-	if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
-	}
 	sup = xcalloc(1, sizeof(*sup));
+	if (!getrlimit(RLIMIT_NOFILE, &rl)) {
+		sup->old_nofile = rl;
+		sup->have_nofile = 1;
+		if (rl.rlim_cur < rl.rlim_max) {
+			rl.rlim_cur = rl.rlim_max;
+			setrlimit(RLIMIT_NOFILE, &rl);
+		}
+	}
 	sup->opts = *opts;
 	sup->orchd_version = xstrdup(opts->orchd_version ? opts->orchd_version : ORCHD_VERSION);
 

@@ -36,7 +36,8 @@
  *     open after exec (everything else is close-on-exec).
  *   - its own process group (setpgid(0,0)); cancellation signals go to the
  *     whole group (kill(-pid, sig)).
- *   - default signal dispositions and orchd's original signal mask.
+ *   - default signal dispositions, orchd's original signal mask and
+ *     orchd's original RLIMIT_NOFILE (the supervisor raises its own).
  *   - cwd: a private working directory created by the supervisor (0700)
  *     under spec->workdir_base, named "<id>.<attempt>.XXXXXX", removed after
  *     the step unless spec->keep_workdir.
