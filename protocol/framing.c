@@ -5,7 +5,10 @@
  * here: whenever no '\n' is found within max_line bytes the splitter either
  * reports the line as too long (STRICT, then skips to the next '\n') or
  * emits a max_line chunk (CHUNK), so the buffer never holds more than
- * max_line bytes plus the size of one feed.
+ * max_line bytes plus the size of one feed.  Complete lines are returned in
+ * place (their '\n' overwritten by a NUL), without copying; consumed bytes
+ * are dropped at the next feed, and the newline search resumes where the
+ * last one stopped, so the cost is linear in the input.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -15,8 +18,10 @@
 #include "strbuf.h"
 
 struct op_splitter {
-	struct strbuf pending; /* unconsumed input */
-	struct strbuf line;    /* the line last returned */
+	struct strbuf pending; /* input; bytes before off are consumed */
+	size_t off;            /* start of the unconsumed input */
+	size_t scanned;        /* no '\n' in pending[off, scanned) */
+	struct strbuf line;    /* copy of a chunk / over-long head */
 	size_t max_line;
 	enum op_split_mode mode;
 	bool skipping; /* STRICT: discarding the rest of an over-long line */
@@ -52,6 +57,13 @@ int op_splitter_feed(struct op_splitter *sp, const void *data, size_t n)
 		errno = ENOMEM;
 		return -1;
 	}
+	/* drop what was consumed: one memmove of the partial line per feed,
+	 * so splitting is linear in the input whatever the feed sizes */
+	if (sp->off) {
+		sb_consume(&sp->pending, sp->off);
+		sp->scanned -= sp->off;
+		sp->off = 0;
+	}
 	if (sb_add(&sp->pending, data, n) < 0) {
 		sp->failed = true;
 		return -1;
@@ -66,19 +78,21 @@ void op_splitter_finish(struct op_splitter *sp)
 
 bool op_splitter_done(const struct op_splitter *sp)
 {
-	return sp->finished && (sp->pending.len == 0 || sp->skipping || sp->failed);
+	return sp->finished && (sp->pending.len == sp->off || sp->skipping || sp->failed);
 }
 
-/* Move the first n bytes of pending into line; drop `extra` more bytes. */
-static enum op_line_status take(struct op_splitter *sp, size_t n, size_t extra,
-				enum op_line_status st, const char **line, size_t *len)
+/* Return a copy of the next n bytes (a chunk or an over-long head). */
+static enum op_line_status take_copy(struct op_splitter *sp, size_t n, enum op_line_status st,
+				     const char **line, size_t *len)
 {
 	sb_reset(&sp->line);
-	if (sb_add(&sp->line, sp->pending.buf, n) < 0) {
+	if (sb_add(&sp->line, sp->pending.buf + sp->off, n) < 0) {
 		sp->failed = true;
 		return OP_LINE_NONE;
 	}
-	sb_consume(&sp->pending, n + extra);
+	sp->off += n;
+	if (sp->scanned < sp->off)
+		sp->scanned = sp->off;
 	*line = sb_str(&sp->line);
 	*len = sp->line.len;
 	return st;
@@ -86,35 +100,51 @@ static enum op_line_status take(struct op_splitter *sp, size_t n, size_t extra,
 
 enum op_line_status op_splitter_next(struct op_splitter *sp, const char **line, size_t *len)
 {
-	const char *nl;
-
 	*line = NULL;
 	*len = 0;
 	if (sp->failed)
 		return OP_LINE_NONE;
 	for (;;) {
-		size_t avail = sp->pending.len;
+		char *buf = sp->pending.buf;
+		size_t avail = sp->pending.len - sp->off, from;
+		char *nl = NULL;
 
-		nl = avail ? memchr(sp->pending.buf, '\n', avail) : NULL;
+		if (!avail)
+			return OP_LINE_NONE;
+		from = sp->scanned > sp->off ? sp->scanned : sp->off;
+		if (from < sp->pending.len)
+			nl = memchr(buf + from, '\n', sp->pending.len - from);
 		if (sp->skipping) {
 			if (!nl) {
-				sb_reset(&sp->pending);
+				sp->off = sp->scanned = sp->pending.len;
 				return OP_LINE_NONE;
 			}
-			sb_consume(&sp->pending, (size_t)(nl - sp->pending.buf) + 1);
+			sp->off = sp->scanned = (size_t)(nl - buf) + 1;
 			sp->skipping = false;
 			continue;
 		}
-		if (nl && (size_t)(nl - sp->pending.buf) <= sp->max_line)
-			return take(sp, (size_t)(nl - sp->pending.buf), 1, OP_LINE_OK, line, len);
+		if (nl && (size_t)(nl - buf) - sp->off <= sp->max_line) {
+			*nl = '\0';
+			*line = buf + sp->off;
+			*len = (size_t)(nl - buf) - sp->off;
+			sp->off = sp->scanned = (size_t)(nl - buf) + 1;
+			return OP_LINE_OK;
+		}
+		if (!nl)
+			sp->scanned = sp->pending.len;
 		if (avail > sp->max_line) {
 			if (sp->mode == OP_SPLIT_CHUNK)
-				return take(sp, sp->max_line, 0, OP_LINE_OK, line, len);
+				return take_copy(sp, sp->max_line, OP_LINE_OK, line, len);
 			sp->skipping = true;
-			return take(sp, sp->max_line, 0, OP_LINE_TOO_LONG, line, len);
+			return take_copy(sp, sp->max_line, OP_LINE_TOO_LONG, line, len);
 		}
-		if (sp->finished && avail)
-			return take(sp, avail, 0, OP_LINE_OK, line, len);
+		if (sp->finished) {
+			/* the partial last line: strbuf keeps a NUL after len */
+			*line = buf + sp->off;
+			*len = avail;
+			sp->off = sp->scanned = sp->pending.len;
+			return OP_LINE_OK;
+		}
 		return OP_LINE_NONE;
 	}
 }

@@ -195,6 +195,68 @@ START_TEST(test_splitter_chunk_mode)
 }
 END_TEST
 
+/* Split input fed in slices of `step` bytes; render "S:len:text|" per line. */
+static char *split_all(const char *in, size_t n, size_t step, size_t max, enum op_split_mode mode)
+{
+	struct op_splitter *sp = op_splitter_new(max, mode);
+	size_t cap = 4 * n + 1024, used = 0;
+	char *out = malloc(cap);
+	const char *line;
+	size_t len;
+	enum op_line_status st;
+
+	out[0] = '\0';
+	for (size_t i = 0; i <= n; i += step) {
+		if (i < n)
+			ck_assert_int_eq(op_splitter_feed(sp, in + i, i + step > n ? n - i : step), 0);
+		else
+			op_splitter_finish(sp);
+		while ((st = op_splitter_next(sp, &line, &len)) != OP_LINE_NONE) {
+			ck_assert_uint_eq(strlen(line), len);
+			used += (size_t)snprintf(out + used, cap - used, "%d:%zu:%s|", st, len, line);
+			ck_assert_uint_lt(used, cap);
+		}
+		if (i >= n)
+			break;
+	}
+	op_splitter_finish(sp);
+	while ((st = op_splitter_next(sp, &line, &len)) != OP_LINE_NONE)
+		used += (size_t)snprintf(out + used, cap - used, "%d:%zu:%s|", st, len, line);
+	ck_assert(op_splitter_done(sp));
+	op_splitter_free(sp);
+	return out;
+}
+
+START_TEST(test_splitter_slices_agree)
+{
+	char in[3000];
+	size_t n = 0;
+	static const size_t steps[] = {1, 2, 3, 7, 64, 4096};
+
+	/* lines of every length 0..40 (max is 16), and a partial last line */
+	for (size_t l = 0; l <= 40; l++) {
+		for (size_t k = 0; k < l; k++)
+			in[n++] = (char)('a' + (l + k) % 26);
+		in[n++] = '\n';
+	}
+	memcpy(in + n, "tail", 4);
+	n += 4;
+	for (int m = 0; m < 2; m++) {
+		char *ref = split_all(in, n, n, 16, (enum op_split_mode)m);
+
+		ck_assert_ptr_nonnull(strstr(ref, "1:4:tail|"));
+		ck_assert_ptr_nonnull(strstr(ref, m ? "1:16:" : "2:16:"));
+		for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+			char *got = split_all(in, n, steps[i], 16, (enum op_split_mode)m);
+
+			ck_assert_msg(!strcmp(ref, got), "mode %d step %zu differs", m, steps[i]);
+			free(got);
+		}
+		free(ref);
+	}
+}
+END_TEST
+
 /* Parse an encoded line back; check it is valid of the given type. */
 static struct json_object *roundtrip(char *line, enum op_direction dir, enum op_msg_type t)
 {
@@ -338,6 +400,7 @@ Suite *protocol_suite(void)
 	tcase_add_test(tc, test_splitter_basic);
 	tcase_add_test(tc, test_splitter_strict_overlong_recovers);
 	tcase_add_test(tc, test_splitter_chunk_mode);
+	tcase_add_test(tc, test_splitter_slices_agree);
 	tcase_add_test(tc, test_encoders_roundtrip);
 	tcase_add_test(tc, test_versions);
 	tcase_add_test(tc, test_check_ext_hello);
