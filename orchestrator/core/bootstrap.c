@@ -416,6 +416,53 @@ static int yerr(struct yparse *y, unsigned line, unsigned col, const char *fmt, 
 	return -1;
 }
 
+/*
+ * The key path of the container open at frame `depth` ("p.exec[1]"),
+ * rendered from the parse stack: for each enclosing mapping, the key whose
+ * value is being built; for each enclosing sequence, the item's index.
+ */
+static void parse_path(const struct yparse *y, size_t depth, struct strbuf *sb)
+{
+	size_t i;
+
+	for (i = 1; i < depth; i++) {
+		size_t count = y->stack[i + 1].start - y->stack[i].start;
+		const struct ynode *key;
+
+		if (y->stack[i].node->kind == Y_SEQ) {
+			sb_addf(sb, "[%zu]", count);
+			continue;
+		}
+		key = count % 2 ? y->kids[y->stack[i + 1].start - 1] : NULL;
+		if (key && key->kind == Y_SCALAR)
+			sb_addf(sb, "%s%s", sb->len ? "." : "", key->s);
+		else
+			sb_addf(sb, "%s?", sb->len ? "." : "");
+	}
+}
+
+/* An error about the mapping being finished, prefixed with its path. */
+static void merr(struct yparse *y, const struct ynode *at, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void merr(struct yparse *y, const struct ynode *at, const char *fmt, ...)
+{
+	struct strbuf path = STRBUF_INIT;
+	va_list ap;
+	char *msg;
+
+	va_start(ap, fmt);
+	if (vasprintf(&msg, fmt, ap) < 0)
+		die("out of memory");
+	va_end(ap);
+	parse_path(y, y->depth, &path);
+	if (path.len)
+		orchd_diag_add(y->d, y->file, at->line, at->col, "%s: %s", sb_str(&path), msg);
+	else
+		orchd_diag_add(y->d, y->file, at->line, at->col, "%s", msg);
+	sb_release(&path);
+	free(msg);
+}
+
 static size_t size_add(size_t a, size_t b)
 {
 	return a + b > SIZE_SAT ? SIZE_SAT : a + b;
@@ -452,12 +499,11 @@ static int key_eq(const struct ynode *a, const struct ynode *b)
  * keys (explicit keys win over merged ones; among merged mappings the
  * first wins) and rejecting duplicate explicit keys.
  */
-static int finish_map(struct yparse *y, struct ynode *m, struct ynode **items, size_t nitems)
+static void finish_map(struct yparse *y, struct ynode *m, struct ynode **items, size_t nitems)
 {
 	struct ynode **merges = NULL;
 	size_t nmerges = 0, amerges = 0, i, j;
 	json_object *seen = NULL;
-	int ret = 0;
 
 	size_t bound = nitems / 2;
 
@@ -483,12 +529,12 @@ static int finish_map(struct yparse *y, struct ynode *m, struct ynode **items, s
 		json_object *prev;
 
 		if (k->kind != Y_SCALAR) {
-			ret = yerr(y, k->line, k->col, "mapping keys must be scalars, got %s",
+			merr(y, k, "mapping keys must be scalars, got %s",
 				   kind_name(k));
 			continue;
 		}
 		if (strlen(k->s) != k->len) {
-			ret = yerr(y, k->line, k->col, "mapping key contains a NUL character");
+			merr(y, k, "mapping key contains a NUL character");
 			continue;
 		}
 		if (k->plain && !strcmp(k->s, "<<")) {
@@ -500,7 +546,7 @@ static int finish_map(struct yparse *y, struct ynode *m, struct ynode **items, s
 					if (v->items[j]->kind != Y_MAP)
 						break;
 				if (j < v->n) {
-					ret = yerr(y, k->line, k->col,
+					merr(y, k,
 						   "merge key '<<' expects a mapping or a list of mappings, got a list holding %s",
 						   kind_name(v->items[j]));
 					continue;
@@ -510,7 +556,7 @@ static int finish_map(struct yparse *y, struct ynode *m, struct ynode **items, s
 					merges[nmerges++] = v->items[j];
 				}
 			} else {
-				ret = yerr(y, k->line, k->col,
+				merr(y, k,
 					   "merge key '<<' expects a mapping or a list of mappings, got %s",
 					   kind_name(v));
 			}
@@ -521,7 +567,7 @@ static int finish_map(struct yparse *y, struct ynode *m, struct ynode **items, s
 			if (json_object_object_get_ex(seen, k->s, &prev)) {
 				struct ynode *f = m->pairs[json_object_get_int64(prev)].key;
 
-				ret = yerr(y, k->line, k->col,
+				merr(y, k,
 					   "duplicate key '%s' (first defined at %u:%u)", k->s,
 					   f->line, f->col);
 				continue;
@@ -533,7 +579,7 @@ static int finish_map(struct yparse *y, struct ynode *m, struct ynode **items, s
 				if (key_eq(m->pairs[j].key, k))
 					break;
 			if (j < m->n) {
-				ret = yerr(y, k->line, k->col,
+				merr(y, k,
 					   "duplicate key '%s' (first defined at %u:%u)", k->s,
 					   m->pairs[j].key->line, m->pairs[j].key->col);
 				continue;
@@ -577,7 +623,6 @@ static int finish_map(struct yparse *y, struct ynode *m, struct ynode **items, s
 		m->size = size_add(m->size, size_add(m->pairs[i].key->size, m->pairs[i].val->size));
 	json_object_put(seen);
 	free(merges);
-	return ret;
 }
 
 static int yaml_error(struct yparse *y, yaml_parser_t *parser)
@@ -664,7 +709,9 @@ static int handle_event(struct yparse *y, yaml_event_t *ev)
 		n = y->stack[y->depth].node;
 		kids = y->kids + start;
 		if (n->kind == Y_MAP) {
-			ret = finish_map(y, n, kids, nk);
+			/* Its errors (duplicate keys, bad merges) are recorded
+			 * and the parse goes on to find more. */
+			finish_map(y, n, kids, nk);
 		} else {
 			n->items = bump_alloc(y, (nk + 1) * sizeof(*n->items));
 			memcpy(n->items, kids, nk * sizeof(*kids));
@@ -735,18 +782,8 @@ static int parse_tree(struct yparse *y)
 		done = ev.type == YAML_STREAM_END_EVENT;
 		ret = handle_event(y, &ev);
 		yaml_event_delete(&ev);
-		/* Errors of finish_map (duplicate keys, bad merges) let the
-		 * parse go on to report more; every other error stops it. */
-		if (ret < 0 && y->d->n && !y->d->truncated) {
-			const char *msg = y->d->v[y->d->n - 1].msg;
-
-			if (strncmp(msg, "duplicate key", 13) && strncmp(msg, "merge key", 9) &&
-			    strncmp(msg, "mapping key", 11))
-				break;
-			ret = 0;
-		} else if (ret < 0) {
+		if (ret < 0)
 			break;
-		}
 	}
 	yaml_parser_delete(&parser);
 	return ret;

@@ -95,10 +95,17 @@ size_t orchd_pipeline_find(const struct orchd_pipeline *p, const char *ref, int 
 		return find_linear(p, ref, ambiguous);
 	/* An id (the type has no dot, so "a.b" may be type a, name b). */
 	if (strchr(ref, '.')) {
-		char *key = xasprintf("=%s", ref);
-		int hit = json_object_object_get_ex(p->index, key, &v);
+		char small[160], *key = small;
+		size_t len = strlen(ref);
+		int hit;
 
-		free(key);
+		if (len + 2 > sizeof(small))
+			key = xmalloc(len + 2);
+		key[0] = '=';
+		memcpy(key + 1, ref, len + 1);
+		hit = json_object_object_get_ex(p->index, key, &v);
+		if (key != small)
+			free(key);
 		if (hit)
 			return (size_t)json_object_get_int64(v);
 	}
