@@ -746,6 +746,27 @@ START_TEST(test_interrupted_between_phases)
 }
 END_TEST
 
+START_TEST(test_exec_format_error)
+{
+	struct rec r = { 0 };
+	char *path = xasprintf("%s/orchd-ext-garbage", tmp);
+	char *want = xasprintf("cannot execute %s: Exec format error", path);
+	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0755);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, "\x01\x02 not a program\n", 18), 18);
+	close(fd);
+	start_ex(&r, "x.garbage", path, "{}", NULL, 0, 300);
+	run_all();
+	ck_assert_int_eq(r.status, ORCHD_STEP_SPAWN_ERROR);
+	ck_assert_str_eq(r.reason, want);
+	ck_assert_int_eq(r.exit_status, 127);
+	free(path);
+	free(want);
+	rec_release(&r);
+}
+END_TEST
+
 Suite *supervisor_suite(void)
 {
 	Suite *s = suite_create("supervisor");
@@ -776,6 +797,7 @@ Suite *supervisor_suite(void)
 	tcase_add_test(tc, test_environment_allowlist);
 	tcase_add_test(tc, test_missing_executable);
 	tcase_add_test(tc, test_not_executable);
+	tcase_add_test(tc, test_exec_format_error);
 	tcase_add_test(tc, test_long_stderr_line_split);
 	tcase_add_test(tc, test_describe_and_validate_payloads);
 	tcase_add_test(tc, test_relative_executable);
