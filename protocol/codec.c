@@ -20,10 +20,12 @@ static struct json_object *unconst(const struct json_object *o)
 }
 
 static const char *const type_names[] = {
-	[OP_MSG_NONE] = "none",	    [OP_MSG_HELLO] = "hello",	    [OP_MSG_ACTION] = "action",
-	[OP_MSG_CANCEL] = "cancel", [OP_MSG_RESPONSE] = "response", [OP_MSG_LOG] = "log",
-	[OP_MSG_PROGRESS] = "progress", [OP_MSG_OUTPUT] = "output", [OP_MSG_STATE] = "state",
-	[OP_MSG_ERROR] = "error",   [OP_MSG_RESULT] = "result",	    [OP_MSG_REQUEST] = "request",
+	[OP_MSG_NONE] = "none",		[OP_MSG_HELLO] = "hello",
+	[OP_MSG_ACTION] = "action",	[OP_MSG_CANCEL] = "cancel",
+	[OP_MSG_RESPONSE] = "response", [OP_MSG_LOG] = "log",
+	[OP_MSG_PROGRESS] = "progress", [OP_MSG_OUTPUT] = "output",
+	[OP_MSG_STATE] = "state",	[OP_MSG_ERROR] = "error",
+	[OP_MSG_RESULT] = "result",	[OP_MSG_REQUEST] = "request",
 };
 
 static const char *const action_names[] = {
@@ -151,7 +153,8 @@ static bool kind_ok(const struct json_object *v, enum kind k)
 	case K_STRING:
 		return json_object_is_type(v, json_type_string);
 	case K_NONEMPTY:
-		return json_object_is_type(v, json_type_string) && json_object_get_string_len(v) > 0;
+		return json_object_is_type(v, json_type_string) &&
+		       json_object_get_string_len(v) > 0;
 	case K_VERSION:
 		return json_object_is_type(v, json_type_string) &&
 		       op_version_valid(json_object_get_string(unconst(v)));
@@ -167,8 +170,7 @@ static bool kind_ok(const struct json_object *v, enum kind k)
 		if (!json_object_is_type(v, json_type_array))
 			return false;
 		for (size_t i = 0; i < json_object_array_length(v); i++)
-			if (!json_object_is_type(json_object_array_get_idx(v, i),
-						 json_type_string))
+			if (!json_object_is_type(json_object_array_get_idx(v, i), json_type_string))
 				return false;
 		return true;
 	}
@@ -191,15 +193,15 @@ static int field(struct vctx *c, const struct json_object *msg, const char *name
 	return 0;
 }
 
-#define REQ(name, k)                                                                               \
-	do {                                                                                       \
-		if (field(c, msg, name, k, true))                                                  \
-			return -1;                                                                 \
+#define REQ(name, k)                              \
+	do {                                      \
+		if (field(c, msg, name, k, true)) \
+			return -1;                \
 	} while (0)
-#define OPT(name, k)                                                                               \
-	do {                                                                                       \
-		if (field(c, msg, name, k, false))                                                 \
-			return -1;                                                                 \
+#define OPT(name, k)                               \
+	do {                                       \
+		if (field(c, msg, name, k, false)) \
+			return -1;                 \
 	} while (0)
 
 static int check_hello_to_ext(struct vctx *c, const struct json_object *msg)

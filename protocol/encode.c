@@ -30,10 +30,8 @@ char *op_encode(const struct json_object *msg)
 		errno = EINVAL;
 		return NULL;
 	}
-	s = json_object_to_json_string_length(unconst(msg),
-					      JSON_C_TO_STRING_PLAIN |
-						      JSON_C_TO_STRING_NOSLASHESCAPE,
-					      &n);
+	s = json_object_to_json_string_length(
+		unconst(msg), JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
 	if (!s) {
 		errno = ENOMEM;
 		return NULL;
@@ -375,8 +373,7 @@ int op_negotiate(int a_min, int a_max, int b_min, int b_max)
 }
 
 int op_check_ext_hello(const struct json_object *ext_hello, int proto_min, int proto_max,
-		       const char *orchd_version, enum op_action action, char *err,
-		       size_t errlen)
+		       const char *orchd_version, enum op_action action, char *err, size_t errlen)
 {
 	long long proto = op_get_int(ext_hello, "protocol", 0);
 	const char *name = op_get_str(ext_hello, "name");

@@ -20,7 +20,7 @@ struct op_ext {
 	int in_fd, out_fd;
 	struct op_splitter *sp;
 	struct json_object *action_msg; /* owned */
-	struct json_object *empty;      /* owned: {} for absent config/outputs */
+	struct json_object *empty;	/* owned: {} for absent config/outputs */
 	enum op_action action;
 	bool eof;
 	bool cancelled;
@@ -29,7 +29,7 @@ struct op_ext {
 };
 
 __attribute__((format(printf, 2, 3))) static void complain(const struct op_ext *ext,
-							    const char *fmt, ...)
+							   const char *fmt, ...)
 {
 	char buf[OP_ERRMAX];
 	va_list ap;
@@ -37,8 +37,7 @@ __attribute__((format(printf, 2, 3))) static void complain(const struct op_ext *
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	dprintf(2, "%s: %s\n", ext->info && ext->info->name ? ext->info->name : "extension",
-		buf);
+	dprintf(2, "%s: %s\n", ext->info && ext->info->name ? ext->info->name : "extension", buf);
 }
 
 static int send_line(struct op_ext *ext, char *line)
@@ -135,9 +134,10 @@ struct op_ext *op_ext_start(const struct op_ext_info *info, int in_fd, int out_f
 	if (version < 0) {
 		char msg[OP_ERRMAX];
 
-		snprintf(msg, sizeof(msg), "extension %s speaks protocol %d..%d, orchd offers %lld..%lld",
-			 info->name, OP_PROTOCOL_MIN, OP_PROTOCOL_MAX,
-			 op_get_int(proto, "min", 0), op_get_int(proto, "max", 0));
+		snprintf(msg, sizeof(msg),
+			 "extension %s speaks protocol %d..%d, orchd offers %lld..%lld", info->name,
+			 OP_PROTOCOL_MIN, OP_PROTOCOL_MAX, op_get_int(proto, "min", 0),
+			 op_get_int(proto, "max", 0));
 		op_parsed_release(&p);
 		send_line(ext, op_encode_error(msg, false));
 		complain(ext, "%s", msg);
@@ -281,8 +281,7 @@ int op_ext_progress(struct op_ext *ext, int percent, const char *fmt, ...)
 	return ret;
 }
 
-int op_ext_output(struct op_ext *ext, const char *key, const struct json_object *value,
-		  bool secret)
+int op_ext_output(struct op_ext *ext, const char *key, const struct json_object *value, bool secret)
 {
 	if (after_result(ext))
 		return -1;

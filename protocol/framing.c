@@ -19,8 +19,8 @@
 
 struct op_splitter {
 	struct strbuf pending; /* input; bytes before off are consumed */
-	size_t off;            /* start of the unconsumed input */
-	size_t scanned;        /* no '\n' in pending[off, scanned) */
+	size_t off;	       /* start of the unconsumed input */
+	size_t scanned;	       /* no '\n' in pending[off, scanned) */
 	struct strbuf line;    /* copy of a chunk / over-long head */
 	size_t max_line;
 	enum op_split_mode mode;

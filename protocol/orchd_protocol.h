@@ -85,8 +85,8 @@ enum op_split_mode {
 };
 
 enum op_line_status {
-	OP_LINE_NONE = 0,     /* no complete line buffered (need more input, or done after finish) */
-	OP_LINE_OK = 1,       /* *line / *len hold one line */
+	OP_LINE_NONE = 0, /* no complete line buffered (need more input, or done after finish) */
+	OP_LINE_OK = 1,	  /* *line / *len hold one line */
 	OP_LINE_TOO_LONG = 2, /* STRICT only: *line holds the first max_line bytes */
 };
 
@@ -113,7 +113,7 @@ bool op_splitter_done(const struct op_splitter *sp);
  * ------------------------------------------------------------------------- */
 
 enum op_direction {
-	OP_TO_EXT = 0,   /* orchd -> extension (extension's stdin) */
+	OP_TO_EXT = 0,	 /* orchd -> extension (extension's stdin) */
 	OP_FROM_EXT = 1, /* extension -> orchd (extension's stdout) */
 };
 
@@ -157,8 +157,8 @@ enum op_action op_action_from_name(const char *name);
  * ------------------------------------------------------------------------- */
 
 enum op_verdict {
-	OP_EMPTY = 0,          /* empty or whitespace-only line: ignore it */
-	OP_VALID = 1,          /* a valid message: type and msg are set */
+	OP_EMPTY = 0,	       /* empty or whitespace-only line: ignore it */
+	OP_VALID = 1,	       /* a valid message: type and msg are set */
 	OP_NON_PROTOCOL = 2,   /* not a JSON object (log it as a warning, prefixed
 				  "non-protocol output: ") */
 	OP_PROTOCOL_ERROR = 3, /* a JSON object that breaks the protocol: error is set */
@@ -166,11 +166,11 @@ enum op_verdict {
 
 struct op_parsed {
 	enum op_verdict verdict;
-	enum op_msg_type type;   /* OP_VALID only */
+	enum op_msg_type type;	 /* OP_VALID only */
 	struct json_object *msg; /* OP_VALID only; OWNED by this struct: freed by
 				    op_parsed_release() unless taken with
 				    op_parsed_steal() */
-	char error[OP_ERRMAX];   /* OP_PROTOCOL_ERROR: e.g.
+	char error[OP_ERRMAX];	 /* OP_PROTOCOL_ERROR: e.g.
 				    "output: missing required field 'key'";
 				    OP_NON_PROTOCOL: a short reason (not user-facing);
 				    "" otherwise */
@@ -277,8 +277,7 @@ int op_negotiate(int a_min, int a_max, int b_min, int b_max);
  *   "extension exec 0.1.0 does not support action 'plan'"
  */
 int op_check_ext_hello(const struct json_object *ext_hello, int proto_min, int proto_max,
-		       const char *orchd_version, enum op_action action, char *err,
-		       size_t errlen);
+		       const char *orchd_version, enum op_action action, char *err, size_t errlen);
 
 /* ---------------------------------------------------------------------------
  * Extension-side helper: a C extension is main() + its logic.
@@ -298,8 +297,8 @@ int op_check_ext_hello(const struct json_object *ext_hello, int proto_min, int p
  * ------------------------------------------------------------------------- */
 
 struct op_ext_info {
-	const char *name;              /* extension type, e.g. "exec" */
-	const char *version;           /* extension version */
+	const char *name;	       /* extension type, e.g. "exec" */
+	const char *version;	       /* extension version */
 	const char *min_orchd_version; /* NULL: "0.0.0" */
 	const char *const *actions;    /* NULL-terminated action names */
 };

@@ -26,17 +26,17 @@ struct drv {
 	struct json_object *msgs;   /* every valid message, in order (owned) */
 	struct json_object *result; /* borrowed from msgs */
 	struct json_object *hello;  /* borrowed from msgs */
-	char *nonproto;             /* non-protocol lines, '\n'-joined */
-	int status;                 /* exit code, 128+sig when killed */
+	char *nonproto;		    /* non-protocol lines, '\n'-joined */
+	int status;		    /* exit code, 128+sig when killed */
 	char *workdir;
 };
 
 struct drv_opts {
 	const char *action;
-	const char *config;  /* JSON text, NULL: {} */
-	const char *state;   /* JSON text, NULL: null */
-	const char *env;     /* "NAME=VALUE" added to the extension's env, or NULL */
-	const char *hello;   /* orchd hello line override, or NULL */
+	const char *config;	  /* JSON text, NULL: {} */
+	const char *state;	  /* JSON text, NULL: null */
+	const char *env;	  /* "NAME=VALUE" added to the extension's env, or NULL */
+	const char *hello;	  /* orchd hello line override, or NULL */
 	const char *cancel_after; /* send cancel after a log message with this text */
 };
 
@@ -144,7 +144,8 @@ static void drive(const char *which, const struct drv_opts *o, struct drv *d)
 				sent_action = true;
 			} else if (p.type == OP_MSG_LOG && o->cancel_after && !sent_cancel &&
 				   strstr(op_get_str(m, "message"), o->cancel_after)) {
-				send_str(in_p[1], "{\"type\":\"cancel\",\"reason\":\"interrupted\"}\n");
+				send_str(in_p[1],
+					 "{\"type\":\"cancel\",\"reason\":\"interrupted\"}\n");
 				sent_cancel = true;
 			} else if (p.type == OP_MSG_RESULT) {
 				ck_assert_ptr_null(d->result);
@@ -298,7 +299,8 @@ START_TEST(test_exec_apply_kv_outputs_and_logs)
 		.action = "apply",
 		.config = "{\"command\":[\"sh\",\"-c\",\"echo out-line; echo err-line >&2; "
 			  "echo \\\"url=http://h/x?a=b\\\" >> \\\"$ORCHD_OUTPUT\\\"; "
-			  "printf 'tok<<EOF\\\\nl1\\\\n\\\\nl3\\\\nEOF\\\\n' >> \\\"$ORCHD_OUTPUT\\\"; "
+			  "printf 'tok<<EOF\\\\nl1\\\\n\\\\nl3\\\\nEOF\\\\n' >> "
+			  "\\\"$ORCHD_OUTPUT\\\"; "
 			  "echo \\\"who=$WHO\\\" >> \\\"$ORCHD_OUTPUT\\\"\"],"
 			  "\"env\":{\"WHO\":\"me\"},\"secret_outputs\":[\"tok\"]}",
 		.state = "{\"runs\":2,\"last_status\":0}",
@@ -352,8 +354,7 @@ START_TEST(test_exec_bad_output_file)
 	};
 
 	drive("exec", &o, &d);
-	assert_result(&d, "failure",
-		      "$ORCHD_OUTPUT: line 2: expected KEY=VALUE or KEY<<DELIMITER");
+	assert_result(&d, "failure", "$ORCHD_OUTPUT: line 2: expected KEY=VALUE or KEY<<DELIMITER");
 	ck_assert_ptr_null(find(&d, "output", NULL, NULL));
 	drv_release(&d);
 
@@ -365,8 +366,8 @@ START_TEST(test_exec_bad_output_file)
 	o.config = "{\"command\":[\"sh\",\"-c\",\"echo '{\\\"a\\\":' > $ORCHD_OUTPUT\"]}";
 	drive("exec", &o, &d);
 	ck_assert_str_eq(op_get_str(d.result, "status"), "failure");
-	ck_assert_ptr_nonnull(strstr(op_get_str(d.result, "summary"),
-				     "$ORCHD_OUTPUT: invalid JSON object: "));
+	ck_assert_ptr_nonnull(
+		strstr(op_get_str(d.result, "summary"), "$ORCHD_OUTPUT: invalid JSON object: "));
 	drv_release(&d);
 }
 END_TEST
@@ -402,7 +403,8 @@ START_TEST(test_exec_cwd)
 {
 	struct drv d;
 	char *dir = test_tmpdir(), *env = NULL, *sub = NULL;
-	struct drv_opts o = {.action = "apply", .config = "{\"command\":[\"pwd\"],\"cwd\":\"sub\"}"};
+	struct drv_opts o = {.action = "apply",
+			     .config = "{\"command\":[\"pwd\"],\"cwd\":\"sub\"}"};
 
 	ck_assert_int_ge(asprintf(&sub, "%s/sub", dir), 0);
 	ck_assert_int_eq(mkdir(sub, 0700), 0);
@@ -464,10 +466,11 @@ END_TEST
 START_TEST(test_exec_cancel)
 {
 	struct drv d;
-	struct drv_opts o = {.action = "apply",
-			     .config = "{\"command\":[\"sh\",\"-c\",\"trap 'echo got-term; exit 5' TERM; "
-				       "echo $$ > pid; echo started; sleep 30 & wait\"]}",
-			     .cancel_after = "started"};
+	struct drv_opts o = {
+		.action = "apply",
+		.config = "{\"command\":[\"sh\",\"-c\",\"trap 'echo got-term; exit 5' TERM; "
+			  "echo $$ > pid; echo started; sleep 30 & wait\"]}",
+		.cancel_after = "started"};
 	char *pidfile = NULL, *text;
 	pid_t pid;
 
@@ -533,12 +536,14 @@ START_TEST(test_demo_validate)
 	struct drv_opts o = {.action = "validate", .config = "{\"whom\":\"x\",\"greeting\":5}"};
 
 	drive(demos[_i], &o, &d);
-	assert_result(&d, "failure",
-		      "invalid configuration: unknown key 'whom' (did you mean 'who'?) (and 2 more)");
-	ck_assert_str_eq(json_text(op_get(d.result, "errors")),
-			 "[{\"path\":\"\",\"message\":\"unknown key 'whom' (did you mean 'who'?)\"},"
-			 "{\"path\":\"who\",\"message\":\"is required\"},"
-			 "{\"path\":\"greeting\",\"message\":\"must be a string\"}]");
+	assert_result(
+		&d, "failure",
+		"invalid configuration: unknown key 'whom' (did you mean 'who'?) (and 2 more)");
+	ck_assert_str_eq(
+		json_text(op_get(d.result, "errors")),
+		"[{\"path\":\"\",\"message\":\"unknown key 'whom' (did you mean 'who'?)\"},"
+		"{\"path\":\"who\",\"message\":\"is required\"},"
+		"{\"path\":\"greeting\",\"message\":\"must be a string\"}]");
 	ck_assert_ptr_nonnull(find(&d, "log", "message", "greeting: must be a string"));
 	drv_release(&d);
 
@@ -580,7 +585,8 @@ START_TEST(test_demo_lifecycle)
 	free(text);
 	free(file);
 	state = strdup(json_text(op_get(last(&d, "state"), "state")));
-	ck_assert_str_eq(state, "{\"who\":\"A \\\"q\\\" \xc3\xa9\",\"greeting\":\"hello\",\"runs\":1}");
+	ck_assert_str_eq(state,
+			 "{\"who\":\"A \\\"q\\\" \xc3\xa9\",\"greeting\":\"hello\",\"runs\":1}");
 	drv_release(&d);
 
 	/* second apply reads the state back: runs 2, nothing changed */
@@ -622,9 +628,9 @@ START_TEST(test_demo_protocol_mismatch)
 	drive(demos[_i], &o, &d);
 	ck_assert_ptr_null(d.result);
 	ck_assert_int_eq(d.status, 1);
-	ck_assert_int_ge(asprintf(&want, "extension %s speaks protocol 1..1, orchd offers 2..3",
-				  demos[_i]),
-			 0);
+	ck_assert_int_ge(
+		asprintf(&want, "extension %s speaks protocol 1..1, orchd offers 2..3", demos[_i]),
+		0);
 	ck_assert_str_eq(op_get_str(find(&d, "error", NULL, NULL), "message"), want);
 	free(want);
 	drv_release(&d);

@@ -208,12 +208,14 @@ static char *split_all(const char *in, size_t n, size_t step, size_t max, enum o
 	out[0] = '\0';
 	for (size_t i = 0; i <= n; i += step) {
 		if (i < n)
-			ck_assert_int_eq(op_splitter_feed(sp, in + i, i + step > n ? n - i : step), 0);
+			ck_assert_int_eq(op_splitter_feed(sp, in + i, i + step > n ? n - i : step),
+					 0);
 		else
 			op_splitter_finish(sp);
 		while ((st = op_splitter_next(sp, &line, &len)) != OP_LINE_NONE) {
 			ck_assert_uint_eq(strlen(line), len);
-			used += (size_t)snprintf(out + used, cap - used, "%d:%zu:%s|", st, len, line);
+			used += (size_t)snprintf(out + used, cap - used, "%d:%zu:%s|", st, len,
+						 line);
 			ck_assert_uint_lt(used, cap);
 		}
 		if (i >= n)
@@ -285,13 +287,13 @@ START_TEST(test_encoders_roundtrip)
 
 	m = roundtrip(op_encode_hello_orchd(1, 1, "0.1.0"), OP_TO_EXT, OP_MSG_HELLO);
 	ck_assert_str_eq(json_object_to_json_string_ext(m, JSON_C_TO_STRING_PLAIN |
-								 JSON_C_TO_STRING_NOSLASHESCAPE),
+								   JSON_C_TO_STRING_NOSLASHESCAPE),
 			 "{\"type\":\"hello\",\"protocol\":{\"min\":1,\"max\":1},"
 			 "\"orchd_version\":\"0.1.0\"}");
 	json_object_put(m);
-	m = roundtrip(op_encode_action(OP_ACTION_APPLY, "web", "dev-exec-web", cfg, NULL, NULL,
-				       "/tmp/w"),
-		      OP_TO_EXT, OP_MSG_ACTION);
+	m = roundtrip(
+		op_encode_action(OP_ACTION_APPLY, "web", "dev-exec-web", cfg, NULL, NULL, "/tmp/w"),
+		OP_TO_EXT, OP_MSG_ACTION);
 	ck_assert_str_eq(op_get_str(m, "action"), "apply");
 	ck_assert(op_has(m, "state"));
 	ck_assert_ptr_null(op_get(m, "state"));

@@ -28,9 +28,9 @@
 #include "models.h"
 
 #define EXEC_KILL_GRACE_MS 5000
-#define EXEC_LOG_LINE_MAX 65536
-#define EXEC_OUTPUT_FILE "orchd-output"
-#define EXEC_OUTPUT_MAX (16 * 1024 * 1024)
+#define EXEC_LOG_LINE_MAX  65536
+#define EXEC_OUTPUT_FILE   "orchd-output"
+#define EXEC_OUTPUT_MAX	   (16 * 1024 * 1024)
 
 static volatile sig_atomic_t got_signal;
 
@@ -58,7 +58,11 @@ static char *utf8_clean(const char *s, size_t len)
 		return NULL;
 	while (i < len) {
 		unsigned char c = p[i];
-		size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+		size_t n = c < 0x80	    ? 1
+			   : (c >> 5) == 6  ? 2
+			   : (c >> 4) == 14 ? 3
+			   : (c >> 3) == 30 ? 4
+					    : 0;
 		bool ok = n > 0 && c != 0 && i + n <= len && !(c == 0xc0 || c == 0xc1 || c > 0xf4);
 
 		for (size_t k = 1; ok && k < n; k++)
@@ -67,7 +71,8 @@ static char *utf8_clean(const char *s, size_t len)
 			ok = false; /* overlong */
 		if (ok && n == 3 && c == 0xed && p[i + 1] >= 0xa0)
 			ok = false; /* surrogate */
-		if (ok && n == 4 && ((c == 0xf0 && p[i + 1] < 0x90) || (c == 0xf4 && p[i + 1] >= 0x90)))
+		if (ok && n == 4 &&
+		    ((c == 0xf0 && p[i + 1] < 0x90) || (c == 0xf4 && p[i + 1] >= 0x90)))
 			ok = false;
 		if (!ok) {
 			memcpy(o, "\xef\xbf\xbd", 3);
@@ -149,10 +154,10 @@ static char *resolve_cwd(const struct exec_config *cfg, const char *workdir)
 }
 
 struct run {
-	int status;         /* wait status when ran */
-	bool ran;           /* the command was started and reaped */
-	bool cancelled;     /* cancel (or signal) arrived */
-	char why[512];      /* failure to start, e.g. "cannot run 'x': ..." */
+	int status;	/* wait status when ran */
+	bool ran;	/* the command was started and reaped */
+	bool cancelled; /* cancel (or signal) arrived */
+	char why[512];	/* failure to start, e.g. "cannot run 'x': ..." */
 };
 
 /* What the child reports through its close-on-exec pipe when it fails. */
@@ -302,7 +307,7 @@ static int run_command(struct op_ext *ext, const struct exec_config *cfg, char *
 			break;
 		ready = poll(pfd, (nfds_t)nfds, 200);
 		if (!r->cancelled && (got_signal || (nfds == 3 && pfd[2].revents &&
-						      op_ext_check_cancel(ext, NULL)))) {
+						     op_ext_check_cancel(ext, NULL)))) {
 			r->cancelled = true;
 			killed_at = mono_ms();
 			kill(-pid, SIGTERM);
@@ -444,15 +449,15 @@ static int parse_kv(char *text, struct json_object *obj, char *err, size_t errle
 				return out_err(err, errlen, "line %d: delimiter '%s' not found",
 					       start, delim);
 			}
-			json_object_object_add(obj, line,
-					       json_object_new_string_len(v.buf ? v.buf : "",
-									  (int)v.len));
+			json_object_object_add(
+				obj, line,
+				json_object_new_string_len(v.buf ? v.buf : "", (int)v.len));
 			free(v.buf);
 			continue;
 		}
 		if (!eq || eq == line)
-			return out_err(err, errlen,
-				       "line %d: expected KEY=VALUE or KEY<<DELIMITER", lineno);
+			return out_err(err, errlen, "line %d: expected KEY=VALUE or KEY<<DELIMITER",
+				       lineno);
 		*eq = '\0';
 		json_object_object_add(obj, line, json_object_new_string(eq + 1));
 	}
@@ -473,7 +478,8 @@ static int read_outputs(const char *path, struct json_object **outputs, char *er
 
 	*outputs = json_object_new_object();
 	if (!f)
-		return errno == ENOENT ? 0 : out_err(err, errlen, "cannot open: %s", strerror(errno));
+		return errno == ENOENT ? 0
+				       : out_err(err, errlen, "cannot open: %s", strerror(errno));
 	text = malloc(EXEC_OUTPUT_MAX + 1);
 	len = text ? fread(text, 1, EXEC_OUTPUT_MAX + 1, f) : 0;
 	fclose(f);
@@ -492,7 +498,8 @@ static int read_outputs(const char *path, struct json_object **outputs, char *er
 		;
 	if (*p == '{') {
 		struct json_tokener *tok = json_tokener_new();
-		struct json_object *o = json_tokener_parse_ex(tok, p, (int)(len - (size_t)(p - text)));
+		struct json_object *o =
+			json_tokener_parse_ex(tok, p, (int)(len - (size_t)(p - text)));
 		enum json_tokener_error je = json_tokener_get_error(tok);
 		size_t end = json_tokener_get_parse_end(tok);
 
@@ -684,10 +691,9 @@ int exec_apply(struct op_ext *ext)
 	}
 	state = json_object_new_object();
 	json_object_object_add(state, "runs", json_object_new_int64(runs + 1));
-	json_object_object_add(state, "last_status",
-			       json_object_new_int(r.ran && WIFEXITED(r.status)
-							   ? WEXITSTATUS(r.status)
-							   : -1));
+	json_object_object_add(
+		state, "last_status",
+		json_object_new_int(r.ran && WIFEXITED(r.status) ? WEXITSTATUS(r.status) : -1));
 	op_ext_state_send(ext, state);
 	json_object_put(state);
 	if (r.cancelled)

@@ -31,9 +31,8 @@ static struct json_object *unconst(const struct json_object *o)
 	return (struct json_object *)(uintptr_t)o;
 }
 
-__attribute__((format(printf, 3, 4))) static void add_error(struct exec_errors *e,
-							     const char *path, const char *fmt,
-							     ...)
+__attribute__((format(printf, 3, 4))) static void add_error(struct exec_errors *e, const char *path,
+							    const char *fmt, ...)
 {
 	va_list ap;
 	char *msg;

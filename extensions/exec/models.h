@@ -15,12 +15,12 @@
 struct json_object;
 
 struct exec_config {
-	char **command;         /* NULL-terminated argv, at least one element */
-	char **env;             /* NULL-terminated "KEY=VALUE" strings (may be empty) */
-	char *cwd;              /* NULL: not set */
-	char **plan_command;    /* NULL: not set */
+	char **command;		/* NULL-terminated argv, at least one element */
+	char **env;		/* NULL-terminated "KEY=VALUE" strings (may be empty) */
+	char *cwd;		/* NULL: not set */
+	char **plan_command;	/* NULL: not set */
 	char **destroy_command; /* NULL: not set */
-	char **secret_outputs;  /* NULL-terminated names (may be empty) */
+	char **secret_outputs;	/* NULL-terminated names (may be empty) */
 };
 
 struct exec_error {
