@@ -748,7 +748,7 @@ END_TEST
 
 START_TEST(test_exec_format_error)
 {
-	struct rec r = { 0 };
+	struct rec r = {0};
 	char *path = xasprintf("%s/orchd-ext-garbage", tmp);
 	char *want = xasprintf("cannot execute %s: Exec format error", path);
 	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0755);
