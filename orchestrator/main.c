@@ -34,13 +34,13 @@ struct command {
 static const struct command *find_command(const char *name);
 static void print_usage(FILE *fp);
 
-#define EXIT_CODES_HELP                                                        \
-	"Exit status:\n"                                                       \
-	"  0    success\n"                                                     \
-	"  1    a step (instance) failed\n"                                    \
-	"  2    usage or configuration error\n"                                \
-	"  3    system or state error\n"                                       \
-	"  130  interrupted by SIGINT\n"                                       \
+#define EXIT_CODES_HELP                         \
+	"Exit status:\n"                        \
+	"  0    success\n"                      \
+	"  1    a step (instance) failed\n"     \
+	"  2    usage or configuration error\n" \
+	"  3    system or state error\n"        \
+	"  130  interrupted by SIGINT\n"        \
 	"  143  interrupted by SIGTERM\n"
 
 #define OPT_EXT_DIR 1000
@@ -51,8 +51,7 @@ static void add_ext_dir(struct cli *cli, const char *dir)
 	cli->ext_dirs[cli->next_dirs++] = dir;
 }
 
-static int usage_error(const char *cmd, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+static int usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int usage_error(const char *cmd, const char *fmt, ...)
 {
 	va_list ap;
@@ -83,18 +82,18 @@ static void print_command_help(const struct command *c, FILE *fp)
  * error was printed (*code set), or -2 when --help was shown.
  */
 static int parse_opts(struct cli *cli, const struct command *c, int argc, char **argv,
-		      const struct option *extra, int (*handle)(int opt, const char *arg, void *ctx),
-		      void *ctx, int *code)
+		      const struct option *extra,
+		      int (*handle)(int opt, const char *arg, void *ctx), void *ctx, int *code)
 {
 	struct option opts[16];
 	size_t n = 0;
 	int opt;
 
-	opts[n++] = (struct option){ "extensions-dir", required_argument, NULL, OPT_EXT_DIR };
-	opts[n++] = (struct option){ "help", no_argument, NULL, 'h' };
+	opts[n++] = (struct option){"extensions-dir", required_argument, NULL, OPT_EXT_DIR};
+	opts[n++] = (struct option){"help", no_argument, NULL, 'h'};
 	while (extra && extra->name && n < ARRAY_SIZE(opts) - 1)
 		opts[n++] = *extra++;
-	opts[n] = (struct option){ NULL, 0, NULL, 0 };
+	opts[n] = (struct option){NULL, 0, NULL, 0};
 	optind = 0;
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -166,8 +165,7 @@ static struct orchd_pipeline *load_pipeline(struct cli *cli, const char *file, i
 }
 
 /* One operand, the pipeline file. */
-static const char *one_file(const struct command *c, int argc, char **argv, int first,
-			    int *code)
+static const char *one_file(const struct command *c, int argc, char **argv, int first, int *code)
 {
 	if (first >= argc) {
 		*code = usage_error(c->name, "missing pipeline file");
@@ -214,7 +212,9 @@ static int graph_opt(int opt, const char *arg, void *ctx)
 		*f = GRAPH_JSON;
 	else
 		return usage_error("graph", "unknown format '%s' (expected dot, mermaid or json)",
-				   arg) ? -1 : -1;
+				   arg)
+			       ? -1
+			       : -1;
 	return 0;
 }
 
@@ -277,8 +277,8 @@ static void put_json_str(struct strbuf *sb, const char *s)
 	for (; *s; s++) {
 		unsigned char c = (unsigned char)*s;
 		size_t plain = strcspn(s, "\"\\\x01\x02\x03\x04\x05\x06\x07\x08\t\n\x0b\x0c\r"
-					 "\x0e\x0f\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a"
-					 "\x1b\x1c\x1d\x1e\x1f");
+					  "\x0e\x0f\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a"
+					  "\x1b\x1c\x1d\x1e\x1f");
 
 		if (plain) {
 			sb_add(sb, s, plain);
@@ -334,8 +334,8 @@ static void graph_json(const struct orchd_pipeline *p, const size_t *order, stru
 
 static int cmd_graph(struct cli *cli, int argc, char **argv)
 {
-	static const struct option opts[] = { { "format", required_argument, NULL, 'f' },
-					      { NULL, 0, NULL, 0 } };
+	static const struct option opts[] = {{"format", required_argument, NULL, 'f'},
+					     {NULL, 0, NULL, 0}};
 	const struct command *c = find_command("graph");
 	enum graph_format fmt = GRAPH_DOT;
 	struct orchd_pipeline *p;
@@ -407,9 +407,9 @@ static int cmd_extensions(struct cli *cli, int argc, char **argv)
 		const struct orchd_ext_info *e = &reg.v[i];
 
 		printf("%-16s %-10s %s%s\n", e->type, e->version, e->path,
-		       !e->executable ? "  (ignored: not executable)" :
-		       e->shadowed    ? "  (shadowed)" :
-					"");
+		       !e->executable ? "  (ignored: not executable)"
+		       : e->shadowed  ? "  (shadowed)"
+				      : "");
 		if (e->description && e->executable && !e->shadowed)
 			printf("%-16s %-10s   %s\n", "", "", e->description);
 		if (e->manifest_error)
@@ -457,26 +457,26 @@ static int cmd_help(struct cli *cli, int argc, char **argv)
 }
 
 static const struct command commands[] = {
-	{ "run", cmd_run, "run [OPTIONS] FILE",
-	  "Run the pipeline described by FILE (also: orchd FILE).\n" },
-	{ "validate", cmd_validate, "validate [OPTIONS] FILE",
-	  "Check FILE: YAML syntax, keys and types, names, dependencies and references,\n"
-	  "cycles, and that an extension exists for every type.  Prints every error as\n"
-	  "FILE:LINE:COLUMN: error: MESSAGE, or \"FILE: ok (N instances)\".  Changes nothing.\n" },
-	{ "graph", cmd_graph, "graph [OPTIONS] FILE",
-	  "Print the dependency graph of FILE (edges go from a dependency to its\n"
-	  "dependent).  Changes nothing.\n\n"
-	  "Options:\n"
-	  "  --format FORMAT       dot (default), mermaid, or json:\n"
-	  "                        {\"pipeline\", \"instances\": [{\"id\", \"type\", \"name\",\n"
-	  "                        \"deps\", \"enabled\"}], \"order\": [ids in run order]}\n" },
-	{ "extensions", cmd_extensions, "extensions [OPTIONS]",
-	  "List the extensions found on the search path: --extensions-dir directories,\n"
-	  "$ORCHD_EXTENSIONS_PATH, " ORCHD_PREFIX "/libexec/orchd/extensions, and\n"
-	  "../libexec/orchd/extensions beside the orchd executable.  The first\n"
-	  "orchd-ext-TYPE found wins; later ones are marked shadowed.\n" },
-	{ "version", cmd_version, "version", "Print the version of orchd.\n" },
-	{ "help", cmd_help, "help [COMMAND]", "Show help for orchd or for COMMAND.\n" },
+	{"run", cmd_run, "run [OPTIONS] FILE",
+	 "Run the pipeline described by FILE (also: orchd FILE).\n"},
+	{"validate", cmd_validate, "validate [OPTIONS] FILE",
+	 "Check FILE: YAML syntax, keys and types, names, dependencies and references,\n"
+	 "cycles, and that an extension exists for every type.  Prints every error as\n"
+	 "FILE:LINE:COLUMN: error: MESSAGE, or \"FILE: ok (N instances)\".  Changes nothing.\n"},
+	{"graph", cmd_graph, "graph [OPTIONS] FILE",
+	 "Print the dependency graph of FILE (edges go from a dependency to its\n"
+	 "dependent).  Changes nothing.\n\n"
+	 "Options:\n"
+	 "  --format FORMAT       dot (default), mermaid, or json:\n"
+	 "                        {\"pipeline\", \"instances\": [{\"id\", \"type\", \"name\",\n"
+	 "                        \"deps\", \"enabled\"}], \"order\": [ids in run order]}\n"},
+	{"extensions", cmd_extensions, "extensions [OPTIONS]",
+	 "List the extensions found on the search path: --extensions-dir directories,\n"
+	 "$ORCHD_EXTENSIONS_PATH, " ORCHD_PREFIX "/libexec/orchd/extensions, and\n"
+	 "../libexec/orchd/extensions beside the orchd executable.  The first\n"
+	 "orchd-ext-TYPE found wins; later ones are marked shadowed.\n"},
+	{"version", cmd_version, "version", "Print the version of orchd.\n"},
+	{"help", cmd_help, "help [COMMAND]", "Show help for orchd or for COMMAND.\n"},
 };
 
 static const struct command *find_command(const char *name)
@@ -498,15 +498,16 @@ static void print_usage(FILE *fp)
 		    "Commands:\n");
 	for (i = 0; i < ARRAY_SIZE(commands); i++)
 		fprintf(fp, "  %s\n", commands[i].synopsis);
-	fprintf(fp, "\nGlobal options:\n"
-		    "  --extensions-dir DIR  search DIR for extensions first (repeatable)\n"
-		    "  -h, --help            show this help ('orchd COMMAND --help' for a command)\n"
-		    "  --version             print the version\n\n" EXIT_CODES_HELP);
+	fprintf(fp,
+		"\nGlobal options:\n"
+		"  --extensions-dir DIR  search DIR for extensions first (repeatable)\n"
+		"  -h, --help            show this help ('orchd COMMAND --help' for a command)\n"
+		"  --version             print the version\n\n" EXIT_CODES_HELP);
 }
 
 int main(int argc, char **argv)
 {
-	struct cli cli = { NULL, 0, 0 };
+	struct cli cli = {NULL, 0, 0};
 	const struct command *c;
 	int i = 1, code;
 
@@ -545,7 +546,7 @@ int main(int argc, char **argv)
 	} else if (strchr(argv[i], '.') || strchr(argv[i], '/')) {
 		/* orchd FILE: a path, not a command name */
 		char run[] = "run";
-		char *args[] = { run, argv[i], NULL };
+		char *args[] = {run, argv[i], NULL};
 
 		if (i + 1 < argc)
 			return usage_error(NULL, "unexpected argument '%s'", argv[i + 1]);

@@ -134,11 +134,10 @@ START_TEST(test_durations)
 	static const struct {
 		const char *s;
 		int64_t ms;
-	} ok[] = { { "0", 0 },	       { "90", 90000 },	      { "90s", 90000 },
-		   { "5m", 300000 },   { "1h", 3600000 },     { "250ms", 250 },
-		   { "1h30m", 5400000 }, { "1m30s500ms", 90500 } };
-	static const char *const bad[] = { "", "1d", "5 m", "1.5", "-3s", "1s1m", "1m1m",
-					   "ms", "10x", "1h30", "99999999999" };
+	} ok[] = {{"0", 0},	   {"90", 90000},  {"90s", 90000},     {"5m", 300000},
+		  {"1h", 3600000}, {"250ms", 250}, {"1h30m", 5400000}, {"1m30s500ms", 90500}};
+	static const char *const bad[] = {"",	  "1d", "5 m", "1.5",  "-3s",	     "1s1m",
+					  "1m1m", "ms", "10x", "1h30", "99999999999"};
 	size_t i;
 	int64_t ms;
 
@@ -171,9 +170,9 @@ START_TEST(test_exec_merge_and_config_merge)
 			 "{\"binary\":\"tofu\",\"opts\":{\"a\":1,\"b\":3,\"c\":4},\"list\":[9]}");
 	json_object_put(cfg);
 	/* The defaults object is left untouched by the merge. */
-	ck_assert_str_eq(json_object_to_json_string_ext(p->core.type_defaults,
-							JSON_C_TO_STRING_PLAIN),
-			 "{\"exec\":{\"binary\":\"tofu\",\"opts\":{\"a\":1,\"b\":2},\"list\":[1,2]}}");
+	ck_assert_str_eq(
+		json_object_to_json_string_ext(p->core.type_defaults, JSON_C_TO_STRING_PLAIN),
+		"{\"exec\":{\"binary\":\"tofu\",\"opts\":{\"a\":1,\"b\":2},\"list\":[1,2]}}");
 	orchd_pipeline_free(p);
 
 	orchd_exec_set_defaults(&base);
@@ -190,14 +189,15 @@ END_TEST
 
 START_TEST(test_refs)
 {
-	const char *yaml = "p:\n"
-			   "  exec:\n"
-			   "    - name: build\n"
-			   "  shell:\n"
-			   "    - name: t\n"
-			   "      m: \"v=${{exec.build.outputs.version}} ${{ exec.build.outputs.url }}\"\n"
-			   "      esc: \"$${{ exec.nothere.outputs.x }}\"\n"
-			   "      deep: {l: [\"${{ exec.build.outputs.x-y_z }}\"]}\n";
+	const char *yaml =
+		"p:\n"
+		"  exec:\n"
+		"    - name: build\n"
+		"  shell:\n"
+		"    - name: t\n"
+		"      m: \"v=${{exec.build.outputs.version}} ${{ exec.build.outputs.url }}\"\n"
+		"      esc: \"$${{ exec.nothere.outputs.x }}\"\n"
+		"      deep: {l: [\"${{ exec.build.outputs.x-y_z }}\"]}\n";
 	struct orchd_pipeline *p = load(yaml, NULL);
 	struct orchd_instance *t;
 
@@ -283,8 +283,9 @@ START_TEST(test_bounds)
 			'a' + i - 1, 'a' + i - 1, 'a' + i - 1, 'a' + i - 1, 'a' + i - 1,
 			'a' + i - 1, 'a' + i - 1, 'a' + i - 1, 'a' + i - 1);
 	ck_assert_ptr_null(load(sb_str(&sb), &errs));
-	ck_assert_str_eq(errs, "t.yaml:6:8: error: aliases expand to too many nodes (limit 100000): "
-			       "refusing a possible billion laughs document\n");
+	ck_assert_str_eq(errs,
+			 "t.yaml:6:8: error: aliases expand to too many nodes (limit 100000): "
+			 "refusing a possible billion laughs document\n");
 	free(errs);
 	sb_release(&sb);
 }
@@ -296,9 +297,8 @@ START_TEST(test_file_size_limit)
 	struct orchd_pipeline *p = (struct orchd_pipeline *)1;
 
 	orchd_diags_init(&d);
-	ck_assert_int_eq(orchd_bootstrap_load("big.yaml", "", (size_t)ORCHD_MAX_FILE_SIZE + 1, &p,
-					      &d),
-			 -1);
+	ck_assert_int_eq(
+		orchd_bootstrap_load("big.yaml", "", (size_t)ORCHD_MAX_FILE_SIZE + 1, &p, &d), -1);
 	ck_assert_ptr_null(p);
 	ck_assert_uint_eq(d.n, 1);
 	ck_assert_str_eq(d.v[0].msg, "file too large (16777217 bytes, limit 16 MiB)");
@@ -334,8 +334,10 @@ START_TEST(test_names_and_distance)
 	ck_assert(!orchd_name_is_safe("a..b"));
 	ck_assert(!orchd_name_is_safe("a/b"));
 	ck_assert(!orchd_name_is_safe("a b"));
-	ck_assert(orchd_name_is_safe("x23456789012345678901234567890123456789012345678901234567890123"));
-	ck_assert(!orchd_name_is_safe("x234567890123456789012345678901234567890123456789012345678901234"));
+	ck_assert(orchd_name_is_safe(
+		"x23456789012345678901234567890123456789012345678901234567890123"));
+	ck_assert(!orchd_name_is_safe(
+		"x234567890123456789012345678901234567890123456789012345678901234"));
 	ck_assert_uint_eq(orchd_edit_distance("paralelism", "parallelism"), 1);
 	ck_assert_uint_eq(orchd_edit_distance("", "abc"), 3);
 	ck_assert_uint_eq(orchd_edit_distance("kitten", "sitting"), 3);
@@ -384,8 +386,8 @@ END_TEST
  * ASan by `make check SANITIZE=address,undefined`). */
 START_TEST(test_fuzz_no_crash)
 {
-	static const char *const files[] = { "examples/hello/pipeline.yaml",
-					     "examples/anchors.yaml" };
+	static const char *const files[] = {"examples/hello/pipeline.yaml",
+					    "examples/anchors.yaml"};
 	unsigned seed = 12345;
 	size_t f, i, len;
 	char buf[512];
@@ -450,7 +452,7 @@ END_TEST
 
 static char *fake_extensions(void)
 {
-	static const char *const types[] = { "exec", "terraform" };
+	static const char *const types[] = {"exec", "terraform"};
 	char *dir = test_tmpdir();
 	size_t i;
 

@@ -128,7 +128,8 @@ START_TEST(test_usage_errors)
 	free(out);
 	free(err);
 	ck_assert_int_eq(orchd(&out, &err, "validate", "/nonexistent/p.yaml", NULL), 2);
-	ck_assert_str_eq(err, "/nonexistent/p.yaml: error: cannot open: No such file or directory\n");
+	ck_assert_str_eq(err,
+			 "/nonexistent/p.yaml: error: cannot open: No such file or directory\n");
 	free(out);
 	free(err);
 }
@@ -175,9 +176,12 @@ START_TEST(test_graph_formats)
 			       file, NULL),
 			 0);
 	ck_assert_str_eq(out, "{\"pipeline\":\"demo\",\"instances\":["
-			      "{\"id\":\"exec.build\",\"type\":\"exec\",\"name\":\"build\",\"deps\":[],\"enabled\":true},"
-			      "{\"id\":\"exec.test\",\"type\":\"exec\",\"name\":\"test\",\"deps\":[\"exec.build\"],\"enabled\":true},"
-			      "{\"id\":\"exec.ship\",\"type\":\"exec\",\"name\":\"ship\",\"deps\":[\"exec.test\"],\"enabled\":false}],"
+			      "{\"id\":\"exec.build\",\"type\":\"exec\",\"name\":\"build\","
+			      "\"deps\":[],\"enabled\":true},"
+			      "{\"id\":\"exec.test\",\"type\":\"exec\",\"name\":\"test\",\"deps\":["
+			      "\"exec.build\"],\"enabled\":true},"
+			      "{\"id\":\"exec.ship\",\"type\":\"exec\",\"name\":\"ship\",\"deps\":["
+			      "\"exec.test\"],\"enabled\":false}],"
 			      "\"order\":[\"exec.build\",\"exec.test\",\"exec.ship\"]}\n");
 	free(out);
 	free(err);
@@ -225,11 +229,12 @@ START_TEST(test_extensions_listing)
 	ck_assert_int_eq(orchd(&out, &err, "--extensions-dir", extdir, "extensions",
 			       "--extensions-dir", second, NULL),
 			 0);
-	want = xasprintf("exec             ?          %s/orchd-ext-exec\n"
-			 "exec             9.9.9      %s/orchd-ext-exec  (shadowed)\n"
-			 "lazy             ?          %s/orchd-ext-lazy  (ignored: not executable)\n"
-			 "search path:\n  %s\n  %s\n",
-			 extdir, second, second, extdir, second);
+	want = xasprintf(
+		"exec             ?          %s/orchd-ext-exec\n"
+		"exec             9.9.9      %s/orchd-ext-exec  (shadowed)\n"
+		"lazy             ?          %s/orchd-ext-lazy  (ignored: not executable)\n"
+		"search path:\n  %s\n  %s\n",
+		extdir, second, second, extdir, second);
 	ck_assert_str_eq(out, want);
 	free(want);
 	free(out);

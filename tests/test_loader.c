@@ -37,7 +37,7 @@ START_TEST(test_order_shadowing_manifest)
 	char *d1 = subdir(tmp, "one"), *d2 = subdir(tmp, "two"), *d3 = subdir(tmp, "three");
 	char *envpath = xasprintf("%s/missing:%s", tmp, d3);
 	struct orchd_registry r = ORCHD_REGISTRY_INIT;
-	const char *dirs[] = { d1, d2 };
+	const char *dirs[] = {d1, d2};
 	const struct orchd_ext_info *e;
 	struct strbuf err = STRBUF_INIT;
 	const char **types;
@@ -51,9 +51,9 @@ START_TEST(test_order_shadowing_manifest)
 		   0644);
 	write_file(d1, "orchd-ext-broken", "#!/bin/sh\n", 0644); /* not executable */
 	write_file(d1, "README", "not an extension", 0755);
-	write_file(d2, "orchd-ext-exec", "#!/bin/sh\n", 0755);   /* shadowed */
+	write_file(d2, "orchd-ext-exec", "#!/bin/sh\n", 0755);	 /* shadowed */
 	write_file(d2, "orchd-ext-broken", "#!/bin/sh\n", 0755); /* usable */
-	write_file(d3, "orchd-ext-tf", "#!/bin/sh\n", 0755);      /* from the env */
+	write_file(d3, "orchd-ext-tf", "#!/bin/sh\n", 0755);	 /* from the env */
 	write_file(d3, "orchd-ext-tf.manifest.json", "not json", 0644);
 	setenv("ORCHD_EXTENSIONS_PATH", envpath, 1);
 
@@ -96,8 +96,8 @@ START_TEST(test_order_shadowing_manifest)
 	ck_assert_str_eq(types[2], "tf");
 	free(types);
 	ck_assert_ptr_null(orchd_loader_find(&r, "nope", &err));
-	want = xasprintf("no extension for type 'nope' (searched: %s %s %s/missing %s)", d1, d2, tmp,
-			 d3);
+	want = xasprintf("no extension for type 'nope' (searched: %s %s %s/missing %s)", d1, d2,
+			 tmp, d3);
 	ck_assert_str_eq(sb_str(&err), want);
 	free(want);
 	orchd_loader_release(&r);
@@ -115,14 +115,13 @@ START_TEST(test_not_executable_reported)
 {
 	char *tmp = test_tmpdir();
 	struct orchd_registry r = ORCHD_REGISTRY_INIT;
-	const char *dirs[] = { tmp, tmp }; /* the same directory twice: scanned once */
+	const char *dirs[] = {tmp, tmp}; /* the same directory twice: scanned once */
 	struct strbuf err = STRBUF_INIT;
 	char *want;
 
 	write_file(tmp, "orchd-ext-exec", "#!/bin/sh\n", 0644);
-	ck_assert_int_eq(orchd_loader_discover(&r, dirs, 2, ORCHD_LOADER_NO_BUILTIN |
-								    ORCHD_LOADER_NO_ENV,
-					       &err),
+	ck_assert_int_eq(orchd_loader_discover(&r, dirs, 2,
+					       ORCHD_LOADER_NO_BUILTIN | ORCHD_LOADER_NO_ENV, &err),
 			 0);
 	ck_assert_uint_eq(r.n, 1);
 	ck_assert_ptr_null(orchd_loader_find(&r, "exec", &err));

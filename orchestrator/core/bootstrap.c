@@ -141,9 +141,9 @@ int orchd_parse_duration(const char *s, int64_t *ms)
 	static const struct {
 		const char *unit;
 		int64_t ms;
-	} units[] = { { "h", 3600000 }, { "ms", 1 }, { "m", 60000 }, { "s", 1000 } };
+	} units[] = {{"h", 3600000}, {"ms", 1}, {"m", 60000}, {"s", 1000}};
 	/* Rank of each unit in the order it must appear: h, m, s, ms. */
-	static const int rank[] = { 0, 3, 1, 2 };
+	static const int rank[] = {0, 3, 1, 2};
 	int64_t total = 0;
 	int last = -1, any = 0;
 	const char *p = s;
@@ -300,10 +300,10 @@ struct ynode {
 	unsigned char kind;
 	unsigned char plain; /* scalar: plain style, resolved per the core schema */
 	unsigned line, col;  /* 1-based */
-	unsigned size;       /* nodes in the expanded subtree (saturating) */
-	unsigned len;        /* scalar length (the file is at most 16 MiB) */
-	unsigned n;          /* items, or pairs once a mapping is finished */
-	char *s;             /* scalar value, NUL-terminated (in the bump arena) */
+	unsigned size;	     /* nodes in the expanded subtree (saturating) */
+	unsigned len;	     /* scalar length (the file is at most 16 MiB) */
+	unsigned n;	     /* items, or pairs once a mapping is finished */
+	char *s;	     /* scalar value, NUL-terminated (in the bump arena) */
 	union {
 		struct ynode **items; /* sequence; mapping: key, value, ... until its end */
 		struct ypair *pairs;  /* mapping, after merge keys */
@@ -311,7 +311,7 @@ struct ynode {
 };
 
 #define ARENA_BLOCK 4096
-#define SIZE_SAT ((size_t)1 << 30)
+#define SIZE_SAT    ((size_t)1 << 30)
 
 struct yparse {
 	const char *file;
@@ -529,8 +529,7 @@ static void finish_map(struct yparse *y, struct ynode *m, struct ynode **items, 
 		json_object *prev;
 
 		if (k->kind != Y_SCALAR) {
-			merr(y, k, "mapping keys must be scalars, got %s",
-				   kind_name(k));
+			merr(y, k, "mapping keys must be scalars, got %s", kind_name(k));
 			continue;
 		}
 		if (strlen(k->s) != k->len) {
@@ -547,8 +546,9 @@ static void finish_map(struct yparse *y, struct ynode *m, struct ynode **items, 
 						break;
 				if (j < v->n) {
 					merr(y, k,
-						   "merge key '<<' expects a mapping or a list of mappings, got a list holding %s",
-						   kind_name(v->items[j]));
+					     "merge key '<<' expects a mapping or a list of "
+					     "mappings, got a list holding %s",
+					     kind_name(v->items[j]));
 					continue;
 				}
 				for (j = 0; j < v->n; j++) {
@@ -557,8 +557,9 @@ static void finish_map(struct yparse *y, struct ynode *m, struct ynode **items, 
 				}
 			} else {
 				merr(y, k,
-					   "merge key '<<' expects a mapping or a list of mappings, got %s",
-					   kind_name(v));
+				     "merge key '<<' expects a mapping or a list of mappings, got "
+				     "%s",
+				     kind_name(v));
 			}
 			continue;
 		}
@@ -567,21 +568,18 @@ static void finish_map(struct yparse *y, struct ynode *m, struct ynode **items, 
 			if (json_object_object_get_ex(seen, k->s, &prev)) {
 				struct ynode *f = m->pairs[json_object_get_int64(prev)].key;
 
-				merr(y, k,
-					   "duplicate key '%s' (first defined at %u:%u)", k->s,
-					   f->line, f->col);
+				merr(y, k, "duplicate key '%s' (first defined at %u:%u)", k->s,
+				     f->line, f->col);
 				continue;
 			}
-			json_object_object_add(seen, k->s,
-					       json_object_new_int64((int64_t)m->n));
+			json_object_object_add(seen, k->s, json_object_new_int64((int64_t)m->n));
 		} else {
 			for (j = 0; j < m->n; j++)
 				if (key_eq(m->pairs[j].key, k))
 					break;
 			if (j < m->n) {
-				merr(y, k,
-					   "duplicate key '%s' (first defined at %u:%u)", k->s,
-					   m->pairs[j].key->line, m->pairs[j].key->col);
+				merr(y, k, "duplicate key '%s' (first defined at %u:%u)", k->s,
+				     m->pairs[j].key->line, m->pairs[j].key->col);
 				continue;
 			}
 		}
@@ -633,8 +631,9 @@ static int yaml_error(struct yparse *y, yaml_parser_t *parser)
 	size_t off;
 
 	if (parser->error == YAML_READER_ERROR) {
-		offset_pos(y->buf, parser->problem_offset < y->len ? parser->problem_offset : y->len,
-			   &line, &col);
+		offset_pos(y->buf,
+			   parser->problem_offset < y->len ? parser->problem_offset : y->len, &line,
+			   &col);
 		return yerr(y, line, col, "cannot read the file: %s", problem);
 	}
 	if (parser->error != YAML_SCANNER_ERROR && parser->error != YAML_PARSER_ERROR)
@@ -690,9 +689,9 @@ static int handle_event(struct yparse *y, yaml_event_t *ev)
 				    "nesting too deep (limit %d levels)", ORCHD_MAX_DEPTH);
 		n = ynode_new(y, ev->type == YAML_SEQUENCE_START_EVENT ? Y_SEQ : Y_MAP,
 			      &ev->start_mark);
-		anchor = (const char *)(ev->type == YAML_SEQUENCE_START_EVENT ?
-							ev->data.sequence_start.anchor :
-							ev->data.mapping_start.anchor);
+		anchor = (const char *)(ev->type == YAML_SEQUENCE_START_EVENT
+						? ev->data.sequence_start.anchor
+						: ev->data.mapping_start.anchor);
 		y->depth++;
 		y->stack[y->depth].node = n;
 		y->stack[y->depth].anchor = anchor ? xstrdup(anchor) : NULL;
@@ -740,7 +739,8 @@ static int handle_event(struct yparse *y, yaml_event_t *ev)
 		if (y->alias_cost > ORCHD_MAX_ALIAS_NODES)
 			return yerr(y, (unsigned)ev->start_mark.line + 1,
 				    (unsigned)ev->start_mark.column + 1,
-				    "aliases expand to too many nodes (limit %d): refusing a possible billion laughs document",
+				    "aliases expand to too many nodes (limit %d): refusing a "
+				    "possible billion laughs document",
 				    ORCHD_MAX_ALIAS_NODES);
 		attach(y, n);
 		return 0;
@@ -906,12 +906,12 @@ struct build {
 	struct pathel {
 		const char *key; /* NULL: an index */
 		size_t index;
-	} *pv;
+	} * pv;
 	size_t pn, palloc;
-	struct strbuf path; /* scratch for path_str() */
+	struct strbuf path;	    /* scratch for path_str() */
 	struct orchd_instance *cur; /* references are recorded into it */
-	size_t refs_alloc;          /* capacity of cur->refs */
-	size_t inst_alloc;          /* capacity of p->inst */
+	size_t refs_alloc;	    /* capacity of cur->refs */
+	size_t inst_alloc;	    /* capacity of p->inst */
 	size_t types_alloc;
 	int failed;
 };
@@ -928,8 +928,7 @@ static int berr(struct build *b, const struct ynode *n, const char *fmt, ...)
 	if (vasprintf(&msg, fmt, ap) < 0)
 		die("out of memory");
 	va_end(ap);
-	orchd_diag_add(b->d, b->file, n ? n->line : 0, n ? n->col : 0, "%s: %s",
-		       path_str(b), msg);
+	orchd_diag_add(b->d, b->file, n ? n->line : 0, n ? n->col : 0, "%s: %s", path_str(b), msg);
 	free(msg);
 	b->failed = 1;
 	return -1;
@@ -1020,7 +1019,8 @@ static int get_duration(struct build *b, const struct ynode *n, int64_t *out)
 	    !orchd_parse_duration(n->s, out))
 		return 0;
 	return berr(b, n,
-		    "invalid duration '%.40s' (expected seconds, or a string like \"90s\", \"5m\", \"1h30m\", \"250ms\")",
+		    "invalid duration '%.40s' (expected seconds, or a string like \"90s\", \"5m\", "
+		    "\"1h30m\", \"250ms\")",
 		    n->s);
 }
 
@@ -1166,7 +1166,8 @@ static void scan_refs(struct build *b, const struct ynode *n)
 			valid = ref_char(key[j], 0);
 		if (!valid) {
 			berr(b, n,
-			     "malformed reference '${{%.*s}}' (expected ${{ TYPE.NAME.outputs.KEY }})",
+			     "malformed reference '${{%.*s}}' (expected ${{ TYPE.NAME.outputs.KEY "
+			     "}})",
 			     (int)(end - (s + i + 3) > 60 ? 60 : end - (s + i + 3)), s + i + 3);
 			i = (size_t)(end - s) + 2;
 			continue;
@@ -1184,8 +1185,8 @@ static void scan_refs(struct build *b, const struct ynode *n)
 	}
 }
 
-static const char *const exec_keys[] = { "max_attempts", "timeout", "grace", "retry_backoff" };
-static const char *const backoff_keys[] = { "initial", "max", "factor" };
+static const char *const exec_keys[] = {"max_attempts", "timeout", "grace", "retry_backoff"};
+static const char *const backoff_keys[] = {"initial", "max", "factor"};
 
 static void build_exec(struct build *b, const struct ynode *n, struct orchd_exec *e)
 {
@@ -1264,7 +1265,7 @@ static void build_exec(struct build *b, const struct ynode *n, struct orchd_exec
 	}
 }
 
-static const char *const engine_keys[] = { "type", "backend", "project" };
+static const char *const engine_keys[] = {"type", "backend", "project"};
 
 static void build_engine(struct build *b, const struct ynode *n, struct orchd_engine_config *e)
 {
@@ -1320,11 +1321,12 @@ static void build_engine(struct build *b, const struct ynode *n, struct orchd_en
 		berr(b, n, "backend and project are only valid with engine type pulumi");
 }
 
-#define SAFE_NAME_RULE \
-	"letters, digits, '_', '.' and '-', starting with a letter or digit, at most 63 characters, no '..'"
+#define SAFE_NAME_RULE                                                                    \
+	"letters, digits, '_', '.' and '-', starting with a letter or digit, at most 63 " \
+	"characters, no '..'"
 
-static const char *const core_keys[] = { "stack",		"parallelism", "state_dir", "engine",
-					 "execution_defaults", "env",	     "defaults" };
+static const char *const core_keys[] = {
+	"stack", "parallelism", "state_dir", "engine", "execution_defaults", "env", "defaults"};
 
 static void build_core(struct build *b, const struct ynode *n)
 {
@@ -1407,7 +1409,8 @@ static void build_core(struct build *b, const struct ynode *n)
 				if (!type_name_ok(k2->s))
 					berr(b, k2, "invalid extension type name '%s'", k2->s);
 				else if (!expect_kind(b, v2, Y_MAP))
-					json_object_object_add(c->type_defaults, k2->s, to_json(b, v2));
+					json_object_object_add(c->type_defaults, k2->s,
+							       to_json(b, v2));
 				path_pop(b, m2);
 			}
 			break;
@@ -1420,8 +1423,8 @@ static void build_core(struct build *b, const struct ynode *n)
 	}
 }
 
-static const char *const inst_keys[] = { "name",     "depends_on",   "enabled", "execution",
-					 "pass_env", "mock_outputs", "sources" };
+static const char *const inst_keys[] = {"name",	    "depends_on",   "enabled", "execution",
+					"pass_env", "mock_outputs", "sources"};
 
 static void add_depends(struct build *b, struct orchd_instance *in, const struct ynode *n)
 {
@@ -1468,8 +1471,9 @@ static void build_instance(struct build *b, const char *type, const struct ynode
 			if (get_string(b, v, &in.name))
 				ok = 0;
 			else if (!orchd_name_is_safe(in.name))
-				ok = 0, berr(b, v, "invalid instance name '%s' (" SAFE_NAME_RULE ")",
-					     in.name);
+				ok = 0,
+				berr(b, v, "invalid instance name '%s' (" SAFE_NAME_RULE ")",
+				     in.name);
 			break;
 		case 1:
 			if (v->kind == Y_SEQ) {
@@ -1569,9 +1573,10 @@ static void build_pipeline(struct build *b, const struct ynode *root)
 
 	if (root->kind != Y_MAP || !root->n) {
 		b->failed = 1;
-		orchd_diag_add(b->d, b->file, root->line, root->col,
-			       "top level: expected a mapping with one key (the pipeline name), got %s",
-			       root->kind == Y_MAP ? "an empty mapping" : kind_name(root));
+		orchd_diag_add(
+			b->d, b->file, root->line, root->col,
+			"top level: expected a mapping with one key (the pipeline name), got %s",
+			root->kind == Y_MAP ? "an empty mapping" : kind_name(root));
 		return;
 	}
 	if (root->n > 1) {
@@ -1579,7 +1584,8 @@ static void build_pipeline(struct build *b, const struct ynode *root)
 
 		b->failed = 1;
 		orchd_diag_add(b->d, b->file, k->line, k->col,
-			       "several top-level keys ('%s' at %u:%u and '%s'): a file holds one pipeline, its name the only top-level key",
+			       "several top-level keys ('%s' at %u:%u and '%s'): a file holds one "
+			       "pipeline, its name the only top-level key",
 			       root->pairs[0].key->s, root->pairs[0].key->line,
 			       root->pairs[0].key->col, k->s);
 	}
@@ -1615,7 +1621,8 @@ static void build_pipeline(struct build *b, const struct ynode *root)
 		m2 = path_key(b, k->s);
 		if (!type_name_ok(k->s)) {
 			berr(b, k,
-			     "invalid extension type name '%s' (letters, digits, '_' and '-', starting with a letter or digit, at most 63 characters)",
+			     "invalid extension type name '%s' (letters, digits, '_' and '-', "
+			     "starting with a letter or digit, at most 63 characters)",
 			     k->s);
 			path_pop(b, m2);
 			continue;
@@ -1642,8 +1649,8 @@ static void build_pipeline(struct build *b, const struct ynode *root)
 	path_pop(b, mark);
 }
 
-int orchd_bootstrap_load(const char *file, const char *buf, size_t len,
-			 struct orchd_pipeline **out, struct orchd_diags *d)
+int orchd_bootstrap_load(const char *file, const char *buf, size_t len, struct orchd_pipeline **out,
+			 struct orchd_diags *d)
 {
 	struct yparse y;
 	struct build b;
@@ -1662,8 +1669,9 @@ int orchd_bootstrap_load(const char *file, const char *buf, size_t len,
 	y.d = d;
 	if (parse_tree(&y) < 0 || (d->n > nerr || d->truncated != truncated) || !y.root) {
 		if (!y.root && d->n == nerr && d->truncated == truncated)
-			orchd_diag_add(d, file, 0, 0,
-				       "empty file (expected a mapping with one key, the pipeline name)");
+			orchd_diag_add(
+				d, file, 0, 0,
+				"empty file (expected a mapping with one key, the pipeline name)");
 		yparse_release(&y);
 		return -1;
 	}
@@ -1691,8 +1699,7 @@ int orchd_bootstrap_load(const char *file, const char *buf, size_t len,
 	return 0;
 }
 
-int orchd_bootstrap_load_file(const char *path, struct orchd_pipeline **out,
-			      struct orchd_diags *d)
+int orchd_bootstrap_load_file(const char *path, struct orchd_pipeline **out, struct orchd_diags *d)
 {
 	struct strbuf sb;
 	char chunk[65536];
@@ -1868,10 +1875,9 @@ static int find_cycles(const struct orchd_pipeline *p, struct orchd_diags *d, ch
 						p->inst[stack[at[v] + j]].id);
 				}
 				u = stack[at[v] + first];
-				ret = orchd_diag_add(d, p->file, p->inst[u].pos.line,
-						     p->inst[u].pos.column,
-						     "%s: dependency cycle: %s", paths[u],
-						     sb_str(&sb));
+				ret = orchd_diag_add(
+					d, p->file, p->inst[u].pos.line, p->inst[u].pos.column,
+					"%s: dependency cycle: %s", paths[u], sb_str(&sb));
 				sb_release(&sb);
 			}
 		}
@@ -1883,8 +1889,8 @@ static int find_cycles(const struct orchd_pipeline *p, struct orchd_diags *d, ch
 	return ret;
 }
 
-int orchd_pipeline_validate(struct orchd_pipeline *p, const char *const *known_types,
-			    size_t nknown, struct orchd_diags *d)
+int orchd_pipeline_validate(struct orchd_pipeline *p, const char *const *known_types, size_t nknown,
+			    struct orchd_diags *d)
 {
 	size_t nerr = d->n, i, j, *seen, alloc;
 	int truncated = d->truncated;
@@ -1908,19 +1914,20 @@ int orchd_pipeline_validate(struct orchd_pipeline *p, const char *const *known_t
 			if (!nknown)
 				orchd_diag_add(d, p->file, p->types_pos[i].line,
 					       p->types_pos[i].column,
-					       "%s.%s: unknown extension type '%s' (no extensions found, see 'orchd extensions')",
+					       "%s.%s: unknown extension type '%s' (no extensions "
+					       "found, see 'orchd extensions')",
 					       p->name, p->types[i], p->types[i]);
 			else if (near)
-				orchd_diag_add(d, p->file, p->types_pos[i].line,
-					       p->types_pos[i].column,
-					       "%s.%s: unknown extension type '%s' (did you mean '%s'? known types: %s)",
-					       p->name, p->types[i], p->types[i], near,
-					       sb_str(&sb));
+				orchd_diag_add(
+					d, p->file, p->types_pos[i].line, p->types_pos[i].column,
+					"%s.%s: unknown extension type '%s' (did you mean '%s'? "
+					"known types: %s)",
+					p->name, p->types[i], p->types[i], near, sb_str(&sb));
 			else
-				orchd_diag_add(d, p->file, p->types_pos[i].line,
-					       p->types_pos[i].column,
-					       "%s.%s: unknown extension type '%s' (known types: %s)",
-					       p->name, p->types[i], p->types[i], sb_str(&sb));
+				orchd_diag_add(
+					d, p->file, p->types_pos[i].line, p->types_pos[i].column,
+					"%s.%s: unknown extension type '%s' (known types: %s)",
+					p->name, p->types[i], p->types[i], sb_str(&sb));
 			sb_release(&sb);
 		}
 	}
@@ -1938,7 +1945,8 @@ int orchd_pipeline_validate(struct orchd_pipeline *p, const char *const *known_t
 			size_t t = orchd_pipeline_find(p, in->depends_on[j], &amb);
 			char *path = xasprintf("%s.depends_on[%zu]", paths[i], j);
 			if (amb)
-				ambiguous_instance(p, d, path, in->depends_pos[j], in->depends_on[j]);
+				ambiguous_instance(p, d, path, in->depends_pos[j],
+						   in->depends_on[j]);
 			else if (t == (size_t)-1)
 				unknown_instance(p, d, path, in->depends_pos[j], "depends on",
 						 in->depends_on[j]);
@@ -1959,8 +1967,8 @@ int orchd_pipeline_validate(struct orchd_pipeline *p, const char *const *known_t
 				unknown_instance(p, d, r->path, r->pos, "reference to", r->target);
 			else if (t == i)
 				orchd_diag_add(d, p->file, r->pos.line, r->pos.column,
-					       "%s: instance '%s' refers to its own outputs", r->path,
-					       in->id);
+					       "%s: instance '%s' refers to its own outputs",
+					       r->path, in->id);
 			else
 				add_edge(in, t, seen, i + 1, &alloc);
 		}

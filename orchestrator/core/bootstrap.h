@@ -25,11 +25,11 @@
 #include "models/pipeline.h"
 
 /* Bounds on untrusted input. */
-#define ORCHD_MAX_FILE_SIZE (16u << 20) /* bytes */
-#define ORCHD_MAX_DEPTH 64              /* nested sequences and mappings */
-#define ORCHD_MAX_NODES 1000000         /* YAML nodes in the file */
-#define ORCHD_MAX_ALIAS_NODES 100000    /* nodes produced by alias expansion */
-#define ORCHD_DIAG_CAP 50
+#define ORCHD_MAX_FILE_SIZE   (16u << 20) /* bytes */
+#define ORCHD_MAX_DEPTH	      64	  /* nested sequences and mappings */
+#define ORCHD_MAX_NODES	      1000000	  /* YAML nodes in the file */
+#define ORCHD_MAX_ALIAS_NODES 100000	  /* nodes produced by alias expansion */
+#define ORCHD_DIAG_CAP	      50
 
 struct orchd_diag {
 	char *file;
@@ -41,10 +41,13 @@ struct orchd_diags {
 	struct orchd_diag *v;
 	size_t n, alloc;
 	size_t cap_limit; /* keep at most this many; default ORCHD_DIAG_CAP */
-	int truncated;    /* set when an error was dropped because of the cap */
+	int truncated;	  /* set when an error was dropped because of the cap */
 };
 
-#define ORCHD_DIAGS_INIT { NULL, 0, 0, ORCHD_DIAG_CAP, 0 }
+#define ORCHD_DIAGS_INIT                      \
+	{                                     \
+		NULL, 0, 0, ORCHD_DIAG_CAP, 0 \
+	}
 
 void orchd_diags_init(struct orchd_diags *d);
 /* Record an error; always returns -1 so that callers can `return` it. */
@@ -68,12 +71,11 @@ void orchd_diags_release(struct orchd_diags *d);
  * for orchd_pipeline_validate() to report more errors in the same run.
  * The caller frees *out with orchd_pipeline_free() in both cases.
  */
-int orchd_bootstrap_load(const char *file, const char *buf, size_t len,
-			 struct orchd_pipeline **out, struct orchd_diags *d);
+int orchd_bootstrap_load(const char *file, const char *buf, size_t len, struct orchd_pipeline **out,
+			 struct orchd_diags *d);
 
 /* Read `path` (at most ORCHD_MAX_FILE_SIZE bytes) and load it as above. */
-int orchd_bootstrap_load_file(const char *path, struct orchd_pipeline **out,
-			      struct orchd_diags *d);
+int orchd_bootstrap_load_file(const char *path, struct orchd_pipeline **out, struct orchd_diags *d);
 
 /*
  * Resolve depends_on and references into in->deps (and refs[].target_index),
@@ -81,8 +83,8 @@ int orchd_bootstrap_load_file(const char *path, struct orchd_pipeline **out,
  * and (unless known_types is NULL) that every section names one of the
  * nknown known extension types.  Returns 0, or -1 with errors added to d.
  */
-int orchd_pipeline_validate(struct orchd_pipeline *p, const char *const *known_types,
-			    size_t nknown, struct orchd_diags *d);
+int orchd_pipeline_validate(struct orchd_pipeline *p, const char *const *known_types, size_t nknown,
+			    struct orchd_diags *d);
 
 /*
  * Parse a duration: a non-negative integer number of seconds, or a string

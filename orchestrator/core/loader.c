@@ -11,9 +11,9 @@
 #include "core/loader.h"
 #include "util.h"
 
-#define EXT_PREFIX "orchd-ext-"
+#define EXT_PREFIX	"orchd-ext-"
 #define MANIFEST_SUFFIX ".manifest.json"
-#define MANIFEST_MAX (64 * 1024)
+#define MANIFEST_MAX	(64 * 1024)
 
 static void add_dir(struct orchd_registry *r, const char *dir)
 {
@@ -89,8 +89,7 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static const struct orchd_ext_info *find_usable(const struct orchd_registry *r,
-						const char *type)
+static const struct orchd_ext_info *find_usable(const struct orchd_registry *r, const char *type)
 {
 	size_t i;
 
@@ -143,8 +142,8 @@ static int scan_dir(struct orchd_registry *r, const char *dir, struct strbuf *er
 		e->path = xasprintf("%s/%s", dir, names[i]);
 		e->dir = xstrdup(dir);
 		e->version = xstrdup("?");
-		e->executable = !stat(e->path, &st) && S_ISREG(st.st_mode) &&
-				!access(e->path, X_OK);
+		e->executable =
+			!stat(e->path, &st) && S_ISREG(st.st_mode) && !access(e->path, X_OK);
 		e->shadowed = e->executable && find_usable(r, e->type) != NULL;
 		r->n++;
 		read_manifest(e);
@@ -176,7 +175,7 @@ int orchd_loader_discover(struct orchd_registry *r, const char *const *dirs, siz
 	struct {
 		dev_t dev;
 		ino_t ino;
-	} *seen;
+	} * seen;
 	size_t nseen = 0, i, j;
 	const char *env;
 	int ret = 0;

@@ -34,16 +34,16 @@
 #include "strbuf.h"
 
 struct orchd_ext_info {
-	char *type;        /* T of orchd-ext-T */
-	char *path;        /* the executable */
-	char *dir;         /* the search-path directory it was found in */
-	char *version;     /* from the manifest, or "?" */
-	char *description; /* from the manifest, or NULL */
-	char *min_orchd;   /* manifest's min_orchd_version, or NULL */
+	char *type;		  /* T of orchd-ext-T */
+	char *path;		  /* the executable */
+	char *dir;		  /* the search-path directory it was found in */
+	char *version;		  /* from the manifest, or "?" */
+	char *description;	  /* from the manifest, or NULL */
+	char *min_orchd;	  /* manifest's min_orchd_version, or NULL */
 	int proto_min, proto_max; /* 0 when unknown */
-	int executable;    /* 0: present but not usable */
-	int shadowed;      /* an earlier directory provides this type */
-	char *manifest_error; /* why the manifest was ignored, or NULL */
+	int executable;		  /* 0: present but not usable */
+	int shadowed;		  /* an earlier directory provides this type */
+	char *manifest_error;	  /* why the manifest was ignored, or NULL */
 };
 
 struct orchd_registry {
@@ -53,11 +53,14 @@ struct orchd_registry {
 	size_t ndirs, dirs_alloc;
 };
 
-#define ORCHD_REGISTRY_INIT { NULL, 0, 0, NULL, 0, 0 }
+#define ORCHD_REGISTRY_INIT            \
+	{                              \
+		NULL, 0, 0, NULL, 0, 0 \
+	}
 
 /* Flags of orchd_loader_discover(). */
 enum {
-	ORCHD_LOADER_NO_ENV = 1 << 0,     /* ignore $ORCHD_EXTENSIONS_PATH */
+	ORCHD_LOADER_NO_ENV = 1 << 0,	  /* ignore $ORCHD_EXTENSIONS_PATH */
 	ORCHD_LOADER_NO_BUILTIN = 1 << 1, /* skip the installed and build-tree dirs */
 };
 

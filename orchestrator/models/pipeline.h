@@ -36,13 +36,13 @@ enum orchd_exec_field {
 
 /* Execution settings: core.execution_defaults, overridable per instance. */
 struct orchd_exec {
-	int max_attempts;          /* >= 1; default 1 */
-	int64_t timeout_ms;        /* per attempt; 0 = no timeout (default) */
+	int max_attempts;	    /* >= 1; default 1 */
+	int64_t timeout_ms;	    /* per attempt; 0 = no timeout (default) */
 	int64_t backoff_initial_ms; /* delay before the 2nd attempt; default 1000 */
-	int64_t backoff_max_ms;    /* cap of the delay; default 60000 */
-	double backoff_factor;     /* multiplier per attempt; default 2.0 */
-	int64_t grace_ms;          /* SIGTERM -> SIGKILL grace; default 10000 */
-	unsigned set;              /* mask of enum orchd_exec_field */
+	int64_t backoff_max_ms;	    /* cap of the delay; default 60000 */
+	double backoff_factor;	    /* multiplier per attempt; default 2.0 */
+	int64_t grace_ms;	    /* SIGTERM -> SIGKILL grace; default 10000 */
+	unsigned set;		    /* mask of enum orchd_exec_field */
 };
 
 enum orchd_engine_type {
@@ -58,13 +58,13 @@ struct orchd_engine_config {
 };
 
 struct orchd_core {
-	char *stack;                /* default "dev" */
+	char *stack;		    /* default "dev" */
 	struct orchd_exec defaults; /* execution_defaults */
-	int parallelism;            /* 0 = number of CPUs */
+	int parallelism;	    /* 0 = number of CPUs */
 	struct orchd_engine_config engine;
-	char *state_dir;            /* NULL = .orchd beside the pipeline file */
+	char *state_dir; /* NULL = .orchd beside the pipeline file */
 	/* core.env: NAME -> string, set in every extension's environment. */
-	json_object *env;           /* never NULL */
+	json_object *env; /* never NULL */
 	/* core.defaults: TYPE -> object, deep-merged under each instance of
 	 * that type (instance keys win).  Never NULL. */
 	json_object *type_defaults;
@@ -75,19 +75,19 @@ struct orchd_core {
 struct orchd_ref {
 	char *target; /* "TYPE.NAME" as written */
 	char *key;
-	char *path;   /* key path of the string holding it, e.g. "p.exec[1].message" */
+	char *path;	     /* key path of the string holding it, e.g. "p.exec[1].message" */
 	size_t target_index; /* resolved instance index, valid after validation */
 	struct orchd_pos pos;
 };
 
 struct orchd_instance {
-	char *type;  /* extension type: the section key, e.g. "terraform" */
-	char *name;  /* instance name, unique among the instances of its type */
-	char *id;    /* "type.name" */
-	struct orchd_pos pos;      /* of the instance mapping */
+	char *type;		   /* extension type: the section key, e.g. "terraform" */
+	char *name;		   /* instance name, unique among the instances of its type */
+	char *id;		   /* "type.name" */
+	struct orchd_pos pos;	   /* of the instance mapping */
 	struct orchd_pos name_pos; /* of the name value */
-	int enabled;               /* default 1 */
-	struct orchd_exec exec;    /* merged: core defaults < instance overrides */
+	int enabled;		   /* default 1 */
+	struct orchd_exec exec;	   /* merged: core defaults < instance overrides */
 
 	/* depends_on as written ("TYPE.NAME" or "NAME") and where. */
 	char **depends_on;
