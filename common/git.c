@@ -95,26 +95,47 @@ static int is_hex(const char *s, size_t min, size_t max)
 	return n >= min && n <= max;
 }
 
-static void fetch_opts_setup(git_fetch_options *fo)
+static int is_cancelled(const struct orchd_git_opts *o)
+{
+	return o->cancel && *o->cancel;
+}
+
+/* libgit2 calls this as data arrives; nonzero stops the transfer. */
+static int on_transfer(const git_indexer_progress *stats, void *payload)
+{
+	(void)stats;
+	return is_cancelled(payload) ? -1 : 0;
+}
+
+/* libgit2's message, or "cancelled" when that is why it failed. */
+static const char *fetch_msg(const struct orchd_git_opts *o)
+{
+	return is_cancelled(o) ? "cancelled" : git_msg();
+}
+
+static void fetch_opts_setup(git_fetch_options *fo, struct orchd_git_opts *o)
 {
 	git_fetch_options_init(fo, GIT_FETCH_OPTIONS_VERSION);
 	fo->prune = GIT_FETCH_PRUNE;
 	fo->download_tags = GIT_REMOTE_DOWNLOAD_TAGS_ALL;
 	fo->proxy_opts.type = GIT_PROXY_AUTO;
+	fo->callbacks.transfer_progress = on_transfer;
+	fo->callbacks.payload = o;
 }
 
 /* Fetch origin into the mirror and make its HEAD follow the remote's. */
-static int mirror_fetch(git_repository *repo, const char *shown, char *err, size_t errlen)
+static int mirror_fetch(git_repository *repo, const char *shown, struct orchd_git_opts *o,
+			char *err, size_t errlen)
 {
 	git_remote *remote = NULL;
 	git_fetch_options fo;
 	git_buf head = {0};
 	int ret = -1;
 
-	fetch_opts_setup(&fo);
+	fetch_opts_setup(&fo, o);
 	if (git_remote_lookup(&remote, repo, "origin") < 0 ||
 	    git_remote_fetch(remote, NULL, &fo, "orchd: fetch") < 0) {
-		snprintf(err, errlen, "cannot fetch '%s': %s", shown, git_msg());
+		snprintf(err, errlen, "cannot fetch '%s': %s", shown, fetch_msg(o));
 		goto out;
 	}
 	if (git_remote_default_branch(&head, remote) == 0)
@@ -128,8 +149,8 @@ out:
 }
 
 /* A new mirror of url at path, built aside and renamed into place. */
-static int mirror_create(const char *url, const char *shown, const char *path, char *err,
-			 size_t errlen)
+static int mirror_create(const char *url, const char *shown, const char *path,
+			 struct orchd_git_opts *o, char *err, size_t errlen)
 {
 	char *tmp = xasprintf("%s.tmp-XXXXXX", path);
 	git_repository *repo = NULL;
@@ -149,7 +170,7 @@ static int mirror_create(const char *url, const char *shown, const char *path, c
 			 git_msg());
 		goto out;
 	}
-	if (mirror_fetch(repo, shown, err, errlen) < 0)
+	if (mirror_fetch(repo, shown, o, err, errlen) < 0)
 		goto out;
 	if (rename(tmp, path) < 0) {
 		snprintf(err, errlen, "cannot rename '%s' to '%s': %s", tmp, path, strerror(errno));
@@ -170,7 +191,7 @@ out:
  * and *lockfd the held lock (close it to unlock).  When pinned (a full
  * commit id) is already in an existing mirror, nothing is fetched.
  */
-static int mirror_open(const char *url, const char *shown, const struct orchd_git_opts *o,
+static int mirror_open(const char *url, const char *shown, struct orchd_git_opts *o,
 		       const char *pinned, char **pathp, int *lockfd, git_repository **repop,
 		       char *err, size_t errlen)
 {
@@ -179,7 +200,7 @@ static int mirror_open(const char *url, const char *shown, const struct orchd_gi
 	struct stat st;
 	int fd = -1;
 
-	root = o && o->cache_dir ? xstrdup(o->cache_dir) : orchd_cache_dir("git", err, errlen);
+	root = o->cache_dir ? xstrdup(o->cache_dir) : orchd_cache_dir("git", err, errlen);
 	if (!root)
 		return -1;
 	if (orchd_mkdir_p(root, 0755, err, errlen) < 0)
@@ -212,12 +233,12 @@ static int mirror_open(const char *url, const char *shown, const struct orchd_gi
 
 		if (!(pinned && git_oid_fromstr(&oid, pinned) == 0 &&
 		      git_commit_lookup(&c, repo, &oid) == 0) &&
-		    mirror_fetch(repo, shown, err, errlen) < 0)
+		    mirror_fetch(repo, shown, o, err, errlen) < 0)
 			goto fail;
 		git_commit_free(c);
 		git_error_clear();
 	} else {
-		if (mirror_create(url, shown, path, err, errlen) < 0)
+		if (mirror_create(url, shown, path, o, err, errlen) < 0)
 			goto fail;
 		if (git_repository_open_bare(&repo, path) < 0) {
 			snprintf(err, errlen, "cannot open '%s': %s", path, git_msg());
@@ -243,14 +264,17 @@ fail:
 int orchd_git_mirror(const char *url, const struct orchd_git_opts *opts, char **mirror_path,
 		     char *err, size_t errlen)
 {
+	struct orchd_git_opts o = ORCHD_GIT_OPTS_INIT;
 	git_repository *repo;
 	char *shown, *path;
 	int fd, ret;
 
+	if (opts)
+		o = *opts;
 	if (orchd_git_global_init(err, errlen) < 0)
 		return -1;
 	shown = orchd_http_redact(url);
-	ret = mirror_open(url, shown, opts, NULL, &path, &fd, &repo, err, errlen);
+	ret = mirror_open(url, shown, &o, NULL, &path, &fd, &repo, err, errlen);
 	free(shown);
 	if (ret < 0)
 		return -1;
@@ -414,8 +438,8 @@ static int dest_state(const char *dest, const char *url, const char *shown, enum
 }
 
 /* Bring the objects of the mirror at path into repo (an existing clone). */
-static int fetch_from_mirror(git_repository *repo, const char *path, const char *shown, char *err,
-			     size_t errlen)
+static int fetch_from_mirror(git_repository *repo, const char *path, const char *shown,
+			     struct orchd_git_opts *o, char *err, size_t errlen)
 {
 	/* git_strarray wants mutable strings */
 	char heads[] = "+refs/heads/*:refs/remotes/origin/*", tags[] = "+refs/tags/*:refs/tags/*";
@@ -425,12 +449,14 @@ static int fetch_from_mirror(git_repository *repo, const char *path, const char 
 	git_remote *remote = NULL;
 	int ret = 0;
 
-	git_fetch_options_init(&fo, GIT_FETCH_OPTIONS_VERSION);
+	fetch_opts_setup(&fo, o);
+	fo.prune = GIT_FETCH_PRUNE_UNSPECIFIED;
 	fo.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE;
+	fo.proxy_opts.type = GIT_PROXY_NONE;
 	if (git_remote_create_anonymous(&remote, repo, path) < 0 ||
 	    git_remote_fetch(remote, &refspecs, &fo, "orchd: fetch from cache") < 0) {
 		snprintf(err, errlen, "cannot fetch '%s' from its cache '%s': %s", shown, path,
-			 git_msg());
+			 fetch_msg(o));
 		ret = -1;
 	}
 	git_remote_free(remote);
@@ -448,9 +474,12 @@ int orchd_git_checkout(const char *url, const char *ref, const char *dest,
 	git_oid oid;
 	char *shown, *mirror_path = NULL;
 	const char *name = ref ? ref : "HEAD";
+	struct orchd_git_opts o = ORCHD_GIT_OPTS_INIT;
 	enum dest_kind kind;
 	int lockfd = -1, ret = -1;
 
+	if (opts)
+		o = *opts; /* a mutable copy: libgit2 callbacks get a void * to it */
 	if (orchd_git_global_init(err, errlen) < 0)
 		return -1;
 	shown = orchd_http_redact(url);
@@ -461,27 +490,28 @@ int orchd_git_checkout(const char *url, const char *ref, const char *dest,
 
 	git_clone_options_init(&co, GIT_CLONE_OPTIONS_VERSION);
 	co.checkout_opts.checkout_strategy = GIT_CHECKOUT_NONE;
-	fetch_opts_setup(&co.fetch_opts);
+	fetch_opts_setup(&co.fetch_opts, &o);
 	co.fetch_opts.prune = GIT_FETCH_PRUNE_UNSPECIFIED;
 
-	if (opts && opts->no_cache) {
+	if (o.no_cache) {
 		if (kind == DEST_CLONE) {
 			git_fetch_options fo;
 			git_remote *remote = NULL;
 			int rc;
 
-			fetch_opts_setup(&fo);
+			fetch_opts_setup(&fo, &o);
 			rc = git_remote_lookup(&remote, repo, "origin");
 			if (rc == 0)
 				rc = git_remote_fetch(remote, NULL, &fo, "orchd: fetch");
 			git_remote_free(remote);
 			if (rc < 0) {
-				snprintf(err, errlen, "cannot fetch '%s': %s", shown, git_msg());
+				snprintf(err, errlen, "cannot fetch '%s': %s", shown,
+					 fetch_msg(&o));
 				goto out;
 			}
 		} else if (git_clone(&repo, url, dest, &co) < 0) {
 			snprintf(err, errlen, "cannot clone '%s' into '%s': %s", shown, dest,
-				 git_msg());
+				 fetch_msg(&o));
 			goto out;
 		}
 		if (resolve(repo, ref, shown, &oid, err, errlen) < 0)
@@ -489,13 +519,13 @@ int orchd_git_checkout(const char *url, const char *ref, const char *dest,
 	} else {
 		const char *pinned = ref && is_hex(ref, GIT_OID_HEXSZ, GIT_OID_HEXSZ) ? ref : NULL;
 
-		if (mirror_open(url, shown, opts, pinned, &mirror_path, &lockfd, &mirror, err,
+		if (mirror_open(url, shown, &o, pinned, &mirror_path, &lockfd, &mirror, err,
 				errlen) < 0)
 			goto out;
 		if (resolve(mirror, ref, shown, &oid, err, errlen) < 0)
 			goto out;
 		if (kind == DEST_CLONE) {
-			if (fetch_from_mirror(repo, mirror_path, shown, err, errlen) < 0)
+			if (fetch_from_mirror(repo, mirror_path, shown, &o, err, errlen) < 0)
 				goto out;
 		} else {
 			co.local = GIT_CLONE_LOCAL;

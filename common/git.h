@@ -28,6 +28,7 @@
 #ifndef ORCHD_GIT_H
 #define ORCHD_GIT_H
 
+#include <signal.h>
 #include <stddef.h>
 
 #define ORCHD_GIT_OIDSZ 41 /* 40 hex digits and a NUL */
@@ -35,11 +36,18 @@
 struct orchd_git_opts {
 	const char *cache_dir; /* NULL: ${XDG_CACHE_HOME:-~/.cache}/orchd/git */
 	int no_cache;	       /* clone straight from the URL into dest */
+	/*
+	 * Cancellation: when cancel is set and *cancel becomes nonzero (say,
+	 * from a SIGTERM handler), a transfer stops as data next arrives and
+	 * the call fails with "cannot fetch 'URL': cancelled" (a stalled
+	 * remote is not interrupted: libgit2 offers no timer callback).
+	 */
+	const volatile sig_atomic_t *cancel;
 };
 
-#define ORCHD_GIT_OPTS_INIT \
-	{                   \
-		NULL, 0     \
+#define ORCHD_GIT_OPTS_INIT   \
+	{                     \
+		NULL, 0, NULL \
 	}
 
 /* git_libgit2_init() once (and the certificate locations); later calls

@@ -155,12 +155,32 @@ static int transient_status(long status)
 	return status == 408 || status == 429 || (status >= 500 && status <= 599);
 }
 
-static void sleep_ms(long ms)
+static int cancelled(const struct orchd_http_opts *o)
 {
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+	return o->cancel && *o->cancel;
+}
 
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
+/* Sleep ms, in slices so that a cancellation cuts it short. */
+static void sleep_ms(const struct orchd_http_opts *o, long ms)
+{
+	while (ms > 0 && !cancelled(o)) {
+		long slice = ms < 50 ? ms : 50;
+		struct timespec ts = {0, slice * 1000000L};
+
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+		ms -= slice;
+	}
+}
+
+static int on_progress(void *data, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+		       curl_off_t ulnow)
+{
+	(void)dltotal;
+	(void)dlnow;
+	(void)ultotal;
+	(void)ulnow;
+	return cancelled(data) ? 1 : 0;
 }
 
 static void set_ca_options(CURL *c)
@@ -218,6 +238,11 @@ static int http_perform(const char *url, const struct orchd_http_opts *o, struct
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink_write);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, s);
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, curlerr);
+	if (o->cancel) {
+		curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+		curl_easy_setopt(c, CURLOPT_XFERINFODATA, o);
+		curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+	}
 	set_ca_options(c);
 
 	for (attempt = 0;; attempt++) {
@@ -232,13 +257,20 @@ static int http_perform(const char *url, const struct orchd_http_opts *o, struct
 				 strerror(s->write_errno ? s->write_errno : EIO));
 			break;
 		}
+		if (cancelled(o)) {
+			snprintf(why, sizeof(why), "cancelled");
+			break;
+		}
 		rc = curl_easy_perform(c);
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
 		if (rc == CURLE_OK && status >= 200 && status <= 299) {
 			ret = 0;
 			break;
 		}
-		if (rc == CURLE_OK) {
+		if (rc == CURLE_ABORTED_BY_CALLBACK && cancelled(o)) {
+			snprintf(why, sizeof(why), "cancelled");
+			break;
+		} else if (rc == CURLE_OK) {
 			/* a redirect not followed (max_redirects 0, or no Location) */
 			snprintf(why, sizeof(why), "http status %ld", status);
 		} else if (s->too_big || rc == CURLE_FILESIZE_EXCEEDED) {
@@ -265,7 +297,7 @@ static int http_perform(const char *url, const struct orchd_http_opts *o, struct
 				wait = (long)(retry_after * 1000);
 			if (o->retry_max_delay_ms > 0 && wait > o->retry_max_delay_ms)
 				wait = o->retry_max_delay_ms;
-			sleep_ms(wait);
+			sleep_ms(o, wait);
 			if (delay < LONG_MAX / 2)
 				delay *= 2;
 			if (o->retry_max_delay_ms > 0 && delay > o->retry_max_delay_ms)
@@ -274,7 +306,7 @@ static int http_perform(const char *url, const struct orchd_http_opts *o, struct
 	}
 	if (ret < 0) {
 		shown = orchd_http_redact(url);
-		if (attempt > 0)
+		if (attempt > 0 && strcmp(why, "cancelled"))
 			snprintf(err, errlen, "cannot download '%s': %s (after %d attempts)", shown,
 				 why, attempt + 1);
 		else

@@ -35,6 +35,7 @@
 #ifndef ORCHD_HTTP_H
 #define ORCHD_HTTP_H
 
+#include <signal.h>
 #include <stddef.h>
 
 #include "hash.h"
@@ -52,6 +53,13 @@ struct orchd_http_opts {
 	const char *cache_dir;	/* download cache root; NULL: default */
 	int no_cache;		/* downloads bypass the cache */
 	const char *user_agent; /* NULL: "orchd/VERSION" */
+	/*
+	 * Cancellation: when cancel is set and *cancel becomes nonzero (say,
+	 * from a SIGTERM handler), the transfer and any backoff stop and the
+	 * call fails with "cannot download 'URL': cancelled".  libcurl looks
+	 * at it at least once a second, also while a server stalls.
+	 */
+	const volatile sig_atomic_t *cancel;
 };
 
 #define ORCHD_HTTP_OPTS_INIT                                                   \

@@ -377,6 +377,29 @@ START_TEST(test_no_cache)
 }
 END_TEST
 
+START_TEST(test_cancel)
+{
+	static volatile sig_atomic_t flag = 1;
+	struct orchd_git_opts o = ORCHD_GIT_OPTS_INIT;
+	char err[1024], expect[1024], *dest = dest_path("w");
+
+	o.cancel = &flag;
+	ck_assert_int_eq(orchd_git_checkout(origin_url, "main", dest, &o, NULL, err, sizeof(err)),
+			 -1);
+	snprintf(expect, sizeof(expect), "cannot fetch '%s': cancelled", origin_url);
+	ck_assert_str_eq(err, expect);
+	ck_assert_int_eq(access(dest, F_OK), -1);
+	o.no_cache = 1;
+	ck_assert_int_eq(orchd_git_checkout(origin_url, "main", dest, &o, NULL, err, sizeof(err)),
+			 -1);
+	snprintf(expect, sizeof(expect), "cannot clone '%s' into '%s': cancelled", origin_url,
+		 dest);
+	ck_assert_str_eq(err, expect);
+	ck_assert_int_eq(access(dest, F_OK), -1);
+	free(dest);
+}
+END_TEST
+
 START_TEST(test_fetch_git_source)
 {
 	char err[1024], *text, *path;
@@ -495,6 +518,7 @@ Suite *git_suite(void)
 	tcase_add_test(tc, test_no_cache);
 	tcase_add_test(tc, test_update_in_place);
 	tcase_add_test(tc, test_update_in_place_no_cache);
+	tcase_add_test(tc, test_cancel);
 	tcase_add_test(tc, test_fetch_git_source);
 	suite_add_tcase(s, tc);
 	return s;

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -529,6 +530,64 @@ START_TEST(test_invalid_sha_and_redaction)
 }
 END_TEST
 
+static volatile sig_atomic_t cancel_flag;
+
+static void on_alarm(int sig)
+{
+	(void)sig;
+	cancel_flag = 1;
+}
+
+/* Set cancel_flag from a SIGALRM handler, ms from now (as a SIGTERM
+ * handler in orchd would). */
+static void cancel_in(long ms)
+{
+	struct itimerval it = {{0, 0}, {ms / 1000, (ms % 1000) * 1000}};
+
+	cancel_flag = 0;
+	signal(SIGALRM, on_alarm);
+	ck_assert_int_eq(setitimer(ITIMER_REAL, &it, NULL), 0);
+}
+
+START_TEST(test_cancel)
+{
+	struct orchd_http_opts o = fast_opts();
+	char err[512], expect[512];
+	char *u = url("/bytes/16"), *dest = xasprintf("%s/out.bin", tmp);
+
+	/* already cancelled: no request at all */
+	o.cancel = &cancel_flag;
+	cancel_flag = 1;
+	ck_assert_int_eq(orchd_http_download(u, dest, NULL, &o, NULL, err, sizeof(err)), -1);
+	snprintf(expect, sizeof(expect), "cannot download '%s': cancelled", u);
+	ck_assert_str_eq(err, expect);
+	ck_assert_int_eq(server_count("/bytes/16"), 0);
+	free(u);
+
+	/* during a stalled response (no retries: the abort itself must say so) */
+	u = url("/slow/20000");
+	o.retries = 0;
+	cancel_in(100);
+	ck_assert_int_eq(orchd_http_download(u, dest, NULL, &o, NULL, err, sizeof(err)), -1);
+	snprintf(expect, sizeof(expect), "cannot download '%s': cancelled", u);
+	ck_assert_str_eq(err, expect);
+	free(u);
+
+	/* during the backoff between attempts */
+	u = url("/status/503");
+	o.retries = 3;
+	o.retry_delay_ms = o.retry_max_delay_ms = 20000;
+	cancel_in(100);
+	ck_assert_int_eq(orchd_http_download(u, dest, NULL, &o, NULL, err, sizeof(err)), -1);
+	snprintf(expect, sizeof(expect), "cannot download '%s': cancelled", u);
+	ck_assert_str_eq(err, expect);
+	ck_assert_int_eq(server_count("/status/503"), 1);
+	ck_assert_int_eq(access(dest, F_OK), -1);
+	free(dest);
+	free(u);
+}
+END_TEST
+
 START_TEST(test_proxy_from_environment)
 {
 	struct orchd_http_opts o = fast_opts();
@@ -634,6 +693,7 @@ Suite *http_suite(void)
 	tcase_add_test(tc, test_redirects_bounded);
 	tcase_add_test(tc, test_get);
 	tcase_add_test(tc, test_invalid_sha_and_redaction);
+	tcase_add_test(tc, test_cancel);
 	tcase_add_test(tc, test_proxy_from_environment);
 	tcase_add_test(tc, test_fetch_url_source);
 	suite_add_tcase(s, tc);
