@@ -494,7 +494,7 @@ static int cmp_names(const void *a, const void *b)
 START_TEST(test_invalid_corpus)
 {
 	char *src = test_src_path(""), *extdir = fake_extensions();
-	char *names[256];
+	char *names[256] = {NULL};
 	size_t n = 0, i;
 	DIR *dh;
 	struct dirent *de;

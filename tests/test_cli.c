@@ -9,6 +9,9 @@
 #include "testutil.h"
 #include "util.h"
 
+/* The end of orchd()'s argument list (a typed null pointer, as varargs need). */
+#define END ((const char *)NULL)
+
 static char *tmp, *extdir;
 
 static void write_file(const char *path, const char *text, mode_t mode)
@@ -78,22 +81,22 @@ START_TEST(test_version_and_help)
 {
 	char *out, *err;
 
-	ck_assert_int_eq(orchd(&out, &err, "version", NULL), 0);
+	ck_assert_int_eq(orchd(&out, &err, "version", END), 0);
 	ck_assert_str_eq(out, "orchd " ORCHD_VERSION "\n");
 	free(out);
 	free(err);
-	ck_assert_int_eq(orchd(&out, &err, "--help", NULL), 0);
+	ck_assert_int_eq(orchd(&out, &err, "--help", END), 0);
 	ck_assert_ptr_nonnull(strstr(out, "usage: orchd"));
 	ck_assert_ptr_nonnull(strstr(out, "  2    usage or configuration error\n"));
 	ck_assert_ptr_nonnull(strstr(out, "  143  interrupted by SIGTERM\n"));
 	free(out);
 	free(err);
-	ck_assert_int_eq(orchd(&out, &err, "graph", "-h", NULL), 0);
+	ck_assert_int_eq(orchd(&out, &err, "graph", "-h", END), 0);
 	ck_assert_ptr_nonnull(strstr(out, "usage: orchd graph [OPTIONS] FILE\n"));
 	ck_assert_ptr_nonnull(strstr(out, "--format"));
 	free(out);
 	free(err);
-	ck_assert_int_eq(orchd(&out, &err, "help", "validate", NULL), 0);
+	ck_assert_int_eq(orchd(&out, &err, "help", "validate", END), 0);
 	ck_assert_ptr_nonnull(strstr(out, "usage: orchd validate [OPTIONS] FILE\n"));
 	free(out);
 	free(err);
@@ -104,30 +107,30 @@ START_TEST(test_usage_errors)
 {
 	char *out, *err;
 
-	ck_assert_int_eq(orchd(&out, &err, "frobnicate", NULL), 2);
+	ck_assert_int_eq(orchd(&out, &err, "frobnicate", END), 2);
 	ck_assert_str_eq(err, "orchd: error: unknown command 'frobnicate'\nTry 'orchd --help'.\n");
 	free(out);
 	free(err);
-	ck_assert_int_eq(orchd(&out, &err, "validate", NULL), 2);
+	ck_assert_int_eq(orchd(&out, &err, "validate", END), 2);
 	ck_assert_str_eq(err,
 			 "orchd: error: missing pipeline file\nTry 'orchd validate --help'.\n");
 	free(out);
 	free(err);
-	ck_assert_int_eq(orchd(&out, &err, "graph", "--format", "svg", "x.yaml", NULL), 2);
+	ck_assert_int_eq(orchd(&out, &err, "graph", "--format", "svg", "x.yaml", END), 2);
 	ck_assert_str_eq(err, "orchd: error: unknown format 'svg' (expected dot, mermaid or json)\n"
 			      "Try 'orchd graph --help'.\n");
 	free(out);
 	free(err);
-	ck_assert_int_eq(orchd(&out, &err, "validate", "--bogus", "x.yaml", NULL), 2);
+	ck_assert_int_eq(orchd(&out, &err, "validate", "--bogus", "x.yaml", END), 2);
 	ck_assert_str_eq(err, "orchd: error: unknown option '--bogus'\n"
 			      "Try 'orchd validate --help'.\n");
 	free(out);
 	free(err);
-	ck_assert_int_eq(orchd(&out, &err, NULL), 2);
+	ck_assert_int_eq(orchd(&out, &err, END), 2);
 	ck_assert_ptr_nonnull(strstr(err, "usage: orchd"));
 	free(out);
 	free(err);
-	ck_assert_int_eq(orchd(&out, &err, "validate", "/nonexistent/p.yaml", NULL), 2);
+	ck_assert_int_eq(orchd(&out, &err, "validate", "/nonexistent/p.yaml", END), 2);
 	ck_assert_str_eq(err,
 			 "/nonexistent/p.yaml: error: cannot open: No such file or directory\n");
 	free(out);
@@ -139,7 +142,7 @@ START_TEST(test_validate_and_run)
 {
 	char *file = xasprintf("%s/p.yaml", tmp), *want, *out, *err;
 
-	ck_assert_int_eq(orchd(&out, &err, "--extensions-dir", extdir, "validate", file, NULL), 0);
+	ck_assert_int_eq(orchd(&out, &err, "--extensions-dir", extdir, "validate", file, END), 0);
 	want = xasprintf("%s: ok (3 instances)\n", file);
 	ck_assert_str_eq(out, want);
 	ck_assert_str_eq(err, "");
@@ -147,7 +150,7 @@ START_TEST(test_validate_and_run)
 	free(out);
 	free(err);
 	/* Without the extension, the type is unknown. */
-	ck_assert_int_eq(orchd(&out, &err, "validate", file, NULL), 2);
+	ck_assert_int_eq(orchd(&out, &err, "validate", file, END), 2);
 	want = xasprintf("%s:2:3: error: demo.exec: unknown extension type 'exec' (no extensions "
 			 "found, see 'orchd extensions')\n",
 			 file);
@@ -156,11 +159,11 @@ START_TEST(test_validate_and_run)
 	free(out);
 	free(err);
 	/* run (and the bare `orchd FILE`) validate, then stop for now. */
-	ck_assert_int_eq(orchd(&out, &err, "--extensions-dir", extdir, "run", file, NULL), 3);
+	ck_assert_int_eq(orchd(&out, &err, "--extensions-dir", extdir, "run", file, END), 3);
 	ck_assert_str_eq(err, "orchd: error: run is not implemented yet\n");
 	free(out);
 	free(err);
-	ck_assert_int_eq(orchd(&out, &err, "--extensions-dir", extdir, file, NULL), 3);
+	ck_assert_int_eq(orchd(&out, &err, "--extensions-dir", extdir, file, END), 3);
 	ck_assert_str_eq(err, "orchd: error: run is not implemented yet\n");
 	free(out);
 	free(err);
@@ -173,7 +176,7 @@ START_TEST(test_graph_formats)
 	char *file = xasprintf("%s/p.yaml", tmp), *out, *err;
 
 	ck_assert_int_eq(orchd(&out, &err, "graph", "--format", "json", "--extensions-dir", extdir,
-			       file, NULL),
+			       file, END),
 			 0);
 	ck_assert_str_eq(out, "{\"pipeline\":\"demo\",\"instances\":["
 			      "{\"id\":\"exec.build\",\"type\":\"exec\",\"name\":\"build\","
@@ -185,7 +188,7 @@ START_TEST(test_graph_formats)
 			      "\"order\":[\"exec.build\",\"exec.test\",\"exec.ship\"]}\n");
 	free(out);
 	free(err);
-	ck_assert_int_eq(orchd(&out, &err, "--extensions-dir", extdir, "graph", file, NULL), 0);
+	ck_assert_int_eq(orchd(&out, &err, "--extensions-dir", extdir, "graph", file, END), 0);
 	ck_assert_str_eq(out, "digraph \"demo\" {\n"
 			      "\trankdir=LR;\n"
 			      "\t\"exec.build\";\n"
@@ -197,7 +200,7 @@ START_TEST(test_graph_formats)
 	free(out);
 	free(err);
 	ck_assert_int_eq(orchd(&out, &err, "--extensions-dir", extdir, "graph", "--format=mermaid",
-			       file, NULL),
+			       file, END),
 			 0);
 	ck_assert_str_eq(out, "flowchart LR\n"
 			      "\tn0[\"exec.build\"]\n"
@@ -227,7 +230,7 @@ START_TEST(test_extensions_listing)
 	write_file(p, "#!/bin/sh\n", 0644);
 	free(p);
 	ck_assert_int_eq(orchd(&out, &err, "--extensions-dir", extdir, "extensions",
-			       "--extensions-dir", second, NULL),
+			       "--extensions-dir", second, END),
 			 0);
 	want = xasprintf(
 		"exec             ?          %s/orchd-ext-exec\n"

@@ -910,6 +910,7 @@ struct build {
 	size_t pn, palloc;
 	struct strbuf path;	    /* scratch for path_str() */
 	struct orchd_instance *cur; /* references are recorded into it */
+	struct orchd_instance inst; /* the instance being built */
 	size_t refs_alloc;	    /* capacity of cur->refs */
 	size_t inst_alloc;	    /* capacity of p->inst */
 	size_t types_alloc;
@@ -1444,7 +1445,7 @@ static void build_instance(struct build *b, const char *type, const struct ynode
 			   json_object *ids)
 {
 	struct orchd_pipeline *p = b->p;
-	struct orchd_instance in;
+	struct orchd_instance *in = &b->inst;
 	const struct ynode *namev = NULL;
 	size_t i, j, mark, m2, alloc_env = 0;
 	struct orchd_exec over;
@@ -1453,14 +1454,14 @@ static void build_instance(struct build *b, const char *type, const struct ynode
 
 	if (expect_kind(b, n, Y_MAP))
 		return;
-	memset(&in, 0, sizeof(in));
+	memset(in, 0, sizeof(*in));
 	b->refs_alloc = 0;
-	in.pos.line = n->line;
-	in.pos.column = n->col;
-	in.enabled = 1;
-	in.exec = p->core.defaults;
-	in.config = json_object_new_object();
-	b->cur = &in;
+	in->pos.line = n->line;
+	in->pos.column = n->col;
+	in->enabled = 1;
+	in->exec = p->core.defaults;
+	in->config = json_object_new_object();
+	b->cur = in;
 	for (i = 0; i < n->n; i++) {
 		const struct ynode *k = n->pairs[i].key, *v = n->pairs[i].val;
 
@@ -1468,31 +1469,31 @@ static void build_instance(struct build *b, const char *type, const struct ynode
 		switch (key_index(k->s, inst_keys, ARRAY_SIZE(inst_keys))) {
 		case 0:
 			namev = v;
-			if (get_string(b, v, &in.name))
+			if (get_string(b, v, &in->name))
 				ok = 0;
-			else if (!orchd_name_is_safe(in.name))
+			else if (!orchd_name_is_safe(in->name))
 				ok = 0,
 				berr(b, v, "invalid instance name '%s' (" SAFE_NAME_RULE ")",
-				     in.name);
+				     in->name);
 			break;
 		case 1:
 			if (v->kind == Y_SEQ) {
 				for (j = 0; j < v->n; j++) {
 					m2 = path_index(b, j);
-					add_depends(b, &in, v->items[j]);
+					add_depends(b, in, v->items[j]);
 					path_pop(b, m2);
 				}
 			} else {
-				add_depends(b, &in, v);
+				add_depends(b, in, v);
 			}
 			break;
 		case 2:
-			get_bool(b, v, &in.enabled);
+			get_bool(b, v, &in->enabled);
 			break;
 		case 3:
 			orchd_exec_set_defaults(&over);
 			build_exec(b, v, &over);
-			orchd_exec_merge(&in.exec, &over);
+			orchd_exec_merge(&in->exec, &over);
 			break;
 		case 4:
 			if (expect_kind(b, v, Y_SEQ))
@@ -1507,9 +1508,9 @@ static void build_instance(struct build *b, const char *type, const struct ynode
 						     "invalid environment variable name '%s'", s);
 						free(s);
 					} else {
-						ALLOC_GROW(in.pass_env, in.npass_env + 1,
+						ALLOC_GROW(in->pass_env, in->npass_env + 1,
 							   alloc_env);
-						in.pass_env[in.npass_env++] = s;
+						in->pass_env[in->npass_env++] = s;
 					}
 				}
 				path_pop(b, m2);
@@ -1518,15 +1519,15 @@ static void build_instance(struct build *b, const char *type, const struct ynode
 		case 5:
 			if (!expect_kind(b, v, Y_MAP)) {
 				b->cur = NULL;
-				json_object_put(in.mock_outputs);
-				in.mock_outputs = to_json(b, v);
-				b->cur = &in;
+				json_object_put(in->mock_outputs);
+				in->mock_outputs = to_json(b, v);
+				b->cur = in;
 			}
 			break;
 		case 6:
 			break; /* sources: reserved for a later issue */
 		default:
-			json_object_object_add(in.config, k->s, to_json(b, v));
+			json_object_object_add(in->config, k->s, to_json(b, v));
 			break;
 		}
 		path_pop(b, mark);
@@ -1537,16 +1538,16 @@ static void build_instance(struct build *b, const char *type, const struct ynode
 		ok = 0;
 	}
 	if (ok) {
-		in.name_pos.line = namev->line;
-		in.name_pos.column = namev->col;
-		in.type = xstrdup(type);
-		in.id = xasprintf("%s.%s", type, in.name);
-		if (json_object_object_get_ex(ids, in.id, &prev)) {
+		in->name_pos.line = namev->line;
+		in->name_pos.column = namev->col;
+		in->type = xstrdup(type);
+		in->id = xasprintf("%s.%s", type, in->name);
+		if (json_object_object_get_ex(ids, in->id, &prev)) {
 			struct orchd_instance *f = &p->inst[json_object_get_int64(prev)];
 
 			mark = path_key(b, "name");
 			berr(b, namev, "duplicate instance name '%s' (first defined at %u:%u)",
-			     in.name, f->name_pos.line, f->name_pos.column);
+			     in->name, f->name_pos.line, f->name_pos.column);
 			path_pop(b, mark);
 			ok = 0;
 		}
@@ -1554,14 +1555,14 @@ static void build_instance(struct build *b, const char *type, const struct ynode
 	if (!ok) {
 		/* Without a usable name the instance cannot be referred to:
 		 * drop it (its other errors are already reported). */
-		orchd_instance_release(&in);
+		orchd_instance_release(in);
 		return;
 	}
 	/* Instances with other errors stay, so that references to them do
 	 * not add spurious "unknown instance" errors. */
-	json_object_object_add(ids, in.id, json_object_new_int64((int64_t)p->ninst));
+	json_object_object_add(ids, in->id, json_object_new_int64((int64_t)p->ninst));
 	ALLOC_GROW(p->inst, p->ninst + 1, b->inst_alloc);
-	p->inst[p->ninst++] = in;
+	p->inst[p->ninst++] = *in;
 }
 
 static void build_pipeline(struct build *b, const struct ynode *root)
