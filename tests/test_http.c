@@ -34,7 +34,7 @@ static char *tmp;   /* scratch directory */
 static char *cache; /* $XDG_CACHE_HOME */
 
 /* Start httpd.py; its stdin is a pipe we hold, so it exits with us. */
-static int server_start(void)
+static int server_start(const char *cert, const char *key)
 {
 	char *script = test_src_path("tests/helpers/httpd.py");
 	int in[2], out[2];
@@ -50,7 +50,10 @@ static int server_start(void)
 	if (srv_pid == 0) {
 		dup2(in[0], 0);
 		dup2(out[1], 1);
-		execlp("python3", "python3", script, (char *)NULL);
+		if (cert)
+			execlp("python3", "python3", script, "--tls", cert, key, (char *)NULL);
+		else
+			execlp("python3", "python3", script, (char *)NULL);
 		_exit(127);
 	}
 	free(script);
@@ -147,7 +150,7 @@ static void setup(void)
 	cache = xasprintf("%s/cache", tmp);
 	setenv("XDG_CACHE_HOME", cache, 1);
 	unset_proxies();
-	ck_assert_int_eq(server_start(), 0);
+	ck_assert_int_eq(server_start(NULL, NULL), 0);
 }
 
 static void teardown(void)
@@ -674,6 +677,147 @@ START_TEST(test_fetch_url_source)
 }
 END_TEST
 
+/* --- https: a self-signed certificate for 127.0.0.1, made by openssl(1) --- */
+
+static char *cert, *certdir;
+
+static char *find_in_path(const char *name)
+{
+	const char *path = getenv("PATH");
+	char *copy = xstrdup(path ? path : "/usr/bin:/bin"), *dir, *save = NULL, *found = NULL;
+
+	for (dir = strtok_r(copy, ":", &save); dir && !found; dir = strtok_r(NULL, ":", &save)) {
+		char *p = xasprintf("%s/%s", *dir ? dir : ".", name);
+
+		if (access(p, X_OK) == 0)
+			found = p;
+		else
+			free(p);
+	}
+	free(copy);
+	return found;
+}
+
+static char *run_openssl(const char *const *args)
+{
+	char *argv[24], *out = NULL, *err = NULL;
+	size_t n = 0;
+	int rc;
+
+	argv[n++] = find_in_path("openssl");
+	ck_assert_ptr_nonnull(argv[0]);
+	for (; *args && n < ARRAY_SIZE(argv) - 1; args++)
+		argv[n++] = xstrdup(*args);
+	argv[n] = NULL;
+	rc = test_run(argv, &out, &err);
+	ck_assert_msg(rc == 0, "openssl %s: %s", argv[1], err ? err : "");
+	while (n)
+		free(argv[--n]);
+	free(err);
+	return out;
+}
+
+static void tls_setup(void)
+{
+	char *key, *hash, *link;
+
+	tmp = test_tmpdir();
+	ck_assert_ptr_nonnull(tmp);
+	cache = xasprintf("%s/cache", tmp);
+	setenv("XDG_CACHE_HOME", cache, 1);
+	unset_proxies();
+	cert = xasprintf("%s/cert.pem", tmp);
+	key = xasprintf("%s/key.pem", tmp);
+	{
+		const char *args[] = {"req",
+				      "-x509",
+				      "-newkey",
+				      "ec",
+				      "-pkeyopt",
+				      "ec_paramgen_curve:prime256v1",
+				      "-nodes",
+				      "-keyout",
+				      key,
+				      "-out",
+				      cert,
+				      "-days",
+				      "2",
+				      "-subj",
+				      "/CN=127.0.0.1",
+				      "-addext",
+				      "subjectAltName=IP:127.0.0.1",
+				      NULL};
+
+		free(run_openssl(args));
+	}
+	{
+		const char *args[] = {"x509", "-hash", "-noout", "-in", cert, NULL};
+
+		hash = run_openssl(args);
+		hash[strcspn(hash, "\n")] = '\0';
+	}
+	/* a hashed certificate directory, as SSL_CERT_DIR wants */
+	certdir = xasprintf("%s/certs", tmp);
+	ck_assert_int_eq(mkdir(certdir, 0755), 0);
+	link = xasprintf("%s/%s.0", certdir, hash);
+	ck_assert_int_eq(symlink(cert, link), 0);
+	ck_assert_int_eq(server_start(cert, key), 0);
+	free(link);
+	free(hash);
+	free(key);
+}
+
+static void tls_teardown(void)
+{
+	teardown();
+	free(cert);
+	free(certdir);
+}
+
+START_TEST(test_https_ca_from_environment)
+{
+	struct orchd_http_opts o = fast_opts();
+	char err[1024], prefix[512];
+	char *u = xasprintf("https://127.0.0.1:%d/bytes/16", srv_port);
+	char *dest = xasprintf("%s/out.bin", tmp);
+
+	o.retries = 0;
+	unsetenv("SSL_CERT_FILE");
+	unsetenv("SSL_CERT_DIR");
+	setenv("CURL_CA_BUNDLE", cert, 1);
+	ck_assert_msg(orchd_http_download(u, dest, NULL, &o, NULL, err, sizeof(err)) == 0, "%s",
+		      err);
+	ck_assert(file_equals(dest, "orchd-test-data\n", 16));
+
+	/* CURL_CA_BUNDLE wins over SSL_CERT_FILE */
+	setenv("SSL_CERT_FILE", cert, 1);
+	setenv("CURL_CA_BUNDLE", "/dev/null", 1);
+	ck_assert_int_eq(orchd_http_download(u, dest, NULL, &o, NULL, err, sizeof(err)), -1);
+	snprintf(prefix, sizeof(prefix), "cannot download '%s': ", u);
+	ck_assert_msg(strncmp(err, prefix, strlen(prefix)) == 0, "%s", err);
+
+	unsetenv("CURL_CA_BUNDLE");
+	ck_assert_msg(orchd_http_download(u, dest, NULL, &o, NULL, err, sizeof(err)) == 0, "%s",
+		      err);
+
+	/* SSL_CERT_DIR, a hashed directory, next to the default bundle */
+	unsetenv("SSL_CERT_FILE");
+	setenv("SSL_CERT_DIR", certdir, 1);
+	ck_assert_msg(orchd_http_download(u, dest, NULL, &o, NULL, err, sizeof(err)) == 0, "%s",
+		      err);
+
+	/* a store without our certificate: verification fails, no retry */
+	unsetenv("SSL_CERT_DIR");
+	o.retries = 3;
+	ck_assert_int_eq(orchd_http_download(u, dest, NULL, &o, NULL, err, sizeof(err)), -1);
+	snprintf(prefix, sizeof(prefix), "cannot download '%s': SSL certificate problem: ", u);
+	ck_assert_msg(strncmp(err, prefix, strlen(prefix)) == 0, "%s", err);
+	ck_assert_msg(strstr(err, "attempts") == NULL, "%s", err);
+	free(dest);
+	free(u);
+}
+END_TEST
+
 Suite *http_suite(void)
 {
 	Suite *s = suite_create("http");
@@ -696,6 +840,12 @@ Suite *http_suite(void)
 	tcase_add_test(tc, test_cancel);
 	tcase_add_test(tc, test_proxy_from_environment);
 	tcase_add_test(tc, test_fetch_url_source);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("https");
+	tcase_add_checked_fixture(tc, tls_setup, tls_teardown);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_https_ca_from_environment);
 	suite_add_tcase(s, tc);
 	return s;
 }
