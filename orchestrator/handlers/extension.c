@@ -33,8 +33,6 @@
 #define READ_CHUNK 65536
 /* Chunks read per readable fd per loop turn (fairness vs. throughput). */
 #define READS_PER_TURN 4
-/* Bytes handed to the line splitter at a time (see step_read). */
-#define FEED_SLICE 4096
 
 enum step_phase {
 	PHASE_HELLO = 0, /* hello sent, waiting for the extension's hello */
@@ -597,22 +595,14 @@ static void step_read(struct orchd_supervisor *sup, struct step *st, int err)
 		}
 		if (!err && st->ignore_stdout)
 			continue;
-		/* Feed in slices and pull lines after each: the splitter
-		 * shifts what follows a line down after every line, so small
-		 * slices keep that copying proportional to the input. */
-		for (size_t off = 0; off < (size_t)n; off += FEED_SLICE) {
-			size_t len = (size_t)n - off < FEED_SLICE ? (size_t)n - off : FEED_SLICE;
-			if (op_splitter_feed(sp, sup->buf + off, len) < 0) {
-				step_fail(st, ORCHD_STEP_FAILED, "out of memory reading %s",
-					  err ? "stderr" : "stdout");
-				step_stop(st);
-				close_fd(fd);
-				return;
-			}
-			step_drain_lines(sup, st, err);
-			if (!err && st->ignore_stdout)
-				break;
+		if (op_splitter_feed(sp, sup->buf, (size_t)n) < 0) {
+			step_fail(st, ORCHD_STEP_FAILED, "out of memory reading %s",
+				  err ? "stderr" : "stdout");
+			step_stop(st);
+			close_fd(fd);
+			return;
 		}
+		step_drain_lines(sup, st, err);
 		if ((size_t)n < sizeof(sup->buf))
 			return;
 	}
