@@ -1409,9 +1409,17 @@ static void build_core(struct build *b, const struct ynode *n)
 				m2 = path_key(b, k2->s);
 				if (!type_name_ok(k2->s))
 					berr(b, k2, "invalid extension type name '%s'", k2->s);
-				else if (!expect_kind(b, v2, Y_MAP))
+				else if (!expect_kind(b, v2, Y_MAP)) {
+					c->type_defaults_pos =
+						xrealloc(c->type_defaults_pos,
+							 (c->ntype_defaults + 1) *
+								 sizeof(*c->type_defaults_pos));
+					c->type_defaults_pos[c->ntype_defaults].line = k2->line;
+					c->type_defaults_pos[c->ntype_defaults].column = k2->col;
+					c->ntype_defaults++;
 					json_object_object_add(c->type_defaults, k2->s,
 							       to_json(b, v2));
+				}
 				path_pop(b, m2);
 			}
 			break;
@@ -1890,6 +1898,38 @@ static int find_cycles(const struct orchd_pipeline *p, struct orchd_diags *d, ch
 	return ret;
 }
 
+/* Report type unless it is one of the known types. */
+static void check_type(const struct orchd_pipeline *p, struct orchd_diags *d,
+		       const char *const *known_types, size_t nknown, const char *type,
+		       const char *path, struct orchd_pos pos)
+{
+	struct strbuf sb = STRBUF_INIT;
+	const char *near;
+	size_t j;
+
+	for (j = 0; j < nknown; j++)
+		if (!strcmp(type, known_types[j]))
+			return;
+	for (j = 0; j < nknown; j++)
+		sb_addf(&sb, "%s%s", j ? ", " : "", known_types[j]);
+	near = orchd_closest(type, known_types, nknown);
+	if (!nknown)
+		orchd_diag_add(d, p->file, pos.line, pos.column,
+			       "%s: unknown extension type '%s' (no extensions found, see 'orchd "
+			       "extensions')",
+			       path, type);
+	else if (near)
+		orchd_diag_add(
+			d, p->file, pos.line, pos.column,
+			"%s: unknown extension type '%s' (did you mean '%s'? known types: %s)",
+			path, type, near, sb_str(&sb));
+	else
+		orchd_diag_add(d, p->file, pos.line, pos.column,
+			       "%s: unknown extension type '%s' (known types: %s)", path, type,
+			       sb_str(&sb));
+	sb_release(&sb);
+}
+
 int orchd_pipeline_validate(struct orchd_pipeline *p, const char *const *known_types, size_t nknown,
 			    struct orchd_diags *d)
 {
@@ -1900,36 +1940,27 @@ int orchd_pipeline_validate(struct orchd_pipeline *p, const char *const *known_t
 	if (!p->index)
 		orchd_pipeline_index(p);
 	if (known_types) {
-		for (i = 0; i < p->ntypes; i++) {
-			const char *near;
-			struct strbuf sb = STRBUF_INIT;
+		size_t k = 0;
 
-			for (j = 0; j < nknown; j++)
-				if (!strcmp(p->types[i], known_types[j]))
-					break;
-			if (j < nknown)
-				continue;
-			for (j = 0; j < nknown; j++)
-				sb_addf(&sb, "%s%s", j ? ", " : "", known_types[j]);
-			near = orchd_closest(p->types[i], known_types, nknown);
-			if (!nknown)
-				orchd_diag_add(d, p->file, p->types_pos[i].line,
-					       p->types_pos[i].column,
-					       "%s.%s: unknown extension type '%s' (no extensions "
-					       "found, see 'orchd extensions')",
-					       p->name, p->types[i], p->types[i]);
-			else if (near)
-				orchd_diag_add(
-					d, p->file, p->types_pos[i].line, p->types_pos[i].column,
-					"%s.%s: unknown extension type '%s' (did you mean '%s'? "
-					"known types: %s)",
-					p->name, p->types[i], p->types[i], near, sb_str(&sb));
-			else
-				orchd_diag_add(
-					d, p->file, p->types_pos[i].line, p->types_pos[i].column,
-					"%s.%s: unknown extension type '%s' (known types: %s)",
-					p->name, p->types[i], p->types[i], sb_str(&sb));
-			sb_release(&sb);
+		for (i = 0; i < p->ntypes; i++) {
+			char *path = xasprintf("%s.%s", p->name, p->types[i]);
+
+			check_type(p, d, known_types, nknown, p->types[i], path, p->types_pos[i]);
+			free(path);
+		}
+		/* core.defaults may only name known types (a typo there would
+		 * silently apply to nothing). */
+		json_object_object_foreach(p->core.type_defaults, type, val)
+		{
+			struct orchd_pos pos = {0, 0};
+			char *path = xasprintf("%s.core.defaults", p->name);
+
+			(void)val;
+			if (p->core.type_defaults_pos && k < p->core.ntype_defaults)
+				pos = p->core.type_defaults_pos[k];
+			k++;
+			check_type(p, d, known_types, nknown, type, path, pos);
+			free(path);
 		}
 	}
 	paths = instance_paths(p);

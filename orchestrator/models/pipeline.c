@@ -261,6 +261,7 @@ void orchd_pipeline_free(struct orchd_pipeline *p)
 	free(p->core.engine.project);
 	json_object_put(p->core.env);
 	json_object_put(p->core.type_defaults);
+	free(p->core.type_defaults_pos);
 	for (i = 0; i < p->ninst; i++)
 		orchd_instance_release(&p->inst[i]);
 	free(p->inst);

@@ -68,6 +68,9 @@ struct orchd_core {
 	/* core.defaults: TYPE -> object, deep-merged under each instance of
 	 * that type (instance keys win).  Never NULL. */
 	json_object *type_defaults;
+	/* Positions of the keys of core.defaults, in the object's order. */
+	struct orchd_pos *type_defaults_pos;
+	size_t ntype_defaults;
 	struct orchd_pos pos;
 };
 
