@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
@@ -377,6 +378,40 @@ START_TEST(test_no_cache)
 }
 END_TEST
 
+/* Several processes at once on one URL: the mirror lock serialises them. */
+START_TEST(test_concurrent_checkouts)
+{
+	char *want = git(origin, "rev-parse", "main");
+	pid_t pids[4];
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(pids); i++) {
+		pids[i] = fork();
+		ck_assert_int_ge(pids[i], 0);
+		if (pids[i] == 0) {
+			char commit[ORCHD_GIT_OIDSZ], err[1024], name[16], *dest;
+
+			snprintf(name, sizeof(name), "w%zu", i);
+			dest = dest_path(name);
+			if (orchd_git_checkout(origin_url, "main", dest, NULL, commit, err,
+					       sizeof(err)) < 0) {
+				fprintf(stderr, "%s\n", err);
+				_exit(1);
+			}
+			_exit(strcmp(commit, want) ? 2 : 0);
+		}
+	}
+	for (i = 0; i < ARRAY_SIZE(pids); i++) {
+		int status;
+
+		ck_assert_int_eq(waitpid(pids[i], &status, 0), pids[i]);
+		ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child %zu: %d", i,
+			      status);
+	}
+	free(want);
+}
+END_TEST
+
 START_TEST(test_cancel)
 {
 	static volatile sig_atomic_t flag = 1;
@@ -518,6 +553,7 @@ Suite *git_suite(void)
 	tcase_add_test(tc, test_no_cache);
 	tcase_add_test(tc, test_update_in_place);
 	tcase_add_test(tc, test_update_in_place_no_cache);
+	tcase_add_test(tc, test_concurrent_checkouts);
 	tcase_add_test(tc, test_cancel);
 	tcase_add_test(tc, test_fetch_git_source);
 	suite_add_tcase(s, tc);
