@@ -291,6 +291,43 @@ START_TEST(test_bounds)
 }
 END_TEST
 
+START_TEST(test_top_level_shapes)
+{
+	static const struct {
+		const char *yaml, *err;
+	} cases[] = {
+		{"[]",
+		 "t.yaml:1:1: error: top level: expected a mapping with one key (the pipeline "
+		 "name), got a sequence\n"},
+		{"{}",
+		 "t.yaml:1:1: error: top level: expected a mapping with one key (the pipeline "
+		 "name), got an empty mapping\n"},
+		{"word", "t.yaml:1:1: error: top level: expected a mapping with one key (the "
+			 "pipeline name), got a string\n"},
+		{"", "t.yaml: error: empty file (expected a mapping with one key, the pipeline "
+		     "name)\n"},
+		{"p: {exec: []}", NULL},
+		{"p:\n  exec: [{name: a, l: [], m: {}}]\n", NULL},
+	};
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(cases); i++) {
+		struct orchd_pipeline *p;
+		char *errs;
+
+		p = load(cases[i].yaml, &errs);
+		if (cases[i].err) {
+			ck_assert_ptr_null(p);
+			ck_assert_str_eq(errs, cases[i].err);
+		} else {
+			ck_assert_msg(p != NULL, "%s: %s", cases[i].yaml, errs);
+		}
+		orchd_pipeline_free(p);
+		free(errs);
+	}
+}
+END_TEST
+
 START_TEST(test_file_size_limit)
 {
 	struct orchd_diags d;
@@ -600,6 +637,7 @@ Suite *bootstrap_suite(void)
 	tcase_add_test(tc, test_refs);
 	tcase_add_test(tc, test_anchors_aliases_merge_keys);
 	tcase_add_test(tc, test_bounds);
+	tcase_add_test(tc, test_top_level_shapes);
 	tcase_add_test(tc, test_file_size_limit);
 	tcase_add_test(tc, test_node_limit);
 	tcase_add_test(tc, test_names_and_distance);

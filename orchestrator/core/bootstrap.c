@@ -706,14 +706,15 @@ static int handle_event(struct yparse *y, yaml_event_t *ev)
 		size_t start = y->stack[y->depth].start, nk = y->nkids - start;
 
 		n = y->stack[y->depth].node;
-		kids = y->kids + start;
+		kids = nk ? y->kids + start : NULL;
 		if (n->kind == Y_MAP) {
 			/* Its errors (duplicate keys, bad merges) are recorded
 			 * and the parse goes on to find more. */
 			finish_map(y, n, kids, nk);
 		} else {
 			n->items = bump_alloc(y, (nk + 1) * sizeof(*n->items));
-			memcpy(n->items, kids, nk * sizeof(*kids));
+			if (nk)
+				memcpy(n->items, kids, nk * sizeof(*kids));
 			n->n = (unsigned)nk;
 			for (i = 0; i < n->n; i++)
 				n->size = size_add(n->size, n->items[i]->size);
