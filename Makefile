@@ -153,7 +153,7 @@ $(BUILD)/tests/helpers/%: $(BUILD)/obj/tests/helpers/%.o $(PROTO_LIB) $(BUILD)/o
 # LD_PRELOAD library built without sanitizers.
 $(BUILD)/tests/helpers/statewriter: $(BUILD)/obj/tests/helpers/statewriter.o \
   $(call obj,orchestrator/interfaces/engine.c orchestrator/interfaces/local.c \
-    common/crypto.c common/util.c common/strbuf.c)
+    orchestrator/interfaces/pulumi.c common/crypto.c common/util.c common/strbuf.c)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
@@ -161,8 +161,14 @@ $(BUILD)/tests/shim/enospc.so: tests/shim/enospc.c
 	@mkdir -p $(@D)
 	$(CC) -std=c17 -O2 -Wall -Wextra -Werror -D_GNU_SOURCE -fPIC -shared -o $@ $< -ldl
 
-check: all $(TEST_BIN) $(TEST_HELPERS) $(BUILD)/tests/shim/enospc.so
-	ORCHD_BUILD=$(abspath $(BUILD)) ORCHD_SRC=$(CURDIR) \
+# The tests drive the real tools (OpenTofu, ansible, sops, age, Pulumi):
+# `make tools` builds them once into ~/.cache/orchd/tools and check puts them
+# first on PATH.  NO_TOOLS=1 skips the installer (the tool tests then fail
+# loudly when a tool is missing).
+TOOLS_PATH = $(shell bash tests/tools/install-tools.sh --print-path 2>/dev/null)
+
+check: all $(TEST_BIN) $(TEST_HELPERS) $(BUILD)/tests/shim/enospc.so $(if $(NO_TOOLS),,tools)
+	PATH="$(TOOLS_PATH):$$PATH" ORCHD_BUILD=$(abspath $(BUILD)) ORCHD_SRC=$(CURDIR) \
 	  $(TEST_BIN)
 
 # --- install -----------------------------------------------------------------

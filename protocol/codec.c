@@ -352,6 +352,7 @@ static int check_body(struct vctx *c, enum op_direction dir, enum op_msg_type t,
 		return 0;
 	case OP_MSG_STATE:
 		REQ("state", K_ANY);
+		OPT("secret", K_BOOL);
 		return 0;
 	case OP_MSG_ERROR:
 		REQ("message", K_STRING);

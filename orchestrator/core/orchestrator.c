@@ -634,13 +634,15 @@ static void store_result(struct sched *s, struct node *nd, const struct orchd_st
 		rec.outputs = json_object_get(nd->prev.outputs);
 		rec.state = json_object_get(nd->prev.state);
 		rec.state_secret = nd->prev.state_secret;
+		rec.state_masked = nd->prev.state_masked;
 		rec.config_hash = nd->prev.config_hash ? xstrdup(nd->prev.config_hash) : NULL;
 		rec.inputs_hash = nd->prev.inputs_hash ? xstrdup(nd->prev.inputs_hash) : NULL;
 	}
 	if (res && res->has_state) {
 		json_object_put(rec.state);
 		rec.state = json_object_get(res->state);
-		rec.state_secret = nd->secret_input;
+		rec.state_secret = res->state_secret || nd->secret_input;
+		rec.state_masked = 0;
 	}
 	if (ok) {
 		json_object_put(rec.outputs);
@@ -817,6 +819,18 @@ static void on_done(void *cb_data, void *ctx, const char *id, const struct orchd
 	update_status(s);
 }
 
+static void on_output(void *cb_data, void *ctx, const char *id, const char *key,
+		      json_object *value, int secret)
+{
+	struct sched *s = cb_data;
+
+	(void)ctx;
+	(void)id;
+	(void)key;
+	if (secret)
+		register_secret_value(s, value);
+}
+
 static void on_log(void *cb_data, void *ctx, const char *id, enum orchd_log_level level,
 		   enum orchd_log_source src, const char *text)
 {
@@ -944,7 +958,7 @@ static long long next_deadline(struct sched *s)
 static int pending_work(struct sched *s)
 {
 	for (size_t i = 0; i < s->nn; i++) {
-		if (s->n[i].st == N_WAITING)
+		if (s->n[i].st == N_WAITING && !s->stop)
 			return 1;
 		if (s->n[i].st == N_PENDING && !s->stop && count_waiting(s, i) == 0)
 			return 1;
@@ -1260,6 +1274,7 @@ int orchd_orchestrate(struct orchd_pipeline *p, const struct orchd_registry *reg
 			   : p->core.parallelism > 0 ? p->core.parallelism
 						     : orchd_ncpus());
 	so.log = on_log;
+	so.output = on_output;
 	so.done = on_done;
 	so.cb_data = &s;
 	s.sup = orchd_supervisor_new(&so);

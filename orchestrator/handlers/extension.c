@@ -91,6 +91,7 @@ struct step {
 	json_object *secrets;
 	json_object *state;
 	int has_state;
+	int state_secret;
 	json_object *result;
 	char *error_message;
 	int retryable;
@@ -460,17 +461,21 @@ static void step_message(struct orchd_supervisor *sup, struct step *st, enum op_
 	case OP_MSG_OUTPUT: {
 		const char *key = op_get_str(msg, "key");
 		json_object *v = op_get(msg, "value");
+		int secret = op_get_bool(msg, "secret", false);
 		json_object_object_add(st->outputs, key, json_object_get(v));
-		if (op_get_bool(msg, "secret", false))
+		if (secret)
 			json_object_object_add(st->secrets, key, json_object_new_boolean(1));
 		else
 			json_object_object_del(st->secrets, key);
+		if (sup->opts.output)
+			sup->opts.output(sup->opts.cb_data, st->ctx, st->id, key, v, secret);
 		break;
 	}
 	case OP_MSG_STATE:
 		json_object_put(st->state);
 		st->state = json_object_get(op_get(msg, "state"));
 		st->has_state = 1;
+		st->state_secret = op_get_bool(msg, "secret", false);
 		break;
 	case OP_MSG_ERROR: {
 		const char *m = op_get_str(msg, "message");
@@ -890,6 +895,7 @@ static void step_result(struct step *st, struct orchd_step_result *res)
 	res->outputs = st->outputs;
 	res->secrets = st->secrets;
 	res->has_state = st->has_state;
+	res->state_secret = st->state_secret;
 	res->state = st->state;
 	res->error_message = st->error_message;
 	if (ran) {

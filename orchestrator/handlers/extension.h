@@ -186,6 +186,7 @@ struct orchd_step_result {
 	/* key -> true for the outputs sent with secret:true; never NULL. */
 	json_object *secrets;
 	int has_state;		   /* a state message was received */
+	int state_secret;      /* the last state message said secret:true */
 	json_object *state;	   /* the last state value (may be NULL = JSON null) */
 	json_object *result;	   /* the whole result message, or NULL */
 	json_object *describe;	   /* result.describe (borrowed from result) or NULL */
@@ -208,6 +209,11 @@ typedef void (*orchd_step_log_fn)(void *cb_data, void *ctx, const char *id,
 /* Progress message: percent -1 when absent. */
 typedef void (*orchd_step_progress_fn)(void *cb_data, void *ctx, const char *id, int percent,
 				       const char *message);
+/* An output message, as it arrives (before the step ends), so that the
+ * caller can mask a secret value in every later line at once.  value is
+ * borrowed (NULL for JSON null). */
+typedef void (*orchd_step_output_fn)(void *cb_data, void *ctx, const char *id, const char *key,
+				     json_object *value, int secret);
 /* A step is finished (EOFs seen, process reaped, workdir removed).  Called
  * exactly once per successful orchd_supervisor_start(), from
  * orchd_supervisor_wait() (never from start()).  The callback may call
@@ -221,11 +227,12 @@ struct orchd_supervisor_opts {
 	orchd_step_done_fn done;	 /* required */
 	void *cb_data;
 	const char *orchd_version; /* NULL: ORCHD_VERSION */
+	orchd_step_output_fn output; /* may be NULL */
 };
 
-#define ORCHD_SUPERVISOR_OPTS_INIT           \
-	{                                    \
-		NULL, NULL, NULL, NULL, NULL \
+#define ORCHD_SUPERVISOR_OPTS_INIT                 \
+	{                                          \
+		NULL, NULL, NULL, NULL, NULL, NULL \
 	}
 
 struct orchd_supervisor; /* opaque */
