@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <glob.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -186,6 +187,22 @@ out:
 	return ret;
 }
 
+/* Remove "<path>.tmp-*" left by a mirror_create() that was killed; the
+ * caller holds the lock, so none of them is in use. */
+static void remove_leftovers(const char *path)
+{
+	char *pattern = xasprintf("%s.tmp-*", path);
+	glob_t g;
+	size_t i;
+
+	if (glob(pattern, GLOB_NOSORT, NULL, &g) == 0) {
+		for (i = 0; i < g.gl_pathc; i++)
+			rmtree(g.gl_pathv[i]);
+		globfree(&g);
+	}
+	free(pattern);
+}
+
 /*
  * Lock, then create or update the mirror of url; *repop is the open mirror
  * and *lockfd the held lock (close it to unlock).  When pinned (a full
@@ -221,7 +238,12 @@ static int mirror_open(const char *url, const char *shown, struct orchd_git_opts
 			snprintf(err, errlen, "cannot lock '%s': %s", lock, strerror(errno));
 			goto fail;
 		}
+		if (is_cancelled(o)) {
+			snprintf(err, errlen, "cannot fetch '%s': cancelled", shown);
+			goto fail;
+		}
 	}
+	remove_leftovers(path);
 	if (stat(path, &st) == 0 && git_repository_open_bare(&repo, path) < 0) {
 		/* unusable (interrupted by hand, disk trouble): start over */
 		git_error_clear();

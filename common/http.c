@@ -293,7 +293,9 @@ static int http_perform(const char *url, const struct orchd_http_opts *o, struct
 		{
 			long wait = delay;
 
-			if (retry_after > 0 && retry_after * 1000 > wait)
+			if (retry_after > LONG_MAX / 1000)
+				wait = LONG_MAX; /* capped below */
+			else if (retry_after > 0 && retry_after * 1000 > wait)
 				wait = (long)(retry_after * 1000);
 			if (o->retry_max_delay_ms > 0 && wait > o->retry_max_delay_ms)
 				wait = o->retry_max_delay_ms;

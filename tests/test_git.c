@@ -309,6 +309,18 @@ START_TEST(test_cache_is_fetched_and_reused)
 	ck_assert_int_eq(stat(mirror, &st), 0);
 	ck_assert(S_ISDIR(st.st_mode));
 
+	/* a leftover of a killed mirror creation is cleaned up */
+	{
+		char *left = xasprintf("%s.tmp-AbCdEf", mirror);
+
+		ck_assert_int_eq(mkdir(left, 0755), 0);
+		write_file(left, "junk", "x");
+		ck_assert_msg(orchd_git_mirror(origin_url, NULL, NULL, err, sizeof(err)) == 0, "%s",
+			      err);
+		ck_assert_int_eq(access(left, F_OK), -1);
+		free(left);
+	}
+
 	/* a new upstream commit is fetched into the existing mirror */
 	commit_file("file.txt", "three\n", "c3");
 	c3 = git(origin, "rev-parse", "main");
