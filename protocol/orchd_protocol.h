@@ -341,8 +341,10 @@ int op_ext_result(struct op_ext *ext, bool success, int changed, const struct js
 		  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
 /*
- * The fd to poll(2) for orchd's messages after the action (cancel).  When it
- * is readable, call op_ext_check_cancel().
+ * The fd to poll(2) for orchd's messages after the action (cancel).  Call
+ * op_ext_check_cancel() when it is readable AND once before the first wait:
+ * a cancel sent together with the action is already buffered by the helper
+ * and will not make the fd readable again.
  */
 int op_ext_in_fd(const struct op_ext *ext);
 /*

@@ -38,6 +38,8 @@ struct drv_opts {
 	const char *env;	  /* "NAME=VALUE" added to the extension's env, or NULL */
 	const char *hello;	  /* orchd hello line override, or NULL */
 	const char *cancel_after; /* send cancel after a log message with this text */
+	bool cancel_at_once;	  /* send cancel in the same write as the action */
+	bool sigterm;		  /* with cancel_after: SIGTERM the extension instead */
 };
 
 static char *ext_path(const char *which)
@@ -139,13 +141,27 @@ static void drive(const char *which, const struct drv_opts *o, struct drv *d)
 				d->hello = m;
 				line_out = op_encode_action(op_action_from_name(o->action), "t",
 							    "dev-t", cfg, st, NULL, d->workdir);
+				if (o->cancel_at_once) {
+					char *both = NULL;
+
+					ck_assert_int_ge(asprintf(&both,
+								  "%s{\"type\":\"cancel\","
+								  "\"reason\":\"timeout\"}\n",
+								  line_out),
+							 0);
+					free(line_out);
+					line_out = both;
+				}
 				send_str(in_p[1], line_out);
 				free(line_out);
 				sent_action = true;
 			} else if (p.type == OP_MSG_LOG && o->cancel_after && !sent_cancel &&
 				   strstr(op_get_str(m, "message"), o->cancel_after)) {
-				send_str(in_p[1],
-					 "{\"type\":\"cancel\",\"reason\":\"interrupted\"}\n");
+				if (o->sigterm)
+					kill(pid, SIGTERM);
+				else
+					send_str(in_p[1], "{\"type\":\"cancel\",\"reason\":"
+							  "\"interrupted\"}\n");
 				sent_cancel = true;
 			} else if (p.type == OP_MSG_RESULT) {
 				ck_assert_ptr_null(d->result);
@@ -493,6 +509,39 @@ START_TEST(test_exec_cancel)
 }
 END_TEST
 
+/* orchd sends the cancel right behind the action (one write): the helper
+ * must find it in what it already buffered */
+START_TEST(test_exec_cancel_buffered)
+{
+	struct drv d;
+	struct drv_opts o = {.action = "apply",
+			     .config = "{\"command\":[\"sleep\",\"30\"]}",
+			     .cancel_at_once = true};
+
+	drive("exec", &o, &d);
+	assert_result(&d, "failure", "cancelled");
+	drv_release(&d);
+}
+END_TEST
+
+/* orchd also SIGTERMs the extension's process group; the command runs in
+ * its own group, so exec must forward the signal and still report */
+START_TEST(test_exec_sigterm)
+{
+	struct drv d;
+	struct drv_opts o = {.action = "apply",
+			     .config = "{\"command\":[\"sh\",\"-c\",\"trap 'echo got-term; exit 5' "
+				       "TERM; echo started; sleep 30 & wait\"]}",
+			     .cancel_after = "started",
+			     .sigterm = true};
+
+	drive("exec", &o, &d);
+	assert_result(&d, "failure", "cancelled");
+	ck_assert_ptr_nonnull(find(&d, "log", "message", "got-term"));
+	drv_release(&d);
+}
+END_TEST
+
 START_TEST(test_exec_protocol_mismatch)
 {
 	struct drv d;
@@ -652,6 +701,8 @@ Suite *exec_ext_suite(void)
 	tcase_add_test(tc, test_exec_cwd);
 	tcase_add_test(tc, test_exec_plan_destroy);
 	tcase_add_test(tc, test_exec_cancel);
+	tcase_add_test(tc, test_exec_cancel_buffered);
+	tcase_add_test(tc, test_exec_sigterm);
 	tcase_add_test(tc, test_exec_protocol_mismatch);
 	suite_add_tcase(s, tc);
 

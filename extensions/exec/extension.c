@@ -306,8 +306,9 @@ static int run_command(struct op_ext *ext, const struct exec_config *cfg, char *
 		if (st[0].fd < 0 && st[1].fd < 0 && reaped)
 			break;
 		ready = poll(pfd, (nfds_t)nfds, 200);
-		if (!r->cancelled && (got_signal || (nfds == 3 && pfd[2].revents &&
-						     op_ext_check_cancel(ext, NULL)))) {
+		/* not only when in_fd is readable: orchd may have sent the
+		 * cancel with the action, and it is already buffered */
+		if (!r->cancelled && (got_signal || op_ext_check_cancel(ext, NULL))) {
 			r->cancelled = true;
 			killed_at = mono_ms();
 			kill(-pid, SIGTERM);
