@@ -328,6 +328,30 @@ START_TEST(test_top_level_shapes)
 }
 END_TEST
 
+START_TEST(test_long_message_cut)
+{
+	struct strbuf sb = STRBUF_INIT;
+	struct orchd_pipeline *p = NULL;
+	struct orchd_diags d;
+	int i;
+
+	sb_addstr(&sb, "p:\n  core:\n    engine: {type: x");
+	for (i = 0; i < 3000; i++)
+		sb_addstr(&sb, "\xc3\xa9"); /* two bytes each: the cut must not split one */
+	sb_addstr(&sb, "}\n  exec: []\n");
+	orchd_diags_init(&d);
+	ck_assert_int_eq(orchd_bootstrap_load("t.yaml", sb_str(&sb), sb.len, &p, &d), -1);
+	ck_assert_uint_eq(d.n, 1);
+	ck_assert_uint_le(strlen(d.v[0].msg), ORCHD_DIAG_MAX_MSG);
+	ck_assert_uint_ge(strlen(d.v[0].msg), ORCHD_DIAG_MAX_MSG - 1);
+	ck_assert_str_eq(d.v[0].msg + strlen(d.v[0].msg) - 5, "\xc3\xa9...");
+	ck_assert(!strncmp(d.v[0].msg, "p.core.engine.type: unknown engine type '", 41));
+	orchd_diags_release(&d);
+	orchd_pipeline_free(p);
+	sb_release(&sb);
+}
+END_TEST
+
 START_TEST(test_file_size_limit)
 {
 	struct orchd_diags d;
@@ -638,6 +662,7 @@ Suite *bootstrap_suite(void)
 	tcase_add_test(tc, test_anchors_aliases_merge_keys);
 	tcase_add_test(tc, test_bounds);
 	tcase_add_test(tc, test_top_level_shapes);
+	tcase_add_test(tc, test_long_message_cut);
 	tcase_add_test(tc, test_file_size_limit);
 	tcase_add_test(tc, test_node_limit);
 	tcase_add_test(tc, test_names_and_distance);

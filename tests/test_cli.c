@@ -158,13 +158,18 @@ START_TEST(test_validate_and_run)
 	free(want);
 	free(out);
 	free(err);
-	/* run (and the bare `orchd FILE`) validate, then stop for now. */
-	ck_assert_int_eq(orchd(&out, &err, "--extensions-dir", extdir, "run", file, END), 3);
-	ck_assert_str_eq(err, "orchd: error: run is not implemented yet\n");
+	/* run (and the bare `orchd FILE`) load and validate first: a bad
+	 * pipeline stops them with the same diagnostics and exit 2. */
+	ck_assert_int_eq(orchd(&out, &err, "run", file, END), 2);
+	want = xasprintf("%s:2:3: error: demo.exec: unknown extension type 'exec' (no extensions "
+			 "found, see 'orchd extensions')\n",
+			 file);
+	ck_assert_str_eq(err, want);
 	free(out);
 	free(err);
-	ck_assert_int_eq(orchd(&out, &err, "--extensions-dir", extdir, file, END), 3);
-	ck_assert_str_eq(err, "orchd: error: run is not implemented yet\n");
+	ck_assert_int_eq(orchd(&out, &err, file, END), 2);
+	ck_assert_str_eq(err, want);
+	free(want);
 	free(out);
 	free(err);
 	free(file);

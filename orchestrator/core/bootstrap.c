@@ -49,6 +49,15 @@ int orchd_diag_add(struct orchd_diags *d, const char *file, unsigned line, unsig
 	if (vasprintf(&msg, fmt, ap) < 0)
 		die("out of memory");
 	va_end(ap);
+	if (strlen(msg) > ORCHD_DIAG_MAX_MSG) {
+		/* A huge key or value quoted back: cut it, on a character
+		 * boundary, so that one error stays one readable line. */
+		size_t cut = ORCHD_DIAG_MAX_MSG - 3;
+
+		while (cut && ((unsigned char)msg[cut] & 0xc0) == 0x80)
+			cut--;
+		memcpy(msg + cut, "...", 4);
+	}
 	ALLOC_GROW(d->v, d->n + 1, d->alloc);
 	g = &d->v[d->n++];
 	g->file = xstrdup(file ? file : "-");
@@ -435,7 +444,7 @@ static void parse_path(const struct yparse *y, size_t depth, struct strbuf *sb)
 		}
 		key = count % 2 ? y->kids[y->stack[i + 1].start - 1] : NULL;
 		if (key && key->kind == Y_SCALAR)
-			sb_addf(sb, "%s%s", sb->len ? "." : "", key->s);
+			sb_addf(sb, "%s%.80s", sb->len ? "." : "", key->s);
 		else
 			sb_addf(sb, "%s?", sb->len ? "." : "");
 	}
@@ -963,7 +972,7 @@ static const char *path_str(struct build *b)
 	sb_reset(&b->path);
 	for (i = 0; i < b->pn; i++) {
 		if (b->pv[i].key)
-			sb_addf(&b->path, "%s%s", i ? "." : "", b->pv[i].key);
+			sb_addf(&b->path, "%s%.80s", i ? "." : "", b->pv[i].key);
 		else
 			sb_addf(&b->path, "[%zu]", b->pv[i].index);
 	}

@@ -30,6 +30,7 @@
 #define ORCHD_MAX_NODES	      1000000	  /* YAML nodes in the file */
 #define ORCHD_MAX_ALIAS_NODES 100000	  /* nodes produced by alias expansion */
 #define ORCHD_DIAG_CAP	      50
+#define ORCHD_DIAG_MAX_MSG    512 /* longer messages are cut, ending in "..." */
 
 struct orchd_diag {
 	char *file;
