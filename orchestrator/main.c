@@ -8,6 +8,7 @@
  * one function and one table entry.
  */
 #include <errno.h>
+#include <limits.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@
 
 #include "core/bootstrap.h"
 #include "core/loader.h"
+#include "core/orchestrator.h"
 #include "strbuf.h"
 #include "util.h"
 
@@ -85,7 +87,7 @@ static int parse_opts(struct cli *cli, const struct command *c, int argc, char *
 		      const struct option *extra,
 		      int (*handle)(int opt, const char *arg, void *ctx), void *ctx, int *code)
 {
-	struct option opts[16];
+	struct option opts[40];
 	size_t n = 0;
 	int opt;
 
@@ -131,7 +133,8 @@ static int parse_opts(struct cli *cli, const struct command *c, int argc, char *
  * graph and run.  Returns the pipeline, or NULL with the diagnostics
  * printed and *code set.
  */
-static struct orchd_pipeline *load_pipeline(struct cli *cli, const char *file, int *code)
+static struct orchd_pipeline *load_pipeline_reg(struct cli *cli, const char *file, int *code,
+					       struct orchd_registry *keep)
 {
 	struct orchd_diags d;
 	struct orchd_registry reg = ORCHD_REGISTRY_INIT;
@@ -150,7 +153,10 @@ static struct orchd_pipeline *load_pipeline(struct cli *cli, const char *file, i
 		if (orchd_pipeline_validate(p, types, ntypes, &d) < 0)
 			ret = -1;
 		free(types);
-		orchd_loader_release(&reg);
+		if (keep && ret >= 0)
+			*keep = reg;
+		else
+			orchd_loader_release(&reg);
 	}
 	sb_release(&err);
 	if (ret < 0) {
@@ -162,6 +168,11 @@ static struct orchd_pipeline *load_pipeline(struct cli *cli, const char *file, i
 	}
 	orchd_diags_release(&d);
 	return p;
+}
+
+static struct orchd_pipeline *load_pipeline(struct cli *cli, const char *file, int *code)
+{
+	return load_pipeline_reg(cli, file, code, NULL);
 }
 
 /* One operand, the pipeline file. */
@@ -370,24 +381,281 @@ static int cmd_graph(struct cli *cli, int argc, char **argv)
 	return ORCHD_EXIT_OK;
 }
 
-static int cmd_run(struct cli *cli, int argc, char **argv)
+/* ---------------------------------------------------------------------------
+ * run, plan, destroy: one option set, one scheduler (core/orchestrator).
+ * ------------------------------------------------------------------------- */
+
+enum {
+	OPT_KEEP_WORKDIR = 2000,
+	OPT_WITH_DEPS,
+	OPT_ONLY_STALE,
+	OPT_ONLY_FAILED,
+	OPT_STATE_DIR,
+	OPT_LOCK_TIMEOUT,
+	OPT_REPORT,
+	OPT_JUNIT,
+	OPT_LOG_FORMAT,
+	OPT_OUTPUT,
+	OPT_DETAILED,
+	OPT_JSON,
+	OPT_SHOW_SECRETS,
+	OPT_LIMIT,
+};
+
+struct run_ctx {
+	struct orchd_run_opts o;
+	const char **targets, **excludes;
+	size_t ntargets, nexcludes, talloc, xalloc;
+	int json, show_secrets;
+	long limit;
+};
+
+/* Durations on the command line: as in the pipeline file ("30s", "5m", 90). */
+static int parse_cli_duration(const char *opt, const char *arg, long *ms)
 {
-	const struct command *c = find_command("run");
+	int64_t v;
+
+	if (orchd_parse_duration(arg, &v) < 0 || v < 0 || v > (int64_t)LONG_MAX)
+		return usage_error(NULL, "%s: invalid duration '%s' (e.g. 90, 30s, 5m, 1h)", opt,
+				   arg) ? -1 : -1;
+	*ms = (long)v;
+	return 0;
+}
+
+static int run_opt(int opt, const char *arg, void *ctx)
+{
+	struct run_ctx *r = ctx;
+	char *end;
+
+	switch (opt) {
+	case 'j': {
+		long n = strtol(arg, &end, 10);
+
+		if (*end || n < 1 || n > 4096)
+			return usage_error(NULL, "--parallelism: expected 1..4096, got '%s'", arg)
+				       ? -1
+				       : -1;
+		r->o.parallelism = (int)n;
+		return 0;
+	}
+	case 'k':
+		r->o.keep_going = 1;
+		return 0;
+	case OPT_KEEP_WORKDIR:
+		r->o.keep_workdir = 1;
+		return 0;
+	case 't':
+		ALLOC_GROW(r->targets, r->ntargets + 1, r->talloc);
+		r->targets[r->ntargets++] = arg;
+		return 0;
+	case 'x':
+		ALLOC_GROW(r->excludes, r->nexcludes + 1, r->xalloc);
+		r->excludes[r->nexcludes++] = arg;
+		return 0;
+	case OPT_WITH_DEPS:
+		r->o.with_deps = 1;
+		return 0;
+	case OPT_ONLY_STALE:
+		r->o.only_stale = 1;
+		return 0;
+	case OPT_ONLY_FAILED:
+		r->o.only_failed = 1;
+		return 0;
+	case OPT_STATE_DIR:
+		r->o.state_dir = arg;
+		return 0;
+	case OPT_LOCK_TIMEOUT:
+		return parse_cli_duration("--lock-timeout", arg, &r->o.lock_timeout_ms);
+	case OPT_REPORT:
+		r->o.report_path = arg;
+		return 0;
+	case OPT_JUNIT:
+		r->o.junit_path = arg;
+		return 0;
+	case OPT_LOG_FORMAT:
+		if (!strcmp(arg, "json"))
+			r->o.log_json = 1;
+		else if (strcmp(arg, "text"))
+			return usage_error(NULL, "--log-format: expected text or json, got '%s'",
+					   arg) ? -1 : -1;
+		return 0;
+	case OPT_OUTPUT:
+		if (!strcmp(arg, "grouped"))
+			r->o.output = ORCHD_OUTPUT_GROUPED;
+		else if (strcmp(arg, "stream"))
+			return usage_error(NULL, "--output: expected stream or grouped, got '%s'",
+					   arg) ? -1 : -1;
+		return 0;
+	case 'q':
+		r->o.quiet = 1;
+		return 0;
+	case 'v':
+		r->o.verbose = 1;
+		return 0;
+	case OPT_DETAILED:
+		r->o.detailed_exitcode = 1;
+		return 0;
+	case OPT_JSON:
+		r->json = 1;
+		return 0;
+	case OPT_SHOW_SECRETS:
+		r->show_secrets = 1;
+		return 0;
+	case OPT_LIMIT:
+		r->limit = strtol(arg, &end, 10);
+		if (*end || r->limit < 1)
+			return usage_error(NULL, "--limit: expected a positive number, got '%s'",
+					   arg) ? -1 : -1;
+		return 0;
+	}
+	return -1;
+}
+
+static const struct option run_options[] = {
+	{"parallelism", required_argument, NULL, 'j'},
+	{"keep-going", no_argument, NULL, 'k'},
+	{"keep-workdir", no_argument, NULL, OPT_KEEP_WORKDIR},
+	{"target", required_argument, NULL, 't'},
+	{"with-deps", no_argument, NULL, OPT_WITH_DEPS},
+	{"exclude", required_argument, NULL, 'x'},
+	{"only-stale", no_argument, NULL, OPT_ONLY_STALE},
+	{"only-failed", no_argument, NULL, OPT_ONLY_FAILED},
+	{"state-dir", required_argument, NULL, OPT_STATE_DIR},
+	{"lock-timeout", required_argument, NULL, OPT_LOCK_TIMEOUT},
+	{"report", required_argument, NULL, OPT_REPORT},
+	{"junit", required_argument, NULL, OPT_JUNIT},
+	{"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+	{"output", required_argument, NULL, OPT_OUTPUT},
+	{"quiet", no_argument, NULL, 'q'},
+	{"verbose", no_argument, NULL, 'v'},
+	{"detailed-exitcode", no_argument, NULL, OPT_DETAILED},
+	{NULL, 0, NULL, 0},
+};
+
+#define RUN_OPTIONS_HELP                                                                  \
+	"  -j, --parallelism N      run at most N instances at once (default:\n"            \
+	"                           core.parallelism, else the number of CPUs)\n"           \
+	"  -k, --keep-going         after a failure, keep running independent branches\n"  \
+	"                           (default: fail fast, start nothing new)\n"             \
+	"  -t, --target ID          only this instance, TYPE.NAME or NAME (repeatable)\n"   \
+	"      --exclude ID         leave this instance out (repeatable)\n"                 \
+	"      --state-dir DIR      state directory (default: core.state_dir, else\n"       \
+	"                           .orchd beside the pipeline file)\n"                     \
+	"      --lock-timeout DUR   wait this long for another run of the same pipeline\n"  \
+	"                           (default 5m; 0: fail at once)\n"                        \
+	"      --keep-workdir       keep each instance's private working directory\n"      \
+	"      --report FILE        write the JSON report to FILE\n"                        \
+	"      --junit FILE         write a JUnit XML report to FILE\n"                     \
+	"      --log-format FMT     text (default) or json (one object per line)\n"        \
+	"      --output MODE        stream (default) or grouped (each instance's lines\n"   \
+	"                           as one block when it ends)\n"                           \
+	"  -q, --quiet              only warnings and errors\n"                             \
+	"  -v, --verbose            debug lines too\n"
+
+static int run_like(struct cli *cli, const char *name, enum orchd_verb verb, int argc,
+		    char **argv)
+{
+	const struct command *c = find_command(name);
+	struct run_ctx r;
+	struct orchd_registry reg = ORCHD_REGISTRY_INIT;
 	struct orchd_pipeline *p;
 	const char *file;
 	int code = 0, first;
 
-	if ((first = parse_opts(cli, c, argc, argv, NULL, NULL, NULL, &code)) < 0)
-		return code;
+	memset(&r, 0, sizeof(r));
+	r.o.verb = verb;
+	r.o.lock_timeout_ms = 5 * 60 * 1000;
+	if ((first = parse_opts(cli, c, argc, argv, run_options, run_opt, &r, &code)) < 0)
+		goto out;
+	if (verb != ORCHD_VERB_RUN && (r.o.only_stale || r.o.only_failed)) {
+		code = usage_error(name, "--only-stale and --only-failed are options of run");
+		goto out;
+	}
+	if (verb != ORCHD_VERB_PLAN && r.o.detailed_exitcode) {
+		code = usage_error(name, "--detailed-exitcode is an option of plan");
+		goto out;
+	}
 	if (!(file = one_file(c, argc, argv, first, &code)))
-		return code;
-	if (!(p = load_pipeline(cli, file, &code)))
-		return code;
+		goto out;
+	if (!(p = load_pipeline_reg(cli, file, &code, &reg)))
+		goto out;
+	r.o.targets = r.targets;
+	r.o.ntargets = r.ntargets;
+	r.o.excludes = r.excludes;
+	r.o.nexcludes = r.nexcludes;
+	r.o.argc = argc;
+	r.o.argv = argv;
+	code = orchd_orchestrate(p, &reg, &r.o);
 	orchd_pipeline_free(p);
-	error("run is not implemented yet");
-	return ORCHD_EXIT_SYSTEM;
+	orchd_loader_release(&reg);
+out:
+	free(r.targets);
+	free(r.excludes);
+	return code;
 }
 
+static int cmd_run(struct cli *cli, int argc, char **argv)
+{
+	return run_like(cli, "run", ORCHD_VERB_RUN, argc, argv);
+}
+
+static int cmd_plan(struct cli *cli, int argc, char **argv)
+{
+	return run_like(cli, "plan", ORCHD_VERB_PLAN, argc, argv);
+}
+
+static int cmd_destroy(struct cli *cli, int argc, char **argv)
+{
+	return run_like(cli, "destroy", ORCHD_VERB_DESTROY, argc, argv);
+}
+
+/* status, outputs, history: read the engine, start no extension. */
+static int show_like(struct cli *cli, const char *name, enum orchd_show what, int argc,
+		     char **argv)
+{
+	static const struct option opts[] = {
+		{"json", no_argument, NULL, OPT_JSON},
+		{"show-secrets", no_argument, NULL, OPT_SHOW_SECRETS},
+		{"state-dir", required_argument, NULL, OPT_STATE_DIR},
+		{"limit", required_argument, NULL, OPT_LIMIT},
+		{NULL, 0, NULL, 0},
+	};
+	const struct command *c = find_command(name);
+	struct run_ctx r;
+	struct orchd_pipeline *p;
+	int code = 0, first;
+
+	memset(&r, 0, sizeof(r));
+	if ((first = parse_opts(cli, c, argc, argv, opts, run_opt, &r, &code)) < 0)
+		return code;
+	if (first >= argc)
+		return usage_error(name, "missing pipeline file");
+	if (first + 2 < argc)
+		return usage_error(name, "unexpected argument '%s'", argv[first + 2]);
+	if (r.show_secrets && what != ORCHD_SHOW_OUTPUTS)
+		return usage_error(name, "--show-secrets is an option of outputs");
+	if (!(p = load_pipeline(cli, argv[first], &code)))
+		return code;
+	code = orchd_show(p, what, first + 1 < argc ? argv[first + 1] : NULL, r.o.state_dir,
+			  r.json, r.show_secrets, r.limit);
+	orchd_pipeline_free(p);
+	return code;
+}
+
+static int cmd_status(struct cli *cli, int argc, char **argv)
+{
+	return show_like(cli, "status", ORCHD_SHOW_STATUS, argc, argv);
+}
+
+static int cmd_outputs(struct cli *cli, int argc, char **argv)
+{
+	return show_like(cli, "outputs", ORCHD_SHOW_OUTPUTS, argc, argv);
+}
+
+static int cmd_history(struct cli *cli, int argc, char **argv)
+{
+	return show_like(cli, "history", ORCHD_SHOW_HISTORY, argc, argv);
+}
 static int cmd_extensions(struct cli *cli, int argc, char **argv)
 {
 	const struct command *c = find_command("extensions");
@@ -458,7 +726,44 @@ static int cmd_help(struct cli *cli, int argc, char **argv)
 
 static const struct command commands[] = {
 	{"run", cmd_run, "run [OPTIONS] FILE",
-	 "Run the pipeline described by FILE (also: orchd FILE).\n"},
+	 "Run the pipeline described by FILE (also: orchd FILE [OPTIONS]): validate\n"
+	 "every selected instance, then apply them in dependency order, storing each\n"
+	 "one's state and outputs in its stack.\n\n"
+	 "Options:\n" RUN_OPTIONS_HELP
+	 "      --with-deps          --target also selects the target's dependencies\n"
+	 "      --only-stale         only instances whose upstream outputs changed\n"
+	 "      --only-failed        only instances whose last run did not succeed\n"},
+	{"plan", cmd_plan, "plan [OPTIONS] FILE",
+	 "Show what run would change: validate, then each instance's plan.  Upstream\n"
+	 "outputs come from the state, else from the upstream's mock_outputs.\n\n"
+	 "Options:\n" RUN_OPTIONS_HELP
+	 "      --with-deps          --target also selects the target's dependencies\n"
+	 "      --detailed-exitcode  exit 0: no changes, 2: changes, 1: error\n"},
+	{"destroy", cmd_destroy, "destroy [OPTIONS] FILE",
+	 "Destroy what the pipeline created, in reverse dependency order; each stack\n"
+	 "is removed after its instance is destroyed.  With --target, the target and\n"
+	 "every instance that depends on it.\n\n"
+	 "Options:\n" RUN_OPTIONS_HELP},
+	{"status", cmd_status, "status [OPTIONS] FILE [TYPE.NAME]",
+	 "Per stack: last action, status, time, and whether it is stale (an upstream's\n"
+	 "outputs changed since it ran).  Starts no extension.\n\n"
+	 "Options:\n"
+	 "      --json               machine-readable output\n"
+	 "      --state-dir DIR      state directory\n"},
+	{"outputs", cmd_outputs, "outputs [OPTIONS] FILE [TYPE.NAME]",
+	 "Print the stored outputs of every instance (or of one).  Secret values are\n"
+	 "shown as *** unless --show-secrets (needs the passphrase).  Starts no\n"
+	 "extension.\n\n"
+	 "Options:\n"
+	 "      --json               one JSON object: {\"TYPE.NAME\": {KEY: VALUE}}\n"
+	 "      --show-secrets       print secret values in clear\n"
+	 "      --state-dir DIR      state directory\n"},
+	{"history", cmd_history, "history [OPTIONS] FILE [TYPE.NAME]",
+	 "Print the run history of every stack (or of one), oldest first.\n\n"
+	 "Options:\n"
+	 "      --json               machine-readable output\n"
+	 "      --limit N            only the last N entries per stack\n"
+	 "      --state-dir DIR      state directory\n"},
 	{"validate", cmd_validate, "validate [OPTIONS] FILE",
 	 "Check FILE: YAML syntax, keys and types, names, dependencies and references,\n"
 	 "cycles, and that an extension exists for every type.  Prints every error as\n"
@@ -546,11 +851,14 @@ int main(int argc, char **argv)
 	} else if (strchr(argv[i], '.') || strchr(argv[i], '/')) {
 		/* orchd FILE: a path, not a command name */
 		char run[] = "run";
-		char *args[] = {run, argv[i], NULL};
+		char **args = xcalloc((size_t)(argc - i) + 2, sizeof(*args));
+		int n = 0;
 
-		if (i + 1 < argc)
-			return usage_error(NULL, "unexpected argument '%s'", argv[i + 1]);
-		code = cmd_run(&cli, 2, args);
+		args[n++] = run;
+		for (int k = i; k < argc; k++)
+			args[n++] = argv[k];
+		code = cmd_run(&cli, n, args);
+		free(args);
 	} else {
 		code = usage_error(NULL, "unknown command '%s'", argv[i]);
 	}

@@ -1263,11 +1263,17 @@ int orchd_orchestrate(struct orchd_pipeline *p, const struct orchd_registry *reg
 			orchd_console_add_instance(s.con, s.n[i].in->id);
 		}
 	s.run_dir = xasprintf("%s/runs/%s", s.state_dir, s.run_id);
-	s.work_dir = xasprintf("%s/work", s.run_dir);
 	if (nsel && mkdir_p(s.run_dir) < 0) {
 		error("cannot create %s: %s", s.run_dir, strerror(errno));
 		rc = ORCHD_EXIT_SYSTEM;
 		goto out;
+	}
+	{
+		/* Extensions run in their workdir: give them absolute paths. */
+		char *abs = absolute(s.run_dir);
+
+		s.work_dir = xasprintf("%s/work", abs);
+		free(abs);
 	}
 
 	s.limit = (size_t)(o->parallelism > 0	       ? o->parallelism
@@ -1398,6 +1404,279 @@ out:
 	free(s.run_dir);
 	free(s.work_dir);
 	free(s.pipeline_dir);
+	orchd_console_free(s.con);
+	return rc;
+}
+
+/* ---------------------------------------------------------------------------
+ * status, outputs, history
+ * ------------------------------------------------------------------------- */
+
+static const char *value_text(json_object *v)
+{
+	if (!v)
+		return "null";
+	if (json_object_is_type(v, json_type_string))
+		return json_object_get_string(v);
+	return json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN |
+							 JSON_C_TO_STRING_NOSLASHESCAPE);
+}
+
+static int show_outputs(struct sched *s, size_t only, int json, int show_secrets)
+{
+	json_object *all = json_object_new_object();
+	int rc = ORCHD_EXIT_OK;
+
+	for (size_t i = 0; i < s->nn; i++) {
+		struct node *nd = &s->n[i];
+		json_object *mine;
+
+		if ((only != (size_t)-1 && i != only) || !nd->prev_found)
+			continue;
+		mine = json_object_new_object();
+		json_object_object_foreach(nd->prev.outputs, k, o)
+		{
+			json_object *v = NULL, *sec = NULL;
+			int secret = json_object_object_get_ex(o, "secret", &sec) &&
+				     json_object_get_boolean(sec);
+
+			json_object_object_get_ex(o, "value", &v);
+			if (secret && show_secrets && json_object_object_get_ex(o, "masked", NULL)) {
+				error("%s: output '%s' is secret and no passphrase is set "
+				      "(set ORCHD_PASSPHRASE or ORCHD_PASSPHRASE_FILE)",
+				      nd->in->id, k);
+				rc = ORCHD_EXIT_SYSTEM;
+				continue;
+			}
+			if (secret && !show_secrets)
+				json_object_object_add(mine, k, json_object_new_string("***"));
+			else
+				json_object_object_add(mine, k, v ? json_object_get(v) : NULL);
+		}
+		if (!json) {
+			json_object_object_foreach(mine, key, val)
+			{
+				printf("%s.%s = %s\n", nd->in->id, key, value_text(val));
+			}
+		}
+		json_object_object_add(all, nd->in->id, mine);
+	}
+	if (json)
+		printf("%s\n", json_object_to_json_string_ext(all, JSON_C_TO_STRING_PRETTY |
+								      JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(all);
+	return rc;
+}
+
+static void fmt_time(char *buf, size_t n, long long ms)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+
+	if (!ms) {
+		snprintf(buf, n, "-");
+		return;
+	}
+	gmtime_r(&t, &tm);
+	if (!strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm))
+		snprintf(buf, n, "-");
+}
+
+/* Is the node stale?  Its resolved config or its consumed upstream outputs
+ * differ from what its last successful apply used. */
+static const char *stale_reason(struct sched *s, struct node *nd)
+{
+	struct strbuf why = STRBUF_INIT, txt = STRBUF_INIT;
+	char hex[ORCHD_SHA256_HEXSZ];
+	const char *r = NULL;
+
+	if (!nd->prev_found || !nd->prev.config_hash)
+		return NULL;
+	if (resolve_node_config(s, nd, 1, &why) < 0) {
+		sb_release(&why);
+		return "upstream outputs missing";
+	}
+	canonical_json(&txt, nd->config);
+	orchd_sha256_hex(sb_str(&txt), txt.len, hex);
+	if (nd->prev.inputs_hash && nd->inputs_hash && strcmp(nd->prev.inputs_hash, nd->inputs_hash))
+		r = "upstream outputs changed";
+	else if (strcmp(nd->prev.config_hash, hex))
+		r = "config changed";
+	sb_release(&txt);
+	sb_release(&why);
+	return r;
+}
+
+static int show_status(struct sched *s, size_t only, int json)
+{
+	json_object *arr = json_object_new_array();
+
+	if (!json)
+		printf("%-24s %-28s %-8s %-10s %-20s %s\n", "INSTANCE", "STACK", "ACTION", "STATUS",
+		       "ENDED", "STALE");
+	for (size_t i = 0; i < s->nn; i++) {
+		struct node *nd = &s->n[i];
+		const struct orchd_last_result *l = &nd->prev.last;
+		const char *stale;
+		char when[40];
+
+		if (only != (size_t)-1 && i != only)
+			continue;
+		stale = stale_reason(s, nd);
+		fmt_time(when, sizeof(when), nd->prev_found ? l->ended_at : 0);
+		if (json) {
+			json_object *o = json_object_new_object();
+
+			json_object_object_add(o, "id", json_object_new_string(nd->in->id));
+			json_object_object_add(o, "stack", json_object_new_string(nd->stack));
+			json_object_object_add(o, "applied", json_object_new_boolean(nd->prev_found));
+			json_object_object_add(o, "action", nd->prev_found && l->action
+									? json_object_new_string(l->action)
+									: NULL);
+			json_object_object_add(o, "status", nd->prev_found && l->status
+									? json_object_new_string(l->status)
+									: NULL);
+			json_object_object_add(o, "ended_at", nd->prev_found
+								     ? json_object_new_string(when)
+								     : NULL);
+			json_object_object_add(o, "run_id", nd->prev_found && l->run_id
+									? json_object_new_string(l->run_id)
+									: NULL);
+			json_object_object_add(o, "stale", json_object_new_boolean(stale != NULL));
+			json_object_object_add(o, "stale_reason",
+					       stale ? json_object_new_string(stale) : NULL);
+			json_object_array_add(arr, o);
+			continue;
+		}
+		if (!nd->prev_found) {
+			printf("%-24s %-28s %-8s %-10s %-20s %s\n", nd->in->id, nd->stack, "-",
+			       "never applied", "-", "-");
+			continue;
+		}
+		printf("%-24s %-28s %-8s %-10s %-20s %s%s%s\n", nd->in->id, nd->stack,
+		       l->action ? l->action : "-", l->status ? l->status : "-", when,
+		       stale ? "yes (" : "no", stale ? stale : "", stale ? ")" : "");
+	}
+	if (json)
+		printf("%s\n", json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PRETTY |
+								      JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(arr);
+	return ORCHD_EXIT_OK;
+}
+
+static int show_history(struct sched *s, size_t only, int json, long limit)
+{
+	json_object *all = json_object_new_object();
+	char err[1024];
+	int rc = ORCHD_EXIT_OK;
+
+	for (size_t i = 0; i < s->nn; i++) {
+		struct node *nd = &s->n[i];
+		struct orchd_history_entry *h = NULL;
+		size_t n = 0, from = 0;
+		json_object *arr;
+
+		if (only != (size_t)-1 && i != only)
+			continue;
+		if (orchd_engine_history_read(s->eng, nd->stack, &h, &n, err, sizeof(err)) < 0) {
+			error("%s", err);
+			rc = ORCHD_EXIT_SYSTEM;
+			continue;
+		}
+		if (limit > 0 && n > (size_t)limit)
+			from = n - (size_t)limit;
+		arr = json_object_new_array();
+		for (size_t k = from; k < n; k++) {
+			char start[40], end[40];
+
+			fmt_time(start, sizeof(start), h[k].started_at);
+			fmt_time(end, sizeof(end), h[k].ended_at);
+			if (json) {
+				json_object *o = json_object_new_object();
+
+				json_object_object_add(o, "run_id", json_object_new_string(h[k].run_id ? h[k].run_id : ""));
+				json_object_object_add(o, "action", json_object_new_string(h[k].action ? h[k].action : ""));
+				json_object_object_add(o, "status", json_object_new_string(h[k].status ? h[k].status : ""));
+				json_object_object_add(o, "started_at", json_object_new_string(start));
+				json_object_object_add(o, "ended_at", json_object_new_string(end));
+				json_object_object_add(o, "attempts", json_object_new_int(h[k].attempts));
+				json_object_array_add(arr, o);
+			} else {
+				printf("%-24s %s  %-8s %-10s %s  attempts %d\n", nd->in->id,
+				       h[k].run_id ? h[k].run_id : "-", h[k].action ? h[k].action : "-",
+				       h[k].status ? h[k].status : "-", start, h[k].attempts);
+			}
+		}
+		json_object_object_add(all, nd->in->id, arr);
+		orchd_history_free(h, n);
+	}
+	if (json)
+		printf("%s\n", json_object_to_json_string_ext(all, JSON_C_TO_STRING_PRETTY |
+								      JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(all);
+	return rc;
+}
+
+int orchd_show(struct orchd_pipeline *p, enum orchd_show what, const char *instance,
+	       const char *state_dir, int json, int show_secrets, long limit)
+{
+	struct sched s = { 0 };
+	struct orchd_run_opts o = ORCHD_RUN_OPTS_INIT;
+	char err[1024];
+	size_t only = (size_t)-1;
+	int rc = ORCHD_EXIT_OK;
+
+	s.p = p;
+	s.o = &o;
+	s.nn = p->ninst;
+	s.n = xcalloc(s.nn ? s.nn : 1, sizeof(*s.n));
+	s.con = orchd_console_new(NULL);
+	if (!s.con)
+		die("out of memory");
+	if (instance) {
+		s.p = p;
+		only = find_or_complain(&s, instance, what == ORCHD_SHOW_STATUS    ? "status"
+						      : what == ORCHD_SHOW_OUTPUTS ? "outputs"
+										   : "history");
+		if (only == (size_t)-1) {
+			rc = ORCHD_EXIT_USAGE;
+			goto out;
+		}
+	}
+	for (size_t i = 0; i < s.nn; i++) {
+		s.n[i].in = &p->inst[i];
+		s.n[i].stack = orchd_instance_stack(p, s.n[i].in);
+		orchd_stack_record_init(&s.n[i].prev);
+		sb_init(&s.n[i].log, 1 << 20);
+	}
+	s.state_dir = orchd_state_dir(p, state_dir);
+	if (orchd_state_open(p, s.state_dir, &s.eng, err, sizeof(err)) < 0 ||
+	    load_previous(&s) < 0) {
+		if (!s.eng)
+			error("%s", err);
+		rc = ORCHD_EXIT_SYSTEM;
+		goto out;
+	}
+	if (what == ORCHD_SHOW_OUTPUTS)
+		rc = show_outputs(&s, only, json, show_secrets);
+	else if (what == ORCHD_SHOW_STATUS)
+		rc = show_status(&s, only, json);
+	else
+		rc = show_history(&s, only, json, limit);
+	if (fflush(stdout) != 0 && rc == ORCHD_EXIT_OK)
+		rc = error("cannot write to stdout: %s", strerror(errno)) ? ORCHD_EXIT_SYSTEM : 0;
+out:
+	if (s.eng)
+		orchd_engine_close(s.eng);
+	for (size_t i = 0; i < s.nn; i++) {
+		free(s.n[i].stack);
+		orchd_stack_record_release(&s.n[i].prev);
+		json_object_put(s.n[i].config);
+		free(s.n[i].inputs_hash);
+		sb_release(&s.n[i].log);
+	}
+	free(s.n);
+	free(s.state_dir);
 	orchd_console_free(s.con);
 	return rc;
 }

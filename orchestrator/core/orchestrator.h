@@ -77,6 +77,22 @@ struct orchd_run_opts {
 int orchd_orchestrate(struct orchd_pipeline *p, const struct orchd_registry *reg,
 		      const struct orchd_run_opts *opts);
 
+enum orchd_show {
+	ORCHD_SHOW_STATUS = 0, /* last action, status, time, stale */
+	ORCHD_SHOW_OUTPUTS,    /* stored outputs */
+	ORCHD_SHOW_HISTORY,    /* each stack's history */
+};
+
+/*
+ * `orchd status|outputs|history`: read the engine (no lock, no extension
+ * started) and print to stdout, as text or JSON.  instance (TYPE.NAME or
+ * NAME) limits it to one; limit > 0 keeps the last entries of a history.
+ * show_secrets prints secret outputs in clear (needs the passphrase).
+ * Returns the exit code.
+ */
+int orchd_show(struct orchd_pipeline *p, enum orchd_show what, const char *instance,
+	       const char *state_dir, int json, int show_secrets, long limit);
+
 /* Number of online CPUs, at least 1. */
 int orchd_ncpus(void);
 

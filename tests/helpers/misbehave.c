@@ -168,8 +168,42 @@ int main(void)
 	config = json_object_object_get(action, "config");
 	if (json_object_object_get_ex(config, "mode", &v))
 		mode = json_object_get_string(v);
+	/* config.only_action: misbehave in that action only; others succeed. */
+	if (json_object_object_get_ex(config, "only_action", &v) &&
+	    strcmp(json_object_get_string(v),
+		   json_object_get_string(json_object_object_get(action, "action"))))
+		mode = "quiet";
 
-	if (!strcmp(mode, "ok")) {
+	if (!strcmp(mode, "quiet")) {
+		emit_result(1, NULL);
+	} else if (!strcmp(mode, "failuntil")) {
+		/* Count attempts in config.file; fail (retryable) until config.n. */
+		const char *path = json_object_get_string(json_object_object_get(config, "file"));
+		int n = json_object_get_int(json_object_object_get(config, "n")), count = 0;
+		FILE *f = path ? fopen(path, "r") : NULL;
+
+		if (f) {
+			if (fscanf(f, "%d", &count) != 1)
+				count = 0;
+			fclose(f);
+		}
+		count++;
+		f = path ? fopen(path, "w") : NULL;
+		if (f) {
+			fprintf(f, "%d\n", count);
+			fclose(f);
+		}
+		if (count < n) {
+			json_object *o = msg("error");
+			json_object_object_add(o, "message", json_object_new_string("not yet"));
+			json_object_object_add(o, "retryable", json_object_new_boolean(1));
+			emit(o);
+			emit_result(0, "not yet");
+		} else {
+			emit_output("attempt", json_object_new_int(count), 0);
+			emit_result(1, "made it");
+		}
+	} else if (!strcmp(mode, "ok")) {
 		json_object *o = msg("progress"), *st = json_object_new_object();
 		emit_log("info", "working");
 		json_object_object_add(o, "message", json_object_new_string("half way"));

@@ -1,0 +1,509 @@
+/*
+ * End-to-end tests of the scheduler: the real orchd binary runs real
+ * extension processes (the exec extension of the build tree, and the
+ * misbehave helper under the type "misbehave") on pipelines written into a
+ * temporary directory.
+ */
+#include <check.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "testutil.h"
+#include "util.h"
+
+struct env {
+	char *dir;    /* temp dir: pipeline files, state */
+	char *extdir; /* holds orchd-ext-misbehave */
+	char *orchd;
+};
+
+static struct env E;
+
+static void setup(void)
+{
+	char *helper, *link;
+
+	E.dir = test_tmpdir();
+	ck_assert_ptr_nonnull(E.dir);
+	E.extdir = xasprintf("%s/ext", E.dir);
+	ck_assert_int_eq(mkdir(E.extdir, 0700), 0);
+	helper = test_build_path("tests/helpers/misbehave");
+	link = xasprintf("%s/orchd-ext-misbehave", E.extdir);
+	ck_assert_int_eq(symlink(helper, link), 0);
+	free(helper);
+	free(link);
+	E.orchd = test_build_path("bin/orchd");
+}
+
+static void teardown(void)
+{
+	test_rmtree(E.dir);
+	free(E.dir);
+	free(E.extdir);
+	free(E.orchd);
+}
+
+static char *write_pipeline(const char *name, const char *text)
+{
+	char *p = xasprintf("%s/%s", E.dir, name);
+	FILE *f = fopen(p, "w");
+
+	ck_assert_ptr_nonnull(f);
+	fputs(text, f);
+	fclose(f);
+	return p;
+}
+
+/* orchd CMD FILE --extensions-dir EXT ARGS...; returns exit code. */
+static int orchd(const char *cmd, const char *file, char **out, char **err, ...)
+{
+	char *argv[32];
+	int argc = 0, rc;
+	va_list ap;
+	const char *a;
+
+	argv[argc++] = E.orchd;
+	argv[argc++] = (char *)(uintptr_t)cmd;
+	argv[argc++] = (char *)(uintptr_t)file;
+	argv[argc++] = (char *)(uintptr_t)"--extensions-dir";
+	argv[argc++] = E.extdir;
+	va_start(ap, err);
+	while ((a = va_arg(ap, const char *)) && argc < 31)
+		argv[argc++] = (char *)(uintptr_t)a;
+	va_end(ap);
+	argv[argc] = NULL;
+	rc = test_run(argv, out, err);
+	return rc;
+}
+
+static int exists(const char *rel)
+{
+	char *p = xasprintf("%s/%s", E.dir, rel);
+	int r = access(p, F_OK) == 0;
+
+	free(p);
+	return r;
+}
+
+START_TEST(test_run_outputs_flow_by_reference)
+{
+	char *f = write_pipeline("p.yaml",
+				 "p:\n"
+				 "  exec:\n"
+				 "    - name: up\n"
+				 "      command: [sh, -c, 'echo version=1.2.3 >> $ORCHD_OUTPUT']\n"
+				 "    - name: down\n"
+				 "      command: [sh, -c, 'echo got $0', '${{ exec.up.outputs.version }}']\n");
+	char *out = NULL, *err = NULL;
+	int rc = orchd("run", f, &out, &err, NULL);
+
+	ck_assert_msg(rc == 0, "rc=%d\n%s", rc, err);
+	ck_assert_msg(strstr(err, "got 1.2.3"), "%s", err);
+	ck_assert_msg(strstr(err, "exec.up.version = 1.2.3"), "%s", err);
+	ck_assert(exists(".orchd/stacks/dev-exec-up.json"));
+	free(out);
+	free(err);
+	/* The outputs are kept in the stack: a second run of only the
+	 * downstream instance resolves the reference from the engine. */
+	rc = orchd("run", f, &out, &err, "--target", "exec.down", NULL);
+	ck_assert_msg(rc == 0, "rc=%d\n%s", rc, err);
+	ck_assert_msg(strstr(err, "got 1.2.3"), "%s", err);
+	free(out);
+	free(err);
+	free(f);
+}
+END_TEST
+
+START_TEST(test_failure_skips_dependents_fail_fast)
+{
+	char *f = write_pipeline("p.yaml",
+				 "p:\n"
+				 "  core: {parallelism: 1}\n"
+				 "  exec:\n"
+				 "    - name: bad\n"
+				 "      command: [sh, -c, 'exit 3']\n"
+				 "    - name: after\n"
+				 "      depends_on: [bad]\n"
+				 "      command: ['true']\n"
+				 "    - name: other\n"
+				 "      command: [sh, -c, 'echo other ran']\n");
+	char *err = NULL;
+	int rc = orchd("run", f, NULL, &err, NULL);
+
+	ck_assert_int_eq(rc, 1);
+	ck_assert_msg(strstr(err, "skipped: exec.bad failed"), "%s", err);
+	/* parallelism 1 and file order: "other" never starts after the failure. */
+	ck_assert_msg(!strstr(err, "other ran"), "%s", err);
+	free(err);
+	free(f);
+}
+END_TEST
+
+START_TEST(test_keep_going_runs_independent_branches)
+{
+	char *f = write_pipeline("p.yaml",
+				 "p:\n"
+				 "  core: {parallelism: 1}\n"
+				 "  exec:\n"
+				 "    - name: bad\n"
+				 "      command: [sh, -c, 'exit 3']\n"
+				 "    - name: after\n"
+				 "      depends_on: [bad]\n"
+				 "      command: ['true']\n"
+				 "    - name: other\n"
+				 "      command: [sh, -c, 'echo other ran']\n");
+	char *err = NULL;
+	int rc = orchd("run", f, NULL, &err, "--keep-going", NULL);
+
+	ck_assert_int_eq(rc, 1);
+	ck_assert_msg(strstr(err, "other ran"), "%s", err);
+	ck_assert_msg(strstr(err, "skipped: exec.bad failed"), "%s", err);
+	free(err);
+	free(f);
+}
+END_TEST
+
+START_TEST(test_validate_before_apply_changes_nothing)
+{
+	char *f = write_pipeline("p.yaml",
+				 "p:\n"
+				 "  exec:\n"
+				 "    - name: good\n"
+				 "      command: [sh, -c, 'touch ran']\n"
+				 "    - name: broken\n"
+				 "      comand: [oops]\n");
+	char *err = NULL;
+	int rc = orchd("run", f, NULL, &err, NULL);
+
+	ck_assert_int_eq(rc, 2);
+	ck_assert_msg(strstr(err, "nothing was changed"), "%s", err);
+	ck_assert(!exists(".orchd/stacks/dev-exec-good.json"));
+	free(err);
+	free(f);
+}
+END_TEST
+
+START_TEST(test_retryable_failure_is_retried)
+{
+	char *f = write_pipeline("p.yaml",
+				 "p:\n"
+				 "  core:\n"
+				 "    execution_defaults:\n"
+				 "      max_attempts: 3\n"
+				 "      retry_backoff: {initial: 10ms, max: 20ms}\n"
+				 "  misbehave:\n"
+				 "    - name: flaky\n"
+				 "      only_action: apply\n"
+				 "      mode: failure\n");
+	char *err = NULL, *rep = xasprintf("%s/report.json", E.dir), *txt;
+	int rc = orchd("run", f, NULL, &err, "--report", rep, NULL);
+
+	ck_assert_int_eq(rc, 1);
+	ck_assert_msg(strstr(err, "attempt 1 of 3 failed"), "%s", err);
+	ck_assert_msg(strstr(err, "attempt 2 of 3 failed"), "%s", err);
+	ck_assert_msg(!strstr(err, "attempt 3 of 3 failed"), "%s", err);
+	txt = test_read_file(rep, NULL);
+	ck_assert_ptr_nonnull(txt);
+	ck_assert_msg(strstr(txt, "\"attempts\":3"), "%s", txt);
+	free(txt);
+	free(rep);
+	free(err);
+	free(f);
+}
+END_TEST
+
+START_TEST(test_retry_then_success)
+{
+	char *counter = xasprintf("%s/count", E.dir);
+	char *text = xasprintf("p:\n"
+			       "  misbehave:\n"
+			       "    - name: flaky\n"
+			       "      execution: {max_attempts: 5, retry_backoff: {initial: 5ms}}\n"
+			       "      only_action: apply\n"
+			       "      mode: failuntil\n"
+			       "      n: 3\n"
+			       "      file: %s\n"
+			       "  exec:\n"
+			       "    - name: after\n"
+			       "      command: [sh, -c, 'echo attempt=$0', 'v${{ misbehave.flaky.outputs.attempt }}']\n",
+			       counter);
+	char *f = write_pipeline("p.yaml", text), *err = NULL;
+	int rc = orchd("run", f, NULL, &err, NULL);
+
+	ck_assert_msg(rc == 0, "rc=%d\n%s", rc, err);
+	ck_assert_msg(strstr(err, "attempt 2 of 5 failed: extension reported failure: not yet"), "%s",
+		      err);
+	ck_assert_msg(strstr(err, "attempt=v3"), "%s", err);
+	free(err);
+	free(f);
+	free(text);
+	free(counter);
+}
+END_TEST
+
+START_TEST(test_lock_serializes_runs)
+{
+	char *f = write_pipeline("p.yaml",
+				 "p:\n"
+				 "  exec:\n"
+				 "    - name: slow\n"
+				 "      command: [sleep, '3']\n");
+	char *ready = xasprintf("%s/.orchd/lock.info", E.dir), *err = NULL;
+	pid_t pid = fork();
+	int status, waited = 0, rc;
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		int fd = open("/dev/null", O_WRONLY);
+
+		dup2(fd, 2);
+		execl(E.orchd, "orchd", "run", f, (char *)NULL);
+		_exit(127);
+	}
+	while (access(ready, F_OK) != 0 && waited < 200) {
+		usleep(20000);
+		waited++;
+	}
+	/* The second run gives up after 200ms and names the holder. */
+	rc = orchd("run", f, NULL, &err, "--lock-timeout", "200ms", NULL);
+	ck_assert_int_eq(rc, 3);
+	ck_assert_msg(strstr(err, "is locked by pid"), "%s", err);
+	free(err);
+	/* With a long enough timeout it waits for the first and succeeds. */
+	rc = orchd("run", f, NULL, &err, "--lock-timeout", "1m", NULL);
+	ck_assert_msg(rc == 0, "rc=%d\n%s", rc, err);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	free(err);
+	free(ready);
+	free(f);
+}
+END_TEST
+
+START_TEST(test_stale_and_only_stale)
+{
+	char *f = write_pipeline("p.yaml",
+				 "p:\n"
+				 "  exec:\n"
+				 "    - name: up\n"
+				 "      command: [sh, -c, 'cat ../../../../../../v >> $ORCHD_OUTPUT 2>/dev/null "
+				 "|| echo v=1 >> $ORCHD_OUTPUT']\n"
+				 "    - name: down\n"
+				 "      command: [sh, -c, 'echo down got $0', '${{ exec.up.outputs.v }}']\n");
+	char *out = NULL, *err = NULL, *vfile = xasprintf("%s/v", E.dir);
+	char *up_cmd = NULL;
+	FILE *vf;
+	int rc;
+
+	(void)up_cmd;
+	ck_assert_int_eq(orchd("run", f, NULL, NULL, NULL), 0);
+	rc = orchd("status", f, &out, NULL, NULL);
+	ck_assert_int_eq(rc, 0);
+	ck_assert_msg(!strstr(out, "yes ("), "%s", out);
+	free(out);
+	/* The upstream's output changes: only it runs, then down is stale. */
+	vf = fopen(vfile, "w");
+	fputs("v=2\n", vf);
+	fclose(vf);
+	free(f);
+	f = write_pipeline("p.yaml",
+			   "p:\n"
+			   "  exec:\n"
+			   "    - name: up\n"
+			   "      command: [sh, -c, 'cat $0 >> $ORCHD_OUTPUT', '__V__']\n"
+			   "    - name: down\n"
+			   "      command: [sh, -c, 'echo down got $0', '${{ exec.up.outputs.v }}']\n");
+	{
+		char *t = test_read_file(f, NULL), *pos = strstr(t, "__V__");
+		char *nt = xasprintf("%.*s%s%s", (int)(pos - t), t, vfile, pos + 5);
+		FILE *pf = fopen(f, "w");
+
+		fputs(nt, pf);
+		fclose(pf);
+		free(t);
+		free(nt);
+	}
+	ck_assert_int_eq(orchd("run", f, NULL, NULL, "--target", "exec.up", NULL), 0);
+	rc = orchd("status", f, &out, NULL, NULL);
+	ck_assert_msg(strstr(out, "yes (upstream outputs changed)"), "%s", out);
+	free(out);
+	rc = orchd("run", f, NULL, &err, "--only-stale", NULL);
+	ck_assert_msg(rc == 0, "rc=%d\n%s", rc, err);
+	ck_assert_msg(strstr(err, "down got 2"), "%s", err);
+	ck_assert_msg(!strstr(err, "[exec.up]"), "up ran again:\n%s", err);
+	free(err);
+	rc = orchd("status", f, &out, NULL, NULL);
+	ck_assert_msg(!strstr(out, "yes ("), "%s", out);
+	free(out);
+	free(vfile);
+	free(f);
+}
+END_TEST
+
+START_TEST(test_secret_outputs_masked_everywhere)
+{
+	char *f = write_pipeline("p.yaml",
+				 "p:\n"
+				 "  exec:\n"
+				 "    - name: s\n"
+				 "      secret_outputs: [token]\n"
+				 "      command: [sh, -c, 'echo token=hunter2-very-secret >> "
+				 "$ORCHD_OUTPUT']\n"
+				 "    - name: use\n"
+				 "      command: [sh, -c, 'echo using $0', '${{ exec.s.outputs.token }}']\n");
+	char *err = NULL, *junit = xasprintf("%s/junit.xml", E.dir);
+	char *rep = xasprintf("%s/report.json", E.dir), *txt;
+	int rc;
+
+	setenv("ORCHD_PASSPHRASE", "test passphrase", 1);
+	rc = orchd("run", f, NULL, &err, "--report", rep, "--junit", junit, NULL);
+	unsetenv("ORCHD_PASSPHRASE");
+	ck_assert_msg(rc == 0, "rc=%d\n%s", rc, err);
+	ck_assert_msg(!strstr(err, "hunter2"), "%s", err);
+	ck_assert_msg(strstr(err, "using ***"), "%s", err);
+	txt = test_read_file(rep, NULL);
+	ck_assert_msg(txt && !strstr(txt, "hunter2"), "%s", txt);
+	free(txt);
+	txt = test_read_file(junit, NULL);
+	ck_assert_msg(txt && !strstr(txt, "hunter2"), "%s", txt);
+	ck_assert_msg(strstr(txt, "<testcase"), "%s", txt);
+	free(txt);
+	{
+		char *cmd = xasprintf("grep -r -l hunter2 %s/.orchd", E.dir);
+		ck_assert_msg(system(cmd) != 0, "plaintext secret found on disk");
+		free(cmd);
+	}
+	free(rep);
+	free(junit);
+	free(err);
+	free(f);
+}
+END_TEST
+
+START_TEST(test_secret_without_passphrase_fails_before_writing)
+{
+	char *f = write_pipeline("p.yaml",
+				 "p:\n"
+				 "  exec:\n"
+				 "    - name: s\n"
+				 "      secret_outputs: [token]\n"
+				 "      command: [sh, -c, 'echo token=hunter2 >> $ORCHD_OUTPUT']\n");
+	char *err = NULL;
+	int rc;
+
+	unsetenv("ORCHD_PASSPHRASE");
+	unsetenv("ORCHD_PASSPHRASE_FILE");
+	rc = orchd("run", f, NULL, &err, NULL);
+	ck_assert_int_ne(rc, 0);
+	ck_assert_msg(strstr(err, "no passphrase is set"), "%s", err);
+	{
+		char *cmd = xasprintf("grep -r -l hunter2 %s/.orchd", E.dir);
+		ck_assert_msg(system(cmd) != 0, "plaintext secret found on disk");
+		free(cmd);
+	}
+	free(err);
+	free(f);
+}
+END_TEST
+
+START_TEST(test_sigterm_interrupts_and_writes_report)
+{
+	char *f = write_pipeline("p.yaml",
+				 "p:\n"
+				 "  exec:\n"
+				 "    - name: slow\n"
+				 "      command: [sleep, '60']\n");
+	char *rep = xasprintf("%s/report.json", E.dir), *junit = xasprintf("%s/j.xml", E.dir);
+	char *ready = xasprintf("%s/.orchd/runs", E.dir);
+	pid_t pid = fork();
+	int status, waited = 0;
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		int fd = open("/dev/null", O_WRONLY);
+
+		dup2(fd, 2);
+		execl(E.orchd, "orchd", "run", f, "--report", rep, "--junit", junit, (char *)NULL);
+		_exit(127);
+	}
+	/* Wait until the run has started its step (its run directory exists
+	 * and a process group runs sleep). */
+	while (access(ready, F_OK) != 0 && waited < 200) {
+		usleep(50000);
+		waited++;
+	}
+	usleep(300000);
+	kill(pid, SIGTERM);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 143);
+	ck_assert_msg(access(rep, F_OK) == 0, "no report after SIGTERM");
+	ck_assert_msg(access(junit, F_OK) == 0, "no junit after SIGTERM");
+	free(ready);
+	free(rep);
+	free(junit);
+	free(f);
+}
+END_TEST
+
+START_TEST(test_plan_detailed_exitcode_and_destroy)
+{
+	char *f = write_pipeline("p.yaml",
+				 "p:\n"
+				 "  exec:\n"
+				 "    - name: a\n"
+				 "      command: [sh, -c, 'echo x=1 >> $ORCHD_OUTPUT']\n"
+				 "      destroy_command: [sh, -c, 'echo destroying a']\n"
+				 "    - name: b\n"
+				 "      depends_on: [a]\n"
+				 "      command: ['true']\n"
+				 "      destroy_command: [sh, -c, 'echo destroying b']\n");
+	char *err = NULL;
+	int rc = orchd("plan", f, NULL, &err, "--detailed-exitcode", NULL);
+	char *pa, *pb;
+
+	ck_assert_msg(rc == 2, "rc=%d\n%s", rc, err);
+	free(err);
+	ck_assert_int_eq(orchd("run", f, NULL, NULL, NULL), 0);
+	ck_assert(exists(".orchd/stacks/dev-exec-a.json"));
+	rc = orchd("destroy", f, NULL, &err, NULL);
+	ck_assert_msg(rc == 0, "rc=%d\n%s", rc, err);
+	pa = strstr(err, "destroying a");
+	pb = strstr(err, "destroying b");
+	ck_assert_msg(pa && pb && pb < pa, "destroy not in reverse order:\n%s", err);
+	ck_assert(!exists(".orchd/stacks/dev-exec-a.json"));
+	ck_assert(!exists(".orchd/stacks/dev-exec-b.json"));
+	free(err);
+	free(f);
+}
+END_TEST
+
+Suite *orchestrator_suite(void)
+{
+	Suite *s = suite_create("orchestrator");
+	TCase *tc = tcase_create("run");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_run_outputs_flow_by_reference);
+	tcase_add_test(tc, test_failure_skips_dependents_fail_fast);
+	tcase_add_test(tc, test_keep_going_runs_independent_branches);
+	tcase_add_test(tc, test_validate_before_apply_changes_nothing);
+	tcase_add_test(tc, test_retryable_failure_is_retried);
+	tcase_add_test(tc, test_retry_then_success);
+	tcase_add_test(tc, test_lock_serializes_runs);
+	tcase_add_test(tc, test_stale_and_only_stale);
+	tcase_add_test(tc, test_secret_outputs_masked_everywhere);
+	tcase_add_test(tc, test_secret_without_passphrase_fails_before_writing);
+	tcase_add_test(tc, test_sigterm_interrupts_and_writes_report);
+	tcase_add_test(tc, test_plan_detailed_exitcode_and_destroy);
+	suite_add_tcase(s, tc);
+	return s;
+}
