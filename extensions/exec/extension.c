@@ -39,6 +39,12 @@ static void on_signal(int sig)
 	got_signal = sig;
 }
 
+/* Only there to interrupt poll() when the command exits. */
+static void on_sigchld(int sig)
+{
+	(void)sig;
+}
+
 static long long mono_ms(void)
 {
 	struct timespec ts;
@@ -278,7 +284,9 @@ static int run_command(struct op_ext *ext, const struct exec_config *cfg, char *
 	close(out_p[1]);
 	close(err_p[1]);
 	close(fail_p[1]);
-	n = read(fail_p[0], &f, sizeof(f));
+	do
+		n = read(fail_p[0], &f, sizeof(f));
+	while (n < 0 && errno == EINTR);
 	close(fail_p[0]);
 	if (n == (ssize_t)sizeof(f)) {
 		if (f.stage == 1)
@@ -535,8 +543,11 @@ static void setup_signals(void)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
-	/* whatever our parent left us: we must see our child exit and be told */
-	signal(SIGCHLD, SIG_DFL);
+	/* whatever our parent left us: we must see our child exit (and be
+	 * woken from poll when it does) and be told */
+	sa.sa_handler = on_sigchld;
+	sa.sa_flags = SA_NOCLDSTOP;
+	sigaction(SIGCHLD, &sa, NULL);
 	sigemptyset(&sa.sa_mask);
 	sigaddset(&sa.sa_mask, SIGTERM);
 	sigaddset(&sa.sa_mask, SIGINT);
