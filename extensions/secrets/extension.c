@@ -1,0 +1,993 @@
+/*
+ * extension: the secrets extension's logic.  plan and apply read every
+ * configured value (environment variable, file, `sops --decrypt`,
+ * `age --decrypt`) into memory, hash each with a per-instance salt, and
+ * compare the hashes with the previous state; apply sends the values as
+ * secret outputs.  Values never reach a log: the tools' stdout (the
+ * plaintext) is read into memory only, and their stderr is logged only
+ * after every known value in it was replaced by "***".
+ *
+ * The child runner below (non-blocking capture, cancel forwarded as SIGTERM
+ * to the tool's process group) is a minimal version of exec's; the two
+ * should become one shared runner.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "orchd_protocol.h"
+#include "strbuf.h"
+
+#include "extension.h"
+#include "models.h"
+#include "sha256.h"
+
+#define SECRETS_KILL_GRACE_MS 5000
+#define SECRETS_VALUE_MAX     (256 * 1024)       /* one value (env, file, age) */
+#define SECRETS_TOOL_OUT_MAX  (16 * 1024 * 1024) /* a tool's stdout (sops document) */
+#define SECRETS_TOOL_ERR_MAX  (64 * 1024)        /* a tool's stderr kept for the log */
+#define SECRETS_SALT_HEX      32
+
+static volatile sig_atomic_t got_signal;
+
+static void on_signal(int sig)
+{
+	got_signal = sig;
+}
+
+static long long mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void setup_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGCHLD, SIG_DFL);
+	sigemptyset(&sa.sa_mask);
+	sigaddset(&sa.sa_mask, SIGTERM);
+	sigaddset(&sa.sa_mask, SIGINT);
+	sigaddset(&sa.sa_mask, SIGCHLD);
+	sigprocmask(SIG_UNBLOCK, &sa.sa_mask, NULL);
+}
+
+/* Overwrite and free a buffer that held plaintext. */
+static void wipe_free(char *p, size_t len)
+{
+	if (p) {
+		explicit_bzero(p, len);
+		free(p);
+	}
+}
+
+static void sb_wipe(struct strbuf *sb)
+{
+	if (sb->buf)
+		explicit_bzero(sb->buf, sb->alloc);
+	sb_release(sb);
+}
+
+/* --- masks: every plaintext this process knows, replaced by *** in logs ---- */
+
+struct masks {
+	char **v;
+	size_t nr, alloc;
+};
+
+static void masks_add_len(struct masks *m, const char *s, size_t len)
+{
+	if (!len)
+		return;
+	for (size_t i = 0; i < m->nr; i++)
+		if (strlen(m->v[i]) == len && !memcmp(m->v[i], s, len))
+			return;
+	if (m->nr == m->alloc) {
+		m->alloc = m->alloc ? 2 * m->alloc : 16;
+		m->v = secrets_must(realloc(m->v, m->alloc * sizeof(*m->v)));
+	}
+	m->v[m->nr++] = secrets_must(strndup(s, len));
+}
+
+/* s itself, and each of its lines (a multi-line value may leak line by line). */
+static void masks_add(struct masks *m, const char *s)
+{
+	const char *p = s, *nl;
+
+	masks_add_len(m, s, strlen(s));
+	while ((nl = strchr(p, '\n'))) {
+		size_t l = (size_t)(nl - p);
+
+		if (l && p[l - 1] == '\r')
+			l--;
+		masks_add_len(m, p, l);
+		p = nl + 1;
+	}
+	if (p != s)
+		masks_add_len(m, p, strlen(p));
+}
+
+/* Every string and scalar leaf of v, and v's JSON text. */
+static void masks_add_json(struct masks *m, struct json_object *v)
+{
+	switch (json_object_get_type(v)) {
+	case json_type_string:
+		masks_add(m, json_object_get_string(v));
+		return;
+	case json_type_object: {
+		json_object_object_foreach(v, k, val)
+		{
+			(void)k;
+			masks_add_json(m, val);
+		}
+		break;
+	}
+	case json_type_array:
+		for (size_t i = 0; i < json_object_array_length(v); i++)
+			masks_add_json(m, json_object_array_get_idx(v, i));
+		break;
+	case json_type_null:
+		return;
+	default:
+		break;
+	}
+	masks_add(m, json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
+}
+
+static void masks_release(struct masks *m)
+{
+	for (size_t i = 0; i < m->nr; i++)
+		wipe_free(m->v[i], strlen(m->v[i]));
+	free(m->v);
+	memset(m, 0, sizeof(*m));
+}
+
+static int by_length_desc(const void *a, const void *b)
+{
+	size_t la = strlen(*(char *const *)a), lb = strlen(*(char *const *)b);
+
+	return la < lb ? 1 : la > lb ? -1 : 0;
+}
+
+/*
+ * Log each line of a tool's stderr at level warning, prefixed "TOOL: ",
+ * with every mask replaced by "***" (longest first) and control or
+ * non-ASCII bytes by '?'.
+ */
+static void log_masked(struct op_ext *ext, const char *tool, const char *text, size_t len,
+		       struct masks *m)
+{
+	struct strbuf sb = STRBUF_INIT;
+	const char *p = text, *end = text + len;
+
+	qsort(m->v, m->nr, sizeof(*m->v), by_length_desc);
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		const char *le = nl ? nl : end;
+
+		sb_reset(&sb);
+		while (p < le) {
+			size_t i, ml = 0;
+
+			for (i = 0; i < m->nr; i++) {
+				ml = strlen(m->v[i]);
+				if (ml <= (size_t)(le - p) && !memcmp(p, m->v[i], ml))
+					break;
+			}
+			if (i < m->nr) {
+				sb_addstr(&sb, "***");
+				p += ml;
+				continue;
+			}
+			sb_addch(&sb, (*p >= 0x20 && *p < 0x7f) || *p == '\t' ? *p : '?');
+			p++;
+		}
+		if (sb.len)
+			op_ext_log(ext, "warning", "%s: %s", tool, sb_str(&sb));
+		p = le + 1;
+	}
+	sb_wipe(&sb);
+}
+
+/* --- the tool runner ------------------------------------------------------- */
+
+struct tool_run {
+	struct strbuf out; /* stdout: plaintext */
+	struct strbuf err; /* stderr (first SECRETS_TOOL_ERR_MAX bytes) */
+	bool out_overflow;
+	int status;        /* wait status */
+	bool cancelled;
+	char why[512];     /* could not run, e.g. "cannot run 'sops': ..." */
+};
+
+static void tool_run_release(struct tool_run *r)
+{
+	sb_wipe(&r->out);
+	sb_wipe(&r->err);
+}
+
+static void child(const char *const *argv, const char *const *env, int out_w, int err_w,
+		  int fail_w)
+{
+	int devnull = open("/dev/null", O_RDONLY), err;
+
+	setpgid(0, 0);
+	signal(SIGPIPE, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGINT, SIG_DFL);
+	if (devnull >= 0) {
+		dup2(devnull, 0);
+		close(devnull);
+	}
+	dup2(out_w, 1);
+	dup2(err_w, 2);
+	for (size_t i = 0; env && env[i]; i += 2)
+		setenv(env[i], env[i + 1], 1);
+	execvp(argv[0], (char *const *)(uintptr_t)argv);
+	err = errno;
+	if (write(fail_w, &err, sizeof(err)) < 0)
+		_exit(126);
+	_exit(127);
+}
+
+/* Read what fd has now into sb (bytes beyond cap are dropped).  False at EOF. */
+static bool drain(int fd, struct strbuf *sb, size_t cap, bool *overflow)
+{
+	char buf[65536];
+
+	for (;;) {
+		ssize_t n = read(fd, buf, sizeof(buf));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return errno == EAGAIN;
+		if (n == 0)
+			return false;
+		if (sb->len + (size_t)n > cap) {
+			size_t room = cap - sb->len;
+
+			if (room)
+				sb_add(sb, buf, room);
+			if (overflow)
+				*overflow = true;
+		} else if (sb_add(sb, buf, (size_t)n) < 0) {
+			if (overflow)
+				*overflow = true;
+		}
+		explicit_bzero(buf, (size_t)n);
+	}
+}
+
+/*
+ * Run argv (argv[0] looked up in PATH) with stdin from /dev/null in its own
+ * process group; env: NULL-terminated NAME, VALUE pairs added to its
+ * environment.  stdout and stderr are collected in r.  A cancel from orchd
+ * or SIGTERM/SIGINT sends SIGTERM to the group (SIGKILL after the grace).
+ * Returns 0 when the tool ran (whatever its status), -1 with r->why.
+ */
+static int run_tool(struct op_ext *ext, const char *const *argv, const char *const *env,
+		    struct tool_run *r)
+{
+	int out_p[2], err_p[2], fail_p[2], fds[2], cerr;
+	long long killed_at = 0;
+	bool reaped = false;
+	pid_t pid;
+	ssize_t n;
+
+	memset(r, 0, sizeof(*r));
+	sb_init(&r->out, 0);
+	sb_init(&r->err, 0);
+	if (pipe2(out_p, O_CLOEXEC) < 0 || pipe2(err_p, O_CLOEXEC) < 0 ||
+	    pipe2(fail_p, O_CLOEXEC) < 0) {
+		snprintf(r->why, sizeof(r->why), "cannot create pipes: %s", strerror(errno));
+		return -1;
+	}
+	pid = fork();
+	if (pid < 0) {
+		snprintf(r->why, sizeof(r->why), "cannot fork: %s", strerror(errno));
+		return -1;
+	}
+	if (pid == 0)
+		child(argv, env, out_p[1], err_p[1], fail_p[1]);
+	setpgid(pid, pid);
+	close(out_p[1]);
+	close(err_p[1]);
+	close(fail_p[1]);
+	n = read(fail_p[0], &cerr, sizeof(cerr));
+	close(fail_p[0]);
+	if (n == (ssize_t)sizeof(cerr))
+		snprintf(r->why, sizeof(r->why), "cannot run '%s': %s (install it or put it on PATH)",
+			 argv[0], strerror(cerr));
+	fds[0] = out_p[0];
+	fds[1] = err_p[0];
+	fcntl(fds[0], F_SETFL, O_NONBLOCK);
+	fcntl(fds[1], F_SETFL, O_NONBLOCK);
+	for (;;) {
+		struct pollfd pfd[3];
+		int ready, status;
+
+		if (fds[0] < 0 && fds[1] < 0 && reaped)
+			break;
+		pfd[0] = (struct pollfd){fds[0], POLLIN, 0};
+		pfd[1] = (struct pollfd){fds[1], POLLIN, 0};
+		pfd[2] = (struct pollfd){r->cancelled ? -1 : op_ext_in_fd(ext), POLLIN, 0};
+		ready = poll(pfd, 3, 200);
+		if (!r->cancelled &&
+		    (got_signal || (pfd[2].revents && op_ext_check_cancel(ext, NULL)))) {
+			r->cancelled = true;
+			killed_at = mono_ms();
+			kill(-pid, SIGTERM);
+			op_ext_log(ext, "warning", "cancelled: sent SIGTERM to %s", argv[0]);
+		}
+		if (r->cancelled && !reaped && killed_at &&
+		    mono_ms() - killed_at > SECRETS_KILL_GRACE_MS) {
+			kill(-pid, SIGKILL);
+			killed_at = 0;
+		}
+		for (int i = 0; i < 2; i++) {
+			bool still_open;
+
+			if (fds[i] < 0 || !pfd[i].revents)
+				continue;
+			if (i == 0)
+				still_open = drain(fds[0], &r->out, SECRETS_TOOL_OUT_MAX,
+						   &r->out_overflow);
+			else
+				still_open = drain(fds[1], &r->err, SECRETS_TOOL_ERR_MAX, NULL);
+			if (!still_open) {
+				close(fds[i]);
+				fds[i] = -1;
+			}
+		}
+		if (!reaped && waitpid(pid, &status, WNOHANG) == pid) {
+			reaped = true;
+			r->status = status;
+		}
+		/* the tool exited but something it started keeps the pipes open */
+		if (reaped && ready == 0)
+			for (int i = 0; i < 2; i++)
+				if (fds[i] >= 0) {
+					close(fds[i]);
+					fds[i] = -1;
+				}
+	}
+	return r->why[0] ? -1 : 0;
+}
+
+/* "exit status N" / "killed by signal S" */
+static void status_text(int status, char *buf, size_t len)
+{
+	if (WIFEXITED(status))
+		snprintf(buf, len, "exit status %d", WEXITSTATUS(status));
+	else
+		snprintf(buf, len, "killed by signal %d", WTERMSIG(status));
+}
+
+static bool exited_ok(const struct tool_run *r)
+{
+	return WIFEXITED(r->status) && WEXITSTATUS(r->status) == 0;
+}
+
+/* --- reading values --------------------------------------------------------- */
+
+static bool valid_utf8(const unsigned char *p, size_t len)
+{
+	size_t i = 0;
+
+	while (i < len) {
+		unsigned char c = p[i];
+		size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+
+		if (!n || c == 0 || c == 0xc0 || c == 0xc1 || c > 0xf4 || i + n > len)
+			return false;
+		for (size_t k = 1; k < n; k++)
+			if ((p[i + k] & 0xc0) != 0x80)
+				return false;
+		if ((n == 3 && c == 0xe0 && p[i + 1] < 0xa0) ||
+		    (n == 3 && c == 0xed && p[i + 1] >= 0xa0) ||
+		    (n == 4 && c == 0xf0 && p[i + 1] < 0x90) ||
+		    (n == 4 && c == 0xf4 && p[i + 1] >= 0x90))
+			return false;
+		i += n;
+	}
+	return true;
+}
+
+/*
+ * Turn plaintext bytes into a JSON string value: one trailing newline
+ * ("\n" or "\r\n") stripped; at most SECRETS_VALUE_MAX bytes of UTF-8 text
+ * without NUL bytes.  NULL with an error at path when it is not.
+ */
+static struct json_object *text_value(const char *buf, size_t len, const char *path,
+				      const char *what, struct secrets_errors *errs)
+{
+	if (len && buf[len - 1] == '\n') {
+		len--;
+		if (len && buf[len - 1] == '\r')
+			len--;
+	}
+	if (len > SECRETS_VALUE_MAX) {
+		secrets_error_add(errs, path, "%s is larger than %d bytes", what,
+				  SECRETS_VALUE_MAX);
+		return NULL;
+	}
+	if (!valid_utf8((const unsigned char *)buf, len)) {
+		secrets_error_add(errs, path,
+				  "%s is not UTF-8 text (base64-encode binary secrets)", what);
+		return NULL;
+	}
+	return secrets_must(json_object_new_string_len(buf, (int)len));
+}
+
+static struct json_object *read_env(const struct secrets_value *v, struct secrets_errors *errs)
+{
+	const char *s = getenv(v->env);
+	char path[512];
+
+	snprintf(path, sizeof(path), "values.%.300s.env", v->name);
+	if (!s) {
+		secrets_error_add(errs, path,
+				  "environment variable '%s' is not set (add it to the "
+				  "instance's pass_env)",
+				  v->env);
+		return NULL;
+	}
+	return text_value(s, strlen(s), path, "the variable", errs);
+}
+
+static struct json_object *read_file(const struct secrets_value *v, struct secrets_errors *errs)
+{
+	const size_t cap = SECRETS_VALUE_MAX + 3; /* the value, "\r\n", one byte too many */
+	char path[512], *buf, *what;
+	struct json_object *out;
+	struct stat st;
+	size_t len = 0;
+	ssize_t n;
+	int fd = open(v->file, O_RDONLY | O_CLOEXEC);
+
+	snprintf(path, sizeof(path), "values.%.300s.file", v->name);
+	if (fd < 0) {
+		secrets_error_add(errs, path, "cannot read '%s': %s", v->file, strerror(errno));
+		return NULL;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		secrets_error_add(errs, path, "'%s' is not a regular file", v->file);
+		close(fd);
+		return NULL;
+	}
+	buf = secrets_must(malloc(cap));
+	while (len < cap && (n = read(fd, buf + len, cap - len)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			secrets_error_add(errs, path, "cannot read '%s': %s", v->file,
+					  strerror(errno));
+			close(fd);
+			wipe_free(buf, cap);
+			return NULL;
+		}
+		len += (size_t)n;
+	}
+	close(fd);
+	if (asprintf(&what, "'%s'", v->file) < 0)
+		what = NULL;
+	secrets_must(what);
+	out = text_value(buf, len, path, what, errs);
+	free(what);
+	wipe_free(buf, cap);
+	return out;
+}
+
+/* Decrypted sops documents, one per file (a file is decrypted once per run). */
+struct sops_doc {
+	char *file;
+	struct json_object *doc; /* NULL: decryption failed (error reported) */
+};
+
+struct sops_cache {
+	struct sops_doc *v;
+	size_t nr;
+};
+
+static void sops_cache_release(struct sops_cache *c)
+{
+	for (size_t i = 0; i < c->nr; i++) {
+		free(c->v[i].file);
+		json_object_put(c->v[i].doc);
+	}
+	free(c->v);
+	memset(c, 0, sizeof(*c));
+}
+
+static bool have_sops_key(const char *age_key_file)
+{
+	return age_key_file || getenv("SOPS_AGE_KEY_FILE") || getenv("SOPS_AGE_KEY") ||
+	       getenv("SOPS_AGE_KEY_CMD");
+}
+
+/* `sops --decrypt --output-type json FILE` parsed; NULL on failure (errs) or cancel. */
+static struct json_object *sops_decrypt(struct op_ext *ext, const char *file, const char *path,
+					const char *age_key_file, struct masks *m,
+					struct secrets_errors *errs, bool *cancelled)
+{
+	const char *argv[] = {"sops", "--decrypt", "--output-type", "json", file, NULL};
+	const char *env[] = {"SOPS_DISABLE_VERSION_CHECK", "true", NULL, NULL, NULL};
+	struct json_object *doc = NULL;
+	struct tool_run r;
+	char st[64];
+
+	if (age_key_file) {
+		env[2] = "SOPS_AGE_KEY_FILE";
+		env[3] = age_key_file;
+	}
+	if (run_tool(ext, argv, env, &r) < 0) {
+		secrets_error_add(errs, path, "%s", r.why);
+		tool_run_release(&r);
+		return NULL;
+	}
+	if (r.cancelled) {
+		*cancelled = true;
+		tool_run_release(&r);
+		return NULL;
+	}
+	if (exited_ok(&r) && !r.out_overflow) {
+		struct json_tokener *tok = secrets_must(json_tokener_new());
+
+		doc = json_tokener_parse_ex(tok, sb_str(&r.out), (int)r.out.len);
+		if (json_tokener_get_error(tok) != json_tokener_success ||
+		    json_tokener_get_parse_end(tok) != r.out.len) {
+			json_object_put(doc);
+			doc = NULL;
+		}
+		json_tokener_free(tok);
+		masks_add_json(m, doc);
+	}
+	log_masked(ext, "sops", sb_str(&r.err), r.err.len, m);
+	if (!doc) {
+		status_text(r.status, st, sizeof(st));
+		if (r.out_overflow)
+			secrets_error_add(errs, path, "sops output for '%s' is larger than %d bytes",
+					  file, SECRETS_TOOL_OUT_MAX);
+		else if (exited_ok(&r))
+			secrets_error_add(errs, path, "sops output for '%s' is not JSON", file);
+		else if (!have_sops_key(age_key_file))
+			secrets_error_add(errs, path,
+					  "sops could not decrypt '%s' (%s); no age key given: set "
+					  "age_key_file, or list SOPS_AGE_KEY_FILE or SOPS_AGE_KEY "
+					  "in the instance's pass_env",
+					  file, st);
+		else
+			secrets_error_add(errs, path, "sops could not decrypt '%s' (%s)", file, st);
+	}
+	tool_run_release(&r);
+	return doc;
+}
+
+/* Follow the key path in doc; borrowed result or NULL. */
+static struct json_object *key_lookup(struct json_object *doc, const struct secrets_value *v)
+{
+	struct json_object *cur = doc;
+
+	for (size_t i = 0; cur && i < v->nsegs; i++) {
+		const struct secrets_key_seg *s = &v->segs[i];
+		struct json_object *next = NULL;
+
+		if (json_object_is_type(cur, json_type_object) && s->name) {
+			if (!json_object_object_get_ex(cur, s->name, &next))
+				next = NULL;
+		} else if (json_object_is_type(cur, json_type_array)) {
+			size_t idx = s->index;
+			char *end = NULL;
+
+			if (s->name) {
+				idx = strtoul(s->name, &end, 10);
+				if (!*s->name || *end)
+					return NULL;
+			}
+			if (idx < json_object_array_length(cur))
+				next = json_object_array_get_idx(cur, idx);
+		}
+		cur = next;
+	}
+	return cur;
+}
+
+static struct json_object *read_sops(struct op_ext *ext, const struct secrets_value *v,
+				     struct sops_cache *cache, const char *age_key_file,
+				     struct masks *m, struct secrets_errors *errs, bool *cancelled)
+{
+	char path[512];
+	struct json_object *doc, *found;
+	size_t i;
+
+	snprintf(path, sizeof(path), "values.%.300s.sops", v->name);
+	for (i = 0; i < cache->nr; i++)
+		if (!strcmp(cache->v[i].file, v->file))
+			break;
+	if (i == cache->nr) {
+		doc = sops_decrypt(ext, v->file, path, age_key_file, m, errs, cancelled);
+		if (*cancelled)
+			return NULL;
+		cache->v = secrets_must(realloc(cache->v, (cache->nr + 1) * sizeof(*cache->v)));
+		cache->v[cache->nr].file = secrets_must(strdup(v->file));
+		cache->v[cache->nr].doc = doc;
+		cache->nr++;
+		if (!doc)
+			return NULL;
+	} else if (!(doc = cache->v[i].doc)) {
+		secrets_error_add(errs, path, "'%s' could not be decrypted (see above)", v->file);
+		return NULL;
+	}
+	if (!v->key)
+		return json_object_get(doc);
+	found = key_lookup(doc, v);
+	if (!found) {
+		snprintf(path, sizeof(path), "values.%.300s.sops.key", v->name);
+		secrets_error_add(errs, path, "'%s' not found in '%s'", v->key, v->file);
+		return NULL;
+	}
+	return json_object_get(found);
+}
+
+/* `age --decrypt -i IDENTITY FILE`; NULL on failure (errs) or cancel. */
+static struct json_object *read_age(struct op_ext *ext, const struct secrets_value *v,
+				    struct masks *m, struct secrets_errors *errs, bool *cancelled)
+{
+	const char *argv[] = {"age", "--decrypt", "-i", v->identity, v->file, NULL};
+	struct json_object *out = NULL;
+	struct tool_run r;
+	char path[512], st[64], *what;
+
+	snprintf(path, sizeof(path), "values.%.300s.age", v->name);
+	if (run_tool(ext, argv, NULL, &r) < 0) {
+		secrets_error_add(errs, path, "%s", r.why);
+		tool_run_release(&r);
+		return NULL;
+	}
+	if (r.cancelled) {
+		*cancelled = true;
+		tool_run_release(&r);
+		return NULL;
+	}
+	if (exited_ok(&r)) {
+		masks_add_len(m, sb_str(&r.out), r.out.len);
+		if (asprintf(&what, "the plaintext of '%s'", v->file) < 0)
+			what = NULL;
+		secrets_must(what);
+		if (r.out_overflow)
+			secrets_error_add(errs, path, "%s is larger than %d bytes", what,
+					  SECRETS_VALUE_MAX);
+		else
+			out = text_value(sb_str(&r.out), r.out.len, path, what, errs);
+		free(what);
+		if (out)
+			masks_add_json(m, out);
+	}
+	log_masked(ext, "age", sb_str(&r.err), r.err.len, m);
+	if (!exited_ok(&r)) {
+		status_text(r.status, st, sizeof(st));
+		secrets_error_add(errs, path, "age could not decrypt '%s' (%s)", v->file, st);
+	}
+	tool_run_release(&r);
+	return out;
+}
+
+/*
+ * Read every value of cfg.  Returns an object name -> value (caller owns),
+ * or NULL when a value could not be read (errs filled) or the run was
+ * cancelled (*cancelled set).
+ */
+static struct json_object *read_values(struct op_ext *ext, const struct secrets_config *cfg,
+				       struct secrets_errors *errs, bool *cancelled)
+{
+	struct json_object *vals = secrets_must(json_object_new_object());
+	struct sops_cache cache = {NULL, 0};
+	struct masks m = {NULL, 0, 0};
+	const char *agekey = getenv("SOPS_AGE_KEY");
+
+	*cancelled = false;
+	if (agekey)
+		masks_add(&m, agekey);
+	for (size_t i = 0; i < cfg->nvalues && !*cancelled; i++) {
+		const struct secrets_value *v = &cfg->values[i];
+		struct json_object *val = NULL;
+
+		switch (v->kind) {
+		case SECRETS_ENV:
+			val = read_env(v, errs);
+			break;
+		case SECRETS_FILE:
+			val = read_file(v, errs);
+			break;
+		case SECRETS_SOPS:
+			val = read_sops(ext, v, &cache, cfg->age_key_file, &m, errs, cancelled);
+			break;
+		case SECRETS_AGE:
+			val = read_age(ext, v, &m, errs, cancelled);
+			break;
+		}
+		if (val) {
+			masks_add_json(&m, val);
+			json_object_object_add(vals, v->name, val);
+		}
+		if (got_signal)
+			*cancelled = true;
+	}
+	sops_cache_release(&cache);
+	masks_release(&m);
+	if (errs->nr || *cancelled) {
+		json_object_put(vals);
+		return NULL;
+	}
+	return vals;
+}
+
+/* --- hashes and state ------------------------------------------------------- */
+
+/* The previous state's salt if it is one, else a fresh random one. */
+static void get_salt(const struct json_object *prev, char salt[SECRETS_SALT_HEX + 1])
+{
+	static const char digits[] = "0123456789abcdef";
+	const char *old = op_get_str(prev, "salt");
+	unsigned char raw[SECRETS_SALT_HEX / 2];
+
+	if (old && strlen(old) == SECRETS_SALT_HEX && strspn(old, digits) == SECRETS_SALT_HEX) {
+		memcpy(salt, old, SECRETS_SALT_HEX + 1);
+		return;
+	}
+	/* without an entropy source a fixed salt only lowers the brute-force
+	 * cost; the state is stored encrypted anyway */
+	if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw))
+		memset(raw, 0x5a, sizeof(raw));
+	for (size_t i = 0; i < sizeof(raw); i++) {
+		salt[2 * i] = digits[raw[i] >> 4];
+		salt[2 * i + 1] = digits[raw[i] & 15];
+	}
+	salt[SECRETS_SALT_HEX] = '\0';
+}
+
+/* sha256(salt || value bytes): a string's bytes are the string, any other
+ * value's its compact JSON text. */
+static void value_hash(const char *salt, struct json_object *v, char hex[65])
+{
+	struct secrets_sha256 c;
+	const char *s;
+	size_t len;
+
+	if (json_object_is_type(v, json_type_string)) {
+		s = json_object_get_string(v);
+		len = (size_t)json_object_get_string_len(v);
+	} else {
+		s = json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN);
+		len = strlen(s);
+	}
+	secrets_sha256_init(&c);
+	secrets_sha256_update(&c, salt, strlen(salt));
+	secrets_sha256_update(&c, s, len);
+	secrets_sha256_hex(&c, hex);
+	explicit_bzero(&c, sizeof(c));
+}
+
+/*
+ * The new state {"salt":..., "hashes":{name: hex}} for vals (caller owns);
+ * what changed against prev ("db (new)", ...) is appended to changes.
+ */
+static struct json_object *make_state(const struct json_object *prev, struct json_object *vals,
+				      struct strbuf *changes)
+{
+	struct json_object *st = secrets_must(json_object_new_object());
+	struct json_object *hashes = secrets_must(json_object_new_object());
+	struct json_object *old = op_get(prev, "hashes");
+	const char *prev_salt = op_get_str(prev, "salt");
+	char salt[SECRETS_SALT_HEX + 1], hex[65];
+
+	get_salt(prev, salt);
+	if (!prev_salt || strcmp(prev_salt, salt))
+		old = NULL; /* no usable salt: every value counts as new */
+	json_object_object_foreach(vals, vname, val)
+	{
+		const char *was = op_get_str(old, vname);
+
+		value_hash(salt, val, hex);
+		json_object_object_add(hashes, vname, json_object_new_string(hex));
+		if (!was || strcmp(was, hex))
+			sb_addf(changes, "%s%s (%s)", changes->len ? ", " : "", vname,
+				was ? "value changed" : "new");
+	}
+	if (json_object_is_type(old, json_type_object)) {
+		json_object_object_foreach(old, oname, oval)
+		{
+			(void)oval;
+			if (!json_object_object_get_ex(vals, oname, NULL))
+				sb_addf(changes, "%s%s (removed)", changes->len ? ", " : "", oname);
+		}
+	}
+	json_object_object_add(st, "salt", json_object_new_string(salt));
+	json_object_object_add(st, "hashes", hashes);
+	return st;
+}
+
+/* Send the state marked secret (PROTOCOL.md: state "secret": true). */
+static int send_secret_state(const struct json_object *state)
+{
+	struct json_object *msg = secrets_must(json_object_new_object());
+	char *line;
+	int ret;
+
+	json_object_object_add(msg, "type", json_object_new_string("state"));
+	json_object_object_add(msg, "state",
+			       json_object_get((struct json_object *)(uintptr_t)state));
+	json_object_object_add(msg, "secret", json_object_new_boolean(1));
+	line = op_encode(msg);
+	ret = line ? op_write_all(1, line, strlen(line)) : -1;
+	free(line);
+	json_object_put(msg);
+	return ret;
+}
+
+static char *names_text(const struct secrets_config *cfg)
+{
+	struct strbuf sb = STRBUF_INIT;
+
+	for (size_t i = 0; i < cfg->nvalues; i++)
+		sb_addf(&sb, "%s%s", i ? ", " : "", cfg->values[i].name);
+	return secrets_must(sb_detach(&sb, NULL));
+}
+
+/* --- actions ---------------------------------------------------------------- */
+
+/* Report errs (each logged at level error) as the failure result; releases errs. */
+static int fail_with(struct op_ext *ext, const char *what, struct secrets_errors *errs)
+{
+	struct json_object *extra = secrets_must(json_object_new_object());
+	char *first;
+	int ret;
+
+	for (size_t i = 0; i < errs->nr; i++) {
+		char *t = secrets_error_text(&errs->v[i]);
+
+		op_ext_log(ext, "error", "%s", t);
+		free(t);
+	}
+	json_object_object_add(extra, "errors", secrets_errors_json(errs));
+	first = secrets_error_text(&errs->v[0]);
+	if (errs->nr == 1)
+		ret = op_ext_result(ext, false, false, extra, "%s%s", what, first);
+	else
+		ret = op_ext_result(ext, false, false, extra, "%s%s (and %zu more)", what, first,
+				    errs->nr - 1);
+	free(first);
+	json_object_put(extra);
+	secrets_errors_release(errs);
+	return ret;
+}
+
+static int load_config(struct op_ext *ext, bool check_files, struct secrets_config *cfg)
+{
+	struct secrets_errors errs = {NULL, 0, 0};
+
+	if (secrets_config_parse(op_ext_config(ext), check_files, cfg, &errs) == 0)
+		return 0;
+	fail_with(ext, "invalid configuration: ", &errs);
+	return -1;
+}
+
+int secrets_describe(struct op_ext *ext)
+{
+	static const char *const actions[] = {"describe", "validate", "plan", "apply", "destroy"};
+	struct json_object *d = json_object_new_object(), *a = json_object_new_array();
+	struct json_object *extra = json_object_new_object();
+	int ret;
+
+	for (size_t i = 0; i < sizeof(actions) / sizeof(actions[0]); i++)
+		json_object_array_add(a, json_object_new_string(actions[i]));
+	json_object_object_add(d, "type", json_object_new_string(SECRETS_NAME));
+	json_object_object_add(d, "version", json_object_new_string(SECRETS_VERSION));
+	json_object_object_add(d, "actions", a);
+	json_object_object_add(d, "description",
+			       json_object_new_string("provide secret outputs from environment "
+						      "variables, files, sops- or age-encrypted "
+						      "files"));
+	json_object_object_add(d, "config", secrets_config_schema());
+	json_object_object_add(extra, "describe", d);
+	ret = op_ext_result(ext, true, false, extra, "secrets %s", SECRETS_VERSION);
+	json_object_put(extra);
+	return ret;
+}
+
+int secrets_validate(struct op_ext *ext)
+{
+	struct secrets_config cfg;
+
+	if (load_config(ext, true, &cfg))
+		return 0;
+	secrets_config_release(&cfg);
+	return op_ext_result(ext, true, false, NULL, "configuration is valid");
+}
+
+/* plan and apply: read, hash, compare; apply also sends outputs and state. */
+static int plan_or_apply(struct op_ext *ext, bool apply)
+{
+	struct secrets_config cfg;
+	struct secrets_errors errs = {NULL, 0, 0};
+	struct strbuf changes = STRBUF_INIT;
+	struct json_object *vals, *state;
+	bool cancelled, changed;
+	char *names;
+	int ret;
+
+	if (load_config(ext, false, &cfg))
+		return 0;
+	setup_signals();
+	names = names_text(&cfg);
+	vals = read_values(ext, &cfg, &errs, &cancelled);
+	secrets_config_release(&cfg);
+	if (!vals) {
+		free(names);
+		if (cancelled) {
+			secrets_errors_release(&errs);
+			return op_ext_result(ext, false, false, NULL, "cancelled");
+		}
+		return fail_with(ext, "", &errs);
+	}
+	state = make_state(op_ext_state(ext), vals, &changes);
+	changed = changes.len > 0;
+	if (changed)
+		op_ext_log(ext, "info", "changed: %s", sb_str(&changes));
+	if (!apply) {
+		op_ext_log(ext, "info", "would provide: %s", names);
+		ret = op_ext_result(ext, true, changed, NULL, "%s: %s",
+				    changed ? "would provide" : "no change", names);
+	} else {
+		json_object_object_foreach(vals, k, v)
+		{
+			op_ext_output(ext, k, v, true);
+		}
+		send_secret_state(state);
+		ret = op_ext_result(ext, true, changed, NULL, "provided: %s", names);
+	}
+	json_object_put(state);
+	json_object_put(vals);
+	sb_release(&changes);
+	free(names);
+	return ret;
+}
+
+int secrets_plan(struct op_ext *ext)
+{
+	return plan_or_apply(ext, false);
+}
+
+int secrets_apply(struct op_ext *ext)
+{
+	return plan_or_apply(ext, true);
+}
+
+int secrets_destroy(struct op_ext *ext)
+{
+	/* nothing was created: the values stay where they are */
+	send_secret_state(NULL);
+	return op_ext_result(ext, true, false, NULL, "nothing to destroy");
+}

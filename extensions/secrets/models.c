@@ -1,0 +1,501 @@
+/*
+ * models: parse and validate the secrets extension's config blob.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "models.h"
+
+static const char *const known_keys[] = {"values", "age_key_file"};
+static const char *const source_names[] = {"env", "file", "sops", "age"};
+
+void *secrets_must(void *p)
+{
+	if (!p) {
+		fputs("secrets: out of memory\n", stderr);
+		exit(1);
+	}
+	return p;
+}
+
+static struct json_object *unconst(const struct json_object *o)
+{
+	return (struct json_object *)(uintptr_t)o;
+}
+
+void secrets_error_add(struct secrets_errors *e, const char *path, const char *fmt, ...)
+{
+	va_list ap;
+	char *msg;
+
+	if (e->nr == e->alloc) {
+		e->alloc = e->alloc ? 2 * e->alloc : 8;
+		e->v = secrets_must(realloc(e->v, e->alloc * sizeof(*e->v)));
+	}
+	va_start(ap, fmt);
+	if (vasprintf(&msg, fmt, ap) < 0)
+		msg = NULL;
+	va_end(ap);
+	e->v[e->nr].path = secrets_must(strdup(path));
+	e->v[e->nr].message = secrets_must(msg);
+	e->nr++;
+}
+
+/* Levenshtein distance, for "did you mean" (short strings only). */
+static size_t distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b), prev[64], cur[64];
+
+	if (la >= 63 || lb >= 63)
+		return 99;
+	for (size_t j = 0; j <= lb; j++)
+		prev[j] = j;
+	for (size_t i = 1; i <= la; i++) {
+		cur[0] = i;
+		for (size_t j = 1; j <= lb; j++) {
+			size_t sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
+			size_t del = prev[j] + 1, ins = cur[j - 1] + 1;
+
+			cur[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+		}
+		memcpy(prev, cur, (lb + 1) * sizeof(size_t));
+	}
+	return prev[lb];
+}
+
+/* "unknown key 'x'" with a suggestion among known[0..n). */
+static void unknown_key(struct secrets_errors *errs, const char *path, const char *k,
+			const char *const *known, size_t n)
+{
+	const char *best = NULL;
+	size_t bestd = 3;
+
+	for (size_t i = 0; i < n; i++) {
+		size_t d = distance(k, known[i]);
+
+		if (d < bestd) {
+			bestd = d;
+			best = known[i];
+		}
+	}
+	if (best)
+		secrets_error_add(errs, path, "unknown key '%s' (did you mean '%s'?)", k, best);
+	else
+		secrets_error_add(errs, path, "unknown key '%s'", k);
+}
+
+static bool valid_name(const char *s)
+{
+	if (!*s || !(isalpha((unsigned char)*s) || *s == '_'))
+		return false;
+	for (s++; *s; s++)
+		if (!(isalnum((unsigned char)*s) || *s == '_'))
+			return false;
+	return true;
+}
+
+char *secrets_resolve_path(const char *p)
+{
+	const char *base = getenv("ORCHD_PIPELINE_DIR");
+	char *out, cwd[4096];
+
+	if (p[0] == '/')
+		return secrets_must(strdup(p));
+	if (!base || !*base)
+		base = getcwd(cwd, sizeof(cwd)) ? cwd : ".";
+	if (asprintf(&out, "%s/%s", base, p) < 0)
+		out = NULL;
+	return secrets_must(out);
+}
+
+/* A readable regular file?  Otherwise an error at path naming abs. */
+static void check_file(struct secrets_errors *errs, const char *path, const char *abs)
+{
+	struct stat st;
+	int fd = open(abs, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0) {
+		secrets_error_add(errs, path, "cannot read '%s': %s", abs, strerror(errno));
+		return;
+	}
+	if (fstat(fd, &st) == 0 && !S_ISREG(st.st_mode))
+		secrets_error_add(errs, path, "'%s' is not a regular file", abs);
+	close(fd);
+}
+
+/* A non-empty string member at path; NULL (with an error) otherwise. */
+static const char *get_string(struct json_object *v, const char *path,
+			      struct secrets_errors *errs)
+{
+	if (!json_object_is_type(v, json_type_string) || !json_object_get_string_len(v)) {
+		secrets_error_add(errs, path, "must be a non-empty string");
+		return NULL;
+	}
+	return json_object_get_string(v);
+}
+
+void secrets_key_free(struct secrets_key_seg *segs, size_t nsegs)
+{
+	for (size_t i = 0; i < nsegs; i++)
+		free(segs[i].name);
+	free(segs);
+}
+
+int secrets_key_parse(const char *key, struct secrets_key_seg **segs, size_t *nsegs)
+{
+	const char *p = key;
+	struct secrets_key_seg *v = NULL;
+	size_t n = 0;
+
+	*segs = NULL;
+	*nsegs = 0;
+	if (!*p)
+		return -1;
+	while (*p) {
+		struct secrets_key_seg s = {NULL, 0};
+
+		if (*p == '[') {
+			p++;
+			if (*p == '"' || *p == '\'') {
+				const char *end = strchr(p + 1, *p);
+
+				if (!end || end[1] != ']')
+					goto bad;
+				s.name = secrets_must(strndup(p + 1, (size_t)(end - p - 1)));
+				p = end + 2;
+			} else {
+				char *end;
+
+				if (!isdigit((unsigned char)*p))
+					goto bad;
+				errno = 0;
+				s.index = strtoul(p, &end, 10);
+				if (errno || *end != ']')
+					goto bad;
+				p = end + 1;
+			}
+		} else {
+			size_t len = strcspn(p, ".[");
+
+			if (!len)
+				goto bad;
+			s.name = secrets_must(strndup(p, len));
+			p += len;
+		}
+		v = secrets_must(realloc(v, (n + 1) * sizeof(*v)));
+		v[n++] = s;
+		if (*p == '.') {
+			p++;
+			if (!*p || *p == '.' || *p == '[')
+				goto bad;
+		} else if (*p && *p != '[') {
+			goto bad;
+		}
+	}
+	*segs = v;
+	*nsegs = n;
+	return 0;
+bad:
+	secrets_key_free(v, n);
+	return -1;
+}
+
+static void value_release(struct secrets_value *v)
+{
+	free(v->name);
+	free(v->env);
+	free(v->file);
+	free(v->key);
+	secrets_key_free(v->segs, v->nsegs);
+	free(v->identity);
+}
+
+/* Check the members of a source object against known[0..n). */
+static void check_members(struct json_object *o, const char *path, const char *const *known,
+			  size_t n, struct secrets_errors *errs)
+{
+	json_object_object_foreach(o, k, val)
+	{
+		bool ok = false;
+
+		(void)val;
+		for (size_t i = 0; i < n; i++)
+			ok |= !strcmp(k, known[i]);
+		if (!ok)
+			unknown_key(errs, path, k, known, n);
+	}
+}
+
+static void parse_sops(struct json_object *src, const char *path, bool check_files,
+		       struct secrets_value *out, struct secrets_errors *errs)
+{
+	static const char *const known[] = {"file", "key"};
+	struct json_object *f, *k;
+	char sub[1024];
+	const char *s;
+
+	if (!json_object_is_type(src, json_type_object)) {
+		secrets_error_add(errs, path, "must be a map {file: PATH, key: KEY}");
+		return;
+	}
+	check_members(src, path, known, 2, errs);
+	snprintf(sub, sizeof(sub), "%s.file", path);
+	if (!json_object_object_get_ex(src, "file", &f)) {
+		secrets_error_add(errs, sub, "is required");
+	} else if ((s = get_string(f, sub, errs))) {
+		out->file = secrets_resolve_path(s);
+		if (check_files)
+			check_file(errs, sub, out->file);
+	}
+	if (json_object_object_get_ex(src, "key", &k)) {
+		snprintf(sub, sizeof(sub), "%s.key", path);
+		if ((s = get_string(k, sub, errs))) {
+			if (secrets_key_parse(s, &out->segs, &out->nsegs) < 0)
+				secrets_error_add(errs, sub,
+					  "invalid key path '%s' (expected a.b.c or "
+					  "[\"a\"][\"b\"] or a[0])",
+					  s);
+			else
+				out->key = secrets_must(strdup(s));
+		}
+	}
+}
+
+static void parse_age(struct json_object *src, const char *path, const char *age_key_file,
+		      bool check_files, struct secrets_value *out, struct secrets_errors *errs)
+{
+	static const char *const known[] = {"file", "identity"};
+	struct json_object *f;
+	char sub[1024];
+	const char *s;
+
+	if (!json_object_is_type(src, json_type_object)) {
+		secrets_error_add(errs, path, "must be a map {file: PATH, identity: PATH}");
+		return;
+	}
+	check_members(src, path, known, 2, errs);
+	snprintf(sub, sizeof(sub), "%s.file", path);
+	if (!json_object_object_get_ex(src, "file", &f)) {
+		secrets_error_add(errs, sub, "is required");
+	} else if ((s = get_string(f, sub, errs))) {
+		out->file = secrets_resolve_path(s);
+		if (check_files)
+			check_file(errs, sub, out->file);
+	}
+	snprintf(sub, sizeof(sub), "%s.identity", path);
+	if (json_object_object_get_ex(src, "identity", &f)) {
+		if ((s = get_string(f, sub, errs))) {
+			out->identity = secrets_resolve_path(s);
+			if (check_files)
+				check_file(errs, sub, out->identity);
+		}
+	} else if (age_key_file) {
+		out->identity = secrets_must(strdup(age_key_file));
+	} else {
+		secrets_error_add(errs, sub, "is required (or set age_key_file)");
+	}
+}
+
+static void parse_value(const char *name, struct json_object *spec, const char *age_key_file,
+			bool check_files, struct secrets_config *cfg, struct secrets_errors *errs)
+{
+	struct secrets_value v;
+	char path[320], sub[512];
+	size_t before = errs->nr, nsrc = 0;
+	const char *kind = NULL, *s;
+	struct json_object *src = NULL;
+
+	memset(&v, 0, sizeof(v));
+	snprintf(path, sizeof(path), "values.%.300s", name);
+	if (!valid_name(name)) {
+		secrets_error_add(errs, path, "output name must match [A-Za-z_][A-Za-z0-9_]*");
+		return;
+	}
+	if (!json_object_is_type(spec, json_type_object)) {
+		secrets_error_add(errs, path, "must be a map with one source (env, file, sops or age)");
+		return;
+	}
+	json_object_object_foreach(spec, k, val)
+	{
+		bool known = false;
+
+		for (size_t i = 0; i < 4; i++)
+			known |= !strcmp(k, source_names[i]);
+		if (!known) {
+			secrets_error_add(errs, path, "unknown source '%s' (expected env, file, sops or age)",
+				  k);
+			continue;
+		}
+		if (nsrc++ == 0) {
+			kind = k;
+			src = val;
+		} else {
+			secrets_error_add(errs, path, "has both '%s' and '%s' (one source per value)",
+				  kind, k);
+		}
+	}
+	if (errs->nr != before)
+		return;
+	if (!kind) {
+		secrets_error_add(errs, path, "needs a source (env, file, sops or age)");
+		return;
+	}
+	v.name = secrets_must(strdup(name));
+	snprintf(sub, sizeof(sub), "%s.%.8s", path, kind);
+	if (!strcmp(kind, "env")) {
+		v.kind = SECRETS_ENV;
+		if ((s = get_string(src, sub, errs))) {
+			if (!valid_name(s))
+				secrets_error_add(errs, sub, "'%s' is not a valid variable name", s);
+			else
+				v.env = secrets_must(strdup(s));
+		}
+	} else if (!strcmp(kind, "file")) {
+		v.kind = SECRETS_FILE;
+		if ((s = get_string(src, sub, errs))) {
+			v.file = secrets_resolve_path(s);
+			if (check_files)
+				check_file(errs, sub, v.file);
+		}
+	} else if (!strcmp(kind, "sops")) {
+		v.kind = SECRETS_SOPS;
+		parse_sops(src, sub, check_files, &v, errs);
+	} else {
+		v.kind = SECRETS_AGE;
+		parse_age(src, sub, age_key_file, check_files, &v, errs);
+	}
+	if (errs->nr != before) {
+		value_release(&v);
+		return;
+	}
+	cfg->values = secrets_must(realloc(cfg->values, (cfg->nvalues + 1) * sizeof(v)));
+	cfg->values[cfg->nvalues++] = v;
+}
+
+int secrets_config_parse(const struct json_object *config, bool check_files,
+			 struct secrets_config *out, struct secrets_errors *errs)
+{
+	struct json_object *c = unconst(config), *v;
+	size_t before = errs->nr;
+	const char *s;
+
+	memset(out, 0, sizeof(*out));
+	if (!json_object_is_type(c, json_type_object)) {
+		secrets_error_add(errs, "", "config must be a map");
+		return -1;
+	}
+	json_object_object_foreach(c, k, val)
+	{
+		bool known = false;
+
+		(void)val;
+		for (size_t i = 0; i < sizeof(known_keys) / sizeof(known_keys[0]); i++)
+			known |= !strcmp(k, known_keys[i]);
+		if (!known)
+			unknown_key(errs, "", k, known_keys,
+				    sizeof(known_keys) / sizeof(known_keys[0]));
+	}
+	if (json_object_object_get_ex(c, "age_key_file", &v) &&
+	    (s = get_string(v, "age_key_file", errs))) {
+		out->age_key_file = secrets_resolve_path(s);
+		if (check_files)
+			check_file(errs, "age_key_file", out->age_key_file);
+	}
+	if (!json_object_object_get_ex(c, "values", &v)) {
+		secrets_error_add(errs, "values", "is required");
+	} else if (!json_object_is_type(v, json_type_object)) {
+		secrets_error_add(errs, "values", "must be a map of output name -> source");
+	} else if (json_object_object_length(v) == 0) {
+		secrets_error_add(errs, "values", "must not be empty");
+	} else {
+		json_object_object_foreach(v, name, spec)
+		{
+			parse_value(name, spec, out->age_key_file, check_files, out, errs);
+		}
+	}
+	if (errs->nr != before) {
+		secrets_config_release(out);
+		return -1;
+	}
+	return 0;
+}
+
+void secrets_config_release(struct secrets_config *c)
+{
+	for (size_t i = 0; i < c->nvalues; i++)
+		value_release(&c->values[i]);
+	free(c->values);
+	free(c->age_key_file);
+	memset(c, 0, sizeof(*c));
+}
+
+void secrets_errors_release(struct secrets_errors *e)
+{
+	for (size_t i = 0; i < e->nr; i++) {
+		free(e->v[i].path);
+		free(e->v[i].message);
+	}
+	free(e->v);
+	memset(e, 0, sizeof(*e));
+}
+
+char *secrets_error_text(const struct secrets_error *e)
+{
+	char *s;
+
+	if (*e->path) {
+		if (asprintf(&s, "%s: %s", e->path, e->message) < 0)
+			s = NULL;
+	} else {
+		s = strdup(e->message);
+	}
+	return secrets_must(s);
+}
+
+struct json_object *secrets_errors_json(const struct secrets_errors *e)
+{
+	struct json_object *a = secrets_must(json_object_new_array());
+
+	for (size_t i = 0; i < e->nr; i++) {
+		struct json_object *o = secrets_must(json_object_new_object());
+
+		json_object_object_add(o, "path", json_object_new_string(e->v[i].path));
+		json_object_object_add(o, "message", json_object_new_string(e->v[i].message));
+		json_object_array_add(a, o);
+	}
+	return a;
+}
+
+static const char schema[] =
+	"{\"type\":\"object\",\"additionalProperties\":false,\"required\":[\"values\"],"
+	"\"properties\":{"
+	"\"values\":{\"type\":\"object\",\"description\":\"output name -> source; every "
+	"output is secret\",\"additionalProperties\":{\"type\":\"object\","
+	"\"description\":\"exactly one of env, file, sops, age\",\"properties\":{"
+	"\"env\":{\"type\":\"string\",\"description\":\"environment variable (list it in the "
+	"instance's pass_env)\"},"
+	"\"file\":{\"type\":\"string\",\"description\":\"file contents, trailing newline "
+	"stripped\"},"
+	"\"sops\":{\"type\":\"object\",\"required\":[\"file\"],\"properties\":{"
+	"\"file\":{\"type\":\"string\"},\"key\":{\"type\":\"string\",\"description\":"
+	"\"a.b.c or [\\\"a\\\"][\\\"b\\\"]; absent: the whole document\"}}},"
+	"\"age\":{\"type\":\"object\",\"required\":[\"file\"],\"properties\":{"
+	"\"file\":{\"type\":\"string\"},\"identity\":{\"type\":\"string\",\"description\":"
+	"\"age identity file (default: age_key_file)\"}}}}}},"
+	"\"age_key_file\":{\"type\":\"string\",\"description\":\"age key file for sops "
+	"(SOPS_AGE_KEY_FILE) and default identity for age sources\"}}}";
+
+struct json_object *secrets_config_schema(void)
+{
+	return secrets_must(json_tokener_parse(schema));
+}
