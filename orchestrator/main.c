@@ -88,17 +88,26 @@ static int parse_opts(struct cli *cli, const struct command *c, int argc, char *
 		      int (*handle)(int opt, const char *arg, void *ctx), void *ctx, int *code)
 {
 	struct option opts[40];
-	size_t n = 0;
+	char shorts[64] = "h";
+	size_t n = 0, ns = 1;
 	int opt;
 
 	opts[n++] = (struct option){"extensions-dir", required_argument, NULL, OPT_EXT_DIR};
 	opts[n++] = (struct option){"help", no_argument, NULL, 'h'};
-	while (extra && extra->name && n < ARRAY_SIZE(opts) - 1)
-		opts[n++] = *extra++;
+	/* Options whose value is a letter have that short form too. */
+	for (; extra && extra->name && n < ARRAY_SIZE(opts) - 1; extra++) {
+		if (extra->val > 0 && extra->val < 128 && ns + 3 < sizeof(shorts)) {
+			shorts[ns++] = (char)extra->val;
+			if (extra->has_arg == required_argument)
+				shorts[ns++] = ':';
+			shorts[ns] = '\0';
+		}
+		opts[n++] = *extra;
+	}
 	opts[n] = (struct option){NULL, 0, NULL, 0};
 	optind = 0;
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, shorts, opts, NULL)) != -1) {
 		switch (opt) {
 		case 'h':
 			print_command_help(c, stdout);

@@ -15,6 +15,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <json-c/json.h>
+
 #include "testutil.h"
 #include "util.h"
 
@@ -347,6 +349,46 @@ START_TEST(test_stale_and_only_stale)
 }
 END_TEST
 
+START_TEST(test_grouped_output_and_json_logs)
+{
+	char *f = write_pipeline("p.yaml",
+				 "p:\n"
+				 "  exec:\n"
+				 "    - name: a\n"
+				 "      command: [sh, -c, 'echo a1; sleep 0.3; echo a2']\n"
+				 "    - name: b\n"
+				 "      command: [sh, -c, 'sleep 0.1; echo b1; sleep 0.3; echo b2']\n");
+	char *err = NULL, *a1, *a2, *b1, *line;
+	int rc = orchd("run", f, NULL, &err, "--output", "grouped", "-j", "2", NULL), njson = 0;
+
+	ck_assert_msg(rc == 0, "rc=%d\n%s", rc, err);
+	a1 = strstr(err, "a1");
+	a2 = strstr(err, "a2");
+	b1 = strstr(err, "b1");
+	ck_assert_msg(a1 && a2 && b1, "%s", err);
+	/* a's lines are one block: b1 is not between them. */
+	ck_assert_msg(!(b1 > a1 && b1 < a2), "not grouped:\n%s", err);
+	free(err);
+	rc = orchd("run", f, NULL, &err, "--log-format", "json", NULL);
+	ck_assert_msg(rc == 0, "rc=%d\n%s", rc, err);
+	for (line = strtok(err, "\n"); line; line = strtok(NULL, "\n")) {
+		json_object *o;
+
+		if (line[0] != '{')
+			continue;
+		o = json_tokener_parse(line);
+		ck_assert_msg(o, "not JSON: %s", line);
+		ck_assert(json_object_object_get_ex(o, "level", NULL));
+		ck_assert(json_object_object_get_ex(o, "instance", NULL));
+		json_object_put(o);
+		njson++;
+	}
+	ck_assert_int_ge(njson, 4);
+	free(err);
+	free(f);
+}
+END_TEST
+
 START_TEST(test_secret_outputs_masked_everywhere)
 {
 	char *f = write_pipeline("p.yaml",
@@ -500,6 +542,7 @@ Suite *orchestrator_suite(void)
 	tcase_add_test(tc, test_retry_then_success);
 	tcase_add_test(tc, test_lock_serializes_runs);
 	tcase_add_test(tc, test_stale_and_only_stale);
+	tcase_add_test(tc, test_grouped_output_and_json_logs);
 	tcase_add_test(tc, test_secret_outputs_masked_everywhere);
 	tcase_add_test(tc, test_secret_without_passphrase_fails_before_writing);
 	tcase_add_test(tc, test_sigterm_interrupts_and_writes_report);

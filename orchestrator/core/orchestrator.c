@@ -68,7 +68,9 @@ struct node {
 	char *inputs_hash;     /* of the upstream outputs consumed */
 	int secret_input;      /* consumed a secret output */
 	json_object *errors;   /* validate errors, if any */
-	struct strbuf log;     /* grouped output / junit system-out */
+	struct strbuf log;     /* every line: log file, junit system-out */
+	int log_truncated;
+	struct strbuf group;   /* --output grouped: lines not printed yet */
 };
 
 struct sched {
@@ -482,6 +484,83 @@ static void filter_by_history(struct sched *s)
  * Running
  * ------------------------------------------------------------------------- */
 
+/* Keep a line for the instance's log file and JUnit (bounded). */
+static void log_append(struct node *nd, const char *text)
+{
+	size_t len = strlen(text);
+
+	if (nd->log_truncated)
+		return;
+	if (nd->log.len + len + 64 > nd->log.max) {
+		sb_addstr(&nd->log, "[log truncated]\n");
+		nd->log_truncated = 1;
+		return;
+	}
+	sb_add(&nd->log, text, len);
+	sb_addch(&nd->log, '\n');
+}
+
+/* --log-format json: one object per line on stderr, masked. */
+static void emit_json(struct sched *s, const char *id, enum orchd_log_level lvl,
+		      enum orchd_log_source src, const char *text)
+{
+	json_object *o = json_object_new_object();
+	char *m = orchd_mask_apply(orchd_console_mask(s->con), text, strlen(text), NULL);
+	char ts[40];
+	long long ms = unix_ms();
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(ts + strlen(ts), sizeof(ts) - strlen(ts), ".%03dZ", (int)(ms % 1000));
+	json_object_object_add(o, "time", json_object_new_string(ts));
+	json_object_object_add(o, "instance", id ? json_object_new_string(id) : NULL);
+	json_object_object_add(o, "level", json_object_new_string(orchd_log_level_name(lvl)));
+	json_object_object_add(o, "source", json_object_new_string(orchd_log_source_name(src)));
+	json_object_object_add(o, "message", json_object_new_string(m ? m : text));
+	fprintf(stderr, "%s\n",
+		json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+							  JSON_C_TO_STRING_NOSLASHESCAPE));
+	free(m);
+	json_object_put(o);
+}
+
+/* Every line about an instance (or orchd itself, nd NULL) goes here. */
+static void emit_line(struct sched *s, struct node *nd, enum orchd_log_level lvl,
+		      enum orchd_log_source src, const char *text)
+{
+	if (nd)
+		log_append(nd, text);
+	if (s->o->log_json) {
+		if (lvl >= (s->o->quiet ? ORCHD_LOG_WARNING : s->o->verbose ? ORCHD_LOG_DEBUG
+									  : ORCHD_LOG_INFO))
+			emit_json(s, nd ? nd->in->id : NULL, lvl, src, text);
+		return;
+	}
+	if (nd && s->o->output == ORCHD_OUTPUT_GROUPED) {
+		sb_addch(&nd->group, '0' + (int)lvl);
+		sb_addstr(&nd->group, text);
+		sb_addch(&nd->group, '\n');
+		return;
+	}
+	orchd_console_log(s->con, nd ? nd->in->id : NULL, lvl, text);
+}
+
+/* --output grouped: print what the instance said, as one block. */
+static void flush_group(struct sched *s, struct node *nd)
+{
+	char *p, *nl;
+
+	if (!nd->group.len)
+		return;
+	for (p = nd->group.buf; (nl = strchr(p, '\n')); p = nl + 1) {
+		*nl = '\0';
+		orchd_console_log(s->con, nd->in->id, (enum orchd_log_level)(p[0] - '0'), p + 1);
+	}
+	sb_reset(&nd->group);
+}
+
 static void node_log(struct sched *s, struct node *nd, enum orchd_log_level lvl, const char *fmt,
 		     ...) __attribute__((format(printf, 4, 5)));
 
@@ -494,11 +573,7 @@ static void node_log(struct sched *s, struct node *nd, enum orchd_log_level lvl,
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	if (nd) {
-		sb_addstr(&nd->log, buf);
-		sb_addch(&nd->log, '\n');
-	}
-	orchd_console_log(s->con, nd ? nd->in->id : NULL, lvl, buf);
+	emit_line(s, nd, lvl, ORCHD_LOGSRC_ORCHD, buf);
 }
 
 static void update_status(struct sched *s)
@@ -571,6 +646,7 @@ static void skip_dependents(struct sched *s, size_t i)
 		snprintf(d->reason, sizeof(d->reason), "%s %s", s->n[i].in->id,
 			 s->n[i].st == N_SKIPPED ? "was skipped" : "failed");
 		node_log(s, d, ORCHD_LOG_WARNING, "skipped: %s", d->reason);
+		flush_group(s, d);
 		skip_dependents(s, list[k]);
 	}
 }
@@ -761,6 +837,7 @@ static void on_done(void *cb_data, void *ctx, const char *id, const struct orchd
 			node_log(s, nd, ORCHD_LOG_ERROR, "validate failed: %s", res->reason);
 			s->config_error = 1;
 		}
+		flush_group(s, nd);
 		fill_slots(s);
 		update_status(s);
 		return;
@@ -815,6 +892,7 @@ static void on_done(void *cb_data, void *ctx, const char *id, const struct orchd
 				s->stop = 1;
 		}
 	}
+	flush_group(s, nd);
 	fill_slots(s);
 	update_status(s);
 }
@@ -838,10 +916,7 @@ static void on_log(void *cb_data, void *ctx, const char *id, enum orchd_log_leve
 	struct node *nd = ctx;
 
 	(void)id;
-	(void)src;
-	sb_addstr(&nd->log, text);
-	sb_addch(&nd->log, '\n');
-	orchd_console_log(s->con, nd->in->id, level, text);
+	emit_line(s, nd, level, src, text);
 }
 
 static char **build_env(struct sched *s, struct node *nd)
@@ -999,6 +1074,8 @@ static int run_phase(struct sched *s)
 			break;
 	}
 	orchd_console_status_clear(s->con);
+	for (size_t i = 0; i < s->nn; i++)
+		flush_group(s, &s->n[i]);
 	/* Whatever never started (fail-fast or interrupted). */
 	for (size_t i = 0; i < s->nn; i++) {
 		struct node *nd = &s->n[i];
@@ -1221,6 +1298,7 @@ int orchd_orchestrate(struct orchd_pipeline *p, const struct orchd_registry *reg
 		nd->changed = -1;
 		orchd_stack_record_init(&nd->prev);
 		sb_init(&nd->log, 1 << 20);
+		sb_init(&nd->group, 0);
 		nd->ext = orchd_loader_find(reg, nd->in->type, &e);
 		if (!nd->ext && nd->in->enabled) {
 			error("%s: %s", nd->in->id, sb_str(&e));
@@ -1397,6 +1475,7 @@ out:
 		json_object_put(nd->errors);
 		free(nd->inputs_hash);
 		sb_release(&nd->log);
+		sb_release(&nd->group);
 	}
 	free(s.n);
 	free(s.state_dir);
