@@ -256,6 +256,16 @@ char *op_encode_state(const struct json_object *state)
 	return finish(o, o ? put(o, "state", state) : 1);
 }
 
+char *op_encode_state_secret(const struct json_object *state)
+{
+	struct json_object *o = new_msg("state");
+	int bad = 1;
+
+	if (o)
+		bad = put(o, "state", state) | put_new(o, "secret", json_object_new_boolean(1));
+	return finish(o, bad);
+}
+
 char *op_encode_error(const char *message, bool retryable)
 {
 	struct json_object *o;

@@ -307,6 +307,13 @@ int op_ext_state_send(struct op_ext *ext, const struct json_object *state)
 	return send_line(ext, op_encode_state(state));
 }
 
+int op_ext_state_send_secret(struct op_ext *ext, const struct json_object *state)
+{
+	if (after_result(ext))
+		return -1;
+	return send_line(ext, op_encode_state_secret(state));
+}
+
 int op_ext_error(struct op_ext *ext, bool retryable, const char *fmt, ...)
 {
 	va_list ap;

@@ -239,6 +239,8 @@ char *op_encode_log(const char *level, const char *message);
 char *op_encode_progress(const char *message, int percent);
 char *op_encode_output(const char *key, const struct json_object *value, bool secret);
 char *op_encode_state(const struct json_object *state);
+/* The same with "secret":true: orchd stores the state encrypted. */
+char *op_encode_state_secret(const struct json_object *state);
 char *op_encode_error(const char *message, bool retryable);
 /*
  * changed: -1 omitted, 0 false, 1 true.  summary NULL: omitted.
@@ -334,6 +336,8 @@ int op_ext_output(struct op_ext *ext, const char *key, const struct json_object 
 		  bool secret);
 int op_ext_output_str(struct op_ext *ext, const char *key, const char *value, bool secret);
 int op_ext_state_send(struct op_ext *ext, const struct json_object *state);
+/* A state that may hold secrets (stored encrypted by orchd). */
+int op_ext_state_send_secret(struct op_ext *ext, const struct json_object *state);
 int op_ext_error(struct op_ext *ext, bool retryable, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* See op_encode_result; fmt NULL: no summary.  Only the first call sends. */

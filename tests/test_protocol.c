@@ -321,6 +321,10 @@ START_TEST(test_encoders_roundtrip)
 	json_object_put(m);
 	json_object_put(roundtrip(op_encode_state(cfg), OP_FROM_EXT, OP_MSG_STATE));
 	json_object_put(roundtrip(op_encode_state(NULL), OP_FROM_EXT, OP_MSG_STATE));
+	m = roundtrip(op_encode_state_secret(cfg), OP_FROM_EXT, OP_MSG_STATE);
+	ck_assert(op_get_bool(m, "secret", false));
+	ck_assert(op_has(op_get(m, "state"), "command"));
+	json_object_put(m);
 	json_object_put(roundtrip(op_encode_error("e", true), OP_FROM_EXT, OP_MSG_ERROR));
 	m = roundtrip(op_encode_result(false, 1, "s", cfg), OP_FROM_EXT, OP_MSG_RESULT);
 	ck_assert_str_eq(op_get_str(m, "status"), "failure");
