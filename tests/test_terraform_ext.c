@@ -1,0 +1,613 @@
+/*
+ * Tests of orchd-ext-terraform driven as a real process over real pipes
+ * (a small in-test driver built on the protocol library, as in
+ * test_exec_ext.c), running the real OpenTofu (`make tools`) on the module
+ * examples/terraform/hello (terraform_data + local-exec: no provider
+ * download, works offline).
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "orchd_protocol.h"
+#include "testutil.h"
+
+struct drv {
+	struct json_object *msgs;   /* every valid message, in order (owned) */
+	struct json_object *result; /* borrowed from msgs */
+	int status;		    /* exit code, 128+sig when killed */
+};
+
+struct drv_opts {
+	const char *action;
+	struct json_object *config; /* borrowed, NULL: {} */
+	struct json_object *state;  /* borrowed, NULL: null */
+	const char *workdir;	    /* must exist */
+	const char *cancel_after;   /* send cancel after a log message containing this */
+};
+
+static void send_str(int fd, const char *s)
+{
+	ck_assert_int_eq(op_write_all(fd, s, strlen(s)), 0);
+}
+
+/* The environment orchd gives an extension (no TF_* of the test machine). */
+static char **ext_env(const char *workdir)
+{
+	static char *env[8];
+	static char path[8192], home[1024], wd[1024], pdir[1024];
+	char *src = test_src_path("examples/terraform");
+
+	snprintf(path, sizeof(path), "PATH=%s", getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin");
+	snprintf(home, sizeof(home), "HOME=%s", getenv("HOME") ? getenv("HOME") : "/");
+	snprintf(wd, sizeof(wd), "ORCHD_WORKDIR=%s", workdir);
+	snprintf(pdir, sizeof(pdir), "ORCHD_PIPELINE_DIR=%s", src);
+	free(src);
+	env[0] = path;
+	env[1] = home;
+	env[2] = wd;
+	env[3] = pdir;
+	env[4] = (char *)(uintptr_t) "ORCHD_PROTOCOL=1";
+	env[5] = (char *)(uintptr_t) "ORCHD_INSTANCE=t";
+	env[6] = NULL;
+	return env;
+}
+
+/* Run one action; fills d. */
+static void drive(const struct drv_opts *o, struct drv *d)
+{
+	int in_p[2], out_p[2];
+	char *exe = test_build_path("libexec/orchd/extensions/orchd-ext-terraform");
+	char buf[65536], *line_out, **env = ext_env(o->workdir);
+	struct op_splitter *sp = op_splitter_new(0, OP_SPLIT_STRICT);
+	struct json_object *empty = json_object_new_object();
+	bool sent_action = false, sent_cancel = false;
+	pid_t pid;
+	int wst;
+
+	memset(d, 0, sizeof(*d));
+	d->msgs = json_object_new_array();
+	ck_assert_int_eq(pipe(in_p), 0);
+	ck_assert_int_eq(pipe(out_p), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		dup2(in_p[0], 0);
+		dup2(out_p[1], 1);
+		close(in_p[0]);
+		close(in_p[1]);
+		close(out_p[0]);
+		close(out_p[1]);
+		if (chdir(o->workdir) < 0)
+			_exit(126);
+		execve(exe, (char *[]){exe, NULL}, env);
+		_exit(127);
+	}
+	close(in_p[0]);
+	close(out_p[1]);
+	signal(SIGPIPE, SIG_IGN);
+	send_str(in_p[1], "{\"type\":\"hello\",\"protocol\":{\"min\":1,\"max\":1},"
+			  "\"orchd_version\":\"0.1.0\"}\n");
+	for (;;) {
+		const char *line;
+		size_t len;
+		enum op_line_status ls;
+		ssize_t n = read(out_p[0], buf, sizeof(buf));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		ck_assert_int_ge(n, 0);
+		if (n == 0)
+			op_splitter_finish(sp);
+		else
+			op_splitter_feed(sp, buf, (size_t)n);
+		while ((ls = op_splitter_next(sp, &line, &len)) != OP_LINE_NONE) {
+			struct op_parsed p;
+			struct json_object *m;
+
+			ck_assert_int_eq(ls, OP_LINE_OK);
+			op_parse_line(OP_FROM_EXT, line, len, &p);
+			ck_assert_msg(p.verdict == OP_VALID,
+				      "not a valid protocol message: %s [%s]", p.error, line);
+			json_object_array_add(d->msgs, op_parsed_steal(&p));
+			m = json_object_array_get_idx(d->msgs,
+						      json_object_array_length(d->msgs) - 1);
+			if (p.type == OP_MSG_HELLO && !sent_action) {
+				line_out = op_encode_action(op_action_from_name(o->action), "t",
+							    "dev-t", o->config ? o->config : empty,
+							    o->state, NULL, o->workdir);
+				send_str(in_p[1], line_out);
+				free(line_out);
+				sent_action = true;
+			} else if (p.type == OP_MSG_LOG && o->cancel_after && !sent_cancel &&
+				   strstr(op_get_str(m, "message"), o->cancel_after)) {
+				send_str(in_p[1],
+					 "{\"type\":\"cancel\",\"reason\":\"interrupted\"}\n");
+				sent_cancel = true;
+			} else if (p.type == OP_MSG_RESULT) {
+				ck_assert_ptr_null(d->result);
+				d->result = m;
+				close(in_p[1]);
+				in_p[1] = -1;
+			}
+			op_parsed_release(&p);
+		}
+		if (n == 0)
+			break;
+	}
+	if (in_p[1] >= 0)
+		close(in_p[1]);
+	close(out_p[0]);
+	ck_assert_int_eq(waitpid(pid, &wst, 0), pid);
+	d->status = WIFEXITED(wst) ? WEXITSTATUS(wst) : 128 + WTERMSIG(wst);
+	ck_assert_msg(d->result, "no result (exit %d)", d->status);
+	ck_assert_int_eq(d->status, 0);
+	op_splitter_free(sp);
+	json_object_put(empty);
+	free(exe);
+}
+
+static void drv_release(struct drv *d)
+{
+	json_object_put(d->msgs);
+}
+
+/* The last message of a type with optional key == value (borrowed). */
+static struct json_object *find(const struct drv *d, const char *type, const char *key,
+				const char *value)
+{
+	struct json_object *found = NULL;
+
+	for (size_t i = 0; i < json_object_array_length(d->msgs); i++) {
+		struct json_object *m = json_object_array_get_idx(d->msgs, i);
+
+		if (strcmp(op_get_str(m, "type"), type))
+			continue;
+		if (key && (!op_get_str(m, key) || strcmp(op_get_str(m, key), value)))
+			continue;
+		found = m;
+	}
+	return found;
+}
+
+static const char *summary(const struct drv *d)
+{
+	const char *s = op_get_str(d->result, "summary");
+
+	return s ? s : "";
+}
+
+static bool succeeded(const struct drv *d)
+{
+	return !strcmp(op_get_str(d->result, "status"), "success");
+}
+
+static struct json_object *json(const char *text)
+{
+	struct json_object *o = json_tokener_parse(text);
+
+	ck_assert_msg(o != NULL, "bad JSON in test: %s", text);
+	return o;
+}
+
+/* A missing tool is a failure, never a skip. */
+static void need_tofu(void)
+{
+	char *argv[] = {(char *)(uintptr_t) "sh", (char *)(uintptr_t) "-c",
+			(char *)(uintptr_t) "command -v tofu", NULL};
+	char *sh = strdup("/bin/sh");
+
+	argv[0] = sh;
+	if (test_run(argv, NULL, NULL) != 0)
+		ck_abort_msg("tofu is not on PATH: run `make tools` (and `make check`, which puts "
+			     "~/.cache/orchd/tools/*/bin first on PATH)");
+	free(sh);
+}
+
+/* validate with a config; returns the driver result. */
+static void validate(const char *config, struct drv *d, char **wd)
+{
+	struct json_object *cfg = json(config);
+	struct drv_opts o = {"validate", cfg, NULL, NULL, NULL};
+
+	*wd = test_tmpdir();
+	o.workdir = *wd;
+	drive(&o, d);
+	json_object_put(cfg);
+}
+
+START_TEST(validate_unknown_key)
+{
+	struct drv d;
+	char *wd;
+	struct json_object *errs;
+
+	validate("{\"source\":\"hello\",\"varz\":{}}", &d, &wd);
+	ck_assert(!succeeded(&d));
+	ck_assert_str_eq(summary(&d),
+			 "invalid configuration: unknown key 'varz' (did you mean 'vars'?)");
+	errs = op_get(d.result, "errors");
+	ck_assert_int_eq(json_object_array_length(errs), 1);
+	ck_assert_str_eq(op_get_str(json_object_array_get_idx(errs, 0), "path"), "");
+	ck_assert_ptr_nonnull(
+		find(&d, "log", "message", "unknown key 'varz' (did you mean 'vars'?)"));
+	drv_release(&d);
+	test_rmtree(wd);
+	free(wd);
+}
+END_TEST
+
+START_TEST(validate_missing_source)
+{
+	struct drv d;
+	char *wd;
+
+	validate("{\"vars\":{\"name\":1}}", &d, &wd);
+	ck_assert(!succeeded(&d));
+	ck_assert_str_eq(summary(&d), "invalid configuration: source: is required");
+	ck_assert_str_eq(
+		op_get_str(json_object_array_get_idx(op_get(d.result, "errors"), 0), "path"),
+		"source");
+	drv_release(&d);
+	test_rmtree(wd);
+	free(wd);
+}
+END_TEST
+
+START_TEST(validate_bad_values)
+{
+	struct drv d;
+	char *wd, *expect, *src = test_src_path("examples/terraform");
+
+	validate("{\"source\":\"nope\",\"binary\":\"tf\",\"var_files\":[\"x.tfvars\"]}", &d, &wd);
+	ck_assert(!succeeded(&d));
+	ck_assert_str_eq(summary(&d), "invalid configuration: binary: must be 'tofu', "
+				      "'terraform' or an absolute path (got 'tf')");
+	drv_release(&d);
+	test_rmtree(wd);
+	free(wd);
+	/* paths: relative to ORCHD_PIPELINE_DIR (examples/terraform here) */
+	validate("{\"source\":\"nope\",\"var_files\":[\"x.tfvars\"]}", &d, &wd);
+	ck_assert(!succeeded(&d));
+	ck_assert_int_ge(asprintf(&expect,
+				  "invalid configuration: source: cannot access '%s/nope': No such "
+				  "file or directory (and 1 more)",
+				  src),
+			 0);
+	ck_assert_str_eq(summary(&d), expect);
+	free(expect);
+	ck_assert_int_ge(asprintf(&expect,
+				  "var_files[0]: cannot access '%s/x.tfvars': No such "
+				  "file or directory",
+				  src),
+			 0);
+	ck_assert_ptr_nonnull(find(&d, "log", "message", expect));
+	free(expect);
+	drv_release(&d);
+	test_rmtree(wd);
+	free(wd);
+	free(src);
+}
+END_TEST
+
+START_TEST(validate_ok_and_hcl_errors)
+{
+	struct drv d;
+	char *wd, *bad = test_tmpdir(), *path, *cfg, *expect;
+	struct json_object *errs;
+	FILE *f;
+
+	need_tofu();
+	validate("{\"source\":\"hello\",\"vars\":{\"path\":\"/nonexistent\"}}", &d, &wd);
+	ck_assert_msg(succeeded(&d), "%s", summary(&d));
+	ck_assert_str_eq(summary(&d), "configuration is valid");
+	drv_release(&d);
+	test_rmtree(wd);
+	free(wd);
+
+	ck_assert_int_ge(asprintf(&path, "%s/main.tf", bad), 0);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("resource \"terraform_data\" \"x\" {\n  input = \n}\n"
+	      "variable \"y\" {\n  type = strin\n}\n",
+	      f);
+	fclose(f);
+	ck_assert_int_ge(asprintf(&cfg, "{\"source\":\"%s\"}", bad), 0);
+	validate(cfg, &d, &wd);
+	ck_assert(!succeeded(&d));
+	errs = op_get(d.result, "errors");
+	ck_assert_int_eq(json_object_array_length(errs), 2);
+	ck_assert_int_ge(asprintf(&expect, "%s/main.tf:2", bad), 0);
+	ck_assert_str_eq(op_get_str(json_object_array_get_idx(errs, 0), "path"), expect);
+	ck_assert_str_eq(op_get_str(json_object_array_get_idx(errs, 0), "message"),
+			 "Invalid expression: Expected the start of an expression, but found an "
+			 "invalid expression token.");
+	free(expect);
+	ck_assert_int_ge(asprintf(&expect, "%s/main.tf:5", bad), 0);
+	ck_assert_str_eq(op_get_str(json_object_array_get_idx(errs, 1), "path"), expect);
+	free(expect);
+	ck_assert_int_ge(
+		asprintf(&expect,
+			 "invalid configuration: %s/main.tf:2: Invalid expression: Expected "
+			 "the start of an expression, but found an invalid expression "
+			 "token. (and 1 more)",
+			 bad),
+		0);
+	ck_assert_str_eq(summary(&d), expect);
+	free(expect);
+	drv_release(&d);
+	test_rmtree(wd);
+	free(wd);
+	free(cfg);
+	free(path);
+	test_rmtree(bad);
+	free(bad);
+}
+END_TEST
+
+static struct json_object *take_state(const struct drv *d)
+{
+	struct json_object *m = find(d, "state", NULL, NULL);
+
+	ck_assert_msg(m != NULL, "no state message");
+	ck_assert(op_get_bool(m, "secret", false));
+	return json_object_get(op_get(m, "state"));
+}
+
+START_TEST(lifecycle)
+{
+	char *wd = test_tmpdir(), *tmp = test_tmpdir(), *out, *cfgtext, *varfile, *content;
+	struct json_object *cfg, *state, *o, *res;
+	struct drv_opts opts = {"plan", NULL, NULL, wd, NULL};
+	struct drv d;
+	struct stat st;
+	FILE *f;
+
+	need_tofu();
+	ck_assert_int_ge(asprintf(&out, "%s/greeting.txt", tmp), 0);
+	ck_assert_int_ge(asprintf(&varfile, "%s/extra.tfvars.json", tmp), 0);
+	f = fopen(varfile, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("{\"name\":\"from-file\",\"token\":\"s3cr3t-from-file\"}\n", f);
+	fclose(f);
+	/* vars win over var_files; vars take any JSON value (fail: false) */
+	ck_assert_int_ge(asprintf(&cfgtext,
+				  "{\"source\":\"hello\",\"var_files\":[\"%s\"],"
+				  "\"vars\":{\"name\":\"orchd\",\"path\":\"%s\",\"fail\":false}}",
+				  varfile, out),
+			 0);
+	cfg = json(cfgtext);
+	opts.config = cfg;
+
+	/* plan on empty state: something to add */
+	drive(&opts, &d);
+	ck_assert_msg(succeeded(&d), "%s", summary(&d));
+	ck_assert(op_get_bool(d.result, "changed", false));
+	ck_assert_str_eq(summary(&d), "plan: 1 to add, 0 to change, 0 to destroy");
+	ck_assert_int_eq(stat(out, &st), -1);
+	drv_release(&d);
+
+	/* apply: the file, outputs (token secret), a secret tfstate */
+	opts.action = "apply";
+	drive(&opts, &d);
+	ck_assert_msg(succeeded(&d), "%s", summary(&d));
+	ck_assert(op_get_bool(d.result, "changed", false));
+	ck_assert_str_eq(summary(&d), "apply: 1 added, 0 changed, 0 destroyed");
+	content = test_read_file(out, NULL);
+	ck_assert_ptr_nonnull(content);
+	ck_assert_str_eq(content, "hello, orchd\n");
+	free(content);
+	o = find(&d, "output", "key", "greeting");
+	ck_assert_ptr_nonnull(o);
+	ck_assert_str_eq(op_get_str(o, "value"), "hello, orchd");
+	ck_assert(!op_get_bool(o, "secret", true));
+	o = find(&d, "output", "key", "token");
+	ck_assert_ptr_nonnull(o);
+	ck_assert_str_eq(op_get_str(o, "value"), "s3cr3t-from-file");
+	ck_assert(op_get_bool(o, "secret", false));
+	state = take_state(&d);
+	ck_assert_int_eq(op_get_int(state, "version", 0), 4);
+	res = op_get(state, "resources");
+	ck_assert_int_eq(json_object_array_length(res), 1);
+	ck_assert_str_eq(op_get_str(json_object_array_get_idx(res, 0), "type"), "terraform_data");
+	ck_assert_str_eq(op_get_str(json_object_array_get_idx(res, 0), "name"), "greeting");
+	drv_release(&d);
+	/* no plaintext state or vars left in the workdir */
+	{
+		char *p;
+
+		ck_assert_int_ge(asprintf(&p, "%s/terraform.tfstate", wd), 0);
+		ck_assert_int_eq(stat(p, &st), -1);
+		free(p);
+		ck_assert_int_ge(asprintf(&p, "%s/orchd.auto.tfvars.json", wd), 0);
+		ck_assert_int_eq(stat(p, &st), -1);
+		free(p);
+	}
+
+	/* apply again with that state: nothing to do */
+	unlink(out);
+	f = fopen(out, "w"); /* a marker: apply must not rewrite the file */
+	fputs("marker\n", f);
+	fclose(f);
+	opts.state = state;
+	drive(&opts, &d);
+	ck_assert_msg(succeeded(&d), "%s", summary(&d));
+	ck_assert(!op_get_bool(d.result, "changed", true));
+	ck_assert_str_eq(summary(&d), "apply: 0 added, 0 changed, 0 destroyed");
+	content = test_read_file(out, NULL);
+	ck_assert_str_eq(content, "marker\n");
+	free(content);
+	drv_release(&d);
+
+	/* plan with the state: no changes */
+	opts.action = "plan";
+	drive(&opts, &d);
+	ck_assert_msg(succeeded(&d), "%s", summary(&d));
+	ck_assert(!op_get_bool(d.result, "changed", true));
+	ck_assert_str_eq(summary(&d), "plan: no changes");
+	drv_release(&d);
+
+	/* destroy: the destroy provisioner removes the file; state now empty */
+	opts.action = "destroy";
+	drive(&opts, &d);
+	ck_assert_msg(succeeded(&d), "%s", summary(&d));
+	ck_assert(op_get_bool(d.result, "changed", false));
+	ck_assert_str_eq(summary(&d), "destroy: 1 destroyed");
+	ck_assert_int_eq(stat(out, &st), -1);
+	json_object_put(state);
+	state = take_state(&d);
+	ck_assert_int_eq(json_object_array_length(op_get(state, "resources")), 0);
+	drv_release(&d);
+
+	/* destroy again: nothing to do */
+	opts.state = state;
+	drive(&opts, &d);
+	ck_assert(succeeded(&d));
+	ck_assert(!op_get_bool(d.result, "changed", true));
+	ck_assert_str_eq(summary(&d), "nothing to destroy");
+	drv_release(&d);
+
+	json_object_put(state);
+	json_object_put(cfg);
+	free(cfgtext);
+	free(varfile);
+	free(out);
+	test_rmtree(wd);
+	test_rmtree(tmp);
+	free(wd);
+	free(tmp);
+}
+END_TEST
+
+START_TEST(apply_failure)
+{
+	char *wd = test_tmpdir(), *cfgtext;
+	struct json_object *cfg, *state;
+	struct drv_opts opts = {"apply", NULL, NULL, wd, NULL};
+	struct drv d;
+	const char *prefix = "tofu apply failed (exit status 1): local-exec provisioner error at "
+			     "main.tf:";
+
+	need_tofu();
+	ck_assert_int_ge(
+		asprintf(&cfgtext,
+			 "{\"source\":\"hello\",\"vars\":{\"path\":\"%s/x\",\"fail\":true}}", wd),
+		0);
+	cfg = json(cfgtext);
+	opts.config = cfg;
+	drive(&opts, &d);
+	ck_assert(!succeeded(&d));
+	ck_assert_msg(!strncmp(summary(&d), prefix, strlen(prefix)), "%s", summary(&d));
+	ck_assert_msg(strstr(summary(&d), "Output: greeting: refusing to write"), "%s",
+		      summary(&d));
+	/* the (tainted) resource is recorded so that destroy can clean up */
+	state = take_state(&d);
+	ck_assert_int_eq(json_object_array_length(op_get(state, "resources")), 1);
+	json_object_put(state);
+	ck_assert_ptr_null(find(&d, "output", NULL, NULL));
+	drv_release(&d);
+	json_object_put(cfg);
+	free(cfgtext);
+	test_rmtree(wd);
+	free(wd);
+}
+END_TEST
+
+START_TEST(missing_binary)
+{
+	char *wd = test_tmpdir();
+	struct json_object *cfg = json("{\"source\":\"hello\",\"binary\":\"/nonexistent/tofu\","
+				       "\"vars\":{\"path\":\"/nonexistent/x\"}}");
+	struct drv_opts opts = {"plan", cfg, NULL, wd, NULL};
+	struct drv d;
+
+	drive(&opts, &d);
+	ck_assert(!succeeded(&d));
+	ck_assert_str_eq(summary(&d), "/nonexistent/tofu init: cannot run '/nonexistent/tofu': "
+				      "No such file or directory");
+	drv_release(&d);
+	json_object_put(cfg);
+	test_rmtree(wd);
+	free(wd);
+}
+END_TEST
+
+START_TEST(cancel_apply)
+{
+	char *wd = test_tmpdir(), *cfgtext;
+	struct json_object *cfg;
+	struct drv_opts opts = {"apply", NULL, NULL, wd, "Provisioning with 'local-exec'"};
+	struct drv d;
+	struct stat st;
+	char *out;
+
+	need_tofu();
+	ck_assert_int_ge(asprintf(&out, "%s/never", wd), 0);
+	ck_assert_int_ge(asprintf(&cfgtext,
+				  "{\"source\":\"hello\",\"vars\":{\"path\":\"%s\",\"delay\":60}}",
+				  out),
+			 0);
+	cfg = json(cfgtext);
+	opts.config = cfg;
+	drive(&opts, &d);
+	ck_assert(!succeeded(&d));
+	ck_assert_str_eq(summary(&d), "tofu apply: cancelled");
+	ck_assert_ptr_nonnull(find(&d, "log", "message", "cancelled: sent SIGTERM to tofu"));
+	ck_assert_int_eq(stat(out, &st), -1);
+	drv_release(&d);
+	json_object_put(cfg);
+	free(cfgtext);
+	free(out);
+	test_rmtree(wd);
+	free(wd);
+}
+END_TEST
+
+START_TEST(describe)
+{
+	char *wd = test_tmpdir();
+	struct drv_opts opts = {"describe", NULL, NULL, wd, NULL};
+	struct drv d;
+	struct json_object *desc;
+
+	drive(&opts, &d);
+	ck_assert(succeeded(&d));
+	desc = op_get(d.result, "describe");
+	ck_assert_str_eq(op_get_str(desc, "type"), "terraform");
+	ck_assert_ptr_nonnull(op_get(op_get(op_get(desc, "config"), "properties"), "source"));
+	drv_release(&d);
+	test_rmtree(wd);
+	free(wd);
+}
+END_TEST
+
+Suite *terraform_ext_suite(void)
+{
+	Suite *s = suite_create("terraform_ext");
+	TCase *tc = tcase_create("config");
+	TCase *tools = tcase_create("tofu");
+
+	tcase_add_test(tc, validate_unknown_key);
+	tcase_add_test(tc, validate_missing_source);
+	tcase_add_test(tc, validate_bad_values);
+	tcase_add_test(tc, missing_binary);
+	tcase_add_test(tc, describe);
+	suite_add_tcase(s, tc);
+	tcase_set_timeout(tools, 90);
+	tcase_add_test(tools, validate_ok_and_hcl_errors);
+	tcase_add_test(tools, lifecycle);
+	tcase_add_test(tools, apply_failure);
+	tcase_add_test(tools, cancel_apply);
+	suite_add_tcase(s, tools);
+	return s;
+}
