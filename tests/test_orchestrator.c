@@ -17,6 +17,7 @@
 
 #include <json-c/json.h>
 
+#include "strbuf.h"
 #include "testutil.h"
 #include "util.h"
 
@@ -389,6 +390,55 @@ START_TEST(test_grouped_output_and_json_logs)
 }
 END_TEST
 
+/* kill -9 of orchd mid-run, several times: the state stays valid and the
+ * next run takes over the dead run's lock and completes. */
+START_TEST(test_kill9_mid_run_leaves_valid_state)
+{
+	struct strbuf sb = STRBUF_INIT;
+	char *f, *out = NULL, *err = NULL;
+	int rc;
+
+	sb_addstr(&sb, "p:\n  core: {parallelism: 4}\n  exec:\n");
+	for (int i = 0; i < 24; i++)
+		sb_addf(&sb,
+			"    - name: s%d\n"
+			"      command: [sh, -c, 'sleep 0.0%d; echo v=%d >> $ORCHD_OUTPUT']\n",
+			i, i % 10, i);
+	f = write_pipeline("p.yaml", sb_str(&sb));
+	sb_release(&sb);
+	for (int round = 0; round < 4; round++) {
+		pid_t pid = fork();
+		int status;
+
+		ck_assert_int_ge(pid, 0);
+		if (pid == 0) {
+			int fd = open("/dev/null", O_WRONLY);
+
+			dup2(fd, 2);
+			execl(E.orchd, "orchd", "run", f, (char *)NULL);
+			_exit(127);
+		}
+		usleep(100000 + 70000 * round);
+		kill(pid, SIGKILL);
+		ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+		/* Every stack file written so far parses. */
+		rc = orchd("status", f, &out, &err, NULL);
+		ck_assert_msg(rc == 0, "round %d: status rc=%d\n%s", round, rc, err);
+		free(out);
+		free(err);
+	}
+	rc = orchd("run", f, NULL, &err, "--lock-timeout", "10s", NULL);
+	ck_assert_msg(rc == 0, "rc=%d\n%s", rc, err);
+	free(err);
+	rc = orchd("outputs", f, &out, &err, "--json", NULL);
+	ck_assert_int_eq(rc, 0);
+	ck_assert_msg(strstr(out, "\"v\":\"23\""), "%s", out);
+	free(out);
+	free(err);
+	free(f);
+}
+END_TEST
+
 START_TEST(test_secret_outputs_masked_everywhere)
 {
 	char *f = write_pipeline("p.yaml",
@@ -543,6 +593,7 @@ Suite *orchestrator_suite(void)
 	tcase_add_test(tc, test_lock_serializes_runs);
 	tcase_add_test(tc, test_stale_and_only_stale);
 	tcase_add_test(tc, test_grouped_output_and_json_logs);
+	tcase_add_test(tc, test_kill9_mid_run_leaves_valid_state);
 	tcase_add_test(tc, test_secret_outputs_masked_everywhere);
 	tcase_add_test(tc, test_secret_without_passphrase_fails_before_writing);
 	tcase_add_test(tc, test_sigterm_interrupts_and_writes_report);

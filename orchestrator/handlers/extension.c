@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
@@ -687,12 +688,16 @@ static int make_workdir(const struct orchd_step_spec *spec, char **out, char *er
 /* Only async-signal-safe calls from here to execve or _exit. */
 static _Noreturn void child_exec(struct orchd_supervisor *sup, int in, int out, int errfd,
 				 int report, const char *exe, char *const argv[],
-				 char *const envp[], const char *workdir)
+				 char *const envp[], const char *workdir, pid_t parent)
 {
 	struct sigaction dfl;
 	int e;
 
 	setpgid(0, 0);
+	/* If orchd itself dies (kill -9), the extension is told at once. */
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() != parent)
+		_exit(126);
 	memset(&dfl, 0, sizeof(dfl));
 	dfl.sa_handler = SIG_DFL;
 	sigemptyset(&dfl.sa_mask);
@@ -727,7 +732,7 @@ static int spawn(struct orchd_supervisor *sup, struct step *st, char **envp, cha
 {
 	int pin[2], pout[2], perr[2], prep[2];
 	char *argv[2];
-	pid_t pid;
+	pid_t pid, parent;
 
 	argv[0] = st->exe;
 	argv[1] = NULL;
@@ -737,6 +742,7 @@ static int spawn(struct orchd_supervisor *sup, struct step *st, char **envp, cha
 		snprintf(err, errlen, "cannot create pipes: %s", strerror(errno));
 		goto fail;
 	}
+	parent = getpid();
 	pid = fork();
 	if (pid < 0) {
 		snprintf(err, errlen, "cannot fork: %s", strerror(errno));
@@ -744,7 +750,7 @@ static int spawn(struct orchd_supervisor *sup, struct step *st, char **envp, cha
 	}
 	if (pid == 0)
 		child_exec(sup, pin[0], pout[1], perr[1], prep[1], st->exe, argv, envp,
-			   st->workdir);
+			   st->workdir, parent);
 	/* also from the parent, so that kill(-pid) works at once */
 	setpgid(pid, pid);
 	st->pid = pid;
