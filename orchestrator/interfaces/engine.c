@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "interfaces/local.h"
+#include "interfaces/pulumi.h"
 #include "util.h"
 
 int orchd_engine_open(const struct orchd_engine_config *cfg, const char *state_dir,
@@ -23,8 +24,7 @@ int orchd_engine_open(const struct orchd_engine_config *cfg, const char *state_d
 		(*out)->pipeline_name = xstrdup(pipeline_name ? pipeline_name : "");
 		return 0;
 	case ORCHD_ENGINE_PULUMI:
-		snprintf(err, errlen, "engine 'pulumi' is not available yet");
-		return -1;
+		return orchd_pulumi_engine_open(cfg, state_dir, pipeline_name, out, err, errlen);
 	}
 	snprintf(err, errlen, "unknown engine type %d", (int)cfg->type);
 	return -1;

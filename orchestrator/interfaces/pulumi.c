@@ -1,0 +1,1262 @@
+/*
+ * pulumi: the Pulumi state engine.  See pulumi.h and interfaces/PULUMI.md.
+ *
+ * Layout under the state directory (made absolute at open):
+ *
+ *   STATE_DIR/lock, lock.info       the pipeline lock (the local engine's)
+ *   STATE_DIR/pulumi-home/          PULUMI_HOME (workspace, no plugins)
+ *   STATE_DIR/pulumi-backend/       the default file:// backend
+ *   STATE_DIR/pulumi-work/project/  Pulumi.yaml naming the project, the
+ *                                   cwd of every command but `up`
+ *   STATE_DIR/pulumi-work/up-XXXXXX/  the program of one write (0700),
+ *                                   removed when the write ends
+ *
+ * A record is the stack's outputs:
+ *   KEY            one per orchd output: a string value as itself, any
+ *                  other JSON value as its JSON text; fn::secret if secret
+ *   __orchd_state  the state as JSON text (fn::secret if state_secret);
+ *                  absent when there is no state
+ *   __orchd_meta   JSON text, never secret: {"format":"orchd-pulumi",
+ *                  "version":1, "outputs":{KEY:{"secret":B,"json":B}},
+ *                  "state":B, "state_secret":B, "config_hash", "inputs_hash",
+ *                  "last":{...}}
+ * Leaves are all strings, so Pulumi YAML sees no fn:: keys of ours; every
+ * "$" is doubled, which Pulumi YAML reads back as one "$" (no ${...}
+ * interpolation).
+ */
+#include "interfaces/pulumi.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "crypto.h"
+#include "interfaces/local.h"
+#include "strbuf.h"
+#include "util.h"
+
+#define META_KEY       "__orchd_meta"
+#define STATE_KEY      "__orchd_state"
+#define RESERVED       "__orchd_"
+#define META_FORMAT    "orchd-pulumi"
+#define META_VERSION   1
+#define PASS_HINT      "(set ORCHD_PASSPHRASE or ORCHD_PASSPHRASE_FILE)"
+#define MAX_OUT        (64L * 1024 * 1024)
+#define MAX_ERR        (1L * 1024 * 1024)
+#define HISTORY_PAGE   1000
+#define ERR_LINES      3
+#define NO_STACK       "no stack named"
+
+
+static char non_interactive[] = "--non-interactive";
+
+struct pulumi {
+	char *bin;	/* absolute path of the pulumi CLI */
+	char *dir;	/* absolute state directory */
+	char *home;	/* dir/pulumi-home */
+	char *backend;	/* backend URL */
+	char *backend_dir; /* dir/pulumi-backend when the default, else NULL */
+	char *work;	/* dir/pulumi-work */
+	char *projdir;	/* work/project */
+	char *project;
+	char *pass;	/* NULL when none */
+	char **env;	/* base environment (no passphrase), NULL-terminated */
+	size_t nenv;
+	int ready;	/* directories and project file made */
+	struct orchd_engine *lock; /* local engine, used for its lock only */
+};
+
+/* The output of one pulumi command. */
+struct run {
+	struct strbuf out, err;
+	int status; /* exit code, 128+signal */
+};
+
+static int set_err(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err && errlen) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return -1;
+}
+
+static struct pulumi *P(struct orchd_engine *e)
+{
+	return e->priv;
+}
+
+/* --- files ---------------------------------------------------------------- */
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+	char *p = xstrdup(path), *s;
+	int ret = 0;
+
+	for (s = p + 1; *s; s++) {
+		if (*s != '/')
+			continue;
+		*s = '\0';
+		if (mkdir(p, mode) && errno != EEXIST)
+			ret = -1;
+		*s = '/';
+		if (ret)
+			break;
+	}
+	if (!ret && mkdir(p, mode) && errno != EEXIST)
+		ret = -1;
+	free(p);
+	return ret;
+}
+
+static int write_file(const char *path, const char *buf, size_t len, mode_t mode)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	size_t off = 0;
+
+	if (fd < 0)
+		return -1;
+	while (off < len) {
+		ssize_t n = write(fd, buf + off, len - off);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			close(fd);
+			return -1;
+		}
+		off += (size_t)n;
+	}
+	return close(fd);
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path) && errno != ENOENT ? -1 : 0;
+}
+
+static void rmtree(const char *dir)
+{
+	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* The directories and the project file, on first use. */
+static int ensure_ready(struct pulumi *p, char *err, size_t errlen)
+{
+	json_object *o;
+	char *path, *tmp;
+	const char *s;
+	int ret = 0;
+
+	if (p->ready)
+		return 0;
+	if (mkdir_p(p->home, 0700) || mkdir_p(p->projdir, 0700) ||
+	    (p->backend_dir && mkdir_p(p->backend_dir, 0700)))
+		return set_err(err, errlen, "cannot create pulumi directories under %s: %s",
+			       p->dir, strerror(errno));
+	o = json_object_new_object();
+	json_object_object_add(o, "name", json_object_new_string(p->project));
+	json_object_object_add(o, "runtime", json_object_new_string("yaml"));
+	json_object_object_add(o, "description",
+			       json_object_new_string("orchd state (core.engine: pulumi)"));
+	s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+	path = xasprintf("%s/Pulumi.yaml", p->projdir);
+	tmp = xasprintf("%s/.Pulumi.yaml.%ld", p->projdir, (long)getpid());
+	/* Renamed into place: a reader in another orchd never sees half. */
+	if (write_file(tmp, s, strlen(s), 0600) || rename(tmp, path)) {
+		ret = set_err(err, errlen, "cannot write %s: %s", path, strerror(errno));
+		unlink(tmp);
+	}
+	json_object_put(o);
+	free(path);
+	free(tmp);
+	if (!ret)
+		p->ready = 1;
+	return ret;
+}
+
+/* --- running pulumi ------------------------------------------------------- */
+
+static void run_init(struct run *r)
+{
+	sb_init(&r->out, MAX_OUT);
+	sb_init(&r->err, MAX_ERR);
+	r->status = -1;
+}
+
+static void run_release(struct run *r)
+{
+	sb_release(&r->out);
+	sb_release(&r->err);
+}
+
+/*
+ * Run `pulumi ARGS... --non-interactive` in cwd with stdin from /dev/null,
+ * capturing stdout and stderr (poll, so neither pipe can fill up and block
+ * the child).  argv and the environment are built before fork.  Returns 0
+ * when the command ran (whatever its exit status, in r->status), -1 when it
+ * could not be run.
+ */
+static int run_pulumi(struct pulumi *p, const char *cwd, const char *const *args, struct run *r,
+		      char *err, size_t errlen)
+{
+	size_t nargs = 0, i;
+	char **argv, **envp;
+	int po[2] = { -1, -1 }, pe[2] = { -1, -1 }, devnull, st, ret = -1;
+	struct pollfd fds[2];
+	char *passenv = NULL;
+	pid_t pid;
+
+	while (args[nargs])
+		nargs++;
+	argv = xcalloc(nargs + 3, sizeof(*argv));
+	argv[0] = p->bin;
+	for (i = 0; i < nargs; i++)
+		argv[i + 1] = (char *)(uintptr_t)args[i];
+	argv[nargs + 1] = non_interactive;
+	envp = xcalloc(p->nenv + 2, sizeof(*envp));
+	memcpy(envp, p->env, p->nenv * sizeof(*envp));
+	if (p->pass) {
+		passenv = xasprintf("PULUMI_CONFIG_PASSPHRASE=%s", p->pass);
+		envp[p->nenv] = passenv;
+	}
+	devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (devnull < 0 || pipe2(po, O_CLOEXEC) || pipe2(pe, O_CLOEXEC)) {
+		set_err(err, errlen, "cannot run %s: %s", p->bin, strerror(errno));
+		goto out;
+	}
+	pid = fork();
+	if (pid < 0) {
+		set_err(err, errlen, "cannot run %s: fork: %s", p->bin, strerror(errno));
+		goto out;
+	}
+	if (!pid) {
+		/* Only async-signal-safe calls from here on. */
+		signal(SIGPIPE, SIG_DFL);
+		if (dup2(devnull, 0) < 0 || dup2(po[1], 1) < 0 || dup2(pe[1], 2) < 0)
+			_exit(127);
+		if (chdir(cwd)) {
+			static const char msg[] = "error: cannot change to the work directory\n";
+
+			if (write(2, msg, sizeof(msg) - 1) < 0)
+				_exit(127);
+			_exit(127);
+		}
+		execve(p->bin, argv, envp);
+		_exit(127);
+	}
+	close(po[1]);
+	close(pe[1]);
+	po[1] = pe[1] = -1;
+	fds[0].fd = po[0];
+	fds[1].fd = pe[0];
+	fds[0].events = fds[1].events = POLLIN;
+	while (fds[0].fd >= 0 || fds[1].fd >= 0) {
+		char buf[16384];
+
+		if (poll(fds, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		for (i = 0; i < 2; i++) {
+			struct strbuf *sb = i ? &r->err : &r->out;
+			ssize_t n;
+
+			if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			n = read(fds[i].fd, buf, sizeof(buf));
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0) {
+				close(fds[i].fd);
+				fds[i].fd = -1;
+				continue;
+			}
+			/* Over the cap the buffer empties itself; keep draining. */
+			sb_add(sb, buf, (size_t)n);
+		}
+	}
+	if (fds[0].fd >= 0)
+		close(fds[0].fd);
+	if (fds[1].fd >= 0)
+		close(fds[1].fd);
+	po[0] = pe[0] = -1;
+	while (waitpid(pid, &st, 0) < 0) {
+		if (errno != EINTR) {
+			set_err(err, errlen, "cannot wait for %s: %s", p->bin, strerror(errno));
+			goto out;
+		}
+	}
+	r->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	ret = 0;
+out:
+	for (i = 0; i < 2; i++) {
+		if (po[i] >= 0)
+			close(po[i]);
+		if (pe[i] >= 0)
+			close(pe[i]);
+	}
+	if (devnull >= 0)
+		close(devnull);
+	if (passenv)
+		orchd_crypto_free_secret(passenv, strlen(passenv));
+	free(envp);
+	free(argv);
+	return ret;
+}
+
+/* Append up to max of the last lines of sb (only those starting with
+ * "error: " when errors_only) to msg, oldest first, "error: " dropped. */
+static size_t last_lines(const struct strbuf *sb, int errors_only, size_t max,
+			 struct strbuf *msg)
+{
+	const char *s = sb_str(sb), *end = s + sb->len, *lines[ERR_LINES];
+	size_t lens[ERR_LINES], n = 0, i;
+
+	while (end > s && n < max && n < ERR_LINES) {
+		const char *e = end, *b, *p;
+
+		while (e > s && (e[-1] == '\n' || e[-1] == '\r' || e[-1] == ' '))
+			e--;
+		if (e == s)
+			break;
+		b = e;
+		while (b > s && b[-1] != '\n')
+			b--;
+		end = b;
+		for (p = b; p < e && (*p == ' ' || *p == '\t'); p++)
+			;
+		if (errors_only && ((size_t)(e - p) < 7 || strncmp(p, "error: ", 7)))
+			continue;
+		lines[n] = p;
+		lens[n] = (size_t)(e - p);
+		n++;
+	}
+	for (i = n; i-- > 0;) {
+		const char *l = lines[i];
+		size_t len = lens[i];
+
+		if (len >= 7 && !strncmp(l, "error: ", 7)) {
+			l += 7;
+			len -= 7;
+		}
+		if (msg->len)
+			sb_addstr(msg, "; ");
+		sb_add(msg, l, len);
+	}
+	return n;
+}
+
+/*
+ * "pulumi stack STACK: MESSAGE": pulumi's last "error: " lines (stderr,
+ * then the diagnostics of stdout), else the last lines of its stderr.
+ */
+static int cli_err(const char *stack, const struct run *r, char *err, size_t errlen)
+{
+	struct strbuf msg = STRBUF_INIT;
+
+	if (!last_lines(&r->err, 1, ERR_LINES, &msg) && !last_lines(&r->out, 1, ERR_LINES, &msg))
+		last_lines(r->err.len ? &r->err : &r->out, 0, ERR_LINES, &msg);
+	if (!msg.len)
+		sb_addf(&msg, "pulumi exited with status %d and no message", r->status);
+	set_err(err, errlen, "pulumi stack %s: %s", stack, sb_str(&msg));
+	sb_release(&msg);
+	return -1;
+}
+
+static int no_such_stack(const struct run *r)
+{
+	return r->status && strstr(sb_str(&r->err), NO_STACK);
+}
+
+static json_object *parse_out(const struct run *r)
+{
+	json_tokener *tok = json_tokener_new();
+	json_object *o = json_tokener_parse_ex(tok, sb_str(&r->out), (int)r->out.len);
+
+	json_tokener_free(tok);
+	return o;
+}
+
+/* --- record <-> program --------------------------------------------------- */
+
+static const char *jstr(json_object *o, const char *key)
+{
+	json_object *v;
+
+	if (!o || !json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
+		return NULL;
+	return json_object_get_string(v);
+}
+
+static char *jstrdup(json_object *o, const char *key)
+{
+	const char *s = jstr(o, key);
+
+	return s ? xstrdup(s) : NULL;
+}
+
+static int64_t jint(json_object *o, const char *key)
+{
+	json_object *v;
+
+	return o && json_object_object_get_ex(o, key, &v) ? json_object_get_int64(v) : 0;
+}
+
+static int jbool(json_object *o, const char *key)
+{
+	json_object *v;
+
+	return o && json_object_object_get_ex(o, key, &v) && json_object_get_boolean(v);
+}
+
+static void add_str(json_object *o, const char *key, const char *s)
+{
+	json_object_object_add(o, key, s ? json_object_new_string(s) : NULL);
+}
+
+/* A Pulumi YAML string leaf: "$" doubled, wrapped in fn::secret if secret. */
+static json_object *leaf(const char *s, int secret)
+{
+	struct strbuf sb = STRBUF_INIT;
+	json_object *v, *w;
+
+	for (; *s; s++) {
+		if (*s == '$')
+			sb_addch(&sb, '$');
+		sb_addch(&sb, *s);
+	}
+	v = json_object_new_string_len(sb_str(&sb), (int)sb.len);
+	sb_release(&sb);
+	if (!secret)
+		return v;
+	w = json_object_new_object();
+	json_object_object_add(w, "fn::secret", v);
+	return w;
+}
+
+static const char *json_text(json_object *v)
+{
+	return json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN |
+							 JSON_C_TO_STRING_NOSLASHESCAPE);
+}
+
+/* Shape, reserved names and passphrase: checked before anything runs. */
+static int precheck(struct pulumi *p, const char *stack, const struct orchd_stack_record *rec,
+		    int *masked, char *err, size_t errlen)
+{
+	*masked = rec->state_masked && !rec->state;
+	if (!orchd_stack_name_ok(stack))
+		return set_err(err, errlen, "invalid stack name '%s'", stack ? stack : "");
+	if (rec->outputs && !json_object_is_type(rec->outputs, json_type_object))
+		return set_err(err, errlen, "stack %s: outputs must be an object", stack);
+	if (rec->state_secret && rec->state && !rec->state_masked && !p->pass)
+		return set_err(err, errlen,
+			       "stack %s: state is secret and no passphrase is set " PASS_HINT,
+			       stack);
+	if (rec->outputs) {
+		json_object_object_foreach(rec->outputs, k, v)
+		{
+			if (!strncmp(k, RESERVED, strlen(RESERVED)))
+				return set_err(err, errlen,
+					       "stack %s: output name '%s' is reserved by the "
+					       "pulumi engine",
+					       stack, k);
+			if (!json_object_is_type(v, json_type_object))
+				return set_err(err, errlen,
+					       "stack %s: output '%s' must be {\"value\": ..., "
+					       "\"secret\": ...}",
+					       stack, k);
+			if (jbool(v, "masked")) {
+				*masked = 1;
+				continue;
+			}
+			if (jbool(v, "secret") && !p->pass)
+				return set_err(err, errlen,
+					       "stack %s: output '%s' is secret and no passphrase "
+					       "is set " PASS_HINT,
+					       stack, k);
+		}
+	}
+	if (!p->pass)
+		return set_err(err, errlen,
+			       "stack %s: the pulumi engine needs a passphrase to write a "
+			       "stack " PASS_HINT,
+			       stack);
+	return 0;
+}
+
+/*
+ * The Pulumi YAML program of rec.  old: the stack's current outputs read
+ * with --show-secrets (NULL if none), the source of masked values.
+ */
+static json_object *record_program(struct pulumi *p, const char *stack,
+				   const struct orchd_stack_record *rec, json_object *old,
+				   char *err, size_t errlen)
+{
+	json_object *prog = json_object_new_object(), *outs = json_object_new_object();
+	json_object *meta = json_object_new_object(), *mouts = json_object_new_object(), *last;
+	json_object *oldmeta = NULL;
+	const char *s;
+	int state_secret = rec->state_secret;
+
+	if (old && (s = jstr(old, META_KEY)))
+		oldmeta = json_tokener_parse(s);
+	json_object_object_add(prog, "name", json_object_new_string(p->project));
+	json_object_object_add(prog, "runtime", json_object_new_string("yaml"));
+	json_object_object_add(prog, "outputs", outs);
+	add_str(meta, "format", META_FORMAT);
+	json_object_object_add(meta, "version", json_object_new_int(META_VERSION));
+	add_str(meta, "stack", stack);
+	json_object_object_add(meta, "outputs", mouts);
+	if (rec->state_masked && !rec->state) {
+		/* Carried over as stored (still secret). */
+		if (!(s = jstr(old, STATE_KEY))) {
+			set_err(err, errlen, "stack %s: state is masked and no longer stored",
+				stack);
+			goto fail;
+		}
+		json_object_object_add(outs, STATE_KEY, leaf(s, 1));
+		state_secret = 1;
+	} else if (rec->state) {
+		json_object_object_add(outs, STATE_KEY, leaf(json_text(rec->state), state_secret));
+	}
+	json_object_object_add(meta, "state",
+			       json_object_new_boolean(json_object_object_get_ex(outs, STATE_KEY,
+										 NULL)));
+	json_object_object_add(meta, "state_secret", json_object_new_boolean(state_secret));
+	if (rec->outputs) {
+		json_object_object_foreach(rec->outputs, k, ent)
+		{
+			json_object *m = json_object_new_object(), *val = NULL;
+			int secret = jbool(ent, "secret"), is_json;
+
+			json_object_object_add(mouts, k, m);
+			if (jbool(ent, "masked")) {
+				json_object *om = NULL, *oo = NULL;
+
+				if (oldmeta && json_object_object_get_ex(oldmeta, "outputs", &oo))
+					json_object_object_get_ex(oo, k, &om);
+				if (!om || !jbool(om, "secret") || !(s = jstr(old, k))) {
+					set_err(err, errlen,
+						"stack %s: output '%s' is masked and no longer "
+						"stored",
+						stack, k);
+					goto fail;
+				}
+				json_object_object_add(m, "secret", json_object_new_boolean(1));
+				json_object_object_add(m, "json",
+						       json_object_new_boolean(jbool(om, "json")));
+				json_object_object_add(outs, k, leaf(s, 1));
+				continue;
+			}
+			json_object_object_get_ex(ent, "value", &val);
+			is_json = !json_object_is_type(val, json_type_string);
+			json_object_object_add(m, "secret", json_object_new_boolean(secret));
+			json_object_object_add(m, "json", json_object_new_boolean(is_json));
+			json_object_object_add(
+				outs, k,
+				leaf(is_json ? json_text(val) : json_object_get_string(val), secret));
+		}
+	}
+	add_str(meta, "config_hash", rec->config_hash);
+	add_str(meta, "inputs_hash", rec->inputs_hash);
+	last = json_object_new_object();
+	add_str(last, "run_id", rec->last.run_id);
+	add_str(last, "action", rec->last.action);
+	add_str(last, "status", rec->last.status);
+	json_object_object_add(last, "started_at", json_object_new_int64(rec->last.started_at));
+	json_object_object_add(last, "ended_at", json_object_new_int64(rec->last.ended_at));
+	json_object_object_add(last, "attempts", json_object_new_int(rec->last.attempts));
+	json_object_object_add(meta, "last", last);
+	json_object_object_add(outs, META_KEY, leaf(json_text(meta), 0));
+	json_object_put(meta);
+	json_object_put(oldmeta);
+	return prog;
+fail:
+	json_object_put(meta);
+	json_object_put(oldmeta);
+	json_object_put(prog);
+	return NULL;
+}
+
+/* Fill rec from the outputs of `pulumi stack output --json`. */
+static int outputs_to_record(struct pulumi *p, const char *stack, json_object *o,
+			     struct orchd_stack_record *rec, char *err, size_t errlen)
+{
+	json_object *meta, *mouts = NULL, *last;
+	const char *s = jstr(o, META_KEY);
+
+	meta = s ? json_tokener_parse(s) : NULL;
+	if (!meta || !json_object_is_type(meta, json_type_object) ||
+	    strcmp(jstr(meta, "format") ? jstr(meta, "format") : "", META_FORMAT)) {
+		json_object_put(meta);
+		return set_err(err, errlen, "pulumi stack %s: not an orchd stack (no valid %s output)",
+			       stack, META_KEY);
+	}
+	if (jint(meta, "version") != META_VERSION) {
+		set_err(err, errlen,
+			"pulumi stack %s: record version %lld, this orchd reads version %d", stack,
+			(long long)jint(meta, "version"), META_VERSION);
+		goto fail;
+	}
+	rec->state_secret = jbool(meta, "state_secret");
+	if (jbool(meta, "state")) {
+		if (rec->state_secret && !p->pass) {
+			rec->state_masked = 1;
+			rec->masked++;
+		} else if (!(s = jstr(o, STATE_KEY)) ||
+			   (!(rec->state = json_tokener_parse(s)) && strcmp(s, "null"))) {
+			set_err(err, errlen, "pulumi stack %s: %s is missing or not JSON", stack,
+				STATE_KEY);
+			goto fail;
+		}
+	}
+	json_object_object_get_ex(meta, "outputs", &mouts);
+	if (mouts && json_object_is_type(mouts, json_type_object)) {
+		json_object_object_foreach(mouts, k, m)
+		{
+			json_object *val;
+			int secret = jbool(m, "secret");
+
+			if (secret && !p->pass) {
+				json_object *x = json_object_new_object();
+
+				json_object_object_add(x, "value", NULL);
+				json_object_object_add(x, "secret", json_object_new_boolean(1));
+				json_object_object_add(x, "masked", json_object_new_boolean(1));
+				json_object_object_add(rec->outputs, k, x);
+				rec->masked++;
+				continue;
+			}
+			if (!(s = jstr(o, k))) {
+				set_err(err, errlen, "pulumi stack %s: output '%s' is missing", stack,
+					k);
+				goto fail;
+			}
+			if (!jbool(m, "json")) {
+				val = json_object_new_string(s);
+			} else if (!(val = json_tokener_parse(s)) && strcmp(s, "null")) {
+				set_err(err, errlen, "pulumi stack %s: output '%s' is not JSON",
+					stack, k);
+				goto fail;
+			}
+			orchd_stack_record_set_output(rec, k, val, secret);
+		}
+	}
+	rec->config_hash = jstrdup(meta, "config_hash");
+	rec->inputs_hash = jstrdup(meta, "inputs_hash");
+	if (json_object_object_get_ex(meta, "last", &last) &&
+	    json_object_is_type(last, json_type_object)) {
+		rec->last.run_id = jstrdup(last, "run_id");
+		rec->last.action = jstrdup(last, "action");
+		rec->last.status = jstrdup(last, "status");
+		rec->last.started_at = jint(last, "started_at");
+		rec->last.ended_at = jint(last, "ended_at");
+		rec->last.attempts = (int)jint(last, "attempts");
+	}
+	json_object_put(meta);
+	return 0;
+fail:
+	json_object_put(meta);
+	return -1;
+}
+
+/* --- operations ----------------------------------------------------------- */
+
+/* The stack's outputs (show: with secrets in clear): 0, 1 missing, -1. */
+static int stack_outputs(struct pulumi *p, const char *stack, int show, json_object **out,
+			 char *err, size_t errlen)
+{
+	const char *args[] = { "stack", "output", "--json", "--stack", stack,
+			       show ? "--show-secrets" : NULL, NULL };
+	struct run r;
+	int ret = -1;
+
+	*out = NULL;
+	if (ensure_ready(p, err, errlen))
+		return -1;
+	run_init(&r);
+	if (run_pulumi(p, p->projdir, args, &r, err, errlen))
+		goto out;
+	if (no_such_stack(&r)) {
+		ret = 1;
+		goto out;
+	}
+	if (r.status) {
+		cli_err(stack, &r, err, errlen);
+		goto out;
+	}
+	*out = parse_out(&r);
+	if (!*out || !json_object_is_type(*out, json_type_object)) {
+		json_object_put(*out);
+		*out = NULL;
+		set_err(err, errlen, "pulumi stack %s: stack output is not a JSON object", stack);
+		goto out;
+	}
+	ret = 0;
+out:
+	run_release(&r);
+	return ret;
+}
+
+static int stack_names(struct pulumi *p, json_object **arr, char *err, size_t errlen)
+{
+	static const char *const args[] = { "stack", "ls", "--json", NULL };
+	struct run r;
+	int ret = -1;
+
+	*arr = NULL;
+	if (ensure_ready(p, err, errlen))
+		return -1;
+	run_init(&r);
+	if (run_pulumi(p, p->projdir, args, &r, err, errlen))
+		goto out;
+	if (r.status) {
+		cli_err("ls", &r, err, errlen); /* "pulumi stack ls: ..." */
+		goto out;
+	}
+	*arr = parse_out(&r);
+	if (!*arr || !json_object_is_type(*arr, json_type_array)) {
+		json_object_put(*arr);
+		*arr = NULL;
+		set_err(err, errlen, "pulumi stack ls: output is not a JSON array");
+		goto out;
+	}
+	ret = 0;
+out:
+	run_release(&r);
+	return ret;
+}
+
+static int stack_init(struct pulumi *p, const char *cwd, const char *stack, char *err,
+		      size_t errlen)
+{
+	const char *args[] = { "stack", "init", stack, NULL };
+	struct run r;
+	int ret;
+
+	run_init(&r);
+	ret = run_pulumi(p, cwd, args, &r, err, errlen);
+	if (!ret && r.status)
+		ret = cli_err(stack, &r, err, errlen);
+	run_release(&r);
+	return ret;
+}
+
+static int pulumi_select(struct orchd_engine *e, const char *stack, int create, char *err,
+			 size_t errlen)
+{
+	struct pulumi *p = P(e);
+	json_object *arr;
+	size_t i;
+	int found = 0;
+
+	if (!orchd_stack_name_ok(stack))
+		return set_err(err, errlen, "invalid stack name '%s'", stack ? stack : "");
+	if (stack_names(p, &arr, err, errlen))
+		return -1;
+	for (i = 0; i < json_object_array_length(arr); i++) {
+		const char *n = jstr(json_object_array_get_idx(arr, i), "name");
+
+		if (n && !strcmp(n, stack))
+			found = 1;
+	}
+	json_object_put(arr);
+	if (found)
+		return 0;
+	if (!create)
+		return 1;
+	if (!p->pass)
+		return set_err(err, errlen,
+			       "stack %s: the pulumi engine needs a passphrase to create a "
+			       "stack " PASS_HINT,
+			       stack);
+	return stack_init(p, p->projdir, stack, err, errlen);
+}
+
+static int pulumi_lock(struct orchd_engine *e, const struct orchd_lock_request *req, char *err,
+		       size_t errlen)
+{
+	return orchd_engine_lock(P(e)->lock, req, err, errlen);
+}
+
+static int pulumi_unlock(struct orchd_engine *e, char *err, size_t errlen)
+{
+	return orchd_engine_unlock(P(e)->lock, err, errlen);
+}
+
+static int pulumi_read(struct orchd_engine *e, const char *stack, struct orchd_stack_record *rec,
+		       char *err, size_t errlen)
+{
+	struct pulumi *p = P(e);
+	json_object *o;
+	int r;
+
+	if (!orchd_stack_name_ok(stack))
+		return set_err(err, errlen, "invalid stack name '%s'", stack ? stack : "");
+	r = stack_outputs(p, stack, p->pass != NULL, &o, err, errlen);
+	if (r)
+		return r;
+	/* A stack created (select) but never written holds no record yet. */
+	if (!json_object_object_get_ex(o, META_KEY, NULL)) {
+		json_object_put(o);
+		return 1;
+	}
+	r = outputs_to_record(p, stack, o, rec, err, errlen);
+	if (r) {
+		orchd_stack_record_release(rec);
+		orchd_stack_record_init(rec);
+	}
+	json_object_put(o);
+	return r;
+}
+
+/* One word of the update message: no spaces, "-" for none. */
+static void msg_word(struct strbuf *sb, const char *s)
+{
+	sb_addch(sb, ' ');
+	if (!s || !*s) {
+		sb_addch(sb, '-');
+		return;
+	}
+	for (; *s; s++)
+		sb_addch(sb, (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r') ? '_' : *s);
+}
+
+static int pulumi_write(struct orchd_engine *e, const char *stack,
+			const struct orchd_stack_record *rec, char *err, size_t errlen)
+{
+	struct pulumi *p = P(e);
+	json_object *old = NULL, *prog = NULL;
+	struct strbuf msg = STRBUF_INIT;
+	char *dir = NULL, *path = NULL;
+	const char *s;
+	int masked, ret = -1, attempt;
+	struct run r;
+
+	run_init(&r);
+	if (precheck(p, stack, rec, &masked, err, errlen) || ensure_ready(p, err, errlen))
+		goto out;
+	if (masked && stack_outputs(p, stack, 1, &old, err, errlen) < 0)
+		goto out;
+	prog = record_program(p, stack, rec, old, err, errlen);
+	if (!prog)
+		goto out;
+	dir = xasprintf("%s/up-XXXXXX", p->work);
+	if (!mkdtemp(dir)) {
+		set_err(err, errlen, "stack %s: cannot create a directory in %s: %s", stack,
+			p->work, strerror(errno));
+		free(dir);
+		dir = NULL;
+		goto out;
+	}
+	path = xasprintf("%s/Pulumi.yaml", dir);
+	s = json_object_to_json_string_ext(prog, JSON_C_TO_STRING_PLAIN |
+							 JSON_C_TO_STRING_NOSLASHESCAPE);
+	if (write_file(path, s, strlen(s), 0600)) {
+		set_err(err, errlen, "stack %s: cannot write %s: %s", stack, path,
+			strerror(errno));
+		goto out;
+	}
+	sb_addstr(&msg, "orchd");
+	msg_word(&msg, rec->last.run_id);
+	msg_word(&msg, rec->last.action);
+	msg_word(&msg, rec->last.status);
+	sb_addf(&msg, " %d %lld %lld", rec->last.attempts, (long long)rec->last.started_at,
+		(long long)rec->last.ended_at);
+	for (attempt = 0; attempt < 2; attempt++) {
+		const char *args[] = { "up",	     "--yes",	   "--skip-preview",
+				       "--stack",    stack,	   "--message",
+				       sb_str(&msg), "--color",	   "never",
+				       "--suppress-outputs", "--suppress-progress", NULL };
+
+		run_release(&r);
+		run_init(&r);
+		if (run_pulumi(p, dir, args, &r, err, errlen))
+			goto out;
+		if (!r.status)
+			break;
+		if (attempt || !no_such_stack(&r)) {
+			cli_err(stack, &r, err, errlen);
+			goto out;
+		}
+		/* First write of this stack: create it, then update. */
+		if (stack_init(p, dir, stack, err, errlen))
+			goto out;
+	}
+	ret = 0;
+out:
+	if (dir) {
+		/* The program holds secrets in clear: never leave it behind. */
+		if (path)
+			unlink(path);
+		rmtree(dir);
+	}
+	free(dir);
+	free(path);
+	json_object_put(prog);
+	json_object_put(old);
+	sb_release(&msg);
+	run_release(&r);
+	return ret;
+}
+
+static int pulumi_remove(struct orchd_engine *e, const char *stack, char *err, size_t errlen)
+{
+	struct pulumi *p = P(e);
+	const char *destroy[] = { "destroy", "--yes",  "--skip-preview", "--stack",
+				  stack,     "--color", "never",	  "--suppress-progress",
+				  NULL };
+	const char *rm[] = { "stack", "rm", "--yes", "--stack", stack, NULL };
+	struct run r;
+	int ret = -1;
+
+	if (!orchd_stack_name_ok(stack))
+		return set_err(err, errlen, "invalid stack name '%s'", stack ? stack : "");
+	if (ensure_ready(p, err, errlen))
+		return -1;
+	run_init(&r);
+	if (run_pulumi(p, p->projdir, destroy, &r, err, errlen))
+		goto out;
+	if (no_such_stack(&r)) {
+		ret = 1;
+		goto out;
+	}
+	if (r.status) {
+		cli_err(stack, &r, err, errlen);
+		goto out;
+	}
+	run_release(&r);
+	run_init(&r);
+	if (run_pulumi(p, p->projdir, rm, &r, err, errlen))
+		goto out;
+	if (r.status) {
+		cli_err(stack, &r, err, errlen);
+		goto out;
+	}
+	ret = 0;
+out:
+	run_release(&r);
+	return ret;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int pulumi_list(struct orchd_engine *e, char ***names, size_t *n, char *err, size_t errlen)
+{
+	struct pulumi *p = P(e);
+	json_object *arr;
+	size_t i, nr = 0, alloc = 0;
+	char **v = NULL;
+
+	*names = NULL;
+	*n = 0;
+	if (stack_names(p, &arr, err, errlen))
+		return -1;
+	for (i = 0; i < json_object_array_length(arr); i++) {
+		const char *s = jstr(json_object_array_get_idx(arr, i), "name");
+
+		/* Cloud backends may show ORG/PROJECT/STACK. */
+		if (s && strrchr(s, '/'))
+			s = strrchr(s, '/') + 1;
+		if (!s || !orchd_stack_name_ok(s))
+			continue;
+		ALLOC_GROW(v, nr + 1, alloc);
+		v[nr++] = xstrdup(s);
+	}
+	json_object_put(arr);
+	if (nr)
+		qsort(v, nr, sizeof(*v), cmp_str);
+	*names = v;
+	*n = nr;
+	return 0;
+}
+
+/* Written by write()'s update message; see PULUMI.md. */
+static int pulumi_history_append(struct orchd_engine *e, const char *stack,
+				 const struct orchd_history_entry *h, char *err, size_t errlen)
+{
+	(void)e;
+	(void)h;
+	if (!orchd_stack_name_ok(stack))
+		return set_err(err, errlen, "invalid stack name '%s'", stack ? stack : "");
+	return 0;
+}
+
+/* "orchd RUN ACTION STATUS ATTEMPTS STARTED ENDED" -> h; 0 or -1. */
+static int parse_message(const char *m, struct orchd_history_entry *h)
+{
+	char run[256], action[64], status[64];
+	long long started, ended;
+	int attempts;
+
+	if (!m || sscanf(m, "orchd %255s %63s %63s %d %lld %lld", run, action, status, &attempts,
+			 &started, &ended) != 6)
+		return -1;
+	h->run_id = strcmp(run, "-") ? xstrdup(run) : NULL;
+	h->action = strcmp(action, "-") ? xstrdup(action) : NULL;
+	h->status = strcmp(status, "-") ? xstrdup(status) : NULL;
+	h->attempts = attempts;
+	h->started_at = started;
+	h->ended_at = ended;
+	return 0;
+}
+
+static int pulumi_history_read(struct orchd_engine *e, const char *stack,
+			       struct orchd_history_entry **entries, size_t *n, char *err,
+			       size_t errlen)
+{
+	struct pulumi *p = P(e);
+	struct orchd_history_entry *v = NULL;
+	size_t nr = 0, alloc = 0, i, len;
+	char pagebuf[32], sizebuf[32];
+	int page, ret = -1;
+	struct run r;
+
+	*entries = NULL;
+	*n = 0;
+	if (!orchd_stack_name_ok(stack))
+		return set_err(err, errlen, "invalid stack name '%s'", stack ? stack : "");
+	if (ensure_ready(p, err, errlen))
+		return -1;
+	run_init(&r);
+	snprintf(sizebuf, sizeof(sizebuf), "%d", HISTORY_PAGE);
+	for (page = 1;; page++) {
+		const char *args[] = { "stack",	      "history", "--json",    "--stack", stack,
+				       "--page-size", sizebuf,	 "--page",    pagebuf,	 NULL };
+		json_object *arr;
+
+		snprintf(pagebuf, sizeof(pagebuf), "%d", page);
+		run_release(&r);
+		run_init(&r);
+		if (run_pulumi(p, p->projdir, args, &r, err, errlen))
+			goto out;
+		if (no_such_stack(&r))
+			break; /* a missing history is an empty one */
+		if (r.status) {
+			cli_err(stack, &r, err, errlen);
+			goto out;
+		}
+		arr = parse_out(&r);
+		if (!arr || !json_object_is_type(arr, json_type_array)) {
+			json_object_put(arr);
+			set_err(err, errlen, "pulumi stack %s: history is not a JSON array", stack);
+			goto out;
+		}
+		len = json_object_array_length(arr);
+		for (i = 0; i < len; i++) {
+			json_object *u = json_object_array_get_idx(arr, i);
+			const char *kind = jstr(u, "kind");
+
+			if (!kind || strcmp(kind, "update"))
+				continue;
+			ALLOC_GROW(v, nr + 1, alloc);
+			memset(&v[nr], 0, sizeof(v[nr]));
+			if (parse_message(jstr(u, "message"), &v[nr]))
+				continue; /* not an orchd update */
+			nr++;
+		}
+		json_object_put(arr);
+		if (len < HISTORY_PAGE)
+			break;
+	}
+	/* Pulumi lists the newest update first (the file backend leaves
+	 * "version" 0, so the order is all there is): reverse it. */
+	for (i = 0; i < nr / 2; i++) {
+		struct orchd_history_entry t = v[i];
+
+		v[i] = v[nr - 1 - i];
+		v[nr - 1 - i] = t;
+	}
+	*entries = v;
+	*n = nr;
+	v = NULL;
+	nr = 0;
+	ret = 0;
+out:
+	for (i = 0; i < nr; i++)
+		orchd_history_entry_release(&v[i]);
+	free(v);
+	run_release(&r);
+	return ret;
+}
+
+static void pulumi_close(struct orchd_engine *e)
+{
+	struct pulumi *p = P(e);
+	size_t i;
+
+	orchd_engine_close(p->lock);
+	if (p->pass)
+		orchd_crypto_free_secret(p->pass, strlen(p->pass));
+	for (i = 0; i < p->nenv; i++)
+		free(p->env[i]);
+	free(p->env);
+	free(p->bin);
+	free(p->dir);
+	free(p->home);
+	free(p->backend);
+	free(p->backend_dir);
+	free(p->work);
+	free(p->projdir);
+	free(p->project);
+	free(p);
+	free(e->state_dir);
+	free(e->pipeline_name);
+	free(e);
+}
+
+static const struct orchd_engine_ops pulumi_ops = {
+	.name = "pulumi",
+	.select = pulumi_select,
+	.lock = pulumi_lock,
+	.unlock = pulumi_unlock,
+	.read = pulumi_read,
+	.write = pulumi_write,
+	.remove = pulumi_remove,
+	.list = pulumi_list,
+	.history_append = pulumi_history_append,
+	.history_read = pulumi_history_read,
+	.close = pulumi_close,
+};
+
+/* --- open ----------------------------------------------------------------- */
+
+/* The pulumi CLI on PATH, absolute; NULL if none. */
+static char *find_pulumi(void)
+{
+	const char *path = getenv("PATH"), *s, *end;
+
+	for (s = path; s && *s; s = *end ? end + 1 : end) {
+		char *cand, *dir;
+
+		end = strchrnul(s, ':');
+		dir = end == s ? xstrdup(".") : xstrndup(s, (size_t)(end - s));
+		cand = xasprintf("%s/pulumi", dir);
+		free(dir);
+		if (!access(cand, X_OK)) {
+			if (cand[0] != '/') {
+				char *abs = realpath(cand, NULL);
+
+				free(cand);
+				cand = abs;
+			}
+			if (cand)
+				return cand;
+		}
+		free(cand);
+	}
+	return NULL;
+}
+
+/* The environment of every pulumi command, minus the passphrase. */
+static void build_env(struct pulumi *p)
+{
+	static const char *const drop[] = {
+		"PULUMI_HOME=",
+		"PULUMI_BACKEND_URL=",
+		"PULUMI_CONFIG_PASSPHRASE=",
+		"PULUMI_CONFIG_PASSPHRASE_FILE=",
+		"PULUMI_SKIP_UPDATE_CHECK=",
+		"PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=",
+	};
+	size_t alloc = 0, i;
+	char **ep;
+
+	for (ep = environ; ep && *ep; ep++) {
+		int skip = 0;
+
+		for (i = 0; i < ARRAY_SIZE(drop); i++)
+			if (!strncmp(*ep, drop[i], strlen(drop[i])))
+				skip = 1;
+		if (skip)
+			continue;
+		ALLOC_GROW(p->env, p->nenv + 1, alloc);
+		p->env[p->nenv++] = xstrdup(*ep);
+	}
+	ALLOC_GROW(p->env, p->nenv + 5, alloc);
+	p->env[p->nenv++] = xasprintf("PULUMI_HOME=%s", p->home);
+	p->env[p->nenv++] = xasprintf("PULUMI_BACKEND_URL=%s", p->backend);
+	p->env[p->nenv++] = xstrdup("PULUMI_SKIP_UPDATE_CHECK=true");
+	p->env[p->nenv++] = xstrdup("PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true");
+	p->env[p->nenv] = NULL;
+}
+
+int orchd_pulumi_engine_open(const struct orchd_engine_config *cfg, const char *state_dir,
+			     const char *pipeline_name, struct orchd_engine **out, char *err,
+			     size_t errlen)
+{
+	const char *project = cfg && cfg->project ? cfg->project : pipeline_name;
+	struct orchd_engine *e;
+	struct pulumi *p;
+	char *bin, *pass = NULL, cwd[4096];
+
+	*out = NULL;
+	if (!project || !orchd_stack_name_ok(project))
+		return set_err(err, errlen, "engine 'pulumi': invalid project name '%s'",
+			       project ? project : "");
+	if (!state_dir || !*state_dir)
+		return set_err(err, errlen, "engine 'pulumi': no state directory");
+	if (state_dir[0] != '/' && !getcwd(cwd, sizeof(cwd)))
+		return set_err(err, errlen, "engine 'pulumi': cannot get the current directory: %s",
+			       strerror(errno));
+	bin = find_pulumi();
+	if (!bin)
+		return set_err(err, errlen,
+			       "engine 'pulumi': the pulumi CLI is not on PATH (install it; in "
+			       "a source tree, run make tools)");
+	if (orchd_crypto_passphrase(&pass, err, errlen)) {
+		free(bin);
+		return -1;
+	}
+	p = xcalloc(1, sizeof(*p));
+	p->bin = bin;
+	p->pass = pass;
+	p->project = xstrdup(project);
+	p->dir = state_dir[0] == '/' ? xstrdup(state_dir) : xasprintf("%s/%s", cwd, state_dir);
+	p->home = xasprintf("%s/pulumi-home", p->dir);
+	p->work = xasprintf("%s/pulumi-work", p->dir);
+	p->projdir = xasprintf("%s/project", p->work);
+	if (cfg && cfg->backend && *cfg->backend) {
+		p->backend = xstrdup(cfg->backend);
+	} else {
+		p->backend_dir = xasprintf("%s/pulumi-backend", p->dir);
+		p->backend = xasprintf("file://%s", p->backend_dir);
+	}
+	build_env(p);
+	e = xcalloc(1, sizeof(*e));
+	e->ops = &pulumi_ops;
+	e->priv = p;
+	e->state_dir = xstrdup(state_dir);
+	e->pipeline_name = xstrdup(pipeline_name ? pipeline_name : "");
+	if (orchd_local_engine_open(state_dir, &p->lock, err, errlen)) {
+		pulumi_close(e);
+		return -1;
+	}
+	*out = e;
+	return 0;
+}
