@@ -547,7 +547,7 @@ static const struct option run_options[] = {
 	"  -k, --keep-going         after a failure, keep running independent branches\n"  \
 	"                           (default: fail fast, start nothing new)\n"             \
 	"  -t, --target ID          only this instance, TYPE.NAME or NAME (repeatable)\n"   \
-	"      --exclude ID         leave this instance out (repeatable)\n"                 \
+	"  -x, --exclude ID         leave this instance out (repeatable)\n"                 \
 	"      --state-dir DIR      state directory (default: core.state_dir, else\n"       \
 	"                           .orchd beside the pipeline file)\n"                     \
 	"      --lock-timeout DUR   wait this long for another run of the same pipeline\n"  \
