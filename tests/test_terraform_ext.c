@@ -457,6 +457,23 @@ START_TEST(lifecycle)
 	ck_assert_str_eq(summary(&d), "plan: no changes");
 	drv_release(&d);
 
+	/* plan with another name: an in-place update of terraform_data.input */
+	{
+		struct json_object *cfg2 = NULL, *vars;
+
+		ck_assert_int_eq(json_object_deep_copy(cfg, &cfg2, NULL), 0);
+		vars = op_get(cfg2, "vars");
+		json_object_object_add(vars, "name", json_object_new_string("someone else"));
+		opts.config = cfg2;
+		drive(&opts, &d);
+		opts.config = cfg;
+		json_object_put(cfg2);
+	}
+	ck_assert_msg(succeeded(&d), "%s", summary(&d));
+	ck_assert(op_get_bool(d.result, "changed", false));
+	ck_assert_str_eq(summary(&d), "plan: 0 to add, 1 to change, 0 to destroy");
+	drv_release(&d);
+
 	/* destroy: the destroy provisioner removes the file; state now empty */
 	opts.action = "destroy";
 	drive(&opts, &d);
@@ -510,6 +527,12 @@ START_TEST(apply_failure)
 	ck_assert_msg(!strncmp(summary(&d), prefix, strlen(prefix)), "%s", summary(&d));
 	ck_assert_msg(strstr(summary(&d), "Output: greeting: refusing to write"), "%s",
 		      summary(&d));
+	/* the tool's error diagnostics are logged at level error */
+	ck_assert_ptr_nonnull(find(&d, "log", "message", "Error: local-exec provisioner error"));
+	ck_assert_str_eq(
+		op_get_str(find(&d, "log", "message", "Error: local-exec provisioner error"),
+			   "level"),
+		"error");
 	/* the (tainted) resource is recorded so that destroy can clean up */
 	state = take_state(&d);
 	ck_assert_int_eq(json_object_array_length(op_get(state, "resources")), 1);

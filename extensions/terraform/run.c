@@ -125,8 +125,14 @@ static void deliver(struct op_ext *ext, struct stream *s)
 	while (op_splitter_next(s->sp, &line, &len) == OP_LINE_OK) {
 		char *clean = utf8_clean(line, len);
 
+		/* tofu's error diagnostics start with "Error: " on stderr */
 		if (*clean)
-			op_ext_log(ext, s->level, "%s", clean);
+			op_ext_log(ext,
+				   !s->capture && !strcmp(s->level, "warning") &&
+						   !strncmp(clean, "Error: ", 7)
+					   ? "error"
+					   : s->level,
+				   "%s", clean);
 		tail_add(s->tail, clean, strlen(clean));
 		free(clean);
 	}
