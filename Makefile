@@ -189,7 +189,8 @@ install: all
 
 # --- dependencies, tools, lint, bench ----------------------------------------
 DEB_DEPS := build-essential pkg-config libyaml-dev libjson-c-dev libgit2-dev \
-	libcurl4-openssl-dev libssl-dev check clang-format cppcheck valgrind git python3 python3-venv
+	libcurl4-openssl-dev libssl-dev check clang-format cppcheck valgrind git python3 python3-venv \
+	openssl time iproute2
 
 deps:
 	@missing=$$(for p in $(DEB_DEPS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \

@@ -27,7 +27,10 @@ struct strbuf {
 	size_t max; /* 0: no cap */
 };
 
-#define STRBUF_INIT { NULL, 0, 0, 0 }
+#define STRBUF_INIT           \
+	{                     \
+		NULL, 0, 0, 0 \
+	}
 
 void sb_init(struct strbuf *sb, size_t max);
 void sb_release(struct strbuf *sb);
@@ -38,10 +41,8 @@ int sb_grow(struct strbuf *sb, size_t n);
 int sb_add(struct strbuf *sb, const void *data, size_t n);
 int sb_addstr(struct strbuf *sb, const char *s);
 int sb_addch(struct strbuf *sb, int c);
-int sb_addf(struct strbuf *sb, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-int sb_vaddf(struct strbuf *sb, const char *fmt, va_list ap)
-	__attribute__((format(printf, 2, 0)));
+int sb_addf(struct strbuf *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int sb_vaddf(struct strbuf *sb, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 /* Drop the first n bytes (n <= len). */
 void sb_consume(struct strbuf *sb, size_t n);
 /* Truncate to len bytes (len <= sb->len). */

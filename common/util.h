@@ -17,9 +17,9 @@
 /* Exit codes, documented in README.md and `orchd --help`. */
 enum orchd_exit {
 	ORCHD_EXIT_OK = 0,
-	ORCHD_EXIT_FAILED = 1,    /* a step (instance) failed */
-	ORCHD_EXIT_USAGE = 2,     /* usage or configuration error */
-	ORCHD_EXIT_SYSTEM = 3,    /* system or state error: I/O, lock timeout */
+	ORCHD_EXIT_FAILED = 1,	  /* a step (instance) failed */
+	ORCHD_EXIT_USAGE = 2,	  /* usage or configuration error */
+	ORCHD_EXIT_SYSTEM = 3,	  /* system or state error: I/O, lock timeout */
 	ORCHD_EXIT_SIGINT = 130,  /* interrupted by SIGINT */
 	ORCHD_EXIT_SIGTERM = 143, /* interrupted by SIGTERM */
 };
@@ -31,8 +31,7 @@ const char *get_progname(void);
 int error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void warning(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 _Noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-_Noreturn void die_errno_exit(int code, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+_Noreturn void die_errno_exit(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 void *xmalloc(size_t n);
 void *xcalloc(size_t nmemb, size_t size);
@@ -42,14 +41,14 @@ char *xstrndup(const char *s, size_t n);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Grow an array so that it holds at least nr elements. */
-#define ALLOC_GROW(x, nr, alloc)                                                   \
-	do {                                                                       \
-		if ((nr) > (alloc)) {                                              \
-			(alloc) = (alloc) < 8 ? 8 : (alloc)*2;                     \
-			if ((alloc) < (nr))                                        \
-				(alloc) = (nr);                                    \
-			(x) = xrealloc((x), (alloc) * sizeof(*(x)));               \
-		}                                                                  \
+#define ALLOC_GROW(x, nr, alloc)                                     \
+	do {                                                         \
+		if ((nr) > (alloc)) {                                \
+			(alloc) = (alloc) < 8 ? 8 : (alloc)*2;       \
+			if ((alloc) < (nr))                          \
+				(alloc) = (nr);                      \
+			(x) = xrealloc((x), (alloc) * sizeof(*(x))); \
+		}                                                    \
 	} while (0)
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))

@@ -143,7 +143,7 @@ static int parse_opts(struct cli *cli, const struct command *c, int argc, char *
  * printed and *code set.
  */
 static struct orchd_pipeline *load_pipeline_reg(struct cli *cli, const char *file, int *code,
-					       struct orchd_registry *keep)
+						struct orchd_registry *keep)
 {
 	struct orchd_diags d;
 	struct orchd_registry reg = ORCHD_REGISTRY_INIT;
@@ -426,7 +426,9 @@ static int parse_cli_duration(const char *opt, const char *arg, long *ms)
 
 	if (orchd_parse_duration(arg, &v) < 0 || v < 0 || v > (int64_t)LONG_MAX)
 		return usage_error(NULL, "%s: invalid duration '%s' (e.g. 90, 30s, 5m, 1h)", opt,
-				   arg) ? -1 : -1;
+				   arg)
+			       ? -1
+			       : -1;
 	*ms = (long)v;
 	return 0;
 }
@@ -486,14 +488,18 @@ static int run_opt(int opt, const char *arg, void *ctx)
 			r->o.log_json = 1;
 		else if (strcmp(arg, "text"))
 			return usage_error(NULL, "--log-format: expected text or json, got '%s'",
-					   arg) ? -1 : -1;
+					   arg)
+				       ? -1
+				       : -1;
 		return 0;
 	case OPT_OUTPUT:
 		if (!strcmp(arg, "grouped"))
 			r->o.output = ORCHD_OUTPUT_GROUPED;
 		else if (strcmp(arg, "stream"))
 			return usage_error(NULL, "--output: expected stream or grouped, got '%s'",
-					   arg) ? -1 : -1;
+					   arg)
+				       ? -1
+				       : -1;
 		return 0;
 	case 'q':
 		r->o.quiet = 1;
@@ -514,7 +520,9 @@ static int run_opt(int opt, const char *arg, void *ctx)
 		r->limit = strtol(arg, &end, 10);
 		if (*end || r->limit < 1)
 			return usage_error(NULL, "--limit: expected a positive number, got '%s'",
-					   arg) ? -1 : -1;
+					   arg)
+				       ? -1
+				       : -1;
 		return 0;
 	}
 	return -1;
@@ -541,28 +549,27 @@ static const struct option run_options[] = {
 	{NULL, 0, NULL, 0},
 };
 
-#define RUN_OPTIONS_HELP                                                                  \
-	"  -j, --parallelism N      run at most N instances at once (default:\n"            \
-	"                           core.parallelism, else the number of CPUs)\n"           \
+#define RUN_OPTIONS_HELP                                                                   \
+	"  -j, --parallelism N      run at most N instances at once (default:\n"           \
+	"                           core.parallelism, else the number of CPUs)\n"          \
 	"  -k, --keep-going         after a failure, keep running independent branches\n"  \
 	"                           (default: fail fast, start nothing new)\n"             \
-	"  -t, --target ID          only this instance, TYPE.NAME or NAME (repeatable)\n"   \
-	"  -x, --exclude ID         leave this instance out (repeatable)\n"                 \
-	"      --state-dir DIR      state directory (default: core.state_dir, else\n"       \
-	"                           .orchd beside the pipeline file)\n"                     \
-	"      --lock-timeout DUR   wait this long for another run of the same pipeline\n"  \
-	"                           (default 5m; 0: fail at once)\n"                        \
+	"  -t, --target ID          only this instance, TYPE.NAME or NAME (repeatable)\n"  \
+	"  -x, --exclude ID         leave this instance out (repeatable)\n"                \
+	"      --state-dir DIR      state directory (default: core.state_dir, else\n"      \
+	"                           .orchd beside the pipeline file)\n"                    \
+	"      --lock-timeout DUR   wait this long for another run of the same pipeline\n" \
+	"                           (default 5m; 0: fail at once)\n"                       \
 	"      --keep-workdir       keep each instance's private working directory\n"      \
-	"      --report FILE        write the JSON report to FILE\n"                        \
-	"      --junit FILE         write a JUnit XML report to FILE\n"                     \
+	"      --report FILE        write the JSON report to FILE\n"                       \
+	"      --junit FILE         write a JUnit XML report to FILE\n"                    \
 	"      --log-format FMT     text (default) or json (one object per line)\n"        \
-	"      --output MODE        stream (default) or grouped (each instance's lines\n"   \
-	"                           as one block when it ends)\n"                           \
-	"  -q, --quiet              only warnings and errors\n"                             \
+	"      --output MODE        stream (default) or grouped (each instance's lines\n"  \
+	"                           as one block when it ends)\n"                          \
+	"  -q, --quiet              only warnings and errors\n"                            \
 	"  -v, --verbose            debug lines too\n"
 
-static int run_like(struct cli *cli, const char *name, enum orchd_verb verb, int argc,
-		    char **argv)
+static int run_like(struct cli *cli, const char *name, enum orchd_verb verb, int argc, char **argv)
 {
 	const struct command *c = find_command(name);
 	struct run_ctx r;
@@ -619,8 +626,7 @@ static int cmd_destroy(struct cli *cli, int argc, char **argv)
 }
 
 /* status, outputs, history: read the engine, start no extension. */
-static int show_like(struct cli *cli, const char *name, enum orchd_show what, int argc,
-		     char **argv)
+static int show_like(struct cli *cli, const char *name, enum orchd_show what, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{"json", no_argument, NULL, OPT_JSON},
@@ -645,8 +651,8 @@ static int show_like(struct cli *cli, const char *name, enum orchd_show what, in
 		return usage_error(name, "--show-secrets is an option of outputs");
 	if (!(p = load_pipeline(cli, argv[first], &code)))
 		return code;
-	code = orchd_show(p, what, first + 1 < argc ? argv[first + 1] : NULL, r.o.state_dir,
-			  r.json, r.show_secrets, r.limit);
+	code = orchd_show(p, what, first + 1 < argc ? argv[first + 1] : NULL, r.o.state_dir, r.json,
+			  r.show_secrets, r.limit);
 	orchd_pipeline_free(p);
 	return code;
 }

@@ -75,7 +75,7 @@ static int orchd(const char *cmd, const char *file, char **out, char **err, ...)
 	argv[argc++] = E.orchd;
 	argv[argc++] = (char *)(uintptr_t)cmd;
 	argv[argc++] = (char *)(uintptr_t)file;
-	argv[argc++] = (char *)(uintptr_t)"--extensions-dir";
+	argv[argc++] = (char *)(uintptr_t) "--extensions-dir";
 	argv[argc++] = E.extdir;
 	va_start(ap, err);
 	while ((a = va_arg(ap, const char *)) && argc < 31)
@@ -97,13 +97,14 @@ static int exists(const char *rel)
 
 START_TEST(test_run_outputs_flow_by_reference)
 {
-	char *f = write_pipeline("p.yaml",
-				 "p:\n"
-				 "  exec:\n"
-				 "    - name: up\n"
-				 "      command: [sh, -c, 'echo version=1.2.3 >> $ORCHD_OUTPUT']\n"
-				 "    - name: down\n"
-				 "      command: [sh, -c, 'echo got $0', '${{ exec.up.outputs.version }}']\n");
+	char *f = write_pipeline(
+		"p.yaml",
+		"p:\n"
+		"  exec:\n"
+		"    - name: up\n"
+		"      command: [sh, -c, 'echo version=1.2.3 >> $ORCHD_OUTPUT']\n"
+		"    - name: down\n"
+		"      command: [sh, -c, 'echo got $0', '${{ exec.up.outputs.version }}']\n");
 	char *out = NULL, *err = NULL;
 	int rc = orchd("run", f, &out, &err, NULL);
 
@@ -126,17 +127,16 @@ END_TEST
 
 START_TEST(test_failure_skips_dependents_fail_fast)
 {
-	char *f = write_pipeline("p.yaml",
-				 "p:\n"
-				 "  core: {parallelism: 1}\n"
-				 "  exec:\n"
-				 "    - name: bad\n"
-				 "      command: [sh, -c, 'exit 3']\n"
-				 "    - name: after\n"
-				 "      depends_on: [bad]\n"
-				 "      command: ['true']\n"
-				 "    - name: other\n"
-				 "      command: [sh, -c, 'echo other ran']\n");
+	char *f = write_pipeline("p.yaml", "p:\n"
+					   "  core: {parallelism: 1}\n"
+					   "  exec:\n"
+					   "    - name: bad\n"
+					   "      command: [sh, -c, 'exit 3']\n"
+					   "    - name: after\n"
+					   "      depends_on: [bad]\n"
+					   "      command: ['true']\n"
+					   "    - name: other\n"
+					   "      command: [sh, -c, 'echo other ran']\n");
 	char *err = NULL;
 	int rc = orchd("run", f, NULL, &err, NULL);
 
@@ -151,17 +151,16 @@ END_TEST
 
 START_TEST(test_keep_going_runs_independent_branches)
 {
-	char *f = write_pipeline("p.yaml",
-				 "p:\n"
-				 "  core: {parallelism: 1}\n"
-				 "  exec:\n"
-				 "    - name: bad\n"
-				 "      command: [sh, -c, 'exit 3']\n"
-				 "    - name: after\n"
-				 "      depends_on: [bad]\n"
-				 "      command: ['true']\n"
-				 "    - name: other\n"
-				 "      command: [sh, -c, 'echo other ran']\n");
+	char *f = write_pipeline("p.yaml", "p:\n"
+					   "  core: {parallelism: 1}\n"
+					   "  exec:\n"
+					   "    - name: bad\n"
+					   "      command: [sh, -c, 'exit 3']\n"
+					   "    - name: after\n"
+					   "      depends_on: [bad]\n"
+					   "      command: ['true']\n"
+					   "    - name: other\n"
+					   "      command: [sh, -c, 'echo other ran']\n");
 	char *err = NULL;
 	int rc = orchd("run", f, NULL, &err, "--keep-going", NULL);
 
@@ -175,13 +174,12 @@ END_TEST
 
 START_TEST(test_validate_before_apply_changes_nothing)
 {
-	char *f = write_pipeline("p.yaml",
-				 "p:\n"
-				 "  exec:\n"
-				 "    - name: good\n"
-				 "      command: [sh, -c, 'touch ran']\n"
-				 "    - name: broken\n"
-				 "      comand: [oops]\n");
+	char *f = write_pipeline("p.yaml", "p:\n"
+					   "  exec:\n"
+					   "    - name: good\n"
+					   "      command: [sh, -c, 'touch ran']\n"
+					   "    - name: broken\n"
+					   "      comand: [oops]\n");
 	char *err = NULL;
 	int rc = orchd("run", f, NULL, &err, NULL);
 
@@ -195,16 +193,15 @@ END_TEST
 
 START_TEST(test_retryable_failure_is_retried)
 {
-	char *f = write_pipeline("p.yaml",
-				 "p:\n"
-				 "  core:\n"
-				 "    execution_defaults:\n"
-				 "      max_attempts: 3\n"
-				 "      retry_backoff: {initial: 10ms, max: 20ms}\n"
-				 "  misbehave:\n"
-				 "    - name: flaky\n"
-				 "      only_action: apply\n"
-				 "      mode: failure\n");
+	char *f = write_pipeline("p.yaml", "p:\n"
+					   "  core:\n"
+					   "    execution_defaults:\n"
+					   "      max_attempts: 3\n"
+					   "      retry_backoff: {initial: 10ms, max: 20ms}\n"
+					   "  misbehave:\n"
+					   "    - name: flaky\n"
+					   "      only_action: apply\n"
+					   "      mode: failure\n");
 	char *err = NULL, *rep = xasprintf("%s/report.json", E.dir), *txt;
 	int rc = orchd("run", f, NULL, &err, "--report", rep, NULL);
 
@@ -235,14 +232,15 @@ START_TEST(test_retry_then_success)
 			       "      file: %s\n"
 			       "  exec:\n"
 			       "    - name: after\n"
-			       "      command: [sh, -c, 'echo attempt=$0', 'v${{ misbehave.flaky.outputs.attempt }}']\n",
+			       "      command: [sh, -c, 'echo attempt=$0', 'v${{ "
+			       "misbehave.flaky.outputs.attempt }}']\n",
 			       counter);
 	char *f = write_pipeline("p.yaml", text), *err = NULL;
 	int rc = orchd("run", f, NULL, &err, NULL);
 
 	ck_assert_msg(rc == 0, "rc=%d\n%s", rc, err);
-	ck_assert_msg(strstr(err, "attempt 2 of 5 failed: extension reported failure: not yet"), "%s",
-		      err);
+	ck_assert_msg(strstr(err, "attempt 2 of 5 failed: extension reported failure: not yet"),
+		      "%s", err);
 	ck_assert_msg(strstr(err, "attempt=v3"), "%s", err);
 	free(err);
 	free(f);
@@ -253,11 +251,10 @@ END_TEST
 
 START_TEST(test_lock_serializes_runs)
 {
-	char *f = write_pipeline("p.yaml",
-				 "p:\n"
-				 "  exec:\n"
-				 "    - name: slow\n"
-				 "      command: [sleep, '3']\n");
+	char *f = write_pipeline("p.yaml", "p:\n"
+					   "  exec:\n"
+					   "    - name: slow\n"
+					   "      command: [sleep, '3']\n");
 	char *ready = xasprintf("%s/.orchd/lock.info", E.dir), *err = NULL;
 	pid_t pid = fork();
 	int status, waited = 0, rc;
@@ -292,14 +289,15 @@ END_TEST
 
 START_TEST(test_stale_and_only_stale)
 {
-	char *f = write_pipeline("p.yaml",
-				 "p:\n"
-				 "  exec:\n"
-				 "    - name: up\n"
-				 "      command: [sh, -c, 'cat ../../../../../../v >> $ORCHD_OUTPUT 2>/dev/null "
-				 "|| echo v=1 >> $ORCHD_OUTPUT']\n"
-				 "    - name: down\n"
-				 "      command: [sh, -c, 'echo down got $0', '${{ exec.up.outputs.v }}']\n");
+	char *f = write_pipeline(
+		"p.yaml",
+		"p:\n"
+		"  exec:\n"
+		"    - name: up\n"
+		"      command: [sh, -c, 'cat ../../../../../../v >> $ORCHD_OUTPUT 2>/dev/null "
+		"|| echo v=1 >> $ORCHD_OUTPUT']\n"
+		"    - name: down\n"
+		"      command: [sh, -c, 'echo down got $0', '${{ exec.up.outputs.v }}']\n");
 	char *out = NULL, *err = NULL, *vfile = xasprintf("%s/v", E.dir);
 	char *up_cmd = NULL;
 	FILE *vf;
@@ -316,13 +314,14 @@ START_TEST(test_stale_and_only_stale)
 	fputs("v=2\n", vf);
 	fclose(vf);
 	free(f);
-	f = write_pipeline("p.yaml",
-			   "p:\n"
-			   "  exec:\n"
-			   "    - name: up\n"
-			   "      command: [sh, -c, 'cat $0 >> $ORCHD_OUTPUT', '__V__']\n"
-			   "    - name: down\n"
-			   "      command: [sh, -c, 'echo down got $0', '${{ exec.up.outputs.v }}']\n");
+	f = write_pipeline(
+		"p.yaml",
+		"p:\n"
+		"  exec:\n"
+		"    - name: up\n"
+		"      command: [sh, -c, 'cat $0 >> $ORCHD_OUTPUT', '__V__']\n"
+		"    - name: down\n"
+		"      command: [sh, -c, 'echo down got $0', '${{ exec.up.outputs.v }}']\n");
 	{
 		char *t = test_read_file(f, NULL), *pos = strstr(t, "__V__");
 		char *nt = xasprintf("%.*s%s%s", (int)(pos - t), t, vfile, pos + 5);
@@ -352,13 +351,13 @@ END_TEST
 
 START_TEST(test_grouped_output_and_json_logs)
 {
-	char *f = write_pipeline("p.yaml",
-				 "p:\n"
-				 "  exec:\n"
-				 "    - name: a\n"
-				 "      command: [sh, -c, 'echo a1; sleep 0.3; echo a2']\n"
-				 "    - name: b\n"
-				 "      command: [sh, -c, 'sleep 0.1; echo b1; sleep 0.3; echo b2']\n");
+	char *f = write_pipeline(
+		"p.yaml", "p:\n"
+			  "  exec:\n"
+			  "    - name: a\n"
+			  "      command: [sh, -c, 'echo a1; sleep 0.3; echo a2']\n"
+			  "    - name: b\n"
+			  "      command: [sh, -c, 'sleep 0.1; echo b1; sleep 0.3; echo b2']\n");
 	char *err = NULL, *a1, *a2, *b1, *line;
 	int rc = orchd("run", f, NULL, &err, "--output", "grouped", "-j", "2", NULL), njson = 0;
 
@@ -441,15 +440,16 @@ END_TEST
 
 START_TEST(test_secret_outputs_masked_everywhere)
 {
-	char *f = write_pipeline("p.yaml",
-				 "p:\n"
-				 "  exec:\n"
-				 "    - name: s\n"
-				 "      secret_outputs: [token]\n"
-				 "      command: [sh, -c, 'echo token=hunter2-very-secret >> "
-				 "$ORCHD_OUTPUT']\n"
-				 "    - name: use\n"
-				 "      command: [sh, -c, 'echo using $0', '${{ exec.s.outputs.token }}']\n");
+	char *f = write_pipeline(
+		"p.yaml",
+		"p:\n"
+		"  exec:\n"
+		"    - name: s\n"
+		"      secret_outputs: [token]\n"
+		"      command: [sh, -c, 'echo token=hunter2-very-secret >> "
+		"$ORCHD_OUTPUT']\n"
+		"    - name: use\n"
+		"      command: [sh, -c, 'echo using $0', '${{ exec.s.outputs.token }}']\n");
 	char *err = NULL, *junit = xasprintf("%s/junit.xml", E.dir);
 	char *rep = xasprintf("%s/report.json", E.dir), *txt;
 	int rc;
@@ -481,12 +481,12 @@ END_TEST
 
 START_TEST(test_secret_without_passphrase_fails_before_writing)
 {
-	char *f = write_pipeline("p.yaml",
-				 "p:\n"
-				 "  exec:\n"
-				 "    - name: s\n"
-				 "      secret_outputs: [token]\n"
-				 "      command: [sh, -c, 'echo token=hunter2 >> $ORCHD_OUTPUT']\n");
+	char *f = write_pipeline(
+		"p.yaml", "p:\n"
+			  "  exec:\n"
+			  "    - name: s\n"
+			  "      secret_outputs: [token]\n"
+			  "      command: [sh, -c, 'echo token=hunter2 >> $ORCHD_OUTPUT']\n");
 	char *err = NULL;
 	int rc;
 
@@ -507,11 +507,10 @@ END_TEST
 
 START_TEST(test_sigterm_interrupts_and_writes_report)
 {
-	char *f = write_pipeline("p.yaml",
-				 "p:\n"
-				 "  exec:\n"
-				 "    - name: slow\n"
-				 "      command: [sleep, '60']\n");
+	char *f = write_pipeline("p.yaml", "p:\n"
+					   "  exec:\n"
+					   "    - name: slow\n"
+					   "      command: [sleep, '60']\n");
 	char *rep = xasprintf("%s/report.json", E.dir), *junit = xasprintf("%s/j.xml", E.dir);
 	char *ready = xasprintf("%s/.orchd/runs", E.dir);
 	pid_t pid = fork();
@@ -547,16 +546,16 @@ END_TEST
 
 START_TEST(test_plan_detailed_exitcode_and_destroy)
 {
-	char *f = write_pipeline("p.yaml",
-				 "p:\n"
-				 "  exec:\n"
-				 "    - name: a\n"
-				 "      command: [sh, -c, 'echo x=1 >> $ORCHD_OUTPUT']\n"
-				 "      destroy_command: [sh, -c, 'echo destroying a']\n"
-				 "    - name: b\n"
-				 "      depends_on: [a]\n"
-				 "      command: ['true']\n"
-				 "      destroy_command: [sh, -c, 'echo destroying b']\n");
+	char *f =
+		write_pipeline("p.yaml", "p:\n"
+					 "  exec:\n"
+					 "    - name: a\n"
+					 "      command: [sh, -c, 'echo x=1 >> $ORCHD_OUTPUT']\n"
+					 "      destroy_command: [sh, -c, 'echo destroying a']\n"
+					 "    - name: b\n"
+					 "      depends_on: [a]\n"
+					 "      command: ['true']\n"
+					 "      destroy_command: [sh, -c, 'echo destroying b']\n");
 	char *err = NULL;
 	int rc = orchd("plan", f, NULL, &err, "--detailed-exitcode", NULL);
 	char *pa, *pb;

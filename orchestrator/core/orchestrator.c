@@ -49,9 +49,9 @@ struct node {
 	enum node_state st;
 	int selected;
 	int attempts;
-	long long next_at;   /* N_WAITING: when to start again */
-	size_t waiting_for;  /* unfinished neighbours (deps, or dependents for destroy) */
-	size_t *rdeps;       /* dependents, within the pipeline */
+	long long next_at;  /* N_WAITING: when to start again */
+	size_t waiting_for; /* unfinished neighbours (deps, or dependents for destroy) */
+	size_t *rdeps;	    /* dependents, within the pipeline */
 	size_t nrdeps, rdeps_alloc;
 	const char *status; /* for the summary */
 	char reason[640];
@@ -64,13 +64,13 @@ struct node {
 	/* This run's outputs (key -> value) and secret flags (key -> true). */
 	json_object *outputs;
 	json_object *secrets;
-	json_object *config;   /* resolved config blob for the current phase */
-	char *inputs_hash;     /* of the upstream outputs consumed */
-	int secret_input;      /* consumed a secret output */
-	json_object *errors;   /* validate errors, if any */
-	struct strbuf log;     /* every line: log file, junit system-out */
+	json_object *config; /* resolved config blob for the current phase */
+	char *inputs_hash;   /* of the upstream outputs consumed */
+	int secret_input;    /* consumed a secret output */
+	json_object *errors; /* validate errors, if any */
+	struct strbuf log;   /* every line: log file, junit system-out */
 	int log_truncated;
-	struct strbuf group;   /* --output grouped: lines not printed yet */
+	struct strbuf group; /* --output grouped: lines not printed yet */
 };
 
 struct sched {
@@ -84,12 +84,12 @@ struct sched {
 	struct orchd_engine *eng;
 	char *state_dir;
 	char *run_id;
-	char *run_dir;  /* state_dir/runs/<run id> */
+	char *run_dir;	/* state_dir/runs/<run id> */
 	char *work_dir; /* run_dir/work */
 	enum op_action action;
 	int validating;
 	size_t running, limit;
-	int stop;        /* fail-fast: start nothing new */
+	int stop;	 /* fail-fast: start nothing new */
 	int state_error; /* an engine write failed */
 	int config_error;
 	long long run_started; /* unix ms */
@@ -240,10 +240,10 @@ static json_object *lookup_output(struct resolver *r, const char *target, const 
 	if (!*found) {
 		if (!r->why->len) {
 			if (!up->prev_found && !up->outputs)
-				sb_addf(r->why,
-					"%s has no output '%s': it was never applied%s", up->in->id,
-					key, s->o->verb == ORCHD_VERB_PLAN ? " and has no mock_outputs"
-									   : "");
+				sb_addf(r->why, "%s has no output '%s': it was never applied%s",
+					up->in->id, key,
+					s->o->verb == ORCHD_VERB_PLAN ? " and has no mock_outputs"
+								      : "");
 			else
 				sb_addf(r->why, "%s has no output '%s'", up->in->id, key);
 		}
@@ -359,7 +359,8 @@ static json_object *resolve_value(struct resolver *r, json_object *v, int *ok)
 
 		res = json_object_new_array_ext((int)n);
 		for (i = 0; i < n; i++)
-			json_object_array_add(res, resolve_value(r, json_object_array_get_idx(v, i), ok));
+			json_object_array_add(
+				res, resolve_value(r, json_object_array_get_idx(v, i), ok));
 		return res;
 	}
 	default:
@@ -369,7 +370,7 @@ static json_object *resolve_value(struct resolver *r, json_object *v, int *ok)
 
 static int resolve_node_config(struct sched *s, struct node *nd, int lenient, struct strbuf *why)
 {
-	struct resolver r = { s, nd, why, NULL, lenient };
+	struct resolver r = {s, nd, why, NULL, lenient};
 	json_object *raw = orchd_instance_config(s->p, nd->in);
 	char hex[ORCHD_SHA256_HEXSZ];
 	int ok = 1;
@@ -533,8 +534,9 @@ static void emit_line(struct sched *s, struct node *nd, enum orchd_log_level lvl
 	if (nd)
 		log_append(nd, text);
 	if (s->o->log_json) {
-		if (lvl >= (s->o->quiet ? ORCHD_LOG_WARNING : s->o->verbose ? ORCHD_LOG_DEBUG
-									  : ORCHD_LOG_INFO))
+		if (lvl >= (s->o->quiet	    ? ORCHD_LOG_WARNING
+			    : s->o->verbose ? ORCHD_LOG_DEBUG
+					    : ORCHD_LOG_INFO))
 			emit_json(s, nd ? nd->in->id : NULL, lvl, src, text);
 		return;
 	}
@@ -868,7 +870,8 @@ static void on_done(void *cb_data, void *ctx, const char *id, const struct orchd
 	} else {
 		int retry = (res->retryable || res->status == ORCHD_STEP_TIMED_OUT) &&
 			    nd->attempts < nd->in->exec.max_attempts &&
-			    res->status != ORCHD_STEP_CANCELLED && !orchd_supervisor_interrupted(s->sup);
+			    res->status != ORCHD_STEP_CANCELLED &&
+			    !orchd_supervisor_interrupted(s->sup);
 
 		snprintf(nd->reason, sizeof(nd->reason), "%s", res->reason);
 		if (retry) {
@@ -897,8 +900,8 @@ static void on_done(void *cb_data, void *ctx, const char *id, const struct orchd
 	update_status(s);
 }
 
-static void on_output(void *cb_data, void *ctx, const char *id, const char *key,
-		      json_object *value, int secret)
+static void on_output(void *cb_data, void *ctx, const char *id, const char *key, json_object *value,
+		      int secret)
 {
 	struct sched *s = cb_data;
 
@@ -1210,12 +1213,12 @@ static void print_outputs(struct sched *s)
 			int secret = json_object_object_get_ex(nd->secrets, k, NULL);
 			const char *txt =
 				secret ? "***"
-				       : json_object_is_type(v, json_type_string)
-						 ? json_object_get_string(v)
-						 : json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN);
+				: json_object_is_type(v, json_type_string)
+					? json_object_get_string(v)
+					: json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN);
 
-			orchd_console_logf(s->con, NULL, ORCHD_LOG_INFO, "  %s.%s = %s", nd->in->id, k,
-					   txt);
+			orchd_console_logf(s->con, NULL, ORCHD_LOG_INFO, "  %s.%s = %s", nd->in->id,
+					   k, txt);
 		}
 	}
 }
@@ -1256,9 +1259,9 @@ static void mark_stale(struct sched *s)
 int orchd_orchestrate(struct orchd_pipeline *p, const struct orchd_registry *reg,
 		      const struct orchd_run_opts *o)
 {
-	struct sched s = { 0 };
+	struct sched s = {0};
 	struct orchd_supervisor_opts so = ORCHD_SUPERVISOR_OPTS_INIT;
-	struct orchd_console_opts co = { NULL, ORCHD_LOG_INFO, -1, -1 };
+	struct orchd_console_opts co = {NULL, ORCHD_LOG_INFO, -1, -1};
 	char err[1024];
 	int rc = ORCHD_EXIT_OK, sig, any_changes = 0, locked = 0;
 	size_t nsel = 0;
@@ -1268,7 +1271,7 @@ int orchd_orchestrate(struct orchd_pipeline *p, const struct orchd_registry *reg
 	s.o = o;
 	s.nn = p->ninst;
 	s.n = xcalloc(s.nn ? s.nn : 1, sizeof(*s.n));
-	s.action = o->verb == ORCHD_VERB_PLAN	 ? OP_ACTION_PLAN
+	s.action = o->verb == ORCHD_VERB_PLAN	   ? OP_ACTION_PLAN
 		   : o->verb == ORCHD_VERB_DESTROY ? OP_ACTION_DESTROY
 						   : OP_ACTION_APPLY;
 	s.run_started = unix_ms();
@@ -1354,7 +1357,7 @@ int orchd_orchestrate(struct orchd_pipeline *p, const struct orchd_registry *reg
 		free(abs);
 	}
 
-	s.limit = (size_t)(o->parallelism > 0	       ? o->parallelism
+	s.limit = (size_t)(o->parallelism > 0	     ? o->parallelism
 			   : p->core.parallelism > 0 ? p->core.parallelism
 						     : orchd_ncpus());
 	so.log = on_log;
@@ -1411,7 +1414,8 @@ int orchd_orchestrate(struct orchd_pipeline *p, const struct orchd_registry *reg
 	}
 	if (s.state_error && rc == ORCHD_EXIT_OK)
 		rc = ORCHD_EXIT_SYSTEM;
-	if (o->verb == ORCHD_VERB_PLAN && o->detailed_exitcode && rc == ORCHD_EXIT_OK && any_changes)
+	if (o->verb == ORCHD_VERB_PLAN && o->detailed_exitcode && rc == ORCHD_EXIT_OK &&
+	    any_changes)
 		rc = 2;
 
 out_sup:
@@ -1520,7 +1524,8 @@ static int show_outputs(struct sched *s, size_t only, int json, int show_secrets
 				     json_object_get_boolean(sec);
 
 			json_object_object_get_ex(o, "value", &v);
-			if (secret && show_secrets && json_object_object_get_ex(o, "masked", NULL)) {
+			if (secret && show_secrets &&
+			    json_object_object_get_ex(o, "masked", NULL)) {
 				error("%s: output '%s' is secret and no passphrase is set "
 				      "(set ORCHD_PASSPHRASE or ORCHD_PASSPHRASE_FILE)",
 				      nd->in->id, k);
@@ -1541,8 +1546,9 @@ static int show_outputs(struct sched *s, size_t only, int json, int show_secrets
 		json_object_object_add(all, nd->in->id, mine);
 	}
 	if (json)
-		printf("%s\n", json_object_to_json_string_ext(all, JSON_C_TO_STRING_PRETTY |
-								      JSON_C_TO_STRING_NOSLASHESCAPE));
+		printf("%s\n",
+		       json_object_to_json_string_ext(all, JSON_C_TO_STRING_PRETTY |
+								   JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(all);
 	return rc;
 }
@@ -1577,7 +1583,8 @@ static const char *stale_reason(struct sched *s, struct node *nd)
 	}
 	canonical_json(&txt, nd->config);
 	orchd_sha256_hex(sb_str(&txt), txt.len, hex);
-	if (nd->prev.inputs_hash && nd->inputs_hash && strcmp(nd->prev.inputs_hash, nd->inputs_hash))
+	if (nd->prev.inputs_hash && nd->inputs_hash &&
+	    strcmp(nd->prev.inputs_hash, nd->inputs_hash))
 		r = "upstream outputs changed";
 	else if (strcmp(nd->prev.config_hash, hex))
 		r = "config changed";
@@ -1608,19 +1615,23 @@ static int show_status(struct sched *s, size_t only, int json)
 
 			json_object_object_add(o, "id", json_object_new_string(nd->in->id));
 			json_object_object_add(o, "stack", json_object_new_string(nd->stack));
-			json_object_object_add(o, "applied", json_object_new_boolean(nd->prev_found));
-			json_object_object_add(o, "action", nd->prev_found && l->action
-									? json_object_new_string(l->action)
-									: NULL);
-			json_object_object_add(o, "status", nd->prev_found && l->status
-									? json_object_new_string(l->status)
-									: NULL);
-			json_object_object_add(o, "ended_at", nd->prev_found
-								     ? json_object_new_string(when)
-								     : NULL);
-			json_object_object_add(o, "run_id", nd->prev_found && l->run_id
-									? json_object_new_string(l->run_id)
-									: NULL);
+			json_object_object_add(o, "applied",
+					       json_object_new_boolean(nd->prev_found));
+			json_object_object_add(o, "action",
+					       nd->prev_found && l->action
+						       ? json_object_new_string(l->action)
+						       : NULL);
+			json_object_object_add(o, "status",
+					       nd->prev_found && l->status
+						       ? json_object_new_string(l->status)
+						       : NULL);
+			json_object_object_add(o, "ended_at",
+					       nd->prev_found ? json_object_new_string(when)
+							      : NULL);
+			json_object_object_add(o, "run_id",
+					       nd->prev_found && l->run_id
+						       ? json_object_new_string(l->run_id)
+						       : NULL);
 			json_object_object_add(o, "stale", json_object_new_boolean(stale != NULL));
 			json_object_object_add(o, "stale_reason",
 					       stale ? json_object_new_string(stale) : NULL);
@@ -1637,8 +1648,9 @@ static int show_status(struct sched *s, size_t only, int json)
 		       stale ? "yes (" : "no", stale ? stale : "", stale ? ")" : "");
 	}
 	if (json)
-		printf("%s\n", json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PRETTY |
-								      JSON_C_TO_STRING_NOSLASHESCAPE));
+		printf("%s\n",
+		       json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PRETTY |
+								   JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(arr);
 	return ORCHD_EXIT_OK;
 }
@@ -1673,16 +1685,25 @@ static int show_history(struct sched *s, size_t only, int json, long limit)
 			if (json) {
 				json_object *o = json_object_new_object();
 
-				json_object_object_add(o, "run_id", json_object_new_string(h[k].run_id ? h[k].run_id : ""));
-				json_object_object_add(o, "action", json_object_new_string(h[k].action ? h[k].action : ""));
-				json_object_object_add(o, "status", json_object_new_string(h[k].status ? h[k].status : ""));
-				json_object_object_add(o, "started_at", json_object_new_string(start));
+				json_object_object_add(
+					o, "run_id",
+					json_object_new_string(h[k].run_id ? h[k].run_id : ""));
+				json_object_object_add(
+					o, "action",
+					json_object_new_string(h[k].action ? h[k].action : ""));
+				json_object_object_add(
+					o, "status",
+					json_object_new_string(h[k].status ? h[k].status : ""));
+				json_object_object_add(o, "started_at",
+						       json_object_new_string(start));
 				json_object_object_add(o, "ended_at", json_object_new_string(end));
-				json_object_object_add(o, "attempts", json_object_new_int(h[k].attempts));
+				json_object_object_add(o, "attempts",
+						       json_object_new_int(h[k].attempts));
 				json_object_array_add(arr, o);
 			} else {
 				printf("%-24s %s  %-8s %-10s %s  attempts %d\n", nd->in->id,
-				       h[k].run_id ? h[k].run_id : "-", h[k].action ? h[k].action : "-",
+				       h[k].run_id ? h[k].run_id : "-",
+				       h[k].action ? h[k].action : "-",
 				       h[k].status ? h[k].status : "-", start, h[k].attempts);
 			}
 		}
@@ -1690,8 +1711,9 @@ static int show_history(struct sched *s, size_t only, int json, long limit)
 		orchd_history_free(h, n);
 	}
 	if (json)
-		printf("%s\n", json_object_to_json_string_ext(all, JSON_C_TO_STRING_PRETTY |
-								      JSON_C_TO_STRING_NOSLASHESCAPE));
+		printf("%s\n",
+		       json_object_to_json_string_ext(all, JSON_C_TO_STRING_PRETTY |
+								   JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(all);
 	return rc;
 }
@@ -1699,7 +1721,7 @@ static int show_history(struct sched *s, size_t only, int json, long limit)
 int orchd_show(struct orchd_pipeline *p, enum orchd_show what, const char *instance,
 	       const char *state_dir, int json, int show_secrets, long limit)
 {
-	struct sched s = { 0 };
+	struct sched s = {0};
 	struct orchd_run_opts o = ORCHD_RUN_OPTS_INIT;
 	char err[1024];
 	size_t only = (size_t)-1;
@@ -1714,9 +1736,10 @@ int orchd_show(struct orchd_pipeline *p, enum orchd_show what, const char *insta
 		die("out of memory");
 	if (instance) {
 		s.p = p;
-		only = find_or_complain(&s, instance, what == ORCHD_SHOW_STATUS    ? "status"
-						      : what == ORCHD_SHOW_OUTPUTS ? "outputs"
-										   : "history");
+		only = find_or_complain(&s, instance,
+					what == ORCHD_SHOW_STATUS    ? "status"
+					: what == ORCHD_SHOW_OUTPUTS ? "outputs"
+								     : "history");
 		if (only == (size_t)-1) {
 			rc = ORCHD_EXIT_USAGE;
 			goto out;

@@ -47,29 +47,32 @@ enum orchd_output_mode {
 
 struct orchd_run_opts {
 	enum orchd_verb verb;
-	int parallelism;  /* 0: core.parallelism, else the number of CPUs */
-	int keep_going;   /* independent branches continue after a failure */
-	int keep_workdir; /* keep the private working directories */
+	int parallelism;	    /* 0: core.parallelism, else the number of CPUs */
+	int keep_going;		    /* independent branches continue after a failure */
+	int keep_workdir;	    /* keep the private working directories */
 	const char *const *targets; /* "TYPE.NAME" (or unique NAME) */
 	size_t ntargets;
 	int with_deps; /* targets pull in their dependencies (run, plan) */
 	const char *const *excludes;
 	size_t nexcludes;
-	int only_stale;  /* run only instances whose inputs changed */
-	int only_failed; /* run only instances whose last run failed */
-	const char *state_dir; /* --state-dir, NULL: from the pipeline */
-	long lock_timeout_ms;  /* --lock-timeout */
-	int detailed_exitcode; /* plan: 0 no changes, 2 changes, 1 error */
+	int only_stale;		 /* run only instances whose inputs changed */
+	int only_failed;	 /* run only instances whose last run failed */
+	const char *state_dir;	 /* --state-dir, NULL: from the pipeline */
+	long lock_timeout_ms;	 /* --lock-timeout */
+	int detailed_exitcode;	 /* plan: 0 no changes, 2 changes, 1 error */
 	const char *report_path; /* --report FILE (JSON), NULL: none */
-	const char *junit_path;  /* --junit FILE, NULL: none */
-	int log_json;            /* --log-format json */
+	const char *junit_path;	 /* --junit FILE, NULL: none */
+	int log_json;		 /* --log-format json */
 	enum orchd_output_mode output;
 	int quiet, verbose;
 	int argc; /* the command line, recorded with the lock */
 	char *const *argv;
 };
 
-#define ORCHD_RUN_OPTS_INIT { .verb = ORCHD_VERB_RUN, .lock_timeout_ms = 0 }
+#define ORCHD_RUN_OPTS_INIT                                  \
+	{                                                    \
+		.verb = ORCHD_VERB_RUN, .lock_timeout_ms = 0 \
+	}
 
 /* Run one command.  p must have been validated (orchd_pipeline_validate()
  * with the registry's types).  Returns the exit code; prints its own

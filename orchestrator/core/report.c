@@ -110,11 +110,14 @@ json_object *orchd_report_json(const char *run_id, const char *pipeline, const c
 			json_object_object_foreach(x->outputs, k, v)
 			{
 				json_object *e = json_object_new_object();
-				int secret = x->secrets && json_object_object_get_ex(x->secrets, k, NULL);
+				int secret = x->secrets &&
+					     json_object_object_get_ex(x->secrets, k, NULL);
 
-				json_object_object_add(e, "value", secret ? json_object_new_string("***")
-									  : mask_value(mask, v));
-				json_object_object_add(e, "secret", json_object_new_boolean(secret));
+				json_object_object_add(e, "value",
+						       secret ? json_object_new_string("***")
+							      : mask_value(mask, v));
+				json_object_object_add(e, "secret",
+						       json_object_new_boolean(secret));
 				json_object_object_add(outs, k, e);
 			}
 		}
@@ -170,8 +173,9 @@ char *orchd_report_junit(const char *pipeline, const char *action,
 	sb_addstr(&sb, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n");
 	sb_addstr(&sb, "  <testsuite name=\"");
 	xml_escape(&sb, pipeline);
-	sb_addf(&sb, ".%s\" tests=\"%zu\" failures=\"%zu\" errors=\"0\" skipped=\"%zu\" "
-		     "time=\"%.3f\">\n",
+	sb_addf(&sb,
+		".%s\" tests=\"%zu\" failures=\"%zu\" errors=\"0\" skipped=\"%zu\" "
+		"time=\"%.3f\">\n",
 		action, nn, failures, skipped, (double)total / 1000.0);
 	for (size_t i = 0; i < nn; i++) {
 		char *log = masked(mask, n[i].log), *reason = masked(mask, n[i].reason);

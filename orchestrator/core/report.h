@@ -33,7 +33,7 @@ struct orchd_report_node {
 	long long started_at; /* unix ms, 0 when never started */
 	long long wall_ms, cpu_ms;
 	long max_rss_kb;
-	int changed;          /* -1 unknown */
+	int changed;	      /* -1 unknown */
 	json_object *outputs; /* key -> value, may be NULL */
 	json_object *secrets; /* key -> true, may be NULL */
 	const char *log;      /* the instance's lines, '\n'-separated */

@@ -749,8 +749,8 @@ static int spawn(struct orchd_supervisor *sup, struct step *st, char **envp, cha
 		goto fail;
 	}
 	if (pid == 0)
-		child_exec(sup, pin[0], pout[1], perr[1], prep[1], st->exe, argv, envp,
-			   st->workdir, parent);
+		child_exec(sup, pin[0], pout[1], perr[1], prep[1], st->exe, argv, envp, st->workdir,
+			   parent);
 	/* also from the parent, so that kill(-pid) works at once */
 	setpgid(pid, pid);
 	st->pid = pid;

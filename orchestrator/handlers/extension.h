@@ -186,7 +186,7 @@ struct orchd_step_result {
 	/* key -> true for the outputs sent with secret:true; never NULL. */
 	json_object *secrets;
 	int has_state;		   /* a state message was received */
-	int state_secret;      /* the last state message said secret:true */
+	int state_secret;	   /* the last state message said secret:true */
 	json_object *state;	   /* the last state value (may be NULL = JSON null) */
 	json_object *result;	   /* the whole result message, or NULL */
 	json_object *describe;	   /* result.describe (borrowed from result) or NULL */
@@ -226,7 +226,7 @@ struct orchd_supervisor_opts {
 	orchd_step_progress_fn progress; /* may be NULL: progress logged at info */
 	orchd_step_done_fn done;	 /* required */
 	void *cb_data;
-	const char *orchd_version; /* NULL: ORCHD_VERSION */
+	const char *orchd_version;   /* NULL: ORCHD_VERSION */
 	orchd_step_output_fn output; /* may be NULL */
 };
 
