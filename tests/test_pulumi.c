@@ -298,6 +298,15 @@ START_TEST(test_no_passphrase_write)
 	ck_assert_int_ne(access(backend, F_OK), 0);
 	free(backend);
 	ck_assert_int_eq(orchd_engine_select(e, STACK, 0, err, sizeof(err)), 1);
+	/* A run fails at the lock, before any extension runs. */
+	ck_assert_int_eq(orchd_engine_lock(e, &(struct orchd_lock_request){ NULL, NULL, 0 }, err,
+					   sizeof(err)),
+			 -1);
+	backend = xasprintf("state directory %s: the pulumi engine needs a passphrase to write "
+			    "stacks (set ORCHD_PASSPHRASE or ORCHD_PASSPHRASE_FILE)",
+			    tmp);
+	ck_assert_str_eq(err, backend);
+	free(backend);
 	orchd_engine_close(e);
 }
 END_TEST

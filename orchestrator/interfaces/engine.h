@@ -5,7 +5,8 @@
  * Pulumi" becomes, in C, a struct of operations.  Implementations:
  *   - local  (interfaces/local.c): embedded, files under a state directory,
  *            the default; layout in interfaces/STATE.md;
- *   - pulumi (later): drives the `pulumi` CLI, one Pulumi stack per stack.
+ *   - pulumi (interfaces/pulumi.c): drives the `pulumi` CLI, one Pulumi
+ *            stack per stack; see interfaces/PULUMI.md.
  *
  * A stack holds the record of one extension instance, named
  * <core.stack>-<type>-<instance> (orchd_instance_stack()).  The scheduler:
@@ -130,10 +131,9 @@ struct orchd_engine {
 };
 
 /*
- * Open the engine named by cfg (local now; pulumi fails with "engine
- * 'pulumi' is not available yet").  state_dir is the resolved state
- * directory (see orchd_state_dir()); it is used as given in messages and
- * created only when something is written or locked.  On success *out is the
+ * Open the engine named by cfg (local, or pulumi: pulumi.h).  state_dir is
+ * the resolved state directory (see orchd_state_dir()); it is used as given
+ * in messages and created only when something is written or locked.  On success *out is the
  * engine; close it with orchd_engine_close().
  */
 int orchd_engine_open(const struct orchd_engine_config *cfg, const char *state_dir,

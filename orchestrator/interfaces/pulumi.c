@@ -250,8 +250,15 @@ static int run_pulumi(struct pulumi *p, const char *cwd, const char *const *args
 		goto out;
 	}
 	if (!pid) {
-		/* Only async-signal-safe calls from here on. */
+		/* Only async-signal-safe calls from here on.  orchd may block or
+		 * ignore signals; pulumi gets the defaults. */
+		sigset_t none;
+
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
 		signal(SIGPIPE, SIG_DFL);
+		signal(SIGINT, SIG_DFL);
+		signal(SIGTERM, SIG_DFL);
 		if (dup2(devnull, 0) < 0 || dup2(po[1], 1) < 0 || dup2(pe[1], 2) < 0)
 			_exit(127);
 		if (chdir(cwd)) {
@@ -795,9 +802,16 @@ static int pulumi_select(struct orchd_engine *e, const char *stack, int create, 
 	return stack_init(p, p->projdir, stack, err, errlen);
 }
 
+/* Every write needs the passphrase: a run without it fails here, before
+ * any extension runs, rather than at its first write. */
 static int pulumi_lock(struct orchd_engine *e, const struct orchd_lock_request *req, char *err,
 		       size_t errlen)
 {
+	if (!P(e)->pass)
+		return set_err(err, errlen,
+			       "state directory %s: the pulumi engine needs a passphrase "
+			       "to write stacks " PASS_HINT,
+			       e->state_dir);
 	return orchd_engine_lock(P(e)->lock, req, err, errlen);
 }
 
