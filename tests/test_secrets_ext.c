@@ -34,9 +34,9 @@ static const char *const plaintexts[] = {V_ENV, V_FILE, V_DB, V_API, V_AGE, NULL
 /* --- fixture: keys and encrypted files, made once per tcase ---------------- */
 
 static struct {
-	char *dir;       /* temp dir: the "pipeline directory" */
+	char *dir;	 /* temp dir: the "pipeline directory" */
 	char *recipient; /* age public key */
-	char err[512];   /* setup failure, reported by every test */
+	char err[512];	 /* setup failure, reported by every test */
 } fx;
 
 /* Absolute path of a tool on PATH, or NULL. */
@@ -95,9 +95,10 @@ static int tool(char **out, const char *name, const char *a1, const char *a2, co
 	int rc;
 
 	if (!exe) {
-		snprintf(fx.err, sizeof(fx.err),
-			 "%s not found on PATH: run `make tools` (tests need the real sops and age)",
-			 name);
+		snprintf(
+			fx.err, sizeof(fx.err),
+			"%s not found on PATH: run `make tools` (tests need the real sops and age)",
+			name);
 		return -1;
 	}
 	if (!getcwd(cwd, sizeof(cwd)) || chdir(fx.dir) < 0)
@@ -162,17 +163,18 @@ static void need_fixture(void)
 struct drv {
 	struct json_object *msgs;   /* every valid message, in order (owned) */
 	struct json_object *result; /* borrowed from msgs */
-	char *stderr_text;          /* everything the extension wrote on stderr */
-	char *nonproto;             /* non-protocol stdout lines */
-	int status;                 /* exit code, 128+sig when killed */
+	char *stderr_text;	    /* everything the extension wrote on stderr */
+	char *nonproto;		    /* non-protocol stdout lines */
+	int status;		    /* exit code, 128+sig when killed */
 };
 
 struct drv_opts {
 	const char *action;
-	const char *config;      /* JSON text */
-	const char *state;       /* JSON text, NULL: null */
-	const char *const *env;  /* "NAME=VALUE" added, NULL-terminated, or NULL */
-	const char *path_prefix; /* directory put first on PATH, or NULL */
+	const char *config;	  /* JSON text */
+	const char *state;	  /* JSON text, NULL: null */
+	const char *const *env;	  /* "NAME=VALUE" added, NULL-terminated, or NULL */
+	const char *path_prefix;  /* directory put first on PATH, or NULL */
+	const char *pipeline_dir; /* ORCHD_PIPELINE_DIR, NULL: fx.dir */
 };
 
 static void append(char **s, const char *data, size_t len)
@@ -221,8 +223,8 @@ static void handle_line(struct drv *d, const char *line, size_t len, int *in_w,
 /* Run one action of orchd-ext-secrets with cwd = ORCHD_PIPELINE_DIR = fx.dir. */
 static void drive(const struct drv_opts *o, struct drv *d)
 {
-	static const char hello[] =
-		"{\"type\":\"hello\",\"protocol\":{\"min\":1,\"max\":1},\"orchd_version\":\"0.1.0\"}\n";
+	static const char hello[] = "{\"type\":\"hello\",\"protocol\":{\"min\":1,\"max\":1},"
+				    "\"orchd_version\":\"0.1.0\"}\n";
 	int in_p[2], out_p[2], err_p[2], wst;
 	char *exe = test_build_path("libexec/orchd/extensions/orchd-ext-secrets");
 	struct op_splitter *sp = op_splitter_new(0, OP_SPLIT_STRICT);
@@ -263,7 +265,7 @@ static void drive(const struct drv_opts *o, struct drv *d)
 		setenv("ORCHD_PROTOCOL", "1", 1);
 		setenv("ORCHD_INSTANCE", "t", 1);
 		setenv("ORCHD_WORKDIR", fx.dir, 1);
-		setenv("ORCHD_PIPELINE_DIR", fx.dir, 1);
+		setenv("ORCHD_PIPELINE_DIR", o->pipeline_dir ? o->pipeline_dir : fx.dir, 1);
 		/* the sops key of the user's home must not make a test pass */
 		setenv("HOME", fx.dir, 1);
 		if (o->path_prefix) {
@@ -419,9 +421,9 @@ static void assert_output(const struct drv *d, const char *key, const char *valu
 	ck_assert_msg(op_get_bool(m, "secret", false), "output '%s' not secret", key);
 }
 
-#define ALL_SOURCES                                                                          \
-	"{\"age_key_file\":\"key.txt\",\"values\":{"                                         \
-	"\"token\":{\"env\":\"SECRETS_TEST_TOKEN\"},"                                        \
+#define ALL_SOURCES                                                                           \
+	"{\"age_key_file\":\"key.txt\",\"values\":{"                                          \
+	"\"token\":{\"env\":\"SECRETS_TEST_TOKEN\"},"                                         \
 	"\"cert\":{\"file\":\"file.txt\"},"                                                   \
 	"\"db\":{\"sops\":{\"file\":\"secrets.enc.yaml\",\"key\":\"db.password\"}},"          \
 	"\"api\":{\"sops\":{\"file\":\"secrets.enc.yaml\",\"key\":\"[\\\"api_token\\\"]\"}}," \
@@ -581,9 +583,8 @@ START_TEST(validate_errors)
 	ck_assert_str_eq(status_of(&d), "success");
 	drv_release(&d);
 
-	drive(&(struct drv_opts){"validate",
-				 "{\"values\":{\"db\":{\"sopss\":{\"file\":\"x\"}}}}", NULL, NULL,
-				 NULL},
+	drive(&(struct drv_opts){"validate", "{\"values\":{\"db\":{\"sopss\":{\"file\":\"x\"}}}}",
+				 NULL, NULL, NULL},
 	      &d);
 	ck_assert_str_eq(status_of(&d), "failure");
 	ck_assert_str_eq(summary_of(&d),
@@ -591,17 +592,19 @@ START_TEST(validate_errors)
 			 "file, sops or age)");
 	ck_assert(has_log(&d, "error",
 			  "values.db: unknown source 'sopss' (expected env, file, sops or age)"));
-	ck_assert_str_eq(op_get_str(json_object_array_get_idx(op_get(d.result, "errors"), 0),
-				    "path"),
-			 "values.db");
+	ck_assert_str_eq(
+		op_get_str(json_object_array_get_idx(op_get(d.result, "errors"), 0), "path"),
+		"values.db");
 	drv_release(&d);
 
-	drive(&(struct drv_opts){"validate",
-				 "{\"valuse\":{},\"values\":{\"c\":{\"file\":\"missing.pem\"},"
-				 "\"k\":{\"sops\":{\"file\":\"secrets.enc.yaml\",\"key\":\"a..b\"}},"
-				 "\"x\":{\"age\":{\"file\":\"file.age\"}}}}",
-				 NULL, NULL, NULL},
-	      &d);
+	drive(
+		&(struct drv_opts){
+			"validate",
+			"{\"valuse\":{},\"values\":{\"c\":{\"file\":\"missing.pem\"},"
+			"\"k\":{\"sops\":{\"file\":\"secrets.enc.yaml\",\"key\":\"a..b\"}},"
+			"\"x\":{\"age\":{\"file\":\"file.age\"}}}}",
+			NULL, NULL, NULL},
+		&d);
 	ck_assert_str_eq(status_of(&d), "failure");
 	ck_assert(has_log(&d, "error", "unknown key 'valuse' (did you mean 'values'?)"));
 	ck_assert_int_ge(asprintf(&want,
@@ -613,8 +616,7 @@ START_TEST(validate_errors)
 	ck_assert(has_log(&d, "error",
 			  "values.k.sops.key: invalid key path 'a..b' (expected a.b.c or "
 			  "[\"a\"][\"b\"] or a[0])"));
-	ck_assert(has_log(&d, "error",
-			  "values.x.age.identity: is required (or set age_key_file)"));
+	ck_assert(has_log(&d, "error", "values.x.age.identity: is required (or set age_key_file)"));
 	ck_assert_str_eq(summary_of(&d), "invalid configuration: unknown key 'valuse' (did you "
 					 "mean 'values'?) (and 3 more)");
 	free(want);
@@ -642,7 +644,8 @@ START_TEST(apply_errors)
 				 NULL, NULL},
 	      &d);
 	ck_assert_int_ge(
-		asprintf(&want, "values.cert.file: cannot read '%s/gone.pem': No such file or directory",
+		asprintf(&want,
+			 "values.cert.file: cannot read '%s/gone.pem': No such file or directory",
 			 fx.dir),
 		0);
 	ck_assert_str_eq(summary_of(&d), want);
@@ -763,6 +766,35 @@ START_TEST(destroy_and_describe)
 }
 END_TEST
 
+/* examples/secrets decrypts with its demo key (keeps the example honest). */
+START_TEST(example_pipeline_values)
+{
+	static const char *const env[] = {"DEMO_TOKEN=demo-token", NULL};
+	char *dir = test_src_path("examples/secrets");
+	struct drv d;
+
+	drive(&(struct drv_opts){"apply",
+				 "{\"age_key_file\":\"demo-age-key.txt\",\"values\":{"
+				 "\"db_password\":{\"sops\":{\"file\":\"secrets.enc.yaml\","
+				 "\"key\":\"db.password\"}},"
+				 "\"api_key\":{\"sops\":{\"file\":\"secrets.enc.yaml\","
+				 "\"key\":\"[\\\"api\\\"][\\\"key\\\"]\"}},"
+				 "\"signing_key\":{\"age\":{\"file\":\"signing-key.age\"}},"
+				 "\"banner\":{\"file\":\"banner.txt\"},"
+				 "\"token\":{\"env\":\"DEMO_TOKEN\"}}}",
+				 NULL, env, NULL, dir},
+	      &d);
+	ck_assert_str_eq(status_of(&d), "success");
+	assert_output(&d, "db_password", "demo-db-password-not-secret");
+	assert_output(&d, "api_key", "demo-api-key-0000");
+	assert_output(&d, "signing_key", "demo-signing-key-not-secret");
+	assert_output(&d, "banner", "Welcome to the demo");
+	assert_output(&d, "token", "demo-token");
+	drv_release(&d);
+	free(dir);
+}
+END_TEST
+
 Suite *secrets_ext_suite(void)
 {
 	Suite *s = suite_create("secrets_ext");
@@ -778,6 +810,7 @@ Suite *secrets_ext_suite(void)
 	tcase_add_test(tc, apply_errors);
 	tcase_add_test(tc, stderr_is_masked);
 	tcase_add_test(tc, destroy_and_describe);
+	tcase_add_test(tc, example_pipeline_values);
 	suite_add_tcase(s, tc);
 	return s;
 }

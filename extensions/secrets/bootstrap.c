@@ -16,8 +16,9 @@ int main(int argc, char **argv)
 
 	(void)argv;
 	if (argc > 1) {
-		fprintf(stderr, "orchd-ext-secrets %s: an orchd extension (protocol %d); "
-				"it is started by orchd and speaks JSON lines on stdin/stdout\n",
+		fprintf(stderr,
+			"orchd-ext-secrets %s: an orchd extension (protocol %d); "
+			"it is started by orchd and speaks JSON lines on stdin/stdout\n",
 			SECRETS_VERSION, OP_PROTOCOL_MAX);
 		return 2;
 	}

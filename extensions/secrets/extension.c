@@ -36,9 +36,9 @@
 #include "sha256.h"
 
 #define SECRETS_KILL_GRACE_MS 5000
-#define SECRETS_VALUE_MAX     (256 * 1024)       /* one value (env, file, age) */
+#define SECRETS_VALUE_MAX     (256 * 1024)	 /* one value (env, file, age) */
 #define SECRETS_TOOL_OUT_MAX  (16 * 1024 * 1024) /* a tool's stdout (sops document) */
-#define SECRETS_TOOL_ERR_MAX  (64 * 1024)        /* a tool's stderr kept for the log */
+#define SECRETS_TOOL_ERR_MAX  (64 * 1024)	 /* a tool's stderr kept for the log */
 #define SECRETS_SALT_HEX      32
 
 static volatile sig_atomic_t got_signal;
@@ -181,7 +181,8 @@ static void log_masked(struct op_ext *ext, const char *tool, const char *text, s
 	struct strbuf sb = STRBUF_INIT;
 	const char *p = text, *end = text + len;
 
-	qsort(m->v, m->nr, sizeof(*m->v), by_length_desc);
+	if (m->nr)
+		qsort(m->v, m->nr, sizeof(*m->v), by_length_desc);
 	while (p < end) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		const char *le = nl ? nl : end;
@@ -216,9 +217,9 @@ struct tool_run {
 	struct strbuf out; /* stdout: plaintext */
 	struct strbuf err; /* stderr (first SECRETS_TOOL_ERR_MAX bytes) */
 	bool out_overflow;
-	int status;        /* wait status */
+	int status; /* wait status */
 	bool cancelled;
-	char why[512];     /* could not run, e.g. "cannot run 'sops': ..." */
+	char why[512]; /* could not run, e.g. "cannot run 'sops': ..." */
 };
 
 static void tool_run_release(struct tool_run *r)
@@ -227,8 +228,7 @@ static void tool_run_release(struct tool_run *r)
 	sb_wipe(&r->err);
 }
 
-static void child(const char *const *argv, const char *const *env, int out_w, int err_w,
-		  int fail_w)
+static void child(const char *const *argv, const char *const *env, int out_w, int err_w, int fail_w)
 {
 	int devnull = open("/dev/null", O_RDONLY), err;
 
@@ -318,8 +318,9 @@ static int run_tool(struct op_ext *ext, const char *const *argv, const char *con
 	n = read(fail_p[0], &cerr, sizeof(cerr));
 	close(fail_p[0]);
 	if (n == (ssize_t)sizeof(cerr))
-		snprintf(r->why, sizeof(r->why), "cannot run '%s': %s (install it or put it on PATH)",
-			 argv[0], strerror(cerr));
+		snprintf(r->why, sizeof(r->why),
+			 "cannot run '%s': %s (install it or put it on PATH)", argv[0],
+			 strerror(cerr));
 	fds[0] = out_p[0];
 	fds[1] = err_p[0];
 	fcntl(fds[0], F_SETFL, O_NONBLOCK);
@@ -398,7 +399,11 @@ static bool valid_utf8(const unsigned char *p, size_t len)
 
 	while (i < len) {
 		unsigned char c = p[i];
-		size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+		size_t n = c < 0x80	    ? 1
+			   : (c >> 5) == 6  ? 2
+			   : (c >> 4) == 14 ? 3
+			   : (c >> 3) == 30 ? 4
+					    : 0;
 
 		if (!n || c == 0 || c == 0xc0 || c == 0xc1 || c > 0xf4 || i + n > len)
 			return false;
@@ -434,8 +439,8 @@ static struct json_object *text_value(const char *buf, size_t len, const char *p
 		return NULL;
 	}
 	if (!valid_utf8((const unsigned char *)buf, len)) {
-		secrets_error_add(errs, path,
-				  "%s is not UTF-8 text (base64-encode binary secrets)", what);
+		secrets_error_add(errs, path, "%s is not UTF-8 text (base64-encode binary secrets)",
+				  what);
 		return NULL;
 	}
 	return secrets_must(json_object_new_string_len(buf, (int)len));
@@ -568,8 +573,9 @@ static struct json_object *sops_decrypt(struct op_ext *ext, const char *file, co
 	if (!doc) {
 		status_text(r.status, st, sizeof(st));
 		if (r.out_overflow)
-			secrets_error_add(errs, path, "sops output for '%s' is larger than %d bytes",
-					  file, SECRETS_TOOL_OUT_MAX);
+			secrets_error_add(errs, path,
+					  "sops output for '%s' is larger than %d bytes", file,
+					  SECRETS_TOOL_OUT_MAX);
 		else if (exited_ok(&r))
 			secrets_error_add(errs, path, "sops output for '%s' is not JSON", file);
 		else if (!have_sops_key(age_key_file))
@@ -829,24 +835,6 @@ static struct json_object *make_state(const struct json_object *prev, struct jso
 	return st;
 }
 
-/* Send the state marked secret (PROTOCOL.md: state "secret": true). */
-static int send_secret_state(const struct json_object *state)
-{
-	struct json_object *msg = secrets_must(json_object_new_object());
-	char *line;
-	int ret;
-
-	json_object_object_add(msg, "type", json_object_new_string("state"));
-	json_object_object_add(msg, "state",
-			       json_object_get((struct json_object *)(uintptr_t)state));
-	json_object_object_add(msg, "secret", json_object_new_boolean(1));
-	line = op_encode(msg);
-	ret = line ? op_write_all(1, line, strlen(line)) : -1;
-	free(line);
-	json_object_put(msg);
-	return ret;
-}
-
 static char *names_text(const struct secrets_config *cfg)
 {
 	struct strbuf sb = STRBUF_INIT;
@@ -965,7 +953,7 @@ static int plan_or_apply(struct op_ext *ext, bool apply)
 		{
 			op_ext_output(ext, k, v, true);
 		}
-		send_secret_state(state);
+		op_ext_state_send_secret(ext, state);
 		ret = op_ext_result(ext, true, changed, NULL, "provided: %s", names);
 	}
 	json_object_put(state);
@@ -988,6 +976,6 @@ int secrets_apply(struct op_ext *ext)
 int secrets_destroy(struct op_ext *ext)
 {
 	/* nothing was created: the values stay where they are */
-	send_secret_state(NULL);
+	op_ext_state_send_secret(ext, NULL);
 	return op_ext_result(ext, true, false, NULL, "nothing to destroy");
 }

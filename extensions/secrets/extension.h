@@ -8,7 +8,7 @@
 
 struct op_ext;
 
-#define SECRETS_NAME    "secrets"
+#define SECRETS_NAME	"secrets"
 #define SECRETS_VERSION "0.1.0"
 
 int secrets_describe(struct op_ext *ext);

@@ -134,8 +134,7 @@ static void check_file(struct secrets_errors *errs, const char *path, const char
 }
 
 /* A non-empty string member at path; NULL (with an error) otherwise. */
-static const char *get_string(struct json_object *v, const char *path,
-			      struct secrets_errors *errs)
+static const char *get_string(struct json_object *v, const char *path, struct secrets_errors *errs)
 {
 	if (!json_object_is_type(v, json_type_string) || !json_object_get_string_len(v)) {
 		secrets_error_add(errs, path, "must be a non-empty string");
@@ -262,9 +261,9 @@ static void parse_sops(struct json_object *src, const char *path, bool check_fil
 		if ((s = get_string(k, sub, errs))) {
 			if (secrets_key_parse(s, &out->segs, &out->nsegs) < 0)
 				secrets_error_add(errs, sub,
-					  "invalid key path '%s' (expected a.b.c or "
-					  "[\"a\"][\"b\"] or a[0])",
-					  s);
+						  "invalid key path '%s' (expected a.b.c or "
+						  "[\"a\"][\"b\"] or a[0])",
+						  s);
 			else
 				out->key = secrets_must(strdup(s));
 		}
@@ -322,7 +321,8 @@ static void parse_value(const char *name, struct json_object *spec, const char *
 		return;
 	}
 	if (!json_object_is_type(spec, json_type_object)) {
-		secrets_error_add(errs, path, "must be a map with one source (env, file, sops or age)");
+		secrets_error_add(errs, path,
+				  "must be a map with one source (env, file, sops or age)");
 		return;
 	}
 	json_object_object_foreach(spec, k, val)
@@ -332,16 +332,17 @@ static void parse_value(const char *name, struct json_object *spec, const char *
 		for (size_t i = 0; i < 4; i++)
 			known |= !strcmp(k, source_names[i]);
 		if (!known) {
-			secrets_error_add(errs, path, "unknown source '%s' (expected env, file, sops or age)",
-				  k);
+			secrets_error_add(errs, path,
+					  "unknown source '%s' (expected env, file, sops or age)",
+					  k);
 			continue;
 		}
 		if (nsrc++ == 0) {
 			kind = k;
 			src = val;
 		} else {
-			secrets_error_add(errs, path, "has both '%s' and '%s' (one source per value)",
-				  kind, k);
+			secrets_error_add(errs, path,
+					  "has both '%s' and '%s' (one source per value)", kind, k);
 		}
 	}
 	if (errs->nr != before)
@@ -356,7 +357,8 @@ static void parse_value(const char *name, struct json_object *spec, const char *
 		v.kind = SECRETS_ENV;
 		if ((s = get_string(src, sub, errs))) {
 			if (!valid_name(s))
-				secrets_error_add(errs, sub, "'%s' is not a valid variable name", s);
+				secrets_error_add(errs, sub, "'%s' is not a valid variable name",
+						  s);
 			else
 				v.env = secrets_must(strdup(s));
 		}

@@ -42,20 +42,20 @@ struct secrets_key_seg {
 };
 
 struct secrets_value {
-	char *name;             /* output name */
+	char *name; /* output name */
 	enum secrets_kind kind;
-	char *env;              /* SECRETS_ENV: variable name */
-	char *file;             /* FILE, SOPS, AGE: absolute path */
-	char *key;              /* SOPS: key path as written, NULL: whole document */
+	char *env;		      /* SECRETS_ENV: variable name */
+	char *file;		      /* FILE, SOPS, AGE: absolute path */
+	char *key;		      /* SOPS: key path as written, NULL: whole document */
 	struct secrets_key_seg *segs; /* SOPS: parsed key path */
 	size_t nsegs;
-	char *identity;         /* AGE: absolute identity path */
+	char *identity; /* AGE: absolute identity path */
 };
 
 struct secrets_config {
 	struct secrets_value *values; /* in config order */
 	size_t nvalues;
-	char *age_key_file;           /* absolute, or NULL */
+	char *age_key_file; /* absolute, or NULL */
 };
 
 struct secrets_error {

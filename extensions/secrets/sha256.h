@@ -11,8 +11,8 @@
 
 struct secrets_sha256 {
 	uint32_t h[8];
-	uint64_t len;     /* bytes hashed so far */
-	uint8_t buf[64];  /* pending block */
+	uint64_t len;	 /* bytes hashed so far */
+	uint8_t buf[64]; /* pending block */
 	size_t nbuf;
 };
 
