@@ -493,8 +493,17 @@ START_TEST(test_secret_without_passphrase_fails_before_writing)
 	unsetenv("ORCHD_PASSPHRASE");
 	unsetenv("ORCHD_PASSPHRASE_FILE");
 	rc = orchd("run", f, NULL, &err, NULL);
-	ck_assert_int_ne(rc, 0);
+	ck_assert_int_eq(rc, 3);
 	ck_assert_msg(strstr(err, "no passphrase is set"), "%s", err);
+	{
+		/* The summary row says failed, not success. */
+		char *row = strstr(err, "\nexec.s ");
+
+		ck_assert_msg(row && strstr(row, " failed ") &&
+				      (!strchr(row + 1, '\n') ||
+				       strstr(row, " failed ") < strchr(row + 1, '\n')),
+			      "%s", err);
+	}
 	{
 		char *cmd = xasprintf("grep -r -l hunter2 %s/.orchd", E.dir);
 		ck_assert_msg(system(cmd) != 0, "plaintext secret found on disk");

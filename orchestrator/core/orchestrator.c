@@ -702,6 +702,11 @@ static void store_result(struct sched *s, struct node *nd, const struct orchd_st
 		if (orchd_engine_remove(s->eng, nd->stack, err, sizeof(err)) < 0) {
 			node_log(s, nd, ORCHD_LOG_ERROR, "%s", err);
 			s->state_error = 1;
+			nd->st = N_FAILED;
+			nd->status = "failed";
+			snprintf(nd->reason, sizeof(nd->reason), "%.*s",
+				 (int)sizeof(nd->reason) - 1, err);
+			skip_dependents(s, (size_t)(nd - s->n));
 		}
 		return;
 	}
@@ -746,8 +751,17 @@ static void store_result(struct sched *s, struct node *nd, const struct orchd_st
 	rec.last.ended_at = end;
 	rec.last.attempts = nd->attempts;
 	if (orchd_engine_write(s->eng, nd->stack, &rec, err, sizeof(err)) < 0) {
+		/* What the extension did is not recorded: the instance failed,
+		 * and nothing may consume outputs that were not stored. */
 		node_log(s, nd, ORCHD_LOG_ERROR, "%s", err);
 		s->state_error = 1;
+		if (nd->st == N_DONE) {
+			nd->st = N_FAILED;
+			nd->status = "failed";
+			snprintf(nd->reason, sizeof(nd->reason), "%.*s",
+				 (int)sizeof(nd->reason) - 1, err);
+			skip_dependents(s, (size_t)(nd - s->n));
+		}
 		if (!s->o->keep_going)
 			s->stop = 1;
 	}
@@ -1412,7 +1426,8 @@ int orchd_orchestrate(struct orchd_pipeline *p, const struct orchd_registry *reg
 		if (nd->changed == 1)
 			any_changes = 1;
 	}
-	if (s.state_error && rc == ORCHD_EXIT_OK)
+	/* A state that could not be written outranks the failure it caused. */
+	if (s.state_error)
 		rc = ORCHD_EXIT_SYSTEM;
 	if (o->verb == ORCHD_VERB_PLAN && o->detailed_exitcode && rc == ORCHD_EXIT_OK &&
 	    any_changes)
