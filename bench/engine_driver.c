@@ -17,7 +17,7 @@
 
 int main(int argc, char **argv)
 {
-	struct orchd_engine_config cfg = { ORCHD_ENGINE_LOCAL, NULL, NULL, { 0 } };
+	struct orchd_engine_config cfg = {ORCHD_ENGINE_LOCAL, NULL, NULL, {0}};
 	struct orchd_engine *e;
 	long long t0, t1, t2;
 	long nstacks, nout;
@@ -48,7 +48,8 @@ int main(int argc, char **argv)
 				&rec, key, json_object_new_string("value-0123456789abcdef"), 0);
 			free(key);
 		}
-		orchd_stack_record_set_output(&rec, "password", json_object_new_string("s3cret"), 1);
+		orchd_stack_record_set_output(&rec, "password", json_object_new_string("s3cret"),
+					      1);
 		rec.state = json_tokener_parse("{\"token\": \"t0k3n\", \"n\": 1}");
 		rec.state_secret = 1;
 		rec.config_hash = xstrdup("config");

@@ -44,7 +44,8 @@ static void need_pulumi(void)
 	}
 	free(copy);
 	if (!found)
-		ck_abort_msg("pulumi not found on PATH: run make tools (or . ~/.cache/orchd/tools/env.sh)");
+		ck_abort_msg("pulumi not found on PATH: run make tools (or . "
+			     "~/.cache/orchd/tools/env.sh)");
 }
 
 static void setup(void)
@@ -63,7 +64,7 @@ static void teardown(void)
 
 static struct orchd_engine *open_engine(const char *dir, const char *pass)
 {
-	struct orchd_engine_config cfg = { ORCHD_ENGINE_PULUMI, NULL, project_name, { 0 } };
+	struct orchd_engine_config cfg = {ORCHD_ENGINE_PULUMI, NULL, project_name, {0}};
 	struct orchd_engine *e = NULL;
 	char err[1024];
 
@@ -80,7 +81,8 @@ static struct orchd_engine *open_engine(const char *dir, const char *pass)
 /* A record with every kind of value; n makes records tell apart. */
 static void make_record(struct orchd_stack_record *rec, int n)
 {
-	json_object *obj = json_tokener_parse("{\"a\": [1, 2.5, null, \"${x}\"], \"fn::secret\": 1}");
+	json_object *obj =
+		json_tokener_parse("{\"a\": [1, 2.5, null, \"${x}\"], \"fn::secret\": 1}");
 
 	orchd_stack_record_init(rec);
 	orchd_stack_record_set_output(rec, "url", json_object_new_string("http://h/${a}$$b$"), 0);
@@ -169,9 +171,8 @@ START_TEST(test_roundtrip_secrets)
 	char err[1024], *backend, *out = NULL, *perr = NULL, *url;
 	json_object *ls;
 
-	ck_assert_int_eq(orchd_engine_read(e, STACK, &(struct orchd_stack_record){ 0 }, err,
-					   sizeof(err)),
-			 1);
+	ck_assert_int_eq(
+		orchd_engine_read(e, STACK, &(struct orchd_stack_record){0}, err, sizeof(err)), 1);
 	write_ok(e, STACK, 1);
 	orchd_stack_record_init(&rec);
 	ck_assert_int_eq(orchd_engine_read(e, STACK, &rec, err, sizeof(err)), 0);
@@ -211,7 +212,7 @@ START_TEST(test_roundtrip_secrets)
 		char *home = xasprintf("PULUMI_HOME=%s/pulumi-home", tmp);
 		char a0[] = "/usr/bin/env", a1[] = "pulumi", a2[] = "stack", a3[] = "ls",
 		     a4[] = "--all", a5[] = "--json", a6[] = "--non-interactive";
-		char *argv[] = { a0, url, home, a1, a2, a3, a4, a5, a6, NULL };
+		char *argv[] = {a0, url, home, a1, a2, a3, a4, a5, a6, NULL};
 
 		ck_assert_int_eq(test_run(argv, &out, &perr), 0);
 		free(home);
@@ -219,8 +220,8 @@ START_TEST(test_roundtrip_secrets)
 	ls = json_tokener_parse(out);
 	ck_assert_ptr_nonnull(ls);
 	ck_assert_int_eq(json_object_array_length(ls), 1);
-	ck_assert_str_eq(json_object_get_string(json_object_object_get(
-				 json_object_array_get_idx(ls, 0), "name")),
+	ck_assert_str_eq(json_object_get_string(
+				 json_object_object_get(json_object_array_get_idx(ls, 0), "name")),
 			 "organization/" PROJECT "/" STACK);
 	json_object_put(ls);
 	free(out);
@@ -299,9 +300,9 @@ START_TEST(test_no_passphrase_write)
 	free(backend);
 	ck_assert_int_eq(orchd_engine_select(e, STACK, 0, err, sizeof(err)), 1);
 	/* A run fails at the lock, before any extension runs. */
-	ck_assert_int_eq(orchd_engine_lock(e, &(struct orchd_lock_request){ NULL, NULL, 0 }, err,
-					   sizeof(err)),
-			 -1);
+	ck_assert_int_eq(
+		orchd_engine_lock(e, &(struct orchd_lock_request){NULL, NULL, 0}, err, sizeof(err)),
+		-1);
 	backend = xasprintf("state directory %s: the pulumi engine needs a passphrase to write "
 			    "stacks (set ORCHD_PASSPHRASE or ORCHD_PASSPHRASE_FILE)",
 			    tmp);
@@ -324,8 +325,8 @@ START_TEST(test_history_remove_list)
 	write_ok(e, STACK, 1);
 	write_ok(e, STACK, 2);
 	write_ok(e, "dev-exec-a", 3);
-	ck_assert_int_eq(orchd_engine_history_append(
-				 e, STACK, &(struct orchd_history_entry){ 0 }, err, sizeof(err)),
+	ck_assert_int_eq(orchd_engine_history_append(e, STACK, &(struct orchd_history_entry){0},
+						     err, sizeof(err)),
 			 0);
 	ck_assert_int_eq(orchd_engine_history_read(e, STACK, &h, &n, err, sizeof(err)), 0);
 	ck_assert_int_eq(n, 2);
@@ -362,7 +363,7 @@ END_TEST
 START_TEST(test_select_lock)
 {
 	struct orchd_engine *e = open_engine(tmp, PASS), *e2 = open_engine(tmp, PASS);
-	struct orchd_lock_request req = { "r-lock", "orchd run test", 0 };
+	struct orchd_lock_request req = {"r-lock", "orchd run test", 0};
 	struct orchd_stack_record rec;
 	char err[1024];
 
@@ -416,7 +417,7 @@ END_TEST
 
 START_TEST(test_missing_cli)
 {
-	struct orchd_engine_config cfg = { ORCHD_ENGINE_PULUMI, NULL, NULL, { 0 } };
+	struct orchd_engine_config cfg = {ORCHD_ENGINE_PULUMI, NULL, NULL, {0}};
 	struct orchd_engine *e = NULL;
 	char err[1024];
 
@@ -486,8 +487,7 @@ START_TEST(test_offline)
 		_exit(0);
 	}
 	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
-	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "offline child failed: status %d",
-		      st);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "offline child failed: status %d", st);
 }
 END_TEST
 

@@ -45,34 +45,33 @@
 #include "strbuf.h"
 #include "util.h"
 
-#define META_KEY       "__orchd_meta"
-#define STATE_KEY      "__orchd_state"
-#define RESERVED       "__orchd_"
-#define META_FORMAT    "orchd-pulumi"
-#define META_VERSION   1
-#define PASS_HINT      "(set ORCHD_PASSPHRASE or ORCHD_PASSPHRASE_FILE)"
-#define MAX_OUT        (64L * 1024 * 1024)
-#define MAX_ERR        (1L * 1024 * 1024)
-#define HISTORY_PAGE   1000
-#define ERR_LINES      3
-#define NO_STACK       "no stack named"
-
+#define META_KEY     "__orchd_meta"
+#define STATE_KEY    "__orchd_state"
+#define RESERVED     "__orchd_"
+#define META_FORMAT  "orchd-pulumi"
+#define META_VERSION 1
+#define PASS_HINT    "(set ORCHD_PASSPHRASE or ORCHD_PASSPHRASE_FILE)"
+#define MAX_OUT	     (64L * 1024 * 1024)
+#define MAX_ERR	     (1L * 1024 * 1024)
+#define HISTORY_PAGE 1000
+#define ERR_LINES    3
+#define NO_STACK     "no stack named"
 
 static char non_interactive[] = "--non-interactive";
 
 struct pulumi {
-	char *bin;	/* absolute path of the pulumi CLI */
-	char *dir;	/* absolute state directory */
-	char *home;	/* dir/pulumi-home */
-	char *backend;	/* backend URL */
+	char *bin;	   /* absolute path of the pulumi CLI */
+	char *dir;	   /* absolute state directory */
+	char *home;	   /* dir/pulumi-home */
+	char *backend;	   /* backend URL */
 	char *backend_dir; /* dir/pulumi-backend when the default, else NULL */
-	char *work;	/* dir/pulumi-work */
-	char *projdir;	/* work/project */
+	char *work;	   /* dir/pulumi-work */
+	char *projdir;	   /* work/project */
 	char *project;
-	char *pass;	/* NULL when none */
-	char **env;	/* base environment (no passphrase), NULL-terminated */
+	char *pass; /* NULL when none */
+	char **env; /* base environment (no passphrase), NULL-terminated */
 	size_t nenv;
-	int ready;	/* directories and project file made */
+	int ready;		   /* directories and project file made */
 	struct orchd_engine *lock; /* local engine, used for its lock only */
 };
 
@@ -171,8 +170,8 @@ static int ensure_ready(struct pulumi *p, char *err, size_t errlen)
 		return 0;
 	if (mkdir_p(p->home, 0700) || mkdir_p(p->projdir, 0700) ||
 	    (p->backend_dir && mkdir_p(p->backend_dir, 0700)))
-		return set_err(err, errlen, "cannot create pulumi directories under %s: %s",
-			       p->dir, strerror(errno));
+		return set_err(err, errlen, "cannot create pulumi directories under %s: %s", p->dir,
+			       strerror(errno));
 	o = json_object_new_object();
 	json_object_object_add(o, "name", json_object_new_string(p->project));
 	json_object_object_add(o, "runtime", json_object_new_string("yaml"));
@@ -221,7 +220,7 @@ static int run_pulumi(struct pulumi *p, const char *cwd, const char *const *args
 {
 	size_t nargs = 0, i;
 	char **argv, **envp;
-	int po[2] = { -1, -1 }, pe[2] = { -1, -1 }, devnull, st, ret = -1;
+	int po[2] = {-1, -1}, pe[2] = {-1, -1}, devnull, st, ret = -1;
 	struct pollfd fds[2];
 	char *passenv = NULL;
 	pid_t pid;
@@ -334,8 +333,7 @@ out:
 
 /* Append up to max of the last lines of sb (only those starting with
  * "error: " when errors_only) to msg, oldest first, "error: " dropped. */
-static size_t last_lines(const struct strbuf *sb, int errors_only, size_t max,
-			 struct strbuf *msg)
+static size_t last_lines(const struct strbuf *sb, int errors_only, size_t max, struct strbuf *msg)
 {
 	const char *s = sb_str(sb), *end = s + sb->len, *lines[ERR_LINES];
 	size_t lens[ERR_LINES], n = 0, i;
@@ -411,7 +409,8 @@ static const char *jstr(json_object *o, const char *key)
 {
 	json_object *v;
 
-	if (!o || !json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
+	if (!o || !json_object_object_get_ex(o, key, &v) ||
+	    !json_object_is_type(v, json_type_string))
 		return NULL;
 	return json_object_get_string(v);
 }
@@ -548,9 +547,9 @@ static json_object *record_program(struct pulumi *p, const char *stack,
 	} else if (rec->state) {
 		json_object_object_add(outs, STATE_KEY, leaf(json_text(rec->state), state_secret));
 	}
-	json_object_object_add(meta, "state",
-			       json_object_new_boolean(json_object_object_get_ex(outs, STATE_KEY,
-										 NULL)));
+	json_object_object_add(
+		meta, "state",
+		json_object_new_boolean(json_object_object_get_ex(outs, STATE_KEY, NULL)));
 	json_object_object_add(meta, "state_secret", json_object_new_boolean(state_secret));
 	if (rec->outputs) {
 		json_object_object_foreach(rec->outputs, k, ent)
@@ -583,7 +582,8 @@ static json_object *record_program(struct pulumi *p, const char *stack,
 			json_object_object_add(m, "json", json_object_new_boolean(is_json));
 			json_object_object_add(
 				outs, k,
-				leaf(is_json ? json_text(val) : json_object_get_string(val), secret));
+				leaf(is_json ? json_text(val) : json_object_get_string(val),
+				     secret));
 		}
 	}
 	add_str(meta, "config_hash", rec->config_hash);
@@ -618,8 +618,9 @@ static int outputs_to_record(struct pulumi *p, const char *stack, json_object *o
 	if (!meta || !json_object_is_type(meta, json_type_object) ||
 	    strcmp(jstr(meta, "format") ? jstr(meta, "format") : "", META_FORMAT)) {
 		json_object_put(meta);
-		return set_err(err, errlen, "pulumi stack %s: not an orchd stack (no valid %s output)",
-			       stack, META_KEY);
+		return set_err(err, errlen,
+			       "pulumi stack %s: not an orchd stack (no valid %s output)", stack,
+			       META_KEY);
 	}
 	if (jint(meta, "version") != META_VERSION) {
 		set_err(err, errlen,
@@ -657,8 +658,8 @@ static int outputs_to_record(struct pulumi *p, const char *stack, json_object *o
 				continue;
 			}
 			if (!(s = jstr(o, k))) {
-				set_err(err, errlen, "pulumi stack %s: output '%s' is missing", stack,
-					k);
+				set_err(err, errlen, "pulumi stack %s: output '%s' is missing",
+					stack, k);
 				goto fail;
 			}
 			if (!jbool(m, "json")) {
@@ -695,8 +696,9 @@ fail:
 static int stack_outputs(struct pulumi *p, const char *stack, int show, json_object **out,
 			 char *err, size_t errlen)
 {
-	const char *args[] = { "stack", "output", "--json", "--stack", stack,
-			       show ? "--show-secrets" : NULL, NULL };
+	const char *args[] = {"stack",	 "output", "--json",
+			      "--stack", stack,	   show ? "--show-secrets" : NULL,
+			      NULL};
 	struct run r;
 	int ret = -1;
 
@@ -729,7 +731,7 @@ out:
 
 static int stack_names(struct pulumi *p, json_object **arr, char *err, size_t errlen)
 {
-	static const char *const args[] = { "stack", "ls", "--json", NULL };
+	static const char *const args[] = {"stack", "ls", "--json", NULL};
 	struct run r;
 	int ret = -1;
 
@@ -759,7 +761,7 @@ out:
 static int stack_init(struct pulumi *p, const char *cwd, const char *stack, char *err,
 		      size_t errlen)
 {
-	const char *args[] = { "stack", "init", stack, NULL };
+	const char *args[] = {"stack", "init", stack, NULL};
 	struct run r;
 	int ret;
 
@@ -886,11 +888,10 @@ static int pulumi_write(struct orchd_engine *e, const char *stack,
 		goto out;
 	}
 	path = xasprintf("%s/Pulumi.yaml", dir);
-	s = json_object_to_json_string_ext(prog, JSON_C_TO_STRING_PLAIN |
-							 JSON_C_TO_STRING_NOSLASHESCAPE);
+	s = json_object_to_json_string_ext(prog,
+					   JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	if (write_file(path, s, strlen(s), 0600)) {
-		set_err(err, errlen, "stack %s: cannot write %s: %s", stack, path,
-			strerror(errno));
+		set_err(err, errlen, "stack %s: cannot write %s: %s", stack, path, strerror(errno));
 		goto out;
 	}
 	sb_addstr(&msg, "orchd");
@@ -900,10 +901,18 @@ static int pulumi_write(struct orchd_engine *e, const char *stack,
 	sb_addf(&msg, " %d %lld %lld", rec->last.attempts, (long long)rec->last.started_at,
 		(long long)rec->last.ended_at);
 	for (attempt = 0; attempt < 2; attempt++) {
-		const char *args[] = { "up",	     "--yes",	   "--skip-preview",
-				       "--stack",    stack,	   "--message",
-				       sb_str(&msg), "--color",	   "never",
-				       "--suppress-outputs", "--suppress-progress", NULL };
+		const char *args[] = {"up",
+				      "--yes",
+				      "--skip-preview",
+				      "--stack",
+				      stack,
+				      "--message",
+				      sb_str(&msg),
+				      "--color",
+				      "never",
+				      "--suppress-outputs",
+				      "--suppress-progress",
+				      NULL};
 
 		run_release(&r);
 		run_init(&r);
@@ -939,10 +948,9 @@ out:
 static int pulumi_remove(struct orchd_engine *e, const char *stack, char *err, size_t errlen)
 {
 	struct pulumi *p = P(e);
-	const char *destroy[] = { "destroy", "--yes",  "--skip-preview", "--stack",
-				  stack,     "--color", "never",	  "--suppress-progress",
-				  NULL };
-	const char *rm[] = { "stack", "rm", "--yes", "--stack", stack, NULL };
+	const char *destroy[] = {"destroy", "--yes", "--skip-preview",	    "--stack", stack,
+				 "--color", "never", "--suppress-progress", NULL};
+	const char *rm[] = {"stack", "rm", "--yes", "--stack", stack, NULL};
 	struct run r;
 	int ret = -1;
 
@@ -1060,8 +1068,8 @@ static int pulumi_history_read(struct orchd_engine *e, const char *stack,
 	run_init(&r);
 	snprintf(sizebuf, sizeof(sizebuf), "%d", HISTORY_PAGE);
 	for (page = 1;; page++) {
-		const char *args[] = { "stack",	      "history", "--json",    "--stack", stack,
-				       "--page-size", sizebuf,	 "--page",    pagebuf,	 NULL };
+		const char *args[] = {"stack",	     "history", "--json", "--stack", stack,
+				      "--page-size", sizebuf,	"--page", pagebuf,   NULL};
 		json_object *arr;
 
 		snprintf(pagebuf, sizeof(pagebuf), "%d", page);
