@@ -123,7 +123,10 @@ go_mod_file() {
   local json gomod
   json=$(go mod download -json "$1@$2") || { echo "$json" >&2; return 1; }
   gomod=$(printf '%s\n' "$json" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')
-  [ -n "$gomod" ] && [ -f "$gomod" ] || { echo "no go.mod for $1@$2: $json" >&2; return 1; }
+  if [ -z "$gomod" ] || [ ! -f "$gomod" ]; then
+    echo "no go.mod for $1@$2: $json" >&2
+    return 1
+  fi
   echo "$gomod"
 }
 
@@ -345,7 +348,7 @@ verify_sops() {
   age-keygen -o key.txt 2>/dev/null
   printf 'db:\n  password: s3cret\n  user: orchd\n' > secret.yaml
   sops --disable-version-check encrypt --age "$(age-keygen -y key.txt)" secret.yaml > secret.enc.yaml
-  ! grep -q s3cret secret.enc.yaml
+  if grep -q s3cret secret.enc.yaml; then echo "plaintext left in encrypted file" >&2; return 1; fi
   grep -q 'ENC\[' secret.enc.yaml
   SOPS_AGE_KEY_FILE=$PWD/key.txt sops --disable-version-check decrypt secret.enc.yaml | grep -q 'password: s3cret'
 }
@@ -405,7 +408,8 @@ verify_one() {
   mkdir -p "$TOOLS_DIR/logs"
   (
     cd "$tmp"
-    export PATH="$(path_of "${ALL_TOOLS[@]}"):$PATH"
+    PATH="$(path_of "${ALL_TOOLS[@]}"):$PATH"
+    export PATH
     export -f "verify_$name"
     offline bash -euo pipefail -c "set -x; verify_$name"
   ) > "$log" 2>&1 || rc=$?
