@@ -125,6 +125,85 @@ START_TEST(test_run_outputs_flow_by_reference)
 }
 END_TEST
 
+/* A value that is exactly one reference keeps the output's JSON type; one
+ * inside a longer string is text; $${{ is a literal ${{. */
+START_TEST(test_reference_types_and_escape)
+{
+	char *f = write_pipeline("p.yaml",
+				 "p:\n"
+				 "  exec:\n"
+				 "    - name: up\n"
+				 "      command: [sh, -c, 'echo {\\\"cmd\\\": [\\\"echo\\\", "
+				 "\\\"typed\\\"], \\\"n\\\": 5} > $ORCHD_OUTPUT']\n"
+				 "    - name: down\n"
+				 "      command: '${{ exec.up.outputs.cmd }}'\n"
+				 "    - name: text\n"
+				 "      command: [echo, 'n is ${{ exec.up.outputs.n }}', "
+				 "'$${{ exec.up.outputs.n }}']\n");
+	char *err = NULL;
+	int rc = orchd("run", f, NULL, &err, NULL);
+
+	ck_assert_msg(rc == 0, "rc=%d\n%s", rc, err);
+	ck_assert_msg(strstr(err, "[exec.down] typed"), "%s", err);
+	ck_assert_msg(strstr(err, "n is 5 ${{ exec.up.outputs.n }}"), "%s", err);
+	free(err);
+	/* A config only known after its upstream applied is validated again
+	 * with the real values, before its own action. */
+	free(f);
+	/* (its own directory: pipelines beside each other share .orchd) */
+	{
+		char *two = xasprintf("%s/two", E.dir);
+
+		ck_assert_int_eq(mkdir(two, 0700), 0);
+		free(two);
+	}
+	f = write_pipeline("two/p.yaml",
+			   "p2:\n"
+			   "  exec:\n"
+			   "    - name: up\n"
+			   "      command: [sh, -c, 'echo {\\\"n\\\": 5} > $ORCHD_OUTPUT']\n"
+			   "    - name: down\n"
+			   "      command: '${{ exec.up.outputs.n }}'\n");
+	rc = orchd("run", f, NULL, &err, NULL);
+	ck_assert_int_eq(rc, 1);
+	ck_assert_msg(strstr(err, "[exec.down] error: validate failed: extension reported failure: "
+				  "invalid configuration: command: must be a list of strings"),
+		      "%s", err);
+	free(err);
+	free(f);
+}
+END_TEST
+
+/* plan uses an upstream's mock_outputs while it was never applied; a
+ * missing output key fails the consumer clearly. */
+START_TEST(test_plan_mock_outputs_and_missing_key)
+{
+	char *f = write_pipeline(
+		"p.yaml", "p:\n"
+			  "  exec:\n"
+			  "    - name: up\n"
+			  "      command: [sh, -c, 'echo url=http://real >> $ORCHD_OUTPUT']\n"
+			  "      mock_outputs: {url: 'http://mock'}\n"
+			  "    - name: down\n"
+			  "      command: [echo, '${{ exec.up.outputs.url }}']\n"
+			  "      plan_command: [echo, 'plan sees ${{ exec.up.outputs.url }}']\n"
+			  "    - name: bad\n"
+			  "      command: [echo, '${{ exec.up.outputs.nope }}']\n");
+	char *err = NULL;
+	int rc = orchd("plan", f, NULL, &err, "-t", "exec.down", "-t", "exec.up", NULL);
+
+	ck_assert_msg(rc == 0, "rc=%d\n%s", rc, err);
+	ck_assert_msg(strstr(err, "plan sees http://mock"), "%s", err);
+	free(err);
+	rc = orchd("run", f, NULL, &err, "--keep-going", NULL);
+	ck_assert_int_eq(rc, 1);
+	ck_assert_msg(strstr(err, "[exec.bad]  error: exec.up has no output 'nope'"), "%s", err);
+	ck_assert_msg(strstr(err, "[exec.down] http://real"), "%s", err);
+	free(err);
+	free(f);
+}
+END_TEST
+
 START_TEST(test_failure_skips_dependents_fail_fast)
 {
 	char *f = write_pipeline("p.yaml", "p:\n"
@@ -593,6 +672,8 @@ Suite *orchestrator_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_run_outputs_flow_by_reference);
+	tcase_add_test(tc, test_reference_types_and_escape);
+	tcase_add_test(tc, test_plan_mock_outputs_and_missing_key);
 	tcase_add_test(tc, test_failure_skips_dependents_fail_fast);
 	tcase_add_test(tc, test_keep_going_runs_independent_branches);
 	tcase_add_test(tc, test_validate_before_apply_changes_nothing);

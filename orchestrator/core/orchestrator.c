@@ -71,6 +71,10 @@ struct node {
 	struct strbuf log;   /* every line: log file, junit system-out */
 	int log_truncated;
 	struct strbuf group; /* --output grouped: lines not printed yet */
+	/* References not known at validate time (upstream never applied):
+	 * a validate failure then waits for the real values, and the
+	 * instance is validated again right before its action. */
+	int unresolved, revalidate, revalidating;
 };
 
 struct sched {
@@ -195,7 +199,8 @@ struct resolver {
 	struct node *node;
 	struct strbuf *why; /* first failure */
 	struct orchd_sha256 *inputs;
-	int lenient; /* validate phase: leave unresolvable references as text */
+	int lenient;	/* validate phase: leave unresolvable references as text */
+	int unresolved; /* lenient: references left as text */
 };
 
 /* The output value of upstream `target` named `key`, or NULL (why set). */
@@ -280,8 +285,10 @@ static json_object *resolve_string(struct resolver *r, const char *str)
 			v = lookup_output(r, target, key, &found);
 			free(target);
 			free(key);
-			if (!found)
+			if (!found) {
+				r->unresolved++;
 				return r->lenient ? json_object_new_string(str) : NULL;
+			}
 			return v ? json_object_get(v) : NULL;
 		}
 	}
@@ -310,6 +317,7 @@ static json_object *resolve_string(struct resolver *r, const char *str)
 		free(target);
 		free(key);
 		if (!found) {
+			r->unresolved++;
 			if (!r->lenient) {
 				sb_release(&out);
 				return NULL;
@@ -370,7 +378,7 @@ static json_object *resolve_value(struct resolver *r, json_object *v, int *ok)
 
 static int resolve_node_config(struct sched *s, struct node *nd, int lenient, struct strbuf *why)
 {
-	struct resolver r = {s, nd, why, NULL, lenient};
+	struct resolver r = {s, nd, why, NULL, lenient, 0};
 	json_object *raw = orchd_instance_config(s->p, nd->in);
 	char hex[ORCHD_SHA256_HEXSZ];
 	int ok = 1;
@@ -379,6 +387,7 @@ static int resolve_node_config(struct sched *s, struct node *nd, int lenient, st
 	json_object_put(nd->config);
 	nd->secret_input = 0;
 	nd->config = resolve_value(&r, raw, &ok);
+	nd->unresolved = r.unresolved;
 	json_object_put(raw);
 	free(nd->inputs_hash);
 	nd->inputs_hash = NULL;
@@ -831,6 +840,12 @@ static void on_done(void *cb_data, void *ctx, const char *id, const struct orchd
 		if (ok) {
 			nd->st = N_DONE;
 			nd->status = "valid";
+		} else if (nd->unresolved && res->status == ORCHD_STEP_FAILED && res->has_result) {
+			nd->st = N_DONE;
+			nd->status = "valid";
+			nd->revalidate = 1;
+			node_log(s, nd, ORCHD_LOG_INFO,
+				 "validate again when its references are known (%s)", res->reason);
 		} else {
 			nd->st = N_FAILED;
 			nd->status = "invalid";
@@ -859,6 +874,27 @@ static void on_done(void *cb_data, void *ctx, const char *id, const struct orchd
 		return;
 	}
 
+	if (nd->revalidating) {
+		/* The deferred validate, now with the real values. */
+		nd->revalidating = 0;
+		nd->revalidate = 0;
+		nd->attempts--;
+		if (ok) {
+			start_node(s, i);
+		} else {
+			nd->st = N_FAILED;
+			nd->status = "invalid";
+			snprintf(nd->reason, sizeof(nd->reason), "%s", res->reason);
+			node_log(s, nd, ORCHD_LOG_ERROR, "validate failed: %s", res->reason);
+			skip_dependents(s, i);
+			if (!s->o->keep_going)
+				s->stop = 1;
+		}
+		flush_group(s, nd);
+		fill_slots(s);
+		update_status(s);
+		return;
+	}
 	if (ok) {
 		json_object_put(nd->outputs);
 		json_object_put(nd->secrets);
@@ -995,6 +1031,10 @@ static int start_node(struct sched *s, size_t i)
 	spec.id = nd->in->id;
 	spec.exe = nd->ext->path;
 	spec.action = s->validating ? OP_ACTION_VALIDATE : s->action;
+	if (!s->validating && nd->revalidate) {
+		spec.action = OP_ACTION_VALIDATE;
+		nd->revalidating = 1;
+	}
 	spec.instance = nd->in->name;
 	spec.stack = nd->stack;
 	spec.config = nd->config;
