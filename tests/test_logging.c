@@ -231,14 +231,19 @@ START_TEST(test_console_tty_auto)
 	orchd_console_free(con);
 	fflush(f);
 	/* the tty turns \n into \r\n */
+	/* the status line is erased for the log line, drawn again under it,
+	 * and erased at the end */
 	expect_pty(master, "\r\033[Krunning 2, done 3, failed 1: exec.a exec.b"
-			   "\r\033[K\033[32m[exec.a]\033[0m hi\r\n");
+			   "\r\033[K\033[32m[exec.a]\033[0m hi\r\n"
+			   "\r\033[Krunning 2, done 3, failed 1: exec.a exec.b\r\033[K");
 
 	setenv("NO_COLOR", "1", 1);
 	{
 		struct orchd_console_opts o = {f, ORCHD_LOG_INFO, -1, -1};
 		con = orchd_console_new(&o);
 	}
+	/* NO_COLOR: plain output, no status line either */
+	orchd_console_status(con, 3, 1, running, 2);
 	orchd_console_log(con, "exec.a", ORCHD_LOG_INFO, "hi");
 	orchd_console_free(con);
 	fflush(f);

@@ -149,7 +149,8 @@ struct orchd_console {
 	int color;
 	int status;
 	int status_shown;
-	size_t width; /* longest id */
+	struct strbuf status_text; /* redrawn under each new line */
+	size_t width;		   /* longest id */
 	struct console_inst *inst;
 	size_t ninst, ainst;
 	struct orchd_mask *mask;
@@ -180,14 +181,18 @@ struct orchd_console *orchd_console_new(const struct orchd_console_opts *opts)
 		c->color = tty && !(nc && *nc);
 	}
 	c->status = opts ? opts->status : -1;
-	if (c->status < 0)
-		c->status = tty;
+	if (c->status < 0) {
+		/* Plain output when NO_COLOR is set: no colors, no status line. */
+		const char *nc = getenv("NO_COLOR");
+		c->status = tty && !(nc && *nc);
+	}
 	c->mask = orchd_mask_new();
 	if (!c->mask) {
 		free(c);
 		return NULL;
 	}
 	sb_init(&c->line, 0);
+	sb_init(&c->status_text, 0);
 	return c;
 }
 
@@ -201,6 +206,7 @@ void orchd_console_free(struct orchd_console *c)
 	free(c->inst);
 	orchd_mask_free(c->mask);
 	sb_release(&c->line);
+	sb_release(&c->status_text);
 	free(c);
 }
 
@@ -240,8 +246,26 @@ void orchd_console_add_instance(struct orchd_console *c, const char *id)
 	get_inst(c, id);
 }
 
+static void status_erase(struct orchd_console *c)
+{
+	if (!c->status_shown)
+		return;
+	fputs("\r\033[K", c->out);
+	c->status_shown = 0;
+}
+
+static void status_draw(struct orchd_console *c)
+{
+	if (!c->status || !c->status_text.len)
+		return;
+	fputs("\r\033[K", c->out);
+	fwrite(c->status_text.buf, 1, c->status_text.len, c->out);
+	c->status_shown = 1;
+}
+
 void orchd_console_status_clear(struct orchd_console *c)
 {
+	sb_reset(&c->status_text);
 	if (!c->status_shown)
 		return;
 	fputs("\r\033[K", c->out);
@@ -283,7 +307,7 @@ void orchd_console_log(struct orchd_console *c, const char *id, enum orchd_log_l
 			sb->buf[i] = '?';
 	}
 	masked = orchd_mask_apply(c->mask, sb->buf, sb->len, &mlen);
-	orchd_console_status_clear(c);
+	status_erase(c);
 	if (masked) {
 		fwrite(masked, 1, mlen, c->out);
 		free(masked);
@@ -291,6 +315,7 @@ void orchd_console_log(struct orchd_console *c, const char *id, enum orchd_log_l
 		fwrite(sb->buf, 1, sb->len, c->out);
 	}
 	fputc('\n', c->out);
+	status_draw(c);
 	if (c->status)
 		fflush(c->out);
 }
@@ -325,10 +350,10 @@ void orchd_console_status(struct orchd_console *c, size_t done, size_t failed,
 		sb_addf(&sb, "%s%s", i ? " " : ": ", running[i]);
 	if (sb.len >= 200)
 		sb_setlen(&sb, 200);
-	fputs("\r\033[K", c->out);
-	fputs(sb_str(&sb), c->out);
+	sb_reset(&c->status_text);
+	sb_add(&c->status_text, sb.buf, sb.len);
+	status_draw(c);
 	fflush(c->out);
-	c->status_shown = 1;
 	sb_release(&sb);
 }
 
