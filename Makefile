@@ -113,12 +113,15 @@ $(ORCHD): $(call obj,$(MAIN_SRC)) $(ORCH_OBJ) $(COMMON_OBJ) $(PROTO_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm
 
 # --- extensions: extensions/T/*.c -> orchd-ext-T, linked with the protocol
-# library and json-c only (an extension never links libgit2 or libcurl; it
-# asks the core).  Each extension's own Makefile does the same standalone.
+# library and json-c (an extension never links libgit2 or libcurl; it asks
+# the core), plus what an optional extensions/T/ext.mk declares as
+# EXT_LIBS_T (e.g. libcrypto).  Each extension's own Makefile does the same
+# standalone (and includes the same ext.mk).
+-include $(wildcard extensions/*/ext.mk)
 define EXT_RULE
 $(EXT_DIR)/orchd-ext-$(1): $(call obj,$(sort $(wildcard extensions/$(1)/*.c))) $(PROTO_LIB)
 	@mkdir -p $$(@D)
-	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(JSON_LIBS)
+	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(JSON_LIBS) $$(EXT_LIBS_$(1))
 	cp extensions/$(1)/manifest.json $(EXT_DIR)/orchd-ext-$(1).manifest.json
 endef
 $(foreach e,$(EXT_NAMES),$(eval $(call EXT_RULE,$(e))))

@@ -369,6 +369,209 @@ int op_ext_finish(struct op_ext *ext);
 /* Free without sending anything. */
 void op_ext_free(struct op_ext *ext);
 
+/* ---------------------------------------------------------------------------
+ * Extension-side: running a tool (op_cmd_*).
+ *
+ * One runner for C extensions that start a program (exec's command, tofu,
+ * sops, age ...):
+ *
+ *   char *argv[] = {"tofu", "plan", NULL};
+ *   struct op_cmd_opts o = {.argv = argv,
+ *                           .out = {OP_CMD_LOG, "info", 0},
+ *                           .err = {OP_CMD_LOG | OP_CMD_CAPTURE, "warning", 65536}};
+ *   struct op_cmd_result r;
+ *   op_cmd_run(ext, &o, &r);
+ *   if (!op_cmd_exited(&r, 0)) ... r.error / op_cmd_status_text() ...
+ *   op_cmd_result_release(&r);
+ *
+ * The program runs in its own process group, with stdin from /dev/null (or
+ * a pipe fed with opts->input), the extension's environment plus opts->env,
+ * and the default signal dispositions and an empty signal mask.  argv[0]
+ * is looked up on the PATH of that environment (as execvp does, including
+ * running a file without a #! line with /bin/sh).  Between fork and exec the
+ * child only makes async-signal-safe calls: argv, envp and every other
+ * string are built before fork.
+ *
+ * Its stdout and stderr are read without blocking; per stream:
+ *   OP_CMD_LOG      split into lines (over-long lines come as chunks of
+ *                   line_max bytes), invalid UTF-8 and NUL bytes replaced
+ *                   by U+FFFD, each line sent as a log message at `level`
+ *                   (after opts->line_fn, which may change the level or drop
+ *                   the line);
+ *   OP_CMD_CAPTURE  raw bytes kept in res->out / res->err, at most
+ *                   capture_max bytes (the rest is read and dropped, and
+ *                   .truncated is set);
+ *   both, or 0 (read and dropped; line_fn still sees the lines).
+ *
+ * Cancel: while the program runs, a cancel from orchd (op_ext_check_cancel,
+ * including one buffered with the action) or SIGTERM/SIGINT to the
+ * extension (see op_cmd_catch_signals) sends SIGTERM to the program's
+ * process group and logs "cancelled: sent SIGTERM to NAME" (warning); if it
+ * still runs kill_grace_ms later, SIGKILL to the group and "NAME still
+ * running: sent SIGKILL".  Processes of the group started after the first
+ * SIGTERM get another SIGTERM when the program is reaped.  When the run
+ * starts after a cancel, the program is not started at all.
+ *
+ * A grandchild that keeps the pipes open after the program exited does
+ * not hang the run: once the program is reaped and the pipes stay silent
+ * for 200 ms, what is buffered is taken and the pipes are closed.
+ *
+ * Signals: the runner needs SIGCHLD to be deliverable; op_cmd_run() calls
+ * op_cmd_catch_signals() itself, an extension may call it earlier so that
+ * a SIGTERM that arrives before the first run is noticed too.
+ * ------------------------------------------------------------------------- */
+
+/* struct op_cmd_stream.mode bits */
+#define OP_CMD_LOG     1
+#define OP_CMD_CAPTURE 2
+
+/* Defaults for zero fields of the options. */
+#define OP_CMD_LINE_MAX	     65536
+#define OP_CMD_CAPTURE_MAX   (16 * 1024 * 1024)
+#define OP_CMD_KILL_GRACE_MS 5000
+
+struct op_cmd_stream {
+	int mode;	    /* OP_CMD_LOG | OP_CMD_CAPTURE, or 0 */
+	const char *level;  /* OP_CMD_LOG: "debug", "info", "warning" or "error" */
+	size_t capture_max; /* OP_CMD_CAPTURE: bytes kept; 0: OP_CMD_CAPTURE_MAX */
+};
+
+/*
+ * Called for each line of either stream (stream 1: stdout, 2: stderr) when
+ * the stream is logged or line_fn is set.  line is the cleaned UTF-8 text
+ * (NUL-terminated, len bytes, modifiable in place, e.g. to mask a value;
+ * valid only during the call).  *level is the stream's level (NULL when the
+ * stream is not logged); set it to another level, or to NULL to not log the
+ * line.
+ */
+typedef void (*op_cmd_line_fn)(void *arg, int stream, char *line, size_t len, const char **level);
+
+struct op_cmd_opts {
+	char *const *argv; /* NULL-terminated, argv[0] non-empty; borrowed */
+	char *const *env;  /* NULL or NULL-terminated "NAME=VALUE" added to
+				 (or replacing in) the extension's environment */
+	const char *cwd;   /* the program's working directory; NULL: ours */
+	const void *input; /* NULL: stdin from /dev/null; else input_len bytes
+				 written to the program's stdin, then closed */
+	size_t input_len;
+	struct op_cmd_stream out, err;
+	size_t line_max;	/* 0: OP_CMD_LINE_MAX */
+	op_cmd_line_fn line_fn; /* NULL: none */
+	void *line_arg;
+	const char *name;  /* NAME in the cancel messages; NULL: argv[0] */
+	int kill_grace_ms; /* 0: OP_CMD_KILL_GRACE_MS */
+};
+
+/* A captured stream: buf is NUL-terminated (after the run, never NULL),
+ * may contain NUL bytes (len is authoritative); owned by the result. */
+struct op_cmd_buf {
+	char *buf;
+	size_t len;
+	bool truncated; /* more than capture_max bytes came (or ENOMEM) */
+};
+
+struct op_cmd_result {
+	bool ran;	       /* started (exec succeeded) and reaped: status is valid */
+	int status;	       /* wait status (ran) */
+	int exit_code;	       /* WEXITSTATUS when it exited, else -1 */
+	int term_signal;       /* WTERMSIG when a signal killed it, else 0 */
+	bool cancelled;	       /* a cancel or SIGTERM/SIGINT arrived during (or before) the run */
+	char error[OP_ERRMAX]; /* not started: "cannot run 'x': No such file or directory",
+				  "cannot change to directory 'd': ...", "cannot create pipes: ...",
+				  "cannot fork: ...", "cancelled"; "" otherwise */
+	struct op_cmd_buf out, err;
+};
+
+/*
+ * Run opts->argv to completion or cancellation.  ext may be NULL (then
+ * nothing is logged and only signals cancel).  Always fills *res (release
+ * it with op_cmd_result_release() in every case).  Returns 0 when the
+ * program was started (res->ran then tells it was reaped; res->cancelled
+ * may be set), or -1 with res->error and errno set (ECANCELED when it was
+ * not started because of a cancel, res->cancelled being set; EINVAL for a
+ * missing argv; else the errno of pipe/fork/chdir/exec).
+ */
+int op_cmd_run(struct op_ext *ext, const struct op_cmd_opts *opts, struct op_cmd_result *res);
+/* Free (after overwriting with zeros: they may hold secrets) the captures. */
+void op_cmd_result_release(struct op_cmd_result *res);
+/* True when the program ran and exited with code. */
+bool op_cmd_exited(const struct op_cmd_result *res, int code);
+/* "exit status N" or "killed by signal S" (of a result that ran); buf is returned. */
+const char *op_cmd_status_text(const struct op_cmd_result *res, char *buf, size_t len);
+/*
+ * One-line verdict: res->error, "cancelled", "command exited with status
+ * N" or "command killed by signal S".  Returns true when the program ran,
+ * was not cancelled and exited with 0.
+ */
+bool op_cmd_summary(const struct op_cmd_result *res, char *buf, size_t len);
+
+/*
+ * Install handlers for SIGTERM and SIGINT (they only record the signal:
+ * op_cmd_signal_caught() then returns it and runs treat it as a cancel) and
+ * for SIGCHLD (wakes the runner; SA_NOCLDSTOP), all SA_RESTART, and unblock
+ * the three.  Idempotent.
+ */
+void op_cmd_catch_signals(void);
+/* The SIGTERM/SIGINT caught since op_cmd_catch_signals(), or 0. */
+int op_cmd_signal_caught(void);
+
+/* ---------------------------------------------------------------------------
+ * Extension-side: configuration errors (the validate result's "errors").
+ *
+ *   struct op_errors errs = {0};
+ *   op_errors_add(&errs, "command", "is required");
+ *   op_errors_unknown_key(&errs, "", "comand", known_keys);
+ *   if (errs.nr)
+ *           op_ext_fail_errors(ext, &errs, 0, "invalid configuration: ");
+ *   op_errors_release(&errs);
+ *
+ * Ownership: struct op_errors owns its entries (zero-initialised = empty);
+ * release with op_errors_release().  Allocation failure: -1 with ENOMEM and
+ * the error is not recorded.
+ * ------------------------------------------------------------------------- */
+
+struct op_error {
+	char *path;    /* "command", "env.FOO", "values.db.sops.key"; "" for the whole config */
+	char *message; /* "is required", "must be a string", ... */
+};
+
+struct op_errors {
+	struct op_error *v;
+	size_t nr, alloc;
+};
+
+int op_errors_add(struct op_errors *e, const char *path, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/*
+ * "unknown key 'KEY' (did you mean 'CANDIDATE'?)" or "unknown key 'KEY'",
+ * at path; known: NULL-terminated (see op_closest).
+ */
+int op_errors_unknown_key(struct op_errors *e, const char *path, const char *key,
+			  const char *const *known);
+void op_errors_release(struct op_errors *e);
+/* "path: message", or message alone when path is "" (malloc'ed; NULL: ENOMEM). */
+char *op_error_text(const struct op_error *e);
+/* [{"path":..,"message":..}, ...]; the caller owns it.  NULL: ENOMEM. */
+struct json_object *op_errors_json(const struct op_errors *e);
+
+/*
+ * The candidate (NULL-terminated list) closest to name by edit distance
+ * (Levenshtein), when that distance is at most 2; the first of equally
+ * close ones.  NULL when none is that close (or name is longer than 62
+ * bytes).  Borrowed from candidates.
+ */
+const char *op_closest(const char *name, const char *const *candidates);
+
+/*
+ * Report errs (at least one) as a failed action: each error is logged at
+ * level error as op_error_text(), then the result is sent with success
+ * false, the given changed (see op_encode_result), summary
+ * "PREFIX FIRST" or "PREFIX FIRST (and N more)", and extra
+ * {"errors": op_errors_json(errs)}.  Returns what op_ext_result returned.
+ */
+int op_ext_fail_errors(struct op_ext *ext, const struct op_errors *errs, int changed,
+		       const char *prefix);
+
 #ifdef __cplusplus
 }
 #endif

@@ -9,10 +9,12 @@
 
 #include <json-c/json.h>
 
+#include "orchd_protocol.h"
+
 #include "models.h"
 
 static const char *const known_keys[] = {
-	"command", "env", "cwd", "plan_command", "destroy_command", "secret_outputs",
+	"command", "env", "cwd", "plan_command", "destroy_command", "secret_outputs", NULL,
 };
 
 /* The extension links only libc, json-c and the protocol library: no
@@ -31,25 +33,6 @@ static struct json_object *unconst(const struct json_object *o)
 	return (struct json_object *)(uintptr_t)o;
 }
 
-__attribute__((format(printf, 3, 4))) static void add_error(struct exec_errors *e, const char *path,
-							    const char *fmt, ...)
-{
-	va_list ap;
-	char *msg;
-
-	if (e->nr == e->alloc) {
-		e->alloc = e->alloc ? 2 * e->alloc : 8;
-		e->v = must(realloc(e->v, e->alloc * sizeof(*e->v)));
-	}
-	va_start(ap, fmt);
-	if (vasprintf(&msg, fmt, ap) < 0)
-		msg = NULL;
-	va_end(ap);
-	e->v[e->nr].path = must(strdup(path));
-	e->v[e->nr].message = must(msg);
-	e->nr++;
-}
-
 static void free_list(char **l)
 {
 	for (size_t i = 0; l && l[i]; i++)
@@ -59,18 +42,18 @@ static void free_list(char **l)
 
 /* A list of strings: returns a NULL-terminated copy, or NULL after errors. */
 static char **parse_argv(struct json_object *v, const char *key, int nonempty,
-			 struct exec_errors *errs)
+			 struct op_errors *errs)
 {
 	size_t n, before = errs->nr;
 	char **out;
 
 	if (!json_object_is_type(v, json_type_array)) {
-		add_error(errs, key, "must be a list of strings");
+		op_errors_add(errs, key, "must be a list of strings");
 		return NULL;
 	}
 	n = json_object_array_length(v);
 	if (nonempty && n == 0) {
-		add_error(errs, key, "must not be empty");
+		op_errors_add(errs, key, "must not be empty");
 		return NULL;
 	}
 	out = must(calloc(n + 1, sizeof(*out)));
@@ -80,12 +63,12 @@ static char **parse_argv(struct json_object *v, const char *key, int nonempty,
 
 		if (!json_object_is_type(s, json_type_string)) {
 			snprintf(path, sizeof(path), "%s[%zu]", key, i);
-			add_error(errs, path, "must be a string");
+			op_errors_add(errs, path, "must be a string");
 			continue;
 		}
 		out[i] = must(strdup(json_object_get_string(s)));
 		if (nonempty && i == 0 && !*out[0])
-			add_error(errs, key, "program name must not be empty");
+			op_errors_add(errs, key, "program name must not be empty");
 	}
 	if (errs->nr != before) {
 		for (size_t i = 0; i < n; i++)
@@ -96,13 +79,13 @@ static char **parse_argv(struct json_object *v, const char *key, int nonempty,
 	return out;
 }
 
-static char **parse_env(struct json_object *v, struct exec_errors *errs)
+static char **parse_env(struct json_object *v, struct op_errors *errs)
 {
 	size_t n = 0, before = errs->nr;
 	char **out;
 
 	if (!json_object_is_type(v, json_type_object)) {
-		add_error(errs, "env", "must be a map of strings");
+		op_errors_add(errs, "env", "must be a map of strings");
 		return NULL;
 	}
 	out = must(calloc((size_t)json_object_object_length(v) + 1, sizeof(*out)));
@@ -112,11 +95,11 @@ static char **parse_env(struct json_object *v, struct exec_errors *errs)
 
 		snprintf(path, sizeof(path), "env.%s", k);
 		if (!*k || strchr(k, '=')) {
-			add_error(errs, path, "is not a valid variable name");
+			op_errors_add(errs, path, "is not a valid variable name");
 			continue;
 		}
 		if (!json_object_is_type(val, json_type_string)) {
-			add_error(errs, path, "must be a string");
+			op_errors_add(errs, path, "must be a string");
 			continue;
 		}
 		if (asprintf(&out[n], "%s=%s", k, json_object_get_string(val)) < 0)
@@ -130,56 +113,15 @@ static char **parse_env(struct json_object *v, struct exec_errors *errs)
 	return out;
 }
 
-/* Levenshtein distance, for "did you mean" (short strings only). */
-static size_t distance(const char *a, const char *b)
-{
-	size_t la = strlen(a), lb = strlen(b), prev[64], cur[64];
-
-	if (la >= 63 || lb >= 63)
-		return 99;
-	for (size_t j = 0; j <= lb; j++)
-		prev[j] = j;
-	for (size_t i = 1; i <= la; i++) {
-		cur[0] = i;
-		for (size_t j = 1; j <= lb; j++) {
-			size_t sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
-			size_t del = prev[j] + 1, ins = cur[j - 1] + 1;
-
-			cur[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
-		}
-		memcpy(prev, cur, (lb + 1) * sizeof(size_t));
-	}
-	return prev[lb];
-}
-
-static void unknown_key(const char *k, struct exec_errors *errs)
-{
-	const char *best = NULL;
-	size_t bestd = 3;
-
-	for (size_t i = 0; i < sizeof(known_keys) / sizeof(known_keys[0]); i++) {
-		size_t d = distance(k, known_keys[i]);
-
-		if (d < bestd) {
-			bestd = d;
-			best = known_keys[i];
-		}
-	}
-	if (best)
-		add_error(errs, "", "unknown key '%s' (did you mean '%s'?)", k, best);
-	else
-		add_error(errs, "", "unknown key '%s'", k);
-}
-
 int exec_config_parse(const struct json_object *cfg, struct exec_config *out,
-		      struct exec_errors *errs)
+		      struct op_errors *errs)
 {
 	struct json_object *c = unconst(cfg), *v;
 	size_t before = errs->nr;
 
 	memset(out, 0, sizeof(*out));
 	if (!json_object_is_type(c, json_type_object)) {
-		add_error(errs, "", "config must be a map");
+		op_errors_add(errs, "", "config must be a map");
 		return -1;
 	}
 	json_object_object_foreach(c, k, val)
@@ -187,13 +129,13 @@ int exec_config_parse(const struct json_object *cfg, struct exec_config *out,
 		int known = 0;
 
 		(void)val;
-		for (size_t i = 0; i < sizeof(known_keys) / sizeof(known_keys[0]); i++)
+		for (size_t i = 0; known_keys[i]; i++)
 			known |= !strcmp(k, known_keys[i]);
 		if (!known)
-			unknown_key(k, errs);
+			op_errors_unknown_key(errs, "", k, known_keys);
 	}
 	if (!json_object_object_get_ex(c, "command", &v))
-		add_error(errs, "command", "is required");
+		op_errors_add(errs, "command", "is required");
 	else
 		out->command = parse_argv(v, "command", 1, errs);
 	if (json_object_object_get_ex(c, "env", &v))
@@ -202,7 +144,7 @@ int exec_config_parse(const struct json_object *cfg, struct exec_config *out,
 		out->env = must(calloc(1, sizeof(char *)));
 	if (json_object_object_get_ex(c, "cwd", &v)) {
 		if (!json_object_is_type(v, json_type_string) || !json_object_get_string_len(v))
-			add_error(errs, "cwd", "must be a non-empty string");
+			op_errors_add(errs, "cwd", "must be a non-empty string");
 		else
 			out->cwd = must(strdup(json_object_get_string(v)));
 	}
@@ -230,43 +172,6 @@ void exec_config_release(struct exec_config *c)
 	free_list(c->destroy_command);
 	free_list(c->secret_outputs);
 	memset(c, 0, sizeof(*c));
-}
-
-void exec_errors_release(struct exec_errors *e)
-{
-	for (size_t i = 0; i < e->nr; i++) {
-		free(e->v[i].path);
-		free(e->v[i].message);
-	}
-	free(e->v);
-	memset(e, 0, sizeof(*e));
-}
-
-char *exec_error_text(const struct exec_error *e)
-{
-	char *s;
-
-	if (*e->path) {
-		if (asprintf(&s, "%s: %s", e->path, e->message) < 0)
-			s = NULL;
-	} else {
-		s = strdup(e->message);
-	}
-	return must(s);
-}
-
-struct json_object *exec_errors_json(const struct exec_errors *e)
-{
-	struct json_object *a = must(json_object_new_array());
-
-	for (size_t i = 0; i < e->nr; i++) {
-		struct json_object *o = must(json_object_new_object());
-
-		json_object_object_add(o, "path", json_object_new_string(e->v[i].path));
-		json_object_object_add(o, "message", json_object_new_string(e->v[i].message));
-		json_object_array_add(a, o);
-	}
-	return a;
 }
 
 int exec_list_has(char *const *list, const char *name)

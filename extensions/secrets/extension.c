@@ -7,9 +7,8 @@
  * plaintext) is read into memory only, and their stderr is logged only
  * after every known value in it was replaced by "***".
  *
- * The child runner below (non-blocking capture, cancel forwarded as SIGTERM
- * to the tool's process group) is a minimal version of exec's; the two
- * should become one shared runner.
+ * The tools run through the protocol library's op_cmd_run(); hashes come
+ * from libcrypto (EVP SHA-256).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,51 +26,19 @@
 #include <unistd.h>
 
 #include <json-c/json.h>
+#include <openssl/evp.h>
 
 #include "orchd_protocol.h"
 #include "strbuf.h"
 
 #include "extension.h"
 #include "models.h"
-#include "sha256.h"
 
 #define SECRETS_KILL_GRACE_MS 5000
 #define SECRETS_VALUE_MAX     (256 * 1024)	 /* one value (env, file, age) */
 #define SECRETS_TOOL_OUT_MAX  (16 * 1024 * 1024) /* a tool's stdout (sops document) */
 #define SECRETS_TOOL_ERR_MAX  (64 * 1024)	 /* a tool's stderr kept for the log */
 #define SECRETS_SALT_HEX      32
-
-static volatile sig_atomic_t got_signal;
-
-static void on_signal(int sig)
-{
-	got_signal = sig;
-}
-
-static long long mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void setup_signals(void)
-{
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	signal(SIGCHLD, SIG_DFL);
-	sigemptyset(&sa.sa_mask);
-	sigaddset(&sa.sa_mask, SIGTERM);
-	sigaddset(&sa.sa_mask, SIGINT);
-	sigaddset(&sa.sa_mask, SIGCHLD);
-	sigprocmask(SIG_UNBLOCK, &sa.sa_mask, NULL);
-}
 
 /* Overwrite and free a buffer that held plaintext. */
 static void wipe_free(char *p, size_t len)
@@ -213,182 +180,32 @@ static void log_masked(struct op_ext *ext, const char *tool, const char *text, s
 
 /* --- the tool runner ------------------------------------------------------- */
 
-struct tool_run {
-	struct strbuf out; /* stdout: plaintext */
-	struct strbuf err; /* stderr (first SECRETS_TOOL_ERR_MAX bytes) */
-	bool out_overflow;
-	int status; /* wait status */
-	bool cancelled;
-	char why[512]; /* could not run, e.g. "cannot run 'sops': ..." */
-};
-
-static void tool_run_release(struct tool_run *r)
-{
-	sb_wipe(&r->out);
-	sb_wipe(&r->err);
-}
-
-static void child(const char *const *argv, const char *const *env, int out_w, int err_w, int fail_w)
-{
-	int devnull = open("/dev/null", O_RDONLY), err;
-
-	setpgid(0, 0);
-	signal(SIGPIPE, SIG_DFL);
-	signal(SIGTERM, SIG_DFL);
-	signal(SIGINT, SIG_DFL);
-	if (devnull >= 0) {
-		dup2(devnull, 0);
-		close(devnull);
-	}
-	dup2(out_w, 1);
-	dup2(err_w, 2);
-	for (size_t i = 0; env && env[i]; i += 2)
-		setenv(env[i], env[i + 1], 1);
-	execvp(argv[0], (char *const *)(uintptr_t)argv);
-	err = errno;
-	if (write(fail_w, &err, sizeof(err)) < 0)
-		_exit(126);
-	_exit(127);
-}
-
-/* Read what fd has now into sb (bytes beyond cap are dropped).  False at EOF. */
-static bool drain(int fd, struct strbuf *sb, size_t cap, bool *overflow)
-{
-	char buf[65536];
-
-	for (;;) {
-		ssize_t n = read(fd, buf, sizeof(buf));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return errno == EAGAIN;
-		if (n == 0)
-			return false;
-		if (sb->len + (size_t)n > cap) {
-			size_t room = cap - sb->len;
-
-			if (room)
-				sb_add(sb, buf, room);
-			if (overflow)
-				*overflow = true;
-		} else if (sb_add(sb, buf, (size_t)n) < 0) {
-			if (overflow)
-				*overflow = true;
-		}
-		explicit_bzero(buf, (size_t)n);
-	}
-}
-
 /*
- * Run argv (argv[0] looked up in PATH) with stdin from /dev/null in its own
- * process group; env: NULL-terminated NAME, VALUE pairs added to its
- * environment.  stdout and stderr are collected in r.  A cancel from orchd
- * or SIGTERM/SIGINT sends SIGTERM to the group (SIGKILL after the grace).
- * Returns 0 when the tool ran (whatever its status), -1 with r->why.
+ * Run argv with stdin from /dev/null (op_cmd_run: own process group, a
+ * cancel or SIGTERM/SIGINT sends SIGTERM to the group, SIGKILL after the
+ * grace); env: NULL or NULL-terminated "NAME=VALUE" additions.  stdout (the
+ * plaintext) and stderr are captured in r, never logged.  Returns 0 when
+ * the tool ran (whatever its status) or a cancel arrived (r->cancelled),
+ * -1 with r->error when it could not be started.
  */
-static int run_tool(struct op_ext *ext, const char *const *argv, const char *const *env,
-		    struct tool_run *r)
+static int run_tool(struct op_ext *ext, const char *const *argv, char *const *env,
+		    struct op_cmd_result *r)
 {
-	int out_p[2], err_p[2], fail_p[2], fds[2], cerr;
-	long long killed_at = 0;
-	bool reaped = false;
-	pid_t pid;
-	ssize_t n;
+	struct op_cmd_opts o = {
+		.argv = (char *const *)(uintptr_t)argv,
+		.env = env,
+		.out = {OP_CMD_CAPTURE, NULL, SECRETS_TOOL_OUT_MAX},
+		.err = {OP_CMD_CAPTURE, NULL, SECRETS_TOOL_ERR_MAX},
+		.kill_grace_ms = SECRETS_KILL_GRACE_MS,
+	};
+	size_t l;
 
-	memset(r, 0, sizeof(*r));
-	sb_init(&r->out, 0);
-	sb_init(&r->err, 0);
-	if (pipe2(out_p, O_CLOEXEC) < 0 || pipe2(err_p, O_CLOEXEC) < 0 ||
-	    pipe2(fail_p, O_CLOEXEC) < 0) {
-		snprintf(r->why, sizeof(r->why), "cannot create pipes: %s", strerror(errno));
-		return -1;
-	}
-	pid = fork();
-	if (pid < 0) {
-		snprintf(r->why, sizeof(r->why), "cannot fork: %s", strerror(errno));
-		return -1;
-	}
-	if (pid == 0)
-		child(argv, env, out_p[1], err_p[1], fail_p[1]);
-	setpgid(pid, pid);
-	close(out_p[1]);
-	close(err_p[1]);
-	close(fail_p[1]);
-	n = read(fail_p[0], &cerr, sizeof(cerr));
-	close(fail_p[0]);
-	if (n == (ssize_t)sizeof(cerr))
-		snprintf(r->why, sizeof(r->why),
-			 "cannot run '%s': %s (install it or put it on PATH)", argv[0],
-			 strerror(cerr));
-	fds[0] = out_p[0];
-	fds[1] = err_p[0];
-	fcntl(fds[0], F_SETFL, O_NONBLOCK);
-	fcntl(fds[1], F_SETFL, O_NONBLOCK);
-	for (;;) {
-		struct pollfd pfd[3];
-		int ready, status;
-
-		if (fds[0] < 0 && fds[1] < 0 && reaped)
-			break;
-		pfd[0] = (struct pollfd){fds[0], POLLIN, 0};
-		pfd[1] = (struct pollfd){fds[1], POLLIN, 0};
-		pfd[2] = (struct pollfd){r->cancelled ? -1 : op_ext_in_fd(ext), POLLIN, 0};
-		ready = poll(pfd, 3, 200);
-		if (!r->cancelled &&
-		    (got_signal || (pfd[2].revents && op_ext_check_cancel(ext, NULL)))) {
-			r->cancelled = true;
-			killed_at = mono_ms();
-			kill(-pid, SIGTERM);
-			op_ext_log(ext, "warning", "cancelled: sent SIGTERM to %s", argv[0]);
-		}
-		if (r->cancelled && !reaped && killed_at &&
-		    mono_ms() - killed_at > SECRETS_KILL_GRACE_MS) {
-			kill(-pid, SIGKILL);
-			killed_at = 0;
-		}
-		for (int i = 0; i < 2; i++) {
-			bool still_open;
-
-			if (fds[i] < 0 || !pfd[i].revents)
-				continue;
-			if (i == 0)
-				still_open = drain(fds[0], &r->out, SECRETS_TOOL_OUT_MAX,
-						   &r->out_overflow);
-			else
-				still_open = drain(fds[1], &r->err, SECRETS_TOOL_ERR_MAX, NULL);
-			if (!still_open) {
-				close(fds[i]);
-				fds[i] = -1;
-			}
-		}
-		if (!reaped && waitpid(pid, &status, WNOHANG) == pid) {
-			reaped = true;
-			r->status = status;
-		}
-		/* the tool exited but something it started keeps the pipes open */
-		if (reaped && ready == 0)
-			for (int i = 0; i < 2; i++)
-				if (fds[i] >= 0) {
-					close(fds[i]);
-					fds[i] = -1;
-				}
-	}
-	return r->why[0] ? -1 : 0;
-}
-
-/* "exit status N" / "killed by signal S" */
-static void status_text(int status, char *buf, size_t len)
-{
-	if (WIFEXITED(status))
-		snprintf(buf, len, "exit status %d", WEXITSTATUS(status));
-	else
-		snprintf(buf, len, "killed by signal %d", WTERMSIG(status));
-}
-
-static bool exited_ok(const struct tool_run *r)
-{
-	return WIFEXITED(r->status) && WEXITSTATUS(r->status) == 0;
+	if (op_cmd_run(ext, &o, r) == 0 || r->cancelled)
+		return 0;
+	l = strlen(r->error);
+	if (!strncmp(r->error, "cannot run ", 11))
+		snprintf(r->error + l, sizeof(r->error) - l, " (install it or put it on PATH)");
+	return -1;
 }
 
 /* --- reading values --------------------------------------------------------- */
@@ -426,7 +243,7 @@ static bool valid_utf8(const unsigned char *p, size_t len)
  * without NUL bytes.  NULL with an error at path when it is not.
  */
 static struct json_object *text_value(const char *buf, size_t len, const char *path,
-				      const char *what, struct secrets_errors *errs)
+				      const char *what, struct op_errors *errs)
 {
 	if (len && buf[len - 1] == '\n') {
 		len--;
@@ -434,35 +251,34 @@ static struct json_object *text_value(const char *buf, size_t len, const char *p
 			len--;
 	}
 	if (len > SECRETS_VALUE_MAX) {
-		secrets_error_add(errs, path, "%s is larger than %d bytes", what,
-				  SECRETS_VALUE_MAX);
+		op_errors_add(errs, path, "%s is larger than %d bytes", what, SECRETS_VALUE_MAX);
 		return NULL;
 	}
 	if (!valid_utf8((const unsigned char *)buf, len)) {
-		secrets_error_add(errs, path, "%s is not UTF-8 text (base64-encode binary secrets)",
-				  what);
+		op_errors_add(errs, path, "%s is not UTF-8 text (base64-encode binary secrets)",
+			      what);
 		return NULL;
 	}
 	return secrets_must(json_object_new_string_len(buf, (int)len));
 }
 
-static struct json_object *read_env(const struct secrets_value *v, struct secrets_errors *errs)
+static struct json_object *read_env(const struct secrets_value *v, struct op_errors *errs)
 {
 	const char *s = getenv(v->env);
 	char path[512];
 
 	snprintf(path, sizeof(path), "values.%.300s.env", v->name);
 	if (!s) {
-		secrets_error_add(errs, path,
-				  "environment variable '%s' is not set (add it to the "
-				  "instance's pass_env)",
-				  v->env);
+		op_errors_add(errs, path,
+			      "environment variable '%s' is not set (add it to the "
+			      "instance's pass_env)",
+			      v->env);
 		return NULL;
 	}
 	return text_value(s, strlen(s), path, "the variable", errs);
 }
 
-static struct json_object *read_file(const struct secrets_value *v, struct secrets_errors *errs)
+static struct json_object *read_file(const struct secrets_value *v, struct op_errors *errs)
 {
 	const size_t cap = SECRETS_VALUE_MAX + 3; /* the value, "\r\n", one byte too many */
 	char path[512], *buf, *what;
@@ -474,11 +290,11 @@ static struct json_object *read_file(const struct secrets_value *v, struct secre
 
 	snprintf(path, sizeof(path), "values.%.300s.file", v->name);
 	if (fd < 0) {
-		secrets_error_add(errs, path, "cannot read '%s': %s", v->file, strerror(errno));
+		op_errors_add(errs, path, "cannot read '%s': %s", v->file, strerror(errno));
 		return NULL;
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		secrets_error_add(errs, path, "'%s' is not a regular file", v->file);
+		op_errors_add(errs, path, "'%s' is not a regular file", v->file);
 		close(fd);
 		return NULL;
 	}
@@ -487,8 +303,7 @@ static struct json_object *read_file(const struct secrets_value *v, struct secre
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			secrets_error_add(errs, path, "cannot read '%s': %s", v->file,
-					  strerror(errno));
+			op_errors_add(errs, path, "cannot read '%s': %s", v->file, strerror(errno));
 			close(fd);
 			wipe_free(buf, cap);
 			return NULL;
@@ -535,32 +350,36 @@ static bool have_sops_key(const char *age_key_file)
 /* `sops --decrypt --output-type json FILE` parsed; NULL on failure (errs) or cancel. */
 static struct json_object *sops_decrypt(struct op_ext *ext, const char *file, const char *path,
 					const char *age_key_file, struct masks *m,
-					struct secrets_errors *errs, bool *cancelled)
+					struct op_errors *errs, bool *cancelled)
 {
 	const char *argv[] = {"sops", "--decrypt", "--output-type", "json", file, NULL};
-	const char *env[] = {"SOPS_DISABLE_VERSION_CHECK", "true", NULL, NULL, NULL};
+	char *env[] = {(char *)(uintptr_t) "SOPS_DISABLE_VERSION_CHECK=true", NULL, NULL};
 	struct json_object *doc = NULL;
-	struct tool_run r;
-	char st[64];
+	struct op_cmd_result r;
+	char st[64], *keyvar = NULL;
+	int ret;
 
 	if (age_key_file) {
-		env[2] = "SOPS_AGE_KEY_FILE";
-		env[3] = age_key_file;
+		if (asprintf(&keyvar, "SOPS_AGE_KEY_FILE=%s", age_key_file) < 0)
+			keyvar = NULL;
+		env[1] = secrets_must(keyvar);
 	}
-	if (run_tool(ext, argv, env, &r) < 0) {
-		secrets_error_add(errs, path, "%s", r.why);
-		tool_run_release(&r);
-		return NULL;
-	}
+	ret = run_tool(ext, argv, env, &r);
+	free(keyvar);
 	if (r.cancelled) {
 		*cancelled = true;
-		tool_run_release(&r);
+		op_cmd_result_release(&r);
 		return NULL;
 	}
-	if (exited_ok(&r) && !r.out_overflow) {
+	if (ret < 0) {
+		op_errors_add(errs, path, "%s", r.error);
+		op_cmd_result_release(&r);
+		return NULL;
+	}
+	if (op_cmd_exited(&r, 0) && !r.out.truncated) {
 		struct json_tokener *tok = secrets_must(json_tokener_new());
 
-		doc = json_tokener_parse_ex(tok, sb_str(&r.out), (int)r.out.len);
+		doc = json_tokener_parse_ex(tok, r.out.buf, (int)r.out.len);
 		if (json_tokener_get_error(tok) != json_tokener_success ||
 		    json_tokener_get_parse_end(tok) != r.out.len) {
 			json_object_put(doc);
@@ -569,25 +388,24 @@ static struct json_object *sops_decrypt(struct op_ext *ext, const char *file, co
 		json_tokener_free(tok);
 		masks_add_json(m, doc);
 	}
-	log_masked(ext, "sops", sb_str(&r.err), r.err.len, m);
+	log_masked(ext, "sops", r.err.buf, r.err.len, m);
 	if (!doc) {
-		status_text(r.status, st, sizeof(st));
-		if (r.out_overflow)
-			secrets_error_add(errs, path,
-					  "sops output for '%s' is larger than %d bytes", file,
-					  SECRETS_TOOL_OUT_MAX);
-		else if (exited_ok(&r))
-			secrets_error_add(errs, path, "sops output for '%s' is not JSON", file);
+		op_cmd_status_text(&r, st, sizeof(st));
+		if (r.out.truncated)
+			op_errors_add(errs, path, "sops output for '%s' is larger than %d bytes",
+				      file, SECRETS_TOOL_OUT_MAX);
+		else if (op_cmd_exited(&r, 0))
+			op_errors_add(errs, path, "sops output for '%s' is not JSON", file);
 		else if (!have_sops_key(age_key_file))
-			secrets_error_add(errs, path,
-					  "sops could not decrypt '%s' (%s); no age key given: set "
-					  "age_key_file, or list SOPS_AGE_KEY_FILE or SOPS_AGE_KEY "
-					  "in the instance's pass_env",
-					  file, st);
+			op_errors_add(errs, path,
+				      "sops could not decrypt '%s' (%s); no age key given: set "
+				      "age_key_file, or list SOPS_AGE_KEY_FILE or SOPS_AGE_KEY "
+				      "in the instance's pass_env",
+				      file, st);
 		else
-			secrets_error_add(errs, path, "sops could not decrypt '%s' (%s)", file, st);
+			op_errors_add(errs, path, "sops could not decrypt '%s' (%s)", file, st);
 	}
-	tool_run_release(&r);
+	op_cmd_result_release(&r);
 	return doc;
 }
 
@@ -622,7 +440,7 @@ static struct json_object *key_lookup(struct json_object *doc, const struct secr
 
 static struct json_object *read_sops(struct op_ext *ext, const struct secrets_value *v,
 				     struct sops_cache *cache, const char *age_key_file,
-				     struct masks *m, struct secrets_errors *errs, bool *cancelled)
+				     struct masks *m, struct op_errors *errs, bool *cancelled)
 {
 	char path[512];
 	struct json_object *doc, *found;
@@ -643,7 +461,7 @@ static struct json_object *read_sops(struct op_ext *ext, const struct secrets_va
 		if (!doc)
 			return NULL;
 	} else if (!(doc = cache->v[i].doc)) {
-		secrets_error_add(errs, path, "'%s' could not be decrypted (see above)", v->file);
+		op_errors_add(errs, path, "'%s' could not be decrypted (see above)", v->file);
 		return NULL;
 	}
 	if (!v->key)
@@ -651,7 +469,7 @@ static struct json_object *read_sops(struct op_ext *ext, const struct secrets_va
 	found = key_lookup(doc, v);
 	if (!found) {
 		snprintf(path, sizeof(path), "values.%.300s.sops.key", v->name);
-		secrets_error_add(errs, path, "'%s' not found in '%s'", v->key, v->file);
+		op_errors_add(errs, path, "'%s' not found in '%s'", v->key, v->file);
 		return NULL;
 	}
 	return json_object_get(found);
@@ -659,44 +477,46 @@ static struct json_object *read_sops(struct op_ext *ext, const struct secrets_va
 
 /* `age --decrypt -i IDENTITY FILE`; NULL on failure (errs) or cancel. */
 static struct json_object *read_age(struct op_ext *ext, const struct secrets_value *v,
-				    struct masks *m, struct secrets_errors *errs, bool *cancelled)
+				    struct masks *m, struct op_errors *errs, bool *cancelled)
 {
 	const char *argv[] = {"age", "--decrypt", "-i", v->identity, v->file, NULL};
 	struct json_object *out = NULL;
-	struct tool_run r;
+	struct op_cmd_result r;
 	char path[512], st[64], *what;
+	int ret;
 
 	snprintf(path, sizeof(path), "values.%.300s.age", v->name);
-	if (run_tool(ext, argv, NULL, &r) < 0) {
-		secrets_error_add(errs, path, "%s", r.why);
-		tool_run_release(&r);
-		return NULL;
-	}
+	ret = run_tool(ext, argv, NULL, &r);
 	if (r.cancelled) {
 		*cancelled = true;
-		tool_run_release(&r);
+		op_cmd_result_release(&r);
 		return NULL;
 	}
-	if (exited_ok(&r)) {
-		masks_add_len(m, sb_str(&r.out), r.out.len);
+	if (ret < 0) {
+		op_errors_add(errs, path, "%s", r.error);
+		op_cmd_result_release(&r);
+		return NULL;
+	}
+	if (op_cmd_exited(&r, 0)) {
+		masks_add_len(m, r.out.buf, r.out.len);
 		if (asprintf(&what, "the plaintext of '%s'", v->file) < 0)
 			what = NULL;
 		secrets_must(what);
-		if (r.out_overflow)
-			secrets_error_add(errs, path, "%s is larger than %d bytes", what,
-					  SECRETS_VALUE_MAX);
+		if (r.out.truncated)
+			op_errors_add(errs, path, "%s is larger than %d bytes", what,
+				      SECRETS_VALUE_MAX);
 		else
-			out = text_value(sb_str(&r.out), r.out.len, path, what, errs);
+			out = text_value(r.out.buf, r.out.len, path, what, errs);
 		free(what);
 		if (out)
 			masks_add_json(m, out);
 	}
-	log_masked(ext, "age", sb_str(&r.err), r.err.len, m);
-	if (!exited_ok(&r)) {
-		status_text(r.status, st, sizeof(st));
-		secrets_error_add(errs, path, "age could not decrypt '%s' (%s)", v->file, st);
+	log_masked(ext, "age", r.err.buf, r.err.len, m);
+	if (!op_cmd_exited(&r, 0)) {
+		op_cmd_status_text(&r, st, sizeof(st));
+		op_errors_add(errs, path, "age could not decrypt '%s' (%s)", v->file, st);
 	}
-	tool_run_release(&r);
+	op_cmd_result_release(&r);
 	return out;
 }
 
@@ -706,7 +526,7 @@ static struct json_object *read_age(struct op_ext *ext, const struct secrets_val
  * cancelled (*cancelled set).
  */
 static struct json_object *read_values(struct op_ext *ext, const struct secrets_config *cfg,
-				       struct secrets_errors *errs, bool *cancelled)
+				       struct op_errors *errs, bool *cancelled)
 {
 	struct json_object *vals = secrets_must(json_object_new_object());
 	struct sops_cache cache = {NULL, 0};
@@ -738,7 +558,7 @@ static struct json_object *read_values(struct op_ext *ext, const struct secrets_
 			masks_add_json(&m, val);
 			json_object_object_add(vals, v->name, val);
 		}
-		if (got_signal)
+		if (op_cmd_signal_caught())
 			*cancelled = true;
 	}
 	sops_cache_release(&cache);
@@ -778,7 +598,10 @@ static void get_salt(const struct json_object *prev, char salt[SECRETS_SALT_HEX 
  * value's its compact JSON text. */
 static void value_hash(const char *salt, struct json_object *v, char hex[65])
 {
-	struct secrets_sha256 c;
+	static const char digits[] = "0123456789abcdef";
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	EVP_MD_CTX *c = secrets_must(EVP_MD_CTX_new());
 	const char *s;
 	size_t len;
 
@@ -789,11 +612,20 @@ static void value_hash(const char *salt, struct json_object *v, char hex[65])
 		s = json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN);
 		len = strlen(s);
 	}
-	secrets_sha256_init(&c);
-	secrets_sha256_update(&c, salt, strlen(salt));
-	secrets_sha256_update(&c, s, len);
-	secrets_sha256_hex(&c, hex);
-	explicit_bzero(&c, sizeof(c));
+	if (EVP_DigestInit_ex(c, EVP_sha256(), NULL) != 1 ||
+	    EVP_DigestUpdate(c, salt, strlen(salt)) != 1 || EVP_DigestUpdate(c, s, len) != 1 ||
+	    EVP_DigestFinal_ex(c, md, &mdlen) != 1 || mdlen != 32) {
+		/* libcrypto without SHA-256: nothing sensible to compare against */
+		fputs("secrets: SHA-256 is not available in libcrypto\n", stderr);
+		exit(1);
+	}
+	EVP_MD_CTX_free(c);
+	for (unsigned int i = 0; i < mdlen; i++) {
+		hex[2 * i] = digits[md[i] >> 4];
+		hex[2 * i + 1] = digits[md[i] & 15];
+	}
+	hex[64] = '\0';
+	explicit_bzero(md, sizeof(md));
 }
 
 /*
@@ -847,34 +679,17 @@ static char *names_text(const struct secrets_config *cfg)
 /* --- actions ---------------------------------------------------------------- */
 
 /* Report errs (each logged at level error) as the failure result; releases errs. */
-static int fail_with(struct op_ext *ext, const char *what, struct secrets_errors *errs)
+static int fail_with(struct op_ext *ext, const char *what, struct op_errors *errs)
 {
-	struct json_object *extra = secrets_must(json_object_new_object());
-	char *first;
-	int ret;
+	int ret = op_ext_fail_errors(ext, errs, 0, what);
 
-	for (size_t i = 0; i < errs->nr; i++) {
-		char *t = secrets_error_text(&errs->v[i]);
-
-		op_ext_log(ext, "error", "%s", t);
-		free(t);
-	}
-	json_object_object_add(extra, "errors", secrets_errors_json(errs));
-	first = secrets_error_text(&errs->v[0]);
-	if (errs->nr == 1)
-		ret = op_ext_result(ext, false, false, extra, "%s%s", what, first);
-	else
-		ret = op_ext_result(ext, false, false, extra, "%s%s (and %zu more)", what, first,
-				    errs->nr - 1);
-	free(first);
-	json_object_put(extra);
-	secrets_errors_release(errs);
+	op_errors_release(errs);
 	return ret;
 }
 
 static int load_config(struct op_ext *ext, bool check_files, struct secrets_config *cfg)
 {
-	struct secrets_errors errs = {NULL, 0, 0};
+	struct op_errors errs = {0};
 
 	if (secrets_config_parse(op_ext_config(ext), check_files, cfg, &errs) == 0)
 		return 0;
@@ -919,7 +734,7 @@ int secrets_validate(struct op_ext *ext)
 static int plan_or_apply(struct op_ext *ext, bool apply)
 {
 	struct secrets_config cfg;
-	struct secrets_errors errs = {NULL, 0, 0};
+	struct op_errors errs = {0};
 	struct strbuf changes = STRBUF_INIT;
 	struct json_object *vals, *state;
 	bool cancelled, changed;
@@ -928,14 +743,14 @@ static int plan_or_apply(struct op_ext *ext, bool apply)
 
 	if (load_config(ext, false, &cfg))
 		return 0;
-	setup_signals();
+	op_cmd_catch_signals();
 	names = names_text(&cfg);
 	vals = read_values(ext, &cfg, &errs, &cancelled);
 	secrets_config_release(&cfg);
 	if (!vals) {
 		free(names);
 		if (cancelled) {
-			secrets_errors_release(&errs);
+			op_errors_release(&errs);
 			return op_ext_result(ext, false, false, NULL, "cancelled");
 		}
 		return fail_with(ext, "", &errs);

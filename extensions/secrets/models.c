@@ -14,9 +14,11 @@
 
 #include <json-c/json.h>
 
+#include "orchd_protocol.h"
+
 #include "models.h"
 
-static const char *const known_keys[] = {"values", "age_key_file"};
+static const char *const known_keys[] = {"values", "age_key_file", NULL};
 static const char *const source_names[] = {"env", "file", "sops", "age"};
 
 void *secrets_must(void *p)
@@ -31,67 +33,6 @@ void *secrets_must(void *p)
 static struct json_object *unconst(const struct json_object *o)
 {
 	return (struct json_object *)(uintptr_t)o;
-}
-
-void secrets_error_add(struct secrets_errors *e, const char *path, const char *fmt, ...)
-{
-	va_list ap;
-	char *msg;
-
-	if (e->nr == e->alloc) {
-		e->alloc = e->alloc ? 2 * e->alloc : 8;
-		e->v = secrets_must(realloc(e->v, e->alloc * sizeof(*e->v)));
-	}
-	va_start(ap, fmt);
-	if (vasprintf(&msg, fmt, ap) < 0)
-		msg = NULL;
-	va_end(ap);
-	e->v[e->nr].path = secrets_must(strdup(path));
-	e->v[e->nr].message = secrets_must(msg);
-	e->nr++;
-}
-
-/* Levenshtein distance, for "did you mean" (short strings only). */
-static size_t distance(const char *a, const char *b)
-{
-	size_t la = strlen(a), lb = strlen(b), prev[64], cur[64];
-
-	if (la >= 63 || lb >= 63)
-		return 99;
-	for (size_t j = 0; j <= lb; j++)
-		prev[j] = j;
-	for (size_t i = 1; i <= la; i++) {
-		cur[0] = i;
-		for (size_t j = 1; j <= lb; j++) {
-			size_t sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
-			size_t del = prev[j] + 1, ins = cur[j - 1] + 1;
-
-			cur[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
-		}
-		memcpy(prev, cur, (lb + 1) * sizeof(size_t));
-	}
-	return prev[lb];
-}
-
-/* "unknown key 'x'" with a suggestion among known[0..n). */
-static void unknown_key(struct secrets_errors *errs, const char *path, const char *k,
-			const char *const *known, size_t n)
-{
-	const char *best = NULL;
-	size_t bestd = 3;
-
-	for (size_t i = 0; i < n; i++) {
-		size_t d = distance(k, known[i]);
-
-		if (d < bestd) {
-			bestd = d;
-			best = known[i];
-		}
-	}
-	if (best)
-		secrets_error_add(errs, path, "unknown key '%s' (did you mean '%s'?)", k, best);
-	else
-		secrets_error_add(errs, path, "unknown key '%s'", k);
 }
 
 static bool valid_name(const char *s)
@@ -119,25 +60,25 @@ char *secrets_resolve_path(const char *p)
 }
 
 /* A readable regular file?  Otherwise an error at path naming abs. */
-static void check_file(struct secrets_errors *errs, const char *path, const char *abs)
+static void check_file(struct op_errors *errs, const char *path, const char *abs)
 {
 	struct stat st;
 	int fd = open(abs, O_RDONLY | O_CLOEXEC);
 
 	if (fd < 0) {
-		secrets_error_add(errs, path, "cannot read '%s': %s", abs, strerror(errno));
+		op_errors_add(errs, path, "cannot read '%s': %s", abs, strerror(errno));
 		return;
 	}
 	if (fstat(fd, &st) == 0 && !S_ISREG(st.st_mode))
-		secrets_error_add(errs, path, "'%s' is not a regular file", abs);
+		op_errors_add(errs, path, "'%s' is not a regular file", abs);
 	close(fd);
 }
 
 /* A non-empty string member at path; NULL (with an error) otherwise. */
-static const char *get_string(struct json_object *v, const char *path, struct secrets_errors *errs)
+static const char *get_string(struct json_object *v, const char *path, struct op_errors *errs)
 {
 	if (!json_object_is_type(v, json_type_string) || !json_object_get_string_len(v)) {
-		secrets_error_add(errs, path, "must be a non-empty string");
+		op_errors_add(errs, path, "must be a non-empty string");
 		return NULL;
 	}
 	return json_object_get_string(v);
@@ -219,38 +160,38 @@ static void value_release(struct secrets_value *v)
 	free(v->identity);
 }
 
-/* Check the members of a source object against known[0..n). */
+/* Check the members of a source object against known (NULL-terminated). */
 static void check_members(struct json_object *o, const char *path, const char *const *known,
-			  size_t n, struct secrets_errors *errs)
+			  struct op_errors *errs)
 {
 	json_object_object_foreach(o, k, val)
 	{
 		bool ok = false;
 
 		(void)val;
-		for (size_t i = 0; i < n; i++)
+		for (size_t i = 0; known[i]; i++)
 			ok |= !strcmp(k, known[i]);
 		if (!ok)
-			unknown_key(errs, path, k, known, n);
+			op_errors_unknown_key(errs, path, k, known);
 	}
 }
 
 static void parse_sops(struct json_object *src, const char *path, bool check_files,
-		       struct secrets_value *out, struct secrets_errors *errs)
+		       struct secrets_value *out, struct op_errors *errs)
 {
-	static const char *const known[] = {"file", "key"};
+	static const char *const known[] = {"file", "key", NULL};
 	struct json_object *f, *k;
 	char sub[1024];
 	const char *s;
 
 	if (!json_object_is_type(src, json_type_object)) {
-		secrets_error_add(errs, path, "must be a map {file: PATH, key: KEY}");
+		op_errors_add(errs, path, "must be a map {file: PATH, key: KEY}");
 		return;
 	}
-	check_members(src, path, known, 2, errs);
+	check_members(src, path, known, errs);
 	snprintf(sub, sizeof(sub), "%s.file", path);
 	if (!json_object_object_get_ex(src, "file", &f)) {
-		secrets_error_add(errs, sub, "is required");
+		op_errors_add(errs, sub, "is required");
 	} else if ((s = get_string(f, sub, errs))) {
 		out->file = secrets_resolve_path(s);
 		if (check_files)
@@ -260,10 +201,10 @@ static void parse_sops(struct json_object *src, const char *path, bool check_fil
 		snprintf(sub, sizeof(sub), "%s.key", path);
 		if ((s = get_string(k, sub, errs))) {
 			if (secrets_key_parse(s, &out->segs, &out->nsegs) < 0)
-				secrets_error_add(errs, sub,
-						  "invalid key path '%s' (expected a.b.c or "
-						  "[\"a\"][\"b\"] or a[0])",
-						  s);
+				op_errors_add(errs, sub,
+					      "invalid key path '%s' (expected a.b.c or "
+					      "[\"a\"][\"b\"] or a[0])",
+					      s);
 			else
 				out->key = secrets_must(strdup(s));
 		}
@@ -271,21 +212,21 @@ static void parse_sops(struct json_object *src, const char *path, bool check_fil
 }
 
 static void parse_age(struct json_object *src, const char *path, const char *age_key_file,
-		      bool check_files, struct secrets_value *out, struct secrets_errors *errs)
+		      bool check_files, struct secrets_value *out, struct op_errors *errs)
 {
-	static const char *const known[] = {"file", "identity"};
+	static const char *const known[] = {"file", "identity", NULL};
 	struct json_object *f;
 	char sub[1024];
 	const char *s;
 
 	if (!json_object_is_type(src, json_type_object)) {
-		secrets_error_add(errs, path, "must be a map {file: PATH, identity: PATH}");
+		op_errors_add(errs, path, "must be a map {file: PATH, identity: PATH}");
 		return;
 	}
-	check_members(src, path, known, 2, errs);
+	check_members(src, path, known, errs);
 	snprintf(sub, sizeof(sub), "%s.file", path);
 	if (!json_object_object_get_ex(src, "file", &f)) {
-		secrets_error_add(errs, sub, "is required");
+		op_errors_add(errs, sub, "is required");
 	} else if ((s = get_string(f, sub, errs))) {
 		out->file = secrets_resolve_path(s);
 		if (check_files)
@@ -301,12 +242,12 @@ static void parse_age(struct json_object *src, const char *path, const char *age
 	} else if (age_key_file) {
 		out->identity = secrets_must(strdup(age_key_file));
 	} else {
-		secrets_error_add(errs, sub, "is required (or set age_key_file)");
+		op_errors_add(errs, sub, "is required (or set age_key_file)");
 	}
 }
 
 static void parse_value(const char *name, struct json_object *spec, const char *age_key_file,
-			bool check_files, struct secrets_config *cfg, struct secrets_errors *errs)
+			bool check_files, struct secrets_config *cfg, struct op_errors *errs)
 {
 	struct secrets_value v;
 	char path[320], sub[512];
@@ -317,12 +258,11 @@ static void parse_value(const char *name, struct json_object *spec, const char *
 	memset(&v, 0, sizeof(v));
 	snprintf(path, sizeof(path), "values.%.300s", name);
 	if (!valid_name(name)) {
-		secrets_error_add(errs, path, "output name must match [A-Za-z_][A-Za-z0-9_]*");
+		op_errors_add(errs, path, "output name must match [A-Za-z_][A-Za-z0-9_]*");
 		return;
 	}
 	if (!json_object_is_type(spec, json_type_object)) {
-		secrets_error_add(errs, path,
-				  "must be a map with one source (env, file, sops or age)");
+		op_errors_add(errs, path, "must be a map with one source (env, file, sops or age)");
 		return;
 	}
 	json_object_object_foreach(spec, k, val)
@@ -332,23 +272,22 @@ static void parse_value(const char *name, struct json_object *spec, const char *
 		for (size_t i = 0; i < 4; i++)
 			known |= !strcmp(k, source_names[i]);
 		if (!known) {
-			secrets_error_add(errs, path,
-					  "unknown source '%s' (expected env, file, sops or age)",
-					  k);
+			op_errors_add(errs, path,
+				      "unknown source '%s' (expected env, file, sops or age)", k);
 			continue;
 		}
 		if (nsrc++ == 0) {
 			kind = k;
 			src = val;
 		} else {
-			secrets_error_add(errs, path,
-					  "has both '%s' and '%s' (one source per value)", kind, k);
+			op_errors_add(errs, path, "has both '%s' and '%s' (one source per value)",
+				      kind, k);
 		}
 	}
 	if (errs->nr != before)
 		return;
 	if (!kind) {
-		secrets_error_add(errs, path, "needs a source (env, file, sops or age)");
+		op_errors_add(errs, path, "needs a source (env, file, sops or age)");
 		return;
 	}
 	v.name = secrets_must(strdup(name));
@@ -357,8 +296,7 @@ static void parse_value(const char *name, struct json_object *spec, const char *
 		v.kind = SECRETS_ENV;
 		if ((s = get_string(src, sub, errs))) {
 			if (!valid_name(s))
-				secrets_error_add(errs, sub, "'%s' is not a valid variable name",
-						  s);
+				op_errors_add(errs, sub, "'%s' is not a valid variable name", s);
 			else
 				v.env = secrets_must(strdup(s));
 		}
@@ -385,7 +323,7 @@ static void parse_value(const char *name, struct json_object *spec, const char *
 }
 
 int secrets_config_parse(const struct json_object *config, bool check_files,
-			 struct secrets_config *out, struct secrets_errors *errs)
+			 struct secrets_config *out, struct op_errors *errs)
 {
 	struct json_object *c = unconst(config), *v;
 	size_t before = errs->nr;
@@ -393,7 +331,7 @@ int secrets_config_parse(const struct json_object *config, bool check_files,
 
 	memset(out, 0, sizeof(*out));
 	if (!json_object_is_type(c, json_type_object)) {
-		secrets_error_add(errs, "", "config must be a map");
+		op_errors_add(errs, "", "config must be a map");
 		return -1;
 	}
 	json_object_object_foreach(c, k, val)
@@ -401,11 +339,10 @@ int secrets_config_parse(const struct json_object *config, bool check_files,
 		bool known = false;
 
 		(void)val;
-		for (size_t i = 0; i < sizeof(known_keys) / sizeof(known_keys[0]); i++)
+		for (size_t i = 0; known_keys[i]; i++)
 			known |= !strcmp(k, known_keys[i]);
 		if (!known)
-			unknown_key(errs, "", k, known_keys,
-				    sizeof(known_keys) / sizeof(known_keys[0]));
+			op_errors_unknown_key(errs, "", k, known_keys);
 	}
 	if (json_object_object_get_ex(c, "age_key_file", &v) &&
 	    (s = get_string(v, "age_key_file", errs))) {
@@ -414,11 +351,11 @@ int secrets_config_parse(const struct json_object *config, bool check_files,
 			check_file(errs, "age_key_file", out->age_key_file);
 	}
 	if (!json_object_object_get_ex(c, "values", &v)) {
-		secrets_error_add(errs, "values", "is required");
+		op_errors_add(errs, "values", "is required");
 	} else if (!json_object_is_type(v, json_type_object)) {
-		secrets_error_add(errs, "values", "must be a map of output name -> source");
+		op_errors_add(errs, "values", "must be a map of output name -> source");
 	} else if (json_object_object_length(v) == 0) {
-		secrets_error_add(errs, "values", "must not be empty");
+		op_errors_add(errs, "values", "must not be empty");
 	} else {
 		json_object_object_foreach(v, name, spec)
 		{
@@ -439,43 +376,6 @@ void secrets_config_release(struct secrets_config *c)
 	free(c->values);
 	free(c->age_key_file);
 	memset(c, 0, sizeof(*c));
-}
-
-void secrets_errors_release(struct secrets_errors *e)
-{
-	for (size_t i = 0; i < e->nr; i++) {
-		free(e->v[i].path);
-		free(e->v[i].message);
-	}
-	free(e->v);
-	memset(e, 0, sizeof(*e));
-}
-
-char *secrets_error_text(const struct secrets_error *e)
-{
-	char *s;
-
-	if (*e->path) {
-		if (asprintf(&s, "%s: %s", e->path, e->message) < 0)
-			s = NULL;
-	} else {
-		s = strdup(e->message);
-	}
-	return secrets_must(s);
-}
-
-struct json_object *secrets_errors_json(const struct secrets_errors *e)
-{
-	struct json_object *a = secrets_must(json_object_new_array());
-
-	for (size_t i = 0; i < e->nr; i++) {
-		struct json_object *o = secrets_must(json_object_new_object());
-
-		json_object_object_add(o, "path", json_object_new_string(e->v[i].path));
-		json_object_object_add(o, "message", json_object_new_string(e->v[i].message));
-		json_object_array_add(a, o);
-	}
-	return a;
 }
 
 static const char schema[] =

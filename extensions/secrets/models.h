@@ -14,8 +14,8 @@
  * instance's workdir); the parsed config holds them absolute.
  *
  * Ownership: struct secrets_config owns every string and array it points
- * to; release it with secrets_config_release().  struct secrets_errors owns
- * its entries; release with secrets_errors_release().  json_object
+ * to; release it with secrets_config_release().  Errors are appended to a
+ * struct op_errors (orchd_protocol.h; the caller releases it).  json_object
  * arguments are borrowed; functions returning a json_object hand it to the
  * caller (json_object_put).  Allocation failure exits the process (an
  * extension has no better recovery).
@@ -58,15 +58,7 @@ struct secrets_config {
 	char *age_key_file; /* absolute, or NULL */
 };
 
-struct secrets_error {
-	char *path;    /* "values.db.sops.key"; "" for the config as a whole */
-	char *message; /* "is required", ... */
-};
-
-struct secrets_errors {
-	struct secrets_error *v;
-	size_t nr, alloc;
-};
+struct op_errors;
 
 /*
  * Parse and validate cfg into *out.  check_files: also check that every
@@ -75,7 +67,7 @@ struct secrets_errors {
  * with every problem appended to errs (out is then released).
  */
 int secrets_config_parse(const struct json_object *cfg, bool check_files,
-			 struct secrets_config *out, struct secrets_errors *errs);
+			 struct secrets_config *out, struct op_errors *errs);
 void secrets_config_release(struct secrets_config *c);
 
 /*
@@ -89,14 +81,6 @@ void secrets_key_free(struct secrets_key_seg *segs, size_t nsegs);
 /* Absolute path of p resolved against $ORCHD_PIPELINE_DIR or the cwd (malloc'ed). */
 char *secrets_resolve_path(const char *p);
 
-void secrets_errors_release(struct secrets_errors *e);
-/* Append "path: message" to e. */
-void secrets_error_add(struct secrets_errors *e, const char *path, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-/* "path: message", or message alone when path is "" (malloc'ed). */
-char *secrets_error_text(const struct secrets_error *e);
-/* The errors as the protocol's [{"path":..,"message":..}] (caller owns). */
-struct json_object *secrets_errors_json(const struct secrets_errors *e);
 /* The JSON-Schema-like config description for describe (caller owns). */
 struct json_object *secrets_config_schema(void);
 /* Exit with "secrets: out of memory" when p is NULL; returns p. */

@@ -63,33 +63,22 @@ static void free_list(char **l)
 
 /* --- config ----------------------------------------------------------------- */
 
-static int fail_errors(struct op_ext *ext, struct tf_errors *errs, const char *what)
+static int fail_errors(struct op_ext *ext, struct op_errors *errs, const char *what)
 {
-	struct json_object *extra = tf_must(json_object_new_object());
-	char *first = tf_error_text(&errs->v[0]);
+	char *prefix;
 	int ret;
 
-	for (size_t i = 0; i < errs->nr; i++) {
-		char *t = tf_error_text(&errs->v[i]);
-
-		op_ext_log(ext, "error", "%s", t);
-		free(t);
-	}
-	json_object_object_add(extra, "errors", tf_errors_json(errs));
-	if (errs->nr == 1)
-		ret = op_ext_result(ext, false, -1, extra, "%s: %s", what, first);
-	else
-		ret = op_ext_result(ext, false, -1, extra, "%s: %s (and %zu more)", what, first,
-				    errs->nr - 1);
-	free(first);
-	json_object_put(extra);
+	if (asprintf(&prefix, "%s: ", what) < 0)
+		tf_must(NULL);
+	ret = op_ext_fail_errors(ext, errs, -1, prefix);
+	free(prefix);
 	return ret;
 }
 
 /* Parse the config and check its paths; on failure send the result, -1. */
 static int load_config(struct op_ext *ext, struct tf_config *cfg)
 {
-	struct tf_errors errs = {0};
+	struct op_errors errs = {0};
 
 	if (tf_config_parse(op_ext_config(ext), cfg, &errs) == 0 &&
 	    tf_config_check_paths(cfg, &errs) == 0)
@@ -97,7 +86,7 @@ static int load_config(struct op_ext *ext, struct tf_config *cfg)
 	if (cfg->source)
 		tf_config_release(cfg);
 	fail_errors(ext, &errs, "invalid configuration");
-	tf_errors_release(&errs);
+	op_errors_release(&errs);
 	return -1;
 }
 
@@ -347,7 +336,7 @@ static int prepare(struct op_ext *ext, struct ctx *c)
 	if (!*wd)
 		wd = getcwd(cwd, sizeof(cwd)) ? cwd : ".";
 	c->workdir = wd[0] == '/' ? tf_must(strdup(wd)) : tf_resolve_path(wd);
-	tf_run_setup_signals();
+	op_cmd_catch_signals();
 	clean_workdir(c->workdir);
 	src = tf_resolve_path(c->cfg.source);
 	ret = copy_tree(src, c->workdir, 0, err, sizeof(err));
@@ -554,7 +543,7 @@ int tf_describe(struct op_ext *ext)
 }
 
 /* tofu validate -json diagnostics -> errors; returns the error count or -1. */
-static int diagnostics(const struct ctx *c, const char *json, struct tf_errors *errs)
+static int diagnostics(const struct ctx *c, const char *json, struct op_errors *errs)
 {
 	struct json_object *o = json_tokener_parse(json), *diags;
 	int n = 0;
@@ -579,8 +568,8 @@ static int diagnostics(const struct ctx *c, const char *json, struct tf_errors *
 		if (file && asprintf(&path, "%s/%s:%lld", c->cfg.source, file,
 				     op_get_int(op_get(range, "start"), "line", 0)) < 0)
 			tf_must(NULL);
-		tf_add_error(errs, file ? path : "source", "%s%s%s", summary ? summary : "error",
-			     detail && *detail ? ": " : "", detail ? detail : "");
+		op_errors_add(errs, file ? path : "source", "%s%s%s", summary ? summary : "error",
+			      detail && *detail ? ": " : "", detail ? detail : "");
 		if (file)
 			free(path);
 		n++;
@@ -592,7 +581,7 @@ static int diagnostics(const struct ctx *c, const char *json, struct tf_errors *
 int tf_validate(struct op_ext *ext)
 {
 	static const char *const args[] = {"validate", "-json", "-no-color", NULL};
-	struct tf_errors errs = {0};
+	struct op_errors errs = {0};
 	struct tf_run r;
 	struct ctx c;
 	bool init_ok = true;
@@ -621,7 +610,7 @@ int tf_validate(struct op_ext *ext)
 		tf_run_release(&ir);
 	}
 	run(&c, args, false, true, &r);
-	n = r.ran ? diagnostics(&c, sb_str(&r.out), &errs) : -1;
+	n = r.ran ? diagnostics(&c, tf_run_out(&r), &errs) : -1;
 	if (n > 0) {
 		ret = fail_errors(ext, &errs, "invalid configuration");
 	} else if (!init_ok) {
@@ -632,7 +621,7 @@ int tf_validate(struct op_ext *ext)
 		ret = op_ext_result(ext, true, false, NULL, "configuration is valid");
 	}
 	free(s);
-	tf_errors_release(&errs);
+	op_errors_release(&errs);
 	tf_run_release(&r);
 	ctx_release(&c);
 	return ret;
@@ -693,7 +682,7 @@ int tf_plan(struct op_ext *ext)
 		ret = fail_run(&c, &r, "plan", -1);
 	} else {
 		run(&c, sargs, false, true, &sr);
-		if (!tf_run_exited(&sr, 0) || plan_counts(sb_str(&sr.out), &add, &change, &destroy))
+		if (!tf_run_exited(&sr, 0) || plan_counts(tf_run_out(&sr), &add, &change, &destroy))
 			ret = fail_run(&c, &sr, "show", -1);
 		else
 			ret = op_ext_result(ext, true, true, NULL,
@@ -716,7 +705,7 @@ static int send_outputs(struct ctx *c, struct tf_run *r)
 	run(c, args, false, true, r);
 	if (!tf_run_exited(r, 0))
 		return -1;
-	o = json_tokener_parse(sb_str(&r->out));
+	o = json_tokener_parse(tf_run_out(r));
 	if (!json_object_is_type(o, json_type_object)) {
 		json_object_put(o);
 		return -1;

@@ -3,10 +3,10 @@
  * action message), its validation and the resolution of its paths.
  *
  * Ownership: struct tf_config owns every string, list and json_object it
- * points to; release it with tf_config_release().  struct tf_errors owns its
- * entries; release with tf_errors_release().  json_object arguments are
- * borrowed; functions documented "caller owns" return a new reference the
- * caller must json_object_put().
+ * points to; release it with tf_config_release().  Errors are appended to a
+ * struct op_errors (orchd_protocol.h; the caller releases it).  json_object
+ * arguments are borrowed; functions documented "caller owns" return a new
+ * reference the caller must json_object_put().
  *
  * Error convention: tf_config_parse() returns 0, or -1 with every problem
  * appended to the error list.  Allocation failure is fatal (the extension
@@ -28,18 +28,10 @@ struct tf_config {
 	char **env;		  /* NULL-terminated "KEY=VALUE" (possibly empty) */
 };
 
-struct tf_error {
-	char *path;    /* "source", "env.FOO", "var_files[1]"; "" for the config as a whole */
-	char *message; /* "is required", "must be a string", ... */
-};
-
-struct tf_errors {
-	struct tf_error *v;
-	size_t nr, alloc;
-};
+struct op_errors;
 
 /* Parse and validate cfg into *out (released again on failure). */
-int tf_config_parse(const struct json_object *cfg, struct tf_config *out, struct tf_errors *errs);
+int tf_config_parse(const struct json_object *cfg, struct tf_config *out, struct op_errors *errs);
 void tf_config_release(struct tf_config *c);
 
 /*
@@ -47,7 +39,7 @@ void tf_config_release(struct tf_config *c);
  * file must exist (errors appended to errs, paths as in the config).
  * Returns 0 when everything exists, -1 otherwise.
  */
-int tf_config_check_paths(const struct tf_config *c, struct tf_errors *errs);
+int tf_config_check_paths(const struct tf_config *c, struct op_errors *errs);
 
 /*
  * path resolved against $ORCHD_PIPELINE_DIR (or the current directory when
@@ -56,13 +48,6 @@ int tf_config_check_paths(const struct tf_config *c, struct tf_errors *errs);
  */
 char *tf_resolve_path(const char *path);
 
-__attribute__((format(printf, 3, 4))) void tf_add_error(struct tf_errors *e, const char *path,
-							const char *fmt, ...);
-void tf_errors_release(struct tf_errors *e);
-/* "path: message", or message alone when path is "" (malloc'ed). */
-char *tf_error_text(const struct tf_error *e);
-/* The errors as the protocol's [{"path":..,"message":..}] (caller owns). */
-struct json_object *tf_errors_json(const struct tf_errors *e);
 /* The JSON-Schema-like config description for describe (caller owns). */
 struct json_object *tf_config_schema(void);
 

@@ -1,97 +1,18 @@
 /*
  * run: the tool runner (see run.h).
  */
-#include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "orchd_protocol.h"
 
 #include "models.h"
 #include "run.h"
 
-#define TF_LOG_LINE_MAX 65536
-#define TF_CAPTURE_MAX	(64 * 1024 * 1024)
-#define TF_TAIL_MAX	65536
-#define TF_SUMMARY_MAX	700
-
-static volatile sig_atomic_t got_signal;
-static bool cancelled_once;
-
-static void on_signal(int sig)
-{
-	got_signal = sig;
-}
-
-void tf_run_setup_signals(void)
-{
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	signal(SIGCHLD, SIG_DFL);
-	sigaddset(&sa.sa_mask, SIGTERM);
-	sigaddset(&sa.sa_mask, SIGINT);
-	sigaddset(&sa.sa_mask, SIGCHLD);
-	sigprocmask(SIG_UNBLOCK, &sa.sa_mask, NULL);
-}
-
-static long long mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Copy s replacing invalid UTF-8 (and NUL bytes) with U+FFFD. */
-static char *utf8_clean(const char *s, size_t len)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	char *out = tf_must(malloc(len * 3 + 1)), *o = out;
-	size_t i = 0;
-
-	while (i < len) {
-		unsigned char c = p[i];
-		size_t n = c < 0x80	    ? 1
-			   : (c >> 5) == 6  ? 2
-			   : (c >> 4) == 14 ? 3
-			   : (c >> 3) == 30 ? 4
-					    : 0;
-		bool ok = n > 0 && c != 0 && i + n <= len && !(c == 0xc0 || c == 0xc1 || c > 0xf4);
-
-		for (size_t k = 1; ok && k < n; k++)
-			ok = (p[i + k] & 0xc0) == 0x80;
-		if (ok && n == 3 && c == 0xe0 && p[i + 1] < 0xa0)
-			ok = false;
-		if (ok && n == 3 && c == 0xed && p[i + 1] >= 0xa0)
-			ok = false;
-		if (ok && n == 4 &&
-		    ((c == 0xf0 && p[i + 1] < 0x90) || (c == 0xf4 && p[i + 1] >= 0x90)))
-			ok = false;
-		if (!ok) {
-			memcpy(o, "\xef\xbf\xbd", 3);
-			o += 3;
-			i++;
-			continue;
-		}
-		memcpy(o, p + i, n);
-		o += n;
-		i += n;
-	}
-	*o = '\0';
-	return out;
-}
+#define TF_CAPTURE_MAX (64 * 1024 * 1024)
+#define TF_TAIL_MAX    65536
+#define TF_SUMMARY_MAX 700
 
 /* Append a line to a bounded tail buffer. */
 static void tail_add(struct strbuf *sb, const char *line, size_t len)
@@ -109,220 +30,68 @@ static void tail_add(struct strbuf *sb, const char *line, size_t len)
 		sb_init(sb, 0);
 }
 
-struct stream {
-	int fd;
-	struct op_splitter *sp;
-	const char *level;
-	struct strbuf *capture; /* raw bytes here instead of lines */
-	struct strbuf *tail;	/* lines also kept here */
+struct hook {
+	struct tf_run *r;
+	bool capture;
 };
-
-static void deliver(struct op_ext *ext, struct stream *s)
-{
-	const char *line;
-	size_t len;
-
-	while (op_splitter_next(s->sp, &line, &len) == OP_LINE_OK) {
-		char *clean = utf8_clean(line, len);
-
-		/* tofu's error diagnostics start with "Error: " on stderr */
-		if (*clean)
-			op_ext_log(ext,
-				   !s->capture && !strcmp(s->level, "warning") &&
-						   !strncmp(clean, "Error: ", 7)
-					   ? "error"
-					   : s->level,
-				   "%s", clean);
-		tail_add(s->tail, clean, strlen(clean));
-		free(clean);
-	}
-}
 
 /*
- * Read what is available (non-blocking fd).  final: drain what is there
- * now and close even if a writer lives on.  Returns false once closed.
+ * Each line: kept in the stream's tail; empty lines not logged; tofu's
+ * error diagnostics (stderr lines starting "Error: ") logged at error.
  */
-static bool pump(struct op_ext *ext, struct stream *s, bool final)
+static void on_line(void *arg, int stream, char *line, size_t len, const char **level)
 {
-	char buf[65536];
-	ssize_t n;
-	bool done = false;
+	struct hook *h = arg;
 
-	for (;;) {
-		n = read(s->fd, buf, sizeof(buf));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n > 0) {
-			if (s->capture) {
-				if (s->capture->len + (size_t)n <= TF_CAPTURE_MAX)
-					sb_add(s->capture, buf, (size_t)n);
-			} else {
-				op_splitter_feed(s->sp, buf, (size_t)n);
-			}
-		}
-		if (n == 0 || (n < 0 && errno != EAGAIN) || (n < 0 && final))
-			done = true;
-		if (done || !final || n < 0)
-			break;
-	}
-	if (done)
-		op_splitter_finish(s->sp);
-	deliver(ext, s);
-	if (done) {
-		close(s->fd);
-		s->fd = -1;
-	}
-	return !done;
-}
-
-struct child_failure {
-	int stage; /* 1 chdir, 2 exec */
-	int err;
-};
-
-static void child(const struct tf_run_opts *o, int out_w, int err_w, int fail_w)
-{
-	struct child_failure f = {0, 0};
-	int devnull = open("/dev/null", O_RDONLY);
-
-	setpgid(0, 0);
-	signal(SIGPIPE, SIG_DFL);
-	signal(SIGTERM, SIG_DFL);
-	signal(SIGINT, SIG_DFL);
-	if (devnull >= 0) {
-		dup2(devnull, 0);
-		close(devnull);
-	}
-	dup2(out_w, 1);
-	dup2(err_w, 2);
-	for (size_t i = 0; o->env && o->env[i]; i++)
-		putenv(o->env[i]);
-	if (o->cwd && chdir(o->cwd) < 0) {
-		f.stage = 1;
-		f.err = errno;
-	} else {
-		execvp(o->argv[0], o->argv);
-		f.stage = 2;
-		f.err = errno;
-	}
-	if (write(fail_w, &f, sizeof(f)) < 0)
-		_exit(126);
-	_exit(127);
+	if (stream == 1 && h->capture)
+		return;
+	if (!*line)
+		*level = NULL;
+	else if (stream == 2 && *level && !strcmp(*level, "warning") &&
+		 !strncmp(line, "Error: ", 7))
+		*level = "error";
+	tail_add(stream == 1 ? &h->r->outtail : &h->r->err, line, len);
 }
 
 int tf_run_tool(struct op_ext *ext, const struct tf_run_opts *o, struct tf_run *r)
 {
-	int out_p[2], err_p[2], fail_p[2];
-	struct stream st[2];
-	struct child_failure f;
-	long long killed_at = 0;
-	bool reaped = false;
-	pid_t pid;
-	ssize_t n;
+	struct hook h = {r, o->capture};
+	struct op_cmd_opts co = {
+		.argv = o->argv,
+		.env = o->env,
+		.cwd = o->cwd,
+		.out = {o->capture ? OP_CMD_CAPTURE : OP_CMD_LOG, "info", TF_CAPTURE_MAX},
+		.err = {OP_CMD_LOG, o->quiet_stderr ? "debug" : "warning", 0},
+		.line_fn = on_line,
+		.line_arg = &h,
+		.kill_grace_ms = TF_KILL_GRACE_MS,
+	};
+	int ret;
 
 	memset(r, 0, sizeof(*r));
-	sb_init(&r->out, 0);
 	sb_init(&r->err, 0);
 	sb_init(&r->outtail, 0);
-	/* a cancel sent together with the action is already buffered */
-	if (!cancelled_once && op_ext_check_cancel(ext, NULL))
-		cancelled_once = true;
-	if (cancelled_once || got_signal) {
-		r->cancelled = true;
-		snprintf(r->why, sizeof(r->why), "cancelled");
-		return -1;
-	}
-	if (pipe2(out_p, O_CLOEXEC) < 0 || pipe2(err_p, O_CLOEXEC) < 0 ||
-	    pipe2(fail_p, O_CLOEXEC) < 0) {
-		snprintf(r->why, sizeof(r->why), "cannot create pipes: %s", strerror(errno));
-		return -1;
-	}
-	pid = fork();
-	if (pid < 0) {
-		snprintf(r->why, sizeof(r->why), "cannot fork: %s", strerror(errno));
-		return -1;
-	}
-	if (pid == 0)
-		child(o, out_p[1], err_p[1], fail_p[1]);
-	setpgid(pid, pid);
-	fcntl(out_p[0], F_SETFL, O_NONBLOCK);
-	fcntl(err_p[0], F_SETFL, O_NONBLOCK);
-	close(out_p[1]);
-	close(err_p[1]);
-	close(fail_p[1]);
-	do
-		n = read(fail_p[0], &f, sizeof(f));
-	while (n < 0 && errno == EINTR);
-	close(fail_p[0]);
-	if (n == (ssize_t)sizeof(f)) {
-		if (f.stage == 1)
-			snprintf(r->why, sizeof(r->why), "cannot change to directory '%s': %s",
-				 o->cwd, strerror(f.err));
-		else
-			snprintf(r->why, sizeof(r->why), "cannot run '%s': %s", o->argv[0],
-				 strerror(f.err));
-	}
+	ret = op_cmd_run(ext, &co, &r->res);
+	r->ran = r->res.ran;
+	r->cancelled = r->res.cancelled;
+	return ret;
+}
 
-	st[0] = (struct stream){out_p[0], tf_must(op_splitter_new(TF_LOG_LINE_MAX, OP_SPLIT_CHUNK)),
-				"info", o->capture ? &r->out : NULL, &r->outtail};
-	st[1] = (struct stream){err_p[0], tf_must(op_splitter_new(TF_LOG_LINE_MAX, OP_SPLIT_CHUNK)),
-				o->quiet_stderr ? "debug" : "warning", NULL, &r->err};
-	for (;;) {
-		struct pollfd pfd[3];
-		int nfds, ready, status;
-
-		if (st[0].fd < 0 && st[1].fd < 0 && reaped)
-			break;
-		for (int i = 0; i < 2; i++)
-			pfd[i] = (struct pollfd){st[i].fd, POLLIN, 0};
-		nfds = 2;
-		if (!r->cancelled)
-			pfd[nfds++] = (struct pollfd){op_ext_in_fd(ext), POLLIN, 0};
-		ready = poll(pfd, (nfds_t)nfds, 200);
-		if (!r->cancelled && (got_signal || (nfds == 3 && pfd[2].revents &&
-						     op_ext_check_cancel(ext, NULL)))) {
-			r->cancelled = cancelled_once = true;
-			killed_at = mono_ms();
-			kill(-pid, SIGTERM);
-			op_ext_log(ext, "warning", "cancelled: sent SIGTERM to %s", o->argv[0]);
-		}
-		if (r->cancelled && !reaped && killed_at &&
-		    mono_ms() - killed_at > TF_KILL_GRACE_MS) {
-			kill(-pid, SIGKILL);
-			op_ext_log(ext, "warning", "%s still running: sent SIGKILL", o->argv[0]);
-			killed_at = 0;
-		}
-		for (int i = 0; i < 2; i++)
-			if (st[i].fd >= 0 && ready > 0 && pfd[i].revents)
-				pump(ext, &st[i], false);
-		if (!reaped && waitpid(pid, &status, WNOHANG) == pid) {
-			reaped = true;
-			r->status = status;
-			r->ran = r->why[0] == '\0';
-			if (r->cancelled)
-				kill(-pid, SIGTERM);
-		}
-		/* the tool exited but something it started keeps the pipes open */
-		if (reaped && ready == 0)
-			for (int i = 0; i < 2; i++)
-				if (st[i].fd >= 0)
-					pump(ext, &st[i], true);
-	}
-	op_splitter_free(st[0].sp);
-	op_splitter_free(st[1].sp);
-	return r->why[0] ? -1 : 0;
+const char *tf_run_out(const struct tf_run *r)
+{
+	return r->res.out.buf ? r->res.out.buf : "";
 }
 
 void tf_run_release(struct tf_run *r)
 {
-	sb_release(&r->out);
+	op_cmd_result_release(&r->res);
 	sb_release(&r->err);
 	sb_release(&r->outtail);
 }
 
 bool tf_run_exited(const struct tf_run *r, int code)
 {
-	return r->ran && WIFEXITED(r->status) && WEXITSTATUS(r->status) == code;
+	return op_cmd_exited(&r->res, code);
 }
 
 static bool starts(const char *s, const char *prefix)
@@ -415,17 +184,17 @@ char *tf_run_failure(const struct tf_run *r, const char *what)
 
 	if (r->cancelled) {
 		sb_addf(&sb, "%s: cancelled", what);
-	} else if (r->why[0]) {
-		sb_addf(&sb, "%s: %s", what, r->why);
+	} else if (r->res.error[0]) {
+		sb_addf(&sb, "%s: %s", what, r->res.error);
 	} else {
 		if (!condense_errors(sb_str(&r->err), &why))
 			last_lines(sb_str(&r->err), 3, &why);
 		if (!why.len)
 			last_lines(sb_str(&r->outtail), 3, &why);
-		if (WIFEXITED(r->status))
-			sb_addf(&sb, "%s failed (exit status %d)", what, WEXITSTATUS(r->status));
+		if (r->res.exit_code >= 0)
+			sb_addf(&sb, "%s failed (exit status %d)", what, r->res.exit_code);
 		else
-			sb_addf(&sb, "%s killed by signal %d", what, WTERMSIG(r->status));
+			sb_addf(&sb, "%s killed by signal %d", what, r->res.term_signal);
 		if (why.len)
 			sb_addf(&sb, ": %s", sb_str(&why));
 	}

@@ -1,12 +1,9 @@
 /*
- * run: start the tool (tofu/terraform) as a child in its own process group,
- * with stdin from /dev/null, and forward its output as protocol log
- * messages while watching orchd's stdin for a cancel.
- *
- * NOTE for the lead: this is a minimal duplicate of the child runner of
- * extensions/exec/extension.c (non-blocking capture, process group,
- * SIGTERM forwarding, SIGKILL after a grace); both should become one shared
- * implementation (e.g. in protocol/) once its owner agrees.
+ * run: run the tool (tofu/terraform) through the protocol library's runner
+ * (op_cmd_run: own process group, stdin from /dev/null, cancel forwarded
+ * as SIGTERM then SIGKILL) with terraform's conventions: stdout lines at
+ * info (or captured), stderr lines at warning (tofu's "Error: " lines at
+ * error), the tails of both kept to explain a failure.
  *
  * Ownership: struct tf_run owns its buffers; release with tf_run_release().
  */
@@ -15,9 +12,8 @@
 
 #include <stdbool.h>
 
+#include "orchd_protocol.h"
 #include "strbuf.h"
-
-struct op_ext;
 
 /* After a cancel, SIGKILL the tool's group if it still runs after this. */
 #define TF_KILL_GRACE_MS 8000
@@ -31,27 +27,22 @@ struct tf_run_opts {
 };
 
 struct tf_run {
-	int status;	       /* wait status (valid when ran) */
-	bool ran;	       /* the tool was started and reaped */
-	bool cancelled;	       /* a cancel (or SIGTERM/SIGINT) arrived */
-	char why[512];	       /* failure to start, e.g. "cannot run 'tofu': ..." */
-	struct strbuf out;     /* captured stdout (capture mode; capped at 64 MiB) */
-	struct strbuf err;     /* the tail of stderr (about the last 64 KiB) */
-	struct strbuf outtail; /* the tail of stdout when not captured */
+	struct op_cmd_result res; /* res.out: captured stdout (capture mode; 64 MiB) */
+	bool ran;		  /* the tool was started and reaped */
+	bool cancelled;		  /* a cancel (or SIGTERM/SIGINT) arrived */
+	struct strbuf err;	  /* the tail of stderr (about the last 64 KiB) */
+	struct strbuf outtail;	  /* the tail of stdout when not captured */
 };
 
-/*
- * Install the SIGTERM/SIGINT handlers (the extension then notices a
- * signal as a cancel) and make sure SIGCHLD is deliverable.
- */
-void tf_run_setup_signals(void);
+/* Captured stdout (NUL-terminated). */
+const char *tf_run_out(const struct tf_run *r);
 
 /*
  * Run the tool to completion (or cancellation).  Returns 0 when it was
- * started (r->ran then tells whether it was reaped normally; see
- * r->status), -1 when it could not be started (r->why).  Once a cancel
+ * started (r->ran then tells whether it was reaped normally), -1 when it
+ * could not be started (r->res.error).  Once a cancel
  * arrived, every later tf_run_tool() call returns -1 at once with
- * r->cancelled set.
+ * r->cancelled set (op_cmd_run does not start after a cancel).
  */
 int tf_run_tool(struct op_ext *ext, const struct tf_run_opts *o, struct tf_run *r);
 void tf_run_release(struct tf_run *r);

@@ -1,0 +1,639 @@
+/*
+ * run: the tool runner of C extensions (op_cmd_*, see orchd_protocol.h).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "orchd_protocol.h"
+
+/* With the program reaped, pipes silent this long are closed. */
+#define RUN_IDLE_MS 200
+#define RUN_READ    65536
+
+static volatile sig_atomic_t caught_signal;
+
+static void on_term(int sig)
+{
+	caught_signal = sig;
+}
+
+/* Only there to interrupt poll() when the program exits. */
+static void on_chld(int sig)
+{
+	(void)sig;
+}
+
+void op_cmd_catch_signals(void)
+{
+	struct sigaction sa;
+	sigset_t set;
+
+	memset(&sa, 0, sizeof(sa));
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	sa.sa_handler = on_term;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sa.sa_handler = on_chld;
+	sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+	sigaction(SIGCHLD, &sa, NULL);
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGCHLD);
+	sigprocmask(SIG_UNBLOCK, &set, NULL);
+}
+
+int op_cmd_signal_caught(void)
+{
+	return caught_signal;
+}
+
+static long long mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Copy s replacing invalid UTF-8 (and NUL bytes) with U+FFFD; NULL: ENOMEM. */
+static char *utf8_clean(const char *s, size_t len, size_t *outlen)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	char *out = malloc(len * 3 + 1), *o = out;
+	size_t i = 0;
+
+	if (!out)
+		return NULL;
+	while (i < len) {
+		unsigned char c = p[i];
+		size_t n = c < 0x80	    ? 1
+			   : (c >> 5) == 6  ? 2
+			   : (c >> 4) == 14 ? 3
+			   : (c >> 3) == 30 ? 4
+					    : 0;
+		bool ok = n > 0 && c != 0 && i + n <= len && !(c == 0xc0 || c == 0xc1 || c > 0xf4);
+
+		for (size_t k = 1; ok && k < n; k++)
+			ok = (p[i + k] & 0xc0) == 0x80;
+		if (ok && n == 3 && c == 0xe0 && p[i + 1] < 0xa0)
+			ok = false; /* overlong */
+		if (ok && n == 3 && c == 0xed && p[i + 1] >= 0xa0)
+			ok = false; /* surrogate */
+		if (ok && n == 4 &&
+		    ((c == 0xf0 && p[i + 1] < 0x90) || (c == 0xf4 && p[i + 1] >= 0x90)))
+			ok = false;
+		if (!ok) {
+			memcpy(o, "\xef\xbf\xbd", 3);
+			o += 3;
+			i++;
+			continue;
+		}
+		memcpy(o, p + i, n);
+		o += n;
+		i += n;
+	}
+	*o = '\0';
+	*outlen = (size_t)(o - out);
+	return out;
+}
+
+/* --- captures ---------------------------------------------------------------- */
+
+static void buf_wipe(struct op_cmd_buf *b, size_t alloc)
+{
+	if (b->buf) {
+		explicit_bzero(b->buf, alloc);
+		free(b->buf);
+	}
+	b->buf = NULL;
+	b->len = 0;
+}
+
+struct stream {
+	int fd; /* -1 once closed */
+	int no; /* 1 stdout, 2 stderr */
+	const struct op_cmd_stream *opts;
+	struct op_splitter *sp; /* NULL: lines not wanted */
+	struct op_cmd_buf *cap; /* NULL: not captured */
+	size_t cap_max, cap_alloc;
+};
+
+/* Append to the capture; growth never leaves a copy behind unwiped. */
+static void capture(struct stream *s, const char *data, size_t n)
+{
+	struct op_cmd_buf *b = s->cap;
+
+	if (b->len + n > s->cap_max) {
+		n = s->cap_max - b->len;
+		b->truncated = true;
+	}
+	if (!n)
+		return;
+	if (b->len + n + 1 > s->cap_alloc) {
+		size_t alloc = s->cap_alloc ? s->cap_alloc : 4096;
+		char *nb;
+
+		while (alloc < b->len + n + 1)
+			alloc *= 2;
+		nb = malloc(alloc);
+		if (!nb) {
+			b->truncated = true;
+			return;
+		}
+		if (b->buf) {
+			memcpy(nb, b->buf, b->len);
+			explicit_bzero(b->buf, s->cap_alloc);
+			free(b->buf);
+		}
+		b->buf = nb;
+		s->cap_alloc = alloc;
+	}
+	memcpy(b->buf + b->len, data, n);
+	b->len += n;
+	b->buf[b->len] = '\0';
+}
+
+static void deliver(struct op_ext *ext, const struct op_cmd_opts *o, struct stream *s)
+{
+	const char *line;
+	size_t len;
+
+	while (op_splitter_next(s->sp, &line, &len) == OP_LINE_OK) {
+		const char *level = s->opts->mode & OP_CMD_LOG ? s->opts->level : NULL;
+		size_t clen;
+		char *clean = utf8_clean(line, len, &clen);
+
+		if (!clean)
+			continue;
+		if (o->line_fn)
+			o->line_fn(o->line_arg, s->no, clean, clen, &level);
+		if (level && ext)
+			op_ext_log(ext, level, "%s", clean);
+		explicit_bzero(clean, clen);
+		free(clean);
+	}
+}
+
+/*
+ * Read what is available (the fd is non-blocking).  final: drain what is
+ * there now and close even if a writer lives on.
+ */
+static void pump(struct op_ext *ext, const struct op_cmd_opts *o, struct stream *s, bool final)
+{
+	char buf[RUN_READ];
+	ssize_t n;
+	bool done = false;
+
+	for (;;) {
+		n = read(s->fd, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n > 0) {
+			if (s->cap)
+				capture(s, buf, (size_t)n);
+			if (s->sp)
+				op_splitter_feed(s->sp, buf, (size_t)n);
+			explicit_bzero(buf, (size_t)n);
+		}
+		if (n == 0 || (n < 0 && errno != EAGAIN) || (n < 0 && final))
+			done = true;
+		if (done || !final || n < 0)
+			break;
+	}
+	if (done && s->sp)
+		op_splitter_finish(s->sp);
+	if (s->sp)
+		deliver(ext, o, s);
+	if (done) {
+		close(s->fd);
+		s->fd = -1;
+	}
+}
+
+/* --- the child ---------------------------------------------------------------- */
+
+/* What the child reports through its close-on-exec pipe when it fails. */
+struct child_failure {
+	int stage; /* 1 chdir, 2 exec */
+	int err;
+};
+
+struct child_plan {
+	char *const *argv;
+	char **envp;	     /* environ + additions */
+	const char *path;    /* $PATH of envp (search when argv[0] has no '/') */
+	const char **shargv; /* "/bin/sh", file, argv[1..], NULL; [1] filled in the child */
+	const char *cwd;
+	int in_r; /* stdin: pipe read end, or -1 for /dev/null */
+	int out_w, err_w, fail_w;
+};
+
+/* execve, and /bin/sh for ENOEXEC (as execvp); returns errno. */
+static int try_exec(const struct child_plan *p, const char *file)
+{
+	execve(file, p->argv, p->envp);
+	if (errno == ENOEXEC) {
+		p->shargv[1] = file;
+		execve("/bin/sh", (char *const *)(void *)p->shargv, p->envp);
+		errno = ENOEXEC;
+	}
+	return errno;
+}
+
+/* Async-signal-safe from here to exec. */
+static void child(const struct child_plan *p)
+{
+	struct child_failure f = {0, 0};
+	struct sigaction sa;
+	sigset_t none;
+	int in = p->in_r;
+
+	setpgid(0, 0);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_DFL;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGPIPE, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGCHLD, &sa, NULL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	if (in < 0)
+		in = open("/dev/null", O_RDONLY);
+	if (in >= 0 && in != 0) {
+		dup2(in, 0);
+		close(in);
+	}
+	dup2(p->out_w, 1);
+	dup2(p->err_w, 2);
+	if (p->cwd && chdir(p->cwd) < 0) {
+		f.stage = 1;
+		f.err = errno;
+	} else if (strchr(p->argv[0], '/')) {
+		f.stage = 2;
+		f.err = try_exec(p, p->argv[0]);
+	} else {
+		/* execvp's search, with a stack buffer */
+		const char *dir = p->path;
+		size_t flen = strlen(p->argv[0]);
+		bool eacces = false;
+		int err = ENOENT;
+
+		for (;;) {
+			const char *end = strchr(dir, ':');
+			size_t dlen = end ? (size_t)(end - dir) : strlen(dir);
+			char file[PATH_MAX];
+
+			if (dlen + flen + 2 <= sizeof(file)) {
+				if (dlen) {
+					memcpy(file, dir, dlen);
+					file[dlen] = '/';
+					memcpy(file + dlen + 1, p->argv[0], flen + 1);
+				} else {
+					memcpy(file, p->argv[0], flen + 1);
+				}
+				err = try_exec(p, file);
+				if (err == EACCES)
+					eacces = true;
+				else if (err != ENOENT && err != ENOTDIR && err != ESTALE &&
+					 err != ENODEV && err != ETIMEDOUT)
+					break;
+			}
+			if (!end)
+				break;
+			dir = end + 1;
+		}
+		f.stage = 2;
+		f.err = eacces && (err == ENOENT || err == ENOTDIR || err == ESTALE ||
+				   err == ENODEV || err == ETIMEDOUT)
+				? EACCES
+				: err;
+	}
+	if (write(p->fail_w, &f, sizeof(f)) < 0)
+		_exit(126);
+	_exit(127);
+}
+
+/* environ with additions (each "NAME=VALUE" replaces NAME); pointers borrowed. */
+static char **build_envp(char *const *add)
+{
+	size_t n = 0, na = 0;
+	char **envp;
+
+	while (environ && environ[n])
+		n++;
+	while (add && add[na])
+		na++;
+	envp = calloc(n + na + 1, sizeof(*envp));
+	if (!envp)
+		return NULL;
+	memcpy(envp, environ, n * sizeof(*envp));
+	for (size_t i = 0; i < na; i++) {
+		const char *eq = strchr(add[i], '=');
+		size_t klen = eq ? (size_t)(eq - add[i]) : strlen(add[i]);
+		size_t k;
+
+		for (k = 0; k < n; k++)
+			if (!strncmp(envp[k], add[i], klen) && envp[k][klen] == '=')
+				break;
+		envp[k] = add[i];
+		if (k == n)
+			n++;
+	}
+	envp[n] = NULL;
+	return envp;
+}
+
+static const char *env_path(char *const *envp)
+{
+	for (size_t i = 0; envp[i]; i++)
+		if (!strncmp(envp[i], "PATH=", 5))
+			return envp[i] + 5;
+	return "/bin:/usr/bin";
+}
+
+/* --- the run ----------------------------------------------------------------- */
+
+static int fail(struct op_cmd_result *res, int err, const char *what)
+{
+	snprintf(res->error, sizeof(res->error), "%s: %s", what, strerror(err));
+	errno = err;
+	return -1;
+}
+
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+/* Give empty captures a buffer, as promised. */
+static void finish_captures(struct op_cmd_result *res)
+{
+	struct op_cmd_buf *b[2] = {&res->out, &res->err};
+
+	for (int i = 0; i < 2; i++)
+		if (!b[i]->buf) {
+			b[i]->buf = malloc(1);
+			if (b[i]->buf)
+				b[i]->buf[0] = '\0';
+		}
+}
+
+/* Feed the program's stdin without blocking; closes it when done or broken. */
+static void feed_input(int *fd, const char *data, size_t len, size_t *off)
+{
+	while (*off < len) {
+		ssize_t n = write(*fd, data + *off, len - *off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return;
+		if (n <= 0) {
+			close_fd(fd);
+			return;
+		}
+		*off += (size_t)n;
+	}
+	close_fd(fd);
+}
+
+static bool want_cancel(struct op_ext *ext)
+{
+	return caught_signal || (ext && op_ext_check_cancel(ext, NULL));
+}
+
+int op_cmd_run(struct op_ext *ext, const struct op_cmd_opts *o, struct op_cmd_result *res)
+{
+	int out_p[2] = {-1, -1}, err_p[2] = {-1, -1}, fail_p[2] = {-1, -1}, in_p[2] = {-1, -1};
+	const char *name;
+	struct child_plan plan;
+	struct stream st[2];
+	struct child_failure f;
+	size_t nargs = 0, in_off = 0, line_max;
+	long long killed_at = 0;
+	int grace, ret = 0, saved = 0;
+	bool reaped = false;
+	pid_t pid;
+	ssize_t n;
+
+	memset(res, 0, sizeof(*res));
+	res->exit_code = -1;
+	if (!o || !o->argv || !o->argv[0] || !o->argv[0][0]) {
+		snprintf(res->error, sizeof(res->error), "no program to run");
+		finish_captures(res);
+		errno = EINVAL;
+		return -1;
+	}
+	name = o->name ? o->name : o->argv[0];
+	grace = o->kill_grace_ms > 0 ? o->kill_grace_ms : OP_CMD_KILL_GRACE_MS;
+	line_max = o->line_max ? o->line_max : OP_CMD_LINE_MAX;
+	op_cmd_catch_signals();
+	if (want_cancel(ext)) {
+		res->cancelled = true;
+		snprintf(res->error, sizeof(res->error), "cancelled");
+		finish_captures(res);
+		errno = ECANCELED;
+		return -1;
+	}
+
+	memset(&plan, 0, sizeof(plan));
+	while (o->argv[nargs])
+		nargs++;
+	plan.argv = o->argv;
+	plan.cwd = o->cwd;
+	plan.envp = build_envp(o->env);
+	plan.shargv = calloc(nargs + 2, sizeof(*plan.shargv));
+	if (!plan.envp || !plan.shargv) {
+		free(plan.envp);
+		free(plan.shargv);
+		finish_captures(res);
+		snprintf(res->error, sizeof(res->error), "cannot run '%s': %s", o->argv[0],
+			 strerror(ENOMEM));
+		errno = ENOMEM;
+		return -1;
+	}
+	plan.path = env_path(plan.envp);
+	plan.shargv[0] = "/bin/sh";
+	for (size_t i = 1; i < nargs; i++)
+		plan.shargv[i + 1] = o->argv[i];
+	if (pipe2(out_p, O_CLOEXEC) < 0 || pipe2(err_p, O_CLOEXEC) < 0 ||
+	    pipe2(fail_p, O_CLOEXEC) < 0 || (o->input && pipe2(in_p, O_CLOEXEC) < 0)) {
+		saved = errno;
+		ret = fail(res, saved, "cannot create pipes");
+		goto out;
+	}
+	plan.in_r = in_p[0];
+	plan.out_w = out_p[1];
+	plan.err_w = err_p[1];
+	plan.fail_w = fail_p[1];
+	pid = fork();
+	if (pid < 0) {
+		saved = errno;
+		ret = fail(res, saved, "cannot fork");
+		goto out;
+	}
+	if (pid == 0)
+		child(&plan);
+	setpgid(pid, pid);
+	close_fd(&out_p[1]);
+	close_fd(&err_p[1]);
+	close_fd(&fail_p[1]);
+	close_fd(&in_p[0]);
+	do
+		n = read(fail_p[0], &f, sizeof(f));
+	while (n < 0 && errno == EINTR);
+	close_fd(&fail_p[0]);
+	if (n == (ssize_t)sizeof(f)) {
+		if (f.stage == 1)
+			snprintf(res->error, sizeof(res->error),
+				 "cannot change to directory '%s': %s", o->cwd, strerror(f.err));
+		else
+			snprintf(res->error, sizeof(res->error), "cannot run '%s': %s", o->argv[0],
+				 strerror(f.err));
+		saved = f.err;
+		ret = -1;
+	}
+	fcntl(out_p[0], F_SETFL, O_NONBLOCK);
+	fcntl(err_p[0], F_SETFL, O_NONBLOCK);
+	if (in_p[1] >= 0)
+		fcntl(in_p[1], F_SETFL, O_NONBLOCK);
+
+	st[0] = (struct stream){out_p[0], 1, &o->out, NULL, NULL, 0, 0};
+	st[1] = (struct stream){err_p[0], 2, &o->err, NULL, NULL, 0, 0};
+	out_p[0] = err_p[0] = -1;
+	st[0].cap = &res->out;
+	st[1].cap = &res->err;
+	for (int i = 0; i < 2; i++) {
+		if (!(st[i].opts->mode & OP_CMD_CAPTURE))
+			st[i].cap = NULL;
+		st[i].cap_max =
+			st[i].opts->capture_max ? st[i].opts->capture_max : OP_CMD_CAPTURE_MAX;
+		if ((st[i].opts->mode & OP_CMD_LOG) || o->line_fn)
+			st[i].sp = op_splitter_new(line_max, OP_SPLIT_CHUNK);
+	}
+	for (;;) {
+		struct pollfd pfd[4];
+		int ready, status;
+
+		if (st[0].fd < 0 && st[1].fd < 0 && reaped)
+			break;
+		pfd[0] = (struct pollfd){st[0].fd, POLLIN, 0};
+		pfd[1] = (struct pollfd){st[1].fd, POLLIN, 0};
+		pfd[2] =
+			(struct pollfd){ext && !res->cancelled ? op_ext_in_fd(ext) : -1, POLLIN, 0};
+		pfd[3] = (struct pollfd){in_p[1], POLLOUT, 0};
+		ready = poll(pfd, 4, RUN_IDLE_MS);
+		/* not only when in_fd is readable: orchd may have sent the
+		 * cancel with the action, and it is already buffered */
+		if (!res->cancelled && want_cancel(ext)) {
+			res->cancelled = true;
+			killed_at = mono_ms();
+			kill(-pid, SIGTERM);
+			if (ext)
+				op_ext_log(ext, "warning", "cancelled: sent SIGTERM to %s", name);
+		}
+		if (res->cancelled && !reaped && killed_at && mono_ms() - killed_at > grace) {
+			kill(-pid, SIGKILL);
+			if (ext)
+				op_ext_log(ext, "warning", "%s still running: sent SIGKILL", name);
+			killed_at = 0;
+		}
+		if (in_p[1] >= 0 && pfd[3].revents)
+			feed_input(&in_p[1], o->input, o->input_len, &in_off);
+		for (int i = 0; i < 2; i++)
+			if (st[i].fd >= 0 && pfd[i].revents)
+				pump(ext, o, &st[i], false);
+		if (!reaped && waitpid(pid, &status, WNOHANG) == pid) {
+			reaped = true;
+			close_fd(&in_p[1]);
+			if (!res->error[0]) {
+				res->ran = true;
+				res->status = status;
+				if (WIFEXITED(status))
+					res->exit_code = WEXITSTATUS(status);
+				else if (WIFSIGNALED(status))
+					res->term_signal = WTERMSIG(status);
+			}
+			/* processes forked after the first SIGTERM missed it */
+			if (res->cancelled)
+				kill(-pid, SIGTERM);
+		}
+		/* the program exited but something it started keeps the pipes
+		 * open: take what is there and stop listening */
+		if (reaped && ready == 0)
+			for (int i = 0; i < 2; i++)
+				if (st[i].fd >= 0)
+					pump(ext, o, &st[i], true);
+	}
+	op_splitter_free(st[0].sp);
+	op_splitter_free(st[1].sp);
+out:
+	close_fd(&out_p[0]);
+	close_fd(&out_p[1]);
+	close_fd(&err_p[0]);
+	close_fd(&err_p[1]);
+	close_fd(&fail_p[0]);
+	close_fd(&fail_p[1]);
+	close_fd(&in_p[0]);
+	close_fd(&in_p[1]);
+	free(plan.envp);
+	free(plan.shargv);
+	finish_captures(res);
+	if (ret < 0)
+		errno = saved;
+	return ret;
+}
+
+void op_cmd_result_release(struct op_cmd_result *res)
+{
+	if (!res)
+		return;
+	buf_wipe(&res->out, res->out.len + 1);
+	buf_wipe(&res->err, res->err.len + 1);
+}
+
+bool op_cmd_exited(const struct op_cmd_result *res, int code)
+{
+	return res->ran && res->exit_code == code;
+}
+
+const char *op_cmd_status_text(const struct op_cmd_result *res, char *buf, size_t len)
+{
+	if (res->exit_code >= 0)
+		snprintf(buf, len, "exit status %d", res->exit_code);
+	else
+		snprintf(buf, len, "killed by signal %d", res->term_signal);
+	return buf;
+}
+
+bool op_cmd_summary(const struct op_cmd_result *res, char *buf, size_t len)
+{
+	if (res->error[0]) {
+		snprintf(buf, len, "%s", res->error);
+		return false;
+	}
+	if (res->cancelled) {
+		snprintf(buf, len, "cancelled");
+		return false;
+	}
+	if (res->exit_code >= 0) {
+		snprintf(buf, len, "command exited with status %d", res->exit_code);
+		return res->exit_code == 0;
+	}
+	snprintf(buf, len, "command killed by signal %d", res->term_signal);
+	return false;
+}
