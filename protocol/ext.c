@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -416,6 +417,35 @@ bool op_ext_check_cancel(struct op_ext *ext, const char **reason)
 	if (reason)
 		*reason = ext->cancelled ? ext->reason : NULL;
 	return ext->cancelled;
+}
+
+int op_ext_describe(struct op_ext *ext, const char *description, const struct json_object *config)
+{
+	struct json_object *d = json_object_new_object(), *a = json_object_new_array();
+	struct json_object *extra = json_object_new_object();
+	int ret = -1;
+
+	if (!d || !a || !extra) {
+		json_object_put(d);
+		json_object_put(a);
+		json_object_put(extra);
+		errno = ENOMEM;
+		return -1;
+	}
+	for (size_t i = 0; ext->info->actions && ext->info->actions[i]; i++)
+		json_object_array_add(a, json_object_new_string(ext->info->actions[i]));
+	json_object_object_add(d, "type", json_object_new_string(ext->info->name));
+	json_object_object_add(d, "version", json_object_new_string(ext->info->version));
+	json_object_object_add(d, "actions", a);
+	if (description)
+		json_object_object_add(d, "description", json_object_new_string(description));
+	if (config)
+		json_object_object_add(d, "config",
+				       json_object_get((struct json_object *)(uintptr_t)config));
+	json_object_object_add(extra, "describe", d);
+	ret = op_ext_result(ext, true, false, extra, "%s %s", ext->info->name, ext->info->version);
+	json_object_put(extra);
+	return ret;
 }
 
 int op_ext_finish(struct op_ext *ext)

@@ -361,6 +361,15 @@ bool op_ext_check_cancel(struct op_ext *ext, const char **reason);
 bool op_ext_cancelled(const struct op_ext *ext);
 
 /*
+ * Answer describe: a success result with summary "NAME VERSION" and
+ * extra {"describe": {"type": NAME, "version": VERSION, "actions": [the
+ * op_ext_info's actions], "description": description, "config": config}}
+ * (config borrowed; NULL: omitted).  Returns what op_ext_result returned
+ * (-1 with ENOMEM when the object cannot be built).
+ */
+int op_ext_describe(struct op_ext *ext, const char *description, const struct json_object *config);
+
+/*
  * If no result was sent, send failure "extension ended without a result".
  * Frees ext.  Returns the exit status the extension should exit with:
  * 0 after a result was sent (success or failure), 1 otherwise.

@@ -307,24 +307,15 @@ static char *output_path(struct op_ext *ext)
 
 int exec_describe(struct op_ext *ext)
 {
-	static const char *const actions[] = {"describe", "validate", "plan", "apply", "destroy"};
-	struct json_object *d = json_object_new_object(), *a = json_object_new_array();
-	struct json_object *extra = json_object_new_object();
+	struct json_object *schema = exec_config_schema();
 	int ret;
 
-	for (size_t i = 0; i < sizeof(actions) / sizeof(actions[0]); i++)
-		json_object_array_add(a, json_object_new_string(actions[i]));
-	json_object_object_add(d, "type", json_object_new_string(EXEC_NAME));
-	json_object_object_add(d, "version", json_object_new_string(EXEC_VERSION));
-	json_object_object_add(d, "actions", a);
-	json_object_object_add(d, "description",
-			       json_object_new_string("run a command as a pipeline step; its "
-						      "stdout/stderr lines become logs and "
-						      "$ORCHD_OUTPUT becomes outputs"));
-	json_object_object_add(d, "config", exec_config_schema());
-	json_object_object_add(extra, "describe", d);
-	ret = op_ext_result(ext, true, false, extra, "exec %s", EXEC_VERSION);
-	json_object_put(extra);
+	ret = op_ext_describe(ext,
+			      "run a command as a pipeline step; its "
+			      "stdout/stderr lines become logs and "
+			      "$ORCHD_OUTPUT becomes outputs",
+			      schema);
+	json_object_put(schema);
 	return ret;
 }
 

@@ -699,24 +699,15 @@ static int load_config(struct op_ext *ext, bool check_files, struct secrets_conf
 
 int secrets_describe(struct op_ext *ext)
 {
-	static const char *const actions[] = {"describe", "validate", "plan", "apply", "destroy"};
-	struct json_object *d = json_object_new_object(), *a = json_object_new_array();
-	struct json_object *extra = json_object_new_object();
+	struct json_object *schema = secrets_config_schema();
 	int ret;
 
-	for (size_t i = 0; i < sizeof(actions) / sizeof(actions[0]); i++)
-		json_object_array_add(a, json_object_new_string(actions[i]));
-	json_object_object_add(d, "type", json_object_new_string(SECRETS_NAME));
-	json_object_object_add(d, "version", json_object_new_string(SECRETS_VERSION));
-	json_object_object_add(d, "actions", a);
-	json_object_object_add(d, "description",
-			       json_object_new_string("provide secret outputs from environment "
-						      "variables, files, sops- or age-encrypted "
-						      "files"));
-	json_object_object_add(d, "config", secrets_config_schema());
-	json_object_object_add(extra, "describe", d);
-	ret = op_ext_result(ext, true, false, extra, "secrets %s", SECRETS_VERSION);
-	json_object_put(extra);
+	ret = op_ext_describe(ext,
+			      "provide secret outputs from environment "
+			      "variables, files, sops- or age-encrypted "
+			      "files",
+			      schema);
+	json_object_put(schema);
 	return ret;
 }
 

@@ -522,23 +522,14 @@ static bool parse_counts(const char *text, const char *prefix, int *a, int *b, i
 
 int tf_describe(struct op_ext *ext)
 {
-	static const char *const actions[] = {"describe", "validate", "plan", "apply", "destroy"};
-	struct json_object *d = json_object_new_object(), *a = json_object_new_array();
-	struct json_object *extra = json_object_new_object();
+	struct json_object *schema = tf_config_schema();
 	int ret;
 
-	for (size_t i = 0; i < sizeof(actions) / sizeof(actions[0]); i++)
-		json_object_array_add(a, json_object_new_string(actions[i]));
-	json_object_object_add(d, "type", json_object_new_string(TF_NAME));
-	json_object_object_add(d, "version", json_object_new_string(TF_VERSION));
-	json_object_object_add(d, "actions", a);
-	json_object_object_add(d, "description",
-			       json_object_new_string("plan, apply and destroy an OpenTofu/"
-						      "Terraform module directory"));
-	json_object_object_add(d, "config", tf_config_schema());
-	json_object_object_add(extra, "describe", d);
-	ret = op_ext_result(ext, true, false, extra, "terraform %s", TF_VERSION);
-	json_object_put(extra);
+	ret = op_ext_describe(ext,
+			      "plan, apply and destroy an OpenTofu/"
+			      "Terraform module directory",
+			      schema);
+	json_object_put(schema);
 	return ret;
 }
 
