@@ -514,6 +514,10 @@ const char *op_cmd_status_text(const struct op_cmd_result *res, char *buf, size_
  */
 bool op_cmd_summary(const struct op_cmd_result *res, char *buf, size_t len);
 
+/* True when s[0..len) is valid UTF-8 without NUL bytes (the test op_cmd_run's
+ * line cleaning applies; an empty string is valid). */
+bool op_utf8_valid(const void *s, size_t len);
+
 /*
  * Install handlers for SIGTERM and SIGINT (they only record the signal:
  * op_cmd_signal_caught() then returns it and runs treat it as a cancel) and

@@ -66,6 +66,35 @@ static long long mono_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Length of the valid UTF-8 sequence (not NUL) at p[0..len), or 0. */
+static size_t utf8_seq(const unsigned char *p, size_t len)
+{
+	unsigned char c = p[0];
+	size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+
+	if (!n || c == 0 || n > len || c == 0xc0 || c == 0xc1 || c > 0xf4)
+		return 0;
+	for (size_t k = 1; k < n; k++)
+		if ((p[k] & 0xc0) != 0x80)
+			return 0;
+	if ((n == 3 && c == 0xe0 && p[1] < 0xa0) ||  /* overlong */
+	    (n == 3 && c == 0xed && p[1] >= 0xa0) || /* surrogate */
+	    (n == 4 && c == 0xf0 && p[1] < 0x90) ||  /* overlong */
+	    (n == 4 && c == 0xf4 && p[1] >= 0x90))   /* > U+10FFFF */
+		return 0;
+	return n;
+}
+
+bool op_utf8_valid(const void *s, size_t len)
+{
+	const unsigned char *p = s;
+
+	for (size_t i = 0, n; i < len; i += n)
+		if (!(n = utf8_seq(p + i, len - i)))
+			return false;
+	return true;
+}
+
 /* Copy s replacing invalid UTF-8 (and NUL bytes) with U+FFFD; NULL: ENOMEM. */
 static char *utf8_clean(const char *s, size_t len, size_t *outlen)
 {
@@ -76,24 +105,9 @@ static char *utf8_clean(const char *s, size_t len, size_t *outlen)
 	if (!out)
 		return NULL;
 	while (i < len) {
-		unsigned char c = p[i];
-		size_t n = c < 0x80	    ? 1
-			   : (c >> 5) == 6  ? 2
-			   : (c >> 4) == 14 ? 3
-			   : (c >> 3) == 30 ? 4
-					    : 0;
-		bool ok = n > 0 && c != 0 && i + n <= len && !(c == 0xc0 || c == 0xc1 || c > 0xf4);
+		size_t n = utf8_seq(p + i, len - i);
 
-		for (size_t k = 1; ok && k < n; k++)
-			ok = (p[i + k] & 0xc0) == 0x80;
-		if (ok && n == 3 && c == 0xe0 && p[i + 1] < 0xa0)
-			ok = false; /* overlong */
-		if (ok && n == 3 && c == 0xed && p[i + 1] >= 0xa0)
-			ok = false; /* surrogate */
-		if (ok && n == 4 &&
-		    ((c == 0xf0 && p[i + 1] < 0x90) || (c == 0xf4 && p[i + 1] >= 0x90)))
-			ok = false;
-		if (!ok) {
+		if (!n) {
 			memcpy(o, "\xef\xbf\xbd", 3);
 			o += 3;
 			i++;

@@ -427,6 +427,19 @@ START_TEST(test_run_grandchild_holds_pipe)
 }
 END_TEST
 
+START_TEST(test_utf8_valid)
+{
+	ck_assert(op_utf8_valid("", 0));
+	ck_assert(op_utf8_valid("plain \xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 17));
+	ck_assert(!op_utf8_valid("a\0b", 3));		  /* NUL */
+	ck_assert(!op_utf8_valid("\xff", 1));		  /* not a lead byte */
+	ck_assert(!op_utf8_valid("\xc3", 1));		  /* cut short */
+	ck_assert(!op_utf8_valid("\xc0\xaf", 2));	  /* overlong */
+	ck_assert(!op_utf8_valid("\xed\xa0\x80", 3));	  /* surrogate */
+	ck_assert(!op_utf8_valid("\xf4\x90\x80\x80", 4)); /* beyond U+10FFFF */
+}
+END_TEST
+
 START_TEST(test_closest)
 {
 	static const char *const keys[] = {"command", "env", "cwd", "plan_command", NULL};
@@ -517,6 +530,7 @@ Suite *oprun_suite(void)
 	tcase_add_test(tc, test_run_cancel);
 	tcase_add_test(tc, test_run_cancel_kill);
 	tcase_add_test(tc, test_run_grandchild_holds_pipe);
+	tcase_add_test(tc, test_utf8_valid);
 	tcase_add_test(tc, test_closest);
 	tcase_add_test(tc, test_errors);
 	tcase_add_test(tc, test_fail_errors);

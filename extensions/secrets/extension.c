@@ -210,33 +210,6 @@ static int run_tool(struct op_ext *ext, const char *const *argv, char *const *en
 
 /* --- reading values --------------------------------------------------------- */
 
-static bool valid_utf8(const unsigned char *p, size_t len)
-{
-	size_t i = 0;
-
-	while (i < len) {
-		unsigned char c = p[i];
-		size_t n = c < 0x80	    ? 1
-			   : (c >> 5) == 6  ? 2
-			   : (c >> 4) == 14 ? 3
-			   : (c >> 3) == 30 ? 4
-					    : 0;
-
-		if (!n || c == 0 || c == 0xc0 || c == 0xc1 || c > 0xf4 || i + n > len)
-			return false;
-		for (size_t k = 1; k < n; k++)
-			if ((p[i + k] & 0xc0) != 0x80)
-				return false;
-		if ((n == 3 && c == 0xe0 && p[i + 1] < 0xa0) ||
-		    (n == 3 && c == 0xed && p[i + 1] >= 0xa0) ||
-		    (n == 4 && c == 0xf0 && p[i + 1] < 0x90) ||
-		    (n == 4 && c == 0xf4 && p[i + 1] >= 0x90))
-			return false;
-		i += n;
-	}
-	return true;
-}
-
 /*
  * Turn plaintext bytes into a JSON string value: one trailing newline
  * ("\n" or "\r\n") stripped; at most SECRETS_VALUE_MAX bytes of UTF-8 text
@@ -254,7 +227,7 @@ static struct json_object *text_value(const char *buf, size_t len, const char *p
 		op_errors_add(errs, path, "%s is larger than %d bytes", what, SECRETS_VALUE_MAX);
 		return NULL;
 	}
-	if (!valid_utf8((const unsigned char *)buf, len)) {
+	if (!op_utf8_valid(buf, len)) {
 		op_errors_add(errs, path, "%s is not UTF-8 text (base64-encode binary secrets)",
 			      what);
 		return NULL;
