@@ -1,0 +1,60 @@
+# lib.sh -- helpers shared by run_bench.sh, dag_bench.sh, log_bench_orchd.sh
+# and outputs_1000.sh (sourced, POSIX sh).  Times are wall clock in
+# milliseconds from date +%s%N; peak RSS from GNU time's %M (KiB).
+
+# bench_setup BUILD: sets SRC, BUILD (absolute), ORCHD, TMP (removed on exit).
+bench_setup()
+{
+	SRC=$(cd "$(dirname "$0")/.." && pwd)
+	BUILD=$(cd "${1:-build}" && pwd)
+	ORCHD=$BUILD/bin/orchd
+	[ -x "$ORCHD" ] || { echo "$(basename "$0"): $ORCHD not built (make)" >&2; exit 2; }
+	TMP=$(mktemp -d "${TMPDIR:-/tmp}/orchd-bench-XXXXXX")
+	SHM=
+	trap 'rm -rf "$TMP"; [ -z "$SHM" ] || rm -rf "$SHM"' EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+	# orchd must not pick up a developer's extensions by accident
+	unset ORCHD_EXTENSIONS_PATH ORCHD_EXTENSIONS_PATH_ONLY || true
+}
+
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+
+# median A B C ...: the median of integers (lower median for an even count)
+median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+# ratio A B: A / B with two decimals (B of 0 counts as 1)
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b <= 0) b = 1; printf "%.2f", a / b }'; }
+
+# gen_makefile N FILE: N phony targets, each running /bin/true
+gen_makefile()
+{
+	awk -v n="$1" 'BEGIN {
+		printf "all:"; for (i = 0; i < n; i++) printf " t%d", i; printf "\n"
+		for (i = 0; i < n; i++) printf "t%d:\n\t@/bin/true\n", i
+		printf ".PHONY: all"; for (i = 0; i < n; i++) printf " t%d", i; printf "\n"
+	}' > "$2"
+}
+
+# time_cmd OUTVAR CMD...: run CMD, store its wall time in ms in OUTVAR;
+# CMD's exit status is returned
+time_cmd()
+{
+	_var=$1; shift
+	_t0=$(now_ms)
+	"$@"; _rc=$?
+	_t1=$(now_ms)
+	eval "$_var=\$((_t1 - _t0))"
+	return $_rc
+}
+
+# shm_dir: a fresh directory on tmpfs (/dev/shm) in SHM, or empty if none
+shm_dir()
+{
+	if [ -d /dev/shm ] && [ -w /dev/shm ] &&
+	   [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ]; then
+		SHM=$(mktemp -d /dev/shm/orchd-bench-XXXXXX)
+	else
+		SHM=
+	fi
+}

@@ -1,0 +1,211 @@
+#!/bin/sh
+# valgrind.sh [BUILD]: orchd's main paths under valgrind (memcheck).
+#
+#   validate and graph of every example pipeline
+#   run of examples/hello in a temp copy (only orchd is checked), then
+#   status, outputs (text and --json), history, plan and a second run
+#   run of examples/hello again with --trace-children=yes, skipping every
+#   child under /bin, /usr and /usr/local (sh, date, ...), so the
+#   orchd-ext-exec processes are checked too
+#   a failing pipeline (exit 1), an invalid configuration (exit 2), a YAML
+#   syntax error, extensions, version
+#
+# Errors (invalid reads/writes, uninitialised values, bad frees, definite
+# and indirect leaks) make valgrind exit 99 (--error-exitcode).  File
+# descriptors: --track-fds=yes lists what is open at exit; a descriptor
+# above 2 that the process opened itself and never closed is a finding,
+# and so is one above 2 that an extension inherited from orchd (orchd
+# leaking it across exec).  Descriptors orchd inherits from this script are
+# ignored.  Each case's log is kept in a temp dir and printed on failure.
+# Exit 0 when every case is clean, 1 otherwise.
+set -u
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=$(cd "${1:-build}" && pwd)
+ORCHD=$BUILD/bin/orchd
+[ -x "$ORCHD" ] || { echo "valgrind.sh: $ORCHD not built (make)" >&2; exit 2; }
+command -v valgrind >/dev/null || { echo "valgrind.sh: valgrind not installed (make deps)" >&2; exit 2; }
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/orchd-valgrind-XXXXXX")
+trap 'rm -rf "$TMP"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+unset ORCHD_EXTENSIONS_PATH ORCHD_EXTENSIONS_PATH_ONLY || true
+# the pinned tools (tofu, sops, ...) that some examples validate with
+TOOLS_PATH=$(bash "$SRC/tests/tools/install-tools.sh" --print-path 2>/dev/null || true)
+[ -z "$TOOLS_PATH" ] || PATH=$TOOLS_PATH:$PATH
+export PATH
+
+VG="valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect
+	--show-leak-kinds=definite,indirect --error-exitcode=99 --track-fds=yes
+	--num-callers=30"
+failed=0
+ncase=0
+
+# fd_findings LOG: descriptors > 2 open at exit that the process opened
+# (or, for a child of orchd, inherited) -- one line each
+fd_findings()
+{
+	awk -v top="$2" -v tmp="$TMP/" '
+		# the log file of valgrind itself shows up in traced children
+		index($0, tmp) && /\/log\.[0-9child.]+$/ { next }
+		/Open (file|AF_UNIX socket|AF_INET socket|.*) descriptor [0-9]+:/ {
+			fd = $0; sub(/.*descriptor /, "", fd); sub(/:.*/, "", fd)
+			cur = (fd + 0 > 2) ? $0 : ""; next
+		}
+		cur != "" && /<inherited from parent>/ {
+			if (top != "1") print cur " (inherited from orchd)"
+			cur = ""; next
+		}
+		cur != "" && /(at|by) 0x/ { print cur; cur = "" }
+	' "$1"
+}
+
+# check NAME EXPECTED_RC TOP LOGPATTERN: judge the logs of a case
+check()
+{
+	name=$1 want=$2 rc=$3
+	shift 3
+	bad=0
+	if [ "$rc" = 99 ]; then
+		bad=1
+	elif [ "$rc" != "$want" ]; then
+		echo "  (exit $rc, expected $want)"
+		bad=1
+	fi
+	for log in "$@"; do
+		[ -s "$log" ] || continue
+		top=1
+		case $log in *.child.*) top=0 ;; esac
+		fds=$(fd_findings "$log" $top)
+		if [ -n "$fds" ]; then
+			echo "$fds" | sed 's/^/  fd: /'
+			bad=1
+		fi
+		if grep -q '== .*\(Invalid\|uninitialised\|definitely lost\|indirectly lost\|Mismatched\|free()\)' "$log"; then
+			bad=1
+		fi
+	done
+	ncase=$((ncase + 1))
+	if [ $bad = 0 ]; then
+		echo "ok    $name"
+	else
+		echo "FAIL  $name"
+		for log in "$@"; do
+			[ -s "$log" ] || continue
+			echo "---- $log"
+			cat "$log"
+		done
+		failed=$((failed + 1))
+	fi
+}
+
+# vg NAME EXPECTED_RC ARGS...: orchd ARGS under valgrind, children untraced
+vg()
+{
+	name=$1 want=$2
+	shift 2
+	log=$TMP/log.$ncase
+	# shellcheck disable=SC2086
+	$VG --trace-children=no --log-file="$log" "$ORCHD" "$@" >"$TMP/out.$ncase" 2>&1
+	check "$name" "$want" $? "$log"
+}
+
+# examples: validate and graph (each in a temp copy: validate may write
+# nothing, but graph and validate must not depend on the source tree)
+for f in examples/*.yaml examples/*/pipeline.yaml examples/extensions/*/pipeline.yaml; do
+	[ -f "$SRC/$f" ] || continue
+	d=$TMP/ex/$(echo "$f" | tr / _)
+	mkdir -p "$d"
+	cp -r "$(dirname "$SRC/$f")/." "$d/"
+	p=$d/$(basename "$f")
+	set --
+	case $f in examples/extensions/*) set -- --extensions-dir "$d" ;; esac
+	want=0
+	vg "validate $f" $want "$@" validate "$p"
+	vg "graph $f" 0 "$@" graph "$p"
+	vg "graph --format mermaid $f" 0 "$@" graph --format mermaid "$p"
+done
+
+# hello: run, then the read-only commands, plan, a second run
+mkdir "$TMP/hello"
+cp "$SRC/examples/hello/pipeline.yaml" "$TMP/hello/"
+H=$TMP/hello/pipeline.yaml
+vg "run examples/hello" 0 run "$H"
+vg "status examples/hello" 0 status "$H"
+vg "status --json examples/hello" 0 status --json "$H"
+vg "outputs examples/hello" 0 outputs "$H"
+vg "outputs --json examples/hello" 0 outputs --json "$H"
+vg "outputs exec.greet" 0 outputs "$H" exec.greet
+vg "history examples/hello" 0 history "$H"
+vg "history --json exec.greet" 0 history --json "$H" exec.greet
+vg "plan examples/hello" 0 plan "$H"
+vg "run examples/hello (second run, state read back)" 0 run "$H"
+vg "run --report --junit --log-format json" 0 run --report "$TMP/r.json" \
+	--junit "$TMP/r.xml" --log-format json "$H"
+
+# hello again with the exec extension traced as well: one log per process;
+# children found under /bin, /usr/bin, /usr/local/bin (sh, date, ...) are
+# not traced
+mkdir "$TMP/hello2" "$TMP/vg2"
+cp "$SRC/examples/hello/pipeline.yaml" "$TMP/hello2/"
+# (without -q: the Command: line tells the processes apart)
+# shellcheck disable=SC2086
+$(echo $VG | sed 's/ -q / /') --trace-children=yes --trace-children-skip='/bin/*,/usr/*,/sbin/*' \
+	--log-file="$TMP/vg2/log.%p" "$ORCHD" run "$TMP/hello2/pipeline.yaml" \
+	>"$TMP/out.hello2" 2>&1
+rc=$?
+orchd_pid=$(sed -n 's/^==\([0-9]*\)== Command: .*\/bin\/orchd .*/\1/p' "$TMP"/vg2/log.* | head -n 1)
+n_ext=0
+for log in "$TMP"/vg2/log.*; do
+	pid=${log##*.}
+	if [ "$pid" != "$orchd_pid" ]; then
+		grep -q 'Command: .*orchd-ext-exec' "$log" && n_ext=$((n_ext + 1))
+		mv "$log" "$TMP/vg2/log.child.$pid"
+	fi
+done
+echo "      ($n_ext orchd-ext-exec processes traced)"
+[ "$n_ext" -ge 8 ] || { echo "  expected 8 traced orchd-ext-exec (validate + apply of 4 steps)"; rc=98; }
+check "run examples/hello, orchd-ext-exec traced" 0 "$rc" "$TMP"/vg2/log.*
+
+# a failing step, an invalid configuration, a YAML error
+mkdir "$TMP/bad"
+cat > "$TMP/bad/fail.yaml" <<'YAML'
+fails:
+  core:
+    stack: dev
+  exec:
+    - name: ok
+      command: [sh, -c, 'echo fine']
+    - name: boom
+      depends_on: [ok]
+      command: [sh, -c, 'echo going down >&2; exit 3']
+    - name: after
+      depends_on: [boom]
+      command: [echo, never]
+YAML
+cat > "$TMP/bad/invalid.yaml" <<'YAML'
+invalid:
+  core:
+    stack: dev
+    parallelism: many
+  exec:
+    - name: a
+      comand: [echo, a]
+    - name: b
+      depends_on: [nosuch]
+      command: [echo, '${{ exec.a.outputs.missing']
+YAML
+printf 'broken:\n  core: [\n    stack: dev\n' > "$TMP/bad/syntax.yaml"
+vg "run failing pipeline" 1 run "$TMP/bad/fail.yaml"
+vg "run failing pipeline --keep-going" 1 run --keep-going "$TMP/bad/fail.yaml"
+vg "status after a failure" 0 status "$TMP/bad/fail.yaml"
+vg "run --only-failed" 1 run --only-failed "$TMP/bad/fail.yaml"
+vg "validate invalid config" 2 validate "$TMP/bad/invalid.yaml"
+vg "run invalid config" 2 run "$TMP/bad/invalid.yaml"
+vg "validate YAML syntax error" 2 validate "$TMP/bad/syntax.yaml"
+vg "validate missing file" 2 validate "$TMP/bad/nosuch.yaml"
+vg "extensions" 0 extensions
+vg "version" 0 version
+vg "usage error" 2 run --no-such-option "$H"
+
+echo "valgrind: $ncase cases, $failed failed"
+[ $failed = 0 ]
