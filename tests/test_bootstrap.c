@@ -615,6 +615,7 @@ START_TEST(test_valid_examples)
 	/* examples may use every shipped type; the invalid corpus's
 	 * "known types" lists stay those of fake_extensions() */
 	fake_extension(extdir, "secrets");
+	fake_extension(extdir, "ansible");
 	ck_assert_int_eq(chdir(src), 0);
 	setenv("ORCHD_EXTENSIONS_PATH_ONLY", "1", 1);
 	unsetenv("ORCHD_EXTENSIONS_PATH");

@@ -1,0 +1,776 @@
+/*
+ * extension: the ansible extension's logic.
+ *
+ * Every action except describe prepares the instance's workdir (the
+ * extension's private directory, its cwd):
+ *   - .orchd-callbacks/orchd.py: the stdout callback plugin (callback.h);
+ *   - extra_vars.json (mode 0600): `extra_vars`, passed as -e @FILE;
+ *   - inventory.yml: the inline inventory (when `inventory` is not a path);
+ *   - .ansible/ (ANSIBLE_HOME) and .ansible/tmp (local and remote temp);
+ * then runs ansible-playbook with the callback, parses its JSON lines into
+ * log messages, outputs and the result.  extra_vars.json and the temp
+ * directory are removed when the action ends.  The extension never logs
+ * extra_vars (only task names, hosts, statuses and failure messages).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "orchd_protocol.h"
+
+#include "callback.h"
+#include "extension.h"
+#include "models.h"
+#include "run.h"
+
+#define ANS_VARS_FILE	 "extra_vars.json"
+#define ANS_INV_FILE	 "inventory.yml"
+#define ANS_CB_DIR	 ".orchd-callbacks"
+#define ANS_HOME_DIR	 ".ansible"
+#define ANS_TMP_DIR	 ".ansible/tmp"
+#define ANS_SUMMARY_MAX	 700
+#define ANS_STATE_FORMAT 1
+
+struct ctx {
+	struct op_ext *ext;
+	struct ans_config cfg;
+	char *workdir;	 /* absolute */
+	char *inventory; /* the -i argument */
+	char *varsfile;	 /* absolute path of extra_vars.json */
+	char **env;	 /* NULL-terminated, for ansible-playbook */
+};
+
+/* What one ansible-playbook run reported through the callback. */
+struct play {
+	struct op_ext *ext;
+	struct json_object *stats; /* the "stats" event (owned), or NULL */
+	struct strbuf failures;	   /* "[host] task: msg; ..." (not ignored ones) */
+	int nfailures;
+	const char *plain_level; /* level of stdout lines that are not events */
+};
+
+static char *join(const char *a, const char *b)
+{
+	char *s;
+
+	if (asprintf(&s, "%s/%s", a, b) < 0)
+		ans_must(NULL);
+	return s;
+}
+
+static void free_list(char **l)
+{
+	for (size_t i = 0; l && l[i]; i++)
+		free(l[i]);
+	free(l);
+}
+
+/* --- config ----------------------------------------------------------------- */
+
+static int fail_errors(struct op_ext *ext, struct ans_errors *errs, const char *what)
+{
+	struct json_object *extra = ans_must(json_object_new_object());
+	char *first = ans_error_text(&errs->v[0]);
+	int ret;
+
+	for (size_t i = 0; i < errs->nr; i++) {
+		char *t = ans_error_text(&errs->v[i]);
+
+		op_ext_log(ext, "error", "%s", t);
+		free(t);
+	}
+	json_object_object_add(extra, "errors", ans_errors_json(errs));
+	if (errs->nr == 1)
+		ret = op_ext_result(ext, false, -1, extra, "%s: %s", what, first);
+	else
+		ret = op_ext_result(ext, false, -1, extra, "%s: %s (and %zu more)", what, first,
+				    errs->nr - 1);
+	free(first);
+	json_object_put(extra);
+	return ret;
+}
+
+/* Parse the config and check its paths; on failure send the result, -1. */
+static int load_config(struct op_ext *ext, struct ans_config *cfg)
+{
+	struct ans_errors errs = {0};
+
+	if (ans_config_parse(op_ext_config(ext), cfg, &errs) == 0) {
+		if (ans_config_check_paths(cfg, &errs) == 0)
+			return 0;
+		ans_config_release(cfg);
+	}
+	fail_errors(ext, &errs, "invalid configuration");
+	ans_errors_release(&errs);
+	return -1;
+}
+
+/* --- workdir ---------------------------------------------------------------- */
+
+static void rmtree(const char *path)
+{
+	struct stat st;
+	struct dirent *e;
+	DIR *d;
+
+	if (lstat(path, &st) < 0)
+		return;
+	if (!S_ISDIR(st.st_mode)) {
+		unlink(path);
+		return;
+	}
+	d = opendir(path);
+	if (d) {
+		while ((e = readdir(d))) {
+			char *p;
+
+			if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+				continue;
+			p = join(path, e->d_name);
+			rmtree(p);
+			free(p);
+		}
+		closedir(d);
+	}
+	rmdir(path);
+}
+
+static int write_file(const char *path, const char *data, size_t len, char *err, size_t errlen)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+	if (fd < 0 || op_write_all(fd, data, len) < 0) {
+		snprintf(err, errlen, "cannot write '%s': %s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	if (close(fd) < 0) {
+		snprintf(err, errlen, "cannot write '%s': %s", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int write_json(const char *path, const struct json_object *o, char *err, size_t errlen)
+{
+	size_t n;
+	const char *s = json_object_to_json_string_length((struct json_object *)(uintptr_t)o,
+							  JSON_C_TO_STRING_PRETTY |
+								  JSON_C_TO_STRING_NOSLASHESCAPE,
+							  &n);
+
+	return write_file(path, s, n, err, errlen);
+}
+
+static int make_dir(const char *wd, const char *rel, char *err, size_t errlen)
+{
+	char *p = join(wd, rel);
+	int ret = 0;
+
+	if (mkdir(p, 0700) < 0 && errno != EEXIST) {
+		snprintf(err, errlen, "cannot create '%s': %s", p, strerror(errno));
+		ret = -1;
+	}
+	free(p);
+	return ret;
+}
+
+/*
+ * The inline inventory as YAML (JSON is YAML; the file name makes Ansible's
+ * yaml inventory plugin read it).  A host named localhost gets the local
+ * connection and the controller's Python unless its vars say otherwise.
+ */
+static int write_inventory(struct ctx *c, char *err, size_t errlen)
+{
+	struct json_object *inv = ans_must(json_object_new_object());
+	struct json_object *all = ans_must(json_object_new_object());
+	struct json_object *hosts = NULL;
+	int ret;
+
+	ans_must(json_object_deep_copy(c->cfg.hosts, &hosts, NULL) == 0 ? hosts : NULL);
+	json_object_object_foreach(hosts, name, vars)
+	{
+		if (strcmp(name, "localhost"))
+			continue;
+		if (!json_object_object_get_ex(vars, "ansible_connection", NULL))
+			json_object_object_add(vars, "ansible_connection",
+					       json_object_new_string("local"));
+		if (!json_object_object_get_ex(vars, "ansible_python_interpreter", NULL))
+			json_object_object_add(
+				vars, "ansible_python_interpreter",
+				json_object_new_string("{{ ansible_playbook_python }}"));
+	}
+	json_object_object_add(all, "hosts", hosts);
+	json_object_object_add(inv, "all", all);
+	c->inventory = join(c->workdir, ANS_INV_FILE);
+	ret = write_json(c->inventory, inv, err, errlen);
+	json_object_put(inv);
+	return ret;
+}
+
+static bool env_has(char *const *env, const char *name)
+{
+	size_t l = strlen(name);
+
+	for (size_t i = 0; env && env[i]; i++)
+		if (!strncmp(env[i], name, l) && env[i][l] == '=')
+			return true;
+	return false;
+}
+
+static void build_env(struct ctx *c)
+{
+	size_t n = 0, extra = 0;
+	char *pb = ans_resolve_path(c->cfg.playbook), *slash = strrchr(pb, '/'), *cfgfile;
+
+	while (c->cfg.env[extra])
+		extra++;
+	c->env = ans_must(calloc(extra + 16, sizeof(char *)));
+	if (asprintf(&c->env[n++], "ANSIBLE_HOME=%s/%s", c->workdir, ANS_HOME_DIR) < 0 ||
+	    asprintf(&c->env[n++], "ANSIBLE_LOCAL_TEMP=%s/%s", c->workdir, ANS_TMP_DIR) < 0 ||
+	    asprintf(&c->env[n++], "ANSIBLE_REMOTE_TEMP=%s/%s", c->workdir, ANS_TMP_DIR) < 0 ||
+	    asprintf(&c->env[n++], "ANSIBLE_CALLBACK_PLUGINS=%s/%s", c->workdir, ANS_CB_DIR) < 0)
+		ans_must(NULL);
+	c->env[n++] = ans_must(strdup("ANSIBLE_STDOUT_CALLBACK=orchd"));
+	c->env[n++] = ans_must(strdup("ANSIBLE_SHOW_CUSTOM_STATS=1"));
+	c->env[n++] = ans_must(strdup("ANSIBLE_NOCOLOR=1"));
+	c->env[n++] = ans_must(strdup("ANSIBLE_FORCE_COLOR=0"));
+	c->env[n++] = ans_must(strdup("ANSIBLE_RETRY_FILES_ENABLED=0"));
+	c->env[n++] = ans_must(strdup("ANSIBLE_HOST_KEY_CHECKING=False"));
+	c->env[n++] = ans_must(strdup("PYTHONUNBUFFERED=1"));
+	/* an ansible.cfg beside the playbook applies (the cwd is the workdir) */
+	if (slash) {
+		*slash = '\0';
+		cfgfile = join(pb, "ansible.cfg");
+		if (!env_has(c->cfg.env, "ANSIBLE_CONFIG") && access(cfgfile, R_OK) == 0) {
+			if (asprintf(&c->env[n++], "ANSIBLE_CONFIG=%s", cfgfile) < 0)
+				ans_must(NULL);
+		}
+		free(cfgfile);
+	}
+	for (size_t i = 0; i < extra; i++)
+		c->env[n++] = ans_must(strdup(c->cfg.env[i]));
+	free(pb);
+}
+
+static void ctx_release(struct ctx *c)
+{
+	if (c->workdir) {
+		char *tmp = join(c->workdir, ANS_TMP_DIR);
+
+		rmtree(tmp);
+		free(tmp);
+	}
+	if (c->varsfile)
+		unlink(c->varsfile);
+	ans_config_release(&c->cfg);
+	free(c->workdir);
+	free(c->inventory);
+	free(c->varsfile);
+	free_list(c->env);
+}
+
+/*
+ * Load the config and prepare the workdir.  On failure the result was sent
+ * and -1 is returned (c is then released).
+ */
+static int prepare(struct op_ext *ext, struct ctx *c)
+{
+	const char *wd = op_ext_workdir(ext);
+	char err[1024], cwd[4096], *path;
+	int ret;
+
+	memset(c, 0, sizeof(*c));
+	c->ext = ext;
+	if (load_config(ext, &c->cfg))
+		return -1;
+	if (!*wd)
+		wd = getcwd(cwd, sizeof(cwd)) ? cwd : ".";
+	c->workdir = ans_resolve_path(wd);
+	ans_run_setup_signals();
+	ret = make_dir(c->workdir, ANS_HOME_DIR, err, sizeof(err));
+	if (!ret)
+		ret = make_dir(c->workdir, ANS_TMP_DIR, err, sizeof(err));
+	if (!ret)
+		ret = make_dir(c->workdir, ANS_CB_DIR, err, sizeof(err));
+	if (!ret) {
+		path = join(c->workdir, ANS_CB_DIR "/" ANS_CALLBACK_FILE);
+		ret = write_file(path, ans_callback_source, strlen(ans_callback_source), err,
+				 sizeof(err));
+		free(path);
+	}
+	if (!ret) {
+		c->varsfile = join(c->workdir, ANS_VARS_FILE);
+		ret = write_json(c->varsfile, c->cfg.extra_vars, err, sizeof(err));
+	}
+	if (!ret) {
+		if (c->cfg.inventory_path)
+			c->inventory = ans_resolve_path(c->cfg.inventory_path);
+		else
+			ret = write_inventory(c, err, sizeof(err));
+	}
+	if (ret) {
+		op_ext_result(ext, false, -1, NULL, "cannot prepare the workdir: %s", err);
+		ctx_release(c);
+		return -1;
+	}
+	build_env(c);
+	return 0;
+}
+
+/* --- running ansible-playbook ------------------------------------------------ */
+
+static const char *str_or(const struct json_object *o, const char *key, const char *dflt)
+{
+	const char *s = op_get_str(o, key);
+
+	return s ? s : dflt;
+}
+
+/* One stdout line of ansible-playbook (a callback event, or anything else). */
+static void on_line(void *data, const char *line)
+{
+	struct play *p = data;
+	struct json_object *ev = NULL;
+	const char *event, *status, *host, *task, *msg;
+
+	if (line[0] == '{')
+		ev = json_tokener_parse(line);
+	if (!ev || !op_has(ev, "orchd") || !(event = op_get_str(ev, "event"))) {
+		if (*line)
+			op_ext_log(p->ext, p->plain_level, "%s", line);
+		json_object_put(ev);
+		return;
+	}
+	host = str_or(ev, "host", "?");
+	task = str_or(ev, "task", "");
+	msg = str_or(ev, "msg", "");
+	if (!strcmp(event, "play")) {
+		op_ext_log(p->ext, "info", "play: %s", str_or(ev, "name", ""));
+	} else if (!strcmp(event, "task")) {
+		op_ext_progress(p->ext, -1, "task: %s", str_or(ev, "name", ""));
+	} else if (!strcmp(event, "warning")) {
+		op_ext_log(p->ext, "warning", "%s", msg);
+	} else if (!strcmp(event, "stats")) {
+		json_object_put(p->stats);
+		p->stats = json_object_get(ev);
+	} else if (!strcmp(event, "result")) {
+		struct json_object *diff = op_get(ev, "diff");
+
+		status = str_or(ev, "status", "?");
+		if (!strcmp(status, "failed") || !strcmp(status, "unreachable")) {
+			bool ignored = op_get_bool(ev, "ignored", false);
+
+			op_ext_log(p->ext, ignored ? "warning" : "error", "%s: [%s] => %s: %s%s",
+				   status, host, task, msg, ignored ? " (ignored)" : "");
+			if (!ignored) {
+				if (p->failures.len)
+					sb_addstr(&p->failures, "; ");
+				sb_addf(&p->failures, "[%s] %s%s: %s", host,
+					!strcmp(status, "unreachable") ? "unreachable: " : "",
+					task, msg);
+				p->nfailures++;
+			}
+		} else {
+			op_ext_log(p->ext, !strcmp(status, "skipped") ? "debug" : "info",
+				   "%s: [%s] => %s", status, host, task);
+		}
+		for (size_t i = 0; json_object_is_type(diff, json_type_array) &&
+				   i < json_object_array_length(diff);
+		     i++)
+			op_ext_log(p->ext, "info", "diff: [%s] %s", host,
+				   json_object_get_string(json_object_array_get_idx(diff, i)));
+	}
+	json_object_put(ev);
+}
+
+/* Run ansible-playbook on playbook (as written) with the extra arguments. */
+static int run_playbook(struct ctx *c, const char *playbook, const char *const *args,
+			struct play *p, struct ans_run *r)
+{
+	char *argv[16], *pb = ans_resolve_path(playbook), *ev;
+	struct ans_run_opts o = {argv, c->env, c->workdir, on_line, p, false};
+	size_t n = 0;
+	int ret;
+
+	if (asprintf(&ev, "@%s", c->varsfile) < 0)
+		ans_must(NULL);
+	argv[n++] = c->cfg.binary;
+	argv[n++] = (char *)(uintptr_t) "-i";
+	argv[n++] = c->inventory;
+	argv[n++] = (char *)(uintptr_t) "-e";
+	argv[n++] = ev;
+	if (c->cfg.limit) {
+		argv[n++] = (char *)(uintptr_t) "--limit";
+		argv[n++] = c->cfg.limit;
+	}
+	if (c->cfg.tags) {
+		argv[n++] = (char *)(uintptr_t) "--tags";
+		argv[n++] = c->cfg.tags;
+	}
+	for (size_t i = 0; args && args[i] && n < 14; i++)
+		argv[n++] = (char *)(uintptr_t)args[i];
+	argv[n++] = pb;
+	argv[n] = NULL;
+	memset(p, 0, sizeof(*p));
+	p->ext = c->ext;
+	p->plain_level = args && args[0] && !strcmp(args[0], "--syntax-check") ? "debug" : "info";
+	sb_init(&p->failures, 0);
+	op_ext_log(c->ext, "debug", "running %s on %s", c->cfg.binary, playbook);
+	ret = ans_run_child(c->ext, &o, r);
+	free(ev);
+	free(pb);
+	return ret;
+}
+
+static void play_release(struct play *p)
+{
+	json_object_put(p->stats);
+	sb_release(&p->failures);
+}
+
+/*
+ * Ansible's "[ERROR]: MESSAGE" lines on stderr, each with the "Origin:
+ * FILE:LINE:COL" line that may follow, as errors at path key.
+ */
+static void stderr_errors(const char *text, const char *key, struct ans_errors *errs)
+{
+	char *copy = ans_must(strdup(text)), *save = NULL, *line, *msg = NULL;
+
+	for (line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		if (!strncmp(line, "[ERROR]: ", 9)) {
+			if (msg)
+				ans_add_error(errs, key, "%s", msg);
+			msg = line + 9;
+		} else if (msg && !strncmp(line, "Origin: ", 8)) {
+			ans_add_error(errs, key, "%s: %s", line + 8, msg);
+			msg = NULL;
+		}
+	}
+	if (msg)
+		ans_add_error(errs, key, "%s", msg);
+	free(copy);
+}
+
+/* The last n non-empty lines of text, joined with " | ". */
+static void last_lines(const char *text, int n, struct strbuf *out)
+{
+	const char *p = text + strlen(text);
+	int found = 0;
+
+	while (p > text && found <= n) {
+		const char *e = p;
+
+		while (p > text && p[-1] != '\n')
+			p--;
+		if (e > p && !(e - p == 1 && *p == '\n'))
+			found++;
+		if (found > n)
+			break;
+		if (p > text)
+			p--;
+	}
+	for (const char *q = p; *q;) {
+		size_t l = strcspn(q, "\n");
+
+		if (l) {
+			if (out->len)
+				sb_addstr(out, " | ");
+			sb_add(out, q, l);
+		}
+		q += l + (q[l] == '\n');
+	}
+}
+
+static void cap_summary(struct strbuf *sb)
+{
+	if (sb->len <= ANS_SUMMARY_MAX)
+		return;
+	sb_setlen(sb, ANS_SUMMARY_MAX - 3);
+	/* do not cut a UTF-8 sequence */
+	while (sb->len && (sb->buf[sb->len - 1] & 0xc0) == 0x80)
+		sb_setlen(sb, sb->len - 1);
+	if (sb->len && (sb->buf[sb->len - 1] & 0x80))
+		sb_setlen(sb, sb->len - 1);
+	sb_addstr(sb, "...");
+}
+
+/* Send the failure result of a run that did not succeed. */
+static int fail_run(struct ctx *c, const char *playbook, struct play *p, struct ans_run *r,
+		    int changed)
+{
+	struct strbuf sb = STRBUF_INIT;
+	int ret;
+
+	if (r->cancelled) {
+		sb_addf(&sb, "%s: cancelled", c->cfg.binary);
+	} else if (!r->ran) {
+		sb_addf(&sb, "%s: %s", c->cfg.binary, r->why);
+	} else {
+		sb_addf(&sb, "playbook %s failed (%s)", playbook, ans_run_status_text(r));
+		if (p->nfailures) {
+			sb_addf(&sb, ": %s", sb_str(&p->failures));
+		} else {
+			struct ans_errors errs = {0};
+
+			stderr_errors(sb_str(&r->err), "", &errs);
+			for (size_t i = 0; i < errs.nr; i++)
+				sb_addf(&sb, "%s%s", i ? "; " : ": ", errs.v[i].message);
+			if (!errs.nr) {
+				struct strbuf tail = STRBUF_INIT;
+
+				last_lines(r->err.len ? sb_str(&r->err) : sb_str(&r->out), 3,
+					   &tail);
+				if (tail.len)
+					sb_addf(&sb, ": %s", sb_str(&tail));
+				sb_release(&tail);
+			}
+			ans_errors_release(&errs);
+		}
+	}
+	cap_summary(&sb);
+	ret = op_ext_result(c->ext, false, changed, NULL, "%s", sb_str(&sb));
+	sb_release(&sb);
+	return ret;
+}
+
+struct totals {
+	long long ok, changed, failures, unreachable, skipped;
+	size_t hosts;
+};
+
+static void sum_stats(const struct play *p, struct totals *t)
+{
+	struct json_object *hosts = op_get(p->stats, "hosts");
+
+	memset(t, 0, sizeof(*t));
+	if (!json_object_is_type(hosts, json_type_object))
+		return;
+	json_object_object_foreach(hosts, h, s)
+	{
+		(void)h;
+		t->hosts++;
+		t->ok += op_get_int(s, "ok", 0);
+		t->changed += op_get_int(s, "changed", 0);
+		t->failures += op_get_int(s, "failures", 0);
+		t->unreachable += op_get_int(s, "unreachable", 0);
+		t->skipped += op_get_int(s, "skipped", 0);
+	}
+}
+
+/* "ok=2 changed=1 unreachable=0 failed=0 skipped=1 (1 host)" */
+static void recap(const struct totals *t, struct strbuf *sb)
+{
+	sb_addf(sb, "ok=%lld changed=%lld unreachable=%lld failed=%lld skipped=%lld (%zu host%s)",
+		t->ok, t->changed, t->unreachable, t->failures, t->skipped, t->hosts,
+		t->hosts == 1 ? "" : "s");
+}
+
+typedef void (*ans_success_fn)(struct ctx *c, const struct play *p);
+
+/*
+ * Run a playbook for plan/apply/destroy and send the result (what: "check",
+ * "apply", "destroy": the summary's prefix).  on_success (may be NULL) runs
+ * before a success result is sent (outputs and state).  Returns the
+ * result's send status.
+ */
+static int run_action(struct ctx *c, const char *playbook, const char *what,
+		      const char *const *args, ans_success_fn on_success)
+{
+	struct ans_run r;
+	struct totals t;
+	struct play p;
+	struct strbuf sb = STRBUF_INIT;
+	int ret;
+
+	op_ext_progress(c->ext, -1, "%s %s", c->cfg.binary, playbook);
+	run_playbook(c, playbook, args, &p, &r);
+	sum_stats(&p, &t);
+	if (!ans_run_exited(&r, 0) || r.cancelled || !p.stats) {
+		ret = fail_run(c, playbook, &p, &r, t.changed > 0 ? 1 : -1);
+	} else {
+		if (on_success)
+			on_success(c, &p);
+		sb_addf(&sb, "%s: ", what);
+		recap(&t, &sb);
+		ret = op_ext_result(c->ext, true, t.changed > 0, NULL, "%s", sb_str(&sb));
+	}
+	sb_release(&sb);
+	play_release(&p);
+	ans_run_release(&r);
+	return ret;
+}
+
+/* --- actions ---------------------------------------------------------------- */
+
+int ans_describe(struct op_ext *ext)
+{
+	static const char *const actions[] = {"describe", "validate", "plan", "apply", "destroy"};
+	struct json_object *d = json_object_new_object(), *a = json_object_new_array();
+	struct json_object *extra = json_object_new_object();
+	int ret;
+
+	for (size_t i = 0; i < sizeof(actions) / sizeof(actions[0]); i++)
+		json_object_array_add(a, json_object_new_string(actions[i]));
+	json_object_object_add(d, "type", json_object_new_string(ANS_NAME));
+	json_object_object_add(d, "version", json_object_new_string(ANS_VERSION));
+	json_object_object_add(d, "actions", a);
+	json_object_object_add(d, "description",
+			       json_object_new_string("run an Ansible playbook (check mode for "
+						      "plan); set_stats data become outputs"));
+	json_object_object_add(d, "config", ans_config_schema());
+	json_object_object_add(extra, "describe", d);
+	ret = op_ext_result(ext, true, false, extra, "ansible %s", ANS_VERSION);
+	json_object_put(extra);
+	return ret;
+}
+
+/* ansible-playbook --syntax-check of one playbook; errors appended. */
+static void syntax_check(struct ctx *c, const char *key, const char *playbook,
+			 struct ans_errors *errs)
+{
+	static const char *const args[] = {"--syntax-check", NULL};
+	struct ans_run r;
+	struct play p;
+	size_t before = errs->nr;
+
+	run_playbook(c, playbook, args, &p, &r);
+	if (!r.ran) {
+		ans_add_error(errs, key, "%s: %s", c->cfg.binary,
+			      r.cancelled ? "cancelled" : r.why);
+	} else if (!ans_run_exited(&r, 0)) {
+		stderr_errors(sb_str(&r.err), key, errs);
+		if (errs->nr == before) {
+			struct strbuf tail = STRBUF_INIT;
+
+			last_lines(sb_str(&r.err), 3, &tail);
+			ans_add_error(errs, key, "syntax check failed (%s)%s%s",
+				      ans_run_status_text(&r), tail.len ? ": " : "",
+				      sb_str(&tail));
+			sb_release(&tail);
+		}
+	}
+	play_release(&p);
+	ans_run_release(&r);
+}
+
+int ans_validate(struct op_ext *ext)
+{
+	struct ans_errors errs = {0};
+	struct ctx c;
+	int ret;
+
+	if (prepare(ext, &c))
+		return 0;
+	syntax_check(&c, "playbook", c.cfg.playbook, &errs);
+	if (c.cfg.destroy_playbook)
+		syntax_check(&c, "destroy_playbook", c.cfg.destroy_playbook, &errs);
+	if (errs.nr)
+		ret = fail_errors(ext, &errs, "invalid configuration");
+	else
+		ret = op_ext_result(ext, true, false, NULL, "configuration is valid");
+	ans_errors_release(&errs);
+	ctx_release(&c);
+	return ret;
+}
+
+int ans_plan(struct op_ext *ext)
+{
+	static const char *const args[] = {"--check", "--diff", NULL};
+	struct ctx c;
+	int ret;
+
+	if (prepare(ext, &c))
+		return 0;
+	if (!c.cfg.check_mode_for_plan) {
+		ret = op_ext_result(ext, true, true, NULL, "would run %s", c.cfg.playbook);
+		ctx_release(&c);
+		return ret;
+	}
+	ret = run_action(&c, c.cfg.playbook, "check", args, NULL);
+	ctx_release(&c);
+	return ret;
+}
+
+/* The state after an apply: the playbook and its recap (no variables). */
+static void send_state(struct ctx *c, const struct play *p)
+{
+	struct json_object *st = ans_must(json_object_new_object());
+	struct json_object *hosts = op_get(p->stats, "hosts");
+
+	json_object_object_add(st, "format", json_object_new_int(ANS_STATE_FORMAT));
+	json_object_object_add(st, "playbook", json_object_new_string(c->cfg.playbook));
+	json_object_object_add(st, "recap",
+			       hosts ? json_object_get(hosts) : json_object_new_object());
+	if (op_ext_state_send(c->ext, st) < 0)
+		op_ext_log(c->ext, "error", "cannot send the state: %s", strerror(errno));
+	json_object_put(st);
+}
+
+/*
+ * The set_stats data of the run (aggregate, per_host: false) as outputs;
+ * keys listed in secret_outputs are sent as secrets.
+ */
+static void send_outputs(struct ctx *c, const struct play *p)
+{
+	struct json_object *custom = op_get(p->stats, "custom");
+
+	if (!json_object_is_type(custom, json_type_object))
+		return;
+	json_object_object_foreach(custom, k, v)
+	{
+		op_ext_output(c->ext, k, v, ans_config_secret_output(&c->cfg, k));
+	}
+}
+
+static void apply_success(struct ctx *c, const struct play *p)
+{
+	send_outputs(c, p);
+	send_state(c, p);
+}
+
+int ans_apply(struct op_ext *ext)
+{
+	struct ctx c;
+	int ret;
+
+	if (prepare(ext, &c))
+		return 0;
+	ret = run_action(&c, c.cfg.playbook, "apply", NULL, apply_success);
+	ctx_release(&c);
+	return ret;
+}
+
+/* After a destroy: no state left. */
+static void destroy_success(struct ctx *c, const struct play *p)
+{
+	(void)p;
+	op_ext_state_send(c->ext, NULL);
+}
+
+int ans_destroy(struct op_ext *ext)
+{
+	struct ctx c;
+	int ret;
+
+	if (prepare(ext, &c))
+		return 0;
+	if (!c.cfg.destroy_playbook) {
+		op_ext_state_send(ext, NULL);
+		ret = op_ext_result(ext, true, false, NULL, "nothing to destroy (no destroy_playbook)");
+		ctx_release(&c);
+		return ret;
+	}
+	ret = run_action(&c, c.cfg.destroy_playbook, "destroy", NULL, destroy_success);
+	ctx_release(&c);
+	return ret;
+}

@@ -1,0 +1,484 @@
+/*
+ * models: parse and validate the ansible extension's config blob.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "models.h"
+
+static const char *const known_keys[] = {
+	"playbook", "inventory", "extra_vars", "check_mode_for_plan", "env",
+	"binary",   "limit",     "tags",	  "destroy_playbook",	 "secret_outputs",
+};
+
+#define NR_KNOWN (sizeof(known_keys) / sizeof(known_keys[0]))
+
+void *ans_must(void *p)
+{
+	if (!p) {
+		fputs("ansible: out of memory\n", stderr);
+		exit(1);
+	}
+	return p;
+}
+
+static struct json_object *unconst(const struct json_object *o)
+{
+	return (struct json_object *)(uintptr_t)o;
+}
+
+void ans_add_error(struct ans_errors *e, const char *path, const char *fmt, ...)
+{
+	va_list ap;
+	char *msg;
+
+	if (e->nr == e->alloc) {
+		e->alloc = e->alloc ? 2 * e->alloc : 8;
+		e->v = ans_must(realloc(e->v, e->alloc * sizeof(*e->v)));
+	}
+	va_start(ap, fmt);
+	if (vasprintf(&msg, fmt, ap) < 0)
+		msg = NULL;
+	va_end(ap);
+	e->v[e->nr].path = ans_must(strdup(path));
+	e->v[e->nr].message = ans_must(msg);
+	e->nr++;
+}
+
+static void free_list(char **l)
+{
+	for (size_t i = 0; l && l[i]; i++)
+		free(l[i]);
+	free(l);
+}
+
+static char **empty_list(void)
+{
+	return ans_must(calloc(1, sizeof(char *)));
+}
+
+static bool is_nonempty_string(struct json_object *v)
+{
+	return json_object_is_type(v, json_type_string) && json_object_get_string_len(v) > 0;
+}
+
+/* A non-empty string, or NULL with an error. */
+static char *parse_string(struct json_object *v, const char *key, struct ans_errors *errs)
+{
+	if (!is_nonempty_string(v)) {
+		ans_add_error(errs, key, "must be a non-empty string");
+		return NULL;
+	}
+	return ans_must(strdup(json_object_get_string(v)));
+}
+
+/* A list of non-empty strings (or, with allow_one, a single string). */
+static char **parse_strings(struct json_object *v, const char *key, bool allow_one,
+			    struct ans_errors *errs)
+{
+	size_t n, before = errs->nr;
+	char **out;
+
+	if (allow_one && is_nonempty_string(v)) {
+		out = ans_must(calloc(2, sizeof(*out)));
+		out[0] = ans_must(strdup(json_object_get_string(v)));
+		return out;
+	}
+	if (!json_object_is_type(v, json_type_array)) {
+		ans_add_error(errs, key, "must be a list of strings");
+		return NULL;
+	}
+	n = json_object_array_length(v);
+	out = ans_must(calloc(n + 1, sizeof(*out)));
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *s = json_object_array_get_idx(v, i);
+		char path[128];
+
+		snprintf(path, sizeof(path), "%s[%zu]", key, i);
+		if (!is_nonempty_string(s)) {
+			ans_add_error(errs, path, "must be a non-empty string");
+			out[i] = ans_must(strdup(""));
+			continue;
+		}
+		out[i] = ans_must(strdup(json_object_get_string(s)));
+	}
+	if (errs->nr != before) {
+		free_list(out);
+		return NULL;
+	}
+	return out;
+}
+
+static bool valid_name(const char *k)
+{
+	if (!*k || (*k >= '0' && *k <= '9'))
+		return false;
+	for (; *k; k++)
+		if (!(*k == '_' || (*k >= 'a' && *k <= 'z') || (*k >= 'A' && *k <= 'Z') ||
+		      (*k >= '0' && *k <= '9')))
+			return false;
+	return true;
+}
+
+static char **parse_env(struct json_object *v, struct ans_errors *errs)
+{
+	size_t n = 0, before = errs->nr;
+	char **out;
+
+	if (!json_object_is_type(v, json_type_object)) {
+		ans_add_error(errs, "env", "must be a map of strings");
+		return NULL;
+	}
+	out = ans_must(calloc((size_t)json_object_object_length(v) + 1, sizeof(*out)));
+	json_object_object_foreach(v, k, val)
+	{
+		char path[256];
+
+		snprintf(path, sizeof(path), "env.%s", k);
+		if (!valid_name(k)) {
+			ans_add_error(errs, path, "is not a valid variable name");
+			continue;
+		}
+		if (!json_object_is_type(val, json_type_string)) {
+			ans_add_error(errs, path, "must be a string");
+			continue;
+		}
+		if (asprintf(&out[n], "%s=%s", k, json_object_get_string(val)) < 0)
+			ans_must(NULL);
+		n++;
+	}
+	if (errs->nr != before) {
+		free_list(out);
+		return NULL;
+	}
+	return out;
+}
+
+/*
+ * inventory: a path (string), a list of host names, or a map host -> vars
+ * (a map, or null for no vars).  Inline forms become out->hosts.
+ */
+static void parse_inventory(struct json_object *v, struct ans_config *out,
+			    struct ans_errors *errs)
+{
+	struct json_object *hosts;
+	size_t before = errs->nr;
+	char path[512];
+
+	if (json_object_is_type(v, json_type_string)) {
+		out->inventory_path = parse_string(v, "inventory", errs);
+		return;
+	}
+	hosts = ans_must(json_object_new_object());
+	if (json_object_is_type(v, json_type_array) && json_object_array_length(v) > 0) {
+		for (size_t i = 0; i < json_object_array_length(v); i++) {
+			struct json_object *h = json_object_array_get_idx(v, i);
+
+			snprintf(path, sizeof(path), "inventory[%zu]", i);
+			if (!is_nonempty_string(h))
+				ans_add_error(errs, path, "must be a non-empty host name");
+			else
+				json_object_object_add(hosts, json_object_get_string(h),
+						       ans_must(json_object_new_object()));
+		}
+	} else if (json_object_is_type(v, json_type_object) && json_object_object_length(v) > 0) {
+		json_object_object_foreach(v, k, vars)
+		{
+			snprintf(path, sizeof(path), "inventory.%s", k);
+			if (!*k)
+				ans_add_error(errs, "inventory", "host names must not be empty");
+			else if (!vars)
+				json_object_object_add(hosts, k,
+						       ans_must(json_object_new_object()));
+			else if (!json_object_is_type(vars, json_type_object))
+				ans_add_error(errs, path, "host vars must be a map");
+			else
+				json_object_object_add(hosts, k, json_object_get(vars));
+		}
+	} else {
+		ans_add_error(errs, "inventory",
+			      "must be a path, a non-empty list of host names or a non-empty "
+			      "map of host to vars");
+	}
+	if (errs->nr != before) {
+		json_object_put(hosts);
+		return;
+	}
+	out->hosts = hosts;
+}
+
+/* Levenshtein distance, for "did you mean" (short strings only). */
+static size_t distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b), prev[64], cur[64];
+
+	if (la >= 63 || lb >= 63)
+		return 99;
+	for (size_t j = 0; j <= lb; j++)
+		prev[j] = j;
+	for (size_t i = 1; i <= la; i++) {
+		cur[0] = i;
+		for (size_t j = 1; j <= lb; j++) {
+			size_t sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
+			size_t del = prev[j] + 1, ins = cur[j - 1] + 1;
+
+			cur[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+		}
+		memcpy(prev, cur, (lb + 1) * sizeof(size_t));
+	}
+	return prev[lb];
+}
+
+static void unknown_key(const char *k, struct ans_errors *errs)
+{
+	const char *best = NULL;
+	size_t bestd = 3;
+
+	for (size_t i = 0; i < NR_KNOWN; i++) {
+		size_t d = distance(k, known_keys[i]);
+
+		if (d < bestd) {
+			bestd = d;
+			best = known_keys[i];
+		}
+	}
+	if (best)
+		ans_add_error(errs, "", "unknown key '%s' (did you mean '%s'?)", k, best);
+	else
+		ans_add_error(errs, "", "unknown key '%s'", k);
+}
+
+static void parse_binary(struct json_object *v, struct ans_config *out, struct ans_errors *errs)
+{
+	const char *s;
+
+	if (!is_nonempty_string(v)) {
+		ans_add_error(errs, "binary", "must be a non-empty string");
+		return;
+	}
+	s = json_object_get_string(v);
+	if (s[0] != '/' && strchr(s, '/')) {
+		ans_add_error(errs, "binary", "must be a command name or an absolute path (got '%s')",
+			      s);
+		return;
+	}
+	out->binary = ans_must(strdup(s));
+}
+
+int ans_config_parse(const struct json_object *cfg, struct ans_config *out,
+		     struct ans_errors *errs)
+{
+	struct json_object *c = unconst(cfg), *v;
+	size_t before = errs->nr;
+
+	memset(out, 0, sizeof(*out));
+	out->check_mode_for_plan = true;
+	if (!json_object_is_type(c, json_type_object)) {
+		ans_add_error(errs, "", "config must be a map");
+		return -1;
+	}
+	json_object_object_foreach(c, k, val)
+	{
+		bool known = false;
+
+		(void)val;
+		for (size_t i = 0; i < NR_KNOWN; i++)
+			known |= !strcmp(k, known_keys[i]);
+		if (!known)
+			unknown_key(k, errs);
+	}
+	if (!json_object_object_get_ex(c, "playbook", &v))
+		ans_add_error(errs, "playbook", "is required");
+	else
+		out->playbook = parse_string(v, "playbook", errs);
+	if (json_object_object_get_ex(c, "destroy_playbook", &v))
+		out->destroy_playbook = parse_string(v, "destroy_playbook", errs);
+	if (json_object_object_get_ex(c, "inventory", &v)) {
+		parse_inventory(v, out, errs);
+	} else {
+		out->hosts = ans_must(json_object_new_object());
+		json_object_object_add(out->hosts, "localhost", ans_must(json_object_new_object()));
+	}
+	if (!json_object_object_get_ex(c, "extra_vars", &v))
+		out->extra_vars = ans_must(json_object_new_object());
+	else if (!json_object_is_type(v, json_type_object))
+		ans_add_error(errs, "extra_vars", "must be a map");
+	else
+		out->extra_vars = json_object_get(v);
+	if (json_object_object_get_ex(c, "check_mode_for_plan", &v)) {
+		if (!json_object_is_type(v, json_type_boolean))
+			ans_add_error(errs, "check_mode_for_plan", "must be true or false");
+		else
+			out->check_mode_for_plan = json_object_get_boolean(v);
+	}
+	if (json_object_object_get_ex(c, "binary", &v))
+		parse_binary(v, out, errs);
+	else
+		out->binary = ans_must(strdup("ansible-playbook"));
+	if (json_object_object_get_ex(c, "limit", &v))
+		out->limit = parse_string(v, "limit", errs);
+	if (json_object_object_get_ex(c, "tags", &v)) {
+		char **tags = parse_strings(v, "tags", true, errs);
+		size_t len = 1;
+
+		for (size_t i = 0; tags && tags[i]; i++)
+			len += strlen(tags[i]) + 1;
+		if (tags && tags[0]) {
+			out->tags = ans_must(calloc(len, 1));
+			for (size_t i = 0; tags[i]; i++) {
+				if (i)
+					strcat(out->tags, ",");
+				strcat(out->tags, tags[i]);
+			}
+		}
+		free_list(tags);
+	}
+	if (json_object_object_get_ex(c, "env", &v))
+		out->env = parse_env(v, errs);
+	else
+		out->env = empty_list();
+	if (json_object_object_get_ex(c, "secret_outputs", &v))
+		out->secret_outputs = parse_strings(v, "secret_outputs", false, errs);
+	else
+		out->secret_outputs = empty_list();
+	if (errs->nr != before) {
+		ans_config_release(out);
+		return -1;
+	}
+	return 0;
+}
+
+void ans_config_release(struct ans_config *c)
+{
+	free(c->playbook);
+	free(c->destroy_playbook);
+	free(c->inventory_path);
+	json_object_put(c->hosts);
+	json_object_put(c->extra_vars);
+	free(c->binary);
+	free(c->limit);
+	free(c->tags);
+	free_list(c->env);
+	free_list(c->secret_outputs);
+	memset(c, 0, sizeof(*c));
+}
+
+bool ans_config_secret_output(const struct ans_config *c, const char *key)
+{
+	for (size_t i = 0; c->secret_outputs && c->secret_outputs[i]; i++)
+		if (!strcmp(c->secret_outputs[i], key))
+			return true;
+	return false;
+}
+
+char *ans_resolve_path(const char *path)
+{
+	const char *base = getenv("ORCHD_PIPELINE_DIR");
+	char *out, cwd[4096];
+
+	if (path[0] == '/')
+		return ans_must(strdup(path));
+	if (!base || !*base)
+		base = getcwd(cwd, sizeof(cwd)) ? cwd : ".";
+	if (asprintf(&out, "%s/%s", base, path) < 0)
+		ans_must(NULL);
+	return out;
+}
+
+static void check_file(const char *key, const char *path, bool dir_ok, struct ans_errors *errs)
+{
+	char *p = ans_resolve_path(path);
+	struct stat st;
+
+	if (stat(p, &st) < 0)
+		ans_add_error(errs, key, "cannot access '%s': %s", p, strerror(errno));
+	else if (!S_ISREG(st.st_mode) && !(dir_ok && S_ISDIR(st.st_mode)))
+		ans_add_error(errs, key, "'%s' is not a regular file", p);
+	free(p);
+}
+
+int ans_config_check_paths(const struct ans_config *c, struct ans_errors *errs)
+{
+	size_t before = errs->nr;
+
+	check_file("playbook", c->playbook, false, errs);
+	if (c->destroy_playbook)
+		check_file("destroy_playbook", c->destroy_playbook, false, errs);
+	/* an inventory may be a directory of inventory sources */
+	if (c->inventory_path)
+		check_file("inventory", c->inventory_path, true, errs);
+	return errs->nr == before ? 0 : -1;
+}
+
+void ans_errors_release(struct ans_errors *e)
+{
+	for (size_t i = 0; i < e->nr; i++) {
+		free(e->v[i].path);
+		free(e->v[i].message);
+	}
+	free(e->v);
+	memset(e, 0, sizeof(*e));
+}
+
+char *ans_error_text(const struct ans_error *e)
+{
+	char *s;
+
+	if (*e->path) {
+		if (asprintf(&s, "%s: %s", e->path, e->message) < 0)
+			s = NULL;
+	} else {
+		s = strdup(e->message);
+	}
+	return ans_must(s);
+}
+
+struct json_object *ans_errors_json(const struct ans_errors *e)
+{
+	struct json_object *a = ans_must(json_object_new_array());
+
+	for (size_t i = 0; i < e->nr; i++) {
+		struct json_object *o = ans_must(json_object_new_object());
+
+		json_object_object_add(o, "path", json_object_new_string(e->v[i].path));
+		json_object_object_add(o, "message", json_object_new_string(e->v[i].message));
+		json_object_array_add(a, o);
+	}
+	return a;
+}
+
+static const char schema[] =
+	"{\"type\":\"object\",\"additionalProperties\":false,\"required\":[\"playbook\"],"
+	"\"properties\":{"
+	"\"playbook\":{\"type\":\"string\",\"description\":\"the playbook file; absolute, or "
+	"relative to the pipeline file's directory\"},"
+	"\"inventory\":{\"oneOf\":[{\"type\":\"string\"},{\"type\":\"array\",\"items\":"
+	"{\"type\":\"string\"}},{\"type\":\"object\"}],\"description\":\"an inventory path, a "
+	"list of host names or a map host -> vars (default: localhost, local connection)\"},"
+	"\"extra_vars\":{\"type\":\"object\",\"description\":\"extra variables (any JSON "
+	"values), passed as -e @file; never logged\"},"
+	"\"check_mode_for_plan\":{\"type\":\"boolean\",\"default\":true,\"description\":"
+	"\"plan runs the playbook with --check --diff\"},"
+	"\"env\":{\"type\":\"object\",\"additionalProperties\":{\"type\":\"string\"},"
+	"\"description\":\"variables added to ansible-playbook's environment\"},"
+	"\"binary\":{\"type\":\"string\",\"default\":\"ansible-playbook\"},"
+	"\"limit\":{\"type\":\"string\",\"description\":\"--limit\"},"
+	"\"tags\":{\"oneOf\":[{\"type\":\"string\"},{\"type\":\"array\",\"items\":"
+	"{\"type\":\"string\"}}],\"description\":\"--tags\"},"
+	"\"destroy_playbook\":{\"type\":\"string\",\"description\":\"run by destroy (else "
+	"destroy does nothing)\"},"
+	"\"secret_outputs\":{\"type\":\"array\",\"items\":{\"type\":\"string\"},"
+	"\"description\":\"set_stats keys sent as secret outputs\"}}}";
+
+struct json_object *ans_config_schema(void)
+{
+	return ans_must(json_tokener_parse(schema));
+}

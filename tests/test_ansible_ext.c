@@ -1,0 +1,690 @@
+/*
+ * Tests of orchd-ext-ansible driven as a real process over real pipes (a
+ * small in-test driver built on the protocol library, as in
+ * test_exec_ext.c and test_terraform_ext.c), running the real
+ * ansible-playbook of `make tools` (ansible-core) on the playbooks of
+ * examples/ansible (localhost, local connection: offline).
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "orchd_protocol.h"
+#include "testutil.h"
+
+struct drv {
+	struct json_object *msgs;   /* every valid message, in order (owned) */
+	struct json_object *result; /* borrowed from msgs */
+	int status;		    /* exit code, 128+sig when killed */
+};
+
+struct drv_opts {
+	const char *action;
+	struct json_object *config; /* borrowed, NULL: {} */
+	struct json_object *state;  /* borrowed, NULL: null */
+	const char *workdir;	    /* must exist */
+	const char *cancel_after;   /* send cancel after a log message containing this */
+};
+
+static void send_str(int fd, const char *s)
+{
+	ck_assert_int_eq(op_write_all(fd, s, strlen(s)), 0);
+}
+
+/* The environment orchd gives an extension (no ANSIBLE_* of the test machine). */
+static char **ext_env(const char *workdir)
+{
+	static char *env[8];
+	static char path[8192], home[1024], wd[1024], pdir[1024];
+	char *src = test_src_path("examples/ansible");
+
+	snprintf(path, sizeof(path), "PATH=%s", getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin");
+	snprintf(home, sizeof(home), "HOME=%s", getenv("HOME") ? getenv("HOME") : "/");
+	snprintf(wd, sizeof(wd), "ORCHD_WORKDIR=%s", workdir);
+	snprintf(pdir, sizeof(pdir), "ORCHD_PIPELINE_DIR=%s", src);
+	free(src);
+	env[0] = path;
+	env[1] = home;
+	env[2] = wd;
+	env[3] = pdir;
+	env[4] = (char *)(uintptr_t) "ORCHD_PROTOCOL=1";
+	env[5] = (char *)(uintptr_t) "ORCHD_INSTANCE=t";
+	env[6] = NULL;
+	return env;
+}
+
+/* Run one action; fills d. */
+static void drive(const struct drv_opts *o, struct drv *d)
+{
+	int in_p[2], out_p[2];
+	char *exe = test_build_path("libexec/orchd/extensions/orchd-ext-ansible");
+	char buf[65536], *line_out, **env = ext_env(o->workdir);
+	struct op_splitter *sp = op_splitter_new(0, OP_SPLIT_STRICT);
+	struct json_object *empty = json_object_new_object();
+	bool sent_action = false, sent_cancel = false;
+	pid_t pid;
+	int wst;
+
+	memset(d, 0, sizeof(*d));
+	d->msgs = json_object_new_array();
+	ck_assert_int_eq(pipe(in_p), 0);
+	ck_assert_int_eq(pipe(out_p), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		dup2(in_p[0], 0);
+		dup2(out_p[1], 1);
+		close(in_p[0]);
+		close(in_p[1]);
+		close(out_p[0]);
+		close(out_p[1]);
+		if (chdir(o->workdir) < 0)
+			_exit(126);
+		execve(exe, (char *[]){exe, NULL}, env);
+		_exit(127);
+	}
+	close(in_p[0]);
+	close(out_p[1]);
+	signal(SIGPIPE, SIG_IGN);
+	send_str(in_p[1], "{\"type\":\"hello\",\"protocol\":{\"min\":1,\"max\":1},"
+			  "\"orchd_version\":\"0.1.0\"}\n");
+	for (;;) {
+		const char *line;
+		size_t len;
+		enum op_line_status ls;
+		ssize_t n = read(out_p[0], buf, sizeof(buf));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		ck_assert_int_ge(n, 0);
+		if (n == 0)
+			op_splitter_finish(sp);
+		else
+			op_splitter_feed(sp, buf, (size_t)n);
+		while ((ls = op_splitter_next(sp, &line, &len)) != OP_LINE_NONE) {
+			struct op_parsed p;
+			struct json_object *m;
+
+			ck_assert_int_eq(ls, OP_LINE_OK);
+			op_parse_line(OP_FROM_EXT, line, len, &p);
+			ck_assert_msg(p.verdict == OP_VALID,
+				      "not a valid protocol message: %s [%s]", p.error, line);
+			json_object_array_add(d->msgs, op_parsed_steal(&p));
+			m = json_object_array_get_idx(d->msgs,
+						      json_object_array_length(d->msgs) - 1);
+			if (p.type == OP_MSG_HELLO && !sent_action) {
+				line_out = op_encode_action(op_action_from_name(o->action), "t",
+							    "dev-t", o->config ? o->config : empty,
+							    o->state, NULL, o->workdir);
+				send_str(in_p[1], line_out);
+				free(line_out);
+				sent_action = true;
+			} else if (p.type == OP_MSG_LOG && o->cancel_after && !sent_cancel &&
+				   strstr(op_get_str(m, "message"), o->cancel_after)) {
+				send_str(in_p[1],
+					 "{\"type\":\"cancel\",\"reason\":\"interrupted\"}\n");
+				sent_cancel = true;
+			} else if (p.type == OP_MSG_RESULT) {
+				ck_assert_ptr_null(d->result);
+				d->result = m;
+				close(in_p[1]);
+				in_p[1] = -1;
+			}
+			op_parsed_release(&p);
+		}
+		if (n == 0)
+			break;
+	}
+	if (in_p[1] >= 0)
+		close(in_p[1]);
+	close(out_p[0]);
+	ck_assert_int_eq(waitpid(pid, &wst, 0), pid);
+	d->status = WIFEXITED(wst) ? WEXITSTATUS(wst) : 128 + WTERMSIG(wst);
+	ck_assert_msg(d->result, "no result (exit %d)", d->status);
+	ck_assert_int_eq(d->status, 0);
+	op_splitter_free(sp);
+	json_object_put(empty);
+	free(exe);
+}
+
+static void drv_release(struct drv *d)
+{
+	json_object_put(d->msgs);
+}
+
+/* The last message of a type with optional key == value (borrowed). */
+static struct json_object *find(const struct drv *d, const char *type, const char *key,
+				const char *value)
+{
+	struct json_object *found = NULL;
+
+	for (size_t i = 0; i < json_object_array_length(d->msgs); i++) {
+		struct json_object *m = json_object_array_get_idx(d->msgs, i);
+
+		if (strcmp(op_get_str(m, "type"), type))
+			continue;
+		if (key && (!op_get_str(m, key) || strcmp(op_get_str(m, key), value)))
+			continue;
+		found = m;
+	}
+	return found;
+}
+
+static const char *summary(const struct drv *d)
+{
+	const char *s = op_get_str(d->result, "summary");
+
+	return s ? s : "";
+}
+
+static bool succeeded(const struct drv *d)
+{
+	return !strcmp(op_get_str(d->result, "status"), "success");
+}
+
+static struct json_object *json(const char *text)
+{
+	struct json_object *o = json_tokener_parse(text);
+
+	ck_assert_msg(o != NULL, "bad JSON in test: %s", text);
+	return o;
+}
+
+/* A missing tool is a failure, never a skip. */
+static void need_ansible(void)
+{
+	char *argv[] = {NULL, (char *)(uintptr_t) "-c",
+			(char *)(uintptr_t) "command -v ansible-playbook", NULL};
+	char *sh = strdup("/bin/sh");
+
+	argv[0] = sh;
+	if (test_run(argv, NULL, NULL) != 0)
+		ck_abort_msg("ansible-playbook is not on PATH: run `make tools` (and `make check`, "
+			     "which puts ~/.cache/orchd/tools/*/bin first on PATH)");
+	free(sh);
+}
+
+static void run_action(const char *action, const char *config, struct json_object *state,
+		       const char *wd, struct drv *d)
+{
+	struct json_object *cfg = json(config);
+	struct drv_opts o = {action, cfg, state, wd, NULL};
+
+	drive(&o, d);
+	json_object_put(cfg);
+}
+
+/* validate with a config in a fresh workdir. */
+static void validate(const char *config, struct drv *d)
+{
+	char *wd = test_tmpdir();
+
+	run_action("validate", config, NULL, wd, d);
+	test_rmtree(wd);
+	free(wd);
+}
+
+/* No log, progress, error or result text contains needle. */
+static void assert_never_logged(const struct drv *d, const char *needle)
+{
+	for (size_t i = 0; i < json_object_array_length(d->msgs); i++) {
+		struct json_object *m = json_object_array_get_idx(d->msgs, i);
+		const char *type = op_get_str(m, "type");
+
+		if (!strcmp(type, "output") || !strcmp(type, "state"))
+			continue;
+		ck_assert_msg(!strstr(json_object_to_json_string(m), needle),
+			      "'%s' leaked in: %s", needle, json_object_to_json_string(m));
+	}
+}
+
+static bool file_exists(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0;
+}
+
+START_TEST(validate_unknown_key)
+{
+	struct drv d;
+	struct json_object *errs;
+
+	validate("{\"playbook\":\"site.yml\",\"extra_var\":{}}", &d);
+	ck_assert(!succeeded(&d));
+	ck_assert_str_eq(summary(&d), "invalid configuration: unknown key 'extra_var' (did you "
+				      "mean 'extra_vars'?)");
+	errs = op_get(d.result, "errors");
+	ck_assert_int_eq(json_object_array_length(errs), 1);
+	ck_assert_str_eq(op_get_str(json_object_array_get_idx(errs, 0), "path"), "");
+	ck_assert_str_eq(op_get_str(find(&d, "log", "message",
+					 "unknown key 'extra_var' (did you mean 'extra_vars'?)"),
+				    "level"),
+			 "error");
+	drv_release(&d);
+}
+END_TEST
+
+START_TEST(validate_missing_playbook)
+{
+	struct drv d;
+	char *expect, *src = test_src_path("examples/ansible");
+
+	validate("{\"extra_vars\":{\"a\":1}}", &d);
+	ck_assert(!succeeded(&d));
+	ck_assert_str_eq(summary(&d), "invalid configuration: playbook: is required");
+	ck_assert_str_eq(
+		op_get_str(json_object_array_get_idx(op_get(d.result, "errors"), 0), "path"),
+		"playbook");
+	drv_release(&d);
+
+	/* relative to ORCHD_PIPELINE_DIR (examples/ansible here) */
+	validate("{\"playbook\":\"nope.yml\",\"destroy_playbook\":\"destroy.yml\"}", &d);
+	ck_assert(!succeeded(&d));
+	ck_assert_int_ge(asprintf(&expect,
+				  "invalid configuration: playbook: cannot access '%s/nope.yml': "
+				  "No such file or directory",
+				  src),
+			 0);
+	ck_assert_str_eq(summary(&d), expect);
+	free(expect);
+	drv_release(&d);
+	free(src);
+}
+END_TEST
+
+START_TEST(validate_bad_values)
+{
+	struct drv d;
+
+	validate("{\"playbook\":\"site.yml\",\"inventory\":5,\"check_mode_for_plan\":\"yes\","
+		 "\"binary\":\"bin/ansible-playbook\",\"env\":{\"A\":1},\"tags\":[\"x\",\"\"],"
+		 "\"extra_vars\":[]}",
+		 &d);
+	ck_assert(!succeeded(&d));
+	ck_assert_str_eq(summary(&d),
+			 "invalid configuration: inventory: must be a path, a non-empty list of "
+			 "host names or a non-empty map of host to vars (and 5 more)");
+	ck_assert_ptr_nonnull(find(&d, "log", "message", "extra_vars: must be a map"));
+	ck_assert_ptr_nonnull(
+		find(&d, "log", "message", "check_mode_for_plan: must be true or false"));
+	ck_assert_ptr_nonnull(find(&d, "log", "message",
+				   "binary: must be a command name or an absolute path (got "
+				   "'bin/ansible-playbook')"));
+	ck_assert_ptr_nonnull(find(&d, "log", "message", "env.A: must be a string"));
+	ck_assert_ptr_nonnull(find(&d, "log", "message", "tags[1]: must be a non-empty string"));
+	ck_assert_int_eq(json_object_array_length(op_get(d.result, "errors")), 6);
+	drv_release(&d);
+
+	validate("{\"playbook\":\"site.yml\",\"inventory\":{\"web\":[1]}}", &d);
+	ck_assert_str_eq(summary(&d),
+			 "invalid configuration: inventory.web: host vars must be a map");
+	drv_release(&d);
+}
+END_TEST
+
+START_TEST(missing_binary)
+{
+	char *wd = test_tmpdir();
+	struct drv d;
+
+	run_action("apply",
+		   "{\"playbook\":\"site.yml\",\"binary\":\"/nonexistent/ansible-playbook\"}", NULL,
+		   wd, &d);
+	ck_assert(!succeeded(&d));
+	ck_assert_str_eq(summary(&d), "/nonexistent/ansible-playbook: cannot run "
+				      "'/nonexistent/ansible-playbook': No such file or directory");
+	drv_release(&d);
+	test_rmtree(wd);
+	free(wd);
+}
+END_TEST
+
+START_TEST(plan_without_check_mode)
+{
+	char *wd = test_tmpdir();
+	struct drv d;
+
+	run_action("plan",
+		   "{\"playbook\":\"site.yml\",\"check_mode_for_plan\":false,"
+		   "\"binary\":\"/nonexistent/ansible-playbook\"}",
+		   NULL, wd, &d);
+	ck_assert(succeeded(&d));
+	ck_assert(op_get_bool(d.result, "changed", false));
+	ck_assert_str_eq(summary(&d), "would run site.yml");
+	drv_release(&d);
+	test_rmtree(wd);
+	free(wd);
+}
+END_TEST
+
+START_TEST(describe)
+{
+	char *wd = test_tmpdir();
+	struct drv_opts opts = {"describe", NULL, NULL, wd, NULL};
+	struct drv d;
+	struct json_object *desc;
+
+	drive(&opts, &d);
+	ck_assert(succeeded(&d));
+	desc = op_get(d.result, "describe");
+	ck_assert_str_eq(op_get_str(desc, "type"), "ansible");
+	ck_assert_ptr_nonnull(op_get(op_get(op_get(desc, "config"), "properties"), "playbook"));
+	drv_release(&d);
+	test_rmtree(wd);
+	free(wd);
+}
+END_TEST
+
+START_TEST(validate_ok_and_syntax_error)
+{
+	struct drv d;
+	char *bad = test_tmpdir(), *path, *cfg, *expect;
+	struct json_object *errs;
+	FILE *f;
+
+	need_ansible();
+	validate("{\"playbook\":\"site.yml\",\"destroy_playbook\":\"destroy.yml\"}", &d);
+	ck_assert_msg(succeeded(&d), "%s", summary(&d));
+	ck_assert_str_eq(summary(&d), "configuration is valid");
+	drv_release(&d);
+
+	ck_assert_int_ge(asprintf(&path, "%s/bad.yml", bad), 0);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("- hosts: localhost\n  tasks:\n    - name: x\n      ansible.builtin.nope: {}\n", f);
+	fclose(f);
+	ck_assert_int_ge(asprintf(&cfg, "{\"playbook\":\"%s\"}", path), 0);
+	validate(cfg, &d);
+	ck_assert(!succeeded(&d));
+	errs = op_get(d.result, "errors");
+	ck_assert_int_eq(json_object_array_length(errs), 1);
+	ck_assert_str_eq(op_get_str(json_object_array_get_idx(errs, 0), "path"), "playbook");
+	ck_assert_int_ge(asprintf(&expect,
+				  "%s:3:7: couldn't resolve module/action 'ansible.builtin.nope'. "
+				  "This often indicates a misspelling, missing collection, or "
+				  "incorrect module path.",
+				  path),
+			 0);
+	ck_assert_str_eq(op_get_str(json_object_array_get_idx(errs, 0), "message"), expect);
+	free(expect);
+	drv_release(&d);
+	free(cfg);
+	free(path);
+	test_rmtree(bad);
+	free(bad);
+}
+END_TEST
+
+static struct json_object *state_of(const struct drv *d)
+{
+	struct json_object *m = find(d, "state", NULL, NULL);
+
+	ck_assert_msg(m != NULL, "no state message");
+	return op_get(m, "state");
+}
+
+START_TEST(lifecycle)
+{
+	char *wd = test_tmpdir(), *tmp = test_tmpdir(), *out, *cfg, *content, *p;
+	const char *secret = "s3cr3t-t0ken-value";
+	struct json_object *o;
+	struct drv d;
+
+	need_ansible();
+	ck_assert_int_ge(asprintf(&out, "%s/greeting.txt", tmp), 0);
+	/* an inline inventory: a map host -> vars */
+	ck_assert_int_ge(asprintf(&cfg,
+				  "{\"playbook\":\"site.yml\",\"inventory\":{\"localhost\":"
+				  "{\"ansible_connection\":\"local\"}},\"extra_vars\":{"
+				  "\"greeting_name\":\"orchd\",\"greeting_path\":\"%s\","
+				  "\"token\":\"%s\"},\"secret_outputs\":[\"token\"]}",
+				  out, secret),
+			 0);
+
+	/* plan (check mode): would change, writes nothing */
+	run_action("plan", cfg, NULL, wd, &d);
+	ck_assert_msg(succeeded(&d), "%s", summary(&d));
+	ck_assert(op_get_bool(d.result, "changed", false));
+	ck_assert_str_eq(summary(&d),
+			 "check: ok=2 changed=1 unreachable=0 failed=0 skipped=1 (1 host)");
+	ck_assert(!file_exists(out));
+	ck_assert_ptr_nonnull(
+		find(&d, "log", "message", "changed: [localhost] => write the greeting file"));
+	assert_never_logged(&d, secret);
+	drv_release(&d);
+
+	/* apply: the file, outputs from set_stats, changed */
+	run_action("apply", cfg, NULL, wd, &d);
+	ck_assert_msg(succeeded(&d), "%s", summary(&d));
+	ck_assert(op_get_bool(d.result, "changed", false));
+	ck_assert_str_eq(summary(&d),
+			 "apply: ok=2 changed=1 unreachable=0 failed=0 skipped=1 (1 host)");
+	content = test_read_file(out, NULL);
+	ck_assert_ptr_nonnull(content);
+	ck_assert_str_eq(content, "hello, orchd\n");
+	free(content);
+	o = find(&d, "output", "key", "greeting");
+	ck_assert_ptr_nonnull(o);
+	ck_assert_str_eq(op_get_str(o, "value"), "hello, orchd");
+	ck_assert(!op_get_bool(o, "secret", true));
+	o = find(&d, "output", "key", "path");
+	ck_assert_ptr_nonnull(o);
+	ck_assert_str_eq(op_get_str(o, "value"), out);
+	o = find(&d, "output", "key", "token");
+	ck_assert_ptr_nonnull(o);
+	ck_assert_str_eq(op_get_str(o, "value"), secret);
+	ck_assert(op_get_bool(o, "secret", false));
+	ck_assert_str_eq(op_get_str(state_of(&d), "playbook"), "site.yml");
+	ck_assert_int_eq(
+		op_get_int(op_get(op_get(state_of(&d), "recap"), "localhost"), "changed", -1), 1);
+	ck_assert_ptr_nonnull(
+		find(&d, "log", "message", "changed: [localhost] => write the greeting file"));
+	ck_assert_ptr_nonnull(find(&d, "log", "message", "ok: [localhost] => publish the outputs"));
+	assert_never_logged(&d, secret);
+	drv_release(&d);
+	/* the extra_vars file does not stay in the workdir */
+	ck_assert_int_ge(asprintf(&p, "%s/extra_vars.json", wd), 0);
+	ck_assert(!file_exists(p));
+	free(p);
+
+	/* apply again: nothing changes */
+	run_action("apply", cfg, NULL, wd, &d);
+	ck_assert_msg(succeeded(&d), "%s", summary(&d));
+	ck_assert(!op_get_bool(d.result, "changed", true));
+	ck_assert_str_eq(summary(&d),
+			 "apply: ok=2 changed=0 unreachable=0 failed=0 skipped=1 (1 host)");
+	ck_assert_ptr_nonnull(find(&d, "output", "key", "greeting"));
+	drv_release(&d);
+
+	/* plan now: nothing would change */
+	run_action("plan", cfg, NULL, wd, &d);
+	ck_assert_msg(succeeded(&d), "%s", summary(&d));
+	ck_assert(!op_get_bool(d.result, "changed", true));
+	drv_release(&d);
+
+	/* destroy without destroy_playbook: a no-op that forgets the state */
+	run_action("destroy", cfg, NULL, wd, &d);
+	ck_assert(succeeded(&d));
+	ck_assert(!op_get_bool(d.result, "changed", true));
+	ck_assert_str_eq(summary(&d), "nothing to destroy (no destroy_playbook)");
+	ck_assert_ptr_nonnull(find(&d, "state", NULL, NULL));
+	ck_assert_ptr_null(state_of(&d));
+	ck_assert(file_exists(out));
+	drv_release(&d);
+
+	free(cfg);
+	free(out);
+	test_rmtree(wd);
+	test_rmtree(tmp);
+	free(wd);
+	free(tmp);
+}
+END_TEST
+
+/* An inventory file, a list inventory, and the destroy playbook. */
+START_TEST(inventory_file_and_destroy)
+{
+	char *wd = test_tmpdir(), *tmp = test_tmpdir(), *out, *inv, *cfg;
+	struct drv d;
+	FILE *f;
+
+	need_ansible();
+	ck_assert_int_ge(asprintf(&out, "%s/greeting.txt", tmp), 0);
+	ck_assert_int_ge(asprintf(&inv, "%s/hosts.ini", tmp), 0);
+	f = fopen(inv, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("localhost ansible_connection=local "
+	      "ansible_python_interpreter=\"{{ ansible_playbook_python }}\"\n",
+	      f);
+	fclose(f);
+	ck_assert_int_ge(asprintf(&cfg,
+				  "{\"playbook\":\"site.yml\",\"destroy_playbook\":\"destroy.yml\","
+				  "\"inventory\":\"%s\",\"extra_vars\":{\"greeting_name\":\"file\","
+				  "\"greeting_path\":\"%s\"}}",
+				  inv, out),
+			 0);
+	run_action("apply", cfg, NULL, wd, &d);
+	ck_assert_msg(succeeded(&d), "%s", summary(&d));
+	ck_assert(file_exists(out));
+	/* no secret_outputs: every output is plain */
+	ck_assert(!op_get_bool(find(&d, "output", "key", "token"), "secret", true));
+	ck_assert_str_eq(op_get_str(find(&d, "output", "key", "token"), "value"), "");
+	drv_release(&d);
+
+	run_action("destroy", cfg, NULL, wd, &d);
+	ck_assert_msg(succeeded(&d), "%s", summary(&d));
+	ck_assert(op_get_bool(d.result, "changed", false));
+	ck_assert_str_eq(summary(&d),
+			 "destroy: ok=1 changed=1 unreachable=0 failed=0 skipped=0 (1 host)");
+	ck_assert(!file_exists(out));
+	ck_assert_ptr_null(state_of(&d));
+	drv_release(&d);
+	free(cfg);
+
+	/* a list of host names: localhost gets the local connection */
+	ck_assert_int_ge(asprintf(&cfg,
+				  "{\"playbook\":\"site.yml\",\"inventory\":[\"localhost\"],"
+				  "\"extra_vars\":{\"greeting_name\":\"list\",\"greeting_path\":"
+				  "\"%s\"}}",
+				  out),
+			 0);
+	run_action("apply", cfg, NULL, wd, &d);
+	ck_assert_msg(succeeded(&d), "%s", summary(&d));
+	ck_assert(file_exists(out));
+	drv_release(&d);
+
+	free(cfg);
+	free(inv);
+	free(out);
+	test_rmtree(wd);
+	test_rmtree(tmp);
+	free(wd);
+	free(tmp);
+}
+END_TEST
+
+START_TEST(failing_play)
+{
+	char *wd = test_tmpdir(), *tmp = test_tmpdir(), *cfg;
+	struct json_object *m;
+	struct drv d;
+
+	need_ansible();
+	ck_assert_int_ge(asprintf(&cfg,
+				  "{\"playbook\":\"site.yml\",\"extra_vars\":{\"greeting_name\":"
+				  "\"orchd\",\"greeting_path\":\"%s/g.txt\",\"fail\":true}}",
+				  tmp),
+			 0);
+	run_action("apply", cfg, NULL, wd, &d);
+	ck_assert(!succeeded(&d));
+	ck_assert_str_eq(summary(&d), "playbook site.yml failed (exit status 2): [localhost] fail "
+				      "when asked to: asked to fail for orchd");
+	/* the file was written before the failure */
+	ck_assert(op_get_bool(d.result, "changed", false));
+	m = find(&d, "log", "message",
+		 "failed: [localhost] => fail when asked to: asked to fail for orchd");
+	ck_assert_ptr_nonnull(m);
+	ck_assert_str_eq(op_get_str(m, "level"), "error");
+	ck_assert_ptr_null(find(&d, "output", NULL, NULL));
+	drv_release(&d);
+	free(cfg);
+	test_rmtree(wd);
+	test_rmtree(tmp);
+	free(wd);
+	free(tmp);
+}
+END_TEST
+
+START_TEST(cancel_apply)
+{
+	char *wd = test_tmpdir(), *tmp = test_tmpdir(), *pb, *cfg, *marker;
+	struct json_object *c;
+	struct drv_opts opts = {"apply", NULL, NULL, wd, "play: sleepy"};
+	struct drv d;
+	FILE *f;
+
+	need_ansible();
+	ck_assert_int_ge(asprintf(&pb, "%s/sleepy.yml", tmp), 0);
+	ck_assert_int_ge(asprintf(&marker, "%s/after", tmp), 0);
+	f = fopen(pb, "w");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f,
+		"- name: sleepy\n  hosts: localhost\n  gather_facts: false\n  tasks:\n"
+		"    - ansible.builtin.command: sleep 60\n"
+		"    - ansible.builtin.copy: {content: x, dest: '%s'}\n",
+		marker);
+	fclose(f);
+	ck_assert_int_ge(asprintf(&cfg, "{\"playbook\":\"%s\"}", pb), 0);
+	c = json(cfg);
+	opts.config = c;
+	drive(&opts, &d);
+	ck_assert(!succeeded(&d));
+	ck_assert_str_eq(summary(&d), "ansible-playbook: cancelled");
+	ck_assert_ptr_nonnull(
+		find(&d, "log", "message", "cancelled: sent SIGTERM to ansible-playbook"));
+	ck_assert(!file_exists(marker));
+	drv_release(&d);
+	json_object_put(c);
+	free(cfg);
+	free(pb);
+	free(marker);
+	test_rmtree(wd);
+	test_rmtree(tmp);
+	free(wd);
+	free(tmp);
+}
+END_TEST
+
+Suite *ansible_ext_suite(void)
+{
+	Suite *s = suite_create("ansible_ext");
+	TCase *tc = tcase_create("config");
+	TCase *tools = tcase_create("ansible");
+
+	tcase_add_test(tc, validate_unknown_key);
+	tcase_add_test(tc, validate_missing_playbook);
+	tcase_add_test(tc, validate_bad_values);
+	tcase_add_test(tc, missing_binary);
+	tcase_add_test(tc, plan_without_check_mode);
+	tcase_add_test(tc, describe);
+	suite_add_tcase(s, tc);
+	tcase_set_timeout(tools, 90);
+	tcase_add_test(tools, validate_ok_and_syntax_error);
+	tcase_add_test(tools, lifecycle);
+	tcase_add_test(tools, inventory_file_and_destroy);
+	tcase_add_test(tools, failing_play);
+	tcase_add_test(tools, cancel_apply);
+	suite_add_tcase(s, tools);
+	return s;
+}
