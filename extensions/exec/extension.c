@@ -388,7 +388,7 @@ int exec_apply(struct op_ext *ext)
 		op_ext_log(ext, "debug", "previous state: %lld run(s), last status %lld", runs,
 			   op_get_int(prev, "last_status", -1));
 	path = output_path(ext);
-	op_ext_progress(ext, 0, "running %s", cfg.command[0]);
+	op_ext_progress(ext, -1, "running %s", cfg.command[0]);
 	run_command(ext, &cfg, cfg.command, path, &r);
 	ok = op_cmd_summary(&r, summary, sizeof(summary));
 	if (ok && read_outputs(path, &outs, err, sizeof(err)) < 0) {
