@@ -221,9 +221,13 @@ lint:
 bench: all
 	bash bench/run.sh $(BUILD)
 
+# valgrind (memcheck + leaked fds) on the main paths of orchd and an extension.
+valgrind: all
+	sh tests/valgrind.sh $(BUILD)
+
 clean:
 	rm -rf build
 
-.PHONY: all check install deps tools lint bench clean
+.PHONY: all check install deps tools lint bench valgrind clean
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
