@@ -327,6 +327,40 @@ static int check_result(struct vctx *c, const struct json_object *msg)
 	return 0;
 }
 
+static int check_id(struct vctx *c, const struct json_object *msg)
+{
+	REQ("id", K_INT);
+	if (op_get_int(msg, "id", -1) < 0)
+		return fail(c, "field 'id' must be a non-negative integer");
+	return 0;
+}
+
+/* request: id, op; op "fetch" needs a source object (its content is
+ * checked by orchd when it acts, not by the codec).  Unknown ops are valid
+ * messages: orchd answers them with ok:false. */
+static int check_request(struct vctx *c, const struct json_object *msg)
+{
+	if (check_id(c, msg))
+		return -1;
+	REQ("op", K_NONEMPTY);
+	if (!strcmp(op_get_str(msg, "op"), "fetch"))
+		REQ("source", K_OBJECT);
+	return 0;
+}
+
+/* response: id, ok; ok true needs a result object, false an error string. */
+static int check_response(struct vctx *c, const struct json_object *msg)
+{
+	if (check_id(c, msg))
+		return -1;
+	REQ("ok", K_BOOL);
+	if (op_get_bool(msg, "ok", false))
+		REQ("result", K_OBJECT);
+	else
+		REQ("error", K_STRING);
+	return 0;
+}
+
 static int check_body(struct vctx *c, enum op_direction dir, enum op_msg_type t,
 		      const struct json_object *msg)
 {
@@ -339,8 +373,7 @@ static int check_body(struct vctx *c, enum op_direction dir, enum op_msg_type t,
 		REQ("reason", K_STRING);
 		return 0;
 	case OP_MSG_RESPONSE:
-		REQ("id", K_INT);
-		return 0;
+		return check_response(c, msg);
 	case OP_MSG_LOG:
 		return check_log(c, msg);
 	case OP_MSG_PROGRESS:
@@ -361,9 +394,7 @@ static int check_body(struct vctx *c, enum op_direction dir, enum op_msg_type t,
 	case OP_MSG_RESULT:
 		return check_result(c, msg);
 	case OP_MSG_REQUEST:
-		REQ("id", K_INT);
-		REQ("op", K_STRING);
-		return 0;
+		return check_request(c, msg);
 	case OP_MSG_NONE:
 		break;
 	}

@@ -124,7 +124,7 @@ enum op_msg_type {
 	/* orchd -> extension */
 	OP_MSG_ACTION,
 	OP_MSG_CANCEL,
-	OP_MSG_RESPONSE, /* reserved (v1: accepted, unhandled) */
+	OP_MSG_RESPONSE, /* answer to a request (PROTOCOL.md 6.1) */
 	/* extension -> orchd */
 	OP_MSG_LOG,
 	OP_MSG_PROGRESS,
@@ -132,7 +132,7 @@ enum op_msg_type {
 	OP_MSG_STATE,
 	OP_MSG_ERROR,
 	OP_MSG_RESULT,
-	OP_MSG_REQUEST, /* reserved (v1: accepted, unhandled) */
+	OP_MSG_REQUEST, /* ask orchd's core, e.g. op "fetch" (PROTOCOL.md 6.2) */
 };
 
 /* "hello", "action", ...; "none" for OP_MSG_NONE. */

@@ -74,7 +74,7 @@ START_TEST(test_model_basic)
 			   "      execution: {max_attempts: 2, timeout: 90}\n"
 			   "      pass_env: [HOME_TOKEN]\n"
 			   "      mock_outputs: {url: 'http://x'}\n"
-			   "      sources: [anything, {goes: here}]\n"
+			   "      sources: [{git: 'https://example.invalid/r.git', ref: main}]\n"
 			   "      n: 12\n"
 			   "      f: 1.5e3\n"
 			   "      q: '12'\n"

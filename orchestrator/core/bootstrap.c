@@ -23,6 +23,7 @@
 #include <yaml.h>
 
 #include "core/bootstrap.h"
+#include "fetch.h"
 #include "strbuf.h"
 #include "util.h"
 
@@ -1459,6 +1460,30 @@ static void add_depends(struct build *b, struct orchd_instance *in, const struct
 	in->ndepends++;
 }
 
+/* sources: a sequence of source specs (common/fetch.h), checked now so
+ * that a typo fails at load time, with the position of the spec. */
+static void build_sources(struct build *b, struct orchd_instance *in, const struct ynode *v)
+{
+	struct orchd_instance *cur = b->cur;
+	char err[512];
+
+	if (expect_kind(b, v, Y_SEQ))
+		return;
+	b->cur = NULL; /* no ${{ }} references in sources */
+	json_object_put(in->sources);
+	in->sources = json_object_new_array_ext((int)v->n);
+	for (size_t j = 0; j < v->n; j++) {
+		size_t m = path_index(b, j);
+		json_object *spec = to_json(b, v->items[j]);
+
+		if (orchd_fetch_validate(spec, err, sizeof(err)) < 0)
+			berr(b, v->items[j], "%s", err);
+		json_object_array_add(in->sources, spec);
+		path_pop(b, m);
+	}
+	b->cur = cur;
+}
+
 static void build_instance(struct build *b, const char *type, const struct ynode *n,
 			   json_object *ids)
 {
@@ -1543,7 +1568,8 @@ static void build_instance(struct build *b, const char *type, const struct ynode
 			}
 			break;
 		case 6:
-			break; /* sources: reserved for a later issue */
+			build_sources(b, in, v);
+			break;
 		default:
 			json_object_object_add(in->config, k->s, to_json(b, v));
 			break;

@@ -24,6 +24,7 @@
 
 #include "core/logging.h"
 #include "core/report.h"
+#include "core/sources.h"
 #include "core/state.h"
 #include "handlers/extension.h"
 #include "hash.h"
@@ -1003,6 +1004,18 @@ static void free_env(char **env)
 	free(env);
 }
 
+/* The step's prepare hook: fetch the instance's sources into its workdir
+ * (every action but describe; see core/sources.h). */
+static int fetch_sources(void *cb_data, void *ctx, const char *workdir, char *err, size_t errlen)
+{
+	struct sched *s = cb_data;
+	struct node *nd = ctx;
+	size_t n = json_object_array_length(nd->in->sources);
+
+	node_log(s, nd, ORCHD_LOG_INFO, "fetching %zu source%s", n, n == 1 ? "" : "s");
+	return orchd_sources_fetch_all(nd->in->sources, workdir, NULL, err, errlen);
+}
+
 static int start_node(struct sched *s, size_t i)
 {
 	struct node *nd = &s->n[i];
@@ -1063,6 +1076,8 @@ static int start_node(struct sched *s, size_t i)
 	spec.timeout_ms = s->validating ? 0 : nd->in->exec.timeout_ms;
 	spec.grace_ms = nd->in->exec.grace_ms;
 	spec.ctx = nd;
+	if (nd->in->sources && json_object_array_length(nd->in->sources))
+		spec.prepare = fetch_sources;
 	nd->st = N_RUNNING;
 	ret = orchd_supervisor_start(s->sup, &spec);
 	json_object_put(prev_outputs);

@@ -28,6 +28,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "core/sources.h"
 #include "strbuf.h"
 #include "util.h"
 
@@ -498,10 +499,19 @@ static void step_message(struct orchd_supervisor *sup, struct step *st, enum op_
 		if (!st->reaped && !st->dl_linger)
 			st->dl_linger = now_ms() + st->grace_ms;
 		break;
-	case OP_MSG_REQUEST:
-		sup_logf(sup, st, ORCHD_LOG_WARNING,
-			 "request messages are not supported by this orchd (ignored)");
+	case OP_MSG_REQUEST: {
+		const char *op = op_get_str(msg, "op");
+
+		if (st->phase != PHASE_ACTION || st->fd_in < 0) {
+			sup_logf(sup, st, ORCHD_LOG_WARNING,
+				 "ignoring a request after the result");
+			break;
+		}
+		sup_logf(sup, st, ORCHD_LOG_DEBUG, "request %lld: %s", op_get_int(msg, "id", 0),
+			 op ? op : "");
+		step_queue(st, orchd_sources_request(msg, st->workdir, NULL));
 		break;
+	}
 	default:
 		step_fail(st, ORCHD_STEP_PROTOCOL_ERROR, "protocol error: unexpected %s message",
 			  op_msg_type_name(type));
@@ -817,6 +827,11 @@ int orchd_supervisor_start(struct orchd_supervisor *sup, const struct orchd_step
 
 	if (make_workdir(spec, &st->workdir, err, sizeof(err)) < 0)
 		goto spawn_error;
+	if (spec->prepare && spec->action != OP_ACTION_DESCRIBE) {
+		err[0] = '\0';
+		if (spec->prepare(sup->opts.cb_data, spec->ctx, st->workdir, err, sizeof(err)) < 0)
+			goto spawn_error;
+	}
 	if (spec->action == OP_ACTION_DESCRIBE)
 		st->action_line = op_encode_action(spec->action, NULL, NULL, spec->config,
 						   spec->state, spec->outputs, NULL);

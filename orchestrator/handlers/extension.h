@@ -12,6 +12,7 @@
  *   (check range, min orchd version, action support)
  *   action {...}                 ------>   stdin
  *   stdout <------ log / progress / output / state / error ... / result
+ *   (request {"op":"fetch"} --> fetched into the workdir, response queued)
  *   close stdin; wait for stdout+stderr EOF and exit; reap
  *
  * Typical use (the scheduler):
@@ -80,6 +81,14 @@
  * group is SIGKILLed and the pipes closed: a step never hangs on a
  * grandchild.
  *
+ * Requests (protocol "request"/"response"): a request after the action is
+ * answered by core/sources.h (orchd_sources_request(): op "fetch" into the
+ * step's workdir, http(s)/git:// only, confined to the workdir); the
+ * response is queued on the extension's stdin.  The fetch runs
+ * synchronously inside orchd_supervisor_wait(), so other steps' I/O waits
+ * meanwhile (their pipes buffer).  A request after the result is ignored
+ * with a warning.
+ *
  * Memory: stdout and stderr are read in fixed chunks and framed with the
  * protocol library's bounded splitter (OP_MAX_LINE): an over-long stdout
  * line is a protocol error, an over-long stderr line is split; a flooding
@@ -143,12 +152,23 @@ struct orchd_step_spec {
 	long long timeout_ms;	/* per attempt; 0: none */
 	long long grace_ms;	/* SIGTERM -> SIGKILL; 0: ORCHD_DEFAULT_GRACE_MS */
 	void *ctx;		/* handed back to the callbacks */
+	/*
+	 * May be NULL.  Called from orchd_supervisor_start(), after the
+	 * workdir was created and before the extension is spawned, with the
+	 * supervisor's cb_data, ctx and the workdir (e.g. to fetch the
+	 * instance's sources into it: core/sources.h).  It runs synchronously
+	 * in orchd's loop.  Returns 0, or -1 with a message in err[errlen]:
+	 * then nothing is spawned and the step ends (through the done
+	 * callback) as ORCHD_STEP_SPAWN_ERROR with that message as reason.
+	 * Not called for describe.
+	 */
+	int (*prepare)(void *cb_data, void *ctx, const char *workdir, char *err, size_t errlen);
 };
 
 #define ORCHD_STEP_SPEC_INIT                                                                      \
 	{                                                                                         \
 		NULL, NULL, OP_ACTION_NONE, NULL, NULL, NULL, NULL, NULL, NULL, 1, 0, NULL, 0, 0, \
-			NULL                                                                      \
+			NULL, NULL                                                                \
 	}
 
 /*

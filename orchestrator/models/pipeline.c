@@ -242,6 +242,7 @@ void orchd_instance_release(struct orchd_instance *in)
 	free(in->refs);
 	json_object_put(in->config);
 	json_object_put(in->mock_outputs);
+	json_object_put(in->sources);
 	for (i = 0; i < in->npass_env; i++)
 		free(in->pass_env[i]);
 	free(in->pass_env);

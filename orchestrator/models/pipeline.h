@@ -109,6 +109,9 @@ struct orchd_instance {
 	 * (before the core merges its defaults in; see orchd_instance_config()). */
 	json_object *config;
 	json_object *mock_outputs; /* NULL when absent */
+	/* sources: array of source specs (common/fetch.h), validated by
+	 * bootstrap and fetched into the workdir (core/sources.h); NULL when absent */
+	json_object *sources;
 	/* pass_env: names of orchd's own environment variables this instance
 	 * passes to its extension (the supervisor's allowlist). */
 	char **pass_env;

@@ -35,6 +35,11 @@
  *   longstderr  one 1.5 MiB stderr line, then success
  *   describe    success result with a "describe" payload
  *   invalid     failure result with "errors":[{path,message}] (validate)
+ *   fetch       request {"op": config.op or "fetch", "id": 7, "source":
+ *               config.source}, wait for the response (skipping other
+ *               lines), output "response": the response message and, if
+ *               config.check names a file (relative to the workdir),
+ *               output "content": its text; then success
  */
 #include <dirent.h>
 #include <json-c/json.h>
@@ -374,6 +379,38 @@ int main(void)
 			json_object_object_add(o, "errors", errs);
 		}
 		emit(o);
+	} else if (!strcmp(mode, "fetch")) {
+		json_object *o = msg("request"), *m;
+		const char *op = json_object_object_get_ex(config, "op", &v)
+					 ? json_object_get_string(v)
+					 : "fetch";
+		json_object_object_add(o, "id", json_object_new_int(7));
+		json_object_object_add(o, "op", json_object_new_string(op));
+		if (json_object_object_get_ex(config, "source", &v))
+			json_object_object_add(o, "source", json_object_get(v));
+		emit(o);
+		while ((m = read_msg())) {
+			if (json_object_object_get_ex(m, "type", &v) &&
+			    !strcmp(json_object_get_string(v), "response"))
+				break;
+			json_object_put(m);
+		}
+		if (!m) {
+			fprintf(stderr, "misbehave: no response\n");
+			return finish(1);
+		}
+		emit_output("response", m, 0);
+		if (json_object_object_get_ex(config, "check", &v)) {
+			char buf[4096];
+			FILE *f = fopen(json_object_get_string(v), "r");
+			size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+			buf[n] = 0;
+			if (f) {
+				fclose(f);
+				emit_output("content", json_object_new_string(buf), 0);
+			}
+		}
+		emit_result(1, NULL);
 	} else if (!strcmp(mode, "cwd")) {
 		char buf[4096];
 		emit_output("cwd", json_object_new_string(getcwd(buf, sizeof(buf)) ? buf : "?"), 0);

@@ -1,0 +1,231 @@
+/*
+ * core/sources: fetch an instance's sources into its workdir, and answer
+ * the fetch requests of extensions (see sources.h).
+ */
+#include "core/sources.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "http.h"
+#include "orchd_protocol.h"
+#include "util.h"
+
+static const char *spec_str(const json_object *spec, const char *key)
+{
+	json_object *v;
+
+	/* json-c wants a mutable object for a lookup; nothing is changed */
+	if (!json_object_object_get_ex((json_object *)(uintptr_t)spec, key, &v) ||
+	    !json_object_is_type(v, json_type_string))
+		return NULL;
+	return json_object_get_string(v);
+}
+
+char *orchd_source_describe(const json_object *spec)
+{
+	const char *git = spec_str(spec, "git"), *url = spec_str(spec, "url");
+	char *red, *out;
+
+	if (git) {
+		const char *ref = spec_str(spec, "ref");
+
+		red = orchd_http_redact(git);
+		out = ref ? xasprintf("git %s@%s", red, ref) : xasprintf("git %s", red);
+	} else if (url) {
+		red = orchd_http_redact(url);
+		out = xasprintf("url %s", red);
+	} else {
+		return xstrdup("source");
+	}
+	free(red);
+	return out;
+}
+
+int orchd_sources_fetch_all(const json_object *sources, const char *workdir,
+			    const struct orchd_fetch_opts *opts, char *err, size_t errlen)
+{
+	size_t n;
+
+	if (!sources)
+		return 0;
+	if (!json_object_is_type(sources, json_type_array)) {
+		snprintf(err, errlen, "sources: expected an array");
+		return -1;
+	}
+	n = json_object_array_length(sources);
+	for (size_t i = 0; i < n; i++) {
+		const json_object *spec = json_object_array_get_idx(sources, i);
+		char e[1024];
+
+		if (orchd_fetch_source(spec, workdir, opts, NULL, e, sizeof(e)) < 0) {
+			char *what = orchd_source_describe(spec);
+
+			snprintf(err, errlen, "source sources[%zu] (%s): %s", i, what, e);
+			free(what);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* The name fetch.c derives when path/dest is absent: the last segment of
+ * the URL's path, without query or fragment (and ".git" for git).
+ * malloc'ed, "" if none. */
+static char *default_name(const char *url, int strip_git)
+{
+	const char *scheme = strstr(url, "://"), *p = url, *end, *start;
+	size_t n;
+
+	if (scheme) {
+		p = strchr(scheme + 3, '/');
+		if (!p)
+			return xstrdup("");
+	}
+	end = p + strcspn(p, "?#");
+	while (end > p && end[-1] == '/')
+		end--;
+	start = end;
+	while (start > p && start[-1] != '/')
+		start--;
+	n = (size_t)(end - start);
+	if (strip_git && n > 4 && !strncmp(end - 4, ".git", 4))
+		n -= 4;
+	return xstrndup(start, n);
+}
+
+static int has_prefix(const char *s, const char *prefix)
+{
+	return !strncmp(s, prefix, strlen(prefix));
+}
+
+int orchd_sources_check_request(const json_object *spec, const char *workdir, char *err,
+				size_t errlen)
+{
+	const char *git = spec_str(spec, "git"), *url = spec_str(spec, "url");
+	const char *key = git ? "path" : "dest", *rel = spec_str(spec, key);
+	char *name = NULL, *p;
+	int ret = 0;
+
+	if (orchd_fetch_validate(spec, err, errlen) < 0)
+		return -1;
+	if (git && !has_prefix(git, "https://") && !has_prefix(git, "http://") &&
+	    !has_prefix(git, "git://")) {
+		snprintf(err, errlen,
+			 "source not allowed: 'git' must start with http://, https:// or git://");
+		return -1;
+	}
+	if (url && !has_prefix(url, "https://") && !has_prefix(url, "http://")) {
+		snprintf(err, errlen,
+			 "source not allowed: 'url' must start with http:// or https://");
+		return -1;
+	}
+	if (!rel)
+		rel = name = default_name(git ? git : url, git != NULL);
+	/* Walk the destination one component at a time: an existing one must
+	 * be a real directory (the last one: not a symbolic link), so that
+	 * the fetch cannot be led out of the workdir. */
+	p = xasprintf("%s/%s", workdir, rel);
+	for (char *s = p + strlen(workdir) + 1; *s && !ret;) {
+		size_t len = strcspn(s, "/");
+		char save = s[len];
+		struct stat st;
+
+		s[len] = '\0';
+		if (lstat(p, &st) < 0) {
+			if (errno != ENOENT) {
+				snprintf(err, errlen, "source not allowed: cannot check '%s': %s",
+					 p + strlen(workdir) + 1, strerror(errno));
+				ret = -1;
+			}
+			s[len] = save;
+			break;
+		}
+		if (S_ISLNK(st.st_mode)) {
+			snprintf(err, errlen,
+				 "source not allowed: '%s' goes through the symbolic link '%s'",
+				 key, p + strlen(workdir) + 1);
+			ret = -1;
+		} else if (save && !S_ISDIR(st.st_mode)) {
+			snprintf(err, errlen, "source not allowed: '%s' is not a directory",
+				 p + strlen(workdir) + 1);
+			ret = -1;
+		}
+		s[len] = save;
+		s += len + (save ? 1 : 0);
+	}
+	free(p);
+	free(name);
+	return ret;
+}
+
+static char *response(long long id, const char *error_text, json_object *result)
+{
+	json_object *o = json_object_new_object();
+	char *line;
+
+	json_object_object_add(o, "type", json_object_new_string("response"));
+	json_object_object_add(o, "id", json_object_new_int64(id));
+	json_object_object_add(o, "ok", json_object_new_boolean(!error_text));
+	if (error_text)
+		json_object_object_add(o, "error", json_object_new_string(error_text));
+	else
+		json_object_object_add(o, "result", json_object_get(result));
+	line = op_encode(o);
+	json_object_put(o);
+	if (!line && errno == E2BIG && !error_text)
+		return response(id, "response too long", NULL);
+	if (!line)
+		die("out of memory");
+	return line;
+}
+
+/* The result of orchd_fetch_source() with "path" made relative to workdir. */
+static void relative_path(json_object *result, const char *workdir)
+{
+	json_object *v;
+	const char *abs;
+	size_t n = strlen(workdir);
+
+	if (!json_object_object_get_ex(result, "path", &v) ||
+	    !json_object_is_type(v, json_type_string))
+		return;
+	abs = json_object_get_string(v);
+	if (!strncmp(abs, workdir, n) && abs[n] == '/')
+		json_object_object_add(result, "path", json_object_new_string(abs + n + 1));
+}
+
+char *orchd_sources_request(const json_object *req, const char *workdir,
+			    const struct orchd_fetch_opts *opts)
+{
+	long long id = op_get_int(req, "id", 0);
+	const char *op = op_get_str(req, "op");
+	const json_object *spec = op_get(req, "source");
+	json_object *result = NULL;
+	char err[1024], *what, *line, *text;
+
+	if (!op || strcmp(op, "fetch")) {
+		text = xasprintf("unknown request op '%s'", op ? op : "");
+		line = response(id, text, NULL);
+		free(text);
+		return line;
+	}
+	if (orchd_sources_check_request(spec, workdir, err, sizeof(err)) < 0)
+		return response(id, err, NULL);
+	if (orchd_fetch_source(spec, workdir, opts, &result, err, sizeof(err)) < 0) {
+		what = orchd_source_describe(spec);
+		text = xasprintf("cannot fetch %s: %s", what, err);
+		line = response(id, text, NULL);
+		free(text);
+		free(what);
+		return line;
+	}
+	relative_path(result, workdir);
+	line = response(id, NULL, result);
+	json_object_put(result);
+	return line;
+}
