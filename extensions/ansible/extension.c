@@ -25,11 +25,11 @@
 #include <json-c/json.h>
 
 #include "orchd_protocol.h"
+#include "strbuf.h"
 
 #include "callback.h"
 #include "extension.h"
 #include "models.h"
-#include "run.h"
 
 #define ANS_VARS_FILE	 "extra_vars.json"
 #define ANS_INV_FILE	 "inventory.yml"
@@ -37,6 +37,7 @@
 #define ANS_HOME_DIR	 ".ansible"
 #define ANS_TMP_DIR	 ".ansible/tmp"
 #define ANS_SUMMARY_MAX	 700
+#define ANS_CAPTURE_MAX	 65536
 #define ANS_STATE_FORMAT 1
 
 struct ctx {
@@ -55,6 +56,7 @@ struct play {
 	struct strbuf failures;	   /* "[host] task: msg; ..." (not ignored ones) */
 	int nfailures;
 	const char *plain_level; /* level of stdout lines that are not events */
+	const char *err_level;	 /* level of the current stderr message */
 };
 
 static char *join(const char *a, const char *b)
@@ -296,7 +298,7 @@ static int prepare(struct op_ext *ext, struct ctx *c)
 	if (!*wd)
 		wd = getcwd(cwd, sizeof(cwd)) ? cwd : ".";
 	c->workdir = ans_resolve_path(wd);
-	ans_run_setup_signals();
+	op_cmd_catch_signals();
 	ret = make_dir(c->workdir, ANS_HOME_DIR, err, sizeof(err));
 	if (!ret)
 		ret = make_dir(c->workdir, ANS_TMP_DIR, err, sizeof(err));
@@ -336,21 +338,36 @@ static const char *str_or(const struct json_object *o, const char *key, const ch
 	return s ? s : dflt;
 }
 
-/* One stdout line of ansible-playbook (a callback event, or anything else). */
-static void on_line(void *data, const char *line)
+/*
+ * One line of ansible-playbook (op_cmd_line_fn).  stderr: "[ERROR]" and
+ * the lines after it (Origin:, the code excerpt) at level error,
+ * "[WARNING]"/"[DEPRECATION WARNING]" and the rest at warning.  stdout: a
+ * callback event (handled here, not logged as such), or any other line
+ * (logged at plain_level).
+ */
+static void on_line(void *data, int stream, char *line, size_t len, const char **level)
 {
 	struct play *p = data;
 	struct json_object *ev = NULL;
 	const char *event, *status, *host, *task, *msg;
 
+	if (stream == 2) {
+		if (!strncmp(line, "[ERROR]", 7))
+			p->err_level = "error";
+		else if (!strncmp(line, "[WARNING]", 9) ||
+			 !strncmp(line, "[DEPRECATION WARNING]", 21))
+			p->err_level = "warning";
+		*level = len ? p->err_level : NULL;
+		return;
+	}
 	if (line[0] == '{')
 		ev = json_tokener_parse(line);
 	if (!ev || !op_has(ev, "orchd") || !(event = op_get_str(ev, "event"))) {
-		if (*line)
-			op_ext_log(p->ext, p->plain_level, "%s", line);
+		*level = len ? p->plain_level : NULL;
 		json_object_put(ev);
 		return;
 	}
+	*level = NULL;
 	host = str_or(ev, "host", "?");
 	task = str_or(ev, "task", "");
 	msg = str_or(ev, "msg", "");
@@ -395,10 +412,18 @@ static void on_line(void *data, const char *line)
 
 /* Run ansible-playbook on playbook (as written) with the extra arguments. */
 static int run_playbook(struct ctx *c, const char *playbook, const char *const *args,
-			struct play *p, struct ans_run *r)
+			struct play *p, struct op_cmd_result *r)
 {
 	char *argv[16], *pb = ans_resolve_path(playbook), *ev;
-	struct ans_run_opts o = {argv, c->env, c->workdir, on_line, p, false};
+	struct op_cmd_opts o = {
+		.argv = argv,
+		.env = c->env,
+		.cwd = c->workdir,
+		.out = {OP_CMD_LOG | OP_CMD_CAPTURE, "info", ANS_CAPTURE_MAX},
+		.err = {OP_CMD_LOG | OP_CMD_CAPTURE, "warning", ANS_CAPTURE_MAX},
+		.line_fn = on_line,
+		.line_arg = p,
+	};
 	size_t n = 0;
 	int ret;
 
@@ -424,9 +449,10 @@ static int run_playbook(struct ctx *c, const char *playbook, const char *const *
 	memset(p, 0, sizeof(*p));
 	p->ext = c->ext;
 	p->plain_level = args && args[0] && !strcmp(args[0], "--syntax-check") ? "debug" : "info";
+	p->err_level = "warning";
 	sb_init(&p->failures, 0);
 	op_ext_log(c->ext, "debug", "running %s on %s", c->cfg.binary, playbook);
-	ret = ans_run_child(c->ext, &o, r);
+	ret = op_cmd_run(c->ext, &o, r);
 	free(ev);
 	free(pb);
 	return ret;
@@ -505,7 +531,7 @@ static void cap_summary(struct strbuf *sb)
 }
 
 /* Send the failure result of a run that did not succeed. */
-static int fail_run(struct ctx *c, const char *playbook, struct play *p, struct ans_run *r,
+static int fail_run(struct ctx *c, const char *playbook, struct play *p, struct op_cmd_result *r,
 		    int changed)
 {
 	struct strbuf sb = STRBUF_INIT;
@@ -514,21 +540,24 @@ static int fail_run(struct ctx *c, const char *playbook, struct play *p, struct 
 	if (r->cancelled) {
 		sb_addf(&sb, "%s: cancelled", c->cfg.binary);
 	} else if (!r->ran) {
-		sb_addf(&sb, "%s: %s", c->cfg.binary, r->why);
+		sb_addf(&sb, "%s: %s", c->cfg.binary, r->error);
 	} else {
-		sb_addf(&sb, "playbook %s failed (%s)", playbook, ans_run_status_text(r));
+		char st[64];
+
+		sb_addf(&sb, "playbook %s failed (%s)", playbook,
+			op_cmd_status_text(r, st, sizeof(st)));
 		if (p->nfailures) {
 			sb_addf(&sb, ": %s", sb_str(&p->failures));
 		} else {
 			struct ans_errors errs = {0};
 
-			stderr_errors(sb_str(&r->err), "", &errs);
+			stderr_errors(r->err.buf, "", &errs);
 			for (size_t i = 0; i < errs.nr; i++)
 				sb_addf(&sb, "%s%s", i ? "; " : ": ", errs.v[i].message);
 			if (!errs.nr) {
 				struct strbuf tail = STRBUF_INIT;
 
-				last_lines(r->err.len ? sb_str(&r->err) : sb_str(&r->out), 3,
+				last_lines(r->err.len ? r->err.buf : r->out.buf, 3,
 					   &tail);
 				if (tail.len)
 					sb_addf(&sb, ": %s", sb_str(&tail));
@@ -586,7 +615,7 @@ typedef void (*ans_success_fn)(struct ctx *c, const struct play *p);
 static int run_action(struct ctx *c, const char *playbook, const char *what,
 		      const char *const *args, ans_success_fn on_success)
 {
-	struct ans_run r;
+	struct op_cmd_result r;
 	struct totals t;
 	struct play p;
 	struct strbuf sb = STRBUF_INIT;
@@ -595,7 +624,7 @@ static int run_action(struct ctx *c, const char *playbook, const char *what,
 	op_ext_progress(c->ext, -1, "%s %s", c->cfg.binary, playbook);
 	run_playbook(c, playbook, args, &p, &r);
 	sum_stats(&p, &t);
-	if (!ans_run_exited(&r, 0) || r.cancelled || !p.stats) {
+	if (!op_cmd_exited(&r, 0) || r.cancelled || !p.stats) {
 		ret = fail_run(c, playbook, &p, &r, t.changed > 0 ? 1 : -1);
 	} else {
 		if (on_success)
@@ -606,7 +635,7 @@ static int run_action(struct ctx *c, const char *playbook, const char *what,
 	}
 	sb_release(&sb);
 	play_release(&p);
-	ans_run_release(&r);
+	op_cmd_result_release(&r);
 	return ret;
 }
 
@@ -639,28 +668,29 @@ static void syntax_check(struct ctx *c, const char *key, const char *playbook,
 			 struct ans_errors *errs)
 {
 	static const char *const args[] = {"--syntax-check", NULL};
-	struct ans_run r;
+	struct op_cmd_result r;
 	struct play p;
 	size_t before = errs->nr;
 
 	run_playbook(c, playbook, args, &p, &r);
 	if (!r.ran) {
 		ans_add_error(errs, key, "%s: %s", c->cfg.binary,
-			      r.cancelled ? "cancelled" : r.why);
-	} else if (!ans_run_exited(&r, 0)) {
-		stderr_errors(sb_str(&r.err), key, errs);
+			      r.cancelled ? "cancelled" : r.error);
+	} else if (!op_cmd_exited(&r, 0)) {
+		stderr_errors(r.err.buf, key, errs);
 		if (errs->nr == before) {
 			struct strbuf tail = STRBUF_INIT;
+			char st[64];
 
-			last_lines(sb_str(&r.err), 3, &tail);
+			last_lines(r.err.buf, 3, &tail);
 			ans_add_error(errs, key, "syntax check failed (%s)%s%s",
-				      ans_run_status_text(&r), tail.len ? ": " : "",
+				      op_cmd_status_text(&r, st, sizeof(st)), tail.len ? ": " : "",
 				      sb_str(&tail));
 			sb_release(&tail);
 		}
 	}
 	play_release(&p);
-	ans_run_release(&r);
+	op_cmd_result_release(&r);
 }
 
 int ans_validate(struct op_ext *ext)
