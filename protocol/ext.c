@@ -15,11 +15,13 @@
 #include <json-c/json.h>
 
 #include "orchd_protocol.h"
+#include "strbuf.h"
 
 struct op_ext {
 	const struct op_ext_info *info;
 	int in_fd, out_fd;
 	struct op_splitter *sp;
+	struct strbuf pending; /* log lines not written yet (op_ext_log_line) */
 	struct json_object *action_msg; /* owned */
 	struct json_object *empty;	/* owned: {} for absent config/outputs */
 	enum op_action action;
@@ -41,12 +43,51 @@ __attribute__((format(printf, 2, 3))) static void complain(const struct op_ext *
 	dprintf(2, "%s: %s\n", ext->info && ext->info->name ? ext->info->name : "extension", buf);
 }
 
+static int after_result(const struct op_ext *ext)
+{
+	if (ext->result_sent) {
+		errno = EINVAL;
+		return -1;
+	}
+	return 0;
+}
+
+/* Pending lines flushed past this size. */
+#define EXT_PENDING_MAX 65536
+
+int op_ext_flush(struct op_ext *ext)
+{
+	int ret;
+
+	if (!ext->pending.len)
+		return 0;
+	ret = op_write_all(ext->out_fd, ext->pending.buf, ext->pending.len);
+	sb_reset(&ext->pending);
+	return ret;
+}
+
+int op_ext_log_line(struct op_ext *ext, const char *level, const char *text, size_t len)
+{
+	if (after_result(ext))
+		return -1;
+	if (op_encode_log_into(&ext->pending, level, text, len))
+		return -1;
+	if (ext->pending.len >= EXT_PENDING_MAX)
+		return op_ext_flush(ext);
+	return 0;
+}
+
+/* Write one line, after what is pending (so the order is kept). */
 static int send_line(struct op_ext *ext, char *line)
 {
 	int ret;
 
 	if (!line)
 		return -1;
+	if (op_ext_flush(ext) < 0) {
+		free(line);
+		return -1;
+	}
 	ret = op_write_all(ext->out_fd, line, strlen(line));
 	free(line);
 	return ret;
@@ -225,15 +266,6 @@ const char *op_ext_stack(const struct op_ext *ext)
 const char *op_ext_workdir(const struct op_ext *ext)
 {
 	return str_or_empty(ext, "workdir");
-}
-
-static int after_result(const struct op_ext *ext)
-{
-	if (ext->result_sent) {
-		errno = EINVAL;
-		return -1;
-	}
-	return 0;
 }
 
 /* vasprintf into a malloc'ed string; NULL on ENOMEM. */
@@ -466,6 +498,8 @@ void op_ext_free(struct op_ext *ext)
 {
 	if (!ext)
 		return;
+	op_ext_flush(ext);
+	sb_release(&ext->pending);
 	op_splitter_free(ext->sp);
 	json_object_put(ext->action_msg);
 	json_object_put(ext->empty);

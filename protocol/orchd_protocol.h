@@ -235,6 +235,15 @@ char *op_encode_hello_ext(int protocol, const char *name, const char *version,
 			  const char *min_orchd_version, const char *const *actions);
 /* level: "debug", "info", "warning" or "error". */
 char *op_encode_log(const char *level, const char *message);
+/*
+ * The same log message appended to sb (with its '\n'), encoded directly
+ * (no json-c object): text[0..len) may hold any bytes, invalid UTF-8 and
+ * NUL are replaced by U+FFFD.  Output identical to op_encode_log() for
+ * valid UTF-8.  0, or -1 with errno E2BIG (longer than OP_MAX_LINE; sb
+ * unchanged) or ENOMEM (sb released, as strbuf does).
+ */
+struct strbuf;
+int op_encode_log_into(struct strbuf *sb, const char *level, const char *text, size_t len);
 /* percent < 0: omitted. */
 char *op_encode_progress(const char *message, int percent);
 char *op_encode_output(const char *key, const struct json_object *value, bool secret);
@@ -293,9 +302,10 @@ int op_check_ext_hello(const struct json_object *ext_hello, int proto_min, int p
  *                                 op_ext_result(ext, true, 1, NULL, "done"); }
  *   return op_ext_finish(ext);
  *
- * All emitters write one line with write(2) on out_fd immediately (no stdio
- * buffering), return 0 or -1 (EPIPE when orchd went away; SIGPIPE should be
- * ignored by the extension, op_ext_start() does signal(SIGPIPE, SIG_IGN)).
+ * All emitters but op_ext_log_line (buffered) write one line with write(2)
+ * on out_fd immediately (no stdio buffering), return 0 or -1 (EPIPE when
+ * orchd went away; SIGPIPE should be ignored by the extension,
+ * op_ext_start() does signal(SIGPIPE, SIG_IGN)).
  * ------------------------------------------------------------------------- */
 
 struct op_ext_info {
@@ -330,6 +340,19 @@ const char *op_ext_workdir(const struct op_ext *ext);
 
 int op_ext_log(struct op_ext *ext, const char *level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/*
+ * Buffered log: encode text[0..len) (any bytes: invalid UTF-8 and NUL
+ * become U+FFFD) as one log message and keep it in the extension's output
+ * buffer.  The buffer is written with one write() by op_ext_flush(), when
+ * it reaches 64 KiB, before any other message is sent (order is kept) and
+ * by op_ext_finish()/op_ext_free().  A caller batching lines must flush
+ * when it has no more lines at hand (op_cmd_run flushes after each read of
+ * the program's output), so that no line waits.  0 or -1 (E2BIG: the
+ * message would exceed OP_MAX_LINE, nothing buffered; EPIPE...).
+ */
+int op_ext_log_line(struct op_ext *ext, const char *level, const char *text, size_t len);
+/* Write the buffered log lines, if any.  0 or -1. */
+int op_ext_flush(struct op_ext *ext);
 int op_ext_progress(struct op_ext *ext, int percent, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 int op_ext_output(struct op_ext *ext, const char *key, const struct json_object *value,

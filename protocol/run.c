@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "orchd_protocol.h"
+#include "strbuf.h"
 
 /* With the program reaped, pipes silent this long are closed. */
 #define RUN_IDLE_MS 200
@@ -93,6 +94,75 @@ bool op_utf8_valid(const void *s, size_t len)
 		if (!(n = utf8_seq(p + i, len - i)))
 			return false;
 	return true;
+}
+
+/*
+ * Append text[0..len) as the body of a JSON string, escaped as json-c does
+ * with JSON_C_TO_STRING_NOSLASHESCAPE, invalid UTF-8 and NUL as U+FFFD.
+ */
+static int add_json_text(struct strbuf *sb, const char *text, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	static const char special[] = "\"\\\b\f\n\r\t";
+	const unsigned char *p = (const unsigned char *)text;
+	size_t i = 0, run = 0;
+
+	if (sb_grow(sb, len + 16))
+		return -1;
+	while (i < len) {
+		unsigned char c = p[i];
+		const char *e;
+		char esc[8];
+		size_t n;
+
+		if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+			i++;
+			continue;
+		}
+		if (c >= 0x80 && (n = utf8_seq(p + i, len - i))) {
+			i += n;
+			continue;
+		}
+		if (sb_add(sb, p + run, i - run))
+			return -1;
+		if (c && (e = strchr(special, c))) {
+			esc[0] = '\\';
+			esc[1] = "\"\\bfnrt"[e - special];
+			n = 2;
+		} else if (c && c < 0x20) {
+			memcpy(esc, "\\u00", 4);
+			esc[4] = hex[c >> 4];
+			esc[5] = hex[c & 0xf];
+			n = 6;
+		} else { /* NUL or invalid UTF-8 */
+			memcpy(esc, "\xef\xbf\xbd", 3);
+			n = 3;
+		}
+		if (sb_add(sb, esc, n))
+			return -1;
+		run = ++i;
+	}
+	return sb_add(sb, p + run, len - run);
+}
+
+int op_encode_log_into(struct strbuf *sb, const char *level, const char *text, size_t len)
+{
+	size_t start = sb->len;
+
+	if (!level || (!text && len)) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (sb_addstr(sb, "{\"type\":\"log\",\"level\":\"") ||
+	    add_json_text(sb, level, strlen(level)) || sb_addstr(sb, "\",\"message\":\"") ||
+	    add_json_text(sb, text, len) || sb_addstr(sb, "\"}"))
+		return -1;
+	if (sb->len - start > OP_MAX_LINE) {
+		sb_setlen(sb, start);
+		errno = E2BIG;
+		return -1;
+	}
+	return sb_addch(sb, '\n');
 }
 
 /* Copy s replacing invalid UTF-8 (and NUL bytes) with U+FFFD; NULL: ENOMEM. */
@@ -186,17 +256,26 @@ static void deliver(struct op_ext *ext, const struct op_cmd_opts *o, struct stre
 	while (op_splitter_next(s->sp, &line, &len) == OP_LINE_OK) {
 		const char *level = s->opts->mode & OP_CMD_LOG ? s->opts->level : NULL;
 		size_t clen;
-		char *clean = utf8_clean(line, len, &clen);
+		char *clean;
 
+		if (!o->line_fn) {
+			/* the encoder replaces invalid UTF-8 itself */
+			if (level && ext)
+				op_ext_log_line(ext, level, line, len);
+			continue;
+		}
+		clean = utf8_clean(line, len, &clen);
 		if (!clean)
 			continue;
-		if (o->line_fn)
-			o->line_fn(o->line_arg, s->no, clean, clen, &level);
+		o->line_fn(o->line_arg, s->no, clean, clen, &level);
 		if (level && ext)
-			op_ext_log(ext, level, "%s", clean);
+			op_ext_log_line(ext, level, clean, clen);
 		explicit_bzero(clean, clen);
 		free(clean);
 	}
+	/* never hold a line past the end of a drain */
+	if (ext)
+		op_ext_flush(ext);
 }
 
 /*

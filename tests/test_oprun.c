@@ -18,6 +18,7 @@
 #include <json-c/json.h>
 
 #include "orchd_protocol.h"
+#include "strbuf.h"
 #include "testutil.h"
 
 /* argv and env arrays hold char *; the strings are never written */
@@ -514,6 +515,112 @@ START_TEST(test_fail_errors)
 }
 END_TEST
 
+/* The direct encoder writes what json-c writes, byte for byte. */
+START_TEST(test_encode_log_into)
+{
+	struct strbuf sb = STRBUF_INIT;
+	char text[160], *ref;
+	size_t n = 0;
+
+	for (int c = 1; c < 128; c++)
+		text[n++] = (char)c;
+	memcpy(text + n, "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", 9);
+	n += 9;
+	text[n] = '\0';
+	ck_assert_int_eq(op_encode_log_into(&sb, "warning", text, n), 0);
+	ref = op_encode_log("warning", text);
+	ck_assert_str_eq(sb.buf, ref);
+	free(ref);
+	/* invalid UTF-8 and NUL become U+FFFD; appends after what is there */
+	ck_assert_int_eq(op_encode_log_into(&sb, "info", "a\0b\xff\xc3", 5), 0);
+	ck_assert_ptr_nonnull(strstr(sb.buf, "\n{\"type\":\"log\",\"level\":\"info\",\"message\":"
+					     "\"a\xef\xbf\xbd" "b\xef\xbf\xbd\xef\xbf\xbd\"}\n"));
+	sb_reset(&sb);
+	ck_assert_int_eq(op_encode_log_into(&sb, "info", "", 0), 0);
+	ck_assert_str_eq(sb.buf, "{\"type\":\"log\",\"level\":\"info\",\"message\":\"\"}\n");
+	sb_release(&sb);
+}
+END_TEST
+
+/* Longer than OP_MAX_LINE once escaped: E2BIG, the buffer unchanged. */
+START_TEST(test_encode_log_into_too_long)
+{
+	struct strbuf sb = STRBUF_INIT;
+	size_t n = OP_MAX_LINE / 2;
+	char *text = malloc(n);
+
+	memset(text, '"', n);
+	ck_assert_int_eq(op_encode_log_into(&sb, "info", "x", 1), 0);
+	errno = 0;
+	ck_assert_int_eq(op_encode_log_into(&sb, "info", text, n), -1);
+	ck_assert_int_eq(errno, E2BIG);
+	ck_assert_str_eq(sb.buf, "{\"type\":\"log\",\"level\":\"info\",\"message\":\"x\"}\n");
+	sb_release(&sb);
+	free(text);
+}
+END_TEST
+
+/* Buffered lines wait for a flush, and go out before any other message. */
+START_TEST(test_log_line_buffered)
+{
+	struct fixture fx;
+	char *text, *logs;
+
+	fx_init(&fx);
+	ck_assert_int_eq(op_ext_log_line(fx.ext, "info", "one", 3), 0);
+	ck_assert_int_eq(op_ext_log_line(fx.ext, "debug", "two", 3), 0);
+	text = test_read_file(fx.outpath, NULL);
+	ck_assert_ptr_null(strstr(text, "\"log\""));
+	free(text);
+	ck_assert_int_eq(op_ext_log(fx.ext, "warning", "three"), 0);
+	ck_assert_int_eq(op_ext_log_line(fx.ext, "info", "four", 4), 0);
+	ck_assert_int_eq(op_ext_flush(fx.ext), 0);
+	ck_assert_int_eq(op_ext_flush(fx.ext), 0);
+	logs = fx_logs(&fx);
+	ck_assert_str_eq(logs, "info:one\ndebug:two\nwarning:three\ninfo:four\n");
+	free(logs);
+	ck_assert_int_eq(op_ext_log_line(fx.ext, "info", "five", 4), 0);
+	ck_assert_int_eq(op_ext_result(fx.ext, true, 0, NULL, "done"), 0);
+	errno = 0;
+	ck_assert_int_eq(op_ext_log_line(fx.ext, "info", "late", 4), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	logs = fx_logs(&fx);
+	ck_assert_str_eq(logs, "info:one\ndebug:two\nwarning:three\ninfo:four\ninfo:five\n");
+	free(logs);
+	fx_release(&fx);
+}
+END_TEST
+
+/*
+ * The runner does not hold a line until the program ends: the program
+ * waits (at most 10 s) until its first line is in the message file.
+ */
+START_TEST(test_run_lines_not_held)
+{
+	struct fixture fx;
+	char *argv[4], *logs, *env[2];
+	struct op_cmd_opts o = sh_opts(argv, "echo first; i=0; "
+					     "until grep -q first \"$MSGS\"; do "
+					     "i=$((i+1)); [ $i -gt 1000 ] && exit 3; sleep 0.01; "
+					     "done; echo second");
+	struct op_cmd_result r;
+
+	fx_init(&fx);
+	ck_assert_int_ge(asprintf(&env[0], "MSGS=%s", fx.outpath), 0);
+	env[1] = NULL;
+	o.env = env;
+	o.out = (struct op_cmd_stream){OP_CMD_LOG, "info", 0};
+	ck_assert_int_eq(op_cmd_run(fx.ext, &o, &r), 0);
+	ck_assert(op_cmd_exited(&r, 0));
+	logs = fx_logs(&fx);
+	ck_assert_str_eq(logs, "info:first\ninfo:second\n");
+	free(logs);
+	free(env[0]);
+	op_cmd_result_release(&r);
+	fx_release(&fx);
+}
+END_TEST
+
 Suite *oprun_suite(void)
 {
 	Suite *s = suite_create("oprun");
@@ -526,6 +633,10 @@ Suite *oprun_suite(void)
 	tcase_add_test(tc, test_run_env_cwd_input);
 	tcase_add_test(tc, test_run_capture_cap);
 	tcase_add_test(tc, test_run_lines);
+	tcase_add_test(tc, test_run_lines_not_held);
+	tcase_add_test(tc, test_encode_log_into);
+	tcase_add_test(tc, test_encode_log_into_too_long);
+	tcase_add_test(tc, test_log_line_buffered);
 	tcase_add_test(tc, test_run_line_hook);
 	tcase_add_test(tc, test_run_cancel);
 	tcase_add_test(tc, test_run_cancel_kill);
