@@ -295,9 +295,11 @@ static void on_done(void *cb, void *ctx, const char *id, const struct orchd_step
 	r->outputs = json_object_get(res->outputs);
 }
 
-/* Run misbehave with config (JSON text); prepare may be NULL. */
-static void run_step(const char *config,
-		     int (*prepare)(void *, void *, const char *, char *, size_t), struct rec *r)
+/* Run misbehave with config (JSON text); prepare may be NULL; timeout_ms
+ * 0: none. */
+static void run_step_timeout(const char *config,
+			     int (*prepare)(void *, void *, const char *, char *, size_t),
+			     long long timeout_ms, struct rec *r)
 {
 	struct orchd_supervisor_opts o = ORCHD_SUPERVISOR_OPTS_INIT;
 	struct orchd_step_spec s = ORCHD_STEP_SPEC_INIT;
@@ -320,12 +322,19 @@ static void run_step(const char *config,
 	s.grace_ms = 2000;
 	s.ctx = r;
 	s.prepare = prepare;
+	s.timeout_ms = timeout_ms;
 	ck_assert_int_eq(orchd_supervisor_start(sup, &s), 0);
 	ck_assert_int_eq(orchd_supervisor_run(sup), 0);
 	ck_assert(r->done);
 	orchd_supervisor_free(sup);
 	json_object_put(cfg);
 	free(helper);
+}
+
+static void run_step(const char *config,
+		     int (*prepare)(void *, void *, const char *, char *, size_t), struct rec *r)
+{
+	run_step_timeout(config, prepare, 0, r);
 }
 
 static json_object *output(struct rec *r, const char *key)
@@ -407,6 +416,31 @@ START_TEST(test_request_refused)
 	ck_assert_str_eq(field(resp, "error"), refused[_i].error);
 	ck_assert_ptr_null(json_object_object_get(resp, "result"));
 	json_object_put(r.outputs);
+}
+END_TEST
+
+/* A request from a step that is being stopped (here: its timeout, which
+ * only triggers the cancel) is refused without fetching. */
+START_TEST(test_request_after_cancel)
+{
+	char sha[ORCHD_SHA256_HEXSZ], *u = url("/bytes/40"), *cfg;
+	struct rec r;
+	json_object *resp;
+
+	pattern_sha(40, sha);
+	cfg = xasprintf("{\"mode\":\"fetch\",\"after_cancel\":true,\"check\":\"blob\","
+			"\"source\":{\"url\":\"%s\",\"sha256\":\"%s\",\"dest\":\"blob\"}}",
+			u, sha);
+	run_step_timeout(cfg, NULL, 100, &r);
+	ck_assert_int_eq(r.status, ORCHD_STEP_TIMED_OUT);
+	resp = output(&r, "response");
+	ck_assert_ptr_nonnull(resp);
+	ck_assert(!json_object_get_boolean(json_object_object_get(resp, "ok")));
+	ck_assert_str_eq(field(resp, "error"), "cancelled");
+	ck_assert_ptr_null(output(&r, "content"));
+	json_object_put(r.outputs);
+	free(cfg);
+	free(u);
 }
 END_TEST
 
@@ -525,6 +559,7 @@ Suite *sources_suite(void)
 	tcase_add_test(tc, test_pipeline_invalid_sources_at_load);
 	tcase_add_test(tc, test_request_fetch_url);
 	tcase_add_loop_test(tc, test_request_refused, 0, sizeof(refused) / sizeof(refused[0]));
+	tcase_add_test(tc, test_request_after_cancel);
 	tcase_add_test(tc, test_prepare_failure_is_spawn_error);
 	tcase_add_test(tc, test_check_request_symlinks);
 	tcase_add_test(tc, test_describe);

@@ -229,3 +229,8 @@ char *orchd_sources_request(const json_object *req, const char *workdir,
 	json_object_put(result);
 	return line;
 }
+
+char *orchd_sources_refuse(const json_object *req, const char *error)
+{
+	return response(op_get_int(req, "id", 0), error, NULL);
+}

@@ -77,4 +77,7 @@ int orchd_sources_check_request(const json_object *spec, const char *workdir, ch
 char *orchd_sources_request(const json_object *req, const char *workdir,
 			    const struct orchd_fetch_opts *opts);
 
+/* The response line refusing req (any op) with error (e.g. "cancelled"). */
+char *orchd_sources_refuse(const json_object *req, const char *error);
+
 #endif

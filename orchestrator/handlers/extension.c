@@ -509,6 +509,11 @@ static void step_message(struct orchd_supervisor *sup, struct step *st, enum op_
 		}
 		sup_logf(sup, st, ORCHD_LOG_DEBUG, "request %lld: %s", op_get_int(msg, "id", 0),
 			 op ? op : "");
+		if (st->cancelled || st->timed_out) {
+			/* no blocking fetch for a step that is being stopped */
+			step_queue(st, orchd_sources_refuse(msg, "cancelled"));
+			break;
+		}
 		step_queue(st, orchd_sources_request(msg, st->workdir, NULL));
 		break;
 	}

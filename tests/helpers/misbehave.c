@@ -39,7 +39,8 @@
  *               config.source}, wait for the response (skipping other
  *               lines), output "response": the response message and, if
  *               config.check names a file (relative to the workdir),
- *               output "content": its text; then success
+ *               output "content": its text; then success.  With
+ *               config.after_cancel, first wait for a cancel message
  */
 #include <dirent.h>
 #include <json-c/json.h>
@@ -384,6 +385,9 @@ int main(void)
 		const char *op = json_object_object_get_ex(config, "op", &v)
 					 ? json_object_get_string(v)
 					 : "fetch";
+		if (json_object_object_get_ex(config, "after_cancel", &v) &&
+		    json_object_get_boolean(v))
+			json_object_put(read_msg());
 		json_object_object_add(o, "id", json_object_new_int(7));
 		json_object_object_add(o, "op", json_object_new_string(op));
 		if (json_object_object_get_ex(config, "source", &v))
