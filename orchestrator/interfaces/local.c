@@ -13,12 +13,14 @@
  *   STATE_DIR/stacks/.STACK.json.tmp.*  a write in progress (or killed)
  *
  * Guarantees: a record is never rewritten in place: it is written to a temp
- * file in the same directory, fsync'ed, renamed over the old one and the
- * directory fsync'ed, so after a crash at any moment the file holds the old
- * or the new record.  A file that does not parse or has another version is
- * an error naming it and is never replaced.  History lines are appended with
- * O_APPEND and fsync'ed; a torn line (crash mid-append) is skipped on read
- * with a warning.  Secret values are stored as
+ * file in the same directory, fsync'ed and renamed over the old one, so after
+ * a crash at any moment the file holds the old or the new record.  The
+ * directory fsync that makes the rename itself survive a power loss is
+ * batched: one per engine, at unlock/close (local_flush).  A file that does
+ * not parse or has another version is an error naming it and is never
+ * replaced.  History lines are appended with O_APPEND in one write(2), not
+ * fsync'ed one by one: the dirty history files are synced at unlock/close
+ * too; a torn line (crash mid-append) is skipped on read with a warning.  Secret values are stored as
  * {"secret":true,"enc":"aes-256-gcm","nonce":B64,"ct":B64} with associated
  * data "orchd\0STACK\0output\0KEY" (or "orchd\0STACK\0state"), so they cannot
  * be moved between stacks or keys.
@@ -59,7 +61,13 @@ struct local {
 	struct orchd_crypto_key key;
 	int lock_fd; /* -1 when not locked */
 	unsigned tmp_seq;
+	int stacks_dirty;    /* a rename in stacks/ not yet made durable */
+	char **hist_dirty;   /* history files appended to, not yet fsync'ed */
+	size_t hist_nr, hist_alloc;
 };
+
+/* Above this many dirty history files, one syncfs(2) beats an fsync each. */
+#define HIST_SYNCFS_MIN 16
 
 static int set_err(char *err, size_t errlen, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -173,10 +181,11 @@ static int read_file(const char *path, char **buf, size_t *len)
 /*
  * Write data to a fresh temp file in dir, fsync, then rename it to path
  * (exclusive: link() instead, failing with EEXIST if path exists) and fsync
- * dir.  On error nothing is left behind and errno describes the failure.
+ * dir, or, with defer_dir, leave the directory fsync to local_flush().  On
+ * error nothing is left behind and errno describes the failure.
  */
 static int atomic_write(struct local *l, const char *dir, const char *path, const char *base,
-			const char *data, size_t len, int exclusive)
+			const char *data, size_t len, int exclusive, int defer_dir)
 {
 	char *tmp = xasprintf("%s/.%s.tmp.%ld.%u", dir, base, (long)getpid(), l->tmp_seq++);
 	int fd, e;
@@ -204,6 +213,10 @@ static int atomic_write(struct local *l, const char *dir, const char *path, cons
 	if (exclusive)
 		unlink(tmp);
 	free(tmp);
+	if (defer_dir) {
+		l->stacks_dirty = 1;
+		return 0;
+	}
 	if (fsync_dir(dir))
 		return -1;
 	return 0;
@@ -397,7 +410,7 @@ again:
 							      JSON_C_TO_STRING_SPACED |
 							      JSON_C_TO_STRING_NOSLASHESCAPE);
 		if (mkdir_p(l->dir, 0700) ||
-		    atomic_write(l, l->dir, path, "crypto.json", s, strlen(s), 1)) {
+		    atomic_write(l, l->dir, path, "crypto.json", s, strlen(s), 1, 0)) {
 			if (errno == EEXIST) {
 				/* Someone else created it meanwhile: use theirs. */
 				orchd_crypto_key_clear(&l->key);
@@ -851,7 +864,7 @@ static int local_write(struct orchd_engine *e, const char *stack,
 	base = xasprintf("%s.json", stack);
 	free(buf);
 	buf = xasprintf("%s\n", s);
-	if (make_stacks_dir(l) || atomic_write(l, l->stacks, path, base, buf, strlen(buf), 0)) {
+	if (make_stacks_dir(l) || atomic_write(l, l->stacks, path, base, buf, strlen(buf), 0, 1)) {
 		set_err(err, errlen, "stack %s: cannot write %s: %s", stack, path, strerror(errno));
 		goto out;
 	}
@@ -984,11 +997,17 @@ static int local_history_append(struct orchd_engine *e, const char *stack,
 								 JSON_C_TO_STRING_NOSLASHESCAPE));
 	sb_addch(&sb, '\n');
 	/* One write(2): O_APPEND makes it land at the end as one piece. */
-	if (write_all(fd, sb.buf, sb.len) || fsync(fd) || (created && fsync_dir(l->stacks))) {
+	if (write_all(fd, sb.buf, sb.len)) {
 		set_err(err, errlen, "stack %s: cannot append to %s: %s", stack, path,
 			strerror(errno));
 		goto out;
 	}
+	/* Made durable by local_flush() at unlock/close. */
+	if (created)
+		l->stacks_dirty = 1;
+	ALLOC_GROW(l->hist_dirty, l->hist_nr + 1, l->hist_alloc);
+	l->hist_dirty[l->hist_nr++] = path;
+	path = NULL;
 	ret = 0;
 out:
 	close(fd);
@@ -1188,7 +1207,7 @@ static int local_lock(struct orchd_engine *e, const struct orchd_lock_request *r
 	s = json_object_to_json_string_ext(info,
 					   JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	info_path = xasprintf("%s/lock.info", l->dir);
-	if (atomic_write(l, l->dir, info_path, "lock.info", s, strlen(s), 0)) {
+	if (atomic_write(l, l->dir, info_path, "lock.info", s, strlen(s), 0, 0)) {
 		set_err(err, errlen, "cannot write %s: %s", info_path, strerror(errno));
 		close(fd);
 		fd = -1;
@@ -1203,17 +1222,62 @@ static int local_lock(struct orchd_engine *e, const struct orchd_lock_request *r
 	return 0;
 }
 
+/*
+ * Make every write of this engine since the last flush durable: the dirty
+ * history files and the stacks directory (renames, new files).  Few dirty
+ * files get an fsync each; many get one syncfs(2) of the file system, which
+ * is one journal commit instead of one per file.  Errors name what could
+ * not be synced; the list is cleared either way.
+ */
+static int local_flush(struct local *l, char *err, size_t errlen)
+{
+	int ret = 0;
+
+	if (l->hist_nr >= HIST_SYNCFS_MIN) {
+		int fd = open(l->stacks, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+		if (fd < 0 || syncfs(fd))
+			ret = set_err(err, errlen, "cannot sync %s: %s", l->stacks,
+				      strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		l->stacks_dirty = 0;
+	} else {
+		for (size_t i = 0; i < l->hist_nr && !ret; i++) {
+			int fd = open(l->hist_dirty[i], O_RDONLY | O_CLOEXEC);
+
+			if ((fd < 0 && errno != ENOENT) || (fd >= 0 && fsync(fd)))
+				ret = set_err(err, errlen, "cannot sync %s: %s", l->hist_dirty[i],
+					      strerror(errno));
+			if (fd >= 0)
+				close(fd);
+		}
+	}
+	if (!ret && l->stacks_dirty) {
+		if (fsync_dir(l->stacks) && errno != ENOENT)
+			ret = set_err(err, errlen, "cannot sync %s: %s", l->stacks,
+				      strerror(errno));
+		l->stacks_dirty = 0;
+	}
+	for (size_t i = 0; i < l->hist_nr; i++)
+		free(l->hist_dirty[i]);
+	l->hist_nr = 0;
+	return ret;
+}
+
 static int local_unlock(struct orchd_engine *e, char *err, size_t errlen)
 {
 	struct local *l = L(e);
 	char *path;
-	int ret = 0;
+	int ret;
 
+	/* Durable before the next run may take the lock. */
+	ret = local_flush(l, err, errlen);
 	if (l->lock_fd < 0)
-		return 0;
+		return ret;
 	/* Remove the holder record while still holding the flock. */
 	path = xasprintf("%s/lock.info", l->dir);
-	if (unlink(path) && errno != ENOENT)
+	if (unlink(path) && errno != ENOENT && !ret)
 		ret = set_err(err, errlen, "cannot remove %s: %s", path, strerror(errno));
 	free(path);
 	close(l->lock_fd);
@@ -1226,7 +1290,9 @@ static void local_close(struct orchd_engine *e)
 	struct local *l = L(e);
 	char buf[256];
 
-	local_unlock(e, buf, sizeof(buf));
+	if (local_unlock(e, buf, sizeof(buf)))
+		error("%s", buf);
+	free(l->hist_dirty);
 	orchd_crypto_key_clear(&l->key);
 	if (l->pass)
 		orchd_crypto_free_secret(l->pass, strlen(l->pass));
