@@ -153,9 +153,13 @@ struct orchd_console {
 	size_t width;		   /* longest id */
 	struct console_inst *inst;
 	size_t ninst, ainst;
+	size_t last; /* index of the last instance looked up */
 	struct orchd_mask *mask;
 	struct strbuf line;
 };
+
+/* stderr's buffer when it is not a TTY (see orchd_console_new). */
+static char stderr_buf[65536];
 
 /* 256-color-safe basic palette: green, yellow, blue, magenta, cyan and bright ones */
 static const int palette[] = {32, 33, 34, 35, 36, 92, 93, 94, 95, 96};
@@ -186,6 +190,13 @@ struct orchd_console *orchd_console_new(const struct orchd_console_opts *opts)
 		const char *nc = getenv("NO_COLOR");
 		c->status = tty && !(nc && *nc);
 	}
+	if (c->out == stderr && !tty) {
+		/* a file or pipe: lines are written in 64 KiB blocks, flushed
+		 * by orchd_console_flush(); error()/warning() use the same
+		 * stream, so the order stays */
+		fflush(stderr);
+		setvbuf(stderr, stderr_buf, _IOFBF, sizeof(stderr_buf));
+	}
 	c->mask = orchd_mask_new();
 	if (!c->mask) {
 		free(c);
@@ -201,6 +212,7 @@ void orchd_console_free(struct orchd_console *c)
 	if (!c)
 		return;
 	orchd_console_status_clear(c);
+	fflush(c->out);
 	for (size_t i = 0; i < c->ninst; i++)
 		free(c->inst[i].id);
 	free(c->inst);
@@ -215,11 +227,22 @@ struct orchd_mask *orchd_console_mask(struct orchd_console *c)
 	return c->mask;
 }
 
+void orchd_console_flush(struct orchd_console *c)
+{
+	if (c)
+		fflush(c->out);
+}
+
 static struct console_inst *find_inst(struct orchd_console *c, const char *id)
 {
+	/* the same instance usually says many lines in a row */
+	if (c->last < c->ninst && !strcmp(c->inst[c->last].id, id))
+		return &c->inst[c->last];
 	for (size_t i = 0; i < c->ninst; i++)
-		if (!strcmp(c->inst[i].id, id))
+		if (!strcmp(c->inst[i].id, id)) {
+			c->last = i;
 			return &c->inst[i];
+		}
 	return NULL;
 }
 
@@ -286,11 +309,16 @@ void orchd_console_log(struct orchd_console *c, const char *id, enum orchd_log_l
 	if (id) {
 		struct console_inst *in = get_inst(c, id);
 		size_t pad = c->width - (strlen(id) + 2);
-		if (c->color)
+		if (c->color) {
 			sb_addf(sb, "\033[%dm[%s]\033[0m", in->color, id);
-		else
-			sb_addf(sb, "[%s]", id);
-		sb_addf(sb, "%*s ", (int)pad, "");
+		} else {
+			sb_addch(sb, '[');
+			sb_addstr(sb, id);
+			sb_addch(sb, ']');
+		}
+		while (pad--)
+			sb_addch(sb, ' ');
+		sb_addch(sb, ' ');
 	}
 	if (level == ORCHD_LOG_WARNING)
 		sb_addstr(sb, c->color ? "\033[33mwarning:\033[0m " : "warning: ");

@@ -83,10 +83,20 @@ struct orchd_console_opts {
 
 struct orchd_console; /* opaque */
 
-/* opts may be NULL (stderr, INFO, auto, auto).  NULL only on ENOMEM. */
+/*
+ * opts may be NULL (stderr, INFO, auto, auto).  NULL only on ENOMEM.
+ * When out is stderr and not a TTY, stderr becomes fully buffered (64 KiB,
+ * for the rest of the process): lines reach it in blocks when the buffer
+ * fills, at orchd_console_flush() (the scheduler calls it after each turn
+ * of its event loop), orchd_console_free() or exit.  error()/warning() go
+ * through the same stdio stream, so their order with console lines holds.
+ * On a TTY, lines are written as they come.
+ */
 struct orchd_console *orchd_console_new(const struct orchd_console_opts *opts);
-/* Erases the status line; does not close out. */
+/* Erases the status line and flushes; does not close out. */
 void orchd_console_free(struct orchd_console *c);
+/* Write what is buffered for out now (c may be NULL). */
+void orchd_console_flush(struct orchd_console *c);
 
 /* The secret mask applied to every line (owned by the console). */
 struct orchd_mask *orchd_console_mask(struct orchd_console *c);

@@ -1141,6 +1141,8 @@ static int run_phase(struct sched *s)
 
 		if (orchd_supervisor_wait(s->sup, dl) < 0)
 			return -1;
+		/* console lines of this turn (stderr is buffered when not a TTY) */
+		orchd_console_flush(s->con);
 		fill_slots(s);
 		if (orchd_supervisor_interrupted(s->sup) && !s->running)
 			break;
