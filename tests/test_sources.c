@@ -10,10 +10,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -384,6 +387,97 @@ START_TEST(test_request_fetch_url)
 }
 END_TEST
 
+/* A free loopback port (a moment ago). */
+static int free_port(void)
+{
+	struct sockaddr_in sa;
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	port = ntohs(sa.sin_port);
+	close(fd);
+	return port;
+}
+
+static int can_connect(int port)
+{
+	struct sockaddr_in sa;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), ok;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((uint16_t)port);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	close(fd);
+	return ok;
+}
+
+/* A git:// request served by a real `git daemon` on loopback. */
+START_TEST(test_request_fetch_git)
+{
+	int port = free_port();
+	char *portarg = xasprintf("--port=%d", port), *base = xasprintf("--base-path=%s", tmp);
+	char *cfg, *head = NULL, *script;
+	struct rec r;
+	json_object *resp, *res;
+	pid_t pid;
+
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		int null = open("/dev/null", O_RDWR);
+
+		dup2(null, 0);
+		dup2(null, 1);
+		dup2(null, 2);
+		execlp("git", "git", "daemon", "--reuseaddr", "--export-all", "--listen=127.0.0.1",
+		       portarg, base, tmp, (char *)NULL);
+		_exit(127);
+	}
+	/* readiness, not timing: wait until it accepts (at most ~10 s) */
+	for (int i = 0; i < 1000 && !can_connect(port); i++)
+		usleep(10000);
+	script = xasprintf("git -C '%s' rev-parse HEAD", repo);
+	{
+		char *argv[] = {(char *)(uintptr_t) "/bin/sh", (char *)(uintptr_t) "-c", script,
+				NULL};
+
+		ck_assert_int_eq(test_run(argv, &head, NULL), 0);
+	}
+	head[strcspn(head, "\n")] = '\0';
+	cfg = xasprintf(
+		"{\"mode\":\"fetch\",\"check\":\"src/app/README\",\"source\":"
+		"{\"git\":\"git://127.0.0.1:%d/repo\",\"ref\":\"main\",\"path\":\"src/app\"}}",
+		port);
+	run_step(cfg, NULL, &r);
+	kill(pid, SIGTERM);
+	waitpid(pid, NULL, 0);
+	ck_assert_msg(r.status == ORCHD_STEP_SUCCESS, "%s", r.reason);
+	resp = output(&r, "response");
+	ck_assert_ptr_nonnull(resp);
+	ck_assert_msg(json_object_get_boolean(json_object_object_get(resp, "ok")), "%s",
+		      json_object_to_json_string(resp));
+	res = json_object_object_get(resp, "result");
+	ck_assert_str_eq(field(res, "type"), "git");
+	ck_assert_str_eq(field(res, "path"), "src/app");
+	ck_assert_str_eq(field(res, "commit"), head);
+	ck_assert_ptr_nonnull(output(&r, "content"));
+	ck_assert_str_eq(json_object_get_string(output(&r, "content")), "hello from git\n");
+	json_object_put(r.outputs);
+	free(cfg);
+	free(head);
+	free(script);
+	free(portarg);
+	free(base);
+}
+END_TEST
+
 /* What an extension may not ask for; each answer ok:false with the text. */
 static const struct {
 	const char *config;
@@ -558,6 +652,7 @@ Suite *sources_suite(void)
 	tcase_add_test(tc, test_pipeline_wrong_sha256);
 	tcase_add_test(tc, test_pipeline_invalid_sources_at_load);
 	tcase_add_test(tc, test_request_fetch_url);
+	tcase_add_test(tc, test_request_fetch_git);
 	tcase_add_loop_test(tc, test_request_refused, 0, sizeof(refused) / sizeof(refused[0]));
 	tcase_add_test(tc, test_request_after_cancel);
 	tcase_add_test(tc, test_prepare_failure_is_spawn_error);
