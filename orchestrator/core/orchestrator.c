@@ -1025,7 +1025,16 @@ static int start_node(struct sched *s, size_t i)
 	json_object *prev_outputs;
 	int ret;
 
-	if (!s->validating && resolve_node_config(s, nd, 0, &why) < 0) {
+	/* plan changes nothing: an output that exists only after an apply
+	 * (upstream never applied, no mock_outputs) stays as the reference
+	 * text, as in the up-front validate. */
+	if (!s->validating && s->action == OP_ACTION_PLAN) {
+		resolve_node_config(s, nd, 1, &why);
+		if (nd->unresolved)
+			node_log(s, nd, ORCHD_LOG_INFO, "known only after apply: %s",
+				 sb_str(&why));
+		sb_reset(&why);
+	} else if (!s->validating && resolve_node_config(s, nd, 0, &why) < 0) {
 		nd->st = N_FAILED;
 		nd->status = "failed";
 		snprintf(nd->reason, sizeof(nd->reason), "%s", sb_str(&why));
