@@ -534,7 +534,8 @@ START_TEST(test_encode_log_into)
 	/* invalid UTF-8 and NUL become U+FFFD; appends after what is there */
 	ck_assert_int_eq(op_encode_log_into(&sb, "info", "a\0b\xff\xc3", 5), 0);
 	ck_assert_ptr_nonnull(strstr(sb.buf, "\n{\"type\":\"log\",\"level\":\"info\",\"message\":"
-					     "\"a\xef\xbf\xbd" "b\xef\xbf\xbd\xef\xbf\xbd\"}\n"));
+					     "\"a\xef\xbf\xbd"
+					     "b\xef\xbf\xbd\xef\xbf\xbd\"}\n"));
 	sb_reset(&sb);
 	ck_assert_int_eq(op_encode_log_into(&sb, "info", "", 0), 0);
 	ck_assert_str_eq(sb.buf, "{\"type\":\"log\",\"level\":\"info\",\"message\":\"\"}\n");
