@@ -183,7 +183,7 @@ static int orchd(const char *cmd, const char *file, char **out, char **err)
 START_TEST(test_pipeline_fetches_git_and_http)
 {
 	char sha[ORCHD_SHA256_HEXSZ], *u = url("/bytes/40"), *text, *f, *out = NULL, *err = NULL;
-	char *want = pattern(40);
+	char *want = pattern(40), *line;
 	int rc;
 
 	pattern_sha(40, sha);
@@ -200,6 +200,12 @@ START_TEST(test_pipeline_fetches_git_and_http)
 	rc = orchd("run", f, &out, &err);
 	ck_assert_msg(rc == 0, "rc=%d\n%s", rc, err);
 	ck_assert_msg(strstr(err, "fetching 2 sources"), "%s", err);
+	line = xasprintf("source sources[1]: url %s -> data/blob (sha256 %.12s)", u, sha);
+	ck_assert_msg(strstr(err, line), "want: %s\ngot:\n%s", line, err);
+	free(line);
+	line = xasprintf("source sources[0]: git file://%s@main -> src/app (commit ", repo);
+	ck_assert_msg(strstr(err, line), "want: %s\ngot:\n%s", line, err);
+	free(line);
 	ck_assert_msg(strstr(err, "hello from git"), "%s", err);
 	ck_assert_msg(strstr(err, "orchd-test-data"), "%s", err);
 	ck_assert_msg(strstr(err, "has-git"), "%s", err);
@@ -259,15 +265,22 @@ START_TEST(test_pipeline_invalid_sources_at_load)
 				     "        - url: http://example.invalid/y\n"
 				     "    - name: b\n"
 				     "      command: [true]\n"
-				     "      sources: {git: x}\n");
+				     "      sources: {git: x}\n"
+				     "    - name: c\n"
+				     "      command: [true]\n"
+				     "      sources:\n"
+				     "        - {git: '${{ exec.a.outputs.url }}', ref: main}\n"
+				     "        - {git: 'https://h/$${{x}}.git', ref: main}\n");
 	char *out = NULL, *err = NULL, *want;
 	int rc = orchd("validate", f, &out, &err);
 
 	ck_assert_int_eq(rc, 2);
 	want = xasprintf("%s:7:11: error: p.exec[0].sources[1]: invalid source: 'sha256' is "
 			 "required with 'url' (64 hex digits)\n"
-			 "%s:10:16: error: p.exec[1].sources: expected a sequence, got a mapping\n",
-			 f, f);
+			 "%s:10:16: error: p.exec[1].sources: expected a sequence, got a mapping\n"
+			 "%s:14:11: error: p.exec[2].sources[0]: references (${{ }}) are not "
+			 "supported in sources\n",
+			 f, f, f);
 	ck_assert_str_eq(err, want);
 	free(want);
 	free(out);

@@ -1460,6 +1460,25 @@ static void add_depends(struct build *b, struct orchd_instance *in, const struct
 	in->ndepends++;
 }
 
+/* A string value of a (valid, so flat) source spec holds "${{" that is not
+ * the escape "$${{". */
+static int source_has_ref(json_object *spec)
+{
+	json_object_object_foreach(spec, key, val)
+	{
+		const char *str, *p;
+
+		(void)key;
+		if (!json_object_is_type(val, json_type_string))
+			continue;
+		str = json_object_get_string(val);
+		for (p = strstr(str, "${{"); p; p = strstr(p + 1, "${{"))
+			if (p == str || p[-1] != '$')
+				return 1;
+	}
+	return 0;
+}
+
 /* sources: a sequence of source specs (common/fetch.h), checked now so
  * that a typo fails at load time, with the position of the spec. */
 static void build_sources(struct build *b, struct orchd_instance *in, const struct ynode *v)
@@ -1478,6 +1497,8 @@ static void build_sources(struct build *b, struct orchd_instance *in, const stru
 
 		if (orchd_fetch_validate(spec, err, sizeof(err)) < 0)
 			berr(b, v->items[j], "%s", err);
+		else if (source_has_ref(spec))
+			berr(b, v->items[j], "references (${{ }}) are not supported in sources");
 		json_object_array_add(in->sources, spec);
 		path_pop(b, m);
 	}

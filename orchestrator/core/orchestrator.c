@@ -1004,6 +1004,19 @@ static void free_env(char **env)
 	free(env);
 }
 
+struct source_log {
+	struct sched *s;
+	struct node *nd;
+};
+
+/* One line per fetched source, with the commit or digest it got. */
+static void source_fetched(void *data, const char *line)
+{
+	struct source_log *l = data;
+
+	node_log(l->s, l->nd, ORCHD_LOG_INFO, "%s", line);
+}
+
 /* The step's prepare hook: fetch the instance's sources into its workdir
  * (every action but describe; see core/sources.h). */
 static int fetch_sources(void *cb_data, void *ctx, const char *workdir, char *err, size_t errlen)
@@ -1011,9 +1024,11 @@ static int fetch_sources(void *cb_data, void *ctx, const char *workdir, char *er
 	struct sched *s = cb_data;
 	struct node *nd = ctx;
 	size_t n = json_object_array_length(nd->in->sources);
+	struct source_log l = {s, nd};
 
 	node_log(s, nd, ORCHD_LOG_INFO, "fetching %zu source%s", n, n == 1 ? "" : "s");
-	return orchd_sources_fetch_all(nd->in->sources, workdir, NULL, err, errlen);
+	return orchd_sources_fetch_all(nd->in->sources, workdir, NULL, source_fetched, &l, err,
+				       errlen);
 }
 
 static int start_node(struct sched *s, size_t i)

@@ -46,8 +46,41 @@ char *orchd_source_describe(const json_object *spec)
 	return out;
 }
 
+/* The result of orchd_fetch_source() with "path" made relative to workdir. */
+static void relative_path(json_object *result, const char *workdir)
+{
+	json_object *v;
+	const char *abs;
+	size_t n = strlen(workdir);
+
+	if (!json_object_object_get_ex(result, "path", &v) ||
+	    !json_object_is_type(v, json_type_string))
+		return;
+	abs = json_object_get_string(v);
+	if (!strncmp(abs, workdir, n) && abs[n] == '/')
+		json_object_object_add(result, "path", json_object_new_string(abs + n + 1));
+}
+
+static void log_fetched(orchd_sources_log_fn log, void *data, size_t i, const json_object *spec,
+			const json_object *result)
+{
+	char *what = orchd_source_describe(spec), *line;
+	const char *path = spec_str(result, "path"), *commit = spec_str(result, "commit");
+	const char *sha = spec_str(result, "sha256");
+
+	line = xasprintf("source sources[%zu]: %s -> %s (%s %.12s)", i, what, path ? path : "?",
+			 commit ? "commit" : "sha256",
+			 commit ? commit
+			 : sha	? sha
+				: "?");
+	log(data, line);
+	free(line);
+	free(what);
+}
+
 int orchd_sources_fetch_all(const json_object *sources, const char *workdir,
-			    const struct orchd_fetch_opts *opts, char *err, size_t errlen)
+			    const struct orchd_fetch_opts *opts, orchd_sources_log_fn log,
+			    void *log_data, char *err, size_t errlen)
 {
 	size_t n;
 
@@ -60,14 +93,21 @@ int orchd_sources_fetch_all(const json_object *sources, const char *workdir,
 	n = json_object_array_length(sources);
 	for (size_t i = 0; i < n; i++) {
 		const json_object *spec = json_object_array_get_idx(sources, i);
+		json_object *result = NULL;
 		char e[1024];
 
-		if (orchd_fetch_source(spec, workdir, opts, NULL, e, sizeof(e)) < 0) {
+		if (orchd_fetch_source(spec, workdir, opts, log ? &result : NULL, e, sizeof(e)) <
+		    0) {
 			char *what = orchd_source_describe(spec);
 
 			snprintf(err, errlen, "source sources[%zu] (%s): %s", i, what, e);
 			free(what);
 			return -1;
+		}
+		if (log) {
+			relative_path(result, workdir);
+			log_fetched(log, log_data, i, spec, result);
+			json_object_put(result);
 		}
 	}
 	return 0;
@@ -182,21 +222,6 @@ static char *response(long long id, const char *error_text, json_object *result)
 	if (!line)
 		die("out of memory");
 	return line;
-}
-
-/* The result of orchd_fetch_source() with "path" made relative to workdir. */
-static void relative_path(json_object *result, const char *workdir)
-{
-	json_object *v;
-	const char *abs;
-	size_t n = strlen(workdir);
-
-	if (!json_object_object_get_ex(result, "path", &v) ||
-	    !json_object_is_type(v, json_type_string))
-		return;
-	abs = json_object_get_string(v);
-	if (!strncmp(abs, workdir, n) && abs[n] == '/')
-		json_object_object_add(result, "path", json_object_new_string(abs + n + 1));
 }
 
 char *orchd_sources_request(const json_object *req, const char *workdir,

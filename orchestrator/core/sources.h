@@ -45,14 +45,20 @@
  */
 char *orchd_source_describe(const json_object *spec);
 
+/* One line about a fetched source, e.g.
+ *   "source sources[0]: git https://h/app.git@v1 -> src (commit 4b825dc642cb)"
+ *   "source sources[1]: url https://h/f.tgz -> f.tgz (sha256 9f86d081884c)" */
+typedef void (*orchd_sources_log_fn)(void *data, const char *line);
+
 /*
  * Fetch every source of the array sources (NULL or empty: nothing) into
  * workdir, in order, stopping at the first failure:
  *   "source sources[1] (url https://h/f.tgz): sha256 mismatch for ..."
- * opts NULL: the defaults.
+ * opts NULL: the defaults.  log (may be NULL) is called after each fetch.
  */
 int orchd_sources_fetch_all(const json_object *sources, const char *workdir,
-			    const struct orchd_fetch_opts *opts, char *err, size_t errlen);
+			    const struct orchd_fetch_opts *opts, orchd_sources_log_fn log,
+			    void *log_data, char *err, size_t errlen);
 
 /*
  * Check a source an extension asks for (on top of orchd_fetch_validate()):
