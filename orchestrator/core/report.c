@@ -248,6 +248,62 @@ fail:
 	return -1;
 }
 
+/*
+ * One log file per node in dir, each never torn, with one syncfs(2) for all
+ * of them instead of an fsync per file (1 000 fsyncs cost seconds): every
+ * file is written to a temp name, then the file system is synced once, then
+ * the temps are renamed into place and dir is fsync'ed.
+ */
+static int write_logs(const char *dir, const struct orchd_report_node *n, size_t nn,
+		      const struct orchd_mask *mask)
+{
+	char **tmp = xcalloc(nn ? nn : 1, sizeof(*tmp));
+	int ret = 0, dfd;
+
+	for (size_t i = 0; i < nn && !ret; i++) {
+		char *t = masked(mask, n[i].log);
+		size_t len = strlen(t), off = 0;
+		int fd;
+
+		tmp[i] = xasprintf("%s/.%s.log.tmp.%ld", dir, n[i].id, (long)getpid());
+		fd = open(tmp[i], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		while (fd >= 0 && off < len) {
+			ssize_t w = write(fd, t + off, len - off);
+
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w < 0)
+				break;
+			off += (size_t)w;
+		}
+		if (fd < 0 || off < len || close(fd) < 0) {
+			ret = error("cannot write %s/%s.log: %s", dir, n[i].id, strerror(errno));
+			if (fd >= 0 && off < len)
+				close(fd);
+		}
+		free(t);
+	}
+	dfd = ret ? -1 : open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (!ret && (dfd < 0 || syncfs(dfd) < 0))
+		ret = error("cannot sync %s: %s", dir, strerror(errno));
+	for (size_t i = 0; i < nn && tmp[i]; i++) {
+		char *p = xasprintf("%s/%s.log", dir, n[i].id);
+
+		if (!ret && rename(tmp[i], p) < 0)
+			ret = error("cannot write %s: %s", p, strerror(errno));
+		if (ret)
+			unlink(tmp[i]);
+		free(p);
+		free(tmp[i]);
+	}
+	if (!ret && dfd >= 0 && fsync(dfd) < 0)
+		ret = error("cannot sync %s: %s", dir, strerror(errno));
+	if (dfd >= 0)
+		close(dfd);
+	free(tmp);
+	return ret;
+}
+
 int orchd_report_write_all(const char *run_id, const char *pipeline, const char *action,
 			   int exit_code, long long started_at, long long ended_at,
 			   const struct orchd_report_node *n, size_t nn,
@@ -261,19 +317,10 @@ int orchd_report_write_all(const char *run_id, const char *pipeline, const char 
 	if (run_dir) {
 		char *logs = xasprintf("%s/logs", run_dir);
 
-		if (mkdir(logs, 0700) < 0 && errno != EEXIST) {
+		if (mkdir(logs, 0700) < 0 && errno != EEXIST)
 			ret = error("cannot create %s: %s", logs, strerror(errno));
-		} else {
-			for (size_t i = 0; i < nn; i++) {
-				char *p = xasprintf("%s/%s.log", logs, n[i].id);
-				char *t = masked(mask, n[i].log);
-
-				if (orchd_write_file_atomic(p, t, strlen(t)) < 0)
-					ret = -1;
-				free(t);
-				free(p);
-			}
-		}
+		else if (write_logs(logs, n, nn, mask) < 0)
+			ret = -1;
 		free(logs);
 	}
 	rep = orchd_report_json(run_id, pipeline, action, exit_code, started_at, ended_at, n, nn,
