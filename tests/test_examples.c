@@ -27,6 +27,10 @@ static void setup(void)
 	state = test_tmpdir();
 	file = test_src_path("examples/full/pipeline.yaml");
 	setenv("ORCHD_PASSPHRASE", "examples test passphrase", 1);
+	/* What the example creates: a leftover would make the first apply
+	 * report no change. */
+	unlink("/tmp/orchd-full-demo-tofu.txt");
+	unlink("/tmp/orchd-full-demo-ansible.txt");
 }
 
 static void teardown(void)
