@@ -77,41 +77,18 @@ static void free_list(char **l)
 
 /* --- config ----------------------------------------------------------------- */
 
-static int fail_errors(struct op_ext *ext, struct ans_errors *errs, const char *what)
-{
-	struct json_object *extra = ans_must(json_object_new_object());
-	char *first = ans_error_text(&errs->v[0]);
-	int ret;
-
-	for (size_t i = 0; i < errs->nr; i++) {
-		char *t = ans_error_text(&errs->v[i]);
-
-		op_ext_log(ext, "error", "%s", t);
-		free(t);
-	}
-	json_object_object_add(extra, "errors", ans_errors_json(errs));
-	if (errs->nr == 1)
-		ret = op_ext_result(ext, false, -1, extra, "%s: %s", what, first);
-	else
-		ret = op_ext_result(ext, false, -1, extra, "%s: %s (and %zu more)", what, first,
-				    errs->nr - 1);
-	free(first);
-	json_object_put(extra);
-	return ret;
-}
-
 /* Parse the config and check its paths; on failure send the result, -1. */
 static int load_config(struct op_ext *ext, struct ans_config *cfg)
 {
-	struct ans_errors errs = {0};
+	struct op_errors errs = {0};
 
 	if (ans_config_parse(op_ext_config(ext), cfg, &errs) == 0) {
 		if (ans_config_check_paths(cfg, &errs) == 0)
 			return 0;
 		ans_config_release(cfg);
 	}
-	fail_errors(ext, &errs, "invalid configuration");
-	ans_errors_release(&errs);
+	op_ext_fail_errors(ext, &errs, -1, "invalid configuration: ");
+	op_errors_release(&errs);
 	return -1;
 }
 
@@ -468,22 +445,22 @@ static void play_release(struct play *p)
  * Ansible's "[ERROR]: MESSAGE" lines on stderr, each with the "Origin:
  * FILE:LINE:COL" line that may follow, as errors at path key.
  */
-static void stderr_errors(const char *text, const char *key, struct ans_errors *errs)
+static void stderr_errors(const char *text, const char *key, struct op_errors *errs)
 {
 	char *copy = ans_must(strdup(text)), *save = NULL, *line, *msg = NULL;
 
 	for (line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		if (!strncmp(line, "[ERROR]: ", 9)) {
 			if (msg)
-				ans_add_error(errs, key, "%s", msg);
+				op_errors_add(errs, key, "%s", msg);
 			msg = line + 9;
 		} else if (msg && !strncmp(line, "Origin: ", 8)) {
-			ans_add_error(errs, key, "%s: %s", line + 8, msg);
+			op_errors_add(errs, key, "%s: %s", line + 8, msg);
 			msg = NULL;
 		}
 	}
 	if (msg)
-		ans_add_error(errs, key, "%s", msg);
+		op_errors_add(errs, key, "%s", msg);
 	free(copy);
 }
 
@@ -549,7 +526,7 @@ static int fail_run(struct ctx *c, const char *playbook, struct play *p, struct 
 		if (p->nfailures) {
 			sb_addf(&sb, ": %s", sb_str(&p->failures));
 		} else {
-			struct ans_errors errs = {0};
+			struct op_errors errs = {0};
 
 			stderr_errors(r->err.buf, "", &errs);
 			for (size_t i = 0; i < errs.nr; i++)
@@ -563,7 +540,7 @@ static int fail_run(struct ctx *c, const char *playbook, struct play *p, struct 
 					sb_addf(&sb, ": %s", sb_str(&tail));
 				sb_release(&tail);
 			}
-			ans_errors_release(&errs);
+			op_errors_release(&errs);
 		}
 	}
 	cap_summary(&sb);
@@ -643,29 +620,20 @@ static int run_action(struct ctx *c, const char *playbook, const char *what,
 
 int ans_describe(struct op_ext *ext)
 {
-	static const char *const actions[] = {"describe", "validate", "plan", "apply", "destroy"};
-	struct json_object *d = json_object_new_object(), *a = json_object_new_array();
-	struct json_object *extra = json_object_new_object();
+	struct json_object *schema = ans_config_schema();
 	int ret;
 
-	for (size_t i = 0; i < sizeof(actions) / sizeof(actions[0]); i++)
-		json_object_array_add(a, json_object_new_string(actions[i]));
-	json_object_object_add(d, "type", json_object_new_string(ANS_NAME));
-	json_object_object_add(d, "version", json_object_new_string(ANS_VERSION));
-	json_object_object_add(d, "actions", a);
-	json_object_object_add(d, "description",
-			       json_object_new_string("run an Ansible playbook (check mode for "
-						      "plan); set_stats data become outputs"));
-	json_object_object_add(d, "config", ans_config_schema());
-	json_object_object_add(extra, "describe", d);
-	ret = op_ext_result(ext, true, false, extra, "ansible %s", ANS_VERSION);
-	json_object_put(extra);
+	ret = op_ext_describe(ext,
+			      "run an Ansible playbook (check mode for "
+			      "plan); set_stats data become outputs",
+			      schema);
+	json_object_put(schema);
 	return ret;
 }
 
 /* ansible-playbook --syntax-check of one playbook; errors appended. */
 static void syntax_check(struct ctx *c, const char *key, const char *playbook,
-			 struct ans_errors *errs)
+			 struct op_errors *errs)
 {
 	static const char *const args[] = {"--syntax-check", NULL};
 	struct op_cmd_result r;
@@ -674,7 +642,7 @@ static void syntax_check(struct ctx *c, const char *key, const char *playbook,
 
 	run_playbook(c, playbook, args, &p, &r);
 	if (!r.ran) {
-		ans_add_error(errs, key, "%s: %s", c->cfg.binary,
+		op_errors_add(errs, key, "%s: %s", c->cfg.binary,
 			      r.cancelled ? "cancelled" : r.error);
 	} else if (!op_cmd_exited(&r, 0)) {
 		stderr_errors(r.err.buf, key, errs);
@@ -683,7 +651,7 @@ static void syntax_check(struct ctx *c, const char *key, const char *playbook,
 			char st[64];
 
 			last_lines(r.err.buf, 3, &tail);
-			ans_add_error(errs, key, "syntax check failed (%s)%s%s",
+			op_errors_add(errs, key, "syntax check failed (%s)%s%s",
 				      op_cmd_status_text(&r, st, sizeof(st)), tail.len ? ": " : "",
 				      sb_str(&tail));
 			sb_release(&tail);
@@ -695,7 +663,7 @@ static void syntax_check(struct ctx *c, const char *key, const char *playbook,
 
 int ans_validate(struct op_ext *ext)
 {
-	struct ans_errors errs = {0};
+	struct op_errors errs = {0};
 	struct ctx c;
 	int ret;
 
@@ -705,10 +673,10 @@ int ans_validate(struct op_ext *ext)
 	if (c.cfg.destroy_playbook)
 		syntax_check(&c, "destroy_playbook", c.cfg.destroy_playbook, &errs);
 	if (errs.nr)
-		ret = fail_errors(ext, &errs, "invalid configuration");
+		ret = op_ext_fail_errors(ext, &errs, -1, "invalid configuration: ");
 	else
 		ret = op_ext_result(ext, true, false, NULL, "configuration is valid");
-	ans_errors_release(&errs);
+	op_errors_release(&errs);
 	ctx_release(&c);
 	return ret;
 }

@@ -2,7 +2,6 @@
  * models: parse and validate the ansible extension's config blob.
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,14 +11,14 @@
 
 #include <json-c/json.h>
 
+#include "orchd_protocol.h"
+
 #include "models.h"
 
 static const char *const known_keys[] = {
-	"playbook", "inventory", "extra_vars", "check_mode_for_plan", "env",
-	"binary",   "limit",     "tags",	  "destroy_playbook",	 "secret_outputs",
+	"playbook", "inventory", "extra_vars",	     "check_mode_for_plan", "env", "binary",
+	"limit",    "tags",	 "destroy_playbook", "secret_outputs",	    NULL,
 };
-
-#define NR_KNOWN (sizeof(known_keys) / sizeof(known_keys[0]))
 
 void *ans_must(void *p)
 {
@@ -33,24 +32,6 @@ void *ans_must(void *p)
 static struct json_object *unconst(const struct json_object *o)
 {
 	return (struct json_object *)(uintptr_t)o;
-}
-
-void ans_add_error(struct ans_errors *e, const char *path, const char *fmt, ...)
-{
-	va_list ap;
-	char *msg;
-
-	if (e->nr == e->alloc) {
-		e->alloc = e->alloc ? 2 * e->alloc : 8;
-		e->v = ans_must(realloc(e->v, e->alloc * sizeof(*e->v)));
-	}
-	va_start(ap, fmt);
-	if (vasprintf(&msg, fmt, ap) < 0)
-		msg = NULL;
-	va_end(ap);
-	e->v[e->nr].path = ans_must(strdup(path));
-	e->v[e->nr].message = ans_must(msg);
-	e->nr++;
 }
 
 static void free_list(char **l)
@@ -71,10 +52,10 @@ static bool is_nonempty_string(struct json_object *v)
 }
 
 /* A non-empty string, or NULL with an error. */
-static char *parse_string(struct json_object *v, const char *key, struct ans_errors *errs)
+static char *parse_string(struct json_object *v, const char *key, struct op_errors *errs)
 {
 	if (!is_nonempty_string(v)) {
-		ans_add_error(errs, key, "must be a non-empty string");
+		op_errors_add(errs, key, "must be a non-empty string");
 		return NULL;
 	}
 	return ans_must(strdup(json_object_get_string(v)));
@@ -82,7 +63,7 @@ static char *parse_string(struct json_object *v, const char *key, struct ans_err
 
 /* A list of non-empty strings (or, with allow_one, a single string). */
 static char **parse_strings(struct json_object *v, const char *key, bool allow_one,
-			    struct ans_errors *errs)
+			    struct op_errors *errs)
 {
 	size_t n, before = errs->nr;
 	char **out;
@@ -93,7 +74,7 @@ static char **parse_strings(struct json_object *v, const char *key, bool allow_o
 		return out;
 	}
 	if (!json_object_is_type(v, json_type_array)) {
-		ans_add_error(errs, key, "must be a list of strings");
+		op_errors_add(errs, key, "must be a list of strings");
 		return NULL;
 	}
 	n = json_object_array_length(v);
@@ -104,7 +85,7 @@ static char **parse_strings(struct json_object *v, const char *key, bool allow_o
 
 		snprintf(path, sizeof(path), "%s[%zu]", key, i);
 		if (!is_nonempty_string(s)) {
-			ans_add_error(errs, path, "must be a non-empty string");
+			op_errors_add(errs, path, "must be a non-empty string");
 			out[i] = ans_must(strdup(""));
 			continue;
 		}
@@ -128,13 +109,13 @@ static bool valid_name(const char *k)
 	return true;
 }
 
-static char **parse_env(struct json_object *v, struct ans_errors *errs)
+static char **parse_env(struct json_object *v, struct op_errors *errs)
 {
 	size_t n = 0, before = errs->nr;
 	char **out;
 
 	if (!json_object_is_type(v, json_type_object)) {
-		ans_add_error(errs, "env", "must be a map of strings");
+		op_errors_add(errs, "env", "must be a map of strings");
 		return NULL;
 	}
 	out = ans_must(calloc((size_t)json_object_object_length(v) + 1, sizeof(*out)));
@@ -144,11 +125,11 @@ static char **parse_env(struct json_object *v, struct ans_errors *errs)
 
 		snprintf(path, sizeof(path), "env.%s", k);
 		if (!valid_name(k)) {
-			ans_add_error(errs, path, "is not a valid variable name");
+			op_errors_add(errs, path, "is not a valid variable name");
 			continue;
 		}
 		if (!json_object_is_type(val, json_type_string)) {
-			ans_add_error(errs, path, "must be a string");
+			op_errors_add(errs, path, "must be a string");
 			continue;
 		}
 		if (asprintf(&out[n], "%s=%s", k, json_object_get_string(val)) < 0)
@@ -166,8 +147,7 @@ static char **parse_env(struct json_object *v, struct ans_errors *errs)
  * inventory: a path (string), a list of host names, or a map host -> vars
  * (a map, or null for no vars).  Inline forms become out->hosts.
  */
-static void parse_inventory(struct json_object *v, struct ans_config *out,
-			    struct ans_errors *errs)
+static void parse_inventory(struct json_object *v, struct ans_config *out, struct op_errors *errs)
 {
 	struct json_object *hosts;
 	size_t before = errs->nr;
@@ -184,7 +164,7 @@ static void parse_inventory(struct json_object *v, struct ans_config *out,
 
 			snprintf(path, sizeof(path), "inventory[%zu]", i);
 			if (!is_nonempty_string(h))
-				ans_add_error(errs, path, "must be a non-empty host name");
+				op_errors_add(errs, path, "must be a non-empty host name");
 			else
 				json_object_object_add(hosts, json_object_get_string(h),
 						       ans_must(json_object_new_object()));
@@ -194,17 +174,17 @@ static void parse_inventory(struct json_object *v, struct ans_config *out,
 		{
 			snprintf(path, sizeof(path), "inventory.%s", k);
 			if (!*k)
-				ans_add_error(errs, "inventory", "host names must not be empty");
+				op_errors_add(errs, "inventory", "host names must not be empty");
 			else if (!vars)
 				json_object_object_add(hosts, k,
 						       ans_must(json_object_new_object()));
 			else if (!json_object_is_type(vars, json_type_object))
-				ans_add_error(errs, path, "host vars must be a map");
+				op_errors_add(errs, path, "host vars must be a map");
 			else
 				json_object_object_add(hosts, k, json_object_get(vars));
 		}
 	} else {
-		ans_add_error(errs, "inventory",
+		op_errors_add(errs, "inventory",
 			      "must be a path, a non-empty list of host names or a non-empty "
 			      "map of host to vars");
 	}
@@ -215,66 +195,24 @@ static void parse_inventory(struct json_object *v, struct ans_config *out,
 	out->hosts = hosts;
 }
 
-/* Levenshtein distance, for "did you mean" (short strings only). */
-static size_t distance(const char *a, const char *b)
-{
-	size_t la = strlen(a), lb = strlen(b), prev[64], cur[64];
-
-	if (la >= 63 || lb >= 63)
-		return 99;
-	for (size_t j = 0; j <= lb; j++)
-		prev[j] = j;
-	for (size_t i = 1; i <= la; i++) {
-		cur[0] = i;
-		for (size_t j = 1; j <= lb; j++) {
-			size_t sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
-			size_t del = prev[j] + 1, ins = cur[j - 1] + 1;
-
-			cur[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
-		}
-		memcpy(prev, cur, (lb + 1) * sizeof(size_t));
-	}
-	return prev[lb];
-}
-
-static void unknown_key(const char *k, struct ans_errors *errs)
-{
-	const char *best = NULL;
-	size_t bestd = 3;
-
-	for (size_t i = 0; i < NR_KNOWN; i++) {
-		size_t d = distance(k, known_keys[i]);
-
-		if (d < bestd) {
-			bestd = d;
-			best = known_keys[i];
-		}
-	}
-	if (best)
-		ans_add_error(errs, "", "unknown key '%s' (did you mean '%s'?)", k, best);
-	else
-		ans_add_error(errs, "", "unknown key '%s'", k);
-}
-
-static void parse_binary(struct json_object *v, struct ans_config *out, struct ans_errors *errs)
+static void parse_binary(struct json_object *v, struct ans_config *out, struct op_errors *errs)
 {
 	const char *s;
 
 	if (!is_nonempty_string(v)) {
-		ans_add_error(errs, "binary", "must be a non-empty string");
+		op_errors_add(errs, "binary", "must be a non-empty string");
 		return;
 	}
 	s = json_object_get_string(v);
 	if (s[0] != '/' && strchr(s, '/')) {
-		ans_add_error(errs, "binary", "must be a command name or an absolute path (got '%s')",
-			      s);
+		op_errors_add(errs, "binary",
+			      "must be a command name or an absolute path (got '%s')", s);
 		return;
 	}
 	out->binary = ans_must(strdup(s));
 }
 
-int ans_config_parse(const struct json_object *cfg, struct ans_config *out,
-		     struct ans_errors *errs)
+int ans_config_parse(const struct json_object *cfg, struct ans_config *out, struct op_errors *errs)
 {
 	struct json_object *c = unconst(cfg), *v;
 	size_t before = errs->nr;
@@ -282,7 +220,7 @@ int ans_config_parse(const struct json_object *cfg, struct ans_config *out,
 	memset(out, 0, sizeof(*out));
 	out->check_mode_for_plan = true;
 	if (!json_object_is_type(c, json_type_object)) {
-		ans_add_error(errs, "", "config must be a map");
+		op_errors_add(errs, "", "config must be a map");
 		return -1;
 	}
 	json_object_object_foreach(c, k, val)
@@ -290,13 +228,13 @@ int ans_config_parse(const struct json_object *cfg, struct ans_config *out,
 		bool known = false;
 
 		(void)val;
-		for (size_t i = 0; i < NR_KNOWN; i++)
+		for (size_t i = 0; known_keys[i]; i++)
 			known |= !strcmp(k, known_keys[i]);
 		if (!known)
-			unknown_key(k, errs);
+			op_errors_unknown_key(errs, "", k, known_keys);
 	}
 	if (!json_object_object_get_ex(c, "playbook", &v))
-		ans_add_error(errs, "playbook", "is required");
+		op_errors_add(errs, "playbook", "is required");
 	else
 		out->playbook = parse_string(v, "playbook", errs);
 	if (json_object_object_get_ex(c, "destroy_playbook", &v))
@@ -310,12 +248,12 @@ int ans_config_parse(const struct json_object *cfg, struct ans_config *out,
 	if (!json_object_object_get_ex(c, "extra_vars", &v))
 		out->extra_vars = ans_must(json_object_new_object());
 	else if (!json_object_is_type(v, json_type_object))
-		ans_add_error(errs, "extra_vars", "must be a map");
+		op_errors_add(errs, "extra_vars", "must be a map");
 	else
 		out->extra_vars = json_object_get(v);
 	if (json_object_object_get_ex(c, "check_mode_for_plan", &v)) {
 		if (!json_object_is_type(v, json_type_boolean))
-			ans_add_error(errs, "check_mode_for_plan", "must be true or false");
+			op_errors_add(errs, "check_mode_for_plan", "must be true or false");
 		else
 			out->check_mode_for_plan = json_object_get_boolean(v);
 	}
@@ -393,19 +331,19 @@ char *ans_resolve_path(const char *path)
 	return out;
 }
 
-static void check_file(const char *key, const char *path, bool dir_ok, struct ans_errors *errs)
+static void check_file(const char *key, const char *path, bool dir_ok, struct op_errors *errs)
 {
 	char *p = ans_resolve_path(path);
 	struct stat st;
 
 	if (stat(p, &st) < 0)
-		ans_add_error(errs, key, "cannot access '%s': %s", p, strerror(errno));
+		op_errors_add(errs, key, "cannot access '%s': %s", p, strerror(errno));
 	else if (!S_ISREG(st.st_mode) && !(dir_ok && S_ISDIR(st.st_mode)))
-		ans_add_error(errs, key, "'%s' is not a regular file", p);
+		op_errors_add(errs, key, "'%s' is not a regular file", p);
 	free(p);
 }
 
-int ans_config_check_paths(const struct ans_config *c, struct ans_errors *errs)
+int ans_config_check_paths(const struct ans_config *c, struct op_errors *errs)
 {
 	size_t before = errs->nr;
 
@@ -416,43 +354,6 @@ int ans_config_check_paths(const struct ans_config *c, struct ans_errors *errs)
 	if (c->inventory_path)
 		check_file("inventory", c->inventory_path, true, errs);
 	return errs->nr == before ? 0 : -1;
-}
-
-void ans_errors_release(struct ans_errors *e)
-{
-	for (size_t i = 0; i < e->nr; i++) {
-		free(e->v[i].path);
-		free(e->v[i].message);
-	}
-	free(e->v);
-	memset(e, 0, sizeof(*e));
-}
-
-char *ans_error_text(const struct ans_error *e)
-{
-	char *s;
-
-	if (*e->path) {
-		if (asprintf(&s, "%s: %s", e->path, e->message) < 0)
-			s = NULL;
-	} else {
-		s = strdup(e->message);
-	}
-	return ans_must(s);
-}
-
-struct json_object *ans_errors_json(const struct ans_errors *e)
-{
-	struct json_object *a = ans_must(json_object_new_array());
-
-	for (size_t i = 0; i < e->nr; i++) {
-		struct json_object *o = ans_must(json_object_new_object());
-
-		json_object_object_add(o, "path", json_object_new_string(e->v[i].path));
-		json_object_object_add(o, "message", json_object_new_string(e->v[i].message));
-		json_object_array_add(a, o);
-	}
-	return a;
 }
 
 static const char schema[] =

@@ -3,15 +3,16 @@
  * action message), its validation and the resolution of its paths.
  *
  * Ownership: struct ans_config owns every string, list and json_object it
- * points to; release it with ans_config_release().  struct ans_errors owns
- * its entries; release with ans_errors_release().  json_object arguments
- * are borrowed; functions documented "caller owns" return a new reference
- * the caller must json_object_put().
+ * points to; release it with ans_config_release().  Errors go to a
+ * struct op_errors (orchd_protocol.h; the caller releases it with
+ * op_errors_release()).  json_object arguments are borrowed; functions
+ * documented "caller owns" return a new reference the caller must
+ * json_object_put().
  *
  * Error convention: ans_config_parse() returns 0, or -1 with every problem
  * appended to the error list (the config is then released).  Allocation
  * failure is fatal (the extension prints "ansible: out of memory" and exits
- * 1).
+ * 1), except in op_errors_add(), which drops an error it cannot record.
  */
 #ifndef ANS_MODELS_H
 #define ANS_MODELS_H
@@ -20,6 +21,7 @@
 #include <stddef.h>
 
 struct json_object;
+struct op_errors;
 
 struct ans_config {
 	char *playbook;		/* as written (absolute, or relative to the pipeline dir) */
@@ -40,19 +42,8 @@ struct ans_config {
 	char **secret_outputs;		/* NULL-terminated output keys sent as secrets */
 };
 
-struct ans_error {
-	char *path;    /* "playbook", "env.FOO", "inventory[1]"; "" for the config as a whole */
-	char *message; /* "is required", "must be a string", ... */
-};
-
-struct ans_errors {
-	struct ans_error *v;
-	size_t nr, alloc;
-};
-
 /* Parse and validate cfg into *out (released again on failure). */
-int ans_config_parse(const struct json_object *cfg, struct ans_config *out,
-		     struct ans_errors *errs);
+int ans_config_parse(const struct json_object *cfg, struct ans_config *out, struct op_errors *errs);
 void ans_config_release(struct ans_config *c);
 
 /*
@@ -60,7 +51,7 @@ void ans_config_release(struct ans_config *c);
  * and an inventory path must exist (errors appended to errs).  Returns 0
  * when everything exists, -1 otherwise.
  */
-int ans_config_check_paths(const struct ans_config *c, struct ans_errors *errs);
+int ans_config_check_paths(const struct ans_config *c, struct op_errors *errs);
 
 /* True when key is listed in secret_outputs. */
 bool ans_config_secret_output(const struct ans_config *c, const char *key);
@@ -72,13 +63,6 @@ bool ans_config_secret_output(const struct ans_config *c, const char *key);
  */
 char *ans_resolve_path(const char *path);
 
-__attribute__((format(printf, 3, 4))) void ans_add_error(struct ans_errors *e, const char *path,
-							 const char *fmt, ...);
-void ans_errors_release(struct ans_errors *e);
-/* "path: message", or message alone when path is "" (malloc'ed). */
-char *ans_error_text(const struct ans_error *e);
-/* The errors as the protocol's [{"path":..,"message":..}] (caller owns). */
-struct json_object *ans_errors_json(const struct ans_errors *e);
 /* The JSON-Schema-like config description for describe (caller owns). */
 struct json_object *ans_config_schema(void);
 
