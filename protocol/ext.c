@@ -21,7 +21,7 @@ struct op_ext {
 	const struct op_ext_info *info;
 	int in_fd, out_fd;
 	struct op_splitter *sp;
-	struct strbuf pending; /* log lines not written yet (op_ext_log_line) */
+	struct strbuf pending;		/* log lines not written yet (op_ext_log_line) */
 	struct json_object *action_msg; /* owned */
 	struct json_object *empty;	/* owned: {} for absent config/outputs */
 	enum op_action action;

@@ -243,8 +243,8 @@ static void assert_never_logged(const struct drv *d, const char *needle)
 
 		if (!strcmp(type, "output") || !strcmp(type, "state"))
 			continue;
-		ck_assert_msg(!strstr(json_object_to_json_string(m), needle),
-			      "'%s' leaked in: %s", needle, json_object_to_json_string(m));
+		ck_assert_msg(!strstr(json_object_to_json_string(m), needle), "'%s' leaked in: %s",
+			      needle, json_object_to_json_string(m));
 	}
 }
 

@@ -106,7 +106,7 @@ START_TEST(test_run_outputs_flow_by_reference)
 		"    - name: down\n"
 		"      command: [sh, -c, 'echo got $0', '${{ exec.up.outputs.version }}']\n");
 	char *out = NULL, *err = NULL;
-	int rc = orchd("run", f, &out, &err, NULL);
+	int rc = orchd("run", f, &out, &err, (char *)NULL);
 
 	ck_assert_msg(rc == 0, "rc=%d\n%s", rc, err);
 	ck_assert_msg(strstr(err, "got 1.2.3"), "%s", err);
@@ -116,7 +116,7 @@ START_TEST(test_run_outputs_flow_by_reference)
 	free(err);
 	/* The outputs are kept in the stack: a second run of only the
 	 * downstream instance resolves the reference from the engine. */
-	rc = orchd("run", f, &out, &err, "--target", "exec.down", NULL);
+	rc = orchd("run", f, &out, &err, "--target", "exec.down", (char *)NULL);
 	ck_assert_msg(rc == 0, "rc=%d\n%s", rc, err);
 	ck_assert_msg(strstr(err, "got 1.2.3"), "%s", err);
 	free(out);
@@ -141,7 +141,7 @@ START_TEST(test_reference_types_and_escape)
 				 "      command: [echo, 'n is ${{ exec.up.outputs.n }}', "
 				 "'$${{ exec.up.outputs.n }}']\n");
 	char *err = NULL;
-	int rc = orchd("run", f, NULL, &err, NULL);
+	int rc = orchd("run", f, NULL, &err, (char *)NULL);
 
 	ck_assert_msg(rc == 0, "rc=%d\n%s", rc, err);
 	ck_assert_msg(strstr(err, "[exec.down] typed"), "%s", err);
@@ -164,7 +164,7 @@ START_TEST(test_reference_types_and_escape)
 			   "      command: [sh, -c, 'echo {\\\"n\\\": 5} > $ORCHD_OUTPUT']\n"
 			   "    - name: down\n"
 			   "      command: '${{ exec.up.outputs.n }}'\n");
-	rc = orchd("run", f, NULL, &err, NULL);
+	rc = orchd("run", f, NULL, &err, (char *)NULL);
 	ck_assert_int_eq(rc, 1);
 	ck_assert_msg(strstr(err, "[exec.down] error: validate failed: extension reported failure: "
 				  "invalid configuration: command: must be a list of strings"),
@@ -190,12 +190,12 @@ START_TEST(test_plan_mock_outputs_and_missing_key)
 			  "    - name: bad\n"
 			  "      command: [echo, '${{ exec.up.outputs.nope }}']\n");
 	char *err = NULL;
-	int rc = orchd("plan", f, NULL, &err, "-t", "exec.down", "-t", "exec.up", NULL);
+	int rc = orchd("plan", f, NULL, &err, "-t", "exec.down", "-t", "exec.up", (char *)NULL);
 
 	ck_assert_msg(rc == 0, "rc=%d\n%s", rc, err);
 	ck_assert_msg(strstr(err, "plan sees http://mock"), "%s", err);
 	free(err);
-	rc = orchd("run", f, NULL, &err, "--keep-going", NULL);
+	rc = orchd("run", f, NULL, &err, "--keep-going", (char *)NULL);
 	ck_assert_int_eq(rc, 1);
 	ck_assert_msg(strstr(err, "[exec.bad]  error: exec.up has no output 'nope'"), "%s", err);
 	ck_assert_msg(strstr(err, "[exec.down] http://real"), "%s", err);
@@ -217,7 +217,7 @@ START_TEST(test_failure_skips_dependents_fail_fast)
 					   "    - name: other\n"
 					   "      command: [sh, -c, 'echo other ran']\n");
 	char *err = NULL;
-	int rc = orchd("run", f, NULL, &err, NULL);
+	int rc = orchd("run", f, NULL, &err, (char *)NULL);
 
 	ck_assert_int_eq(rc, 1);
 	ck_assert_msg(strstr(err, "skipped: exec.bad failed"), "%s", err);
@@ -241,7 +241,7 @@ START_TEST(test_keep_going_runs_independent_branches)
 					   "    - name: other\n"
 					   "      command: [sh, -c, 'echo other ran']\n");
 	char *err = NULL;
-	int rc = orchd("run", f, NULL, &err, "--keep-going", NULL);
+	int rc = orchd("run", f, NULL, &err, "--keep-going", (char *)NULL);
 
 	ck_assert_int_eq(rc, 1);
 	ck_assert_msg(strstr(err, "other ran"), "%s", err);
@@ -260,7 +260,7 @@ START_TEST(test_validate_before_apply_changes_nothing)
 					   "    - name: broken\n"
 					   "      comand: [oops]\n");
 	char *err = NULL;
-	int rc = orchd("run", f, NULL, &err, NULL);
+	int rc = orchd("run", f, NULL, &err, (char *)NULL);
 
 	ck_assert_int_eq(rc, 2);
 	ck_assert_msg(strstr(err, "nothing was changed"), "%s", err);
@@ -282,7 +282,7 @@ START_TEST(test_retryable_failure_is_retried)
 					   "      only_action: apply\n"
 					   "      mode: failure\n");
 	char *err = NULL, *rep = xasprintf("%s/report.json", E.dir), *txt;
-	int rc = orchd("run", f, NULL, &err, "--report", rep, NULL);
+	int rc = orchd("run", f, NULL, &err, "--report", rep, (char *)NULL);
 
 	ck_assert_int_eq(rc, 1);
 	ck_assert_msg(strstr(err, "attempt 1 of 3 failed"), "%s", err);
@@ -315,7 +315,7 @@ START_TEST(test_retry_then_success)
 			       "misbehave.flaky.outputs.attempt }}']\n",
 			       counter);
 	char *f = write_pipeline("p.yaml", text), *err = NULL;
-	int rc = orchd("run", f, NULL, &err, NULL);
+	int rc = orchd("run", f, NULL, &err, (char *)NULL);
 
 	ck_assert_msg(rc == 0, "rc=%d\n%s", rc, err);
 	ck_assert_msg(strstr(err, "attempt 2 of 5 failed: extension reported failure: not yet"),
@@ -351,12 +351,12 @@ START_TEST(test_lock_serializes_runs)
 		waited++;
 	}
 	/* The second run gives up after 200ms and names the holder. */
-	rc = orchd("run", f, NULL, &err, "--lock-timeout", "200ms", NULL);
+	rc = orchd("run", f, NULL, &err, "--lock-timeout", "200ms", (char *)NULL);
 	ck_assert_int_eq(rc, 3);
 	ck_assert_msg(strstr(err, "is locked by pid"), "%s", err);
 	free(err);
 	/* With a long enough timeout it waits for the first and succeeds. */
-	rc = orchd("run", f, NULL, &err, "--lock-timeout", "1m", NULL);
+	rc = orchd("run", f, NULL, &err, "--lock-timeout", "1m", (char *)NULL);
 	ck_assert_msg(rc == 0, "rc=%d\n%s", rc, err);
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
@@ -383,8 +383,8 @@ START_TEST(test_stale_and_only_stale)
 	int rc;
 
 	(void)up_cmd;
-	ck_assert_int_eq(orchd("run", f, NULL, NULL, NULL), 0);
-	rc = orchd("status", f, &out, NULL, NULL);
+	ck_assert_int_eq(orchd("run", f, NULL, NULL, (char *)NULL), 0);
+	rc = orchd("status", f, &out, NULL, (char *)NULL);
 	ck_assert_int_eq(rc, 0);
 	ck_assert_msg(!strstr(out, "yes ("), "%s", out);
 	free(out);
@@ -411,16 +411,16 @@ START_TEST(test_stale_and_only_stale)
 		free(t);
 		free(nt);
 	}
-	ck_assert_int_eq(orchd("run", f, NULL, NULL, "--target", "exec.up", NULL), 0);
-	rc = orchd("status", f, &out, NULL, NULL);
+	ck_assert_int_eq(orchd("run", f, NULL, NULL, "--target", "exec.up", (char *)NULL), 0);
+	rc = orchd("status", f, &out, NULL, (char *)NULL);
 	ck_assert_msg(strstr(out, "yes (upstream outputs changed)"), "%s", out);
 	free(out);
-	rc = orchd("run", f, NULL, &err, "--only-stale", NULL);
+	rc = orchd("run", f, NULL, &err, "--only-stale", (char *)NULL);
 	ck_assert_msg(rc == 0, "rc=%d\n%s", rc, err);
 	ck_assert_msg(strstr(err, "down got 2"), "%s", err);
 	ck_assert_msg(!strstr(err, "[exec.up]"), "up ran again:\n%s", err);
 	free(err);
-	rc = orchd("status", f, &out, NULL, NULL);
+	rc = orchd("status", f, &out, NULL, (char *)NULL);
 	ck_assert_msg(!strstr(out, "yes ("), "%s", out);
 	free(out);
 	free(vfile);
@@ -438,7 +438,8 @@ START_TEST(test_grouped_output_and_json_logs)
 			  "    - name: b\n"
 			  "      command: [sh, -c, 'sleep 0.1; echo b1; sleep 0.3; echo b2']\n");
 	char *err = NULL, *a1, *a2, *b1, *line;
-	int rc = orchd("run", f, NULL, &err, "--output", "grouped", "-j", "2", NULL), njson = 0;
+	int rc = orchd("run", f, NULL, &err, "--output", "grouped", "-j", "2", (char *)NULL),
+	    njson = 0;
 
 	ck_assert_msg(rc == 0, "rc=%d\n%s", rc, err);
 	a1 = strstr(err, "a1");
@@ -448,7 +449,7 @@ START_TEST(test_grouped_output_and_json_logs)
 	/* a's lines are one block: b1 is not between them. */
 	ck_assert_msg(!(b1 > a1 && b1 < a2), "not grouped:\n%s", err);
 	free(err);
-	rc = orchd("run", f, NULL, &err, "--log-format", "json", NULL);
+	rc = orchd("run", f, NULL, &err, "--log-format", "json", (char *)NULL);
 	ck_assert_msg(rc == 0, "rc=%d\n%s", rc, err);
 	for (line = strtok(err, "\n"); line; line = strtok(NULL, "\n")) {
 		json_object *o;
@@ -500,15 +501,15 @@ START_TEST(test_kill9_mid_run_leaves_valid_state)
 		kill(pid, SIGKILL);
 		ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 		/* Every stack file written so far parses. */
-		rc = orchd("status", f, &out, &err, NULL);
+		rc = orchd("status", f, &out, &err, (char *)NULL);
 		ck_assert_msg(rc == 0, "round %d: status rc=%d\n%s", round, rc, err);
 		free(out);
 		free(err);
 	}
-	rc = orchd("run", f, NULL, &err, "--lock-timeout", "10s", NULL);
+	rc = orchd("run", f, NULL, &err, "--lock-timeout", "10s", (char *)NULL);
 	ck_assert_msg(rc == 0, "rc=%d\n%s", rc, err);
 	free(err);
-	rc = orchd("outputs", f, &out, &err, "--json", NULL);
+	rc = orchd("outputs", f, &out, &err, "--json", (char *)NULL);
 	ck_assert_int_eq(rc, 0);
 	ck_assert_msg(strstr(out, "\"v\":\"23\""), "%s", out);
 	free(out);
@@ -534,7 +535,7 @@ START_TEST(test_secret_outputs_masked_everywhere)
 	int rc;
 
 	setenv("ORCHD_PASSPHRASE", "test passphrase", 1);
-	rc = orchd("run", f, NULL, &err, "--report", rep, "--junit", junit, NULL);
+	rc = orchd("run", f, NULL, &err, "--report", rep, "--junit", junit, (char *)NULL);
 	unsetenv("ORCHD_PASSPHRASE");
 	ck_assert_msg(rc == 0, "rc=%d\n%s", rc, err);
 	ck_assert_msg(!strstr(err, "hunter2"), "%s", err);
@@ -571,7 +572,7 @@ START_TEST(test_secret_without_passphrase_fails_before_writing)
 
 	unsetenv("ORCHD_PASSPHRASE");
 	unsetenv("ORCHD_PASSPHRASE_FILE");
-	rc = orchd("run", f, NULL, &err, NULL);
+	rc = orchd("run", f, NULL, &err, (char *)NULL);
 	ck_assert_int_eq(rc, 3);
 	ck_assert_msg(strstr(err, "no passphrase is set"), "%s", err);
 	{
@@ -645,14 +646,14 @@ START_TEST(test_plan_detailed_exitcode_and_destroy)
 					 "      command: ['true']\n"
 					 "      destroy_command: [sh, -c, 'echo destroying b']\n");
 	char *err = NULL;
-	int rc = orchd("plan", f, NULL, &err, "--detailed-exitcode", NULL);
+	int rc = orchd("plan", f, NULL, &err, "--detailed-exitcode", (char *)NULL);
 	char *pa, *pb;
 
 	ck_assert_msg(rc == 2, "rc=%d\n%s", rc, err);
 	free(err);
-	ck_assert_int_eq(orchd("run", f, NULL, NULL, NULL), 0);
+	ck_assert_int_eq(orchd("run", f, NULL, NULL, (char *)NULL), 0);
 	ck_assert(exists(".orchd/stacks/dev-exec-a.json"));
-	rc = orchd("destroy", f, NULL, &err, NULL);
+	rc = orchd("destroy", f, NULL, &err, (char *)NULL);
 	ck_assert_msg(rc == 0, "rc=%d\n%s", rc, err);
 	pa = strstr(err, "destroying a");
 	pb = strstr(err, "destroying b");

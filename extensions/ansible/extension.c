@@ -142,10 +142,9 @@ static int write_file(const char *path, const char *data, size_t len, char *err,
 static int write_json(const char *path, const struct json_object *o, char *err, size_t errlen)
 {
 	size_t n;
-	const char *s = json_object_to_json_string_length((struct json_object *)(uintptr_t)o,
-							  JSON_C_TO_STRING_PRETTY |
-								  JSON_C_TO_STRING_NOSLASHESCAPE,
-							  &n);
+	const char *s = json_object_to_json_string_length(
+		(struct json_object *)(uintptr_t)o,
+		JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
 
 	return write_file(path, s, n, err, errlen);
 }
@@ -370,8 +369,8 @@ static void on_line(void *data, int stream, char *line, size_t len, const char *
 				if (p->failures.len)
 					sb_addstr(&p->failures, "; ");
 				sb_addf(&p->failures, "[%s] %s%s: %s", host,
-					!strcmp(status, "unreachable") ? "unreachable: " : "",
-					task, msg);
+					!strcmp(status, "unreachable") ? "unreachable: " : "", task,
+					msg);
 				p->nfailures++;
 			}
 		} else {
@@ -534,8 +533,7 @@ static int fail_run(struct ctx *c, const char *playbook, struct play *p, struct 
 			if (!errs.nr) {
 				struct strbuf tail = STRBUF_INIT;
 
-				last_lines(r->err.len ? r->err.buf : r->out.buf, 3,
-					   &tail);
+				last_lines(r->err.len ? r->err.buf : r->out.buf, 3, &tail);
 				if (tail.len)
 					sb_addf(&sb, ": %s", sb_str(&tail));
 				sb_release(&tail);
@@ -764,7 +762,8 @@ int ans_destroy(struct op_ext *ext)
 		return 0;
 	if (!c.cfg.destroy_playbook) {
 		op_ext_state_send(ext, NULL);
-		ret = op_ext_result(ext, true, false, NULL, "nothing to destroy (no destroy_playbook)");
+		ret = op_ext_result(ext, true, false, NULL,
+				    "nothing to destroy (no destroy_playbook)");
 		ctx_release(&c);
 		return ret;
 	}

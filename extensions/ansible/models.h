@@ -35,11 +35,11 @@ struct ans_config {
 	struct json_object *hosts;
 	struct json_object *extra_vars; /* an object (possibly empty); owned */
 	bool check_mode_for_plan;	/* default true */
-	char *binary;			/* "ansible-playbook" (default), a name or an absolute path */
-	char *limit;			/* --limit, or NULL */
-	char *tags;			/* --tags (a list joined with ','), or NULL */
-	char **env;			/* NULL-terminated "KEY=VALUE" (possibly empty) */
-	char **secret_outputs;		/* NULL-terminated output keys sent as secrets */
+	char *binary;	       /* "ansible-playbook" (default), a name or an absolute path */
+	char *limit;	       /* --limit, or NULL */
+	char *tags;	       /* --tags (a list joined with ','), or NULL */
+	char **env;	       /* NULL-terminated "KEY=VALUE" (possibly empty) */
+	char **secret_outputs; /* NULL-terminated output keys sent as secrets */
 };
 
 /* Parse and validate cfg into *out (released again on failure). */

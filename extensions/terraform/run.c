@@ -55,6 +55,7 @@ static void on_line(void *arg, int stream, char *line, size_t len, const char **
 
 int tf_run_tool(struct op_ext *ext, const struct tf_run_opts *o, struct tf_run *r)
 {
+	/* cppcheck-suppress ctuuninitvar ; only the pointer is kept */
 	struct hook h = {r, o->capture};
 	struct op_cmd_opts co = {
 		.argv = o->argv,

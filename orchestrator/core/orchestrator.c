@@ -981,6 +981,7 @@ static char **build_env(struct sched *s, struct node *nd)
 	json_object_object_foreach(s->p->core.env, k, v)
 	{
 		ALLOC_GROW(env, n + 1, alloc);
+		/* cppcheck-suppress nullPointer ; ALLOC_GROW allocated it */
 		env[n++] = xasprintf("%s=%s", k, json_object_get_string(v));
 	}
 	for (size_t j = 0; j < nd->in->npass_env; j++) {
@@ -1046,8 +1047,7 @@ static int start_node(struct sched *s, size_t i)
 	if (!s->validating && s->action == OP_ACTION_PLAN) {
 		resolve_node_config(s, nd, 1, &why);
 		if (nd->unresolved)
-			node_log(s, nd, ORCHD_LOG_INFO, "known only after apply: %s",
-				 sb_str(&why));
+			node_log(s, nd, ORCHD_LOG_INFO, "known only after apply: %s", sb_str(&why));
 		sb_reset(&why);
 	} else if (!s->validating && resolve_node_config(s, nd, 0, &why) < 0) {
 		nd->st = N_FAILED;

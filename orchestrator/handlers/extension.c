@@ -503,8 +503,7 @@ static void step_message(struct orchd_supervisor *sup, struct step *st, enum op_
 		const char *op = op_get_str(msg, "op");
 
 		if (st->phase != PHASE_ACTION || st->fd_in < 0) {
-			sup_logf(sup, st, ORCHD_LOG_WARNING,
-				 "ignoring a request after the result");
+			sup_logf(sup, st, ORCHD_LOG_WARNING, "ignoring a request after the result");
 			break;
 		}
 		sup_logf(sup, st, ORCHD_LOG_DEBUG, "request %lld: %s", op_get_int(msg, "id", 0),

@@ -61,8 +61,8 @@ struct local {
 	struct orchd_crypto_key key;
 	int lock_fd; /* -1 when not locked */
 	unsigned tmp_seq;
-	int stacks_dirty;    /* a rename in stacks/ not yet made durable */
-	char **hist_dirty;   /* history files appended to, not yet fsync'ed */
+	int stacks_dirty;  /* a rename in stacks/ not yet made durable */
+	char **hist_dirty; /* history files appended to, not yet fsync'ed */
 	size_t hist_nr, hist_alloc;
 };
 

@@ -358,7 +358,9 @@ static size_t last_lines(const struct strbuf *sb, int errors_only, size_t max, s
 		n++;
 	}
 	for (i = n; i-- > 0;) {
+		/* cppcheck-suppress uninitvar ; lines[0..n) are set above */
 		const char *l = lines[i];
+		/* cppcheck-suppress uninitvar */
 		size_t len = lens[i];
 
 		if (len >= 7 && !strncmp(l, "error: ", 7)) {
