@@ -80,7 +80,7 @@ check()
 			echo "$fds" | sed 's/^/  fd: /'
 			bad=1
 		fi
-		if grep -q '== .*\(Invalid\|uninitialised\|definitely lost\|indirectly lost\|Mismatched\|free()\)' "$log"; then
+		if grep -q '== .*\(Invalid\|uninitialised\|definitely lost: [1-9]\|indirectly lost: [1-9]\|Mismatched\|free()\)' "$log"; then
 			bad=1
 		fi
 	done
