@@ -89,7 +89,9 @@ EXT_BINS   := $(addprefix $(EXT_DIR)/orchd-ext-,$(EXT_NAMES))
 TEST_BIN   := $(BUILD)/tests/orchd-tests
 TEST_HELPERS := $(patsubst tests/helpers/%.c,$(BUILD)/tests/helpers/%,$(TEST_HELPER_SRC))
 
-all: $(ORCHD) $(PROTO_LIB) $(EXT_BINS) $(BUILD)/orchd-protocol.pc
+EXT_MANIFESTS := $(addsuffix .manifest.json,$(EXT_BINS))
+
+all: $(ORCHD) $(PROTO_LIB) $(EXT_BINS) $(EXT_MANIFESTS) $(BUILD)/orchd-protocol.pc
 
 # --- objects -----------------------------------------------------------------
 $(BUILD)/obj/%.o: %.c
@@ -122,7 +124,10 @@ define EXT_RULE
 $(EXT_DIR)/orchd-ext-$(1): $(call obj,$(sort $(wildcard extensions/$(1)/*.c))) $(PROTO_LIB)
 	@mkdir -p $$(@D)
 	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(JSON_LIBS) $$(EXT_LIBS_$(1))
-	cp extensions/$(1)/manifest.json $(EXT_DIR)/orchd-ext-$(1).manifest.json
+
+$(EXT_DIR)/orchd-ext-$(1).manifest.json: extensions/$(1)/manifest.json
+	@mkdir -p $$(@D)
+	cp $$< $$@
 endef
 $(foreach e,$(EXT_NAMES),$(eval $(call EXT_RULE,$(e))))
 

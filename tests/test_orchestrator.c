@@ -594,6 +594,35 @@ START_TEST(test_secret_without_passphrase_fails_before_writing)
 }
 END_TEST
 
+/* An extension whose manifest says it stores secrets (terraform: its
+ * state) needs the passphrase before anything runs, or what it did could
+ * not be recorded. */
+START_TEST(test_secret_storing_extension_needs_passphrase_first)
+{
+	char *f = write_pipeline("p.yaml", "p:\n"
+					   "  exec:\n"
+					   "    - name: first\n"
+					   "      command: [sh, -c, 'echo ran > first-ran']\n"
+					   "  terraform:\n"
+					   "    - name: t\n"
+					   "      source: .\n");
+	char *err = NULL;
+	int rc;
+
+	unsetenv("ORCHD_PASSPHRASE");
+	unsetenv("ORCHD_PASSPHRASE_FILE");
+	rc = orchd("run", f, NULL, &err, (char *)NULL);
+	ck_assert_int_eq(rc, 3);
+	ck_assert_msg(strstr(err, "orchd: error: terraform.t: extension terraform stores secrets, "
+				  "and no passphrase is set (set ORCHD_PASSPHRASE or "
+				  "ORCHD_PASSPHRASE_FILE); nothing was run"),
+		      "%s", err);
+	ck_assert_msg(!strstr(err, "[exec.first]"), "%s", err);
+	free(err);
+	free(f);
+}
+END_TEST
+
 START_TEST(test_sigterm_interrupts_and_writes_report)
 {
 	char *f = write_pipeline("p.yaml", "p:\n"
@@ -686,6 +715,7 @@ Suite *orchestrator_suite(void)
 	tcase_add_test(tc, test_kill9_mid_run_leaves_valid_state);
 	tcase_add_test(tc, test_secret_outputs_masked_everywhere);
 	tcase_add_test(tc, test_secret_without_passphrase_fails_before_writing);
+	tcase_add_test(tc, test_secret_storing_extension_needs_passphrase_first);
 	tcase_add_test(tc, test_sigterm_interrupts_and_writes_report);
 	tcase_add_test(tc, test_plan_detailed_exitcode_and_destroy);
 	suite_add_tcase(s, tc);

@@ -151,8 +151,11 @@ static bool skip_name(const char *name, bool is_dir)
 {
 	if (!strcmp(name, ".") || !strcmp(name, ".."))
 		return true;
+	/* .orchd: a state directory beside the module (its run workdirs
+	 * would otherwise be copied into themselves), .git: not module code */
 	if (is_dir)
-		return !strcmp(name, ".terraform");
+		return !strcmp(name, ".terraform") || !strcmp(name, ".orchd") ||
+		       !strcmp(name, ".git");
 	return strstr(name, ".tfstate") != NULL;
 }
 

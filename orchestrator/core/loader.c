@@ -57,6 +57,9 @@ static void read_manifest(struct orchd_ext_info *e)
 		e->version = xstrdup("?");
 	e->description = manifest_str(m, "description");
 	e->min_orchd = manifest_str(m, "min_orchd_version");
+	if (json_object_object_get_ex(m, "secrets", &v) &&
+	    json_object_is_type(v, json_type_boolean))
+		e->secrets = json_object_get_boolean(v);
 	if (json_object_object_get_ex(m, "protocol", &proto) &&
 	    json_object_is_type(proto, json_type_object)) {
 		if (json_object_object_get_ex(proto, "min", &v) &&

@@ -41,6 +41,8 @@ struct orchd_ext_info {
 	char *description;	  /* from the manifest, or NULL */
 	char *min_orchd;	  /* manifest's min_orchd_version, or NULL */
 	int proto_min, proto_max; /* 0 when unknown */
+	int secrets;		  /* manifest "secrets": true: it stores secret state or
+			      outputs, so a run needs the passphrase up front */
 	int executable;		  /* 0: present but not usable */
 	int shadowed;		  /* an earlier directory provides this type */
 	char *manifest_error;	  /* why the manifest was ignored, or NULL */

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "core/logging.h"
+#include "crypto.h"
 #include "core/report.h"
 #include "core/sources.h"
 #include "core/state.h"
@@ -1235,6 +1236,39 @@ static char *absolute(const char *path)
 	return r ? r : xstrdup(path);
 }
 
+/*
+ * An extension whose manifest says "secrets": true stores secret state (a
+ * Terraform state, say): without a passphrase that state could not be
+ * stored after the extension changed the world, so refuse before anything
+ * runs.  1 (with the message in err) when a passphrase is missing.
+ */
+static int needs_passphrase(struct sched *s, char *err, size_t errlen)
+{
+	char *pass = NULL;
+	char perr[256];
+
+	for (size_t i = 0; i < s->nn; i++) {
+		struct node *nd = &s->n[i];
+
+		if (!nd->selected || !nd->ext || !nd->ext->secrets)
+			continue;
+		if (orchd_crypto_passphrase(&pass, perr, sizeof(perr)) < 0) {
+			snprintf(err, errlen, "%s", perr);
+			return 1;
+		}
+		if (pass) {
+			orchd_crypto_free_secret(pass, strlen(pass));
+			return 0;
+		}
+		snprintf(err, errlen,
+			 "%s: extension %s stores secrets, and no passphrase is set "
+			 "(set ORCHD_PASSPHRASE or ORCHD_PASSPHRASE_FILE); nothing was run",
+			 nd->in->id, nd->in->type);
+		return 1;
+	}
+	return 0;
+}
+
 static int load_previous(struct sched *s)
 {
 	char err[1024];
@@ -1427,6 +1461,11 @@ int orchd_orchestrate(struct orchd_pipeline *p, const struct orchd_registry *reg
 		goto out;
 	}
 	locked = 1;
+	if (o->verb != ORCHD_VERB_PLAN && needs_passphrase(&s, err, sizeof(err))) {
+		error("%s", err);
+		rc = ORCHD_EXIT_SYSTEM;
+		goto out;
+	}
 	if (load_previous(&s) < 0) {
 		rc = ORCHD_EXIT_SYSTEM;
 		goto out;
