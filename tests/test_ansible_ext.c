@@ -19,14 +19,9 @@
 
 #include <json-c/json.h>
 
+#include "extdriver.h"
 #include "orchd_protocol.h"
 #include "testutil.h"
-
-struct drv {
-	struct json_object *msgs;   /* every valid message, in order (owned) */
-	struct json_object *result; /* borrowed from msgs */
-	int status;		    /* exit code, 128+sig when killed */
-};
 
 struct drv_opts {
 	const char *action;
@@ -36,158 +31,45 @@ struct drv_opts {
 	const char *cancel_after;   /* send cancel after a log message containing this */
 };
 
-static void send_str(int fd, const char *s)
+/* Run one action with the environment orchd gives an extension (no
+ * ANSIBLE_* of the test machine); fills d. */
+static void drive(const struct drv_opts *o, struct extdrv *d)
 {
-	ck_assert_int_eq(op_write_all(fd, s, strlen(s)), 0);
-}
-
-/* The environment orchd gives an extension (no ANSIBLE_* of the test machine). */
-static char **ext_env(const char *workdir)
-{
-	static char *env[8];
-	static char path[8192], home[1024], wd[1024], pdir[1024];
-	char *src = test_src_path("examples/ansible");
-
-	snprintf(path, sizeof(path), "PATH=%s", getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin");
-	snprintf(home, sizeof(home), "HOME=%s", getenv("HOME") ? getenv("HOME") : "/");
-	snprintf(wd, sizeof(wd), "ORCHD_WORKDIR=%s", workdir);
-	snprintf(pdir, sizeof(pdir), "ORCHD_PIPELINE_DIR=%s", src);
-	free(src);
-	env[0] = path;
-	env[1] = home;
-	env[2] = wd;
-	env[3] = pdir;
-	env[4] = (char *)(uintptr_t) "ORCHD_PROTOCOL=1";
-	env[5] = (char *)(uintptr_t) "ORCHD_INSTANCE=t";
-	env[6] = NULL;
-	return env;
-}
-
-/* Run one action; fills d. */
-static void drive(const struct drv_opts *o, struct drv *d)
-{
-	int in_p[2], out_p[2];
 	char *exe = test_build_path("libexec/orchd/extensions/orchd-ext-ansible");
-	char buf[65536], *line_out, **env = ext_env(o->workdir);
-	struct op_splitter *sp = op_splitter_new(0, OP_SPLIT_STRICT);
-	struct json_object *empty = json_object_new_object();
-	bool sent_action = false, sent_cancel = false;
-	pid_t pid;
-	int wst;
+	char *pdir = test_src_path("examples/ansible");
+	struct extdrv_opts eo = {
+		.exe = exe,
+		.action = o->action,
+		.config = o->config,
+		.state = o->state,
+		.workdir = o->workdir,
+		.clean_env = true,
+		.pipeline_dir = pdir,
+		.cancel_after = o->cancel_after,
+		.strict = true,
+		.expect_result = true,
+	};
 
-	memset(d, 0, sizeof(*d));
-	d->msgs = json_object_new_array();
-	ck_assert_int_eq(pipe(in_p), 0);
-	ck_assert_int_eq(pipe(out_p), 0);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		dup2(in_p[0], 0);
-		dup2(out_p[1], 1);
-		close(in_p[0]);
-		close(in_p[1]);
-		close(out_p[0]);
-		close(out_p[1]);
-		if (chdir(o->workdir) < 0)
-			_exit(126);
-		execve(exe, (char *[]){exe, NULL}, env);
-		_exit(127);
-	}
-	close(in_p[0]);
-	close(out_p[1]);
-	signal(SIGPIPE, SIG_IGN);
-	send_str(in_p[1], "{\"type\":\"hello\",\"protocol\":{\"min\":1,\"max\":1},"
-			  "\"orchd_version\":\"0.1.0\"}\n");
-	for (;;) {
-		const char *line;
-		size_t len;
-		enum op_line_status ls;
-		ssize_t n = read(out_p[0], buf, sizeof(buf));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		ck_assert_int_ge(n, 0);
-		if (n == 0)
-			op_splitter_finish(sp);
-		else
-			op_splitter_feed(sp, buf, (size_t)n);
-		while ((ls = op_splitter_next(sp, &line, &len)) != OP_LINE_NONE) {
-			struct op_parsed p;
-			struct json_object *m;
-
-			ck_assert_int_eq(ls, OP_LINE_OK);
-			op_parse_line(OP_FROM_EXT, line, len, &p);
-			ck_assert_msg(p.verdict == OP_VALID,
-				      "not a valid protocol message: %s [%s]", p.error, line);
-			json_object_array_add(d->msgs, op_parsed_steal(&p));
-			m = json_object_array_get_idx(d->msgs,
-						      json_object_array_length(d->msgs) - 1);
-			if (p.type == OP_MSG_HELLO && !sent_action) {
-				line_out = op_encode_action(op_action_from_name(o->action), "t",
-							    "dev-t", o->config ? o->config : empty,
-							    o->state, NULL, o->workdir);
-				send_str(in_p[1], line_out);
-				free(line_out);
-				sent_action = true;
-			} else if (p.type == OP_MSG_LOG && o->cancel_after && !sent_cancel &&
-				   strstr(op_get_str(m, "message"), o->cancel_after)) {
-				send_str(in_p[1],
-					 "{\"type\":\"cancel\",\"reason\":\"interrupted\"}\n");
-				sent_cancel = true;
-			} else if (p.type == OP_MSG_RESULT) {
-				ck_assert_ptr_null(d->result);
-				d->result = m;
-				close(in_p[1]);
-				in_p[1] = -1;
-			}
-			op_parsed_release(&p);
-		}
-		if (n == 0)
-			break;
-	}
-	if (in_p[1] >= 0)
-		close(in_p[1]);
-	close(out_p[0]);
-	ck_assert_int_eq(waitpid(pid, &wst, 0), pid);
-	d->status = WIFEXITED(wst) ? WEXITSTATUS(wst) : 128 + WTERMSIG(wst);
-	ck_assert_msg(d->result, "no result (exit %d)", d->status);
-	ck_assert_int_eq(d->status, 0);
-	op_splitter_free(sp);
-	json_object_put(empty);
+	extdrv_run(&eo, d);
+	free(pdir);
 	free(exe);
 }
 
-static void drv_release(struct drv *d)
-{
-	json_object_put(d->msgs);
-}
-
 /* The last message of a type with optional key == value (borrowed). */
-static struct json_object *find(const struct drv *d, const char *type, const char *key,
+static struct json_object *find(const struct extdrv *d, const char *type, const char *key,
 				const char *value)
 {
-	struct json_object *found = NULL;
-
-	for (size_t i = 0; i < json_object_array_length(d->msgs); i++) {
-		struct json_object *m = json_object_array_get_idx(d->msgs, i);
-
-		if (strcmp(op_get_str(m, "type"), type))
-			continue;
-		if (key && (!op_get_str(m, key) || strcmp(op_get_str(m, key), value)))
-			continue;
-		found = m;
-	}
-	return found;
+	return extdrv_find_last(d, type, key, value);
 }
 
-static const char *summary(const struct drv *d)
+static const char *summary(const struct extdrv *d)
 {
 	const char *s = op_get_str(d->result, "summary");
 
 	return s ? s : "";
 }
 
-static bool succeeded(const struct drv *d)
+static bool succeeded(const struct extdrv *d)
 {
 	return !strcmp(op_get_str(d->result, "status"), "success");
 }
@@ -215,7 +97,7 @@ static void need_ansible(void)
 }
 
 static void run_action(const char *action, const char *config, struct json_object *state,
-		       const char *wd, struct drv *d)
+		       const char *wd, struct extdrv *d)
 {
 	struct json_object *cfg = json(config);
 	struct drv_opts o = {action, cfg, state, wd, NULL};
@@ -225,7 +107,7 @@ static void run_action(const char *action, const char *config, struct json_objec
 }
 
 /* validate with a config in a fresh workdir. */
-static void validate(const char *config, struct drv *d)
+static void validate(const char *config, struct extdrv *d)
 {
 	char *wd = test_tmpdir();
 
@@ -235,7 +117,7 @@ static void validate(const char *config, struct drv *d)
 }
 
 /* No log, progress, error or result text contains needle. */
-static void assert_never_logged(const struct drv *d, const char *needle)
+static void assert_never_logged(const struct extdrv *d, const char *needle)
 {
 	for (size_t i = 0; i < json_object_array_length(d->msgs); i++) {
 		struct json_object *m = json_object_array_get_idx(d->msgs, i);
@@ -257,7 +139,7 @@ static bool file_exists(const char *path)
 
 START_TEST(validate_unknown_key)
 {
-	struct drv d;
+	struct extdrv d;
 	struct json_object *errs;
 
 	validate("{\"playbook\":\"site.yml\",\"extra_var\":{}}", &d);
@@ -271,13 +153,13 @@ START_TEST(validate_unknown_key)
 					 "unknown key 'extra_var' (did you mean 'extra_vars'?)"),
 				    "level"),
 			 "error");
-	drv_release(&d);
+	extdrv_release(&d);
 }
 END_TEST
 
 START_TEST(validate_missing_playbook)
 {
-	struct drv d;
+	struct extdrv d;
 	char *expect, *src = test_src_path("examples/ansible");
 
 	validate("{\"extra_vars\":{\"a\":1}}", &d);
@@ -286,7 +168,7 @@ START_TEST(validate_missing_playbook)
 	ck_assert_str_eq(
 		op_get_str(json_object_array_get_idx(op_get(d.result, "errors"), 0), "path"),
 		"playbook");
-	drv_release(&d);
+	extdrv_release(&d);
 
 	/* relative to ORCHD_PIPELINE_DIR (examples/ansible here) */
 	validate("{\"playbook\":\"nope.yml\",\"destroy_playbook\":\"destroy.yml\"}", &d);
@@ -298,14 +180,14 @@ START_TEST(validate_missing_playbook)
 			 0);
 	ck_assert_str_eq(summary(&d), expect);
 	free(expect);
-	drv_release(&d);
+	extdrv_release(&d);
 	free(src);
 }
 END_TEST
 
 START_TEST(validate_bad_values)
 {
-	struct drv d;
+	struct extdrv d;
 
 	validate("{\"playbook\":\"site.yml\",\"inventory\":5,\"check_mode_for_plan\":\"yes\","
 		 "\"binary\":\"bin/ansible-playbook\",\"env\":{\"A\":1},\"tags\":[\"x\",\"\"],"
@@ -324,19 +206,19 @@ START_TEST(validate_bad_values)
 	ck_assert_ptr_nonnull(find(&d, "log", "message", "env.A: must be a string"));
 	ck_assert_ptr_nonnull(find(&d, "log", "message", "tags[1]: must be a non-empty string"));
 	ck_assert_int_eq(json_object_array_length(op_get(d.result, "errors")), 6);
-	drv_release(&d);
+	extdrv_release(&d);
 
 	validate("{\"playbook\":\"site.yml\",\"inventory\":{\"web\":[1]}}", &d);
 	ck_assert_str_eq(summary(&d),
 			 "invalid configuration: inventory.web: host vars must be a map");
-	drv_release(&d);
+	extdrv_release(&d);
 }
 END_TEST
 
 START_TEST(missing_binary)
 {
 	char *wd = test_tmpdir();
-	struct drv d;
+	struct extdrv d;
 
 	run_action("apply",
 		   "{\"playbook\":\"site.yml\",\"binary\":\"/nonexistent/ansible-playbook\"}", NULL,
@@ -344,7 +226,7 @@ START_TEST(missing_binary)
 	ck_assert(!succeeded(&d));
 	ck_assert_str_eq(summary(&d), "/nonexistent/ansible-playbook: cannot run "
 				      "'/nonexistent/ansible-playbook': No such file or directory");
-	drv_release(&d);
+	extdrv_release(&d);
 	test_rmtree(wd);
 	free(wd);
 }
@@ -353,7 +235,7 @@ END_TEST
 START_TEST(plan_without_check_mode)
 {
 	char *wd = test_tmpdir();
-	struct drv d;
+	struct extdrv d;
 
 	run_action("plan",
 		   "{\"playbook\":\"site.yml\",\"check_mode_for_plan\":false,"
@@ -362,7 +244,7 @@ START_TEST(plan_without_check_mode)
 	ck_assert(succeeded(&d));
 	ck_assert(op_get_bool(d.result, "changed", false));
 	ck_assert_str_eq(summary(&d), "would run site.yml");
-	drv_release(&d);
+	extdrv_release(&d);
 	test_rmtree(wd);
 	free(wd);
 }
@@ -372,7 +254,7 @@ START_TEST(describe)
 {
 	char *wd = test_tmpdir();
 	struct drv_opts opts = {"describe", NULL, NULL, wd, NULL};
-	struct drv d;
+	struct extdrv d;
 	struct json_object *desc;
 
 	drive(&opts, &d);
@@ -380,7 +262,7 @@ START_TEST(describe)
 	desc = op_get(d.result, "describe");
 	ck_assert_str_eq(op_get_str(desc, "type"), "ansible");
 	ck_assert_ptr_nonnull(op_get(op_get(op_get(desc, "config"), "properties"), "playbook"));
-	drv_release(&d);
+	extdrv_release(&d);
 	test_rmtree(wd);
 	free(wd);
 }
@@ -388,7 +270,7 @@ END_TEST
 
 START_TEST(validate_ok_and_syntax_error)
 {
-	struct drv d;
+	struct extdrv d;
 	char *bad = test_tmpdir(), *path, *cfg, *expect;
 	struct json_object *errs;
 	FILE *f;
@@ -397,7 +279,7 @@ START_TEST(validate_ok_and_syntax_error)
 	validate("{\"playbook\":\"site.yml\",\"destroy_playbook\":\"destroy.yml\"}", &d);
 	ck_assert_msg(succeeded(&d), "%s", summary(&d));
 	ck_assert_str_eq(summary(&d), "configuration is valid");
-	drv_release(&d);
+	extdrv_release(&d);
 
 	ck_assert_int_ge(asprintf(&path, "%s/bad.yml", bad), 0);
 	f = fopen(path, "w");
@@ -418,7 +300,7 @@ START_TEST(validate_ok_and_syntax_error)
 			 0);
 	ck_assert_str_eq(op_get_str(json_object_array_get_idx(errs, 0), "message"), expect);
 	free(expect);
-	drv_release(&d);
+	extdrv_release(&d);
 	free(cfg);
 	free(path);
 	test_rmtree(bad);
@@ -426,7 +308,7 @@ START_TEST(validate_ok_and_syntax_error)
 }
 END_TEST
 
-static struct json_object *state_of(const struct drv *d)
+static struct json_object *state_of(const struct extdrv *d)
 {
 	struct json_object *m = find(d, "state", NULL, NULL);
 
@@ -439,7 +321,7 @@ START_TEST(lifecycle)
 	char *wd = test_tmpdir(), *tmp = test_tmpdir(), *out, *cfg, *content, *p;
 	const char *secret = "s3cr3t-t0ken-value";
 	struct json_object *o;
-	struct drv d;
+	struct extdrv d;
 
 	need_ansible();
 	ck_assert_int_ge(asprintf(&out, "%s/greeting.txt", tmp), 0);
@@ -462,7 +344,7 @@ START_TEST(lifecycle)
 	ck_assert_ptr_nonnull(
 		find(&d, "log", "message", "changed: [localhost] => write the greeting file"));
 	assert_never_logged(&d, secret);
-	drv_release(&d);
+	extdrv_release(&d);
 
 	/* apply: the file, outputs from set_stats, changed */
 	run_action("apply", cfg, NULL, wd, &d);
@@ -492,7 +374,7 @@ START_TEST(lifecycle)
 		find(&d, "log", "message", "changed: [localhost] => write the greeting file"));
 	ck_assert_ptr_nonnull(find(&d, "log", "message", "ok: [localhost] => publish the outputs"));
 	assert_never_logged(&d, secret);
-	drv_release(&d);
+	extdrv_release(&d);
 	/* the extra_vars file does not stay in the workdir */
 	ck_assert_int_ge(asprintf(&p, "%s/extra_vars.json", wd), 0);
 	ck_assert(!file_exists(p));
@@ -505,13 +387,13 @@ START_TEST(lifecycle)
 	ck_assert_str_eq(summary(&d),
 			 "apply: ok=2 changed=0 unreachable=0 failed=0 skipped=1 (1 host)");
 	ck_assert_ptr_nonnull(find(&d, "output", "key", "greeting"));
-	drv_release(&d);
+	extdrv_release(&d);
 
 	/* plan now: nothing would change */
 	run_action("plan", cfg, NULL, wd, &d);
 	ck_assert_msg(succeeded(&d), "%s", summary(&d));
 	ck_assert(!op_get_bool(d.result, "changed", true));
-	drv_release(&d);
+	extdrv_release(&d);
 
 	/* destroy without destroy_playbook: a no-op that forgets the state */
 	run_action("destroy", cfg, NULL, wd, &d);
@@ -521,7 +403,7 @@ START_TEST(lifecycle)
 	ck_assert_ptr_nonnull(find(&d, "state", NULL, NULL));
 	ck_assert_ptr_null(state_of(&d));
 	ck_assert(file_exists(out));
-	drv_release(&d);
+	extdrv_release(&d);
 
 	free(cfg);
 	free(out);
@@ -536,7 +418,7 @@ END_TEST
 START_TEST(inventory_file_and_destroy)
 {
 	char *wd = test_tmpdir(), *tmp = test_tmpdir(), *out, *inv, *cfg;
-	struct drv d;
+	struct extdrv d;
 	FILE *f;
 
 	need_ansible();
@@ -560,7 +442,7 @@ START_TEST(inventory_file_and_destroy)
 	/* no secret_outputs: every output is plain */
 	ck_assert(!op_get_bool(find(&d, "output", "key", "token"), "secret", true));
 	ck_assert_str_eq(op_get_str(find(&d, "output", "key", "token"), "value"), "");
-	drv_release(&d);
+	extdrv_release(&d);
 
 	run_action("destroy", cfg, NULL, wd, &d);
 	ck_assert_msg(succeeded(&d), "%s", summary(&d));
@@ -569,7 +451,7 @@ START_TEST(inventory_file_and_destroy)
 			 "destroy: ok=1 changed=1 unreachable=0 failed=0 skipped=0 (1 host)");
 	ck_assert(!file_exists(out));
 	ck_assert_ptr_null(state_of(&d));
-	drv_release(&d);
+	extdrv_release(&d);
 	free(cfg);
 
 	/* a list of host names: localhost gets the local connection */
@@ -582,7 +464,7 @@ START_TEST(inventory_file_and_destroy)
 	run_action("apply", cfg, NULL, wd, &d);
 	ck_assert_msg(succeeded(&d), "%s", summary(&d));
 	ck_assert(file_exists(out));
-	drv_release(&d);
+	extdrv_release(&d);
 
 	free(cfg);
 	free(inv);
@@ -598,7 +480,7 @@ START_TEST(failing_play)
 {
 	char *wd = test_tmpdir(), *tmp = test_tmpdir(), *cfg;
 	struct json_object *m;
-	struct drv d;
+	struct extdrv d;
 
 	need_ansible();
 	ck_assert_int_ge(asprintf(&cfg,
@@ -617,7 +499,7 @@ START_TEST(failing_play)
 	ck_assert_ptr_nonnull(m);
 	ck_assert_str_eq(op_get_str(m, "level"), "error");
 	ck_assert_ptr_null(find(&d, "output", NULL, NULL));
-	drv_release(&d);
+	extdrv_release(&d);
 	free(cfg);
 	test_rmtree(wd);
 	test_rmtree(tmp);
@@ -631,7 +513,7 @@ START_TEST(cancel_apply)
 	char *wd = test_tmpdir(), *tmp = test_tmpdir(), *pb, *cfg, *marker;
 	struct json_object *c;
 	struct drv_opts opts = {"apply", NULL, NULL, wd, "play: sleepy"};
-	struct drv d;
+	struct extdrv d;
 	FILE *f;
 
 	need_ansible();
@@ -654,7 +536,7 @@ START_TEST(cancel_apply)
 	ck_assert_ptr_nonnull(
 		find(&d, "log", "message", "cancelled: sent SIGTERM to ansible-playbook"));
 	ck_assert(!file_exists(marker));
-	drv_release(&d);
+	extdrv_release(&d);
 	json_object_put(c);
 	free(cfg);
 	free(pb);

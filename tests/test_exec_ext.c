@@ -19,17 +19,9 @@
 
 #include <json-c/json.h>
 
+#include "extdriver.h"
 #include "orchd_protocol.h"
 #include "testutil.h"
-
-struct drv {
-	struct json_object *msgs;   /* every valid message, in order (owned) */
-	struct json_object *result; /* borrowed from msgs */
-	struct json_object *hello;  /* borrowed from msgs */
-	char *nonproto;		    /* non-protocol lines, '\n'-joined */
-	int status;		    /* exit code, 128+sig when killed */
-	char *workdir;
-};
 
 struct drv_opts {
 	const char *action;
@@ -51,149 +43,37 @@ static char *ext_path(const char *which)
 	return test_src_path("examples/extensions/python/orchd-ext-pydemo");
 }
 
-static void send_str(int fd, const char *s)
+/* Run one action against the extension `which` in a fresh workdir; fills d. */
+static void drive(const char *which, const struct drv_opts *o, struct extdrv *d)
 {
-	ck_assert_int_eq(op_write_all(fd, s, strlen(s)), 0);
-}
+	char *exe = ext_path(which);
+	const char *env[] = {o->env, NULL};
+	struct json_object *cfg = o->config ? json_tokener_parse(o->config) : NULL, *st = NULL;
+	struct extdrv_opts eo = {
+		.exe = exe,
+		.action = o->action,
+		.env = env,
+		.hello = o->hello,
+		.cancel_after = o->cancel_after,
+		.cancel_at_once = o->cancel_at_once,
+		.sigterm = o->sigterm,
+	};
 
-/* Run one action against the extension `which`; fills d. */
-static void drive(const char *which, const struct drv_opts *o, struct drv *d)
-{
-	int in_p[2], out_p[2];
-	char *exe = ext_path(which), buf[65536], *line_out;
-	struct op_splitter *sp = op_splitter_new(0, OP_SPLIT_STRICT);
-	struct json_object *cfg, *st = NULL;
-	bool sent_action = false, sent_cancel = false;
-	pid_t pid;
-	int wst;
-
-	memset(d, 0, sizeof(*d));
-	d->msgs = json_object_new_array();
-	d->workdir = test_tmpdir();
-	d->nonproto = strdup("");
-	ck_assert_int_eq(pipe(in_p), 0);
-	ck_assert_int_eq(pipe(out_p), 0);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		dup2(in_p[0], 0);
-		dup2(out_p[1], 1);
-		close(in_p[0]);
-		close(in_p[1]);
-		close(out_p[0]);
-		close(out_p[1]);
-		if (chdir(d->workdir) < 0)
-			_exit(126);
-		setenv("ORCHD_PROTOCOL", "1", 1);
-		setenv("ORCHD_INSTANCE", "t", 1);
-		setenv("ORCHD_WORKDIR", d->workdir, 1);
-		if (o->env)
-			putenv((char *)(uintptr_t)o->env);
-		execl(exe, exe, (char *)NULL);
-		_exit(127);
-	}
-	close(in_p[0]);
-	close(out_p[1]);
-	signal(SIGPIPE, SIG_IGN);
-	send_str(in_p[1], o->hello ? o->hello
-				   : "{\"type\":\"hello\",\"protocol\":{\"min\":1,\"max\":1},"
-				     "\"orchd_version\":\"0.1.0\"}\n");
-	cfg = o->config ? json_tokener_parse(o->config) : json_object_new_object();
-	ck_assert_ptr_nonnull(cfg);
+	ck_assert(!o->config || cfg);
 	if (o->state) {
 		st = json_tokener_parse(o->state);
 		ck_assert_ptr_nonnull(st);
 	}
-	for (;;) {
-		const char *line;
-		size_t len;
-		enum op_line_status ls;
-		ssize_t n = read(out_p[0], buf, sizeof(buf));
-
-		ck_assert_int_ge(n, 0);
-		if (n == 0)
-			op_splitter_finish(sp);
-		else
-			op_splitter_feed(sp, buf, (size_t)n);
-		while ((ls = op_splitter_next(sp, &line, &len)) != OP_LINE_NONE) {
-			struct op_parsed p;
-
-			ck_assert_int_eq(ls, OP_LINE_OK);
-			op_parse_line(OP_FROM_EXT, line, len, &p);
-			ck_assert_msg(p.verdict != OP_PROTOCOL_ERROR, "%s: protocol error: %s [%s]",
-				      which, p.error, line);
-			if (p.verdict == OP_NON_PROTOCOL) {
-				char *s = NULL;
-
-				ck_assert_int_ge(asprintf(&s, "%s%s\n", d->nonproto, line), 0);
-				free(d->nonproto);
-				d->nonproto = s;
-			}
-			if (p.verdict != OP_VALID) {
-				op_parsed_release(&p);
-				continue;
-			}
-			json_object_array_add(d->msgs, op_parsed_steal(&p));
-			struct json_object *m = json_object_array_get_idx(
-				d->msgs, json_object_array_length(d->msgs) - 1);
-
-			if (p.type == OP_MSG_HELLO && !sent_action) {
-				d->hello = m;
-				line_out = op_encode_action(op_action_from_name(o->action), "t",
-							    "dev-t", cfg, st, NULL, d->workdir);
-				if (o->cancel_at_once) {
-					char *both = NULL;
-
-					ck_assert_int_ge(asprintf(&both,
-								  "%s{\"type\":\"cancel\","
-								  "\"reason\":\"timeout\"}\n",
-								  line_out),
-							 0);
-					free(line_out);
-					line_out = both;
-				}
-				send_str(in_p[1], line_out);
-				free(line_out);
-				sent_action = true;
-			} else if (p.type == OP_MSG_LOG && o->cancel_after && !sent_cancel &&
-				   strstr(op_get_str(m, "message"), o->cancel_after)) {
-				if (o->sigterm)
-					kill(pid, SIGTERM);
-				else
-					send_str(in_p[1], "{\"type\":\"cancel\",\"reason\":"
-							  "\"interrupted\"}\n");
-				sent_cancel = true;
-			} else if (p.type == OP_MSG_RESULT) {
-				ck_assert_ptr_null(d->result);
-				d->result = m;
-				close(in_p[1]);
-				in_p[1] = -1;
-			}
-		}
-		if (n == 0)
-			break;
-	}
-	if (in_p[1] >= 0)
-		close(in_p[1]);
-	close(out_p[0]);
-	ck_assert_int_eq(waitpid(pid, &wst, 0), pid);
-	d->status = WIFEXITED(wst) ? WEXITSTATUS(wst) : 128 + WTERMSIG(wst);
-	op_splitter_free(sp);
+	eo.config = cfg;
+	eo.state = st;
+	extdrv_run(&eo, d);
 	json_object_put(cfg);
 	json_object_put(st);
 	free(exe);
 }
 
-static void drv_release(struct drv *d)
-{
-	json_object_put(d->msgs);
-	free(d->nonproto);
-	test_rmtree(d->workdir);
-	free(d->workdir);
-}
-
 /* The n-th message of a type (0-based) with optional key == value. */
-static struct json_object *find(const struct drv *d, const char *type, const char *key,
+static struct json_object *find(const struct extdrv *d, const char *type, const char *key,
 				const char *value)
 {
 	for (size_t i = 0; i < json_object_array_length(d->msgs); i++) {
@@ -209,7 +89,7 @@ static struct json_object *find(const struct drv *d, const char *type, const cha
 }
 
 /* The last message of a type. */
-static struct json_object *last(const struct drv *d, const char *type)
+static struct json_object *last(const struct extdrv *d, const char *type)
 {
 	struct json_object *found = NULL;
 
@@ -228,7 +108,7 @@ static const char *json_text(struct json_object *v)
 							 JSON_C_TO_STRING_NOSLASHESCAPE);
 }
 
-static void assert_result(const struct drv *d, const char *status, const char *summary)
+static void assert_result(const struct extdrv *d, const char *status, const char *summary)
 {
 	ck_assert_msg(d->result != NULL, "no result; messages: %s", json_text(d->msgs));
 	ck_assert_str_eq(op_get_str(d->result, "status"), status);
@@ -237,7 +117,7 @@ static void assert_result(const struct drv *d, const char *status, const char *s
 	ck_assert_int_eq(d->status, 0);
 }
 
-static void assert_output(const struct drv *d, const char *key, const char *json, bool secret)
+static void assert_output(const struct extdrv *d, const char *key, const char *json, bool secret)
 {
 	struct json_object *o = NULL;
 
@@ -257,7 +137,7 @@ static void assert_output(const struct drv *d, const char *key, const char *json
 
 START_TEST(test_exec_describe)
 {
-	struct drv d;
+	struct extdrv d;
 	struct drv_opts o = {.action = "describe"};
 	struct json_object *desc;
 
@@ -269,13 +149,13 @@ START_TEST(test_exec_describe)
 	ck_assert_str_eq(op_get_str(desc, "version"), "0.1.0");
 	ck_assert(json_object_is_type(op_get(op_get(desc, "config"), "properties"),
 				      json_type_object));
-	drv_release(&d);
+	extdrv_release(&d);
 }
 END_TEST
 
 START_TEST(test_exec_validate_errors)
 {
-	struct drv d;
+	struct extdrv d;
 	struct drv_opts o = {.action = "validate",
 			     .config = "{\"comand\":[\"x\"],\"env\":{\"FOO\":1},\"cwd\":3}"};
 	struct json_object *errs;
@@ -292,25 +172,25 @@ START_TEST(test_exec_validate_errors)
 			 "{\"path\":\"cwd\",\"message\":\"must be a non-empty string\"}]");
 	ck_assert_ptr_nonnull(find(&d, "log", "message", "command: is required"));
 	ck_assert_ptr_nonnull(find(&d, "log", "message", "env.FOO: must be a string"));
-	drv_release(&d);
+	extdrv_release(&d);
 
 	o.config = "{\"command\":\"ls\",\"secret_outputs\":[1]}";
 	drive("exec", &o, &d);
 	assert_result(&d, "failure",
 		      "invalid configuration: command: must be a list of strings (and 1 more)");
 	ck_assert_ptr_nonnull(find(&d, "log", "message", "secret_outputs[0]: must be a string"));
-	drv_release(&d);
+	extdrv_release(&d);
 
 	o.config = "{\"command\":[\"true\"],\"env\":{\"A\":\"b\"}}";
 	drive("exec", &o, &d);
 	assert_result(&d, "success", "configuration is valid");
-	drv_release(&d);
+	extdrv_release(&d);
 }
 END_TEST
 
 START_TEST(test_exec_apply_kv_outputs_and_logs)
 {
-	struct drv d;
+	struct extdrv d;
 	struct drv_opts o = {
 		.action = "apply",
 		.config = "{\"command\":[\"sh\",\"-c\",\"echo out-line; echo err-line >&2; "
@@ -337,13 +217,13 @@ START_TEST(test_exec_apply_kv_outputs_and_logs)
 		find(&d, "log", "message", "previous state: 2 run(s), last status 0"));
 	st = op_get(last(&d, "state"), "state");
 	ck_assert_str_eq(json_text(st), "{\"runs\":3,\"last_status\":0}");
-	drv_release(&d);
+	extdrv_release(&d);
 }
 END_TEST
 
 START_TEST(test_exec_apply_json_outputs)
 {
-	struct drv d;
+	struct extdrv d;
 	struct drv_opts o = {
 		.action = "apply",
 		.config = "{\"command\":[\"sh\",\"-c\",\"printf '%s' '  {\\\"n\\\": 3, "
@@ -356,13 +236,13 @@ START_TEST(test_exec_apply_json_outputs)
 	assert_output(&d, "n", "3", false);
 	assert_output(&d, "obj", "{\"a\":[1,null]}", false);
 	assert_output(&d, "pw", "\"s3\"", true);
-	drv_release(&d);
+	extdrv_release(&d);
 }
 END_TEST
 
 START_TEST(test_exec_bad_output_file)
 {
-	struct drv d;
+	struct extdrv d;
 	struct drv_opts o = {
 		.action = "apply",
 		.config = "{\"command\":[\"sh\",\"-c\",\"echo ok=1 > $ORCHD_OUTPUT; "
@@ -372,25 +252,25 @@ START_TEST(test_exec_bad_output_file)
 	drive("exec", &o, &d);
 	assert_result(&d, "failure", "$ORCHD_OUTPUT: line 2: expected KEY=VALUE or KEY<<DELIMITER");
 	ck_assert_ptr_null(find(&d, "output", NULL, NULL));
-	drv_release(&d);
+	extdrv_release(&d);
 
 	o.config = "{\"command\":[\"sh\",\"-c\",\"printf 'k<<END\\\\nv\\\\n' > $ORCHD_OUTPUT\"]}";
 	drive("exec", &o, &d);
 	assert_result(&d, "failure", "$ORCHD_OUTPUT: line 1: delimiter 'END' not found");
-	drv_release(&d);
+	extdrv_release(&d);
 
 	o.config = "{\"command\":[\"sh\",\"-c\",\"echo '{\\\"a\\\":' > $ORCHD_OUTPUT\"]}";
 	drive("exec", &o, &d);
 	ck_assert_str_eq(op_get_str(d.result, "status"), "failure");
 	ck_assert_ptr_nonnull(
 		strstr(op_get_str(d.result, "summary"), "$ORCHD_OUTPUT: invalid JSON object: "));
-	drv_release(&d);
+	extdrv_release(&d);
 }
 END_TEST
 
 START_TEST(test_exec_failing_command)
 {
-	struct drv d;
+	struct extdrv d;
 	struct drv_opts o = {.action = "apply",
 			     .config = "{\"command\":[\"sh\",\"-c\",\"echo k=v > $ORCHD_OUTPUT; "
 				       "exit 3\"]}"};
@@ -400,24 +280,24 @@ START_TEST(test_exec_failing_command)
 	ck_assert_ptr_null(find(&d, "output", NULL, NULL));
 	ck_assert_str_eq(json_text(op_get(last(&d, "state"), "state")),
 			 "{\"runs\":1,\"last_status\":3}");
-	drv_release(&d);
+	extdrv_release(&d);
 
 	o.config = "{\"command\":[\"sh\",\"-c\",\"kill -KILL $$\"]}";
 	drive("exec", &o, &d);
 	assert_result(&d, "failure", "command killed by signal 9");
-	drv_release(&d);
+	extdrv_release(&d);
 
 	o.config = "{\"command\":[\"orchd-no-such-program-xyz\"]}";
 	drive("exec", &o, &d);
 	assert_result(&d, "failure",
 		      "cannot run 'orchd-no-such-program-xyz': No such file or directory");
-	drv_release(&d);
+	extdrv_release(&d);
 }
 END_TEST
 
 START_TEST(test_exec_cwd)
 {
-	struct drv d;
+	struct extdrv d;
 	char *dir = test_tmpdir(), *env = NULL, *sub = NULL;
 	struct drv_opts o = {.action = "apply",
 			     .config = "{\"command\":[\"pwd\"],\"cwd\":\"sub\"}"};
@@ -429,14 +309,14 @@ START_TEST(test_exec_cwd)
 	drive("exec", &o, &d);
 	assert_result(&d, "success", NULL);
 	ck_assert_ptr_nonnull(find(&d, "log", "message", sub));
-	drv_release(&d);
+	extdrv_release(&d);
 
 	o.env = NULL;
 	o.config = "{\"command\":[\"pwd\"],\"cwd\":\"missing\"}";
 	drive("exec", &o, &d);
 	ck_assert_str_eq(op_get_str(d.result, "status"), "failure");
 	ck_assert_ptr_nonnull(strstr(op_get_str(d.result, "summary"), "/missing': No such file"));
-	drv_release(&d);
+	extdrv_release(&d);
 	test_rmtree(dir);
 	free(dir);
 	free(sub);
@@ -446,13 +326,13 @@ END_TEST
 
 START_TEST(test_exec_plan_destroy)
 {
-	struct drv d;
+	struct extdrv d;
 	struct drv_opts o = {.action = "plan", .config = "{\"command\":[\"echo\",\"a b\",\"c\"]}"};
 
 	drive("exec", &o, &d);
 	assert_result(&d, "success", "would run: echo 'a b' c");
 	ck_assert(op_get_bool(d.result, "changed", false));
-	drv_release(&d);
+	extdrv_release(&d);
 
 	o.config = "{\"command\":[\"false\"],\"plan_command\":[\"sh\",\"-c\","
 		   "\"echo changed=false > $ORCHD_OUTPUT\"]}";
@@ -460,7 +340,7 @@ START_TEST(test_exec_plan_destroy)
 	assert_result(&d, "success", "plan: command exited with status 0");
 	ck_assert(!op_get_bool(d.result, "changed", true));
 	ck_assert_ptr_null(find(&d, "output", NULL, NULL));
-	drv_release(&d);
+	extdrv_release(&d);
 
 	o.action = "destroy";
 	o.config = "{\"command\":[\"true\"]}";
@@ -469,19 +349,19 @@ START_TEST(test_exec_plan_destroy)
 	assert_result(&d, "success", "nothing to destroy");
 	ck_assert(!op_get_bool(d.result, "changed", true));
 	ck_assert_ptr_null(op_get(last(&d, "state"), "state"));
-	drv_release(&d);
+	extdrv_release(&d);
 
 	o.config = "{\"command\":[\"true\"],\"destroy_command\":[\"sh\",\"-c\",\"echo bye\"]}";
 	drive("exec", &o, &d);
 	assert_result(&d, "success", "destroy: command exited with status 0");
 	ck_assert_ptr_nonnull(find(&d, "log", "message", "bye"));
-	drv_release(&d);
+	extdrv_release(&d);
 }
 END_TEST
 
 START_TEST(test_exec_cancel)
 {
-	struct drv d;
+	struct extdrv d;
 	struct drv_opts o = {
 		.action = "apply",
 		.config = "{\"command\":[\"sh\",\"-c\",\"trap 'echo got-term; exit 5' TERM; "
@@ -505,7 +385,7 @@ START_TEST(test_exec_cancel)
 	ck_assert_int_eq(errno, ESRCH);
 	free(text);
 	free(pidfile);
-	drv_release(&d);
+	extdrv_release(&d);
 }
 END_TEST
 
@@ -513,14 +393,14 @@ END_TEST
  * must find it in what it already buffered */
 START_TEST(test_exec_cancel_buffered)
 {
-	struct drv d;
+	struct extdrv d;
 	struct drv_opts o = {.action = "apply",
 			     .config = "{\"command\":[\"sleep\",\"30\"]}",
 			     .cancel_at_once = true};
 
 	drive("exec", &o, &d);
 	assert_result(&d, "failure", "cancelled");
-	drv_release(&d);
+	extdrv_release(&d);
 }
 END_TEST
 
@@ -528,7 +408,7 @@ END_TEST
  * its own group, so exec must forward the signal and still report */
 START_TEST(test_exec_sigterm)
 {
-	struct drv d;
+	struct extdrv d;
 	struct drv_opts o = {.action = "apply",
 			     .config = "{\"command\":[\"sh\",\"-c\",\"trap 'echo got-term; exit 5' "
 				       "TERM; echo started; sleep 30 & wait\"]}",
@@ -538,13 +418,13 @@ START_TEST(test_exec_sigterm)
 	drive("exec", &o, &d);
 	assert_result(&d, "failure", "cancelled");
 	ck_assert_ptr_nonnull(find(&d, "log", "message", "got-term"));
-	drv_release(&d);
+	extdrv_release(&d);
 }
 END_TEST
 
 START_TEST(test_exec_protocol_mismatch)
 {
-	struct drv d;
+	struct extdrv d;
 	struct drv_opts o = {.action = "apply",
 			     .hello = "{\"type\":\"hello\",\"protocol\":{\"min\":2,\"max\":3},"
 				      "\"orchd_version\":\"9.0.0\"}\n"};
@@ -555,7 +435,7 @@ START_TEST(test_exec_protocol_mismatch)
 	ck_assert_str_eq(op_get_str(find(&d, "error", NULL, NULL), "message"),
 			 "extension exec speaks protocol 1..1, orchd offers 2..3");
 	ck_assert(!op_get_bool(find(&d, "error", NULL, NULL), "retryable", true));
-	drv_release(&d);
+	extdrv_release(&d);
 }
 END_TEST
 
@@ -565,7 +445,7 @@ static const char *const demos[] = {"shdemo", "pydemo"};
 
 START_TEST(test_demo_describe)
 {
-	struct drv d;
+	struct extdrv d;
 	struct drv_opts o = {.action = "describe"};
 
 	drive(demos[_i], &o, &d);
@@ -575,13 +455,13 @@ START_TEST(test_demo_describe)
 	ck_assert(json_object_is_type(op_get(op_get(d.result, "describe"), "config"),
 				      json_type_object));
 	ck_assert_str_eq(d.nonproto, "");
-	drv_release(&d);
+	extdrv_release(&d);
 }
 END_TEST
 
 START_TEST(test_demo_validate)
 {
-	struct drv d;
+	struct extdrv d;
 	struct drv_opts o = {.action = "validate", .config = "{\"whom\":\"x\",\"greeting\":5}"};
 
 	drive(demos[_i], &o, &d);
@@ -594,23 +474,23 @@ START_TEST(test_demo_validate)
 		"{\"path\":\"who\",\"message\":\"is required\"},"
 		"{\"path\":\"greeting\",\"message\":\"must be a string\"}]");
 	ck_assert_ptr_nonnull(find(&d, "log", "message", "greeting: must be a string"));
-	drv_release(&d);
+	extdrv_release(&d);
 
 	o.config = "{\"who\":\"\"}";
 	drive(demos[_i], &o, &d);
 	assert_result(&d, "failure", "invalid configuration: who: must be a non-empty string");
-	drv_release(&d);
+	extdrv_release(&d);
 
 	o.config = "{\"who\":\"Ada\",\"greeting\":\"hi\"}";
 	drive(demos[_i], &o, &d);
 	assert_result(&d, "success", "configuration is valid");
-	drv_release(&d);
+	extdrv_release(&d);
 }
 END_TEST
 
 START_TEST(test_demo_lifecycle)
 {
-	struct drv d;
+	struct extdrv d;
 	struct drv_opts o = {.action = "plan", .config = "{\"who\":\"A \\\"q\\\" \\u00e9\"}"};
 	char *state, *file = NULL, *text;
 
@@ -618,7 +498,7 @@ START_TEST(test_demo_lifecycle)
 	drive(demos[_i], &o, &d);
 	assert_result(&d, "success", NULL);
 	ck_assert(op_get_bool(d.result, "changed", false));
-	drv_release(&d);
+	extdrv_release(&d);
 
 	/* first apply: outputs, state, a file in the workdir */
 	o.action = "apply";
@@ -636,7 +516,7 @@ START_TEST(test_demo_lifecycle)
 	state = strdup(json_text(op_get(last(&d, "state"), "state")));
 	ck_assert_str_eq(state,
 			 "{\"who\":\"A \\\"q\\\" \xc3\xa9\",\"greeting\":\"hello\",\"runs\":1}");
-	drv_release(&d);
+	extdrv_release(&d);
 
 	/* second apply reads the state back: runs 2, nothing changed */
 	o.state = state;
@@ -645,14 +525,14 @@ START_TEST(test_demo_lifecycle)
 	ck_assert(!op_get_bool(d.result, "changed", true));
 	assert_output(&d, "runs", "2", false);
 	ck_assert_ptr_nonnull(find(&d, "log", "level", "debug"));
-	drv_release(&d);
+	extdrv_release(&d);
 
 	/* plan with that state: no change */
 	o.action = "plan";
 	drive(demos[_i], &o, &d);
 	assert_result(&d, "success", "no change");
 	ck_assert(!op_get_bool(d.result, "changed", true));
-	drv_release(&d);
+	extdrv_release(&d);
 
 	/* destroy clears the state */
 	o.action = "destroy";
@@ -661,14 +541,14 @@ START_TEST(test_demo_lifecycle)
 	ck_assert(op_has(last(&d, "state"), "state"));
 	ck_assert_ptr_null(op_get(last(&d, "state"), "state"));
 	ck_assert_str_eq(d.nonproto, "");
-	drv_release(&d);
+	extdrv_release(&d);
 	free(state);
 }
 END_TEST
 
 START_TEST(test_demo_protocol_mismatch)
 {
-	struct drv d;
+	struct extdrv d;
 	struct drv_opts o = {.action = "apply",
 			     .hello = "{\"type\":\"hello\",\"protocol\":{\"min\":2,\"max\":3},"
 				      "\"orchd_version\":\"9.0.0\"}\n"};
@@ -682,7 +562,7 @@ START_TEST(test_demo_protocol_mismatch)
 		0);
 	ck_assert_str_eq(op_get_str(find(&d, "error", NULL, NULL), "message"), want);
 	free(want);
-	drv_release(&d);
+	extdrv_release(&d);
 }
 END_TEST
 

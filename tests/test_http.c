@@ -27,80 +27,20 @@
 #include "testutil.h"
 #include "util.h"
 
-static pid_t srv_pid = -1;
-static int srv_stdin = -1;
-static int srv_port;
+static struct test_httpd srv = TEST_HTTPD_INIT;
 static char *tmp;   /* scratch directory */
 static char *cache; /* $XDG_CACHE_HOME */
 
-/* Start httpd.py; its stdin is a pipe we hold, so it exits with us. */
-static int server_start(const char *cert, const char *key)
-{
-	char *script = test_src_path("tests/helpers/httpd.py");
-	int in[2], out[2];
-	char buf[32];
-	size_t len = 0;
-	struct pollfd pfd;
-
-	if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0)
-		return -1;
-	srv_pid = fork();
-	if (srv_pid < 0)
-		return -1;
-	if (srv_pid == 0) {
-		dup2(in[0], 0);
-		dup2(out[1], 1);
-		if (cert)
-			execlp("python3", "python3", script, "--tls", cert, key, (char *)NULL);
-		else
-			execlp("python3", "python3", script, (char *)NULL);
-		_exit(127);
-	}
-	free(script);
-	close(in[0]);
-	close(out[1]);
-	srv_stdin = in[1];
-	pfd.fd = out[0];
-	pfd.events = POLLIN;
-	while (len < sizeof(buf) - 1 && !memchr(buf, '\n', len)) {
-		ssize_t n;
-
-		if (poll(&pfd, 1, 20000) <= 0)
-			break;
-		n = read(out[0], buf + len, sizeof(buf) - 1 - len);
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-	}
-	close(out[0]);
-	buf[len] = '\0';
-	srv_port = atoi(buf);
-	return srv_port > 0 ? 0 : -1;
-}
-
-static void server_stop(void)
-{
-	if (srv_pid > 0) {
-		kill(srv_pid, SIGTERM);
-		waitpid(srv_pid, NULL, 0);
-		srv_pid = -1;
-	}
-	if (srv_stdin >= 0) {
-		close(srv_stdin);
-		srv_stdin = -1;
-	}
-}
-
 static char *url(const char *path)
 {
-	return xasprintf("http://127.0.0.1:%d%s", srv_port, path);
+	return xasprintf("http://127.0.0.1:%d%s", srv.port, path);
 }
 
 /* Requests the server saw for path. */
 static long server_count(const char *path)
 {
 	struct strbuf body = STRBUF_INIT;
-	char err[512], *u = xasprintf("http://127.0.0.1:%d/_stats%s", srv_port, path);
+	char err[512], *u = xasprintf("http://127.0.0.1:%d/_stats%s", srv.port, path);
 	long n = -1;
 
 	if (orchd_http_get(u, &body, NULL, err, sizeof(err)) == 0)
@@ -150,12 +90,12 @@ static void setup(void)
 	cache = xasprintf("%s/cache", tmp);
 	setenv("XDG_CACHE_HOME", cache, 1);
 	unset_proxies();
-	ck_assert_int_eq(server_start(NULL, NULL), 0);
+	ck_assert_int_eq(test_httpd_start(&srv, NULL, NULL), 0);
 }
 
 static void teardown(void)
 {
-	server_stop();
+	test_httpd_stop(&srv);
 	unset_proxies();
 	test_rmtree(tmp);
 	free(tmp);
@@ -402,7 +342,7 @@ START_TEST(test_cache_hit_makes_no_request)
 	ck_assert(file_equals(entry, data, 5000));
 
 	/* with the server gone, the cache still serves */
-	server_stop();
+	test_httpd_stop(&srv);
 	unlink(d2);
 	ck_assert_msg(orchd_http_download(u, d2, sha, &o, NULL, err, sizeof(err)) == 0, "%s", err);
 	ck_assert(file_equals(d2, data, 5000));
@@ -504,7 +444,7 @@ START_TEST(test_get)
 	sb_release(&body);
 	free(u);
 
-	u = xasprintf("ftp://127.0.0.1:%d/x", srv_port);
+	u = xasprintf("ftp://127.0.0.1:%d/x", srv.port);
 	ck_assert_int_eq(orchd_http_get(u, &body, &o, err, sizeof(err)), -1);
 	snprintf(expect, sizeof(expect),
 		 "cannot download '%s': Protocol \"ftp\" not supported or disabled in libcurl", u);
@@ -596,7 +536,7 @@ START_TEST(test_proxy_from_environment)
 	struct orchd_http_opts o = fast_opts();
 	struct sockaddr_in sa = {.sin_family = AF_INET};
 	socklen_t sl = sizeof(sa);
-	char err[512], *proxy = xasprintf("http://127.0.0.1:%d", srv_port), *closed;
+	char err[512], *proxy = xasprintf("http://127.0.0.1:%d", srv.port), *closed;
 	char *dest = xasprintf("%s/out.bin", tmp), *u;
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 
@@ -761,7 +701,7 @@ static void tls_setup(void)
 	ck_assert_int_eq(mkdir(certdir, 0755), 0);
 	link = xasprintf("%s/%s.0", certdir, hash);
 	ck_assert_int_eq(symlink(cert, link), 0);
-	ck_assert_int_eq(server_start(cert, key), 0);
+	ck_assert_int_eq(test_httpd_start(&srv, cert, key), 0);
 	free(link);
 	free(hash);
 	free(key);
@@ -778,7 +718,7 @@ START_TEST(test_https_ca_from_environment)
 {
 	struct orchd_http_opts o = fast_opts();
 	char err[1024], prefix[512];
-	char *u = xasprintf("https://127.0.0.1:%d/bytes/16", srv_port);
+	char *u = xasprintf("https://127.0.0.1:%d/bytes/16", srv.port);
 	char *dest = xasprintf("%s/out.bin", tmp);
 
 	o.retries = 0;

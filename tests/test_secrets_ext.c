@@ -19,6 +19,7 @@
 
 #include <json-c/json.h>
 
+#include "extdriver.h"
 #include "orchd_protocol.h"
 #include "testutil.h"
 
@@ -160,14 +161,6 @@ static void need_fixture(void)
 
 /* --- driver ------------------------------------------------------------------ */
 
-struct drv {
-	struct json_object *msgs;   /* every valid message, in order (owned) */
-	struct json_object *result; /* borrowed from msgs */
-	char *stderr_text;	    /* everything the extension wrote on stderr */
-	char *nonproto;		    /* non-protocol stdout lines */
-	int status;		    /* exit code, 128+sig when killed */
-};
-
 struct drv_opts {
 	const char *action;
 	const char *config;	  /* JSON text */
@@ -177,176 +170,56 @@ struct drv_opts {
 	const char *pipeline_dir; /* ORCHD_PIPELINE_DIR, NULL: fx.dir */
 };
 
-static void append(char **s, const char *data, size_t len)
-{
-	size_t old = strlen(*s);
-	char *n = realloc(*s, old + len + 1);
-
-	ck_assert_ptr_nonnull(n);
-	memcpy(n + old, data, len);
-	n[old + len] = '\0';
-	*s = n;
-}
-
-static void handle_line(struct drv *d, const char *line, size_t len, int *in_w,
-			const struct drv_opts *o, struct json_object *cfg, struct json_object *st)
-{
-	struct op_parsed p;
-	struct json_object *m;
-
-	op_parse_line(OP_FROM_EXT, line, len, &p);
-	ck_assert_msg(p.verdict != OP_PROTOCOL_ERROR, "protocol error: %s [%s]", p.error, line);
-	if (p.verdict == OP_NON_PROTOCOL) {
-		append(&d->nonproto, line, len);
-		append(&d->nonproto, "\n", 1);
-	}
-	if (p.verdict != OP_VALID) {
-		op_parsed_release(&p);
-		return;
-	}
-	json_object_array_add(d->msgs, op_parsed_steal(&p));
-	m = json_object_array_get_idx(d->msgs, json_object_array_length(d->msgs) - 1);
-	if (p.type == OP_MSG_HELLO) {
-		char *a = op_encode_action(op_action_from_name(o->action), "t", "dev-secrets-t",
-					   cfg, st, NULL, fx.dir);
-
-		ck_assert_int_eq(op_write_all(*in_w, a, strlen(a)), 0);
-		free(a);
-	} else if (p.type == OP_MSG_RESULT) {
-		ck_assert_ptr_null(d->result);
-		d->result = m;
-		close(*in_w);
-		*in_w = -1;
-	}
-}
-
 /* Run one action of orchd-ext-secrets with cwd = ORCHD_PIPELINE_DIR = fx.dir. */
-static void drive(const struct drv_opts *o, struct drv *d)
+static void drive(const struct drv_opts *o, struct extdrv *d)
 {
-	static const char hello[] = "{\"type\":\"hello\",\"protocol\":{\"min\":1,\"max\":1},"
-				    "\"orchd_version\":\"0.1.0\"}\n";
-	int in_p[2], out_p[2], err_p[2], wst;
+	/* the sops key of the user's home must not make a test pass */
+	static const char *const unset[] = {"SOPS_AGE_KEY_FILE", "SOPS_AGE_KEY", "SOPS_AGE_KEY_CMD",
+					    NULL};
 	char *exe = test_build_path("libexec/orchd/extensions/orchd-ext-secrets");
-	struct op_splitter *sp = op_splitter_new(0, OP_SPLIT_STRICT);
-	struct json_object *cfg = json_tokener_parse(o->config), *st = NULL;
-	bool out_open = true, err_open = true;
-	pid_t pid;
+	struct json_object *cfg, *st = NULL;
+	struct extdrv_opts eo = {
+		.exe = exe,
+		.action = o->action,
+		.instance_id = "dev-secrets-t",
+		.workdir = fx.dir,
+		.pipeline_dir = o->pipeline_dir ? o->pipeline_dir : fx.dir,
+		.home = fx.dir,
+		.path_prefix = o->path_prefix,
+		.unset = unset,
+		.env = o->env,
+		.capture_stderr = true,
+		.expect_result = true,
+	};
 
 	need_fixture();
-	memset(d, 0, sizeof(*d));
-	d->msgs = json_object_new_array();
-	d->stderr_text = strdup("");
-	d->nonproto = strdup("");
+	cfg = json_tokener_parse(o->config);
 	ck_assert_ptr_nonnull(cfg);
 	if (o->state) {
 		st = json_tokener_parse(o->state);
 		ck_assert_ptr_nonnull(st);
 	}
-	ck_assert_int_eq(pipe(in_p), 0);
-	ck_assert_int_eq(pipe(out_p), 0);
-	ck_assert_int_eq(pipe(err_p), 0);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		dup2(in_p[0], 0);
-		dup2(out_p[1], 1);
-		dup2(err_p[1], 2);
-		close(in_p[0]);
-		close(in_p[1]);
-		close(out_p[0]);
-		close(out_p[1]);
-		close(err_p[0]);
-		close(err_p[1]);
-		if (chdir(fx.dir) < 0)
-			_exit(126);
-		unsetenv("SOPS_AGE_KEY_FILE");
-		unsetenv("SOPS_AGE_KEY");
-		unsetenv("SOPS_AGE_KEY_CMD");
-		setenv("ORCHD_PROTOCOL", "1", 1);
-		setenv("ORCHD_INSTANCE", "t", 1);
-		setenv("ORCHD_WORKDIR", fx.dir, 1);
-		setenv("ORCHD_PIPELINE_DIR", o->pipeline_dir ? o->pipeline_dir : fx.dir, 1);
-		/* the sops key of the user's home must not make a test pass */
-		setenv("HOME", fx.dir, 1);
-		if (o->path_prefix) {
-			char *p;
-
-			if (asprintf(&p, "%s:%s", o->path_prefix, getenv("PATH")) < 0)
-				_exit(126);
-			setenv("PATH", p, 1);
-		}
-		for (size_t i = 0; o->env && o->env[i]; i++)
-			putenv((char *)(uintptr_t)o->env[i]);
-		execl(exe, exe, (char *)NULL);
-		_exit(127);
-	}
-	close(in_p[0]);
-	close(out_p[1]);
-	close(err_p[1]);
-	signal(SIGPIPE, SIG_IGN);
-	ck_assert_int_eq(op_write_all(in_p[1], hello, strlen(hello)), 0);
-	while (out_open || err_open) {
-		struct pollfd pfd[2] = {{out_open ? out_p[0] : -1, POLLIN, 0},
-					{err_open ? err_p[0] : -1, POLLIN, 0}};
-		char buf[65536];
-		const char *line;
-		size_t len;
-		ssize_t n;
-
-		ck_assert_int_ge(poll(pfd, 2, -1), 0);
-		if (err_open && pfd[1].revents) {
-			n = read(err_p[0], buf, sizeof(buf));
-			if (n <= 0)
-				err_open = false;
-			else
-				append(&d->stderr_text, buf, (size_t)n);
-		}
-		if (out_open && pfd[0].revents) {
-			n = read(out_p[0], buf, sizeof(buf));
-			if (n <= 0) {
-				out_open = false;
-				op_splitter_finish(sp);
-			} else {
-				op_splitter_feed(sp, buf, (size_t)n);
-			}
-			while (op_splitter_next(sp, &line, &len) == OP_LINE_OK)
-				handle_line(d, line, len, &in_p[1], o, cfg, st);
-		}
-	}
-	if (in_p[1] >= 0)
-		close(in_p[1]);
-	close(out_p[0]);
-	close(err_p[0]);
-	ck_assert_int_eq(waitpid(pid, &wst, 0), pid);
-	d->status = WIFEXITED(wst) ? WEXITSTATUS(wst) : 128 + WTERMSIG(wst);
-	op_splitter_free(sp);
+	eo.config = cfg;
+	eo.state = st;
+	extdrv_run(&eo, d);
 	json_object_put(cfg);
 	json_object_put(st);
 	free(exe);
-	ck_assert_ptr_nonnull(d->result);
-	ck_assert_int_eq(d->status, 0);
 	ck_assert_str_eq(d->nonproto, "");
 }
 
-static void drv_release(struct drv *d)
-{
-	json_object_put(d->msgs);
-	free(d->stderr_text);
-	free(d->nonproto);
-}
-
-static const char *status_of(const struct drv *d)
+static const char *status_of(const struct extdrv *d)
 {
 	return op_get_str(d->result, "status");
 }
 
-static const char *summary_of(const struct drv *d)
+static const char *summary_of(const struct extdrv *d)
 {
 	return op_get_str(d->result, "summary");
 }
 
 /* The output message with key, or NULL. */
-static struct json_object *output(const struct drv *d, const char *key)
+static struct json_object *output(const struct extdrv *d, const char *key)
 {
 	for (size_t i = 0; i < json_object_array_length(d->msgs); i++) {
 		struct json_object *m = json_object_array_get_idx(d->msgs, i);
@@ -357,7 +230,7 @@ static struct json_object *output(const struct drv *d, const char *key)
 	return NULL;
 }
 
-static size_t count(const struct drv *d, const char *type)
+static size_t count(const struct extdrv *d, const char *type)
 {
 	size_t n = 0;
 
@@ -367,7 +240,7 @@ static size_t count(const struct drv *d, const char *type)
 }
 
 /* The last message of a type, or NULL. */
-static struct json_object *last(const struct drv *d, const char *type)
+static struct json_object *last(const struct extdrv *d, const char *type)
 {
 	struct json_object *found = NULL;
 
@@ -381,7 +254,7 @@ static struct json_object *last(const struct drv *d, const char *type)
 }
 
 /* True when a log message has exactly this level and text. */
-static bool has_log(const struct drv *d, const char *level, const char *text)
+static bool has_log(const struct extdrv *d, const char *level, const char *text)
 {
 	for (size_t i = 0; i < json_object_array_length(d->msgs); i++) {
 		struct json_object *m = json_object_array_get_idx(d->msgs, i);
@@ -395,7 +268,7 @@ static bool has_log(const struct drv *d, const char *level, const char *text)
 }
 
 /* No plaintext in any message but outputs, nor on stderr. */
-static void assert_no_plaintext(const struct drv *d)
+static void assert_no_plaintext(const struct extdrv *d)
 {
 	for (size_t i = 0; i < json_object_array_length(d->msgs); i++) {
 		struct json_object *m = json_object_array_get_idx(d->msgs, i);
@@ -412,7 +285,7 @@ static void assert_no_plaintext(const struct drv *d)
 			      "plaintext %s leaked on stderr: %s", plaintexts[k], d->stderr_text);
 }
 
-static void assert_output(const struct drv *d, const char *key, const char *value)
+static void assert_output(const struct extdrv *d, const char *key, const char *value)
 {
 	struct json_object *m = output(d, key);
 
@@ -453,7 +326,7 @@ static char *sha256_of(const char *salt, const char *value)
 
 START_TEST(apply_all_sources)
 {
-	struct drv d;
+	struct extdrv d;
 	struct json_object *st, *state, *hashes;
 	char *h;
 
@@ -482,13 +355,13 @@ START_TEST(apply_all_sources)
 	ck_assert_str_eq(op_get_str(hashes, "token"), h);
 	free(h);
 	assert_no_plaintext(&d);
-	drv_release(&d);
+	extdrv_release(&d);
 }
 END_TEST
 
 START_TEST(sops_whole_document)
 {
-	struct drv d;
+	struct extdrv d;
 	struct json_object *v;
 
 	drive(&(struct drv_opts){"apply",
@@ -504,14 +377,14 @@ START_TEST(sops_whole_document)
 	ck_assert_int_eq(json_object_get_int(op_get(output(&d, "port"), "value")), 5432);
 	ck_assert(op_get_bool(output(&d, "all"), "secret", false));
 	assert_no_plaintext(&d);
-	drv_release(&d);
+	extdrv_release(&d);
 }
 END_TEST
 
 START_TEST(sops_key_from_pass_env)
 {
 	static const char *const env[] = {"SOPS_AGE_KEY_FILE=key.txt", NULL};
-	struct drv d;
+	struct extdrv d;
 
 	drive(&(struct drv_opts){"apply",
 				 "{\"values\":{\"db\":{\"sops\":{\"file\":\"secrets.enc.yaml\","
@@ -520,14 +393,14 @@ START_TEST(sops_key_from_pass_env)
 	      &d);
 	ck_assert_str_eq(status_of(&d), "success");
 	assert_output(&d, "db", V_DB);
-	drv_release(&d);
+	extdrv_release(&d);
 }
 END_TEST
 
 START_TEST(plan_names_only_and_detects_changes)
 {
 	static const char *const other_env[] = {"SECRETS_TEST_TOKEN=" V_ENV "-rotated", NULL};
-	struct drv d;
+	struct extdrv d;
 	char *state;
 
 	/* first plan: everything is new */
@@ -539,26 +412,26 @@ START_TEST(plan_names_only_and_detects_changes)
 	ck_assert_int_eq(count(&d, "output"), 0);
 	ck_assert_int_eq(count(&d, "state"), 0);
 	assert_no_plaintext(&d);
-	drv_release(&d);
+	extdrv_release(&d);
 
 	/* apply, then plan with its state: no change */
 	drive(&(struct drv_opts){"apply", ALL_SOURCES, NULL, token_env, NULL}, &d);
 	state = strdup(json_object_to_json_string(op_get(last(&d, "state"), "state")));
-	drv_release(&d);
+	extdrv_release(&d);
 	drive(&(struct drv_opts){"plan", ALL_SOURCES, state, token_env, NULL}, &d);
 	ck_assert_str_eq(status_of(&d), "success");
 	ck_assert(!op_get_bool(d.result, "changed", true));
 	ck_assert_str_eq(summary_of(&d), "no change: token, cert, db, api, host, blob");
 	ck_assert(has_log(&d, "info", "would provide: token, cert, db, api, host, blob"));
 	assert_no_plaintext(&d);
-	drv_release(&d);
+	extdrv_release(&d);
 
 	/* a rotated value: changed, named, never shown */
 	drive(&(struct drv_opts){"plan", ALL_SOURCES, state, other_env, NULL}, &d);
 	ck_assert(op_get_bool(d.result, "changed", false));
 	ck_assert(has_log(&d, "info", "changed: token (value changed)"));
 	assert_no_plaintext(&d);
-	drv_release(&d);
+	extdrv_release(&d);
 
 	/* a value removed from the config: changed */
 	drive(&(struct drv_opts){"plan",
@@ -569,19 +442,19 @@ START_TEST(plan_names_only_and_detects_changes)
 	ck_assert(has_log(&d, "info",
 			  "changed: cert (removed), db (removed), api (removed), host (removed), "
 			  "blob (removed)"));
-	drv_release(&d);
+	extdrv_release(&d);
 	free(state);
 }
 END_TEST
 
 START_TEST(validate_errors)
 {
-	struct drv d;
+	struct extdrv d;
 	char *want;
 
 	drive(&(struct drv_opts){"validate", ALL_SOURCES, NULL, NULL, NULL}, &d);
 	ck_assert_str_eq(status_of(&d), "success");
-	drv_release(&d);
+	extdrv_release(&d);
 
 	drive(&(struct drv_opts){"validate", "{\"values\":{\"db\":{\"sopss\":{\"file\":\"x\"}}}}",
 				 NULL, NULL, NULL},
@@ -595,7 +468,7 @@ START_TEST(validate_errors)
 	ck_assert_str_eq(
 		op_get_str(json_object_array_get_idx(op_get(d.result, "errors"), 0), "path"),
 		"values.db");
-	drv_release(&d);
+	extdrv_release(&d);
 
 	drive(
 		&(struct drv_opts){
@@ -620,13 +493,13 @@ START_TEST(validate_errors)
 	ck_assert_str_eq(summary_of(&d), "invalid configuration: unknown key 'valuse' (did you "
 					 "mean 'values'?) (and 3 more)");
 	free(want);
-	drv_release(&d);
+	extdrv_release(&d);
 }
 END_TEST
 
 START_TEST(apply_errors)
 {
-	struct drv d;
+	struct extdrv d;
 	char *want;
 
 	/* missing environment variable */
@@ -637,7 +510,7 @@ START_TEST(apply_errors)
 	ck_assert_str_eq(summary_of(&d), "values.token.env: environment variable 'SECRETS_NOPE' "
 					 "is not set (add it to the instance's pass_env)");
 	ck_assert_int_eq(count(&d, "output"), 0);
-	drv_release(&d);
+	extdrv_release(&d);
 
 	/* missing file */
 	drive(&(struct drv_opts){"apply", "{\"values\":{\"cert\":{\"file\":\"gone.pem\"}}}", NULL,
@@ -650,7 +523,7 @@ START_TEST(apply_errors)
 		0);
 	ck_assert_str_eq(summary_of(&d), want);
 	free(want);
-	drv_release(&d);
+	extdrv_release(&d);
 
 	/* a key that is not in the sops file */
 	drive(&(struct drv_opts){"apply",
@@ -668,7 +541,7 @@ START_TEST(apply_errors)
 	ck_assert_int_eq(count(&d, "output"), 0);
 	assert_no_plaintext(&d);
 	free(want);
-	drv_release(&d);
+	extdrv_release(&d);
 
 	/* no age key at all: sops fails, its stderr is logged, the hint is given */
 	drive(&(struct drv_opts){"apply",
@@ -688,7 +561,7 @@ START_TEST(apply_errors)
 			  "sops: Failed to get the data key required to decrypt the SOPS file."));
 	assert_no_plaintext(&d);
 	free(want);
-	drv_release(&d);
+	extdrv_release(&d);
 
 	/* age with the wrong identity (a fresh key) */
 	ck_assert_int_eq(tool(NULL, "age-keygen", "-o", "other.txt", NULL, NULL, NULL, NULL), 0);
@@ -705,7 +578,7 @@ START_TEST(apply_errors)
 	ck_assert_str_eq(summary_of(&d), want);
 	assert_no_plaintext(&d);
 	free(want);
-	drv_release(&d);
+	extdrv_release(&d);
 }
 END_TEST
 
@@ -717,7 +590,7 @@ END_TEST
  */
 START_TEST(stderr_is_masked)
 {
-	struct drv d;
+	struct extdrv d;
 	char *bin, *script;
 
 	ck_assert_int_ge(asprintf(&bin, "%s/fakebin", fx.dir), 0);
@@ -740,7 +613,7 @@ START_TEST(stderr_is_masked)
 	assert_output(&d, "blob", V_AGE);
 	ck_assert(has_log(&d, "warning", "age: debug: got [***] and env [***]"));
 	assert_no_plaintext(&d);
-	drv_release(&d);
+	extdrv_release(&d);
 	free(script);
 	free(bin);
 }
@@ -748,7 +621,7 @@ END_TEST
 
 START_TEST(destroy_and_describe)
 {
-	struct drv d;
+	struct extdrv d;
 	struct json_object *st;
 
 	drive(&(struct drv_opts){"destroy", ALL_SOURCES, "{\"salt\":\"x\"}", NULL, NULL}, &d);
@@ -757,12 +630,12 @@ START_TEST(destroy_and_describe)
 	st = last(&d, "state");
 	ck_assert_ptr_nonnull(st);
 	ck_assert_ptr_null(op_get(st, "state"));
-	drv_release(&d);
+	extdrv_release(&d);
 
 	drive(&(struct drv_opts){"describe", "{}", NULL, NULL, NULL}, &d);
 	ck_assert_str_eq(status_of(&d), "success");
 	ck_assert_str_eq(op_get_str(op_get(d.result, "describe"), "type"), "secrets");
-	drv_release(&d);
+	extdrv_release(&d);
 }
 END_TEST
 
@@ -771,7 +644,7 @@ START_TEST(example_pipeline_values)
 {
 	static const char *const env[] = {"DEMO_TOKEN=demo-token", NULL};
 	char *dir = test_src_path("examples/secrets");
-	struct drv d;
+	struct extdrv d;
 
 	drive(&(struct drv_opts){"apply",
 				 "{\"age_key_file\":\"demo-age-key.txt\",\"values\":{"
@@ -790,7 +663,7 @@ START_TEST(example_pipeline_values)
 	assert_output(&d, "signing_key", "demo-signing-key-not-secret");
 	assert_output(&d, "banner", "Welcome to the demo");
 	assert_output(&d, "token", "demo-token");
-	drv_release(&d);
+	extdrv_release(&d);
 	free(dir);
 }
 END_TEST

@@ -31,9 +31,7 @@
 
 static char *tmp;
 static char *repo; /* a git repository: README "hello from git" on main */
-static pid_t srv_pid = -1;
-static int srv_stdin = -1;
-static int srv_port;
+static struct test_httpd srv = TEST_HTTPD_INIT;
 
 /* --- fixtures ------------------------------------------------------------ */
 
@@ -45,64 +43,9 @@ static int sh(const char *script, char **err)
 	return test_run(argv, NULL, err);
 }
 
-/* Start httpd.py; its stdin is a pipe we hold, so it exits with us. */
-static int server_start(void)
-{
-	char *script = test_src_path("tests/helpers/httpd.py");
-	int in[2], out[2];
-	char buf[32];
-	size_t len = 0;
-	struct pollfd pfd;
-
-	if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0)
-		return -1;
-	srv_pid = fork();
-	if (srv_pid < 0)
-		return -1;
-	if (srv_pid == 0) {
-		dup2(in[0], 0);
-		dup2(out[1], 1);
-		execlp("python3", "python3", script, (char *)NULL);
-		_exit(127);
-	}
-	free(script);
-	close(in[0]);
-	close(out[1]);
-	srv_stdin = in[1];
-	pfd.fd = out[0];
-	pfd.events = POLLIN;
-	while (len < sizeof(buf) - 1 && !memchr(buf, '\n', len)) {
-		ssize_t n;
-
-		if (poll(&pfd, 1, 20000) <= 0)
-			break;
-		n = read(out[0], buf + len, sizeof(buf) - 1 - len);
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-	}
-	close(out[0]);
-	buf[len] = '\0';
-	srv_port = atoi(buf);
-	return srv_port > 0 ? 0 : -1;
-}
-
-static void server_stop(void)
-{
-	if (srv_pid > 0) {
-		kill(srv_pid, SIGTERM);
-		waitpid(srv_pid, NULL, 0);
-		srv_pid = -1;
-	}
-	if (srv_stdin >= 0) {
-		close(srv_stdin);
-		srv_stdin = -1;
-	}
-}
-
 static char *url(const char *path)
 {
-	return xasprintf("http://127.0.0.1:%d%s", srv_port, path);
+	return xasprintf("http://127.0.0.1:%d%s", srv.port, path);
 }
 
 /* The server's /bytes/N content and its digest. */
@@ -145,12 +88,12 @@ static void setup(void)
 	ck_assert_msg(rc == 0, "git: %s", err);
 	free(err);
 	free(script);
-	ck_assert_int_eq(server_start(), 0);
+	ck_assert_int_eq(test_httpd_start(&srv, NULL, NULL), 0);
 }
 
 static void teardown(void)
 {
-	server_stop();
+	test_httpd_stop(&srv);
 	test_rmtree(tmp);
 	free(tmp);
 	free(repo);

@@ -19,14 +19,9 @@
 
 #include <json-c/json.h>
 
+#include "extdriver.h"
 #include "orchd_protocol.h"
 #include "testutil.h"
-
-struct drv {
-	struct json_object *msgs;   /* every valid message, in order (owned) */
-	struct json_object *result; /* borrowed from msgs */
-	int status;		    /* exit code, 128+sig when killed */
-};
 
 struct drv_opts {
 	const char *action;
@@ -36,158 +31,45 @@ struct drv_opts {
 	const char *cancel_after;   /* send cancel after a log message containing this */
 };
 
-static void send_str(int fd, const char *s)
+/* Run one action with the environment orchd gives an extension (no
+ * TF_* of the test machine); fills d. */
+static void drive(const struct drv_opts *o, struct extdrv *d)
 {
-	ck_assert_int_eq(op_write_all(fd, s, strlen(s)), 0);
-}
-
-/* The environment orchd gives an extension (no TF_* of the test machine). */
-static char **ext_env(const char *workdir)
-{
-	static char *env[8];
-	static char path[8192], home[1024], wd[1024], pdir[1024];
-	char *src = test_src_path("examples/terraform");
-
-	snprintf(path, sizeof(path), "PATH=%s", getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin");
-	snprintf(home, sizeof(home), "HOME=%s", getenv("HOME") ? getenv("HOME") : "/");
-	snprintf(wd, sizeof(wd), "ORCHD_WORKDIR=%s", workdir);
-	snprintf(pdir, sizeof(pdir), "ORCHD_PIPELINE_DIR=%s", src);
-	free(src);
-	env[0] = path;
-	env[1] = home;
-	env[2] = wd;
-	env[3] = pdir;
-	env[4] = (char *)(uintptr_t) "ORCHD_PROTOCOL=1";
-	env[5] = (char *)(uintptr_t) "ORCHD_INSTANCE=t";
-	env[6] = NULL;
-	return env;
-}
-
-/* Run one action; fills d. */
-static void drive(const struct drv_opts *o, struct drv *d)
-{
-	int in_p[2], out_p[2];
 	char *exe = test_build_path("libexec/orchd/extensions/orchd-ext-terraform");
-	char buf[65536], *line_out, **env = ext_env(o->workdir);
-	struct op_splitter *sp = op_splitter_new(0, OP_SPLIT_STRICT);
-	struct json_object *empty = json_object_new_object();
-	bool sent_action = false, sent_cancel = false;
-	pid_t pid;
-	int wst;
+	char *pdir = test_src_path("examples/terraform");
+	struct extdrv_opts eo = {
+		.exe = exe,
+		.action = o->action,
+		.config = o->config,
+		.state = o->state,
+		.workdir = o->workdir,
+		.clean_env = true,
+		.pipeline_dir = pdir,
+		.cancel_after = o->cancel_after,
+		.strict = true,
+		.expect_result = true,
+	};
 
-	memset(d, 0, sizeof(*d));
-	d->msgs = json_object_new_array();
-	ck_assert_int_eq(pipe(in_p), 0);
-	ck_assert_int_eq(pipe(out_p), 0);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		dup2(in_p[0], 0);
-		dup2(out_p[1], 1);
-		close(in_p[0]);
-		close(in_p[1]);
-		close(out_p[0]);
-		close(out_p[1]);
-		if (chdir(o->workdir) < 0)
-			_exit(126);
-		execve(exe, (char *[]){exe, NULL}, env);
-		_exit(127);
-	}
-	close(in_p[0]);
-	close(out_p[1]);
-	signal(SIGPIPE, SIG_IGN);
-	send_str(in_p[1], "{\"type\":\"hello\",\"protocol\":{\"min\":1,\"max\":1},"
-			  "\"orchd_version\":\"0.1.0\"}\n");
-	for (;;) {
-		const char *line;
-		size_t len;
-		enum op_line_status ls;
-		ssize_t n = read(out_p[0], buf, sizeof(buf));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		ck_assert_int_ge(n, 0);
-		if (n == 0)
-			op_splitter_finish(sp);
-		else
-			op_splitter_feed(sp, buf, (size_t)n);
-		while ((ls = op_splitter_next(sp, &line, &len)) != OP_LINE_NONE) {
-			struct op_parsed p;
-			struct json_object *m;
-
-			ck_assert_int_eq(ls, OP_LINE_OK);
-			op_parse_line(OP_FROM_EXT, line, len, &p);
-			ck_assert_msg(p.verdict == OP_VALID,
-				      "not a valid protocol message: %s [%s]", p.error, line);
-			json_object_array_add(d->msgs, op_parsed_steal(&p));
-			m = json_object_array_get_idx(d->msgs,
-						      json_object_array_length(d->msgs) - 1);
-			if (p.type == OP_MSG_HELLO && !sent_action) {
-				line_out = op_encode_action(op_action_from_name(o->action), "t",
-							    "dev-t", o->config ? o->config : empty,
-							    o->state, NULL, o->workdir);
-				send_str(in_p[1], line_out);
-				free(line_out);
-				sent_action = true;
-			} else if (p.type == OP_MSG_LOG && o->cancel_after && !sent_cancel &&
-				   strstr(op_get_str(m, "message"), o->cancel_after)) {
-				send_str(in_p[1],
-					 "{\"type\":\"cancel\",\"reason\":\"interrupted\"}\n");
-				sent_cancel = true;
-			} else if (p.type == OP_MSG_RESULT) {
-				ck_assert_ptr_null(d->result);
-				d->result = m;
-				close(in_p[1]);
-				in_p[1] = -1;
-			}
-			op_parsed_release(&p);
-		}
-		if (n == 0)
-			break;
-	}
-	if (in_p[1] >= 0)
-		close(in_p[1]);
-	close(out_p[0]);
-	ck_assert_int_eq(waitpid(pid, &wst, 0), pid);
-	d->status = WIFEXITED(wst) ? WEXITSTATUS(wst) : 128 + WTERMSIG(wst);
-	ck_assert_msg(d->result, "no result (exit %d)", d->status);
-	ck_assert_int_eq(d->status, 0);
-	op_splitter_free(sp);
-	json_object_put(empty);
+	extdrv_run(&eo, d);
+	free(pdir);
 	free(exe);
 }
 
-static void drv_release(struct drv *d)
-{
-	json_object_put(d->msgs);
-}
-
 /* The last message of a type with optional key == value (borrowed). */
-static struct json_object *find(const struct drv *d, const char *type, const char *key,
+static struct json_object *find(const struct extdrv *d, const char *type, const char *key,
 				const char *value)
 {
-	struct json_object *found = NULL;
-
-	for (size_t i = 0; i < json_object_array_length(d->msgs); i++) {
-		struct json_object *m = json_object_array_get_idx(d->msgs, i);
-
-		if (strcmp(op_get_str(m, "type"), type))
-			continue;
-		if (key && (!op_get_str(m, key) || strcmp(op_get_str(m, key), value)))
-			continue;
-		found = m;
-	}
-	return found;
+	return extdrv_find_last(d, type, key, value);
 }
 
-static const char *summary(const struct drv *d)
+static const char *summary(const struct extdrv *d)
 {
 	const char *s = op_get_str(d->result, "summary");
 
 	return s ? s : "";
 }
 
-static bool succeeded(const struct drv *d)
+static bool succeeded(const struct extdrv *d)
 {
 	return !strcmp(op_get_str(d->result, "status"), "success");
 }
@@ -215,7 +97,7 @@ static void need_tofu(void)
 }
 
 /* validate with a config; returns the driver result. */
-static void validate(const char *config, struct drv *d, char **wd)
+static void validate(const char *config, struct extdrv *d, char **wd)
 {
 	struct json_object *cfg = json(config);
 	struct drv_opts o = {"validate", cfg, NULL, NULL, NULL};
@@ -228,7 +110,7 @@ static void validate(const char *config, struct drv *d, char **wd)
 
 START_TEST(validate_unknown_key)
 {
-	struct drv d;
+	struct extdrv d;
 	char *wd;
 	struct json_object *errs;
 
@@ -241,7 +123,7 @@ START_TEST(validate_unknown_key)
 	ck_assert_str_eq(op_get_str(json_object_array_get_idx(errs, 0), "path"), "");
 	ck_assert_ptr_nonnull(
 		find(&d, "log", "message", "unknown key 'varz' (did you mean 'vars'?)"));
-	drv_release(&d);
+	extdrv_release(&d);
 	test_rmtree(wd);
 	free(wd);
 }
@@ -249,7 +131,7 @@ END_TEST
 
 START_TEST(validate_missing_source)
 {
-	struct drv d;
+	struct extdrv d;
 	char *wd;
 
 	validate("{\"vars\":{\"name\":1}}", &d, &wd);
@@ -258,7 +140,7 @@ START_TEST(validate_missing_source)
 	ck_assert_str_eq(
 		op_get_str(json_object_array_get_idx(op_get(d.result, "errors"), 0), "path"),
 		"source");
-	drv_release(&d);
+	extdrv_release(&d);
 	test_rmtree(wd);
 	free(wd);
 }
@@ -266,14 +148,14 @@ END_TEST
 
 START_TEST(validate_bad_values)
 {
-	struct drv d;
+	struct extdrv d;
 	char *wd, *expect, *src = test_src_path("examples/terraform");
 
 	validate("{\"source\":\"nope\",\"binary\":\"tf\",\"var_files\":[\"x.tfvars\"]}", &d, &wd);
 	ck_assert(!succeeded(&d));
 	ck_assert_str_eq(summary(&d), "invalid configuration: binary: must be 'tofu', "
 				      "'terraform' or an absolute path (got 'tf')");
-	drv_release(&d);
+	extdrv_release(&d);
 	test_rmtree(wd);
 	free(wd);
 	/* paths: relative to ORCHD_PIPELINE_DIR (examples/terraform here) */
@@ -293,7 +175,7 @@ START_TEST(validate_bad_values)
 			 0);
 	ck_assert_ptr_nonnull(find(&d, "log", "message", expect));
 	free(expect);
-	drv_release(&d);
+	extdrv_release(&d);
 	test_rmtree(wd);
 	free(wd);
 	free(src);
@@ -302,7 +184,7 @@ END_TEST
 
 START_TEST(validate_ok_and_hcl_errors)
 {
-	struct drv d;
+	struct extdrv d;
 	char *wd, *bad = test_tmpdir(), *path, *cfg, *expect;
 	struct json_object *errs;
 	FILE *f;
@@ -311,7 +193,7 @@ START_TEST(validate_ok_and_hcl_errors)
 	validate("{\"source\":\"hello\",\"vars\":{\"path\":\"/nonexistent\"}}", &d, &wd);
 	ck_assert_msg(succeeded(&d), "%s", summary(&d));
 	ck_assert_str_eq(summary(&d), "configuration is valid");
-	drv_release(&d);
+	extdrv_release(&d);
 	test_rmtree(wd);
 	free(wd);
 
@@ -345,7 +227,7 @@ START_TEST(validate_ok_and_hcl_errors)
 		0);
 	ck_assert_str_eq(summary(&d), expect);
 	free(expect);
-	drv_release(&d);
+	extdrv_release(&d);
 	test_rmtree(wd);
 	free(wd);
 	free(cfg);
@@ -355,7 +237,7 @@ START_TEST(validate_ok_and_hcl_errors)
 }
 END_TEST
 
-static struct json_object *take_state(const struct drv *d)
+static struct json_object *take_state(const struct extdrv *d)
 {
 	struct json_object *m = find(d, "state", NULL, NULL);
 
@@ -369,7 +251,7 @@ START_TEST(lifecycle)
 	char *wd = test_tmpdir(), *tmp = test_tmpdir(), *out, *cfgtext, *varfile, *content;
 	struct json_object *cfg, *state, *o, *res;
 	struct drv_opts opts = {"plan", NULL, NULL, wd, NULL};
-	struct drv d;
+	struct extdrv d;
 	struct stat st;
 	FILE *f;
 
@@ -395,7 +277,7 @@ START_TEST(lifecycle)
 	ck_assert(op_get_bool(d.result, "changed", false));
 	ck_assert_str_eq(summary(&d), "plan: 1 to add, 0 to change, 0 to destroy");
 	ck_assert_int_eq(stat(out, &st), -1);
-	drv_release(&d);
+	extdrv_release(&d);
 
 	/* apply: the file, outputs (token secret), a secret tfstate */
 	opts.action = "apply";
@@ -421,7 +303,7 @@ START_TEST(lifecycle)
 	ck_assert_int_eq(json_object_array_length(res), 1);
 	ck_assert_str_eq(op_get_str(json_object_array_get_idx(res, 0), "type"), "terraform_data");
 	ck_assert_str_eq(op_get_str(json_object_array_get_idx(res, 0), "name"), "greeting");
-	drv_release(&d);
+	extdrv_release(&d);
 	/* no plaintext state or vars left in the workdir */
 	{
 		char *p;
@@ -447,7 +329,7 @@ START_TEST(lifecycle)
 	content = test_read_file(out, NULL);
 	ck_assert_str_eq(content, "marker\n");
 	free(content);
-	drv_release(&d);
+	extdrv_release(&d);
 
 	/* plan with the state: no changes */
 	opts.action = "plan";
@@ -455,7 +337,7 @@ START_TEST(lifecycle)
 	ck_assert_msg(succeeded(&d), "%s", summary(&d));
 	ck_assert(!op_get_bool(d.result, "changed", true));
 	ck_assert_str_eq(summary(&d), "plan: no changes");
-	drv_release(&d);
+	extdrv_release(&d);
 
 	/* plan with another name: an in-place update of terraform_data.input */
 	{
@@ -472,7 +354,7 @@ START_TEST(lifecycle)
 	ck_assert_msg(succeeded(&d), "%s", summary(&d));
 	ck_assert(op_get_bool(d.result, "changed", false));
 	ck_assert_str_eq(summary(&d), "plan: 0 to add, 1 to change, 0 to destroy");
-	drv_release(&d);
+	extdrv_release(&d);
 
 	/* destroy: the destroy provisioner removes the file; state now empty */
 	opts.action = "destroy";
@@ -484,7 +366,7 @@ START_TEST(lifecycle)
 	json_object_put(state);
 	state = take_state(&d);
 	ck_assert_int_eq(json_object_array_length(op_get(state, "resources")), 0);
-	drv_release(&d);
+	extdrv_release(&d);
 
 	/* destroy again: nothing to do */
 	opts.state = state;
@@ -492,7 +374,7 @@ START_TEST(lifecycle)
 	ck_assert(succeeded(&d));
 	ck_assert(!op_get_bool(d.result, "changed", true));
 	ck_assert_str_eq(summary(&d), "nothing to destroy");
-	drv_release(&d);
+	extdrv_release(&d);
 
 	json_object_put(state);
 	json_object_put(cfg);
@@ -511,7 +393,7 @@ START_TEST(apply_failure)
 	char *wd = test_tmpdir(), *cfgtext;
 	struct json_object *cfg, *state;
 	struct drv_opts opts = {"apply", NULL, NULL, wd, NULL};
-	struct drv d;
+	struct extdrv d;
 	const char *prefix = "tofu apply failed (exit status 1): local-exec provisioner error at "
 			     "main.tf:";
 
@@ -538,7 +420,7 @@ START_TEST(apply_failure)
 	ck_assert_int_eq(json_object_array_length(op_get(state, "resources")), 1);
 	json_object_put(state);
 	ck_assert_ptr_null(find(&d, "output", NULL, NULL));
-	drv_release(&d);
+	extdrv_release(&d);
 	json_object_put(cfg);
 	free(cfgtext);
 	test_rmtree(wd);
@@ -552,13 +434,13 @@ START_TEST(missing_binary)
 	struct json_object *cfg = json("{\"source\":\"hello\",\"binary\":\"/nonexistent/tofu\","
 				       "\"vars\":{\"path\":\"/nonexistent/x\"}}");
 	struct drv_opts opts = {"plan", cfg, NULL, wd, NULL};
-	struct drv d;
+	struct extdrv d;
 
 	drive(&opts, &d);
 	ck_assert(!succeeded(&d));
 	ck_assert_str_eq(summary(&d), "/nonexistent/tofu init: cannot run '/nonexistent/tofu': "
 				      "No such file or directory");
-	drv_release(&d);
+	extdrv_release(&d);
 	json_object_put(cfg);
 	test_rmtree(wd);
 	free(wd);
@@ -570,7 +452,7 @@ START_TEST(cancel_apply)
 	char *wd = test_tmpdir(), *cfgtext;
 	struct json_object *cfg;
 	struct drv_opts opts = {"apply", NULL, NULL, wd, "Provisioning with 'local-exec'"};
-	struct drv d;
+	struct extdrv d;
 	struct stat st;
 	char *out;
 
@@ -587,7 +469,7 @@ START_TEST(cancel_apply)
 	ck_assert_str_eq(summary(&d), "tofu apply: cancelled");
 	ck_assert_ptr_nonnull(find(&d, "log", "message", "cancelled: sent SIGTERM to tofu"));
 	ck_assert_int_eq(stat(out, &st), -1);
-	drv_release(&d);
+	extdrv_release(&d);
 	json_object_put(cfg);
 	free(cfgtext);
 	free(out);
@@ -600,7 +482,7 @@ START_TEST(describe)
 {
 	char *wd = test_tmpdir();
 	struct drv_opts opts = {"describe", NULL, NULL, wd, NULL};
-	struct drv d;
+	struct extdrv d;
 	struct json_object *desc;
 
 	drive(&opts, &d);
@@ -608,7 +490,7 @@ START_TEST(describe)
 	desc = op_get(d.result, "describe");
 	ck_assert_str_eq(op_get_str(desc, "type"), "terraform");
 	ck_assert_ptr_nonnull(op_get(op_get(op_get(desc, "config"), "properties"), "source"));
-	drv_release(&d);
+	extdrv_release(&d);
 	test_rmtree(wd);
 	free(wd);
 }

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -142,4 +143,65 @@ int test_run(char *const argv[], char **out, char **err)
 	if (WIFSIGNALED(status))
 		return 128 + WTERMSIG(status);
 	return WEXITSTATUS(status);
+}
+
+int test_httpd_start(struct test_httpd *h, const char *cert, const char *key)
+{
+	char *script = test_src_path("tests/helpers/httpd.py");
+	int in[2], out[2];
+	char buf[32];
+	size_t len = 0;
+	struct pollfd pfd;
+
+	if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0) {
+		free(script);
+		return -1;
+	}
+	h->pid = fork();
+	if (h->pid < 0) {
+		free(script);
+		return -1;
+	}
+	if (h->pid == 0) {
+		dup2(in[0], 0);
+		dup2(out[1], 1);
+		if (cert)
+			execlp("python3", "python3", script, "--tls", cert, key, (char *)NULL);
+		else
+			execlp("python3", "python3", script, (char *)NULL);
+		_exit(127);
+	}
+	free(script);
+	close(in[0]);
+	close(out[1]);
+	h->stdin_fd = in[1];
+	pfd.fd = out[0];
+	pfd.events = POLLIN;
+	while (len < sizeof(buf) - 1 && !memchr(buf, '\n', len)) {
+		ssize_t n;
+
+		if (poll(&pfd, 1, 20000) <= 0)
+			break;
+		n = read(out[0], buf + len, sizeof(buf) - 1 - len);
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	close(out[0]);
+	buf[len] = '\0';
+	h->port = atoi(buf);
+	return h->port > 0 ? 0 : -1;
+}
+
+void test_httpd_stop(struct test_httpd *h)
+{
+	if (h->pid > 0) {
+		kill(h->pid, SIGTERM);
+		waitpid(h->pid, NULL, 0);
+		h->pid = -1;
+	}
+	if (h->stdin_fd >= 0) {
+		close(h->stdin_fd);
+		h->stdin_fd = -1;
+	}
 }

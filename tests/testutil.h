@@ -8,6 +8,7 @@
 
 #include <check.h>
 #include <stdlib.h>
+#include <sys/types.h>
 
 /* Every suite's constructor, from the generated list. */
 #define SUITE(name) Suite *name##_suite(void);
@@ -30,5 +31,28 @@ void test_rmtree(const char *path);
  * Returns the exit code, or 128+signal if killed, or -1 on spawn failure.
  */
 int test_run(char *const argv[], char **out, char **err);
+
+/*
+ * The loopback HTTP server tests/helpers/httpd.py (python3), for suites
+ * that need real HTTP.  Its stdin is a pipe we hold, so it exits with us.
+ * Initialise with TEST_HTTPD_INIT; port is valid after a successful start.
+ */
+struct test_httpd {
+	pid_t pid;
+	int stdin_fd;
+	int port;
+};
+#define TEST_HTTPD_INIT   \
+	{                 \
+		-1, -1, 0 \
+	}
+
+/*
+ * Start the server (with TLS when cert and key are given: PEM paths) and
+ * wait (up to 20 s) for the port it prints.  Returns 0, or -1 on failure.
+ */
+int test_httpd_start(struct test_httpd *h, const char *cert, const char *key);
+/* SIGTERM and reap the server; a no-op if it is not running. */
+void test_httpd_stop(struct test_httpd *h);
 
 #endif
