@@ -608,6 +608,64 @@ const char *op_closest(const char *name, const char *const *candidates);
 int op_ext_fail_errors(struct op_ext *ext, const struct op_errors *errs, int changed,
 		       const char *prefix);
 
+/* ---------------------------------------------------------------------------
+ * Extension-side: small config parsers shared by the C extensions' models.
+ * Each adds its configuration errors to errs (texts below are the ones
+ * users see) and never exits.
+ *
+ * Returns (int ones): 0 on success; -1 with errno EINVAL when errors were
+ * added to errs (then *out is NULL); -1 with errno ENOMEM on allocation
+ * failure (*out is NULL; errs may be incomplete).  Lists are
+ * NULL-terminated, malloc'ed with malloc'ed strings, owned by the caller:
+ * free with op_cfg_list_free().  The json-c values are borrowed, never put.
+ * ------------------------------------------------------------------------- */
+
+/* op_cfg_string_list flags */
+#define OP_CFG_NONEMPTY_ITEMS (1u << 0) /* items must be non-empty strings */
+#define OP_CFG_ALLOW_ONE \
+	(1u << 1)	      /* a single non-empty string is a list of one
+					   (implies OP_CFG_NONEMPTY_ITEMS) */
+#define OP_CFG_ARGV (1u << 2) /* an argv: not empty, item 0 not "" */
+/* op_cfg_env_map flags */
+#define OP_CFG_ENV_IDENT \
+	(1u << 0) /* names must match [A-Za-z_][A-Za-z0-9_]*
+				      (default: non-empty, no '=') */
+
+/* Free a NULL-terminated list of malloc'ed strings (NULL is fine). */
+void op_cfg_list_free(char **list);
+
+/*
+ * The top of a config blob: "config must be a map" at "" when cfg is not
+ * an object; else one op_errors_unknown_key() at "" per key not in known
+ * (NULL-terminated).
+ */
+int op_cfg_check_map(const struct json_object *cfg, const char *const *known,
+		     struct op_errors *errs);
+
+/*
+ * A list of strings at key: "KEY: must be a list of strings",
+ * "KEY[I]: must be a string" (with OP_CFG_NONEMPTY_ITEMS or
+ * OP_CFG_ALLOW_ONE: "must be a non-empty string"); with OP_CFG_ARGV also
+ * "KEY: must not be empty" and "KEY: program name must not be empty".
+ */
+int op_cfg_string_list(const struct json_object *value, const char *key, unsigned flags,
+		       struct op_errors *errs, char ***out);
+
+/*
+ * An environment map at key (NAME -> string) as "NAME=VALUE" entries:
+ * "KEY: must be a map of strings", "KEY.NAME: is not a valid variable name",
+ * "KEY.NAME: must be a string".
+ */
+int op_cfg_env_map(const struct json_object *value, const char *key, unsigned flags,
+		   struct op_errors *errs, char ***out);
+
+/*
+ * path when absolute, else "$ORCHD_PIPELINE_DIR/path" when that is set and
+ * not empty, else "CWD/path" (or "./path" when the cwd is unknown); no
+ * normalisation, no check that it exists.  Malloc'ed; NULL: ENOMEM.
+ */
+char *op_cfg_resolve_path(const char *path);
+
 #ifdef __cplusplus
 }
 #endif

@@ -68,13 +68,6 @@ static char *join(const char *a, const char *b)
 	return s;
 }
 
-static void free_list(char **l)
-{
-	for (size_t i = 0; l && l[i]; i++)
-		free(l[i]);
-	free(l);
-}
-
 /* --- config ----------------------------------------------------------------- */
 
 /* Parse the config and check its paths; on failure send the result, -1. */
@@ -254,7 +247,7 @@ static void ctx_release(struct ctx *c)
 	free(c->workdir);
 	free(c->inventory);
 	free(c->varsfile);
-	free_list(c->env);
+	op_cfg_list_free(c->env);
 }
 
 /*

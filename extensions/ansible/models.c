@@ -29,18 +29,6 @@ void *ans_must(void *p)
 	return p;
 }
 
-static struct json_object *unconst(const struct json_object *o)
-{
-	return (struct json_object *)(uintptr_t)o;
-}
-
-static void free_list(char **l)
-{
-	for (size_t i = 0; l && l[i]; i++)
-		free(l[i]);
-	free(l);
-}
-
 static char **empty_list(void)
 {
 	return ans_must(calloc(1, sizeof(char *)));
@@ -65,81 +53,20 @@ static char *parse_string(struct json_object *v, const char *key, struct op_erro
 static char **parse_strings(struct json_object *v, const char *key, bool allow_one,
 			    struct op_errors *errs)
 {
-	size_t n, before = errs->nr;
+	unsigned flags = allow_one ? OP_CFG_ALLOW_ONE : OP_CFG_NONEMPTY_ITEMS;
 	char **out;
 
-	if (allow_one && is_nonempty_string(v)) {
-		out = ans_must(calloc(2, sizeof(*out)));
-		out[0] = ans_must(strdup(json_object_get_string(v)));
-		return out;
-	}
-	if (!json_object_is_type(v, json_type_array)) {
-		op_errors_add(errs, key, "must be a list of strings");
-		return NULL;
-	}
-	n = json_object_array_length(v);
-	out = ans_must(calloc(n + 1, sizeof(*out)));
-	for (size_t i = 0; i < n; i++) {
-		struct json_object *s = json_object_array_get_idx(v, i);
-		char path[128];
-
-		snprintf(path, sizeof(path), "%s[%zu]", key, i);
-		if (!is_nonempty_string(s)) {
-			op_errors_add(errs, path, "must be a non-empty string");
-			out[i] = ans_must(strdup(""));
-			continue;
-		}
-		out[i] = ans_must(strdup(json_object_get_string(s)));
-	}
-	if (errs->nr != before) {
-		free_list(out);
-		return NULL;
-	}
+	if (op_cfg_string_list(v, key, flags, errs, &out) < 0 && errno == ENOMEM)
+		ans_must(NULL);
 	return out;
-}
-
-static bool valid_name(const char *k)
-{
-	if (!*k || (*k >= '0' && *k <= '9'))
-		return false;
-	for (; *k; k++)
-		if (!(*k == '_' || (*k >= 'a' && *k <= 'z') || (*k >= 'A' && *k <= 'Z') ||
-		      (*k >= '0' && *k <= '9')))
-			return false;
-	return true;
 }
 
 static char **parse_env(struct json_object *v, struct op_errors *errs)
 {
-	size_t n = 0, before = errs->nr;
 	char **out;
 
-	if (!json_object_is_type(v, json_type_object)) {
-		op_errors_add(errs, "env", "must be a map of strings");
-		return NULL;
-	}
-	out = ans_must(calloc((size_t)json_object_object_length(v) + 1, sizeof(*out)));
-	json_object_object_foreach(v, k, val)
-	{
-		char path[256];
-
-		snprintf(path, sizeof(path), "env.%s", k);
-		if (!valid_name(k)) {
-			op_errors_add(errs, path, "is not a valid variable name");
-			continue;
-		}
-		if (!json_object_is_type(val, json_type_string)) {
-			op_errors_add(errs, path, "must be a string");
-			continue;
-		}
-		if (asprintf(&out[n], "%s=%s", k, json_object_get_string(val)) < 0)
-			ans_must(NULL);
-		n++;
-	}
-	if (errs->nr != before) {
-		free_list(out);
-		return NULL;
-	}
+	if (op_cfg_env_map(v, "env", OP_CFG_ENV_IDENT, errs, &out) < 0 && errno == ENOMEM)
+		ans_must(NULL);
 	return out;
 }
 
@@ -214,25 +141,15 @@ static void parse_binary(struct json_object *v, struct ans_config *out, struct o
 
 int ans_config_parse(const struct json_object *cfg, struct ans_config *out, struct op_errors *errs)
 {
-	struct json_object *c = unconst(cfg), *v;
+	struct json_object *c = (struct json_object *)(uintptr_t)cfg, *v;
 	size_t before = errs->nr;
 
 	memset(out, 0, sizeof(*out));
 	out->check_mode_for_plan = true;
-	if (!json_object_is_type(c, json_type_object)) {
-		op_errors_add(errs, "", "config must be a map");
+	if (op_cfg_check_map(cfg, known_keys, errs) < 0 && errno == ENOMEM)
+		ans_must(NULL);
+	if (!json_object_is_type(c, json_type_object))
 		return -1;
-	}
-	json_object_object_foreach(c, k, val)
-	{
-		bool known = false;
-
-		(void)val;
-		for (size_t i = 0; known_keys[i]; i++)
-			known |= !strcmp(k, known_keys[i]);
-		if (!known)
-			op_errors_unknown_key(errs, "", k, known_keys);
-	}
 	if (!json_object_object_get_ex(c, "playbook", &v))
 		op_errors_add(errs, "playbook", "is required");
 	else
@@ -277,7 +194,7 @@ int ans_config_parse(const struct json_object *cfg, struct ans_config *out, stru
 				strcat(out->tags, tags[i]);
 			}
 		}
-		free_list(tags);
+		op_cfg_list_free(tags);
 	}
 	if (json_object_object_get_ex(c, "env", &v))
 		out->env = parse_env(v, errs);
@@ -304,8 +221,8 @@ void ans_config_release(struct ans_config *c)
 	free(c->binary);
 	free(c->limit);
 	free(c->tags);
-	free_list(c->env);
-	free_list(c->secret_outputs);
+	op_cfg_list_free(c->env);
+	op_cfg_list_free(c->secret_outputs);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -319,16 +236,7 @@ bool ans_config_secret_output(const struct ans_config *c, const char *key)
 
 char *ans_resolve_path(const char *path)
 {
-	const char *base = getenv("ORCHD_PIPELINE_DIR");
-	char *out, cwd[4096];
-
-	if (path[0] == '/')
-		return ans_must(strdup(path));
-	if (!base || !*base)
-		base = getcwd(cwd, sizeof(cwd)) ? cwd : ".";
-	if (asprintf(&out, "%s/%s", base, path) < 0)
-		ans_must(NULL);
-	return out;
+	return ans_must(op_cfg_resolve_path(path));
 }
 
 static void check_file(const char *key, const char *path, bool dir_ok, struct op_errors *errs)

@@ -1,6 +1,7 @@
 /*
  * models: parse and validate the exec extension's config blob.
  */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -28,112 +29,37 @@ static void *must(void *p)
 	return p;
 }
 
-static struct json_object *unconst(const struct json_object *o)
+/* A list of strings (an argv when argv): a NULL-terminated copy, or NULL
+ * after errors. */
+static char **parse_argv(struct json_object *v, const char *key, int argv, struct op_errors *errs)
 {
-	return (struct json_object *)(uintptr_t)o;
-}
-
-static void free_list(char **l)
-{
-	for (size_t i = 0; l && l[i]; i++)
-		free(l[i]);
-	free(l);
-}
-
-/* A list of strings: returns a NULL-terminated copy, or NULL after errors. */
-static char **parse_argv(struct json_object *v, const char *key, int nonempty,
-			 struct op_errors *errs)
-{
-	size_t n, before = errs->nr;
 	char **out;
 
-	if (!json_object_is_type(v, json_type_array)) {
-		op_errors_add(errs, key, "must be a list of strings");
-		return NULL;
-	}
-	n = json_object_array_length(v);
-	if (nonempty && n == 0) {
-		op_errors_add(errs, key, "must not be empty");
-		return NULL;
-	}
-	out = must(calloc(n + 1, sizeof(*out)));
-	for (size_t i = 0; i < n; i++) {
-		struct json_object *s = json_object_array_get_idx(v, i);
-		char path[128];
-
-		if (!json_object_is_type(s, json_type_string)) {
-			snprintf(path, sizeof(path), "%s[%zu]", key, i);
-			op_errors_add(errs, path, "must be a string");
-			continue;
-		}
-		out[i] = must(strdup(json_object_get_string(s)));
-		if (nonempty && i == 0 && !*out[0])
-			op_errors_add(errs, key, "program name must not be empty");
-	}
-	if (errs->nr != before) {
-		for (size_t i = 0; i < n; i++)
-			free(out[i]);
-		free(out);
-		return NULL;
-	}
+	if (op_cfg_string_list(v, key, argv ? OP_CFG_ARGV : 0, errs, &out) < 0 && errno == ENOMEM)
+		must(NULL);
 	return out;
 }
 
 static char **parse_env(struct json_object *v, struct op_errors *errs)
 {
-	size_t n = 0, before = errs->nr;
 	char **out;
 
-	if (!json_object_is_type(v, json_type_object)) {
-		op_errors_add(errs, "env", "must be a map of strings");
-		return NULL;
-	}
-	out = must(calloc((size_t)json_object_object_length(v) + 1, sizeof(*out)));
-	json_object_object_foreach(v, k, val)
-	{
-		char path[256];
-
-		snprintf(path, sizeof(path), "env.%s", k);
-		if (!*k || strchr(k, '=')) {
-			op_errors_add(errs, path, "is not a valid variable name");
-			continue;
-		}
-		if (!json_object_is_type(val, json_type_string)) {
-			op_errors_add(errs, path, "must be a string");
-			continue;
-		}
-		if (asprintf(&out[n], "%s=%s", k, json_object_get_string(val)) < 0)
-			must(NULL);
-		n++;
-	}
-	if (errs->nr != before) {
-		free_list(out);
-		return NULL;
-	}
+	if (op_cfg_env_map(v, "env", 0, errs, &out) < 0 && errno == ENOMEM)
+		must(NULL);
 	return out;
 }
 
 int exec_config_parse(const struct json_object *cfg, struct exec_config *out,
 		      struct op_errors *errs)
 {
-	struct json_object *c = unconst(cfg), *v;
+	struct json_object *c = (struct json_object *)(uintptr_t)cfg, *v;
 	size_t before = errs->nr;
 
 	memset(out, 0, sizeof(*out));
-	if (!json_object_is_type(c, json_type_object)) {
-		op_errors_add(errs, "", "config must be a map");
+	if (op_cfg_check_map(cfg, known_keys, errs) < 0 && errno == ENOMEM)
+		must(NULL);
+	if (!json_object_is_type(c, json_type_object))
 		return -1;
-	}
-	json_object_object_foreach(c, k, val)
-	{
-		int known = 0;
-
-		(void)val;
-		for (size_t i = 0; known_keys[i]; i++)
-			known |= !strcmp(k, known_keys[i]);
-		if (!known)
-			op_errors_unknown_key(errs, "", k, known_keys);
-	}
 	if (!json_object_object_get_ex(c, "command", &v))
 		op_errors_add(errs, "command", "is required");
 	else
@@ -165,12 +91,12 @@ int exec_config_parse(const struct json_object *cfg, struct exec_config *out,
 
 void exec_config_release(struct exec_config *c)
 {
-	free_list(c->command);
-	free_list(c->env);
+	op_cfg_list_free(c->command);
+	op_cfg_list_free(c->env);
 	free(c->cwd);
-	free_list(c->plan_command);
-	free_list(c->destroy_command);
-	free_list(c->secret_outputs);
+	op_cfg_list_free(c->plan_command);
+	op_cfg_list_free(c->destroy_command);
+	op_cfg_list_free(c->secret_outputs);
 	memset(c, 0, sizeof(*c));
 }
 

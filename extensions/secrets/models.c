@@ -47,16 +47,7 @@ static bool valid_name(const char *s)
 
 char *secrets_resolve_path(const char *p)
 {
-	const char *base = getenv("ORCHD_PIPELINE_DIR");
-	char *out, cwd[4096];
-
-	if (p[0] == '/')
-		return secrets_must(strdup(p));
-	if (!base || !*base)
-		base = getcwd(cwd, sizeof(cwd)) ? cwd : ".";
-	if (asprintf(&out, "%s/%s", base, p) < 0)
-		out = NULL;
-	return secrets_must(out);
+	return secrets_must(op_cfg_resolve_path(p));
 }
 
 /* A readable regular file?  Otherwise an error at path naming abs. */
@@ -330,20 +321,10 @@ int secrets_config_parse(const struct json_object *config, bool check_files,
 	const char *s;
 
 	memset(out, 0, sizeof(*out));
-	if (!json_object_is_type(c, json_type_object)) {
-		op_errors_add(errs, "", "config must be a map");
+	if (op_cfg_check_map(config, known_keys, errs) < 0 && errno == ENOMEM)
+		secrets_must(NULL);
+	if (!json_object_is_type(c, json_type_object))
 		return -1;
-	}
-	json_object_object_foreach(c, k, val)
-	{
-		bool known = false;
-
-		(void)val;
-		for (size_t i = 0; known_keys[i]; i++)
-			known |= !strcmp(k, known_keys[i]);
-		if (!known)
-			op_errors_unknown_key(errs, "", k, known_keys);
-	}
 	if (json_object_object_get_ex(c, "age_key_file", &v) &&
 	    (s = get_string(v, "age_key_file", errs))) {
 		out->age_key_file = secrets_resolve_path(s);

@@ -54,13 +54,6 @@ static char *join(const char *a, const char *b)
 	return s;
 }
 
-static void free_list(char **l)
-{
-	for (size_t i = 0; l && l[i]; i++)
-		free(l[i]);
-	free(l);
-}
-
 /* --- config ----------------------------------------------------------------- */
 
 static int fail_errors(struct op_ext *ext, struct op_errors *errs, const char *what)
@@ -317,8 +310,8 @@ static void ctx_release(struct ctx *c)
 		scrub_workdir(c->workdir);
 	tf_config_release(&c->cfg);
 	free(c->workdir);
-	free_list(c->env);
-	free_list(c->varargs);
+	op_cfg_list_free(c->env);
+	op_cfg_list_free(c->varargs);
 }
 
 /*

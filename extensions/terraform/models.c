@@ -27,90 +27,21 @@ void *tf_must(void *p)
 	return p;
 }
 
-static struct json_object *unconst(const struct json_object *o)
-{
-	return (struct json_object *)(uintptr_t)o;
-}
-
-static void free_list(char **l)
-{
-	for (size_t i = 0; l && l[i]; i++)
-		free(l[i]);
-	free(l);
-}
-
 static char **parse_strings(struct json_object *v, const char *key, struct op_errors *errs)
 {
-	size_t n, before = errs->nr;
 	char **out;
 
-	if (!json_object_is_type(v, json_type_array)) {
-		op_errors_add(errs, key, "must be a list of strings");
-		return NULL;
-	}
-	n = json_object_array_length(v);
-	out = tf_must(calloc(n + 1, sizeof(*out)));
-	for (size_t i = 0; i < n; i++) {
-		struct json_object *s = json_object_array_get_idx(v, i);
-		char path[128];
-
-		snprintf(path, sizeof(path), "%s[%zu]", key, i);
-		if (!json_object_is_type(s, json_type_string) || !json_object_get_string_len(s)) {
-			op_errors_add(errs, path, "must be a non-empty string");
-			out[i] = tf_must(strdup(""));
-			continue;
-		}
-		out[i] = tf_must(strdup(json_object_get_string(s)));
-	}
-	if (errs->nr != before) {
-		free_list(out);
-		return NULL;
-	}
+	if (op_cfg_string_list(v, key, OP_CFG_NONEMPTY_ITEMS, errs, &out) < 0 && errno == ENOMEM)
+		tf_must(NULL);
 	return out;
-}
-
-static bool valid_name(const char *k)
-{
-	if (!*k || (*k >= '0' && *k <= '9'))
-		return false;
-	for (; *k; k++)
-		if (!(*k == '_' || (*k >= 'a' && *k <= 'z') || (*k >= 'A' && *k <= 'Z') ||
-		      (*k >= '0' && *k <= '9')))
-			return false;
-	return true;
 }
 
 static char **parse_env(struct json_object *v, struct op_errors *errs)
 {
-	size_t n = 0, before = errs->nr;
 	char **out;
 
-	if (!json_object_is_type(v, json_type_object)) {
-		op_errors_add(errs, "env", "must be a map of strings");
-		return NULL;
-	}
-	out = tf_must(calloc((size_t)json_object_object_length(v) + 1, sizeof(*out)));
-	json_object_object_foreach(v, k, val)
-	{
-		char path[256];
-
-		snprintf(path, sizeof(path), "env.%s", k);
-		if (!valid_name(k)) {
-			op_errors_add(errs, path, "is not a valid variable name");
-			continue;
-		}
-		if (!json_object_is_type(val, json_type_string)) {
-			op_errors_add(errs, path, "must be a string");
-			continue;
-		}
-		if (asprintf(&out[n], "%s=%s", k, json_object_get_string(val)) < 0)
-			tf_must(NULL);
-		n++;
-	}
-	if (errs->nr != before) {
-		free_list(out);
-		return NULL;
-	}
+	if (op_cfg_env_map(v, "env", OP_CFG_ENV_IDENT, errs, &out) < 0 && errno == ENOMEM)
+		tf_must(NULL);
 	return out;
 }
 
@@ -133,24 +64,14 @@ static void parse_binary(struct json_object *v, struct tf_config *out, struct op
 
 int tf_config_parse(const struct json_object *cfg, struct tf_config *out, struct op_errors *errs)
 {
-	struct json_object *c = unconst(cfg), *v;
+	struct json_object *c = (struct json_object *)(uintptr_t)cfg, *v;
 	size_t before = errs->nr;
 
 	memset(out, 0, sizeof(*out));
-	if (!json_object_is_type(c, json_type_object)) {
-		op_errors_add(errs, "", "config must be a map");
+	if (op_cfg_check_map(cfg, known_keys, errs) < 0 && errno == ENOMEM)
+		tf_must(NULL);
+	if (!json_object_is_type(c, json_type_object))
 		return -1;
-	}
-	json_object_object_foreach(c, k, val)
-	{
-		int known = 0;
-
-		(void)val;
-		for (size_t i = 0; known_keys[i]; i++)
-			known |= !strcmp(k, known_keys[i]);
-		if (!known)
-			op_errors_unknown_key(errs, "", k, known_keys);
-	}
 	if (!json_object_object_get_ex(c, "source", &v))
 		op_errors_add(errs, "source", "is required");
 	else if (!json_object_is_type(v, json_type_string) || !json_object_get_string_len(v))
@@ -186,24 +107,15 @@ void tf_config_release(struct tf_config *c)
 {
 	free(c->source);
 	json_object_put(c->vars);
-	free_list(c->var_files);
+	op_cfg_list_free(c->var_files);
 	free(c->binary);
-	free_list(c->env);
+	op_cfg_list_free(c->env);
 	memset(c, 0, sizeof(*c));
 }
 
 char *tf_resolve_path(const char *path)
 {
-	const char *base = getenv("ORCHD_PIPELINE_DIR");
-	char *out, cwd[4096];
-
-	if (path[0] == '/')
-		return tf_must(strdup(path));
-	if (!base || !*base)
-		base = getcwd(cwd, sizeof(cwd)) ? cwd : ".";
-	if (asprintf(&out, "%s/%s", base, path) < 0)
-		tf_must(NULL);
-	return out;
+	return tf_must(op_cfg_resolve_path(path));
 }
 
 int tf_config_check_paths(const struct tf_config *c, struct op_errors *errs)
