@@ -186,6 +186,16 @@ nomem:
 	return -1;
 }
 
+bool op_cfg_env_has(char *const *env, const char *name)
+{
+	size_t l = strlen(name);
+
+	for (size_t i = 0; env && env[i]; i++)
+		if (!strncmp(env[i], name, l) && env[i][l] == '=')
+			return true;
+	return false;
+}
+
 char *op_cfg_resolve_path(const char *path)
 {
 	const char *base = getenv("ORCHD_PIPELINE_DIR");

@@ -658,6 +658,8 @@ int op_cfg_string_list(const struct json_object *value, const char *key, unsigne
  */
 int op_cfg_env_map(const struct json_object *value, const char *key, unsigned flags,
 		   struct op_errors *errs, char ***out);
+/* Whether env (NULL-terminated "NAME=VALUE" entries; NULL is empty) sets name. */
+bool op_cfg_env_has(char *const *env, const char *name);
 
 /*
  * path when absolute, else "$ORCHD_PIPELINE_DIR/path" when that is set and

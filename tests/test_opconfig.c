@@ -167,6 +167,11 @@ START_TEST(test_env_map)
 	ck_assert_str_eq(l[0], "9B=v");
 	ck_assert_str_eq(l[1], "a-b=");
 	ck_assert_ptr_null(l[2]);
+	ck_assert(op_cfg_env_has(l, "9B"));
+	ck_assert(op_cfg_env_has(l, "a-b"));
+	ck_assert(!op_cfg_env_has(l, "a"));
+	ck_assert(!op_cfg_env_has(l, "9B=v"));
+	ck_assert(!op_cfg_env_has(NULL, "9B"));
 	op_cfg_list_free(l);
 	json_object_put(o);
 

@@ -188,16 +188,6 @@ static int write_inventory(struct ctx *c, char *err, size_t errlen)
 	return ret;
 }
 
-static bool env_has(char *const *env, const char *name)
-{
-	size_t l = strlen(name);
-
-	for (size_t i = 0; env && env[i]; i++)
-		if (!strncmp(env[i], name, l) && env[i][l] == '=')
-			return true;
-	return false;
-}
-
 static void build_env(struct ctx *c)
 {
 	size_t n = 0, extra = 0;
@@ -222,7 +212,7 @@ static void build_env(struct ctx *c)
 	if (slash) {
 		*slash = '\0';
 		cfgfile = join(pb, "ansible.cfg");
-		if (!env_has(c->cfg.env, "ANSIBLE_CONFIG") && access(cfgfile, R_OK) == 0) {
+		if (!op_cfg_env_has(c->cfg.env, "ANSIBLE_CONFIG") && access(cfgfile, R_OK) == 0) {
 			if (asprintf(&c->env[n++], "ANSIBLE_CONFIG=%s", cfgfile) < 0)
 				ans_must(NULL);
 		}

@@ -251,16 +251,6 @@ static int write_json(const char *path, const struct json_object *o, char *err, 
 	return 0;
 }
 
-static bool env_has(char *const *env, const char *name)
-{
-	size_t l = strlen(name);
-
-	for (size_t i = 0; env && env[i]; i++)
-		if (!strncmp(env[i], name, l) && env[i][l] == '=')
-			return true;
-	return false;
-}
-
 static void build_env(struct ctx *c)
 {
 	size_t n = 0, extra = 0;
@@ -272,11 +262,11 @@ static void build_env(struct ctx *c)
 	c->env[n++] = tf_must(strdup("TF_IN_AUTOMATION=1"));
 	c->env[n++] = tf_must(strdup("TF_INPUT=0"));
 	c->env[n++] = tf_must(strdup("CHECKPOINT_DISABLE=1"));
-	if (!env_has(c->cfg.env, "TF_CLI_CONFIG_FILE")) {
+	if (!op_cfg_env_has(c->cfg.env, "TF_CLI_CONFIG_FILE")) {
 		if (asprintf(&c->env[n++], "TF_CLI_CONFIG_FILE=%s/%s", c->workdir, TF_RC_FILE) < 0)
 			tf_must(NULL);
 	}
-	if (!env_has(c->cfg.env, "TF_PLUGIN_CACHE_DIR")) {
+	if (!op_cfg_env_has(c->cfg.env, "TF_PLUGIN_CACHE_DIR")) {
 		if (asprintf(&c->env[n++], "TF_PLUGIN_CACHE_DIR=%s", cache) < 0)
 			tf_must(NULL);
 	}
