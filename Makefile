@@ -161,7 +161,7 @@ $(BUILD)/tests/helpers/%: $(BUILD)/obj/tests/helpers/%.o $(PROTO_LIB) $(BUILD)/o
 # LD_PRELOAD library built without sanitizers.
 $(BUILD)/tests/helpers/statewriter: $(BUILD)/obj/tests/helpers/statewriter.o \
   $(call obj,orchestrator/interfaces/engine.c orchestrator/interfaces/local.c \
-    orchestrator/interfaces/pulumi.c common/crypto.c common/util.c common/strbuf.c)
+    orchestrator/interfaces/pulumi.c common/crypto.c common/cache.c common/util.c common/strbuf.c)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
@@ -197,7 +197,7 @@ install: all
 
 # --- dependencies, tools, lint, bench ----------------------------------------
 DEB_DEPS := build-essential pkg-config libyaml-dev libjson-c-dev libgit2-dev \
-	libcurl4-openssl-dev libssl-dev check clang-format cppcheck valgrind git python3 python3-venv \
+	libcurl4-openssl-dev libssl-dev check clang-format cppcheck valgrind git python3 python3-venv jq \
 	openssl time iproute2
 
 deps:

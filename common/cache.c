@@ -38,9 +38,11 @@ int orchd_mkdir_p(const char *path, mode_t mode, char *err, size_t errlen)
 
 		*s = '\0';
 		if (mkdir(p, mode) < 0 && errno != EEXIST) {
-			snprintf(err, errlen, "cannot create directory '%s': %s", p,
-				 strerror(errno));
+			int e = errno;
+
+			snprintf(err, errlen, "cannot create directory '%s': %s", p, strerror(e));
 			free(p);
+			errno = e; /* callers may format it themselves */
 			return -1;
 		}
 		*s = c;
@@ -54,6 +56,7 @@ int orchd_mkdir_p(const char *path, mode_t mode, char *err, size_t errlen)
 	}
 	if (!S_ISDIR(st.st_mode)) {
 		snprintf(err, errlen, "cannot create directory '%s': not a directory", path);
+		errno = ENOTDIR;
 		return -1;
 	}
 	return 0;

@@ -17,21 +17,6 @@
 /* Cap on a passphrase file's first line. */
 #define PASS_MAX 4096
 
-static int set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return -1;
-}
-
 static const char *ossl_reason(void)
 {
 	unsigned long e = ERR_get_error();
@@ -44,7 +29,7 @@ static const char *ossl_reason(void)
 int orchd_crypto_random(void *buf, size_t n, char *err, size_t errlen)
 {
 	if (n > (size_t)INT32_MAX || RAND_bytes(buf, (int)n) != 1)
-		return set_err(err, errlen, "cannot get random bytes: %s", ossl_reason());
+		return orchd_set_err(err, errlen, "cannot get random bytes: %s", ossl_reason());
 	return 0;
 }
 
@@ -62,13 +47,14 @@ int orchd_crypto_derive(const struct orchd_kdf_params *kp, const char *pass, siz
 	key->set = 0;
 	if (kp->n < 2 || (kp->n & (kp->n - 1)) || kp->n > (1u << 22) || !kp->r || kp->r > 32 ||
 	    !kp->p || kp->p > 16)
-		return set_err(err, errlen, "unsupported scrypt parameters N=%llu r=%llu p=%llu",
-			       (unsigned long long)kp->n, (unsigned long long)kp->r,
-			       (unsigned long long)kp->p);
+		return orchd_set_err(err, errlen,
+				     "unsupported scrypt parameters N=%llu r=%llu p=%llu",
+				     (unsigned long long)kp->n, (unsigned long long)kp->r,
+				     (unsigned long long)kp->p);
 	if (EVP_PBE_scrypt(pass, passlen, kp->salt, sizeof(kp->salt), kp->n, kp->r, kp->p,
 			   KDF_MAXMEM, key->k, sizeof(key->k)) != 1) {
 		OPENSSL_cleanse(key->k, sizeof(key->k));
-		return set_err(err, errlen, "key derivation failed: %s", ossl_reason());
+		return orchd_set_err(err, errlen, "key derivation failed: %s", ossl_reason());
 	}
 	key->set = 1;
 	return 0;
@@ -131,9 +117,9 @@ int orchd_crypto_encrypt(const struct orchd_crypto_key *key, const void *aad, si
 
 	*nonce_b64 = *ct_b64 = NULL;
 	if (!key->set)
-		return set_err(err, errlen, "no encryption key");
+		return orchd_set_err(err, errlen, "no encryption key");
 	if (ptlen > (size_t)INT32_MAX - 64 || aadlen > (size_t)INT32_MAX)
-		return set_err(err, errlen, "secret value too large");
+		return orchd_set_err(err, errlen, "secret value too large");
 	if (orchd_crypto_random(nonce, sizeof(nonce), err, errlen))
 		return -1;
 	ct = xmalloc(ptlen + ORCHD_CRYPTO_TAG_LEN + 16);
@@ -143,14 +129,14 @@ int orchd_crypto_encrypt(const struct orchd_crypto_key *key, const void *aad, si
 	    EVP_EncryptInit_ex(ctx, NULL, NULL, key->k, nonce) != 1 ||
 	    (aadlen && EVP_EncryptUpdate(ctx, NULL, &len, aad, (int)aadlen) != 1) ||
 	    EVP_EncryptUpdate(ctx, ct, &len, pt, (int)ptlen) != 1) {
-		set_err(err, errlen, "encryption failed: %s", ossl_reason());
+		orchd_set_err(err, errlen, "encryption failed: %s", ossl_reason());
 		goto out;
 	}
 	off = (size_t)len;
 	if (EVP_EncryptFinal_ex(ctx, ct + off, &len) != 1 ||
 	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, ORCHD_CRYPTO_TAG_LEN,
 				ct + off + (size_t)len) != 1) {
-		set_err(err, errlen, "encryption failed: %s", ossl_reason());
+		orchd_set_err(err, errlen, "encryption failed: %s", ossl_reason());
 		goto out;
 	}
 	off += (size_t)len + ORCHD_CRYPTO_TAG_LEN;
@@ -175,12 +161,12 @@ int orchd_crypto_decrypt(const struct orchd_crypto_key *key, const void *aad, si
 	*pt = NULL;
 	*ptlen = 0;
 	if (!key->set)
-		return set_err(err, errlen, "no encryption key");
+		return orchd_set_err(err, errlen, "no encryption key");
 	nonce = orchd_b64_decode(nonce_b64, &nlen);
 	ct = orchd_b64_decode(ct_b64, &clen);
 	if (!nonce || !ct || nlen != ORCHD_CRYPTO_NONCE_LEN || clen < ORCHD_CRYPTO_TAG_LEN ||
 	    aadlen > (size_t)INT32_MAX) {
-		set_err(err, errlen, "malformed encrypted value");
+		orchd_set_err(err, errlen, "malformed encrypted value");
 		goto out;
 	}
 	clen -= ORCHD_CRYPTO_TAG_LEN;
@@ -191,14 +177,14 @@ int orchd_crypto_decrypt(const struct orchd_crypto_key *key, const void *aad, si
 	    EVP_DecryptInit_ex(ctx, NULL, NULL, key->k, nonce) != 1 ||
 	    (aadlen && EVP_DecryptUpdate(ctx, NULL, &len, aad, (int)aadlen) != 1) ||
 	    EVP_DecryptUpdate(ctx, out, &len, ct, (int)clen) != 1) {
-		set_err(err, errlen, "decryption failed: %s", ossl_reason());
+		orchd_set_err(err, errlen, "decryption failed: %s", ossl_reason());
 		goto out;
 	}
 	off = (size_t)len;
 	if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, ORCHD_CRYPTO_TAG_LEN, ct + clen) != 1 ||
 	    EVP_DecryptFinal_ex(ctx, out + off, &len) != 1) {
 		ERR_clear_error();
-		set_err(err, errlen, "authentication failed");
+		orchd_set_err(err, errlen, "authentication failed");
 		goto out;
 	}
 	off += (size_t)len;
@@ -236,23 +222,24 @@ int orchd_crypto_passphrase(char **out, char *err, size_t errlen)
 		return 0;
 	f = fopen(path, "re");
 	if (!f)
-		return set_err(err, errlen, "cannot read passphrase file %s: %s", path,
-			       strerror(errno));
+		return orchd_set_err(err, errlen, "cannot read passphrase file %s: %s", path,
+				     strerror(errno));
 	if (!fgets(buf, sizeof(buf), f)) {
 		int e = ferror(f) ? errno : 0;
 
 		fclose(f);
 		if (e)
-			return set_err(err, errlen, "cannot read passphrase file %s: %s", path,
-				       strerror(e));
+			return orchd_set_err(err, errlen, "cannot read passphrase file %s: %s",
+					     path, strerror(e));
 		return 0; /* empty file: no passphrase */
 	}
 	fclose(f);
 	n = strlen(buf);
 	if (n > PASS_MAX) {
 		OPENSSL_cleanse(buf, sizeof(buf));
-		return set_err(err, errlen, "passphrase file %s: first line longer than %d bytes",
-			       path, PASS_MAX);
+		return orchd_set_err(err, errlen,
+				     "passphrase file %s: first line longer than %d bytes", path,
+				     PASS_MAX);
 	}
 	if (n && buf[n - 1] == '\n')
 		buf[--n] = '\0';

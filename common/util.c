@@ -65,6 +65,18 @@ void die_errno_exit(int code, const char *fmt, ...)
 	exit(code);
 }
 
+int orchd_set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err && errlen) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return -1;
+}
+
 void *xmalloc(size_t n)
 {
 	void *p = malloc(n ? n : 1);

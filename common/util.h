@@ -33,6 +33,11 @@ void warning(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 _Noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 _Noreturn void die_errno_exit(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Library-style error into a caller buffer (redis's anetSetError): format
+ * into err[errlen] when err is not NULL, and return -1. */
+int orchd_set_err(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 void *xmalloc(size_t n);
 void *xcalloc(size_t nmemb, size_t size);
 void *xrealloc(void *p, size_t n);

@@ -31,6 +31,7 @@
 #include "hash.h"
 #include "interfaces/engine.h"
 #include "strbuf.h"
+#include "cache.h"
 #include "util.h"
 
 enum node_state {
@@ -1196,28 +1197,6 @@ static int run_phase(struct sched *s)
  * Setup and teardown
  * ------------------------------------------------------------------------- */
 
-static int mkdir_p(const char *path)
-{
-	char *p = xstrdup(path);
-
-	for (char *q = p + 1; *q; q++) {
-		if (*q != '/')
-			continue;
-		*q = '\0';
-		if (mkdir(p, 0700) < 0 && errno != EEXIST) {
-			free(p);
-			return -1;
-		}
-		*q = '/';
-	}
-	if (mkdir(p, 0700) < 0 && errno != EEXIST) {
-		free(p);
-		return -1;
-	}
-	free(p);
-	return 0;
-}
-
 static char *dir_of(const char *file)
 {
 	const char *slash = strrchr(file, '/');
@@ -1478,7 +1457,7 @@ int orchd_orchestrate(struct orchd_pipeline *p, const struct orchd_registry *reg
 			orchd_console_add_instance(s.con, s.n[i].in->id);
 		}
 	s.run_dir = xasprintf("%s/runs/%s", s.state_dir, s.run_id);
-	if (nsel && mkdir_p(s.run_dir) < 0) {
+	if (nsel && orchd_mkdir_p(s.run_dir, 0700, NULL, 0) < 0) {
 		error("cannot create %s: %s", s.run_dir, strerror(errno));
 		rc = ORCHD_EXIT_SYSTEM;
 		goto out;

@@ -43,6 +43,7 @@
 
 #include "crypto.h"
 #include "strbuf.h"
+#include "cache.h"
 #include "util.h"
 
 #define STACK_FORMAT   "orchd-stack"
@@ -69,48 +70,12 @@ struct local {
 /* Above this many dirty history files, one syncfs(2) beats an fsync each. */
 #define HIST_SYNCFS_MIN 16
 
-static int set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return -1;
-}
-
 static struct local *L(struct orchd_engine *e)
 {
 	return e->priv;
 }
 
 /* --- files -------------------------------------------------------------- */
-
-static int mkdir_p(const char *path, mode_t mode)
-{
-	char *p = xstrdup(path);
-	int ret = 0;
-
-	for (char *s = p + 1; *s; s++) {
-		if (*s != '/')
-			continue;
-		*s = '\0';
-		if (mkdir(p, mode) && errno != EEXIST) {
-			ret = -1;
-			break;
-		}
-		*s = '/';
-	}
-	if (!ret && mkdir(p, mode) && errno != EEXIST)
-		ret = -1;
-	free(p);
-	return ret;
-}
 
 static int fsync_dir(const char *dir)
 {
@@ -308,7 +273,7 @@ static int make_stacks_dir(struct local *l)
 {
 	if (!access(l->stacks, F_OK))
 		return 0;
-	if (mkdir_p(l->stacks, 0700) || fsync_dir(l->dir))
+	if (orchd_mkdir_p(l->stacks, 0700, NULL, 0) || fsync_dir(l->dir))
 		return -1;
 	return 0;
 }
@@ -326,7 +291,7 @@ static char *history_path(struct local *l, const char *stack)
 static int check_stack(const char *stack, char *err, size_t errlen)
 {
 	if (!orchd_stack_name_ok(stack))
-		return set_err(err, errlen, "invalid stack name '%s'", stack ? stack : "");
+		return orchd_set_err(err, errlen, "invalid stack name '%s'", stack ? stack : "");
 	return 0;
 }
 
@@ -361,12 +326,12 @@ static int ensure_key(struct local *l, int create, char *err, size_t errlen)
 	if (l->key.set)
 		return 0;
 	if (!l->pass)
-		return set_err(err, errlen, "no passphrase is set " PASS_HINT);
+		return orchd_set_err(err, errlen, "no passphrase is set " PASS_HINT);
 	path = xasprintf("%s/crypto.json", l->dir);
 again:
 	r = read_file(path, &buf, &len);
 	if (r < 0) {
-		set_err(err, errlen, "cannot read %s: %s", path, strerror(errno));
+		orchd_set_err(err, errlen, "cannot read %s: %s", path, strerror(errno));
 		goto out;
 	}
 	if (r == 1) {
@@ -375,10 +340,10 @@ again:
 		const char *s;
 
 		if (!create) {
-			set_err(err, errlen,
-				"%s is missing: the secrets of this state directory "
-				"cannot be decrypted",
-				path);
+			orchd_set_err(err, errlen,
+				      "%s is missing: the secrets of this state directory "
+				      "cannot be decrypted",
+				      path);
 			goto out;
 		}
 		if (tries++ || orchd_kdf_params_new(&kp, err, errlen) ||
@@ -409,7 +374,7 @@ again:
 		s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
 							      JSON_C_TO_STRING_SPACED |
 							      JSON_C_TO_STRING_NOSLASHESCAPE);
-		if (mkdir_p(l->dir, 0700) ||
+		if (orchd_mkdir_p(l->dir, 0700, NULL, 0) ||
 		    atomic_write(l, l->dir, path, "crypto.json", s, strlen(s), 1, 0)) {
 			if (errno == EEXIST) {
 				/* Someone else created it meanwhile: use theirs. */
@@ -419,7 +384,7 @@ again:
 				goto again;
 			}
 			orchd_crypto_key_clear(&l->key);
-			set_err(err, errlen, "cannot write %s: %s", path, strerror(errno));
+			orchd_set_err(err, errlen, "cannot write %s: %s", path, strerror(errno));
 			goto out;
 		}
 		ret = 0;
@@ -427,20 +392,21 @@ again:
 	}
 	o = parse_json(buf, len, &why);
 	if (!o) {
-		set_err(err, errlen, "%s is corrupt: %s", path, why);
+		orchd_set_err(err, errlen, "%s is corrupt: %s", path, why);
 		goto out;
 	}
 	if (!jstr(o, "format") || strcmp(jstr(o, "format"), CRYPTO_FORMAT) ||
 	    jint(o, "version") != CRYPTO_VERSION || !jstr(o, "kdf") ||
 	    strcmp(jstr(o, "kdf"), "scrypt")) {
-		set_err(err, errlen, "%s: unsupported format (this orchd reads %s version %d)",
-			path, CRYPTO_FORMAT, CRYPTO_VERSION);
+		orchd_set_err(err, errlen,
+			      "%s: unsupported format (this orchd reads %s version %d)", path,
+			      CRYPTO_FORMAT, CRYPTO_VERSION);
 		goto out;
 	}
 	salt = jstr(o, "salt") ? orchd_b64_decode(jstr(o, "salt"), &len) : NULL;
 	if (!salt || len != sizeof(kp.salt) || !json_object_object_get_ex(o, "check", &chk) ||
 	    !(nonce = jstr(chk, "nonce")) || !(ct = jstr(chk, "ct"))) {
-		set_err(err, errlen, "%s is corrupt: bad salt or key check", path);
+		orchd_set_err(err, errlen, "%s is corrupt: bad salt or key check", path);
 		goto out;
 	}
 	memcpy(kp.salt, salt, sizeof(kp.salt));
@@ -453,7 +419,7 @@ again:
 				 errlen) ||
 	    ptlen != strlen(KEY_CHECK) || memcmp(pt, KEY_CHECK, ptlen)) {
 		orchd_crypto_key_clear(&l->key);
-		set_err(err, errlen, "wrong passphrase for state directory %s", l->dir);
+		orchd_set_err(err, errlen, "wrong passphrase for state directory %s", l->dir);
 		goto out;
 	}
 	ret = 0;
@@ -507,22 +473,22 @@ static int unseal(struct local *l, const char *stack, const char *what, const ch
 	else
 		snprintf(what_buf, sizeof(what_buf), "state");
 	if (!nonce || !ct || !jstr(enc, "enc") || strcmp(jstr(enc, "enc"), "aes-256-gcm"))
-		return set_err(err, errlen, "stack %s: %s in %s: malformed encrypted value", stack,
-			       what_buf, path);
+		return orchd_set_err(err, errlen, "stack %s: %s in %s: malformed encrypted value",
+				     stack, what_buf, path);
 	if (ensure_key(l, 0, err, errlen))
 		return -1;
 	aad = aad_for(stack, what, key, &aadlen);
 	if (orchd_crypto_decrypt(&l->key, aad, aadlen, nonce, ct, &pt, &ptlen, msg, sizeof(msg))) {
 		free(aad);
-		return set_err(err, errlen, "stack %s: cannot decrypt %s in %s: %s", stack,
-			       what_buf, path, msg);
+		return orchd_set_err(err, errlen, "stack %s: cannot decrypt %s in %s: %s", stack,
+				     what_buf, path, msg);
 	}
 	free(aad);
 	*value = parse_json(pt, ptlen, &why);
 	if (!*value && strcmp(pt, "null")) {
 		orchd_crypto_free_secret(pt, ptlen);
-		return set_err(err, errlen, "stack %s: %s in %s: decrypted value is not JSON",
-			       stack, what_buf, path);
+		return orchd_set_err(err, errlen, "stack %s: %s in %s: decrypted value is not JSON",
+				     stack, what_buf, path);
 	}
 	orchd_crypto_free_secret(pt, ptlen);
 	return 0;
@@ -537,10 +503,10 @@ static int precheck_record(struct local *l, const char *stack, const struct orch
 {
 	*need_key = 0;
 	if (rec->outputs && !json_object_is_type(rec->outputs, json_type_object))
-		return set_err(err, errlen, "stack %s: outputs must be an object", stack);
+		return orchd_set_err(err, errlen, "stack %s: outputs must be an object", stack);
 	if (rec->state_secret && rec->state && !rec->state_masked) {
 		if (!l->pass)
-			return set_err(
+			return orchd_set_err(
 				err, errlen,
 				"stack %s: state is secret and no passphrase is set " PASS_HINT,
 				stack);
@@ -551,7 +517,7 @@ static int precheck_record(struct local *l, const char *stack, const struct orch
 	json_object_object_foreach(rec->outputs, k, v)
 	{
 		if (!json_object_is_type(v, json_type_object))
-			return set_err(
+			return orchd_set_err(
 				err, errlen,
 				"stack %s: output '%s' must be {\"value\": ..., \"secret\": ...}",
 				stack, k);
@@ -560,10 +526,10 @@ static int precheck_record(struct local *l, const char *stack, const struct orch
 		if (!jbool(v, "secret"))
 			continue;
 		if (!l->pass)
-			return set_err(err, errlen,
-				       "stack %s: output '%s' is secret and no passphrase is "
-				       "set " PASS_HINT,
-				       stack, k);
+			return orchd_set_err(err, errlen,
+					     "stack %s: output '%s' is secret and no passphrase is "
+					     "set " PASS_HINT,
+					     stack, k);
 		*need_key = 1;
 	}
 	return 0;
@@ -606,8 +572,8 @@ static json_object *record_to_json(struct local *l, const char *stack, json_obje
 		json_object *s = old_sealed(old, NULL);
 
 		if (!s) {
-			set_err(err, errlen, "stack %s: state is masked and no longer stored",
-				stack);
+			orchd_set_err(err, errlen, "stack %s: state is masked and no longer stored",
+				      stack);
 			goto fail;
 		}
 		json_object_object_add(o, "state", json_object_get(s));
@@ -632,7 +598,8 @@ static json_object *record_to_json(struct local *l, const char *stack, json_obje
 			if (jbool(v, "masked")) {
 				ent = old_sealed(old, k);
 				if (!ent) {
-					set_err(err, errlen,
+					orchd_set_err(
+						err, errlen,
 						"stack %s: output '%s' is masked and no longer "
 						"stored",
 						stack, k);
@@ -676,26 +643,28 @@ static json_object *load_stack_json(const char *stack, const char *path, const c
 	int64_t ver;
 
 	if (!o) {
-		set_err(err, errlen, "stack file %s is corrupt: %s (not replacing it)", path, why);
+		orchd_set_err(err, errlen, "stack file %s is corrupt: %s (not replacing it)", path,
+			      why);
 		return NULL;
 	}
 	fmt = json_object_is_type(o, json_type_object) ? jstr(o, "format") : NULL;
 	if (!fmt || strcmp(fmt, STACK_FORMAT)) {
-		set_err(err, errlen, "%s is not an orchd stack file (not replacing it)", path);
+		orchd_set_err(err, errlen, "%s is not an orchd stack file (not replacing it)",
+			      path);
 		goto fail;
 	}
 	ver = jint(o, "version");
 	if (ver != STACK_VERSION) {
-		set_err(err, errlen,
-			"stack file %s has version %lld, this orchd reads version %d "
-			"(not replacing it)",
-			path, (long long)ver, STACK_VERSION);
+		orchd_set_err(err, errlen,
+			      "stack file %s has version %lld, this orchd reads version %d "
+			      "(not replacing it)",
+			      path, (long long)ver, STACK_VERSION);
 		goto fail;
 	}
 	name = jstr(o, "stack");
 	if (!name || strcmp(name, stack)) {
-		set_err(err, errlen, "stack file %s holds stack '%s', expected '%s'", path,
-			name ? name : "", stack);
+		orchd_set_err(err, errlen, "stack file %s holds stack '%s', expected '%s'", path,
+			      name ? name : "", stack);
 		goto fail;
 	}
 	return o;
@@ -732,8 +701,9 @@ static int json_to_record(struct local *l, const char *stack, const char *path, 
 			json_object *val = NULL;
 
 			if (!json_object_is_type(ent, json_type_object))
-				return set_err(err, errlen,
-					       "stack file %s: output '%s' is malformed", path, k);
+				return orchd_set_err(err, errlen,
+						     "stack file %s: output '%s' is malformed",
+						     path, k);
 			if (jstr(ent, "enc")) {
 				if (!l->pass) {
 					json_object *m = json_object_new_object();
@@ -785,13 +755,13 @@ static int local_select(struct orchd_engine *e, const char *stack, int create, c
 	path = stack_path(l, stack);
 	if (access(path, F_OK)) {
 		if (errno != ENOENT)
-			ret = set_err(err, errlen, "stack %s: cannot access %s: %s", stack, path,
-				      strerror(errno));
+			ret = orchd_set_err(err, errlen, "stack %s: cannot access %s: %s", stack,
+					    path, strerror(errno));
 		else if (!create)
 			ret = 1;
 		else if (make_stacks_dir(l))
-			ret = set_err(err, errlen, "stack %s: cannot create %s: %s", stack,
-				      l->stacks, strerror(errno));
+			ret = orchd_set_err(err, errlen, "stack %s: cannot create %s: %s", stack,
+					    l->stacks, strerror(errno));
 	}
 	free(path);
 	return ret;
@@ -811,8 +781,8 @@ static int local_read(struct orchd_engine *e, const char *stack, struct orchd_st
 	path = stack_path(l, stack);
 	r = read_file(path, &buf, &len);
 	if (r < 0)
-		r = set_err(err, errlen, "stack %s: cannot read %s: %s", stack, path,
-			    strerror(errno));
+		r = orchd_set_err(err, errlen, "stack %s: cannot read %s: %s", stack, path,
+				  strerror(errno));
 	if (r)
 		goto out;
 	o = load_stack_json(stack, path, buf, len, err, errlen);
@@ -846,7 +816,8 @@ static int local_write(struct orchd_engine *e, const char *stack,
 	/* Never replace a file we cannot read: it may be a newer format. */
 	r = read_file(path, &buf, &len);
 	if (r < 0) {
-		set_err(err, errlen, "stack %s: cannot read %s: %s", stack, path, strerror(errno));
+		orchd_set_err(err, errlen, "stack %s: cannot read %s: %s", stack, path,
+			      strerror(errno));
 		goto out;
 	}
 	if (!r) {
@@ -865,7 +836,8 @@ static int local_write(struct orchd_engine *e, const char *stack,
 	free(buf);
 	buf = xasprintf("%s\n", s);
 	if (make_stacks_dir(l) || atomic_write(l, l->stacks, path, base, buf, strlen(buf), 0, 1)) {
-		set_err(err, errlen, "stack %s: cannot write %s: %s", stack, path, strerror(errno));
+		orchd_set_err(err, errlen, "stack %s: cannot write %s: %s", stack, path,
+			      strerror(errno));
 		goto out;
 	}
 	ret = 0;
@@ -891,18 +863,18 @@ static int local_remove(struct orchd_engine *e, const char *stack, char *err, si
 	if (!unlink(path))
 		found = 1;
 	else if (errno != ENOENT)
-		ret = set_err(err, errlen, "stack %s: cannot remove %s: %s", stack, path,
-			      strerror(errno));
+		ret = orchd_set_err(err, errlen, "stack %s: cannot remove %s: %s", stack, path,
+				    strerror(errno));
 	if (!ret) {
 		if (!unlink(hpath))
 			found = 1;
 		else if (errno != ENOENT)
-			ret = set_err(err, errlen, "stack %s: cannot remove %s: %s", stack, hpath,
-				      strerror(errno));
+			ret = orchd_set_err(err, errlen, "stack %s: cannot remove %s: %s", stack,
+					    hpath, strerror(errno));
 	}
 	if (!ret && found && fsync_dir(l->stacks))
-		ret = set_err(err, errlen, "stack %s: cannot sync %s: %s", stack, l->stacks,
-			      strerror(errno));
+		ret = orchd_set_err(err, errlen, "stack %s: cannot sync %s: %s", stack, l->stacks,
+				    strerror(errno));
 	if (!ret && !found)
 		ret = 1;
 	free(path);
@@ -929,7 +901,7 @@ static int local_list(struct orchd_engine *e, char ***names, size_t *n, char *er
 	if (!dir) {
 		if (errno == ENOENT)
 			return 0;
-		return set_err(err, errlen, "cannot list %s: %s", l->stacks, strerror(errno));
+		return orchd_set_err(err, errlen, "cannot list %s: %s", l->stacks, strerror(errno));
 	}
 	while ((d = readdir(dir))) {
 		size_t len = strlen(d->d_name);
@@ -967,15 +939,16 @@ static int local_history_append(struct orchd_engine *e, const char *stack,
 		return -1;
 	path = history_path(l, stack);
 	if (make_stacks_dir(l)) {
-		set_err(err, errlen, "stack %s: cannot create %s: %s", stack, l->stacks,
-			strerror(errno));
+		orchd_set_err(err, errlen, "stack %s: cannot create %s: %s", stack, l->stacks,
+			      strerror(errno));
 		free(path);
 		return -1;
 	}
 	created = access(path, F_OK) != 0;
 	fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0) {
-		set_err(err, errlen, "stack %s: cannot open %s: %s", stack, path, strerror(errno));
+		orchd_set_err(err, errlen, "stack %s: cannot open %s: %s", stack, path,
+			      strerror(errno));
 		free(path);
 		return -1;
 	}
@@ -998,8 +971,8 @@ static int local_history_append(struct orchd_engine *e, const char *stack,
 	sb_addch(&sb, '\n');
 	/* One write(2): O_APPEND makes it land at the end as one piece. */
 	if (write_all(fd, sb.buf, sb.len)) {
-		set_err(err, errlen, "stack %s: cannot append to %s: %s", stack, path,
-			strerror(errno));
+		orchd_set_err(err, errlen, "stack %s: cannot append to %s: %s", stack, path,
+			      strerror(errno));
 		goto out;
 	}
 	/* Made durable by local_flush() at unlock/close. */
@@ -1035,8 +1008,8 @@ static int local_history_read(struct orchd_engine *e, const char *stack,
 	r = read_file(path, &buf, &len);
 	if (r) {
 		if (r < 0)
-			set_err(err, errlen, "stack %s: cannot read %s: %s", stack, path,
-				strerror(errno));
+			orchd_set_err(err, errlen, "stack %s: cannot read %s: %s", stack, path,
+				      strerror(errno));
 		free(path);
 		return r < 0 ? -1 : 0;
 	}
@@ -1125,15 +1098,16 @@ static int local_lock(struct orchd_engine *e, const struct orchd_lock_request *r
 	int fd;
 
 	if (l->lock_fd >= 0)
-		return set_err(err, errlen, "state directory %s is already locked by this process",
-			       l->dir);
-	if (mkdir_p(l->dir, 0700))
-		return set_err(err, errlen, "cannot create state directory %s: %s", l->dir,
-			       strerror(errno));
+		return orchd_set_err(err, errlen,
+				     "state directory %s is already locked by this process",
+				     l->dir);
+	if (orchd_mkdir_p(l->dir, 0700, NULL, 0))
+		return orchd_set_err(err, errlen, "cannot create state directory %s: %s", l->dir,
+				     strerror(errno));
 	path = xasprintf("%s/lock", l->dir);
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0) {
-		set_err(err, errlen, "cannot open %s: %s", path, strerror(errno));
+		orchd_set_err(err, errlen, "cannot open %s: %s", path, strerror(errno));
 		free(path);
 		return -1;
 	}
@@ -1146,8 +1120,8 @@ static int local_lock(struct orchd_engine *e, const struct orchd_lock_request *r
 		if (errno == EINTR)
 			continue;
 		if (errno != EWOULDBLOCK) {
-			set_err(err, errlen, "cannot lock state directory %s: %s", l->dir,
-				strerror(errno));
+			orchd_set_err(err, errlen, "cannot lock state directory %s: %s", l->dir,
+				      strerror(errno));
 			close(fd);
 			return -1;
 		}
@@ -1160,7 +1134,8 @@ static int local_lock(struct orchd_engine *e, const struct orchd_lock_request *r
 			info = read_lock_info(l);
 			if (info && jint(info, "pid") > 0) {
 				s = jstr(info, "run_id");
-				set_err(err, errlen,
+				orchd_set_err(
+					err, errlen,
 					"state directory %s is locked by pid %lld on host %s since "
 					"%s%s%s%s; waited %s",
 					l->dir, (long long)jint(info, "pid"),
@@ -1168,11 +1143,11 @@ static int local_lock(struct orchd_engine *e, const struct orchd_lock_request *r
 					jstr(info, "since") ? jstr(info, "since") : "?",
 					s ? " (run " : "", s ? s : "", s ? ")" : "", w);
 			} else {
-				set_err(err, errlen,
-					"state directory %s is locked by another process (no "
-					"holder "
-					"record); waited %s",
-					l->dir, w);
+				orchd_set_err(err, errlen,
+					      "state directory %s is locked by another process (no "
+					      "holder "
+					      "record); waited %s",
+					      l->dir, w);
 			}
 			json_object_put(info);
 			close(fd);
@@ -1208,7 +1183,7 @@ static int local_lock(struct orchd_engine *e, const struct orchd_lock_request *r
 					   JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	info_path = xasprintf("%s/lock.info", l->dir);
 	if (atomic_write(l, l->dir, info_path, "lock.info", s, strlen(s), 0, 0)) {
-		set_err(err, errlen, "cannot write %s: %s", info_path, strerror(errno));
+		orchd_set_err(err, errlen, "cannot write %s: %s", info_path, strerror(errno));
 		close(fd);
 		fd = -1;
 	}
@@ -1237,8 +1212,8 @@ static int local_flush(struct local *l, char *err, size_t errlen)
 		int fd = open(l->stacks, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
 		if (fd < 0 || syncfs(fd))
-			ret = set_err(err, errlen, "cannot sync %s: %s", l->stacks,
-				      strerror(errno));
+			ret = orchd_set_err(err, errlen, "cannot sync %s: %s", l->stacks,
+					    strerror(errno));
 		if (fd >= 0)
 			close(fd);
 		l->stacks_dirty = 0;
@@ -1247,16 +1222,16 @@ static int local_flush(struct local *l, char *err, size_t errlen)
 			int fd = open(l->hist_dirty[i], O_RDONLY | O_CLOEXEC);
 
 			if ((fd < 0 && errno != ENOENT) || (fd >= 0 && fsync(fd)))
-				ret = set_err(err, errlen, "cannot sync %s: %s", l->hist_dirty[i],
-					      strerror(errno));
+				ret = orchd_set_err(err, errlen, "cannot sync %s: %s",
+						    l->hist_dirty[i], strerror(errno));
 			if (fd >= 0)
 				close(fd);
 		}
 	}
 	if (!ret && l->stacks_dirty) {
 		if (fsync_dir(l->stacks) && errno != ENOENT)
-			ret = set_err(err, errlen, "cannot sync %s: %s", l->stacks,
-				      strerror(errno));
+			ret = orchd_set_err(err, errlen, "cannot sync %s: %s", l->stacks,
+					    strerror(errno));
 		l->stacks_dirty = 0;
 	}
 	for (size_t i = 0; i < l->hist_nr; i++)
@@ -1278,7 +1253,7 @@ static int local_unlock(struct orchd_engine *e, char *err, size_t errlen)
 	/* Remove the holder record while still holding the flock. */
 	path = xasprintf("%s/lock.info", l->dir);
 	if (unlink(path) && errno != ENOENT && !ret)
-		ret = set_err(err, errlen, "cannot remove %s: %s", path, strerror(errno));
+		ret = orchd_set_err(err, errlen, "cannot remove %s: %s", path, strerror(errno));
 	free(path);
 	close(l->lock_fd);
 	l->lock_fd = -1;
@@ -1327,7 +1302,7 @@ int orchd_local_engine_open(const char *state_dir, struct orchd_engine **out, ch
 
 	*out = NULL;
 	if (!state_dir || !*state_dir)
-		return set_err(err, errlen, "no state directory");
+		return orchd_set_err(err, errlen, "no state directory");
 	if (orchd_crypto_passphrase(&pass, err, errlen))
 		return -1;
 	l = xcalloc(1, sizeof(*l));

@@ -43,6 +43,7 @@
 #include "crypto.h"
 #include "interfaces/local.h"
 #include "strbuf.h"
+#include "cache.h"
 #include "util.h"
 
 #define META_KEY     "__orchd_meta"
@@ -81,48 +82,12 @@ struct run {
 	int status; /* exit code, 128+signal */
 };
 
-static int set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return -1;
-}
-
 static struct pulumi *P(struct orchd_engine *e)
 {
 	return e->priv;
 }
 
 /* --- files ---------------------------------------------------------------- */
-
-static int mkdir_p(const char *path, mode_t mode)
-{
-	char *p = xstrdup(path), *s;
-	int ret = 0;
-
-	for (s = p + 1; *s; s++) {
-		if (*s != '/')
-			continue;
-		*s = '\0';
-		if (mkdir(p, mode) && errno != EEXIST)
-			ret = -1;
-		*s = '/';
-		if (ret)
-			break;
-	}
-	if (!ret && mkdir(p, mode) && errno != EEXIST)
-		ret = -1;
-	free(p);
-	return ret;
-}
 
 static int write_file(const char *path, const char *buf, size_t len, mode_t mode)
 {
@@ -168,10 +133,10 @@ static int ensure_ready(struct pulumi *p, char *err, size_t errlen)
 
 	if (p->ready)
 		return 0;
-	if (mkdir_p(p->home, 0700) || mkdir_p(p->projdir, 0700) ||
-	    (p->backend_dir && mkdir_p(p->backend_dir, 0700)))
-		return set_err(err, errlen, "cannot create pulumi directories under %s: %s", p->dir,
-			       strerror(errno));
+	if (orchd_mkdir_p(p->home, 0700, NULL, 0) || orchd_mkdir_p(p->projdir, 0700, NULL, 0) ||
+	    (p->backend_dir && orchd_mkdir_p(p->backend_dir, 0700, NULL, 0)))
+		return orchd_set_err(err, errlen, "cannot create pulumi directories under %s: %s",
+				     p->dir, strerror(errno));
 	o = json_object_new_object();
 	json_object_object_add(o, "name", json_object_new_string(p->project));
 	json_object_object_add(o, "runtime", json_object_new_string("yaml"));
@@ -182,7 +147,7 @@ static int ensure_ready(struct pulumi *p, char *err, size_t errlen)
 	tmp = xasprintf("%s/.Pulumi.yaml.%ld", p->projdir, (long)getpid());
 	/* Renamed into place: a reader in another orchd never sees half. */
 	if (write_file(tmp, s, strlen(s), 0600) || rename(tmp, path)) {
-		ret = set_err(err, errlen, "cannot write %s: %s", path, strerror(errno));
+		ret = orchd_set_err(err, errlen, "cannot write %s: %s", path, strerror(errno));
 		unlink(tmp);
 	}
 	json_object_put(o);
@@ -240,12 +205,12 @@ static int run_pulumi(struct pulumi *p, const char *cwd, const char *const *args
 	}
 	devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (devnull < 0 || pipe2(po, O_CLOEXEC) || pipe2(pe, O_CLOEXEC)) {
-		set_err(err, errlen, "cannot run %s: %s", p->bin, strerror(errno));
+		orchd_set_err(err, errlen, "cannot run %s: %s", p->bin, strerror(errno));
 		goto out;
 	}
 	pid = fork();
 	if (pid < 0) {
-		set_err(err, errlen, "cannot run %s: fork: %s", p->bin, strerror(errno));
+		orchd_set_err(err, errlen, "cannot run %s: fork: %s", p->bin, strerror(errno));
 		goto out;
 	}
 	if (!pid) {
@@ -309,7 +274,8 @@ static int run_pulumi(struct pulumi *p, const char *cwd, const char *const *args
 	po[0] = pe[0] = -1;
 	while (waitpid(pid, &st, 0) < 0) {
 		if (errno != EINTR) {
-			set_err(err, errlen, "cannot wait for %s: %s", p->bin, strerror(errno));
+			orchd_set_err(err, errlen, "cannot wait for %s: %s", p->bin,
+				      strerror(errno));
 			goto out;
 		}
 	}
@@ -386,7 +352,7 @@ static int cli_err(const char *stack, const struct run *r, char *err, size_t err
 		last_lines(r->err.len ? &r->err : &r->out, 0, ERR_LINES, &msg);
 	if (!msg.len)
 		sb_addf(&msg, "pulumi exited with status %d and no message", r->status);
-	set_err(err, errlen, "pulumi stack %s: %s", stack, sb_str(&msg));
+	orchd_set_err(err, errlen, "pulumi stack %s: %s", stack, sb_str(&msg));
 	sb_release(&msg);
 	return -1;
 }
@@ -475,42 +441,45 @@ static int precheck(struct pulumi *p, const char *stack, const struct orchd_stac
 {
 	*masked = rec->state_masked && !rec->state;
 	if (!orchd_stack_name_ok(stack))
-		return set_err(err, errlen, "invalid stack name '%s'", stack ? stack : "");
+		return orchd_set_err(err, errlen, "invalid stack name '%s'", stack ? stack : "");
 	if (rec->outputs && !json_object_is_type(rec->outputs, json_type_object))
-		return set_err(err, errlen, "stack %s: outputs must be an object", stack);
+		return orchd_set_err(err, errlen, "stack %s: outputs must be an object", stack);
 	if (rec->state_secret && rec->state && !rec->state_masked && !p->pass)
-		return set_err(err, errlen,
-			       "stack %s: state is secret and no passphrase is set " PASS_HINT,
-			       stack);
+		return orchd_set_err(
+			err, errlen,
+			"stack %s: state is secret and no passphrase is set " PASS_HINT, stack);
 	if (rec->outputs) {
 		json_object_object_foreach(rec->outputs, k, v)
 		{
 			if (!strncmp(k, RESERVED, strlen(RESERVED)))
-				return set_err(err, errlen,
-					       "stack %s: output name '%s' is reserved by the "
-					       "pulumi engine",
-					       stack, k);
+				return orchd_set_err(
+					err, errlen,
+					"stack %s: output name '%s' is reserved by the "
+					"pulumi engine",
+					stack, k);
 			if (!json_object_is_type(v, json_type_object))
-				return set_err(err, errlen,
-					       "stack %s: output '%s' must be {\"value\": ..., "
-					       "\"secret\": ...}",
-					       stack, k);
+				return orchd_set_err(
+					err, errlen,
+					"stack %s: output '%s' must be {\"value\": ..., "
+					"\"secret\": ...}",
+					stack, k);
 			if (jbool(v, "masked")) {
 				*masked = 1;
 				continue;
 			}
 			if (jbool(v, "secret") && !p->pass)
-				return set_err(err, errlen,
-					       "stack %s: output '%s' is secret and no passphrase "
-					       "is set " PASS_HINT,
-					       stack, k);
+				return orchd_set_err(
+					err, errlen,
+					"stack %s: output '%s' is secret and no passphrase "
+					"is set " PASS_HINT,
+					stack, k);
 		}
 	}
 	if (!p->pass)
-		return set_err(err, errlen,
-			       "stack %s: the pulumi engine needs a passphrase to write a "
-			       "stack " PASS_HINT,
-			       stack);
+		return orchd_set_err(err, errlen,
+				     "stack %s: the pulumi engine needs a passphrase to write a "
+				     "stack " PASS_HINT,
+				     stack);
 	return 0;
 }
 
@@ -540,8 +509,8 @@ static json_object *record_program(struct pulumi *p, const char *stack,
 	if (rec->state_masked && !rec->state) {
 		/* Carried over as stored (still secret). */
 		if (!(s = jstr(old, STATE_KEY))) {
-			set_err(err, errlen, "stack %s: state is masked and no longer stored",
-				stack);
+			orchd_set_err(err, errlen, "stack %s: state is masked and no longer stored",
+				      stack);
 			goto fail;
 		}
 		json_object_object_add(outs, STATE_KEY, leaf(s, 1));
@@ -566,7 +535,8 @@ static json_object *record_program(struct pulumi *p, const char *stack,
 				if (oldmeta && json_object_object_get_ex(oldmeta, "outputs", &oo))
 					json_object_object_get_ex(oo, k, &om);
 				if (!om || !jbool(om, "secret") || !(s = jstr(old, k))) {
-					set_err(err, errlen,
+					orchd_set_err(
+						err, errlen,
 						"stack %s: output '%s' is masked and no longer "
 						"stored",
 						stack, k);
@@ -620,14 +590,14 @@ static int outputs_to_record(struct pulumi *p, const char *stack, json_object *o
 	if (!meta || !json_object_is_type(meta, json_type_object) ||
 	    strcmp(jstr(meta, "format") ? jstr(meta, "format") : "", META_FORMAT)) {
 		json_object_put(meta);
-		return set_err(err, errlen,
-			       "pulumi stack %s: not an orchd stack (no valid %s output)", stack,
-			       META_KEY);
+		return orchd_set_err(err, errlen,
+				     "pulumi stack %s: not an orchd stack (no valid %s output)",
+				     stack, META_KEY);
 	}
 	if (jint(meta, "version") != META_VERSION) {
-		set_err(err, errlen,
-			"pulumi stack %s: record version %lld, this orchd reads version %d", stack,
-			(long long)jint(meta, "version"), META_VERSION);
+		orchd_set_err(err, errlen,
+			      "pulumi stack %s: record version %lld, this orchd reads version %d",
+			      stack, (long long)jint(meta, "version"), META_VERSION);
 		goto fail;
 	}
 	rec->state_secret = jbool(meta, "state_secret");
@@ -637,8 +607,8 @@ static int outputs_to_record(struct pulumi *p, const char *stack, json_object *o
 			rec->masked++;
 		} else if (!(s = jstr(o, STATE_KEY)) ||
 			   (!(rec->state = json_tokener_parse(s)) && strcmp(s, "null"))) {
-			set_err(err, errlen, "pulumi stack %s: %s is missing or not JSON", stack,
-				STATE_KEY);
+			orchd_set_err(err, errlen, "pulumi stack %s: %s is missing or not JSON",
+				      stack, STATE_KEY);
 			goto fail;
 		}
 	}
@@ -660,15 +630,15 @@ static int outputs_to_record(struct pulumi *p, const char *stack, json_object *o
 				continue;
 			}
 			if (!(s = jstr(o, k))) {
-				set_err(err, errlen, "pulumi stack %s: output '%s' is missing",
-					stack, k);
+				orchd_set_err(err, errlen,
+					      "pulumi stack %s: output '%s' is missing", stack, k);
 				goto fail;
 			}
 			if (!jbool(m, "json")) {
 				val = json_object_new_string(s);
 			} else if (!(val = json_tokener_parse(s)) && strcmp(s, "null")) {
-				set_err(err, errlen, "pulumi stack %s: output '%s' is not JSON",
-					stack, k);
+				orchd_set_err(err, errlen,
+					      "pulumi stack %s: output '%s' is not JSON", stack, k);
 				goto fail;
 			}
 			orchd_stack_record_set_output(rec, k, val, secret);
@@ -722,7 +692,8 @@ static int stack_outputs(struct pulumi *p, const char *stack, int show, json_obj
 	if (!*out || !json_object_is_type(*out, json_type_object)) {
 		json_object_put(*out);
 		*out = NULL;
-		set_err(err, errlen, "pulumi stack %s: stack output is not a JSON object", stack);
+		orchd_set_err(err, errlen, "pulumi stack %s: stack output is not a JSON object",
+			      stack);
 		goto out;
 	}
 	ret = 0;
@@ -751,7 +722,7 @@ static int stack_names(struct pulumi *p, json_object **arr, char *err, size_t er
 	if (!*arr || !json_object_is_type(*arr, json_type_array)) {
 		json_object_put(*arr);
 		*arr = NULL;
-		set_err(err, errlen, "pulumi stack ls: output is not a JSON array");
+		orchd_set_err(err, errlen, "pulumi stack ls: output is not a JSON array");
 		goto out;
 	}
 	ret = 0;
@@ -784,7 +755,7 @@ static int pulumi_select(struct orchd_engine *e, const char *stack, int create, 
 	int found = 0;
 
 	if (!orchd_stack_name_ok(stack))
-		return set_err(err, errlen, "invalid stack name '%s'", stack ? stack : "");
+		return orchd_set_err(err, errlen, "invalid stack name '%s'", stack ? stack : "");
 	if (stack_names(p, &arr, err, errlen))
 		return -1;
 	for (i = 0; i < json_object_array_length(arr); i++) {
@@ -799,10 +770,10 @@ static int pulumi_select(struct orchd_engine *e, const char *stack, int create, 
 	if (!create)
 		return 1;
 	if (!p->pass)
-		return set_err(err, errlen,
-			       "stack %s: the pulumi engine needs a passphrase to create a "
-			       "stack " PASS_HINT,
-			       stack);
+		return orchd_set_err(err, errlen,
+				     "stack %s: the pulumi engine needs a passphrase to create a "
+				     "stack " PASS_HINT,
+				     stack);
 	return stack_init(p, p->projdir, stack, err, errlen);
 }
 
@@ -812,10 +783,10 @@ static int pulumi_lock(struct orchd_engine *e, const struct orchd_lock_request *
 		       size_t errlen)
 {
 	if (!P(e)->pass)
-		return set_err(err, errlen,
-			       "state directory %s: the pulumi engine needs a passphrase "
-			       "to write stacks " PASS_HINT,
-			       e->state_dir);
+		return orchd_set_err(err, errlen,
+				     "state directory %s: the pulumi engine needs a passphrase "
+				     "to write stacks " PASS_HINT,
+				     e->state_dir);
 	return orchd_engine_lock(P(e)->lock, req, err, errlen);
 }
 
@@ -832,7 +803,7 @@ static int pulumi_read(struct orchd_engine *e, const char *stack, struct orchd_s
 	int r;
 
 	if (!orchd_stack_name_ok(stack))
-		return set_err(err, errlen, "invalid stack name '%s'", stack ? stack : "");
+		return orchd_set_err(err, errlen, "invalid stack name '%s'", stack ? stack : "");
 	r = stack_outputs(p, stack, p->pass != NULL, &o, err, errlen);
 	if (r)
 		return r;
@@ -883,8 +854,8 @@ static int pulumi_write(struct orchd_engine *e, const char *stack,
 		goto out;
 	dir = xasprintf("%s/up-XXXXXX", p->work);
 	if (!mkdtemp(dir)) {
-		set_err(err, errlen, "stack %s: cannot create a directory in %s: %s", stack,
-			p->work, strerror(errno));
+		orchd_set_err(err, errlen, "stack %s: cannot create a directory in %s: %s", stack,
+			      p->work, strerror(errno));
 		free(dir);
 		dir = NULL;
 		goto out;
@@ -893,7 +864,8 @@ static int pulumi_write(struct orchd_engine *e, const char *stack,
 	s = json_object_to_json_string_ext(prog,
 					   JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	if (write_file(path, s, strlen(s), 0600)) {
-		set_err(err, errlen, "stack %s: cannot write %s: %s", stack, path, strerror(errno));
+		orchd_set_err(err, errlen, "stack %s: cannot write %s: %s", stack, path,
+			      strerror(errno));
 		goto out;
 	}
 	sb_addstr(&msg, "orchd");
@@ -957,7 +929,7 @@ static int pulumi_remove(struct orchd_engine *e, const char *stack, char *err, s
 	int ret = -1;
 
 	if (!orchd_stack_name_ok(stack))
-		return set_err(err, errlen, "invalid stack name '%s'", stack ? stack : "");
+		return orchd_set_err(err, errlen, "invalid stack name '%s'", stack ? stack : "");
 	if (ensure_ready(p, err, errlen))
 		return -1;
 	run_init(&r);
@@ -1027,7 +999,7 @@ static int pulumi_history_append(struct orchd_engine *e, const char *stack,
 	(void)e;
 	(void)h;
 	if (!orchd_stack_name_ok(stack))
-		return set_err(err, errlen, "invalid stack name '%s'", stack ? stack : "");
+		return orchd_set_err(err, errlen, "invalid stack name '%s'", stack ? stack : "");
 	return 0;
 }
 
@@ -1064,7 +1036,7 @@ static int pulumi_history_read(struct orchd_engine *e, const char *stack,
 	*entries = NULL;
 	*n = 0;
 	if (!orchd_stack_name_ok(stack))
-		return set_err(err, errlen, "invalid stack name '%s'", stack ? stack : "");
+		return orchd_set_err(err, errlen, "invalid stack name '%s'", stack ? stack : "");
 	if (ensure_ready(p, err, errlen))
 		return -1;
 	run_init(&r);
@@ -1088,7 +1060,8 @@ static int pulumi_history_read(struct orchd_engine *e, const char *stack,
 		arr = parse_out(&r);
 		if (!arr || !json_object_is_type(arr, json_type_array)) {
 			json_object_put(arr);
-			set_err(err, errlen, "pulumi stack %s: history is not a JSON array", stack);
+			orchd_set_err(err, errlen, "pulumi stack %s: history is not a JSON array",
+				      stack);
 			goto out;
 		}
 		len = json_object_array_length(arr);
@@ -1241,18 +1214,20 @@ int orchd_pulumi_engine_open(const struct orchd_engine_config *cfg, const char *
 
 	*out = NULL;
 	if (!project || !orchd_stack_name_ok(project))
-		return set_err(err, errlen, "engine 'pulumi': invalid project name '%s'",
-			       project ? project : "");
+		return orchd_set_err(err, errlen, "engine 'pulumi': invalid project name '%s'",
+				     project ? project : "");
 	if (!state_dir || !*state_dir)
-		return set_err(err, errlen, "engine 'pulumi': no state directory");
+		return orchd_set_err(err, errlen, "engine 'pulumi': no state directory");
 	if (state_dir[0] != '/' && !getcwd(cwd, sizeof(cwd)))
-		return set_err(err, errlen, "engine 'pulumi': cannot get the current directory: %s",
-			       strerror(errno));
+		return orchd_set_err(err, errlen,
+				     "engine 'pulumi': cannot get the current directory: %s",
+				     strerror(errno));
 	bin = find_pulumi();
 	if (!bin)
-		return set_err(err, errlen,
-			       "engine 'pulumi': the pulumi CLI is not on PATH (install it; in "
-			       "a source tree, run make tools)");
+		return orchd_set_err(
+			err, errlen,
+			"engine 'pulumi': the pulumi CLI is not on PATH (install it; in "
+			"a source tree, run make tools)");
 	if (orchd_crypto_passphrase(&pass, err, errlen)) {
 		free(bin);
 		return -1;
