@@ -445,30 +445,6 @@ static struct json_object *read_state(const struct ctx *c)
 	return o;
 }
 
-/*
- * Send the state marked secret (orchd stores it encrypted).  The field is
- * optional in protocol v1, so this builds the message itself.
- */
-static int send_secret_state(struct op_ext *ext, const struct json_object *state)
-{
-	struct json_object *m = tf_must(json_object_new_object());
-	char *line;
-	int ret = -1;
-
-	json_object_object_add(m, "type", json_object_new_string("state"));
-	json_object_object_add(
-		m, "state", state ? json_object_get((struct json_object *)(uintptr_t)state) : NULL);
-	json_object_object_add(m, "secret", json_object_new_boolean(1));
-	line = op_encode(m);
-	if (line)
-		ret = op_write_all(1, line, strlen(line));
-	else
-		op_ext_log(ext, "error", "cannot send the state: %s", strerror(errno));
-	free(line);
-	json_object_put(m);
-	return ret;
-}
-
 static size_t state_resources(const struct json_object *st)
 {
 	struct json_object *res = op_get(st, "resources");
@@ -716,7 +692,7 @@ int tf_apply(struct op_ext *ext)
 	st = read_state(&c);
 	moved = state_moved(prev, st);
 	if (st)
-		send_secret_state(ext, st);
+		op_ext_state_send_secret(ext, st);
 	if (!tf_run_exited(&r, 0)) {
 		ret = fail_run(&c, &r, "apply", moved);
 	} else if (send_outputs(&c, & or) < 0) {
@@ -754,7 +730,7 @@ int tf_destroy(struct op_ext *ext)
 		if (load_config(ext, &cfg))
 			return 0;
 		tf_config_release(&cfg);
-		send_secret_state(ext, prev);
+		op_ext_state_send_secret(ext, prev);
 		return op_ext_result(ext, true, false, NULL, "nothing to destroy");
 	}
 	if (prepare(ext, &c))
@@ -767,7 +743,7 @@ int tf_destroy(struct op_ext *ext)
 	run(&c, args, true, false, &r);
 	st = read_state(&c);
 	if (st)
-		send_secret_state(ext, st);
+		op_ext_state_send_secret(ext, st);
 	if (!tf_run_exited(&r, 0)) {
 		ret = fail_run(&c, &r, "destroy", state_moved(prev, st));
 	} else {
