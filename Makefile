@@ -103,9 +103,9 @@ $(BUILD)/obj/tests/%.o: tests/%.c
 	$(CC) $(CPPFLAGS) -Itests -I$(BUILD)/tests $(PKG_CFLAGS) $(CHECK_CFLAGS) $(CFLAGS) -c -o $@ $<
 
 # The protocol library is self-contained (json-c only) so that C extensions
-# can link it without the rest of orchd.  It carries its own copy of nothing:
-# the strbuf it needs is compiled in from common/.
-$(PROTO_LIB): $(PROTO_OBJ) $(BUILD)/obj/common/strbuf.o
+# can link it without the rest of orchd; orchd links it too (its buffers,
+# framing, codec).
+$(PROTO_LIB): $(PROTO_OBJ)
 	@mkdir -p $(@D)
 	rm -f $@
 	ar rcs $@ $^
@@ -161,7 +161,7 @@ $(BUILD)/tests/helpers/%: $(BUILD)/obj/tests/helpers/%.o $(PROTO_LIB) $(BUILD)/o
 # LD_PRELOAD library built without sanitizers.
 $(BUILD)/tests/helpers/statewriter: $(BUILD)/obj/tests/helpers/statewriter.o \
   $(call obj,orchestrator/interfaces/engine.c orchestrator/interfaces/local.c \
-    orchestrator/interfaces/pulumi.c common/crypto.c common/cache.c common/util.c common/strbuf.c)
+    orchestrator/interfaces/pulumi.c common/crypto.c common/cache.c common/util.c) $(PROTO_LIB)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 

@@ -14,7 +14,7 @@
 #include <curl/curl.h>
 
 #include "cache.h"
-#include "strbuf.h"
+#include "orchd_protocol.h"
 #include "util.h"
 
 static pthread_once_t http_once = PTHREAD_ONCE_INIT;
@@ -66,7 +66,7 @@ char *orchd_http_redact(const char *url)
 struct http_sink {
 	int fd;			   /* a file, or -1 */
 	const char *path;	   /* for messages */
-	struct strbuf *body;	   /* or a buffer */
+	struct op_buf *body;	   /* or a buffer */
 	struct orchd_sha256 *hash; /* may be NULL */
 	unsigned long long max, got;
 	int too_big;
@@ -79,7 +79,7 @@ static int sink_reset(struct http_sink *s)
 	s->too_big = 0;
 	s->write_errno = 0;
 	if (s->body)
-		sb_reset(s->body);
+		op_buf_reset(s->body);
 	if (s->hash && orchd_sha256_reset(s->hash) < 0)
 		return -1;
 	if (s->fd >= 0 && (ftruncate(s->fd, 0) < 0 || lseek(s->fd, 0, SEEK_SET) < 0)) {
@@ -117,7 +117,7 @@ static size_t sink_write(char *data, size_t size, size_t nmemb, void *userdata)
 		s->write_errno = errno;
 		return 0;
 	}
-	if (s->body && sb_add(s->body, data, n) < 0) {
+	if (s->body && op_buf_add(s->body, data, n) < 0) {
 		if (errno == E2BIG)
 			s->too_big = 1;
 		else
@@ -315,20 +315,20 @@ static int http_perform(const char *url, const struct orchd_http_opts *o, struct
 			snprintf(err, errlen, "cannot download '%s': %s", shown, why);
 		free(shown);
 		if (s->body)
-			sb_release(s->body);
+			op_buf_release(s->body);
 	}
 	free(ua);
 	curl_easy_cleanup(c);
 	return ret;
 }
 
-int orchd_http_get(const char *url, struct strbuf *body, const struct orchd_http_opts *opts,
+int orchd_http_get(const char *url, struct op_buf *body, const struct orchd_http_opts *opts,
 		   char *err, size_t errlen)
 {
 	struct orchd_http_opts dflt = ORCHD_HTTP_OPTS_INIT;
 	struct http_sink s = {.fd = -1, .body = body};
 	size_t keep = body->len;
-	struct strbuf tmp;
+	struct op_buf tmp;
 	int ret;
 
 	if (!opts) {
@@ -337,11 +337,11 @@ int orchd_http_get(const char *url, struct strbuf *body, const struct orchd_http
 	}
 	/* Collect into a private buffer so that retries and failures do not
 	 * touch what body already held. */
-	sb_init(&tmp, body->max ? (body->max > keep ? body->max - keep : 1) : 0);
+	op_buf_init(&tmp, body->max ? (body->max > keep ? body->max - keep : 1) : 0);
 	s.body = &tmp;
 	s.max = opts->max_bytes;
 	ret = http_perform(url, opts, &s, err, errlen);
-	if (ret == 0 && sb_add(body, tmp.buf ? tmp.buf : "", tmp.len) < 0) {
+	if (ret == 0 && op_buf_add(body, tmp.buf ? tmp.buf : "", tmp.len) < 0) {
 		char *shown = orchd_http_redact(url);
 
 		snprintf(err, errlen, "cannot download '%s': %s", shown, strerror(errno));
@@ -349,8 +349,8 @@ int orchd_http_get(const char *url, struct strbuf *body, const struct orchd_http
 		ret = -1;
 	}
 	if (ret < 0)
-		sb_release(body);
-	sb_release(&tmp);
+		op_buf_release(body);
+	op_buf_release(&tmp);
 	return ret;
 }
 

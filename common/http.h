@@ -40,7 +40,7 @@
 
 #include "hash.h"
 
-struct strbuf;
+struct op_buf;
 
 struct orchd_http_opts {
 	long connect_timeout_ms;
@@ -106,7 +106,7 @@ int orchd_http_download(const char *url, const char *dest, const char *sha256,
  * opts->max_bytes, or ORCHD_HTTP_GET_MAX when opts is NULL).  On failure
  * body is left empty.
  */
-int orchd_http_get(const char *url, struct strbuf *body, const struct orchd_http_opts *opts,
+int orchd_http_get(const char *url, struct op_buf *body, const struct orchd_http_opts *opts,
 		   char *err, size_t errlen);
 
 /* malloc'ed copy of url with any password replaced by "***", for messages. */

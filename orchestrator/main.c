@@ -18,7 +18,7 @@
 #include "core/bootstrap.h"
 #include "core/loader.h"
 #include "core/orchestrator.h"
-#include "strbuf.h"
+#include "orchd_protocol.h"
 #include "util.h"
 
 struct cli {
@@ -148,7 +148,7 @@ static struct orchd_pipeline *load_pipeline_reg(struct cli *cli, const char *fil
 	struct orchd_diags d;
 	struct orchd_registry reg = ORCHD_REGISTRY_INIT;
 	struct orchd_pipeline *p = NULL;
-	struct strbuf err = STRBUF_INIT;
+	struct op_buf err = OP_BUF_INIT;
 	const char **types;
 	size_t ntypes;
 	int ret;
@@ -157,7 +157,7 @@ static struct orchd_pipeline *load_pipeline_reg(struct cli *cli, const char *fil
 	ret = orchd_bootstrap_load_file(file, &p, &d);
 	if (p) {
 		if (orchd_loader_discover(&reg, cli->ext_dirs, cli->next_dirs, 0, &err) < 0)
-			warning("%s", sb_str(&err));
+			warning("%s", op_buf_str(&err));
 		types = orchd_loader_types(&reg, &ntypes);
 		if (orchd_pipeline_validate(p, types, ntypes, &d) < 0)
 			ret = -1;
@@ -167,7 +167,7 @@ static struct orchd_pipeline *load_pipeline_reg(struct cli *cli, const char *fil
 		else
 			orchd_loader_release(&reg);
 	}
-	sb_release(&err);
+	op_buf_release(&err);
 	if (ret < 0) {
 		orchd_diags_print(&d, stderr);
 		orchd_diags_release(&d);
@@ -239,61 +239,61 @@ static int graph_opt(int opt, const char *arg, void *ctx)
 }
 
 /* A string as a double-quoted DOT/Mermaid label (names are safe already). */
-static void put_quoted(struct strbuf *sb, const char *s)
+static void put_quoted(struct op_buf *sb, const char *s)
 {
-	sb_addch(sb, '"');
+	op_buf_addch(sb, '"');
 	for (; *s; s++) {
 		if (*s == '"' || *s == '\\')
-			sb_addch(sb, '\\');
-		sb_addch(sb, *s);
+			op_buf_addch(sb, '\\');
+		op_buf_addch(sb, *s);
 	}
-	sb_addch(sb, '"');
+	op_buf_addch(sb, '"');
 }
 
-static void graph_dot(const struct orchd_pipeline *p, struct strbuf *sb)
+static void graph_dot(const struct orchd_pipeline *p, struct op_buf *sb)
 {
 	size_t i, j;
 
-	sb_addstr(sb, "digraph ");
+	op_buf_addstr(sb, "digraph ");
 	put_quoted(sb, p->name);
-	sb_addstr(sb, " {\n\trankdir=LR;\n");
+	op_buf_addstr(sb, " {\n\trankdir=LR;\n");
 	for (i = 0; i < p->ninst; i++) {
-		sb_addch(sb, '\t');
+		op_buf_addch(sb, '\t');
 		put_quoted(sb, p->inst[i].id);
-		sb_addstr(sb, p->inst[i].enabled ? ";\n" : " [style=dashed];\n");
+		op_buf_addstr(sb, p->inst[i].enabled ? ";\n" : " [style=dashed];\n");
 	}
 	for (i = 0; i < p->ninst; i++)
 		for (j = 0; j < p->inst[i].ndeps; j++) {
-			sb_addch(sb, '\t');
+			op_buf_addch(sb, '\t');
 			put_quoted(sb, p->inst[p->inst[i].deps[j]].id);
-			sb_addstr(sb, " -> ");
+			op_buf_addstr(sb, " -> ");
 			put_quoted(sb, p->inst[i].id);
-			sb_addstr(sb, ";\n");
+			op_buf_addstr(sb, ";\n");
 		}
-	sb_addstr(sb, "}\n");
+	op_buf_addstr(sb, "}\n");
 }
 
-static void graph_mermaid(const struct orchd_pipeline *p, struct strbuf *sb)
+static void graph_mermaid(const struct orchd_pipeline *p, struct op_buf *sb)
 {
 	size_t i, j;
 
-	sb_addstr(sb, "flowchart LR\n");
+	op_buf_addstr(sb, "flowchart LR\n");
 	for (i = 0; i < p->ninst; i++) {
-		sb_addf(sb, "\tn%zu[", i);
+		op_buf_addf(sb, "\tn%zu[", i);
 		put_quoted(sb, p->inst[i].id);
-		sb_addstr(sb, "]\n");
+		op_buf_addstr(sb, "]\n");
 		if (!p->inst[i].enabled)
-			sb_addf(sb, "\tstyle n%zu stroke-dasharray: 5 5\n", i);
+			op_buf_addf(sb, "\tstyle n%zu stroke-dasharray: 5 5\n", i);
 	}
 	for (i = 0; i < p->ninst; i++)
 		for (j = 0; j < p->inst[i].ndeps; j++)
-			sb_addf(sb, "\tn%zu --> n%zu\n", p->inst[i].deps[j], i);
+			op_buf_addf(sb, "\tn%zu --> n%zu\n", p->inst[i].deps[j], i);
 }
 
 /* A JSON string (names are from the safe set, but escape anyway). */
-static void put_json_str(struct strbuf *sb, const char *s)
+static void put_json_str(struct op_buf *sb, const char *s)
 {
-	sb_addch(sb, '"');
+	op_buf_addch(sb, '"');
 	for (; *s; s++) {
 		unsigned char c = (unsigned char)*s;
 		size_t plain = strcspn(s, "\"\\\x01\x02\x03\x04\x05\x06\x07\x08\t\n\x0b\x0c\r"
@@ -301,55 +301,55 @@ static void put_json_str(struct strbuf *sb, const char *s)
 					  "\x1b\x1c\x1d\x1e\x1f");
 
 		if (plain) {
-			sb_add(sb, s, plain);
+			op_buf_add(sb, s, plain);
 			s += plain - 1;
 			continue;
 		}
 		if (c == '"' || c == '\\')
-			sb_addf(sb, "\\%c", c);
+			op_buf_addf(sb, "\\%c", c);
 		else if (c < 0x20)
-			sb_addf(sb, "\\u%04x", c);
+			op_buf_addf(sb, "\\u%04x", c);
 		else
-			sb_addch(sb, (char)c);
+			op_buf_addch(sb, (char)c);
 	}
-	sb_addch(sb, '"');
+	op_buf_addch(sb, '"');
 }
 
 /*
  * Written directly rather than through json-c objects: at 10 000 instances
  * the object tree would double the memory of the whole command.
  */
-static void graph_json(const struct orchd_pipeline *p, const size_t *order, struct strbuf *sb)
+static void graph_json(const struct orchd_pipeline *p, const size_t *order, struct op_buf *sb)
 {
 	size_t i, j;
 
-	sb_addstr(sb, "{\"pipeline\":");
+	op_buf_addstr(sb, "{\"pipeline\":");
 	put_json_str(sb, p->name);
-	sb_addstr(sb, ",\"instances\":[");
+	op_buf_addstr(sb, ",\"instances\":[");
 	for (i = 0; i < p->ninst; i++) {
 		const struct orchd_instance *in = &p->inst[i];
 
-		sb_addstr(sb, i ? ",{\"id\":" : "{\"id\":");
+		op_buf_addstr(sb, i ? ",{\"id\":" : "{\"id\":");
 		put_json_str(sb, in->id);
-		sb_addstr(sb, ",\"type\":");
+		op_buf_addstr(sb, ",\"type\":");
 		put_json_str(sb, in->type);
-		sb_addstr(sb, ",\"name\":");
+		op_buf_addstr(sb, ",\"name\":");
 		put_json_str(sb, in->name);
-		sb_addstr(sb, ",\"deps\":[");
+		op_buf_addstr(sb, ",\"deps\":[");
 		for (j = 0; j < in->ndeps; j++) {
 			if (j)
-				sb_addch(sb, ',');
+				op_buf_addch(sb, ',');
 			put_json_str(sb, p->inst[in->deps[j]].id);
 		}
-		sb_addstr(sb, in->enabled ? "],\"enabled\":true}" : "],\"enabled\":false}");
+		op_buf_addstr(sb, in->enabled ? "],\"enabled\":true}" : "],\"enabled\":false}");
 	}
-	sb_addstr(sb, "],\"order\":[");
+	op_buf_addstr(sb, "],\"order\":[");
 	for (i = 0; i < p->ninst; i++) {
 		if (i)
-			sb_addch(sb, ',');
+			op_buf_addch(sb, ',');
 		put_json_str(sb, p->inst[order[i]].id);
 	}
-	sb_addstr(sb, "]}\n");
+	op_buf_addstr(sb, "]}\n");
 }
 
 static int cmd_graph(struct cli *cli, int argc, char **argv)
@@ -359,7 +359,7 @@ static int cmd_graph(struct cli *cli, int argc, char **argv)
 	const struct command *c = find_command("graph");
 	enum graph_format fmt = GRAPH_DOT;
 	struct orchd_pipeline *p;
-	struct strbuf out = STRBUF_INIT;
+	struct op_buf out = OP_BUF_INIT;
 	const char *file;
 	size_t *order;
 	int code = 0, first;
@@ -379,8 +379,8 @@ static int cmd_graph(struct cli *cli, int argc, char **argv)
 		graph_mermaid(p, &out);
 	else
 		graph_json(p, order, &out);
-	fwrite(sb_str(&out), 1, out.len, stdout);
-	sb_release(&out);
+	fwrite(op_buf_str(&out), 1, out.len, stdout);
+	op_buf_release(&out);
 	free(order);
 	orchd_pipeline_free(p);
 	if (fflush(stdout) != 0) {
@@ -675,7 +675,7 @@ static int cmd_extensions(struct cli *cli, int argc, char **argv)
 {
 	const struct command *c = find_command("extensions");
 	struct orchd_registry reg = ORCHD_REGISTRY_INIT;
-	struct strbuf err = STRBUF_INIT;
+	struct op_buf err = OP_BUF_INIT;
 	int code = 0, first;
 	size_t i;
 
@@ -684,8 +684,8 @@ static int cmd_extensions(struct cli *cli, int argc, char **argv)
 	if (first < argc)
 		return usage_error(c->name, "unexpected argument '%s'", argv[first]);
 	if (orchd_loader_discover(&reg, cli->ext_dirs, cli->next_dirs, 0, &err) < 0)
-		warning("%s", sb_str(&err));
-	sb_release(&err);
+		warning("%s", op_buf_str(&err));
+	op_buf_release(&err);
 	for (i = 0; i < reg.n; i++) {
 		const struct orchd_ext_info *e = &reg.v[i];
 

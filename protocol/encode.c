@@ -18,11 +18,11 @@ static struct json_object *unconst(const struct json_object *o)
 {
 	return (struct json_object *)(uintptr_t)o;
 }
-#include "strbuf.h"
+#include "orchd_protocol.h"
 
 char *op_encode(const struct json_object *msg)
 {
-	struct strbuf sb;
+	struct op_buf sb;
 	const char *s;
 	size_t n;
 
@@ -40,10 +40,10 @@ char *op_encode(const struct json_object *msg)
 		errno = E2BIG;
 		return NULL;
 	}
-	sb_init(&sb, 0);
-	if (sb_add(&sb, s, n) || sb_addch(&sb, '\n'))
+	op_buf_init(&sb, 0);
+	if (op_buf_add(&sb, s, n) || op_buf_addch(&sb, '\n'))
 		return NULL;
-	return sb_detach(&sb, NULL);
+	return op_buf_detach(&sb, NULL);
 }
 
 /* Add a borrowed value (NULL: JSON null) under key; 0 or -1. */

@@ -15,13 +15,13 @@
 #include <json-c/json.h>
 
 #include "orchd_protocol.h"
-#include "strbuf.h"
+#include "orchd_protocol.h"
 
 struct op_ext {
 	const struct op_ext_info *info;
 	int in_fd, out_fd;
 	struct op_splitter *sp;
-	struct strbuf pending;		/* log lines not written yet (op_ext_log_line) */
+	struct op_buf pending;		/* log lines not written yet (op_ext_log_line) */
 	struct json_object *action_msg; /* owned */
 	struct json_object *empty;	/* owned: {} for absent config/outputs */
 	enum op_action action;
@@ -62,7 +62,7 @@ int op_ext_flush(struct op_ext *ext)
 	if (!ext->pending.len)
 		return 0;
 	ret = op_write_all(ext->out_fd, ext->pending.buf, ext->pending.len);
-	sb_reset(&ext->pending);
+	op_buf_reset(&ext->pending);
 	return ret;
 }
 
@@ -499,7 +499,7 @@ void op_ext_free(struct op_ext *ext)
 	if (!ext)
 		return;
 	op_ext_flush(ext);
-	sb_release(&ext->pending);
+	op_buf_release(&ext->pending);
 	op_splitter_free(ext->sp);
 	json_object_put(ext->action_msg);
 	json_object_put(ext->empty);

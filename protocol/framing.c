@@ -15,13 +15,13 @@
 #include <string.h>
 
 #include "orchd_protocol.h"
-#include "strbuf.h"
+#include "orchd_protocol.h"
 
 struct op_splitter {
-	struct strbuf pending; /* input; bytes before off are consumed */
+	struct op_buf pending; /* input; bytes before off are consumed */
 	size_t off;	       /* start of the unconsumed input */
 	size_t scanned;	       /* no '\n' in pending[off, scanned) */
-	struct strbuf line;    /* copy of a chunk / over-long head */
+	struct op_buf line;    /* copy of a chunk / over-long head */
 	size_t max_line;
 	enum op_split_mode mode;
 	bool skipping; /* STRICT: discarding the rest of an over-long line */
@@ -35,8 +35,8 @@ struct op_splitter *op_splitter_new(size_t max_line, enum op_split_mode mode)
 
 	if (!sp)
 		return NULL;
-	sb_init(&sp->pending, 0);
-	sb_init(&sp->line, 0);
+	op_buf_init(&sp->pending, 0);
+	op_buf_init(&sp->line, 0);
 	sp->max_line = max_line ? max_line : OP_MAX_LINE;
 	sp->mode = mode;
 	return sp;
@@ -46,8 +46,8 @@ void op_splitter_free(struct op_splitter *sp)
 {
 	if (!sp)
 		return;
-	sb_release(&sp->pending);
-	sb_release(&sp->line);
+	op_buf_release(&sp->pending);
+	op_buf_release(&sp->line);
 	free(sp);
 }
 
@@ -60,11 +60,11 @@ int op_splitter_feed(struct op_splitter *sp, const void *data, size_t n)
 	/* drop what was consumed: one memmove of the partial line per feed,
 	 * so splitting is linear in the input whatever the feed sizes */
 	if (sp->off) {
-		sb_consume(&sp->pending, sp->off);
+		op_buf_consume(&sp->pending, sp->off);
 		sp->scanned -= sp->off;
 		sp->off = 0;
 	}
-	if (sb_add(&sp->pending, data, n) < 0) {
+	if (op_buf_add(&sp->pending, data, n) < 0) {
 		sp->failed = true;
 		return -1;
 	}
@@ -85,15 +85,15 @@ bool op_splitter_done(const struct op_splitter *sp)
 static enum op_line_status take_copy(struct op_splitter *sp, size_t n, enum op_line_status st,
 				     const char **line, size_t *len)
 {
-	sb_reset(&sp->line);
-	if (sb_add(&sp->line, sp->pending.buf + sp->off, n) < 0) {
+	op_buf_reset(&sp->line);
+	if (op_buf_add(&sp->line, sp->pending.buf + sp->off, n) < 0) {
 		sp->failed = true;
 		return OP_LINE_NONE;
 	}
 	sp->off += n;
 	if (sp->scanned < sp->off)
 		sp->scanned = sp->off;
-	*line = sb_str(&sp->line);
+	*line = op_buf_str(&sp->line);
 	*len = sp->line.len;
 	return st;
 }

@@ -33,6 +33,7 @@
 #ifndef ORCHD_PROTOCOL_H
 #define ORCHD_PROTOCOL_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -54,6 +55,64 @@ struct json_object;
 
 /* Size of the error-text buffers used below (messages are truncated to it). */
 #define OP_ERRMAX 512
+
+/* ---------------------------------------------------------------------------
+ * Buffers: a growable, NUL-terminated byte buffer with a hard size cap, used
+ * by the library itself, by orchd and by C extensions.
+ *
+ * Invariants:
+ *   - b->buf is either NULL (nothing allocated yet, len == 0) or points to
+ *     b->alloc bytes of which the first b->len are content and
+ *     b->buf[b->len] == '\0'.  op_buf_str() gives a C string in all cases.
+ *   - b->len never exceeds b->max (when max != 0).  The buffer may hold NUL
+ *     bytes; len is authoritative.
+ *
+ * Failure is sticky (curl's dynbuf, made sticky): an append that would cross
+ * the cap, or an allocation failure, releases the buffer, records the errno
+ * (E2BIG or ENOMEM) in b->err and returns -1; every later append then
+ * returns -1 at once and adds nothing, so a failed buffer never holds a
+ * tail fragment.  A caller may check each append, or append freely and
+ * check op_buf_failed() once before using the content.  op_buf_reset() and
+ * op_buf_release() clear the failure.
+ *
+ * Ownership: the buffer owns buf.  op_buf_detach() hands it to the caller,
+ * who frees it with free().
+ * ------------------------------------------------------------------------- */
+
+struct op_buf {
+	char *buf;
+	size_t len;
+	size_t alloc;
+	size_t max; /* 0: no cap */
+	int err;    /* 0, or the errno of the first failed append (sticky) */
+};
+
+#define OP_BUF_INIT {NULL, 0, 0, 0, 0}
+
+void op_buf_init(struct op_buf *b, size_t max);
+/* Free the memory; the buffer is empty and usable again (failure cleared). */
+void op_buf_release(struct op_buf *b);
+/* Empty the buffer but keep its memory; clears the failure. */
+void op_buf_reset(struct op_buf *b);
+/* Make room for at least n more bytes. 0 or -1. */
+int op_buf_grow(struct op_buf *b, size_t n);
+int op_buf_add(struct op_buf *b, const void *data, size_t n);
+int op_buf_addstr(struct op_buf *b, const char *s);
+int op_buf_addch(struct op_buf *b, int c);
+int op_buf_addf(struct op_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int op_buf_vaddf(struct op_buf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+/* 0, or the errno (E2BIG, ENOMEM) of the append that failed. */
+int op_buf_failed(const struct op_buf *b);
+/* Drop the first n bytes (n <= len). */
+void op_buf_consume(struct op_buf *b, size_t n);
+/* Truncate to len bytes (len <= b->len). */
+void op_buf_setlen(struct op_buf *b, size_t len);
+/* Always a valid C string, "" when empty. */
+const char *op_buf_str(const struct op_buf *b);
+/* Hand over the malloc'ed string (never NULL: "" is allocated when empty)
+ * and leave b empty.  NULL when the buffer failed (errno = b->err) or on
+ * allocation failure. */
+char *op_buf_detach(struct op_buf *b, size_t *len);
 
 /* ---------------------------------------------------------------------------
  * Framing: a bounded line splitter for non-blocking reads.
@@ -240,10 +299,9 @@ char *op_encode_log(const char *level, const char *message);
  * (no json-c object): text[0..len) may hold any bytes, invalid UTF-8 and
  * NUL are replaced by U+FFFD.  Output identical to op_encode_log() for
  * valid UTF-8.  0, or -1 with errno E2BIG (longer than OP_MAX_LINE; sb
- * unchanged) or ENOMEM (sb released, as strbuf does).
+ * unchanged) or ENOMEM (sb failed, see "Buffers").
  */
-struct strbuf;
-int op_encode_log_into(struct strbuf *sb, const char *level, const char *text, size_t len);
+int op_encode_log_into(struct op_buf *sb, const char *level, const char *text, size_t len);
 /* percent < 0: omitted. */
 char *op_encode_progress(const char *message, int percent);
 char *op_encode_output(const char *key, const struct json_object *value, bool secret);

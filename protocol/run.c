@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "orchd_protocol.h"
-#include "strbuf.h"
+#include "orchd_protocol.h"
 
 /* With the program reaped, pipes silent this long are closed. */
 #define RUN_IDLE_MS 200
@@ -100,14 +100,14 @@ bool op_utf8_valid(const void *s, size_t len)
  * Append text[0..len) as the body of a JSON string, escaped as json-c does
  * with JSON_C_TO_STRING_NOSLASHESCAPE, invalid UTF-8 and NUL as U+FFFD.
  */
-static int add_json_text(struct strbuf *sb, const char *text, size_t len)
+static int add_json_text(struct op_buf *sb, const char *text, size_t len)
 {
 	static const char hex[] = "0123456789abcdef";
 	static const char special[] = "\"\\\b\f\n\r\t";
 	const unsigned char *p = (const unsigned char *)text;
 	size_t i = 0, run = 0;
 
-	if (sb_grow(sb, len + 16))
+	if (op_buf_grow(sb, len + 16))
 		return -1;
 	while (i < len) {
 		unsigned char c = p[i];
@@ -123,7 +123,7 @@ static int add_json_text(struct strbuf *sb, const char *text, size_t len)
 			i += n;
 			continue;
 		}
-		if (sb_add(sb, p + run, i - run))
+		if (op_buf_add(sb, p + run, i - run))
 			return -1;
 		if (c && (e = strchr(special, c))) {
 			esc[0] = '\\';
@@ -138,14 +138,14 @@ static int add_json_text(struct strbuf *sb, const char *text, size_t len)
 			memcpy(esc, "\xef\xbf\xbd", 3);
 			n = 3;
 		}
-		if (sb_add(sb, esc, n))
+		if (op_buf_add(sb, esc, n))
 			return -1;
 		run = ++i;
 	}
-	return sb_add(sb, p + run, len - run);
+	return op_buf_add(sb, p + run, len - run);
 }
 
-int op_encode_log_into(struct strbuf *sb, const char *level, const char *text, size_t len)
+int op_encode_log_into(struct op_buf *sb, const char *level, const char *text, size_t len)
 {
 	size_t start = sb->len;
 
@@ -153,16 +153,16 @@ int op_encode_log_into(struct strbuf *sb, const char *level, const char *text, s
 		errno = EINVAL;
 		return -1;
 	}
-	if (sb_addstr(sb, "{\"type\":\"log\",\"level\":\"") ||
-	    add_json_text(sb, level, strlen(level)) || sb_addstr(sb, "\",\"message\":\"") ||
-	    add_json_text(sb, text, len) || sb_addstr(sb, "\"}"))
+	if (op_buf_addstr(sb, "{\"type\":\"log\",\"level\":\"") ||
+	    add_json_text(sb, level, strlen(level)) || op_buf_addstr(sb, "\",\"message\":\"") ||
+	    add_json_text(sb, text, len) || op_buf_addstr(sb, "\"}"))
 		return -1;
 	if (sb->len - start > OP_MAX_LINE) {
-		sb_setlen(sb, start);
+		op_buf_setlen(sb, start);
 		errno = E2BIG;
 		return -1;
 	}
-	return sb_addch(sb, '\n');
+	return op_buf_addch(sb, '\n');
 }
 
 /* Copy s replacing invalid UTF-8 (and NUL bytes) with U+FFFD; NULL: ENOMEM. */

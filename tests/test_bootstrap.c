@@ -12,7 +12,7 @@
 
 #include "core/bootstrap.h"
 #include "models/pipeline.h"
-#include "strbuf.h"
+#include "orchd_protocol.h"
 #include "testutil.h"
 #include "util.h"
 
@@ -250,44 +250,44 @@ END_TEST
 START_TEST(test_bounds)
 {
 	struct orchd_pipeline *p;
-	struct strbuf sb = STRBUF_INIT;
+	struct op_buf sb = OP_BUF_INIT;
 	char *errs;
 	int i;
 
 	/* Nesting: 64 levels pass, 65 fail. */
-	sb_addstr(&sb, "p:\n  exec:\n    - name: a\n      d: ");
+	op_buf_addstr(&sb, "p:\n  exec:\n    - name: a\n      d: ");
 	for (i = 0; i < 60; i++)
-		sb_addch(&sb, '[');
+		op_buf_addch(&sb, '[');
 	for (i = 0; i < 60; i++)
-		sb_addch(&sb, ']');
-	sb_addch(&sb, '\n');
-	p = load(sb_str(&sb), NULL);
+		op_buf_addch(&sb, ']');
+	op_buf_addch(&sb, '\n');
+	p = load(op_buf_str(&sb), NULL);
 	ck_assert_ptr_nonnull(p);
 	orchd_pipeline_free(p);
-	sb_reset(&sb);
-	sb_addstr(&sb, "p:\n  exec:\n    - name: a\n      d: ");
+	op_buf_reset(&sb);
+	op_buf_addstr(&sb, "p:\n  exec:\n    - name: a\n      d: ");
 	for (i = 0; i < 61; i++)
-		sb_addch(&sb, '[');
+		op_buf_addch(&sb, '[');
 	for (i = 0; i < 61; i++)
-		sb_addch(&sb, ']');
-	sb_addch(&sb, '\n');
-	ck_assert_ptr_null(load(sb_str(&sb), &errs));
+		op_buf_addch(&sb, ']');
+	op_buf_addch(&sb, '\n');
+	ck_assert_ptr_null(load(op_buf_str(&sb), &errs));
 	ck_assert_str_eq(errs, "t.yaml:4:70: error: nesting too deep (limit 64 levels)\n");
 	free(errs);
 
 	/* Alias budget: 9^6 nodes would be produced; refused early. */
-	sb_reset(&sb);
-	sb_addstr(&sb, "a: &a [x,x,x,x,x,x,x,x,x]\n");
+	op_buf_reset(&sb);
+	op_buf_addstr(&sb, "a: &a [x,x,x,x,x,x,x,x,x]\n");
 	for (i = 1; i < 7; i++)
-		sb_addf(&sb, "%c: &%c [*%c,*%c,*%c,*%c,*%c,*%c,*%c,*%c,*%c]\n", 'a' + i, 'a' + i,
+		op_buf_addf(&sb, "%c: &%c [*%c,*%c,*%c,*%c,*%c,*%c,*%c,*%c,*%c]\n", 'a' + i, 'a' + i,
 			'a' + i - 1, 'a' + i - 1, 'a' + i - 1, 'a' + i - 1, 'a' + i - 1,
 			'a' + i - 1, 'a' + i - 1, 'a' + i - 1, 'a' + i - 1);
-	ck_assert_ptr_null(load(sb_str(&sb), &errs));
+	ck_assert_ptr_null(load(op_buf_str(&sb), &errs));
 	ck_assert_str_eq(errs,
 			 "t.yaml:6:8: error: aliases expand to too many nodes (limit 100000): "
 			 "refusing a possible billion laughs document\n");
 	free(errs);
-	sb_release(&sb);
+	op_buf_release(&sb);
 }
 END_TEST
 
@@ -330,17 +330,17 @@ END_TEST
 
 START_TEST(test_long_message_cut)
 {
-	struct strbuf sb = STRBUF_INIT;
+	struct op_buf sb = OP_BUF_INIT;
 	struct orchd_pipeline *p = NULL;
 	struct orchd_diags d;
 	int i;
 
-	sb_addstr(&sb, "p:\n  core:\n    engine: {type: x");
+	op_buf_addstr(&sb, "p:\n  core:\n    engine: {type: x");
 	for (i = 0; i < 3000; i++)
-		sb_addstr(&sb, "\xc3\xa9"); /* two bytes each: the cut must not split one */
-	sb_addstr(&sb, "}\n  exec: []\n");
+		op_buf_addstr(&sb, "\xc3\xa9"); /* two bytes each: the cut must not split one */
+	op_buf_addstr(&sb, "}\n  exec: []\n");
 	orchd_diags_init(&d);
-	ck_assert_int_eq(orchd_bootstrap_load("t.yaml", sb_str(&sb), sb.len, &p, &d), -1);
+	ck_assert_int_eq(orchd_bootstrap_load("t.yaml", op_buf_str(&sb), sb.len, &p, &d), -1);
 	ck_assert_uint_eq(d.n, 1);
 	ck_assert_uint_le(strlen(d.v[0].msg), ORCHD_DIAG_MAX_MSG);
 	ck_assert_uint_ge(strlen(d.v[0].msg), ORCHD_DIAG_MAX_MSG - 1);
@@ -348,7 +348,7 @@ START_TEST(test_long_message_cut)
 	ck_assert(!strncmp(d.v[0].msg, "p.core.engine.type: unknown engine type '", 41));
 	orchd_diags_release(&d);
 	orchd_pipeline_free(p);
-	sb_release(&sb);
+	op_buf_release(&sb);
 }
 END_TEST
 
@@ -370,18 +370,18 @@ END_TEST
 START_TEST(test_node_limit)
 {
 	/* 1,000,001 scalars in a flow sequence: "[0,0,...]" is 2 MB. */
-	struct strbuf sb = STRBUF_INIT;
+	struct op_buf sb = OP_BUF_INIT;
 	char *errs;
 	int i;
 
-	sb_addstr(&sb, "p: [");
+	op_buf_addstr(&sb, "p: [");
 	for (i = 0; i < ORCHD_MAX_NODES; i++)
-		sb_addstr(&sb, "0,");
-	sb_addstr(&sb, "0]\n");
-	ck_assert_ptr_null(load(sb_str(&sb), &errs));
+		op_buf_addstr(&sb, "0,");
+	op_buf_addstr(&sb, "0]\n");
+	ck_assert_ptr_null(load(op_buf_str(&sb), &errs));
 	ck_assert_str_eq(errs, "t.yaml:1:1999999: error: too many YAML nodes (limit 1000000)\n");
 	free(errs);
-	sb_release(&sb);
+	op_buf_release(&sb);
 }
 END_TEST
 

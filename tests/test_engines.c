@@ -14,7 +14,7 @@
 
 #include <json-c/json.h>
 
-#include "strbuf.h"
+#include "orchd_protocol.h"
 #include "testutil.h"
 #include "util.h"
 
@@ -40,7 +40,7 @@ static const struct example examples[] = {
 static char *pulumi_variant(const char *src)
 {
 	char *text = test_read_file(src, NULL), *p, *out, *path;
-	struct strbuf sb = STRBUF_INIT;
+	struct op_buf sb = OP_BUF_INIT;
 	const char *core;
 	FILE *f;
 
@@ -48,20 +48,20 @@ static char *pulumi_variant(const char *src)
 	core = strstr(text, "\n  core:\n");
 	if (core) {
 		core += strlen("\n  core:\n");
-		sb_add(&sb, text, (size_t)(core - text));
-		sb_addstr(&sb, "    engine: {type: pulumi}\n");
-		sb_addstr(&sb, core);
+		op_buf_add(&sb, text, (size_t)(core - text));
+		op_buf_addstr(&sb, "    engine: {type: pulumi}\n");
+		op_buf_addstr(&sb, core);
 	} else {
 		/* No core section: add one under the pipeline's key (the first
 		 * line that starts with neither '#' nor a space). */
 		for (p = text; *p == '#' || *p == '\n'; p = strchr(p, '\n') + 1)
 			;
 		p = strchr(p, '\n') + 1;
-		sb_add(&sb, text, (size_t)(p - text));
-		sb_addstr(&sb, "  core:\n    engine: {type: pulumi}\n");
-		sb_addstr(&sb, p);
+		op_buf_add(&sb, text, (size_t)(p - text));
+		op_buf_addstr(&sb, "  core:\n    engine: {type: pulumi}\n");
+		op_buf_addstr(&sb, p);
 	}
-	out = sb_detach(&sb, NULL);
+	out = op_buf_detach(&sb, NULL);
 	path = xasprintf("%.*s/.pulumi-variant-%ld.yaml", (int)(strrchr(src, '/') - src), src,
 			 (long)getpid());
 	f = fopen(path, "w");

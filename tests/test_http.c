@@ -23,7 +23,7 @@
 #include "fetch.h"
 #include "hash.h"
 #include "http.h"
-#include "strbuf.h"
+#include "orchd_protocol.h"
 #include "testutil.h"
 #include "util.h"
 
@@ -39,15 +39,15 @@ static char *url(const char *path)
 /* Requests the server saw for path. */
 static long server_count(const char *path)
 {
-	struct strbuf body = STRBUF_INIT;
+	struct op_buf body = OP_BUF_INIT;
 	char err[512], *u = xasprintf("http://127.0.0.1:%d/_stats%s", srv.port, path);
 	long n = -1;
 
 	if (orchd_http_get(u, &body, NULL, err, sizeof(err)) == 0)
-		n = atol(sb_str(&body));
+		n = atol(op_buf_str(&body));
 	else
 		fprintf(stderr, "%s\n", err);
-	sb_release(&body);
+	op_buf_release(&body);
 	free(u);
 	return n;
 }
@@ -417,13 +417,13 @@ END_TEST
 START_TEST(test_get)
 {
 	struct orchd_http_opts o = fast_opts();
-	struct strbuf body = STRBUF_INIT;
+	struct op_buf body = OP_BUF_INIT;
 	char err[512], expect[512];
 	char *u = url("/bytes/40");
 
-	sb_addstr(&body, "keep:");
+	op_buf_addstr(&body, "keep:");
 	ck_assert_msg(orchd_http_get(u, &body, &o, err, sizeof(err)) == 0, "%s", err);
-	ck_assert_str_eq(sb_str(&body), "keep:orchd-test-data\norchd-test-data\norchd-te");
+	ck_assert_str_eq(op_buf_str(&body), "keep:orchd-test-data\norchd-test-data\norchd-te");
 	free(u);
 
 	u = url("/status/500");
@@ -437,11 +437,11 @@ START_TEST(test_get)
 
 	/* the buffer's own cap is a size limit too */
 	u = url("/bytes/100");
-	sb_init(&body, 50);
+	op_buf_init(&body, 50);
 	ck_assert_int_eq(orchd_http_get(u, &body, &o, err, sizeof(err)), -1);
 	ck_assert_msg(strstr(err, "response larger than the maximum") != NULL, "%s", err);
 	ck_assert_int_eq(server_count("/bytes/100"), 1);
-	sb_release(&body);
+	op_buf_release(&body);
 	free(u);
 
 	u = xasprintf("ftp://127.0.0.1:%d/x", srv.port);

@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "core/loader.h"
-#include "strbuf.h"
+#include "orchd_protocol.h"
 #include "testutil.h"
 #include "util.h"
 
@@ -39,7 +39,7 @@ START_TEST(test_order_shadowing_manifest)
 	struct orchd_registry r = ORCHD_REGISTRY_INIT;
 	const char *dirs[] = {d1, d2};
 	const struct orchd_ext_info *e;
-	struct strbuf err = STRBUF_INIT;
+	struct op_buf err = OP_BUF_INIT;
 	const char **types;
 	char *want;
 	size_t n;
@@ -98,10 +98,10 @@ START_TEST(test_order_shadowing_manifest)
 	ck_assert_ptr_null(orchd_loader_find(&r, "nope", &err));
 	want = xasprintf("no extension for type 'nope' (searched: %s %s %s/missing %s)", d1, d2,
 			 tmp, d3);
-	ck_assert_str_eq(sb_str(&err), want);
+	ck_assert_str_eq(op_buf_str(&err), want);
 	free(want);
 	orchd_loader_release(&r);
-	sb_release(&err);
+	op_buf_release(&err);
 	test_rmtree(tmp);
 	free(envpath);
 	free(d1);
@@ -116,7 +116,7 @@ START_TEST(test_not_executable_reported)
 	char *tmp = test_tmpdir();
 	struct orchd_registry r = ORCHD_REGISTRY_INIT;
 	const char *dirs[] = {tmp, tmp}; /* the same directory twice: scanned once */
-	struct strbuf err = STRBUF_INIT;
+	struct op_buf err = OP_BUF_INIT;
 	char *want;
 
 	write_file(tmp, "orchd-ext-exec", "#!/bin/sh\n", 0644);
@@ -126,10 +126,10 @@ START_TEST(test_not_executable_reported)
 	ck_assert_uint_eq(r.n, 1);
 	ck_assert_ptr_null(orchd_loader_find(&r, "exec", &err));
 	want = xasprintf("extension 'exec' at %s/orchd-ext-exec is not executable", tmp);
-	ck_assert_str_eq(sb_str(&err), want);
+	ck_assert_str_eq(op_buf_str(&err), want);
 	free(want);
 	orchd_loader_release(&r);
-	sb_release(&err);
+	op_buf_release(&err);
 	test_rmtree(tmp);
 	free(tmp);
 }

@@ -18,7 +18,7 @@
 #include <json-c/json.h>
 
 #include "orchd_protocol.h"
-#include "strbuf.h"
+#include "orchd_protocol.h"
 #include "testutil.h"
 
 /* argv and env arrays hold char *; the strings are never written */
@@ -518,7 +518,7 @@ END_TEST
 /* The direct encoder writes what json-c writes, byte for byte. */
 START_TEST(test_encode_log_into)
 {
-	struct strbuf sb = STRBUF_INIT;
+	struct op_buf sb = OP_BUF_INIT;
 	char text[160], *ref;
 	size_t n = 0;
 
@@ -536,17 +536,17 @@ START_TEST(test_encode_log_into)
 	ck_assert_ptr_nonnull(strstr(sb.buf, "\n{\"type\":\"log\",\"level\":\"info\",\"message\":"
 					     "\"a\xef\xbf\xbd"
 					     "b\xef\xbf\xbd\xef\xbf\xbd\"}\n"));
-	sb_reset(&sb);
+	op_buf_reset(&sb);
 	ck_assert_int_eq(op_encode_log_into(&sb, "info", "", 0), 0);
 	ck_assert_str_eq(sb.buf, "{\"type\":\"log\",\"level\":\"info\",\"message\":\"\"}\n");
-	sb_release(&sb);
+	op_buf_release(&sb);
 }
 END_TEST
 
 /* Longer than OP_MAX_LINE once escaped: E2BIG, the buffer unchanged. */
 START_TEST(test_encode_log_into_too_long)
 {
-	struct strbuf sb = STRBUF_INIT;
+	struct op_buf sb = OP_BUF_INIT;
 	size_t n = OP_MAX_LINE / 2;
 	char *text = malloc(n);
 
@@ -556,7 +556,7 @@ START_TEST(test_encode_log_into_too_long)
 	ck_assert_int_eq(op_encode_log_into(&sb, "info", text, n), -1);
 	ck_assert_int_eq(errno, E2BIG);
 	ck_assert_str_eq(sb.buf, "{\"type\":\"log\",\"level\":\"info\",\"message\":\"x\"}\n");
-	sb_release(&sb);
+	op_buf_release(&sb);
 	free(text);
 }
 END_TEST

@@ -17,7 +17,7 @@
 
 #include <json-c/json.h>
 
-#include "strbuf.h"
+#include "orchd_protocol.h"
 #include "testutil.h"
 #include "util.h"
 
@@ -473,18 +473,18 @@ END_TEST
  * next run takes over the dead run's lock and completes. */
 START_TEST(test_kill9_mid_run_leaves_valid_state)
 {
-	struct strbuf sb = STRBUF_INIT;
+	struct op_buf sb = OP_BUF_INIT;
 	char *f, *out = NULL, *err = NULL;
 	int rc;
 
-	sb_addstr(&sb, "p:\n  core: {parallelism: 4}\n  exec:\n");
+	op_buf_addstr(&sb, "p:\n  core: {parallelism: 4}\n  exec:\n");
 	for (int i = 0; i < 24; i++)
-		sb_addf(&sb,
+		op_buf_addf(&sb,
 			"    - name: s%d\n"
 			"      command: [sh, -c, 'sleep 0.0%d; echo v=%d >> $ORCHD_OUTPUT']\n",
 			i, i % 10, i);
-	f = write_pipeline("p.yaml", sb_str(&sb));
-	sb_release(&sb);
+	f = write_pipeline("p.yaml", op_buf_str(&sb));
+	op_buf_release(&sb);
 	for (int round = 0; round < 4; round++) {
 		pid_t pid = fork();
 		int status;

@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "handlers/extension.h"
-#include "strbuf.h"
+#include "orchd_protocol.h"
 #include "testutil.h"
 #include "util.h"
 
@@ -27,7 +27,7 @@ struct rec {
 	int exit_status, retryable, changed, has_result, has_state;
 	char summary[256];
 	json_object *outputs, *secrets, *state, *describe, *errors;
-	struct strbuf log;
+	struct op_buf log;
 	long nlines[4];
 	long max_rss_kb;
 	char workdir[4096];
@@ -58,7 +58,7 @@ static void on_log(void *cb, void *ctx, const char *id, enum orchd_log_level lev
 	(void)id;
 	r->nlines[src]++;
 	if (r->log.len < 65536)
-		sb_addf(&r->log, "%s %s %.200s\n", orchd_log_level_name(level),
+		op_buf_addf(&r->log, "%s %s %.200s\n", orchd_log_level_name(level),
 			orchd_log_source_name(src), text);
 }
 
@@ -93,7 +93,7 @@ static void rec_release(struct rec *r)
 	json_object_put(r->state);
 	json_object_put(r->describe);
 	json_object_put(r->errors);
-	sb_release(&r->log);
+	op_buf_release(&r->log);
 	memset(r, 0, sizeof(*r));
 }
 
@@ -131,7 +131,7 @@ static void start_ex(struct rec *r, const char *id, const char *exe, const char 
 	char *base = xasprintf("%s/work", tmp);
 
 	ck_assert_ptr_nonnull(cfg);
-	sb_init(&r->log, 0);
+	op_buf_init(&r->log, 0);
 	s.id = id;
 	s.exe = exe;
 	s.action = OP_ACTION_APPLY;
@@ -221,9 +221,9 @@ START_TEST(test_ok)
 	ck_assert_int_eq(r.has_state, 1);
 	ck_assert(json_object_object_get_ex(r.state, "serial", &v));
 	ck_assert_int_eq(json_object_get_int(v), 7);
-	ck_assert_ptr_nonnull(strstr(sb_str(&r.log), "info protocol working\n"));
-	ck_assert_ptr_nonnull(strstr(sb_str(&r.log), "info stderr hello from stderr\n"));
-	ck_assert_ptr_nonnull(strstr(sb_str(&r.log), "info protocol 50% half way\n"));
+	ck_assert_ptr_nonnull(strstr(op_buf_str(&r.log), "info protocol working\n"));
+	ck_assert_ptr_nonnull(strstr(op_buf_str(&r.log), "info stderr hello from stderr\n"));
+	ck_assert_ptr_nonnull(strstr(op_buf_str(&r.log), "info protocol 50% half way\n"));
 	ck_assert(r.max_rss_kb > 0);
 	/* the workdir was private and is gone */
 	ck_assert(!strncmp(r.workdir, base, strlen(base)));
@@ -241,7 +241,7 @@ START_TEST(test_cwd_is_private_workdir)
 	char *base = xasprintf("%s/work", tmp);
 	struct stat stt;
 
-	sb_init(&r.log, 0);
+	op_buf_init(&r.log, 0);
 	s.id = "misbehave.cwd";
 	s.exe = helper;
 	s.action = OP_ACTION_APPLY;
@@ -294,7 +294,7 @@ START_TEST(test_failure_result_retryable)
 	ck_assert_int_eq(r.status, ORCHD_STEP_FAILED);
 	ck_assert_str_eq(r.reason, "extension reported failure: it broke");
 	ck_assert_int_eq(r.retryable, 1);
-	ck_assert_ptr_nonnull(strstr(sb_str(&r.log), "error protocol network down\n"));
+	ck_assert_ptr_nonnull(strstr(op_buf_str(&r.log), "error protocol network down\n"));
 	rec_release(&r);
 }
 END_TEST
@@ -379,7 +379,7 @@ START_TEST(test_non_protocol_text)
 	struct rec r = {0};
 	run_bad(&r, "{\"mode\":\"text\"}", NULL, 0);
 	ck_assert_int_eq(r.status, ORCHD_STEP_SUCCESS);
-	ck_assert_ptr_nonnull(strstr(sb_str(&r.log),
+	ck_assert_ptr_nonnull(strstr(op_buf_str(&r.log),
 				     "warning stdout-text non-protocol output: this is not json\n"
 				     "warning stdout-text non-protocol output: [1,2]\n"));
 	ck_assert_int_eq(r.nlines[ORCHD_LOGSRC_STDOUT_TEXT], 2);
@@ -402,7 +402,7 @@ START_TEST(test_grandchild_holds_pipes)
 	struct rec r = {0};
 	run_bad(&r, "{\"mode\":\"grandchild\"}", NULL, 0);
 	ck_assert_msg(r.status == ORCHD_STEP_SUCCESS, "%s", r.reason);
-	ck_assert_ptr_nonnull(strstr(sb_str(&r.log), "warning orchd the extension exited but "
+	ck_assert_ptr_nonnull(strstr(op_buf_str(&r.log), "warning orchd the extension exited but "
 						     "left processes holding its output open"));
 	rec_release(&r);
 }
@@ -570,7 +570,7 @@ START_TEST(test_describe_and_validate_payloads)
 	struct orchd_step_spec s = ORCHD_STEP_SPEC_INIT;
 	json_object *cfg = json_tokener_parse("{\"mode\":\"describe\"}");
 
-	sb_init(&d.log, 0);
+	op_buf_init(&d.log, 0);
 	s.id = "misbehave";
 	s.exe = helper;
 	s.action = OP_ACTION_DESCRIBE; /* no instance, stack needed */

@@ -9,7 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "strbuf.h"
+#include "orchd_protocol.h"
 #include "util.h"
 
 static char *join_env(const char *var, const char *dflt, const char *rel)
@@ -31,7 +31,7 @@ char *test_build_path(const char *rel)
 
 char *test_read_file(const char *path, size_t *len)
 {
-	struct strbuf sb = STRBUF_INIT;
+	struct op_buf sb = OP_BUF_INIT;
 	char buf[8192];
 	ssize_t n;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -39,14 +39,14 @@ char *test_read_file(const char *path, size_t *len)
 	if (fd < 0)
 		return NULL;
 	while ((n = read(fd, buf, sizeof(buf))) > 0)
-		if (sb_add(&sb, buf, (size_t)n) < 0)
+		if (op_buf_add(&sb, buf, (size_t)n) < 0)
 			break;
 	close(fd);
 	if (n < 0) {
-		sb_release(&sb);
+		op_buf_release(&sb);
 		return NULL;
 	}
-	return sb_detach(&sb, len);
+	return op_buf_detach(&sb, len);
 }
 
 char *test_tmpdir(void)
@@ -79,7 +79,7 @@ void test_rmtree(const char *path)
 int test_run(char *const argv[], char **out, char **err)
 {
 	int po[2], pe[2], status;
-	struct strbuf sbo = STRBUF_INIT, sbe = STRBUF_INIT;
+	struct op_buf sbo = OP_BUF_INIT, sbe = OP_BUF_INIT;
 	struct pollfd pfd[2];
 	pid_t pid;
 	int open_fds = 2;
@@ -127,19 +127,19 @@ int test_run(char *const argv[], char **out, char **err)
 				open_fds--;
 				continue;
 			}
-			sb_add(i ? &sbe : &sbo, buf, (size_t)n);
+			op_buf_add(i ? &sbe : &sbo, buf, (size_t)n);
 		}
 	}
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
 	if (out)
-		*out = sb_detach(&sbo, NULL);
+		*out = op_buf_detach(&sbo, NULL);
 	else
-		sb_release(&sbo);
+		op_buf_release(&sbo);
 	if (err)
-		*err = sb_detach(&sbe, NULL);
+		*err = op_buf_detach(&sbe, NULL);
 	else
-		sb_release(&sbe);
+		op_buf_release(&sbe);
 	if (WIFSIGNALED(status))
 		return 128 + WTERMSIG(status);
 	return WEXITSTATUS(status);

@@ -25,7 +25,7 @@
 #include <json-c/json.h>
 
 #include "orchd_protocol.h"
-#include "strbuf.h"
+#include "orchd_protocol.h"
 
 #include "callback.h"
 #include "extension.h"
@@ -53,7 +53,7 @@ struct ctx {
 struct play {
 	struct op_ext *ext;
 	struct json_object *stats; /* the "stats" event (owned), or NULL */
-	struct strbuf failures;	   /* "[host] task: msg; ..." (not ignored ones) */
+	struct op_buf failures;	   /* "[host] task: msg; ..." (not ignored ones) */
 	int nfailures;
 	const char *plain_level; /* level of stdout lines that are not events */
 	const char *err_level;	 /* level of the current stderr message */
@@ -350,8 +350,8 @@ static void on_line(void *data, int stream, char *line, size_t len, const char *
 				   status, host, task, msg, ignored ? " (ignored)" : "");
 			if (!ignored) {
 				if (p->failures.len)
-					sb_addstr(&p->failures, "; ");
-				sb_addf(&p->failures, "[%s] %s%s: %s", host,
+					op_buf_addstr(&p->failures, "; ");
+				op_buf_addf(&p->failures, "[%s] %s%s: %s", host,
 					!strcmp(status, "unreachable") ? "unreachable: " : "", task,
 					msg);
 				p->nfailures++;
@@ -409,7 +409,7 @@ static int run_playbook(struct ctx *c, const char *playbook, const char *const *
 	p->ext = c->ext;
 	p->plain_level = args && args[0] && !strcmp(args[0], "--syntax-check") ? "debug" : "info";
 	p->err_level = "warning";
-	sb_init(&p->failures, 0);
+	op_buf_init(&p->failures, 0);
 	op_ext_log(c->ext, "debug", "running %s on %s", c->cfg.binary, playbook);
 	ret = op_cmd_run(c->ext, &o, r);
 	free(ev);
@@ -420,7 +420,7 @@ static int run_playbook(struct ctx *c, const char *playbook, const char *const *
 static void play_release(struct play *p)
 {
 	json_object_put(p->stats);
-	sb_release(&p->failures);
+	op_buf_release(&p->failures);
 }
 
 /*
@@ -447,7 +447,7 @@ static void stderr_errors(const char *text, const char *key, struct op_errors *e
 }
 
 /* The last n non-empty lines of text, joined with " | ". */
-static void last_lines(const char *text, int n, struct strbuf *out)
+static void last_lines(const char *text, int n, struct op_buf *out)
 {
 	const char *p = text + strlen(text);
 	int found = 0;
@@ -469,64 +469,64 @@ static void last_lines(const char *text, int n, struct strbuf *out)
 
 		if (l) {
 			if (out->len)
-				sb_addstr(out, " | ");
-			sb_add(out, q, l);
+				op_buf_addstr(out, " | ");
+			op_buf_add(out, q, l);
 		}
 		q += l + (q[l] == '\n');
 	}
 }
 
-static void cap_summary(struct strbuf *sb)
+static void cap_summary(struct op_buf *sb)
 {
 	if (sb->len <= ANS_SUMMARY_MAX)
 		return;
-	sb_setlen(sb, ANS_SUMMARY_MAX - 3);
+	op_buf_setlen(sb, ANS_SUMMARY_MAX - 3);
 	/* do not cut a UTF-8 sequence */
 	while (sb->len && (sb->buf[sb->len - 1] & 0xc0) == 0x80)
-		sb_setlen(sb, sb->len - 1);
+		op_buf_setlen(sb, sb->len - 1);
 	if (sb->len && (sb->buf[sb->len - 1] & 0x80))
-		sb_setlen(sb, sb->len - 1);
-	sb_addstr(sb, "...");
+		op_buf_setlen(sb, sb->len - 1);
+	op_buf_addstr(sb, "...");
 }
 
 /* Send the failure result of a run that did not succeed. */
 static int fail_run(struct ctx *c, const char *playbook, struct play *p, struct op_cmd_result *r,
 		    int changed)
 {
-	struct strbuf sb = STRBUF_INIT;
+	struct op_buf sb = OP_BUF_INIT;
 	int ret;
 
 	if (r->cancelled) {
-		sb_addf(&sb, "%s: cancelled", c->cfg.binary);
+		op_buf_addf(&sb, "%s: cancelled", c->cfg.binary);
 	} else if (!r->ran) {
-		sb_addf(&sb, "%s: %s", c->cfg.binary, r->error);
+		op_buf_addf(&sb, "%s: %s", c->cfg.binary, r->error);
 	} else {
 		char st[64];
 
-		sb_addf(&sb, "playbook %s failed (%s)", playbook,
+		op_buf_addf(&sb, "playbook %s failed (%s)", playbook,
 			op_cmd_status_text(r, st, sizeof(st)));
 		if (p->nfailures) {
-			sb_addf(&sb, ": %s", sb_str(&p->failures));
+			op_buf_addf(&sb, ": %s", op_buf_str(&p->failures));
 		} else {
 			struct op_errors errs = {0};
 
 			stderr_errors(r->err.buf, "", &errs);
 			for (size_t i = 0; i < errs.nr; i++)
-				sb_addf(&sb, "%s%s", i ? "; " : ": ", errs.v[i].message);
+				op_buf_addf(&sb, "%s%s", i ? "; " : ": ", errs.v[i].message);
 			if (!errs.nr) {
-				struct strbuf tail = STRBUF_INIT;
+				struct op_buf tail = OP_BUF_INIT;
 
 				last_lines(r->err.len ? r->err.buf : r->out.buf, 3, &tail);
 				if (tail.len)
-					sb_addf(&sb, ": %s", sb_str(&tail));
-				sb_release(&tail);
+					op_buf_addf(&sb, ": %s", op_buf_str(&tail));
+				op_buf_release(&tail);
 			}
 			op_errors_release(&errs);
 		}
 	}
 	cap_summary(&sb);
-	ret = op_ext_result(c->ext, false, changed, NULL, "%s", sb_str(&sb));
-	sb_release(&sb);
+	ret = op_ext_result(c->ext, false, changed, NULL, "%s", op_buf_str(&sb));
+	op_buf_release(&sb);
 	return ret;
 }
 
@@ -555,9 +555,9 @@ static void sum_stats(const struct play *p, struct totals *t)
 }
 
 /* "ok=2 changed=1 unreachable=0 failed=0 skipped=1 (1 host)" */
-static void recap(const struct totals *t, struct strbuf *sb)
+static void recap(const struct totals *t, struct op_buf *sb)
 {
-	sb_addf(sb, "ok=%lld changed=%lld unreachable=%lld failed=%lld skipped=%lld (%zu host%s)",
+	op_buf_addf(sb, "ok=%lld changed=%lld unreachable=%lld failed=%lld skipped=%lld (%zu host%s)",
 		t->ok, t->changed, t->unreachable, t->failures, t->skipped, t->hosts,
 		t->hosts == 1 ? "" : "s");
 }
@@ -576,7 +576,7 @@ static int run_action(struct ctx *c, const char *playbook, const char *what,
 	struct op_cmd_result r;
 	struct totals t;
 	struct play p;
-	struct strbuf sb = STRBUF_INIT;
+	struct op_buf sb = OP_BUF_INIT;
 	int ret;
 
 	op_ext_progress(c->ext, -1, "%s %s", c->cfg.binary, playbook);
@@ -587,11 +587,11 @@ static int run_action(struct ctx *c, const char *playbook, const char *what,
 	} else {
 		if (on_success)
 			on_success(c, &p);
-		sb_addf(&sb, "%s: ", what);
+		op_buf_addf(&sb, "%s: ", what);
 		recap(&t, &sb);
-		ret = op_ext_result(c->ext, true, t.changed > 0, NULL, "%s", sb_str(&sb));
+		ret = op_ext_result(c->ext, true, t.changed > 0, NULL, "%s", op_buf_str(&sb));
 	}
-	sb_release(&sb);
+	op_buf_release(&sb);
 	play_release(&p);
 	op_cmd_result_release(&r);
 	return ret;
@@ -628,14 +628,14 @@ static void syntax_check(struct ctx *c, const char *key, const char *playbook,
 	} else if (!op_cmd_exited(&r, 0)) {
 		stderr_errors(r.err.buf, key, errs);
 		if (errs->nr == before) {
-			struct strbuf tail = STRBUF_INIT;
+			struct op_buf tail = OP_BUF_INIT;
 			char st[64];
 
 			last_lines(r.err.buf, 3, &tail);
 			op_errors_add(errs, key, "syntax check failed (%s)%s%s",
 				      op_cmd_status_text(&r, st, sizeof(st)), tail.len ? ": " : "",
-				      sb_str(&tail));
-			sb_release(&tail);
+				      op_buf_str(&tail));
+			op_buf_release(&tail);
 		}
 	}
 	play_release(&p);

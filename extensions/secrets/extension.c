@@ -29,7 +29,7 @@
 #include <openssl/evp.h>
 
 #include "orchd_protocol.h"
-#include "strbuf.h"
+#include "orchd_protocol.h"
 
 #include "extension.h"
 #include "models.h"
@@ -49,11 +49,11 @@ static void wipe_free(char *p, size_t len)
 	}
 }
 
-static void sb_wipe(struct strbuf *sb)
+static void buf_wipe(struct op_buf *sb)
 {
 	if (sb->buf)
 		explicit_bzero(sb->buf, sb->alloc);
-	sb_release(sb);
+	op_buf_release(sb);
 }
 
 /* --- masks: every plaintext this process knows, replaced by *** in logs ---- */
@@ -145,7 +145,7 @@ static int by_length_desc(const void *a, const void *b)
 static void log_masked(struct op_ext *ext, const char *tool, const char *text, size_t len,
 		       struct masks *m)
 {
-	struct strbuf sb = STRBUF_INIT;
+	struct op_buf sb = OP_BUF_INIT;
 	const char *p = text, *end = text + len;
 
 	if (m->nr)
@@ -154,7 +154,7 @@ static void log_masked(struct op_ext *ext, const char *tool, const char *text, s
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		const char *le = nl ? nl : end;
 
-		sb_reset(&sb);
+		op_buf_reset(&sb);
 		while (p < le) {
 			size_t i, ml = 0;
 
@@ -164,18 +164,18 @@ static void log_masked(struct op_ext *ext, const char *tool, const char *text, s
 					break;
 			}
 			if (i < m->nr) {
-				sb_addstr(&sb, "***");
+				op_buf_addstr(&sb, "***");
 				p += ml;
 				continue;
 			}
-			sb_addch(&sb, (*p >= 0x20 && *p < 0x7f) || *p == '\t' ? *p : '?');
+			op_buf_addch(&sb, (*p >= 0x20 && *p < 0x7f) || *p == '\t' ? *p : '?');
 			p++;
 		}
 		if (sb.len)
-			op_ext_log(ext, "warning", "%s: %s", tool, sb_str(&sb));
+			op_ext_log(ext, "warning", "%s: %s", tool, op_buf_str(&sb));
 		p = le + 1;
 	}
-	sb_wipe(&sb);
+	buf_wipe(&sb);
 }
 
 /* --- the tool runner ------------------------------------------------------- */
@@ -606,7 +606,7 @@ static void value_hash(const char *salt, struct json_object *v, char hex[65])
  * what changed against prev ("db (new)", ...) is appended to changes.
  */
 static struct json_object *make_state(const struct json_object *prev, struct json_object *vals,
-				      struct strbuf *changes)
+				      struct op_buf *changes)
 {
 	struct json_object *st = secrets_must(json_object_new_object());
 	struct json_object *hashes = secrets_must(json_object_new_object());
@@ -624,7 +624,7 @@ static struct json_object *make_state(const struct json_object *prev, struct jso
 		value_hash(salt, val, hex);
 		json_object_object_add(hashes, vname, json_object_new_string(hex));
 		if (!was || strcmp(was, hex))
-			sb_addf(changes, "%s%s (%s)", changes->len ? ", " : "", vname,
+			op_buf_addf(changes, "%s%s (%s)", changes->len ? ", " : "", vname,
 				was ? "value changed" : "new");
 	}
 	if (json_object_is_type(old, json_type_object)) {
@@ -632,7 +632,7 @@ static struct json_object *make_state(const struct json_object *prev, struct jso
 		{
 			(void)oval;
 			if (!json_object_object_get_ex(vals, oname, NULL))
-				sb_addf(changes, "%s%s (removed)", changes->len ? ", " : "", oname);
+				op_buf_addf(changes, "%s%s (removed)", changes->len ? ", " : "", oname);
 		}
 	}
 	json_object_object_add(st, "salt", json_object_new_string(salt));
@@ -642,11 +642,11 @@ static struct json_object *make_state(const struct json_object *prev, struct jso
 
 static char *names_text(const struct secrets_config *cfg)
 {
-	struct strbuf sb = STRBUF_INIT;
+	struct op_buf sb = OP_BUF_INIT;
 
 	for (size_t i = 0; i < cfg->nvalues; i++)
-		sb_addf(&sb, "%s%s", i ? ", " : "", cfg->values[i].name);
-	return secrets_must(sb_detach(&sb, NULL));
+		op_buf_addf(&sb, "%s%s", i ? ", " : "", cfg->values[i].name);
+	return secrets_must(op_buf_detach(&sb, NULL));
 }
 
 /* --- actions ---------------------------------------------------------------- */
@@ -699,7 +699,7 @@ static int plan_or_apply(struct op_ext *ext, bool apply)
 {
 	struct secrets_config cfg;
 	struct op_errors errs = {0};
-	struct strbuf changes = STRBUF_INIT;
+	struct op_buf changes = OP_BUF_INIT;
 	struct json_object *vals, *state;
 	bool cancelled, changed;
 	char *names;
@@ -722,7 +722,7 @@ static int plan_or_apply(struct op_ext *ext, bool apply)
 	state = make_state(op_ext_state(ext), vals, &changes);
 	changed = changes.len > 0;
 	if (changed)
-		op_ext_log(ext, "info", "changed: %s", sb_str(&changes));
+		op_ext_log(ext, "info", "changed: %s", op_buf_str(&changes));
 	if (!apply) {
 		op_ext_log(ext, "info", "would provide: %s", names);
 		ret = op_ext_result(ext, true, changed, NULL, "%s: %s",
@@ -737,7 +737,7 @@ static int plan_or_apply(struct op_ext *ext, bool apply)
 	}
 	json_object_put(state);
 	json_object_put(vals);
-	sb_release(&changes);
+	op_buf_release(&changes);
 	free(names);
 	return ret;
 }

@@ -700,7 +700,7 @@ int tf_apply(struct op_ext *ext)
 		tf_run_release(& or);
 	} else {
 		tf_run_release(& or);
-		counted = parse_counts(sb_str(&r.outtail), "Apply complete! Resources:", &add,
+		counted = parse_counts(op_buf_str(&r.outtail), "Apply complete! Resources:", &add,
 				       &change, &destroy);
 		if (counted)
 			ret = op_ext_result(ext, true, moved || add + change + destroy > 0, NULL,
@@ -747,7 +747,7 @@ int tf_destroy(struct op_ext *ext)
 	if (!tf_run_exited(&r, 0)) {
 		ret = fail_run(&c, &r, "destroy", state_moved(prev, st));
 	} else {
-		parse_counts(sb_str(&r.outtail), "Destroy complete! Resources:", &add, &change,
+		parse_counts(op_buf_str(&r.outtail), "Destroy complete! Resources:", &add, &change,
 			     &destroy);
 		ret = op_ext_result(ext, true, true, NULL, "destroy: %d destroyed", destroy);
 	}

@@ -15,19 +15,19 @@
 #define TF_SUMMARY_MAX 700
 
 /* Append a line to a bounded tail buffer. */
-static void tail_add(struct strbuf *sb, const char *line, size_t len)
+static void tail_add(struct op_buf *sb, const char *line, size_t len)
 {
 	if (sb->len + len + 1 > TF_TAIL_MAX) {
 		const char *nl;
 		size_t drop = sb->len / 2;
 
 		nl = memchr(sb->buf + drop, '\n', sb->len - drop);
-		sb_consume(sb, nl ? (size_t)(nl - sb->buf) + 1 : sb->len);
+		op_buf_consume(sb, nl ? (size_t)(nl - sb->buf) + 1 : sb->len);
 	}
 	if (len + 1 > TF_TAIL_MAX)
 		len = TF_TAIL_MAX - 1;
-	if (sb_add(sb, line, len) < 0 || sb_addch(sb, '\n') < 0)
-		sb_init(sb, 0);
+	if (op_buf_add(sb, line, len) < 0 || op_buf_addch(sb, '\n') < 0)
+		op_buf_init(sb, 0);
 }
 
 struct hook {
@@ -70,8 +70,8 @@ int tf_run_tool(struct op_ext *ext, const struct tf_run_opts *o, struct tf_run *
 	int ret;
 
 	memset(r, 0, sizeof(*r));
-	sb_init(&r->err, 0);
-	sb_init(&r->outtail, 0);
+	op_buf_init(&r->err, 0);
+	op_buf_init(&r->outtail, 0);
 	ret = op_cmd_run(ext, &co, &r->res);
 	r->ran = r->res.ran;
 	r->cancelled = r->res.cancelled;
@@ -86,8 +86,8 @@ const char *tf_run_out(const struct tf_run *r)
 void tf_run_release(struct tf_run *r)
 {
 	op_cmd_result_release(&r->res);
-	sb_release(&r->err);
-	sb_release(&r->outtail);
+	op_buf_release(&r->err);
+	op_buf_release(&r->outtail);
 }
 
 bool tf_run_exited(const struct tf_run *r, int code)
@@ -106,7 +106,7 @@ static bool starts(const char *s, const char *prefix)
  * paragraph) into "summary at main.tf:40: detail; ...".  Returns the
  * number of errors found.
  */
-static int condense_errors(const char *text, struct strbuf *out)
+static int condense_errors(const char *text, struct op_buf *out)
 {
 	char *copy = tf_must(strdup(text)), *save = NULL, *line;
 	bool in_error = false, want_detail = false;
@@ -115,8 +115,8 @@ static int condense_errors(const char *text, struct strbuf *out)
 	for (line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		if (starts(line, "Error: ")) {
 			if (count++)
-				sb_addstr(out, "; ");
-			sb_addstr(out, line + 7);
+				op_buf_addstr(out, "; ");
+			op_buf_addstr(out, line + 7);
 			in_error = want_detail = true;
 			continue;
 		}
@@ -130,24 +130,24 @@ static int condense_errors(const char *text, struct strbuf *out)
 			const char *file = line + 5, *ln = strstr(file, " line ");
 
 			if (ln) {
-				sb_addstr(out, " at ");
-				sb_add(out, file, (size_t)(ln - file));
-				sb_addf(out, ":%d", atoi(ln + 6));
+				op_buf_addstr(out, " at ");
+				op_buf_add(out, file, (size_t)(ln - file));
+				op_buf_addf(out, ":%d", atoi(ln + 6));
 			}
 			continue;
 		}
 		if (line[0] == ' ')
 			continue;
-		sb_addstr(out, want_detail ? ": " : " ");
+		op_buf_addstr(out, want_detail ? ": " : " ");
 		want_detail = false;
-		sb_addstr(out, line);
+		op_buf_addstr(out, line);
 	}
 	free(copy);
 	return count;
 }
 
 /* The last n non-empty lines of text, joined with " | ". */
-static void last_lines(const char *text, int n, struct strbuf *out)
+static void last_lines(const char *text, int n, struct op_buf *out)
 {
 	const char *end = text + strlen(text), *p = end;
 	int found = 0;
@@ -171,8 +171,8 @@ static void last_lines(const char *text, int n, struct strbuf *out)
 
 		if (l) {
 			if (out->len)
-				sb_addstr(out, " | ");
-			sb_add(out, q, l);
+				op_buf_addstr(out, " | ");
+			op_buf_add(out, q, l);
 		}
 		q += l + 1;
 	}
@@ -180,35 +180,35 @@ static void last_lines(const char *text, int n, struct strbuf *out)
 
 char *tf_run_failure(const struct tf_run *r, const char *what)
 {
-	struct strbuf sb = STRBUF_INIT, why = STRBUF_INIT;
+	struct op_buf sb = OP_BUF_INIT, why = OP_BUF_INIT;
 	char *s;
 
 	if (r->cancelled) {
-		sb_addf(&sb, "%s: cancelled", what);
+		op_buf_addf(&sb, "%s: cancelled", what);
 	} else if (r->res.error[0]) {
-		sb_addf(&sb, "%s: %s", what, r->res.error);
+		op_buf_addf(&sb, "%s: %s", what, r->res.error);
 	} else {
-		if (!condense_errors(sb_str(&r->err), &why))
-			last_lines(sb_str(&r->err), 3, &why);
+		if (!condense_errors(op_buf_str(&r->err), &why))
+			last_lines(op_buf_str(&r->err), 3, &why);
 		if (!why.len)
-			last_lines(sb_str(&r->outtail), 3, &why);
+			last_lines(op_buf_str(&r->outtail), 3, &why);
 		if (r->res.exit_code >= 0)
-			sb_addf(&sb, "%s failed (exit status %d)", what, r->res.exit_code);
+			op_buf_addf(&sb, "%s failed (exit status %d)", what, r->res.exit_code);
 		else
-			sb_addf(&sb, "%s killed by signal %d", what, r->res.term_signal);
+			op_buf_addf(&sb, "%s killed by signal %d", what, r->res.term_signal);
 		if (why.len)
-			sb_addf(&sb, ": %s", sb_str(&why));
+			op_buf_addf(&sb, ": %s", op_buf_str(&why));
 	}
-	sb_release(&why);
+	op_buf_release(&why);
 	if (sb.len > TF_SUMMARY_MAX) {
-		sb_setlen(&sb, TF_SUMMARY_MAX - 3);
+		op_buf_setlen(&sb, TF_SUMMARY_MAX - 3);
 		/* do not cut a UTF-8 sequence */
 		while (sb.len && (sb.buf[sb.len - 1] & 0xc0) == 0x80)
-			sb_setlen(&sb, sb.len - 1);
+			op_buf_setlen(&sb, sb.len - 1);
 		if (sb.len && (sb.buf[sb.len - 1] & 0x80))
-			sb_setlen(&sb, sb.len - 1);
-		sb_addstr(&sb, "...");
+			op_buf_setlen(&sb, sb.len - 1);
+		op_buf_addstr(&sb, "...");
 	}
-	s = tf_must(sb_detach(&sb, NULL));
+	s = tf_must(op_buf_detach(&sb, NULL));
 	return s;
 }

@@ -13,7 +13,7 @@
 #include <stdbool.h>
 
 #include "orchd_protocol.h"
-#include "strbuf.h"
+#include "orchd_protocol.h"
 
 /* After a cancel, SIGKILL the tool's group if it still runs after this. */
 #define TF_KILL_GRACE_MS 8000
@@ -30,8 +30,8 @@ struct tf_run {
 	struct op_cmd_result res; /* res.out: captured stdout (capture mode; 64 MiB) */
 	bool ran;		  /* the tool was started and reaped */
 	bool cancelled;		  /* a cancel (or SIGTERM/SIGINT) arrived */
-	struct strbuf err;	  /* the tail of stderr (about the last 64 KiB) */
-	struct strbuf outtail;	  /* the tail of stdout when not captured */
+	struct op_buf err;	  /* the tail of stderr (about the last 64 KiB) */
+	struct op_buf outtail;	  /* the tail of stdout when not captured */
 };
 
 /* Captured stdout (NUL-terminated). */

@@ -24,7 +24,7 @@
 
 #include "core/bootstrap.h"
 #include "fetch.h"
-#include "strbuf.h"
+#include "orchd_protocol.h"
 #include "util.h"
 
 /* ---- diagnostics -------------------------------------------------------- */
@@ -431,7 +431,7 @@ static int yerr(struct yparse *y, unsigned line, unsigned col, const char *fmt, 
  * rendered from the parse stack: for each enclosing mapping, the key whose
  * value is being built; for each enclosing sequence, the item's index.
  */
-static void parse_path(const struct yparse *y, size_t depth, struct strbuf *sb)
+static void parse_path(const struct yparse *y, size_t depth, struct op_buf *sb)
 {
 	size_t i;
 
@@ -440,14 +440,14 @@ static void parse_path(const struct yparse *y, size_t depth, struct strbuf *sb)
 		const struct ynode *key;
 
 		if (y->stack[i].node->kind == Y_SEQ) {
-			sb_addf(sb, "[%zu]", count);
+			op_buf_addf(sb, "[%zu]", count);
 			continue;
 		}
 		key = count % 2 ? y->kids[y->stack[i + 1].start - 1] : NULL;
 		if (key && key->kind == Y_SCALAR)
-			sb_addf(sb, "%s%.80s", sb->len ? "." : "", key->s);
+			op_buf_addf(sb, "%s%.80s", sb->len ? "." : "", key->s);
 		else
-			sb_addf(sb, "%s?", sb->len ? "." : "");
+			op_buf_addf(sb, "%s?", sb->len ? "." : "");
 	}
 }
 
@@ -456,7 +456,7 @@ static void merr(struct yparse *y, const struct ynode *at, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 static void merr(struct yparse *y, const struct ynode *at, const char *fmt, ...)
 {
-	struct strbuf path = STRBUF_INIT;
+	struct op_buf path = OP_BUF_INIT;
 	va_list ap;
 	char *msg;
 
@@ -466,10 +466,10 @@ static void merr(struct yparse *y, const struct ynode *at, const char *fmt, ...)
 	va_end(ap);
 	parse_path(y, y->depth, &path);
 	if (path.len)
-		orchd_diag_add(y->d, y->file, at->line, at->col, "%s: %s", sb_str(&path), msg);
+		orchd_diag_add(y->d, y->file, at->line, at->col, "%s: %s", op_buf_str(&path), msg);
 	else
 		orchd_diag_add(y->d, y->file, at->line, at->col, "%s", msg);
-	sb_release(&path);
+	op_buf_release(&path);
 	free(msg);
 }
 
@@ -919,7 +919,7 @@ struct build {
 		size_t index;
 	} * pv;
 	size_t pn, palloc;
-	struct strbuf path;	    /* scratch for path_str() */
+	struct op_buf path;	    /* scratch for path_str() */
 	struct orchd_instance *cur; /* references are recorded into it */
 	struct orchd_instance inst; /* the instance being built */
 	size_t refs_alloc;	    /* capacity of cur->refs */
@@ -970,14 +970,14 @@ static const char *path_str(struct build *b)
 {
 	size_t i;
 
-	sb_reset(&b->path);
+	op_buf_reset(&b->path);
 	for (i = 0; i < b->pn; i++) {
 		if (b->pv[i].key)
-			sb_addf(&b->path, "%s%.80s", i ? "." : "", b->pv[i].key);
+			op_buf_addf(&b->path, "%s%.80s", i ? "." : "", b->pv[i].key);
 		else
-			sb_addf(&b->path, "[%zu]", b->pv[i].index);
+			op_buf_addf(&b->path, "[%zu]", b->pv[i].index);
 	}
-	return sb_str(&b->path);
+	return op_buf_str(&b->path);
 }
 
 static int get_string(struct build *b, const struct ynode *n, char **out)
@@ -1047,15 +1047,15 @@ static int expect_kind(struct build *b, const struct ynode *n, enum ykind kind)
 static int unknown_key(struct build *b, const struct ynode *k, const char *const *keys, size_t n)
 {
 	const char *near = orchd_closest(k->s, keys, n);
-	struct strbuf all = STRBUF_INIT;
+	struct op_buf all = OP_BUF_INIT;
 	size_t i;
 
 	if (near)
 		return berr(b, k, "unknown key '%s' (did you mean '%s'?)", k->s, near);
 	for (i = 0; i < n; i++)
-		sb_addf(&all, "%s%s", i ? ", " : "", keys[i]);
-	berr(b, k, "unknown key '%s' (valid keys: %s)", k->s, sb_str(&all));
-	sb_release(&all);
+		op_buf_addf(&all, "%s%s", i ? ", " : "", keys[i]);
+	berr(b, k, "unknown key '%s' (valid keys: %s)", k->s, op_buf_str(&all));
+	op_buf_release(&all);
 	return -1;
 }
 
@@ -1755,7 +1755,7 @@ int orchd_bootstrap_load(const char *file, const char *buf, size_t len, struct o
 	b.d = d;
 	b.p = p;
 	build_pipeline(&b, y.root);
-	sb_release(&b.path);
+	op_buf_release(&b.path);
 	free(b.pv);
 	yparse_release(&y);
 	orchd_pipeline_index(p);
@@ -1767,7 +1767,7 @@ int orchd_bootstrap_load(const char *file, const char *buf, size_t len, struct o
 
 int orchd_bootstrap_load_file(const char *path, struct orchd_pipeline **out, struct orchd_diags *d)
 {
-	struct strbuf sb;
+	struct op_buf sb;
 	char chunk[65536];
 	ssize_t n;
 	int fd, ret;
@@ -1776,7 +1776,7 @@ int orchd_bootstrap_load_file(const char *path, struct orchd_pipeline **out, str
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return orchd_diag_add(d, path, 0, 0, "cannot open: %s", strerror(errno));
-	sb_init(&sb, ORCHD_MAX_FILE_SIZE);
+	op_buf_init(&sb, ORCHD_MAX_FILE_SIZE);
 	for (;;) {
 		n = read(fd, chunk, sizeof(chunk));
 		if (n < 0 && errno == EINTR)
@@ -1785,16 +1785,16 @@ int orchd_bootstrap_load_file(const char *path, struct orchd_pipeline **out, str
 			int e = errno;
 
 			close(fd);
-			sb_release(&sb);
+			op_buf_release(&sb);
 			return orchd_diag_add(d, path, 0, 0, "cannot read: %s", strerror(e));
 		}
 		if (!n)
 			break;
-		if (sb_add(&sb, chunk, (size_t)n) < 0) {
+		if (op_buf_add(&sb, chunk, (size_t)n) < 0) {
 			int e = errno;
 
 			close(fd);
-			sb_release(&sb);
+			op_buf_release(&sb);
 			if (e == E2BIG)
 				return orchd_diag_add(d, path, 0, 0,
 						      "file too large (limit %u MiB)",
@@ -1803,8 +1803,8 @@ int orchd_bootstrap_load_file(const char *path, struct orchd_pipeline **out, str
 		}
 	}
 	close(fd);
-	ret = orchd_bootstrap_load(path, sb_str(&sb), sb.len, out, d);
-	sb_release(&sb);
+	ret = orchd_bootstrap_load(path, op_buf_str(&sb), sb.len, out, d);
+	op_buf_release(&sb);
 	return ret;
 }
 
@@ -1895,16 +1895,16 @@ static void unknown_instance(const struct orchd_pipeline *p, struct orchd_diags 
 static void ambiguous_instance(const struct orchd_pipeline *p, struct orchd_diags *d,
 			       const char *path, struct orchd_pos pos, const char *ref)
 {
-	struct strbuf sb = STRBUF_INIT;
+	struct op_buf sb = OP_BUF_INIT;
 	size_t i;
 
 	for (i = 0; i < p->ninst; i++)
 		if (!strcmp(p->inst[i].name, ref))
-			sb_addf(&sb, "%s%s", sb.len ? ", " : "", p->inst[i].id);
+			op_buf_addf(&sb, "%s%s", sb.len ? ", " : "", p->inst[i].id);
 	orchd_diag_add(d, p->file, pos.line, pos.column,
 		       "%s: ambiguous instance name '%s' (write one of: %s)", path, ref,
-		       sb_str(&sb));
-	sb_release(&sb);
+		       op_buf_str(&sb));
+	op_buf_release(&sb);
 }
 
 static void add_edge(struct orchd_instance *in, size_t to, size_t *seen, size_t stamp,
@@ -1954,7 +1954,7 @@ static int find_cycles(const struct orchd_pipeline *p, struct orchd_diags *d, st
 				 * on the next; print it in run order (dependency
 				 * first), starting at its first instance in the
 				 * file. */
-				struct strbuf sb = STRBUF_INIT;
+				struct op_buf sb = OP_BUF_INIT;
 				size_t len = top - at[v], first = 0;
 
 				for (i = 0; i < len; i++)
@@ -1963,14 +1963,14 @@ static int find_cycles(const struct orchd_pipeline *p, struct orchd_diags *d, st
 				for (i = 0; i <= len; i++) {
 					/* walk backwards: dependency before dependent */
 					j = (first + len - i) % len;
-					sb_addf(&sb, "%s%s", i ? " -> " : "",
+					op_buf_addf(&sb, "%s%s", i ? " -> " : "",
 						p->inst[stack[at[v] + j]].id);
 				}
 				u = stack[at[v] + first];
 				ret = orchd_diag_add(
 					d, p->file, p->inst[u].pos.line, p->inst[u].pos.column,
-					"%s: dependency cycle: %s", ipath(paths, u), sb_str(&sb));
-				sb_release(&sb);
+					"%s: dependency cycle: %s", ipath(paths, u), op_buf_str(&sb));
+				op_buf_release(&sb);
 			}
 		}
 	}
@@ -1986,7 +1986,7 @@ static void check_type(const struct orchd_pipeline *p, struct orchd_diags *d,
 		       const char *const *known_types, size_t nknown, const char *type,
 		       const char *path, struct orchd_pos pos)
 {
-	struct strbuf sb = STRBUF_INIT;
+	struct op_buf sb = OP_BUF_INIT;
 	const char *near;
 	size_t j;
 
@@ -1994,7 +1994,7 @@ static void check_type(const struct orchd_pipeline *p, struct orchd_diags *d,
 		if (!strcmp(type, known_types[j]))
 			return;
 	for (j = 0; j < nknown; j++)
-		sb_addf(&sb, "%s%s", j ? ", " : "", known_types[j]);
+		op_buf_addf(&sb, "%s%s", j ? ", " : "", known_types[j]);
 	near = orchd_closest(type, known_types, nknown);
 	if (!nknown)
 		orchd_diag_add(d, p->file, pos.line, pos.column,
@@ -2005,12 +2005,12 @@ static void check_type(const struct orchd_pipeline *p, struct orchd_diags *d,
 		orchd_diag_add(
 			d, p->file, pos.line, pos.column,
 			"%s: unknown extension type '%s' (did you mean '%s'? known types: %s)",
-			path, type, near, sb_str(&sb));
+			path, type, near, op_buf_str(&sb));
 	else
 		orchd_diag_add(d, p->file, pos.line, pos.column,
 			       "%s: unknown extension type '%s' (known types: %s)", path, type,
-			       sb_str(&sb));
-	sb_release(&sb);
+			       op_buf_str(&sb));
+	op_buf_release(&sb);
 }
 
 int orchd_pipeline_validate(struct orchd_pipeline *p, const char *const *known_types, size_t nknown,

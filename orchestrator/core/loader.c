@@ -102,7 +102,7 @@ static const struct orchd_ext_info *find_usable(const struct orchd_registry *r, 
 	return NULL;
 }
 
-static int scan_dir(struct orchd_registry *r, const char *dir, struct strbuf *err)
+static int scan_dir(struct orchd_registry *r, const char *dir, struct op_buf *err)
 {
 	DIR *dh = opendir(dir);
 	struct dirent *de;
@@ -113,7 +113,7 @@ static int scan_dir(struct orchd_registry *r, const char *dir, struct strbuf *er
 		if (errno == ENOENT || errno == ENOTDIR)
 			return 0;
 		if (err)
-			sb_addf(err, "cannot read extensions directory '%s': %s", dir,
+			op_buf_addf(err, "cannot read extensions directory '%s': %s", dir,
 				strerror(errno));
 		return -1;
 	}
@@ -173,7 +173,7 @@ static char *exe_relative_dir(void)
 }
 
 int orchd_loader_discover(struct orchd_registry *r, const char *const *dirs, size_t ndirs,
-			  unsigned flags, struct strbuf *err)
+			  unsigned flags, struct op_buf *err)
 {
 	struct {
 		dev_t dev;
@@ -226,7 +226,7 @@ int orchd_loader_discover(struct orchd_registry *r, const char *const *dirs, siz
 }
 
 const struct orchd_ext_info *orchd_loader_find(const struct orchd_registry *r, const char *type,
-					       struct strbuf *err)
+					       struct op_buf *err)
 {
 	const struct orchd_ext_info *e = find_usable(r, type);
 	size_t i;
@@ -237,13 +237,13 @@ const struct orchd_ext_info *orchd_loader_find(const struct orchd_registry *r, c
 		return NULL;
 	for (i = 0; i < r->n; i++)
 		if (!strcmp(r->v[i].type, type)) {
-			sb_addf(err, "extension '%s' at %s is not executable", type, r->v[i].path);
+			op_buf_addf(err, "extension '%s' at %s is not executable", type, r->v[i].path);
 			return NULL;
 		}
-	sb_addf(err, "no extension for type '%s' (searched:", type);
+	op_buf_addf(err, "no extension for type '%s' (searched:", type);
 	for (i = 0; i < r->ndirs; i++)
-		sb_addf(err, " %s", r->dirs[i]);
-	sb_addstr(err, r->ndirs ? ")" : " nothing)");
+		op_buf_addf(err, " %s", r->dirs[i]);
+	op_buf_addstr(err, r->ndirs ? ")" : " nothing)");
 	return NULL;
 }
 

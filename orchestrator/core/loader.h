@@ -31,7 +31,7 @@
 
 #include <stddef.h>
 
-#include "strbuf.h"
+#include "orchd_protocol.h"
 
 struct orchd_ext_info {
 	char *type;		  /* T of orchd-ext-T */
@@ -72,7 +72,7 @@ enum {
  * err (the registry is still usable).
  */
 int orchd_loader_discover(struct orchd_registry *r, const char *const *dirs, size_t ndirs,
-			  unsigned flags, struct strbuf *err);
+			  unsigned flags, struct op_buf *err);
 
 /*
  * The extension to use for type, or NULL with the reason in err (may be
@@ -80,7 +80,7 @@ int orchd_loader_discover(struct orchd_registry *r, const char *const *dirs, siz
  * PATH is not executable".
  */
 const struct orchd_ext_info *orchd_loader_find(const struct orchd_registry *r, const char *type,
-					       struct strbuf *err);
+					       struct op_buf *err);
 
 /*
  * The usable types (executable, not shadowed) in registry order: a

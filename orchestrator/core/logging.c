@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "strbuf.h"
+#include "orchd_protocol.h"
 #include "util.h"
 
 static const char *const level_names[] = {"debug", "info", "warning", "error"};
@@ -106,7 +106,7 @@ size_t orchd_mask_count(const struct orchd_mask *m)
 
 char *orchd_mask_apply(const struct orchd_mask *m, const char *text, size_t len, size_t *outlen)
 {
-	struct strbuf sb = STRBUF_INIT;
+	struct op_buf sb = OP_BUF_INIT;
 	size_t copied = 0, i = 0;
 	int hit = 0;
 
@@ -125,15 +125,15 @@ char *orchd_mask_apply(const struct orchd_mask *m, const char *text, size_t len,
 			continue;
 		}
 		hit = 1;
-		sb_add(&sb, text + copied, i - copied);
-		sb_addstr(&sb, "***");
+		op_buf_add(&sb, text + copied, i - copied);
+		op_buf_addstr(&sb, "***");
 		i += v[j].len;
 		copied = i;
 	}
 	if (!hit)
 		return NULL;
-	sb_add(&sb, text + copied, len - copied);
-	return sb_detach(&sb, outlen);
+	op_buf_add(&sb, text + copied, len - copied);
+	return op_buf_detach(&sb, outlen);
 }
 
 /* --- console ------------------------------------------------------------- */
@@ -149,13 +149,13 @@ struct orchd_console {
 	int color;
 	int status;
 	int status_shown;
-	struct strbuf status_text; /* redrawn under each new line */
+	struct op_buf status_text; /* redrawn under each new line */
 	size_t width;		   /* longest id */
 	struct console_inst *inst;
 	size_t ninst, ainst;
 	size_t last; /* index of the last instance looked up */
 	struct orchd_mask *mask;
-	struct strbuf line;
+	struct op_buf line;
 };
 
 /* stderr's buffer when it is not a TTY (see orchd_console_new). */
@@ -202,8 +202,8 @@ struct orchd_console *orchd_console_new(const struct orchd_console_opts *opts)
 		free(c);
 		return NULL;
 	}
-	sb_init(&c->line, 0);
-	sb_init(&c->status_text, 0);
+	op_buf_init(&c->line, 0);
+	op_buf_init(&c->status_text, 0);
 	return c;
 }
 
@@ -217,8 +217,8 @@ void orchd_console_free(struct orchd_console *c)
 		free(c->inst[i].id);
 	free(c->inst);
 	orchd_mask_free(c->mask);
-	sb_release(&c->line);
-	sb_release(&c->status_text);
+	op_buf_release(&c->line);
+	op_buf_release(&c->status_text);
 	free(c);
 }
 
@@ -288,7 +288,7 @@ static void status_draw(struct orchd_console *c)
 
 void orchd_console_status_clear(struct orchd_console *c)
 {
-	sb_reset(&c->status_text);
+	op_buf_reset(&c->status_text);
 	if (!c->status_shown)
 		return;
 	fputs("\r\033[K", c->out);
@@ -299,35 +299,35 @@ void orchd_console_status_clear(struct orchd_console *c)
 void orchd_console_log(struct orchd_console *c, const char *id, enum orchd_log_level level,
 		       const char *text)
 {
-	struct strbuf *sb = &c->line;
+	struct op_buf *sb = &c->line;
 	char *masked;
 	size_t len, mlen;
 
 	if (level < c->level)
 		return;
-	sb_reset(sb);
+	op_buf_reset(sb);
 	if (id) {
 		struct console_inst *in = get_inst(c, id);
 		size_t pad = c->width - (strlen(id) + 2);
 		if (c->color) {
-			sb_addf(sb, "\033[%dm[%s]\033[0m", in->color, id);
+			op_buf_addf(sb, "\033[%dm[%s]\033[0m", in->color, id);
 		} else {
-			sb_addch(sb, '[');
-			sb_addstr(sb, id);
-			sb_addch(sb, ']');
+			op_buf_addch(sb, '[');
+			op_buf_addstr(sb, id);
+			op_buf_addch(sb, ']');
 		}
 		while (pad--)
-			sb_addch(sb, ' ');
-		sb_addch(sb, ' ');
+			op_buf_addch(sb, ' ');
+		op_buf_addch(sb, ' ');
 	}
 	if (level == ORCHD_LOG_WARNING)
-		sb_addstr(sb, c->color ? "\033[33mwarning:\033[0m " : "warning: ");
+		op_buf_addstr(sb, c->color ? "\033[33mwarning:\033[0m " : "warning: ");
 	else if (level == ORCHD_LOG_ERROR)
-		sb_addstr(sb, c->color ? "\033[31merror:\033[0m " : "error: ");
+		op_buf_addstr(sb, c->color ? "\033[31merror:\033[0m " : "error: ");
 	else if (level == ORCHD_LOG_DEBUG)
-		sb_addstr(sb, "debug: ");
+		op_buf_addstr(sb, "debug: ");
 	len = sb->len;
-	sb_addstr(sb, text ? text : "");
+	op_buf_addstr(sb, text ? text : "");
 	/* neutralize control characters from the extension */
 	for (size_t i = len; i < sb->len; i++) {
 		unsigned char ch = (unsigned char)sb->buf[i];
@@ -369,20 +369,20 @@ void orchd_console_logf(struct orchd_console *c, const char *id, enum orchd_log_
 void orchd_console_status(struct orchd_console *c, size_t done, size_t failed,
 			  const char *const *running, size_t nrunning)
 {
-	struct strbuf sb = STRBUF_INIT;
+	struct op_buf sb = OP_BUF_INIT;
 
 	if (!c->status)
 		return;
-	sb_addf(&sb, "running %zu, done %zu, failed %zu", nrunning, done, failed);
+	op_buf_addf(&sb, "running %zu, done %zu, failed %zu", nrunning, done, failed);
 	for (size_t i = 0; i < nrunning && sb.len < 200; i++)
-		sb_addf(&sb, "%s%s", i ? " " : ": ", running[i]);
+		op_buf_addf(&sb, "%s%s", i ? " " : ": ", running[i]);
 	if (sb.len >= 200)
-		sb_setlen(&sb, 200);
-	sb_reset(&c->status_text);
-	sb_add(&c->status_text, sb.buf, sb.len);
+		op_buf_setlen(&sb, 200);
+	op_buf_reset(&c->status_text);
+	op_buf_add(&c->status_text, sb.buf, sb.len);
 	status_draw(c);
 	fflush(c->out);
-	sb_release(&sb);
+	op_buf_release(&sb);
 }
 
 void orchd_format_duration(char *buf, size_t n, long long ms)

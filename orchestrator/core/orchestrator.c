@@ -30,7 +30,7 @@
 #include "handlers/extension.h"
 #include "hash.h"
 #include "interfaces/engine.h"
-#include "strbuf.h"
+#include "orchd_protocol.h"
 #include "cache.h"
 #include "util.h"
 
@@ -71,9 +71,9 @@ struct node {
 	char *inputs_hash;   /* of the upstream outputs consumed */
 	int secret_input;    /* consumed a secret output */
 	json_object *errors; /* validate errors, if any */
-	struct strbuf log;   /* every line: log file, junit system-out */
+	struct op_buf log;   /* every line: log file, junit system-out */
 	int log_truncated;
-	struct strbuf group; /* --output grouped: lines not printed yet */
+	struct op_buf group; /* --output grouped: lines not printed yet */
 	/* References not known at validate time (upstream never applied):
 	 * a validate failure then waits for the real values, and the
 	 * instance is validated again right before its action. */
@@ -137,7 +137,7 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-static void canonical_json(struct strbuf *sb, json_object *v)
+static void canonical_json(struct op_buf *sb, json_object *v)
 {
 	if (json_object_is_type(v, json_type_object)) {
 		size_t n = (size_t)json_object_object_length(v), k = 0;
@@ -149,29 +149,29 @@ static void canonical_json(struct strbuf *sb, json_object *v)
 			keys[k++] = key;
 		}
 		qsort(keys, n, sizeof(*keys), cmp_str);
-		sb_addch(sb, '{');
+		op_buf_addch(sb, '{');
 		for (k = 0; k < n; k++) {
 			json_object *ks = json_object_new_string(keys[k]);
 
-			sb_addf(sb, "%s%s:", k ? "," : "",
+			op_buf_addf(sb, "%s%s:", k ? "," : "",
 				json_object_to_json_string_ext(ks, JSON_C_TO_STRING_PLAIN));
 			json_object_put(ks);
 			canonical_json(sb, json_object_object_get(v, keys[k]));
 		}
-		sb_addch(sb, '}');
+		op_buf_addch(sb, '}');
 		free(keys);
 	} else if (json_object_is_type(v, json_type_array)) {
 		size_t n = json_object_array_length(v);
 
-		sb_addch(sb, '[');
+		op_buf_addch(sb, '[');
 		for (size_t k = 0; k < n; k++) {
 			if (k)
-				sb_addch(sb, ',');
+				op_buf_addch(sb, ',');
 			canonical_json(sb, json_object_array_get_idx(v, k));
 		}
-		sb_addch(sb, ']');
+		op_buf_addch(sb, ']');
 	} else {
-		sb_addstr(sb, json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
+		op_buf_addstr(sb, json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
 	}
 }
 
@@ -200,7 +200,7 @@ static int parse_ref(const char *s, size_t len, char **target, char **key)
 struct resolver {
 	struct sched *s;
 	struct node *node;
-	struct strbuf *why; /* first failure */
+	struct op_buf *why; /* first failure */
 	struct orchd_sha256 *inputs;
 	int lenient;	/* validate phase: leave unresolvable references as text */
 	int unresolved; /* lenient: references left as text */
@@ -218,7 +218,7 @@ static json_object *lookup_output(struct resolver *r, const char *target, const 
 	*found = 0;
 	if (idx == (size_t)-1) {
 		if (!r->why->len)
-			sb_addf(r->why, "reference to unknown instance '%s'", target);
+			op_buf_addf(r->why, "reference to unknown instance '%s'", target);
 		return NULL;
 	}
 	up = &s->n[idx];
@@ -231,7 +231,7 @@ static json_object *lookup_output(struct resolver *r, const char *target, const 
 
 		if (json_object_object_get_ex(o, "masked", NULL)) {
 			if (!r->why->len)
-				sb_addf(r->why,
+				op_buf_addf(r->why,
 					"output '%s' of %s is secret and no passphrase is set "
 					"(set ORCHD_PASSPHRASE or ORCHD_PASSPHRASE_FILE)",
 					key, up->in->id);
@@ -248,23 +248,23 @@ static json_object *lookup_output(struct resolver *r, const char *target, const 
 	if (!*found) {
 		if (!r->why->len) {
 			if (!up->prev_found && !up->outputs)
-				sb_addf(r->why, "%s has no output '%s': it was never applied%s",
+				op_buf_addf(r->why, "%s has no output '%s': it was never applied%s",
 					up->in->id, key,
 					s->o->verb == ORCHD_VERB_PLAN ? " and has no mock_outputs"
 								      : "");
 			else
-				sb_addf(r->why, "%s has no output '%s'", up->in->id, key);
+				op_buf_addf(r->why, "%s has no output '%s'", up->in->id, key);
 		}
 		return NULL;
 	}
 	if (r->inputs) {
-		struct strbuf txt = STRBUF_INIT;
+		struct op_buf txt = OP_BUF_INIT;
 
 		canonical_json(&txt, v);
 		orchd_sha256_update(r->inputs, target, strlen(target) + 1);
 		orchd_sha256_update(r->inputs, key, strlen(key) + 1);
-		orchd_sha256_update(r->inputs, sb_str(&txt), txt.len + 1);
-		sb_release(&txt);
+		orchd_sha256_update(r->inputs, op_buf_str(&txt), txt.len + 1);
+		op_buf_release(&txt);
 	}
 	return v;
 }
@@ -273,7 +273,7 @@ static json_object *lookup_output(struct resolver *r, const char *target, const 
  * or NULL when a reference could not be resolved. */
 static json_object *resolve_string(struct resolver *r, const char *str)
 {
-	struct strbuf out = STRBUF_INIT;
+	struct op_buf out = OP_BUF_INIT;
 	const char *p = str, *open;
 	size_t slen = strlen(str);
 
@@ -303,41 +303,41 @@ static json_object *resolve_string(struct resolver *r, const char *str)
 
 		if (open > str && open[-1] == '$') {
 			/* "$${{" is a literal "${{". */
-			sb_add(&out, p, (size_t)(open - 1 - p));
-			sb_addstr(&out, "${{");
+			op_buf_add(&out, p, (size_t)(open - 1 - p));
+			op_buf_addstr(&out, "${{");
 			p = open + 3;
 			continue;
 		}
 		close = strstr(open + 3, "}}");
 		if (!close || parse_ref(open + 3, (size_t)(close - open - 3), &target, &key) < 0) {
 			/* The loader rejects malformed references; keep the text. */
-			sb_add(&out, p, (size_t)(open + 3 - p));
+			op_buf_add(&out, p, (size_t)(open + 3 - p));
 			p = open + 3;
 			continue;
 		}
-		sb_add(&out, p, (size_t)(open - p));
+		op_buf_add(&out, p, (size_t)(open - p));
 		v = lookup_output(r, target, key, &found);
 		free(target);
 		free(key);
 		if (!found) {
 			r->unresolved++;
 			if (!r->lenient) {
-				sb_release(&out);
+				op_buf_release(&out);
 				return NULL;
 			}
-			sb_add(&out, open, (size_t)(close + 2 - open));
+			op_buf_add(&out, open, (size_t)(close + 2 - open));
 		} else if (json_object_is_type(v, json_type_string)) {
-			sb_addstr(&out, json_object_get_string(v));
+			op_buf_addstr(&out, json_object_get_string(v));
 		} else {
-			sb_addstr(&out, json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
+			op_buf_addstr(&out, json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
 		}
 		p = close + 2;
 	}
-	sb_addstr(&out, p);
+	op_buf_addstr(&out, p);
 	{
-		json_object *res = json_object_new_string_len(sb_str(&out), (int)out.len);
+		json_object *res = json_object_new_string_len(op_buf_str(&out), (int)out.len);
 
-		sb_release(&out);
+		op_buf_release(&out);
 		return res;
 	}
 }
@@ -379,7 +379,7 @@ static json_object *resolve_value(struct resolver *r, json_object *v, int *ok)
 	}
 }
 
-static int resolve_node_config(struct sched *s, struct node *nd, int lenient, struct strbuf *why)
+static int resolve_node_config(struct sched *s, struct node *nd, int lenient, struct op_buf *why)
 {
 	struct resolver r = {s, nd, why, NULL, lenient, 0};
 	json_object *raw = orchd_instance_config(s->p, nd->in);
@@ -505,12 +505,12 @@ static void log_append(struct node *nd, const char *text)
 	if (nd->log_truncated)
 		return;
 	if (nd->log.len + len + 64 > nd->log.max) {
-		sb_addstr(&nd->log, "[log truncated]\n");
+		op_buf_addstr(&nd->log, "[log truncated]\n");
 		nd->log_truncated = 1;
 		return;
 	}
-	sb_add(&nd->log, text, len);
-	sb_addch(&nd->log, '\n');
+	op_buf_add(&nd->log, text, len);
+	op_buf_addch(&nd->log, '\n');
 }
 
 /* --log-format json: one object per line on stderr, masked. */
@@ -553,9 +553,9 @@ static void emit_line(struct sched *s, struct node *nd, enum orchd_log_level lvl
 		return;
 	}
 	if (nd && s->o->output == ORCHD_OUTPUT_GROUPED) {
-		sb_addch(&nd->group, '0' + (int)lvl);
-		sb_addstr(&nd->group, text);
-		sb_addch(&nd->group, '\n');
+		op_buf_addch(&nd->group, '0' + (int)lvl);
+		op_buf_addstr(&nd->group, text);
+		op_buf_addch(&nd->group, '\n');
 		return;
 	}
 	orchd_console_log(s->con, nd ? nd->in->id : NULL, lvl, text);
@@ -572,7 +572,7 @@ static void flush_group(struct sched *s, struct node *nd)
 		*nl = '\0';
 		orchd_console_log(s->con, nd->in->id, (enum orchd_log_level)(p[0] - '0'), p + 1);
 	}
-	sb_reset(&nd->group);
+	op_buf_reset(&nd->group);
 }
 
 static void node_log(struct sched *s, struct node *nd, enum orchd_log_level lvl, const char *fmt,
@@ -706,7 +706,7 @@ static void store_result(struct sched *s, struct node *nd, const struct orchd_st
 	char err[1024];
 	char hex[ORCHD_SHA256_HEXSZ];
 	long long end = unix_ms();
-	struct strbuf cfgtxt = STRBUF_INIT;
+	struct op_buf cfgtxt = OP_BUF_INIT;
 
 	if (s->action == OP_ACTION_PLAN || !s->eng)
 		return;
@@ -748,9 +748,9 @@ static void store_result(struct sched *s, struct node *nd, const struct orchd_st
 
 			orchd_stack_record_set_output(&rec, k, json_object_get(v), secret);
 		}
-		sb_reset(&cfgtxt);
+		op_buf_reset(&cfgtxt);
 		canonical_json(&cfgtxt, nd->config);
-		orchd_sha256_hex(sb_str(&cfgtxt), cfgtxt.len, hex);
+		orchd_sha256_hex(op_buf_str(&cfgtxt), cfgtxt.len, hex);
 		free(rec.config_hash);
 		rec.config_hash = xstrdup(hex);
 		free(rec.inputs_hash);
@@ -778,7 +778,7 @@ static void store_result(struct sched *s, struct node *nd, const struct orchd_st
 			s->stop = 1;
 	}
 	orchd_stack_record_release(&rec);
-	sb_release(&cfgtxt);
+	op_buf_release(&cfgtxt);
 	h.run_id = s->run_id;
 	h.action = xstrdup(op_action_name(s->action));
 	h.status = xstrdup(nd->status);
@@ -1038,7 +1038,7 @@ static int start_node(struct sched *s, size_t i)
 {
 	struct node *nd = &s->n[i];
 	struct orchd_step_spec spec = ORCHD_STEP_SPEC_INIT;
-	struct strbuf why = STRBUF_INIT;
+	struct op_buf why = OP_BUF_INIT;
 	char **env;
 	json_object *prev_outputs;
 	int ret;
@@ -1049,20 +1049,20 @@ static int start_node(struct sched *s, size_t i)
 	if (!s->validating && s->action == OP_ACTION_PLAN) {
 		resolve_node_config(s, nd, 1, &why);
 		if (nd->unresolved)
-			node_log(s, nd, ORCHD_LOG_INFO, "known only after apply: %s", sb_str(&why));
-		sb_reset(&why);
+			node_log(s, nd, ORCHD_LOG_INFO, "known only after apply: %s", op_buf_str(&why));
+		op_buf_reset(&why);
 	} else if (!s->validating && resolve_node_config(s, nd, 0, &why) < 0) {
 		nd->st = N_FAILED;
 		nd->status = "failed";
-		snprintf(nd->reason, sizeof(nd->reason), "%s", sb_str(&why));
-		node_log(s, nd, ORCHD_LOG_ERROR, "%s", sb_str(&why));
-		sb_release(&why);
+		snprintf(nd->reason, sizeof(nd->reason), "%s", op_buf_str(&why));
+		node_log(s, nd, ORCHD_LOG_ERROR, "%s", op_buf_str(&why));
+		op_buf_release(&why);
 		skip_dependents(s, i);
 		if (!s->o->keep_going)
 			s->stop = 1;
 		return -1;
 	}
-	sb_release(&why);
+	op_buf_release(&why);
 	env = build_env(s, nd);
 	nd->attempts++;
 	if (!nd->first_start)
@@ -1152,12 +1152,12 @@ static int run_phase(struct sched *s)
 		nd->status = "not run";
 		nd->reason[0] = '\0';
 		if (s->validating) {
-			struct strbuf why = STRBUF_INIT;
+			struct op_buf why = OP_BUF_INIT;
 
 			/* References resolve when they can (stored outputs,
 			 * mock_outputs); the others stay as text. */
 			resolve_node_config(s, nd, 1, &why);
-			sb_release(&why);
+			op_buf_release(&why);
 		}
 	}
 	fill_slots(s);
@@ -1350,7 +1350,7 @@ static void mark_stale(struct sched *s)
 {
 	for (size_t i = 0; i < s->nn; i++) {
 		struct node *nd = &s->n[i];
-		struct strbuf why = STRBUF_INIT;
+		struct op_buf why = OP_BUF_INIT;
 
 		nd->reason[0] = '\0';
 		if (!nd->prev_found)
@@ -1360,7 +1360,7 @@ static void mark_stale(struct sched *s)
 			nd->st = N_PENDING;
 			snprintf(nd->reason, sizeof(nd->reason), "stale: upstream outputs changed");
 		}
-		sb_release(&why);
+		op_buf_release(&why);
 	}
 }
 
@@ -1402,20 +1402,20 @@ int orchd_orchestrate(struct orchd_pipeline *p, const struct orchd_registry *reg
 
 	for (size_t i = 0; i < s.nn; i++) {
 		struct node *nd = &s.n[i];
-		struct strbuf e = STRBUF_INIT;
+		struct op_buf e = OP_BUF_INIT;
 
 		nd->in = &p->inst[i];
 		nd->stack = orchd_instance_stack(p, nd->in);
 		nd->changed = -1;
 		orchd_stack_record_init(&nd->prev);
-		sb_init(&nd->log, 1 << 20);
-		sb_init(&nd->group, 0);
+		op_buf_init(&nd->log, 1 << 20);
+		op_buf_init(&nd->group, 0);
 		nd->ext = orchd_loader_find(reg, nd->in->type, &e);
 		if (!nd->ext && nd->in->enabled) {
-			error("%s: %s", nd->in->id, sb_str(&e));
+			error("%s: %s", nd->in->id, op_buf_str(&e));
 			rc = ORCHD_EXIT_USAGE;
 		}
-		sb_release(&e);
+		op_buf_release(&e);
 	}
 	if (rc)
 		goto out;
@@ -1561,7 +1561,7 @@ out_sup:
 			rn[nrn].changed = nd->changed;
 			rn[nrn].outputs = nd->outputs;
 			rn[nrn].secrets = nd->secrets;
-			rn[nrn].log = sb_str(&nd->log);
+			rn[nrn].log = op_buf_str(&nd->log);
 			rn[nrn].failed = nd->st == N_FAILED || nd->st == N_CANCELLED;
 			rn[nrn].skipped = nd->st == N_SKIPPED;
 			nrn++;
@@ -1592,8 +1592,8 @@ out:
 		json_object_put(nd->config);
 		json_object_put(nd->errors);
 		free(nd->inputs_hash);
-		sb_release(&nd->log);
-		sb_release(&nd->group);
+		op_buf_release(&nd->log);
+		op_buf_release(&nd->group);
 	}
 	free(s.n);
 	free(s.state_dir);
@@ -1685,25 +1685,25 @@ static void fmt_time(char *buf, size_t n, long long ms)
  * differ from what its last successful apply used. */
 static const char *stale_reason(struct sched *s, struct node *nd)
 {
-	struct strbuf why = STRBUF_INIT, txt = STRBUF_INIT;
+	struct op_buf why = OP_BUF_INIT, txt = OP_BUF_INIT;
 	char hex[ORCHD_SHA256_HEXSZ];
 	const char *r = NULL;
 
 	if (!nd->prev_found || !nd->prev.config_hash)
 		return NULL;
 	if (resolve_node_config(s, nd, 1, &why) < 0) {
-		sb_release(&why);
+		op_buf_release(&why);
 		return "upstream outputs missing";
 	}
 	canonical_json(&txt, nd->config);
-	orchd_sha256_hex(sb_str(&txt), txt.len, hex);
+	orchd_sha256_hex(op_buf_str(&txt), txt.len, hex);
 	if (nd->prev.inputs_hash && nd->inputs_hash &&
 	    strcmp(nd->prev.inputs_hash, nd->inputs_hash))
 		r = "upstream outputs changed";
 	else if (strcmp(nd->prev.config_hash, hex))
 		r = "config changed";
-	sb_release(&txt);
-	sb_release(&why);
+	op_buf_release(&txt);
+	op_buf_release(&why);
 	return r;
 }
 
@@ -1863,7 +1863,7 @@ int orchd_show(struct orchd_pipeline *p, enum orchd_show what, const char *insta
 		s.n[i].in = &p->inst[i];
 		s.n[i].stack = orchd_instance_stack(p, s.n[i].in);
 		orchd_stack_record_init(&s.n[i].prev);
-		sb_init(&s.n[i].log, 1 << 20);
+		op_buf_init(&s.n[i].log, 1 << 20);
 	}
 	s.state_dir = orchd_state_dir(p, state_dir);
 	if (orchd_state_open(p, s.state_dir, &s.eng, err, sizeof(err)) < 0 ||
@@ -1889,7 +1889,7 @@ out:
 		orchd_stack_record_release(&s.n[i].prev);
 		json_object_put(s.n[i].config);
 		free(s.n[i].inputs_hash);
-		sb_release(&s.n[i].log);
+		op_buf_release(&s.n[i].log);
 	}
 	free(s.n);
 	free(s.state_dir);

@@ -9,7 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "strbuf.h"
+#include "orchd_protocol.h"
 #include "util.h"
 
 /* Masked copy of s (always malloc'ed). */
@@ -128,31 +128,31 @@ json_object *orchd_report_json(const char *run_id, const char *pipeline, const c
 	return r;
 }
 
-static void xml_escape(struct strbuf *sb, const char *s)
+static void xml_escape(struct op_buf *sb, const char *s)
 {
 	for (; *s; s++) {
 		unsigned char c = (unsigned char)*s;
 
 		switch (c) {
 		case '<':
-			sb_addstr(sb, "&lt;");
+			op_buf_addstr(sb, "&lt;");
 			break;
 		case '>':
-			sb_addstr(sb, "&gt;");
+			op_buf_addstr(sb, "&gt;");
 			break;
 		case '&':
-			sb_addstr(sb, "&amp;");
+			op_buf_addstr(sb, "&amp;");
 			break;
 		case '"':
-			sb_addstr(sb, "&quot;");
+			op_buf_addstr(sb, "&quot;");
 			break;
 		case '\n':
 		case '\t':
-			sb_addch(sb, c);
+			op_buf_addch(sb, c);
 			break;
 		default:
 			/* XML 1.0 forbids most control characters. */
-			sb_addch(sb, c < 0x20 ? '?' : c);
+			op_buf_addch(sb, c < 0x20 ? '?' : c);
 		}
 	}
 }
@@ -161,7 +161,7 @@ char *orchd_report_junit(const char *pipeline, const char *action,
 			 const struct orchd_report_node *n, size_t nn,
 			 const struct orchd_mask *mask)
 {
-	struct strbuf sb = STRBUF_INIT;
+	struct op_buf sb = OP_BUF_INIT;
 	size_t failures = 0, skipped = 0;
 	long long total = 0;
 
@@ -170,42 +170,42 @@ char *orchd_report_junit(const char *pipeline, const char *action,
 		skipped += n[i].skipped;
 		total += n[i].wall_ms;
 	}
-	sb_addstr(&sb, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n");
-	sb_addstr(&sb, "  <testsuite name=\"");
+	op_buf_addstr(&sb, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n");
+	op_buf_addstr(&sb, "  <testsuite name=\"");
 	xml_escape(&sb, pipeline);
-	sb_addf(&sb,
+	op_buf_addf(&sb,
 		".%s\" tests=\"%zu\" failures=\"%zu\" errors=\"0\" skipped=\"%zu\" "
 		"time=\"%.3f\">\n",
 		action, nn, failures, skipped, (double)total / 1000.0);
 	for (size_t i = 0; i < nn; i++) {
 		char *log = masked(mask, n[i].log), *reason = masked(mask, n[i].reason);
 
-		sb_addstr(&sb, "    <testcase classname=\"");
+		op_buf_addstr(&sb, "    <testcase classname=\"");
 		xml_escape(&sb, pipeline);
-		sb_addch(&sb, '.');
+		op_buf_addch(&sb, '.');
 		xml_escape(&sb, n[i].type);
-		sb_addstr(&sb, "\" name=\"");
+		op_buf_addstr(&sb, "\" name=\"");
 		xml_escape(&sb, n[i].id);
-		sb_addf(&sb, "\" time=\"%.3f\">\n", (double)n[i].wall_ms / 1000.0);
+		op_buf_addf(&sb, "\" time=\"%.3f\">\n", (double)n[i].wall_ms / 1000.0);
 		if (n[i].failed) {
-			sb_addstr(&sb, "      <failure message=\"");
+			op_buf_addstr(&sb, "      <failure message=\"");
 			xml_escape(&sb, reason);
-			sb_addstr(&sb, "\" type=\"");
+			op_buf_addstr(&sb, "\" type=\"");
 			xml_escape(&sb, n[i].status);
-			sb_addstr(&sb, "\"/>\n");
+			op_buf_addstr(&sb, "\"/>\n");
 		} else if (n[i].skipped) {
-			sb_addstr(&sb, "      <skipped message=\"");
+			op_buf_addstr(&sb, "      <skipped message=\"");
 			xml_escape(&sb, reason);
-			sb_addstr(&sb, "\"/>\n");
+			op_buf_addstr(&sb, "\"/>\n");
 		}
-		sb_addstr(&sb, "      <system-out>");
+		op_buf_addstr(&sb, "      <system-out>");
 		xml_escape(&sb, log);
-		sb_addstr(&sb, "</system-out>\n    </testcase>\n");
+		op_buf_addstr(&sb, "</system-out>\n    </testcase>\n");
 		free(log);
 		free(reason);
 	}
-	sb_addstr(&sb, "  </testsuite>\n</testsuites>\n");
-	return sb_detach(&sb, NULL);
+	op_buf_addstr(&sb, "  </testsuite>\n</testsuites>\n");
+	return op_buf_detach(&sb, NULL);
 }
 
 int orchd_write_file_atomic(const char *path, const char *data, size_t len)

@@ -9,7 +9,7 @@
 #include <time.h>
 
 #include "crypto.h"
-#include "strbuf.h"
+#include "orchd_protocol.h"
 #include "util.h"
 
 /* Directory part of a path, "" for a bare file name. */
@@ -51,21 +51,21 @@ int orchd_state_open(const struct orchd_pipeline *p, const char *state_dir,
 int orchd_state_lock(struct orchd_engine *e, const char *run_id, int argc, char *const argv[],
 		     long timeout_ms, char *err, size_t errlen)
 {
-	struct strbuf cmd = STRBUF_INIT;
+	struct op_buf cmd = OP_BUF_INIT;
 	struct orchd_lock_request req;
 	int ret;
 
-	sb_init(&cmd, 4096);
+	op_buf_init(&cmd, 4096);
 	for (int i = 0; argv && i < argc; i++) {
 		if (i)
-			sb_addch(&cmd, ' ');
-		sb_addstr(&cmd, argv[i]);
+			op_buf_addch(&cmd, ' ');
+		op_buf_addstr(&cmd, argv[i]);
 	}
 	req.run_id = run_id;
-	req.command = cmd.len ? sb_str(&cmd) : NULL;
+	req.command = cmd.len ? op_buf_str(&cmd) : NULL;
 	req.timeout_ms = timeout_ms < 0 ? 0 : timeout_ms;
 	ret = orchd_engine_lock(e, &req, err, errlen);
-	sb_release(&cmd);
+	op_buf_release(&cmd);
 	return ret;
 }
 

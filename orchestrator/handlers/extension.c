@@ -29,7 +29,7 @@
 #include <unistd.h>
 
 #include "core/sources.h"
-#include "strbuf.h"
+#include "orchd_protocol.h"
 #include "util.h"
 
 #define READ_CHUNK 65536
@@ -57,7 +57,7 @@ struct step {
 	pid_t pid;
 	int fd_in, fd_out, fd_err; /* -1 when closed */
 	int fd_rep;		   /* exec report: errno, or EOF once exec worked */
-	struct strbuf wq;	   /* queued bytes for stdin */
+	struct op_buf wq;	   /* queued bytes for stdin */
 	char *action_line;	   /* sent once the hello checks out */
 	struct op_splitter *sp_out;
 	struct op_splitter *sp_err;
@@ -258,7 +258,7 @@ static void step_free(struct step *st)
 	close_fd(&st->fd_out);
 	close_fd(&st->fd_err);
 	close_fd(&st->fd_rep);
-	sb_release(&st->wq);
+	op_buf_release(&st->wq);
 	op_splitter_free(st->sp_out);
 	op_splitter_free(st->sp_err);
 	json_object_put(st->outputs);
@@ -320,14 +320,14 @@ static void step_terminate(struct step *st)
 static void step_close_stdin(struct step *st)
 {
 	close_fd(&st->fd_in);
-	sb_reset(&st->wq);
+	op_buf_reset(&st->wq);
 }
 
 static void step_queue(struct step *st, char *line)
 {
 	if (!line)
 		return;
-	if (st->fd_in >= 0 && sb_addstr(&st->wq, line) < 0)
+	if (st->fd_in >= 0 && op_buf_addstr(&st->wq, line) < 0)
 		step_close_stdin(st);
 	free(line);
 }
@@ -642,7 +642,7 @@ static void step_write(struct step *st)
 			step_close_stdin(st);
 			return;
 		}
-		sb_consume(&st->wq, (size_t)n);
+		op_buf_consume(&st->wq, (size_t)n);
 	}
 	if (st->fd_in >= 0 && !st->wq.len && st->phase == PHASE_DONE)
 		step_close_stdin(st);
@@ -824,7 +824,7 @@ int orchd_supervisor_start(struct orchd_supervisor *sup, const struct orchd_step
 	st->timeout_ms = spec->timeout_ms > 0 ? spec->timeout_ms : 0;
 	st->start_ms = now_ms();
 	st->fd_in = st->fd_out = st->fd_err = st->fd_rep = -1;
-	sb_init(&st->wq, 0);
+	op_buf_init(&st->wq, 0);
 	st->outputs = json_object_new_object();
 	st->secrets = json_object_new_object();
 	ALLOC_GROW(sup->steps, sup->nsteps + 1, sup->asteps);

@@ -42,7 +42,7 @@
 #include <unistd.h>
 
 #include "crypto.h"
-#include "strbuf.h"
+#include "orchd_protocol.h"
 #include "cache.h"
 #include "util.h"
 
@@ -108,7 +108,7 @@ static int write_all(int fd, const char *buf, size_t len)
 /* 0 ok, 1 missing, -1 error (errno set). *buf is malloc'ed, NUL-terminated. */
 static int read_file(const char *path, char **buf, size_t *len)
 {
-	struct strbuf sb = STRBUF_INIT;
+	struct op_buf sb = OP_BUF_INIT;
 	char chunk[8192];
 	int fd;
 
@@ -117,16 +117,16 @@ static int read_file(const char *path, char **buf, size_t *len)
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return errno == ENOENT ? 1 : -1;
-	sb_init(&sb, MAX_STATE_FILE);
+	op_buf_init(&sb, MAX_STATE_FILE);
 	for (;;) {
 		ssize_t n = read(fd, chunk, sizeof(chunk));
 
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0 || (n > 0 && sb_add(&sb, chunk, (size_t)n))) {
+		if (n < 0 || (n > 0 && op_buf_add(&sb, chunk, (size_t)n))) {
 			int e = errno;
 
-			sb_release(&sb);
+			op_buf_release(&sb);
 			close(fd);
 			errno = e;
 			return -1;
@@ -135,7 +135,7 @@ static int read_file(const char *path, char **buf, size_t *len)
 			break;
 	}
 	close(fd);
-	*buf = sb_detach(&sb, len);
+	*buf = op_buf_detach(&sb, len);
 	if (!*buf) {
 		errno = ENOMEM;
 		return -1;
@@ -299,14 +299,14 @@ static int check_stack(const char *stack, char *err, size_t errlen)
 
 static char *aad_for(const char *stack, const char *what, const char *key, size_t *len)
 {
-	struct strbuf sb = STRBUF_INIT;
+	struct op_buf sb = OP_BUF_INIT;
 
-	sb_add(&sb, "orchd", 6); /* with its NUL: fields are NUL-separated */
-	sb_add(&sb, stack, strlen(stack) + 1);
-	sb_add(&sb, what, strlen(what) + 1);
+	op_buf_add(&sb, "orchd", 6); /* with its NUL: fields are NUL-separated */
+	op_buf_add(&sb, stack, strlen(stack) + 1);
+	op_buf_add(&sb, what, strlen(what) + 1);
 	if (key)
-		sb_add(&sb, key, strlen(key) + 1);
-	return sb_detach(&sb, len);
+		op_buf_add(&sb, key, strlen(key) + 1);
+	return op_buf_detach(&sb, len);
 }
 
 /*
@@ -930,7 +930,7 @@ static int local_history_append(struct orchd_engine *e, const char *stack,
 {
 	struct local *l = L(e);
 	json_object *o;
-	struct strbuf sb = STRBUF_INIT;
+	struct op_buf sb = OP_BUF_INIT;
 	struct stat st;
 	char *path;
 	int fd, ret = -1, created;
@@ -964,11 +964,11 @@ static int local_history_append(struct orchd_engine *e, const char *stack,
 		char c;
 
 		if (pread(fd, &c, 1, st.st_size - 1) == 1 && c != '\n')
-			sb_addch(&sb, '\n');
+			op_buf_addch(&sb, '\n');
 	}
-	sb_addstr(&sb, json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+	op_buf_addstr(&sb, json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
 								 JSON_C_TO_STRING_NOSLASHESCAPE));
-	sb_addch(&sb, '\n');
+	op_buf_addch(&sb, '\n');
 	/* One write(2): O_APPEND makes it land at the end as one piece. */
 	if (write_all(fd, sb.buf, sb.len)) {
 		orchd_set_err(err, errlen, "stack %s: cannot append to %s: %s", stack, path,
@@ -984,7 +984,7 @@ static int local_history_append(struct orchd_engine *e, const char *stack,
 	ret = 0;
 out:
 	close(fd);
-	sb_release(&sb);
+	op_buf_release(&sb);
 	json_object_put(o);
 	free(path);
 	return ret;

@@ -42,7 +42,7 @@
 
 #include "crypto.h"
 #include "interfaces/local.h"
-#include "strbuf.h"
+#include "orchd_protocol.h"
 #include "cache.h"
 #include "util.h"
 
@@ -78,7 +78,7 @@ struct pulumi {
 
 /* The output of one pulumi command. */
 struct run {
-	struct strbuf out, err;
+	struct op_buf out, err;
 	int status; /* exit code, 128+signal */
 };
 
@@ -162,15 +162,15 @@ static int ensure_ready(struct pulumi *p, char *err, size_t errlen)
 
 static void run_init(struct run *r)
 {
-	sb_init(&r->out, MAX_OUT);
-	sb_init(&r->err, MAX_ERR);
+	op_buf_init(&r->out, MAX_OUT);
+	op_buf_init(&r->err, MAX_ERR);
 	r->status = -1;
 }
 
 static void run_release(struct run *r)
 {
-	sb_release(&r->out);
-	sb_release(&r->err);
+	op_buf_release(&r->out);
+	op_buf_release(&r->err);
 }
 
 /*
@@ -250,7 +250,7 @@ static int run_pulumi(struct pulumi *p, const char *cwd, const char *const *args
 			break;
 		}
 		for (i = 0; i < 2; i++) {
-			struct strbuf *sb = i ? &r->err : &r->out;
+			struct op_buf *sb = i ? &r->err : &r->out;
 			ssize_t n;
 
 			if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR)))
@@ -264,7 +264,7 @@ static int run_pulumi(struct pulumi *p, const char *cwd, const char *const *args
 				continue;
 			}
 			/* Over the cap the buffer empties itself; keep draining. */
-			sb_add(sb, buf, (size_t)n);
+			op_buf_add(sb, buf, (size_t)n);
 		}
 	}
 	if (fds[0].fd >= 0)
@@ -299,9 +299,9 @@ out:
 
 /* Append up to max of the last lines of sb (only those starting with
  * "error: " when errors_only) to msg, oldest first, "error: " dropped. */
-static size_t last_lines(const struct strbuf *sb, int errors_only, size_t max, struct strbuf *msg)
+static size_t last_lines(const struct op_buf *sb, int errors_only, size_t max, struct op_buf *msg)
 {
-	const char *s = sb_str(sb), *end = s + sb->len, *lines[ERR_LINES];
+	const char *s = op_buf_str(sb), *end = s + sb->len, *lines[ERR_LINES];
 	size_t lens[ERR_LINES], n = 0, i;
 
 	while (end > s && n < max && n < ERR_LINES) {
@@ -334,8 +334,8 @@ static size_t last_lines(const struct strbuf *sb, int errors_only, size_t max, s
 			len -= 7;
 		}
 		if (msg->len)
-			sb_addstr(msg, "; ");
-		sb_add(msg, l, len);
+			op_buf_addstr(msg, "; ");
+		op_buf_add(msg, l, len);
 	}
 	return n;
 }
@@ -346,26 +346,26 @@ static size_t last_lines(const struct strbuf *sb, int errors_only, size_t max, s
  */
 static int cli_err(const char *stack, const struct run *r, char *err, size_t errlen)
 {
-	struct strbuf msg = STRBUF_INIT;
+	struct op_buf msg = OP_BUF_INIT;
 
 	if (!last_lines(&r->err, 1, ERR_LINES, &msg) && !last_lines(&r->out, 1, ERR_LINES, &msg))
 		last_lines(r->err.len ? &r->err : &r->out, 0, ERR_LINES, &msg);
 	if (!msg.len)
-		sb_addf(&msg, "pulumi exited with status %d and no message", r->status);
-	orchd_set_err(err, errlen, "pulumi stack %s: %s", stack, sb_str(&msg));
-	sb_release(&msg);
+		op_buf_addf(&msg, "pulumi exited with status %d and no message", r->status);
+	orchd_set_err(err, errlen, "pulumi stack %s: %s", stack, op_buf_str(&msg));
+	op_buf_release(&msg);
 	return -1;
 }
 
 static int no_such_stack(const struct run *r)
 {
-	return r->status && strstr(sb_str(&r->err), NO_STACK);
+	return r->status && strstr(op_buf_str(&r->err), NO_STACK);
 }
 
 static json_object *parse_out(const struct run *r)
 {
 	json_tokener *tok = json_tokener_new();
-	json_object *o = json_tokener_parse_ex(tok, sb_str(&r->out), (int)r->out.len);
+	json_object *o = json_tokener_parse_ex(tok, op_buf_str(&r->out), (int)r->out.len);
 
 	json_tokener_free(tok);
 	return o;
@@ -412,16 +412,16 @@ static void add_str(json_object *o, const char *key, const char *s)
 /* A Pulumi YAML string leaf: "$" doubled, wrapped in fn::secret if secret. */
 static json_object *leaf(const char *s, int secret)
 {
-	struct strbuf sb = STRBUF_INIT;
+	struct op_buf sb = OP_BUF_INIT;
 	json_object *v, *w;
 
 	for (; *s; s++) {
 		if (*s == '$')
-			sb_addch(&sb, '$');
-		sb_addch(&sb, *s);
+			op_buf_addch(&sb, '$');
+		op_buf_addch(&sb, *s);
 	}
-	v = json_object_new_string_len(sb_str(&sb), (int)sb.len);
-	sb_release(&sb);
+	v = json_object_new_string_len(op_buf_str(&sb), (int)sb.len);
+	op_buf_release(&sb);
 	if (!secret)
 		return v;
 	w = json_object_new_object();
@@ -822,15 +822,15 @@ static int pulumi_read(struct orchd_engine *e, const char *stack, struct orchd_s
 }
 
 /* One word of the update message: no spaces, "-" for none. */
-static void msg_word(struct strbuf *sb, const char *s)
+static void msg_word(struct op_buf *sb, const char *s)
 {
-	sb_addch(sb, ' ');
+	op_buf_addch(sb, ' ');
 	if (!s || !*s) {
-		sb_addch(sb, '-');
+		op_buf_addch(sb, '-');
 		return;
 	}
 	for (; *s; s++)
-		sb_addch(sb, (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r') ? '_' : *s);
+		op_buf_addch(sb, (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r') ? '_' : *s);
 }
 
 static int pulumi_write(struct orchd_engine *e, const char *stack,
@@ -838,7 +838,7 @@ static int pulumi_write(struct orchd_engine *e, const char *stack,
 {
 	struct pulumi *p = P(e);
 	json_object *old = NULL, *prog = NULL;
-	struct strbuf msg = STRBUF_INIT;
+	struct op_buf msg = OP_BUF_INIT;
 	char *dir = NULL, *path = NULL;
 	const char *s;
 	int masked, ret = -1, attempt;
@@ -868,11 +868,11 @@ static int pulumi_write(struct orchd_engine *e, const char *stack,
 			      strerror(errno));
 		goto out;
 	}
-	sb_addstr(&msg, "orchd");
+	op_buf_addstr(&msg, "orchd");
 	msg_word(&msg, rec->last.run_id);
 	msg_word(&msg, rec->last.action);
 	msg_word(&msg, rec->last.status);
-	sb_addf(&msg, " %d %lld %lld", rec->last.attempts, (long long)rec->last.started_at,
+	op_buf_addf(&msg, " %d %lld %lld", rec->last.attempts, (long long)rec->last.started_at,
 		(long long)rec->last.ended_at);
 	for (attempt = 0; attempt < 2; attempt++) {
 		const char *args[] = {"up",
@@ -881,7 +881,7 @@ static int pulumi_write(struct orchd_engine *e, const char *stack,
 				      "--stack",
 				      stack,
 				      "--message",
-				      sb_str(&msg),
+				      op_buf_str(&msg),
 				      "--color",
 				      "never",
 				      "--suppress-outputs",
@@ -914,7 +914,7 @@ out:
 	free(path);
 	json_object_put(prog);
 	json_object_put(old);
-	sb_release(&msg);
+	op_buf_release(&msg);
 	run_release(&r);
 	return ret;
 }
