@@ -19,6 +19,7 @@
 #include "cache.h"
 #include "hash.h"
 #include "http.h"
+#include "orchd_protocol.h"
 #include "util.h"
 
 static pthread_once_t git_once = PTHREAD_ONCE_INIT;
@@ -71,19 +72,6 @@ int orchd_git_global_init(char *err, size_t errlen)
 		return -1;
 	}
 	return 0;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path) < 0 && errno != ENOENT ? -1 : 0;
-}
-
-static void rmtree(const char *path)
-{
-	nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 static int is_hex(const char *s, size_t min, size_t max)
@@ -182,7 +170,7 @@ out:
 	git_remote_free(remote);
 	git_repository_free(repo);
 	if (ret < 0)
-		rmtree(tmp);
+		op_rmtree(tmp);
 	free(tmp);
 	return ret;
 }
@@ -197,7 +185,7 @@ static void remove_leftovers(const char *path)
 
 	if (glob(pattern, GLOB_NOSORT, NULL, &g) == 0) {
 		for (i = 0; i < g.gl_pathc; i++)
-			rmtree(g.gl_pathv[i]);
+			op_rmtree(g.gl_pathv[i]);
 		globfree(&g);
 	}
 	free(pattern);
@@ -247,7 +235,7 @@ static int mirror_open(const char *url, const char *shown, struct orchd_git_opts
 	if (stat(path, &st) == 0 && git_repository_open_bare(&repo, path) < 0) {
 		/* unusable (interrupted by hand, disk trouble): start over */
 		git_error_clear();
-		rmtree(path);
+		op_rmtree(path);
 	}
 	if (repo) {
 		git_oid oid;
@@ -584,7 +572,7 @@ out:
 	if (lockfd >= 0)
 		close(lockfd);
 	if (ret < 0 && kind != DEST_CLONE) {
-		rmtree(dest);
+		op_rmtree(dest);
 		if (kind == DEST_EMPTY)
 			mkdir(dest, 0755);
 	}

@@ -114,6 +114,16 @@ const char *op_buf_str(const struct op_buf *b);
  * allocation failure. */
 char *op_buf_detach(struct op_buf *b, size_t *len);
 
+/*
+ * Remove path and, when it is a directory, everything under it, depth
+ * first, never following symbolic links and never crossing into another
+ * filesystem (a mount point inside stays, and so does its parent).  It goes
+ * on after an entry it cannot remove.  0 when everything is gone (a missing
+ * path included), or -1 with errno of the first entry that could not be
+ * removed.  Thread-safe.
+ */
+int op_rmtree(const char *path);
+
 /* ---------------------------------------------------------------------------
  * Framing: a bounded line splitter for non-blocking reads.
  *

@@ -87,34 +87,6 @@ static int load_config(struct op_ext *ext, struct ans_config *cfg)
 
 /* --- workdir ---------------------------------------------------------------- */
 
-static void rmtree(const char *path)
-{
-	struct stat st;
-	struct dirent *e;
-	DIR *d;
-
-	if (lstat(path, &st) < 0)
-		return;
-	if (!S_ISDIR(st.st_mode)) {
-		unlink(path);
-		return;
-	}
-	d = opendir(path);
-	if (d) {
-		while ((e = readdir(d))) {
-			char *p;
-
-			if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-				continue;
-			p = join(path, e->d_name);
-			rmtree(p);
-			free(p);
-		}
-		closedir(d);
-	}
-	rmdir(path);
-}
-
 static int write_file(const char *path, const char *data, size_t len, char *err, size_t errlen)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -228,7 +200,7 @@ static void ctx_release(struct ctx *c)
 	if (c->workdir) {
 		char *tmp = join(c->workdir, ANS_TMP_DIR);
 
-		rmtree(tmp);
+		op_rmtree(tmp);
 		free(tmp);
 	}
 	if (c->varsfile)

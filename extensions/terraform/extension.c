@@ -85,33 +85,6 @@ static int load_config(struct op_ext *ext, struct tf_config *cfg)
 
 /* --- workdir ---------------------------------------------------------------- */
 
-static int rmtree(const char *path)
-{
-	struct stat st;
-	DIR *d;
-	struct dirent *e;
-	int ret = 0;
-
-	if (lstat(path, &st) < 0)
-		return errno == ENOENT ? 0 : -1;
-	if (!S_ISDIR(st.st_mode))
-		return unlink(path);
-	d = opendir(path);
-	if (!d)
-		return -1;
-	while ((e = readdir(d))) {
-		char *p;
-
-		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-			continue;
-		p = join(path, e->d_name);
-		ret |= rmtree(p);
-		free(p);
-	}
-	closedir(d);
-	return ret | rmdir(path);
-}
-
 static int copy_file(const char *from, const char *to, mode_t mode, char *err, size_t errlen)
 {
 	int in = open(from, O_RDONLY | O_CLOEXEC), out;
@@ -210,7 +183,7 @@ static void clean_workdir(const char *wd)
 		    !strcmp(e->d_name, ".terraform") || !strcmp(e->d_name, TF_CACHE_DIR))
 			continue;
 		p = join(wd, e->d_name);
-		rmtree(p);
+		op_rmtree(p);
 		free(p);
 	}
 	closedir(d);

@@ -176,22 +176,6 @@ static void close_fd(int *fd)
 	}
 }
 
-static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)ftw;
-	if (flag == FTW_DP || flag == FTW_D)
-		rmdir(path);
-	else
-		unlink(path);
-	return 0;
-}
-
-static void rmtree(const char *path)
-{
-	nftw(path, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 static void format_ms(char *buf, size_t n, long long ms)
 {
 	if (ms % 1000 == 0)
@@ -984,7 +968,7 @@ static void step_done(struct orchd_supervisor *sup, struct step *st)
 
 	close_fd(&st->fd_in);
 	if (st->workdir && !st->keep_workdir)
-		rmtree(st->workdir);
+		op_rmtree(st->workdir);
 	step_result(st, &res);
 	sup->opts.done(sup->opts.cb_data, st->ctx, st->id, &res);
 	step_free(st);
@@ -1319,7 +1303,7 @@ static void step_teardown(struct step *st)
 		st->reaped = 1;
 	}
 	if (st->workdir && !st->keep_workdir)
-		rmtree(st->workdir);
+		op_rmtree(st->workdir);
 	step_free(st);
 }
 

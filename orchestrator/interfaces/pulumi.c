@@ -110,19 +110,6 @@ static int write_file(const char *path, const char *buf, size_t len, mode_t mode
 	return close(fd);
 }
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path) && errno != ENOENT ? -1 : 0;
-}
-
-static void rmtree(const char *dir)
-{
-	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 /* The directories and the project file, on first use. */
 static int ensure_ready(struct pulumi *p, char *err, size_t errlen)
 {
@@ -908,7 +895,7 @@ out:
 		/* The program holds secrets in clear: never leave it behind. */
 		if (path)
 			unlink(path);
-		rmtree(dir);
+		op_rmtree(dir);
 	}
 	free(dir);
 	free(path);
