@@ -33,9 +33,11 @@
 #ifndef ORCHD_PROTOCOL_H
 #define ORCHD_PROTOCOL_H
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -470,6 +472,129 @@ int op_ext_finish(struct op_ext *ext);
 void op_ext_free(struct op_ext *ext);
 
 /* ---------------------------------------------------------------------------
+ * Child processes: the one way orchd and its C extensions start a program
+ * (git's run-command, reduced to what they need).  The supervisor starts
+ * extensions with it, op_cmd_run() the tools of an extension, the Pulumi
+ * engine the pulumi CLI; a sandbox plugs in through ->setup.
+ *
+ *   struct op_child c = OP_CHILD_INIT;
+ *   c.argv = argv;  c.env = envp;  c.cwd = dir;
+ *   c.in = OP_CHILD_NULL;  c.out = OP_CHILD_PIPE;  c.err = OP_CHILD_PIPE;
+ *   c.flags = OP_CHILD_PGROUP;
+ *   if (op_child_start(&c) < 0)
+ *           ... op_child_error(&c, buf, sizeof(buf)) ...
+ *   ... read c.out and c.err until EOF ...
+ *   op_child_wait(&c, &status, NULL);
+ *
+ * The fd contract of ->in, ->out and ->err (the child's 0, 1 and 2):
+ *   OP_CHILD_INHERIT (0)  the child gets the caller's own fd 0/1/2;
+ *   OP_CHILD_PIPE   (-1)  a pipe is made; start() replaces the field with
+ *                         the caller's end (close-on-exec, non-blocking;
+ *                         the caller closes it);
+ *   OP_CHILD_NULL   (-2)  /dev/null;
+ *   N > 2                 fd N is dup'ed onto the child's fd; the caller
+ *                         keeps N and closes it after start().
+ * Every other fd is closed in the child (close_range): nothing leaks into
+ * a program that did not ask for it.
+ *
+ * Between fork and exec the child makes only async-signal-safe calls (argv,
+ * the environment and every path are the caller's, built before start()):
+ * own process group (OP_CHILD_PGROUP, also set from the parent so that
+ * kill(-pid) works at once), SIGTERM when the parent dies
+ * (OP_CHILD_PDEATHSIG; the child exits 126 at once if the parent is
+ * already gone), default dispositions of SIGPIPE, SIGHUP, SIGINT, SIGTERM
+ * and SIGCHLD, the signal mask ->sigmask (NULL: empty), RLIMIT_NOFILE
+ * ->nofile (NULL: unchanged), then the fds, ->setup(->setup_arg), chdir(->cwd)
+ * and execve.
+ *
+ * Exec failure travels back over a close-on-exec pipe as {stage, errno}
+ * (EOF means exec worked), so a program that exits 127 is never mistaken
+ * for one that could not be started.  Without OP_CHILD_ASYNC, start() reads
+ * that report itself: -1 then means the program did not start (the child is
+ * reaped).  With OP_CHILD_ASYNC (an event loop that must not wait for the
+ * exec), start() returns at once and the caller polls ->report_fd
+ * (non-blocking) and calls op_child_report().
+ *
+ * Errors: -1 with errno set and ->stage/->errnum describing the failure;
+ * op_child_error() formats it.  Not thread-safe per struct; start() may be
+ * called from any thread (the child resets the mask it inherits).
+ * ------------------------------------------------------------------------- */
+
+#define OP_CHILD_INHERIT 0
+#define OP_CHILD_PIPE	 (-1)
+#define OP_CHILD_NULL	 (-2)
+
+/* op_child.flags */
+#define OP_CHILD_PGROUP	   (1u << 0) /* its own process group */
+#define OP_CHILD_PDEATHSIG (1u << 1) /* SIGTERM when the parent dies */
+#define OP_CHILD_PATH	   (1u << 2) /* search argv[0] on the PATH of env (execvp) */
+#define OP_CHILD_SHELL	   (1u << 3) /* a file without #! runs under /bin/sh (execvp) */
+#define OP_CHILD_ASYNC	   (1u << 4) /* do not wait for the exec report */
+
+enum op_child_stage {
+	OP_CHILD_OK = 0,   /* started */
+	OP_CHILD_SPAWN,	   /* in the parent: pipe, fork, /dev/null */
+	OP_CHILD_SETUP,	   /* ->setup failed */
+	OP_CHILD_CHDIR,	   /* chdir(->cwd) failed */
+	OP_CHILD_EXEC,	   /* execve failed */
+	OP_CHILD_FDS,	   /* dup2 of the standard fds failed */
+};
+
+struct rlimit;
+struct rusage;
+
+struct op_child {
+	/* argv[0] names the program: a path, or with OP_CHILD_PATH a name
+	 * looked up on the PATH of env (default "/bin:/usr/bin").  Borrowed. */
+	const char *const *argv;
+	/* The whole environment, NULL-terminated; NULL: the caller's. */
+	const char *const *env;
+	const char *cwd; /* NULL: the caller's */
+	int in, out, err;
+	unsigned flags;
+	const sigset_t *sigmask;      /* for the child; NULL: empty */
+	const struct rlimit *nofile;  /* RLIMIT_NOFILE for the child; NULL: unchanged */
+	/* Runs in the child after the fds are in place, before chdir and
+	 * exec; async-signal-safe calls only.  0, or -1 with errno set (the
+	 * start then fails at stage OP_CHILD_SETUP). */
+	int (*setup)(void *arg);
+	void *setup_arg;
+
+	/* Set by start(). */
+	pid_t pid;     /* 0 when not started */
+	int report_fd; /* OP_CHILD_ASYNC: the exec report; -1 once read */
+	enum op_child_stage stage; /* of the failure, OP_CHILD_OK */
+	int errnum;		   /* errno of the failure */
+};
+
+#define OP_CHILD_INIT {NULL, NULL, NULL, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0, -1, OP_CHILD_OK, 0}
+
+/*
+ * Start the child (see above).  0, or -1 with errno, ->stage and ->errnum
+ * set: then no process is left behind and every pipe made is closed.
+ */
+int op_child_start(struct op_child *c);
+/*
+ * OP_CHILD_ASYNC: read the exec report from c->report_fd (closed once
+ * decided).  1 exec worked, 0 the child failed before exec (->stage,
+ * ->errnum set; the child exits 127 and still has to be reaped), -1 with
+ * errno EAGAIN when the report is not there yet.
+ */
+int op_child_report(struct op_child *c);
+/*
+ * Reap the child: wait4() for c->pid, retrying on EINTR.  With nohang,
+ * 0 when it is still running.  1 when reaped (*wstatus and *ru may be
+ * NULL), -1 with errno (ECHILD: someone else reaped it).
+ */
+int op_child_reap(struct op_child *c, int nohang, int *wstatus, struct rusage *ru);
+/*
+ * The failure as one line: "cannot run 'ARGV0': REASON",
+ * "cannot change to directory 'CWD': REASON", "cannot set up 'ARGV0':
+ * REASON", "cannot start 'ARGV0': REASON" (pipes, fork).  buf is returned.
+ */
+const char *op_child_error(const struct op_child *c, char *buf, size_t len);
+
+/* ---------------------------------------------------------------------------
  * Extension-side: running a tool (op_cmd_*).
  *
  * One runner for C extensions that start a program (exec's command, tofu,
@@ -577,8 +702,8 @@ struct op_cmd_result {
 	int term_signal;       /* WTERMSIG when a signal killed it, else 0 */
 	bool cancelled;	       /* a cancel or SIGTERM/SIGINT arrived during (or before) the run */
 	char error[OP_ERRMAX]; /* not started: "cannot run 'x': No such file or directory",
-				  "cannot change to directory 'd': ...", "cannot create pipes: ...",
-				  "cannot fork: ...", "cancelled"; "" otherwise */
+				  "cannot change to directory 'd': ...",
+				  "cannot start 'x': ..." (pipes, fork), "cancelled"; "" otherwise */
 	struct op_cmd_buf out, err;
 };
 

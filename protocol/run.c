@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -314,110 +315,6 @@ static void pump(struct op_ext *ext, const struct op_cmd_opts *o, struct stream 
 	}
 }
 
-/* --- the child ---------------------------------------------------------------- */
-
-/* What the child reports through its close-on-exec pipe when it fails. */
-struct child_failure {
-	int stage; /* 1 chdir, 2 exec */
-	int err;
-};
-
-struct child_plan {
-	char *const *argv;
-	char **envp;	     /* environ + additions */
-	const char *path;    /* $PATH of envp (search when argv[0] has no '/') */
-	const char **shargv; /* "/bin/sh", file, argv[1..], NULL; [1] filled in the child */
-	const char *cwd;
-	int in_r; /* stdin: pipe read end, or -1 for /dev/null */
-	int out_w, err_w, fail_w;
-};
-
-/* execve, and /bin/sh for ENOEXEC (as execvp); returns errno. */
-static int try_exec(const struct child_plan *p, const char *file)
-{
-	execve(file, p->argv, p->envp);
-	if (errno == ENOEXEC) {
-		p->shargv[1] = file;
-		execve("/bin/sh", (char *const *)(void *)p->shargv, p->envp);
-		errno = ENOEXEC;
-	}
-	return errno;
-}
-
-/* Async-signal-safe from here to exec. */
-static void child(const struct child_plan *p)
-{
-	struct child_failure f = {0, 0};
-	struct sigaction sa;
-	sigset_t none;
-	int in = p->in_r;
-
-	setpgid(0, 0);
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = SIG_DFL;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGPIPE, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGCHLD, &sa, NULL);
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	if (in < 0)
-		in = open("/dev/null", O_RDONLY);
-	if (in >= 0 && in != 0) {
-		dup2(in, 0);
-		close(in);
-	}
-	dup2(p->out_w, 1);
-	dup2(p->err_w, 2);
-	if (p->cwd && chdir(p->cwd) < 0) {
-		f.stage = 1;
-		f.err = errno;
-	} else if (strchr(p->argv[0], '/')) {
-		f.stage = 2;
-		f.err = try_exec(p, p->argv[0]);
-	} else {
-		/* execvp's search, with a stack buffer */
-		const char *dir = p->path;
-		size_t flen = strlen(p->argv[0]);
-		bool eacces = false;
-		int err = ENOENT;
-
-		for (;;) {
-			const char *end = strchr(dir, ':');
-			size_t dlen = end ? (size_t)(end - dir) : strlen(dir);
-			char file[PATH_MAX];
-
-			if (dlen + flen + 2 <= sizeof(file)) {
-				if (dlen) {
-					memcpy(file, dir, dlen);
-					file[dlen] = '/';
-					memcpy(file + dlen + 1, p->argv[0], flen + 1);
-				} else {
-					memcpy(file, p->argv[0], flen + 1);
-				}
-				err = try_exec(p, file);
-				if (err == EACCES)
-					eacces = true;
-				else if (err != ENOENT && err != ENOTDIR && err != ESTALE &&
-					 err != ENODEV && err != ETIMEDOUT)
-					break;
-			}
-			if (!end)
-				break;
-			dir = end + 1;
-		}
-		f.stage = 2;
-		f.err = eacces && (err == ENOENT || err == ENOTDIR || err == ESTALE ||
-				   err == ENODEV || err == ETIMEDOUT)
-				? EACCES
-				: err;
-	}
-	if (write(p->fail_w, &f, sizeof(f)) < 0)
-		_exit(126);
-	_exit(127);
-}
-
 /* environ with additions (each "NAME=VALUE" replaces NAME); pointers borrowed. */
 static char **build_envp(char *const *add)
 {
@@ -448,22 +345,7 @@ static char **build_envp(char *const *add)
 	return envp;
 }
 
-static const char *env_path(char *const *envp)
-{
-	for (size_t i = 0; envp[i]; i++)
-		if (!strncmp(envp[i], "PATH=", 5))
-			return envp[i] + 5;
-	return "/bin:/usr/bin";
-}
-
 /* --- the run ----------------------------------------------------------------- */
-
-static int fail(struct op_cmd_result *res, int err, const char *what)
-{
-	snprintf(res->error, sizeof(res->error), "%s: %s", what, strerror(err));
-	errno = err;
-	return -1;
-}
 
 static void close_fd(int *fd)
 {
@@ -511,17 +393,14 @@ static bool want_cancel(struct op_ext *ext)
 
 int op_cmd_run(struct op_ext *ext, const struct op_cmd_opts *o, struct op_cmd_result *res)
 {
-	int out_p[2] = {-1, -1}, err_p[2] = {-1, -1}, fail_p[2] = {-1, -1}, in_p[2] = {-1, -1};
+	struct op_child c = OP_CHILD_INIT;
 	const char *name;
-	struct child_plan plan;
 	struct stream st[2];
-	struct child_failure f;
-	size_t nargs = 0, in_off = 0, line_max;
+	char **envp;
+	size_t in_off = 0, line_max;
 	long long killed_at = 0;
-	int grace, ret = 0, saved = 0;
+	int grace, in_fd = -1;
 	bool reaped = false;
-	pid_t pid;
-	ssize_t n;
 
 	memset(res, 0, sizeof(*res));
 	res->exit_code = -1;
@@ -543,71 +422,36 @@ int op_cmd_run(struct op_ext *ext, const struct op_cmd_opts *o, struct op_cmd_re
 		return -1;
 	}
 
-	memset(&plan, 0, sizeof(plan));
-	while (o->argv[nargs])
-		nargs++;
-	plan.argv = o->argv;
-	plan.cwd = o->cwd;
-	plan.envp = build_envp(o->env);
-	plan.shargv = calloc(nargs + 2, sizeof(*plan.shargv));
-	if (!plan.envp || !plan.shargv) {
-		free(plan.envp);
-		free(plan.shargv);
+	envp = build_envp(o->env);
+	if (!envp) {
 		finish_captures(res);
 		snprintf(res->error, sizeof(res->error), "cannot run '%s': %s", o->argv[0],
 			 strerror(ENOMEM));
 		errno = ENOMEM;
 		return -1;
 	}
-	plan.path = env_path(plan.envp);
-	plan.shargv[0] = "/bin/sh";
-	for (size_t i = 1; i < nargs; i++)
-		plan.shargv[i + 1] = o->argv[i];
-	if (pipe2(out_p, O_CLOEXEC) < 0 || pipe2(err_p, O_CLOEXEC) < 0 ||
-	    pipe2(fail_p, O_CLOEXEC) < 0 || (o->input && pipe2(in_p, O_CLOEXEC) < 0)) {
-		saved = errno;
-		ret = fail(res, saved, "cannot create pipes");
-		goto out;
-	}
-	plan.in_r = in_p[0];
-	plan.out_w = out_p[1];
-	plan.err_w = err_p[1];
-	plan.fail_w = fail_p[1];
-	pid = fork();
-	if (pid < 0) {
-		saved = errno;
-		ret = fail(res, saved, "cannot fork");
-		goto out;
-	}
-	if (pid == 0)
-		child(&plan);
-	setpgid(pid, pid);
-	close_fd(&out_p[1]);
-	close_fd(&err_p[1]);
-	close_fd(&fail_p[1]);
-	close_fd(&in_p[0]);
-	do
-		n = read(fail_p[0], &f, sizeof(f));
-	while (n < 0 && errno == EINTR);
-	close_fd(&fail_p[0]);
-	if (n == (ssize_t)sizeof(f)) {
-		if (f.stage == 1)
-			snprintf(res->error, sizeof(res->error),
-				 "cannot change to directory '%s': %s", o->cwd, strerror(f.err));
-		else
-			snprintf(res->error, sizeof(res->error), "cannot run '%s': %s", o->argv[0],
-				 strerror(f.err));
-		saved = f.err;
-		ret = -1;
-	}
-	fcntl(out_p[0], F_SETFL, O_NONBLOCK);
-	fcntl(err_p[0], F_SETFL, O_NONBLOCK);
-	if (in_p[1] >= 0)
-		fcntl(in_p[1], F_SETFL, O_NONBLOCK);
+	c.argv = (const char *const *)(uintptr_t)o->argv;
+	c.env = (const char *const *)(void *)envp;
+	c.cwd = o->cwd;
+	c.in = o->input ? OP_CHILD_PIPE : OP_CHILD_NULL;
+	c.out = OP_CHILD_PIPE;
+	c.err = OP_CHILD_PIPE;
+	c.flags = OP_CHILD_PGROUP | OP_CHILD_PATH | OP_CHILD_SHELL;
+	if (op_child_start(&c) < 0) {
+		int e = errno;
 
-	st[0] = (struct stream){out_p[0], 1, &o->out, NULL, NULL, 0, 0};
-	st[1] = (struct stream){err_p[0], 2, &o->err, NULL, NULL, 0, 0};
-	out_p[0] = err_p[0] = -1;
+		op_child_error(&c, res->error, sizeof(res->error));
+		free(envp);
+		finish_captures(res);
+		errno = e;
+		return -1;
+	}
+	free(envp);
+	if (o->input)
+		in_fd = c.in;
+
+	st[0] = (struct stream){c.out, 1, &o->out, NULL, NULL, 0, 0};
+	st[1] = (struct stream){c.err, 2, &o->err, NULL, NULL, 0, 0};
 	st[0].cap = &res->out;
 	st[1].cap = &res->err;
 	for (int i = 0; i < 2; i++) {
@@ -628,42 +472,40 @@ int op_cmd_run(struct op_ext *ext, const struct op_cmd_opts *o, struct op_cmd_re
 		pfd[1] = (struct pollfd){st[1].fd, POLLIN, 0};
 		pfd[2] =
 			(struct pollfd){ext && !res->cancelled ? op_ext_in_fd(ext) : -1, POLLIN, 0};
-		pfd[3] = (struct pollfd){in_p[1], POLLOUT, 0};
+		pfd[3] = (struct pollfd){in_fd, POLLOUT, 0};
 		ready = poll(pfd, 4, RUN_IDLE_MS);
 		/* not only when in_fd is readable: orchd may have sent the
 		 * cancel with the action, and it is already buffered */
 		if (!res->cancelled && want_cancel(ext)) {
 			res->cancelled = true;
 			killed_at = mono_ms();
-			kill(-pid, SIGTERM);
+			kill(-c.pid, SIGTERM);
 			if (ext)
 				op_ext_log(ext, "warning", "cancelled: sent SIGTERM to %s", name);
 		}
 		if (res->cancelled && !reaped && killed_at && mono_ms() - killed_at > grace) {
-			kill(-pid, SIGKILL);
+			kill(-c.pid, SIGKILL);
 			if (ext)
 				op_ext_log(ext, "warning", "%s still running: sent SIGKILL", name);
 			killed_at = 0;
 		}
-		if (in_p[1] >= 0 && pfd[3].revents)
-			feed_input(&in_p[1], o->input, o->input_len, &in_off);
+		if (in_fd >= 0 && pfd[3].revents)
+			feed_input(&in_fd, o->input, o->input_len, &in_off);
 		for (int i = 0; i < 2; i++)
 			if (st[i].fd >= 0 && pfd[i].revents)
 				pump(ext, o, &st[i], false);
-		if (!reaped && waitpid(pid, &status, WNOHANG) == pid) {
+		if (!reaped && op_child_reap(&c, 1, &status, NULL) == 1) {
 			reaped = true;
-			close_fd(&in_p[1]);
-			if (!res->error[0]) {
-				res->ran = true;
-				res->status = status;
-				if (WIFEXITED(status))
-					res->exit_code = WEXITSTATUS(status);
-				else if (WIFSIGNALED(status))
-					res->term_signal = WTERMSIG(status);
-			}
+			close_fd(&in_fd);
+			res->ran = true;
+			res->status = status;
+			if (WIFEXITED(status))
+				res->exit_code = WEXITSTATUS(status);
+			else if (WIFSIGNALED(status))
+				res->term_signal = WTERMSIG(status);
 			/* processes forked after the first SIGTERM missed it */
 			if (res->cancelled)
-				kill(-pid, SIGTERM);
+				kill(-c.pid, SIGTERM);
 		}
 		/* the program exited but something it started keeps the pipes
 		 * open: take what is there and stop listening */
@@ -674,21 +516,9 @@ int op_cmd_run(struct op_ext *ext, const struct op_cmd_opts *o, struct op_cmd_re
 	}
 	op_splitter_free(st[0].sp);
 	op_splitter_free(st[1].sp);
-out:
-	close_fd(&out_p[0]);
-	close_fd(&out_p[1]);
-	close_fd(&err_p[0]);
-	close_fd(&err_p[1]);
-	close_fd(&fail_p[0]);
-	close_fd(&fail_p[1]);
-	close_fd(&in_p[0]);
-	close_fd(&in_p[1]);
-	free(plan.envp);
-	free(plan.shargv);
+	close_fd(&in_fd);
 	finish_captures(res);
-	if (ret < 0)
-		errno = saved;
-	return ret;
+	return 0;
 }
 
 void op_cmd_result_release(struct op_cmd_result *res)

@@ -55,6 +55,7 @@ struct step {
 	long long start_ms;
 
 	pid_t pid;
+	struct op_child child;	   /* how it was started (exec report) */
 	int fd_in, fd_out, fd_err; /* -1 when closed */
 	int fd_rep;		   /* exec report: errno, or EOF once exec worked */
 	struct op_buf wq;	   /* queued bytes for stdin */
@@ -132,41 +133,6 @@ const char *orchd_step_status_name(enum orchd_step_status s)
 }
 
 /* --- small helpers ------------------------------------------------------- */
-
-static int set_nonblock(int fd)
-{
-	int fl = fcntl(fd, F_GETFL);
-	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
-		return -1;
-	return 0;
-}
-
-/* Move an fd to >= 3 so that dup2 onto 0/1/2 in the child cannot clobber. */
-static int fd_above_stdio(int fd)
-{
-	int nfd;
-	if (fd > 2)
-		return fd;
-	nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-	close(fd);
-	return nfd;
-}
-
-static int make_pipe(int p[2])
-{
-	if (pipe2(p, O_CLOEXEC) < 0)
-		return -1;
-	p[0] = fd_above_stdio(p[0]);
-	p[1] = fd_above_stdio(p[1]);
-	if (p[0] < 0 || p[1] < 0) {
-		if (p[0] >= 0)
-			close(p[0]);
-		if (p[1] >= 0)
-			close(p[1]);
-		return -1;
-	}
-	return 0;
-}
 
 static void close_fd(int *fd)
 {
@@ -632,23 +598,22 @@ static void step_write(struct step *st)
 		step_close_stdin(st);
 }
 
-/* The exec report pipe is readable: EOF means exec worked (the pipe was
- * close-on-exec); an int is the errno of a failed exec (the child then
- * exits 127 without saying anything). */
+/* The exec report pipe is readable: EOF means exec worked; otherwise the
+ * child failed before exec (and exits 127 without saying anything). */
 static void step_read_report(struct step *st)
 {
-	int e;
-	ssize_t n;
+	int r = op_child_report(&st->child);
 
-	do
-		n = read(st->fd_rep, &e, sizeof(e));
-	while (n < 0 && errno == EINTR);
-	if (n < 0 && errno == EAGAIN)
+	if (r < 0)
 		return;
-	close_fd(&st->fd_rep);
-	if (n == (ssize_t)sizeof(e)) {
-		step_fail(st, ORCHD_STEP_SPAWN_ERROR, "cannot execute %s: %s", st->exe,
-			  strerror(e));
+	st->fd_rep = -1;
+	if (r == 0) {
+		if (st->child.stage == OP_CHILD_CHDIR)
+			step_fail(st, ORCHD_STEP_SPAWN_ERROR, "cannot enter workdir %s: %s",
+				  st->workdir, strerror(st->child.errnum));
+		else
+			step_fail(st, ORCHD_STEP_SPAWN_ERROR, "cannot execute %s: %s", st->exe,
+				  strerror(st->child.errnum));
 		st->phase = PHASE_DONE;
 		st->ignore_stdout = 1;
 		step_close_stdin(st);
@@ -683,98 +648,32 @@ static int make_workdir(const struct orchd_step_spec *spec, char **out, char *er
 	return 0;
 }
 
-/* Only async-signal-safe calls from here to execve or _exit. */
-static _Noreturn void child_exec(struct orchd_supervisor *sup, int in, int out, int errfd,
-				 int report, const char *exe, char *const argv[],
-				 char *const envp[], const char *workdir, pid_t parent)
-{
-	struct sigaction dfl;
-	int e;
-
-	setpgid(0, 0);
-	/* If orchd itself dies (kill -9), the extension is told at once. */
-	prctl(PR_SET_PDEATHSIG, SIGTERM);
-	if (getppid() != parent)
-		_exit(126);
-	memset(&dfl, 0, sizeof(dfl));
-	dfl.sa_handler = SIG_DFL;
-	sigemptyset(&dfl.sa_mask);
-	sigaction(SIGPIPE, &dfl, NULL);
-	sigaction(SIGHUP, &dfl, NULL);
-	sigaction(SIGINT, &dfl, NULL);
-	sigaction(SIGTERM, &dfl, NULL);
-	sigaction(SIGCHLD, &dfl, NULL);
-	sigprocmask(SIG_SETMASK, &sup->old_mask, NULL);
-	/* the extension gets the fd limit orchd was started with */
-	if (sup->have_nofile)
-		setrlimit(RLIMIT_NOFILE, &sup->old_nofile);
-
-	if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(errfd, 2) < 0)
-		goto fail;
-		/* Anything else that leaked without O_CLOEXEC stops here. */
-#ifdef SYS_close_range
-	syscall(SYS_close_range, 3U, ~0U, 4U /* CLOSE_RANGE_CLOEXEC */);
-#endif
-	if (chdir(workdir) < 0)
-		goto fail;
-	execve(exe, argv, envp);
-fail:
-	e = errno;
-	while (write(report, &e, sizeof(e)) < 0 && errno == EINTR)
-		;
-	_exit(127);
-}
-
 static int spawn(struct orchd_supervisor *sup, struct step *st, char **envp, char *err,
 		 size_t errlen)
 {
-	int pin[2], pout[2], perr[2], prep[2];
-	char *argv[2];
-	pid_t pid, parent;
+	struct op_child c = OP_CHILD_INIT;
+	const char *argv[2] = {st->exe, NULL};
 
-	argv[0] = st->exe;
-	argv[1] = NULL;
-	pin[0] = pin[1] = pout[0] = pout[1] = perr[0] = perr[1] = prep[0] = prep[1] = -1;
-	if (make_pipe(pin) < 0 || make_pipe(pout) < 0 || make_pipe(perr) < 0 ||
-	    make_pipe(prep) < 0) {
-		snprintf(err, errlen, "cannot create pipes: %s", strerror(errno));
-		goto fail;
+	c.argv = argv;
+	c.env = (const char *const *)(void *)envp;
+	c.cwd = st->workdir;
+	c.in = c.out = c.err = OP_CHILD_PIPE;
+	/* its own group, told at once if orchd dies, orchd's original mask
+	 * and fd limit; the exec report is read by the loop */
+	c.flags = OP_CHILD_PGROUP | OP_CHILD_PDEATHSIG | OP_CHILD_ASYNC;
+	c.sigmask = &sup->old_mask;
+	c.nofile = sup->have_nofile ? &sup->old_nofile : NULL;
+	if (op_child_start(&c) < 0) {
+		snprintf(err, errlen, "cannot start %s: %s", st->exe, strerror(c.errnum));
+		return -1;
 	}
-	parent = getpid();
-	pid = fork();
-	if (pid < 0) {
-		snprintf(err, errlen, "cannot fork: %s", strerror(errno));
-		goto fail;
-	}
-	if (pid == 0)
-		child_exec(sup, pin[0], pout[1], perr[1], prep[1], st->exe, argv, envp, st->workdir,
-			   parent);
-	/* also from the parent, so that kill(-pid) works at once */
-	setpgid(pid, pid);
-	st->pid = pid;
-	close_fd(&pin[0]);
-	close_fd(&pout[1]);
-	close_fd(&perr[1]);
-	close_fd(&prep[1]);
-	st->fd_in = pin[1];
-	st->fd_out = pout[0];
-	st->fd_err = perr[0];
-	st->fd_rep = prep[0];
-	set_nonblock(st->fd_rep);
-	set_nonblock(st->fd_in);
-	set_nonblock(st->fd_out);
-	set_nonblock(st->fd_err);
+	st->child = c;
+	st->pid = c.pid;
+	st->fd_in = c.in;
+	st->fd_out = c.out;
+	st->fd_err = c.err;
+	st->fd_rep = c.report_fd;
 	return 0;
-fail:
-	close_fd(&pin[0]);
-	close_fd(&pin[1]);
-	close_fd(&pout[0]);
-	close_fd(&pout[1]);
-	close_fd(&perr[0]);
-	close_fd(&perr[1]);
-	close_fd(&prep[0]);
-	close_fd(&prep[1]);
-	return -1;
 }
 
 int orchd_supervisor_start(struct orchd_supervisor *sup, const struct orchd_step_spec *spec)

@@ -162,20 +162,21 @@ static void run_release(struct run *r)
 
 /*
  * Run `pulumi ARGS... --non-interactive` in cwd with stdin from /dev/null,
- * capturing stdout and stderr (poll, so neither pipe can fill up and block
- * the child).  argv and the environment are built before fork.  Returns 0
- * when the command ran (whatever its exit status, in r->status), -1 when it
- * could not be run.
+ * in its own process group (a Ctrl-C at the terminal reaches orchd, which
+ * lets a write in flight finish), capturing stdout and stderr (poll, so
+ * neither pipe can fill up and block the child).  Returns 0 when the
+ * command ran (whatever its exit status, in r->status), -1 when it could
+ * not be started (a failed exec is told apart from pulumi's own exit 127).
  */
 static int run_pulumi(struct pulumi *p, const char *cwd, const char *const *args, struct run *r,
 		      char *err, size_t errlen)
 {
+	struct op_child c = OP_CHILD_INIT;
 	size_t nargs = 0, i;
-	char **argv, **envp;
-	int po[2] = {-1, -1}, pe[2] = {-1, -1}, devnull, st, ret = -1;
+	char **argv, **envp, cerr[OP_ERRMAX];
+	int st, ret = -1;
 	struct pollfd fds[2];
 	char *passenv = NULL;
-	pid_t pid;
 
 	while (args[nargs])
 		nargs++;
@@ -190,43 +191,19 @@ static int run_pulumi(struct pulumi *p, const char *cwd, const char *const *args
 		passenv = xasprintf("PULUMI_CONFIG_PASSPHRASE=%s", p->pass);
 		envp[p->nenv] = passenv;
 	}
-	devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	if (devnull < 0 || pipe2(po, O_CLOEXEC) || pipe2(pe, O_CLOEXEC)) {
-		orchd_set_err(err, errlen, "cannot run %s: %s", p->bin, strerror(errno));
+	c.argv = (const char *const *)(void *)argv;
+	c.env = (const char *const *)(void *)envp;
+	c.cwd = cwd;
+	c.in = OP_CHILD_NULL;
+	c.out = OP_CHILD_PIPE;
+	c.err = OP_CHILD_PIPE;
+	c.flags = OP_CHILD_PGROUP;
+	if (op_child_start(&c) < 0) {
+		orchd_set_err(err, errlen, "%s", op_child_error(&c, cerr, sizeof(cerr)));
 		goto out;
 	}
-	pid = fork();
-	if (pid < 0) {
-		orchd_set_err(err, errlen, "cannot run %s: fork: %s", p->bin, strerror(errno));
-		goto out;
-	}
-	if (!pid) {
-		/* Only async-signal-safe calls from here on.  orchd may block or
-		 * ignore signals; pulumi gets the defaults. */
-		sigset_t none;
-
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		signal(SIGPIPE, SIG_DFL);
-		signal(SIGINT, SIG_DFL);
-		signal(SIGTERM, SIG_DFL);
-		if (dup2(devnull, 0) < 0 || dup2(po[1], 1) < 0 || dup2(pe[1], 2) < 0)
-			_exit(127);
-		if (chdir(cwd)) {
-			static const char msg[] = "error: cannot change to the work directory\n";
-
-			if (write(2, msg, sizeof(msg) - 1) < 0)
-				_exit(127);
-			_exit(127);
-		}
-		execve(p->bin, argv, envp);
-		_exit(127);
-	}
-	close(po[1]);
-	close(pe[1]);
-	po[1] = pe[1] = -1;
-	fds[0].fd = po[0];
-	fds[1].fd = pe[0];
+	fds[0].fd = c.out;
+	fds[1].fd = c.err;
 	fds[0].events = fds[1].events = POLLIN;
 	while (fds[0].fd >= 0 || fds[1].fd >= 0) {
 		char buf[16384];
@@ -243,40 +220,38 @@ static int run_pulumi(struct pulumi *p, const char *cwd, const char *const *args
 			if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR)))
 				continue;
 			n = read(fds[i].fd, buf, sizeof(buf));
-			if (n < 0 && errno == EINTR)
+			if (n < 0 && (errno == EINTR || errno == EAGAIN))
 				continue;
 			if (n <= 0) {
 				close(fds[i].fd);
 				fds[i].fd = -1;
 				continue;
 			}
-			/* Over the cap the buffer empties itself; keep draining. */
+			/* Over the cap the buffer fails (sticky); keep draining. */
 			op_buf_add(sb, buf, (size_t)n);
 		}
 	}
-	if (fds[0].fd >= 0)
-		close(fds[0].fd);
-	if (fds[1].fd >= 0)
-		close(fds[1].fd);
-	po[0] = pe[0] = -1;
-	while (waitpid(pid, &st, 0) < 0) {
-		if (errno != EINTR) {
-			orchd_set_err(err, errlen, "cannot wait for %s: %s", p->bin,
-				      strerror(errno));
-			goto out;
-		}
+	for (i = 0; i < 2; i++)
+		if (fds[i].fd >= 0)
+			close(fds[i].fd);
+	if (op_child_reap(&c, 0, &st, NULL) < 0) {
+		orchd_set_err(err, errlen, "cannot wait for %s: %s", p->bin, strerror(errno));
+		goto out;
 	}
 	r->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	/* A capped buffer that overflowed is empty: never parse or quote a
+	 * fragment of it. */
+	if (op_buf_failed(&r->out)) {
+		orchd_set_err(err, errlen, "pulumi %s: output larger than %ld MiB", args[0],
+			      MAX_OUT >> 20);
+		goto out;
+	}
+	if (op_buf_failed(&r->err)) {
+		op_buf_reset(&r->err);
+		op_buf_addf(&r->err, "error: its stderr was larger than %ld MiB\n", MAX_ERR >> 20);
+	}
 	ret = 0;
 out:
-	for (i = 0; i < 2; i++) {
-		if (po[i] >= 0)
-			close(po[i]);
-		if (pe[i] >= 0)
-			close(pe[i]);
-	}
-	if (devnull >= 0)
-		close(devnull);
 	if (passenv)
 		orchd_crypto_free_secret(passenv, strlen(passenv));
 	free(envp);

@@ -1,0 +1,374 @@
+/*
+ * child: the one child-process API (op_child_*, see "Child processes" in
+ * orchd_protocol.h).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "orchd_protocol.h"
+
+/* What a child that could not exec writes to the report pipe. */
+struct report {
+	int stage; /* enum op_child_stage */
+	int err;
+};
+
+/* Everything the child needs, prepared before fork. */
+struct plan {
+	const struct op_child *c;
+	const char *const *envp;
+	const char *path;    /* PATH of envp, for OP_CHILD_PATH */
+	const char **shargv; /* "/bin/sh", FILE, argv[1..], NULL (OP_CHILD_SHELL) */
+	int fd[3];	     /* what becomes the child's 0, 1, 2 */
+	int report;	     /* write end of the report pipe */
+	pid_t parent;
+};
+
+static void close_fd(int *fd)
+{
+	if (*fd >= 0) {
+		close(*fd);
+		*fd = -1;
+	}
+}
+
+/* A close-on-exec pipe whose ends are above 2, so that dup2() onto the
+ * standard fds in the child never clobbers one of them. */
+static int make_pipe(int p[2])
+{
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -1;
+	for (int i = 0; i < 2; i++) {
+		if (p[i] > 2)
+			continue;
+		int nfd = fcntl(p[i], F_DUPFD_CLOEXEC, 3);
+
+		close(p[i]);
+		p[i] = nfd;
+	}
+	if (p[0] < 0 || p[1] < 0) {
+		int e = errno;
+
+		close_fd(&p[0]);
+		close_fd(&p[1]);
+		errno = e;
+		return -1;
+	}
+	return 0;
+}
+
+static const char *env_path(const char *const *envp)
+{
+	for (size_t i = 0; envp && envp[i]; i++)
+		if (!strncmp(envp[i], "PATH=", 5))
+			return envp[i] + 5;
+	return "/bin:/usr/bin";
+}
+
+/* --- in the child: async-signal-safe only ---------------------------------- */
+
+/* execve, and /bin/sh for ENOEXEC when asked (as execvp); returns errno. */
+static int try_exec(const struct plan *p, const char *file)
+{
+	execve(file, (char *const *)(uintptr_t)p->c->argv, (char *const *)(uintptr_t)p->envp);
+	if (errno == ENOEXEC && p->shargv) {
+		p->shargv[1] = file;
+		execve("/bin/sh", (char *const *)(void *)p->shargv, (char *const *)(uintptr_t)p->envp);
+		errno = ENOEXEC;
+	}
+	return errno;
+}
+
+static int is_search_miss(int err)
+{
+	return err == ENOENT || err == ENOTDIR || err == ESTALE || err == ENODEV ||
+	       err == ETIMEDOUT;
+}
+
+/* execvp's search of argv[0] on PATH, with a stack buffer; returns errno. */
+static int search_exec(const struct plan *p)
+{
+	const char *name = p->c->argv[0], *dir = p->path;
+	size_t flen = strlen(name);
+	int eacces = 0, err = ENOENT;
+
+	for (;;) {
+		const char *end = strchr(dir, ':');
+		size_t dlen = end ? (size_t)(end - dir) : strlen(dir);
+		char file[PATH_MAX];
+
+		if (dlen + flen + 2 <= sizeof(file)) {
+			if (dlen) {
+				memcpy(file, dir, dlen);
+				file[dlen] = '/';
+				memcpy(file + dlen + 1, name, flen + 1);
+			} else {
+				memcpy(file, name, flen + 1);
+			}
+			err = try_exec(p, file);
+			if (err == EACCES)
+				eacces = 1;
+			else if (!is_search_miss(err))
+				return err;
+		}
+		if (!end)
+			break;
+		dir = end + 1;
+	}
+	return eacces && is_search_miss(err) ? EACCES : err;
+}
+
+static _Noreturn void child_fail(const struct plan *p, enum op_child_stage stage, int err)
+{
+	struct report r = {(int)stage, err};
+
+	while (write(p->report, &r, sizeof(r)) < 0 && errno == EINTR)
+		;
+	_exit(127);
+}
+
+static _Noreturn void child(const struct plan *p)
+{
+	const struct op_child *c = p->c;
+	struct sigaction dfl;
+	sigset_t none;
+	static const int sigs[] = {SIGPIPE, SIGHUP, SIGINT, SIGTERM, SIGCHLD};
+
+	if (c->flags & OP_CHILD_PGROUP)
+		setpgid(0, 0);
+	if (c->flags & OP_CHILD_PDEATHSIG) {
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() != p->parent)
+			_exit(126);
+	}
+	memset(&dfl, 0, sizeof(dfl));
+	dfl.sa_handler = SIG_DFL;
+	sigemptyset(&dfl.sa_mask);
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		sigaction(sigs[i], &dfl, NULL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, c->sigmask ? c->sigmask : &none, NULL);
+	if (c->nofile)
+		setrlimit(RLIMIT_NOFILE, c->nofile);
+	for (int i = 0; i < 3; i++)
+		if (p->fd[i] >= 0 && p->fd[i] != i && dup2(p->fd[i], i) < 0)
+			child_fail(p, OP_CHILD_FDS, errno);
+	/* Whatever leaked without O_CLOEXEC stops here (the report pipe is
+	 * close-on-exec already). */
+#ifdef SYS_close_range
+	syscall(SYS_close_range, 3U, ~0U, 4U /* CLOSE_RANGE_CLOEXEC */);
+#endif
+	if (c->setup && c->setup(c->setup_arg) < 0)
+		child_fail(p, OP_CHILD_SETUP, errno);
+	if (c->cwd && chdir(c->cwd) < 0)
+		child_fail(p, OP_CHILD_CHDIR, errno);
+	if ((c->flags & OP_CHILD_PATH) && !strchr(c->argv[0], '/'))
+		child_fail(p, OP_CHILD_EXEC, search_exec(p));
+	child_fail(p, OP_CHILD_EXEC, try_exec(p, c->argv[0]));
+}
+
+/* --- in the parent ---------------------------------------------------------- */
+
+static int start_fail(struct op_child *c, enum op_child_stage stage, int err)
+{
+	c->stage = stage;
+	c->errnum = err;
+	errno = err;
+	return -1;
+}
+
+/* The exec report: 1 exec worked, 0 failed (c->stage set), -1 EAGAIN. */
+static int read_report(struct op_child *c)
+{
+	struct report r;
+	ssize_t n;
+
+	do
+		n = read(c->report_fd, &r, sizeof(r));
+	while (n < 0 && errno == EINTR);
+	if (n < 0 && errno == EAGAIN)
+		return -1;
+	close_fd(&c->report_fd);
+	if (n != (ssize_t)sizeof(r))
+		return 1;
+	c->stage = (enum op_child_stage)r.stage;
+	c->errnum = r.err;
+	return 0;
+}
+
+int op_child_start(struct op_child *c)
+{
+	int *fields[3] = {&c->in, &c->out, &c->err};
+	int pipes[3][2] = {{-1, -1}, {-1, -1}, {-1, -1}};
+	int rep[2] = {-1, -1}, devnull = -1, e = 0;
+	struct plan p;
+	size_t nargs = 0;
+	pid_t pid;
+
+	c->pid = 0;
+	c->report_fd = -1;
+	c->stage = OP_CHILD_OK;
+	c->errnum = 0;
+	if (!c->argv || !c->argv[0] || !c->argv[0][0])
+		return start_fail(c, OP_CHILD_SPAWN, EINVAL);
+	memset(&p, 0, sizeof(p));
+	p.c = c;
+	p.envp = c->env ? c->env : (const char *const *)(void *)environ;
+	p.path = env_path(p.envp);
+	p.parent = getpid();
+	if (c->flags & OP_CHILD_SHELL) {
+		while (c->argv[nargs])
+			nargs++;
+		p.shargv = calloc(nargs + 2, sizeof(*p.shargv));
+		if (!p.shargv)
+			return start_fail(c, OP_CHILD_SPAWN, ENOMEM);
+		p.shargv[0] = "/bin/sh";
+		for (size_t i = 1; i < nargs; i++)
+			p.shargv[i + 1] = c->argv[i];
+	}
+	for (int i = 0; i < 3; i++) {
+		p.fd[i] = -1;
+		if (*fields[i] == OP_CHILD_PIPE) {
+			if (make_pipe(pipes[i]) < 0)
+				goto fail;
+			p.fd[i] = pipes[i][i == 0 ? 0 : 1];
+		} else if (*fields[i] == OP_CHILD_NULL) {
+			if (devnull < 0) {
+				devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+				if (devnull < 0)
+					goto fail;
+			}
+			p.fd[i] = devnull;
+		} else if (*fields[i] > 2) {
+			p.fd[i] = *fields[i];
+		} else if (*fields[i] != OP_CHILD_INHERIT) {
+			errno = EINVAL;
+			goto fail;
+		}
+	}
+	if (make_pipe(rep) < 0)
+		goto fail;
+	p.report = rep[1];
+	pid = fork();
+	if (pid < 0)
+		goto fail;
+	if (pid == 0)
+		child(&p);
+	/* also from the parent, so that kill(-pid) works at once */
+	if (c->flags & OP_CHILD_PGROUP)
+		setpgid(pid, pid);
+	c->pid = pid;
+	close_fd(&rep[1]);
+	close_fd(&devnull);
+	free(p.shargv);
+	for (int i = 0; i < 3; i++) {
+		if (*fields[i] != OP_CHILD_PIPE)
+			continue;
+		/* ours: the write end of stdin, the read ends of stdout/stderr */
+		int mine = pipes[i][i == 0 ? 1 : 0];
+
+		close_fd(&pipes[i][i == 0 ? 0 : 1]);
+		fcntl(mine, F_SETFL, fcntl(mine, F_GETFL) | O_NONBLOCK);
+		*fields[i] = mine;
+	}
+	c->report_fd = rep[0];
+	if (c->flags & OP_CHILD_ASYNC) {
+		fcntl(c->report_fd, F_SETFL, fcntl(c->report_fd, F_GETFL) | O_NONBLOCK);
+		return 0;
+	}
+	if (read_report(c) == 1)
+		return 0;
+	/* It did not start: reap it and close our ends. */
+	e = c->errnum;
+	while (waitpid(c->pid, NULL, 0) < 0 && errno == EINTR)
+		;
+	c->pid = 0;
+	for (int i = 0; i < 3; i++)
+		if (pipes[i][0] >= 0 || pipes[i][1] >= 0)
+			close_fd(fields[i]);
+	errno = e;
+	return -1;
+
+fail:
+	e = errno;
+	for (int i = 0; i < 3; i++) {
+		close_fd(&pipes[i][0]);
+		close_fd(&pipes[i][1]);
+	}
+	close_fd(&rep[0]);
+	close_fd(&rep[1]);
+	close_fd(&devnull);
+	free(p.shargv);
+	return start_fail(c, OP_CHILD_SPAWN, e);
+}
+
+int op_child_report(struct op_child *c)
+{
+	int r;
+
+	if (c->report_fd < 0)
+		return c->stage == OP_CHILD_OK ? 1 : 0;
+	r = read_report(c);
+	if (r < 0)
+		errno = EAGAIN;
+	return r;
+}
+
+int op_child_reap(struct op_child *c, int nohang, int *wstatus, struct rusage *ru)
+{
+	int st = 0;
+	pid_t r;
+
+	if (c->pid <= 0) {
+		errno = ECHILD;
+		return -1;
+	}
+	do
+		r = wait4(c->pid, &st, nohang ? WNOHANG : 0, ru);
+	while (r < 0 && errno == EINTR);
+	if (r == 0)
+		return 0;
+	if (r < 0)
+		return -1;
+	if (wstatus)
+		*wstatus = st;
+	return 1;
+}
+
+const char *op_child_error(const struct op_child *c, char *buf, size_t len)
+{
+	const char *name = c->argv && c->argv[0] ? c->argv[0] : "";
+	const char *reason = strerror(c->errnum);
+
+	switch (c->stage) {
+	case OP_CHILD_CHDIR:
+		snprintf(buf, len, "cannot change to directory '%s': %s", c->cwd ? c->cwd : "",
+			 reason);
+		break;
+	case OP_CHILD_SETUP:
+		snprintf(buf, len, "cannot set up '%s': %s", name, reason);
+		break;
+	case OP_CHILD_SPAWN:
+	case OP_CHILD_FDS:
+		snprintf(buf, len, "cannot start '%s': %s", name, reason);
+		break;
+	case OP_CHILD_EXEC:
+		snprintf(buf, len, "cannot run '%s': %s", name, reason);
+		break;
+	case OP_CHILD_OK:
+		snprintf(buf, len, "started");
+		break;
+	}
+	return buf;
+}

@@ -1,0 +1,279 @@
+/*
+ * op_child (protocol/child.c): the one child-process API of orchd, its
+ * supervisor, the Pulumi engine and op_cmd_run.  Real processes and pipes.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "orchd_protocol.h"
+#include "testutil.h"
+#include "util.h"
+
+/* Read fd to EOF into a malloc'ed string (blocking or not). */
+static char *slurp(int fd)
+{
+	struct op_buf b = OP_BUF_INIT;
+	char buf[4096];
+
+	for (;;) {
+		struct pollfd p = {fd, POLLIN, 0};
+		ssize_t n;
+
+		if (poll(&p, 1, 10000) <= 0)
+			break;
+		n = read(fd, buf, sizeof(buf));
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n <= 0)
+			break;
+		op_buf_add(&b, buf, (size_t)n);
+	}
+	close(fd);
+	return op_buf_detach(&b, NULL);
+}
+
+static int run_status(struct op_child *c)
+{
+	int st = -1;
+
+	ck_assert_int_eq(op_child_reap(c, 0, &st, NULL), 1);
+	return st;
+}
+
+START_TEST(test_exec_failure_is_not_exit_127)
+{
+	const char *argv1[] = {"/nonexistent/orchd-prog", NULL};
+	const char *argv2[] = {"/bin/sh", "-c", "exit 127", NULL};
+	struct op_child c = OP_CHILD_INIT;
+	char msg[256];
+	int st;
+
+	c.argv = argv1;
+	c.out = OP_CHILD_PIPE;
+	ck_assert_int_eq(op_child_start(&c), -1);
+	ck_assert_int_eq(errno, ENOENT);
+	ck_assert_int_eq(c.stage, OP_CHILD_EXEC);
+	ck_assert_int_eq(c.pid, 0);
+	/* the pipe made for it is closed again, the field reset */
+	ck_assert_int_eq(c.out, -1);
+	ck_assert_str_eq(op_child_error(&c, msg, sizeof(msg)),
+			 "cannot run '/nonexistent/orchd-prog': No such file or directory");
+
+	c = (struct op_child)OP_CHILD_INIT;
+	c.argv = argv2;
+	ck_assert_int_eq(op_child_start(&c), 0);
+	ck_assert_int_gt(c.pid, 0);
+	st = run_status(&c);
+	ck_assert(WIFEXITED(st));
+	ck_assert_int_eq(WEXITSTATUS(st), 127);
+	ck_assert_int_eq(c.stage, OP_CHILD_OK);
+}
+END_TEST
+
+START_TEST(test_fd_contract_and_nothing_leaks)
+{
+	/* fd 0 from a caller's fd (> 2), fd 1 a pipe, fd 2 /dev/null; an fd
+	 * the caller opened WITHOUT close-on-exec must not reach the child */
+	const char *argv[] = {"/bin/sh", "-c",
+			"read line; echo \"in=$line\"; echo to-null >&2; ls /proc/self/fd", NULL};
+	struct op_child c = OP_CHILD_INIT;
+	int in[2], leak = open("/dev/null", O_RDONLY); /* no O_CLOEXEC on purpose */
+	char *out, want_leak[32];
+
+	ck_assert_int_ge(leak, 0);
+	ck_assert_int_eq(pipe(in), 0);
+	ck_assert_int_eq(write(in[1], "hello\n", 6), 6);
+	close(in[1]);
+	if (in[0] <= 2) {
+		int nfd = fcntl(in[0], F_DUPFD, 3);
+
+		close(in[0]);
+		in[0] = nfd;
+	}
+	c.argv = argv;
+	c.in = in[0];
+	c.out = OP_CHILD_PIPE;
+	c.err = OP_CHILD_NULL;
+	ck_assert_int_eq(op_child_start(&c), 0);
+	close(in[0]);
+	ck_assert_int_gt(c.out, 2);
+	ck_assert(fcntl(c.out, F_GETFD) & FD_CLOEXEC);
+	ck_assert(fcntl(c.out, F_GETFL) & O_NONBLOCK);
+	out = slurp(c.out);
+	ck_assert_int_eq(WEXITSTATUS(run_status(&c)), 0);
+	ck_assert_msg(!strncmp(out, "in=hello\n", 9), "%s", out);
+	ck_assert_msg(!strstr(out, "to-null"), "%s", out);
+	/* ls lists 0 1 2 and its own directory fd (3); the leaked fd number
+	 * of the parent is not among them unless it happens to be 3 */
+	snprintf(want_leak, sizeof(want_leak), "\n%d\n", leak);
+	if (leak > 3)
+		ck_assert_msg(!strstr(out, want_leak), "fd %d leaked:\n%s", leak, out);
+	ck_assert_msg(!strstr(out, "\n4\n"), "an fd above 3 reached the child:\n%s", out);
+	close(leak);
+	free(out);
+}
+END_TEST
+
+START_TEST(test_process_group_cwd_and_environment)
+{
+	const char *argv[] = {"/bin/sh", "-c", "echo \"$$ $(ps -o pgid= -p $$) $(pwd) $ONLY\"", NULL};
+	const char *env[] = {"ONLY=this", "PATH=/usr/bin:/bin", NULL};
+	struct op_child c = OP_CHILD_INIT;
+	char *out, *dir = test_tmpdir(), *real = realpath(dir, NULL);
+	char want[512];
+	long pid = 0, pgid = 0;
+	char cwd[400] = "", only[32] = "";
+
+	c.argv = argv;
+	c.env = env;
+	c.cwd = dir;
+	c.out = OP_CHILD_PIPE;
+	c.flags = OP_CHILD_PGROUP;
+	ck_assert_int_eq(op_child_start(&c), 0);
+	out = slurp(c.out);
+	run_status(&c);
+	ck_assert_int_eq(sscanf(out, "%ld %ld %399s %31s", &pid, &pgid, cwd, only), 4);
+	ck_assert_int_eq(pid, c.pid);
+	ck_assert_int_eq(pgid, c.pid);
+	snprintf(want, sizeof(want), "%s", real);
+	ck_assert_str_eq(cwd, want);
+	ck_assert_str_eq(only, "this");
+	free(out);
+	free(real);
+	test_rmtree(dir);
+	free(dir);
+}
+END_TEST
+
+START_TEST(test_chdir_and_setup_failures)
+{
+	const char *argv[] = {"/bin/true", NULL};
+	struct op_child c = OP_CHILD_INIT;
+	char msg[256];
+
+	c.argv = argv;
+	c.cwd = "/nonexistent-orchd-dir";
+	ck_assert_int_eq(op_child_start(&c), -1);
+	ck_assert_int_eq(c.stage, OP_CHILD_CHDIR);
+	ck_assert_str_eq(op_child_error(&c, msg, sizeof(msg)),
+			 "cannot change to directory '/nonexistent-orchd-dir': No such file or "
+			 "directory");
+}
+END_TEST
+
+static int failing_setup(void *arg)
+{
+	(void)arg;
+	errno = EPERM;
+	return -1;
+}
+
+START_TEST(test_setup_hook_runs_in_the_child)
+{
+	const char *argv[] = {"/bin/true", NULL};
+	struct op_child c = OP_CHILD_INIT;
+	char msg[256];
+
+	c.argv = argv;
+	c.setup = failing_setup;
+	ck_assert_int_eq(op_child_start(&c), -1);
+	ck_assert_int_eq(c.stage, OP_CHILD_SETUP);
+	ck_assert_int_eq(errno, EPERM);
+	ck_assert_str_eq(op_child_error(&c, msg, sizeof(msg)),
+			 "cannot set up '/bin/true': Operation not permitted");
+}
+END_TEST
+
+START_TEST(test_async_report)
+{
+	const char *bad[] = {"/nonexistent/x", NULL}, *good[] = {"/bin/true", NULL};
+	struct op_child c = OP_CHILD_INIT;
+	struct pollfd p;
+	int r;
+
+	c.argv = bad;
+	c.flags = OP_CHILD_ASYNC;
+	/* returns at once; the failure comes through the report fd */
+	ck_assert_int_eq(op_child_start(&c), 0);
+	ck_assert_int_ge(c.report_fd, 0);
+	p = (struct pollfd){c.report_fd, POLLIN, 0};
+	ck_assert_int_eq(poll(&p, 1, 10000), 1);
+	r = op_child_report(&c);
+	ck_assert_int_eq(r, 0);
+	ck_assert_int_eq(c.stage, OP_CHILD_EXEC);
+	ck_assert_int_eq(c.errnum, ENOENT);
+	ck_assert_int_eq(c.report_fd, -1);
+	ck_assert_int_eq(WEXITSTATUS(run_status(&c)), 127);
+
+	c = (struct op_child)OP_CHILD_INIT;
+	c.argv = good;
+	c.flags = OP_CHILD_ASYNC;
+	ck_assert_int_eq(op_child_start(&c), 0);
+	p = (struct pollfd){c.report_fd, POLLIN, 0};
+	ck_assert_int_eq(poll(&p, 1, 10000), 1);
+	ck_assert_int_eq(op_child_report(&c), 1);
+	ck_assert_int_eq(WEXITSTATUS(run_status(&c)), 0);
+}
+END_TEST
+
+START_TEST(test_path_search_and_shell_fallback)
+{
+	/* a script without #! found on PATH runs under /bin/sh, as execvp */
+	char *dir = test_tmpdir(), *script = xasprintf("%s/orchd-no-shebang", dir);
+	char *path = xasprintf("PATH=/nonexistent:%s", dir);
+	const char *env[] = {path, NULL}, *argv[] = {"orchd-no-shebang", "arg1", NULL};
+	struct op_child c = OP_CHILD_INIT;
+	FILE *f = fopen(script, "w");
+	char *out;
+
+	ck_assert_ptr_nonnull(f);
+	fputs("echo \"ran $1\"\n", f);
+	fclose(f);
+	ck_assert_int_eq(chmod(script, 0755), 0);
+	c.argv = argv;
+	c.env = env;
+	c.out = OP_CHILD_PIPE;
+	c.flags = OP_CHILD_PATH | OP_CHILD_SHELL;
+	ck_assert_int_eq(op_child_start(&c), 0);
+	out = slurp(c.out);
+	ck_assert_int_eq(WEXITSTATUS(run_status(&c)), 0);
+	ck_assert_str_eq(out, "ran arg1\n");
+	free(out);
+
+	/* without OP_CHILD_SHELL the same file is an exec format error */
+	c = (struct op_child)OP_CHILD_INIT;
+	c.argv = argv;
+	c.env = env;
+	c.flags = OP_CHILD_PATH;
+	ck_assert_int_eq(op_child_start(&c), -1);
+	ck_assert_int_eq(c.errnum, ENOEXEC);
+	test_rmtree(dir);
+	free(dir);
+	free(script);
+	free(path);
+}
+END_TEST
+
+Suite *child_suite(void)
+{
+	Suite *s = suite_create("child");
+	TCase *tc = tcase_create("child");
+
+	tcase_add_test(tc, test_exec_failure_is_not_exit_127);
+	tcase_add_test(tc, test_fd_contract_and_nothing_leaks);
+	tcase_add_test(tc, test_process_group_cwd_and_environment);
+	tcase_add_test(tc, test_chdir_and_setup_failures);
+	tcase_add_test(tc, test_setup_hook_runs_in_the_child);
+	tcase_add_test(tc, test_async_report);
+	tcase_add_test(tc, test_path_search_and_shell_fallback);
+	suite_add_tcase(s, tc);
+	return s;
+}
