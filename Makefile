@@ -47,8 +47,8 @@ WARN := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wcast-qual \
 OPT ?= -O2 -g
 CPPFLAGS_ALL := -D_GNU_SOURCE -DORCHD_VERSION='"$(VERSION)"' \
 	-DORCHD_PREFIX='"$(PREFIX)"' -Icommon -Iprotocol -Iorchestrator
-CFLAGS_ALL := -std=c17 $(OPT) $(WARN) -fno-strict-aliasing -MMD -MP
-LDFLAGS_ALL :=
+CFLAGS_ALL := -std=c17 $(OPT) $(WARN) -fno-strict-aliasing -pthread -MMD -MP
+LDFLAGS_ALL := -pthread
 ifneq ($(SANITIZE),)
 CFLAGS_ALL += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDFLAGS_ALL += -fsanitize=$(SANITIZE)

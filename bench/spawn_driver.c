@@ -17,7 +17,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include "handlers/extension.h"
+#include "handlers/supervisor.h"
 #include "util.h"
 
 struct inst {

@@ -16,7 +16,9 @@
 #include <string.h>
 
 #include "core/bootstrap.h"
+#include "core/graph.h"
 #include "core/loader.h"
+#include "core/inspect.h"
 #include "core/orchestrator.h"
 #include "orchd_protocol.h"
 #include "util.h"
@@ -354,6 +356,7 @@ static void graph_json(const struct orchd_pipeline *p, const size_t *order, stru
 
 static int cmd_graph(struct cli *cli, int argc, char **argv)
 {
+	struct orchd_graph g;
 	static const struct option opts[] = {{"format", required_argument, NULL, 'f'},
 					     {NULL, 0, NULL, 0}};
 	const struct command *c = find_command("graph");
@@ -371,8 +374,10 @@ static int cmd_graph(struct cli *cli, int argc, char **argv)
 	if (!(p = load_pipeline(cli, file, &code)))
 		return code;
 	order = xcalloc(p->ninst + 1, sizeof(*order));
-	if (orchd_pipeline_topo_order(p, order) < 0)
+	orchd_graph_build(&g, p);
+	if (orchd_graph_order(&g, order) < 0)
 		die("internal error: cycle after validation"); /* validate reports cycles */
+	orchd_graph_release(&g);
 	if (fmt == GRAPH_DOT)
 		graph_dot(p, &out);
 	else if (fmt == GRAPH_MERMAID)

@@ -84,7 +84,8 @@ static int try_exec(const struct plan *p, const char *file)
 	execve(file, (char *const *)(uintptr_t)p->c->argv, (char *const *)(uintptr_t)p->envp);
 	if (errno == ENOEXEC && p->shargv) {
 		p->shargv[1] = file;
-		execve("/bin/sh", (char *const *)(void *)p->shargv, (char *const *)(uintptr_t)p->envp);
+		execve("/bin/sh", (char *const *)(void *)p->shargv,
+		       (char *const *)(uintptr_t)p->envp);
 		errno = ENOEXEC;
 	}
 	return errno;
@@ -164,7 +165,7 @@ static _Noreturn void child(const struct plan *p)
 	for (int i = 0; i < 3; i++)
 		if (p->fd[i] >= 0 && p->fd[i] != i && dup2(p->fd[i], i) < 0)
 			child_fail(p, OP_CHILD_FDS, errno);
-	/* Whatever leaked without O_CLOEXEC stops here (the report pipe is
+			/* Whatever leaked without O_CLOEXEC stops here (the report pipe is
 	 * close-on-exec already). */
 #ifdef SYS_close_range
 	syscall(SYS_close_range, 3U, ~0U, 4U /* CLOSE_RANGE_CLOEXEC */);

@@ -89,7 +89,10 @@ struct op_buf {
 	int err;    /* 0, or the errno of the first failed append (sticky) */
 };
 
-#define OP_BUF_INIT {NULL, 0, 0, 0, 0}
+#define OP_BUF_INIT              \
+	{                        \
+		NULL, 0, 0, 0, 0 \
+	}
 
 void op_buf_init(struct op_buf *b, size_t max);
 /* Free the memory; the buffer is empty and usable again (failure cleared). */
@@ -102,7 +105,8 @@ int op_buf_add(struct op_buf *b, const void *data, size_t n);
 int op_buf_addstr(struct op_buf *b, const char *s);
 int op_buf_addch(struct op_buf *b, int c);
 int op_buf_addf(struct op_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-int op_buf_vaddf(struct op_buf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+int op_buf_vaddf(struct op_buf *b, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
 /* 0, or the errno (E2BIG, ENOMEM) of the append that failed. */
 int op_buf_failed(const struct op_buf *b);
 /* Drop the first n bytes (n <= len). */
@@ -532,12 +536,12 @@ void op_ext_free(struct op_ext *ext);
 #define OP_CHILD_ASYNC	   (1u << 4) /* do not wait for the exec report */
 
 enum op_child_stage {
-	OP_CHILD_OK = 0,   /* started */
-	OP_CHILD_SPAWN,	   /* in the parent: pipe, fork, /dev/null */
-	OP_CHILD_SETUP,	   /* ->setup failed */
-	OP_CHILD_CHDIR,	   /* chdir(->cwd) failed */
-	OP_CHILD_EXEC,	   /* execve failed */
-	OP_CHILD_FDS,	   /* dup2 of the standard fds failed */
+	OP_CHILD_OK = 0, /* started */
+	OP_CHILD_SPAWN,	 /* in the parent: pipe, fork, /dev/null */
+	OP_CHILD_SETUP,	 /* ->setup failed */
+	OP_CHILD_CHDIR,	 /* chdir(->cwd) failed */
+	OP_CHILD_EXEC,	 /* execve failed */
+	OP_CHILD_FDS,	 /* dup2 of the standard fds failed */
 };
 
 struct rlimit;
@@ -552,8 +556,8 @@ struct op_child {
 	const char *cwd; /* NULL: the caller's */
 	int in, out, err;
 	unsigned flags;
-	const sigset_t *sigmask;      /* for the child; NULL: empty */
-	const struct rlimit *nofile;  /* RLIMIT_NOFILE for the child; NULL: unchanged */
+	const sigset_t *sigmask;     /* for the child; NULL: empty */
+	const struct rlimit *nofile; /* RLIMIT_NOFILE for the child; NULL: unchanged */
 	/* Runs in the child after the fds are in place, before chdir and
 	 * exec; async-signal-safe calls only.  0, or -1 with errno set (the
 	 * start then fails at stage OP_CHILD_SETUP). */
@@ -561,13 +565,16 @@ struct op_child {
 	void *setup_arg;
 
 	/* Set by start(). */
-	pid_t pid;     /* 0 when not started */
-	int report_fd; /* OP_CHILD_ASYNC: the exec report; -1 once read */
+	pid_t pid;		   /* 0 when not started */
+	int report_fd;		   /* OP_CHILD_ASYNC: the exec report; -1 once read */
 	enum op_child_stage stage; /* of the failure, OP_CHILD_OK */
 	int errnum;		   /* errno of the failure */
 };
 
-#define OP_CHILD_INIT {NULL, NULL, NULL, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0, -1, OP_CHILD_OK, 0}
+#define OP_CHILD_INIT                                                                       \
+	{                                                                                   \
+		NULL, NULL, NULL, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0, -1, OP_CHILD_OK, 0 \
+	}
 
 /*
  * Start the child (see above).  0, or -1 with errno, ->stage and ->errnum

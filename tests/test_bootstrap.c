@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/bootstrap.h"
+#include "core/graph.h"
 #include "models/pipeline.h"
 #include "orchd_protocol.h"
 #include "testutil.h"
@@ -212,9 +213,26 @@ START_TEST(test_refs)
 	ck_assert_str_eq(t->refs[2].key, "x-y_z");
 	ck_assert_str_eq(t->refs[2].path, "p.shell[0].deep.l[0]");
 	ck_assert_uint_eq(t->refs[2].target_index, 0);
-	/* Refs add one deduplicated edge; the escape is left as written. */
+	/* Refs add one deduplicated edge; a string with only the escape is
+	 * stored as the extension sees it, one with references as written
+	 * (it is a site: parsed once, resolved at run time). */
 	ck_assert_uint_eq(t->ndeps, 1);
-	ck_assert_str_eq(jstr(t->config, "esc"), "$${{ exec.nothere.outputs.x }}");
+	ck_assert_str_eq(jstr(t->config, "esc"), "${{ exec.nothere.outputs.x }}");
+	ck_assert_str_eq(jstr(t->config, "m"),
+			 "v=${{exec.build.outputs.version}} ${{ exec.build.outputs.url }}");
+	ck_assert_uint_eq(t->nsites, 2);
+	ck_assert_uint_eq(t->sites[0].nloc, 1);
+	ck_assert_str_eq(t->sites[0].loc[0].key, "m");
+	ck_assert_uint_eq(t->sites[0].nparts, 4);
+	ck_assert_str_eq(t->sites[0].parts[0].text, "v=");
+	ck_assert_uint_eq(t->sites[0].parts[1].ref, 0);
+	ck_assert_str_eq(t->sites[0].parts[2].text, " ");
+	ck_assert_uint_eq(t->sites[0].parts[3].ref, 1);
+	ck_assert_uint_eq(t->sites[1].nloc, 3);
+	ck_assert_str_eq(t->sites[1].loc[0].key, "deep");
+	ck_assert_str_eq(t->sites[1].loc[1].key, "l");
+	ck_assert_ptr_null(t->sites[1].loc[2].key);
+	ck_assert_uint_eq(t->sites[1].loc[2].index, 0);
 	orchd_pipeline_free(p);
 }
 END_TEST
@@ -279,9 +297,9 @@ START_TEST(test_bounds)
 	op_buf_reset(&sb);
 	op_buf_addstr(&sb, "a: &a [x,x,x,x,x,x,x,x,x]\n");
 	for (i = 1; i < 7; i++)
-		op_buf_addf(&sb, "%c: &%c [*%c,*%c,*%c,*%c,*%c,*%c,*%c,*%c,*%c]\n", 'a' + i, 'a' + i,
-			'a' + i - 1, 'a' + i - 1, 'a' + i - 1, 'a' + i - 1, 'a' + i - 1,
-			'a' + i - 1, 'a' + i - 1, 'a' + i - 1, 'a' + i - 1);
+		op_buf_addf(&sb, "%c: &%c [*%c,*%c,*%c,*%c,*%c,*%c,*%c,*%c,*%c]\n", 'a' + i,
+			    'a' + i, 'a' + i - 1, 'a' + i - 1, 'a' + i - 1, 'a' + i - 1,
+			    'a' + i - 1, 'a' + i - 1, 'a' + i - 1, 'a' + i - 1, 'a' + i - 1);
 	ck_assert_ptr_null(load(op_buf_str(&sb), &errs));
 	ck_assert_str_eq(errs,
 			 "t.yaml:6:8: error: aliases expand to too many nodes (limit 100000): "
@@ -416,11 +434,14 @@ START_TEST(test_topo_order_and_find)
 			   "  tf:\n"
 			   "    - {name: a}\n";
 	struct orchd_pipeline *p = load(yaml, NULL);
+	struct orchd_graph g;
 	size_t order[5];
 	int amb;
 
 	ck_assert_ptr_nonnull(p);
-	ck_assert_int_eq(orchd_pipeline_topo_order(p, order), 0);
+	orchd_graph_build(&g, p);
+	ck_assert_int_eq(orchd_graph_order(&g, order), 0);
+	orchd_graph_release(&g);
 	ck_assert_uint_eq(order[0], 2);
 	ck_assert_uint_eq(order[1], 3);
 	ck_assert_uint_eq(order[2], 4);

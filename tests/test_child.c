@@ -83,7 +83,8 @@ START_TEST(test_fd_contract_and_nothing_leaks)
 	/* fd 0 from a caller's fd (> 2), fd 1 a pipe, fd 2 /dev/null; an fd
 	 * the caller opened WITHOUT close-on-exec must not reach the child */
 	const char *argv[] = {"/bin/sh", "-c",
-			"read line; echo \"in=$line\"; echo to-null >&2; ls /proc/self/fd", NULL};
+			      "read line; echo \"in=$line\"; echo to-null >&2; ls /proc/self/fd",
+			      NULL};
 	struct op_child c = OP_CHILD_INIT;
 	int in[2], leak = open("/dev/null", O_RDONLY); /* no O_CLOEXEC on purpose */
 	char *out, want_leak[32];
@@ -124,7 +125,8 @@ END_TEST
 
 START_TEST(test_process_group_cwd_and_environment)
 {
-	const char *argv[] = {"/bin/sh", "-c", "echo \"$$ $(ps -o pgid= -p $$) $(pwd) $ONLY\"", NULL};
+	const char *argv[] = {"/bin/sh", "-c", "echo \"$$ $(ps -o pgid= -p $$) $(pwd) $ONLY\"",
+			      NULL};
 	const char *env[] = {"ONLY=this", "PATH=/usr/bin:/bin", NULL};
 	struct op_child c = OP_CHILD_INIT;
 	char *out, *dir = test_tmpdir(), *real = realpath(dir, NULL);

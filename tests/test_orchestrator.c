@@ -480,9 +480,9 @@ START_TEST(test_kill9_mid_run_leaves_valid_state)
 	op_buf_addstr(&sb, "p:\n  core: {parallelism: 4}\n  exec:\n");
 	for (int i = 0; i < 24; i++)
 		op_buf_addf(&sb,
-			"    - name: s%d\n"
-			"      command: [sh, -c, 'sleep 0.0%d; echo v=%d >> $ORCHD_OUTPUT']\n",
-			i, i % 10, i);
+			    "    - name: s%d\n"
+			    "      command: [sh, -c, 'sleep 0.0%d; echo v=%d >> $ORCHD_OUTPUT']\n",
+			    i, i % 10, i);
 	f = write_pipeline("p.yaml", op_buf_str(&sb));
 	op_buf_release(&sb);
 	for (int round = 0; round < 4; round++) {

@@ -24,7 +24,7 @@
 #include <json-c/json.h>
 
 #include "core/sources.h"
-#include "handlers/extension.h"
+#include "handlers/supervisor.h"
 #include "hash.h"
 #include "testutil.h"
 #include "util.h"
@@ -239,7 +239,6 @@ struct rec {
 	enum orchd_step_status status;
 	char reason[640];
 	json_object *outputs;
-	int prepared;
 };
 
 static void on_done(void *cb, void *ctx, const char *id, const struct orchd_step_result *res)
@@ -254,17 +253,17 @@ static void on_done(void *cb, void *ctx, const char *id, const struct orchd_step
 	r->outputs = json_object_get(res->outputs);
 }
 
-/* Run misbehave with config (JSON text); prepare may be NULL; timeout_ms
- * 0: none. */
-static void run_step_timeout(const char *config,
-			     int (*prepare)(void *, void *, const char *, char *, size_t),
-			     long long timeout_ms, struct rec *r)
+/* Run misbehave with config (JSON text); sources (JSON text) may be NULL;
+ * timeout_ms 0: none. */
+static void run_step_timeout(const char *config, const char *sources, long long timeout_ms,
+			     struct rec *r)
 {
 	struct orchd_supervisor_opts o = ORCHD_SUPERVISOR_OPTS_INIT;
 	struct orchd_step_spec s = ORCHD_STEP_SPEC_INIT;
 	struct orchd_supervisor *sup;
 	char *helper = test_build_path("tests/helpers/misbehave");
 	json_object *cfg = json_tokener_parse(config);
+	json_object *src = sources ? json_tokener_parse(sources) : NULL;
 
 	ck_assert_ptr_nonnull(cfg);
 	memset(r, 0, sizeof(*r));
@@ -280,20 +279,20 @@ static void run_step_timeout(const char *config,
 	s.workdir_base = tmp;
 	s.grace_ms = 2000;
 	s.ctx = r;
-	s.prepare = prepare;
+	s.sources = src;
 	s.timeout_ms = timeout_ms;
 	ck_assert_int_eq(orchd_supervisor_start(sup, &s), 0);
 	ck_assert_int_eq(orchd_supervisor_run(sup), 0);
 	ck_assert(r->done);
 	orchd_supervisor_free(sup);
 	json_object_put(cfg);
+	json_object_put(src);
 	free(helper);
 }
 
-static void run_step(const char *config,
-		     int (*prepare)(void *, void *, const char *, char *, size_t), struct rec *r)
+static void run_step(const char *config, const char *sources, struct rec *r)
 {
-	run_step_timeout(config, prepare, 0, r);
+	run_step_timeout(config, sources, 0, r);
 }
 
 static json_object *output(struct rec *r, const char *key)
@@ -494,31 +493,24 @@ START_TEST(test_request_after_cancel)
 }
 END_TEST
 
-static int prepare_fail(void *cb, void *ctx, const char *workdir, char *err, size_t errlen)
-{
-	struct rec *r = ctx;
-
-	(void)cb;
-	r->prepared = access(workdir, W_OK) == 0 ? 1 : -1;
-	snprintf(err, errlen, "source sources[0] (git x@main): it failed");
-	return -1;
-}
-
-/* A failing prepare hook: spawn error with its message, nothing runs. */
-START_TEST(test_prepare_failure_is_spawn_error)
+/* A source that cannot be fetched: spawn error with the fetch's message,
+ * nothing runs (the fetch happened on the supervisor's worker). */
+START_TEST(test_sources_failure_is_spawn_error)
 {
 	struct rec r;
-	char *marker = xasprintf("%s/ran", tmp), *cfg;
+	char *cfg, *src;
+	const char *want = "source sources[0] (git /nonexistent/orchd-repo.git@main): ";
 
+	/* had it run, it would have succeeded */
 	cfg = xasprintf("{\"mode\":\"sleep\",\"ms\":1}");
-	run_step(cfg, prepare_fail, &r);
-	ck_assert_int_eq(r.prepared, 1);
+	src = xasprintf("[{\"git\":\"/nonexistent/orchd-repo.git\",\"ref\":\"main\"}]");
+	run_step(cfg, src, &r);
 	ck_assert_int_eq(r.status, ORCHD_STEP_SPAWN_ERROR);
-	ck_assert_str_eq(r.reason, "source sources[0] (git x@main): it failed");
+	ck_assert_msg(!strncmp(r.reason, want, strlen(want)), "%s", r.reason);
 	ck_assert_uint_eq(json_object_object_length(r.outputs), 0);
 	json_object_put(r.outputs);
 	free(cfg);
-	free(marker);
+	free(src);
 }
 END_TEST
 
@@ -611,7 +603,7 @@ Suite *sources_suite(void)
 	tcase_add_test(tc, test_request_fetch_git);
 	tcase_add_loop_test(tc, test_request_refused, 0, sizeof(refused) / sizeof(refused[0]));
 	tcase_add_test(tc, test_request_after_cancel);
-	tcase_add_test(tc, test_prepare_failure_is_spawn_error);
+	tcase_add_test(tc, test_sources_failure_is_spawn_error);
 	tcase_add_test(tc, test_check_request_symlinks);
 	tcase_add_test(tc, test_describe);
 	suite_add_tcase(s, tc);

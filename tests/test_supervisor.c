@@ -15,7 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "handlers/extension.h"
+#include "handlers/supervisor.h"
 #include "orchd_protocol.h"
 #include "testutil.h"
 #include "util.h"
@@ -59,7 +59,7 @@ static void on_log(void *cb, void *ctx, const char *id, enum orchd_log_level lev
 	r->nlines[src]++;
 	if (r->log.len < 65536)
 		op_buf_addf(&r->log, "%s %s %.200s\n", orchd_log_level_name(level),
-			orchd_log_source_name(src), text);
+			    orchd_log_source_name(src), text);
 }
 
 static void on_done(void *cb, void *ctx, const char *id, const struct orchd_step_result *res)
@@ -403,7 +403,7 @@ START_TEST(test_grandchild_holds_pipes)
 	run_bad(&r, "{\"mode\":\"grandchild\"}", NULL, 0);
 	ck_assert_msg(r.status == ORCHD_STEP_SUCCESS, "%s", r.reason);
 	ck_assert_ptr_nonnull(strstr(op_buf_str(&r.log), "warning orchd the extension exited but "
-						     "left processes holding its output open"));
+							 "left processes holding its output open"));
 	rec_release(&r);
 }
 END_TEST

@@ -324,8 +324,8 @@ static void on_line(void *data, int stream, char *line, size_t len, const char *
 				if (p->failures.len)
 					op_buf_addstr(&p->failures, "; ");
 				op_buf_addf(&p->failures, "[%s] %s%s: %s", host,
-					!strcmp(status, "unreachable") ? "unreachable: " : "", task,
-					msg);
+					    !strcmp(status, "unreachable") ? "unreachable: " : "",
+					    task, msg);
 				p->nfailures++;
 			}
 		} else {
@@ -476,7 +476,7 @@ static int fail_run(struct ctx *c, const char *playbook, struct play *p, struct 
 		char st[64];
 
 		op_buf_addf(&sb, "playbook %s failed (%s)", playbook,
-			op_cmd_status_text(r, st, sizeof(st)));
+			    op_cmd_status_text(r, st, sizeof(st)));
 		if (p->nfailures) {
 			op_buf_addf(&sb, ": %s", op_buf_str(&p->failures));
 		} else {
@@ -529,9 +529,10 @@ static void sum_stats(const struct play *p, struct totals *t)
 /* "ok=2 changed=1 unreachable=0 failed=0 skipped=1 (1 host)" */
 static void recap(const struct totals *t, struct op_buf *sb)
 {
-	op_buf_addf(sb, "ok=%lld changed=%lld unreachable=%lld failed=%lld skipped=%lld (%zu host%s)",
-		t->ok, t->changed, t->unreachable, t->failures, t->skipped, t->hosts,
-		t->hosts == 1 ? "" : "s");
+	op_buf_addf(sb,
+		    "ok=%lld changed=%lld unreachable=%lld failed=%lld skipped=%lld (%zu host%s)",
+		    t->ok, t->changed, t->unreachable, t->failures, t->skipped, t->hosts,
+		    t->hosts == 1 ? "" : "s");
 }
 
 typedef void (*ans_success_fn)(struct ctx *c, const struct play *p);

@@ -625,14 +625,15 @@ static struct json_object *make_state(const struct json_object *prev, struct jso
 		json_object_object_add(hashes, vname, json_object_new_string(hex));
 		if (!was || strcmp(was, hex))
 			op_buf_addf(changes, "%s%s (%s)", changes->len ? ", " : "", vname,
-				was ? "value changed" : "new");
+				    was ? "value changed" : "new");
 	}
 	if (json_object_is_type(old, json_type_object)) {
 		json_object_object_foreach(old, oname, oval)
 		{
 			(void)oval;
 			if (!json_object_object_get_ex(vals, oname, NULL))
-				op_buf_addf(changes, "%s%s (removed)", changes->len ? ", " : "", oname);
+				op_buf_addf(changes, "%s%s (removed)", changes->len ? ", " : "",
+					    oname);
 		}
 	}
 	json_object_object_add(st, "salt", json_object_new_string(salt));

@@ -23,6 +23,8 @@
 #include <yaml.h>
 
 #include "core/bootstrap.h"
+#include "core/graph.h"
+#include "core/refs.h"
 #include "fetch.h"
 #include "orchd_protocol.h"
 #include "util.h"
@@ -921,8 +923,11 @@ struct build {
 	size_t pn, palloc;
 	struct op_buf path;	    /* scratch for path_str() */
 	struct orchd_instance *cur; /* references are recorded into it */
+	size_t cfg_root;	    /* pv[cfg_root]: the first key of cur's config blob */
+	int in_defaults;	    /* building core.defaults: no references there */
 	struct orchd_instance inst; /* the instance being built */
 	size_t refs_alloc;	    /* capacity of cur->refs */
+	size_t sites_alloc;	    /* capacity of cur->sites */
 	size_t inst_alloc;	    /* capacity of p->inst */
 	size_t types_alloc;
 	int failed;
@@ -1069,7 +1074,7 @@ static size_t key_index(const char *key, const char *const *keys, size_t n)
 	return n;
 }
 
-static void scan_refs(struct build *b, const struct ynode *n);
+static json_object *string_with_refs(struct build *b, const struct ynode *n);
 
 /* A json-c value for a node; scans strings for references when b->cur. */
 static json_object *to_json(struct build *b, const struct ynode *n)
@@ -1116,85 +1121,80 @@ static json_object *to_json(struct build *b, const struct ynode *n)
 		}
 		return json_object_new_double(dv);
 	default:
-		if (b->cur)
-			scan_refs(b, n);
+		if ((b->cur || b->in_defaults) && memmem(n->s, n->len, "${{", 3))
+			return string_with_refs(b, n);
 		return json_object_new_string_len(n->s, (int)n->len);
 	}
 }
 
-static int ref_char(char c, int dot)
-{
-	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-	       c == '_' || c == '-' || (dot && c == '.');
-}
-
 /*
- * Find `${{ TYPE.NAME.outputs.KEY }}` in a string.  `$${{` is an escape for
- * a literal `${{` and is skipped (the runtime substitution unescapes it).
+ * A string scalar holding "${{", through the one grammar (core/refs.h):
+ * in an instance's config each reference is recorded (an edge, checked by
+ * validate) and the string becomes a site, kept as written; a string with
+ * only escapes is stored as the extension sees it.  core.defaults holds no
+ * references.
  */
-static void scan_refs(struct build *b, const struct ynode *n)
+static json_object *string_with_refs(struct build *b, const struct ynode *n)
 {
-	const char *s = n->s;
-	size_t len = n->len, i = 0;
+	struct orchd_ref_parsed parsed;
+	struct orchd_instance *in = b->cur;
+	struct orchd_ref_site *site;
+	json_object *v;
+	char err[256];
+	size_t len;
+	char *text;
 
-	while (i + 2 < len) {
-		const char *in, *end, *dot, *outs, *key;
-		size_t inlen, j;
-		struct orchd_ref *r;
-		int valid;
+	if (orchd_ref_parse(n->s, n->len, &parsed, err, sizeof(err)) < 0)
+		berr(b, n, "%s", err);
+	if (parsed.nrefs && b->in_defaults) {
+		berr(b, n, "references (${{ }}) are not supported in core.defaults");
+	} else if (parsed.nrefs && in) {
+		ALLOC_GROW(in->sites, in->nsites + 1, b->sites_alloc);
+		site = &in->sites[in->nsites++];
+		memset(site, 0, sizeof(*site));
+		site->nloc = b->pn - b->cfg_root;
+		site->loc = xcalloc(site->nloc, sizeof(*site->loc));
+		for (size_t k = 0; k < site->nloc; k++) {
+			const struct pathel *e = &b->pv[b->cfg_root + k];
 
-		if (s[i] == '$' && i + 3 < len && s[i + 1] == '$' && s[i + 2] == '{' &&
-		    s[i + 3] == '{') {
-			i += 4;
-			continue;
+			site->loc[k].key = e->key ? xstrdup(e->key) : NULL;
+			site->loc[k].index = e->index;
 		}
-		if (!(s[i] == '$' && s[i + 1] == '{' && s[i + 2] == '{')) {
-			i++;
-			continue;
+		site->nparts = parsed.n;
+		site->parts = xcalloc(parsed.n, sizeof(*site->parts));
+		for (size_t k = 0; k < parsed.n; k++) {
+			struct orchd_ref_part *pp = &parsed.parts[k];
+			struct orchd_site_part *sp = &site->parts[k];
+			struct orchd_ref *r;
+
+			sp->text = pp->text;
+			sp->len = pp->len;
+			pp->text = NULL;
+			sp->ref = (size_t)-1;
+			if (!pp->is_ref)
+				continue;
+			ALLOC_GROW(in->refs, in->nrefs + 1, b->refs_alloc);
+			sp->ref = in->nrefs;
+			r = &in->refs[in->nrefs++];
+			memset(r, 0, sizeof(*r));
+			r->target = pp->target;
+			r->key = pp->key;
+			pp->target = pp->key = NULL;
+			r->path = xstrdup(path_str(b));
+			r->pos.line = n->line;
+			r->pos.column = n->col;
+			r->target_index = (size_t)-1;
 		}
-		in = s + i + 3;
-		end = memmem(in, len - (size_t)(in - s), "}}", 2);
-		if (!end) {
-			berr(b, n, "unterminated reference '%.40s' (missing '}}')", s + i);
-			return;
-		}
-		while (in < end && (*in == ' ' || *in == '\t'))
-			in++;
-		inlen = (size_t)(end - in);
-		while (inlen && (in[inlen - 1] == ' ' || in[inlen - 1] == '\t'))
-			inlen--;
-		/* TYPE '.' NAME '.outputs.' KEY, each part non-empty */
-		valid = 1;
-		dot = memchr(in, '.', inlen);
-		outs = dot ? memmem(dot + 1, inlen - (size_t)(dot + 1 - in), ".outputs.", 9) : NULL;
-		key = outs ? outs + 9 : NULL;
-		if (!dot || !outs || dot == in || outs == dot + 1 || key == in + inlen)
-			valid = 0;
-		for (j = 0; valid && in + j < dot; j++)
-			valid = ref_char(in[j], 0);
-		for (j = 1; valid && dot + j < outs; j++)
-			valid = ref_char(dot[j], 1);
-		for (j = 0; valid && key + j < in + inlen; j++)
-			valid = ref_char(key[j], 0);
-		if (!valid) {
-			berr(b, n,
-			     "malformed reference '${{%.*s}}' (expected ${{ TYPE.NAME.outputs.KEY "
-			     "}})",
-			     (int)(end - (s + i + 3) > 60 ? 60 : end - (s + i + 3)), s + i + 3);
-			i = (size_t)(end - s) + 2;
-			continue;
-		}
-		ALLOC_GROW(b->cur->refs, b->cur->nrefs + 1, b->refs_alloc);
-		r = &b->cur->refs[b->cur->nrefs++];
-		memset(r, 0, sizeof(*r));
-		r->target = xstrndup(in, (size_t)(outs - in));
-		r->key = xstrndup(key, inlen - (size_t)(key - in));
-		r->path = xstrdup(path_str(b));
-		r->pos.line = n->line;
-		r->pos.column = n->col;
-		r->target_index = (size_t)-1;
-		i = (size_t)(end - s) + 2;
 	}
+	if (parsed.nrefs || !parsed.has_escape) {
+		v = json_object_new_string_len(n->s, (int)n->len);
+	} else {
+		text = orchd_ref_parsed_text(&parsed, &len);
+		v = json_object_new_string_len(text, (int)len);
+		free(text);
+	}
+	orchd_ref_parsed_release(&parsed);
+	return v;
 }
 
 static const char *const exec_keys[] = {"max_attempts", "timeout", "grace", "retry_backoff"};
@@ -1428,8 +1428,10 @@ static void build_core(struct build *b, const struct ynode *n)
 					c->type_defaults_pos[c->ntype_defaults].line = k2->line;
 					c->type_defaults_pos[c->ntype_defaults].column = k2->col;
 					c->ntype_defaults++;
+					b->in_defaults = 1;
 					json_object_object_add(c->type_defaults, k2->s,
 							       to_json(b, v2));
+					b->in_defaults = 0;
 				}
 				path_pop(b, m2);
 			}
@@ -1520,6 +1522,8 @@ static void build_instance(struct build *b, const char *type, const struct ynode
 		return;
 	memset(in, 0, sizeof(*in));
 	b->refs_alloc = 0;
+	b->sites_alloc = 0;
+	b->cfg_root = b->pn;
 	in->pos.line = n->line;
 	in->pos.column = n->col;
 	in->enabled = 1;
@@ -1917,68 +1921,24 @@ static void add_edge(struct orchd_instance *in, size_t to, size_t *seen, size_t 
 	in->deps[in->ndeps++] = to;
 }
 
-/* Report every cycle found by an iterative depth-first search. */
-static int find_cycles(const struct orchd_pipeline *p, struct orchd_diags *d, struct ipaths *paths)
+struct cycle_report {
+	const struct orchd_pipeline *p;
+	struct orchd_diags *d;
+	struct ipaths *paths;
+};
+
+/* A dependency cycle, at its first instance in the file, in run order. */
+static void report_cycle(void *arg, const size_t *cycle, size_t len)
 {
-	unsigned char *color = xcalloc(p->ninst + 1, 1); /* 0 new, 1 on stack, 2 done */
-	size_t *stack = xcalloc(p->ninst + 1, sizeof(*stack));
-	size_t *next = xcalloc(p->ninst + 1, sizeof(*next));
-	size_t *at = xcalloc(p->ninst + 1, sizeof(*at)); /* position on the stack */
-	size_t s, top, i, j;
-	int ret = 0;
+	struct cycle_report *cr = arg;
+	const struct orchd_instance *first = &cr->p->inst[cycle[0]];
+	struct op_buf sb = OP_BUF_INIT;
 
-	for (s = 0; s < p->ninst; s++) {
-		if (color[s])
-			continue;
-		top = 0;
-		stack[top++] = s;
-		color[s] = 1;
-		at[s] = 0;
-		next[s] = 0;
-		while (top) {
-			size_t u = stack[top - 1], v;
-
-			if (next[u] == p->inst[u].ndeps) {
-				color[u] = 2;
-				top--;
-				continue;
-			}
-			v = p->inst[u].deps[next[u]++];
-			if (color[v] == 0) {
-				color[v] = 1;
-				at[v] = top;
-				next[v] = 0;
-				stack[top++] = v;
-			} else if (color[v] == 1) {
-				/* stack[at[v]..top) is the cycle, each depending
-				 * on the next; print it in run order (dependency
-				 * first), starting at its first instance in the
-				 * file. */
-				struct op_buf sb = OP_BUF_INIT;
-				size_t len = top - at[v], first = 0;
-
-				for (i = 0; i < len; i++)
-					if (stack[at[v] + i] < stack[at[v] + first])
-						first = i;
-				for (i = 0; i <= len; i++) {
-					/* walk backwards: dependency before dependent */
-					j = (first + len - i) % len;
-					op_buf_addf(&sb, "%s%s", i ? " -> " : "",
-						p->inst[stack[at[v] + j]].id);
-				}
-				u = stack[at[v] + first];
-				ret = orchd_diag_add(
-					d, p->file, p->inst[u].pos.line, p->inst[u].pos.column,
-					"%s: dependency cycle: %s", ipath(paths, u), op_buf_str(&sb));
-				op_buf_release(&sb);
-			}
-		}
-	}
-	free(at);
-	free(next);
-	free(stack);
-	free(color);
-	return ret;
+	for (size_t i = 0; i <= len; i++)
+		op_buf_addf(&sb, "%s%s", i ? " -> " : "", cr->p->inst[cycle[i % len]].id);
+	orchd_diag_add(cr->d, cr->p->file, first->pos.line, first->pos.column,
+		       "%s: dependency cycle: %s", ipath(cr->paths, cycle[0]), op_buf_str(&sb));
+	op_buf_release(&sb);
 }
 
 /* Report type unless it is one of the known types. */
@@ -2092,7 +2052,16 @@ int orchd_pipeline_validate(struct orchd_pipeline *p, const char *const *known_t
 		}
 	}
 	free(seen);
-	find_cycles(p, d, &paths);
+	for (i = 0; i < p->ninst; i++)
+		orchd_refs_order(p, &p->inst[i]);
+	{
+		struct orchd_graph g;
+		struct cycle_report cr = {p, d, &paths};
+
+		orchd_graph_build(&g, p);
+		orchd_graph_cycles(&g, report_cycle, &cr);
+		orchd_graph_release(&g);
+	}
 	ipaths_release(&paths);
 	return d->n > nerr || d->truncated != truncated ? -1 : 0;
 }

@@ -114,7 +114,7 @@ static int scan_dir(struct orchd_registry *r, const char *dir, struct op_buf *er
 			return 0;
 		if (err)
 			op_buf_addf(err, "cannot read extensions directory '%s': %s", dir,
-				strerror(errno));
+				    strerror(errno));
 		return -1;
 	}
 	while ((de = readdir(dh))) {
@@ -237,7 +237,8 @@ const struct orchd_ext_info *orchd_loader_find(const struct orchd_registry *r, c
 		return NULL;
 	for (i = 0; i < r->n; i++)
 		if (!strcmp(r->v[i].type, type)) {
-			op_buf_addf(err, "extension '%s' at %s is not executable", type, r->v[i].path);
+			op_buf_addf(err, "extension '%s' at %s is not executable", type,
+				    r->v[i].path);
 			return NULL;
 		}
 	op_buf_addf(err, "no extension for type '%s' (searched:", type);

@@ -8,7 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <json-c/json.h>
 
 #include "orchd_protocol.h"
 #include "util.h"
@@ -432,4 +435,151 @@ void orchd_console_summary(struct orchd_console *c, const struct orchd_summary_r
 			rows[i].status, rows[i].attempts, dur, cpu, rss);
 	}
 	fflush(c->out);
+}
+
+/* ---------------------------------------------------------------------------
+ * The journal of a run.
+ * ------------------------------------------------------------------------- */
+
+#define JOURNAL_LOG_MAX (1u << 20)
+
+struct journal_entry {
+	struct op_buf log;   /* every line, for the log file and JUnit */
+	int truncated;	     /* "[log truncated]" was written */
+	struct op_buf group; /* grouped: lines not printed yet ('0'+level, text, '\n') */
+};
+
+struct orchd_journal {
+	struct orchd_console *con;
+	const char *const *ids;
+	size_t n;
+	struct orchd_journal_opts o;
+	struct journal_entry *e;
+};
+
+struct orchd_journal *orchd_journal_new(struct orchd_console *con, const char *const *ids, size_t n,
+					const struct orchd_journal_opts *opts)
+{
+	struct orchd_journal *j = xcalloc(1, sizeof(*j));
+
+	j->con = con;
+	j->ids = ids;
+	j->n = n;
+	j->o = *opts;
+	j->e = xcalloc(n ? n : 1, sizeof(*j->e));
+	for (size_t i = 0; i < n; i++) {
+		op_buf_init(&j->e[i].log, JOURNAL_LOG_MAX);
+		op_buf_init(&j->e[i].group, 0);
+	}
+	return j;
+}
+
+void orchd_journal_free(struct orchd_journal *j)
+{
+	if (!j)
+		return;
+	for (size_t i = 0; i < j->n; i++) {
+		op_buf_release(&j->e[i].log);
+		op_buf_release(&j->e[i].group);
+	}
+	free(j->e);
+	free(j);
+}
+
+/* Keep a line for the instance's log file and JUnit (bounded). */
+static void journal_keep(struct journal_entry *e, const char *text)
+{
+	size_t len = strlen(text);
+
+	if (e->truncated)
+		return;
+	if (e->log.len + len + 64 > e->log.max) {
+		op_buf_addstr(&e->log, "[log truncated]\n");
+		e->truncated = 1;
+		return;
+	}
+	op_buf_add(&e->log, text, len);
+	op_buf_addch(&e->log, '\n');
+}
+
+/* --log-format json: one object per line on stderr, masked. */
+static void journal_json(struct orchd_journal *j, const char *id, enum orchd_log_level lvl,
+			 enum orchd_log_source src, const char *text)
+{
+	json_object *o = json_object_new_object();
+	char *m = orchd_mask_apply(orchd_console_mask(j->con), text, strlen(text), NULL);
+	char ts[40];
+	struct timespec now;
+	struct tm tm;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	gmtime_r(&now.tv_sec, &tm);
+	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(ts + strlen(ts), sizeof(ts) - strlen(ts), ".%03dZ", (int)(now.tv_nsec / 1000000));
+	json_object_object_add(o, "time", json_object_new_string(ts));
+	json_object_object_add(o, "instance", id ? json_object_new_string(id) : NULL);
+	json_object_object_add(o, "level", json_object_new_string(orchd_log_level_name(lvl)));
+	json_object_object_add(o, "source", json_object_new_string(orchd_log_source_name(src)));
+	json_object_object_add(o, "message", json_object_new_string(m ? m : text));
+	fprintf(stderr, "%s\n",
+		json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+							  JSON_C_TO_STRING_NOSLASHESCAPE));
+	free(m);
+	json_object_put(o);
+}
+
+void orchd_journal_line(struct orchd_journal *j, size_t i, enum orchd_log_level level,
+			enum orchd_log_source src, const char *text)
+{
+	struct journal_entry *e = i < j->n ? &j->e[i] : NULL;
+	const char *id = e ? j->ids[i] : NULL;
+
+	if (e)
+		journal_keep(e, text);
+	if (j->o.json) {
+		if (level >= j->o.min_level)
+			journal_json(j, id, level, src, text);
+		return;
+	}
+	if (e && j->o.grouped) {
+		op_buf_addch(&e->group, '0' + (int)level);
+		op_buf_addstr(&e->group, text);
+		op_buf_addch(&e->group, '\n');
+		return;
+	}
+	orchd_console_log(j->con, id, level, text);
+}
+
+void orchd_journal_logf(struct orchd_journal *j, size_t i, enum orchd_log_level level,
+			const char *fmt, ...)
+{
+	char buf[2048];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	orchd_journal_line(j, i, level, ORCHD_LOGSRC_ORCHD, buf);
+}
+
+void orchd_journal_flush(struct orchd_journal *j, size_t i)
+{
+	struct journal_entry *e;
+	char *p, *nl;
+
+	if (i >= j->n)
+		return;
+	e = &j->e[i];
+	if (!e->group.len)
+		return;
+	for (p = e->group.buf; (nl = strchr(p, '\n')); p = nl + 1) {
+		*nl = '\0';
+		orchd_console_log(j->con, j->ids[i], (enum orchd_log_level)(p[0] - '0'), p + 1);
+	}
+	op_buf_reset(&e->group);
+}
+
+const char *orchd_journal_text(const struct orchd_journal *j, size_t i)
+{
+	return i < j->n ? op_buf_str(&j->e[i].log) : "";
 }

@@ -142,4 +142,37 @@ void orchd_console_summary(struct orchd_console *c, const struct orchd_summary_r
 void orchd_format_duration(char *buf, size_t n, long long ms);
 void orchd_format_kib(char *buf, size_t n, long kib);
 
+/* ---------------------------------------------------------------------------
+ * The journal of a run: where every line about an instance (or orchd
+ * itself) goes.  Each line is kept for the instance's log file and JUnit
+ * (up to 1 MiB an instance, then "[log truncated]") and shown: on the
+ * console as it comes, as one block per instance when it ends (grouped),
+ * or as one JSON object per line on stderr (json: "time", "instance",
+ * "level", "source", "message"; masked; below min_level dropped).
+ * ------------------------------------------------------------------------- */
+
+struct orchd_journal_opts {
+	int json;			/* --log-format json */
+	int grouped;			/* --output grouped */
+	enum orchd_log_level min_level; /* json: the lowest level written */
+};
+
+struct orchd_journal; /* opaque */
+
+/* ids[0 .. n) are the instances' ids (borrowed, they must outlive the
+ * journal); the console is borrowed too.  Never NULL (dies on ENOMEM). */
+struct orchd_journal *orchd_journal_new(struct orchd_console *con, const char *const *ids, size_t n,
+					const struct orchd_journal_opts *opts);
+void orchd_journal_free(struct orchd_journal *j);
+/* One line of instance i, or of orchd itself when i is ORCHD_JOURNAL_ORCHD. */
+#define ORCHD_JOURNAL_ORCHD ((size_t)-1)
+void orchd_journal_line(struct orchd_journal *j, size_t i, enum orchd_log_level level,
+			enum orchd_log_source src, const char *text);
+void orchd_journal_logf(struct orchd_journal *j, size_t i, enum orchd_log_level level,
+			const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* Grouped output: print instance i's block now (it ended). */
+void orchd_journal_flush(struct orchd_journal *j, size_t i);
+/* Every line of instance i, '\n'-separated, unmasked (the report masks). */
+const char *orchd_journal_text(const struct orchd_journal *j, size_t i);
+
 #endif

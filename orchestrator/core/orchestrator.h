@@ -1,30 +1,29 @@
 /*
- * core/orchestrator: the scheduler (architecture.md's Orchestrator).
+ * core/orchestrator: one command that changes the world (run, plan,
+ * destroy), from a validated pipeline to its exit code (architecture.md's
+ * Orchestrator).  It is a short sequence; each step is another module's:
  *
- * Given a validated pipeline, the discovered extensions and the options of
- * one command (run, plan or destroy), it
- *   1. selects the instances (enabled, --target/--with-deps, --exclude,
- *      --only-stale, --only-failed);
- *   2. opens the state engine and takes the pipeline-wide lock;
- *   3. runs `validate` for every selected instance, all before any other
- *      action: nothing changes in the world when one config is invalid;
- *   4. runs the action itself in dependency order (reverse order for
- *      destroy): an instance starts as soon as its dependencies are done (no
- *      level barriers), at most `parallelism` at a time; fail-fast unless
- *      keep_going; dependents of a failed instance are skipped; retryable
- *      failures are retried up to max_attempts with exponential backoff and
- *      jitter;
- *   5. stores each instance's state and outputs in its stack, appends its
- *      history, prints the summary and writes the reports.
+ *   open      the console and the journal of the run (core/logging)
+ *   select    the graph and the selected instances (core/graph)
+ *   lock      the state engine and the pipeline-wide lock (core/state)
+ *   load      each instance's stored record; --only-stale/--only-failed
+ *             (core/scheduler, core/refs)
+ *   validate  `validate` for every selected instance, before any other
+ *             action: nothing changes in the world when one config is
+ *             invalid (core/scheduler)
+ *   act       the action in dependency order (reverse for destroy), each
+ *             record stored off the event loop (core/scheduler)
+ *   report    outputs, summary, JSON report, JUnit, per-instance logs
+ *             (core/report), written even when interrupted
  *
- * Everything is driven by one event loop (handlers/extension's supervisor);
- * backoff timers are deadlines of that loop.
+ * and one cleanup path.
  *
  * Return value: the process exit code (enum orchd_exit in common/util.h):
- * 0 everything succeeded, 1 an instance failed, 2 an extension rejected its
- * configuration (validate), 3 a system or state error (lock timeout, state
- * unreadable), 130/143 interrupted.  With detailed_exitcode (plan): 0 no
- * changes, 2 changes, 1 error.
+ * 0 everything succeeded (or there was nothing to do), 1 an instance
+ * failed, 2 an extension rejected its configuration (validate), 3 a system
+ * or state error (lock timeout, state unreadable or unwritable), 130/143
+ * interrupted.  With detailed_exitcode (plan): 0 no changes, 2 changes, 1
+ * error.
  */
 #ifndef ORCHD_CORE_ORCHESTRATOR_H
 #define ORCHD_CORE_ORCHESTRATOR_H
@@ -79,22 +78,6 @@ struct orchd_run_opts {
  * diagnostics. */
 int orchd_orchestrate(struct orchd_pipeline *p, const struct orchd_registry *reg,
 		      const struct orchd_run_opts *opts);
-
-enum orchd_show {
-	ORCHD_SHOW_STATUS = 0, /* last action, status, time, stale */
-	ORCHD_SHOW_OUTPUTS,    /* stored outputs */
-	ORCHD_SHOW_HISTORY,    /* each stack's history */
-};
-
-/*
- * `orchd status|outputs|history`: read the engine (no lock, no extension
- * started) and print to stdout, as text or JSON.  instance (TYPE.NAME or
- * NAME) limits it to one; limit > 0 keeps the last entries of a history.
- * show_secrets prints secret outputs in clear (needs the passphrase).
- * Returns the exit code.
- */
-int orchd_show(struct orchd_pipeline *p, enum orchd_show what, const char *instance,
-	       const char *state_dir, int json, int show_secrets, long limit);
 
 /* Number of online CPUs, at least 1. */
 int orchd_ncpus(void);

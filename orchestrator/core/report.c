@@ -174,9 +174,9 @@ char *orchd_report_junit(const char *pipeline, const char *action,
 	op_buf_addstr(&sb, "  <testsuite name=\"");
 	xml_escape(&sb, pipeline);
 	op_buf_addf(&sb,
-		".%s\" tests=\"%zu\" failures=\"%zu\" errors=\"0\" skipped=\"%zu\" "
-		"time=\"%.3f\">\n",
-		action, nn, failures, skipped, (double)total / 1000.0);
+		    ".%s\" tests=\"%zu\" failures=\"%zu\" errors=\"0\" skipped=\"%zu\" "
+		    "time=\"%.3f\">\n",
+		    action, nn, failures, skipped, (double)total / 1000.0);
 	for (size_t i = 0; i < nn; i++) {
 		char *log = masked(mask, n[i].log), *reason = masked(mask, n[i].reason);
 

@@ -1,10 +1,7 @@
 /*
- * handlers/extension: the process-isolated supervisor.
- *
- * One struct orchd_supervisor is an event loop that runs many extension
- * processes ("steps": one action of one instance, one attempt) at once,
- * multiplexed with poll(2) (no thread per child, no FD_SETSIZE limit), and
- * speaks protocol v1 (protocol/PROTOCOL.md) with each of them:
+ * handlers/extension: one extension step (architecture.md's
+ * ExtensionHandler): one action of one instance, one attempt, in one
+ * extension process, seen from orchd's side of the protocol.
  *
  *   orchd                                  extension (orchd-ext-TYPE)
  *   hello {"protocol":{min,max}} ------>   stdin
@@ -15,96 +12,67 @@
  *   (request {"op":"fetch"} --> fetched into the workdir, response queued)
  *   close stdin; wait for stdout+stderr EOF and exit; reap
  *
- * Typical use (the scheduler):
+ * This file holds what a step is (its spec, its result, the callbacks that
+ * report it) and its two state machines; handlers/supervisor runs many
+ * steps at once in one event loop and feeds them their events.
  *
- *   struct orchd_supervisor_opts o = ORCHD_SUPERVISOR_OPTS_INIT;
- *   o.log = my_log; o.done = my_done; o.cb_data = me;
- *   struct orchd_supervisor *sup = orchd_supervisor_new(&o);
- *   struct orchd_step_spec s = ORCHD_STEP_SPEC_INIT;
- *   s.id = "exec.build"; s.exe = "/.../orchd-ext-exec"; s.action = OP_ACTION_APPLY;
- *   s.instance = "build"; s.stack = "dev-exec-build"; s.config = cfg; ...
- *   s.ctx = my_step;
- *   orchd_supervisor_start(sup, &s);
- *   while (orchd_supervisor_running(sup) || have_more_work)
- *           orchd_supervisor_wait(sup, next_backoff_deadline_or_-1);
- *   if (orchd_supervisor_interrupted(sup)) exit 128+that signal after reports
- *   orchd_supervisor_free(sup);
+ * A step has three small states, each changed in one place:
+ *   - its protocol phase: HELLO -> ACTION -> DONE (result received, stdout
+ *     closed, or orchd stopped listening);
+ *   - its process: NONE -> RUNNING -> TERM_SENT -> KILL_SENT -> REAPED;
+ *   - its outcome, a table of transitions (step_outcome_next[][] in
+ *     extension.c) over the events that decide how the step ends: a
+ *     success or failure result, stdout closed without a result, the
+ *     linger deadline, a cancel, the timeout, an error of orchd's (spawn,
+ *     protocol).  An error beats a timeout, a timeout beats everything
+ *     else, a clean success beats a cancel, a cancel beats a reported
+ *     failure.  The result (status and reason) is read off the final
+ *     outcome and the exit status once the step is finished.
  *
- * Process contract of each child:
- *   - fds 0/1/2 are pipes to the supervisor (stdin: orchd -> extension
- *     messages; stdout: extension -> orchd messages; stderr: free text,
- *     logged line by line at level info, source stderr).  No other fd is
- *     open after exec (everything else is close-on-exec).
- *   - its own process group (setpgid(0,0)); cancellation signals go to the
- *     whole group (kill(-pid, sig)).
+ * Process contract of each extension (set up by the supervisor through
+ * op_child_start(), protocol/orchd_protocol.h):
+ *   - fds 0/1/2 are pipes to orchd (stdin: orchd -> extension messages;
+ *     stdout: extension -> orchd messages; stderr: free text, logged line
+ *     by line at level info, source stderr).  No other fd is open.
+ *   - its own process group; cancellation signals go to the whole group.
+ *     SIGTERM when orchd dies.
  *   - default signal dispositions, orchd's original signal mask and
- *     orchd's original RLIMIT_NOFILE (the supervisor raises its own).
- *   - cwd: a private working directory created by the supervisor (0700)
- *     under spec->workdir_base, named "<id>.<attempt>.XXXXXX", removed after
- *     the step unless spec->keep_workdir.
+ *     RLIMIT_NOFILE.
+ *   - cwd: a private working directory (0700) under spec->workdir_base,
+ *     named "<id>.<attempt>.XXXXXX", removed after the step unless
+ *     spec->keep_workdir; spec->sources are fetched into it first (off the
+ *     event loop, see handlers/supervisor.h).
  *   - environment: only PATH, HOME, LANG, LC_ALL, TZ, TMPDIR copied from
  *     orchd's environment (when set), then spec->env ("NAME=VALUE" entries,
  *     which override those), then ORCHD_PROTOCOL=1, ORCHD_INSTANCE=<instance
  *     or id>, ORCHD_WORKDIR=<workdir>.  Never orchd's whole environment.
  *
- * Signals: orchd_supervisor_new() blocks SIGCHLD, SIGINT and SIGTERM and
- * reads them from a signalfd inside the loop; SIGPIPE and SIGHUP are
- * ignored; orchd_supervisor_free() restores the previous mask and
- * dispositions.  Create at most one supervisor per process, from the main
- * thread, before starting other threads.  On SIGINT or SIGTERM the
- * supervisor forwards the same signal to every child's process group,
- * sends each running extension a cancel message (reason "interrupted"),
- * SIGKILLs what is left after the grace period, and reports each step as
- * ORCHD_STEP_CANCELLED; orchd_supervisor_interrupted() then returns the
- * signal number and orchd_supervisor_start() refuses new steps.  A second
- * SIGINT/SIGTERM SIGKILLs every group at once.
- *
- * Reaping: each SIGCHLD read from the signalfd makes the loop call
- * wait4(pid, WNOHANG) for every running step (signals merge, so every step
- * is checked), collecting the exit status and rusage.  It never calls
- * wait4(-1): children that other parts of orchd spawn and wait for (git,
- * pulumi ...) are not stolen.  A step is finished once it is reaped AND its
- * stdout and stderr are closed.
- *
  * Timeouts and cancellation (protocol "Cancellation"): at spec->timeout_ms
- * after the start, or on orchd_supervisor_cancel_all(), the supervisor
- * sends cancel (reason "timeout" / the given reason) if the action was
- * sent; after grace_ms it sends SIGTERM to the group, after another
- * grace_ms SIGKILL.  (Before the action was sent: SIGTERM at once.)  A
- * protocol error or a failed handshake closes stdin and sends SIGTERM at
- * once, SIGKILL after the grace.  An extension that closed its stdout
- * without a result (it can never succeed), or that does not exit within
- * the grace after its result, gets SIGTERM then SIGKILL; the first ends as
- * "closed stdout without a result", the second as "did not exit within Ns
- * after its result".  If the extension exits but something it left behind keeps its
- * stdout/stderr open, the pipes are drained for min(grace, 2 s), then the
- * group is SIGKILLed and the pipes closed: a step never hangs on a
- * grandchild.
+ * after the start, or on a cancel, the step sends cancel (reason "timeout"
+ * / the given reason) if the action was sent; after grace_ms SIGTERM to
+ * the group, after another grace_ms SIGKILL.  (Before the action was sent:
+ * SIGTERM at once.)  When orchd itself is signalled (SIGINT/SIGTERM), the
+ * same signal goes to the group at once with the cancel, SIGKILL after the
+ * grace.  A protocol error or a failed handshake closes stdin and sends
+ * SIGTERM at once, SIGKILL after the grace.  An extension that closed its
+ * stdout without a result, or that does not exit within the grace after
+ * its result, gets SIGTERM then SIGKILL.  If the extension exits but
+ * something it left behind keeps its stdout/stderr open, the pipes are
+ * drained for min(grace, 2 s), then the group is SIGKILLed and the pipes
+ * closed: a step never hangs on a grandchild.
  *
- * Requests (protocol "request"/"response"): a request after the action is
- * answered by core/sources.h (orchd_sources_request(): op "fetch" into the
- * step's workdir, http(s)/git:// only, confined to the workdir); the
- * response is queued on the extension's stdin.  The fetch runs
- * synchronously inside orchd_supervisor_wait(), so other steps' I/O waits
- * meanwhile (their pipes buffer).  A request after the result is ignored
- * with a warning.
- *
- * Memory: stdout and stderr are read in fixed chunks and framed with the
- * protocol library's bounded splitter (OP_MAX_LINE): an over-long stdout
- * line is a protocol error, an over-long stderr line is split; a flooding
- * extension never grows orchd's memory beyond the line caps.  Messages to
- * the extension are queued and written on POLLOUT.
- *
- * Error convention: functions returning int return 0 or -1 (with a message
- * printed by error()); they never exit.  Whatever goes wrong with a step
- * itself (cannot execute, protocol error, crash ...) is reported through
- * the done callback, never as a return value.
+ * Memory: stdout and stderr are framed with the protocol library's bounded
+ * splitter (OP_MAX_LINE): an over-long stdout line is a protocol error, an
+ * over-long stderr line is split.  Messages to the extension are queued and
+ * written on POLLOUT.
  */
 #ifndef ORCHD_HANDLERS_EXTENSION_H
 #define ORCHD_HANDLERS_EXTENSION_H
 
 #include <json-c/json.h>
+#include <signal.h>
 #include <stddef.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include "orchd_protocol.h"
@@ -119,8 +87,8 @@ enum orchd_step_status {
 	ORCHD_STEP_SUCCESS = 0,	   /* result success and exit status 0 */
 	ORCHD_STEP_FAILED,	   /* failure result, no result, crash, bad exit */
 	ORCHD_STEP_TIMED_OUT,	   /* per-attempt deadline passed */
-	ORCHD_STEP_CANCELLED,	   /* orchd_supervisor_cancel_all() or SIGINT/SIGTERM */
-	ORCHD_STEP_SPAWN_ERROR,	   /* could not create the workdir, pipes or exec */
+	ORCHD_STEP_CANCELLED,	   /* a cancel, or SIGINT/SIGTERM to orchd */
+	ORCHD_STEP_SPAWN_ERROR,	   /* could not create the workdir, fetch, pipes or exec */
 	ORCHD_STEP_PROTOCOL_ERROR, /* the extension broke the protocol or the handshake */
 };
 
@@ -129,8 +97,8 @@ const char *orchd_step_status_name(enum orchd_step_status s);
 
 /*
  * What to run.  Every pointer is borrowed for the duration of
- * orchd_supervisor_start() only: the supervisor copies strings and encodes
- * the json objects into the action message before start() returns.
+ * orchd_supervisor_start() only: the step copies strings and sources and
+ * encodes the json objects into the action message before start() returns.
  */
 struct orchd_step_spec {
 	const char *id; /* instance id for log prefixes, e.g. "exec.build" (required) */
@@ -153,16 +121,13 @@ struct orchd_step_spec {
 	long long grace_ms;	/* SIGTERM -> SIGKILL; 0: ORCHD_DEFAULT_GRACE_MS */
 	void *ctx;		/* handed back to the callbacks */
 	/*
-	 * May be NULL.  Called from orchd_supervisor_start(), after the
-	 * workdir was created and before the extension is spawned, with the
-	 * supervisor's cb_data, ctx and the workdir (e.g. to fetch the
-	 * instance's sources into it: core/sources.h).  It runs synchronously
-	 * in orchd's loop.  Returns 0, or -1 with a message in err[errlen]:
-	 * then nothing is spawned and the step ends (through the done
-	 * callback) as ORCHD_STEP_SPAWN_ERROR with that message as reason.
-	 * Not called for describe.
+	 * The instance's sources (an array of specs, core/sources.h), fetched
+	 * into the workdir before the extension starts, off the event loop;
+	 * one log line each.  A failure ends the step as
+	 * ORCHD_STEP_SPAWN_ERROR with the fetch's message.  NULL or empty:
+	 * none.  Ignored for describe.
 	 */
-	int (*prepare)(void *cb_data, void *ctx, const char *workdir, char *err, size_t errlen);
+	const json_object *sources;
 };
 
 #define ORCHD_STEP_SPEC_INIT                                                                      \
@@ -241,76 +206,157 @@ typedef void (*orchd_step_output_fn)(void *cb_data, void *ctx, const char *id, c
 typedef void (*orchd_step_done_fn)(void *cb_data, void *ctx, const char *id,
 				   const struct orchd_step_result *res);
 
-struct orchd_supervisor_opts {
+/* The callbacks of every step, with their data. */
+struct orchd_step_hooks {
 	orchd_step_log_fn log;		 /* may be NULL: lines dropped */
 	orchd_step_progress_fn progress; /* may be NULL: progress logged at info */
 	orchd_step_done_fn done;	 /* required */
+	orchd_step_output_fn output;	 /* may be NULL */
 	void *cb_data;
-	const char *orchd_version;   /* NULL: ORCHD_VERSION */
-	orchd_step_output_fn output; /* may be NULL */
 };
 
-#define ORCHD_SUPERVISOR_OPTS_INIT                 \
-	{                                          \
-		NULL, NULL, NULL, NULL, NULL, NULL \
-	}
+/* ---------------------------------------------------------------------------
+ * The supervisor's side: a step's state and the events that drive it.
+ * Only handlers/supervisor.c calls these.
+ * ------------------------------------------------------------------------- */
 
-struct orchd_supervisor; /* opaque */
+enum step_phase {
+	PHASE_HELLO = 0, /* hello sent, waiting for the extension's hello */
+	PHASE_ACTION,	 /* action sent, waiting for the result */
+	PHASE_DONE,	 /* result received, stdout closed, or stopped */
+};
 
-/*
- * Create the loop: raise RLIMIT_NOFILE's soft limit to the hard one, block
- * SIGCHLD/SIGINT/SIGTERM into a signalfd, ignore SIGPIPE/SIGHUP.  NULL
- * (after error()) on failure.
- */
-struct orchd_supervisor *orchd_supervisor_new(const struct orchd_supervisor_opts *opts);
+enum step_proc {
+	PROC_NONE = 0,	/* not started (yet, or ever) */
+	PROC_RUNNING,	/* spawned */
+	PROC_TERM_SENT, /* SIGTERM (or orchd's own signal) sent to the group */
+	PROC_KILL_SENT, /* SIGKILL sent */
+	PROC_REAPED,	/* wait4 collected it */
+};
 
-/*
- * Start one step: create its workdir, spawn the executable, queue hello.
- * start() does not wait for the child to exec: an exec failure (ENOENT,
- * EACCES, ENOEXEC ...) travels back over a close-on-exec pipe watched by
- * the loop.  Any failure to run the step is reported through the done
- * callback with ORCHD_STEP_SPAWN_ERROR ("cannot execute PATH: REASON") from
- * orchd_supervisor_wait().  Returns -1 (after error()) only for an
- * invalid spec, or when the run is interrupted; then no callback follows.
- */
-int orchd_supervisor_start(struct orchd_supervisor *sup, const struct orchd_step_spec *spec);
+/* How the step is heading to end (see the table in extension.c). */
+enum step_outcome {
+	OUT_RUNNING = 0,   /* nothing decided yet */
+	OUT_RESULT_OK,	   /* success result; success if it exits 0 */
+	OUT_RESULT_FAILED, /* failure result */
+	OUT_NO_RESULT,	   /* stdout closed without a result */
+	OUT_LINGERED,	   /* success result, then did not exit within the grace */
+	OUT_SILENT_KILLED, /* stdout closed without a result, did not exit either */
+	OUT_CANCELLING,	   /* cancelled */
+	OUT_CANCELLING_OK, /* cancelled, then a success result: success if it exits 0 */
+	OUT_TIMING_OUT,	   /* the timeout passed */
+	OUT_ABORTED,	   /* orchd's error: spawn, protocol, memory */
+	OUT_NSTATES
+};
 
-/*
- * Run the loop once: wait until something happens on a child (I/O, exit,
- * signal, one of the step deadlines) or until deadline_ms (absolute, in
- * now_ms() time; -1: no caller deadline), handle it, and return.  Returns
- * immediately when callbacks are pending or when nothing is running and
- * deadline_ms is -1.  0, or -1 on a system error of poll/signalfd.
- */
-int orchd_supervisor_wait(struct orchd_supervisor *sup, long long deadline_ms);
+enum step_event {
+	SEV_RESULT_OK = 0,
+	SEV_RESULT_FAILED,
+	SEV_STDOUT_CLOSED, /* without a result */
+	SEV_LINGER,	   /* still running a grace after its result / stdout EOF */
+	SEV_CANCEL,
+	SEV_TIMEOUT,
+	SEV_ERROR,
+	SEV_NEVENTS
+};
 
-/* Call orchd_supervisor_wait() until no step is left. 0 or -1. */
-int orchd_supervisor_run(struct orchd_supervisor *sup);
+struct orchd_step {
+	struct orchd_step_hooks hooks;
+	const char *orchd_version; /* the supervisor's, for the hello */
+	/* A request message (taken) to answer off the loop: the supervisor's
+	 * worker fetches and queues the response (orchd_step_queue()). */
+	void (*on_request)(void *arg, struct orchd_step *st, json_object *msg);
+	void *request_arg;
+	char *id;
+	char *exe;
+	char *instance;
+	char *workdir;
+	void *ctx;
+	enum op_action action;
+	int keep_workdir;
+	long long grace_ms;
+	long long timeout_ms;
+	long long start_ms;
 
-/* Number of started steps whose done callback has not run yet. */
-size_t orchd_supervisor_running(const struct orchd_supervisor *sup);
+	enum step_phase phase;
+	enum step_proc proc;
+	enum step_outcome outcome;
 
-/*
- * Cancel every running step (fail-fast): send cancel with reason (e.g.
- * "interrupted"), SIGTERM each group, SIGKILL after the grace.  Steps end
- * as ORCHD_STEP_CANCELLED (unless they had already succeeded).
- */
-void orchd_supervisor_cancel_all(struct orchd_supervisor *sup, const char *reason);
+	pid_t pid;
+	struct op_child child;	   /* how it was started (exec report) */
+	int fd_in, fd_out, fd_err; /* -1 when closed */
+	int fd_rep;		   /* exec report: errno, or EOF once exec worked */
+	struct op_buf wq;	   /* queued bytes for stdin */
+	char *action_line;	   /* sent once the hello checks out */
+	struct op_splitter *sp_out;
+	struct op_splitter *sp_err;
+	char **env;		      /* its environment, until it is spawned */
+	int jobs;		      /* fetches in flight on the supervisor's worker */
+	volatile sig_atomic_t cancel; /* tells those fetches to stop */
 
-/*
- * SIGINT or SIGTERM once the run was interrupted by that signal, else 0.
- * Also picks up a signal that arrived since the last wait (so it is exact
- * between phases, when nothing runs); a signal arriving after the last
- * call stays pending and takes its default action once
- * orchd_supervisor_free() restores the signal mask.
- */
-int orchd_supervisor_interrupted(struct orchd_supervisor *sup);
+	/* deadlines (now_ms() time; 0: none) */
+	long long dl_timeout;
+	long long dl_kill;   /* SIGKILL the group */
+	long long dl_drain;  /* after reap: stop waiting for EOF */
+	long long dl_linger; /* after result / stdout EOF: SIGTERM if still running */
+	long long dl_term;   /* after a cancel message: SIGTERM if still running */
 
-/*
- * SIGKILL every remaining process group, reap every child (never leaves a
- * zombie), close every fd, remove workdirs, restore the signal mask and
- * dispositions.  No done callback runs.  NULL is a no-op.
- */
-void orchd_supervisor_free(struct orchd_supervisor *sup);
+	int wstatus;
+	struct rusage ru;
+	/* why, for the outcomes that need words */
+	enum orchd_step_status fail_status; /* OUT_ABORTED */
+	char reason[640];		    /* OUT_ABORTED, OUT_CANCELLING */
+
+	/* collected */
+	json_object *outputs;
+	json_object *secrets;
+	json_object *state;
+	int has_state;
+	int state_secret;
+	json_object *result;
+	char *error_message;
+	int retryable;
+};
+
+/* A new step from spec (strings copied, action encoded), not started:
+ * phase HELLO, proc NONE.  NULL (after error()) for an invalid spec. */
+struct orchd_step *orchd_step_new(const struct orchd_step_spec *spec,
+				  const struct orchd_step_hooks *hooks);
+/* The environment of the extension (see the process contract), a
+ * NULL-terminated malloc'ed array of malloc'ed strings. */
+char **orchd_step_env(const struct orchd_step_spec *spec, const char *workdir);
+/* Spawned: pid and fds are set; queue hello, arm the timeout. */
+void orchd_step_spawned(struct orchd_step *st);
+
+/* Events (each may queue bytes on wq, change deadlines, signal the group). */
+void orchd_step_fail(struct orchd_step *st, enum orchd_step_status status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void orchd_step_stdout(struct orchd_step *st, const char *data, size_t n);
+void orchd_step_stderr(struct orchd_step *st, const char *data, size_t n);
+void orchd_step_eof(struct orchd_step *st, int err);
+void orchd_step_exec_report(struct orchd_step *st);
+void orchd_step_reaped(struct orchd_step *st, int wstatus, const struct rusage *ru);
+/* sig 0: soft (cancel message, SIGTERM after the grace); else orchd was
+ * signalled: sig to the group at once with the cancel message.  text is
+ * what the result says. */
+void orchd_step_cancel(struct orchd_step *st, const char *reason, int sig, const char *text);
+void orchd_step_deadlines(struct orchd_step *st, long long now);
+/* The earliest armed deadline, or -1. */
+long long orchd_step_next_deadline(const struct orchd_step *st);
+void orchd_step_kill(struct orchd_step *st);
+void orchd_step_close_stdin(struct orchd_step *st);
+/* Write what is queued for stdin (non-blocking). */
+void orchd_step_write(struct orchd_step *st);
+/* Queue a line (taken: freed here) for stdin, unless it is closed. */
+void orchd_step_queue(struct orchd_step *st, char *line);
+/* Pipes held by a grandchild after reap: stop waiting (read what is there). */
+void orchd_step_force_drain(struct orchd_step *st);
+/* Reaped, both output pipes closed, no exec report or fetch pending. */
+int orchd_step_finished(const struct orchd_step *st);
+/* Fill res from a finished step (pointers into st). */
+void orchd_step_result(const struct orchd_step *st, struct orchd_step_result *res);
+void orchd_step_log(struct orchd_step *st, enum orchd_log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void orchd_step_free(struct orchd_step *st);
 
 #endif

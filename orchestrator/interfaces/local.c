@@ -966,8 +966,8 @@ static int local_history_append(struct orchd_engine *e, const char *stack,
 		if (pread(fd, &c, 1, st.st_size - 1) == 1 && c != '\n')
 			op_buf_addch(&sb, '\n');
 	}
-	op_buf_addstr(&sb, json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
-								 JSON_C_TO_STRING_NOSLASHESCAPE));
+	op_buf_addstr(&sb, json_object_to_json_string_ext(
+				   o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
 	op_buf_addch(&sb, '\n');
 	/* One write(2): O_APPEND makes it land at the end as one piece. */
 	if (write_all(fd, sb.buf, sb.len)) {

@@ -835,7 +835,7 @@ static int pulumi_write(struct orchd_engine *e, const char *stack,
 	msg_word(&msg, rec->last.action);
 	msg_word(&msg, rec->last.status);
 	op_buf_addf(&msg, " %d %lld %lld", rec->last.attempts, (long long)rec->last.started_at,
-		(long long)rec->last.ended_at);
+		    (long long)rec->last.ended_at);
 	for (attempt = 0; attempt < 2; attempt++) {
 		const char *args[] = {"up",
 				      "--yes",

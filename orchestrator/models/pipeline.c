@@ -167,61 +167,6 @@ json_object *orchd_instance_config(const struct orchd_pipeline *p, const struct 
 	return out;
 }
 
-int orchd_pipeline_topo_order(const struct orchd_pipeline *p, size_t *order)
-{
-	size_t *indeg, *head, *next, *users, nusers = 0, i, j, k, n = 0;
-	size_t *queue;
-	size_t qh = 0, qt = 0;
-	int ret = 0;
-
-	/* Reverse adjacency as one flat array: users of i are
-	 * users[head[i] .. head[i+1]). */
-	indeg = xcalloc(p->ninst + 1, sizeof(*indeg));
-	head = xcalloc(p->ninst + 1, sizeof(*head));
-	for (i = 0; i < p->ninst; i++) {
-		for (j = 0; j < p->inst[i].ndeps; j++)
-			head[p->inst[i].deps[j]]++;
-		indeg[i] = p->inst[i].ndeps;
-		nusers += p->inst[i].ndeps;
-	}
-	for (i = 0, k = 0; i <= p->ninst; i++) {
-		size_t c = head[i];
-
-		head[i] = k;
-		k += c;
-	}
-	users = xcalloc(nusers + 1, sizeof(*users));
-	next = xcalloc(p->ninst + 1, sizeof(*next));
-	for (i = 0; i < p->ninst; i++)
-		for (j = 0; j < p->inst[i].ndeps; j++) {
-			size_t d = p->inst[i].deps[j];
-
-			users[head[d] + next[d]++] = i;
-		}
-	/* Kahn: file order among ready instances is kept by a plain FIFO
-	 * seeded in file order (deterministic, O(V+E)). */
-	queue = xcalloc(p->ninst + 1, sizeof(*queue));
-	for (i = 0; i < p->ninst; i++)
-		if (!indeg[i])
-			queue[qt++] = i;
-	while (qh < qt) {
-		size_t u = queue[qh++];
-
-		order[n++] = u;
-		for (k = head[u]; k < head[u + 1]; k++)
-			if (!--indeg[users[k]])
-				queue[qt++] = users[k];
-	}
-	if (n != p->ninst)
-		ret = -1;
-	free(queue);
-	free(next);
-	free(users);
-	free(head);
-	free(indeg);
-	return ret;
-}
-
 void orchd_instance_release(struct orchd_instance *in)
 {
 	size_t i;
@@ -240,6 +185,17 @@ void orchd_instance_release(struct orchd_instance *in)
 		free(in->refs[i].path);
 	}
 	free(in->refs);
+	for (i = 0; i < in->nsites; i++) {
+		struct orchd_ref_site *site = &in->sites[i];
+
+		for (size_t k = 0; k < site->nloc; k++)
+			free(site->loc[k].key);
+		free(site->loc);
+		for (size_t k = 0; k < site->nparts; k++)
+			free(site->parts[k].text);
+		free(site->parts);
+	}
+	free(in->sites);
 	json_object_put(in->config);
 	json_object_put(in->mock_outputs);
 	json_object_put(in->sources);

@@ -66,7 +66,8 @@ struct orchd_core {
 	/* core.env: NAME -> string, set in every extension's environment. */
 	json_object *env; /* never NULL */
 	/* core.defaults: TYPE -> object, deep-merged under each instance of
-	 * that type (instance keys win).  Never NULL. */
+	 * that type (instance keys win).  Never NULL.  Holds no references;
+	 * its strings are stored as the extension sees them. */
 	json_object *type_defaults;
 	/* Positions of the keys of core.defaults, in the object's order. */
 	struct orchd_pos *type_defaults_pos;
@@ -81,6 +82,31 @@ struct orchd_ref {
 	char *path;	     /* key path of the string holding it, e.g. "p.exec[1].message" */
 	size_t target_index; /* resolved instance index, valid after validation */
 	struct orchd_pos pos;
+};
+
+/* One step from a config blob's root to a value: an object key, or an
+ * array index when key is NULL. */
+struct orchd_loc {
+	char *key;
+	size_t index;
+};
+
+/* A part of a string holding references (core/refs.h): literal text
+ * (escapes resolved), or reference refs[ref] as written in text. */
+struct orchd_site_part {
+	char *text;
+	size_t len;
+	size_t ref; /* (size_t)-1: literal text */
+};
+
+/* A string of the config blob that holds references, parsed once at load:
+ * where it is (loc[0 .. nloc) from the blob's root) and its parts.  The
+ * config blob itself keeps the string as written. */
+struct orchd_ref_site {
+	struct orchd_loc *loc;
+	size_t nloc;
+	struct orchd_site_part *parts;
+	size_t nparts;
 };
 
 struct orchd_instance {
@@ -104,9 +130,15 @@ struct orchd_instance {
 
 	struct orchd_ref *refs;
 	size_t nrefs;
+	/* The strings holding them; after validation in the order a walk of
+	 * the merged config blob meets them (orchd_refs_order()). */
+	struct orchd_ref_site *sites;
+	size_t nsites;
 
 	/* The rest of the instance mapping: the config blob the extension sees
-	 * (before the core merges its defaults in; see orchd_instance_config()). */
+	 * (before the core merges its defaults in and resolves the references
+	 * of its sites; see core/refs.h).  A string with only `$${{` escapes
+	 * is stored as the extension sees it. */
 	json_object *config;
 	json_object *mock_outputs; /* NULL when absent */
 	/* sources: array of source specs (common/fetch.h), validated by
@@ -158,13 +190,6 @@ json_object *orchd_instance_config(const struct orchd_pipeline *p, const struct 
 
 /* (Re)build p->index after p->inst changed.  Bootstrap calls it. */
 void orchd_pipeline_index(struct orchd_pipeline *p);
-
-/*
- * A topological order of the instances (dependencies first): Kahn's
- * algorithm with a FIFO seeded in file order, so the order is deterministic.  Needs resolved deps (orchd_pipeline_validate()).
- * order receives p->ninst indices.  Returns 0, or -1 if deps have a cycle.
- */
-int orchd_pipeline_topo_order(const struct orchd_pipeline *p, size_t *order);
 
 void orchd_pipeline_free(struct orchd_pipeline *p);
 /* Free what an instance owns (not the struct itself). */

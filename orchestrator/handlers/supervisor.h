@@ -1,0 +1,155 @@
+/*
+ * handlers/supervisor: the process-isolated supervisor, orchd's one event
+ * loop.
+ *
+ * One struct orchd_supervisor runs many extension steps
+ * (handlers/extension.h: one action of one instance, one attempt, one
+ * process) at once, multiplexed with poll(2) (no thread per child, no
+ * FD_SETSIZE limit), and watches the fds of the core's workers
+ * (core/worker.h), so that nothing slow ever runs on the loop: a step's
+ * sources and its fetch requests are fetched on the supervisor's own
+ * worker, the scheduler's state writes on its worker, and the loop goes on
+ * serving pipes, deadlines and signals meanwhile.
+ *
+ * Typical use (the scheduler):
+ *
+ *   struct orchd_supervisor_opts o = ORCHD_SUPERVISOR_OPTS_INIT;
+ *   o.log = my_log; o.done = my_done; o.cb_data = me;
+ *   struct orchd_supervisor *sup = orchd_supervisor_new(&o);
+ *   orchd_supervisor_watch(sup, orchd_worker_fd(w), collect, w);
+ *   struct orchd_step_spec s = ORCHD_STEP_SPEC_INIT;
+ *   s.id = "exec.build"; s.exe = "/.../orchd-ext-exec"; s.action = OP_ACTION_APPLY;
+ *   s.instance = "build"; s.stack = "dev-exec-build"; s.config = cfg; ...
+ *   s.ctx = my_step;
+ *   orchd_supervisor_start(sup, &s);
+ *   while (work is left)
+ *           orchd_supervisor_wait(sup, next_timer_or_-1);
+ *   if (orchd_supervisor_interrupted(sup)) exit 128+that signal after reports
+ *   orchd_supervisor_free(sup);
+ *
+ * Every child is started through op_child_start() (the one spawner,
+ * protocol/orchd_protocol.h) with the process contract of
+ * handlers/extension.h.
+ *
+ * Signals: orchd_supervisor_new() blocks SIGCHLD, SIGINT and SIGTERM and
+ * reads them from a signalfd inside the loop; SIGPIPE and SIGHUP are
+ * ignored; orchd_supervisor_free() restores the previous mask and
+ * dispositions.  Create at most one supervisor per process, from the main
+ * thread, before starting other threads (they inherit the blocked mask).
+ * On SIGINT or SIGTERM the supervisor forwards the same signal to every
+ * child's process group, sends each running extension a cancel message
+ * (reason "interrupted"), stops the fetches in flight, SIGKILLs what is
+ * left after the grace period, and reports each step as
+ * ORCHD_STEP_CANCELLED; orchd_supervisor_interrupted() then returns the
+ * signal number and orchd_supervisor_start() refuses new steps.  A second
+ * SIGINT/SIGTERM SIGKILLs every group at once.
+ *
+ * Reaping: each SIGCHLD read from the signalfd makes the loop call
+ * wait4(pid, WNOHANG) for every running step (signals merge, so every step
+ * is checked), collecting the exit status and rusage.  It never calls
+ * wait4(-1): children that other parts of orchd spawn and wait for (git,
+ * pulumi, on a worker) are not stolen.  A step is finished once it is
+ * reaped AND its stdout and stderr are closed AND no fetch of it is in
+ * flight.
+ *
+ * Requests (protocol "request"/"response"): a request after the action is
+ * answered by core/sources.h (orchd_sources_request(): op "fetch" into the
+ * step's workdir, http(s)/git:// only, confined to the workdir) on the
+ * supervisor's worker, in order; the response is queued on the extension's
+ * stdin when it is done.  A request after the result is ignored with a
+ * warning; one of a step being stopped is refused ("cancelled").
+ *
+ * Error convention: functions returning int return 0 or -1 (with a message
+ * printed by error()); they never exit.  Whatever goes wrong with a step
+ * itself (cannot execute, protocol error, crash ...) is reported through
+ * the done callback, never as a return value.
+ */
+#ifndef ORCHD_HANDLERS_SUPERVISOR_H
+#define ORCHD_HANDLERS_SUPERVISOR_H
+
+#include <stddef.h>
+
+#include "handlers/extension.h"
+
+struct orchd_supervisor_opts {
+	orchd_step_log_fn log;		 /* may be NULL: lines dropped */
+	orchd_step_progress_fn progress; /* may be NULL: progress logged at info */
+	orchd_step_done_fn done;	 /* required */
+	void *cb_data;
+	const char *orchd_version;   /* NULL: ORCHD_VERSION */
+	orchd_step_output_fn output; /* may be NULL */
+};
+
+#define ORCHD_SUPERVISOR_OPTS_INIT                 \
+	{                                          \
+		NULL, NULL, NULL, NULL, NULL, NULL \
+	}
+
+struct orchd_supervisor; /* opaque */
+
+/*
+ * Create the loop: raise RLIMIT_NOFILE's soft limit to the hard one, block
+ * SIGCHLD/SIGINT/SIGTERM into a signalfd, ignore SIGPIPE/SIGHUP.  NULL
+ * (after error()) on failure.
+ */
+struct orchd_supervisor *orchd_supervisor_new(const struct orchd_supervisor_opts *opts);
+
+/*
+ * Start one step: create its workdir, fetch its sources (on the worker),
+ * spawn the executable, queue hello.  start() waits for none of it: a
+ * failure (the workdir, a source, ENOENT, EACCES, ENOEXEC ...) is reported
+ * through the done callback with ORCHD_STEP_SPAWN_ERROR from
+ * orchd_supervisor_wait().  Returns -1 (after error()) only for an
+ * invalid spec, or when the run is interrupted; then no callback follows.
+ */
+int orchd_supervisor_start(struct orchd_supervisor *sup, const struct orchd_step_spec *spec);
+
+/*
+ * Watch fd (a worker's, core/worker.h): while it is readable, each wait()
+ * calls fn(arg) on the loop's thread; fn may start steps.  At most one
+ * watch per fd; 0 or -1.  unwatch() removes it (a no-op when absent).
+ */
+int orchd_supervisor_watch(struct orchd_supervisor *sup, int fd, void (*fn)(void *arg), void *arg);
+void orchd_supervisor_unwatch(struct orchd_supervisor *sup, int fd);
+
+/*
+ * Run the loop once: wait until something happens (a child's I/O or exit,
+ * a signal, a worker, one of the step deadlines) or until deadline_ms
+ * (absolute, in now_ms() time; -1: no caller deadline), handle it, and
+ * return.  Returns immediately when callbacks are pending, or when no step
+ * is running, no fd is watched and deadline_ms is -1.  0, or -1 on a
+ * system error of poll/signalfd.
+ */
+int orchd_supervisor_wait(struct orchd_supervisor *sup, long long deadline_ms);
+
+/* Call orchd_supervisor_wait() until no step is left. 0 or -1. */
+int orchd_supervisor_run(struct orchd_supervisor *sup);
+
+/* Number of started steps whose done callback has not run yet. */
+size_t orchd_supervisor_running(const struct orchd_supervisor *sup);
+
+/*
+ * Cancel every running step (fail-fast): send cancel with reason (e.g.
+ * "interrupted"), SIGTERM each group, SIGKILL after the grace.  Steps end
+ * as ORCHD_STEP_CANCELLED (unless they had already succeeded).
+ */
+void orchd_supervisor_cancel_all(struct orchd_supervisor *sup, const char *reason);
+
+/*
+ * SIGINT or SIGTERM once the run was interrupted by that signal, else 0.
+ * Also picks up a signal that arrived since the last wait (so it is exact
+ * between phases, when nothing runs); a signal arriving after the last
+ * call stays pending and takes its default action once
+ * orchd_supervisor_free() restores the signal mask.
+ */
+int orchd_supervisor_interrupted(struct orchd_supervisor *sup);
+
+/*
+ * Stop the fetches in flight and wait for them, SIGKILL every remaining
+ * process group, reap every child (never leaves a zombie), close every fd,
+ * remove workdirs, restore the signal mask and dispositions.  No done
+ * callback runs.  NULL is a no-op.
+ */
+void orchd_supervisor_free(struct orchd_supervisor *sup);
+
+#endif
