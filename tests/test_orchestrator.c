@@ -5,6 +5,7 @@
  * temporary directory.
  */
 #include <check.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -428,6 +429,121 @@ START_TEST(test_stale_and_only_stale)
 }
 END_TEST
 
+/* status and --only-stale use one rule: an instance whose command was
+ * edited is "stale (config changed)", and --only-stale runs it. */
+START_TEST(test_config_change_is_stale_for_status_and_only_stale)
+{
+	char *f = write_pipeline("p.yaml", "p:\n"
+					   "  exec:\n"
+					   "    - name: a\n"
+					   "      command: [echo, one]\n"
+					   "    - name: b\n"
+					   "      command: [echo, b ran]\n");
+	char *out = NULL, *err = NULL;
+	int rc;
+
+	ck_assert_int_eq(orchd("run", f, NULL, NULL, (char *)NULL), 0);
+	free(f);
+	f = write_pipeline("p.yaml", "p:\n"
+				     "  exec:\n"
+				     "    - name: a\n"
+				     "      command: [echo, two]\n"
+				     "    - name: b\n"
+				     "      command: [echo, b ran]\n");
+	rc = orchd("status", f, &out, NULL, (char *)NULL);
+	ck_assert_int_eq(rc, 0);
+	ck_assert_msg(strstr(out, "exec.a") && strstr(out, "yes (config changed)"), "%s", out);
+	ck_assert_msg(!strstr(strstr(out, "exec.b"), "yes ("), "%s", out);
+	free(out);
+	rc = orchd("run", f, NULL, &err, "--only-stale", (char *)NULL);
+	ck_assert_msg(rc == 0, "rc=%d\n%s", rc, err);
+	ck_assert_msg(strstr(err, "[exec.a] two"), "the stale instance did not run:\n%s", err);
+	ck_assert_msg(!strstr(err, "b ran"), "a fresh instance ran:\n%s", err);
+	free(err);
+	rc = orchd("status", f, &out, NULL, "--json", (char *)NULL);
+	ck_assert_msg(!strstr(out, "\"stale\": true"), "%s", out);
+	free(out);
+	free(f);
+}
+END_TEST
+
+/* The newest run's report.json under .orchd/runs (NULL when none). */
+static char *newest_report(void)
+{
+	char *runs = xasprintf("%s/.orchd/runs", E.dir), *best = NULL, *path, *txt;
+	DIR *d = opendir(runs);
+	struct dirent *e;
+
+	ck_assert_ptr_nonnull(d);
+	while ((e = readdir(d)))
+		if (e->d_name[0] == 'r' && (!best || strcmp(e->d_name, best) > 0)) {
+			free(best);
+			best = xstrdup(e->d_name);
+		}
+	closedir(d);
+	ck_assert_ptr_nonnull(best);
+	path = xasprintf("%s/%s/report.json", runs, best);
+	txt = test_read_file(path, NULL);
+	free(path);
+	free(best);
+	free(runs);
+	return txt;
+}
+
+/* Nothing to do is a success with an empty report, however it comes. */
+START_TEST(test_nothing_to_do_is_success)
+{
+	char *f = write_pipeline("p.yaml", "p:\n"
+					   "  exec:\n"
+					   "    - name: a\n"
+					   "      command: ['true']\n"
+					   "    - name: b\n"
+					   "      enabled: false\n"
+					   "      command: ['true']\n");
+	char *g = write_pipeline("q.yaml", "q:\n"
+					   "  core: {state_dir: .orchd}\n"
+					   "  exec:\n"
+					   "    - {name: x, enabled: false, command: ['true']}\n");
+	char *err = NULL, *rep;
+	int rc;
+
+	ck_assert_int_eq(orchd("run", f, NULL, NULL, (char *)NULL), 0);
+	/* nothing stale */
+	rc = orchd("run", f, NULL, &err, "--only-stale", (char *)NULL);
+	ck_assert_msg(rc == 0, "rc=%d\n%s", rc, err);
+	ck_assert_msg(strstr(err, "nothing to do"), "%s", err);
+	ck_assert_msg(!strstr(err, "error"), "%s", err);
+	rep = newest_report();
+	{
+		json_object *r = json_tokener_parse(rep), *v;
+
+		ck_assert_msg(r, "%s", rep);
+		ck_assert(json_object_object_get_ex(r, "exit_code", &v));
+		ck_assert_int_eq(json_object_get_int(v), 0);
+		ck_assert(json_object_object_get_ex(r, "instances", &v));
+		ck_assert_uint_eq(json_object_array_length(v), 0);
+		json_object_put(r);
+	}
+	free(rep);
+	free(err);
+	/* everything excluded */
+	rc = orchd("run", f, NULL, &err, "--exclude", "exec.a", (char *)NULL);
+	ck_assert_msg(rc == 0, "rc=%d\n%s", rc, err);
+	free(err);
+	/* nothing failed last time */
+	rc = orchd("run", f, NULL, &err, "--only-failed", (char *)NULL);
+	ck_assert_msg(rc == 0, "rc=%d\n%s", rc, err);
+	free(err);
+	/* every instance disabled */
+	rc = orchd("run", g, NULL, &err, (char *)NULL);
+	ck_assert_msg(rc == 0, "rc=%d\n%s", rc, err);
+	ck_assert_msg(!strstr(err, "cannot"), "%s", err);
+	free(err);
+	free(f);
+	free(g);
+}
+END_TEST
+
 START_TEST(test_grouped_output_and_json_logs)
 {
 	char *f = write_pipeline(
@@ -711,6 +827,8 @@ Suite *orchestrator_suite(void)
 	tcase_add_test(tc, test_retry_then_success);
 	tcase_add_test(tc, test_lock_serializes_runs);
 	tcase_add_test(tc, test_stale_and_only_stale);
+	tcase_add_test(tc, test_config_change_is_stale_for_status_and_only_stale);
+	tcase_add_test(tc, test_nothing_to_do_is_success);
 	tcase_add_test(tc, test_grouped_output_and_json_logs);
 	tcase_add_test(tc, test_kill9_mid_run_leaves_valid_state);
 	tcase_add_test(tc, test_secret_outputs_masked_everywhere);
