@@ -838,15 +838,17 @@ START_TEST(test_kill9_during_writes)
 	char err[512];
 	unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
 	long got;
-	int midwrite = 0, seen_tmps = 0;
+	int midwrite = 0, seen_tmps = 0, round;
 
 	fprintf(stderr, "state: kill -9 test seed %u\n", seed);
 	srand(seed);
 	make_record(&rec, 1, KILL_PAD);
 	ck_assert_int_eq(orchd_engine_write(e, "dev-exec-db", &rec, err, sizeof(err)), 0);
 	orchd_stack_record_release(&rec);
-	for (int i = 0; i < 20; i++) {
-		int status, up[2];
+	/* Rounds until enough kills landed mid-write (a temp file left
+	 * behind proves it), so that the test is about torn writes. */
+	for (round = 0; midwrite < 5 && round < 200; round++) {
+		int status, up[2], i = round;
 		struct timespec ts = {0, (long)(rand() % 20000) * 1000L};
 		pid_t pid;
 		char c;
@@ -897,7 +899,9 @@ START_TEST(test_kill9_during_writes)
 			ck_abort_msg("round %d: write after kill: %s", i, err);
 		orchd_stack_record_release(&rec);
 	}
-	fprintf(stderr, "state: kill -9 test: %d of 20 kills landed mid-write\n", midwrite);
+	fprintf(stderr, "state: kill -9 test: %d of %d kills landed mid-write\n", midwrite, round);
+	ck_assert_msg(midwrite >= 5, "only %d of %d kills landed mid-write (seed %u)", midwrite,
+		      round, seed);
 	free(helper);
 	orchd_engine_close(e);
 }

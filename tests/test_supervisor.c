@@ -653,7 +653,8 @@ END_TEST
  * outcome from its exit code: 143/130 when every step was reported
  * cancelled with the right reason.
  */
-static int sig_child(int sig, const char *mode, long long grace, int fd)
+/* exit0: the exit status the first step must end with (-1: any). */
+static int sig_child(int sig, const char *mode, long long grace, int exit0, int fd)
 {
 	struct rec r[2] = {{0}};
 	char want[64];
@@ -683,12 +684,17 @@ static int sig_child(int sig, const char *mode, long long grace, int fd)
 				orchd_step_status_name(r[i].status), r[i].reason);
 		ok = ok && r[i].status == ORCHD_STEP_CANCELLED && !strcmp(r[i].reason, want);
 	}
+	if (exit0 >= 0 && r[0].exit_status != exit0) {
+		fprintf(stderr, "signal test: step 0 exited %d, not %d\n", r[0].exit_status,
+			exit0);
+		ok = 0;
+	}
 	orchd_supervisor_free(sup);
 	sup = NULL;
 	return ok ? 128 + sig : 1;
 }
 
-static void run_signal_test(int sig, int twice, const char *mode, long long grace)
+static void run_signal_test(int sig, int twice, const char *mode, long long grace, int exit0)
 {
 	int p[2], st;
 	char c;
@@ -699,7 +705,7 @@ static void run_signal_test(int sig, int twice, const char *mode, long long grac
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
 		close(p[0]);
-		_exit(sig_child(sig, mode, grace, p[1]));
+		_exit(sig_child(sig, mode, grace, exit0, p[1]));
 	}
 	close(p[1]);
 	ck_assert_int_eq(read(p[0], &c, 1), 1);
@@ -717,9 +723,11 @@ static void run_signal_test(int sig, int twice, const char *mode, long long grac
 	ck_assert_int_eq(WEXITSTATUS(st), 128 + sig);
 }
 
+/* orchd's SIGTERM reaches the extension itself: its handler's exit status
+ * (42) proves it, where the grace's SIGKILL (20 s away) would give 137. */
 START_TEST(test_sigterm_forwarded)
 {
-	run_signal_test(SIGTERM, 0, "{\"mode\":\"hang\"}", 300);
+	run_signal_test(SIGTERM, 0, "{\"mode\":\"termexit\"}", 20000, 42);
 }
 END_TEST
 
@@ -727,7 +735,7 @@ START_TEST(test_second_sigint_kills)
 {
 	/* ignores SIGINT/SIGTERM and the grace is long: only the second
 	 * SIGINT's immediate SIGKILL ends it within the tcase timeout */
-	run_signal_test(SIGINT, 1, "{\"mode\":\"ignoreterm\"}", 20000);
+	run_signal_test(SIGINT, 1, "{\"mode\":\"ignoreterm\"}", 20000, 128 + SIGKILL);
 }
 END_TEST
 

@@ -343,19 +343,46 @@ static void step_soft_stop(struct orchd_step *st, const char *reason)
 
 /* --- events -------------------------------------------------------------- */
 
+/* orchd's own error decides the outcome (the first one is reported);
+ * nothing more is sent and stdout is ignored.  0 when an earlier error had
+ * decided already. */
+static int step_error(struct orchd_step *st, enum orchd_step_status status, const char *fmt,
+		      va_list ap) __attribute__((format(printf, 3, 0)));
+
+static int step_error(struct orchd_step *st, enum orchd_step_status status, const char *fmt,
+		      va_list ap)
+{
+	if (!outcome(st, SEV_ERROR))
+		return 0;
+	st->fail_status = status;
+	vsnprintf(st->reason, sizeof(st->reason), fmt, ap);
+	step_end_protocol(st);
+	return 1;
+}
+
 void orchd_step_fail(struct orchd_step *st, enum orchd_step_status status, const char *fmt, ...)
 {
 	va_list ap;
+	int decided;
 
-	if (!outcome(st, SEV_ERROR))
-		return; /* the first error is the one reported */
-	st->fail_status = status;
 	va_start(ap, fmt);
-	vsnprintf(st->reason, sizeof(st->reason), fmt, ap);
+	decided = step_error(st, status, fmt, ap);
 	va_end(ap);
-	/* stop it: nothing more is sent, stdout is ignored */
-	step_end_protocol(st);
-	step_terminate(st);
+	if (decided)
+		step_terminate(st);
+}
+
+/* The exec failed: the child exits 127 by itself, it is not signalled. */
+static void step_not_started(struct orchd_step *st, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void step_not_started(struct orchd_step *st, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	step_error(st, ORCHD_STEP_SPAWN_ERROR, fmt, ap);
+	va_end(ap);
 }
 
 void orchd_step_cancel(struct orchd_step *st, const char *reason, int sig, const char *text)
@@ -613,11 +640,11 @@ void orchd_step_exec_report(struct orchd_step *st)
 	if (r == 1)
 		return;
 	if (st->child.stage == OP_CHILD_CHDIR)
-		orchd_step_fail(st, ORCHD_STEP_SPAWN_ERROR, "cannot enter workdir %s: %s",
-				st->workdir, strerror(st->child.errnum));
+		step_not_started(st, "cannot enter workdir %s: %s", st->workdir,
+				 strerror(st->child.errnum));
 	else
-		orchd_step_fail(st, ORCHD_STEP_SPAWN_ERROR, "cannot execute %s: %s", st->exe,
-				strerror(st->child.errnum));
+		step_not_started(st, "cannot execute %s: %s", st->exe,
+				 strerror(st->child.errnum));
 }
 
 void orchd_step_reaped(struct orchd_step *st, int wstatus, const struct rusage *ru)

@@ -16,6 +16,8 @@
  *               if config.error is set)
  *   hang        sleep forever (default SIGTERM disposition)
  *   ignoreterm  ignore SIGTERM and SIGINT and sleep forever
+ *   termexit    sleep forever; SIGTERM makes it exit 42 (so a test can
+ *               tell a forwarded SIGTERM from the grace's SIGKILL)
  *   waitcancel  wait for a cancel message, answer failure "cancelled: REASON"
  *   flood       config.mb MiB of log messages (1000-byte lines) on stdout
  *               and as much text on stderr, then success; config.stream
@@ -52,6 +54,12 @@
 #include <unistd.h>
 
 #include "orchd_protocol.h"
+
+static void exit_42(int sig)
+{
+	(void)sig;
+	_exit(42);
+}
 
 static void emit(json_object *o)
 {
@@ -239,6 +247,9 @@ int main(void)
 		return finish(json_object_object_get_ex(config, "code", &v) ? json_object_get_int(v)
 									    : 3);
 	} else if (!strcmp(mode, "hang")) {
+		sleep_forever();
+	} else if (!strcmp(mode, "termexit")) {
+		signal(SIGTERM, exit_42);
 		sleep_forever();
 	} else if (!strcmp(mode, "ignoreterm")) {
 		signal(SIGTERM, SIG_IGN);
