@@ -6,6 +6,11 @@
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <signal.h>
+#include <stdint.h>
+#include <time.h>
 #include <net/if.h>
 #include <sched.h>
 #include <sys/ioctl.h>
@@ -491,6 +496,243 @@ START_TEST(test_offline)
 }
 END_TEST
 
+/* --- the event loop while a write is in flight ----------------------------- */
+
+/* The pid of a `pulumi up` that parent runs, or 0. */
+static pid_t pulumi_up_child(pid_t parent)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	pid_t found = 0;
+
+	ck_assert_ptr_nonnull(d);
+	while (!found && (e = readdir(d))) {
+		char path[300], buf[512], comm[64];
+		int pid, ppid;
+		size_t n;
+		FILE *f;
+
+		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (!fgets(buf, sizeof(buf), f) ||
+		    sscanf(buf, "%d (%63[^)]) %*c %d", &pid, comm, &ppid) != 3 || ppid != parent ||
+		    strcmp(comm, "pulumi")) {
+			fclose(f);
+			continue;
+		}
+		fclose(f);
+		/* argv[1] of its command line: "up" */
+		snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		n = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		buf[n] = '\0';
+		if (n > strlen(buf) + 1 && !strcmp(buf + strlen(buf) + 1, "up"))
+			found = pid;
+	}
+	closedir(d);
+	return found;
+}
+
+static long long wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* "2026-11-30T08:58:08.915Z" -> unix ms (UTC). */
+static long long iso_ms(const char *t)
+{
+	struct tm tm;
+	int ms = 0;
+
+	memset(&tm, 0, sizeof(tm));
+	if (sscanf(t, "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+		   &tm.tm_min, &tm.tm_sec, &ms) != 7)
+		return -1;
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	return (long long)timegm(&tm) * 1000 + ms;
+}
+
+/*
+ * A write of the Pulumi engine (a real `pulumi up`, about a second) runs
+ * off the event loop: while it is in flight another instance's log flood
+ * is still read, and a SIGINT is still served (the flooding step is
+ * cancelled before the write ends); the write in flight completes, so
+ * the state stays valid, and orchd exits 130 long before the grace.
+ * Times are orchd's own (--log-format json) against the life of the
+ * pulumi process seen in /proc: the assertions are about order, not speed.
+ */
+START_TEST(test_slow_write_does_not_block_the_loop)
+{
+	char *file = xasprintf("%s/p.yaml", tmp), *log = xasprintf("%s/err.jsonl", tmp);
+	char *orchd = test_build_path("bin/orchd"), *text, *line, *save = NULL;
+	const char *argv[] = {orchd, "run", file, "--log-format", "json", NULL};
+	long long w1_start = 0, w1_end = 0, w2_start = 0, w2_end = 0, sig_at = 0, exit_at = 0;
+	long long cancel_at = -1;
+	int ticks_in_w1 = 0, st, writes = 0;
+	pid_t pid, pw = 0;
+	FILE *f = fopen(file, "w");
+
+	ck_assert_ptr_nonnull(f);
+	fputs("slow:\n"
+	      "  core:\n"
+	      "    parallelism: 4\n"
+	      "    engine: {type: pulumi, project: " PROJECT "}\n"
+	      "    execution_defaults: {grace: 60s}\n"
+	      "  exec:\n"
+	      "    - name: flood\n"
+	      "      pass_env: [FLOOD_N]\n"
+	      "      command: [sh, -c, 'i=0; while [ $i -lt $FLOOD_N ]; do echo tick $i; "
+	      "i=$((i+1)); sleep 0.005; done']\n"
+	      "    - name: first\n"
+	      "      command: [echo, first]\n"
+	      "    - name: second\n"
+	      "      depends_on: [first]\n"
+	      "      command: [echo, second]\n",
+	      f);
+	fclose(f);
+	/* A first run creates the stacks, so that each write of the second
+	 * is exactly one `pulumi up`. */
+	setenv("FLOOD_N", "1", 1);
+	ck_assert_int_eq(test_run((char *const *)(uintptr_t)argv, NULL, NULL), 0);
+	setenv("FLOOD_N", "20000", 1);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		int null = open("/dev/null", O_RDWR);
+
+		dup2(null, 0);
+		dup2(null, 1);
+		dup2(fd, 2);
+		execv(orchd, (char *const *)(uintptr_t)argv);
+		_exit(127);
+	}
+	/* Watch orchd's `pulumi up`s, one per record written: the first
+	 * (of "first"), then the second (of "second"), during which SIGINT
+	 * goes to orchd. */
+	for (;;) {
+		pid_t now = pulumi_up_child(pid);
+		long long t = wall_ms();
+
+		if (pw && now != pw) {
+			if (writes == 1)
+				w1_end = t;
+			if (writes == 2)
+				w2_end = t;
+		}
+		if (now && now != pw) {
+			writes++;
+			if (writes == 1)
+				w1_start = t;
+			if (writes == 2) {
+				w2_start = t;
+				ck_assert_int_eq(kill(pid, SIGINT), 0);
+				sig_at = wall_ms();
+			}
+		}
+		pw = now;
+		if (waitpid(pid, &st, WNOHANG) == pid) {
+			exit_at = wall_ms();
+			break;
+		}
+		ck_assert_msg(!w1_start || t - w1_start < 50000, "orchd did not end");
+		usleep(2000);
+	}
+	ck_assert_msg(w1_start && w1_end && w2_start && w2_end,
+		      "pulumi writes not seen: %lld %lld %lld %lld", w1_start, w1_end, w2_start,
+		      w2_end);
+	ck_assert(WIFEXITED(st));
+	ck_assert_int_eq(WEXITSTATUS(st), 130);
+	/* long before the grace (60 s) and its SIGKILLs */
+	ck_assert_msg(exit_at - sig_at < 30000, "exit %lld ms after SIGINT", exit_at - sig_at);
+
+	text = test_read_file(log, NULL);
+	ck_assert_ptr_nonnull(text);
+	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		json_object *o = json_tokener_parse(line), *v;
+		const char *inst = NULL, *msg = NULL;
+		long long t;
+
+		if (!o)
+			continue;
+		if (json_object_object_get_ex(o, "instance", &v) && v)
+			inst = json_object_get_string(v);
+		if (json_object_object_get_ex(o, "message", &v))
+			msg = json_object_get_string(v);
+		t = json_object_object_get_ex(o, "time", &v) ? iso_ms(json_object_get_string(v))
+							       : -1;
+		if (inst && msg && !strcmp(inst, "exec.flood")) {
+			if (!strncmp(msg, "tick ", 5) && t > w1_start && t < w1_end)
+				ticks_in_w1++;
+			if (strstr(msg, "cancelled: sent SIGTERM") && cancel_at < 0)
+				cancel_at = t;
+		}
+		json_object_put(o);
+	}
+	free(text);
+	fprintf(stderr, "pulumi: write 1 %lld ms (%d flood lines read meanwhile), write 2 %lld "
+			"ms, flood cancelled %lld ms after SIGINT, exit %lld ms after SIGINT\n",
+		w1_end - w1_start, ticks_in_w1, w2_end - w2_start, cancel_at - sig_at,
+		exit_at - sig_at);
+	/* the flood was read while the first write was in flight */
+	ck_assert_msg(ticks_in_w1 >= 3, "only %d flood lines read during a %lld ms write",
+		      ticks_in_w1, w1_end - w1_start);
+	/* SIGINT was served (the flood cancelled) before the second write
+	 * ended (1 s of slack for the two clocks' resolution) */
+	ck_assert_msg(cancel_at > 0, "the flood was not cancelled");
+	ck_assert_msg(cancel_at <= w2_end, "cancelled %lld ms after the write in flight ended",
+		      cancel_at - w2_end);
+	/* the write in flight completed: "second" is recorded */
+	{
+		const char *sargv[] = {orchd, "status", file, "--json", NULL};
+		char *out = NULL;
+
+		ck_assert_int_eq(test_run((char *const *)(uintptr_t)sargv, &out, NULL), 0);
+		ck_assert_msg(strstr(out, "\"id\":\"exec.second\"") || strstr(out, "exec.second"),
+			      "%s", out);
+		{
+			json_object *arr = json_tokener_parse(out);
+			int second_ok = 0;
+
+			ck_assert_ptr_nonnull(arr);
+			for (size_t k = 0; k < json_object_array_length(arr); k++) {
+				json_object *e = json_object_array_get_idx(arr, k), *id, *sv;
+
+				if (json_object_object_get_ex(e, "id", &id) &&
+				    !strcmp(json_object_get_string(id), "exec.second") &&
+				    json_object_object_get_ex(e, "status", &sv) && sv &&
+				    !strcmp(json_object_get_string(sv), "success"))
+					second_ok = 1;
+			}
+			json_object_put(arr);
+			if (!second_ok) {
+				char *l = test_read_file(log, NULL);
+
+				fprintf(stderr, "status:\n%s\nlog:\n%s\n", out, l);
+				free(l);
+			}
+			ck_assert_msg(second_ok, "exec.second is not recorded as applied");
+		}
+		free(out);
+	}
+	unsetenv("FLOOD_N");
+	free(orchd);
+	free(file);
+	free(log);
+}
+END_TEST
+
 Suite *pulumi_suite(void)
 {
 	Suite *s = suite_create("pulumi");
@@ -506,6 +748,7 @@ Suite *pulumi_suite(void)
 	tcase_add_test(tc, test_cli_error_and_reserved);
 	tcase_add_test(tc, test_missing_cli);
 	tcase_add_test(tc, test_offline);
+	tcase_add_test(tc, test_slow_write_does_not_block_the_loop);
 	suite_add_tcase(s, tc);
 	return s;
 }
