@@ -87,7 +87,10 @@ struct op_buf {
 	int err;    /* 0, or the errno of the first failed append (sticky) */
 };
 
-#define OP_BUF_INIT {NULL, 0, 0, 0, 0}
+#define OP_BUF_INIT              \
+	{                        \
+		NULL, 0, 0, 0, 0 \
+	}
 
 void op_buf_init(struct op_buf *b, size_t max);
 /* Free the memory; the buffer is empty and usable again (failure cleared). */
@@ -100,7 +103,8 @@ int op_buf_add(struct op_buf *b, const void *data, size_t n);
 int op_buf_addstr(struct op_buf *b, const char *s);
 int op_buf_addch(struct op_buf *b, int c);
 int op_buf_addf(struct op_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-int op_buf_vaddf(struct op_buf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+int op_buf_vaddf(struct op_buf *b, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
 /* 0, or the errno (E2BIG, ENOMEM) of the append that failed. */
 int op_buf_failed(const struct op_buf *b);
 /* Drop the first n bytes (n <= len). */
@@ -359,16 +363,25 @@ int op_check_ext_hello(const struct json_object *ext_hello, int proto_min, int p
 		       const char *orchd_version, enum op_action action, char *err, size_t errlen);
 
 /* ---------------------------------------------------------------------------
- * Extension-side helper: a C extension is main() + its logic.
+ * Extension-side helper: a C extension is a declaration, a handler per
+ * action, and a main() that hands both to op_ext_main():
  *
- *   static const char *const actions[] = {"describe", "validate", "plan",
- *                                         "apply", "destroy", NULL};
- *   struct op_ext_info info = {"exec", "0.1.0", "0.1.0", actions};
- *   struct op_ext *ext = op_ext_start(&info, 0, 1);
- *   if (!ext) return 1;   // handshake failed, already reported on stdout/stderr
- *   switch (op_ext_action(ext)) { ... op_ext_log(ext, "info", "..."); ...
- *                                 op_ext_result(ext, true, 1, NULL, "done"); }
- *   return op_ext_finish(ext);
+ *   static int my_apply(struct op_ext *ext)
+ *   {
+ *           op_ext_log(ext, "info", "...");
+ *           return op_ext_result(ext, true, 1, NULL, "done");
+ *   }
+ *   static const struct op_ext_info info = {"mine", "0.1.0", "0.1.0", NULL};
+ *   static const struct op_ext_handlers handlers = {.describe = my_describe,
+ *                                                   .apply = my_apply};
+ *   int main(int argc, char **argv)
+ *   {
+ *           return op_ext_main(argc, argv, &info, &handlers);
+ *   }
+ *
+ * op_ext_main() is op_ext_start() (the handshake), a dispatch on
+ * op_ext_action() and op_ext_finish(); an extension that needs another
+ * main loop calls those three itself.
  *
  * All emitters but op_ext_log_line (buffered) write one line with write(2)
  * on out_fd immediately (no stdio buffering), return 0 or -1 (EPIPE when
@@ -380,7 +393,9 @@ struct op_ext_info {
 	const char *name;	       /* extension type, e.g. "exec" */
 	const char *version;	       /* extension version */
 	const char *min_orchd_version; /* NULL: "0.0.0" */
-	const char *const *actions;    /* NULL-terminated action names */
+	const char *const *actions;    /* NULL-terminated action names; with
+					  op_ext_main() NULL means "the actions
+					  that have a handler" */
 };
 
 struct op_ext; /* opaque */
@@ -390,6 +405,7 @@ struct op_ext; /* opaque */
  * version exists, send an error message with retryable false and return
  * NULL), then read the action message.  Returns NULL on any failure after
  * writing a short reason to stderr ("<name>: ...").  The caller then exits 1.
+ * info is borrowed and must outlive the returned ext.
  */
 struct op_ext *op_ext_start(const struct op_ext_info *info, int in_fd, int out_fd);
 
@@ -468,6 +484,46 @@ int op_ext_describe(struct op_ext *ext, const char *description, const struct js
 int op_ext_finish(struct op_ext *ext);
 /* Free without sending anything. */
 void op_ext_free(struct op_ext *ext);
+
+/*
+ * An action handler: called once, after the handshake, with the action
+ * message available through op_ext_config() & co.  It sends any number of
+ * messages and exactly one result (op_ext_result, op_ext_describe,
+ * op_ext_fail_errors).  It returns 0, or -1 when the result could not be
+ * written; op_ext_main() does not look at the value.
+ */
+typedef int (*op_ext_handler)(struct op_ext *ext);
+
+/* One handler per action; NULL: the action is not supported. */
+struct op_ext_handlers {
+	op_ext_handler describe;
+	op_ext_handler validate;
+	op_ext_handler plan;
+	op_ext_handler apply;
+	op_ext_handler destroy;
+};
+
+/*
+ * The whole main() of a C extension; returns the process's exit status.
+ *
+ * With any argument (argc > 1; orchd passes none) it only writes
+ *   "orchd-ext-NAME VERSION: an orchd extension (protocol N); it is started
+ *    by orchd and speaks JSON lines on stdin/stdout"
+ * to stderr and returns 2.  Otherwise it runs op_ext_start(info, 0, 1)
+ * (returns 1 when the handshake fails), calls the handler of the action
+ * (an action without a handler, or one this library does not know, gets
+ * the failure result "unsupported action"), and returns op_ext_finish():
+ * 0 when a result was sent, 1 after sending "extension ended without a
+ * result" for a handler that sent none.
+ *
+ * info->actions NULL: the hello and describe advertise the actions that
+ * have a handler, in the order describe, validate, plan, apply, destroy
+ * (one source of truth); otherwise info->actions is advertised as given.
+ * info and handlers are borrowed for the call (static storage is usual);
+ * handlers NULL is the same as no handler at all.  argv is not used.
+ */
+int op_ext_main(int argc, char **argv, const struct op_ext_info *info,
+		const struct op_ext_handlers *handlers);
 
 /* ---------------------------------------------------------------------------
  * Extension-side: running a tool (op_cmd_*).
