@@ -7,9 +7,10 @@
  * action / cancel) and C extensions (the op_ext_* helper at the end).
  *
  * Installed as <orchd/orchd_protocol.h>; link with -lorchd-protocol and
- * json-c (`pkg-config --cflags --libs orchd-protocol json-c`).  This header
- * is self-contained: it needs no other orchd header, and only forward
- * declares json-c's struct json_object.
+ * json-c (`pkg-config --cflags --libs orchd-protocol json-c`); the .pc
+ * file's variable `warnings` is the warning set orchd is built with.  This
+ * header is self-contained: it needs no other orchd header, and only
+ * forward declares json-c's struct json_object.
  *
  * Error convention: functions returning int return 0 on success and -1 on
  * failure with errno set (ENOMEM, EINVAL, EPIPE, E2BIG ...) unless

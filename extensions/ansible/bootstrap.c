@@ -8,7 +8,7 @@
  * the actions it has a handler for), reads the one action, calls its
  * handler (extension.c) and ends the run with its exit status.
  */
-#include "orchd_protocol.h"
+#include <orchd/orchd_protocol.h>
 
 #include "extension.h"
 

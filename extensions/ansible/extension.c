@@ -24,8 +24,7 @@
 
 #include <json-c/json.h>
 
-#include "orchd_protocol.h"
-#include "orchd_protocol.h"
+#include <orchd/orchd_protocol.h>
 
 #include "callback.h"
 #include "extension.h"

@@ -16,7 +16,7 @@
 
 #include <json-c/json.h>
 
-#include "orchd_protocol.h"
+#include <orchd/orchd_protocol.h>
 
 #include "extension.h"
 #include "models.h"

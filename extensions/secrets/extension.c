@@ -28,8 +28,7 @@
 #include <json-c/json.h>
 #include <openssl/evp.h>
 
-#include "orchd_protocol.h"
-#include "orchd_protocol.h"
+#include <orchd/orchd_protocol.h>
 
 #include "extension.h"
 #include "models.h"

@@ -12,8 +12,7 @@
 
 #include <stdbool.h>
 
-#include "orchd_protocol.h"
-#include "orchd_protocol.h"
+#include <orchd/orchd_protocol.h>
 
 /* After a cancel, SIGKILL the tool's group if it still runs after this. */
 #define TF_KILL_GRACE_MS 8000
