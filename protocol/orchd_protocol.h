@@ -129,6 +129,22 @@ char *op_buf_detach(struct op_buf *b, size_t *len);
  */
 int op_rmtree(const char *path);
 
+/*
+ * Write data[0..len) to path: created with mode 0600 when it does not
+ * exist (an existing file keeps its mode), truncated, written in full,
+ * closed.  Meant for the small files an extension hands a tool (variables,
+ * a state, a config), which may hold secrets.  0, or -1 with errno set and
+ * err (errlen bytes; OP_ERRMAX is enough) holding
+ * "cannot write 'PATH': REASON".
+ */
+int op_write_file(const char *path, const void *data, size_t len, char *err, size_t errlen);
+/*
+ * The same with the JSON text of v (borrowed; NULL: null), pretty-printed,
+ * without '/' escaping and ending in a newline.  ENOMEM when the text
+ * cannot be built.
+ */
+int op_write_json_file(const char *path, const struct json_object *v, char *err, size_t errlen);
+
 /* ---------------------------------------------------------------------------
  * Framing: a bounded line splitter for non-blocking reads.
  *

@@ -12,9 +12,7 @@
  * directory are removed when the action ends.  The extension never logs
  * extra_vars (only task names, hosts, statuses and failure messages).
  */
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,33 +84,6 @@ static int load_config(struct op_ext *ext, struct ans_config *cfg)
 
 /* --- workdir ---------------------------------------------------------------- */
 
-static int write_file(const char *path, const char *data, size_t len, char *err, size_t errlen)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-
-	if (fd < 0 || op_write_all(fd, data, len) < 0) {
-		snprintf(err, errlen, "cannot write '%s': %s", path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	if (close(fd) < 0) {
-		snprintf(err, errlen, "cannot write '%s': %s", path, strerror(errno));
-		return -1;
-	}
-	return 0;
-}
-
-static int write_json(const char *path, const struct json_object *o, char *err, size_t errlen)
-{
-	size_t n;
-	const char *s = json_object_to_json_string_length(
-		(struct json_object *)(uintptr_t)o,
-		JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
-
-	return write_file(path, s, n, err, errlen);
-}
-
 static int make_dir(const char *wd, const char *rel, char *err, size_t errlen)
 {
 	char *p = join(wd, rel);
@@ -154,7 +125,7 @@ static int write_inventory(struct ctx *c, char *err, size_t errlen)
 	json_object_object_add(all, "hosts", hosts);
 	json_object_object_add(inv, "all", all);
 	c->inventory = join(c->workdir, ANS_INV_FILE);
-	ret = write_json(c->inventory, inv, err, errlen);
+	ret = op_write_json_file(c->inventory, inv, err, errlen);
 	json_object_put(inv);
 	return ret;
 }
@@ -236,13 +207,13 @@ static int prepare(struct op_ext *ext, struct ctx *c)
 		ret = make_dir(c->workdir, ANS_CB_DIR, err, sizeof(err));
 	if (!ret) {
 		path = join(c->workdir, ANS_CB_DIR "/" ANS_CALLBACK_FILE);
-		ret = write_file(path, ans_callback_source, strlen(ans_callback_source), err,
-				 sizeof(err));
+		ret = op_write_file(path, ans_callback_source, strlen(ans_callback_source), err,
+				    sizeof(err));
 		free(path);
 	}
 	if (!ret) {
 		c->varsfile = join(c->workdir, ANS_VARS_FILE);
-		ret = write_json(c->varsfile, c->cfg.extra_vars, err, sizeof(err));
+		ret = op_write_json_file(c->varsfile, c->cfg.extra_vars, err, sizeof(err));
 	}
 	if (!ret) {
 		if (c->cfg.inventory_path)

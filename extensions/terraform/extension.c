@@ -203,27 +203,6 @@ static void scrub_workdir(const char *wd)
 	}
 }
 
-static int write_json(const char *path, const struct json_object *o, char *err, size_t errlen)
-{
-	size_t n;
-	const char *s = json_object_to_json_string_length(
-		(struct json_object *)(uintptr_t)o,
-		JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-
-	if (fd < 0 || op_write_all(fd, s, n) < 0 || op_write_all(fd, "\n", 1) < 0) {
-		snprintf(err, errlen, "cannot write '%s': %s", path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	if (close(fd) < 0) {
-		snprintf(err, errlen, "cannot write '%s': %s", path, strerror(errno));
-		return -1;
-	}
-	return 0;
-}
-
 static void build_env(struct ctx *c)
 {
 	size_t n = 0, extra = 0;
@@ -302,26 +281,24 @@ static int prepare(struct op_ext *ext, struct ctx *c)
 	free(src);
 	if (!ret) {
 		path = join(c->workdir, TF_VARS_FILE);
-		ret = write_json(path, c->cfg.vars, err, sizeof(err));
+		ret = op_write_json_file(path, c->cfg.vars, err, sizeof(err));
 		free(path);
 	}
 	if (!ret && state) {
 		path = join(c->workdir, TF_STATE_FILE);
-		ret = write_json(path, state, err, sizeof(err));
+		ret = op_write_json_file(path, state, err, sizeof(err));
 		free(path);
 	}
 	if (!ret) {
-		char *cache = join(c->workdir, TF_CACHE_DIR);
-		FILE *f;
+		char *cache = join(c->workdir, TF_CACHE_DIR), *rc;
 
 		mkdir(cache, 0700);
+		if (asprintf(&rc, "plugin_cache_dir = \"%s\"\n", cache) < 0)
+			tf_must(NULL);
 		path = join(c->workdir, TF_RC_FILE);
-		f = fopen(path, "w");
-		if (!f || fprintf(f, "plugin_cache_dir = \"%s\"\n", cache) < 0 || fclose(f)) {
-			snprintf(err, sizeof(err), "cannot write '%s': %s", path, strerror(errno));
-			ret = -1;
-		}
+		ret = op_write_file(path, rc, strlen(rc), err, sizeof(err));
 		free(path);
+		free(rc);
 		free(cache);
 	}
 	if (ret) {
