@@ -58,6 +58,7 @@ int op_ext_flush(struct op_ext *ext)
 {
 	int ret;
 
+	/* pending is never failed here: op_ext_log_line resets it */
 	if (!ext->pending.len)
 		return 0;
 	ret = op_write_all(ext->out_fd, ext->pending.buf, ext->pending.len);
@@ -69,8 +70,16 @@ int op_ext_log_line(struct op_ext *ext, const char *level, const char *text, siz
 {
 	if (after_result(ext))
 		return -1;
-	if (op_encode_log_into(&ext->pending, level, text, len))
+	if (op_encode_log_into(&ext->pending, level, text, len)) {
+		int err = errno;
+
+		/* E2BIG leaves the buffer as it was; ENOMEM emptied it (sticky
+		 * failure): make it usable for the next line */
+		if (op_buf_failed(&ext->pending))
+			op_buf_reset(&ext->pending);
+		errno = err;
 		return -1;
+	}
 	if (ext->pending.len >= EXT_PENDING_MAX)
 		return op_ext_flush(ext);
 	return 0;
@@ -344,6 +353,22 @@ int op_ext_state_send_secret(struct op_ext *ext, const struct json_object *state
 	if (after_result(ext))
 		return -1;
 	return send_line(ext, op_encode_state_secret(state));
+}
+
+const char *op_ext_send_failure(char *buf, size_t len, int err, const char *fmt, ...)
+{
+	char what[300];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	if (err == E2BIG)
+		snprintf(buf, len, "%s does not fit in a protocol message (at most %d bytes)", what,
+			 OP_MAX_LINE);
+	else
+		snprintf(buf, len, "cannot send %s: %s", what, strerror(err));
+	return buf;
 }
 
 int op_ext_error(struct op_ext *ext, bool retryable, const char *fmt, ...)

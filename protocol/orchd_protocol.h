@@ -449,7 +449,9 @@ int op_ext_log(struct op_ext *ext, const char *level, const char *fmt, ...)
  * by op_ext_finish()/op_ext_free().  A caller batching lines must flush
  * when it has no more lines at hand (op_cmd_run flushes after each read of
  * the program's output), so that no line waits.  0 or -1 (E2BIG: the
- * message would exceed OP_MAX_LINE, nothing buffered; EPIPE...).
+ * message would exceed OP_MAX_LINE, nothing buffered; ENOMEM: the lines
+ * buffered before it are lost too, the buffer is empty and usable again;
+ * EPIPE...).
  */
 int op_ext_log_line(struct op_ext *ext, const char *level, const char *text, size_t len);
 /* Write the buffered log lines, if any.  0 or -1. */
@@ -462,6 +464,16 @@ int op_ext_output_str(struct op_ext *ext, const char *key, const char *value, bo
 int op_ext_state_send(struct op_ext *ext, const struct json_object *state);
 /* A state that may hold secrets (stored encrypted by orchd). */
 int op_ext_state_send_secret(struct op_ext *ext, const struct json_object *state);
+/*
+ * A result summary for an emitter that returned -1 with errno err; fmt
+ * names what was sent (e.g. "the state", "output '%s'"): for E2BIG (a
+ * message over OP_MAX_LINE, e.g. a large Terraform state)
+ *   "WHAT does not fit in a protocol message (at most 1048576 bytes)",
+ * otherwise "cannot send WHAT: STRERROR".  Written into buf (len bytes;
+ * OP_ERRMAX is enough, WHAT is cut to 300 bytes), which is returned.
+ */
+const char *op_ext_send_failure(char *buf, size_t len, int err, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 int op_ext_error(struct op_ext *ext, bool retryable, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* See op_encode_result; fmt NULL: no summary.  Only the first call sends. */

@@ -268,6 +268,34 @@ START_TEST(test_exec_bad_output_file)
 }
 END_TEST
 
+/*
+ * An output may be up to 16 MiB in $ORCHD_OUTPUT but one protocol message
+ * holds 1 MiB: the value too big to send fails the action by its name
+ * (it was dropped without a word before), the outputs before it are sent.
+ */
+START_TEST(test_exec_output_too_big_for_a_message)
+{
+	struct extdrv d;
+	struct drv_opts o = {
+		.action = "apply",
+		.config = "{\"command\":[\"sh\",\"-c\",\"echo small=1 > $ORCHD_OUTPUT; "
+			  "printf 'big=%1200000s\\\\n' x >> $ORCHD_OUTPUT; "
+			  "echo after=1 >> $ORCHD_OUTPUT\"]}",
+	};
+
+	drive("exec", &o, &d);
+	assert_result(&d, "failure",
+		      "output 'big' does not fit in a protocol message (at most 1048576 bytes)");
+	ck_assert(op_get_bool(d.result, "changed", false));
+	assert_output(&d, "small", "\"1\"", false);
+	ck_assert_ptr_null(find(&d, "output", "key", "big"));
+	ck_assert_ptr_null(find(&d, "output", "key", "after"));
+	/* the state still records the run */
+	ck_assert_int_eq(op_get_int(op_get(last(&d, "state"), "state"), "runs", 0), 1);
+	extdrv_release(&d);
+}
+END_TEST
+
 START_TEST(test_exec_failing_command)
 {
 	struct extdrv d;
@@ -577,6 +605,7 @@ Suite *exec_ext_suite(void)
 	tcase_add_test(tc, test_exec_apply_kv_outputs_and_logs);
 	tcase_add_test(tc, test_exec_apply_json_outputs);
 	tcase_add_test(tc, test_exec_bad_output_file);
+	tcase_add_test(tc, test_exec_output_too_big_for_a_message);
 	tcase_add_test(tc, test_exec_failing_command);
 	tcase_add_test(tc, test_exec_cwd);
 	tcase_add_test(tc, test_exec_plan_destroy);

@@ -170,6 +170,9 @@ static void log_masked(struct op_ext *ext, const char *tool, const char *text, s
 			op_buf_addch(&sb, (*p >= 0x20 && *p < 0x7f) || *p == '\t' ? *p : '?');
 			p++;
 		}
+		/* the appends above fail only together (sticky): one check */
+		if (op_buf_failed(&sb))
+			secrets_must(NULL);
 		if (sb.len)
 			op_ext_log(ext, "warning", "%s: %s", tool, op_buf_str(&sb));
 		p = le + 1;
@@ -624,14 +627,15 @@ static struct json_object *make_state(const struct json_object *prev, struct jso
 		json_object_object_add(hashes, vname, json_object_new_string(hex));
 		if (!was || strcmp(was, hex))
 			op_buf_addf(changes, "%s%s (%s)", changes->len ? ", " : "", vname,
-				was ? "value changed" : "new");
+				    was ? "value changed" : "new");
 	}
 	if (json_object_is_type(old, json_type_object)) {
 		json_object_object_foreach(old, oname, oval)
 		{
 			(void)oval;
 			if (!json_object_object_get_ex(vals, oname, NULL))
-				op_buf_addf(changes, "%s%s (removed)", changes->len ? ", " : "", oname);
+				op_buf_addf(changes, "%s%s (removed)", changes->len ? ", " : "",
+					    oname);
 		}
 	}
 	json_object_object_add(st, "salt", json_object_new_string(salt));
@@ -719,6 +723,10 @@ static int plan_or_apply(struct op_ext *ext, bool apply)
 		return fail_with(ext, "", &errs);
 	}
 	state = make_state(op_ext_state(ext), vals, &changes);
+	/* make_state's appends are checked here, once: a failed buffer is
+	 * empty and would read as "no change" */
+	if (op_buf_failed(&changes))
+		secrets_must(NULL);
 	changed = changes.len > 0;
 	if (changed)
 		op_ext_log(ext, "info", "changed: %s", op_buf_str(&changes));
@@ -727,12 +735,21 @@ static int plan_or_apply(struct op_ext *ext, bool apply)
 		ret = op_ext_result(ext, true, changed, NULL, "%s: %s",
 				    changed ? "would provide" : "no change", names);
 	} else {
+		char err[OP_ERRMAX] = "";
+
 		json_object_object_foreach(vals, k, v)
 		{
-			op_ext_output(ext, k, v, true);
+			if (op_ext_output(ext, k, v, true) < 0) {
+				op_ext_send_failure(err, sizeof(err), errno, "output '%s'", k);
+				break;
+			}
 		}
-		op_ext_state_send_secret(ext, state);
-		ret = op_ext_result(ext, true, changed, NULL, "provided: %s", names);
+		if (!err[0] && op_ext_state_send_secret(ext, state) < 0)
+			op_ext_send_failure(err, sizeof(err), errno, "the state");
+		if (err[0])
+			ret = op_ext_result(ext, false, changed, NULL, "%s", err);
+		else
+			ret = op_ext_result(ext, true, changed, NULL, "provided: %s", names);
 	}
 	json_object_put(state);
 	json_object_put(vals);

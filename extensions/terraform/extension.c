@@ -599,11 +599,15 @@ int tf_plan(struct op_ext *ext)
 	return ret;
 }
 
-/* Send each output of `output -json`; -1 when they cannot be read. */
-static int send_outputs(struct ctx *c, struct tf_run *r)
+/*
+ * Send each output of `output -json`.  0; -1 when they cannot be read (r
+ * tells why); -2 when one cannot be sent (err tells why).
+ */
+static int send_outputs(struct ctx *c, struct tf_run *r, char *err, size_t errlen)
 {
 	static const char *const args[] = {"output", "-json", "-no-color", NULL};
 	struct json_object *o;
+	int ret = 0;
 
 	run(c, args, false, true, r);
 	if (!tf_run_exited(r, 0))
@@ -615,10 +619,24 @@ static int send_outputs(struct ctx *c, struct tf_run *r)
 	}
 	json_object_object_foreach(o, k, v)
 	{
-		op_ext_output(c->ext, k, op_get(v, "value"), op_get_bool(v, "sensitive", false));
+		if (op_ext_output(c->ext, k, op_get(v, "value"),
+				  op_get_bool(v, "sensitive", false)) < 0) {
+			op_ext_send_failure(err, errlen, errno, "output '%s'", k);
+			ret = -2;
+			break;
+		}
 	}
 	json_object_put(o);
-	return 0;
+	return ret;
+}
+
+/* Send the tfstate as a secret state; on failure err tells why, -1. */
+static int send_state(struct op_ext *ext, const struct json_object *st, char *err, size_t errlen)
+{
+	if (op_ext_state_send_secret(ext, st) == 0)
+		return 0;
+	op_ext_send_failure(err, errlen, errno, "the tfstate");
+	return -1;
 }
 
 int tf_apply(struct op_ext *ext)
@@ -628,8 +646,9 @@ int tf_apply(struct op_ext *ext)
 	struct json_object *prev = op_ext_state(ext), *st;
 	struct tf_run r, or ;
 	struct ctx c;
-	int add, change, destroy, ret;
+	int add, change, destroy, ret, sent;
 	bool moved, counted;
+	char err[OP_ERRMAX];
 
 	if (prepare(ext, &c))
 		return 0;
@@ -641,12 +660,16 @@ int tf_apply(struct op_ext *ext)
 	run(&c, args, true, false, &r);
 	st = read_state(&c);
 	moved = state_moved(prev, st);
-	if (st)
-		op_ext_state_send_secret(ext, st);
-	if (!tf_run_exited(&r, 0)) {
+	if (st && send_state(ext, st, err, sizeof(err)) < 0) {
+		/* what was applied is not recorded: worse than a failed apply */
+		ret = op_ext_result(ext, false, moved, NULL, "%s", err);
+	} else if (!tf_run_exited(&r, 0)) {
 		ret = fail_run(&c, &r, "apply", moved);
-	} else if (send_outputs(&c, & or) < 0) {
-		ret = fail_run(&c, & or, "output", moved);
+	} else if ((sent = send_outputs(&c, & or, err, sizeof(err))) < 0) {
+		if (sent == -1)
+			ret = fail_run(&c, & or, "output", moved);
+		else
+			ret = op_ext_result(ext, false, moved, NULL, "%s", err);
 		tf_run_release(& or);
 	} else {
 		tf_run_release(& or);
@@ -673,6 +696,7 @@ int tf_destroy(struct op_ext *ext)
 	struct tf_run r;
 	struct ctx c;
 	int add, change, destroy, ret;
+	char err[OP_ERRMAX];
 
 	if (!prev || !state_resources(prev)) {
 		struct tf_config cfg;
@@ -692,9 +716,9 @@ int tf_destroy(struct op_ext *ext)
 	op_ext_progress(ext, -1, "%s destroy", c.cfg.binary);
 	run(&c, args, true, false, &r);
 	st = read_state(&c);
-	if (st)
-		op_ext_state_send_secret(ext, st);
-	if (!tf_run_exited(&r, 0)) {
+	if (st && send_state(ext, st, err, sizeof(err)) < 0) {
+		ret = op_ext_result(ext, false, state_moved(prev, st), NULL, "%s", err);
+	} else if (!tf_run_exited(&r, 0)) {
 		ret = fail_run(&c, &r, "destroy", state_moved(prev, st));
 	} else {
 		parse_counts(op_buf_str(&r.outtail), "Destroy complete! Resources:", &add, &change,

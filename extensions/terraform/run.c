@@ -14,10 +14,11 @@
 #define TF_TAIL_MAX    65536
 #define TF_SUMMARY_MAX 700
 
-/* Append a line to a bounded tail buffer. */
+/* Append a line to a bounded tail buffer (a failed append empties it, and
+ * it starts again empty: a tail is best effort). */
 static void tail_add(struct op_buf *sb, const char *line, size_t len)
 {
-	if (sb->len + len + 1 > TF_TAIL_MAX) {
+	if (sb->len && sb->len + len + 1 > TF_TAIL_MAX) {
 		const char *nl;
 		size_t drop = sb->len / 2;
 
@@ -187,11 +188,18 @@ char *tf_run_failure(const struct tf_run *r, const char *what)
 		op_buf_addf(&sb, "%s: cancelled", what);
 	} else if (r->res.error[0]) {
 		op_buf_addf(&sb, "%s: %s", what, r->res.error);
+	} else if (r->res.out.truncated && op_cmd_exited(&r->res, 0)) {
+		/* a captured JSON document cut at the cap cannot be parsed */
+		op_buf_addf(&sb, "%s: its output is larger than %d MiB", what,
+			    TF_CAPTURE_MAX >> 20);
 	} else {
 		if (!condense_errors(op_buf_str(&r->err), &why))
 			last_lines(op_buf_str(&r->err), 3, &why);
 		if (!why.len)
 			last_lines(op_buf_str(&r->outtail), 3, &why);
+		/* why's appends were not checked: a failure is sticky */
+		if (op_buf_failed(&why))
+			tf_must(NULL);
 		if (r->res.exit_code >= 0)
 			op_buf_addf(&sb, "%s failed (exit status %d)", what, r->res.exit_code);
 		else
@@ -200,6 +208,7 @@ char *tf_run_failure(const struct tf_run *r, const char *what)
 			op_buf_addf(&sb, ": %s", op_buf_str(&why));
 	}
 	op_buf_release(&why);
+	/* sb: checked once, by op_buf_detach() below */
 	if (sb.len > TF_SUMMARY_MAX) {
 		op_buf_setlen(&sb, TF_SUMMARY_MAX - 3);
 		/* do not cut a UTF-8 sequence */
