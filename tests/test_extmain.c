@@ -21,20 +21,17 @@ static void drive(const char *action, const char *config, const char *env, const
 {
 	char *exe = test_build_path("tests/helpers/miniext");
 	const char *envv[] = {env, NULL};
-	struct json_object *cfg = config ? json_tokener_parse(config) : NULL;
 	struct extdrv_opts o = {
 		.exe = exe,
 		.action = action,
-		.config = cfg,
+		.config_text = config,
 		.env = envv,
 		.hello = hello,
 		.capture_stderr = true,
 		.strict = true,
 	};
 
-	ck_assert(!config || cfg);
 	extdrv_run(&o, d);
-	json_object_put(cfg);
 	free(exe);
 }
 
@@ -62,7 +59,7 @@ static void assert_result(const struct extdrv *d, const char *status, const char
 	ck_assert_msg(d->result != NULL, "no result (exit %d, stderr %s)", d->status,
 		      d->stderr_text);
 	ck_assert_str_eq(op_get_str(d->result, "status"), status);
-	ck_assert_str_eq(op_get_str(d->result, "summary"), summary);
+	ck_assert_str_eq(extdrv_summary(d), summary);
 }
 
 /* With an argument: the usage line on stderr, exit 2, nothing on stdout. */
@@ -178,6 +175,35 @@ START_TEST(test_handshake_failure)
 }
 END_TEST
 
+/* Every first-party extension: describe names it and its config schema. */
+START_TEST(test_first_party_describe)
+{
+	static const char *const ext[][2] = {
+		{"exec", "command"},
+		{"terraform", "source"},
+		{"ansible", "playbook"},
+		{"secrets", "values"},
+	};
+
+	for (size_t i = 0; i < sizeof(ext) / sizeof(ext[0]); i++) {
+		char *wd = test_tmpdir();
+		struct extdrv_action a = {"describe", NULL, NULL, wd, NULL};
+		struct json_object *desc;
+		struct extdrv d;
+
+		extdrv_run_action(ext[i][0], "examples", &a, &d);
+		ck_assert_msg(extdrv_succeeded(&d), "%s: %s", ext[i][0], extdrv_summary(&d));
+		desc = op_get(d.result, "describe");
+		ck_assert_str_eq(op_get_str(desc, "type"), ext[i][0]);
+		ck_assert_ptr_nonnull(
+			op_get(op_get(op_get(desc, "config"), "properties"), ext[i][1]));
+		extdrv_release(&d);
+		test_rmtree(wd);
+		free(wd);
+	}
+}
+END_TEST
+
 Suite *extmain_suite(void)
 {
 	Suite *s = suite_create("extmain");
@@ -189,6 +215,7 @@ Suite *extmain_suite(void)
 	tcase_add_test(tc, test_no_result);
 	tcase_add_test(tc, test_explicit_actions_unsupported);
 	tcase_add_test(tc, test_handshake_failure);
+	tcase_add_test(tc, test_first_party_describe);
 	suite_add_tcase(s, tc);
 	return s;
 }
