@@ -112,6 +112,12 @@ int op_buf_failed(const struct op_buf *b);
 void op_buf_consume(struct op_buf *b, size_t n);
 /* Truncate to len bytes (len <= b->len). */
 void op_buf_setlen(struct op_buf *b, size_t len);
+/*
+ * Shorten b to at most max bytes (max >= 4) ending in "..." when it is
+ * longer, without leaving a partial UTF-8 sequence before the dots (e.g.
+ * a result summary made of a tool's output).  A failed buffer stays failed.
+ */
+void op_buf_ellipsize(struct op_buf *b, size_t max);
 /* Always a valid C string, "" when empty. */
 const char *op_buf_str(const struct op_buf *b);
 /* Hand over the malloc'ed string (never NULL: "" is allocated when empty)

@@ -129,6 +129,36 @@ START_TEST(test_dispatch)
 }
 END_TEST
 
+/* A handler's error message and its cancel check reach orchd. */
+START_TEST(test_error_and_cancel)
+{
+	char *exe = test_build_path("tests/helpers/miniext");
+	struct json_object *e;
+	struct extdrv_opts o = {
+		.exe = exe,
+		.action = "validate",
+		.config_text = "{\"mode\":\"error\"}",
+		.strict = true,
+	};
+	struct extdrv d;
+
+	extdrv_run(&o, &d);
+	assert_result(&d, "failure", "broken");
+	e = extdrv_find_last(&d, "error", NULL, NULL);
+	ck_assert_str_eq(op_get_str(e, "message"), "it broke: 7");
+	ck_assert(op_get_bool(e, "retryable", false));
+	extdrv_release(&d);
+
+	o.config_text = "{\"mode\":\"cancel\"}";
+	o.cancel_at_once = true;
+	extdrv_run(&o, &d);
+	assert_result(&d, "failure", "cancelled (timeout)");
+	ck_assert_int_eq(d.status, 0);
+	extdrv_release(&d);
+	free(exe);
+}
+END_TEST
+
 /* A handler that sends no result: op_ext_finish's failure, exit 1. */
 START_TEST(test_no_result)
 {
@@ -213,6 +243,7 @@ Suite *extmain_suite(void)
 	tcase_add_test(tc, test_actions_from_handlers);
 	tcase_add_test(tc, test_dispatch);
 	tcase_add_test(tc, test_no_result);
+	tcase_add_test(tc, test_error_and_cancel);
 	tcase_add_test(tc, test_explicit_actions_unsupported);
 	tcase_add_test(tc, test_handshake_failure);
 	tcase_add_test(tc, test_first_party_describe);

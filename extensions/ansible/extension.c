@@ -430,19 +430,6 @@ static void last_lines(const char *text, int n, struct op_buf *out)
 	}
 }
 
-static void cap_summary(struct op_buf *sb)
-{
-	if (sb->len <= ANS_SUMMARY_MAX)
-		return;
-	op_buf_setlen(sb, ANS_SUMMARY_MAX - 3);
-	/* do not cut a UTF-8 sequence */
-	while (sb->len && (sb->buf[sb->len - 1] & 0xc0) == 0x80)
-		op_buf_setlen(sb, sb->len - 1);
-	if (sb->len && (sb->buf[sb->len - 1] & 0x80))
-		op_buf_setlen(sb, sb->len - 1);
-	op_buf_addstr(sb, "...");
-}
-
 /* Send the failure result of a run that did not succeed. */
 static int fail_run(struct ctx *c, const char *playbook, struct play *p, struct op_cmd_result *r,
 		    int changed)
@@ -478,7 +465,7 @@ static int fail_run(struct ctx *c, const char *playbook, struct play *p, struct 
 			op_errors_release(&errs);
 		}
 	}
-	cap_summary(&sb);
+	op_buf_ellipsize(&sb, ANS_SUMMARY_MAX);
 	ret = op_ext_result(c->ext, false, changed, NULL, "%s", checked(&sb));
 	op_buf_release(&sb);
 	return ret;

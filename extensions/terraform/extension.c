@@ -513,7 +513,7 @@ int tf_validate(struct op_ext *ext)
 		tf_run_release(&ir);
 	}
 	run(&c, args, false, true, &r);
-	n = r.ran ? diagnostics(&c, tf_run_out(&r), &errs) : -1;
+	n = r.res.ran ? diagnostics(&c, tf_run_out(&r), &errs) : -1;
 	if (n > 0) {
 		ret = fail_errors(ext, &errs, "invalid configuration");
 	} else if (!init_ok) {

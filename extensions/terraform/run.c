@@ -68,15 +68,11 @@ int tf_run_tool(struct op_ext *ext, const struct tf_run_opts *o, struct tf_run *
 		.line_arg = &h,
 		.kill_grace_ms = TF_KILL_GRACE_MS,
 	};
-	int ret;
 
 	memset(r, 0, sizeof(*r));
 	op_buf_init(&r->err, 0);
 	op_buf_init(&r->outtail, 0);
-	ret = op_cmd_run(ext, &co, &r->res);
-	r->ran = r->res.ran;
-	r->cancelled = r->res.cancelled;
-	return ret;
+	return op_cmd_run(ext, &co, &r->res);
 }
 
 const char *tf_run_out(const struct tf_run *r)
@@ -184,7 +180,7 @@ char *tf_run_failure(const struct tf_run *r, const char *what)
 	struct op_buf sb = OP_BUF_INIT, why = OP_BUF_INIT;
 	char *s;
 
-	if (r->cancelled) {
+	if (r->res.cancelled) {
 		op_buf_addf(&sb, "%s: cancelled", what);
 	} else if (r->res.error[0]) {
 		op_buf_addf(&sb, "%s: %s", what, r->res.error);
@@ -208,16 +204,8 @@ char *tf_run_failure(const struct tf_run *r, const char *what)
 			op_buf_addf(&sb, ": %s", op_buf_str(&why));
 	}
 	op_buf_release(&why);
-	/* sb: checked once, by op_buf_detach() below */
-	if (sb.len > TF_SUMMARY_MAX) {
-		op_buf_setlen(&sb, TF_SUMMARY_MAX - 3);
-		/* do not cut a UTF-8 sequence */
-		while (sb.len && (sb.buf[sb.len - 1] & 0xc0) == 0x80)
-			op_buf_setlen(&sb, sb.len - 1);
-		if (sb.len && (sb.buf[sb.len - 1] & 0x80))
-			op_buf_setlen(&sb, sb.len - 1);
-		op_buf_addstr(&sb, "...");
-	}
+	op_buf_ellipsize(&sb, TF_SUMMARY_MAX);
+	/* sb's appends: checked once, by op_buf_detach() */
 	s = tf_must(op_buf_detach(&sb, NULL));
 	return s;
 }

@@ -11,10 +11,13 @@
  * Handlers (plan and destroy have none):
  *   describe  op_ext_describe(ext, "a test extension", NULL)
  *   validate  success "valid"; config.mode "noresult": returns without a
- *             result
+ *             result; "error": an error message (retryable, "it broke: 7")
+ *             then failure "broken"; "cancel": waits for a cancel, then
+ *             failure "cancelled (REASON)"
  *   apply     outputs instance, stack, upstream (the action's outputs) and
  *             type (the action message's type), then success "applied"
  */
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,11 +30,24 @@ static int mini_describe(struct op_ext *ext)
 
 static int mini_validate(struct op_ext *ext)
 {
-	const char *mode = op_get_str(op_ext_config(ext), "mode");
+	const char *mode = op_get_str(op_ext_config(ext), "mode"), *reason = NULL;
 
-	if (mode && !strcmp(mode, "noresult"))
+	if (!mode)
+		return op_ext_result(ext, true, 0, NULL, "valid");
+	if (!strcmp(mode, "noresult"))
 		return 0;
-	return op_ext_result(ext, true, 0, NULL, "valid");
+	if (!strcmp(mode, "error")) {
+		op_ext_error(ext, true, "it broke: %d", 7);
+		return op_ext_result(ext, false, -1, NULL, "broken");
+	}
+	/* "cancel": a cancel sent with the action is already buffered */
+	while (!op_ext_check_cancel(ext, &reason)) {
+		struct pollfd p = {op_ext_in_fd(ext), POLLIN, 0};
+
+		poll(&p, 1, -1);
+	}
+	return op_ext_result(ext, false, -1, NULL, "cancelled (%s)",
+			     op_ext_cancelled(ext) ? reason : "?");
 }
 
 static int mini_apply(struct op_ext *ext)
