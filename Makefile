@@ -91,7 +91,13 @@ TEST_HELPERS := $(patsubst tests/helpers/%.c,$(BUILD)/tests/helpers/%,$(TEST_HEL
 
 EXT_MANIFESTS := $(addsuffix .manifest.json,$(EXT_BINS))
 
-all: $(ORCHD) $(PROTO_LIB) $(EXT_BINS) $(EXT_MANIFESTS) $(BUILD)/orchd-protocol.pc
+# The SDK as it is installed: the header under include/orchd/, the library
+# and its pkg-config file under lib/ (an extension built against the build
+# tree sees exactly what an out-of-tree one sees after `make install`).
+PROTO_HDR  := $(BUILD)/include/orchd/orchd_protocol.h
+PROTO_PC   := $(BUILD)/lib/pkgconfig/orchd-protocol.pc
+
+all: $(ORCHD) $(PROTO_LIB) $(EXT_BINS) $(EXT_MANIFESTS) $(PROTO_HDR) $(PROTO_PC)
 
 # --- objects -----------------------------------------------------------------
 $(BUILD)/obj/%.o: %.c
@@ -117,9 +123,19 @@ $(ORCHD): $(call obj,$(MAIN_SRC)) $(ORCH_OBJ) $(COMMON_OBJ) $(PROTO_LIB)
 # --- extensions: extensions/T/*.c -> orchd-ext-T, linked with the protocol
 # library and json-c (an extension never links libgit2 or libcurl; it asks
 # the core), plus what an optional extensions/T/ext.mk declares as
-# EXT_LIBS_T (e.g. libcrypto).  Each extension's own Makefile does the same
-# standalone (and includes the same ext.mk).
+# EXT_CFLAGS_T / EXT_LIBS_T (e.g. libcrypto).  They are compiled as an
+# out-of-tree extension is: only the installed header <orchd/orchd_protocol.h>
+# is on the include path (no protocol/, common/ or orchestrator/), with the
+# same warnings.  Each extension's own Makefile builds the same standalone
+# against an installed orchd (see README.md, "Extensions").
 -include $(wildcard extensions/*/ext.mk)
+EXT_CPPFLAGS := -D_GNU_SOURCE -I$(BUILD)/include
+
+$(BUILD)/obj/extensions/%.o: extensions/%.c $(PROTO_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(EXT_CPPFLAGS) $(JSON_CFLAGS) $(EXT_CFLAGS_$(firstword $(subst /, ,$*))) \
+	  $(CFLAGS) -c -o $@ $<
+
 define EXT_RULE
 $(EXT_DIR)/orchd-ext-$(1): $(call obj,$(sort $(wildcard extensions/$(1)/*.c))) $(PROTO_LIB)
 	@mkdir -p $$(@D)
@@ -131,11 +147,18 @@ $(EXT_DIR)/orchd-ext-$(1).manifest.json: extensions/$(1)/manifest.json
 endef
 $(foreach e,$(EXT_NAMES),$(eval $(call EXT_RULE,$(e))))
 
-$(BUILD)/orchd-protocol.pc: Makefile
+$(PROTO_HDR): protocol/orchd_protocol.h
+	@mkdir -p $(@D)
+	cp $< $@
+
+# `warnings` is the warning set of this Makefile (with -Werror): a
+# standalone extension takes it from here (pkg-config --variable=warnings),
+# so that it is built exactly as strictly as the extensions in this tree.
+$(PROTO_PC): Makefile
 	@mkdir -p $(@D)
 	printf '%s\n' 'prefix=$(PREFIX)' 'includedir=$${prefix}/include' \
-	  'libdir=$${prefix}/lib' '' 'Name: orchd-protocol' \
-	  'Description: orchd extension protocol library (framing and codec)' \
+	  'libdir=$${prefix}/lib' 'warnings=$(WARN)' '' 'Name: orchd-protocol' \
+	  'Description: orchd extension protocol library (the SDK of C extensions)' \
 	  'Version: $(VERSION)' 'Requires.private: json-c' \
 	  'Cflags: -I$${includedir}' 'Libs: -L$${libdir} -lorchd-protocol' > $@
 
@@ -190,8 +213,8 @@ install: all
 	    $(DESTDIR)$(LIBEXECDIR)/orchd/extensions/orchd-ext-$$e.manifest.json || exit 1; \
 	done
 	install -m 644 $(PROTO_LIB) $(DESTDIR)$(LIBDIR)/
-	install -m 644 protocol/orchd_protocol.h $(DESTDIR)$(INCDIR)/orchd/
-	install -m 644 $(BUILD)/orchd-protocol.pc $(DESTDIR)$(PKGCONFIGDIR)/
+	install -m 644 $(PROTO_HDR) $(DESTDIR)$(INCDIR)/orchd/
+	install -m 644 $(PROTO_PC) $(DESTDIR)$(PKGCONFIGDIR)/
 	if [ -f orchestrator/orchd.1 ]; then install -d $(DESTDIR)$(MANDIR)/man1 && \
 	  install -m 644 orchestrator/orchd.1 $(DESTDIR)$(MANDIR)/man1/; fi
 
@@ -217,10 +240,11 @@ LINT_SRC = $(COMMON_SRC) $(PROTO_SRC) $(ORCH_SRC) $(MAIN_SRC) \
 	$(wildcard extensions/*/*.c) $(TEST_SRC) $(TESTLIB_SRC) $(TEST_HELPER_SRC) \
 	$(wildcard common/*.h protocol/*.h orchestrator/*/*.h extensions/*/*.h)
 
-lint:
+lint: $(PROTO_HDR)
 	clang-format --dry-run --Werror $(LINT_SRC)
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability \
 	  --inline-suppr --std=c11 -D_GNU_SOURCE -Icommon -Iprotocol -Iorchestrator \
+	  -I$(BUILD)/include \
 	  --suppress=missingIncludeSystem $(filter %.c,$(LINT_SRC))
 
 bench: all

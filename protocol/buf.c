@@ -159,6 +159,19 @@ void op_buf_setlen(struct op_buf *b, size_t len)
 	b->buf[len] = '\0';
 }
 
+void op_buf_ellipsize(struct op_buf *b, size_t max)
+{
+	if (b->len <= max || max < 4)
+		return;
+	op_buf_setlen(b, max - 3);
+	/* drop continuation bytes, then the lead byte they belonged to */
+	while (b->len && (b->buf[b->len - 1] & 0xc0) == 0x80)
+		op_buf_setlen(b, b->len - 1);
+	if (b->len && (b->buf[b->len - 1] & 0x80))
+		op_buf_setlen(b, b->len - 1);
+	op_buf_addstr(b, "...");
+}
+
 const char *op_buf_str(const struct op_buf *b)
 {
 	return b->buf ? b->buf : "";

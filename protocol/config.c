@@ -64,6 +64,17 @@ int op_cfg_check_map(const struct json_object *cfg, const char *const *known,
 	return config_result(errs, before);
 }
 
+/* The end of a list parser: l (owned) becomes *out unless errors were added. */
+static int list_result(char **l, struct op_errors *errs, size_t before, char ***out)
+{
+	if (errs->nr != before) {
+		op_cfg_list_free(l);
+		return config_result(errs, before);
+	}
+	*out = l;
+	return 0;
+}
+
 int op_cfg_string_list(const struct json_object *value, const char *key, unsigned flags,
 		       struct op_errors *errs, char ***out)
 {
@@ -112,12 +123,7 @@ int op_cfg_string_list(const struct json_object *value, const char *key, unsigne
 		    op_errors_add(errs, key, "program name must not be empty") < 0)
 			goto nomem;
 	}
-	if (errs->nr != before) {
-		op_cfg_list_free(l);
-		return config_result(errs, before);
-	}
-	*out = l;
-	return 0;
+	return list_result(l, errs, before, out);
 nomem:
 	op_cfg_list_free(l);
 	errno = ENOMEM;
@@ -174,12 +180,7 @@ int op_cfg_env_map(const struct json_object *value, const char *key, unsigned fl
 		}
 		n++;
 	}
-	if (errs->nr != before) {
-		op_cfg_list_free(l);
-		return config_result(errs, before);
-	}
-	*out = l;
-	return 0;
+	return list_result(l, errs, before, out);
 nomem:
 	op_cfg_list_free(l);
 	errno = ENOMEM;

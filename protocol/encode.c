@@ -18,7 +18,6 @@ static struct json_object *unconst(const struct json_object *o)
 {
 	return (struct json_object *)(uintptr_t)o;
 }
-#include "orchd_protocol.h"
 
 char *op_encode(const struct json_object *msg)
 {

@@ -15,7 +15,6 @@
 #include <json-c/json.h>
 
 #include "orchd_protocol.h"
-#include "orchd_protocol.h"
 
 struct op_ext {
 	const struct op_ext_info *info;
@@ -59,6 +58,7 @@ int op_ext_flush(struct op_ext *ext)
 {
 	int ret;
 
+	/* pending is never failed here: op_ext_log_line resets it */
 	if (!ext->pending.len)
 		return 0;
 	ret = op_write_all(ext->out_fd, ext->pending.buf, ext->pending.len);
@@ -70,8 +70,16 @@ int op_ext_log_line(struct op_ext *ext, const char *level, const char *text, siz
 {
 	if (after_result(ext))
 		return -1;
-	if (op_encode_log_into(&ext->pending, level, text, len))
+	if (op_encode_log_into(&ext->pending, level, text, len)) {
+		int err = errno;
+
+		/* E2BIG leaves the buffer as it was; ENOMEM emptied it (sticky
+		 * failure): make it usable for the next line */
+		if (op_buf_failed(&ext->pending))
+			op_buf_reset(&ext->pending);
+		errno = err;
 		return -1;
+	}
 	if (ext->pending.len >= EXT_PENDING_MAX)
 		return op_ext_flush(ext);
 	return 0;
@@ -347,6 +355,22 @@ int op_ext_state_send_secret(struct op_ext *ext, const struct json_object *state
 	return send_line(ext, op_encode_state_secret(state));
 }
 
+const char *op_ext_send_failure(char *buf, size_t len, int err, const char *fmt, ...)
+{
+	char what[300];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	if (err == E2BIG)
+		snprintf(buf, len, "%s does not fit in a protocol message (at most %d bytes)", what,
+			 OP_MAX_LINE);
+	else
+		snprintf(buf, len, "cannot send %s: %s", what, strerror(err));
+	return buf;
+}
+
 int op_ext_error(struct op_ext *ext, bool retryable, const char *fmt, ...)
 {
 	va_list ap;
@@ -504,4 +528,63 @@ void op_ext_free(struct op_ext *ext)
 	json_object_put(ext->action_msg);
 	json_object_put(ext->empty);
 	free(ext);
+}
+
+/* The handler of action a, or NULL. */
+static op_ext_handler handler_of(const struct op_ext_handlers *h, enum op_action a)
+{
+	if (!h)
+		return NULL;
+	switch (a) {
+	case OP_ACTION_DESCRIBE:
+		return h->describe;
+	case OP_ACTION_VALIDATE:
+		return h->validate;
+	case OP_ACTION_PLAN:
+		return h->plan;
+	case OP_ACTION_APPLY:
+		return h->apply;
+	case OP_ACTION_DESTROY:
+		return h->destroy;
+	case OP_ACTION_NONE:
+		break;
+	}
+	return NULL;
+}
+
+int op_ext_main(int argc, char **argv, const struct op_ext_info *info,
+		const struct op_ext_handlers *handlers)
+{
+	/* the advertised actions when info has none: one per handler, in the
+	 * order of enum op_action, then the NULL terminator */
+	const char *derived[OP_ACTION_DESTROY + 1];
+	struct op_ext_info with_actions = *info;
+	struct op_ext *ext;
+	op_ext_handler fn;
+	size_t n = 0;
+
+	(void)argv;
+	if (argc > 1) {
+		dprintf(2,
+			"orchd-ext-%s %s: an orchd extension (protocol %d); "
+			"it is started by orchd and speaks JSON lines on stdin/stdout\n",
+			info->name, info->version, OP_PROTOCOL_MAX);
+		return 2;
+	}
+	if (!info->actions) {
+		for (enum op_action a = OP_ACTION_DESCRIBE; a <= OP_ACTION_DESTROY; a++)
+			if (handler_of(handlers, a))
+				derived[n++] = op_action_name(a);
+		derived[n] = NULL;
+		with_actions.actions = derived;
+	}
+	ext = op_ext_start(&with_actions, 0, 1);
+	if (!ext)
+		return 1;
+	fn = handler_of(handlers, op_ext_action(ext));
+	if (fn)
+		fn(ext);
+	else
+		op_ext_result(ext, false, -1, NULL, "unsupported action");
+	return op_ext_finish(ext);
 }

@@ -15,7 +15,6 @@
 #include <string.h>
 
 #include "orchd_protocol.h"
-#include "orchd_protocol.h"
 
 struct op_splitter {
 	struct op_buf pending; /* input; bytes before off are consumed */

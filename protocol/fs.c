@@ -1,11 +1,17 @@
 /*
- * fs: filesystem helpers shared by orchd and C extensions (op_rmtree).
+ * fs: filesystem helpers shared by orchd and C extensions (op_rmtree,
+ * op_write_file, op_write_json_file).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <json-c/json.h>
 
 #include "orchd_protocol.h"
 
@@ -55,4 +61,44 @@ int op_rmtree(const char *path)
 		return -1;
 	}
 	return 0;
+}
+
+/* Write a[0..alen) then b[0..blen) to path (see op_write_file). */
+static int write_parts(const char *path, const void *a, size_t alen, const void *b, size_t blen,
+		       char *err, size_t errlen)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600), e;
+
+	if (fd >= 0 && op_write_all(fd, a, alen) == 0 && op_write_all(fd, b, blen) == 0) {
+		if (close(fd) == 0)
+			return 0;
+		fd = -1;
+	}
+	e = errno;
+	if (fd >= 0)
+		close(fd);
+	snprintf(err, errlen, "cannot write '%s': %s", path, strerror(e));
+	errno = e;
+	return -1;
+}
+
+int op_write_file(const char *path, const void *data, size_t len, char *err, size_t errlen)
+{
+	return write_parts(path, data, len, NULL, 0, err, errlen);
+}
+
+int op_write_json_file(const char *path, const struct json_object *v, char *err, size_t errlen)
+{
+	/* json-c takes a non-const object for a read-only operation */
+	struct json_object *o = (struct json_object *)(uintptr_t)v;
+	size_t n = 0;
+	const char *s = json_object_to_json_string_length(
+		o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
+
+	if (!s) {
+		snprintf(err, errlen, "cannot write '%s': %s", path, strerror(ENOMEM));
+		errno = ENOMEM;
+		return -1;
+	}
+	return write_parts(path, s, n, "\n", 1, err, errlen);
 }

@@ -7,9 +7,10 @@
  * action / cancel) and C extensions (the op_ext_* helper at the end).
  *
  * Installed as <orchd/orchd_protocol.h>; link with -lorchd-protocol and
- * json-c (`pkg-config --cflags --libs orchd-protocol json-c`).  This header
- * is self-contained: it needs no other orchd header, and only forward
- * declares json-c's struct json_object.
+ * json-c (`pkg-config --cflags --libs orchd-protocol json-c`); the .pc
+ * file's variable `warnings` is the warning set orchd is built with.  This
+ * header is self-contained: it needs no other orchd header, and only
+ * forward declares json-c's struct json_object.
  *
  * Error convention: functions returning int return 0 on success and -1 on
  * failure with errno set (ENOMEM, EINVAL, EPIPE, E2BIG ...) unless
@@ -113,6 +114,12 @@ int op_buf_failed(const struct op_buf *b);
 void op_buf_consume(struct op_buf *b, size_t n);
 /* Truncate to len bytes (len <= b->len). */
 void op_buf_setlen(struct op_buf *b, size_t len);
+/*
+ * Shorten b to at most max bytes (max >= 4) ending in "..." when it is
+ * longer, without leaving a partial UTF-8 sequence before the dots (e.g.
+ * a result summary made of a tool's output).  A failed buffer stays failed.
+ */
+void op_buf_ellipsize(struct op_buf *b, size_t max);
 /* Always a valid C string, "" when empty. */
 const char *op_buf_str(const struct op_buf *b);
 /* Hand over the malloc'ed string (never NULL: "" is allocated when empty)
@@ -129,6 +136,22 @@ char *op_buf_detach(struct op_buf *b, size_t *len);
  * removed.  Thread-safe.
  */
 int op_rmtree(const char *path);
+
+/*
+ * Write data[0..len) to path: created with mode 0600 when it does not
+ * exist (an existing file keeps its mode), truncated, written in full,
+ * closed.  Meant for the small files an extension hands a tool (variables,
+ * a state, a config), which may hold secrets.  0, or -1 with errno set and
+ * err (errlen bytes; OP_ERRMAX is enough) holding
+ * "cannot write 'PATH': REASON".
+ */
+int op_write_file(const char *path, const void *data, size_t len, char *err, size_t errlen);
+/*
+ * The same with the JSON text of v (borrowed; NULL: null), pretty-printed,
+ * without '/' escaping and ending in a newline.  ENOMEM when the text
+ * cannot be built.
+ */
+int op_write_json_file(const char *path, const struct json_object *v, char *err, size_t errlen);
 
 /* ---------------------------------------------------------------------------
  * Framing: a bounded line splitter for non-blocking reads.
@@ -365,16 +388,25 @@ int op_check_ext_hello(const struct json_object *ext_hello, int proto_min, int p
 		       const char *orchd_version, enum op_action action, char *err, size_t errlen);
 
 /* ---------------------------------------------------------------------------
- * Extension-side helper: a C extension is main() + its logic.
+ * Extension-side helper: a C extension is a declaration, a handler per
+ * action, and a main() that hands both to op_ext_main():
  *
- *   static const char *const actions[] = {"describe", "validate", "plan",
- *                                         "apply", "destroy", NULL};
- *   struct op_ext_info info = {"exec", "0.1.0", "0.1.0", actions};
- *   struct op_ext *ext = op_ext_start(&info, 0, 1);
- *   if (!ext) return 1;   // handshake failed, already reported on stdout/stderr
- *   switch (op_ext_action(ext)) { ... op_ext_log(ext, "info", "..."); ...
- *                                 op_ext_result(ext, true, 1, NULL, "done"); }
- *   return op_ext_finish(ext);
+ *   static int my_apply(struct op_ext *ext)
+ *   {
+ *           op_ext_log(ext, "info", "...");
+ *           return op_ext_result(ext, true, 1, NULL, "done");
+ *   }
+ *   static const struct op_ext_info info = {"mine", "0.1.0", "0.1.0", NULL};
+ *   static const struct op_ext_handlers handlers = {.describe = my_describe,
+ *                                                   .apply = my_apply};
+ *   int main(int argc, char **argv)
+ *   {
+ *           return op_ext_main(argc, argv, &info, &handlers);
+ *   }
+ *
+ * op_ext_main() is op_ext_start() (the handshake), a dispatch on
+ * op_ext_action() and op_ext_finish(); an extension that needs another
+ * main loop calls those three itself.
  *
  * All emitters but op_ext_log_line (buffered) write one line with write(2)
  * on out_fd immediately (no stdio buffering), return 0 or -1 (EPIPE when
@@ -386,7 +418,9 @@ struct op_ext_info {
 	const char *name;	       /* extension type, e.g. "exec" */
 	const char *version;	       /* extension version */
 	const char *min_orchd_version; /* NULL: "0.0.0" */
-	const char *const *actions;    /* NULL-terminated action names */
+	const char *const *actions;    /* NULL-terminated action names; with
+					  op_ext_main() NULL means "the actions
+					  that have a handler" */
 };
 
 struct op_ext; /* opaque */
@@ -396,6 +430,7 @@ struct op_ext; /* opaque */
  * version exists, send an error message with retryable false and return
  * NULL), then read the action message.  Returns NULL on any failure after
  * writing a short reason to stderr ("<name>: ...").  The caller then exits 1.
+ * info is borrowed and must outlive the returned ext.
  */
 struct op_ext *op_ext_start(const struct op_ext_info *info, int in_fd, int out_fd);
 
@@ -422,7 +457,9 @@ int op_ext_log(struct op_ext *ext, const char *level, const char *fmt, ...)
  * by op_ext_finish()/op_ext_free().  A caller batching lines must flush
  * when it has no more lines at hand (op_cmd_run flushes after each read of
  * the program's output), so that no line waits.  0 or -1 (E2BIG: the
- * message would exceed OP_MAX_LINE, nothing buffered; EPIPE...).
+ * message would exceed OP_MAX_LINE, nothing buffered; ENOMEM: the lines
+ * buffered before it are lost too, the buffer is empty and usable again;
+ * EPIPE...).
  */
 int op_ext_log_line(struct op_ext *ext, const char *level, const char *text, size_t len);
 /* Write the buffered log lines, if any.  0 or -1. */
@@ -435,6 +472,16 @@ int op_ext_output_str(struct op_ext *ext, const char *key, const char *value, bo
 int op_ext_state_send(struct op_ext *ext, const struct json_object *state);
 /* A state that may hold secrets (stored encrypted by orchd). */
 int op_ext_state_send_secret(struct op_ext *ext, const struct json_object *state);
+/*
+ * A result summary for an emitter that returned -1 with errno err; fmt
+ * names what was sent (e.g. "the state", "output '%s'"): for E2BIG (a
+ * message over OP_MAX_LINE, e.g. a large Terraform state)
+ *   "WHAT does not fit in a protocol message (at most 1048576 bytes)",
+ * otherwise "cannot send WHAT: STRERROR".  Written into buf (len bytes;
+ * OP_ERRMAX is enough, WHAT is cut to 300 bytes), which is returned.
+ */
+const char *op_ext_send_failure(char *buf, size_t len, int err, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 int op_ext_error(struct op_ext *ext, bool retryable, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* See op_encode_result; fmt NULL: no summary.  Only the first call sends. */
@@ -474,6 +521,46 @@ int op_ext_describe(struct op_ext *ext, const char *description, const struct js
 int op_ext_finish(struct op_ext *ext);
 /* Free without sending anything. */
 void op_ext_free(struct op_ext *ext);
+
+/*
+ * An action handler: called once, after the handshake, with the action
+ * message available through op_ext_config() & co.  It sends any number of
+ * messages and exactly one result (op_ext_result, op_ext_describe,
+ * op_ext_fail_errors).  It returns 0, or -1 when the result could not be
+ * written; op_ext_main() does not look at the value.
+ */
+typedef int (*op_ext_handler)(struct op_ext *ext);
+
+/* One handler per action; NULL: the action is not supported. */
+struct op_ext_handlers {
+	op_ext_handler describe;
+	op_ext_handler validate;
+	op_ext_handler plan;
+	op_ext_handler apply;
+	op_ext_handler destroy;
+};
+
+/*
+ * The whole main() of a C extension; returns the process's exit status.
+ *
+ * With any argument (argc > 1; orchd passes none) it only writes
+ *   "orchd-ext-NAME VERSION: an orchd extension (protocol N); it is started
+ *    by orchd and speaks JSON lines on stdin/stdout"
+ * to stderr and returns 2.  Otherwise it runs op_ext_start(info, 0, 1)
+ * (returns 1 when the handshake fails), calls the handler of the action
+ * (an action without a handler, or one this library does not know, gets
+ * the failure result "unsupported action"), and returns op_ext_finish():
+ * 0 when a result was sent, 1 after sending "extension ended without a
+ * result" for a handler that sent none.
+ *
+ * info->actions NULL: the hello and describe advertise the actions that
+ * have a handler, in the order describe, validate, plan, apply, destroy
+ * (one source of truth); otherwise info->actions is advertised as given.
+ * info and handlers are borrowed for the call (static storage is usual);
+ * handlers NULL is the same as no handler at all.  argv is not used.
+ */
+int op_ext_main(int argc, char **argv, const struct op_ext_info *info,
+		const struct op_ext_handlers *handlers);
 
 /* ---------------------------------------------------------------------------
  * Child processes: the one way orchd and its C extensions start a program

@@ -73,7 +73,8 @@ static void child_exec(const struct extdrv_opts *o, const char *workdir)
 struct run {
 	const struct extdrv_opts *o;
 	struct extdrv *d;
-	struct json_object *cfg;
+	struct json_object *cfg;   /* owned */
+	struct json_object *state; /* owned, NULL: null */
 	int in_w;
 	pid_t pid;
 	bool sent_action, sent_cancel;
@@ -83,7 +84,7 @@ static void send_action(struct run *r)
 {
 	const struct extdrv_opts *o = r->o;
 	char *line = op_encode_action(op_action_from_name(o->action), "t",
-				      o->instance_id ? o->instance_id : "dev-t", r->cfg, o->state,
+				      o->instance_id ? o->instance_id : "dev-t", r->cfg, r->state,
 				      NULL, r->d->workdir);
 
 	ck_assert_ptr_nonnull(line);
@@ -163,7 +164,13 @@ void extdrv_run(const struct extdrv_opts *o, struct extdrv *d)
 		d->workdir = test_tmpdir();
 		d->own_workdir = true;
 	}
-	r.cfg = o->config ? json_object_get(o->config) : json_object_new_object();
+	if (o->config)
+		r.cfg = json_object_get(o->config);
+	else
+		r.cfg = o->config_text ? extdrv_json(o->config_text) : json_object_new_object();
+	r.state = o->state	  ? json_object_get(o->state)
+		  : o->state_text ? extdrv_json(o->state_text)
+				  : NULL;
 	ck_assert_int_eq(pipe(in_p), 0);
 	ck_assert_int_eq(pipe(out_p), 0);
 	if (o->capture_stderr)
@@ -238,6 +245,7 @@ void extdrv_run(const struct extdrv_opts *o, struct extdrv *d)
 	d->status = WIFEXITED(wst) ? WEXITSTATUS(wst) : 128 + WTERMSIG(wst);
 	op_splitter_free(sp);
 	json_object_put(r.cfg);
+	json_object_put(r.state);
 	if (o->expect_result) {
 		ck_assert_msg(d->result, "no result (exit %d)", d->status);
 		ck_assert_int_eq(d->status, 0);
@@ -255,19 +263,96 @@ void extdrv_release(struct extdrv *d)
 	memset(d, 0, sizeof(*d));
 }
 
+static bool matches(struct json_object *m, const char *type, const char *key, const char *value)
+{
+	if (strcmp(op_get_str(m, "type"), type))
+		return false;
+	return !key || (op_get_str(m, key) && !strcmp(op_get_str(m, key), value));
+}
+
 struct json_object *extdrv_find_last(const struct extdrv *d, const char *type, const char *key,
 				     const char *value)
 {
-	struct json_object *found = NULL;
+	for (size_t i = json_object_array_length(d->msgs); i > 0; i--) {
+		struct json_object *m = json_object_array_get_idx(d->msgs, i - 1);
 
+		if (matches(m, type, key, value))
+			return m;
+	}
+	return NULL;
+}
+
+struct json_object *extdrv_find_first(const struct extdrv *d, const char *type, const char *key,
+				      const char *value)
+{
 	for (size_t i = 0; i < json_object_array_length(d->msgs); i++) {
 		struct json_object *m = json_object_array_get_idx(d->msgs, i);
 
-		if (strcmp(op_get_str(m, "type"), type))
-			continue;
-		if (key && (!op_get_str(m, key) || strcmp(op_get_str(m, key), value)))
-			continue;
-		found = m;
+		if (matches(m, type, key, value))
+			return m;
 	}
-	return found;
+	return NULL;
+}
+
+const char *extdrv_summary(const struct extdrv *d)
+{
+	const char *s = op_get_str(d->result, "summary");
+
+	return s ? s : "";
+}
+
+bool extdrv_succeeded(const struct extdrv *d)
+{
+	const char *s = op_get_str(d->result, "status");
+
+	return s && !strcmp(s, "success");
+}
+
+struct json_object *extdrv_json(const char *text)
+{
+	struct json_object *o = json_tokener_parse(text);
+
+	ck_assert_msg(o != NULL, "bad JSON in test: %s", text);
+	return o;
+}
+
+void extdrv_need_tool(const char *tool)
+{
+	char *argv[] = {(char *)(uintptr_t) "/bin/sh",
+			(char *)(uintptr_t) "-c",
+			(char *)(uintptr_t) "command -v \"$1\"",
+			(char *)(uintptr_t) "sh",
+			(char *)(uintptr_t)tool,
+			NULL};
+	int rc = test_run(argv, NULL, NULL);
+
+	if (rc != 0)
+		ck_abort_msg("%s is not on PATH: run `make tools` (and `make check`, which puts "
+			     "~/.cache/orchd/tools/*/bin first on PATH)",
+			     tool);
+}
+
+void extdrv_run_action(const char *type, const char *pipeline_dir, const struct extdrv_action *a,
+		       struct extdrv *d)
+{
+	char *rel = NULL, *exe, *pdir = test_src_path(pipeline_dir);
+	struct extdrv_opts o = {
+		.action = a->action,
+		.config = a->config,
+		.state = a->state,
+		.workdir = a->workdir,
+		.clean_env = true,
+		.pipeline_dir = pdir,
+		.cancel_after = a->cancel_after,
+		.strict = true,
+		.expect_result = true,
+	};
+
+	ck_assert_int_ge(asprintf(&rel, "libexec/orchd/extensions/orchd-ext-%s", type), 0);
+	exe = test_build_path(rel);
+	o.exe = exe;
+	extdrv_run(&o, d);
+	free(rel);
+	free(exe);
+	free(pdir);
 }

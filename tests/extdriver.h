@@ -17,8 +17,10 @@ struct extdrv_opts {
 	const char *exe;	    /* the extension executable (required) */
 	const char *action;	    /* action name sent after the hello */
 	const char *instance_id;    /* action instance id, NULL: "dev-t" */
-	struct json_object *config; /* borrowed, NULL: {} */
-	struct json_object *state;  /* borrowed, NULL: null */
+	struct json_object *config; /* borrowed, NULL: config_text, else {} */
+	struct json_object *state;  /* borrowed, NULL: state_text, else null */
+	const char *config_text;    /* JSON text (asserted valid), or NULL */
+	const char *state_text;	    /* JSON text (asserted valid), or NULL */
 	/*
 	 * cwd of the extension, ORCHD_WORKDIR and the action's workdir; must
 	 * exist.  NULL: a fresh temporary directory, removed by
@@ -63,5 +65,35 @@ void extdrv_release(struct extdrv *d);
 /* The last message of type with optional key == value, or NULL (borrowed). */
 struct json_object *extdrv_find_last(const struct extdrv *d, const char *type, const char *key,
 				     const char *value);
+/* The first such message, or NULL (borrowed). */
+struct json_object *extdrv_find_first(const struct extdrv *d, const char *type, const char *key,
+				      const char *value);
+/* The result's summary, "" without one. */
+const char *extdrv_summary(const struct extdrv *d);
+/* True when the result's status is "success". */
+bool extdrv_succeeded(const struct extdrv *d);
+
+/* A test's JSON text parsed (the caller owns it); a Check failure if invalid. */
+struct json_object *extdrv_json(const char *text);
+/* A Check failure when tool is not on PATH: a missing tool fails, never skips. */
+void extdrv_need_tool(const char *tool);
+
+/*
+ * One action of a first-party extension of this build tree
+ * ($ORCHD_BUILD/libexec/orchd/extensions/orchd-ext-TYPE) run as orchd runs
+ * it: only PATH, HOME and ORCHD_* in its environment (no TF_* or ANSIBLE_*
+ * of the test machine), ORCHD_PIPELINE_DIR $ORCHD_SRC/PIPELINE_DIR, every
+ * stdout line a valid message, and a result with exit status 0 asserted.
+ */
+struct extdrv_action {
+	const char *action;
+	struct json_object *config; /* borrowed, NULL: {} */
+	struct json_object *state;  /* borrowed, NULL: null */
+	const char *workdir;	    /* must exist */
+	const char *cancel_after;   /* send cancel after a log message containing this */
+};
+
+void extdrv_run_action(const char *type, const char *pipeline_dir, const struct extdrv_action *a,
+		       struct extdrv *d);
 
 #endif

@@ -49,6 +49,26 @@ START_TEST(test_cap_fails_and_sticks)
 }
 END_TEST
 
+START_TEST(test_ellipsize)
+{
+	struct op_buf sb = OP_BUF_INIT;
+
+	op_buf_addstr(&sb, "abcdefgh");
+	op_buf_ellipsize(&sb, 8);
+	ck_assert_str_eq(op_buf_str(&sb), "abcdefgh");
+	op_buf_ellipsize(&sb, 7);
+	ck_assert_str_eq(op_buf_str(&sb), "abcd...");
+	/* "ab" then e-acute (2 bytes) then "cd": a cut inside the sequence
+	 * drops it whole */
+	op_buf_reset(&sb);
+	op_buf_addstr(&sb, "ab\xc3\xa9"
+			   "cdef");
+	op_buf_ellipsize(&sb, 6);
+	ck_assert_str_eq(op_buf_str(&sb), "ab...");
+	op_buf_release(&sb);
+}
+END_TEST
+
 START_TEST(test_detach)
 {
 	struct op_buf sb = OP_BUF_INIT;
@@ -76,6 +96,7 @@ Suite *buf_suite(void)
 	tcase_add_test(tc, test_append_and_format);
 	tcase_add_test(tc, test_cap_fails_and_sticks);
 	tcase_add_test(tc, test_detach);
+	tcase_add_test(tc, test_ellipsize);
 	suite_add_tcase(s, tc);
 	return s;
 }

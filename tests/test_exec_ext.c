@@ -48,10 +48,11 @@ static void drive(const char *which, const struct drv_opts *o, struct extdrv *d)
 {
 	char *exe = ext_path(which);
 	const char *env[] = {o->env, NULL};
-	struct json_object *cfg = o->config ? json_tokener_parse(o->config) : NULL, *st = NULL;
 	struct extdrv_opts eo = {
 		.exe = exe,
 		.action = o->action,
+		.config_text = o->config,
+		.state_text = o->state,
 		.env = env,
 		.hello = o->hello,
 		.cancel_after = o->cancel_after,
@@ -59,47 +60,8 @@ static void drive(const char *which, const struct drv_opts *o, struct extdrv *d)
 		.sigterm = o->sigterm,
 	};
 
-	ck_assert(!o->config || cfg);
-	if (o->state) {
-		st = json_tokener_parse(o->state);
-		ck_assert_ptr_nonnull(st);
-	}
-	eo.config = cfg;
-	eo.state = st;
 	extdrv_run(&eo, d);
-	json_object_put(cfg);
-	json_object_put(st);
 	free(exe);
-}
-
-/* The n-th message of a type (0-based) with optional key == value. */
-static struct json_object *find(const struct extdrv *d, const char *type, const char *key,
-				const char *value)
-{
-	for (size_t i = 0; i < json_object_array_length(d->msgs); i++) {
-		struct json_object *m = json_object_array_get_idx(d->msgs, i);
-
-		if (strcmp(op_get_str(m, "type"), type))
-			continue;
-		if (key && (!op_get_str(m, key) || strcmp(op_get_str(m, key), value)))
-			continue;
-		return m;
-	}
-	return NULL;
-}
-
-/* The last message of a type. */
-static struct json_object *last(const struct extdrv *d, const char *type)
-{
-	struct json_object *found = NULL;
-
-	for (size_t i = 0; i < json_object_array_length(d->msgs); i++) {
-		struct json_object *m = json_object_array_get_idx(d->msgs, i);
-
-		if (!strcmp(op_get_str(m, "type"), type))
-			found = m;
-	}
-	return found;
 }
 
 static const char *json_text(struct json_object *v)
@@ -119,15 +81,9 @@ static void assert_result(const struct extdrv *d, const char *status, const char
 
 static void assert_output(const struct extdrv *d, const char *key, const char *json, bool secret)
 {
-	struct json_object *o = NULL;
-
 	/* a later output with the same key replaces the earlier: take the last */
-	for (size_t i = 0; i < json_object_array_length(d->msgs); i++) {
-		struct json_object *m = json_object_array_get_idx(d->msgs, i);
+	struct json_object *o = extdrv_find_last(d, "output", "key", key);
 
-		if (!strcmp(op_get_str(m, "type"), "output") && !strcmp(op_get_str(m, "key"), key))
-			o = m;
-	}
 	ck_assert_msg(o != NULL, "no output %s in %s", key, json_text(d->msgs));
 	ck_assert_str_eq(json_text(op_get(o, "value")), json);
 	ck_assert_int_eq(op_get_bool(o, "secret", false), secret);
@@ -170,15 +126,16 @@ START_TEST(test_exec_validate_errors)
 			 "'command'?)\"},{\"path\":\"command\",\"message\":\"is required\"},"
 			 "{\"path\":\"env.FOO\",\"message\":\"must be a string\"},"
 			 "{\"path\":\"cwd\",\"message\":\"must be a non-empty string\"}]");
-	ck_assert_ptr_nonnull(find(&d, "log", "message", "command: is required"));
-	ck_assert_ptr_nonnull(find(&d, "log", "message", "env.FOO: must be a string"));
+	ck_assert_ptr_nonnull(extdrv_find_first(&d, "log", "message", "command: is required"));
+	ck_assert_ptr_nonnull(extdrv_find_first(&d, "log", "message", "env.FOO: must be a string"));
 	extdrv_release(&d);
 
 	o.config = "{\"command\":\"ls\",\"secret_outputs\":[1]}";
 	drive("exec", &o, &d);
 	assert_result(&d, "failure",
 		      "invalid configuration: command: must be a list of strings (and 1 more)");
-	ck_assert_ptr_nonnull(find(&d, "log", "message", "secret_outputs[0]: must be a string"));
+	ck_assert_ptr_nonnull(
+		extdrv_find_first(&d, "log", "message", "secret_outputs[0]: must be a string"));
 	extdrv_release(&d);
 
 	o.config = "{\"command\":[\"true\"],\"env\":{\"A\":\"b\"}}";
@@ -206,16 +163,18 @@ START_TEST(test_exec_apply_kv_outputs_and_logs)
 	drive("exec", &o, &d);
 	assert_result(&d, "success", "command exited with status 0");
 	ck_assert(op_get_bool(d.result, "changed", false));
-	ck_assert_ptr_nonnull(find(&d, "log", "message", "out-line"));
-	ck_assert_str_eq(op_get_str(find(&d, "log", "message", "out-line"), "level"), "info");
-	ck_assert_str_eq(op_get_str(find(&d, "log", "message", "err-line"), "level"), "warning");
+	ck_assert_ptr_nonnull(extdrv_find_first(&d, "log", "message", "out-line"));
+	ck_assert_str_eq(op_get_str(extdrv_find_first(&d, "log", "message", "out-line"), "level"),
+			 "info");
+	ck_assert_str_eq(op_get_str(extdrv_find_first(&d, "log", "message", "err-line"), "level"),
+			 "warning");
 	assert_output(&d, "url", "\"http://h/x?a=b\"", false);
 	assert_output(&d, "tok", "\"l1\\n\\nl3\"", true);
 	assert_output(&d, "who", "\"me\"", false);
 	/* previous state read back, new state sent */
 	ck_assert_ptr_nonnull(
-		find(&d, "log", "message", "previous state: 2 run(s), last status 0"));
-	st = op_get(last(&d, "state"), "state");
+		extdrv_find_first(&d, "log", "message", "previous state: 2 run(s), last status 0"));
+	st = op_get(extdrv_find_last(&d, "state", NULL, NULL), "state");
 	ck_assert_str_eq(json_text(st), "{\"runs\":3,\"last_status\":0}");
 	extdrv_release(&d);
 }
@@ -251,7 +210,7 @@ START_TEST(test_exec_bad_output_file)
 
 	drive("exec", &o, &d);
 	assert_result(&d, "failure", "$ORCHD_OUTPUT: line 2: expected KEY=VALUE or KEY<<DELIMITER");
-	ck_assert_ptr_null(find(&d, "output", NULL, NULL));
+	ck_assert_ptr_null(extdrv_find_first(&d, "output", NULL, NULL));
 	extdrv_release(&d);
 
 	o.config = "{\"command\":[\"sh\",\"-c\",\"printf 'k<<END\\\\nv\\\\n' > $ORCHD_OUTPUT\"]}";
@@ -268,6 +227,36 @@ START_TEST(test_exec_bad_output_file)
 }
 END_TEST
 
+/*
+ * An output may be up to 16 MiB in $ORCHD_OUTPUT but one protocol message
+ * holds 1 MiB: the value too big to send fails the action by its name
+ * (it was dropped without a word before), the outputs before it are sent.
+ */
+START_TEST(test_exec_output_too_big_for_a_message)
+{
+	struct extdrv d;
+	struct drv_opts o = {
+		.action = "apply",
+		.config = "{\"command\":[\"sh\",\"-c\",\"echo small=1 > $ORCHD_OUTPUT; "
+			  "printf 'big=%1200000s\\\\n' x >> $ORCHD_OUTPUT; "
+			  "echo after=1 >> $ORCHD_OUTPUT\"]}",
+	};
+
+	drive("exec", &o, &d);
+	assert_result(&d, "failure",
+		      "output 'big' does not fit in a protocol message (at most 1048576 bytes)");
+	ck_assert(op_get_bool(d.result, "changed", false));
+	assert_output(&d, "small", "\"1\"", false);
+	ck_assert_ptr_null(extdrv_find_first(&d, "output", "key", "big"));
+	ck_assert_ptr_null(extdrv_find_first(&d, "output", "key", "after"));
+	/* the state still records the run */
+	ck_assert_int_eq(
+		op_get_int(op_get(extdrv_find_last(&d, "state", NULL, NULL), "state"), "runs", 0),
+		1);
+	extdrv_release(&d);
+}
+END_TEST
+
 START_TEST(test_exec_failing_command)
 {
 	struct extdrv d;
@@ -277,8 +266,8 @@ START_TEST(test_exec_failing_command)
 
 	drive("exec", &o, &d);
 	assert_result(&d, "failure", "command exited with status 3");
-	ck_assert_ptr_null(find(&d, "output", NULL, NULL));
-	ck_assert_str_eq(json_text(op_get(last(&d, "state"), "state")),
+	ck_assert_ptr_null(extdrv_find_first(&d, "output", NULL, NULL));
+	ck_assert_str_eq(json_text(op_get(extdrv_find_last(&d, "state", NULL, NULL), "state")),
 			 "{\"runs\":1,\"last_status\":3}");
 	extdrv_release(&d);
 
@@ -308,7 +297,7 @@ START_TEST(test_exec_cwd)
 	o.env = env;
 	drive("exec", &o, &d);
 	assert_result(&d, "success", NULL);
-	ck_assert_ptr_nonnull(find(&d, "log", "message", sub));
+	ck_assert_ptr_nonnull(extdrv_find_first(&d, "log", "message", sub));
 	extdrv_release(&d);
 
 	o.env = NULL;
@@ -339,7 +328,7 @@ START_TEST(test_exec_plan_destroy)
 	drive("exec", &o, &d);
 	assert_result(&d, "success", "plan: command exited with status 0");
 	ck_assert(!op_get_bool(d.result, "changed", true));
-	ck_assert_ptr_null(find(&d, "output", NULL, NULL));
+	ck_assert_ptr_null(extdrv_find_first(&d, "output", NULL, NULL));
 	extdrv_release(&d);
 
 	o.action = "destroy";
@@ -348,13 +337,13 @@ START_TEST(test_exec_plan_destroy)
 	drive("exec", &o, &d);
 	assert_result(&d, "success", "nothing to destroy");
 	ck_assert(!op_get_bool(d.result, "changed", true));
-	ck_assert_ptr_null(op_get(last(&d, "state"), "state"));
+	ck_assert_ptr_null(op_get(extdrv_find_last(&d, "state", NULL, NULL), "state"));
 	extdrv_release(&d);
 
 	o.config = "{\"command\":[\"true\"],\"destroy_command\":[\"sh\",\"-c\",\"echo bye\"]}";
 	drive("exec", &o, &d);
 	assert_result(&d, "success", "destroy: command exited with status 0");
-	ck_assert_ptr_nonnull(find(&d, "log", "message", "bye"));
+	ck_assert_ptr_nonnull(extdrv_find_first(&d, "log", "message", "bye"));
 	extdrv_release(&d);
 }
 END_TEST
@@ -372,9 +361,10 @@ START_TEST(test_exec_cancel)
 
 	drive("exec", &o, &d);
 	assert_result(&d, "failure", "cancelled");
-	ck_assert_ptr_nonnull(find(&d, "log", "message", "cancelled: sent SIGTERM to the command"));
+	ck_assert_ptr_nonnull(
+		extdrv_find_first(&d, "log", "message", "cancelled: sent SIGTERM to the command"));
 	/* the command got SIGTERM (not the SIGKILL fallback) */
-	ck_assert_ptr_nonnull(find(&d, "log", "message", "got-term"));
+	ck_assert_ptr_nonnull(extdrv_find_first(&d, "log", "message", "got-term"));
 	ck_assert_int_ge(asprintf(&pidfile, "%s/pid", d.workdir), 0);
 	text = test_read_file(pidfile, NULL);
 	ck_assert_ptr_nonnull(text);
@@ -417,7 +407,7 @@ START_TEST(test_exec_sigterm)
 
 	drive("exec", &o, &d);
 	assert_result(&d, "failure", "cancelled");
-	ck_assert_ptr_nonnull(find(&d, "log", "message", "got-term"));
+	ck_assert_ptr_nonnull(extdrv_find_first(&d, "log", "message", "got-term"));
 	extdrv_release(&d);
 }
 END_TEST
@@ -432,9 +422,9 @@ START_TEST(test_exec_protocol_mismatch)
 	drive("exec", &o, &d);
 	ck_assert_ptr_null(d.result);
 	ck_assert_int_eq(d.status, 1);
-	ck_assert_str_eq(op_get_str(find(&d, "error", NULL, NULL), "message"),
+	ck_assert_str_eq(op_get_str(extdrv_find_first(&d, "error", NULL, NULL), "message"),
 			 "extension exec speaks protocol 1..1, orchd offers 2..3");
-	ck_assert(!op_get_bool(find(&d, "error", NULL, NULL), "retryable", true));
+	ck_assert(!op_get_bool(extdrv_find_first(&d, "error", NULL, NULL), "retryable", true));
 	extdrv_release(&d);
 }
 END_TEST
@@ -473,7 +463,8 @@ START_TEST(test_demo_validate)
 		"[{\"path\":\"\",\"message\":\"unknown key 'whom' (did you mean 'who'?)\"},"
 		"{\"path\":\"who\",\"message\":\"is required\"},"
 		"{\"path\":\"greeting\",\"message\":\"must be a string\"}]");
-	ck_assert_ptr_nonnull(find(&d, "log", "message", "greeting: must be a string"));
+	ck_assert_ptr_nonnull(
+		extdrv_find_first(&d, "log", "message", "greeting: must be a string"));
 	extdrv_release(&d);
 
 	o.config = "{\"who\":\"\"}";
@@ -513,7 +504,7 @@ START_TEST(test_demo_lifecycle)
 	ck_assert_ptr_nonnull(strstr(text, "hello, A "));
 	free(text);
 	free(file);
-	state = strdup(json_text(op_get(last(&d, "state"), "state")));
+	state = strdup(json_text(op_get(extdrv_find_last(&d, "state", NULL, NULL), "state")));
 	ck_assert_str_eq(state,
 			 "{\"who\":\"A \\\"q\\\" \xc3\xa9\",\"greeting\":\"hello\",\"runs\":1}");
 	extdrv_release(&d);
@@ -524,7 +515,7 @@ START_TEST(test_demo_lifecycle)
 	assert_result(&d, "success", NULL);
 	ck_assert(!op_get_bool(d.result, "changed", true));
 	assert_output(&d, "runs", "2", false);
-	ck_assert_ptr_nonnull(find(&d, "log", "level", "debug"));
+	ck_assert_ptr_nonnull(extdrv_find_first(&d, "log", "level", "debug"));
 	extdrv_release(&d);
 
 	/* plan with that state: no change */
@@ -538,8 +529,8 @@ START_TEST(test_demo_lifecycle)
 	o.action = "destroy";
 	drive(demos[_i], &o, &d);
 	assert_result(&d, "success", NULL);
-	ck_assert(op_has(last(&d, "state"), "state"));
-	ck_assert_ptr_null(op_get(last(&d, "state"), "state"));
+	ck_assert(op_has(extdrv_find_last(&d, "state", NULL, NULL), "state"));
+	ck_assert_ptr_null(op_get(extdrv_find_last(&d, "state", NULL, NULL), "state"));
 	ck_assert_str_eq(d.nonproto, "");
 	extdrv_release(&d);
 	free(state);
@@ -560,7 +551,7 @@ START_TEST(test_demo_protocol_mismatch)
 	ck_assert_int_ge(
 		asprintf(&want, "extension %s speaks protocol 1..1, orchd offers 2..3", demos[_i]),
 		0);
-	ck_assert_str_eq(op_get_str(find(&d, "error", NULL, NULL), "message"), want);
+	ck_assert_str_eq(op_get_str(extdrv_find_first(&d, "error", NULL, NULL), "message"), want);
 	free(want);
 	extdrv_release(&d);
 }
@@ -577,6 +568,7 @@ Suite *exec_ext_suite(void)
 	tcase_add_test(tc, test_exec_apply_kv_outputs_and_logs);
 	tcase_add_test(tc, test_exec_apply_json_outputs);
 	tcase_add_test(tc, test_exec_bad_output_file);
+	tcase_add_test(tc, test_exec_output_too_big_for_a_message);
 	tcase_add_test(tc, test_exec_failing_command);
 	tcase_add_test(tc, test_exec_cwd);
 	tcase_add_test(tc, test_exec_plan_destroy);

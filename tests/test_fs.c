@@ -1,6 +1,7 @@
 /*
- * op_rmtree (protocol/fs.c): the one recursive remove of orchd and its C
- * extensions.
+ * protocol/fs.c: op_rmtree, the one recursive remove of orchd and its C
+ * extensions, and op_write_file / op_write_json_file, the one file writer
+ * of the extensions.
  */
 #include <check.h>
 #include <errno.h>
@@ -9,6 +10,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <json-c/json.h>
 
 #include "orchd_protocol.h"
 #include "testutil.h"
@@ -96,6 +99,42 @@ START_TEST(test_rmtree_reports_what_it_could_not_remove)
 }
 END_TEST
 
+START_TEST(test_write_file_and_json)
+{
+	char *dir = test_tmpdir(), *f = xasprintf("%s/f.json", dir), *text;
+	char *missing = xasprintf("%s/no/such/dir/f", dir), *expect;
+	struct json_object *v = json_tokener_parse("{\"url\":\"http://x/y\",\"n\":[1]}");
+	char err[OP_ERRMAX];
+	struct stat st;
+
+	/* created 0600, whatever the umask allows */
+	ck_assert_int_eq(op_write_file(f, "old content, longer\n", 20, err, sizeof(err)), 0);
+	ck_assert_int_eq(stat(f, &st), 0);
+	ck_assert_int_eq(st.st_mode & 0777, 0600);
+	/* truncated; pretty JSON, no '\/', a final newline */
+	ck_assert_int_eq(op_write_json_file(f, v, err, sizeof(err)), 0);
+	text = test_read_file(f, NULL);
+	ck_assert_str_eq(text, "{\n  \"url\":\"http://x/y\",\n  \"n\":[\n    1\n  ]\n}\n");
+	free(text);
+	ck_assert_int_eq(op_write_json_file(f, NULL, err, sizeof(err)), 0);
+	text = test_read_file(f, NULL);
+	ck_assert_str_eq(text, "null\n");
+	free(text);
+	/* the error names the file */
+	errno = 0;
+	ck_assert_int_eq(op_write_json_file(missing, v, err, sizeof(err)), -1);
+	ck_assert_int_eq(errno, ENOENT);
+	expect = xasprintf("cannot write '%s': No such file or directory", missing);
+	ck_assert_str_eq(err, expect);
+	free(expect);
+	json_object_put(v);
+	test_rmtree(dir);
+	free(dir);
+	free(f);
+	free(missing);
+}
+END_TEST
+
 Suite *fs_suite(void)
 {
 	Suite *s = suite_create("fs");
@@ -103,6 +142,9 @@ Suite *fs_suite(void)
 
 	tcase_add_test(tc, test_rmtree_removes_everything_but_what_links_point_to);
 	tcase_add_test(tc, test_rmtree_reports_what_it_could_not_remove);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("write");
+	tcase_add_test(tc, test_write_file_and_json);
 	suite_add_tcase(s, tc);
 	return s;
 }

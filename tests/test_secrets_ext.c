@@ -177,10 +177,11 @@ static void drive(const struct drv_opts *o, struct extdrv *d)
 	static const char *const unset[] = {"SOPS_AGE_KEY_FILE", "SOPS_AGE_KEY", "SOPS_AGE_KEY_CMD",
 					    NULL};
 	char *exe = test_build_path("libexec/orchd/extensions/orchd-ext-secrets");
-	struct json_object *cfg, *st = NULL;
 	struct extdrv_opts eo = {
 		.exe = exe,
 		.action = o->action,
+		.config_text = o->config,
+		.state_text = o->state,
 		.instance_id = "dev-secrets-t",
 		.workdir = fx.dir,
 		.pipeline_dir = o->pipeline_dir ? o->pipeline_dir : fx.dir,
@@ -193,17 +194,7 @@ static void drive(const struct drv_opts *o, struct extdrv *d)
 	};
 
 	need_fixture();
-	cfg = json_tokener_parse(o->config);
-	ck_assert_ptr_nonnull(cfg);
-	if (o->state) {
-		st = json_tokener_parse(o->state);
-		ck_assert_ptr_nonnull(st);
-	}
-	eo.config = cfg;
-	eo.state = st;
 	extdrv_run(&eo, d);
-	json_object_put(cfg);
-	json_object_put(st);
 	free(exe);
 	ck_assert_str_eq(d->nonproto, "");
 }
@@ -213,23 +204,6 @@ static const char *status_of(const struct extdrv *d)
 	return op_get_str(d->result, "status");
 }
 
-static const char *summary_of(const struct extdrv *d)
-{
-	return op_get_str(d->result, "summary");
-}
-
-/* The output message with key, or NULL. */
-static struct json_object *output(const struct extdrv *d, const char *key)
-{
-	for (size_t i = 0; i < json_object_array_length(d->msgs); i++) {
-		struct json_object *m = json_object_array_get_idx(d->msgs, i);
-
-		if (!strcmp(op_get_str(m, "type"), "output") && !strcmp(op_get_str(m, "key"), key))
-			return m;
-	}
-	return NULL;
-}
-
 static size_t count(const struct extdrv *d, const char *type)
 {
 	size_t n = 0;
@@ -237,20 +211,6 @@ static size_t count(const struct extdrv *d, const char *type)
 	for (size_t i = 0; i < json_object_array_length(d->msgs); i++)
 		n += !strcmp(op_get_str(json_object_array_get_idx(d->msgs, i), "type"), type);
 	return n;
-}
-
-/* The last message of a type, or NULL. */
-static struct json_object *last(const struct extdrv *d, const char *type)
-{
-	struct json_object *found = NULL;
-
-	for (size_t i = 0; i < json_object_array_length(d->msgs); i++) {
-		struct json_object *m = json_object_array_get_idx(d->msgs, i);
-
-		if (!strcmp(op_get_str(m, "type"), type))
-			found = m;
-	}
-	return found;
 }
 
 /* True when a log message has exactly this level and text. */
@@ -287,7 +247,7 @@ static void assert_no_plaintext(const struct extdrv *d)
 
 static void assert_output(const struct extdrv *d, const char *key, const char *value)
 {
-	struct json_object *m = output(d, key);
+	struct json_object *m = extdrv_find_first(d, "output", "key", key);
 
 	ck_assert_msg(m != NULL, "no output '%s'", key);
 	ck_assert_str_eq(json_object_get_string(op_get(m, "value")), value);
@@ -333,7 +293,7 @@ START_TEST(apply_all_sources)
 	drive(&(struct drv_opts){"apply", ALL_SOURCES, NULL, token_env, NULL}, &d);
 	ck_assert_str_eq(status_of(&d), "success");
 	ck_assert(op_get_bool(d.result, "changed", false));
-	ck_assert_str_eq(summary_of(&d), "provided: token, cert, db, api, host, blob");
+	ck_assert_str_eq(extdrv_summary(&d), "provided: token, cert, db, api, host, blob");
 	assert_output(&d, "token", V_ENV);
 	assert_output(&d, "cert", V_FILE);
 	assert_output(&d, "db", V_DB);
@@ -342,7 +302,7 @@ START_TEST(apply_all_sources)
 	assert_output(&d, "blob", V_AGE);
 	ck_assert_int_eq(count(&d, "output"), 6);
 	/* the state: secret, salted sha256 hashes only */
-	st = last(&d, "state");
+	st = extdrv_find_last(&d, "state", NULL, NULL);
 	ck_assert_ptr_nonnull(st);
 	ck_assert(op_get_bool(st, "secret", false));
 	state = op_get(st, "state");
@@ -371,11 +331,13 @@ START_TEST(sops_whole_document)
 				 NULL, NULL, NULL},
 	      &d);
 	ck_assert_str_eq(status_of(&d), "success");
-	v = op_get(output(&d, "all"), "value");
+	v = op_get(extdrv_find_first(&d, "output", "key", "all"), "value");
 	ck_assert_str_eq(op_get_str(op_get(v, "db"), "password"), V_DB);
 	ck_assert_str_eq(op_get_str(v, "api_token"), V_API);
-	ck_assert_int_eq(json_object_get_int(op_get(output(&d, "port"), "value")), 5432);
-	ck_assert(op_get_bool(output(&d, "all"), "secret", false));
+	ck_assert_int_eq(json_object_get_int(
+				 op_get(extdrv_find_first(&d, "output", "key", "port"), "value")),
+			 5432);
+	ck_assert(op_get_bool(extdrv_find_first(&d, "output", "key", "all"), "secret", false));
 	assert_no_plaintext(&d);
 	extdrv_release(&d);
 }
@@ -408,7 +370,7 @@ START_TEST(plan_names_only_and_detects_changes)
 	ck_assert_str_eq(status_of(&d), "success");
 	ck_assert(op_get_bool(d.result, "changed", false));
 	ck_assert(has_log(&d, "info", "would provide: token, cert, db, api, host, blob"));
-	ck_assert_str_eq(summary_of(&d), "would provide: token, cert, db, api, host, blob");
+	ck_assert_str_eq(extdrv_summary(&d), "would provide: token, cert, db, api, host, blob");
 	ck_assert_int_eq(count(&d, "output"), 0);
 	ck_assert_int_eq(count(&d, "state"), 0);
 	assert_no_plaintext(&d);
@@ -416,12 +378,13 @@ START_TEST(plan_names_only_and_detects_changes)
 
 	/* apply, then plan with its state: no change */
 	drive(&(struct drv_opts){"apply", ALL_SOURCES, NULL, token_env, NULL}, &d);
-	state = strdup(json_object_to_json_string(op_get(last(&d, "state"), "state")));
+	state = strdup(json_object_to_json_string(
+		op_get(extdrv_find_last(&d, "state", NULL, NULL), "state")));
 	extdrv_release(&d);
 	drive(&(struct drv_opts){"plan", ALL_SOURCES, state, token_env, NULL}, &d);
 	ck_assert_str_eq(status_of(&d), "success");
 	ck_assert(!op_get_bool(d.result, "changed", true));
-	ck_assert_str_eq(summary_of(&d), "no change: token, cert, db, api, host, blob");
+	ck_assert_str_eq(extdrv_summary(&d), "no change: token, cert, db, api, host, blob");
 	ck_assert(has_log(&d, "info", "would provide: token, cert, db, api, host, blob"));
 	assert_no_plaintext(&d);
 	extdrv_release(&d);
@@ -460,7 +423,7 @@ START_TEST(validate_errors)
 				 NULL, NULL, NULL},
 	      &d);
 	ck_assert_str_eq(status_of(&d), "failure");
-	ck_assert_str_eq(summary_of(&d),
+	ck_assert_str_eq(extdrv_summary(&d),
 			 "invalid configuration: values.db: unknown source 'sopss' (expected env, "
 			 "file, sops or age)");
 	ck_assert(has_log(&d, "error",
@@ -490,8 +453,8 @@ START_TEST(validate_errors)
 			  "values.k.sops.key: invalid key path 'a..b' (expected a.b.c or "
 			  "[\"a\"][\"b\"] or a[0])"));
 	ck_assert(has_log(&d, "error", "values.x.age.identity: is required (or set age_key_file)"));
-	ck_assert_str_eq(summary_of(&d), "invalid configuration: unknown key 'valuse' (did you "
-					 "mean 'values'?) (and 3 more)");
+	ck_assert_str_eq(extdrv_summary(&d), "invalid configuration: unknown key 'valuse' (did you "
+					     "mean 'values'?) (and 3 more)");
 	free(want);
 	extdrv_release(&d);
 }
@@ -507,8 +470,9 @@ START_TEST(apply_errors)
 				 NULL, NULL, NULL},
 	      &d);
 	ck_assert_str_eq(status_of(&d), "failure");
-	ck_assert_str_eq(summary_of(&d), "values.token.env: environment variable 'SECRETS_NOPE' "
-					 "is not set (add it to the instance's pass_env)");
+	ck_assert_str_eq(extdrv_summary(&d),
+			 "values.token.env: environment variable 'SECRETS_NOPE' "
+			 "is not set (add it to the instance's pass_env)");
 	ck_assert_int_eq(count(&d, "output"), 0);
 	extdrv_release(&d);
 
@@ -521,7 +485,7 @@ START_TEST(apply_errors)
 			 "values.cert.file: cannot read '%s/gone.pem': No such file or directory",
 			 fx.dir),
 		0);
-	ck_assert_str_eq(summary_of(&d), want);
+	ck_assert_str_eq(extdrv_summary(&d), want);
 	free(want);
 	extdrv_release(&d);
 
@@ -537,7 +501,7 @@ START_TEST(apply_errors)
 				  "'%s/secrets.enc.yaml'",
 				  fx.dir),
 			 0);
-	ck_assert_str_eq(summary_of(&d), want);
+	ck_assert_str_eq(extdrv_summary(&d), want);
 	ck_assert_int_eq(count(&d, "output"), 0);
 	assert_no_plaintext(&d);
 	free(want);
@@ -556,7 +520,7 @@ START_TEST(apply_errors)
 				  "SOPS_AGE_KEY_FILE or SOPS_AGE_KEY in the instance's pass_env",
 				  fx.dir),
 			 0);
-	ck_assert_str_eq(summary_of(&d), want);
+	ck_assert_str_eq(extdrv_summary(&d), want);
 	ck_assert(has_log(&d, "warning",
 			  "sops: Failed to get the data key required to decrypt the SOPS file."));
 	assert_no_plaintext(&d);
@@ -575,7 +539,7 @@ START_TEST(apply_errors)
 				  "status 1)",
 				  fx.dir),
 			 0);
-	ck_assert_str_eq(summary_of(&d), want);
+	ck_assert_str_eq(extdrv_summary(&d), want);
 	assert_no_plaintext(&d);
 	free(want);
 	extdrv_release(&d);
@@ -627,7 +591,7 @@ START_TEST(destroy_and_describe)
 	drive(&(struct drv_opts){"destroy", ALL_SOURCES, "{\"salt\":\"x\"}", NULL, NULL}, &d);
 	ck_assert_str_eq(status_of(&d), "success");
 	ck_assert(!op_get_bool(d.result, "changed", true));
-	st = last(&d, "state");
+	st = extdrv_find_last(&d, "state", NULL, NULL);
 	ck_assert_ptr_nonnull(st);
 	ck_assert_ptr_null(op_get(st, "state"));
 	extdrv_release(&d);

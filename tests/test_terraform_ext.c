@@ -1,7 +1,7 @@
 /*
  * Tests of orchd-ext-terraform driven as a real process over real pipes
- * (a small in-test driver built on the protocol library, as in
- * test_exec_ext.c), running the real OpenTofu (`make tools`) on the module
+ * (tests/extdriver, as orchd runs it), running the real OpenTofu
+ * (`make tools`) on the module
  * examples/terraform/hello (terraform_data + local-exec: no provider
  * download, works offline).
  */
@@ -9,12 +9,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
@@ -23,84 +21,17 @@
 #include "orchd_protocol.h"
 #include "testutil.h"
 
-struct drv_opts {
-	const char *action;
-	struct json_object *config; /* borrowed, NULL: {} */
-	struct json_object *state;  /* borrowed, NULL: null */
-	const char *workdir;	    /* must exist */
-	const char *cancel_after;   /* send cancel after a log message containing this */
-};
-
-/* Run one action with the environment orchd gives an extension (no
- * TF_* of the test machine); fills d. */
-static void drive(const struct drv_opts *o, struct extdrv *d)
+/* Run one action as orchd runs it; fills d. */
+static void drive(const struct extdrv_action *a, struct extdrv *d)
 {
-	char *exe = test_build_path("libexec/orchd/extensions/orchd-ext-terraform");
-	char *pdir = test_src_path("examples/terraform");
-	struct extdrv_opts eo = {
-		.exe = exe,
-		.action = o->action,
-		.config = o->config,
-		.state = o->state,
-		.workdir = o->workdir,
-		.clean_env = true,
-		.pipeline_dir = pdir,
-		.cancel_after = o->cancel_after,
-		.strict = true,
-		.expect_result = true,
-	};
-
-	extdrv_run(&eo, d);
-	free(pdir);
-	free(exe);
-}
-
-/* The last message of a type with optional key == value (borrowed). */
-static struct json_object *find(const struct extdrv *d, const char *type, const char *key,
-				const char *value)
-{
-	return extdrv_find_last(d, type, key, value);
-}
-
-static const char *summary(const struct extdrv *d)
-{
-	const char *s = op_get_str(d->result, "summary");
-
-	return s ? s : "";
-}
-
-static bool succeeded(const struct extdrv *d)
-{
-	return !strcmp(op_get_str(d->result, "status"), "success");
-}
-
-static struct json_object *json(const char *text)
-{
-	struct json_object *o = json_tokener_parse(text);
-
-	ck_assert_msg(o != NULL, "bad JSON in test: %s", text);
-	return o;
-}
-
-/* A missing tool is a failure, never a skip. */
-static void need_tofu(void)
-{
-	char *argv[] = {(char *)(uintptr_t) "sh", (char *)(uintptr_t) "-c",
-			(char *)(uintptr_t) "command -v tofu", NULL};
-	char *sh = strdup("/bin/sh");
-
-	argv[0] = sh;
-	if (test_run(argv, NULL, NULL) != 0)
-		ck_abort_msg("tofu is not on PATH: run `make tools` (and `make check`, which puts "
-			     "~/.cache/orchd/tools/*/bin first on PATH)");
-	free(sh);
+	extdrv_run_action("terraform", "examples/terraform", a, d);
 }
 
 /* validate with a config; returns the driver result. */
 static void validate(const char *config, struct extdrv *d, char **wd)
 {
-	struct json_object *cfg = json(config);
-	struct drv_opts o = {"validate", cfg, NULL, NULL, NULL};
+	struct json_object *cfg = extdrv_json(config);
+	struct extdrv_action o = {"validate", cfg, NULL, NULL, NULL};
 
 	*wd = test_tmpdir();
 	o.workdir = *wd;
@@ -115,14 +46,14 @@ START_TEST(validate_unknown_key)
 	struct json_object *errs;
 
 	validate("{\"source\":\"hello\",\"varz\":{}}", &d, &wd);
-	ck_assert(!succeeded(&d));
-	ck_assert_str_eq(summary(&d),
+	ck_assert(!extdrv_succeeded(&d));
+	ck_assert_str_eq(extdrv_summary(&d),
 			 "invalid configuration: unknown key 'varz' (did you mean 'vars'?)");
 	errs = op_get(d.result, "errors");
 	ck_assert_int_eq(json_object_array_length(errs), 1);
 	ck_assert_str_eq(op_get_str(json_object_array_get_idx(errs, 0), "path"), "");
-	ck_assert_ptr_nonnull(
-		find(&d, "log", "message", "unknown key 'varz' (did you mean 'vars'?)"));
+	ck_assert_ptr_nonnull(extdrv_find_last(&d, "log", "message",
+					       "unknown key 'varz' (did you mean 'vars'?)"));
 	extdrv_release(&d);
 	test_rmtree(wd);
 	free(wd);
@@ -135,8 +66,8 @@ START_TEST(validate_missing_source)
 	char *wd;
 
 	validate("{\"vars\":{\"name\":1}}", &d, &wd);
-	ck_assert(!succeeded(&d));
-	ck_assert_str_eq(summary(&d), "invalid configuration: source: is required");
+	ck_assert(!extdrv_succeeded(&d));
+	ck_assert_str_eq(extdrv_summary(&d), "invalid configuration: source: is required");
 	ck_assert_str_eq(
 		op_get_str(json_object_array_get_idx(op_get(d.result, "errors"), 0), "path"),
 		"source");
@@ -152,28 +83,28 @@ START_TEST(validate_bad_values)
 	char *wd, *expect, *src = test_src_path("examples/terraform");
 
 	validate("{\"source\":\"nope\",\"binary\":\"tf\",\"var_files\":[\"x.tfvars\"]}", &d, &wd);
-	ck_assert(!succeeded(&d));
-	ck_assert_str_eq(summary(&d), "invalid configuration: binary: must be 'tofu', "
-				      "'terraform' or an absolute path (got 'tf')");
+	ck_assert(!extdrv_succeeded(&d));
+	ck_assert_str_eq(extdrv_summary(&d), "invalid configuration: binary: must be 'tofu', "
+					     "'terraform' or an absolute path (got 'tf')");
 	extdrv_release(&d);
 	test_rmtree(wd);
 	free(wd);
 	/* paths: relative to ORCHD_PIPELINE_DIR (examples/terraform here) */
 	validate("{\"source\":\"nope\",\"var_files\":[\"x.tfvars\"]}", &d, &wd);
-	ck_assert(!succeeded(&d));
+	ck_assert(!extdrv_succeeded(&d));
 	ck_assert_int_ge(asprintf(&expect,
 				  "invalid configuration: source: cannot access '%s/nope': No such "
 				  "file or directory (and 1 more)",
 				  src),
 			 0);
-	ck_assert_str_eq(summary(&d), expect);
+	ck_assert_str_eq(extdrv_summary(&d), expect);
 	free(expect);
 	ck_assert_int_ge(asprintf(&expect,
 				  "var_files[0]: cannot access '%s/x.tfvars': No such "
 				  "file or directory",
 				  src),
 			 0);
-	ck_assert_ptr_nonnull(find(&d, "log", "message", expect));
+	ck_assert_ptr_nonnull(extdrv_find_last(&d, "log", "message", expect));
 	free(expect);
 	extdrv_release(&d);
 	test_rmtree(wd);
@@ -189,10 +120,10 @@ START_TEST(validate_ok_and_hcl_errors)
 	struct json_object *errs;
 	FILE *f;
 
-	need_tofu();
+	extdrv_need_tool("tofu");
 	validate("{\"source\":\"hello\",\"vars\":{\"path\":\"/nonexistent\"}}", &d, &wd);
-	ck_assert_msg(succeeded(&d), "%s", summary(&d));
-	ck_assert_str_eq(summary(&d), "configuration is valid");
+	ck_assert_msg(extdrv_succeeded(&d), "%s", extdrv_summary(&d));
+	ck_assert_str_eq(extdrv_summary(&d), "configuration is valid");
 	extdrv_release(&d);
 	test_rmtree(wd);
 	free(wd);
@@ -206,7 +137,7 @@ START_TEST(validate_ok_and_hcl_errors)
 	fclose(f);
 	ck_assert_int_ge(asprintf(&cfg, "{\"source\":\"%s\"}", bad), 0);
 	validate(cfg, &d, &wd);
-	ck_assert(!succeeded(&d));
+	ck_assert(!extdrv_succeeded(&d));
 	errs = op_get(d.result, "errors");
 	ck_assert_int_eq(json_object_array_length(errs), 2);
 	ck_assert_int_ge(asprintf(&expect, "%s/main.tf:2", bad), 0);
@@ -225,7 +156,7 @@ START_TEST(validate_ok_and_hcl_errors)
 			 "token. (and 1 more)",
 			 bad),
 		0);
-	ck_assert_str_eq(summary(&d), expect);
+	ck_assert_str_eq(extdrv_summary(&d), expect);
 	free(expect);
 	extdrv_release(&d);
 	test_rmtree(wd);
@@ -239,7 +170,7 @@ END_TEST
 
 static struct json_object *take_state(const struct extdrv *d)
 {
-	struct json_object *m = find(d, "state", NULL, NULL);
+	struct json_object *m = extdrv_find_last(d, "state", NULL, NULL);
 
 	ck_assert_msg(m != NULL, "no state message");
 	ck_assert(op_get_bool(m, "secret", false));
@@ -250,12 +181,12 @@ START_TEST(lifecycle)
 {
 	char *wd = test_tmpdir(), *tmp = test_tmpdir(), *out, *cfgtext, *varfile, *content;
 	struct json_object *cfg, *state, *o, *res;
-	struct drv_opts opts = {"plan", NULL, NULL, wd, NULL};
+	struct extdrv_action opts = {"plan", NULL, NULL, wd, NULL};
 	struct extdrv d;
 	struct stat st;
 	FILE *f;
 
-	need_tofu();
+	extdrv_need_tool("tofu");
 	ck_assert_int_ge(asprintf(&out, "%s/greeting.txt", tmp), 0);
 	ck_assert_int_ge(asprintf(&varfile, "%s/extra.tfvars.json", tmp), 0);
 	f = fopen(varfile, "w");
@@ -268,32 +199,32 @@ START_TEST(lifecycle)
 				  "\"vars\":{\"name\":\"orchd\",\"path\":\"%s\",\"fail\":false}}",
 				  varfile, out),
 			 0);
-	cfg = json(cfgtext);
+	cfg = extdrv_json(cfgtext);
 	opts.config = cfg;
 
 	/* plan on empty state: something to add */
 	drive(&opts, &d);
-	ck_assert_msg(succeeded(&d), "%s", summary(&d));
+	ck_assert_msg(extdrv_succeeded(&d), "%s", extdrv_summary(&d));
 	ck_assert(op_get_bool(d.result, "changed", false));
-	ck_assert_str_eq(summary(&d), "plan: 1 to add, 0 to change, 0 to destroy");
+	ck_assert_str_eq(extdrv_summary(&d), "plan: 1 to add, 0 to change, 0 to destroy");
 	ck_assert_int_eq(stat(out, &st), -1);
 	extdrv_release(&d);
 
 	/* apply: the file, outputs (token secret), a secret tfstate */
 	opts.action = "apply";
 	drive(&opts, &d);
-	ck_assert_msg(succeeded(&d), "%s", summary(&d));
+	ck_assert_msg(extdrv_succeeded(&d), "%s", extdrv_summary(&d));
 	ck_assert(op_get_bool(d.result, "changed", false));
-	ck_assert_str_eq(summary(&d), "apply: 1 added, 0 changed, 0 destroyed");
+	ck_assert_str_eq(extdrv_summary(&d), "apply: 1 added, 0 changed, 0 destroyed");
 	content = test_read_file(out, NULL);
 	ck_assert_ptr_nonnull(content);
 	ck_assert_str_eq(content, "hello, orchd\n");
 	free(content);
-	o = find(&d, "output", "key", "greeting");
+	o = extdrv_find_last(&d, "output", "key", "greeting");
 	ck_assert_ptr_nonnull(o);
 	ck_assert_str_eq(op_get_str(o, "value"), "hello, orchd");
 	ck_assert(!op_get_bool(o, "secret", true));
-	o = find(&d, "output", "key", "token");
+	o = extdrv_find_last(&d, "output", "key", "token");
 	ck_assert_ptr_nonnull(o);
 	ck_assert_str_eq(op_get_str(o, "value"), "s3cr3t-from-file");
 	ck_assert(op_get_bool(o, "secret", false));
@@ -323,9 +254,9 @@ START_TEST(lifecycle)
 	fclose(f);
 	opts.state = state;
 	drive(&opts, &d);
-	ck_assert_msg(succeeded(&d), "%s", summary(&d));
+	ck_assert_msg(extdrv_succeeded(&d), "%s", extdrv_summary(&d));
 	ck_assert(!op_get_bool(d.result, "changed", true));
-	ck_assert_str_eq(summary(&d), "apply: 0 added, 0 changed, 0 destroyed");
+	ck_assert_str_eq(extdrv_summary(&d), "apply: 0 added, 0 changed, 0 destroyed");
 	content = test_read_file(out, NULL);
 	ck_assert_str_eq(content, "marker\n");
 	free(content);
@@ -334,9 +265,9 @@ START_TEST(lifecycle)
 	/* plan with the state: no changes */
 	opts.action = "plan";
 	drive(&opts, &d);
-	ck_assert_msg(succeeded(&d), "%s", summary(&d));
+	ck_assert_msg(extdrv_succeeded(&d), "%s", extdrv_summary(&d));
 	ck_assert(!op_get_bool(d.result, "changed", true));
-	ck_assert_str_eq(summary(&d), "plan: no changes");
+	ck_assert_str_eq(extdrv_summary(&d), "plan: no changes");
 	extdrv_release(&d);
 
 	/* plan with another name: an in-place update of terraform_data.input */
@@ -351,17 +282,17 @@ START_TEST(lifecycle)
 		opts.config = cfg;
 		json_object_put(cfg2);
 	}
-	ck_assert_msg(succeeded(&d), "%s", summary(&d));
+	ck_assert_msg(extdrv_succeeded(&d), "%s", extdrv_summary(&d));
 	ck_assert(op_get_bool(d.result, "changed", false));
-	ck_assert_str_eq(summary(&d), "plan: 0 to add, 1 to change, 0 to destroy");
+	ck_assert_str_eq(extdrv_summary(&d), "plan: 0 to add, 1 to change, 0 to destroy");
 	extdrv_release(&d);
 
 	/* destroy: the destroy provisioner removes the file; state now empty */
 	opts.action = "destroy";
 	drive(&opts, &d);
-	ck_assert_msg(succeeded(&d), "%s", summary(&d));
+	ck_assert_msg(extdrv_succeeded(&d), "%s", extdrv_summary(&d));
 	ck_assert(op_get_bool(d.result, "changed", false));
-	ck_assert_str_eq(summary(&d), "destroy: 1 destroyed");
+	ck_assert_str_eq(extdrv_summary(&d), "destroy: 1 destroyed");
 	ck_assert_int_eq(stat(out, &st), -1);
 	json_object_put(state);
 	state = take_state(&d);
@@ -371,9 +302,9 @@ START_TEST(lifecycle)
 	/* destroy again: nothing to do */
 	opts.state = state;
 	drive(&opts, &d);
-	ck_assert(succeeded(&d));
+	ck_assert(extdrv_succeeded(&d));
 	ck_assert(!op_get_bool(d.result, "changed", true));
-	ck_assert_str_eq(summary(&d), "nothing to destroy");
+	ck_assert_str_eq(extdrv_summary(&d), "nothing to destroy");
 	extdrv_release(&d);
 
 	json_object_put(state);
@@ -392,34 +323,36 @@ START_TEST(apply_failure)
 {
 	char *wd = test_tmpdir(), *cfgtext;
 	struct json_object *cfg, *state;
-	struct drv_opts opts = {"apply", NULL, NULL, wd, NULL};
+	struct extdrv_action opts = {"apply", NULL, NULL, wd, NULL};
 	struct extdrv d;
 	const char *prefix = "tofu apply failed (exit status 1): local-exec provisioner error at "
 			     "main.tf:";
 
-	need_tofu();
+	extdrv_need_tool("tofu");
 	ck_assert_int_ge(
 		asprintf(&cfgtext,
 			 "{\"source\":\"hello\",\"vars\":{\"path\":\"%s/x\",\"fail\":true}}", wd),
 		0);
-	cfg = json(cfgtext);
+	cfg = extdrv_json(cfgtext);
 	opts.config = cfg;
 	drive(&opts, &d);
-	ck_assert(!succeeded(&d));
-	ck_assert_msg(!strncmp(summary(&d), prefix, strlen(prefix)), "%s", summary(&d));
-	ck_assert_msg(strstr(summary(&d), "Output: greeting: refusing to write"), "%s",
-		      summary(&d));
+	ck_assert(!extdrv_succeeded(&d));
+	ck_assert_msg(!strncmp(extdrv_summary(&d), prefix, strlen(prefix)), "%s",
+		      extdrv_summary(&d));
+	ck_assert_msg(strstr(extdrv_summary(&d), "Output: greeting: refusing to write"), "%s",
+		      extdrv_summary(&d));
 	/* the tool's error diagnostics are logged at level error */
-	ck_assert_ptr_nonnull(find(&d, "log", "message", "Error: local-exec provisioner error"));
-	ck_assert_str_eq(
-		op_get_str(find(&d, "log", "message", "Error: local-exec provisioner error"),
-			   "level"),
-		"error");
+	ck_assert_ptr_nonnull(
+		extdrv_find_last(&d, "log", "message", "Error: local-exec provisioner error"));
+	ck_assert_str_eq(op_get_str(extdrv_find_last(&d, "log", "message",
+						     "Error: local-exec provisioner error"),
+				    "level"),
+			 "error");
 	/* the (tainted) resource is recorded so that destroy can clean up */
 	state = take_state(&d);
 	ck_assert_int_eq(json_object_array_length(op_get(state, "resources")), 1);
 	json_object_put(state);
-	ck_assert_ptr_null(find(&d, "output", NULL, NULL));
+	ck_assert_ptr_null(extdrv_find_last(&d, "output", NULL, NULL));
 	extdrv_release(&d);
 	json_object_put(cfg);
 	free(cfgtext);
@@ -431,15 +364,17 @@ END_TEST
 START_TEST(missing_binary)
 {
 	char *wd = test_tmpdir();
-	struct json_object *cfg = json("{\"source\":\"hello\",\"binary\":\"/nonexistent/tofu\","
-				       "\"vars\":{\"path\":\"/nonexistent/x\"}}");
-	struct drv_opts opts = {"plan", cfg, NULL, wd, NULL};
+	struct json_object *cfg =
+		extdrv_json("{\"source\":\"hello\",\"binary\":\"/nonexistent/tofu\","
+			    "\"vars\":{\"path\":\"/nonexistent/x\"}}");
+	struct extdrv_action opts = {"plan", cfg, NULL, wd, NULL};
 	struct extdrv d;
 
 	drive(&opts, &d);
-	ck_assert(!succeeded(&d));
-	ck_assert_str_eq(summary(&d), "/nonexistent/tofu init: cannot run '/nonexistent/tofu': "
-				      "No such file or directory");
+	ck_assert(!extdrv_succeeded(&d));
+	ck_assert_str_eq(extdrv_summary(&d),
+			 "/nonexistent/tofu init: cannot run '/nonexistent/tofu': "
+			 "No such file or directory");
 	extdrv_release(&d);
 	json_object_put(cfg);
 	test_rmtree(wd);
@@ -451,23 +386,24 @@ START_TEST(cancel_apply)
 {
 	char *wd = test_tmpdir(), *cfgtext;
 	struct json_object *cfg;
-	struct drv_opts opts = {"apply", NULL, NULL, wd, "Provisioning with 'local-exec'"};
+	struct extdrv_action opts = {"apply", NULL, NULL, wd, "Provisioning with 'local-exec'"};
 	struct extdrv d;
 	struct stat st;
 	char *out;
 
-	need_tofu();
+	extdrv_need_tool("tofu");
 	ck_assert_int_ge(asprintf(&out, "%s/never", wd), 0);
 	ck_assert_int_ge(asprintf(&cfgtext,
 				  "{\"source\":\"hello\",\"vars\":{\"path\":\"%s\",\"delay\":60}}",
 				  out),
 			 0);
-	cfg = json(cfgtext);
+	cfg = extdrv_json(cfgtext);
 	opts.config = cfg;
 	drive(&opts, &d);
-	ck_assert(!succeeded(&d));
-	ck_assert_str_eq(summary(&d), "tofu apply: cancelled");
-	ck_assert_ptr_nonnull(find(&d, "log", "message", "cancelled: sent SIGTERM to tofu"));
+	ck_assert(!extdrv_succeeded(&d));
+	ck_assert_str_eq(extdrv_summary(&d), "tofu apply: cancelled");
+	ck_assert_ptr_nonnull(
+		extdrv_find_last(&d, "log", "message", "cancelled: sent SIGTERM to tofu"));
 	ck_assert_int_eq(stat(out, &st), -1);
 	extdrv_release(&d);
 	json_object_put(cfg);
@@ -478,21 +414,50 @@ START_TEST(cancel_apply)
 }
 END_TEST
 
-START_TEST(describe)
+/*
+ * A tfstate over the protocol's 1 MiB message limit cannot reach orchd:
+ * apply fails and says so (it used to succeed and lose the state).
+ */
+START_TEST(state_too_big_for_a_message)
 {
-	char *wd = test_tmpdir();
-	struct drv_opts opts = {"describe", NULL, NULL, wd, NULL};
+	char *wd = test_tmpdir(), *mod = test_tmpdir(), *path, *blob, *cfgtext;
+	struct extdrv_action opts = {"apply", NULL, NULL, wd, NULL};
+	struct json_object *cfg;
 	struct extdrv d;
-	struct json_object *desc;
+	FILE *f;
 
+	extdrv_need_tool("tofu");
+	/* terraform_data keeps its input twice (input and output): 2 x 600 kB */
+	ck_assert_int_ge(asprintf(&path, "%s/main.tf", mod), 0);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("variable \"blob\" {\n  type = string\n}\n"
+	      "resource \"terraform_data\" \"big\" {\n  input = var.blob\n}\n",
+	      f);
+	fclose(f);
+	blob = malloc(600001);
+	ck_assert_ptr_nonnull(blob);
+	memset(blob, 'b', 600000);
+	blob[600000] = '\0';
+	ck_assert_int_ge(
+		asprintf(&cfgtext, "{\"source\":\"%s\",\"vars\":{\"blob\":\"%s\"}}", mod, blob), 0);
+	cfg = extdrv_json(cfgtext);
+	opts.config = cfg;
 	drive(&opts, &d);
-	ck_assert(succeeded(&d));
-	desc = op_get(d.result, "describe");
-	ck_assert_str_eq(op_get_str(desc, "type"), "terraform");
-	ck_assert_ptr_nonnull(op_get(op_get(op_get(desc, "config"), "properties"), "source"));
+	ck_assert(!extdrv_succeeded(&d));
+	ck_assert_str_eq(extdrv_summary(&d),
+			 "the tfstate does not fit in a protocol message (at most 1048576 bytes)");
+	ck_assert(op_get_bool(d.result, "changed", false));
+	ck_assert_ptr_null(extdrv_find_last(&d, "state", NULL, NULL));
 	extdrv_release(&d);
+	json_object_put(cfg);
+	free(cfgtext);
+	free(blob);
+	free(path);
 	test_rmtree(wd);
+	test_rmtree(mod);
 	free(wd);
+	free(mod);
 }
 END_TEST
 
@@ -506,13 +471,13 @@ Suite *terraform_ext_suite(void)
 	tcase_add_test(tc, validate_missing_source);
 	tcase_add_test(tc, validate_bad_values);
 	tcase_add_test(tc, missing_binary);
-	tcase_add_test(tc, describe);
 	suite_add_tcase(s, tc);
 	tcase_set_timeout(tools, 90);
 	tcase_add_test(tools, validate_ok_and_hcl_errors);
 	tcase_add_test(tools, lifecycle);
 	tcase_add_test(tools, apply_failure);
 	tcase_add_test(tools, cancel_apply);
+	tcase_add_test(tools, state_too_big_for_a_message);
 	suite_add_tcase(s, tools);
 	return s;
 }

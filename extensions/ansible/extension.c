@@ -12,9 +12,7 @@
  * directory are removed when the action ends.  The extension never logs
  * extra_vars (only task names, hosts, statuses and failure messages).
  */
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,8 +22,7 @@
 
 #include <json-c/json.h>
 
-#include "orchd_protocol.h"
-#include "orchd_protocol.h"
+#include <orchd/orchd_protocol.h>
 
 #include "callback.h"
 #include "extension.h"
@@ -59,6 +56,18 @@ struct play {
 	const char *err_level;	 /* level of the current stderr message */
 };
 
+/*
+ * The text of a buffer whose appends were not checked one by one (a
+ * failure is sticky, see "Buffers" in orchd_protocol.h): never the rest of
+ * a failed buffer, an exit like ans_must() instead.
+ */
+static const char *checked(const struct op_buf *b)
+{
+	if (op_buf_failed(b))
+		ans_must(NULL);
+	return op_buf_str(b);
+}
+
 static char *join(const char *a, const char *b)
 {
 	char *s;
@@ -86,33 +95,6 @@ static int load_config(struct op_ext *ext, struct ans_config *cfg)
 }
 
 /* --- workdir ---------------------------------------------------------------- */
-
-static int write_file(const char *path, const char *data, size_t len, char *err, size_t errlen)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-
-	if (fd < 0 || op_write_all(fd, data, len) < 0) {
-		snprintf(err, errlen, "cannot write '%s': %s", path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	if (close(fd) < 0) {
-		snprintf(err, errlen, "cannot write '%s': %s", path, strerror(errno));
-		return -1;
-	}
-	return 0;
-}
-
-static int write_json(const char *path, const struct json_object *o, char *err, size_t errlen)
-{
-	size_t n;
-	const char *s = json_object_to_json_string_length(
-		(struct json_object *)(uintptr_t)o,
-		JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
-
-	return write_file(path, s, n, err, errlen);
-}
 
 static int make_dir(const char *wd, const char *rel, char *err, size_t errlen)
 {
@@ -155,7 +137,7 @@ static int write_inventory(struct ctx *c, char *err, size_t errlen)
 	json_object_object_add(all, "hosts", hosts);
 	json_object_object_add(inv, "all", all);
 	c->inventory = join(c->workdir, ANS_INV_FILE);
-	ret = write_json(c->inventory, inv, err, errlen);
+	ret = op_write_json_file(c->inventory, inv, err, errlen);
 	json_object_put(inv);
 	return ret;
 }
@@ -237,13 +219,13 @@ static int prepare(struct op_ext *ext, struct ctx *c)
 		ret = make_dir(c->workdir, ANS_CB_DIR, err, sizeof(err));
 	if (!ret) {
 		path = join(c->workdir, ANS_CB_DIR "/" ANS_CALLBACK_FILE);
-		ret = write_file(path, ans_callback_source, strlen(ans_callback_source), err,
-				 sizeof(err));
+		ret = op_write_file(path, ans_callback_source, strlen(ans_callback_source), err,
+				    sizeof(err));
 		free(path);
 	}
 	if (!ret) {
 		c->varsfile = join(c->workdir, ANS_VARS_FILE);
-		ret = write_json(c->varsfile, c->cfg.extra_vars, err, sizeof(err));
+		ret = op_write_json_file(c->varsfile, c->cfg.extra_vars, err, sizeof(err));
 	}
 	if (!ret) {
 		if (c->cfg.inventory_path)
@@ -448,19 +430,6 @@ static void last_lines(const char *text, int n, struct op_buf *out)
 	}
 }
 
-static void cap_summary(struct op_buf *sb)
-{
-	if (sb->len <= ANS_SUMMARY_MAX)
-		return;
-	op_buf_setlen(sb, ANS_SUMMARY_MAX - 3);
-	/* do not cut a UTF-8 sequence */
-	while (sb->len && (sb->buf[sb->len - 1] & 0xc0) == 0x80)
-		op_buf_setlen(sb, sb->len - 1);
-	if (sb->len && (sb->buf[sb->len - 1] & 0x80))
-		op_buf_setlen(sb, sb->len - 1);
-	op_buf_addstr(sb, "...");
-}
-
 /* Send the failure result of a run that did not succeed. */
 static int fail_run(struct ctx *c, const char *playbook, struct play *p, struct op_cmd_result *r,
 		    int changed)
@@ -478,7 +447,7 @@ static int fail_run(struct ctx *c, const char *playbook, struct play *p, struct 
 		op_buf_addf(&sb, "playbook %s failed (%s)", playbook,
 			    op_cmd_status_text(r, st, sizeof(st)));
 		if (p->nfailures) {
-			op_buf_addf(&sb, ": %s", op_buf_str(&p->failures));
+			op_buf_addf(&sb, ": %s", checked(&p->failures));
 		} else {
 			struct op_errors errs = {0};
 
@@ -489,15 +458,15 @@ static int fail_run(struct ctx *c, const char *playbook, struct play *p, struct 
 				struct op_buf tail = OP_BUF_INIT;
 
 				last_lines(r->err.len ? r->err.buf : r->out.buf, 3, &tail);
-				if (tail.len)
+				if (*checked(&tail))
 					op_buf_addf(&sb, ": %s", op_buf_str(&tail));
 				op_buf_release(&tail);
 			}
 			op_errors_release(&errs);
 		}
 	}
-	cap_summary(&sb);
-	ret = op_ext_result(c->ext, false, changed, NULL, "%s", op_buf_str(&sb));
+	op_buf_ellipsize(&sb, ANS_SUMMARY_MAX);
+	ret = op_ext_result(c->ext, false, changed, NULL, "%s", checked(&sb));
 	op_buf_release(&sb);
 	return ret;
 }
@@ -535,13 +504,14 @@ static void recap(const struct totals *t, struct op_buf *sb)
 		    t->hosts == 1 ? "" : "s");
 }
 
-typedef void (*ans_success_fn)(struct ctx *c, const struct play *p);
+/* Send what a successful run produced; -1 with err set when it cannot. */
+typedef int (*ans_success_fn)(struct ctx *c, const struct play *p, char *err, size_t errlen);
 
 /*
  * Run a playbook for plan/apply/destroy and send the result (what: "check",
  * "apply", "destroy": the summary's prefix).  on_success (may be NULL) runs
- * before a success result is sent (outputs and state).  Returns the
- * result's send status.
+ * before a success result is sent (outputs and state); when it fails, the
+ * result is a failure with its err.  Returns the result's send status.
  */
 static int run_action(struct ctx *c, const char *playbook, const char *what,
 		      const char *const *args, ans_success_fn on_success)
@@ -550,6 +520,7 @@ static int run_action(struct ctx *c, const char *playbook, const char *what,
 	struct totals t;
 	struct play p;
 	struct op_buf sb = OP_BUF_INIT;
+	char err[OP_ERRMAX];
 	int ret;
 
 	op_ext_progress(c->ext, -1, "%s %s", c->cfg.binary, playbook);
@@ -557,12 +528,12 @@ static int run_action(struct ctx *c, const char *playbook, const char *what,
 	sum_stats(&p, &t);
 	if (!op_cmd_exited(&r, 0) || r.cancelled || !p.stats) {
 		ret = fail_run(c, playbook, &p, &r, t.changed > 0 ? 1 : -1);
+	} else if (on_success && on_success(c, &p, err, sizeof(err)) < 0) {
+		ret = op_ext_result(c->ext, false, t.changed > 0, NULL, "%s", err);
 	} else {
-		if (on_success)
-			on_success(c, &p);
 		op_buf_addf(&sb, "%s: ", what);
 		recap(&t, &sb);
-		ret = op_ext_result(c->ext, true, t.changed > 0, NULL, "%s", op_buf_str(&sb));
+		ret = op_ext_result(c->ext, true, t.changed > 0, NULL, "%s", checked(&sb));
 	}
 	op_buf_release(&sb);
 	play_release(&p);
@@ -606,8 +577,8 @@ static void syntax_check(struct ctx *c, const char *key, const char *playbook,
 
 			last_lines(r.err.buf, 3, &tail);
 			op_errors_add(errs, key, "syntax check failed (%s)%s%s",
-				      op_cmd_status_text(&r, st, sizeof(st)), tail.len ? ": " : "",
-				      op_buf_str(&tail));
+				      op_cmd_status_text(&r, st, sizeof(st)),
+				      *checked(&tail) ? ": " : "", op_buf_str(&tail));
 			op_buf_release(&tail);
 		}
 	}
@@ -654,40 +625,48 @@ int ans_plan(struct op_ext *ext)
 }
 
 /* The state after an apply: the playbook and its recap (no variables). */
-static void send_state(struct ctx *c, const struct play *p)
+static int send_state(struct ctx *c, const struct play *p, char *err, size_t errlen)
 {
 	struct json_object *st = ans_must(json_object_new_object());
 	struct json_object *hosts = op_get(p->stats, "hosts");
+	int ret;
 
 	json_object_object_add(st, "format", json_object_new_int(ANS_STATE_FORMAT));
 	json_object_object_add(st, "playbook", json_object_new_string(c->cfg.playbook));
 	json_object_object_add(st, "recap",
 			       hosts ? json_object_get(hosts) : json_object_new_object());
-	if (op_ext_state_send(c->ext, st) < 0)
-		op_ext_log(c->ext, "error", "cannot send the state: %s", strerror(errno));
+	ret = op_ext_state_send(c->ext, st);
+	if (ret < 0)
+		op_ext_send_failure(err, errlen, errno, "the state");
 	json_object_put(st);
+	return ret;
 }
 
 /*
  * The set_stats data of the run (aggregate, per_host: false) as outputs;
  * keys listed in secret_outputs are sent as secrets.
  */
-static void send_outputs(struct ctx *c, const struct play *p)
+static int send_outputs(struct ctx *c, const struct play *p, char *err, size_t errlen)
 {
 	struct json_object *custom = op_get(p->stats, "custom");
 
 	if (!json_object_is_type(custom, json_type_object))
-		return;
+		return 0;
 	json_object_object_foreach(custom, k, v)
 	{
-		op_ext_output(c->ext, k, v, ans_config_secret_output(&c->cfg, k));
+		if (op_ext_output(c->ext, k, v, ans_config_secret_output(&c->cfg, k)) < 0) {
+			op_ext_send_failure(err, errlen, errno, "output '%s'", k);
+			return -1;
+		}
 	}
+	return 0;
 }
 
-static void apply_success(struct ctx *c, const struct play *p)
+static int apply_success(struct ctx *c, const struct play *p, char *err, size_t errlen)
 {
-	send_outputs(c, p);
-	send_state(c, p);
+	if (send_outputs(c, p, err, errlen) < 0)
+		return -1;
+	return send_state(c, p, err, errlen);
 }
 
 int ans_apply(struct op_ext *ext)
@@ -703,10 +682,13 @@ int ans_apply(struct op_ext *ext)
 }
 
 /* After a destroy: no state left. */
-static void destroy_success(struct ctx *c, const struct play *p)
+static int destroy_success(struct ctx *c, const struct play *p, char *err, size_t errlen)
 {
 	(void)p;
-	op_ext_state_send(c->ext, NULL);
+	if (op_ext_state_send(c->ext, NULL) == 0)
+		return 0;
+	op_ext_send_failure(err, errlen, errno, "the state");
+	return -1;
 }
 
 int ans_destroy(struct op_ext *ext)

@@ -16,7 +16,7 @@
 
 #include <json-c/json.h>
 
-#include "orchd_protocol.h"
+#include <orchd/orchd_protocol.h>
 
 #include "extension.h"
 #include "models.h"
@@ -166,10 +166,7 @@ static int parse_kv(char *text, struct json_object *obj, char *err, size_t errle
 			continue;
 		if (hd && (!eq || hd < eq)) {
 			const char *delim = hd + 2;
-			struct strbuf_lite {
-				char *buf;
-				size_t len;
-			} v = {NULL, 0};
+			struct op_buf v = OP_BUF_INIT;
 			bool found = false, first = true;
 			int start = lineno;
 			char *body;
@@ -179,36 +176,27 @@ static int parse_kv(char *text, struct json_object *obj, char *err, size_t errle
 				return out_err(err, errlen, "line %d: expected KEY<<DELIMITER",
 					       lineno);
 			while (!found && (body = next_line(&pos))) {
-				size_t bl = strlen(body);
-				char *nv;
-
 				lineno++;
 				if (!strcmp(body, delim)) {
 					found = true;
 					break;
 				}
-				nv = realloc(v.buf, v.len + bl + 2);
-				if (!nv) {
-					free(v.buf);
-					return out_err(err, errlen, "out of memory");
-				}
-				v.buf = nv;
+				/* a failure is sticky: checked once below */
 				if (!first)
-					v.buf[v.len++] = '\n';
+					op_buf_addch(&v, '\n');
 				first = false;
-				memcpy(v.buf + v.len, body, bl);
-				v.len += bl;
-				v.buf[v.len] = '\0';
+				op_buf_addstr(&v, body);
 			}
+			if (op_buf_failed(&v))
+				return out_err(err, errlen, "out of memory");
 			if (!found) {
-				free(v.buf);
+				op_buf_release(&v);
 				return out_err(err, errlen, "line %d: delimiter '%s' not found",
 					       start, delim);
 			}
 			json_object_object_add(
-				obj, line,
-				json_object_new_string_len(v.buf ? v.buf : "", (int)v.len));
-			free(v.buf);
+				obj, line, json_object_new_string_len(op_buf_str(&v), (int)v.len));
+			op_buf_release(&v);
 			continue;
 		}
 		if (!eq || eq == line)
@@ -398,7 +386,12 @@ int exec_apply(struct op_ext *ext)
 	if (ok) {
 		json_object_object_foreach(outs, k, v)
 		{
-			op_ext_output(ext, k, v, exec_list_has(cfg.secret_outputs, k));
+			if (op_ext_output(ext, k, v, exec_list_has(cfg.secret_outputs, k)) < 0) {
+				op_ext_send_failure(summary, sizeof(summary), errno, "output '%s'",
+						    k);
+				ok = false;
+				break;
+			}
 		}
 	}
 	state = json_object_new_object();

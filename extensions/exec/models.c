@@ -10,7 +10,7 @@
 
 #include <json-c/json.h>
 
-#include "orchd_protocol.h"
+#include <orchd/orchd_protocol.h>
 
 #include "models.h"
 

@@ -1,49 +1,33 @@
 /*
- * bootstrap: orchd-ext-secrets' main(): handshake, then dispatch the action.
+ * bootstrap: how orchd-ext-secrets starts, and what it declares itself to be.
+ *
+ * orchd runs the executable with no arguments and speaks the protocol on
+ * its stdin and stdout.  Bootstrapping is the part of the run before the
+ * extension's own logic: op_ext_main() reads orchd's hello, answers with
+ * the declaration below (name, version, the oldest orchd it works with and
+ * the actions it has a handler for), reads the one action, calls its
+ * handler (extension.c) and ends the run with its exit status.
  */
-#include <stdio.h>
-
-#include "orchd_protocol.h"
+#include <orchd/orchd_protocol.h>
 
 #include "extension.h"
 
-static const char *const actions[] = {"describe", "validate", "plan", "apply", "destroy", NULL};
+static const struct op_ext_info info = {
+	.name = SECRETS_NAME,
+	.version = SECRETS_VERSION,
+	.min_orchd_version = "0.1.0",
+	.actions = NULL, /* the actions with a handler below */
+};
+
+static const struct op_ext_handlers handlers = {
+	.describe = secrets_describe,
+	.validate = secrets_validate,
+	.plan = secrets_plan,
+	.apply = secrets_apply,
+	.destroy = secrets_destroy,
+};
 
 int main(int argc, char **argv)
 {
-	struct op_ext_info info = {SECRETS_NAME, SECRETS_VERSION, "0.1.0", actions};
-	struct op_ext *ext;
-
-	(void)argv;
-	if (argc > 1) {
-		fprintf(stderr,
-			"orchd-ext-secrets %s: an orchd extension (protocol %d); "
-			"it is started by orchd and speaks JSON lines on stdin/stdout\n",
-			SECRETS_VERSION, OP_PROTOCOL_MAX);
-		return 2;
-	}
-	ext = op_ext_start(&info, 0, 1);
-	if (!ext)
-		return 1;
-	switch (op_ext_action(ext)) {
-	case OP_ACTION_DESCRIBE:
-		secrets_describe(ext);
-		break;
-	case OP_ACTION_VALIDATE:
-		secrets_validate(ext);
-		break;
-	case OP_ACTION_PLAN:
-		secrets_plan(ext);
-		break;
-	case OP_ACTION_APPLY:
-		secrets_apply(ext);
-		break;
-	case OP_ACTION_DESTROY:
-		secrets_destroy(ext);
-		break;
-	case OP_ACTION_NONE:
-		op_ext_result(ext, false, -1, NULL, "unsupported action");
-		break;
-	}
-	return op_ext_finish(ext);
+	return op_ext_main(argc, argv, &info, &handlers);
 }

@@ -28,8 +28,7 @@
 #include <json-c/json.h>
 #include <openssl/evp.h>
 
-#include "orchd_protocol.h"
-#include "orchd_protocol.h"
+#include <orchd/orchd_protocol.h>
 
 #include "extension.h"
 #include "models.h"
@@ -171,6 +170,9 @@ static void log_masked(struct op_ext *ext, const char *tool, const char *text, s
 			op_buf_addch(&sb, (*p >= 0x20 && *p < 0x7f) || *p == '\t' ? *p : '?');
 			p++;
 		}
+		/* the appends above fail only together (sticky): one check */
+		if (op_buf_failed(&sb))
+			secrets_must(NULL);
 		if (sb.len)
 			op_ext_log(ext, "warning", "%s: %s", tool, op_buf_str(&sb));
 		p = le + 1;
@@ -185,11 +187,12 @@ static void log_masked(struct op_ext *ext, const char *tool, const char *text, s
  * cancel or SIGTERM/SIGINT sends SIGTERM to the group, SIGKILL after the
  * grace); env: NULL or NULL-terminated "NAME=VALUE" additions.  stdout (the
  * plaintext) and stderr are captured in r, never logged.  Returns 0 when
- * the tool ran (whatever its status) or a cancel arrived (r->cancelled),
- * -1 with r->error when it could not be started.
+ * the tool ran (whatever its status; release r), or -1 with r released
+ * when a cancel arrived (*cancelled set) or it could not be started (the
+ * error added to errs at path).
  */
-static int run_tool(struct op_ext *ext, const char *const *argv, char *const *env,
-		    struct op_cmd_result *r)
+static int run_tool(struct op_ext *ext, const char *const *argv, char *const *env, const char *path,
+		    struct op_errors *errs, bool *cancelled, struct op_cmd_result *r)
 {
 	struct op_cmd_opts o = {
 		.argv = (char *const *)(uintptr_t)argv,
@@ -198,13 +201,19 @@ static int run_tool(struct op_ext *ext, const char *const *argv, char *const *en
 		.err = {OP_CMD_CAPTURE, NULL, SECRETS_TOOL_ERR_MAX},
 		.kill_grace_ms = SECRETS_KILL_GRACE_MS,
 	};
-	size_t l;
+	int ret = op_cmd_run(ext, &o, r);
 
-	if (op_cmd_run(ext, &o, r) == 0 || r->cancelled)
+	if (r->cancelled) {
+		*cancelled = true;
+	} else if (ret < 0) {
+		op_errors_add(errs, path, "%s%s", r->error,
+			      strncmp(r->error, "cannot run ", 11)
+				      ? ""
+				      : " (install it or put it on PATH)");
+	} else {
 		return 0;
-	l = strlen(r->error);
-	if (!strncmp(r->error, "cannot run ", 11))
-		snprintf(r->error + l, sizeof(r->error) - l, " (install it or put it on PATH)");
+	}
+	op_cmd_result_release(r);
 	return -1;
 }
 
@@ -337,18 +346,10 @@ static struct json_object *sops_decrypt(struct op_ext *ext, const char *file, co
 			keyvar = NULL;
 		env[1] = secrets_must(keyvar);
 	}
-	ret = run_tool(ext, argv, env, &r);
+	ret = run_tool(ext, argv, env, path, errs, cancelled, &r);
 	free(keyvar);
-	if (r.cancelled) {
-		*cancelled = true;
-		op_cmd_result_release(&r);
+	if (ret < 0)
 		return NULL;
-	}
-	if (ret < 0) {
-		op_errors_add(errs, path, "%s", r.error);
-		op_cmd_result_release(&r);
-		return NULL;
-	}
 	if (op_cmd_exited(&r, 0) && !r.out.truncated) {
 		struct json_tokener *tok = secrets_must(json_tokener_new());
 
@@ -456,20 +457,10 @@ static struct json_object *read_age(struct op_ext *ext, const struct secrets_val
 	struct json_object *out = NULL;
 	struct op_cmd_result r;
 	char path[512], st[64], *what;
-	int ret;
 
 	snprintf(path, sizeof(path), "values.%.300s.age", v->name);
-	ret = run_tool(ext, argv, NULL, &r);
-	if (r.cancelled) {
-		*cancelled = true;
-		op_cmd_result_release(&r);
+	if (run_tool(ext, argv, NULL, path, errs, cancelled, &r) < 0)
 		return NULL;
-	}
-	if (ret < 0) {
-		op_errors_add(errs, path, "%s", r.error);
-		op_cmd_result_release(&r);
-		return NULL;
-	}
 	if (op_cmd_exited(&r, 0)) {
 		masks_add_len(m, r.out.buf, r.out.len);
 		if (asprintf(&what, "the plaintext of '%s'", v->file) < 0)
@@ -721,6 +712,10 @@ static int plan_or_apply(struct op_ext *ext, bool apply)
 		return fail_with(ext, "", &errs);
 	}
 	state = make_state(op_ext_state(ext), vals, &changes);
+	/* make_state's appends are checked here, once: a failed buffer is
+	 * empty and would read as "no change" */
+	if (op_buf_failed(&changes))
+		secrets_must(NULL);
 	changed = changes.len > 0;
 	if (changed)
 		op_ext_log(ext, "info", "changed: %s", op_buf_str(&changes));
@@ -729,12 +724,21 @@ static int plan_or_apply(struct op_ext *ext, bool apply)
 		ret = op_ext_result(ext, true, changed, NULL, "%s: %s",
 				    changed ? "would provide" : "no change", names);
 	} else {
+		char err[OP_ERRMAX] = "";
+
 		json_object_object_foreach(vals, k, v)
 		{
-			op_ext_output(ext, k, v, true);
+			if (op_ext_output(ext, k, v, true) < 0) {
+				op_ext_send_failure(err, sizeof(err), errno, "output '%s'", k);
+				break;
+			}
 		}
-		op_ext_state_send_secret(ext, state);
-		ret = op_ext_result(ext, true, changed, NULL, "provided: %s", names);
+		if (!err[0] && op_ext_state_send_secret(ext, state) < 0)
+			op_ext_send_failure(err, sizeof(err), errno, "the state");
+		if (err[0])
+			ret = op_ext_result(ext, false, changed, NULL, "%s", err);
+		else
+			ret = op_ext_result(ext, true, changed, NULL, "provided: %s", names);
 	}
 	json_object_put(state);
 	json_object_put(vals);

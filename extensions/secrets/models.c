@@ -14,7 +14,7 @@
 
 #include <json-c/json.h>
 
-#include "orchd_protocol.h"
+#include <orchd/orchd_protocol.h>
 
 #include "models.h"
 
@@ -167,19 +167,14 @@ static void check_members(struct json_object *o, const char *path, const char *c
 	}
 }
 
-static void parse_sops(struct json_object *src, const char *path, bool check_files,
-		       struct secrets_value *out, struct op_errors *errs)
+/* The required member "file" of the source at path: resolved, checked. */
+static void parse_source_file(struct json_object *src, const char *path, bool check_files,
+			      struct secrets_value *out, struct op_errors *errs)
 {
-	static const char *const known[] = {"file", "key", NULL};
-	struct json_object *f, *k;
+	struct json_object *f;
 	char sub[1024];
 	const char *s;
 
-	if (!json_object_is_type(src, json_type_object)) {
-		op_errors_add(errs, path, "must be a map {file: PATH, key: KEY}");
-		return;
-	}
-	check_members(src, path, known, errs);
 	snprintf(sub, sizeof(sub), "%s.file", path);
 	if (!json_object_object_get_ex(src, "file", &f)) {
 		op_errors_add(errs, sub, "is required");
@@ -188,6 +183,22 @@ static void parse_sops(struct json_object *src, const char *path, bool check_fil
 		if (check_files)
 			check_file(errs, sub, out->file);
 	}
+}
+
+static void parse_sops(struct json_object *src, const char *path, bool check_files,
+		       struct secrets_value *out, struct op_errors *errs)
+{
+	static const char *const known[] = {"file", "key", NULL};
+	struct json_object *k;
+	char sub[1024];
+	const char *s;
+
+	if (!json_object_is_type(src, json_type_object)) {
+		op_errors_add(errs, path, "must be a map {file: PATH, key: KEY}");
+		return;
+	}
+	check_members(src, path, known, errs);
+	parse_source_file(src, path, check_files, out, errs);
 	if (json_object_object_get_ex(src, "key", &k)) {
 		snprintf(sub, sizeof(sub), "%s.key", path);
 		if ((s = get_string(k, sub, errs))) {
@@ -215,14 +226,7 @@ static void parse_age(struct json_object *src, const char *path, const char *age
 		return;
 	}
 	check_members(src, path, known, errs);
-	snprintf(sub, sizeof(sub), "%s.file", path);
-	if (!json_object_object_get_ex(src, "file", &f)) {
-		op_errors_add(errs, sub, "is required");
-	} else if ((s = get_string(f, sub, errs))) {
-		out->file = secrets_resolve_path(s);
-		if (check_files)
-			check_file(errs, sub, out->file);
-	}
+	parse_source_file(src, path, check_files, out, errs);
 	snprintf(sub, sizeof(sub), "%s.identity", path);
 	if (json_object_object_get_ex(src, "identity", &f)) {
 		if ((s = get_string(f, sub, errs))) {

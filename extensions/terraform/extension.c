@@ -25,7 +25,7 @@
 
 #include <json-c/json.h>
 
-#include "orchd_protocol.h"
+#include <orchd/orchd_protocol.h>
 
 #include "extension.h"
 #include "models.h"
@@ -203,27 +203,6 @@ static void scrub_workdir(const char *wd)
 	}
 }
 
-static int write_json(const char *path, const struct json_object *o, char *err, size_t errlen)
-{
-	size_t n;
-	const char *s = json_object_to_json_string_length(
-		(struct json_object *)(uintptr_t)o,
-		JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-
-	if (fd < 0 || op_write_all(fd, s, n) < 0 || op_write_all(fd, "\n", 1) < 0) {
-		snprintf(err, errlen, "cannot write '%s': %s", path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	if (close(fd) < 0) {
-		snprintf(err, errlen, "cannot write '%s': %s", path, strerror(errno));
-		return -1;
-	}
-	return 0;
-}
-
 static void build_env(struct ctx *c)
 {
 	size_t n = 0, extra = 0;
@@ -302,26 +281,24 @@ static int prepare(struct op_ext *ext, struct ctx *c)
 	free(src);
 	if (!ret) {
 		path = join(c->workdir, TF_VARS_FILE);
-		ret = write_json(path, c->cfg.vars, err, sizeof(err));
+		ret = op_write_json_file(path, c->cfg.vars, err, sizeof(err));
 		free(path);
 	}
 	if (!ret && state) {
 		path = join(c->workdir, TF_STATE_FILE);
-		ret = write_json(path, state, err, sizeof(err));
+		ret = op_write_json_file(path, state, err, sizeof(err));
 		free(path);
 	}
 	if (!ret) {
-		char *cache = join(c->workdir, TF_CACHE_DIR);
-		FILE *f;
+		char *cache = join(c->workdir, TF_CACHE_DIR), *rc;
 
 		mkdir(cache, 0700);
+		if (asprintf(&rc, "plugin_cache_dir = \"%s\"\n", cache) < 0)
+			tf_must(NULL);
 		path = join(c->workdir, TF_RC_FILE);
-		f = fopen(path, "w");
-		if (!f || fprintf(f, "plugin_cache_dir = \"%s\"\n", cache) < 0 || fclose(f)) {
-			snprintf(err, sizeof(err), "cannot write '%s': %s", path, strerror(errno));
-			ret = -1;
-		}
+		ret = op_write_file(path, rc, strlen(rc), err, sizeof(err));
 		free(path);
+		free(rc);
 		free(cache);
 	}
 	if (ret) {
@@ -536,7 +513,7 @@ int tf_validate(struct op_ext *ext)
 		tf_run_release(&ir);
 	}
 	run(&c, args, false, true, &r);
-	n = r.ran ? diagnostics(&c, tf_run_out(&r), &errs) : -1;
+	n = r.res.ran ? diagnostics(&c, tf_run_out(&r), &errs) : -1;
 	if (n > 0) {
 		ret = fail_errors(ext, &errs, "invalid configuration");
 	} else if (!init_ok) {
@@ -622,11 +599,15 @@ int tf_plan(struct op_ext *ext)
 	return ret;
 }
 
-/* Send each output of `output -json`; -1 when they cannot be read. */
-static int send_outputs(struct ctx *c, struct tf_run *r)
+/*
+ * Send each output of `output -json`.  0; -1 when they cannot be read (r
+ * tells why); -2 when one cannot be sent (err tells why).
+ */
+static int send_outputs(struct ctx *c, struct tf_run *r, char *err, size_t errlen)
 {
 	static const char *const args[] = {"output", "-json", "-no-color", NULL};
 	struct json_object *o;
+	int ret = 0;
 
 	run(c, args, false, true, r);
 	if (!tf_run_exited(r, 0))
@@ -638,10 +619,24 @@ static int send_outputs(struct ctx *c, struct tf_run *r)
 	}
 	json_object_object_foreach(o, k, v)
 	{
-		op_ext_output(c->ext, k, op_get(v, "value"), op_get_bool(v, "sensitive", false));
+		if (op_ext_output(c->ext, k, op_get(v, "value"),
+				  op_get_bool(v, "sensitive", false)) < 0) {
+			op_ext_send_failure(err, errlen, errno, "output '%s'", k);
+			ret = -2;
+			break;
+		}
 	}
 	json_object_put(o);
-	return 0;
+	return ret;
+}
+
+/* Send the tfstate as a secret state; on failure err tells why, -1. */
+static int send_state(struct op_ext *ext, const struct json_object *st, char *err, size_t errlen)
+{
+	if (op_ext_state_send_secret(ext, st) == 0)
+		return 0;
+	op_ext_send_failure(err, errlen, errno, "the tfstate");
+	return -1;
 }
 
 int tf_apply(struct op_ext *ext)
@@ -651,8 +646,9 @@ int tf_apply(struct op_ext *ext)
 	struct json_object *prev = op_ext_state(ext), *st;
 	struct tf_run r, or ;
 	struct ctx c;
-	int add, change, destroy, ret;
+	int add, change, destroy, ret, sent;
 	bool moved, counted;
+	char err[OP_ERRMAX];
 
 	if (prepare(ext, &c))
 		return 0;
@@ -664,12 +660,16 @@ int tf_apply(struct op_ext *ext)
 	run(&c, args, true, false, &r);
 	st = read_state(&c);
 	moved = state_moved(prev, st);
-	if (st)
-		op_ext_state_send_secret(ext, st);
-	if (!tf_run_exited(&r, 0)) {
+	if (st && send_state(ext, st, err, sizeof(err)) < 0) {
+		/* what was applied is not recorded: worse than a failed apply */
+		ret = op_ext_result(ext, false, moved, NULL, "%s", err);
+	} else if (!tf_run_exited(&r, 0)) {
 		ret = fail_run(&c, &r, "apply", moved);
-	} else if (send_outputs(&c, & or) < 0) {
-		ret = fail_run(&c, & or, "output", moved);
+	} else if ((sent = send_outputs(&c, & or, err, sizeof(err))) < 0) {
+		if (sent == -1)
+			ret = fail_run(&c, & or, "output", moved);
+		else
+			ret = op_ext_result(ext, false, moved, NULL, "%s", err);
 		tf_run_release(& or);
 	} else {
 		tf_run_release(& or);
@@ -696,6 +696,7 @@ int tf_destroy(struct op_ext *ext)
 	struct tf_run r;
 	struct ctx c;
 	int add, change, destroy, ret;
+	char err[OP_ERRMAX];
 
 	if (!prev || !state_resources(prev)) {
 		struct tf_config cfg;
@@ -715,9 +716,9 @@ int tf_destroy(struct op_ext *ext)
 	op_ext_progress(ext, -1, "%s destroy", c.cfg.binary);
 	run(&c, args, true, false, &r);
 	st = read_state(&c);
-	if (st)
-		op_ext_state_send_secret(ext, st);
-	if (!tf_run_exited(&r, 0)) {
+	if (st && send_state(ext, st, err, sizeof(err)) < 0) {
+		ret = op_ext_result(ext, false, state_moved(prev, st), NULL, "%s", err);
+	} else if (!tf_run_exited(&r, 0)) {
 		ret = fail_run(&c, &r, "destroy", state_moved(prev, st));
 	} else {
 		parse_counts(op_buf_str(&r.outtail), "Destroy complete! Resources:", &add, &change,

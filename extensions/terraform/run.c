@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "orchd_protocol.h"
+#include <orchd/orchd_protocol.h>
 
 #include "models.h"
 #include "run.h"
@@ -14,10 +14,11 @@
 #define TF_TAIL_MAX    65536
 #define TF_SUMMARY_MAX 700
 
-/* Append a line to a bounded tail buffer. */
+/* Append a line to a bounded tail buffer (a failed append empties it, and
+ * it starts again empty: a tail is best effort). */
 static void tail_add(struct op_buf *sb, const char *line, size_t len)
 {
-	if (sb->len + len + 1 > TF_TAIL_MAX) {
+	if (sb->len && sb->len + len + 1 > TF_TAIL_MAX) {
 		const char *nl;
 		size_t drop = sb->len / 2;
 
@@ -67,15 +68,11 @@ int tf_run_tool(struct op_ext *ext, const struct tf_run_opts *o, struct tf_run *
 		.line_arg = &h,
 		.kill_grace_ms = TF_KILL_GRACE_MS,
 	};
-	int ret;
 
 	memset(r, 0, sizeof(*r));
 	op_buf_init(&r->err, 0);
 	op_buf_init(&r->outtail, 0);
-	ret = op_cmd_run(ext, &co, &r->res);
-	r->ran = r->res.ran;
-	r->cancelled = r->res.cancelled;
-	return ret;
+	return op_cmd_run(ext, &co, &r->res);
 }
 
 const char *tf_run_out(const struct tf_run *r)
@@ -183,15 +180,22 @@ char *tf_run_failure(const struct tf_run *r, const char *what)
 	struct op_buf sb = OP_BUF_INIT, why = OP_BUF_INIT;
 	char *s;
 
-	if (r->cancelled) {
+	if (r->res.cancelled) {
 		op_buf_addf(&sb, "%s: cancelled", what);
 	} else if (r->res.error[0]) {
 		op_buf_addf(&sb, "%s: %s", what, r->res.error);
+	} else if (r->res.out.truncated && op_cmd_exited(&r->res, 0)) {
+		/* a captured JSON document cut at the cap cannot be parsed */
+		op_buf_addf(&sb, "%s: its output is larger than %d MiB", what,
+			    TF_CAPTURE_MAX >> 20);
 	} else {
 		if (!condense_errors(op_buf_str(&r->err), &why))
 			last_lines(op_buf_str(&r->err), 3, &why);
 		if (!why.len)
 			last_lines(op_buf_str(&r->outtail), 3, &why);
+		/* why's appends were not checked: a failure is sticky */
+		if (op_buf_failed(&why))
+			tf_must(NULL);
 		if (r->res.exit_code >= 0)
 			op_buf_addf(&sb, "%s failed (exit status %d)", what, r->res.exit_code);
 		else
@@ -200,15 +204,8 @@ char *tf_run_failure(const struct tf_run *r, const char *what)
 			op_buf_addf(&sb, ": %s", op_buf_str(&why));
 	}
 	op_buf_release(&why);
-	if (sb.len > TF_SUMMARY_MAX) {
-		op_buf_setlen(&sb, TF_SUMMARY_MAX - 3);
-		/* do not cut a UTF-8 sequence */
-		while (sb.len && (sb.buf[sb.len - 1] & 0xc0) == 0x80)
-			op_buf_setlen(&sb, sb.len - 1);
-		if (sb.len && (sb.buf[sb.len - 1] & 0x80))
-			op_buf_setlen(&sb, sb.len - 1);
-		op_buf_addstr(&sb, "...");
-	}
+	op_buf_ellipsize(&sb, TF_SUMMARY_MAX);
+	/* sb's appends: checked once, by op_buf_detach() */
 	s = tf_must(op_buf_detach(&sb, NULL));
 	return s;
 }

@@ -12,8 +12,7 @@
 
 #include <stdbool.h>
 
-#include "orchd_protocol.h"
-#include "orchd_protocol.h"
+#include <orchd/orchd_protocol.h>
 
 /* After a cancel, SIGKILL the tool's group if it still runs after this. */
 #define TF_KILL_GRACE_MS 8000
@@ -27,9 +26,8 @@ struct tf_run_opts {
 };
 
 struct tf_run {
-	struct op_cmd_result res; /* res.out: captured stdout (capture mode; 64 MiB) */
-	bool ran;		  /* the tool was started and reaped */
-	bool cancelled;		  /* a cancel (or SIGTERM/SIGINT) arrived */
+	struct op_cmd_result res; /* res.out: captured stdout (capture mode; 64 MiB);
+				     res.ran, res.cancelled: see op_cmd_run() */
 	struct op_buf err;	  /* the tail of stderr (about the last 64 KiB) */
 	struct op_buf outtail;	  /* the tail of stdout when not captured */
 };
@@ -39,10 +37,10 @@ const char *tf_run_out(const struct tf_run *r);
 
 /*
  * Run the tool to completion (or cancellation).  Returns 0 when it was
- * started (r->ran then tells whether it was reaped normally), -1 when it
- * could not be started (r->res.error).  Once a cancel
- * arrived, every later tf_run_tool() call returns -1 at once with
- * r->cancelled set (op_cmd_run does not start after a cancel).
+ * started (r->res.ran then tells whether it was reaped normally), -1 when
+ * it could not be started (r->res.error).  Once a cancel arrived, every
+ * later tf_run_tool() call returns -1 at once with r->res.cancelled set
+ * (op_cmd_run does not start after a cancel).
  */
 int tf_run_tool(struct op_ext *ext, const struct tf_run_opts *o, struct tf_run *r);
 void tf_run_release(struct tf_run *r);
