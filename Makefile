@@ -3,6 +3,7 @@
 #   make                      build orchd, the protocol library, every extension
 #   make check                build and run the test suite
 #   make check SANITIZE=address,undefined
+#   make check-fast           the tests that need no tool of `make tools` (< 1 min)
 #   make install PREFIX=/usr/local DESTDIR=
 #   make deps                 install missing Debian build dependencies
 #   make tools                build the pinned infrastructure tools (tests/tools)
@@ -202,6 +203,11 @@ check: all $(TEST_BIN) $(TEST_HELPERS) $(BUILD)/tests/shim/enospc.so $(if $(NO_T
 	PATH="$(TOOLS_PATH):$$PATH" ORCHD_BUILD=$(abspath $(BUILD)) ORCHD_SRC=$(CURDIR) \
 	  $(TEST_BIN)
 
+# The edit-compile-test loop: every test that needs no tool of `make tools`
+# (the test cases tagged "tools" are left out).
+check-fast: all $(TEST_BIN) $(TEST_HELPERS) $(BUILD)/tests/shim/enospc.so
+	CK_EXCLUDE_TAGS=tools ORCHD_BUILD=$(abspath $(BUILD)) ORCHD_SRC=$(CURDIR) $(TEST_BIN)
+
 # --- install -----------------------------------------------------------------
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR)/orchd/extensions \
@@ -241,8 +247,10 @@ LINT_SRC = $(COMMON_SRC) $(PROTO_SRC) $(ORCH_SRC) $(MAIN_SRC) \
 	$(wildcard common/*.h protocol/*.h orchestrator/*/*.h extensions/*/*.h)
 
 lint: $(PROTO_HDR)
-	clang-format --dry-run --Werror $(LINT_SRC)
-	cppcheck --quiet --error-exitcode=1 --enable=warning,portability \
+	@echo "lint: clang-format"
+	@clang-format --dry-run --Werror $(LINT_SRC)
+	@echo "lint: cppcheck"
+	@cppcheck --quiet --error-exitcode=1 --enable=warning,portability \
 	  --inline-suppr --std=c11 -D_GNU_SOURCE -Icommon -Iprotocol -Iorchestrator \
 	  -I$(BUILD)/include \
 	  --suppress=missingIncludeSystem $(filter %.c,$(LINT_SRC))
@@ -257,6 +265,6 @@ valgrind: all
 clean:
 	rm -rf build
 
-.PHONY: all check install deps tools lint bench valgrind clean
+.PHONY: all check check-fast install deps tools lint bench valgrind clean
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

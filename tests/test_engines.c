@@ -252,6 +252,8 @@ Suite *engines_suite(void)
 {
 	Suite *s = suite_create("engines");
 	TCase *tc = tcase_create("examples");
+	/* needs the real tools (make tools): left out by make check-fast */
+	tcase_set_tags(tc, "tools");
 
 	tcase_set_timeout(tc, 300);
 	tcase_add_loop_test(tc, test_examples_on_both_engines, 0, (int)ARRAY_SIZE(examples));

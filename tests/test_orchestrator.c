@@ -467,29 +467,6 @@ START_TEST(test_config_change_is_stale_for_status_and_only_stale)
 }
 END_TEST
 
-/* The newest run's report.json under .orchd/runs (NULL when none). */
-static char *newest_report(void)
-{
-	char *runs = xasprintf("%s/.orchd/runs", E.dir), *best = NULL, *path, *txt;
-	DIR *d = opendir(runs);
-	struct dirent *e;
-
-	ck_assert_ptr_nonnull(d);
-	while ((e = readdir(d)))
-		if (e->d_name[0] == 'r' && (!best || strcmp(e->d_name, best) > 0)) {
-			free(best);
-			best = xstrdup(e->d_name);
-		}
-	closedir(d);
-	ck_assert_ptr_nonnull(best);
-	path = xasprintf("%s/%s/report.json", runs, best);
-	txt = test_read_file(path, NULL);
-	free(path);
-	free(best);
-	free(runs);
-	return txt;
-}
-
 /* Nothing to do is a success with an empty report, however it comes. */
 START_TEST(test_nothing_to_do_is_success)
 {
@@ -504,16 +481,17 @@ START_TEST(test_nothing_to_do_is_success)
 					   "  core: {state_dir: .orchd}\n"
 					   "  exec:\n"
 					   "    - {name: x, enabled: false, command: ['true']}\n");
-	char *err = NULL, *rep;
+	char *err = NULL, *rep, *repfile = xasprintf("%s/nothing.json", E.dir);
 	int rc;
 
 	ck_assert_int_eq(orchd("run", f, NULL, NULL, (char *)NULL), 0);
 	/* nothing stale */
-	rc = orchd("run", f, NULL, &err, "--only-stale", (char *)NULL);
+	rc = orchd("run", f, NULL, &err, "--only-stale", "--report", repfile, (char *)NULL);
 	ck_assert_msg(rc == 0, "rc=%d\n%s", rc, err);
 	ck_assert_msg(strstr(err, "nothing to do"), "%s", err);
 	ck_assert_msg(!strstr(err, "error"), "%s", err);
-	rep = newest_report();
+	rep = test_read_file(repfile, NULL);
+	ck_assert_ptr_nonnull(rep);
 	{
 		json_object *r = json_tokener_parse(rep), *v;
 
@@ -539,6 +517,7 @@ START_TEST(test_nothing_to_do_is_success)
 	ck_assert_msg(rc == 0, "rc=%d\n%s", rc, err);
 	ck_assert_msg(!strstr(err, "cannot"), "%s", err);
 	free(err);
+	free(repfile);
 	free(f);
 	free(g);
 }

@@ -80,6 +80,7 @@ static struct orchd_engine *open_engine(const char *dir, const char *pass)
 	if (orchd_engine_open(&cfg, dir, "pipe", &e, err, sizeof(err)))
 		ck_abort_msg("open: %s", err);
 	ck_assert_str_eq(e->ops->name, "pulumi");
+	ck_assert_str_eq(e->pipeline_name, "pipe");
 	return e;
 }
 
@@ -671,7 +672,7 @@ START_TEST(test_slow_write_does_not_block_the_loop)
 		if (json_object_object_get_ex(o, "message", &v))
 			msg = json_object_get_string(v);
 		t = json_object_object_get_ex(o, "time", &v) ? iso_ms(json_object_get_string(v))
-							       : -1;
+							     : -1;
 		if (inst && msg && !strcmp(inst, "exec.flood")) {
 			if (!strncmp(msg, "tick ", 5) && t > w1_start && t < w1_end)
 				ticks_in_w1++;
@@ -681,8 +682,9 @@ START_TEST(test_slow_write_does_not_block_the_loop)
 		json_object_put(o);
 	}
 	free(text);
-	fprintf(stderr, "pulumi: write 1 %lld ms (%d flood lines read meanwhile), write 2 %lld "
-			"ms, flood cancelled %lld ms after SIGINT, exit %lld ms after SIGINT\n",
+	fprintf(stderr,
+		"pulumi: write 1 %lld ms (%d flood lines read meanwhile), write 2 %lld "
+		"ms, flood cancelled %lld ms after SIGINT, exit %lld ms after SIGINT\n",
 		w1_end - w1_start, ticks_in_w1, w2_end - w2_start, cancel_at - sig_at,
 		exit_at - sig_at);
 	/* the flood was read while the first write was in flight */
@@ -737,6 +739,8 @@ Suite *pulumi_suite(void)
 {
 	Suite *s = suite_create("pulumi");
 	TCase *tc = tcase_create("engine");
+	/* needs the real tools (make tools): left out by make check-fast */
+	tcase_set_tags(tc, "tools");
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 60);

@@ -685,8 +685,7 @@ static int sig_child(int sig, const char *mode, long long grace, int exit0, int 
 		ok = ok && r[i].status == ORCHD_STEP_CANCELLED && !strcmp(r[i].reason, want);
 	}
 	if (exit0 >= 0 && r[0].exit_status != exit0) {
-		fprintf(stderr, "signal test: step 0 exited %d, not %d\n", r[0].exit_status,
-			exit0);
+		fprintf(stderr, "signal test: step 0 exited %d, not %d\n", r[0].exit_status, exit0);
 		ok = 0;
 	}
 	orchd_supervisor_free(sup);

@@ -466,6 +466,8 @@ Suite *terraform_ext_suite(void)
 	Suite *s = suite_create("terraform_ext");
 	TCase *tc = tcase_create("config");
 	TCase *tools = tcase_create("tofu");
+	/* needs the real tools (make tools): left out by make check-fast */
+	tcase_set_tags(tools, "tools");
 
 	tcase_add_test(tc, validate_unknown_key);
 	tcase_add_test(tc, validate_missing_source);

@@ -643,8 +643,7 @@ void orchd_step_exec_report(struct orchd_step *st)
 		step_not_started(st, "cannot enter workdir %s: %s", st->workdir,
 				 strerror(st->child.errnum));
 	else
-		step_not_started(st, "cannot execute %s: %s", st->exe,
-				 strerror(st->child.errnum));
+		step_not_started(st, "cannot execute %s: %s", st->exe, strerror(st->child.errnum));
 }
 
 void orchd_step_reaped(struct orchd_step *st, int wstatus, const struct rusage *ru)
