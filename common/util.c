@@ -1,10 +1,13 @@
 #include "util.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "orchd_protocol.h"
 
 static const char *progname = "orchd";
 
@@ -142,4 +145,11 @@ long long now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+const char *orchd_buf_str(const struct op_buf *b)
+{
+	if (op_buf_failed(b))
+		die("%s", b->err == ENOMEM ? "out of memory" : "internal error: a buffer overflowed");
+	return op_buf_str(b);
 }

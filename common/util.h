@@ -58,6 +58,16 @@ char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
+/*
+ * The content of a buffer the core built (struct op_buf, the protocol
+ * library's): the core treats a failed append as it treats a failed
+ * malloc, and dies ("out of memory"), so a failed buffer's empty content
+ * is never taken for a value.  Capped buffers whose overflow is an input
+ * error check op_buf_failed() themselves first.
+ */
+struct op_buf;
+const char *orchd_buf_str(const struct op_buf *b);
+
 /* Monotonic clock in milliseconds. */
 long long now_ms(void);
 

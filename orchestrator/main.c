@@ -159,7 +159,7 @@ static struct orchd_pipeline *load_pipeline_reg(struct cli *cli, const char *fil
 	ret = orchd_bootstrap_load_file(file, &p, &d);
 	if (p) {
 		if (orchd_loader_discover(&reg, cli->ext_dirs, cli->next_dirs, 0, &err) < 0)
-			warning("%s", op_buf_str(&err));
+			warning("%s", orchd_buf_str(&err));
 		types = orchd_loader_types(&reg, &ntypes);
 		if (orchd_pipeline_validate(p, types, ntypes, &d) < 0)
 			ret = -1;
@@ -384,7 +384,7 @@ static int cmd_graph(struct cli *cli, int argc, char **argv)
 		graph_mermaid(p, &out);
 	else
 		graph_json(p, order, &out);
-	fwrite(op_buf_str(&out), 1, out.len, stdout);
+	fwrite(orchd_buf_str(&out), 1, out.len, stdout);
 	op_buf_release(&out);
 	free(order);
 	orchd_pipeline_free(p);
@@ -689,7 +689,7 @@ static int cmd_extensions(struct cli *cli, int argc, char **argv)
 	if (first < argc)
 		return usage_error(c->name, "unexpected argument '%s'", argv[first]);
 	if (orchd_loader_discover(&reg, cli->ext_dirs, cli->next_dirs, 0, &err) < 0)
-		warning("%s", op_buf_str(&err));
+		warning("%s", orchd_buf_str(&err));
 	op_buf_release(&err);
 	for (i = 0; i < reg.n; i++) {
 		const struct orchd_ext_info *e = &reg.v[i];

@@ -468,7 +468,7 @@ static void merr(struct yparse *y, const struct ynode *at, const char *fmt, ...)
 	va_end(ap);
 	parse_path(y, y->depth, &path);
 	if (path.len)
-		orchd_diag_add(y->d, y->file, at->line, at->col, "%s: %s", op_buf_str(&path), msg);
+		orchd_diag_add(y->d, y->file, at->line, at->col, "%s: %s", orchd_buf_str(&path), msg);
 	else
 		orchd_diag_add(y->d, y->file, at->line, at->col, "%s", msg);
 	op_buf_release(&path);
@@ -982,7 +982,7 @@ static const char *path_str(struct build *b)
 		else
 			op_buf_addf(&b->path, "[%zu]", b->pv[i].index);
 	}
-	return op_buf_str(&b->path);
+	return orchd_buf_str(&b->path);
 }
 
 static int get_string(struct build *b, const struct ynode *n, char **out)
@@ -1059,7 +1059,7 @@ static int unknown_key(struct build *b, const struct ynode *k, const char *const
 		return berr(b, k, "unknown key '%s' (did you mean '%s'?)", k->s, near);
 	for (i = 0; i < n; i++)
 		op_buf_addf(&all, "%s%s", i ? ", " : "", keys[i]);
-	berr(b, k, "unknown key '%s' (valid keys: %s)", k->s, op_buf_str(&all));
+	berr(b, k, "unknown key '%s' (valid keys: %s)", k->s, orchd_buf_str(&all));
 	op_buf_release(&all);
 	return -1;
 }
@@ -1807,7 +1807,7 @@ int orchd_bootstrap_load_file(const char *path, struct orchd_pipeline **out, str
 		}
 	}
 	close(fd);
-	ret = orchd_bootstrap_load(path, op_buf_str(&sb), sb.len, out, d);
+	ret = orchd_bootstrap_load(path, orchd_buf_str(&sb), sb.len, out, d);
 	op_buf_release(&sb);
 	return ret;
 }
@@ -1907,7 +1907,7 @@ static void ambiguous_instance(const struct orchd_pipeline *p, struct orchd_diag
 			op_buf_addf(&sb, "%s%s", sb.len ? ", " : "", p->inst[i].id);
 	orchd_diag_add(d, p->file, pos.line, pos.column,
 		       "%s: ambiguous instance name '%s' (write one of: %s)", path, ref,
-		       op_buf_str(&sb));
+		       orchd_buf_str(&sb));
 	op_buf_release(&sb);
 }
 
@@ -1937,7 +1937,7 @@ static void report_cycle(void *arg, const size_t *cycle, size_t len)
 	for (size_t i = 0; i <= len; i++)
 		op_buf_addf(&sb, "%s%s", i ? " -> " : "", cr->p->inst[cycle[i % len]].id);
 	orchd_diag_add(cr->d, cr->p->file, first->pos.line, first->pos.column,
-		       "%s: dependency cycle: %s", ipath(cr->paths, cycle[0]), op_buf_str(&sb));
+		       "%s: dependency cycle: %s", ipath(cr->paths, cycle[0]), orchd_buf_str(&sb));
 	op_buf_release(&sb);
 }
 
@@ -1965,11 +1965,11 @@ static void check_type(const struct orchd_pipeline *p, struct orchd_diags *d,
 		orchd_diag_add(
 			d, p->file, pos.line, pos.column,
 			"%s: unknown extension type '%s' (did you mean '%s'? known types: %s)",
-			path, type, near, op_buf_str(&sb));
+			path, type, near, orchd_buf_str(&sb));
 	else
 		orchd_diag_add(d, p->file, pos.line, pos.column,
 			       "%s: unknown extension type '%s' (known types: %s)", path, type,
-			       op_buf_str(&sb));
+			       orchd_buf_str(&sb));
 	op_buf_release(&sb);
 }
 

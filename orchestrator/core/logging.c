@@ -112,6 +112,7 @@ char *orchd_mask_apply(const struct orchd_mask *m, const char *text, size_t len,
 	struct op_buf sb = OP_BUF_INIT;
 	size_t copied = 0, i = 0;
 	int hit = 0;
+	char *masked;
 
 	if (!m || !m->count)
 		return NULL;
@@ -136,7 +137,11 @@ char *orchd_mask_apply(const struct orchd_mask *m, const char *text, size_t len,
 	if (!hit)
 		return NULL;
 	op_buf_add(&sb, text + copied, len - copied);
-	return op_buf_detach(&sb, outlen);
+	/* NULL means "nothing to mask": a failure must never say that */
+	masked = op_buf_detach(&sb, outlen);
+	if (!masked)
+		die("out of memory");
+	return masked;
 }
 
 /* --- console ------------------------------------------------------------- */
@@ -337,6 +342,7 @@ void orchd_console_log(struct orchd_console *c, const char *id, enum orchd_log_l
 		if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
 			sb->buf[i] = '?';
 	}
+	orchd_buf_str(sb); /* dies when an append failed */
 	masked = orchd_mask_apply(c->mask, sb->buf, sb->len, &mlen);
 	status_erase(c);
 	if (masked) {
@@ -382,7 +388,7 @@ void orchd_console_status(struct orchd_console *c, size_t done, size_t failed,
 	if (sb.len >= 200)
 		op_buf_setlen(&sb, 200);
 	op_buf_reset(&c->status_text);
-	op_buf_add(&c->status_text, sb.buf, sb.len);
+	op_buf_addstr(&c->status_text, orchd_buf_str(&sb));
 	status_draw(c);
 	fflush(c->out);
 	op_buf_release(&sb);
@@ -572,6 +578,7 @@ void orchd_journal_flush(struct orchd_journal *j, size_t i)
 	e = &j->e[i];
 	if (!e->group.len)
 		return;
+	orchd_buf_str(&e->group); /* dies when an append failed */
 	for (p = e->group.buf; (nl = strchr(p, '\n')); p = nl + 1) {
 		*nl = '\0';
 		orchd_console_log(j->con, j->ids[i], (enum orchd_log_level)(p[0] - '0'), p + 1);
@@ -581,5 +588,5 @@ void orchd_journal_flush(struct orchd_journal *j, size_t i)
 
 const char *orchd_journal_text(const struct orchd_journal *j, size_t i)
 {
-	return i < j->n ? op_buf_str(&j->e[i].log) : "";
+	return i < j->n ? orchd_buf_str(&j->e[i].log) : "";
 }

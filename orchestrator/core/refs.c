@@ -223,7 +223,7 @@ void orchd_json_hash(json_object *v, char hex[ORCHD_SHA256_HEXSZ])
 	struct op_buf txt = OP_BUF_INIT;
 
 	canonical_text(&txt, v);
-	if (orchd_sha256_hex(op_buf_str(&txt), txt.len, hex) < 0)
+	if (orchd_sha256_hex(orchd_buf_str(&txt), txt.len, hex) < 0)
 		die("cannot hash: out of memory");
 	op_buf_release(&txt);
 }
@@ -388,7 +388,7 @@ static int lookup(struct resolution *res, const struct orchd_ref *ref, json_obje
 	canonical_text(&txt, *v);
 	orchd_sha256_update(res->inputs, ref->target, strlen(ref->target) + 1);
 	orchd_sha256_update(res->inputs, ref->key, strlen(ref->key) + 1);
-	orchd_sha256_update(res->inputs, op_buf_str(&txt), txt.len + 1);
+	orchd_sha256_update(res->inputs, orchd_buf_str(&txt), txt.len + 1);
 	op_buf_release(&txt);
 	return 1;
 }
@@ -430,7 +430,7 @@ static json_object *site_value(struct resolution *res, const struct orchd_ref_si
 	}
 	if (op_buf_failed(&text))
 		die("out of memory");
-	str = *ok ? json_object_new_string_len(op_buf_str(&text), (int)text.len) : NULL;
+	str = *ok ? json_object_new_string_len(orchd_buf_str(&text), (int)text.len) : NULL;
 	op_buf_release(&text);
 	return str;
 }

@@ -163,6 +163,7 @@ char *orchd_report_junit(const char *pipeline, const char *action,
 {
 	struct op_buf sb = OP_BUF_INIT;
 	size_t failures = 0, skipped = 0;
+	char *x;
 	long long total = 0;
 
 	for (size_t i = 0; i < nn; i++) {
@@ -205,7 +206,10 @@ char *orchd_report_junit(const char *pipeline, const char *action,
 		free(reason);
 	}
 	op_buf_addstr(&sb, "  </testsuite>\n</testsuites>\n");
-	return op_buf_detach(&sb, NULL);
+	x = op_buf_detach(&sb, NULL);
+	if (!x)
+		die("out of memory");
+	return x;
 }
 
 int orchd_write_file_atomic(const char *path, const char *data, size_t len)

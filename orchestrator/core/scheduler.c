@@ -1026,7 +1026,7 @@ struct orchd_sched *orchd_sched_new(const struct orchd_sched_opts *o, const unsi
 		orchd_stack_record_init(&nd->prev);
 		nd->ext = orchd_loader_find(o->reg, nd->in->type, &e);
 		if (!nd->ext && nd->in->enabled) {
-			error("%s: %s", nd->in->id, op_buf_str(&e));
+			error("%s: %s", nd->in->id, orchd_buf_str(&e));
 			bad = 1;
 		}
 		op_buf_release(&e);

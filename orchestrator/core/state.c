@@ -55,14 +55,18 @@ int orchd_state_lock(struct orchd_engine *e, const char *run_id, int argc, char 
 	struct orchd_lock_request req;
 	int ret;
 
-	op_buf_init(&cmd, 4096);
-	for (int i = 0; argv && i < argc; i++) {
+	/* the command line for whoever waits, cut at 4 KiB */
+	for (int i = 0; argv && i < argc && cmd.len < 4096; i++) {
 		if (i)
 			op_buf_addch(&cmd, ' ');
 		op_buf_addstr(&cmd, argv[i]);
 	}
+	if (cmd.len > 4096) {
+		op_buf_setlen(&cmd, 4093);
+		op_buf_addstr(&cmd, "...");
+	}
 	req.run_id = run_id;
-	req.command = cmd.len ? op_buf_str(&cmd) : NULL;
+	req.command = cmd.len ? orchd_buf_str(&cmd) : NULL;
 	req.timeout_ms = timeout_ms < 0 ? 0 : timeout_ms;
 	ret = orchd_engine_lock(e, &req, err, errlen);
 	op_buf_release(&cmd);

@@ -115,7 +115,7 @@ static void fetch_done(struct orchd_job *job)
 
 	st->jobs--;
 	if (!sup->closing) {
-		const char *line = op_buf_str(&fj->log), *nl;
+		const char *line = orchd_buf_str(&fj->log), *nl;
 
 		for (; (nl = strchr(line, '\n')); line = nl + 1) {
 			char *one = xstrndup(line, (size_t)(nl - line));

@@ -970,7 +970,9 @@ static int local_history_append(struct orchd_engine *e, const char *stack,
 				   o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
 	op_buf_addch(&sb, '\n');
 	/* One write(2): O_APPEND makes it land at the end as one piece. */
-	if (write_all(fd, sb.buf, sb.len)) {
+	if (op_buf_failed(&sb))
+		errno = op_buf_failed(&sb);
+	if (op_buf_failed(&sb) || write_all(fd, sb.buf, sb.len)) {
 		orchd_set_err(err, errlen, "stack %s: cannot append to %s: %s", stack, path,
 			      strerror(errno));
 		goto out;

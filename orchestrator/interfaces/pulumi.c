@@ -263,7 +263,7 @@ out:
  * "error: " when errors_only) to msg, oldest first, "error: " dropped. */
 static size_t last_lines(const struct op_buf *sb, int errors_only, size_t max, struct op_buf *msg)
 {
-	const char *s = op_buf_str(sb), *end = s + sb->len, *lines[ERR_LINES];
+	const char *s = orchd_buf_str(sb), *end = s + sb->len, *lines[ERR_LINES];
 	size_t lens[ERR_LINES], n = 0, i;
 
 	while (end > s && n < max && n < ERR_LINES) {
@@ -314,20 +314,20 @@ static int cli_err(const char *stack, const struct run *r, char *err, size_t err
 		last_lines(r->err.len ? &r->err : &r->out, 0, ERR_LINES, &msg);
 	if (!msg.len)
 		op_buf_addf(&msg, "pulumi exited with status %d and no message", r->status);
-	orchd_set_err(err, errlen, "pulumi stack %s: %s", stack, op_buf_str(&msg));
+	orchd_set_err(err, errlen, "pulumi stack %s: %s", stack, orchd_buf_str(&msg));
 	op_buf_release(&msg);
 	return -1;
 }
 
 static int no_such_stack(const struct run *r)
 {
-	return r->status && strstr(op_buf_str(&r->err), NO_STACK);
+	return r->status && strstr(orchd_buf_str(&r->err), NO_STACK);
 }
 
 static json_object *parse_out(const struct run *r)
 {
 	json_tokener *tok = json_tokener_new();
-	json_object *o = json_tokener_parse_ex(tok, op_buf_str(&r->out), (int)r->out.len);
+	json_object *o = json_tokener_parse_ex(tok, orchd_buf_str(&r->out), (int)r->out.len);
 
 	json_tokener_free(tok);
 	return o;
@@ -382,7 +382,7 @@ static json_object *leaf(const char *s, int secret)
 			op_buf_addch(&sb, '$');
 		op_buf_addch(&sb, *s);
 	}
-	v = json_object_new_string_len(op_buf_str(&sb), (int)sb.len);
+	v = json_object_new_string_len(orchd_buf_str(&sb), (int)sb.len);
 	op_buf_release(&sb);
 	if (!secret)
 		return v;
@@ -843,7 +843,7 @@ static int pulumi_write(struct orchd_engine *e, const char *stack,
 				      "--stack",
 				      stack,
 				      "--message",
-				      op_buf_str(&msg),
+				      orchd_buf_str(&msg),
 				      "--color",
 				      "never",
 				      "--suppress-outputs",
