@@ -6,6 +6,7 @@
 
 #include "cache.h"
 #include "hash.h"
+#include "orchd_protocol.h"
 #include "util.h"
 
 void orchd_fetch_opts_init(struct orchd_fetch_opts *opts)
@@ -60,15 +61,6 @@ static char *last_segment(const char *url, int strip_git)
 	if (strip_git && n > 4 && !strncmp(end - 4, ".git", 4))
 		n -= 4;
 	return xstrndup(start, n);
-}
-
-static const char *get_string(const json_object *spec, const char *key)
-{
-	json_object *v;
-
-	if (!json_object_object_get_ex(spec, key, &v) || !json_object_is_type(v, json_type_string))
-		return NULL;
-	return json_object_get_string(v);
 }
 
 /* Check the keys of spec against allowed; each present one must be of the
@@ -127,28 +119,28 @@ static int validate(const json_object *spec, int *is_git, char **target, char *e
 		*is_git = 1;
 		if (check_keys(spec, git_keys, "sss", err, errlen) < 0)
 			return -1;
-		loc = get_string(spec, "git");
+		loc = op_get_str(spec, "git");
 		if (!*loc) {
 			snprintf(err, errlen, "invalid source: 'git' must not be empty");
 			return -1;
 		}
-		if (!get_string(spec, "ref") || !*get_string(spec, "ref")) {
+		if (!op_get_str(spec, "ref") || !*op_get_str(spec, "ref")) {
 			snprintf(err, errlen, "invalid source: 'ref' is required with 'git'");
 			return -1;
 		}
-		rel = get_string(spec, "path");
+		rel = op_get_str(spec, "path");
 	} else if (json_object_object_get_ex(spec, "url", NULL)) {
 		*is_git = 0;
 		if (check_keys(spec, url_keys, "sssb", err, errlen) < 0)
 			return -1;
-		loc = get_string(spec, "url");
+		loc = op_get_str(spec, "url");
 		if (strncmp(loc, "http://", 7) && strncmp(loc, "https://", 8)) {
 			snprintf(err, errlen,
 				 "invalid source: 'url' must start with http:// or "
 				 "https://");
 			return -1;
 		}
-		if (!orchd_sha256_valid(get_string(spec, "sha256"))) {
+		if (!orchd_sha256_valid(op_get_str(spec, "sha256"))) {
 			snprintf(err, errlen,
 				 "invalid source: 'sha256' is required with 'url' (64 hex digits)");
 			return -1;
@@ -157,7 +149,7 @@ static int validate(const json_object *spec, int *is_git, char **target, char *e
 			snprintf(err, errlen, "invalid source: 'extract' is not supported yet");
 			return -1;
 		}
-		rel = get_string(spec, "dest");
+		rel = op_get_str(spec, "dest");
 	} else {
 		snprintf(err, errlen, "invalid source: expected a 'git' or a 'url' key");
 		return -1;
@@ -188,12 +180,19 @@ static int validate(const json_object *spec, int *is_git, char **target, char *e
 int orchd_fetch_validate(const json_object *spec, char *err, size_t errlen)
 {
 	char *target = NULL;
-	int is_git;
 
-	if (validate(spec, &is_git, &target, err, errlen) < 0)
+	if (orchd_fetch_target(spec, &target, err, errlen) < 0)
 		return -1;
 	free(target);
 	return 0;
+}
+
+int orchd_fetch_target(const json_object *spec, char **target, char *err, size_t errlen)
+{
+	int is_git;
+
+	*target = NULL;
+	return validate(spec, &is_git, target, err, errlen);
 }
 
 int orchd_fetch_source(const json_object *spec, const char *dest_dir,
@@ -220,10 +219,10 @@ int orchd_fetch_source(const json_object *spec, const char *dest_dir,
 		goto out;
 	*slash = '/';
 	if (is_git)
-		ret = orchd_git_checkout(get_string(spec, "git"), get_string(spec, "ref"), path,
+		ret = orchd_git_checkout(op_get_str(spec, "git"), op_get_str(spec, "ref"), path,
 					 &opts->git, id, err, errlen);
 	else
-		ret = orchd_http_download(get_string(spec, "url"), path, get_string(spec, "sha256"),
+		ret = orchd_http_download(op_get_str(spec, "url"), path, op_get_str(spec, "sha256"),
 					  &opts->http, id, err, errlen);
 	if (ret == 0 && result) {
 		json_object *r = json_object_new_object();

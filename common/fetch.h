@@ -48,6 +48,9 @@ void orchd_fetch_opts_init(struct orchd_fetch_opts *opts);
  * validation).  Messages start with "invalid source: ".
  */
 int orchd_fetch_validate(const json_object *spec, char *err, size_t errlen);
+/* The same, and *target (malloc'ed) is where it goes under dest_dir: path
+ * or dest, else the name derived from the URL's last segment. */
+int orchd_fetch_target(const json_object *spec, char **target, char *err, size_t errlen);
 
 /*
  * Validate spec, then fetch it under dest_dir (which must exist).  opts

@@ -296,8 +296,10 @@ struct json_object *op_parsed_steal(struct op_parsed *p);
 enum op_msg_type op_validate_message(enum op_direction dir, const struct json_object *msg,
 				     char *err, size_t errlen);
 
-/* Small borrowed-value getters on a validated message (NULL / dflt when the
- * field is absent or of another type). */
+/* Small borrowed-value getters on a message, or any JSON object (NULL /
+ * dflt when obj is NULL or not an object, or the field is absent or of
+ * another type: op_get_int wants an integer, op_get_bool a boolean).  orchd
+ * uses them for its own files too, so that every reader agrees. */
 const char *op_get_str(const struct json_object *msg, const char *key);
 long long op_get_int(const struct json_object *msg, const char *key, long long dflt);
 bool op_get_bool(const struct json_object *msg, const char *key, bool dflt);

@@ -15,24 +15,13 @@
 #include "orchd_protocol.h"
 #include "util.h"
 
-static const char *spec_str(const json_object *spec, const char *key)
-{
-	json_object *v;
-
-	/* json-c wants a mutable object for a lookup; nothing is changed */
-	if (!json_object_object_get_ex((json_object *)(uintptr_t)spec, key, &v) ||
-	    !json_object_is_type(v, json_type_string))
-		return NULL;
-	return json_object_get_string(v);
-}
-
 char *orchd_source_describe(const json_object *spec)
 {
-	const char *git = spec_str(spec, "git"), *url = spec_str(spec, "url");
+	const char *git = op_get_str(spec, "git"), *url = op_get_str(spec, "url");
 	char *red, *out;
 
 	if (git) {
-		const char *ref = spec_str(spec, "ref");
+		const char *ref = op_get_str(spec, "ref");
 
 		red = orchd_http_redact(git);
 		out = ref ? xasprintf("git %s@%s", red, ref) : xasprintf("git %s", red);
@@ -65,8 +54,8 @@ static void log_fetched(orchd_sources_log_fn log, void *data, size_t i, const js
 			const json_object *result)
 {
 	char *what = orchd_source_describe(spec), *line;
-	const char *path = spec_str(result, "path"), *commit = spec_str(result, "commit");
-	const char *sha = spec_str(result, "sha256");
+	const char *path = op_get_str(result, "path"), *commit = op_get_str(result, "commit");
+	const char *sha = op_get_str(result, "sha256");
 
 	line = xasprintf("source sources[%zu]: %s -> %s (%s %.12s)", i, what, path ? path : "?",
 			 commit ? "commit" : "sha256",
@@ -113,31 +102,6 @@ int orchd_sources_fetch_all(const json_object *sources, const char *workdir,
 	return 0;
 }
 
-/* The name fetch.c derives when path/dest is absent: the last segment of
- * the URL's path, without query or fragment (and ".git" for git).
- * malloc'ed, "" if none. */
-static char *default_name(const char *url, int strip_git)
-{
-	const char *scheme = strstr(url, "://"), *p = url, *end, *start;
-	size_t n;
-
-	if (scheme) {
-		p = strchr(scheme + 3, '/');
-		if (!p)
-			return xstrdup("");
-	}
-	end = p + strcspn(p, "?#");
-	while (end > p && end[-1] == '/')
-		end--;
-	start = end;
-	while (start > p && start[-1] != '/')
-		start--;
-	n = (size_t)(end - start);
-	if (strip_git && n > 4 && !strncmp(end - 4, ".git", 4))
-		n -= 4;
-	return xstrndup(start, n);
-}
-
 static int has_prefix(const char *s, const char *prefix)
 {
 	return !strncmp(s, prefix, strlen(prefix));
@@ -146,26 +110,27 @@ static int has_prefix(const char *s, const char *prefix)
 int orchd_sources_check_request(const json_object *spec, const char *workdir, char *err,
 				size_t errlen)
 {
-	const char *git = spec_str(spec, "git"), *url = spec_str(spec, "url");
-	const char *key = git ? "path" : "dest", *rel = spec_str(spec, key);
+	const char *git = op_get_str(spec, "git"), *url = op_get_str(spec, "url");
+	const char *key = git ? "path" : "dest", *rel;
 	char *name = NULL, *p;
 	int ret = 0;
 
-	if (orchd_fetch_validate(spec, err, errlen) < 0)
+	if (orchd_fetch_target(spec, &name, err, errlen) < 0)
 		return -1;
+	rel = name;
 	if (git && !has_prefix(git, "https://") && !has_prefix(git, "http://") &&
 	    !has_prefix(git, "git://")) {
 		snprintf(err, errlen,
 			 "source not allowed: 'git' must start with http://, https:// or git://");
+		free(name);
 		return -1;
 	}
 	if (url && !has_prefix(url, "https://") && !has_prefix(url, "http://")) {
 		snprintf(err, errlen,
 			 "source not allowed: 'url' must start with http:// or https://");
+		free(name);
 		return -1;
 	}
-	if (!rel)
-		rel = name = default_name(git ? git : url, git != NULL);
 	/* Walk the destination one component at a time: an existing one must
 	 * be a real directory (the last one: not a symbolic link), so that
 	 * the fetch cannot be led out of the workdir. */

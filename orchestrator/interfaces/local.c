@@ -221,38 +221,6 @@ static json_object *parse_json(const char *buf, size_t len, const char **why)
 	return o;
 }
 
-static const char *jstr(json_object *o, const char *key)
-{
-	json_object *v;
-
-	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
-		return NULL;
-	return json_object_get_string(v);
-}
-
-static char *jstrdup(json_object *o, const char *key)
-{
-	const char *s = jstr(o, key);
-
-	return s ? xstrdup(s) : NULL;
-}
-
-static int64_t jint(json_object *o, const char *key)
-{
-	json_object *v;
-
-	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int))
-		return 0;
-	return json_object_get_int64(v);
-}
-
-static int jbool(json_object *o, const char *key)
-{
-	json_object *v;
-
-	return json_object_object_get_ex(o, key, &v) && json_object_get_boolean(v);
-}
-
 static void add_str(json_object *o, const char *key, const char *s)
 {
 	json_object_object_add(o, key, s ? json_object_new_string(s) : NULL);
@@ -395,24 +363,24 @@ again:
 		orchd_set_err(err, errlen, "%s is corrupt: %s", path, why);
 		goto out;
 	}
-	if (!jstr(o, "format") || strcmp(jstr(o, "format"), CRYPTO_FORMAT) ||
-	    jint(o, "version") != CRYPTO_VERSION || !jstr(o, "kdf") ||
-	    strcmp(jstr(o, "kdf"), "scrypt")) {
+	if (!op_get_str(o, "format") || strcmp(op_get_str(o, "format"), CRYPTO_FORMAT) ||
+	    op_get_int(o, "version", 0) != CRYPTO_VERSION || !op_get_str(o, "kdf") ||
+	    strcmp(op_get_str(o, "kdf"), "scrypt")) {
 		orchd_set_err(err, errlen,
 			      "%s: unsupported format (this orchd reads %s version %d)", path,
 			      CRYPTO_FORMAT, CRYPTO_VERSION);
 		goto out;
 	}
-	salt = jstr(o, "salt") ? orchd_b64_decode(jstr(o, "salt"), &len) : NULL;
+	salt = op_get_str(o, "salt") ? orchd_b64_decode(op_get_str(o, "salt"), &len) : NULL;
 	if (!salt || len != sizeof(kp.salt) || !json_object_object_get_ex(o, "check", &chk) ||
-	    !(nonce = jstr(chk, "nonce")) || !(ct = jstr(chk, "ct"))) {
+	    !(nonce = op_get_str(chk, "nonce")) || !(ct = op_get_str(chk, "ct"))) {
 		orchd_set_err(err, errlen, "%s is corrupt: bad salt or key check", path);
 		goto out;
 	}
 	memcpy(kp.salt, salt, sizeof(kp.salt));
-	kp.n = (uint64_t)jint(o, "N");
-	kp.r = (uint64_t)jint(o, "r");
-	kp.p = (uint64_t)jint(o, "p");
+	kp.n = (uint64_t)op_get_int(o, "N", 0);
+	kp.r = (uint64_t)op_get_int(o, "r", 0);
+	kp.p = (uint64_t)op_get_int(o, "p", 0);
 	if (orchd_crypto_derive(&kp, l->pass, strlen(l->pass), &l->key, err, errlen))
 		goto out;
 	if (orchd_crypto_decrypt(&l->key, KEY_CHECK, sizeof(KEY_CHECK), nonce, ct, &pt, &ptlen, err,
@@ -462,7 +430,7 @@ static json_object *seal(struct local *l, const char *stack, const char *what, c
 static int unseal(struct local *l, const char *stack, const char *what, const char *key,
 		  json_object *enc, const char *path, json_object **value, char *err, size_t errlen)
 {
-	const char *nonce = jstr(enc, "nonce"), *ct = jstr(enc, "ct"), *why;
+	const char *nonce = op_get_str(enc, "nonce"), *ct = op_get_str(enc, "ct"), *why;
 	char *aad, *pt = NULL, msg[256];
 	size_t aadlen, ptlen = 0;
 	char what_buf[300];
@@ -472,7 +440,7 @@ static int unseal(struct local *l, const char *stack, const char *what, const ch
 		snprintf(what_buf, sizeof(what_buf), "output '%s'", key);
 	else
 		snprintf(what_buf, sizeof(what_buf), "state");
-	if (!nonce || !ct || !jstr(enc, "enc") || strcmp(jstr(enc, "enc"), "aes-256-gcm"))
+	if (!nonce || !ct || !op_get_str(enc, "enc") || strcmp(op_get_str(enc, "enc"), "aes-256-gcm"))
 		return orchd_set_err(err, errlen, "stack %s: %s in %s: malformed encrypted value",
 				     stack, what_buf, path);
 	if (ensure_key(l, 0, err, errlen))
@@ -521,9 +489,9 @@ static int precheck_record(struct local *l, const char *stack, const struct orch
 				err, errlen,
 				"stack %s: output '%s' must be {\"value\": ..., \"secret\": ...}",
 				stack, k);
-		if (jbool(v, "masked"))
+		if (op_get_bool(v, "masked", false))
 			continue; /* carried over encrypted, see record_to_json() */
-		if (!jbool(v, "secret"))
+		if (!op_get_bool(v, "secret", false))
 			continue;
 		if (!l->pass)
 			return orchd_set_err(err, errlen,
@@ -546,7 +514,7 @@ static json_object *old_sealed(json_object *old, const char *key)
 		json_object_object_get_ex(old, "state", &v);
 	else if (json_object_object_get_ex(old, "outputs", &outs))
 		json_object_object_get_ex(outs, key, &v);
-	return v && json_object_is_type(v, json_type_object) && jstr(v, "enc") ? v : NULL;
+	return v && json_object_is_type(v, json_type_object) && op_get_str(v, "enc") ? v : NULL;
 }
 
 /*
@@ -595,7 +563,7 @@ static json_object *record_to_json(struct local *l, const char *stack, json_obje
 			json_object *val = NULL, *ent;
 
 			json_object_object_get_ex(v, "value", &val);
-			if (jbool(v, "masked")) {
+			if (op_get_bool(v, "masked", false)) {
 				ent = old_sealed(old, k);
 				if (!ent) {
 					orchd_set_err(
@@ -606,7 +574,7 @@ static json_object *record_to_json(struct local *l, const char *stack, json_obje
 					goto fail;
 				}
 				json_object_get(ent);
-			} else if (jbool(v, "secret")) {
+			} else if (op_get_bool(v, "secret", false)) {
 				ent = seal(l, stack, "output", k, val, err, errlen);
 				if (!ent)
 					goto fail;
@@ -647,13 +615,13 @@ static json_object *load_stack_json(const char *stack, const char *path, const c
 			      why);
 		return NULL;
 	}
-	fmt = json_object_is_type(o, json_type_object) ? jstr(o, "format") : NULL;
+	fmt = json_object_is_type(o, json_type_object) ? op_get_str(o, "format") : NULL;
 	if (!fmt || strcmp(fmt, STACK_FORMAT)) {
 		orchd_set_err(err, errlen, "%s is not an orchd stack file (not replacing it)",
 			      path);
 		goto fail;
 	}
-	ver = jint(o, "version");
+	ver = op_get_int(o, "version", 0);
 	if (ver != STACK_VERSION) {
 		orchd_set_err(err, errlen,
 			      "stack file %s has version %lld, this orchd reads version %d "
@@ -661,7 +629,7 @@ static json_object *load_stack_json(const char *stack, const char *path, const c
 			      path, (long long)ver, STACK_VERSION);
 		goto fail;
 	}
-	name = jstr(o, "stack");
+	name = op_get_str(o, "stack");
 	if (!name || strcmp(name, stack)) {
 		orchd_set_err(err, errlen, "stack file %s holds stack '%s', expected '%s'", path,
 			      name ? name : "", stack);
@@ -678,10 +646,10 @@ static int json_to_record(struct local *l, const char *stack, const char *path, 
 {
 	json_object *v, *outs, *last;
 
-	rec->state_secret = jbool(o, "state_secret");
+	rec->state_secret = op_get_bool(o, "state_secret", false);
 	if (json_object_object_get_ex(o, "state", &v) && v) {
-		if (json_object_is_type(v, json_type_object) && jbool(v, "secret") &&
-		    jstr(v, "enc")) {
+		if (json_object_is_type(v, json_type_object) && op_get_bool(v, "secret", false) &&
+		    op_get_str(v, "enc")) {
 			rec->state_secret = 1;
 			if (!l->pass) {
 				rec->state_masked = 1;
@@ -704,7 +672,7 @@ static int json_to_record(struct local *l, const char *stack, const char *path, 
 				return orchd_set_err(err, errlen,
 						     "stack file %s: output '%s' is malformed",
 						     path, k);
-			if (jstr(ent, "enc")) {
+			if (op_get_str(ent, "enc")) {
 				if (!l->pass) {
 					json_object *m = json_object_new_object();
 
@@ -723,20 +691,20 @@ static int json_to_record(struct local *l, const char *stack, const char *path, 
 			} else {
 				json_object_object_get_ex(ent, "value", &val);
 				orchd_stack_record_set_output(rec, k, json_object_get(val),
-							      jbool(ent, "secret"));
+							      op_get_bool(ent, "secret", false));
 			}
 		}
 	}
-	rec->config_hash = jstrdup(o, "config_hash");
-	rec->inputs_hash = jstrdup(o, "inputs_hash");
+	rec->config_hash = xstrdup_or_null(op_get_str(o, "config_hash"));
+	rec->inputs_hash = xstrdup_or_null(op_get_str(o, "inputs_hash"));
 	if (json_object_object_get_ex(o, "last", &last) &&
 	    json_object_is_type(last, json_type_object)) {
-		rec->last.run_id = jstrdup(last, "run_id");
-		rec->last.action = jstrdup(last, "action");
-		rec->last.status = jstrdup(last, "status");
-		rec->last.started_at = jint(last, "started_at");
-		rec->last.ended_at = jint(last, "ended_at");
-		rec->last.attempts = (int)jint(last, "attempts");
+		rec->last.run_id = xstrdup_or_null(op_get_str(last, "run_id"));
+		rec->last.action = xstrdup_or_null(op_get_str(last, "action"));
+		rec->last.status = xstrdup_or_null(op_get_str(last, "status"));
+		rec->last.started_at = op_get_int(last, "started_at", 0);
+		rec->last.ended_at = op_get_int(last, "ended_at", 0);
+		rec->last.attempts = (int)op_get_int(last, "attempts", 0);
 	}
 	return 0;
 }
@@ -1033,12 +1001,12 @@ static int local_history_read(struct orchd_engine *e, const char *stack,
 			continue;
 		}
 		ALLOC_GROW(v, nr + 1, alloc);
-		v[nr].run_id = jstrdup(o, "run_id");
-		v[nr].action = jstrdup(o, "action");
-		v[nr].status = jstrdup(o, "status");
-		v[nr].started_at = jint(o, "started_at");
-		v[nr].ended_at = jint(o, "ended_at");
-		v[nr].attempts = (int)jint(o, "attempts");
+		v[nr].run_id = xstrdup_or_null(op_get_str(o, "run_id"));
+		v[nr].action = xstrdup_or_null(op_get_str(o, "action"));
+		v[nr].status = xstrdup_or_null(op_get_str(o, "status"));
+		v[nr].started_at = op_get_int(o, "started_at", 0);
+		v[nr].ended_at = op_get_int(o, "ended_at", 0);
+		v[nr].attempts = (int)op_get_int(o, "attempts", 0);
 		nr++;
 		json_object_put(o);
 	}
@@ -1134,15 +1102,15 @@ static int local_lock(struct orchd_engine *e, const struct orchd_lock_request *r
 
 			format_wait(w, sizeof(w), req->timeout_ms > 0 ? req->timeout_ms : 0);
 			info = read_lock_info(l);
-			if (info && jint(info, "pid") > 0) {
-				s = jstr(info, "run_id");
+			if (info && op_get_int(info, "pid", 0) > 0) {
+				s = op_get_str(info, "run_id");
 				orchd_set_err(
 					err, errlen,
 					"state directory %s is locked by pid %lld on host %s since "
 					"%s%s%s%s; waited %s",
-					l->dir, (long long)jint(info, "pid"),
-					jstr(info, "host") ? jstr(info, "host") : "?",
-					jstr(info, "since") ? jstr(info, "since") : "?",
+					l->dir, (long long)op_get_int(info, "pid", 0),
+					op_get_str(info, "host") ? op_get_str(info, "host") : "?",
+					op_get_str(info, "since") ? op_get_str(info, "since") : "?",
 					s ? " (run " : "", s ? s : "", s ? ")" : "", w);
 			} else {
 				orchd_set_err(err, errlen,
@@ -1163,9 +1131,9 @@ static int local_lock(struct orchd_engine *e, const struct orchd_lock_request *r
 	host = this_host();
 	info = read_lock_info(l);
 	if (info) {
-		long long pid = jint(info, "pid");
+		long long pid = op_get_int(info, "pid", 0);
 
-		s = jstr(info, "host");
+		s = op_get_str(info, "host");
 		if (pid > 0 && s && !strcmp(s, host) && kill((pid_t)pid, 0) && errno == ESRCH)
 			warning("taking over stale lock of pid %lld", pid);
 		json_object_put(info);

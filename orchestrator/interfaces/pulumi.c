@@ -335,37 +335,6 @@ static json_object *parse_out(const struct run *r)
 
 /* --- record <-> program --------------------------------------------------- */
 
-static const char *jstr(json_object *o, const char *key)
-{
-	json_object *v;
-
-	if (!o || !json_object_object_get_ex(o, key, &v) ||
-	    !json_object_is_type(v, json_type_string))
-		return NULL;
-	return json_object_get_string(v);
-}
-
-static char *jstrdup(json_object *o, const char *key)
-{
-	const char *s = jstr(o, key);
-
-	return s ? xstrdup(s) : NULL;
-}
-
-static int64_t jint(json_object *o, const char *key)
-{
-	json_object *v;
-
-	return o && json_object_object_get_ex(o, key, &v) ? json_object_get_int64(v) : 0;
-}
-
-static int jbool(json_object *o, const char *key)
-{
-	json_object *v;
-
-	return o && json_object_object_get_ex(o, key, &v) && json_object_get_boolean(v);
-}
-
 static void add_str(json_object *o, const char *key, const char *s)
 {
 	json_object_object_add(o, key, s ? json_object_new_string(s) : NULL);
@@ -425,11 +394,11 @@ static int precheck(struct pulumi *p, const char *stack, const struct orchd_stac
 					"stack %s: output '%s' must be {\"value\": ..., "
 					"\"secret\": ...}",
 					stack, k);
-			if (jbool(v, "masked")) {
+			if (op_get_bool(v, "masked", false)) {
 				*masked = 1;
 				continue;
 			}
-			if (jbool(v, "secret") && !p->pass)
+			if (op_get_bool(v, "secret", false) && !p->pass)
 				return orchd_set_err(
 					err, errlen,
 					"stack %s: output '%s' is secret and no passphrase "
@@ -459,7 +428,7 @@ static json_object *record_program(struct pulumi *p, const char *stack,
 	const char *s;
 	int state_secret = rec->state_secret;
 
-	if (old && (s = jstr(old, META_KEY)))
+	if (old && (s = op_get_str(old, META_KEY)))
 		oldmeta = json_tokener_parse(s);
 	json_object_object_add(prog, "name", json_object_new_string(p->project));
 	json_object_object_add(prog, "runtime", json_object_new_string("yaml"));
@@ -470,7 +439,7 @@ static json_object *record_program(struct pulumi *p, const char *stack,
 	json_object_object_add(meta, "outputs", mouts);
 	if (rec->state_masked && !rec->state) {
 		/* Carried over as stored (still secret). */
-		if (!(s = jstr(old, STATE_KEY))) {
+		if (!(s = op_get_str(old, STATE_KEY))) {
 			orchd_set_err(err, errlen, "stack %s: state is masked and no longer stored",
 				      stack);
 			goto fail;
@@ -488,15 +457,15 @@ static json_object *record_program(struct pulumi *p, const char *stack,
 		json_object_object_foreach(rec->outputs, k, ent)
 		{
 			json_object *m = json_object_new_object(), *val = NULL;
-			int secret = jbool(ent, "secret"), is_json;
+			int secret = op_get_bool(ent, "secret", false), is_json;
 
 			json_object_object_add(mouts, k, m);
-			if (jbool(ent, "masked")) {
+			if (op_get_bool(ent, "masked", false)) {
 				json_object *om = NULL, *oo = NULL;
 
 				if (oldmeta && json_object_object_get_ex(oldmeta, "outputs", &oo))
 					json_object_object_get_ex(oo, k, &om);
-				if (!om || !jbool(om, "secret") || !(s = jstr(old, k))) {
+				if (!om || !op_get_bool(om, "secret", false) || !(s = op_get_str(old, k))) {
 					orchd_set_err(
 						err, errlen,
 						"stack %s: output '%s' is masked and no longer "
@@ -506,7 +475,7 @@ static json_object *record_program(struct pulumi *p, const char *stack,
 				}
 				json_object_object_add(m, "secret", json_object_new_boolean(1));
 				json_object_object_add(m, "json",
-						       json_object_new_boolean(jbool(om, "json")));
+						       json_object_new_boolean(op_get_bool(om, "json", false)));
 				json_object_object_add(outs, k, leaf(s, 1));
 				continue;
 			}
@@ -546,28 +515,28 @@ static int outputs_to_record(struct pulumi *p, const char *stack, json_object *o
 			     struct orchd_stack_record *rec, char *err, size_t errlen)
 {
 	json_object *meta, *mouts = NULL, *last;
-	const char *s = jstr(o, META_KEY);
+	const char *s = op_get_str(o, META_KEY);
 
 	meta = s ? json_tokener_parse(s) : NULL;
 	if (!meta || !json_object_is_type(meta, json_type_object) ||
-	    strcmp(jstr(meta, "format") ? jstr(meta, "format") : "", META_FORMAT)) {
+	    strcmp(op_get_str(meta, "format") ? op_get_str(meta, "format") : "", META_FORMAT)) {
 		json_object_put(meta);
 		return orchd_set_err(err, errlen,
 				     "pulumi stack %s: not an orchd stack (no valid %s output)",
 				     stack, META_KEY);
 	}
-	if (jint(meta, "version") != META_VERSION) {
+	if (op_get_int(meta, "version", 0) != META_VERSION) {
 		orchd_set_err(err, errlen,
 			      "pulumi stack %s: record version %lld, this orchd reads version %d",
-			      stack, (long long)jint(meta, "version"), META_VERSION);
+			      stack, (long long)op_get_int(meta, "version", 0), META_VERSION);
 		goto fail;
 	}
-	rec->state_secret = jbool(meta, "state_secret");
-	if (jbool(meta, "state")) {
+	rec->state_secret = op_get_bool(meta, "state_secret", false);
+	if (op_get_bool(meta, "state", false)) {
 		if (rec->state_secret && !p->pass) {
 			rec->state_masked = 1;
 			rec->masked++;
-		} else if (!(s = jstr(o, STATE_KEY)) ||
+		} else if (!(s = op_get_str(o, STATE_KEY)) ||
 			   (!(rec->state = json_tokener_parse(s)) && strcmp(s, "null"))) {
 			orchd_set_err(err, errlen, "pulumi stack %s: %s is missing or not JSON",
 				      stack, STATE_KEY);
@@ -579,7 +548,7 @@ static int outputs_to_record(struct pulumi *p, const char *stack, json_object *o
 		json_object_object_foreach(mouts, k, m)
 		{
 			json_object *val;
-			int secret = jbool(m, "secret");
+			int secret = op_get_bool(m, "secret", false);
 
 			if (secret && !p->pass) {
 				json_object *x = json_object_new_object();
@@ -591,12 +560,12 @@ static int outputs_to_record(struct pulumi *p, const char *stack, json_object *o
 				rec->masked++;
 				continue;
 			}
-			if (!(s = jstr(o, k))) {
+			if (!(s = op_get_str(o, k))) {
 				orchd_set_err(err, errlen,
 					      "pulumi stack %s: output '%s' is missing", stack, k);
 				goto fail;
 			}
-			if (!jbool(m, "json")) {
+			if (!op_get_bool(m, "json", false)) {
 				val = json_object_new_string(s);
 			} else if (!(val = json_tokener_parse(s)) && strcmp(s, "null")) {
 				orchd_set_err(err, errlen,
@@ -606,16 +575,16 @@ static int outputs_to_record(struct pulumi *p, const char *stack, json_object *o
 			orchd_stack_record_set_output(rec, k, val, secret);
 		}
 	}
-	rec->config_hash = jstrdup(meta, "config_hash");
-	rec->inputs_hash = jstrdup(meta, "inputs_hash");
+	rec->config_hash = xstrdup_or_null(op_get_str(meta, "config_hash"));
+	rec->inputs_hash = xstrdup_or_null(op_get_str(meta, "inputs_hash"));
 	if (json_object_object_get_ex(meta, "last", &last) &&
 	    json_object_is_type(last, json_type_object)) {
-		rec->last.run_id = jstrdup(last, "run_id");
-		rec->last.action = jstrdup(last, "action");
-		rec->last.status = jstrdup(last, "status");
-		rec->last.started_at = jint(last, "started_at");
-		rec->last.ended_at = jint(last, "ended_at");
-		rec->last.attempts = (int)jint(last, "attempts");
+		rec->last.run_id = xstrdup_or_null(op_get_str(last, "run_id"));
+		rec->last.action = xstrdup_or_null(op_get_str(last, "action"));
+		rec->last.status = xstrdup_or_null(op_get_str(last, "status"));
+		rec->last.started_at = op_get_int(last, "started_at", 0);
+		rec->last.ended_at = op_get_int(last, "ended_at", 0);
+		rec->last.attempts = (int)op_get_int(last, "attempts", 0);
 	}
 	json_object_put(meta);
 	return 0;
@@ -721,7 +690,7 @@ static int pulumi_select(struct orchd_engine *e, const char *stack, int create, 
 	if (stack_names(p, &arr, err, errlen))
 		return -1;
 	for (i = 0; i < json_object_array_length(arr); i++) {
-		const char *n = jstr(json_object_array_get_idx(arr, i), "name");
+		const char *n = op_get_str(json_object_array_get_idx(arr, i), "name");
 
 		if (n && !strcmp(n, stack))
 			found = 1;
@@ -936,7 +905,7 @@ static int pulumi_list(struct orchd_engine *e, char ***names, size_t *n, char *e
 	if (stack_names(p, &arr, err, errlen))
 		return -1;
 	for (i = 0; i < json_object_array_length(arr); i++) {
-		const char *s = jstr(json_object_array_get_idx(arr, i), "name");
+		const char *s = op_get_str(json_object_array_get_idx(arr, i), "name");
 
 		/* Cloud backends may show ORG/PROJECT/STACK. */
 		if (s && strrchr(s, '/'))
@@ -1029,13 +998,13 @@ static int pulumi_history_read(struct orchd_engine *e, const char *stack,
 		len = json_object_array_length(arr);
 		for (i = 0; i < len; i++) {
 			json_object *u = json_object_array_get_idx(arr, i);
-			const char *kind = jstr(u, "kind");
+			const char *kind = op_get_str(u, "kind");
 
 			if (!kind || strcmp(kind, "update"))
 				continue;
 			ALLOC_GROW(v, nr + 1, alloc);
 			memset(&v[nr], 0, sizeof(v[nr]));
-			if (parse_message(jstr(u, "message"), &v[nr]))
+			if (parse_message(op_get_str(u, "message"), &v[nr]))
 				continue; /* not an orchd update */
 			nr++;
 		}
