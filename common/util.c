@@ -58,16 +58,6 @@ void die(const char *fmt, ...)
 	exit(ORCHD_EXIT_SYSTEM);
 }
 
-void die_errno_exit(int code, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vreport("fatal", fmt, ap);
-	va_end(ap);
-	exit(code);
-}
-
 int orchd_set_err(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
@@ -155,6 +145,7 @@ long long now_ms(void)
 const char *orchd_buf_str(const struct op_buf *b)
 {
 	if (op_buf_failed(b))
-		die("%s", b->err == ENOMEM ? "out of memory" : "internal error: a buffer overflowed");
+		die("%s",
+		    b->err == ENOMEM ? "out of memory" : "internal error: a buffer overflowed");
 	return op_buf_str(b);
 }

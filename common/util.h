@@ -31,7 +31,6 @@ const char *get_progname(void);
 int error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void warning(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 _Noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-_Noreturn void die_errno_exit(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Library-style error into a caller buffer (redis's anetSetError): format
  * into err[errlen] when err is not NULL, and return -1. */

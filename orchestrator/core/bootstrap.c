@@ -468,7 +468,8 @@ static void merr(struct yparse *y, const struct ynode *at, const char *fmt, ...)
 	va_end(ap);
 	parse_path(y, y->depth, &path);
 	if (path.len)
-		orchd_diag_add(y->d, y->file, at->line, at->col, "%s: %s", orchd_buf_str(&path), msg);
+		orchd_diag_add(y->d, y->file, at->line, at->col, "%s: %s", orchd_buf_str(&path),
+			       msg);
 	else
 		orchd_diag_add(y->d, y->file, at->line, at->col, "%s", msg);
 	op_buf_release(&path);

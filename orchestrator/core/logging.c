@@ -556,18 +556,6 @@ void orchd_journal_line(struct orchd_journal *j, size_t i, enum orchd_log_level 
 	orchd_console_log(j->con, id, level, text);
 }
 
-void orchd_journal_logf(struct orchd_journal *j, size_t i, enum orchd_log_level level,
-			const char *fmt, ...)
-{
-	char buf[2048];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	orchd_journal_line(j, i, level, ORCHD_LOGSRC_ORCHD, buf);
-}
-
 void orchd_journal_flush(struct orchd_journal *j, size_t i)
 {
 	struct journal_entry *e;

@@ -168,8 +168,6 @@ void orchd_journal_free(struct orchd_journal *j);
 #define ORCHD_JOURNAL_ORCHD ((size_t)-1)
 void orchd_journal_line(struct orchd_journal *j, size_t i, enum orchd_log_level level,
 			enum orchd_log_source src, const char *text);
-void orchd_journal_logf(struct orchd_journal *j, size_t i, enum orchd_log_level level,
-			const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* Grouped output: print instance i's block now (it ended). */
 void orchd_journal_flush(struct orchd_journal *j, size_t i);
 /* Every line of instance i, '\n'-separated, unmasked (the report masks). */

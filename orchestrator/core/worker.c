@@ -22,8 +22,7 @@ struct orchd_worker {
 	struct orchd_job *todo, **todo_tail;
 	struct orchd_job *finished, **finished_tail;
 	int stop;
-	int efd;	/* eventfd: readable while finished is not empty */
-	size_t pending; /* loop thread only */
+	int efd; /* eventfd: readable while finished is not empty */
 	char name[32];
 };
 
@@ -94,7 +93,6 @@ void orchd_worker_submit(struct orchd_worker *w, struct orchd_job *job)
 	w->todo_tail = &job->next;
 	pthread_cond_signal(&w->wake);
 	pthread_mutex_unlock(&w->lock);
-	w->pending++;
 }
 
 int orchd_worker_fd(const struct orchd_worker *w)
@@ -121,16 +119,10 @@ size_t orchd_worker_collect(struct orchd_worker *w)
 		struct orchd_job *job = list;
 
 		list = job->next;
-		w->pending--;
 		count++;
 		job->done(job);
 	}
 	return count;
-}
-
-size_t orchd_worker_pending(const struct orchd_worker *w)
-{
-	return w->pending;
 }
 
 void orchd_worker_free(struct orchd_worker *w)

@@ -47,8 +47,6 @@ void orchd_worker_submit(struct orchd_worker *w, struct orchd_job *job);
 int orchd_worker_fd(const struct orchd_worker *w);
 /* Call the done callback of every finished job; returns how many. */
 size_t orchd_worker_collect(struct orchd_worker *w);
-/* Jobs submitted whose done callback has not run yet. */
-size_t orchd_worker_pending(const struct orchd_worker *w);
 /*
  * Wait for every job, call the remaining done callbacks, stop the thread,
  * free w.  NULL is a no-op.

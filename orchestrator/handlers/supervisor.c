@@ -589,15 +589,6 @@ int orchd_supervisor_watch(struct orchd_supervisor *sup, int fd, void (*fn)(void
 	return 0;
 }
 
-void orchd_supervisor_unwatch(struct orchd_supervisor *sup, int fd)
-{
-	for (size_t i = 0; i < sup->nwatches; i++)
-		if (sup->watches[i].fd == fd) {
-			sup->watches[i] = sup->watches[--sup->nwatches];
-			return;
-		}
-}
-
 /* --- creation and teardown ----------------------------------------------- */
 
 struct orchd_supervisor *orchd_supervisor_new(const struct orchd_supervisor_opts *opts)

@@ -107,10 +107,9 @@ int orchd_supervisor_start(struct orchd_supervisor *sup, const struct orchd_step
 /*
  * Watch fd (a worker's, core/worker.h): while it is readable, each wait()
  * calls fn(arg) on the loop's thread; fn may start steps.  At most one
- * watch per fd; 0 or -1.  unwatch() removes it (a no-op when absent).
+ * watch per fd, for the supervisor's life; 0 or -1.
  */
 int orchd_supervisor_watch(struct orchd_supervisor *sup, int fd, void (*fn)(void *arg), void *arg);
-void orchd_supervisor_unwatch(struct orchd_supervisor *sup, int fd);
 
 /*
  * Run the loop once: wait until something happens (a child's I/O or exit,
