@@ -10,6 +10,7 @@
 
 #include "interfaces/local.h"
 #include "interfaces/pulumi.h"
+#include "orchd_protocol.h"
 #include "util.h"
 
 int orchd_engine_open(const struct orchd_engine_config *cfg, const char *state_dir,
@@ -163,4 +164,38 @@ int orchd_stack_name_ok(const char *s)
 			return 0;
 	}
 	return 1;
+}
+
+void orchd_json_add_str(json_object *o, const char *key, const char *s)
+{
+	json_object_object_add(o, key, s ? json_object_new_string(s) : NULL);
+}
+
+void orchd_record_meta_to_json(const struct orchd_stack_record *rec, json_object *o)
+{
+	json_object *last = json_object_new_object();
+
+	orchd_json_add_str(o, "config_hash", rec->config_hash);
+	orchd_json_add_str(o, "inputs_hash", rec->inputs_hash);
+	orchd_json_add_str(last, "run_id", rec->last.run_id);
+	orchd_json_add_str(last, "action", rec->last.action);
+	orchd_json_add_str(last, "status", rec->last.status);
+	json_object_object_add(last, "started_at", json_object_new_int64(rec->last.started_at));
+	json_object_object_add(last, "ended_at", json_object_new_int64(rec->last.ended_at));
+	json_object_object_add(last, "attempts", json_object_new_int(rec->last.attempts));
+	json_object_object_add(o, "last", last);
+}
+
+void orchd_record_meta_from_json(json_object *o, struct orchd_stack_record *rec)
+{
+	json_object *last = op_get(o, "last");
+
+	rec->config_hash = xstrdup_or_null(op_get_str(o, "config_hash"));
+	rec->inputs_hash = xstrdup_or_null(op_get_str(o, "inputs_hash"));
+	rec->last.run_id = xstrdup_or_null(op_get_str(last, "run_id"));
+	rec->last.action = xstrdup_or_null(op_get_str(last, "action"));
+	rec->last.status = xstrdup_or_null(op_get_str(last, "status"));
+	rec->last.started_at = op_get_int(last, "started_at", 0);
+	rec->last.ended_at = op_get_int(last, "ended_at", 0);
+	rec->last.attempts = (int)op_get_int(last, "attempts", 0);
 }

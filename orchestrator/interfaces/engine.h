@@ -159,6 +159,17 @@ int orchd_engine_history_read(struct orchd_engine *e, const char *stack,
 			      struct orchd_history_entry **entries, size_t *n, char *err,
 			      size_t errlen);
 
+/*
+ * The part of a record every engine stores the same way: adds
+ * "config_hash", "inputs_hash" and "last" {run_id, action, status,
+ * started_at, ended_at, attempts} to the object o / reads them from it
+ * (missing or mistyped fields read as NULL or 0).
+ */
+void orchd_record_meta_to_json(const struct orchd_stack_record *rec, json_object *o);
+/* o[key] = s as a JSON string, or null when s is NULL. */
+void orchd_json_add_str(json_object *o, const char *key, const char *s);
+void orchd_record_meta_from_json(json_object *o, struct orchd_stack_record *rec);
+
 void orchd_stack_record_init(struct orchd_stack_record *rec);
 void orchd_stack_record_release(struct orchd_stack_record *rec);
 /* Add output key (takes the caller's reference to value, which may be NULL

@@ -221,11 +221,6 @@ static json_object *parse_json(const char *buf, size_t len, const char **why)
 	return o;
 }
 
-static void add_str(json_object *o, const char *key, const char *s)
-{
-	json_object_object_add(o, key, s ? json_object_new_string(s) : NULL);
-}
-
 static char *iso_time(time_t t)
 {
 	struct tm tm;
@@ -323,19 +318,19 @@ again:
 			goto out;
 		}
 		o = json_object_new_object();
-		add_str(o, "format", CRYPTO_FORMAT);
+		orchd_json_add_str(o, "format", CRYPTO_FORMAT);
 		json_object_object_add(o, "version", json_object_new_int(CRYPTO_VERSION));
-		add_str(o, "kdf", "scrypt");
+		orchd_json_add_str(o, "kdf", "scrypt");
 		b64 = orchd_b64_encode(kp.salt, sizeof(kp.salt));
-		add_str(o, "salt", b64);
+		orchd_json_add_str(o, "salt", b64);
 		free(b64);
 		json_object_object_add(o, "N", json_object_new_int64((int64_t)kp.n));
 		json_object_object_add(o, "r", json_object_new_int64((int64_t)kp.r));
 		json_object_object_add(o, "p", json_object_new_int64((int64_t)kp.p));
 		c = json_object_new_object();
-		add_str(c, "enc", "aes-256-gcm");
-		add_str(c, "nonce", n64);
-		add_str(c, "ct", c64);
+		orchd_json_add_str(c, "enc", "aes-256-gcm");
+		orchd_json_add_str(c, "nonce", n64);
+		orchd_json_add_str(c, "ct", c64);
 		json_object_object_add(o, "check", c);
 		free(n64);
 		free(c64);
@@ -418,9 +413,9 @@ static json_object *seal(struct local *l, const char *stack, const char *what, c
 	free(aad);
 	o = json_object_new_object();
 	json_object_object_add(o, "secret", json_object_new_boolean(1));
-	add_str(o, "enc", "aes-256-gcm");
-	add_str(o, "nonce", n64);
-	add_str(o, "ct", c64);
+	orchd_json_add_str(o, "enc", "aes-256-gcm");
+	orchd_json_add_str(o, "nonce", n64);
+	orchd_json_add_str(o, "ct", c64);
 	free(n64);
 	free(c64);
 	return o;
@@ -440,7 +435,8 @@ static int unseal(struct local *l, const char *stack, const char *what, const ch
 		snprintf(what_buf, sizeof(what_buf), "output '%s'", key);
 	else
 		snprintf(what_buf, sizeof(what_buf), "state");
-	if (!nonce || !ct || !op_get_str(enc, "enc") || strcmp(op_get_str(enc, "enc"), "aes-256-gcm"))
+	if (!nonce || !ct || !op_get_str(enc, "enc") ||
+	    strcmp(op_get_str(enc, "enc"), "aes-256-gcm"))
 		return orchd_set_err(err, errlen, "stack %s: %s in %s: malformed encrypted value",
 				     stack, what_buf, path);
 	if (ensure_key(l, 0, err, errlen))
@@ -525,14 +521,14 @@ static json_object *old_sealed(json_object *old, const char *key)
 static json_object *record_to_json(struct local *l, const char *stack, json_object *old,
 				   const struct orchd_stack_record *rec, char *err, size_t errlen)
 {
-	json_object *o = json_object_new_object(), *outs = json_object_new_object(), *last;
+	json_object *o = json_object_new_object(), *outs = json_object_new_object();
 	struct timespec ts;
 	int state_secret = rec->state_secret;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-	add_str(o, "format", STACK_FORMAT);
+	orchd_json_add_str(o, "format", STACK_FORMAT);
 	json_object_object_add(o, "version", json_object_new_int(STACK_VERSION));
-	add_str(o, "stack", stack);
+	orchd_json_add_str(o, "stack", stack);
 	json_object_object_add(
 		o, "updated_at",
 		json_object_new_int64((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000));
@@ -586,16 +582,7 @@ static json_object *record_to_json(struct local *l, const char *stack, json_obje
 			json_object_object_add(outs, k, ent);
 		}
 	}
-	add_str(o, "config_hash", rec->config_hash);
-	add_str(o, "inputs_hash", rec->inputs_hash);
-	last = json_object_new_object();
-	add_str(last, "run_id", rec->last.run_id);
-	add_str(last, "action", rec->last.action);
-	add_str(last, "status", rec->last.status);
-	json_object_object_add(last, "started_at", json_object_new_int64(rec->last.started_at));
-	json_object_object_add(last, "ended_at", json_object_new_int64(rec->last.ended_at));
-	json_object_object_add(last, "attempts", json_object_new_int(rec->last.attempts));
-	json_object_object_add(o, "last", last);
+	orchd_record_meta_to_json(rec, o);
 	return o;
 fail:
 	json_object_put(o);
@@ -644,7 +631,7 @@ fail:
 static int json_to_record(struct local *l, const char *stack, const char *path, json_object *o,
 			  struct orchd_stack_record *rec, char *err, size_t errlen)
 {
-	json_object *v, *outs, *last;
+	json_object *v, *outs;
 
 	rec->state_secret = op_get_bool(o, "state_secret", false);
 	if (json_object_object_get_ex(o, "state", &v) && v) {
@@ -695,17 +682,7 @@ static int json_to_record(struct local *l, const char *stack, const char *path, 
 			}
 		}
 	}
-	rec->config_hash = xstrdup_or_null(op_get_str(o, "config_hash"));
-	rec->inputs_hash = xstrdup_or_null(op_get_str(o, "inputs_hash"));
-	if (json_object_object_get_ex(o, "last", &last) &&
-	    json_object_is_type(last, json_type_object)) {
-		rec->last.run_id = xstrdup_or_null(op_get_str(last, "run_id"));
-		rec->last.action = xstrdup_or_null(op_get_str(last, "action"));
-		rec->last.status = xstrdup_or_null(op_get_str(last, "status"));
-		rec->last.started_at = op_get_int(last, "started_at", 0);
-		rec->last.ended_at = op_get_int(last, "ended_at", 0);
-		rec->last.attempts = (int)op_get_int(last, "attempts", 0);
-	}
+	orchd_record_meta_from_json(o, rec);
 	return 0;
 }
 
@@ -921,9 +898,9 @@ static int local_history_append(struct orchd_engine *e, const char *stack,
 		return -1;
 	}
 	o = json_object_new_object();
-	add_str(o, "run_id", h->run_id);
-	add_str(o, "action", h->action);
-	add_str(o, "status", h->status);
+	orchd_json_add_str(o, "run_id", h->run_id);
+	orchd_json_add_str(o, "action", h->action);
+	orchd_json_add_str(o, "status", h->status);
 	json_object_object_add(o, "started_at", json_object_new_int64(h->started_at));
 	json_object_object_add(o, "ended_at", json_object_new_int64(h->ended_at));
 	json_object_object_add(o, "attempts", json_object_new_int(h->attempts));
@@ -1142,13 +1119,13 @@ static int local_lock(struct orchd_engine *e, const struct orchd_lock_request *r
 	since = iso_time(ts.tv_sec);
 	info = json_object_new_object();
 	json_object_object_add(info, "pid", json_object_new_int64(getpid()));
-	add_str(info, "host", host);
-	add_str(info, "since", since);
+	orchd_json_add_str(info, "host", host);
+	orchd_json_add_str(info, "since", since);
 	json_object_object_add(
 		info, "since_ms",
 		json_object_new_int64((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000));
-	add_str(info, "run_id", req->run_id);
-	add_str(info, "command", req->command);
+	orchd_json_add_str(info, "run_id", req->run_id);
+	orchd_json_add_str(info, "command", req->command);
 	s = json_object_to_json_string_ext(info,
 					   JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	info_path = xasprintf("%s/lock.info", l->dir);

@@ -335,11 +335,6 @@ static json_object *parse_out(const struct run *r)
 
 /* --- record <-> program --------------------------------------------------- */
 
-static void add_str(json_object *o, const char *key, const char *s)
-{
-	json_object_object_add(o, key, s ? json_object_new_string(s) : NULL);
-}
-
 /* A Pulumi YAML string leaf: "$" doubled, wrapped in fn::secret if secret. */
 static json_object *leaf(const char *s, int secret)
 {
@@ -423,7 +418,7 @@ static json_object *record_program(struct pulumi *p, const char *stack,
 				   char *err, size_t errlen)
 {
 	json_object *prog = json_object_new_object(), *outs = json_object_new_object();
-	json_object *meta = json_object_new_object(), *mouts = json_object_new_object(), *last;
+	json_object *meta = json_object_new_object(), *mouts = json_object_new_object();
 	json_object *oldmeta = NULL;
 	const char *s;
 	int state_secret = rec->state_secret;
@@ -433,9 +428,9 @@ static json_object *record_program(struct pulumi *p, const char *stack,
 	json_object_object_add(prog, "name", json_object_new_string(p->project));
 	json_object_object_add(prog, "runtime", json_object_new_string("yaml"));
 	json_object_object_add(prog, "outputs", outs);
-	add_str(meta, "format", META_FORMAT);
+	orchd_json_add_str(meta, "format", META_FORMAT);
 	json_object_object_add(meta, "version", json_object_new_int(META_VERSION));
-	add_str(meta, "stack", stack);
+	orchd_json_add_str(meta, "stack", stack);
 	json_object_object_add(meta, "outputs", mouts);
 	if (rec->state_masked && !rec->state) {
 		/* Carried over as stored (still secret). */
@@ -465,7 +460,8 @@ static json_object *record_program(struct pulumi *p, const char *stack,
 
 				if (oldmeta && json_object_object_get_ex(oldmeta, "outputs", &oo))
 					json_object_object_get_ex(oo, k, &om);
-				if (!om || !op_get_bool(om, "secret", false) || !(s = op_get_str(old, k))) {
+				if (!om || !op_get_bool(om, "secret", false) ||
+				    !(s = op_get_str(old, k))) {
 					orchd_set_err(
 						err, errlen,
 						"stack %s: output '%s' is masked and no longer "
@@ -474,8 +470,9 @@ static json_object *record_program(struct pulumi *p, const char *stack,
 					goto fail;
 				}
 				json_object_object_add(m, "secret", json_object_new_boolean(1));
-				json_object_object_add(m, "json",
-						       json_object_new_boolean(op_get_bool(om, "json", false)));
+				json_object_object_add(
+					m, "json",
+					json_object_new_boolean(op_get_bool(om, "json", false)));
 				json_object_object_add(outs, k, leaf(s, 1));
 				continue;
 			}
@@ -489,16 +486,7 @@ static json_object *record_program(struct pulumi *p, const char *stack,
 				     secret));
 		}
 	}
-	add_str(meta, "config_hash", rec->config_hash);
-	add_str(meta, "inputs_hash", rec->inputs_hash);
-	last = json_object_new_object();
-	add_str(last, "run_id", rec->last.run_id);
-	add_str(last, "action", rec->last.action);
-	add_str(last, "status", rec->last.status);
-	json_object_object_add(last, "started_at", json_object_new_int64(rec->last.started_at));
-	json_object_object_add(last, "ended_at", json_object_new_int64(rec->last.ended_at));
-	json_object_object_add(last, "attempts", json_object_new_int(rec->last.attempts));
-	json_object_object_add(meta, "last", last);
+	orchd_record_meta_to_json(rec, meta);
 	json_object_object_add(outs, META_KEY, leaf(json_text(meta), 0));
 	json_object_put(meta);
 	json_object_put(oldmeta);
@@ -514,7 +502,7 @@ fail:
 static int outputs_to_record(struct pulumi *p, const char *stack, json_object *o,
 			     struct orchd_stack_record *rec, char *err, size_t errlen)
 {
-	json_object *meta, *mouts = NULL, *last;
+	json_object *meta, *mouts = NULL;
 	const char *s = op_get_str(o, META_KEY);
 
 	meta = s ? json_tokener_parse(s) : NULL;
@@ -575,17 +563,7 @@ static int outputs_to_record(struct pulumi *p, const char *stack, json_object *o
 			orchd_stack_record_set_output(rec, k, val, secret);
 		}
 	}
-	rec->config_hash = xstrdup_or_null(op_get_str(meta, "config_hash"));
-	rec->inputs_hash = xstrdup_or_null(op_get_str(meta, "inputs_hash"));
-	if (json_object_object_get_ex(meta, "last", &last) &&
-	    json_object_is_type(last, json_type_object)) {
-		rec->last.run_id = xstrdup_or_null(op_get_str(last, "run_id"));
-		rec->last.action = xstrdup_or_null(op_get_str(last, "action"));
-		rec->last.status = xstrdup_or_null(op_get_str(last, "status"));
-		rec->last.started_at = op_get_int(last, "started_at", 0);
-		rec->last.ended_at = op_get_int(last, "ended_at", 0);
-		rec->last.attempts = (int)op_get_int(last, "attempts", 0);
-	}
+	orchd_record_meta_from_json(meta, rec);
 	json_object_put(meta);
 	return 0;
 fail:
