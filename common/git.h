@@ -1,8 +1,8 @@
 /*
  * git: clone, fetch and check out with libgit2, through a local cache.
  *
- * Only orchd links this; extensions ask the core (architecture.md,
- * "Shared Utilities").  Every function returns 0 on success and -1 on
+ * Only orchd links this; extensions ask the core (the shared utilities of
+ * README's "Concepts").  Every function returns 0 on success and -1 on
  * failure with a lowercase message (no final full stop) in the caller's
  * buffer err[errlen]; the message names the URL (any password masked) and
  * the ref, and carries libgit2's own message (git_error_last()).

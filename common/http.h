@@ -1,8 +1,8 @@
 /*
  * http: downloads and small requests over HTTP(S), with libcurl.
  *
- * Only orchd links this; extensions ask the core (architecture.md,
- * "Shared Utilities").  Every function returns 0 on success and -1 on
+ * Only orchd links this; extensions ask the core (the shared utilities of
+ * README's "Concepts").  Every function returns 0 on success and -1 on
  * failure with a lowercase message (no final full stop) in the caller's
  * buffer err[errlen]; nothing is printed and no global error state is kept.
  * Messages name the URL with any password removed.

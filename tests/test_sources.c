@@ -493,6 +493,35 @@ START_TEST(test_request_after_cancel)
 }
 END_TEST
 
+/* A fetch in flight when the step is cancelled (its timeout) stops at once:
+ * the answer says so, and the step ends long before the 20 s download. */
+START_TEST(test_request_cancelled_in_flight)
+{
+	char sha[ORCHD_SHA256_HEXSZ], *u = url("/slow/20000"), *cfg;
+	long long start = now_ms(), took;
+	struct rec r;
+	json_object *resp;
+
+	pattern_sha(16, sha);
+	cfg = xasprintf("{\"mode\":\"fetch\",\"check\":\"blob\","
+			"\"source\":{\"url\":\"%s\",\"sha256\":\"%s\",\"dest\":\"blob\"}}",
+			u, sha);
+	run_step_timeout(cfg, NULL, 500, &r);
+	took = now_ms() - start;
+	fprintf(stderr, "cancelled fetch: %s after %lld ms\n", r.reason, took);
+	ck_assert_int_eq(r.status, ORCHD_STEP_TIMED_OUT);
+	resp = output(&r, "response");
+	ck_assert_ptr_nonnull(resp);
+	ck_assert(!json_object_get_boolean(json_object_object_get(resp, "ok")));
+	ck_assert_msg(strstr(field(resp, "error"), "cancelled"), "%s", field(resp, "error"));
+	ck_assert_ptr_null(output(&r, "content"));
+	ck_assert_msg(took < 15000, "the step took %lld ms", took);
+	json_object_put(r.outputs);
+	free(cfg);
+	free(u);
+}
+END_TEST
+
 /* A source that cannot be fetched: spawn error with the fetch's message,
  * nothing runs (the fetch happened on the supervisor's worker). */
 START_TEST(test_sources_failure_is_spawn_error)
@@ -603,6 +632,7 @@ Suite *sources_suite(void)
 	tcase_add_test(tc, test_request_fetch_git);
 	tcase_add_loop_test(tc, test_request_refused, 0, sizeof(refused) / sizeof(refused[0]));
 	tcase_add_test(tc, test_request_after_cancel);
+	tcase_add_test(tc, test_request_cancelled_in_flight);
 	tcase_add_test(tc, test_sources_failure_is_spawn_error);
 	tcase_add_test(tc, test_check_request_symlinks);
 	tcase_add_test(tc, test_describe);

@@ -1,6 +1,7 @@
 /*
- * core/loader: discovery of extension executables (architecture.md's
- * ExtensionLoader, minus the handshake which handlers/ does at run time).
+ * core/loader: discovery of extension executables (the ExtensionLoader of
+ * README's "Concepts", minus the handshake, which handlers/ does at run
+ * time).
  *
  * The extension of type T is an executable file named orchd-ext-T in one
  * directory of the search path, in this order:

@@ -1,7 +1,7 @@
 /*
  * core/orchestrator: one command that changes the world (run, plan,
- * destroy), from a validated pipeline to its exit code (architecture.md's
- * Orchestrator).  It is a short sequence; each step is another module's:
+ * destroy), from a validated pipeline to its exit code (the Orchestrator
+ * of README's "Concepts").  It is a short sequence; each step is another module's:
  *
  *   open      the console and the journal of the run (core/logging)
  *   select    the graph and the selected instances (core/graph)

@@ -2,7 +2,7 @@
  * core/sources: the sources of an instance -- git checkouts and verified
  * downloads that the core fetches into the private working directory of
  * an extension, so that no extension re-implements git or HTTP
- * (architecture.md, "Shared Utilities").
+ * (the shared utilities of README's "Concepts").
  *
  * Two ways in:
  *

@@ -368,8 +368,10 @@ void orchd_step_fail(struct orchd_step *st, enum orchd_step_status status, const
 	va_start(ap, fmt);
 	decided = step_error(st, status, fmt, ap);
 	va_end(ap);
-	if (decided)
+	if (decided) {
+		st->cancel = 1; /* a fetch in flight stops */
 		step_terminate(st);
+	}
 }
 
 /* The exec failed: the child exits 127 by itself, it is not signalled. */
@@ -690,8 +692,10 @@ void orchd_step_deadlines(struct orchd_step *st, long long now)
 {
 	if (st->dl_timeout && now >= st->dl_timeout) {
 		st->dl_timeout = 0;
-		if (st->proc != PROC_REAPED && outcome(st, SEV_TIMEOUT))
+		if (st->proc != PROC_REAPED && outcome(st, SEV_TIMEOUT)) {
+			st->cancel = 1; /* a fetch in flight stops */
 			step_soft_stop(st, "timeout");
+		}
 	}
 	if (st->dl_term && now >= st->dl_term) {
 		st->dl_term = 0;

@@ -1,6 +1,6 @@
 /*
- * handlers/extension: one extension step (architecture.md's
- * ExtensionHandler): one action of one instance, one attempt, in one
+ * handlers/extension: one extension step (the ExtensionHandler of README's
+ * "Concepts"): one action of one instance, one attempt, in one
  * extension process, seen from orchd's side of the protocol.
  *
  *   orchd                                  extension (orchd-ext-TYPE)

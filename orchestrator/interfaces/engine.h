@@ -1,8 +1,8 @@
 /*
- * engine: the state engine interface, the only way the core touches state.
- *
- * architecture.md's "interfaces/pulumi.py is the only place that talks to
- * Pulumi" becomes, in C, a struct of operations.  Implementations:
+ * engine: the state engine interface, the only way the core touches state:
+ * a struct of operations, so that the core never knows which engine keeps
+ * its stacks (Pulumi is reached only through this interface, and another
+ * engine is another struct).  Implementations:
  *   - local  (interfaces/local.c): embedded, files under a state directory,
  *            the default; layout in interfaces/STATE.md;
  *   - pulumi (interfaces/pulumi.c): drives the `pulumi` CLI, one Pulumi

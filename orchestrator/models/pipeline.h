@@ -1,7 +1,8 @@
 /*
- * models/pipeline: the C models of one pipeline file (architecture.md's
- * "core pydantic models").  Built by core/bootstrap from YAML, read by every
- * other part of the core.  Extensions never see these structs: they receive
+ * models/pipeline: the C models of one pipeline file, what the core knows
+ * of it: the core settings and each instance with its edges, references and
+ * config blob.  Built by core/bootstrap from YAML, read by every other part
+ * of the core.  Extensions never see these structs: they receive
  * one instance's config blob over the protocol.
  *
  * Ownership: a struct orchd_pipeline owns everything reachable from it
