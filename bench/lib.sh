@@ -1,5 +1,4 @@
-# lib.sh -- helpers shared by run_bench.sh, dag_bench.sh, log_bench_orchd.sh
-# and outputs_1000.sh (sourced, POSIX sh).  Times are wall clock in
+# lib.sh -- helpers shared by the benchmarks (sourced, POSIX sh).  Times are wall clock in
 # milliseconds from date +%s%N; peak RSS from GNU time's %M (KiB).
 
 # bench_setup BUILD: sets SRC, BUILD (absolute), ORCHD, TMP (removed on exit).
@@ -57,4 +56,16 @@ shm_dir()
 	else
 		SHM=
 	fi
+}
+
+# build_spawn_driver BUILD OUT: bench/spawn_driver.c linked with the core
+# objects of BUILD (every module but main, and common/) and the protocol
+# library; the test helper misbehave is built too.  Run from SRC.
+build_spawn_driver()
+{
+	make -s -j2 BUILD="$1" all "$1/tests/helpers/misbehave" >/dev/null
+	cc -std=c17 -O2 -pthread -D_GNU_SOURCE -DORCHD_VERSION='"0.1.0"' -Icommon -Iprotocol \
+		-Iorchestrator $(pkg-config --cflags json-c) -o "$2" bench/spawn_driver.c \
+		$(ls "$1"/obj/orchestrator/*/*.o "$1"/obj/common/*.o) "$1/lib/liborchd-protocol.a" \
+		$(pkg-config --libs yaml-0.1 json-c libgit2 libcurl libcrypto) -lm
 }

@@ -15,13 +15,8 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 
 cd "$SRC"
-make -s -j2 BUILD="$BUILD" all "$BUILD/tests/helpers/misbehave" >/dev/null
-# the supervisor and what it links (every core module but main, and common/)
-OBJS=$(ls "$BUILD"/obj/orchestrator/*/*.o "$BUILD"/obj/common/*.o)
-cc -std=c17 -O2 -D_GNU_SOURCE -DORCHD_VERSION='"0.1.0"' -Icommon -Iprotocol -Iorchestrator \
-	$(pkg-config --cflags json-c) -o "$TMP/spawn_driver" bench/spawn_driver.c \
-	$OBJS "$BUILD/lib/liborchd-protocol.a" \
-	$(pkg-config --libs yaml-0.1 json-c libgit2 libcurl libcrypto) -lm
+. bench/lib.sh
+build_spawn_driver "$BUILD" "$TMP/spawn_driver"
 
 ms() { date +%s%3N; }
 

@@ -522,6 +522,28 @@ START_TEST(test_request_cancelled_in_flight)
 }
 END_TEST
 
+/* The timeout bounds the fetch of the instance's sources too: a download
+ * that would take 20 s ends as a timeout, and nothing runs. */
+START_TEST(test_sources_fetch_bounded_by_timeout)
+{
+	char sha[ORCHD_SHA256_HEXSZ], *u = url("/slow/20000"), *src;
+	long long start = now_ms(), took;
+	struct rec r;
+
+	pattern_sha(16, sha);
+	src = xasprintf("[{\"url\":\"%s\",\"sha256\":\"%s\",\"dest\":\"blob\"}]", u, sha);
+	run_step_timeout("{\"mode\":\"sleep\",\"ms\":1}", src, 500, &r);
+	took = now_ms() - start;
+	ck_assert_msg(r.status == ORCHD_STEP_TIMED_OUT, "%s", r.reason);
+	ck_assert_str_eq(r.reason, "timed out after 500ms");
+	ck_assert_uint_eq(json_object_object_length(r.outputs), 0);
+	ck_assert_msg(took < 15000, "the step took %lld ms", took);
+	json_object_put(r.outputs);
+	free(src);
+	free(u);
+}
+END_TEST
+
 /* A source that cannot be fetched: spawn error with the fetch's message,
  * nothing runs (the fetch happened on the supervisor's worker). */
 START_TEST(test_sources_failure_is_spawn_error)
@@ -633,6 +655,7 @@ Suite *sources_suite(void)
 	tcase_add_loop_test(tc, test_request_refused, 0, sizeof(refused) / sizeof(refused[0]));
 	tcase_add_test(tc, test_request_after_cancel);
 	tcase_add_test(tc, test_request_cancelled_in_flight);
+	tcase_add_test(tc, test_sources_fetch_bounded_by_timeout);
 	tcase_add_test(tc, test_sources_failure_is_spawn_error);
 	tcase_add_test(tc, test_check_request_symlinks);
 	tcase_add_test(tc, test_describe);

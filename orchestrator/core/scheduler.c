@@ -119,10 +119,11 @@ struct node {
 	long long first_start, wall_ms, cpu_ms;
 	long rss_kb;
 	int changed; /* -1 unknown */
-	/* Its record before the run (prev_found: there is one). */
+	/* Its record before the run (up.stored is its outputs; NULL: there
+	 * is none) and the outputs in it that can be handed over, key ->
+	 * value. */
 	struct orchd_stack_record prev;
-	int prev_found;
-	json_object *prev_values; /* its readable stored outputs: key -> value */
+	json_object *prev_values;
 	/* What consumers see of its outputs: this run's and the stored. */
 	struct orchd_upstream up;
 	/* The config of the current step, resolved. */
@@ -135,6 +136,12 @@ struct node {
 	enum node_event stored_event;
 	struct store_job *job;
 };
+
+/* A stored record was read for it. */
+static int has_record(const struct node *nd)
+{
+	return nd->up.stored != NULL;
+}
 
 /* A min-heap of (key, node index). */
 struct heap {
@@ -533,7 +540,7 @@ static struct store_job *record_job(struct orchd_sched *s, struct node *nd,
 		return sj;
 	}
 	/* Start from the previous record: a failed apply keeps old outputs. */
-	if (nd->prev_found) {
+	if (has_record(nd)) {
 		json_object_put(sj->rec.outputs);
 		sj->rec.outputs = deep_copy(nd->prev.outputs);
 		sj->rec.state = deep_copy(nd->prev.state);
@@ -700,7 +707,7 @@ static void start_step(struct orchd_sched *s, struct node *nd, enum op_action ac
 	spec.instance = nd->in->name;
 	spec.stack = nd->stack;
 	spec.config = nd->cfg.config;
-	spec.state = nd->prev_found ? nd->prev.state : NULL;
+	spec.state = has_record(nd) ? nd->prev.state : NULL;
 	spec.outputs = nd->prev_values;
 	spec.workdir_base = s->o.work_dir;
 	spec.attempt = nd->attempts;
@@ -1078,23 +1085,21 @@ int orchd_sched_load(struct orchd_sched *s)
 
 		if (r < 0)
 			return error("%s", err);
-		nd->prev_found = r == 0;
-		if (!nd->prev_found)
+		if (r)
 			continue;
 		nd->up.stored = nd->prev.outputs;
 		nd->prev_values = json_object_new_object();
 		json_object_object_foreach(nd->prev.outputs, k, o)
 		{
-			json_object *sec, *v;
+			json_object *v = NULL;
 
 			/* a secret that cannot be decrypted is not handed over */
-			if (json_object_object_get_ex(o, "masked", NULL))
+			if (json_object_object_get_ex(o, "masked", NULL) ||
+			    !json_object_object_get_ex(o, "value", &v))
 				continue;
-			if (json_object_object_get_ex(o, "value", &v))
-				json_object_object_add(nd->prev_values, k, json_object_get(v));
+			json_object_object_add(nd->prev_values, k, json_object_get(v));
 			/* stored secrets are masked in every line of this run */
-			if (json_object_object_get_ex(o, "secret", &sec) &&
-			    json_object_get_boolean(sec))
+			if (op_get_bool(o, "secret", false))
 				register_secret_value(s, v);
 		}
 	}
@@ -1114,9 +1119,9 @@ void orchd_sched_filter(struct orchd_sched *s, int only_stale, int only_failed)
 		if (nd->st == NODE_OFF)
 			continue;
 		if (only_failed)
-			keep |= nd->prev_found && nd->prev.last.status &&
+			keep |= has_record(nd) && nd->prev.last.status &&
 				strcmp(nd->prev.last.status, "success") != 0;
-		if (only_stale && nd->prev_found) {
+		if (only_stale && has_record(nd)) {
 			struct orchd_resolved now = {0};
 
 			orchd_refs_resolve(&r, i, &now);

@@ -208,6 +208,9 @@ struct orchd_step *orchd_step_new(const struct orchd_step_spec *spec,
 	st->grace_ms = spec->grace_ms > 0 ? spec->grace_ms : ORCHD_DEFAULT_GRACE_MS;
 	st->timeout_ms = spec->timeout_ms > 0 ? spec->timeout_ms : 0;
 	st->start_ms = now_ms();
+	/* the timeout counts from here: fetching its sources included */
+	if (st->timeout_ms)
+		st->dl_timeout = st->start_ms + st->timeout_ms;
 	st->fd_in = st->fd_out = st->fd_err = st->fd_rep = -1;
 	op_buf_init(&st->wq, 0);
 	st->outputs = json_object_new_object();
@@ -415,8 +418,6 @@ void orchd_step_spawned(struct orchd_step *st)
 	st->proc = PROC_RUNNING;
 	orchd_step_queue(
 		st, op_encode_hello_orchd(OP_PROTOCOL_MIN, OP_PROTOCOL_MAX, st->orchd_version));
-	if (st->timeout_ms)
-		st->dl_timeout = st->start_ms + st->timeout_ms;
 	if (stopping(st))
 		/* cancelled while its sources were fetched: stop at once */
 		step_terminate(st);
