@@ -291,6 +291,7 @@ struct orchd_step {
 	struct op_splitter *sp_out;
 	struct op_splitter *sp_err;
 	char **env;		      /* its environment, until it is spawned */
+	int workdir_removed;	      /* its removal was handed to the worker */
 	int jobs;		      /* fetches in flight on the supervisor's worker */
 	volatile sig_atomic_t cancel; /* tells those fetches to stop */
 

@@ -67,12 +67,19 @@ struct orchd_supervisor {
 
 /* --- fetches, off the loop -------------------------------------------------- */
 
+/* What the supervisor's worker does for a step. */
+enum fetch_kind {
+	FETCH_SOURCES, /* the instance's sources, before the spawn */
+	FETCH_REQUEST, /* a fetch request of the extension */
+	FETCH_CLEANUP, /* remove the finished step's workdir */
+};
+
 struct fetch_job {
 	struct orchd_job job;
 	struct orchd_supervisor *sup;
 	struct orchd_step *st;
+	enum fetch_kind kind;
 	json_object *what; /* sources (array) or the request message; owned */
-	int is_request;
 	char *workdir;
 	/* results */
 	int rc;
@@ -98,11 +105,21 @@ static void fetch_run(struct orchd_job *job)
 	orchd_fetch_opts_init(&opts);
 	opts.http.cancel = &fj->st->cancel;
 	opts.git.cancel = &fj->st->cancel;
-	if (fj->is_request)
+	switch (fj->kind) {
+	case FETCH_REQUEST:
 		fj->response = orchd_sources_request(fj->what, fj->workdir, &opts);
-	else
+		break;
+	case FETCH_SOURCES:
 		fj->rc = orchd_sources_fetch_all(fj->what, fj->workdir, &opts, fetch_logged, fj,
 						 fj->err, sizeof(fj->err));
+		break;
+	case FETCH_CLEANUP:
+		fj->rc = op_rmtree(fj->workdir);
+		if (fj->rc < 0)
+			snprintf(fj->err, sizeof(fj->err), "cannot remove %s: %s", fj->workdir,
+				 strerror(errno));
+		break;
+	}
 }
 
 static void spawn_step(struct orchd_supervisor *sup, struct orchd_step *st);
@@ -123,12 +140,15 @@ static void fetch_done(struct orchd_job *job)
 			orchd_step_log(st, ORCHD_LOG_INFO, "%s", one);
 			free(one);
 		}
-		if (fj->is_request) {
+		if (fj->kind == FETCH_REQUEST) {
 			if (st->phase == PHASE_ACTION)
 				orchd_step_queue(st, fj->response);
 			else
 				free(fj->response);
 			fj->response = NULL;
+		} else if (fj->kind == FETCH_CLEANUP) {
+			if (fj->rc < 0)
+				orchd_step_log(st, ORCHD_LOG_WARNING, "%s", fj->err);
 		} else if (st->outcome == OUT_RUNNING) {
 			if (fj->rc < 0)
 				orchd_step_fail(st, ORCHD_STEP_SPAWN_ERROR, "%s", fj->err);
@@ -154,7 +174,7 @@ static struct orchd_worker *fetch_worker(struct orchd_supervisor *sup)
 }
 
 static void submit_fetch(struct orchd_supervisor *sup, struct orchd_step *st, json_object *what,
-			 int is_request)
+			 enum fetch_kind kind)
 {
 	struct fetch_job *fj = xcalloc(1, sizeof(*fj));
 
@@ -163,7 +183,7 @@ static void submit_fetch(struct orchd_supervisor *sup, struct orchd_step *st, js
 	fj->sup = sup;
 	fj->st = st;
 	fj->what = what;
-	fj->is_request = is_request;
+	fj->kind = kind;
 	fj->workdir = xstrdup(st->workdir);
 	op_buf_init(&fj->log, 0);
 	st->jobs++;
@@ -179,7 +199,7 @@ static void on_request(void *arg, struct orchd_step *st, json_object *msg)
 	if (json_object_deep_copy(msg, &copy, NULL) < 0)
 		die("out of memory");
 	json_object_put(msg);
-	submit_fetch(arg, st, copy, 1);
+	submit_fetch(arg, st, copy, FETCH_REQUEST);
 }
 
 /* --- spawning ------------------------------------------------------------ */
@@ -294,7 +314,7 @@ int orchd_supervisor_start(struct orchd_supervisor *sup, const struct orchd_step
 			die("out of memory");
 		orchd_step_log(st, ORCHD_LOG_INFO, "fetching %zu source%s", nsources,
 			       nsources == 1 ? "" : "s");
-		submit_fetch(sup, st, copy, 0);
+		submit_fetch(sup, st, copy, FETCH_SOURCES);
 		return 0;
 	}
 	spawn_step(sup, st);
@@ -308,8 +328,6 @@ static void step_done(struct orchd_supervisor *sup, struct orchd_step *st)
 	struct orchd_step_result res;
 
 	orchd_step_close_stdin(st);
-	if (st->workdir && !st->keep_workdir)
-		op_rmtree(st->workdir);
 	orchd_step_result(st, &res);
 	sup->opts.done(sup->opts.cb_data, st->ctx, st->id, &res);
 	orchd_step_free(st);
@@ -325,6 +343,14 @@ static void collect_finished(struct orchd_supervisor *sup)
 		struct orchd_step *st = sup->steps[i];
 
 		if (!orchd_step_finished(st)) {
+			i++;
+			continue;
+		}
+		if (st->workdir && !st->keep_workdir && !st->workdir_removed) {
+			/* removed off the loop (a workdir can be big); the
+			 * step is done once it is gone */
+			st->workdir_removed = 1;
+			submit_fetch(sup, st, NULL, FETCH_CLEANUP);
 			i++;
 			continue;
 		}
@@ -654,7 +680,7 @@ static void step_teardown(struct orchd_step *st)
 		st->proc = PROC_REAPED;
 	}
 	if (st->workdir && !st->keep_workdir)
-		op_rmtree(st->workdir);
+		op_rmtree(st->workdir); /* at exit: now */
 	orchd_step_free(st);
 }
 

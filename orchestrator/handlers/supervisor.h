@@ -50,7 +50,8 @@
  * wait4(-1): children that other parts of orchd spawn and wait for (git,
  * pulumi, on a worker) are not stolen.  A step is finished once it is
  * reaped AND its stdout and stderr are closed AND no fetch of it is in
- * flight.
+ * flight; then its workdir is removed on the worker (it can be big), and
+ * the done callback follows.
  *
  * Requests (protocol "request"/"response"): a request after the action is
  * answered by core/sources.h (orchd_sources_request(): op "fetch" into the
