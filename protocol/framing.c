@@ -1,7 +1,7 @@
 /*
  * framing: the bounded line splitter (see orchd_protocol.h).
  *
- * The pending bytes live in a strbuf without a cap; the bound is enforced
+ * The pending bytes live in an op_buf without a cap; the bound is enforced
  * here: whenever no '\n' is found within max_line bytes the splitter either
  * reports the line as too long (STRICT, then skips to the next '\n') or
  * emits a max_line chunk (CHUNK), so the buffer never holds more than
@@ -138,7 +138,7 @@ enum op_line_status op_splitter_next(struct op_splitter *sp, const char **line, 
 			return take_copy(sp, sp->max_line, OP_LINE_TOO_LONG, line, len);
 		}
 		if (sp->finished) {
-			/* the partial last line: strbuf keeps a NUL after len */
+			/* the partial last line: op_buf keeps a NUL after len */
 			*line = buf + sp->off;
 			*len = avail;
 			sp->off = sp->scanned = sp->pending.len;

@@ -1,5 +1,6 @@
 /*
- * Tests of handlers/extension (the supervisor), with real processes: the
+ * Tests of handlers/supervisor and handlers/extension (the event loop and
+ * its steps), with real processes: the
  * helper extension tests/helpers/misbehave does one misbehaviour per mode.
  * Each test checks the exact reason text, that nothing hangs (the tcase
  * timeout is only a guard), that no zombie and no fd is left behind, and

@@ -8,11 +8,11 @@
  *
  *   - the pipeline: an instance declares `sources:`, a list of source
  *     specs (common/fetch.h); bootstrap validates them at load time and the
- *     scheduler fetches all of them into the step's workdir before the
- *     extension starts (orchd_sources_fetch_all(), run as the step's
- *     prepare hook, see handlers/extension.h), for every action except
- *     describe.  The pipeline author is trusted: file:// and local paths
- *     are allowed.
+ *     supervisor fetches all of them into the step's workdir before the
+ *     extension starts (orchd_sources_fetch_all(), see the sources of a
+ *     step in handlers/extension.h), for every action except describe.
+ *     The pipeline author is trusted: file:// and local paths are
+ *     allowed.
  *
  *   - the protocol: an extension sends {"type":"request","op":"fetch",
  *     "id":N,"source":{...}} (protocol/PROTOCOL.md, "request") and the
@@ -21,9 +21,13 @@
  *     and the destination must stay inside its workdir (relative, no ".."
  *     segment, no symbolic link on the way).
  *
- * Fetching is synchronous: it blocks the caller (and so orchd's event
- * loop) until the checkout or download is done.  Downloads and mirrors are
+ * Fetching is synchronous: it blocks the caller until the checkout or
+ * download is done, so the supervisor calls these functions on its worker
+ * thread (core/worker.h), never on the event loop; opts->http.cancel and
+ * opts->git.cancel stop a fetch in flight.  Downloads and mirrors are
  * cached (common/http.h, common/git.h), so a repeated fetch is cheap.
+ * Thread-safety: the functions share nothing but those caches (files
+ * written to a temporary name and renamed).
  *
  * Error convention: functions return 0 or -1 with a lowercase message in
  * err[errlen]; they never exit.  json-c ownership: every json_object

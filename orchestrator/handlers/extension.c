@@ -395,7 +395,7 @@ void orchd_step_cancel(struct orchd_step *st, const char *reason, int sig, const
 	if (st->proc == PROC_REAPED || st->outcome == OUT_CANCELLING ||
 	    st->outcome == OUT_CANCELLING_OK)
 		return;
-	if (st->proc == PROC_NONE && st->jobs == 0 && st->pid <= 0)
+	if (st->proc == PROC_NONE && !st->jobs)
 		return; /* never started and nothing in flight: nothing to cancel */
 	if (outcome(st, SEV_CANCEL))
 		snprintf(st->reason, sizeof(st->reason), "%s", text);
@@ -729,8 +729,8 @@ long long orchd_step_next_deadline(const struct orchd_step *st)
 
 int orchd_step_finished(const struct orchd_step *st)
 {
-	return (st->proc == PROC_REAPED || (st->proc == PROC_NONE && st->pid <= 0)) &&
-	       st->fd_out < 0 && st->fd_err < 0 && st->fd_rep < 0 && !st->jobs;
+	return (st->proc == PROC_REAPED || st->proc == PROC_NONE) && st->fd_out < 0 &&
+	       st->fd_err < 0 && st->fd_rep < 0 && !st->jobs;
 }
 
 /* --- the result ------------------------------------------------------------ */
