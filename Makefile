@@ -225,7 +225,7 @@ install: all
 	  install -m 644 orchestrator/orchd.1 $(DESTDIR)$(MANDIR)/man1/; fi
 
 # --- dependencies, tools, lint, bench ----------------------------------------
-DEB_DEPS := build-essential pkg-config libyaml-dev libjson-c-dev libgit2-dev \
+DEB_DEPS := build-essential pkg-config libyaml-dev libjson-c-dev libgit2-dev libseccomp-dev \
 	libcurl4-openssl-dev libssl-dev check clang-format cppcheck valgrind git python3 python3-venv jq \
 	openssl time iproute2
 

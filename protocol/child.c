@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -18,10 +19,18 @@
 
 #include "orchd_protocol.h"
 
-/* What a child that could not exec writes to the report pipe. */
+/* What travels over the report pipe. */
+enum report_type {
+	REPORT_FAILED = 1, /* stage, err: the program did not start */
+	REPORT_STARTED,	   /* (reaper) the program's exec worked */
+	REPORT_EXITED,	   /* (reaper) status: the program's wait status */
+};
+
 struct report {
+	int type;
 	int stage; /* enum op_child_stage */
 	int err;
+	int status;
 };
 
 /* Everything the child needs, prepared before fork. */
@@ -32,6 +41,7 @@ struct plan {
 	const char **shargv; /* "/bin/sh", FILE, argv[1..], NULL (OP_CHILD_SHELL) */
 	int fd[3];	     /* what becomes the child's 0, 1, 2 */
 	int report;	     /* write end of the report pipe */
+	int sync;	     /* read end of the go-ahead pipe, or -1 */
 	pid_t parent;
 };
 
@@ -77,6 +87,12 @@ static const char *env_path(const char *const *envp)
 }
 
 /* --- in the child: async-signal-safe only ---------------------------------- */
+
+static void send_report(int fd, const struct report *r)
+{
+	while (write(fd, r, sizeof(*r)) < 0 && errno == EINTR)
+		;
+}
 
 /* execve, and /bin/sh for ENOEXEC when asked (as execvp); returns errno. */
 static int try_exec(const struct plan *p, const char *file)
@@ -130,13 +146,99 @@ static int search_exec(const struct plan *p)
 	return eacces && is_search_miss(err) ? EACCES : err;
 }
 
-static _Noreturn void child_fail(const struct plan *p, enum op_child_stage stage, int err)
+static _Noreturn void child_fail(int report, enum op_child_stage stage, int err)
 {
-	struct report r = {(int)stage, err};
+	struct report r = {REPORT_FAILED, (int)stage, err, 0};
 
-	while (write(p->report, &r, sizeof(r)) < 0 && errno == EINTR)
-		;
+	send_report(report, &r);
 	_exit(127);
+}
+
+/* The program's own part: chdir, the last hook, exec.  Reports failures
+ * on report. */
+static _Noreturn void run_program(const struct plan *p, int report)
+{
+	const struct op_child *c = p->c;
+
+	if (c->cwd && chdir(c->cwd) < 0)
+		child_fail(report, OP_CHILD_CHDIR, errno);
+	if (c->exec_setup && c->exec_setup(c->setup_arg) < 0)
+		child_fail(report, OP_CHILD_SETUP, errno);
+	if ((c->flags & OP_CHILD_PATH) && !strchr(c->argv[0], '/'))
+		child_fail(report, OP_CHILD_EXEC, search_exec(p));
+	child_fail(report, OP_CHILD_EXEC, try_exec(p, c->argv[0]));
+}
+
+/* The reaper's program, for the signal forwarder (0: none yet). */
+static volatile sig_atomic_t reaped_program;
+
+static void forward_signal(int sig)
+{
+	if (reaped_program > 0)
+		kill(-(pid_t)reaped_program, sig);
+}
+
+/*
+ * OP_CHILD_REAPER: fork the program, report its exec and its exit, reap
+ * whatever else ends up here, exit when the program has exited.
+ */
+static _Noreturn void reaper(const struct plan *p)
+{
+	static const int fwd[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT};
+	struct report r = {0, 0, 0, 0};
+	struct sigaction sa;
+	int prep[2], st = 0;
+	pid_t pid, w;
+	ssize_t n;
+
+	/* the program's own exec report comes back to us first */
+	if (make_pipe(prep) < 0)
+		child_fail(p->report, OP_CHILD_FDS, errno);
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
+	pid = fork();
+	if (pid < 0)
+		child_fail(p->report, OP_CHILD_FDS, errno);
+	if (pid == 0) {
+		close(prep[0]);
+		close(p->report);
+		setpgid(0, 0);
+		run_program(p, prep[1]);
+	}
+	setpgid(pid, pid);
+	reaped_program = pid;
+	close(prep[1]);
+	/* the program holds the pipes: ours would keep them open */
+	for (int fd = 0; fd < 3; fd++)
+		close(fd);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = forward_signal;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	for (size_t i = 0; i < sizeof(fwd) / sizeof(fwd[0]); i++)
+		sigaction(fwd[i], &sa, NULL);
+	do
+		n = read(prep[0], &r, sizeof(r));
+	while (n < 0 && errno == EINTR);
+	close(prep[0]);
+	if (n == (ssize_t)sizeof(r)) {
+		send_report(p->report, &r);
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+		_exit(127);
+	}
+	r.type = REPORT_STARTED;
+	send_report(p->report, &r);
+	for (;;) {
+		w = waitpid(-1, &st, 0);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w == pid || w < 0)
+			break;
+	}
+	r.type = REPORT_EXITED;
+	r.status = w == pid ? st : 0;
+	send_report(p->report, &r);
+	_exit(0);
 }
 
 static _Noreturn void child(const struct plan *p)
@@ -148,10 +250,21 @@ static _Noreturn void child(const struct plan *p)
 
 	if (c->flags & OP_CHILD_PGROUP)
 		setpgid(0, 0);
-	if (c->flags & OP_CHILD_PDEATHSIG) {
+	if (c->flags & OP_CHILD_PDEATHSIG)
 		prctl(PR_SET_PDEATHSIG, SIGTERM);
-		if (getppid() != p->parent)
+	if (p->sync >= 0) {
+		/* the parent's go-ahead (EOF: it failed, or died) */
+		char go = 0;
+		ssize_t n;
+
+		do
+			n = read(p->sync, &go, 1);
+		while (n < 0 && errno == EINTR);
+		if (n != 1)
 			_exit(126);
+		close(p->sync);
+	} else if ((c->flags & OP_CHILD_PDEATHSIG) && getppid() != p->parent) {
+		_exit(126); /* the parent died before prctl */
 	}
 	memset(&dfl, 0, sizeof(dfl));
 	dfl.sa_handler = SIG_DFL;
@@ -164,19 +277,17 @@ static _Noreturn void child(const struct plan *p)
 		setrlimit(RLIMIT_NOFILE, c->nofile);
 	for (int i = 0; i < 3; i++)
 		if (p->fd[i] >= 0 && p->fd[i] != i && dup2(p->fd[i], i) < 0)
-			child_fail(p, OP_CHILD_FDS, errno);
+			child_fail(p->report, OP_CHILD_FDS, errno);
 			/* Whatever leaked without O_CLOEXEC stops here (the report pipe is
 	 * close-on-exec already). */
 #ifdef SYS_close_range
 	syscall(SYS_close_range, 3U, ~0U, 4U /* CLOSE_RANGE_CLOEXEC */);
 #endif
 	if (c->setup && c->setup(c->setup_arg) < 0)
-		child_fail(p, OP_CHILD_SETUP, errno);
-	if (c->cwd && chdir(c->cwd) < 0)
-		child_fail(p, OP_CHILD_CHDIR, errno);
-	if ((c->flags & OP_CHILD_PATH) && !strchr(c->argv[0], '/'))
-		child_fail(p, OP_CHILD_EXEC, search_exec(p));
-	child_fail(p, OP_CHILD_EXEC, try_exec(p, c->argv[0]));
+		child_fail(p->report, OP_CHILD_SETUP, errno);
+	if (c->flags & OP_CHILD_REAPER)
+		reaper(p);
+	run_program(p, p->report);
 }
 
 /* --- in the parent ---------------------------------------------------------- */
@@ -189,30 +300,53 @@ static int start_fail(struct op_child *c, enum op_child_stage stage, int err)
 	return -1;
 }
 
+/* Read one report: 1 read, 0 EOF, -1 with errno (EAGAIN: none yet). */
+static int read_one(int fd, struct report *r)
+{
+	ssize_t n;
+
+	do
+		n = read(fd, r, sizeof(*r));
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -1;
+	return n == (ssize_t)sizeof(*r);
+}
+
 /* The exec report: 1 exec worked, 0 failed (c->stage set), -1 EAGAIN. */
 static int read_report(struct op_child *c)
 {
 	struct report r;
-	ssize_t n;
+	int n = read_one(c->report_fd, &r);
 
-	do
-		n = read(c->report_fd, &r, sizeof(r));
-	while (n < 0 && errno == EINTR);
 	if (n < 0 && errno == EAGAIN)
 		return -1;
-	close_fd(&c->report_fd);
-	if (n != (ssize_t)sizeof(r))
-		return 1;
-	c->stage = (enum op_child_stage)r.stage;
-	c->errnum = r.err;
-	return 0;
+	if (n == 1 && r.type == REPORT_FAILED) {
+		close_fd(&c->report_fd);
+		c->stage = (enum op_child_stage)r.stage;
+		c->errnum = r.err;
+		return 0;
+	}
+	/* EOF (exec closed it), or a reaper's "started": the reaper's pipe
+	 * stays open for the program's exit */
+	if (!(n == 1 && r.type == REPORT_STARTED))
+		close_fd(&c->report_fd);
+	return 1;
+}
+
+static pid_t spawn(const struct op_child *c)
+{
+	if (c->clone_flags)
+		/* a fork in new namespaces: no stack of its own, COW like fork */
+		return (pid_t)syscall(SYS_clone, c->clone_flags | SIGCHLD, NULL, NULL, NULL, NULL);
+	return fork();
 }
 
 int op_child_start(struct op_child *c)
 {
 	int *fields[3] = {&c->in, &c->out, &c->err};
 	int pipes[3][2] = {{-1, -1}, {-1, -1}, {-1, -1}};
-	int rep[2] = {-1, -1}, devnull = -1, e = 0;
+	int rep[2] = {-1, -1}, sync[2] = {-1, -1}, devnull = -1, e = 0;
 	struct plan p;
 	size_t nargs = 0;
 	pid_t pid;
@@ -228,6 +362,7 @@ int op_child_start(struct op_child *c)
 	p.envp = c->env ? c->env : (const char *const *)(void *)environ;
 	p.path = env_path(p.envp);
 	p.parent = getpid();
+	p.sync = -1;
 	if (c->flags & OP_CHILD_SHELL) {
 		while (c->argv[nargs])
 			nargs++;
@@ -261,7 +396,14 @@ int op_child_start(struct op_child *c)
 	if (make_pipe(rep) < 0)
 		goto fail;
 	p.report = rep[1];
-	pid = fork();
+	/* a go-ahead: for the parent's hook, and because a child in a new PID
+	 * namespace cannot see whether its parent is still there */
+	if (c->parent_setup || (c->clone_flags & CLONE_NEWPID)) {
+		if (make_pipe(sync) < 0)
+			goto fail;
+		p.sync = sync[0];
+	}
+	pid = spawn(c);
 	if (pid < 0)
 		goto fail;
 	if (pid == 0)
@@ -270,6 +412,33 @@ int op_child_start(struct op_child *c)
 	if (c->flags & OP_CHILD_PGROUP)
 		setpgid(pid, pid);
 	c->pid = pid;
+	close_fd(&sync[0]);
+	if (sync[1] >= 0) {
+		int ok = !c->parent_setup || c->parent_setup(c->setup_arg, pid) == 0;
+
+		e = errno;
+		if (ok && write(sync[1], "g", 1) != 1) {
+			ok = 0;
+			e = errno;
+		}
+		close_fd(&sync[1]);
+		if (!ok) {
+			/* the child exits at EOF; make sure, and reap it */
+			kill(pid, SIGKILL);
+			while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+				;
+			c->pid = 0;
+			for (int i = 0; i < 3; i++) {
+				close_fd(&pipes[i][0]);
+				close_fd(&pipes[i][1]);
+			}
+			close_fd(&rep[0]);
+			close_fd(&rep[1]);
+			close_fd(&devnull);
+			free(p.shargv);
+			return start_fail(c, OP_CHILD_SETUP, e);
+		}
+	}
 	close_fd(&rep[1]);
 	close_fd(&devnull);
 	free(p.shargv);
@@ -309,6 +478,8 @@ fail:
 	}
 	close_fd(&rep[0]);
 	close_fd(&rep[1]);
+	close_fd(&sync[0]);
+	close_fd(&sync[1]);
 	close_fd(&devnull);
 	free(p.shargv);
 	return start_fail(c, OP_CHILD_SPAWN, e);
@@ -318,7 +489,7 @@ int op_child_report(struct op_child *c)
 {
 	int r;
 
-	if (c->report_fd < 0)
+	if (c->report_fd < 0 || c->stage != OP_CHILD_OK)
 		return c->stage == OP_CHILD_OK ? 1 : 0;
 	r = read_report(c);
 	if (r < 0)
@@ -328,20 +499,32 @@ int op_child_report(struct op_child *c)
 
 int op_child_reap(struct op_child *c, int nohang, int *wstatus, struct rusage *ru)
 {
+	struct report r;
 	int st = 0;
-	pid_t r;
+	pid_t w;
 
 	if (c->pid <= 0) {
 		errno = ECHILD;
 		return -1;
 	}
 	do
-		r = wait4(c->pid, &st, nohang ? WNOHANG : 0, ru);
-	while (r < 0 && errno == EINTR);
-	if (r == 0)
+		w = wait4(c->pid, &st, nohang ? WNOHANG : 0, ru);
+	while (w < 0 && errno == EINTR);
+	if (w == 0)
 		return 0;
-	if (r < 0)
+	if (w < 0)
 		return -1;
+	/* a reaper's last word is the program's status (written before it
+	 * exited, so it is in the pipe by now) */
+	if (c->report_fd >= 0 && (c->flags & OP_CHILD_REAPER)) {
+		int fl = fcntl(c->report_fd, F_GETFL);
+
+		fcntl(c->report_fd, F_SETFL, fl | O_NONBLOCK);
+		while (read_one(c->report_fd, &r) == 1)
+			if (r.type == REPORT_EXITED)
+				st = r.status;
+	}
+	close_fd(&c->report_fd);
 	if (wstatus)
 		*wstatus = st;
 	return 1;

@@ -567,8 +567,8 @@ int op_ext_main(int argc, char **argv, const struct op_ext_info *info,
 /* ---------------------------------------------------------------------------
  * Child processes: the one way orchd and its C extensions start a program
  * (git's run-command, reduced to what they need).  The supervisor starts
- * extensions with it, op_cmd_run() the tools of an extension, the Pulumi
- * engine the pulumi CLI; a sandbox plugs in through ->setup.
+ * extensions with it (in their sandbox), op_cmd_run() the tools of an
+ * extension, the Pulumi engine the pulumi CLI.
  *
  *   struct op_child c = OP_CHILD_INIT;
  *   c.argv = argv;  c.env = envp;  c.cwd = dir;
@@ -577,7 +577,7 @@ int op_ext_main(int argc, char **argv, const struct op_ext_info *info,
  *   if (op_child_start(&c) < 0)
  *           ... op_child_error(&c, buf, sizeof(buf)) ...
  *   ... read c.out and c.err until EOF ...
- *   op_child_wait(&c, &status, NULL);
+ *   op_child_reap(&c, 0, &status, NULL);
  *
  * The fd contract of ->in, ->out and ->err (the child's 0, 1 and 2):
  *   OP_CHILD_INHERIT (0)  the child gets the caller's own fd 0/1/2;
@@ -591,26 +591,46 @@ int op_ext_main(int argc, char **argv, const struct op_ext_info *info,
  * a program that did not ask for it.
  *
  * Between fork and exec the child makes only async-signal-safe calls (argv,
- * the environment and every path are the caller's, built before start()):
- * own process group (OP_CHILD_PGROUP, also set from the parent so that
- * kill(-pid) works at once), SIGTERM when the parent dies
- * (OP_CHILD_PDEATHSIG; the child exits 126 at once if the parent is
- * already gone), default dispositions of SIGPIPE, SIGHUP, SIGINT, SIGTERM
- * and SIGCHLD, the signal mask ->sigmask (NULL: empty), RLIMIT_NOFILE
- * ->nofile (NULL: unchanged), then the fds, ->setup(->setup_arg), chdir(->cwd)
- * and execve.
+ * the environment and every path are the caller's, built before start()).
+ * In order:
+ *   - with ->clone_flags (CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNS ...) the
+ *     child is created by clone(2) in those new namespaces, else by fork;
+ *   - with ->parent_setup, the child waits while the parent runs
+ *     ->parent_setup(->setup_arg, pid) (the uid and gid maps of a new user
+ *     namespace, a cgroup): a failure kills the child (stage
+ *     OP_CHILD_SETUP);
+ *   - own process group (OP_CHILD_PGROUP, also set from the parent so that
+ *     kill(-pid) works at once), SIGTERM when the parent dies
+ *     (OP_CHILD_PDEATHSIG; the child exits 126 at once if the parent is
+ *     already gone), default dispositions of SIGPIPE, SIGHUP, SIGINT,
+ *     SIGTERM and SIGCHLD, the signal mask ->sigmask (NULL: empty),
+ *     RLIMIT_NOFILE ->nofile (NULL: unchanged), the fds;
+ *   - ->setup(->setup_arg) (mounts, say);
+ *   - with OP_CHILD_REAPER, the child stays as the program's parent (pid 1
+ *     of a new PID namespace, say): it forks the program in a process group
+ *     of its own, forwards SIGTERM, SIGINT, SIGHUP and SIGQUIT to that
+ *     group, reaps every process that ends up its child, and exits when
+ *     the program has exited (in a new PID namespace, what the program left
+ *     behind dies with it, daemons included);
+ *   - in the process that runs the program: chdir(->cwd), then
+ *     ->exec_setup(->setup_arg) (the last lock before exec: capabilities,
+ *     seccomp), then execve.
  *
- * Exec failure travels back over a close-on-exec pipe as {stage, errno}
- * (EOF means exec worked), so a program that exits 127 is never mistaken
- * for one that could not be started.  Without OP_CHILD_ASYNC, start() reads
- * that report itself: -1 then means the program did not start (the child is
- * reaped).  With OP_CHILD_ASYNC (an event loop that must not wait for the
- * exec), start() returns at once and the caller polls ->report_fd
- * (non-blocking) and calls op_child_report().
+ * Reports travel over a close-on-exec pipe: a failure before exec as
+ * {stage, errno} (without a reaper, EOF means exec worked), so a program
+ * that exits 127 is never mistaken for one that could not be started; a
+ * reaper also reports that the exec worked, then the program's wait status,
+ * which op_child_reap() returns in place of the reaper's own (the
+ * reaper's rusage includes the program's).  Without OP_CHILD_ASYNC,
+ * start() reads the exec report itself: -1 then means the program did not
+ * start (the child is reaped).  With OP_CHILD_ASYNC (an event loop that
+ * must not wait for the exec), start() returns at once and the caller polls
+ * ->report_fd (non-blocking) and calls op_child_report().
  *
  * Errors: -1 with errno set and ->stage/->errnum describing the failure;
  * op_child_error() formats it.  Not thread-safe per struct; start() may be
- * called from any thread (the child resets the mask it inherits).
+ * called from any thread (the child resets the mask it inherits; clone
+ * with new namespaces works from a threaded process).
  * ------------------------------------------------------------------------- */
 
 #define OP_CHILD_INHERIT 0
@@ -623,11 +643,12 @@ int op_ext_main(int argc, char **argv, const struct op_ext_info *info,
 #define OP_CHILD_PATH	   (1u << 2) /* search argv[0] on the PATH of env (execvp) */
 #define OP_CHILD_SHELL	   (1u << 3) /* a file without #! runs under /bin/sh (execvp) */
 #define OP_CHILD_ASYNC	   (1u << 4) /* do not wait for the exec report */
+#define OP_CHILD_REAPER	   (1u << 5) /* the child stays as the program's reaper */
 
 enum op_child_stage {
 	OP_CHILD_OK = 0, /* started */
 	OP_CHILD_SPAWN,	 /* in the parent: pipe, fork, /dev/null */
-	OP_CHILD_SETUP,	 /* ->setup failed */
+	OP_CHILD_SETUP,	 /* ->parent_setup, ->setup or ->exec_setup failed */
 	OP_CHILD_CHDIR,	 /* chdir(->cwd) failed */
 	OP_CHILD_EXEC,	 /* execve failed */
 	OP_CHILD_FDS,	 /* dup2 of the standard fds failed */
@@ -647,23 +668,26 @@ struct op_child {
 	unsigned flags;
 	const sigset_t *sigmask;     /* for the child; NULL: empty */
 	const struct rlimit *nofile; /* RLIMIT_NOFILE for the child; NULL: unchanged */
-	/* Runs in the child after the fds are in place, before chdir and
-	 * exec; async-signal-safe calls only.  0, or -1 with errno set (the
-	 * start then fails at stage OP_CHILD_SETUP). */
+	unsigned long clone_flags;   /* CLONE_NEW* of <sched.h>; 0: fork */
+	/* The hooks (each may be NULL; see above for when they run).  0, or
+	 * -1 with errno set: the start then fails at stage OP_CHILD_SETUP.
+	 * setup and exec_setup run in the child: async-signal-safe calls
+	 * only. */
+	int (*parent_setup)(void *arg, pid_t pid);
 	int (*setup)(void *arg);
+	int (*exec_setup)(void *arg);
 	void *setup_arg;
 
 	/* Set by start(). */
 	pid_t pid;		   /* 0 when not started */
-	int report_fd;		   /* OP_CHILD_ASYNC: the exec report; -1 once read */
+	int report_fd;		   /* the reports (OP_CHILD_ASYNC, OP_CHILD_REAPER); -1 when done */
 	enum op_child_stage stage; /* of the failure, OP_CHILD_OK */
 	int errnum;		   /* errno of the failure */
 };
 
-#define OP_CHILD_INIT                                                                       \
-	{                                                                                   \
-		NULL, NULL, NULL, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0, -1, OP_CHILD_OK, 0 \
-	}
+#define OP_CHILD_INIT                                                                    \
+	{NULL, NULL, NULL, 0, 0, 0, 0, NULL, NULL, 0, NULL, NULL, NULL, NULL, 0, -1, OP_CHILD_OK, \
+	 0}
 
 /*
  * Start the child (see above).  0, or -1 with errno, ->stage and ->errnum
@@ -671,16 +695,20 @@ struct op_child {
  */
 int op_child_start(struct op_child *c);
 /*
- * OP_CHILD_ASYNC: read the exec report from c->report_fd (closed once
- * decided).  1 exec worked, 0 the child failed before exec (->stage,
- * ->errnum set; the child exits 127 and still has to be reaped), -1 with
- * errno EAGAIN when the report is not there yet.
+ * OP_CHILD_ASYNC: read the exec report from c->report_fd.  1 exec worked,
+ * 0 the child failed before exec (->stage, ->errnum set; the child exits
+ * 127 and still has to be reaped), -1 with errno EAGAIN when the report is
+ * not there yet.  Once decided the caller stops polling report_fd (it is
+ * closed, or with a reaper kept for op_child_reap()).
  */
 int op_child_report(struct op_child *c);
 /*
  * Reap the child: wait4() for c->pid, retrying on EINTR.  With nohang,
  * 0 when it is still running.  1 when reaped (*wstatus and *ru may be
- * NULL), -1 with errno (ECHILD: someone else reaped it).
+ * NULL), -1 with errno (ECHILD: someone else reaped it).  With a reaper,
+ * *wstatus is the program's status as the reaper reported it (the
+ * reaper's own when it was killed before it could), and report_fd is
+ * closed.
  */
 int op_child_reap(struct op_child *c, int nohang, int *wstatus, struct rusage *ru);
 /*

@@ -3,6 +3,9 @@
  * supervisor, the Pulumi engine and op_cmd_run.  Real processes and pipes.
  */
 #include <check.h>
+#include <dirent.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -264,6 +267,211 @@ START_TEST(test_path_search_and_shell_fallback)
 }
 END_TEST
 
+/* --- new namespaces and a reaper ------------------------------------------ */
+
+static int write_proc(pid_t pid, const char *what, const char *text)
+{
+	char path[64];
+	int fd, ok;
+
+	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, what);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ok = write(fd, text, strlen(text)) == (ssize_t)strlen(text);
+	close(fd);
+	return ok ? 0 : -1;
+}
+
+/* The parent's part of a new user namespace: our ids mapped to themselves. */
+static int map_ids(void *arg, pid_t pid)
+{
+	char m[64];
+
+	(void)arg;
+	snprintf(m, sizeof(m), "%u %u 1\n", (unsigned)getuid(), (unsigned)getuid());
+	if (write_proc(pid, "uid_map", m) < 0 || write_proc(pid, "setgroups", "deny") < 0)
+		return -1;
+	snprintf(m, sizeof(m), "%u %u 1\n", (unsigned)getgid(), (unsigned)getgid());
+	return write_proc(pid, "gid_map", m);
+}
+
+/* The child's part: its own /proc for its PID namespace. */
+static int own_proc(void *arg)
+{
+	(void)arg;
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+		return -1;
+	return mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+}
+
+static int failing_parent_setup(void *arg, pid_t pid)
+{
+	(void)arg;
+	(void)pid;
+	errno = EACCES;
+	return -1;
+}
+
+static int process_with_arg(const char *arg)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	int found = 0;
+
+	while (d && !found && (e = readdir(d))) {
+		char path[300], buf[256];
+		size_t n;
+		FILE *f;
+
+		snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		n = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		for (size_t i = 0; i < n; i++)
+			if (!buf[i])
+				buf[i] = ' ';
+		buf[n] = '\0';
+		found = strstr(buf, arg) != NULL;
+	}
+	if (d)
+		closedir(d);
+	return found;
+}
+
+static const unsigned long ns_flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS;
+
+/*
+ * In new user, PID and mount namespaces, with a reaper as pid 1: the
+ * program is pid 2 and sees no other process; its exit status (not the
+ * reaper's) comes back; a daemon it leaves behind (setsid) dies with it.
+ */
+START_TEST(test_reaper_in_new_namespaces)
+{
+	const char *argv[] = {
+		"/bin/sh", "-c",
+		"echo \"me=$$ procs=$(ls /proc | grep -c '^[0-9]')\"; "
+		"setsid sleep 1003.25 >/dev/null 2>&1 < /dev/null & sleep 0.2; exit 3",
+		NULL};
+	struct op_child c = OP_CHILD_INIT;
+	char *out;
+	int st;
+
+	c.argv = argv;
+	c.out = OP_CHILD_PIPE;
+	c.clone_flags = ns_flags;
+	c.flags = OP_CHILD_PGROUP | OP_CHILD_REAPER;
+	c.parent_setup = map_ids;
+	c.setup = own_proc;
+	ck_assert_msg(op_child_start(&c) == 0, "%s", strerror(c.errnum));
+	out = slurp(c.out);
+	st = run_status(&c);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 3, "status %#x", st);
+	/* the reaper is 1, the program 2; sh, ls, grep, the sleeps: few */
+	ck_assert_msg(!strncmp(out, "me=2 procs=", 11), "%s", out);
+	ck_assert_msg(atoi(out + 11) <= 6, "%s", out);
+	ck_assert_int_eq(c.report_fd, -1);
+	free(out);
+	/* the daemon went with its namespace */
+	for (int i = 0; i < 50 && process_with_arg("sleep 1003.25"); i++)
+		usleep(20000);
+	ck_assert_msg(!process_with_arg("sleep 1003.25"), "the daemon survived");
+}
+END_TEST
+
+/* A signal that kills the program is reported as such, and the program's
+ * exec failure as an exec failure, through the reaper. */
+START_TEST(test_reaper_reports_signals_and_exec_failures)
+{
+	const char *kill_self[] = {"/bin/sh", "-c", "kill -KILL $$", NULL};
+	const char *missing[] = {"/nonexistent/orchd-prog", NULL};
+	struct op_child c = OP_CHILD_INIT;
+	int st;
+
+	c.argv = kill_self;
+	c.clone_flags = ns_flags;
+	c.flags = OP_CHILD_REAPER;
+	c.parent_setup = map_ids;
+	c.setup = own_proc;
+	ck_assert_int_eq(op_child_start(&c), 0);
+	st = run_status(&c);
+	ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "status %#x", st);
+
+	c = (struct op_child)OP_CHILD_INIT;
+	c.argv = missing;
+	c.clone_flags = ns_flags;
+	c.flags = OP_CHILD_REAPER;
+	c.parent_setup = map_ids;
+	c.setup = own_proc;
+	ck_assert_int_eq(op_child_start(&c), -1);
+	ck_assert_int_eq(c.stage, OP_CHILD_EXEC);
+	ck_assert_int_eq(c.errnum, ENOENT);
+	ck_assert_int_eq(c.pid, 0);
+}
+END_TEST
+
+/* SIGTERM to the reaper's group reaches the program (the reaper forwards
+ * it: a pid 1 would ignore it), which exits by it. */
+START_TEST(test_reaper_forwards_sigterm)
+{
+	const char *argv[] = {"/bin/sh", "-c", "echo ready; sleep 30 & wait", NULL};
+	struct op_child c = OP_CHILD_INIT;
+	char buf[16];
+	int st;
+
+	c.argv = argv;
+	c.out = OP_CHILD_PIPE;
+	c.clone_flags = ns_flags;
+	c.flags = OP_CHILD_PGROUP | OP_CHILD_REAPER;
+	c.parent_setup = map_ids;
+	c.setup = own_proc;
+	ck_assert_int_eq(op_child_start(&c), 0);
+	{
+		struct pollfd p = {c.out, POLLIN, 0};
+
+		ck_assert_int_eq(poll(&p, 1, 10000), 1);
+		ck_assert_int_gt(read(c.out, buf, sizeof(buf)), 0);
+	}
+	ck_assert_int_eq(kill(-c.pid, SIGTERM), 0);
+	st = run_status(&c);
+	ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM, "status %#x", st);
+	close(c.out);
+}
+END_TEST
+
+static int failing_exec_setup(void *arg)
+{
+	(void)arg;
+	errno = EPERM;
+	return -1;
+}
+
+/* The hooks' failures are setup failures, and nothing is left behind. */
+START_TEST(test_hook_failures)
+{
+	const char *argv[] = {"/bin/true", NULL};
+	struct op_child c = OP_CHILD_INIT;
+
+	c.argv = argv;
+	c.clone_flags = ns_flags;
+	c.parent_setup = failing_parent_setup;
+	ck_assert_int_eq(op_child_start(&c), -1);
+	ck_assert_int_eq(c.stage, OP_CHILD_SETUP);
+	ck_assert_int_eq(c.errnum, EACCES);
+	ck_assert_int_eq(c.pid, 0);
+	ck_assert_int_eq(waitpid(-1, NULL, WNOHANG), -1); /* no child left */
+
+	c = (struct op_child)OP_CHILD_INIT;
+	c.argv = argv;
+	c.exec_setup = failing_exec_setup;
+	ck_assert_int_eq(op_child_start(&c), -1);
+	ck_assert_int_eq(c.stage, OP_CHILD_SETUP);
+	ck_assert_int_eq(c.errnum, EPERM);
+}
+END_TEST
+
 Suite *child_suite(void)
 {
 	Suite *s = suite_create("child");
@@ -276,6 +484,10 @@ Suite *child_suite(void)
 	tcase_add_test(tc, test_setup_hook_runs_in_the_child);
 	tcase_add_test(tc, test_async_report);
 	tcase_add_test(tc, test_path_search_and_shell_fallback);
+	tcase_add_test(tc, test_reaper_in_new_namespaces);
+	tcase_add_test(tc, test_reaper_reports_signals_and_exec_failures);
+	tcase_add_test(tc, test_reaper_forwards_sigterm);
+	tcase_add_test(tc, test_hook_failures);
 	suite_add_tcase(s, tc);
 	return s;
 }
