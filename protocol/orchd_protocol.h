@@ -685,9 +685,11 @@ struct op_child {
 	int errnum;		   /* errno of the failure */
 };
 
-#define OP_CHILD_INIT                                                                    \
-	{NULL, NULL, NULL, 0, 0, 0, 0, NULL, NULL, 0, NULL, NULL, NULL, NULL, 0, -1, OP_CHILD_OK, \
-	 0}
+#define OP_CHILD_INIT                                                                       \
+	{                                                                                   \
+		NULL, NULL, NULL, 0, 0, 0, 0, NULL, NULL, 0, NULL, NULL, NULL, NULL, 0, -1, \
+			OP_CHILD_OK, 0                                                      \
+	}
 
 /*
  * Start the child (see above).  0, or -1 with errno, ->stage and ->errnum
