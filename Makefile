@@ -55,7 +55,7 @@ CFLAGS_ALL += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recov
 LDFLAGS_ALL += -fsanitize=$(SANITIZE)
 endif
 
-PKGS := yaml-0.1 json-c libgit2 libcurl libcrypto
+PKGS := yaml-0.1 json-c libgit2 libcurl libcrypto libseccomp
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
 JSON_CFLAGS := $(shell $(PKG_CONFIG) --cflags json-c 2>/dev/null)

@@ -67,5 +67,5 @@ build_spawn_driver()
 	cc -std=c17 -O2 -pthread -D_GNU_SOURCE -DORCHD_VERSION='"0.1.0"' -Icommon -Iprotocol \
 		-Iorchestrator $(pkg-config --cflags json-c) -o "$2" bench/spawn_driver.c \
 		$(ls "$1"/obj/orchestrator/*/*.o "$1"/obj/common/*.o) "$1/lib/liborchd-protocol.a" \
-		$(pkg-config --libs yaml-0.1 json-c libgit2 libcurl libcrypto) -lm
+		$(pkg-config --libs yaml-0.1 json-c libgit2 libcurl libcrypto libseccomp) -lm
 }

@@ -29,8 +29,8 @@ static void setup(void)
 	setenv("ORCHD_PASSPHRASE", "examples test passphrase", 1);
 	/* What the example creates: a leftover would make the first apply
 	 * report no change. */
-	unlink("/tmp/orchd-full-demo-tofu.txt");
-	unlink("/tmp/orchd-full-demo-ansible.txt");
+	unlink("/tmp/orchd-examples/full-demo-tofu.txt");
+	unlink("/tmp/orchd-examples/full-demo-ansible.txt");
 }
 
 static void teardown(void)
@@ -94,7 +94,8 @@ START_TEST(test_full_example_lifecycle)
 	ck_assert_msg(rc == 0, "first run: rc=%d\n%s", rc, err);
 	assert_no_plaintext("the first run's output", err);
 	ck_assert_msg(strstr(err, "the password has 27 characters"), "%s", err);
-	ck_assert_msg(strstr(err, "hello, the owner of /tmp/orchd-full-demo-tofu.txt"), "%s", err);
+	ck_assert_msg(strstr(err, "hello, the owner of /tmp/orchd-examples/full-demo-tofu.txt"),
+		      "%s", err);
 	ck_assert_int_eq(changed_in(rep1, "terraform.infra"), 1);
 	ck_assert_int_eq(changed_in(rep1, "ansible.configure"), 1);
 	free(err);
@@ -117,7 +118,7 @@ START_TEST(test_full_example_lifecycle)
 	rc = run("destroy", &err, NULL);
 	ck_assert_msg(rc == 0, "destroy: rc=%d\n%s", rc, err);
 	assert_no_plaintext("destroy's output", err);
-	ck_assert_msg(access("/tmp/orchd-full-demo-tofu.txt", F_OK) != 0,
+	ck_assert_msg(access("/tmp/orchd-examples/full-demo-tofu.txt", F_OK) != 0,
 		      "OpenTofu's file is still there after destroy");
 	free(err);
 	free(rep1);

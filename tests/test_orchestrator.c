@@ -301,11 +301,12 @@ END_TEST
 
 START_TEST(test_retry_then_success)
 {
-	char *counter = xasprintf("%s/count", E.dir);
+	char *counter = xasprintf("%s/counter/count", E.dir);
 	char *text = xasprintf("p:\n"
 			       "  misbehave:\n"
 			       "    - name: flaky\n"
 			       "      execution: {max_attempts: 5, retry_backoff: {initial: 5ms}}\n"
+			       "      isolation: {paths: {write: [counter]}}\n"
 			       "      only_action: apply\n"
 			       "      mode: failuntil\n"
 			       "      n: 3\n"

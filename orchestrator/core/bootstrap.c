@@ -148,6 +148,32 @@ const char *orchd_closest(const char *s, const char *const *candidates, size_t n
 	return best <= limit ? found : NULL;
 }
 
+int orchd_parse_size(const char *s, int64_t *bytes)
+{
+	static const char units[] = "KMGT";
+	int64_t v = 0;
+	const char *u;
+	int shift = 0;
+
+	if (!s || *s < '0' || *s > '9')
+		return -1;
+	for (; *s >= '0' && *s <= '9'; s++) {
+		if (v > (1LL << 50))
+			return -1;
+		v = v * 10 + (*s - '0');
+	}
+	if (*s) {
+		u = strchr(units, *s);
+		if (!u || s[1])
+			return -1;
+		shift = 10 * (int)(u - units + 1);
+	}
+	if (v > ((1LL << 50) >> shift))
+		return -1;
+	*bytes = v << shift;
+	return 0;
+}
+
 int orchd_parse_duration(const char *s, int64_t *ms)
 {
 	static const struct {
@@ -1042,6 +1068,29 @@ static int get_duration(struct build *b, const struct ynode *n, int64_t *out)
 		    n->s);
 }
 
+/* A size: an integer number of bytes, or a string NUMBER[K|M|G|T] (powers
+ * of 1024), e.g. "256M"; at most 1 PiB. */
+static int get_size(struct build *b, const struct ynode *n, int64_t *out)
+{
+	int64_t iv;
+	double dv;
+	enum stype t;
+
+	if (n->kind == Y_SCALAR) {
+		t = resolve(n, &iv, &dv);
+		if (t == S_INT && iv >= 0 && iv <= (1LL << 50)) {
+			*out = iv;
+			return 0;
+		}
+		if (t == S_STR && strlen(n->s) == n->len && !orchd_parse_size(n->s, out))
+			return 0;
+	}
+	return berr(b, n,
+		    "invalid size '%.40s' (expected bytes, or a string like \"512K\", \"256M\", "
+		    "\"2G\")",
+		    n->kind == Y_SCALAR ? n->s : kind_name(n));
+}
+
 static int expect_kind(struct build *b, const struct ynode *n, enum ykind kind)
 {
 	if (n->kind == kind)
@@ -1198,7 +1247,153 @@ static json_object *string_with_refs(struct build *b, const struct ynode *n)
 	return v;
 }
 
-static const char *const exec_keys[] = {"max_attempts", "timeout", "grace", "retry_backoff"};
+static const char *const exec_keys[] = {"max_attempts", "timeout", "grace", "retry_backoff",
+					"limits"};
+static const char *const limit_keys[] = {"memory", "pids", "cpu_time", "open_files",
+					 "output_bytes"};
+
+/* execution.limits */
+static void build_limits(struct build *b, const struct ynode *n, struct orchd_exec *e)
+{
+	if (expect_kind(b, n, Y_MAP))
+		return;
+	for (size_t j = 0; j < n->n; j++) {
+		const struct ynode *k = n->pairs[j].key, *v = n->pairs[j].val;
+		size_t m = path_key(b, k->s);
+		struct orchd_limits *l = &e->limits;
+		int64_t iv;
+
+		switch (key_index(k->s, limit_keys, ARRAY_SIZE(limit_keys))) {
+		case 0:
+			if (!get_size(b, v, &l->memory))
+				e->set |= ORCHD_EXEC_LIMIT_MEMORY;
+			break;
+		case 1:
+			if (!get_int(b, v, 0, 1 << 22, &iv)) {
+				l->pids = iv;
+				e->set |= ORCHD_EXEC_LIMIT_PIDS;
+			}
+			break;
+		case 2:
+			if (!get_duration(b, v, &l->cpu_time_ms))
+				e->set |= ORCHD_EXEC_LIMIT_CPU;
+			break;
+		case 3:
+			if (!get_int(b, v, 0, 1 << 20, &iv)) {
+				l->open_files = iv;
+				e->set |= ORCHD_EXEC_LIMIT_FILES;
+			}
+			break;
+		case 4:
+			if (!get_size(b, v, &l->output_bytes))
+				e->set |= ORCHD_EXEC_LIMIT_OUTPUT;
+			break;
+		default:
+			path_pop(b, m);
+			unknown_key(b, k, limit_keys, ARRAY_SIZE(limit_keys));
+			break;
+		}
+		path_pop(b, m);
+	}
+}
+
+static const char *const iso_keys[] = {"level", "network", "paths"};
+static const char *const iso_path_keys[] = {"read", "write"};
+
+/* A list of paths (isolation.paths.read/write), appended to *v. */
+static void build_paths(struct build *b, const struct ynode *n, char ***v, size_t *nv)
+{
+	if (expect_kind(b, n, Y_SEQ))
+		return;
+	for (size_t j = 0; j < n->n; j++) {
+		size_t m = path_index(b, j);
+		char *s;
+
+		if (!get_string(b, n->items[j], &s)) {
+			if (!*s) {
+				berr(b, n->items[j], "must not be empty");
+				free(s);
+			} else {
+				*v = xrealloc(*v, (*nv + 1) * sizeof(**v));
+				(*v)[(*nv)++] = s;
+			}
+		}
+		path_pop(b, m);
+	}
+}
+
+static int get_level(struct build *b, const struct ynode *n, struct orchd_isolation *iso)
+{
+	static const char *const levels[] = {"strict", "basic"};
+	size_t k;
+
+	if (n->kind != Y_SCALAR || (k = key_index(n->s, levels, 2)) == 2)
+		return berr(b, n, "expected an isolation level (strict or basic), got '%.40s'",
+			    n->kind == Y_SCALAR ? n->s : kind_name(n));
+	iso->level = k == 0 ? ORCHD_ISOLATION_STRICT : ORCHD_ISOLATION_BASIC;
+	iso->set |= ORCHD_ISO_LEVEL;
+	return 0;
+}
+
+/* isolation: a level ("strict", "basic"), or {level, network, paths}. */
+static void build_isolation(struct build *b, const struct ynode *n, struct orchd_isolation *iso)
+{
+	iso->pos.line = n->line;
+	iso->pos.column = n->col;
+	if (n->kind == Y_SCALAR) {
+		get_level(b, n, iso);
+		return;
+	}
+	if (expect_kind(b, n, Y_MAP))
+		return;
+	for (size_t i = 0; i < n->n; i++) {
+		const struct ynode *k = n->pairs[i].key, *v = n->pairs[i].val;
+		size_t m = path_key(b, k->s);
+
+		switch (key_index(k->s, iso_keys, ARRAY_SIZE(iso_keys))) {
+		case 0:
+			get_level(b, v, iso);
+			break;
+		case 1:
+			if (v->kind == Y_SCALAR &&
+			    (!strcmp(v->s, "host") || !strcmp(v->s, "none"))) {
+				iso->network_none = !strcmp(v->s, "none");
+				iso->set |= ORCHD_ISO_NETWORK;
+			} else {
+				berr(b, v, "expected host or none, got '%.40s'",
+				     v->kind == Y_SCALAR ? v->s : kind_name(v));
+			}
+			break;
+		case 2:
+			if (expect_kind(b, v, Y_MAP))
+				break;
+			for (size_t j = 0; j < v->n; j++) {
+				const struct ynode *k2 = v->pairs[j].key;
+				size_t m2 = path_key(b, k2->s);
+
+				switch (key_index(k2->s, iso_path_keys, 2)) {
+				case 0:
+					build_paths(b, v->pairs[j].val, &iso->read, &iso->nread);
+					break;
+				case 1:
+					build_paths(b, v->pairs[j].val, &iso->write, &iso->nwrite);
+					break;
+				default:
+					path_pop(b, m2);
+					unknown_key(b, k2, iso_path_keys, 2);
+					break;
+				}
+				path_pop(b, m2);
+			}
+			break;
+		default:
+			path_pop(b, m);
+			unknown_key(b, k, iso_keys, ARRAY_SIZE(iso_keys));
+			break;
+		}
+		path_pop(b, m);
+	}
+}
 static const char *const backoff_keys[] = {"initial", "max", "factor"};
 
 static void build_exec(struct build *b, const struct ynode *n, struct orchd_exec *e)
@@ -1269,6 +1464,9 @@ static void build_exec(struct build *b, const struct ynode *n, struct orchd_exec
 				path_pop(b, m2);
 			}
 			break;
+		case 4:
+			build_limits(b, val, e);
+			break;
 		default:
 			path_pop(b, mark);
 			unknown_key(b, k, exec_keys, ARRAY_SIZE(exec_keys));
@@ -1338,8 +1536,9 @@ static void build_engine(struct build *b, const struct ynode *n, struct orchd_en
 	"letters, digits, '_', '.' and '-', starting with a letter or digit, at most 63 " \
 	"characters, no '..'"
 
-static const char *const core_keys[] = {
-	"stack", "parallelism", "state_dir", "engine", "execution_defaults", "env", "defaults"};
+static const char *const core_keys[] = {"stack",    "parallelism",	  "state_dir",
+					"engine",   "execution_defaults", "env",
+					"defaults", "isolation"};
 
 static void build_core(struct build *b, const struct ynode *n)
 {
@@ -1437,6 +1636,9 @@ static void build_core(struct build *b, const struct ynode *n)
 				path_pop(b, m2);
 			}
 			break;
+		case 7:
+			build_isolation(b, val, &c->isolation);
+			break;
 		default:
 			path_pop(b, mark);
 			unknown_key(b, k, core_keys, ARRAY_SIZE(core_keys));
@@ -1447,7 +1649,7 @@ static void build_core(struct build *b, const struct ynode *n)
 }
 
 static const char *const inst_keys[] = {"name",	    "depends_on",   "enabled", "execution",
-					"pass_env", "mock_outputs", "sources"};
+					"pass_env", "mock_outputs", "sources", "isolation"};
 
 static void add_depends(struct build *b, struct orchd_instance *in, const struct ynode *n)
 {
@@ -1595,6 +1797,9 @@ static void build_instance(struct build *b, const char *type, const struct ynode
 			break;
 		case 6:
 			build_sources(b, in, v);
+			break;
+		case 7:
+			build_isolation(b, v, &in->isolation);
 			break;
 		default:
 			json_object_object_add(in->config, k->s, to_json(b, v));

@@ -94,6 +94,12 @@ int orchd_pipeline_validate(struct orchd_pipeline *p, const char *const *known_t
  */
 int orchd_parse_duration(const char *s, int64_t *ms);
 
+/*
+ * Parse a size: decimal digits with an optional unit K, M, G or T (powers
+ * of 1024), e.g. "512K", "256M", "2G"; at most 1 PiB.  0 with *bytes, or -1.
+ */
+int orchd_parse_size(const char *s, int64_t *bytes);
+
 /* Levenshtein distance of a and b (capped at 255 for long strings). */
 unsigned orchd_edit_distance(const char *a, const char *b);
 

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "core/loader.h"
+#include "orchd_protocol.h"
 #include "util.h"
 
 #define EXT_PREFIX	"orchd-ext-"
@@ -30,6 +31,33 @@ static char *manifest_str(json_object *m, const char *key)
 	if (!json_object_object_get_ex(m, key, &v) || !json_object_is_type(v, json_type_string))
 		return NULL;
 	return xstrdup(json_object_get_string(v));
+}
+
+/* A NULL-terminated copy of the strings of the array at key, or NULL. */
+static char **manifest_strv(json_object *m, const char *key)
+{
+	json_object *a = op_get(m, key);
+	size_t n, k = 0;
+	char **v;
+
+	if (!json_object_is_type(a, json_type_array))
+		return NULL;
+	n = json_object_array_length(a);
+	v = xcalloc(n + 1, sizeof(*v));
+	for (size_t i = 0; i < n; i++) {
+		json_object *s = json_object_array_get_idx(a, i);
+
+		if (json_object_is_type(s, json_type_string) && json_object_get_string_len(s))
+			v[k++] = xstrdup(json_object_get_string(s));
+	}
+	return v;
+}
+
+static void free_strv(char **v)
+{
+	for (char **p = v; p && *p; p++)
+		free(*p);
+	free(v);
 }
 
 static void read_manifest(struct orchd_ext_info *e)
@@ -60,6 +88,15 @@ static void read_manifest(struct orchd_ext_info *e)
 	if (json_object_object_get_ex(m, "secrets", &v) &&
 	    json_object_is_type(v, json_type_boolean))
 		e->secrets = json_object_get_boolean(v);
+	if (json_object_is_type(op_get(m, "isolation"), json_type_object)) {
+		json_object *iso = op_get(m, "isolation"), *paths = op_get(iso, "paths");
+
+		e->iso_read = manifest_strv(paths, "read");
+		e->iso_write = manifest_strv(paths, "write");
+		e->iso_env = manifest_strv(iso, "env");
+		e->iso_network_none =
+			op_get_str(iso, "network") && !strcmp(op_get_str(iso, "network"), "none");
+	}
 	if (json_object_object_get_ex(m, "protocol", &proto) &&
 	    json_object_is_type(proto, json_type_object)) {
 		if (json_object_object_get_ex(proto, "min", &v) &&
@@ -274,6 +311,9 @@ void orchd_loader_release(struct orchd_registry *r)
 		free(e->description);
 		free(e->min_orchd);
 		free(e->manifest_error);
+		free_strv(e->iso_read);
+		free_strv(e->iso_write);
+		free_strv(e->iso_env);
 	}
 	free(r->v);
 	for (i = 0; i < r->ndirs; i++)

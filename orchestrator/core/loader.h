@@ -44,9 +44,16 @@ struct orchd_ext_info {
 	int proto_min, proto_max; /* 0 when unknown */
 	int secrets;		  /* manifest "secrets": true: it stores secret state or
 			      outputs, so a run needs the passphrase up front */
-	int executable;		  /* 0: present but not usable */
-	int shadowed;		  /* an earlier directory provides this type */
-	char *manifest_error;	  /* why the manifest was ignored, or NULL */
+	/* manifest "isolation": what the extension needs under isolation
+	 * strict: paths (as written: absolute, ~/..., or relative to the
+	 * pipeline's directory) it reads or writes, network none, and names
+	 * of variables of orchd's environment it is given (NULL-terminated
+	 * lists, NULL when absent) */
+	char **iso_read, **iso_write, **iso_env;
+	int iso_network_none;
+	int executable;	      /* 0: present but not usable */
+	int shadowed;	      /* an earlier directory provides this type */
+	char *manifest_error; /* why the manifest was ignored, or NULL */
 };
 
 struct orchd_registry {

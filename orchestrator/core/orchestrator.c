@@ -18,6 +18,7 @@
 #include "core/report.h"
 #include "core/scheduler.h"
 #include "core/state.h"
+#include "handlers/sandbox.h"
 #include "crypto.h"
 #include "interfaces/engine.h"
 #include "util.h"
@@ -33,6 +34,7 @@ struct command {
 	struct orchd_engine *eng;
 	int locked;
 	struct orchd_sched *sched;
+	char *hide[4];	   /* what extensions must not see (isolation strict) */
 	long long started; /* unix ms */
 };
 
@@ -156,6 +158,43 @@ static int check_passphrase(struct command *c)
 		     id, type);
 }
 
+/* What no extension may see under isolation strict: the state directory
+ * (every stack, the lock, the other workdirs), the pipeline file (every
+ * other instance's config) and the passphrase file. */
+static void hidden_paths(struct command *c, const struct orchd_pipeline *p)
+{
+	const char *from[3] = {c->state_dir, p->file, getenv("ORCHD_PASSPHRASE_FILE")};
+	size_t n = 0;
+
+	for (size_t i = 0; i < ARRAY_SIZE(from); i++) {
+		char *real = from[i] && *from[i] ? realpath(from[i], NULL) : NULL;
+
+		if (real)
+			c->hide[n++] = real;
+	}
+	c->hide[n] = NULL;
+}
+
+/* The isolation of this run, in one line; a warning when strict has to do
+ * with less on this host. */
+static void announce_isolation(struct command *c)
+{
+	const struct orchd_sandbox_host *h;
+	char line[256];
+
+	if (!orchd_sched_any_strict(c->sched))
+		return;
+	h = orchd_sandbox_probe();
+	orchd_sandbox_describe(h, line, sizeof(line));
+	orchd_console_logf(c->con, NULL, ORCHD_LOG_INFO, "isolation: %s", line);
+	if (!h->namespaces)
+		orchd_console_logf(c->con, NULL, ORCHD_LOG_WARNING,
+				   "isolation: no namespaces on this host (%s): extensions can "
+				   "read the state directory and the pipeline file; see orchd "
+				   "doctor",
+				   h->why);
+}
+
 /* load: the scheduler over the selection, with every stored record. */
 static int load_records(struct command *c, const struct orchd_pipeline *p,
 			const struct orchd_registry *reg, const struct orchd_run_opts *o)
@@ -170,6 +209,7 @@ static int load_records(struct command *c, const struct orchd_pipeline *p,
 			  : xasprintf("%s/work", c->run_dir);
 	free(abs);
 	c->pipeline_dir = pipeline_dir(p->file);
+	hidden_paths(c, p);
 	memset(&so, 0, sizeof(so));
 	so.p = p;
 	so.g = &c->g;
@@ -186,6 +226,7 @@ static int load_records(struct command *c, const struct orchd_pipeline *p,
 							    : orchd_ncpus());
 	so.keep_going = o->keep_going;
 	so.keep_workdir = o->keep_workdir;
+	so.hide = (const char *const *)(void *)c->hide;
 	c->sched = orchd_sched_new(&so, c->selected);
 	if (!c->sched)
 		return -1;
@@ -268,6 +309,7 @@ int orchd_orchestrate(struct orchd_pipeline *p, const struct orchd_registry *reg
 	}
 	if (!orchd_sched_count(c.sched))
 		orchd_console_log(c.con, NULL, ORCHD_LOG_INFO, "nothing to do");
+	announce_isolation(&c);
 
 	if (orchd_sched_run(c.sched, OP_ACTION_VALIDATE) < 0)
 		goto out_report;
@@ -303,5 +345,7 @@ out:
 	free(c.run_dir);
 	free(c.work_dir);
 	free(c.pipeline_dir);
+	for (size_t i = 0; c.hide[i]; i++)
+		free(c.hide[i]);
 	return rc;
 }

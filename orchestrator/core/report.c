@@ -106,6 +106,9 @@ json_object *orchd_report_json(const char *run_id, const char *pipeline, const c
 		json_object_object_add(o, "max_rss_kb", json_object_new_int64(x->max_rss_kb));
 		json_object_object_add(o, "changed",
 				       x->changed < 0 ? NULL : json_object_new_boolean(x->changed));
+		json_object_object_add(
+			o, "isolation",
+			json_object_new_string(x->isolation ? x->isolation : "basic"));
 		if (x->outputs) {
 			json_object_object_foreach(x->outputs, k, v)
 			{

@@ -38,6 +38,7 @@ struct orchd_report_node {
 	json_object *secrets; /* key -> true, may be NULL */
 	const char *log;      /* the instance's lines, '\n'-separated */
 	int failed, skipped;
+	const char *isolation; /* "strict" or "basic" */
 };
 
 /* The JSON report as an object (caller puts). */

@@ -5,6 +5,7 @@
 #include "core/scheduler.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -135,6 +136,8 @@ struct node {
 	 * write (NULL: nothing to write). */
 	enum node_event stored_event;
 	struct store_job *job;
+	/* Its sandbox (isolation strict; NULL: basic), its paths absolute. */
+	struct orchd_sandbox_spec *sandbox;
 };
 
 /* A stored record was read for it. */
@@ -660,6 +663,15 @@ static char **build_env(struct orchd_sched *s, struct node *nd)
 		ALLOC_GROW(env, n + 1, alloc);
 		env[n++] = xasprintf("%s=%s", nd->in->pass_env[j], val);
 	}
+	/* what its manifest says it needs */
+	for (char **e = nd->ext->iso_env; e && *e; e++) {
+		const char *val = getenv(*e);
+
+		if (!val)
+			continue;
+		ALLOC_GROW(env, n + 1, alloc);
+		env[n++] = xasprintf("%s=%s", *e, val);
+	}
 	ALLOC_GROW(env, n + 2, alloc);
 	env[n++] = xasprintf("ORCHD_PIPELINE_DIR=%s", s->o.pipeline_dir);
 	env[n] = NULL;
@@ -717,6 +729,7 @@ static void start_step(struct orchd_sched *s, struct node *nd, enum op_action ac
 	spec.grace_ms = nd->in->exec.grace_ms;
 	spec.ctx = nd;
 	spec.sources = nd->in->sources;
+	spec.sandbox = nd->sandbox;
 	if (orchd_supervisor_start(s->sup, &spec) < 0) {
 		/* only when interrupted: it never ran */
 		nd->cause = CAUSE_INTERRUPTED;
@@ -1011,6 +1024,84 @@ int orchd_sched_run(struct orchd_sched *s, enum op_action phase)
 
 /* --- setup ------------------------------------------------------------- */
 
+/* A path of an isolation block or a manifest, absolute: "~" and "~/x"
+ * under $HOME, a relative one under the pipeline's directory. */
+static char *isolation_path(const struct orchd_sched *s, const char *p)
+{
+	const char *home = getenv("HOME");
+	char *abs, *real;
+
+	if (!strcmp(p, "~") || !strncmp(p, "~/", 2))
+		abs = xasprintf("%s%s", home ? home : "", p + 1);
+	else if (p[0] == '/')
+		abs = xstrdup(p);
+	else
+		abs = xasprintf("%s/%s", s->o.pipeline_dir, p);
+	real = realpath(abs, NULL);
+	if (real) {
+		free(abs);
+		return real;
+	}
+	return abs;
+}
+
+static void add_path(const struct orchd_sched *s, const char ***v, size_t *n, const char *p)
+{
+	*v = xrealloc(*v, (*n + 2) * sizeof(**v));
+	(*v)[(*n)++] = isolation_path(s, p);
+	(*v)[*n] = NULL;
+}
+
+/* The sandbox of a node: NULL under basic; else its spec, with the paths
+ * of core, the instance and the extension's manifest made absolute. */
+static struct orchd_sandbox_spec *sandbox_spec(const struct orchd_sched *s, const struct node *nd)
+{
+	struct orchd_isolation iso;
+	struct orchd_sandbox_spec *sp;
+	const char **read = NULL, **write = NULL;
+	size_t nr = 0, nw = 0;
+
+	orchd_isolation_merge(&s->o.p->core.isolation, &nd->in->isolation, &iso);
+	if (iso.level != ORCHD_ISOLATION_STRICT) {
+		free(iso.read);
+		free(iso.write);
+		return NULL;
+	}
+	/* its modules and playbooks: the pipeline's directory stays readable
+	 * (its state directory and the pipeline file are covered) */
+	add_path(s, &read, &nr, s->o.pipeline_dir);
+	for (size_t k = 0; k < iso.nread; k++)
+		add_path(s, &read, &nr, iso.read[k]);
+	for (char **p = nd->ext->iso_read; p && *p; p++)
+		add_path(s, &read, &nr, *p);
+	for (size_t k = 0; k < iso.nwrite; k++)
+		add_path(s, &write, &nw, iso.write[k]);
+	for (char **p = nd->ext->iso_write; p && *p; p++)
+		add_path(s, &write, &nw, *p);
+	sp = xcalloc(1, sizeof(*sp));
+	sp->network_none = iso.network_none || nd->ext->iso_network_none;
+	sp->hide = s->o.hide;
+	sp->read = read ? read : xcalloc(1, sizeof(*read));
+	sp->write = write ? write : xcalloc(1, sizeof(*write));
+	sp->limits = &nd->in->exec.limits;
+	free(iso.read);
+	free(iso.write);
+	return sp;
+}
+
+static void sandbox_spec_free(struct orchd_sandbox_spec *sp)
+{
+	if (!sp)
+		return;
+	for (const char *const *p = sp->read; *p; p++)
+		free((char *)(uintptr_t)*p);
+	for (const char *const *p = sp->write; *p; p++)
+		free((char *)(uintptr_t)*p);
+	free((void *)(uintptr_t)sp->read);
+	free((void *)(uintptr_t)sp->write);
+	free(sp);
+}
+
 struct orchd_sched *orchd_sched_new(const struct orchd_sched_opts *o, const unsigned char *selected)
 {
 	struct orchd_sched *s = xcalloc(1, sizeof(*s));
@@ -1042,6 +1133,9 @@ struct orchd_sched *orchd_sched_new(const struct orchd_sched_opts *o, const unsi
 		orchd_sched_free(s);
 		return NULL;
 	}
+	for (size_t i = 0; i < s->nn; i++)
+		if (s->n[i].st != NODE_OFF && s->n[i].ext)
+			s->n[i].sandbox = sandbox_spec(s, &s->n[i]);
 	return s;
 }
 
@@ -1068,6 +1162,7 @@ void orchd_sched_free(struct orchd_sched *s)
 		json_object_put(nd->up.secrets);
 		orchd_resolved_release(&nd->cfg);
 		store_job_free(nd->job);
+		sandbox_spec_free(nd->sandbox);
 	}
 	free(s->ready.v);
 	free(s->timers.v);
@@ -1184,6 +1279,14 @@ int orchd_sched_any_failed(const struct orchd_sched *s)
 	return 0;
 }
 
+int orchd_sched_any_strict(const struct orchd_sched *s)
+{
+	for (size_t i = 0; i < s->nn; i++)
+		if (s->n[i].st != NODE_OFF && s->n[i].sandbox)
+			return 1;
+	return 0;
+}
+
 int orchd_sched_any_changes(const struct orchd_sched *s)
 {
 	for (size_t i = 0; i < s->nn; i++)
@@ -1271,6 +1374,7 @@ struct orchd_report_node *orchd_sched_report(const struct orchd_sched *s, size_t
 		rn[nr].log = orchd_journal_text(s->o.journal, i);
 		rn[nr].failed = nd->st == NODE_FAILED || nd->st == NODE_CANCELLED;
 		rn[nr].skipped = nd->st == NODE_SKIPPED;
+		rn[nr].isolation = nd->sandbox ? "strict" : "basic";
 		nr++;
 	}
 	*n = nr;

@@ -68,6 +68,9 @@ struct orchd_sched_opts {
 	size_t parallelism;	  /* at least 1 */
 	int keep_going;
 	int keep_workdir;
+	/* what no extension sees under isolation strict: the state
+	 * directory, the pipeline file ... (absolute, NULL-terminated) */
+	const char *const *hide;
 };
 
 struct orchd_sched;
@@ -114,6 +117,9 @@ int orchd_sched_state_error(const struct orchd_sched *s);
 int orchd_sched_any_failed(const struct orchd_sched *s);
 /* A node's result said changed. */
 int orchd_sched_any_changes(const struct orchd_sched *s);
+
+/* A selected node runs under isolation strict. */
+int orchd_sched_any_strict(const struct orchd_sched *s);
 
 /* Print the outputs of this run (apply) and the summary table. */
 void orchd_sched_print_outputs(struct orchd_sched *s);

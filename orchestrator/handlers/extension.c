@@ -131,7 +131,7 @@ static void env_set(char ***env, size_t *n, size_t *alloc, char *entry)
 	(*env)[*n] = NULL;
 }
 
-char **orchd_step_env(const struct orchd_step_spec *spec, const char *workdir)
+char **orchd_step_env(const struct orchd_step_spec *spec, const char *workdir, const char *tmpdir)
 {
 	char **env = NULL;
 	size_t n = 0, alloc = 0;
@@ -151,6 +151,8 @@ char **orchd_step_env(const struct orchd_step_spec *spec, const char *workdir)
 	env_set(&env, &n, &alloc,
 		xasprintf("ORCHD_INSTANCE=%s", spec->instance ? spec->instance : spec->id));
 	env_set(&env, &n, &alloc, xasprintf("ORCHD_WORKDIR=%s", workdir));
+	if (tmpdir)
+		env_set(&env, &n, &alloc, xasprintf("TMPDIR=%s", tmpdir));
 	return env;
 }
 
@@ -242,6 +244,7 @@ void orchd_step_free(struct orchd_step *st)
 	for (char **e = st->env; e && *e; e++)
 		free(*e);
 	free(st->env);
+	orchd_sandbox_free(st->sandbox);
 	free(st->id);
 	free(st->exe);
 	free(st->instance);
@@ -645,6 +648,8 @@ void orchd_step_exec_report(struct orchd_step *st)
 	if (st->child.stage == OP_CHILD_CHDIR)
 		step_not_started(st, "cannot enter workdir %s: %s", st->workdir,
 				 strerror(st->child.errnum));
+	else if (st->child.stage == OP_CHILD_SETUP)
+		step_not_started(st, "cannot isolate %s: %s", st->exe, strerror(st->child.errnum));
 	else
 		step_not_started(st, "cannot execute %s: %s", st->exe, strerror(st->child.errnum));
 }

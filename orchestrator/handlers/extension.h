@@ -77,6 +77,7 @@
 
 #include "orchd_protocol.h"
 #include "core/logging.h"
+#include "handlers/sandbox.h"
 
 /* Default grace period between SIGTERM and SIGKILL. */
 #define ORCHD_DEFAULT_GRACE_MS 10000
@@ -128,12 +129,18 @@ struct orchd_step_spec {
 	 * none.  Ignored for describe.
 	 */
 	const json_object *sources;
+	/*
+	 * The sandbox (handlers/sandbox.h): NULL for isolation basic (the
+	 * process contract above only).  Its paths are taken at start(), so
+	 * the workdir is added by the supervisor: leave spec->workdir NULL.
+	 */
+	const struct orchd_sandbox_spec *sandbox;
 };
 
 #define ORCHD_STEP_SPEC_INIT                                                                      \
 	{                                                                                         \
 		NULL, NULL, OP_ACTION_NONE, NULL, NULL, NULL, NULL, NULL, NULL, 1, 0, NULL, 0, 0, \
-			NULL, NULL                                                                \
+			NULL, NULL, NULL                                                          \
 	}
 
 /*
@@ -290,10 +297,11 @@ struct orchd_step {
 	char *action_line;	   /* sent once the hello checks out */
 	struct op_splitter *sp_out;
 	struct op_splitter *sp_err;
-	char **env;		      /* its environment, until it is spawned */
-	int workdir_removed;	      /* its removal was handed to the worker */
-	int jobs;		      /* fetches in flight on the supervisor's worker */
-	volatile sig_atomic_t cancel; /* tells those fetches to stop */
+	char **env;		       /* its environment, until it is spawned */
+	struct orchd_sandbox *sandbox; /* its sandbox's plan, until it is spawned */
+	int workdir_removed;	       /* its removal was handed to the worker */
+	int jobs;		       /* fetches in flight on the supervisor's worker */
+	volatile sig_atomic_t cancel;  /* tells those fetches to stop */
 
 	/* deadlines (now_ms() time; 0: none) */
 	long long dl_timeout;
@@ -323,9 +331,10 @@ struct orchd_step {
  * phase HELLO, proc NONE.  NULL (after error()) for an invalid spec. */
 struct orchd_step *orchd_step_new(const struct orchd_step_spec *spec,
 				  const struct orchd_step_hooks *hooks);
-/* The environment of the extension (see the process contract), a
- * NULL-terminated malloc'ed array of malloc'ed strings. */
-char **orchd_step_env(const struct orchd_step_spec *spec, const char *workdir);
+/* The environment of the extension (see the process contract; TMPDIR
+ * replaced when tmpdir is set), a NULL-terminated malloc'ed array of
+ * malloc'ed strings. */
+char **orchd_step_env(const struct orchd_step_spec *spec, const char *workdir, const char *tmpdir);
 /* Spawned: pid and fds are set; queue hello, arm the timeout. */
 void orchd_step_spawned(struct orchd_step *st);
 

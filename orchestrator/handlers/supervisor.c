@@ -254,9 +254,13 @@ static void spawn_step(struct orchd_supervisor *sup, struct orchd_step *st)
 	c.flags = OP_CHILD_PGROUP | OP_CHILD_PDEATHSIG | OP_CHILD_ASYNC;
 	c.sigmask = &sup->old_mask;
 	c.nofile = sup->have_nofile ? &sup->old_nofile : NULL;
+	if (st->sandbox)
+		orchd_sandbox_apply(st->sandbox, &c);
 	ret = op_child_start(&c);
 	free_strv(st->env);
 	st->env = NULL;
+	orchd_sandbox_free(st->sandbox);
+	st->sandbox = NULL;
 	if (ret < 0) {
 		orchd_step_fail(st, ORCHD_STEP_SPAWN_ERROR, "cannot start %s: %s", st->exe,
 				strerror(c.errnum));
@@ -269,6 +273,23 @@ static void spawn_step(struct orchd_supervisor *sup, struct orchd_step *st)
 	st->fd_err = c.err;
 	st->fd_rep = c.report_fd;
 	orchd_step_spawned(st);
+}
+
+/* The directory of an extension's executable (resolved: of the file a
+ * link points to), malloc'ed; "/" when there is none. */
+static char *exe_dir(const char *exe, int resolved)
+{
+	char *path = resolved ? realpath(exe, NULL) : xstrdup(exe), *slash;
+
+	if (!path)
+		path = xstrdup(exe);
+	slash = strrchr(path, '/');
+	if (!slash || slash == path) {
+		free(path);
+		return xstrdup("/");
+	}
+	*slash = '\0';
+	return path;
 }
 
 int orchd_supervisor_start(struct orchd_supervisor *sup, const struct orchd_step_spec *spec)
@@ -302,7 +323,41 @@ int orchd_supervisor_start(struct orchd_supervisor *sup, const struct orchd_step
 				strerror(errno));
 		return 0;
 	}
-	st->env = orchd_step_env(spec, st->workdir);
+	if (spec->sandbox) {
+		/* its sandbox, with its workdir; a private TMPDIR either way */
+		struct orchd_sandbox_spec ss = *spec->sandbox;
+		char *tmpdir = NULL, *dirs[2];
+		const char **read;
+		size_t n = 0;
+
+		/* and the extension's own directory (its link and its target) */
+		dirs[0] = exe_dir(st->exe, 0);
+		dirs[1] = exe_dir(st->exe, 1);
+		while (ss.read && ss.read[n])
+			n++;
+		read = xcalloc(n + 3, sizeof(*read));
+		memcpy(read, ss.read, n * sizeof(*read));
+		read[n] = dirs[0];
+		read[n + 1] = dirs[1];
+		ss.read = read;
+		ss.workdir = st->workdir;
+		st->sandbox = orchd_sandbox_prepare(orchd_sandbox_probe(), &ss, err, sizeof(err));
+		free(read);
+		free(dirs[0]);
+		free(dirs[1]);
+		if (!st->sandbox) {
+			orchd_step_fail(st, ORCHD_STEP_SPAWN_ERROR, "%s", err);
+			return 0;
+		}
+		if (!orchd_sandbox_private_tmp(st->sandbox)) {
+			tmpdir = xasprintf("%s/.tmp", st->workdir);
+			mkdir(tmpdir, 0700);
+		}
+		st->env = orchd_step_env(spec, st->workdir, tmpdir ? tmpdir : "/tmp");
+		free(tmpdir);
+	} else {
+		st->env = orchd_step_env(spec, st->workdir, NULL);
+	}
 	nsources = spec->sources && spec->action != OP_ACTION_DESCRIBE
 			   ? json_object_array_length(spec->sources)
 			   : 0;

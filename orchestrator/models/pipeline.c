@@ -12,7 +12,48 @@ void orchd_exec_set_defaults(struct orchd_exec *e)
 	e->backoff_max_ms = 60000;
 	e->backoff_factor = 2.0;
 	e->grace_ms = 10000;
+	memset(&e->limits, 0, sizeof(e->limits));
+	e->limits.pids = 4096;
 	e->set = 0;
+}
+
+static const char **concat(char *const *a, size_t na, char *const *b, size_t nb, size_t *n)
+{
+	const char **v = xcalloc(na + nb + 1, sizeof(*v));
+
+	for (size_t i = 0; i < na; i++)
+		v[i] = a[i];
+	for (size_t i = 0; i < nb; i++)
+		v[na + i] = b[i];
+	*n = na + nb;
+	return v;
+}
+
+void orchd_isolation_merge(const struct orchd_isolation *core, const struct orchd_isolation *in,
+			   struct orchd_isolation *out)
+{
+	*out = *core;
+	if (in->set & ORCHD_ISO_LEVEL)
+		out->level = in->level;
+	if (in->set & ORCHD_ISO_NETWORK)
+		out->network_none = in->network_none;
+	out->set = core->set | in->set;
+	out->read =
+		(char **)(void *)concat(core->read, core->nread, in->read, in->nread, &out->nread);
+	out->write = (char **)(void *)concat(core->write, core->nwrite, in->write, in->nwrite,
+					     &out->nwrite);
+}
+
+void orchd_isolation_release(struct orchd_isolation *iso)
+{
+	for (size_t i = 0; i < iso->nread; i++)
+		free(iso->read[i]);
+	for (size_t i = 0; i < iso->nwrite; i++)
+		free(iso->write[i]);
+	free(iso->read);
+	free(iso->write);
+	iso->read = iso->write = NULL;
+	iso->nread = iso->nwrite = 0;
 }
 
 void orchd_exec_merge(struct orchd_exec *base, const struct orchd_exec *over)
@@ -29,6 +70,16 @@ void orchd_exec_merge(struct orchd_exec *base, const struct orchd_exec *over)
 		base->backoff_factor = over->backoff_factor;
 	if (over->set & ORCHD_EXEC_GRACE)
 		base->grace_ms = over->grace_ms;
+	if (over->set & ORCHD_EXEC_LIMIT_MEMORY)
+		base->limits.memory = over->limits.memory;
+	if (over->set & ORCHD_EXEC_LIMIT_PIDS)
+		base->limits.pids = over->limits.pids;
+	if (over->set & ORCHD_EXEC_LIMIT_CPU)
+		base->limits.cpu_time_ms = over->limits.cpu_time_ms;
+	if (over->set & ORCHD_EXEC_LIMIT_FILES)
+		base->limits.open_files = over->limits.open_files;
+	if (over->set & ORCHD_EXEC_LIMIT_OUTPUT)
+		base->limits.output_bytes = over->limits.output_bytes;
 	base->set |= over->set;
 }
 
@@ -197,6 +248,7 @@ void orchd_instance_release(struct orchd_instance *in)
 	}
 	free(in->sites);
 	json_object_put(in->config);
+	orchd_isolation_release(&in->isolation);
 	json_object_put(in->mock_outputs);
 	json_object_put(in->sources);
 	for (i = 0; i < in->npass_env; i++)
@@ -219,6 +271,7 @@ void orchd_pipeline_free(struct orchd_pipeline *p)
 	json_object_put(p->core.env);
 	json_object_put(p->core.type_defaults);
 	free(p->core.type_defaults_pos);
+	orchd_isolation_release(&p->core.isolation);
 	for (i = 0; i < p->ninst; i++)
 		orchd_instance_release(&p->inst[i]);
 	free(p->inst);

@@ -33,6 +33,21 @@ enum orchd_exec_field {
 	ORCHD_EXEC_BACKOFF_MAX = 1 << 3,
 	ORCHD_EXEC_BACKOFF_FACTOR = 1 << 4,
 	ORCHD_EXEC_GRACE = 1 << 5,
+	ORCHD_EXEC_LIMIT_MEMORY = 1 << 6,
+	ORCHD_EXEC_LIMIT_PIDS = 1 << 7,
+	ORCHD_EXEC_LIMIT_CPU = 1 << 8,
+	ORCHD_EXEC_LIMIT_FILES = 1 << 9,
+	ORCHD_EXEC_LIMIT_OUTPUT = 1 << 10,
+};
+
+/* execution.limits: what one attempt of an instance may use (0: no limit
+ * of orchd's; see README "Security model" for how each is enforced). */
+struct orchd_limits {
+	int64_t memory;	      /* bytes */
+	int64_t pids;	      /* processes and threads at once */
+	int64_t cpu_time_ms;  /* CPU time of each process */
+	int64_t open_files;   /* descriptors of each process */
+	int64_t output_bytes; /* stdout + stderr bytes the extension writes */
 };
 
 /* Execution settings: core.execution_defaults, overridable per instance. */
@@ -43,7 +58,31 @@ struct orchd_exec {
 	int64_t backoff_max_ms;	    /* cap of the delay; default 60000 */
 	double backoff_factor;	    /* multiplier per attempt; default 2.0 */
 	int64_t grace_ms;	    /* SIGTERM -> SIGKILL grace; default 10000 */
+	struct orchd_limits limits; /* default: pids 4096, the rest none */
 	unsigned set;		    /* mask of enum orchd_exec_field */
+};
+
+enum orchd_isolation_level {
+	ORCHD_ISOLATION_STRICT = 0, /* the sandbox (handlers/sandbox.h); the default */
+	ORCHD_ISOLATION_BASIC,	    /* fd and environment hygiene only */
+};
+
+/* Which fields of an orchd_isolation were set explicitly (for merging). */
+enum orchd_isolation_field {
+	ORCHD_ISO_LEVEL = 1 << 0,
+	ORCHD_ISO_NETWORK = 1 << 1,
+};
+
+/* core.isolation, and each instance's isolation (level and network
+ * override core's; paths add to them). */
+struct orchd_isolation {
+	enum orchd_isolation_level level;
+	int network_none;     /* network: none */
+	char **read, **write; /* extra paths as written (absolute, ~/..., or
+				   relative to the pipeline's directory) */
+	size_t nread, nwrite;
+	unsigned set;	      /* mask of enum orchd_isolation_field */
+	struct orchd_pos pos; /* of the isolation value */
 };
 
 enum orchd_engine_type {
@@ -70,6 +109,7 @@ struct orchd_core {
 	 * that type (instance keys win).  Never NULL.  Holds no references;
 	 * its strings are stored as the extension sees them. */
 	json_object *type_defaults;
+	struct orchd_isolation isolation; /* core.isolation */
 	/* Positions of the keys of core.defaults, in the object's order. */
 	struct orchd_pos *type_defaults_pos;
 	size_t ntype_defaults;
@@ -118,6 +158,7 @@ struct orchd_instance {
 	struct orchd_pos name_pos; /* of the name value */
 	int enabled;		   /* default 1 */
 	struct orchd_exec exec;	   /* merged: core defaults < instance overrides */
+	struct orchd_isolation isolation; /* its own block (see orchd_isolation_merge()) */
 
 	/* depends_on as written ("TYPE.NAME" or "NAME") and where. */
 	char **depends_on;
@@ -168,6 +209,12 @@ struct orchd_pipeline {
 };
 
 void orchd_exec_set_defaults(struct orchd_exec *e);
+/* The isolation an instance runs under: core's, with the instance's level
+ * and network when set and both lists of paths (out's lists are borrowed
+ * from core and in: free only out->read and out->write). */
+void orchd_isolation_merge(const struct orchd_isolation *core, const struct orchd_isolation *in,
+			   struct orchd_isolation *out);
+void orchd_isolation_release(struct orchd_isolation *iso);
 /* Fields of `over` that are set replace those of `base`. */
 void orchd_exec_merge(struct orchd_exec *base, const struct orchd_exec *over);
 
