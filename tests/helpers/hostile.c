@@ -88,7 +88,10 @@
  *   net_connect, net_listen, net_abstract, net_ifaces   network attacks
  *   fork_bomb, memory, cpu_burn, open_files, flood   limit attacks: a
  *                   number, and KEY_end, how it ended
- *   write_extra, extra_deny write_deny, read_extra   paths attacks
+ *   write_extra     "ok" when every file of extra_write (a path or a list)
+ *                   could be created
+ *   write_deny      creating a file of extra_deny (a path or a list)
+ *   read_extra      "ok" when extra_read can be read
  */
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -2165,34 +2168,48 @@ static void a_flood(struct hostile *h)
 
 /* --- core.isolation.paths ---------------------------------------------------- */
 
+/* config key: a path or a list of paths; each is created; how many, the first failure. */
+static int create_each(struct hostile *h, const char *key, struct ev *created, struct ev *failed)
+{
+	struct json_object *v = op_get(h->cfg, key);
+	size_t n = !v					     ? 0
+		   : json_object_is_type(v, json_type_array) ? json_object_array_length(v)
+							     : 1;
+
+	for (size_t i = 0; i < n; i++) {
+		const char *path = json_object_get_string(json_object_is_type(v, json_type_array)
+								  ? json_object_array_get_idx(v, i)
+								  : v);
+		int r = path ? try_create(h, path) : EINVAL;
+
+		if (r)
+			ev_add(failed, "%s: %s", path ? path : "?", errname(r));
+		else
+			ev_add(created, "created %s", path);
+	}
+	return (int)n;
+}
+
 static void a_write_extra(struct hostile *h)
 {
-	const char *path = op_get_str(h->cfg, "extra_write");
-	int r;
+	struct ev created = {0}, failed = {0};
 
-	if (!path) {
+	if (!create_each(h, "extra_write", &created, &failed))
 		out_str(h, "write_extra", "skipped: no extra_write in the config");
-		return;
-	}
-	r = try_create(h, path);
-	if (r)
-		out_str(h, "write_extra", "failed: %s", errname(r));
+	else if (failed.n)
+		out_str(h, "write_extra", "failed: %s", failed.s);
 	else
 		out_str(h, "write_extra", "ok");
 }
 
 static void a_write_deny(struct hostile *h)
 {
-	const char *path = op_get_str(h->cfg, "extra_deny");
-	struct ev e = {0};
+	struct ev created = {0}, failed = {0};
 
-	if (!path) {
+	if (!create_each(h, "extra_deny", &created, &failed))
 		out_str(h, "write_deny", "skipped: no extra_deny in the config");
-		return;
-	}
-	if (try_create(h, path) == 0)
-		ev_add(&e, "created %s", path);
-	verdict(h, "write_deny", &e);
+	else
+		verdict(h, "write_deny", &created);
 }
 
 static void a_read_extra(struct hostile *h)
@@ -2333,7 +2350,9 @@ static int hostile_apply(struct op_ext *ext)
 	h.cfg = op_ext_config(ext);
 	h.tag = op_get_str(h.cfg, "tag") ? op_get_str(h.cfg, "tag") : "notag";
 	h.pdir = getenv("ORCHD_PIPELINE_DIR") ? getenv("ORCHD_PIPELINE_DIR") : ".";
-	h.workdir = op_ext_workdir(ext);
+	h.workdir = *op_ext_workdir(ext) ? op_ext_workdir(ext) : getenv("ORCHD_WORKDIR");
+	if (!h.workdir)
+		return op_ext_result(ext, false, 0, NULL, "no workdir");
 	sd = op_get_str(h.cfg, "state_dir");
 	snprintf(h.state, sizeof(h.state), "%s/%s", h.pdir, sd ? sd : ".orchd");
 	h.pp_fnv = cfg_fnv(&h, "pp_fnv");
