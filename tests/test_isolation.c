@@ -78,7 +78,7 @@
 #define DAEMON	      "orchd-hostile-daemon-"
 #define SENTINEL      "orchd-hostile-sentinel-"
 #define DONE_LINE     "orchd-hostile: done"
-#define DEADLINE_MS   50000
+#define DEADLINE_MS   45000
 #define HOSTILE	      "hostile.h"
 
 /* Layers, as probed for the user orchd runs as. */
@@ -285,7 +285,7 @@ static void check(struct verdict *v, bool ok, const char *fmt, ...)
 	op_buf_vaddf(&line, fmt, ap);
 	va_end(ap);
 	v->checks++;
-	op_buf_addf(&I.log, "%s %s\n", ok ? "ok  " : "FAIL", op_buf_str(&line));
+	op_buf_addf(&I.log, "%s %s\n", ok ? "ok  " : "fail", op_buf_str(&line));
 	if (!ok) {
 		v->nfailed++;
 		op_buf_ellipsize(&line, 200);
@@ -1068,10 +1068,12 @@ static void expect_no_passphrase(struct verdict *v, const struct run *R)
 
 static void expect_startup_line(struct verdict *v, const struct run *R)
 {
-	check(v, has_line(R->out, "isolation:") || has_line(R->err, "isolation:"),
+	const char *err = R->err ? R->err : "";
+
+	check(v, has_line(R->out, "isolation:") || has_line(err, "isolation:"),
 	      "orchd prints which isolation layers are active (a line with \"isolation:\"): "
 	      "stderr starts: %.300s",
-	      R->err);
+	      err);
 }
 
 /* --- the main battery: strict by default, a sibling running, the host watched ------ */
@@ -1234,6 +1236,9 @@ START_TEST(test_strict_contains_everything)
 	check(&v, !strcmp(status_of(&R2, "exec.victim"), "success"),
 	      "the victim was not disturbed: %s", status_of(&R2, "exec.victim"));
 	expect_startup_line(&v, &R2);
+	if (!layer_ok(L_NS))
+		check(&v, R2.warned, "orchd warns that it falls back (no namespaces here): %s",
+		      tail(R2.err, 300));
 	expect_level(&v, &R2, HOSTILE, "strict", L_NS);
 	expect_level(&v, &R2, "exec.victim", "strict", L_NS);
 	if (ran(&v, &R2, HOSTILE)) {
@@ -1405,6 +1410,9 @@ static void network_run(struct verdict *v, bool core_level, int port, const char
 			 core_level ? "      isolation: {network: host}\n" : "", I.tag, port);
 	write_text(p, yaml);
 	run_orchd(&R, &w, NULL, "-j", "2", (char *)NULL);
+	if (!layer_ok(L_NET))
+		check(v, R.warned, "%s: orchd warns that it falls back (no netns here): %s", what,
+		      tail(R.err, 300));
 	if (ran(v, &R, "hostile.sealed")) {
 		static const char *const keys[] = {"net_connect", "net_listen", "net_abstract",
 						   "net_ifaces", NULL};
@@ -1482,6 +1490,47 @@ static void expect_limit(struct verdict *v, const struct run *R, const char *nam
 	free(endkey);
 }
 
+/* Without limits the attacks reach their (small) caps: they work. */
+static void limit_controls(struct verdict *v, const char *p)
+{
+	static const struct {
+		const char *key;
+		long long min;
+	} caps[] = {{"fork_bomb", 32},
+		    {"memory", 32},
+		    {"cpu_burn", 200},
+		    {"open_files", 100},
+		    {"flood", 1 << 20}};
+	struct run R;
+
+	write_text(p, "p:\n"
+		      "  hostile:\n"
+		      "    - name: free\n"
+		      "      attacks: [fork_bomb, memory, cpu_burn, open_files, flood]\n"
+		      "      fork_max: 32\n"
+		      "      mem_max_mb: 32\n"
+		      "      cpu_ms: 200\n"
+		      "      files_max: 100\n"
+		      "      flood_mb: 1\n");
+	run_orchd(&R, NULL, NULL, (char *)NULL);
+	if (ran(v, &R, "hostile.free")) {
+		for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
+			char *end = xasprintf("%s_end", caps[i].key);
+			bool found;
+			long long n = out_i(&R, "hostile.free", caps[i].key, &found);
+
+			check(v,
+			      found && n >= caps[i].min &&
+				      !strcmp(out_s(&R, "hostile.free", end), "cap reached"),
+			      "without limits, %s reaches its cap %lld (a positive control): %lld "
+			      "(%s)",
+			      caps[i].key, caps[i].min, n, out_s(&R, "hostile.free", end));
+			free(end);
+		}
+	}
+	run_release(&R);
+}
+
 START_TEST(test_limits)
 {
 	struct verdict v = {OP_BUF_INIT, 0, 0};
@@ -1490,6 +1539,7 @@ START_TEST(test_limits)
 	bool found;
 	long long calm;
 
+	limit_controls(&v, p);
 	yaml = xasprintf("p:\n"
 			 "  hostile:\n"
 			 "    - name: bomb\n"
