@@ -8,18 +8,27 @@
  * stack, the passphrase in every output and in /proc/<orchd>/environ while
  * orchd runs, the port the helper listens on.
  *
- * Every test runs twice: tcase "root" as root, tcase "user" as the
- * unprivileged user orchdtest (made with useradd when missing; orchd is
- * started with setgroups/setresgid/setresuid in the child, as setpriv
- * --reuid --regid --clear-groups would; a suite run by a non-root user
- * runs this tcase as that user).  The temporary tree belongs to the user.
+ * Tests: strict (the default) contains the whole battery while a sibling
+ * with a secret marker runs (-j 4); network: none (per instance, and from
+ * core with an instance overriding it); the limits (and controls without
+ * them); basic is weaker than strict; the passphrase masked everywhere and
+ * never passed, even through pass_env; isolation.paths adds write access.
  *
- * Layers a user may lack on a host are probed as that user (namespaces,
- * a network namespace, Landlock, seccomp).  An attack that only an
- * unavailable layer contains must then be covered by orchd's fallback
- * warning (a line with "isolation" and "warn", "fall back", "unavailable",
- * ...), never skipped silently; one that some available layer contains
- * must be contained.
+ * Tcases: "root" runs orchd as root; "user" as the unprivileged user
+ * orchdtest (made with useradd -M -r -U when missing; orchd is started with
+ * setgroups/setresgid/setresuid in the child, as setpriv --reuid --regid
+ * --clear-groups would; a suite run by a non-root user runs it as that
+ * user); "user_nouserns" as orchdtest on a host without unprivileged user
+ * namespaces (a seccomp filter the test installs as root before dropping to
+ * the user: unshare/clone with CLONE_NEWUSER fail with EPERM), where orchd
+ * must fall back.  The temporary tree belongs to the user.  One tcase:
+ * CK_RUN_SUITE=isolation CK_RUN_CASE=user build/tests/orchd-tests.
+ *
+ * Layers are probed as that user on this host (namespaces, a network
+ * namespace, Landlock, seccomp).  An attack that only unavailable layers
+ * contain must then be covered by orchd's fallback warning (a line with
+ * "isolation" and "warn", "fall back", "unavailable", ...), never skipped
+ * silently; one that some available layer contains must be contained.
  *
  * Each test gathers all of its checks, cleans the host up (a failing Check
  * test in fork mode skips its teardown), then asserts once, listing every

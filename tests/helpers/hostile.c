@@ -1741,6 +1741,21 @@ static void a_write_var_tmp(struct hostile *h)
 
 static void a_write_extdir(struct hostile *h)
 {
+	char real[PATH_MAX], *slash;
+	ssize_t n = readlink("/proc/self/exe", real, sizeof(real) - 1);
+
+	/* the executable's directory as this process sees it (argv[0] may be relative) */
+	if (n > 0) {
+		real[n] = '\0';
+		if ((slash = strrchr(real, '/')) && slash != real) {
+			*slash = '\0';
+			snprintf(exe_dir, sizeof(exe_dir), "%s", real);
+		}
+	}
+	if (exe_dir[0] != '/' || inside(exe_dir, h->workdir)) {
+		out_str(h, "write_extdir", "skipped: the executable's directory is %s", exe_dir);
+		return;
+	}
 	write_outside(h, "write_extdir", exe_dir);
 }
 
