@@ -24,6 +24,7 @@ enum report_type {
 	REPORT_FAILED = 1, /* stage, err: the program did not start */
 	REPORT_STARTED,	   /* (reaper) the program's exec worked */
 	REPORT_EXITED,	   /* (reaper) status: the program's wait status */
+	REPORT_READY,	   /* (non-dumpable parent) the parent may run its hook */
 };
 
 struct report {
@@ -42,6 +43,8 @@ struct plan {
 	int fd[3];	     /* what becomes the child's 0, 1, 2 */
 	int report;	     /* write end of the report pipe */
 	int sync;	     /* read end of the go-ahead pipe, or -1 */
+	int sync_w;	     /* its write end (the parent's: closed in the child) */
+	int dumpable_hook;   /* the parent is not dumpable: see child() */
 	pid_t parent;
 };
 
@@ -169,6 +172,23 @@ static _Noreturn void run_program(const struct plan *p, int report)
 	child_fail(report, OP_CHILD_EXEC, try_exec(p, c->argv[0]));
 }
 
+/* Close every descriptor but a and b. */
+static void close_all_but(int a, int b)
+{
+	int lo = a < b ? a : b, hi = a < b ? b : a;
+
+#ifdef SYS_close_range
+	if ((lo == 0 || syscall(SYS_close_range, 0U, (unsigned)lo - 1, 0U) == 0) &&
+	    (hi == lo + 1 ||
+	     syscall(SYS_close_range, (unsigned)lo + 1, (unsigned)hi - 1, 0U) == 0) &&
+	    syscall(SYS_close_range, (unsigned)hi + 1, ~0U, 0U) == 0)
+		return;
+#endif
+	for (int fd = 0; fd < 65536; fd++)
+		if (fd != a && fd != b)
+			close(fd);
+}
+
 /* The reaper's program, for the signal forwarder (0: none yet). */
 static volatile sig_atomic_t reaped_program;
 
@@ -195,7 +215,9 @@ static _Noreturn void reaper(const struct plan *p)
 	if (make_pipe(prep) < 0)
 		child_fail(p->report, OP_CHILD_FDS, errno);
 	prctl(PR_SET_CHILD_SUBREAPER, 1);
-	pid = fork();
+	/* not glibc's fork(): it takes the malloc locks, which another
+	 * thread of the parent may have held when we were cloned */
+	pid = (pid_t)syscall(SYS_clone, SIGCHLD, NULL, NULL, NULL, NULL);
 	if (pid < 0)
 		child_fail(p->report, OP_CHILD_FDS, errno);
 	if (pid == 0) {
@@ -207,9 +229,11 @@ static _Noreturn void reaper(const struct plan *p)
 	setpgid(pid, pid);
 	reaped_program = pid;
 	close(prep[1]);
-	/* the program holds the pipes: ours would keep them open */
-	for (int fd = 0; fd < 3; fd++)
-		close(fd);
+	/* The program holds the pipes: ours would keep them open, and so
+	 * would every other descriptor of the parent's we were cloned with
+	 * (its ends of its other children's pipes, its lock): we never exec,
+	 * so close-on-exec does not apply.  Keep the two reports only. */
+	close_all_but(prep[0], p->report);
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = forward_signal;
 	sigemptyset(&sa.sa_mask);
@@ -257,12 +281,26 @@ static _Noreturn void child(const struct plan *p)
 		char go = 0;
 		ssize_t n;
 
+		close(p->sync_w); /* else our own copy would keep EOF away */
+		if (p->dumpable_hook) {
+			/* A non-dumpable parent's children are too, and their
+			 * /proc files belong to root: the parent's hook could
+			 * not write our uid_map.  Dumpable while it runs (no
+			 * sibling can see us in a new PID namespace), then not
+			 * again: until exec, this is a copy of its memory. */
+			struct report r = {REPORT_READY, 0, 0, 0};
+
+			prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+			send_report(p->report, &r);
+		}
 		do
 			n = read(p->sync, &go, 1);
 		while (n < 0 && errno == EINTR);
 		if (n != 1)
 			_exit(126);
 		close(p->sync);
+		if (p->dumpable_hook)
+			prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	} else if ((c->flags & OP_CHILD_PDEATHSIG) && getppid() != p->parent) {
 		_exit(126); /* the parent died before prctl */
 	}
@@ -362,7 +400,7 @@ int op_child_start(struct op_child *c)
 	p.envp = c->env ? c->env : (const char *const *)(void *)environ;
 	p.path = env_path(p.envp);
 	p.parent = getpid();
-	p.sync = -1;
+	p.sync = p.sync_w = -1;
 	if (c->flags & OP_CHILD_SHELL) {
 		while (c->argv[nargs])
 			nargs++;
@@ -402,6 +440,8 @@ int op_child_start(struct op_child *c)
 		if (make_pipe(sync) < 0)
 			goto fail;
 		p.sync = sync[0];
+		p.sync_w = sync[1];
+		p.dumpable_hook = c->parent_setup && prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) == 0;
 	}
 	pid = spawn(c);
 	if (pid < 0)
@@ -413,9 +453,16 @@ int op_child_start(struct op_child *c)
 		setpgid(pid, pid);
 	c->pid = pid;
 	close_fd(&sync[0]);
+	close_fd(&rep[1]); /* the child's: EOF once it has gone */
 	if (sync[1] >= 0) {
-		int ok = !c->parent_setup || c->parent_setup(c->setup_arg, pid) == 0;
+		struct report r;
+		int ok = 1;
 
+		if (p.dumpable_hook && (read_one(rep[0], &r) != 1 || r.type != REPORT_READY)) {
+			ok = 0;
+			errno = EPROTO;
+		}
+		ok = ok && (!c->parent_setup || c->parent_setup(c->setup_arg, pid) == 0);
 		e = errno;
 		if (ok && write(sync[1], "g", 1) != 1) {
 			ok = 0;

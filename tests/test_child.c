@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -352,7 +353,8 @@ START_TEST(test_reaper_in_new_namespaces)
 {
 	const char *argv[] = {
 		"/bin/sh", "-c",
-		"echo \"me=$$ procs=$(ls /proc | grep -c '^[0-9]')\"; "
+		"sleep 0.1; echo \"me=$$ procs=$(ls /proc | grep -c '^[0-9]') "
+		"fds=$(ls /proc/1/fd | wc -l)\"; "
 		"setsid sleep 1003.25 >/dev/null 2>&1 < /dev/null & sleep 0.2; exit 3",
 		NULL};
 	struct op_child c = OP_CHILD_INIT;
@@ -372,6 +374,8 @@ START_TEST(test_reaper_in_new_namespaces)
 	/* the reaper is 1, the program 2; sh, ls, grep, the sleeps: few */
 	ck_assert_msg(!strncmp(out, "me=2 procs=", 11), "%s", out);
 	ck_assert_msg(atoi(out + 11) <= 6, "%s", out);
+	/* the reaper keeps its report pipe only, none of the parent's */
+	ck_assert_msg(strstr(out, "fds=") && atoi(strstr(out, "fds=") + 4) <= 1, "%s", out);
 	ck_assert_int_eq(c.report_fd, -1);
 	free(out);
 	/* the daemon went with its namespace */
@@ -472,6 +476,86 @@ START_TEST(test_hook_failures)
 }
 END_TEST
 
+/* The parent's hook: tell the test the child's pid, then die as orchd
+ * would under SIGKILL, before the go-ahead. */
+static int dying_parent_setup(void *arg, pid_t pid)
+{
+	int fd = *(int *)arg;
+
+	if (write(fd, &pid, sizeof(pid)) != (ssize_t)sizeof(pid))
+		_exit(3);
+	_exit(0);
+}
+
+/* A parent that dies before its go-ahead: the waiting child sees EOF and
+ * exits, with or without a PID namespace (it must not hold the pipe's
+ * write end itself), and with the parent non-dumpable (the ready
+ * handshake). */
+START_TEST(test_parent_death_before_go_ahead)
+{
+	for (int variant = 0; variant < 3; variant++) {
+		int fds[2];
+		pid_t mid, child = 0;
+
+		ck_assert_int_eq(pipe(fds), 0);
+		mid = fork();
+		ck_assert_int_ge(mid, 0);
+		if (mid == 0) {
+			const char *argv[] = {"/bin/sleep", "30", NULL};
+			struct op_child c = OP_CHILD_INIT;
+
+			close(fds[0]);
+			if (variant == 2)
+				prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+			c.argv = argv;
+			c.clone_flags = variant ? ns_flags : 0;
+			c.parent_setup = dying_parent_setup;
+			c.setup_arg = &fds[1];
+			op_child_start(&c);
+			_exit(4);
+		}
+		close(fds[1]);
+		ck_assert_int_eq(read(fds[0], &child, sizeof(child)), (ssize_t)sizeof(child));
+		close(fds[0]);
+		ck_assert_int_eq(waitpid(mid, NULL, 0), mid);
+		/* orphaned: reparented to init (or a subreaper); wait for it */
+		for (int i = 0; i < 100 && kill(child, 0) == 0; i++) {
+			char path[64], st[512] = "";
+			FILE *f;
+
+			snprintf(path, sizeof(path), "/proc/%d/stat", (int)child);
+			f = fopen(path, "r");
+			if (f) {
+				if (!fgets(st, sizeof(st), f))
+					st[0] = '\0';
+				fclose(f);
+			}
+			if (strstr(st, ") Z "))
+				break; /* a zombie of someone else's: it exited */
+			usleep(10000);
+		}
+		{
+			char path[64], st[512] = "";
+			FILE *f;
+
+			snprintf(path, sizeof(path), "/proc/%d/stat", (int)child);
+			f = fopen(path, "r");
+			if (f) {
+				if (!fgets(st, sizeof(st), f))
+					st[0] = '\0';
+				fclose(f);
+			}
+			if (kill(child, 0) == 0 && !strstr(st, ") Z ")) {
+				kill(child, SIGKILL);
+				ck_abort_msg("variant %d: the child %d still waits for a go-ahead "
+					     "from a dead parent",
+					     variant, (int)child);
+			}
+		}
+	}
+}
+END_TEST
+
 Suite *child_suite(void)
 {
 	Suite *s = suite_create("child");
@@ -488,6 +572,7 @@ Suite *child_suite(void)
 	tcase_add_test(tc, test_reaper_reports_signals_and_exec_failures);
 	tcase_add_test(tc, test_reaper_forwards_sigterm);
 	tcase_add_test(tc, test_hook_failures);
+	tcase_add_test(tc, test_parent_death_before_go_ahead);
 	suite_add_tcase(s, tc);
 	return s;
 }
