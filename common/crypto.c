@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -204,7 +205,69 @@ out:
 	return ret;
 }
 
+const char *const orchd_passphrase_vars[4] = {"ORCHD_PASSPHRASE", "ORCHD_PASSPHRASE_FILE",
+					      "PULUMI_CONFIG_PASSPHRASE",
+					      "PULUMI_CONFIG_PASSPHRASE_FILE"};
+
+/* The passphrase read by orchd_crypto_passphrase_load(). */
+static struct {
+	int loaded;
+	char *pass; /* NULL: none */
+	char err[512];
+	const char *masked[3]; /* pass, and PULUMI_CONFIG_PASSPHRASE's value */
+	char *pulumi;
+} kept;
+
+static int read_passphrase(char **out, char *err, size_t errlen);
+
+const char *orchd_crypto_passphrase_load(void)
+{
+	if (kept.loaded)
+		return kept.pass;
+	if (read_passphrase(&kept.pass, kept.err, sizeof(kept.err)) == 0)
+		kept.err[0] = '\0';
+	kept.loaded = 1;
+	if (getenv("PULUMI_CONFIG_PASSPHRASE") && *getenv("PULUMI_CONFIG_PASSPHRASE"))
+		kept.pulumi = xstrdup(getenv("PULUMI_CONFIG_PASSPHRASE"));
+	/* overwrite the values in the environment block itself: unsetenv()
+	 * alone leaves them readable in /proc/PID/environ */
+	for (size_t i = 0; i < ARRAY_SIZE(orchd_passphrase_vars); i++) {
+		const char *name = orchd_passphrase_vars[i];
+		size_t nl = strlen(name);
+
+		if (strstr(name, "_FILE"))
+			continue; /* a path, needed later; the file is hidden */
+		for (char **e = environ; e && *e; e++)
+			if (!strncmp(*e, name, nl) && (*e)[nl] == '=')
+				OPENSSL_cleanse(*e + nl + 1, strlen(*e + nl + 1));
+		unsetenv(name);
+	}
+	if (kept.pass)
+		kept.masked[0] = kept.pass;
+	if (kept.pulumi)
+		kept.masked[kept.pass ? 1 : 0] = kept.pulumi;
+	return kept.pass;
+}
+
+const char *const *orchd_crypto_masked(void)
+{
+	orchd_crypto_passphrase_load();
+	return kept.masked;
+}
+
 int orchd_crypto_passphrase(char **out, char *err, size_t errlen)
+{
+	if (!kept.loaded)
+		return read_passphrase(out, err, errlen);
+	*out = NULL;
+	if (kept.err[0])
+		return orchd_set_err(err, errlen, "%s", kept.err);
+	if (kept.pass)
+		*out = xstrdup(kept.pass);
+	return 0;
+}
+
+static int read_passphrase(char **out, char *err, size_t errlen)
 {
 	const char *v = getenv("ORCHD_PASSPHRASE");
 	const char *path;

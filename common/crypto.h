@@ -83,4 +83,22 @@ unsigned char *orchd_b64_decode(const char *s, size_t *len);
  */
 int orchd_crypto_passphrase(char **out, char *err, size_t errlen);
 
+/*
+ * Read the passphrase once (as above), keep it for every later
+ * orchd_crypto_passphrase() of this process, and scrub it from the
+ * process's environment (PULUMI_CONFIG_PASSPHRASE too): the bytes of ORCHD_PASSPHRASE's value are
+ * overwritten where the kernel shows them (/proc/PID/environ), then the
+ * variable is unset, so that no child can inherit it.  orchd calls it first
+ * thing; a file that cannot be read is reported by the later calls.
+ * Returns the passphrase (borrowed, NULL when none) for the masker.
+ */
+const char *orchd_crypto_passphrase_load(void);
+/* The passphrase values orchd knows of (the passphrase, and the value of
+ * PULUMI_CONFIG_PASSPHRASE, scrubbed the same way), NULL-terminated: the
+ * masker hides them everywhere. */
+const char *const *orchd_crypto_masked(void);
+/* The variables that carry a passphrase or its file: never passed to an
+ * extension (pass_env naming one is a configuration error). */
+extern const char *const orchd_passphrase_vars[4];
+
 #endif

@@ -12,6 +12,7 @@
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <sys/prctl.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,6 +20,7 @@
 #include "core/graph.h"
 #include "core/loader.h"
 #include "core/inspect.h"
+#include "crypto.h"
 #include "core/orchestrator.h"
 #include "orchd_protocol.h"
 #include "util.h"
@@ -835,6 +837,12 @@ int main(int argc, char **argv)
 	struct cli cli = {NULL, 0, 0};
 	const struct command *c;
 	int i = 1, code;
+
+	/* The passphrase is read once and scrubbed from the environment; no
+	 * other process of the user may read orchd's memory (ptrace, core
+	 * dumps, /proc/PID/environ and mem). */
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	orchd_crypto_passphrase_load();
 
 	/* Global options, before the command. */
 	while (i < argc && argv[i][0] == '-') {

@@ -847,11 +847,14 @@ int op_cmd_run(struct op_ext *ext, const struct op_cmd_opts *opts, struct op_cmd
 void op_cmd_result_release(struct op_cmd_result *res);
 /* True when the program ran and exited with code. */
 bool op_cmd_exited(const struct op_cmd_result *res, int code);
-/* "exit status N" or "killed by signal S" (of a result that ran); buf is returned. */
+/* "signal 9 (SIGKILL)": a signal's number and name; buf is returned. */
+const char *op_signal_text(int sig, char *buf, size_t len);
+/* "exit status N" or "killed by signal S (SIGNAME)" (of a result that ran);
+ * buf is returned. */
 const char *op_cmd_status_text(const struct op_cmd_result *res, char *buf, size_t len);
 /*
  * One-line verdict: res->error, "cancelled", "command exited with status
- * N" or "command killed by signal S".  Returns true when the program ran,
+ * N" or "command killed by signal S (SIGNAME)".  Returns true when the program ran,
  * was not cancelled and exited with 0.
  */
 bool op_cmd_summary(const struct op_cmd_result *res, char *buf, size_t len);

@@ -15,7 +15,6 @@
 #include <unistd.h>
 
 #include "orchd_protocol.h"
-#include "orchd_protocol.h"
 
 /* With the program reaped, pipes silent this long are closed. */
 #define RUN_IDLE_MS 200
@@ -534,17 +533,33 @@ bool op_cmd_exited(const struct op_cmd_result *res, int code)
 	return res->ran && res->exit_code == code;
 }
 
+const char *op_signal_text(int sig, char *buf, size_t len)
+{
+	const char *abbrev = sigabbrev_np(sig);
+
+	if (abbrev)
+		snprintf(buf, len, "signal %d (SIG%s)", sig, abbrev);
+	else
+		snprintf(buf, len, "signal %d", sig);
+	return buf;
+}
+
 const char *op_cmd_status_text(const struct op_cmd_result *res, char *buf, size_t len)
 {
+	char sig[48];
+
 	if (res->exit_code >= 0)
 		snprintf(buf, len, "exit status %d", res->exit_code);
 	else
-		snprintf(buf, len, "killed by signal %d", res->term_signal);
+		snprintf(buf, len, "killed by %s",
+			 op_signal_text(res->term_signal, sig, sizeof(sig)));
 	return buf;
 }
 
 bool op_cmd_summary(const struct op_cmd_result *res, char *buf, size_t len)
 {
+	char sig[48];
+
 	if (res->error[0]) {
 		snprintf(buf, len, "%s", res->error);
 		return false;
@@ -557,6 +572,7 @@ bool op_cmd_summary(const struct op_cmd_result *res, char *buf, size_t len)
 		snprintf(buf, len, "command exited with status %d", res->exit_code);
 		return res->exit_code == 0;
 	}
-	snprintf(buf, len, "command killed by signal %d", res->term_signal);
+	snprintf(buf, len, "command killed by %s",
+		 op_signal_text(res->term_signal, sig, sizeof(sig)));
 	return false;
 }

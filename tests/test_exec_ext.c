@@ -273,7 +273,7 @@ START_TEST(test_exec_failing_command)
 
 	o.config = "{\"command\":[\"sh\",\"-c\",\"kill -KILL $$\"]}";
 	drive("exec", &o, &d);
-	assert_result(&d, "failure", "command killed by signal 9");
+	assert_result(&d, "failure", "command killed by signal 9 (SIGKILL)");
 	extdrv_release(&d);
 
 	o.config = "{\"command\":[\"orchd-no-such-program-xyz\"]}";

@@ -647,8 +647,10 @@ static void write_targets(struct run *R)
 	for (int i = 0; i < n; i++)
 		op_buf_addf(&sb, "%s%d,%d", i ? "," : "", (int)v[i], (int)ppid_of(v[i]));
 	op_buf_addf(&sb, " host=%d\n", (int)getpid());
-	tmp = xasprintf("%s/.targets.tmp", I.pipe);
-	path = xasprintf("%s/targets", I.pipe);
+	/* in a directory there before the run: in the fallback (Landlock
+	 * alone) a new entry of the pipeline directory itself is unreadable */
+	tmp = xasprintf("%s/targets.d/.targets.tmp", I.pipe);
+	path = xasprintf("%s/targets.d/targets", I.pipe);
 	write_text(tmp, op_buf_str(&sb));
 	ck_assert_int_eq(rename(tmp, path), 0);
 	R->targets_written = true;
@@ -1064,10 +1066,11 @@ static void expect_no_passphrase(struct verdict *v, const struct run *R)
 	grep_tree(state, I.pp, &where);
 	check(v, where.len == 0, "the passphrase is masked in every output: found in%s",
 	      where.len ? op_buf_str(&where) : " nothing");
-	check(v, R->environ_reads > 0 && !R->environ_leak,
+	/* a run refused at load (exit 2) ends before the test can look */
+	check(v, (R->environ_reads > 0 || R->rc == 2) && !R->environ_leak,
 	      "/proc/<orchd>/environ no longer shows the passphrase: %d reads, %s",
 	      R->environ_reads, R->environ_leak ? "shown" : "not shown");
-	if (I.as_user)
+	if (I.as_user && R->rc != 2)
 		check(v, R->mem_checks > 0 && !R->dumpable_seen,
 		      "orchd is non-dumpable (/proc/<orchd>/mem owned by root): %d checks, %s",
 		      R->mem_checks, R->dumpable_seen ? "owned by the user" : "owned by root");
@@ -1105,13 +1108,13 @@ static const struct expect {
 	{"ptrace_orchd", L_NS | L_SECCOMP},
 	{"ptrace_victim", L_NS | L_SECCOMP},
 	{"vm_readv", L_NS | L_SECCOMP},
-	{"state_dir", L_NS},
-	{"state_stacks", L_NS},
-	{"state_crypto", L_NS},
-	{"state_lock", L_NS},
-	{"state_runs", L_NS},
-	{"pipeline_file", L_NS},
-	{"find_passphrase", L_NS},
+	{"state_dir", L_NS | L_LANDLOCK},
+	{"state_stacks", L_NS | L_LANDLOCK},
+	{"state_crypto", L_NS | L_LANDLOCK},
+	{"state_lock", L_NS | L_LANDLOCK},
+	{"state_runs", L_NS | L_LANDLOCK},
+	{"pipeline_file", L_NS | L_LANDLOCK},
+	{"find_passphrase", L_NS | L_LANDLOCK},
 	{"find_victim", L_NS},
 	{"ipc_shm", L_NS},
 	{"tmp_private", L_NS},
@@ -1215,7 +1218,8 @@ START_TEST(test_strict_contains_everything)
 		"      tag: '%s'\n"
 		"      pp_fnv: '%s'\n"
 		"      victim_fnv: '%s'\n"
-		"      targets: targets\n"
+		"      targets: targets.d/targets\n"
+		"      pdir_probe: targets.d\n"
 		"      pipeline_file: p.yaml\n"
 		"      forge_stack: dev-exec-keeper\n"
 		"      tmp_sentinel: '%s'\n"
@@ -1223,9 +1227,12 @@ START_TEST(test_strict_contains_everything)
 		"      trap_dir: '%s'\n",
 		I.victim, htag, I.pp_fnv, I.victim_fnv, I.sentinel, (int)key, trap);
 	{
-		char *p = xasprintf("%s/p.yaml", I.pipe);
+		char *p = xasprintf("%s/p.yaml", I.pipe), *t = xasprintf("%s/targets.d", I.pipe);
 
 		write_text(p, yaml);
+		ck_assert_msg(mkdir(t, 0755) == 0, "mkdir %s: %s", t, strerror(errno));
+		own_path(t);
+		free(t);
 		free(p);
 	}
 
@@ -1259,7 +1266,13 @@ START_TEST(test_strict_contains_everything)
 		check(&v, !strncmp(out_s(&R2, HOSTILE, "targets"), "found", 5),
 		      "the helper read the targets file in the pipeline directory: %s",
 		      out_s(&R2, HOSTILE, "targets"));
-		check(&v, !strcmp(out_s(&R2, HOSTILE, "pdir_read"), "ok"),
+		/* without namespaces, Landlock hides the state directory and
+		 * the pipeline file in it path by path: what the directory
+		 * held stays readable, the directory cannot be listed */
+		check(&v,
+		      !strcmp(out_s(&R2, HOSTILE, "pdir_read"), "ok") ||
+			      (!layer_ok(L_NS) &&
+			       !strncmp(out_s(&R2, HOSTILE, "pdir_read"), "files only", 10)),
 		      "the pipeline directory stays readable: %s",
 		      out_s(&R2, HOSTILE, "pdir_read"));
 		check(&v, !strcmp(out_s(&R2, HOSTILE, "write_workdir"), "ok"),

@@ -158,9 +158,9 @@ START_TEST(test_run_signal)
 	ck_assert(r.ran);
 	ck_assert_int_eq(r.exit_code, -1);
 	ck_assert_int_eq(r.term_signal, SIGKILL);
-	ck_assert_str_eq(op_cmd_status_text(&r, buf, sizeof(buf)), "killed by signal 9");
+	ck_assert_str_eq(op_cmd_status_text(&r, buf, sizeof(buf)), "killed by signal 9 (SIGKILL)");
 	ck_assert(!op_cmd_summary(&r, buf, sizeof(buf)));
-	ck_assert_str_eq(buf, "command killed by signal 9");
+	ck_assert_str_eq(buf, "command killed by signal 9 (SIGKILL)");
 	op_cmd_result_release(&r);
 }
 END_TEST

@@ -271,7 +271,7 @@ START_TEST(test_crash_by_signal)
 	struct rec r = {0};
 	run_bad(&r, "{\"mode\":\"signal\",\"signal\":11}", NULL, 0);
 	ck_assert_int_eq(r.status, ORCHD_STEP_FAILED);
-	ck_assert_str_eq(r.reason, "killed by signal 11");
+	ck_assert_str_eq(r.reason, "killed by signal 11 (SIGSEGV)");
 	ck_assert_int_eq(r.exit_status, 128 + 11);
 	rec_release(&r);
 }

@@ -178,6 +178,7 @@ static void last_lines(const char *text, int n, struct op_buf *out)
 char *tf_run_failure(const struct tf_run *r, const char *what)
 {
 	struct op_buf sb = OP_BUF_INIT, why = OP_BUF_INIT;
+	char sig[48];
 	char *s;
 
 	if (r->res.cancelled) {
@@ -199,7 +200,8 @@ char *tf_run_failure(const struct tf_run *r, const char *what)
 		if (r->res.exit_code >= 0)
 			op_buf_addf(&sb, "%s failed (exit status %d)", what, r->res.exit_code);
 		else
-			op_buf_addf(&sb, "%s killed by signal %d", what, r->res.term_signal);
+			op_buf_addf(&sb, "%s killed by %s", what,
+				    op_signal_text(r->res.term_signal, sig, sizeof(sig)));
 		if (why.len)
 			op_buf_addf(&sb, ": %s", op_buf_str(&why));
 	}

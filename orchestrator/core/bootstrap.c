@@ -25,6 +25,7 @@
 #include "core/bootstrap.h"
 #include "core/graph.h"
 #include "core/refs.h"
+#include "crypto.h"
 #include "fetch.h"
 #include "orchd_protocol.h"
 #include "util.h"
@@ -233,6 +234,15 @@ static int type_name_ok(const char *s)
 		if (s[i] == '.')
 			return 0;
 	return 1;
+}
+
+/* One of the variables that carry orchd's passphrase (never passed). */
+static int passphrase_var(const char *s)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(orchd_passphrase_vars); i++)
+		if (!strcmp(s, orchd_passphrase_vars[i]))
+			return 1;
+	return 0;
 }
 
 static int env_name_ok(const char *s)
@@ -1777,6 +1787,12 @@ static void build_instance(struct build *b, const char *type, const struct ynode
 					if (!env_name_ok(s)) {
 						berr(b, v->items[j],
 						     "invalid environment variable name '%s'", s);
+						free(s);
+					} else if (passphrase_var(s)) {
+						berr(b, v->items[j],
+						     "'%s' carries orchd's passphrase: it is never "
+						     "passed to an extension",
+						     s);
 						free(s);
 					} else {
 						ALLOC_GROW(in->pass_env, in->npass_env + 1,

@@ -418,6 +418,18 @@ void orchd_format_kib(char *buf, size_t n, long kib)
 		snprintf(buf, n, "%.1f GiB", kib / (1024.0 * 1024));
 }
 
+void orchd_format_size(char *buf, size_t n, int64_t bytes)
+{
+	if (bytes < 1024)
+		snprintf(buf, n, "%lld bytes", (long long)bytes);
+	else if (bytes % (1024 * 1024) == 0)
+		snprintf(buf, n, "%lld MiB", (long long)(bytes / (1024 * 1024)));
+	else if (bytes % 1024 == 0 && bytes < 1024 * 1024)
+		snprintf(buf, n, "%lld KiB", (long long)(bytes / 1024));
+	else
+		orchd_format_kib(buf, n, (long)(bytes / 1024));
+}
+
 void orchd_console_summary(struct orchd_console *c, const struct orchd_summary_row *rows,
 			   size_t nrows)
 {

@@ -20,6 +20,7 @@
 #define ORCHD_CORE_LOGGING_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 enum orchd_log_level {
@@ -141,6 +142,8 @@ void orchd_console_summary(struct orchd_console *c, const struct orchd_summary_r
 /* Format helpers (exposed for tests): "1.2s", "850ms", "2m03s"; "12.3 MiB". */
 void orchd_format_duration(char *buf, size_t n, long long ms);
 void orchd_format_kib(char *buf, size_t n, long kib);
+/* "512 bytes", "64 KiB", "10 MiB" (exact), else rounded as above. */
+void orchd_format_size(char *buf, size_t n, int64_t bytes);
 
 /* ---------------------------------------------------------------------------
  * The journal of a run: where every line about an instance (or orchd

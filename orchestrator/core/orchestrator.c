@@ -34,7 +34,7 @@ struct command {
 	struct orchd_engine *eng;
 	int locked;
 	struct orchd_sched *sched;
-	char *hide[4];	   /* what extensions must not see (isolation strict) */
+	char *hide[5];	   /* what extensions must not see (isolation strict) */
 	long long started; /* unix ms */
 };
 
@@ -98,6 +98,9 @@ static void open_console(struct command *c, const struct orchd_pipeline *p,
 	for (size_t i = 0; i < p->ninst; i++)
 		c->ids[i] = p->inst[i].id;
 	c->journal = orchd_journal_new(c->con, c->ids, p->ninst, &jo);
+	/* the passphrase itself is a secret of every run */
+	for (const char *const *v = orchd_crypto_masked(); *v; v++)
+		orchd_mask_add(orchd_console_mask(c->con), *v);
 }
 
 /* select: the graph, and what the command's options pick from it. */
@@ -163,7 +166,8 @@ static int check_passphrase(struct command *c)
  * other instance's config) and the passphrase file. */
 static void hidden_paths(struct command *c, const struct orchd_pipeline *p)
 {
-	const char *from[3] = {c->state_dir, p->file, getenv("ORCHD_PASSPHRASE_FILE")};
+	const char *from[4] = {c->state_dir, p->file, getenv("ORCHD_PASSPHRASE_FILE"),
+			       getenv("PULUMI_CONFIG_PASSPHRASE_FILE")};
 	size_t n = 0;
 
 	for (size_t i = 0; i < ARRAY_SIZE(from); i++) {
@@ -187,11 +191,18 @@ static void announce_isolation(struct command *c)
 	h = orchd_sandbox_probe();
 	orchd_sandbox_describe(h, line, sizeof(line));
 	orchd_console_logf(c->con, NULL, ORCHD_LOG_INFO, "isolation: %s", line);
-	if (!h->namespaces)
+	if (!h->namespaces && h->landlock_abi)
 		orchd_console_logf(c->con, NULL, ORCHD_LOG_WARNING,
-				   "isolation: no namespaces on this host (%s): extensions can "
-				   "read the state directory and the pipeline file; see orchd "
-				   "doctor",
+				   "isolation: no namespaces on this host (%s): falling back to "
+				   "Landlock, which hides the state directory and the pipeline "
+				   "file; extensions see other processes and share /tmp; see "
+				   "orchd doctor",
+				   h->why);
+	else if (!h->namespaces)
+		orchd_console_logf(c->con, NULL, ORCHD_LOG_WARNING,
+				   "isolation: no namespaces and no Landlock on this host (%s): "
+				   "falling back to seccomp and no_new_privs; extensions can read "
+				   "the state directory and the pipeline file; see orchd doctor",
 				   h->why);
 }
 
@@ -270,6 +281,8 @@ static int outcome(struct command *c, const struct orchd_run_opts *o, int acted)
 
 	if (orchd_sched_config_error(c->sched))
 		rc = ORCHD_EXIT_USAGE;
+	else if (orchd_sched_system_error(c->sched))
+		rc = ORCHD_EXIT_SYSTEM; /* an extension could not be started */
 	else if (acted && orchd_sched_any_failed(c->sched))
 		rc = ORCHD_EXIT_FAILED;
 	/* A state that could not be written outranks the failure it caused. */
@@ -316,6 +329,10 @@ int orchd_orchestrate(struct orchd_pipeline *p, const struct orchd_registry *reg
 	if (orchd_sched_config_error(c.sched) && !orchd_sched_interrupted(c.sched)) {
 		orchd_console_log(c.con, NULL, ORCHD_LOG_ERROR,
 				  "configuration rejected by validate: nothing was changed");
+		orchd_sched_summary(c.sched);
+	} else if (orchd_sched_system_error(c.sched) && !orchd_sched_interrupted(c.sched)) {
+		orchd_console_log(c.con, NULL, ORCHD_LOG_ERROR,
+				  "validate could not run every instance: nothing was changed");
 		orchd_sched_summary(c.sched);
 	} else if (!orchd_sched_interrupted(c.sched)) {
 		if (orchd_sched_run(c.sched, verb_action(o->verb)) < 0)

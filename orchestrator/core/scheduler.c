@@ -136,7 +136,7 @@ struct node {
 	 * write (NULL: nothing to write). */
 	enum node_event stored_event;
 	struct store_job *job;
-	/* Its sandbox (isolation strict; NULL: basic), its paths absolute. */
+	/* Its sandbox (strict, its paths absolute; or basic: limits only). */
 	struct orchd_sandbox_spec *sandbox;
 };
 
@@ -167,6 +167,7 @@ struct orchd_sched {
 	int sup_interrupted;
 	int state_error;
 	int config_error;
+	int system_error; /* a step could not be started */
 	struct orchd_supervisor *sup;
 	struct orchd_worker *state; /* writes records */
 };
@@ -796,6 +797,15 @@ static void validated(struct orchd_sched *s, struct node *nd, const struct orchd
 {
 	int ok = res->status == ORCHD_STEP_SUCCESS;
 
+	if (res->status == ORCHD_STEP_SPAWN_ERROR) {
+		/* not the config's fault: the run stops with a system error */
+		nd->cause = CAUSE_STEP;
+		snprintf(nd->reason, sizeof(nd->reason), "%s", res->reason);
+		node_log(s, nd, ORCHD_LOG_ERROR, "validate could not run: %s", res->reason);
+		fire(s, nd, EV_FAILED);
+		return;
+	}
+
 	if (!ok && nd->cfg.unresolved && res->status == ORCHD_STEP_FAILED && res->has_result) {
 		/* rejected what is not known yet: again with the real values */
 		nd->revalidate = 1;
@@ -837,6 +847,8 @@ static void on_done(void *cb_data, void *ctx, const char *id, const struct orchd
 	int ok = res->status == ORCHD_STEP_SUCCESS;
 
 	(void)id;
+	if (res->status == ORCHD_STEP_SPAWN_ERROR)
+		s->system_error = 1;
 	nd->wall_ms += res->wall_ms;
 	nd->cpu_ms += res->cpu_user_ms + res->cpu_sys_ms;
 	if (res->max_rss_kb > nd->rss_kb)
@@ -1052,8 +1064,9 @@ static void add_path(const struct orchd_sched *s, const char ***v, size_t *n, co
 	(*v)[*n] = NULL;
 }
 
-/* The sandbox of a node: NULL under basic; else its spec, with the paths
- * of core, the instance and the extension's manifest made absolute. */
+/* The sandbox of a node: under basic its limits only; else its spec, with
+ * the paths of core, the instance and the extension's manifest made
+ * absolute. */
 static struct orchd_sandbox_spec *sandbox_spec(const struct orchd_sched *s, const struct node *nd)
 {
 	struct orchd_isolation iso;
@@ -1065,7 +1078,12 @@ static struct orchd_sandbox_spec *sandbox_spec(const struct orchd_sched *s, cons
 	if (iso.level != ORCHD_ISOLATION_STRICT) {
 		free(iso.read);
 		free(iso.write);
-		return NULL;
+		sp = xcalloc(1, sizeof(*sp));
+		sp->basic = 1;
+		sp->read = xcalloc(1, sizeof(*sp->read));
+		sp->write = xcalloc(1, sizeof(*sp->write));
+		sp->limits = &nd->in->exec.limits;
+		return sp;
 	}
 	/* its modules and playbooks: the pipeline's directory stays readable
 	 * (its state directory and the pipeline file are covered) */
@@ -1268,6 +1286,11 @@ int orchd_sched_state_error(const struct orchd_sched *s)
 	return s->state_error;
 }
 
+int orchd_sched_system_error(const struct orchd_sched *s)
+{
+	return s->system_error;
+}
+
 int orchd_sched_any_failed(const struct orchd_sched *s)
 {
 	for (size_t i = 0; i < s->nn; i++) {
@@ -1282,7 +1305,7 @@ int orchd_sched_any_failed(const struct orchd_sched *s)
 int orchd_sched_any_strict(const struct orchd_sched *s)
 {
 	for (size_t i = 0; i < s->nn; i++)
-		if (s->n[i].st != NODE_OFF && s->n[i].sandbox)
+		if (s->n[i].st != NODE_OFF && s->n[i].sandbox && !s->n[i].sandbox->basic)
 			return 1;
 	return 0;
 }
@@ -1374,7 +1397,10 @@ struct orchd_report_node *orchd_sched_report(const struct orchd_sched *s, size_t
 		rn[nr].log = orchd_journal_text(s->o.journal, i);
 		rn[nr].failed = nd->st == NODE_FAILED || nd->st == NODE_CANCELLED;
 		rn[nr].skipped = nd->st == NODE_SKIPPED;
-		rn[nr].isolation = nd->sandbox ? "strict" : "basic";
+		rn[nr].isolation = !nd->sandbox || nd->sandbox->basic ? "basic"
+				   : orchd_sandbox_probe()->namespaces
+					   ? "strict"
+					   : "strict (fallback: no namespaces)";
 		nr++;
 	}
 	*n = nr;

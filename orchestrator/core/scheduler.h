@@ -112,6 +112,9 @@ int orchd_sched_interrupted(struct orchd_sched *s);
 int orchd_sched_config_error(const struct orchd_sched *s);
 /* A record could not be written. */
 int orchd_sched_state_error(const struct orchd_sched *s);
+/* An extension could not be started (its workdir, its sandbox, its exec):
+ * the host's fault, not the extension's. */
+int orchd_sched_system_error(const struct orchd_sched *s);
 /* After the action phase: a node did not end well (failed, skipped,
  * cancelled). */
 int orchd_sched_any_failed(const struct orchd_sched *s);

@@ -245,6 +245,7 @@ void orchd_step_free(struct orchd_step *st)
 		free(*e);
 	free(st->env);
 	orchd_sandbox_free(st->sandbox);
+	orchd_cgroup_free(st->cgroup);
 	free(st->id);
 	free(st->exe);
 	free(st->instance);
@@ -745,11 +746,14 @@ static long long tv_ms(const struct timeval *tv)
 	return (long long)tv->tv_sec * 1000 + tv->tv_usec / 1000;
 }
 
-/* "exit status N" or "killed by signal N". */
+/* "exit status N" or "killed by signal N (SIGNAME)". */
 static void describe_exit(char *buf, size_t n, int wstatus)
 {
+	char sig[48];
+
 	if (WIFSIGNALED(wstatus))
-		snprintf(buf, n, "killed by signal %d", WTERMSIG(wstatus));
+		snprintf(buf, n, "killed by %s",
+			 op_signal_text(WTERMSIG(wstatus), sig, sizeof(sig)));
 	else
 		snprintf(buf, n, "exit status %d", WEXITSTATUS(wstatus));
 }
@@ -841,6 +845,15 @@ void orchd_step_result(const struct orchd_step *st, struct orchd_step_result *re
 	case OUT_RUNNING:
 	case OUT_NO_RESULT:
 	case OUT_NSTATES:
+		if (st->cpu_limit_ms && WIFSIGNALED(st->wstatus) &&
+		    (WTERMSIG(st->wstatus) == SIGXCPU ||
+		     (WTERMSIG(st->wstatus) == SIGKILL &&
+		      res->cpu_user_ms + res->cpu_sys_ms >= st->cpu_limit_ms))) {
+			format_ms(dur, sizeof(dur), st->cpu_limit_ms);
+			snprintf(res->reason, sizeof(res->reason),
+				 "exceeded its cpu_time limit (%s)", dur);
+			break;
+		}
 		if (WIFSIGNALED(st->wstatus))
 			snprintf(res->reason, sizeof(res->reason), "%s", ex);
 		else
@@ -853,5 +866,19 @@ void orchd_step_result(const struct orchd_step *st, struct orchd_step_result *re
 				 st->error_message);
 		}
 		break;
+	}
+	/* a limit its cgroup saw hit comes first: it is the cause */
+	if (st->limit_hit[0] && res->status != ORCHD_STEP_SUCCESS &&
+	    res->status != ORCHD_STEP_CANCELLED) {
+		size_t hl = strlen(st->limit_hit), rl = strlen(res->reason);
+		size_t sep = rl ? 2 : 0;
+
+		if (hl + sep + rl >= sizeof(res->reason))
+			rl = sizeof(res->reason) - 1 - hl - sep;
+		memmove(res->reason + hl + sep, res->reason, rl);
+		res->reason[hl + sep + rl] = '\0';
+		memcpy(res->reason, st->limit_hit, hl);
+		if (sep)
+			memcpy(res->reason + hl, "; ", 2);
 	}
 }

@@ -77,6 +77,7 @@
 
 #include "orchd_protocol.h"
 #include "core/logging.h"
+#include "handlers/cgroup.h"
 #include "handlers/sandbox.h"
 
 /* Default grace period between SIGTERM and SIGKILL. */
@@ -299,6 +300,11 @@ struct orchd_step {
 	struct op_splitter *sp_err;
 	char **env;		       /* its environment, until it is spawned */
 	struct orchd_sandbox *sandbox; /* its sandbox's plan, until it is spawned */
+	struct orchd_cgroup *cgroup;   /* its cgroup (limits), until it is freed */
+	char limit_hit[96];	       /* "exceeded its memory limit (1 MiB)" */
+	long long output_bytes;	       /* stdout + stderr read so far */
+	long long output_max;	       /* limits.output_bytes; 0: none */
+	long long cpu_limit_ms;	       /* limits.cpu_time: names a SIGXCPU */
 	int workdir_removed;	       /* its removal was handed to the worker */
 	int jobs;		       /* fetches in flight on the supervisor's worker */
 	volatile sig_atomic_t cancel;  /* tells those fetches to stop */

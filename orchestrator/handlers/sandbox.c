@@ -11,6 +11,7 @@
  */
 #include "handlers/sandbox.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
@@ -122,8 +123,10 @@ struct mop {
 };
 
 struct orchd_sandbox {
-	int ns; /* namespaces (else the fallback layers only) */
+	int basic; /* isolation basic: the limits only */
+	int ns;	   /* namespaces (else the fallback layers only) */
 	int network_none;
+	struct orchd_cgroup *cgroup; /* borrowed */
 	char uid_map[48], gid_map[48];
 	/* mounts, shallowest first */
 	struct mop *mops;
@@ -135,6 +138,11 @@ struct orchd_sandbox {
 	int landlock_abi;
 	char **ll_write; /* Landlock: writable directories */
 	size_t nll_write;
+	/* Landlock without namespaces: reads are confined too, to these
+	 * (everything but the hidden paths: see hide_reads()) */
+	int ll_reads;
+	char **ll_read;
+	size_t nll_read;
 };
 
 /* ---------------------------------------------------------------------------
@@ -215,12 +223,15 @@ static int write_file(const char *path, const char *text)
 	return 0;
 }
 
-/* orchd: map our uid and gid into the child's user namespace. */
-static int map_ids(void *arg, pid_t pid)
+/* orchd, while the child waits: put it in its cgroup, and map our uid and
+ * gid into its user namespace. */
+static int parent_setup(void *arg, pid_t pid)
 {
 	const struct orchd_sandbox *sb = arg;
 	char path[64];
 
+	if (sb->cgroup && orchd_cgroup_attach(sb->cgroup, pid) < 0)
+		return -1;
 	if (!sb->ns)
 		return 0;
 	snprintf(path, sizeof(path), "/proc/%d/uid_map", (int)pid);
@@ -387,8 +398,29 @@ static int drop_capabilities(const struct orchd_sandbox *sb)
 	return (int)syscall(SYS_capset, &hdr, data);
 }
 
+/* Add one path-beneath rule; a file gets the file rights of access only. */
+static int landlock_rule(int rfd, const char *path, __u64 access, int dir_only)
+{
+	const __u64 file_rights = LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_WRITE_FILE |
+				  LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_TRUNCATE;
+	struct landlock_path_beneath_attr pb;
+	struct stat st;
+	int fd = open(path, O_PATH | O_CLOEXEC | (dir_only ? O_DIRECTORY : 0)), ret;
+
+	if (fd < 0)
+		return 0; /* not there (or gone): nothing to allow */
+	if (fstat(fd, &st) < 0 || !S_ISDIR(st.st_mode))
+		access &= file_rights;
+	pb.allowed_access = access;
+	pb.parent_fd = fd;
+	ret = (int)syscall(SYS_landlock_add_rule, rfd, LANDLOCK_RULE_PATH_BENEATH, &pb, 0);
+	close(fd);
+	return ret;
+}
+
 static int landlock(const struct orchd_sandbox *sb)
 {
+	const __u64 read = LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR;
 	struct landlock_ruleset_attr attr;
 	__u64 write = LANDLOCK_ACCESS_FS_WRITE_FILE | LANDLOCK_ACCESS_FS_REMOVE_DIR |
 		      LANDLOCK_ACCESS_FS_REMOVE_FILE | LANDLOCK_ACCESS_FS_MAKE_CHAR |
@@ -404,21 +436,18 @@ static int landlock(const struct orchd_sandbox *sb)
 	if (sb->landlock_abi >= 3)
 		write |= LANDLOCK_ACCESS_FS_TRUNCATE;
 	memset(&attr, 0, sizeof(attr));
-	attr.handled_access_fs = write;
+	attr.handled_access_fs = write | (sb->ll_reads ? read : 0);
 	rfd = (int)syscall(SYS_landlock_create_ruleset, &attr, sizeof(attr), 0);
 	if (rfd < 0)
 		return -1;
 	for (size_t i = 0; i < sb->nll_write; i++) {
-		struct landlock_path_beneath_attr pb;
-		int fd = open(sb->ll_write[i], O_PATH | O_CLOEXEC | O_DIRECTORY);
-
-		if (fd < 0)
-			continue; /* not there: nothing to allow */
-		pb.allowed_access = write;
-		pb.parent_fd = fd;
-		ret = (int)syscall(SYS_landlock_add_rule, rfd, LANDLOCK_RULE_PATH_BENEATH, &pb, 0);
-		close(fd);
-		if (ret < 0) {
+		if (landlock_rule(rfd, sb->ll_write[i], write | (sb->ll_reads ? read : 0), 1) < 0) {
+			close(rfd);
+			return -1;
+		}
+	}
+	for (size_t i = 0; i < sb->nll_read; i++) {
+		if (landlock_rule(rfd, sb->ll_read[i], read, 0) < 0) {
 			close(rfd);
 			return -1;
 		}
@@ -438,6 +467,8 @@ static int lock_down(void *arg)
 	    (sb->set_nproc && setrlimit(RLIMIT_NPROC, &sb->nproc) < 0) ||
 	    (sb->set_as && setrlimit(RLIMIT_AS, &sb->as) < 0))
 		return -1;
+	if (sb->basic)
+		return 0;
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		return -1;
 	if (drop_capabilities(sb) < 0 && sb->ns)
@@ -543,15 +574,20 @@ const struct orchd_sandbox_host *orchd_sandbox_probe(void)
 
 void orchd_sandbox_describe(const struct orchd_sandbox_host *h, char *buf, size_t len)
 {
+	const struct orchd_cgroup_host *cg = orchd_cgroup_probe();
 	char ll[32] = "";
 
 	if (h->landlock_abi)
 		snprintf(ll, sizeof(ll), "; landlock v%d", h->landlock_abi);
-	snprintf(buf, len, "strict (%s%s%s%s; no_new_privs)",
+	snprintf(buf, len, "strict (%s%s%s%s; no_new_privs; limits: %s)",
 		 h->namespaces ? "user, pid, mount, ipc, uts namespaces"
 			       : "no namespaces: the filesystem is not hidden",
 		 h->namespaces && h->netns ? ", network on demand" : "",
-		 h->seccomp ? "; seccomp" : "; no seccomp", ll);
+		 h->seccomp ? "; seccomp" : "; no seccomp", ll,
+		 cg->version == 2   ? "cgroup v2"
+		 : cg->version == 1 ? "cgroup v1"
+		 : geteuid() == 0   ? "setrlimit, pids not enforced for root"
+				    : "setrlimit");
 }
 
 /* ---------------------------------------------------------------------------
@@ -612,11 +648,80 @@ static int mkdir_p(const char *path)
 	return ret;
 }
 
-static void set_limit(struct rlimit *rl, int *set, int64_t v)
+/* 1 when a is h or one of its ancestors ("/" is everyone's). */
+static int is_under(const char *h, const char *a)
 {
+	size_t al = strlen(a);
+
+	if (!strcmp(a, "/"))
+		return 1;
+	return !strncmp(h, a, al) && (h[al] == '/' || !h[al]);
+}
+
+static int hides(const char *const *hide, const char *path, int or_ancestor)
+{
+	for (const char *const *h = hide; h && *h; h++)
+		if (is_under(path, *h) || (or_ancestor && is_under(*h, path)))
+			return 1;
+	return 0;
+}
+
+/*
+ * Landlock cannot deny a path under one it allows, so reads are allowed
+ * path by path: walking down from / towards each hidden path, every entry
+ * of the directories on the way that neither is nor leads to a hidden
+ * path (a symbolic link: by where it points).  The directories on the way
+ * can be crossed but not listed.
+ */
+static void hide_reads(struct orchd_sandbox *sb, const char *dir, const char *const *hide,
+		       int depth)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+
+	if (!d || depth > 64) {
+		if (d)
+			closedir(d);
+		return;
+	}
+	while ((de = readdir(d))) {
+		char *path, *real;
+		struct stat st;
+
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		path = xasprintf("%s/%s", strcmp(dir, "/") ? dir : "", de->d_name);
+		if (hides(hide, path, 0)) {
+			free(path);
+			continue;
+		}
+		if (!lstat(path, &st) && S_ISLNK(st.st_mode)) {
+			real = realpath(path, NULL);
+			if (real && !hides(hide, real, 1))
+				add_str(&sb->ll_read, &sb->nll_read, real);
+			free(real);
+		} else if (hides(hide, path, 1)) {
+			hide_reads(sb, path, hide, depth + 1);
+		} else {
+			add_str(&sb->ll_read, &sb->nll_read, path);
+		}
+		free(path);
+	}
+	closedir(d);
+}
+
+/* Limit resource to v (0: leave it); never above the hard limit orchd
+ * has, which only the host's root could raise. */
+static void set_limit(int resource, struct rlimit *rl, int *set, int64_t v)
+{
+	struct rlimit now;
+
 	if (v <= 0)
 		return;
 	rl->rlim_cur = rl->rlim_max = (rlim_t)v;
+	if (!getrlimit(resource, &now) && now.rlim_max != RLIM_INFINITY &&
+	    now.rlim_max < rl->rlim_max)
+		rl->rlim_cur = rl->rlim_max = now.rlim_max;
 	*set = 1;
 }
 
@@ -628,6 +733,22 @@ struct orchd_sandbox *orchd_sandbox_prepare(const struct orchd_sandbox_host *h,
 	struct stat st;
 	int isdir;
 
+	if (spec->limits) {
+		/* CPU: a process is killed (SIGKILL) once it has used it all */
+		int64_t cpu = (spec->limits->cpu_time_ms + 999) / 1000;
+
+		set_limit(RLIMIT_CPU, &sb->cpu, &sb->set_cpu, cpu);
+		set_limit(RLIMIT_NOFILE, &sb->nofile, &sb->set_nofile, spec->limits->open_files);
+		if (!spec->cgroup) {
+			set_limit(RLIMIT_NPROC, &sb->nproc, &sb->set_nproc, spec->limits->pids);
+			set_limit(RLIMIT_AS, &sb->as, &sb->set_as, spec->limits->memory);
+		}
+	}
+	sb->cgroup = spec->cgroup;
+	if (spec->basic) {
+		sb->basic = 1;
+		return sb;
+	}
 	sb->ns = h->namespaces;
 	sb->network_none = spec->network_none && h->netns;
 	snprintf(sb->uid_map, sizeof(sb->uid_map), "%u %u 1\n", (unsigned)geteuid(),
@@ -667,11 +788,19 @@ struct orchd_sandbox *orchd_sandbox_prepare(const struct orchd_sandbox_host *h,
 	add_str(&sb->ll_write, &sb->nll_write, "/dev");
 	if (sb->ns)
 		add_str(&sb->ll_write, &sb->nll_write, "/tmp");
-	if (spec->limits) {
-		set_limit(&sb->cpu, &sb->set_cpu, (spec->limits->cpu_time_ms + 999) / 1000);
-		set_limit(&sb->nofile, &sb->set_nofile, spec->limits->open_files);
-		set_limit(&sb->nproc, &sb->set_nproc, spec->limits->pids);
-		set_limit(&sb->as, &sb->set_as, spec->limits->memory);
+	if (!sb->ns && sb->landlock_abi && spec->hide && spec->hide[0]) {
+		/* no mounts to cover them: Landlock keeps them unread */
+		sb->ll_reads = 1;
+		hide_reads(sb, "/", spec->hide, 0);
+		/* declared reads, unless that would open a hidden path */
+		for (const char *const *p = spec->read; p && *p; p++) {
+			int opens = 0;
+
+			for (const char *const *hp = spec->hide; *hp; hp++)
+				opens |= is_under(*hp, *p) && strcmp(*hp, *p);
+			if (!opens)
+				add_str(&sb->ll_read, &sb->nll_read, *p);
+		}
 	}
 	return sb;
 }
@@ -681,14 +810,20 @@ int orchd_sandbox_private_tmp(const struct orchd_sandbox *sb)
 	return sb->ns;
 }
 
+int orchd_sandbox_strict(const struct orchd_sandbox *sb)
+{
+	return !sb->basic;
+}
+
 void orchd_sandbox_apply(struct orchd_sandbox *sb, struct op_child *c)
 {
 	if (sb->ns) {
 		c->clone_flags = NS_FLAGS | (sb->network_none ? CLONE_NEWNET : 0);
 		c->flags |= OP_CHILD_REAPER;
-		c->parent_setup = map_ids;
 		c->setup = setup_mounts;
 	}
+	if (sb->ns || sb->cgroup)
+		c->parent_setup = parent_setup;
 	c->exec_setup = lock_down;
 	c->setup_arg = sb;
 }
@@ -708,5 +843,6 @@ void orchd_sandbox_free(struct orchd_sandbox *sb)
 		free(sb->mops[i].path);
 	free(sb->mops);
 	free_strv(sb->ll_write, sb->nll_write);
+	free_strv(sb->ll_read, sb->nll_read);
 	free(sb);
 }

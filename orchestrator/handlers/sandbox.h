@@ -37,6 +37,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "handlers/cgroup.h"
 #include "models/pipeline.h"
 #include "orchd_protocol.h"
 
@@ -59,12 +60,16 @@ void orchd_sandbox_describe(const struct orchd_sandbox_host *h, char *buf, size_
 /* What a step's sandbox needs to know; every pointer is borrowed during
  * orchd_sandbox_prepare() only. */
 struct orchd_sandbox_spec {
+	int basic; /* isolation basic: the limits only */
 	int network_none;
 	const char *workdir;	  /* absolute, exists */
 	const char *const *hide;  /* absolute paths covered (files or directories) */
 	const char *const *read;  /* absolute paths made readable (NULL-terminated) */
 	const char *const *write; /* absolute paths made writable (created if missing) */
 	const struct orchd_limits *limits;
+	/* its cgroup, or NULL: joined before exec; it then enforces memory
+	 * and pids (else RLIMIT_AS and RLIMIT_NPROC do) */
+	struct orchd_cgroup *cgroup;
 };
 
 struct orchd_sandbox; /* a prepared plan */
@@ -79,6 +84,8 @@ struct orchd_sandbox *orchd_sandbox_prepare(const struct orchd_sandbox_host *h,
 /* 1 when the extension gets a private /tmp (namespaces); else its TMPDIR
  * is a directory of its workdir, the only place it may write. */
 int orchd_sandbox_private_tmp(const struct orchd_sandbox *sb);
+/* 0 for isolation basic (a plan of limits only). */
+int orchd_sandbox_strict(const struct orchd_sandbox *sb);
 /* Set c's clone flags, flags and hooks; sb must outlive op_child_start(). */
 void orchd_sandbox_apply(struct orchd_sandbox *sb, struct op_child *c);
 void orchd_sandbox_free(struct orchd_sandbox *sb);

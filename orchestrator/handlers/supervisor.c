@@ -341,6 +341,15 @@ int orchd_supervisor_start(struct orchd_supervisor *sup, const struct orchd_step
 		read[n + 1] = dirs[1];
 		ss.read = read;
 		ss.workdir = st->workdir;
+		st->cgroup = orchd_cgroup_new(ss.limits, err, sizeof(err));
+		if (!st->cgroup && err[0]) {
+			free(read);
+			free(dirs[0]);
+			free(dirs[1]);
+			orchd_step_fail(st, ORCHD_STEP_SPAWN_ERROR, "%s", err);
+			return 0;
+		}
+		ss.cgroup = st->cgroup;
 		st->sandbox = orchd_sandbox_prepare(orchd_sandbox_probe(), &ss, err, sizeof(err));
 		free(read);
 		free(dirs[0]);
@@ -349,12 +358,20 @@ int orchd_supervisor_start(struct orchd_supervisor *sup, const struct orchd_step
 			orchd_step_fail(st, ORCHD_STEP_SPAWN_ERROR, "%s", err);
 			return 0;
 		}
-		if (!orchd_sandbox_private_tmp(st->sandbox)) {
-			tmpdir = xasprintf("%s/.tmp", st->workdir);
-			mkdir(tmpdir, 0700);
+		if (!orchd_sandbox_strict(st->sandbox)) {
+			st->env = orchd_step_env(spec, st->workdir, NULL);
+		} else {
+			if (!orchd_sandbox_private_tmp(st->sandbox)) {
+				tmpdir = xasprintf("%s/.tmp", st->workdir);
+				mkdir(tmpdir, 0700);
+			}
+			st->env = orchd_step_env(spec, st->workdir, tmpdir ? tmpdir : "/tmp");
+			free(tmpdir);
 		}
-		st->env = orchd_step_env(spec, st->workdir, tmpdir ? tmpdir : "/tmp");
-		free(tmpdir);
+		if (ss.limits) {
+			st->output_max = ss.limits->output_bytes;
+			st->cpu_limit_ms = ss.limits->cpu_time_ms;
+		}
 	} else {
 		st->env = orchd_step_env(spec, st->workdir, NULL);
 	}
@@ -383,6 +400,11 @@ static void step_done(struct orchd_supervisor *sup, struct orchd_step *st)
 	struct orchd_step_result res;
 
 	orchd_step_close_stdin(st);
+	if (st->cgroup) {
+		orchd_cgroup_verdict(st->cgroup, st->limit_hit, sizeof(st->limit_hit));
+		orchd_cgroup_free(st->cgroup);
+		st->cgroup = NULL;
+	}
 	orchd_step_result(st, &res);
 	sup->opts.done(sup->opts.cb_data, st->ctx, st->id, &res);
 	orchd_step_free(st);
@@ -492,6 +514,14 @@ static void read_pipe(struct orchd_supervisor *sup, struct orchd_step *st, int e
 		if (n <= 0) {
 			orchd_step_eof(st, err);
 			return;
+		}
+		st->output_bytes += n;
+		if (st->output_max && st->output_bytes > st->output_max) {
+			char lim[32];
+
+			orchd_format_size(lim, sizeof(lim), st->output_max);
+			orchd_step_fail(st, ORCHD_STEP_FAILED,
+					"exceeded its output_bytes limit (%s)", lim);
 		}
 		if (err)
 			orchd_step_stderr(st, sup->buf, (size_t)n);
@@ -752,6 +782,7 @@ void orchd_supervisor_free(struct orchd_supervisor *sup)
 		step_teardown(sup->steps[i]);
 	for (size_t i = 0; i < sup->npending; i++)
 		step_teardown(sup->pending[i]);
+	orchd_cgroup_sweep(); /* the cgroups that were still busy */
 	free(sup->steps);
 	free(sup->pending);
 	free(sup->watches);

@@ -45,7 +45,9 @@
  *  *fd_inherited    descriptors >= 3 open when main() started
  *  *no_new_privs    PR_GET_NO_NEW_PRIVS is 0
  *  *ns              (an object) /proc/self/ns/... links, compared by the test
- *  *pdir_read       "ok" when $ORCHD_PIPELINE_DIR can be listed
+ *  *pdir_read       "ok" when $ORCHD_PIPELINE_DIR can be listed; else
+ *                   "files only" when the entry named by pdir_probe in it
+ *                   (present before the run) can be opened
  *  *proc_foreign    processes in /proc that are neither this one, its
  *                   descendants nor pid 1 as its parent (its reaper)
  *  *read_cmdline, *read_environ   of the targets (the targets file, this
@@ -628,10 +630,22 @@ static void a_ns(struct hostile *h)
 
 static void a_pdir_read(struct hostile *h)
 {
+	const char *probe = op_get_str(h->cfg, "pdir_probe");
 	DIR *d = opendir(h->pdir);
 
 	if (!d) {
-		out_str(h, "pdir_read", "failed: %s", errname(errno));
+		int e = errno;
+		char path[PATH_MAX];
+		int fd;
+
+		snprintf(path, sizeof(path), "%s/%s", h->pdir, probe ? probe : ".");
+		fd = probe ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+		if (fd >= 0) {
+			close(fd);
+			out_str(h, "pdir_read", "files only (listing: %s)", errname(e));
+			return;
+		}
+		out_str(h, "pdir_read", "failed: %s", errname(e));
 		return;
 	}
 	closedir(d);
