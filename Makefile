@@ -98,7 +98,9 @@ EXT_MANIFESTS := $(addsuffix .manifest.json,$(EXT_BINS))
 PROTO_HDR  := $(BUILD)/include/orchd/orchd_protocol.h
 PROTO_PC   := $(BUILD)/lib/pkgconfig/orchd-protocol.pc
 
-all: $(ORCHD) $(PROTO_LIB) $(EXT_BINS) $(EXT_MANIFESTS) $(PROTO_HDR) $(PROTO_PC)
+PROBE      := $(BUILD)/libexec/orchd/probe/orchd-ext-probe
+
+all: $(ORCHD) $(PROTO_LIB) $(EXT_BINS) $(EXT_MANIFESTS) $(PROTO_HDR) $(PROTO_PC) $(PROBE)
 
 # --- objects -----------------------------------------------------------------
 $(BUILD)/obj/%.o: %.c
@@ -120,6 +122,12 @@ $(PROTO_LIB): $(PROTO_OBJ)
 $(ORCHD): $(call obj,$(MAIN_SRC)) $(ORCH_OBJ) $(COMMON_OBJ) $(PROTO_LIB)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm
+
+# The probe of `orchd doctor --verify`: an extension of orchd's own, kept
+# out of the extension search path.
+$(PROBE): $(call obj,orchestrator/probe.c) $(PROTO_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(JSON_LIBS)
 
 # --- extensions: extensions/T/*.c -> orchd-ext-T, linked with the protocol
 # library and json-c (an extension never links libgit2 or libcurl; it asks
@@ -213,6 +221,8 @@ install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR)/orchd/extensions \
 	  $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR)/orchd $(DESTDIR)$(PKGCONFIGDIR)
 	install -m 755 $(ORCHD) $(DESTDIR)$(BINDIR)/orchd
+	install -d $(DESTDIR)$(LIBEXECDIR)/orchd/probe
+	install -m 755 $(PROBE) $(DESTDIR)$(LIBEXECDIR)/orchd/probe/
 	for e in $(EXT_NAMES); do \
 	  install -m 755 $(EXT_DIR)/orchd-ext-$$e $(DESTDIR)$(LIBEXECDIR)/orchd/extensions/ && \
 	  install -m 644 extensions/$$e/manifest.json \
@@ -242,7 +252,7 @@ deps:
 tools:
 	bash tests/tools/install-tools.sh
 
-LINT_SRC = $(COMMON_SRC) $(PROTO_SRC) $(ORCH_SRC) $(MAIN_SRC) \
+LINT_SRC = $(COMMON_SRC) $(PROTO_SRC) $(ORCH_SRC) $(MAIN_SRC) orchestrator/probe.c \
 	$(wildcard extensions/*/*.c) $(TEST_SRC) $(TESTLIB_SRC) $(TEST_HELPER_SRC) \
 	$(wildcard common/*.h protocol/*.h orchestrator/*/*.h extensions/*/*.h)
 

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "core/bootstrap.h"
+#include "core/doctor.h"
 #include "core/graph.h"
 #include "core/loader.h"
 #include "core/inspect.h"
@@ -714,6 +715,42 @@ static int cmd_extensions(struct cli *cli, int argc, char **argv)
 	return ORCHD_EXIT_OK;
 }
 
+static int doctor_opt(int opt, const char *arg, void *ctx)
+{
+	(void)arg;
+	if (opt != 'V')
+		return -1;
+	*(int *)ctx = 1;
+	return 0;
+}
+
+static int cmd_doctor(struct cli *cli, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"verify", no_argument, NULL, 'V'},
+		{NULL, 0, NULL, 0},
+	};
+	const struct command *c = find_command("doctor");
+	struct orchd_doctor_opts d;
+	struct orchd_pipeline *p = NULL;
+	int code = 0, first, verify = 0;
+
+	if ((first = parse_opts(cli, c, argc, argv, opts, doctor_opt, &verify, &code)) < 0)
+		return code;
+	if (first + 1 < argc)
+		return usage_error(c->name, "unexpected argument '%s'", argv[first + 1]);
+	if (first < argc && !(p = load_pipeline(cli, argv[first], &code)))
+		return code;
+	memset(&d, 0, sizeof(d));
+	d.ext_dirs = cli->ext_dirs;
+	d.next_dirs = cli->next_dirs;
+	d.p = p;
+	d.verify = verify;
+	code = orchd_doctor(&d);
+	orchd_pipeline_free(p);
+	return code;
+}
+
 static int cmd_version(struct cli *cli, int argc, char **argv)
 {
 	const struct command *c = find_command("version");
@@ -802,6 +839,22 @@ static const struct command commands[] = {
 	 "$ORCHD_EXTENSIONS_PATH, " ORCHD_PREFIX "/libexec/orchd/extensions, and\n"
 	 "../libexec/orchd/extensions beside the orchd executable.  The first\n"
 	 "orchd-ext-TYPE found wins; later ones are marked shadowed.\n"},
+	{"doctor", cmd_doctor, "doctor [OPTIONS] [FILE]",
+	 "Show what this host and user offer orchd: each isolation layer (user, PID,\n"
+	 "mount, IPC, UTS and network namespaces, seccomp, Landlock, no_new_privs,\n"
+	 "cgroups for the limits), available or not and why, what isolation strict\n"
+	 "amounts to here, the state engine, the extensions found with what their\n"
+	 "manifests declare, and whether the tools they need are on PATH.  With FILE,\n"
+	 "that pipeline's state engine and core.isolation.\n\n"
+	 "Options:\n"
+	 "      --verify             run orchd's probe extension in a throwaway pipeline\n"
+	 "                           under FILE's core.isolation (or the defaults): it\n"
+	 "                           tries each attack of a hostile extension (read\n"
+	 "                           orchd's memory and environment, the state directory,\n"
+	 "                           a sibling's workdir, ptrace, forge a stack, leave a\n"
+	 "                           daemon, fork bomb, memory, the network...) and each\n"
+	 "                           is shown contained or EXPOSED.  Exit 1 when one is\n"
+	 "                           exposed.\n"},
 	{"version", cmd_version, "version", "Print the version of orchd.\n"},
 	{"help", cmd_help, "help [COMMAND]", "Show help for orchd or for COMMAND.\n"},
 };

@@ -516,8 +516,8 @@ START_TEST(apply_errors)
 	ck_assert_str_eq(status_of(&d), "failure");
 	ck_assert_int_ge(asprintf(&want,
 				  "values.db.sops: sops could not decrypt '%s/secrets.enc.yaml' "
-				  "(exit status 128); no age key given: set age_key_file, or list "
-				  "SOPS_AGE_KEY_FILE or SOPS_AGE_KEY in the instance's pass_env",
+				  "(exit status 128); no age key given: set age_key_file, or "
+				  "SOPS_AGE_KEY_FILE or SOPS_AGE_KEY in orchd's environment",
 				  fx.dir),
 			 0);
 	ck_assert_str_eq(extdrv_summary(&d), want);

@@ -373,8 +373,8 @@ static struct json_object *sops_decrypt(struct op_ext *ext, const char *file, co
 		else if (!have_sops_key(age_key_file))
 			op_errors_add(errs, path,
 				      "sops could not decrypt '%s' (%s); no age key given: set "
-				      "age_key_file, or list SOPS_AGE_KEY_FILE or SOPS_AGE_KEY "
-				      "in the instance's pass_env",
+				      "age_key_file, or SOPS_AGE_KEY_FILE or SOPS_AGE_KEY in "
+				      "orchd's environment",
 				      file, st);
 		else
 			op_errors_add(errs, path, "sops could not decrypt '%s' (%s)", file, st);

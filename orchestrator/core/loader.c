@@ -97,6 +97,7 @@ static void read_manifest(struct orchd_ext_info *e)
 		e->iso_network_none =
 			op_get_str(iso, "network") && !strcmp(op_get_str(iso, "network"), "none");
 	}
+	e->tools = manifest_strv(m, "tools");
 	if (json_object_object_get_ex(m, "protocol", &proto) &&
 	    json_object_is_type(proto, json_type_object)) {
 		if (json_object_object_get_ex(proto, "min", &v) &&
@@ -314,6 +315,7 @@ void orchd_loader_release(struct orchd_registry *r)
 		free_strv(e->iso_read);
 		free_strv(e->iso_write);
 		free_strv(e->iso_env);
+		free_strv(e->tools);
 	}
 	free(r->v);
 	for (i = 0; i < r->ndirs; i++)

@@ -51,6 +51,9 @@ struct orchd_ext_info {
 	 * lists, NULL when absent) */
 	char **iso_read, **iso_write, **iso_env;
 	int iso_network_none;
+	/* manifest "tools": programs it runs, looked up on PATH by orchd
+	 * doctor; "a|b" names alternatives (NULL-terminated, or NULL) */
+	char **tools;
 	int executable;	      /* 0: present but not usable */
 	int shadowed;	      /* an earlier directory provides this type */
 	char *manifest_error; /* why the manifest was ignored, or NULL */

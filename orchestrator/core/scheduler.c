@@ -3,6 +3,7 @@
  * timers, and the state worker (see scheduler.h).
  */
 #include "core/scheduler.h"
+#include "crypto.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -667,9 +668,12 @@ static char **build_env(struct orchd_sched *s, struct node *nd)
 	/* what its manifest says it needs */
 	for (char **e = nd->ext->iso_env; e && *e; e++) {
 		const char *val = getenv(*e);
+		int pass = 0;
 
-		if (!val)
-			continue;
+		for (size_t q = 0; q < ARRAY_SIZE(orchd_passphrase_vars); q++)
+			pass |= !strcmp(*e, orchd_passphrase_vars[q]);
+		if (!val || pass)
+			continue; /* never the passphrase, whatever a manifest asks */
 		ALLOC_GROW(env, n + 1, alloc);
 		env[n++] = xasprintf("%s=%s", *e, val);
 	}
@@ -1037,13 +1041,20 @@ int orchd_sched_run(struct orchd_sched *s, enum op_action phase)
 /* --- setup ------------------------------------------------------------- */
 
 /* A path of an isolation block or a manifest, absolute: "~" and "~/x"
- * under $HOME, a relative one under the pipeline's directory. */
+ * under $HOME, "$VAR" the value of VAR (NULL when unset), a relative one
+ * under the pipeline's directory. */
 static char *isolation_path(const struct orchd_sched *s, const char *p)
 {
 	const char *home = getenv("HOME");
 	char *abs, *real;
 
-	if (!strcmp(p, "~") || !strncmp(p, "~/", 2))
+	if (p[0] == '$') {
+		const char *v = getenv(p + 1);
+
+		if (!v || !*v)
+			return NULL;
+		abs = v[0] == '/' ? xstrdup(v) : xasprintf("%s/%s", s->o.pipeline_dir, v);
+	} else if (!strcmp(p, "~") || !strncmp(p, "~/", 2))
 		abs = xasprintf("%s%s", home ? home : "", p + 1);
 	else if (p[0] == '/')
 		abs = xstrdup(p);
@@ -1057,17 +1068,36 @@ static char *isolation_path(const struct orchd_sched *s, const char *p)
 	return abs;
 }
 
-static void add_path(const struct orchd_sched *s, const char ***v, size_t *n, const char *p)
+/* Add p to v, unless it is (or is under) what no extension may see: a
+ * manifest (or an instance) cannot open the state directory that way. */
+static void add_path(struct orchd_sched *s, struct node *nd, const char ***v, size_t *n,
+		     const char *p)
 {
+	char *abs = isolation_path(s, p);
+
+	if (!abs)
+		return;
+	for (const char *const *h = s->o.hide; h && *h; h++) {
+		size_t hl = strlen(*h);
+
+		if (!strncmp(abs, *h, hl) && (abs[hl] == '/' || !abs[hl])) {
+			node_log(s, nd, ORCHD_LOG_WARNING,
+				 "isolation: %s is not made accessible: it is under %s, which no "
+				 "extension may see",
+				 p, *h);
+			free(abs);
+			return;
+		}
+	}
 	*v = xrealloc(*v, (*n + 2) * sizeof(**v));
-	(*v)[(*n)++] = isolation_path(s, p);
+	(*v)[(*n)++] = abs;
 	(*v)[*n] = NULL;
 }
 
 /* The sandbox of a node: under basic its limits only; else its spec, with
  * the paths of core, the instance and the extension's manifest made
  * absolute. */
-static struct orchd_sandbox_spec *sandbox_spec(const struct orchd_sched *s, const struct node *nd)
+static struct orchd_sandbox_spec *sandbox_spec(struct orchd_sched *s, struct node *nd)
 {
 	struct orchd_isolation iso;
 	struct orchd_sandbox_spec *sp;
@@ -1087,15 +1117,15 @@ static struct orchd_sandbox_spec *sandbox_spec(const struct orchd_sched *s, cons
 	}
 	/* its modules and playbooks: the pipeline's directory stays readable
 	 * (its state directory and the pipeline file are covered) */
-	add_path(s, &read, &nr, s->o.pipeline_dir);
+	add_path(s, nd, &read, &nr, s->o.pipeline_dir);
 	for (size_t k = 0; k < iso.nread; k++)
-		add_path(s, &read, &nr, iso.read[k]);
+		add_path(s, nd, &read, &nr, iso.read[k]);
 	for (char **p = nd->ext->iso_read; p && *p; p++)
-		add_path(s, &read, &nr, *p);
+		add_path(s, nd, &read, &nr, *p);
 	for (size_t k = 0; k < iso.nwrite; k++)
-		add_path(s, &write, &nw, iso.write[k]);
+		add_path(s, nd, &write, &nw, iso.write[k]);
 	for (char **p = nd->ext->iso_write; p && *p; p++)
-		add_path(s, &write, &nw, *p);
+		add_path(s, nd, &write, &nw, *p);
 	sp = xcalloc(1, sizeof(*sp));
 	sp->network_none = iso.network_none || nd->ext->iso_network_none;
 	sp->hide = s->o.hide;
