@@ -350,7 +350,8 @@ static void attack_files(struct probe *p)
 		if (can_create(path, &err))
 			op_buf_addf(&where, " %s", pdir);
 	}
-	if (home) {
+	if (home && strcmp(home, "/tmp") && strcmp(home, "/tmp/")) {
+		/* (a HOME of /tmp is the private /tmp under strict) */
 		snprintf(path, sizeof(path), "%s/.orchd-probe-%d", home, (int)getpid());
 		if (can_create(path, &err))
 			op_buf_addf(&where, " %s", home);

@@ -9,6 +9,7 @@
  * so.
  */
 #include <check.h>
+#include <pwd.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -141,6 +142,62 @@ START_TEST(test_verify_basic_finds_what_basic_leaves_open)
 }
 END_TEST
 
+/* The same verification as an unprivileged user (made when missing). */
+START_TEST(test_verify_as_an_unprivileged_user)
+{
+	char *orchd = test_build_path("bin/orchd"), *out = NULL, *err = NULL;
+	char *home = xasprintf("HOME=%s", dir);
+	char *argv[] = {(char *)(uintptr_t) "/usr/bin/setpriv",
+			(char *)(uintptr_t) "--reuid=orchdtest",
+			(char *)(uintptr_t) "--regid=orchdtest",
+			(char *)(uintptr_t) "--clear-groups",
+			(char *)(uintptr_t) "/usr/bin/env",
+			home,
+			orchd,
+			(char *)(uintptr_t) "doctor",
+			(char *)(uintptr_t) "--verify",
+			NULL};
+	int rc;
+	struct passwd *pw;
+
+	if (geteuid() != 0) {
+		/* the suite runs as that user already: the test above is it */
+		free(orchd);
+		free(home);
+		return;
+	}
+	if (getpwnam("orchdtest") == NULL) {
+		char *ua[] = {(char *)(uintptr_t) "/usr/sbin/useradd",
+			      (char *)(uintptr_t) "-M",
+			      (char *)(uintptr_t) "-r",
+			      (char *)(uintptr_t) "-U",
+			      (char *)(uintptr_t) "-s",
+			      (char *)(uintptr_t) "/usr/sbin/nologin",
+			      (char *)(uintptr_t) "orchdtest",
+			      NULL};
+
+		ck_assert_int_eq(test_run(ua, NULL, NULL), 0);
+	}
+	/* a home of its own, which it must not be able to write into */
+	pw = getpwnam("orchdtest");
+	ck_assert_ptr_nonnull(pw);
+	ck_assert_int_eq(chown(dir, pw->pw_uid, pw->pw_gid), 0);
+	rc = test_run(argv, &out, &err);
+	fprintf(stderr, "%s%s", out, err);
+	ck_assert_msg(strstr(out, "as uid ") && !strstr(out, "as uid 0:"), "%s", tail(out));
+	if (rc == 0)
+		ck_assert_int_eq(count(out, "\n  EXPOSED "), 0);
+	else
+		/* only where this user has no namespaces: the fallback, named */
+		ck_assert_msg(strstr(out, "strict (fallback: no namespaces)"), "rc=%d: %s", rc,
+			      tail(out));
+	free(out);
+	free(err);
+	free(orchd);
+	free(home);
+}
+END_TEST
+
 Suite *doctor_suite(void)
 {
 	Suite *s = suite_create("doctor");
@@ -151,6 +208,7 @@ Suite *doctor_suite(void)
 	tcase_add_test(tc, test_report_names_layers_extensions_and_tools);
 	tcase_add_test(tc, test_verify_strict_contains_every_attack);
 	tcase_add_test(tc, test_verify_basic_finds_what_basic_leaves_open);
+	tcase_add_test(tc, test_verify_as_an_unprivileged_user);
 	suite_add_tcase(s, tc);
 	return s;
 }
