@@ -2,11 +2,14 @@
  * spawn_driver: drives the supervisor API directly for the benchmarks in
  * bench/ (until `orchd run` exists to do the same end to end).
  *
- *   spawn_driver EXE N PARALLEL ACTIONS CONFIG_JSON
+ *   spawn_driver EXE N PARALLEL ACTIONS CONFIG_JSON [ISOLATION]
  *
  * Runs N instances of EXE with at most PARALLEL running at once; each
  * instance runs ACTIONS actions in sequence (1: apply; 2: validate then
- * apply), with CONFIG_JSON as config.  Log lines are counted, not printed.
+ * apply), with CONFIG_JSON as config.  ISOLATION: "none" (default: no
+ * sandbox plan at all), "basic" (the limits only) or "strict" (the sandbox
+ * of handlers/sandbox.h, with the default limits: pids 4096, and the
+ * driver's own directory hidden).  Log lines are counted, not printed.
  * Prints one line: "instances=N failed=F elapsed_ms=T lines=L bytes=B
  * max_rss_kib=R" and exits 1 if any step failed.
  */
@@ -30,6 +33,7 @@ static json_object *config;
 static long long nlines, nbytes;
 static int failed, next_idx, total, actions;
 static char *base;
+static struct orchd_sandbox_spec *sandbox;
 
 static void on_log(void *cb, void *ctx, const char *id, enum orchd_log_level level,
 		   enum orchd_log_source src, const char *text)
@@ -57,6 +61,7 @@ static void start_one(struct orchd_supervisor *sup, struct inst *in)
 	s.stack = "bench";
 	s.config = config;
 	s.workdir_base = base;
+	s.sandbox = sandbox;
 	s.ctx = in;
 	if (orchd_supervisor_start(sup, &s) < 0)
 		exit(3);
@@ -95,9 +100,26 @@ int main(int argc, char **argv)
 	int par;
 	char tmpl[] = "/tmp/orchd-bench-XXXXXX";
 
-	if (argc != 6) {
-		fprintf(stderr, "usage: spawn_driver EXE N PARALLEL ACTIONS CONFIG_JSON\n");
+	static const char *const none[] = {NULL};
+	static struct orchd_limits limits = {0, 4096, 0, 0, 0};
+	static struct orchd_sandbox_spec spec;
+	const char *hide[2] = {NULL, NULL};
+
+	if (argc != 6 && argc != 7) {
+		fprintf(stderr, "usage: spawn_driver EXE N PARALLEL ACTIONS CONFIG_JSON "
+				"[none|basic|strict]\n");
 		return 2;
+	}
+	if (argc == 7 && strcmp(argv[6], "none")) {
+		spec.basic = !strcmp(argv[6], "basic");
+		if (!spec.basic && strcmp(argv[6], "strict")) {
+			fprintf(stderr, "spawn_driver: isolation none, basic or strict\n");
+			return 2;
+		}
+		spec.hide = spec.basic ? none : hide;
+		spec.read = spec.write = none;
+		spec.limits = &limits;
+		sandbox = &spec;
 	}
 	exe = argv[1];
 	total = atoi(argv[2]);
@@ -111,6 +133,7 @@ int main(int argc, char **argv)
 	if (!mkdtemp(tmpl))
 		return 3;
 	base = tmpl;
+	hide[0] = tmpl; /* covered, with the workdirs in it: as a run's state directory */
 	o.log = on_log;
 	o.done = on_done;
 	gsup = orchd_supervisor_new(&o);

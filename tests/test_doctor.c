@@ -157,7 +157,7 @@ START_TEST(test_verify_as_an_unprivileged_user)
 			(char *)(uintptr_t) "doctor",
 			(char *)(uintptr_t) "--verify",
 			NULL};
-	int rc;
+	int rc, allowed = 0;
 	struct passwd *pw;
 
 	if (geteuid() != 0) {
@@ -185,8 +185,16 @@ START_TEST(test_verify_as_an_unprivileged_user)
 	rc = test_run(argv, &out, &err);
 	fprintf(stderr, "%s%s", out, err);
 	ck_assert_msg(strstr(out, "as uid ") && !strstr(out, "as uid 0:"), "%s", tail(out));
+#if defined(__SANITIZE_ADDRESS__)
+	/* no RLIMIT_AS in a sanitizer build: without a cgroup, memory is open */
+	if (rc == 1 && count(out, "\n  EXPOSED ") == 1 &&
+	    strstr(out, "EXPOSED    allocate without end")) {
+		rc = 0;
+		allowed = 1;
+	}
+#endif
 	if (rc == 0)
-		ck_assert_int_eq(count(out, "\n  EXPOSED "), 0);
+		ck_assert_int_eq(count(out, "\n  EXPOSED "), allowed);
 	else
 		/* only where this user has no namespaces: the fallback, named */
 		ck_assert_msg(strstr(out, "strict (fallback: no namespaces)"), "rc=%d: %s", rc,

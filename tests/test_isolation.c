@@ -1594,7 +1594,17 @@ START_TEST(test_limits)
 	      tail(R.err, 800));
 	expect_limit(&v, &R, "bomb", "fork_bomb", 64, 16, "EAGAIN",
 		     (const char *const[]){"pids", NULL});
-	expect_limit(&v, &R, "hog", "memory", 256, 0, NULL, (const char *const[]){"memory", NULL});
+#if defined(__SANITIZE_ADDRESS__)
+	/* A sanitizer build reserves terabytes of address space, so orchd does
+	 * not set RLIMIT_AS there: without a cgroup (an unprivileged user)
+	 * nothing bounds memory.  The normal build checks it. */
+	if (I.as_user)
+		fprintf(stderr,
+			"note hostile.hog: memory unchecked as a user in a sanitizer build\n");
+	else
+#endif
+		expect_limit(&v, &R, "hog", "memory", 256, 0, NULL,
+			     (const char *const[]){"memory", NULL});
 	expect_limit(&v, &R, "burn", "cpu_burn", 1500, 0, NULL,
 		     (const char *const[]){"cpu_time", "cpu time", "cpu", NULL});
 	expect_limit(&v, &R, "files", "open_files", 64, 16, "EMFILE",

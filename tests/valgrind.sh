@@ -153,7 +153,12 @@ $(echo $VG | sed 's/ -q / /') --trace-children=yes --trace-children-skip='/bin/*
 	--log-file="$TMP/vg2/log.%p" "$ORCHD" run "$TMP/hello2/pipeline.yaml" \
 	>"$TMP/out.hello2" 2>&1
 rc=$?
-orchd_pid=$(sed -n 's/^==\([0-9]*\)== Command: .*\/bin\/orchd .*/\1/p' "$TMP"/vg2/log.* | head -n 1)
+# orchd's own log: a fork of orchd that never execs (the sandbox probe in a
+# PID namespace of its own: "Parent PID: 0") has the same command line
+orchd_pid=$(for log in "$TMP"/vg2/log.*; do
+	grep -q '^==[0-9]*== Parent PID: 0$' "$log" && continue
+	sed -n 's/^==\([0-9]*\)== Command: .*\/bin\/orchd .*/\1/p' "$log"
+done | head -n 1)
 n_ext=0
 for log in "$TMP"/vg2/log.*; do
 	pid=${log##*.}

@@ -263,7 +263,7 @@ static int bind_fd(int fd, const char *path)
 	char src[64];
 
 	snprintf(src, sizeof(src), "/proc/self/fd/%d", fd);
-	return mount(src, path, NULL, MS_BIND | MS_REC, NULL);
+	return mount(src, path, "none", MS_BIND | MS_REC, NULL);
 }
 
 static int loopback_up(void)
@@ -319,7 +319,7 @@ static int setup_mounts(void *arg)
 
 	if (!sb->ns)
 		return 0;
-	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+	if (mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) < 0)
 		return -1;
 	/* its own processes only */
 	if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
@@ -353,7 +353,7 @@ static int setup_mounts(void *arg)
 			break;
 		case MOP_COVER_FILE:
 			make_mountpoint(m->path, 0);
-			r = mount("/dev/null", m->path, NULL, MS_BIND, NULL);
+			r = mount("/dev/null", m->path, "none", MS_BIND, NULL);
 			break;
 		case MOP_EXPOSE_RO:
 		case MOP_EXPOSE_RW:
@@ -475,8 +475,10 @@ static int lock_down(void *arg)
 		return -1;
 	if (landlock(sb) < 0)
 		return -1;
+	/* seccomp(2), else the older prctl(2) (what valgrind 3.19 knows) */
 	if (filter_prog.filter &&
-	    syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &filter_prog) < 0)
+	    syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &filter_prog) < 0 &&
+	    (errno != ENOSYS || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &filter_prog) < 0))
 		return -1;
 	return 0;
 }
@@ -741,7 +743,11 @@ struct orchd_sandbox *orchd_sandbox_prepare(const struct orchd_sandbox_host *h,
 		set_limit(RLIMIT_NOFILE, &sb->nofile, &sb->set_nofile, spec->limits->open_files);
 		if (!spec->cgroup) {
 			set_limit(RLIMIT_NPROC, &sb->nproc, &sb->set_nproc, spec->limits->pids);
+#if !defined(__SANITIZE_ADDRESS__)
+			/* (a sanitizer build reserves terabytes of address
+			 * space: RLIMIT_AS would stop every extension) */
 			set_limit(RLIMIT_AS, &sb->as, &sb->set_as, spec->limits->memory);
+#endif
 		}
 	}
 	sb->cgroup = spec->cgroup;
