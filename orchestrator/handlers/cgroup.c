@@ -431,6 +431,10 @@ struct orchd_cgroup *orchd_cgroup_new(const struct orchd_limits *lim, char *err,
 	cg->pids = lim->pids > 0 ? lim->pids : 0;
 	n = ++serial;
 	for (int i = 0; i < (h->version == 2 ? 1 : NHIER); i++) {
+		/* v1: only the hierarchies of the limits set (a memory cgroup
+		 * is the costly one to make and remove) */
+		if (h->version == 1 && !(i == H_PIDS ? cg->pids : cg->memory))
+			continue;
 		snprintf(cg->dir[i], sizeof(cg->dir[i]), "%.4000s/orchd-%d.%lu", base[i],
 			 (int)getpid(), n);
 		if (mkdir(cg->dir[i], 0755) < 0) {
@@ -471,7 +475,9 @@ int orchd_cgroup_attach(struct orchd_cgroup *cg, pid_t pid)
 	char path[PATH_MAX + 32], num[32];
 
 	snprintf(num, sizeof(num), "%d", (int)pid);
-	for (int i = 0; i < NHIER && cg->dir[i][0]; i++) {
+	for (int i = 0; i < NHIER; i++) {
+		if (!cg->dir[i][0])
+			continue;
 		snprintf(path, sizeof(path), "%s/cgroup.procs", cg->dir[i]);
 		if (write_str(path, num) < 0)
 			return -1;
