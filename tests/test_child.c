@@ -487,6 +487,24 @@ static int dying_parent_setup(void *arg, pid_t pid)
 	_exit(0);
 }
 
+/* pid is gone, or a zombie of someone else's: it exited. */
+static int exited(pid_t pid)
+{
+	char path[64], st[512] = "";
+	FILE *f;
+
+	if (kill(pid, 0) < 0)
+		return 1;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (f) {
+		if (!fgets(st, sizeof(st), f))
+			st[0] = '\0';
+		fclose(f);
+	}
+	return strstr(st, ") Z ") != NULL;
+}
+
 /* A parent that dies before its go-ahead: the waiting child sees EOF and
  * exits, with or without a PID namespace (it must not hold the pipe's
  * write end itself), and with the parent non-dumpable (the ready
@@ -519,38 +537,13 @@ START_TEST(test_parent_death_before_go_ahead)
 		close(fds[0]);
 		ck_assert_int_eq(waitpid(mid, NULL, 0), mid);
 		/* orphaned: reparented to init (or a subreaper); wait for it */
-		for (int i = 0; i < 100 && kill(child, 0) == 0; i++) {
-			char path[64], st[512] = "";
-			FILE *f;
-
-			snprintf(path, sizeof(path), "/proc/%d/stat", (int)child);
-			f = fopen(path, "r");
-			if (f) {
-				if (!fgets(st, sizeof(st), f))
-					st[0] = '\0';
-				fclose(f);
-			}
-			if (strstr(st, ") Z "))
-				break; /* a zombie of someone else's: it exited */
+		for (int i = 0; i < 100 && !exited(child); i++)
 			usleep(10000);
-		}
-		{
-			char path[64], st[512] = "";
-			FILE *f;
-
-			snprintf(path, sizeof(path), "/proc/%d/stat", (int)child);
-			f = fopen(path, "r");
-			if (f) {
-				if (!fgets(st, sizeof(st), f))
-					st[0] = '\0';
-				fclose(f);
-			}
-			if (kill(child, 0) == 0 && !strstr(st, ") Z ")) {
-				kill(child, SIGKILL);
-				ck_abort_msg("variant %d: the child %d still waits for a go-ahead "
-					     "from a dead parent",
-					     variant, (int)child);
-			}
+		if (!exited(child)) {
+			kill(child, SIGKILL);
+			ck_abort_msg("variant %d: the child %d still waits for a go-ahead from a "
+				     "dead parent",
+				     variant, (int)child);
 		}
 	}
 }
