@@ -1432,9 +1432,19 @@ static void network_run(struct verdict *v, bool core_level, int port, const char
 			 core_level ? "      isolation: {network: host}\n" : "", I.tag, port);
 	write_text(p, yaml);
 	run_orchd(&R, &w, NULL, "-j", "2", (char *)NULL);
-	if (!layer_ok(L_NET))
-		check(v, R.warned, "%s: orchd warns that it falls back (no netns here): %s", what,
-		      tail(R.err, 300));
+	if (!layer_ok(L_NET)) {
+		/* no network namespace here: network: none is refused, never
+		 * run with the host's network (README "Security model") */
+		check(v, R.rc == 3 && has_line(R.err, "network: none needs a network namespace"),
+		      "%s: refused without a network namespace (exit 3, naming it): exit %d: %s",
+		      what, R.rc, tail(R.err, 300));
+		check(v, !R.host_connected, "%s: nothing listened for the host: %s", what,
+		      R.host_connected ? "connected" : "refused");
+		run_release(&R);
+		free(yaml);
+		free(p);
+		return;
+	}
 	if (ran(v, &R, "hostile.sealed")) {
 		static const char *const keys[] = {"net_connect", "net_listen", "net_abstract",
 						   "net_ifaces", NULL};

@@ -2258,6 +2258,26 @@ int orchd_pipeline_validate(struct orchd_pipeline *p, const char *const *known_t
 				add_edge(in, t, seen, i + 1, &alloc);
 			free(path);
 		}
+		{
+			/* network: none is a network namespace: strict only (basic
+			 * would run it with the host's network) */
+			struct orchd_isolation iso;
+
+			orchd_isolation_merge(&p->core.isolation, &in->isolation, &iso);
+			if (iso.level == ORCHD_ISOLATION_BASIC && iso.network_none) {
+				const struct orchd_pos *pos = in->isolation.set
+								      ? &in->isolation.pos
+								      : &p->core.isolation.pos;
+
+				orchd_diag_add(
+					d, p->file, pos->line, pos->column,
+					"%s.isolation: network: none needs level strict (basic "
+					"has the host's network)",
+					ipath(&paths, i));
+			}
+			free(iso.read);
+			free(iso.write);
+		}
 		for (j = 0; j < in->nrefs; j++) {
 			struct orchd_ref *r = &in->refs[j];
 			size_t t = orchd_pipeline_find(p, r->target, NULL);

@@ -409,6 +409,8 @@ static int verify(const struct orchd_doctor_opts *o)
 {
 	char *pdir = probe_dir(), *dir = NULL, *pipeline = NULL, *state = NULL, *report = NULL;
 	char *sentinel = NULL, *tag = NULL, *yaml = NULL, *pass = NULL, *log = NULL, *rand6;
+	char *netinst = NULL;
+	int net = 0;
 	const char *tmp = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
 	struct op_child c = OP_CHILD_INIT;
 	json_object *rep = NULL, *insts;
@@ -450,6 +452,15 @@ static int verify(const struct orchd_doctor_opts *o)
 			close(fd);
 	}
 	lfd = host_listener(&port);
+	/* network: none needs strict and a network namespace; elsewhere such
+	 * an instance is refused (validate, or exit 3): nothing to probe */
+	net = !strcmp(iso_level(o), "strict") && orchd_sandbox_probe()->netns;
+	netinst = net ? xasprintf("    - name: network\n"
+				  "      role: network\n"
+				  "      host_port: '%d'\n"
+				  "      isolation: {network: none}\n",
+				  port)
+		      : xstrdup("");
 	yaml = xasprintf("doctor:\n"
 			 "  core:\n"
 			 "    stack: doctor\n"
@@ -466,12 +477,10 @@ static int verify(const struct orchd_doctor_opts *o)
 			 "    - name: victim\n"
 			 "      role: victim\n"
 			 "      victim_ms: 3000\n"
-			 "    - name: network\n"
-			 "      role: network\n"
-			 "      host_port: '%d'\n"
-			 "      isolation: {network: none}\n",
-			 iso_level(o), o->p && o->p->core.isolation.network_none ? "none" : "host",
-			 state, pipeline, sentinel, tag, port);
+			 "%s",
+			 iso_level(o),
+			 o->p && o->p->core.isolation.network_none && net ? "none" : "host", state,
+			 pipeline, sentinel, tag, netinst);
 	{
 		FILE *f = fopen(pipeline, "we");
 
@@ -567,10 +576,10 @@ static int verify(const struct orchd_doctor_opts *o)
 								   : ""));
 			}
 		}
-		printf("the probe ran as instance probe.attacker under isolation %s (network: "
-		       "none for probe.network), as uid %u:\n",
+		printf("the probe ran as instance probe.attacker under isolation %s%s, as uid "
+		       "%u:\n",
 		       op_get_str(isos, "attacker") ? op_get_str(isos, "attacker") : "?",
-		       (unsigned)geteuid());
+		       net ? " (network: none for probe.network)" : "", (unsigned)geteuid());
 		for (size_t i = 0; i < ARRAY_SIZE(attacks); i++) {
 			const char *v = op_get_str(outs, attacks[i].key);
 			char buf[600];
@@ -586,6 +595,18 @@ static int verify(const struct orchd_doctor_opts *o)
 				v = buf;
 			} else if (!strcmp(attacks[i].key, "net_listen") && reached == 1) {
 				snprintf(buf, sizeof(buf), "EXPOSED: the host connected to it");
+				v = buf;
+			} else if (!net && !strncmp(attacks[i].key, "net_", 4)) {
+				snprintf(buf, sizeof(buf), "%s",
+					 strcmp(iso_level(o), "strict")
+						 ? "EXPOSED: isolation basic has no network: none "
+						   "(such "
+						   "an instance is refused at validate)"
+						 : "contained: no network namespace here: an "
+						   "instance "
+						   "with network: none is refused (exit 3), never "
+						   "run "
+						   "on the host's network");
 				v = buf;
 			}
 			if (!v)
@@ -615,6 +636,7 @@ out:
 	if (pass)
 		memset(pass, 0, strlen(pass));
 	free(pass);
+	free(netinst);
 	free(yaml);
 	free(tag);
 	free(sentinel);

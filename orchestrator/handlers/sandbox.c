@@ -529,6 +529,7 @@ static int try_sandbox(int network_none, char *why, size_t len)
 	spec.workdir = dir;
 	spec.hide = spec.read = spec.write = none;
 	h.namespaces = 1;
+	h.netns = network_none; /* the question */
 	h.landlock_abi = 0;
 	sb = orchd_sandbox_prepare(&h, &spec, err, sizeof(err));
 	if (!sb) {
@@ -755,8 +756,18 @@ struct orchd_sandbox *orchd_sandbox_prepare(const struct orchd_sandbox_host *h,
 		sb->basic = 1;
 		return sb;
 	}
+	if (spec->network_none && !h->netns) {
+		/* never less than asked: without a network namespace the
+		 * extension would have the host's network */
+		orchd_set_err(err, errlen,
+			      "cannot isolate: network: none needs a network namespace, which this "
+			      "host does not allow (%s)",
+			      h->namespaces ? "no loopback in a new one" : h->why);
+		orchd_sandbox_free(sb);
+		return NULL;
+	}
 	sb->ns = h->namespaces;
-	sb->network_none = spec->network_none && h->netns;
+	sb->network_none = spec->network_none;
 	snprintf(sb->uid_map, sizeof(sb->uid_map), "%u %u 1\n", (unsigned)geteuid(),
 		 (unsigned)geteuid());
 	snprintf(sb->gid_map, sizeof(sb->gid_map), "%u %u 1\n", (unsigned)getegid(),
