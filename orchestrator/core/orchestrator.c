@@ -192,10 +192,11 @@ static void announce_isolation(struct command *c)
 	orchd_sandbox_describe(h, line, sizeof(line));
 	orchd_console_logf(c->con, NULL, ORCHD_LOG_INFO, "isolation: %s", line);
 	if (!h->seccomp)
-		orchd_console_logf(c->con, NULL, ORCHD_LOG_WARNING,
-				   "isolation: the kernel refuses a seccomp filter here: extensions "
-				   "are not kept from ptrace, bpf, keyctl, perf_event_open and the "
-				   "like; see orchd doctor");
+		orchd_console_logf(
+			c->con, NULL, ORCHD_LOG_WARNING,
+			"isolation: the kernel refuses a seccomp filter here: extensions "
+			"are not kept from ptrace, bpf, keyctl, perf_event_open and the "
+			"like; see orchd doctor");
 	if (!h->namespaces && h->landlock_abi)
 		orchd_console_logf(c->con, NULL, ORCHD_LOG_WARNING,
 				   "isolation: no namespaces on this host (%s): falling back to "
