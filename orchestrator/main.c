@@ -203,24 +203,6 @@ static const char *one_file(const struct command *c, int argc, char **argv, int 
 	return argv[first];
 }
 
-static int cmd_validate(struct cli *cli, int argc, char **argv)
-{
-	const struct command *c = find_command("validate");
-	struct orchd_pipeline *p;
-	const char *file;
-	int code = 0, first;
-
-	if ((first = parse_opts(cli, c, argc, argv, NULL, NULL, NULL, &code)) < 0)
-		return code;
-	if (!(file = one_file(c, argc, argv, first, &code)))
-		return code;
-	if (!(p = load_pipeline(cli, file, &code)))
-		return code;
-	printf("%s: ok (%zu instance%s)\n", file, p->ninst, p->ninst == 1 ? "" : "s");
-	orchd_pipeline_free(p);
-	return ORCHD_EXIT_OK;
-}
-
 enum graph_format { GRAPH_DOT, GRAPH_MERMAID, GRAPH_JSON };
 
 static int graph_opt(int opt, const char *arg, void *ctx)
@@ -417,13 +399,14 @@ enum {
 	OPT_JSON,
 	OPT_SHOW_SECRETS,
 	OPT_LIMIT,
+	OPT_SYNTAX_ONLY,
 };
 
 struct run_ctx {
 	struct orchd_run_opts o;
 	const char **targets, **excludes;
 	size_t ntargets, nexcludes, talloc, xalloc;
-	int json, show_secrets;
+	int json, show_secrets, syntax_only;
 	long limit;
 };
 
@@ -523,6 +506,9 @@ static int run_opt(int opt, const char *arg, void *ctx)
 		return 0;
 	case OPT_SHOW_SECRETS:
 		r->show_secrets = 1;
+		return 0;
+	case OPT_SYNTAX_ONLY:
+		r->syntax_only = 1;
 		return 0;
 	case OPT_LIMIT:
 		r->limit = strtol(arg, &end, 10);
@@ -631,6 +617,60 @@ static int cmd_plan(struct cli *cli, int argc, char **argv)
 static int cmd_destroy(struct cli *cli, int argc, char **argv)
 {
 	return run_like(cli, "destroy", ORCHD_VERB_DESTROY, argc, argv);
+}
+
+/*
+ * validate: the file (syntax, keys, types, names, references, cycles, the
+ * extensions), then, unless --syntax-only, every selected instance's own
+ * validate action, as run would do it first.
+ */
+static int cmd_validate(struct cli *cli, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"syntax-only", no_argument, NULL, OPT_SYNTAX_ONLY},
+		{"parallelism", required_argument, NULL, 'j'},
+		{"target", required_argument, NULL, 't'},
+		{"with-deps", no_argument, NULL, OPT_WITH_DEPS},
+		{"exclude", required_argument, NULL, 'x'},
+		{"state-dir", required_argument, NULL, OPT_STATE_DIR},
+		{"lock-timeout", required_argument, NULL, OPT_LOCK_TIMEOUT},
+		{"quiet", no_argument, NULL, 'q'},
+		{"verbose", no_argument, NULL, 'v'},
+		{NULL, 0, NULL, 0},
+	};
+	const struct command *c = find_command("validate");
+	struct orchd_registry reg = ORCHD_REGISTRY_INIT;
+	struct orchd_pipeline *p = NULL;
+	struct run_ctx r;
+	const char *file;
+	int code = 0, first;
+
+	memset(&r, 0, sizeof(r));
+	r.o.verb = ORCHD_VERB_VALIDATE;
+	r.o.lock_timeout_ms = 5 * 60 * 1000;
+	if ((first = parse_opts(cli, c, argc, argv, opts, run_opt, &r, &code)) < 0)
+		goto out;
+	if (!(file = one_file(c, argc, argv, first, &code)))
+		goto out;
+	if (!(p = load_pipeline_reg(cli, file, &code, &reg)))
+		goto out;
+	if (!r.syntax_only) {
+		r.o.targets = r.targets;
+		r.o.ntargets = r.ntargets;
+		r.o.excludes = r.excludes;
+		r.o.nexcludes = r.nexcludes;
+		r.o.argc = argc;
+		r.o.argv = argv;
+		code = orchd_orchestrate(p, &reg, &r.o);
+	}
+	if (code == ORCHD_EXIT_OK)
+		printf("%s: ok (%zu instance%s)\n", file, p->ninst, p->ninst == 1 ? "" : "s");
+	orchd_pipeline_free(p);
+	orchd_loader_release(&reg);
+out:
+	free(r.targets);
+	free(r.excludes);
+	return code;
 }
 
 /* status, outputs, history: read the engine, start no extension. */
@@ -825,8 +865,22 @@ static const struct command commands[] = {
 	 "      --state-dir DIR      state directory\n"},
 	{"validate", cmd_validate, "validate [OPTIONS] FILE",
 	 "Check FILE: YAML syntax, keys and types, names, dependencies and references,\n"
-	 "cycles, and that an extension exists for every type.  Prints every error as\n"
-	 "FILE:LINE:COLUMN: error: MESSAGE, or \"FILE: ok (N instances)\".  Changes nothing.\n"},
+	 "cycles, and that an extension exists for every type; then run every selected\n"
+	 "instance's own validate action (its extension checks its config), as run does\n"
+	 "before it applies anything.  Prints every error as FILE:LINE:COLUMN: error:\n"
+	 "MESSAGE, or \"FILE: ok (N instances)\".  Changes nothing.  Exit 2: the file\n"
+	 "or a config is invalid; 1: a validate could not run (timed out, crashed);\n"
+	 "3: an extension could not be started or is incompatible.\n\n"
+	 "Options:\n"
+	 "      --syntax-only        check the file only, start no extension\n"
+	 "  -j, --parallelism N      run at most N validates at once\n"
+	 "  -t, --target ID          only this instance (repeatable)\n"
+	 "      --with-deps          --target also selects the target's dependencies\n"
+	 "  -x, --exclude ID         leave this instance out (repeatable)\n"
+	 "      --state-dir DIR      state directory (stored outputs resolve references)\n"
+	 "      --lock-timeout DUR   wait this long for a run of the same pipeline\n"
+	 "  -q, --quiet              only warnings and errors\n"
+	 "  -v, --verbose            debug lines too, and a summary\n"},
 	{"graph", cmd_graph, "graph [OPTIONS] FILE",
 	 "Print the dependency graph of FILE (edges go from a dependency to its\n"
 	 "dependent).  Changes nothing.\n\n"

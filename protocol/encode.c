@@ -396,12 +396,12 @@ int op_check_ext_hello(const struct json_object *ext_hello, int proto_min, int p
 	if (proto < proto_min || proto > proto_max) {
 		snprintf(err, errlen, "extension speaks protocol %lld, orchd speaks %d..%d", proto,
 			 proto_min, proto_max);
-		return -1;
+		return OP_HELLO_PROTOCOL;
 	}
 	if (minv && op_version_cmp(orchd_version, minv) < 0) {
 		snprintf(err, errlen, "extension %s %s requires orchd >= %s (this is %s)",
 			 name ? name : "?", version ? version : "?", minv, orchd_version);
-		return -1;
+		return OP_HELLO_VERSION;
 	}
 	if (aname) {
 		bool found = false;
@@ -417,7 +417,7 @@ int op_check_ext_hello(const struct json_object *ext_hello, int proto_min, int p
 		if (!found) {
 			snprintf(err, errlen, "extension %s %s does not support action '%s'",
 				 name ? name : "?", version ? version : "?", aname);
-			return -1;
+			return OP_HELLO_ACTION;
 		}
 	}
 	return 0;

@@ -381,11 +381,17 @@ int op_negotiate(int a_min, int a_max, int b_min, int b_max);
 /*
  * Supervisor side: check a validated extension hello (ext_hello, borrowed)
  * against orchd's protocol range and version and the action about to be
- * sent.  0, or -1 with err set to exactly one of:
- *   "extension speaks protocol 2, orchd speaks 1..1"
- *   "extension exec 0.2.0 requires orchd >= 0.9.0 (this is 0.1.0)"
- *   "extension exec 0.1.0 does not support action 'plan'"
+ * sent.  0, or a negative enum op_hello_verdict with err set to exactly:
+ *   OP_HELLO_PROTOCOL  "extension speaks protocol 2, orchd speaks 1..1"
+ *   OP_HELLO_VERSION   "extension exec 0.2.0 requires orchd >= 0.9.0 (this is 0.1.0)"
+ *   OP_HELLO_ACTION    "extension exec 0.1.0 does not support action 'plan'"
  */
+enum op_hello_verdict {
+	OP_HELLO_OK = 0,
+	OP_HELLO_PROTOCOL = -1,
+	OP_HELLO_VERSION = -2,
+	OP_HELLO_ACTION = -3,
+};
 int op_check_ext_hello(const struct json_object *ext_hello, int proto_min, int proto_max,
 		       const char *orchd_version, enum op_action action, char *err, size_t errlen);
 

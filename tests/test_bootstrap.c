@@ -557,17 +557,19 @@ static char *fake_extensions(void)
 
 static int run_validate(const char *extdir, const char *file, char **out, char **err)
 {
-	char *argv[6];
+	char *argv[7];
 	int code, i;
 
+	/* the file only: the extensions here are stand-ins */
 	argv[0] = test_build_path("bin/orchd");
 	argv[1] = xstrdup("--extensions-dir");
 	argv[2] = xstrdup(extdir);
 	argv[3] = xstrdup("validate");
-	argv[4] = xstrdup(file);
-	argv[5] = NULL;
+	argv[4] = xstrdup("--syntax-only");
+	argv[5] = xstrdup(file);
+	argv[6] = NULL;
 	code = test_run(argv, out, err);
-	for (i = 0; i < 5; i++)
+	for (i = 0; i < 6; i++)
 		free(argv[i]);
 	return code;
 }

@@ -142,12 +142,21 @@ START_TEST(test_validate_and_run)
 {
 	char *file = xasprintf("%s/p.yaml", tmp), *want, *out, *err;
 
-	ck_assert_int_eq(orchd(&out, &err, "--extensions-dir", extdir, "validate", file, END), 0);
+	ck_assert_int_eq(orchd(&out, &err, "--extensions-dir", extdir, "validate", "--syntax-only",
+			       file, END),
+			 0);
 	want = xasprintf("%s: ok (3 instances)\n", file);
 	ck_assert_str_eq(out, want);
 	ck_assert_str_eq(err, "");
 	free(want);
 	free(out);
+	free(err);
+	/* without --syntax-only, the extension is asked: this stand-in
+	 * exits without a hello */
+	ck_assert_int_eq(orchd(&out, &err, "--extensions-dir", extdir, "validate", file, END), 1);
+	ck_assert_str_eq(out, "");
+	ck_assert_msg(strstr(err, "validate could not run every instance"), "%s", err);
+	ck_assert_msg(strstr(err, "exec.build"), "%s", err);
 	free(err);
 	/* Without the extension, the type is unknown. */
 	ck_assert_int_eq(orchd(&out, &err, "validate", file, END), 2);

@@ -367,14 +367,14 @@ START_TEST(test_check_ext_hello)
 	char err[OP_ERRMAX];
 
 	ck_assert_int_eq(op_check_ext_hello(h, 1, 1, "0.1.0", OP_ACTION_APPLY, err, sizeof(err)),
-			 -1);
+			 OP_HELLO_PROTOCOL);
 	ck_assert_str_eq(err, "extension speaks protocol 2, orchd speaks 1..1");
 	json_object_object_add(h, "protocol", json_object_new_int(1));
 	ck_assert_int_eq(op_check_ext_hello(h, 1, 1, "0.1.0", OP_ACTION_APPLY, err, sizeof(err)),
-			 -1);
+			 OP_HELLO_VERSION);
 	ck_assert_str_eq(err, "extension exec 0.2.0 requires orchd >= 0.9.0 (this is 0.1.0)");
 	ck_assert_int_eq(op_check_ext_hello(h, 1, 1, "0.10.0", OP_ACTION_PLAN, err, sizeof(err)),
-			 -1);
+			 OP_HELLO_ACTION);
 	ck_assert_str_eq(err, "extension exec 0.2.0 does not support action 'plan'");
 	ck_assert_int_eq(op_check_ext_hello(h, 1, 1, "0.10.0", OP_ACTION_APPLY, err, sizeof(err)),
 			 0);

@@ -14,6 +14,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "handlers/supervisor.h"
@@ -332,6 +333,60 @@ START_TEST(test_timeout_needs_sigkill)
 }
 END_TEST
 
+/* A stamp of the "stamps" misbehaviour (CLOCK_MONOTONIC ms), or -1. */
+static long long stamp_of(const char *text, const char *what)
+{
+	const char *p = strstr(text, what);
+
+	return p ? atoll(p + strlen(what) + 1) : -1;
+}
+
+static long long mono_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Protocol §9 on a timeout, as the extension sees it: the cancel message
+ * and SIGTERM arrive together when the timeout expires, SIGKILL one grace
+ * later.  (Tolerances of a few hundred ms: this checks the sequence, not
+ * the speed.)
+ */
+START_TEST(test_timeout_timeline)
+{
+	struct rec r = {0};
+	char *file = xasprintf("%s/stamps", tmp);
+	char *cfg = xasprintf("{\"mode\":\"stamps\",\"file\":\"%s\"}", file);
+	long long t0 = mono_now_ms(), t_end, t_act, t_cancel, t_term;
+	char *text;
+
+	start_ex(&r, "misbehave.stamps", helper, cfg, NULL, 1000, 1000);
+	run_all();
+	t_end = mono_now_ms();
+	text = test_read_file(file, NULL);
+	ck_assert_ptr_nonnull(text);
+	t_act = stamp_of(text, "action");
+	t_cancel = stamp_of(text, "cancel");
+	t_term = stamp_of(text, "sigterm");
+	ck_assert_int_eq(r.status, ORCHD_STEP_TIMED_OUT);
+	ck_assert_int_eq(r.exit_status, 128 + SIGKILL);
+	ck_assert_int_ge(t_act, t0);
+	ck_assert_int_ge(t_cancel, t0 + 1000);
+	ck_assert_int_le(t_cancel, t0 + 1400);
+	ck_assert_int_ge(t_term, t_cancel - 200); /* together */
+	ck_assert_int_le(t_term, t_cancel + 200);
+	ck_assert_int_ge(t_end, t_term + 950); /* SIGKILL one grace later */
+	ck_assert_int_le(t_end, t_term + 1500);
+	free(text);
+	free(cfg);
+	free(file);
+	rec_release(&r);
+}
+END_TEST
+
 START_TEST(test_timeout_sends_cancel)
 {
 	struct rec r = {0};
@@ -424,8 +479,10 @@ START_TEST(test_wrong_protocol)
 	static const char *const env[] = {"MISBEHAVE_HELLO=proto2", NULL};
 	struct rec r = {0};
 	run_bad(&r, "{\"mode\":\"ok\"}", env, 0);
-	ck_assert_int_eq(r.status, ORCHD_STEP_PROTOCOL_ERROR);
-	ck_assert_str_eq(r.reason, "extension speaks protocol 2, orchd speaks 1..1");
+	ck_assert_int_eq(r.status, ORCHD_STEP_INCOMPATIBLE);
+	ck_assert_str_eq(r.reason, "incompatible extension: extension speaks protocol 2, orchd "
+				   "speaks 1..1 (a version of the extension that speaks protocol "
+				   "1 would fit)");
 	ck_assert_int_eq(r.has_result, 0);
 	rec_release(&r);
 }
@@ -436,9 +493,11 @@ START_TEST(test_too_new)
 	static const char *const env[] = {"MISBEHAVE_HELLO=newer", NULL};
 	struct rec r = {0};
 	run_bad(&r, "{\"mode\":\"ok\"}", env, 0);
-	ck_assert_int_eq(r.status, ORCHD_STEP_PROTOCOL_ERROR);
+	ck_assert_int_eq(r.status, ORCHD_STEP_INCOMPATIBLE);
 	ck_assert_str_eq(r.reason,
-			 "extension misbehave 0.2.0 requires orchd >= 0.9.0 (this is 0.1.0)");
+			 "incompatible extension: extension misbehave 0.2.0 requires orchd >= "
+			 "0.9.0 (this is 0.1.0) (orchd 0.9.0 or later, or an older version of the "
+			 "extension, would fit)");
 	rec_release(&r);
 }
 END_TEST
@@ -448,7 +507,7 @@ START_TEST(test_action_unsupported)
 	static const char *const env[] = {"MISBEHAVE_HELLO=noaction", NULL};
 	struct rec r = {0};
 	run_bad(&r, "{\"mode\":\"ok\"}", env, 0);
-	ck_assert_int_eq(r.status, ORCHD_STEP_PROTOCOL_ERROR);
+	ck_assert_int_eq(r.status, ORCHD_STEP_UNSUPPORTED);
 	ck_assert_str_eq(r.reason, "extension misbehave 0.1.0 does not support action 'apply'");
 	rec_release(&r);
 }
@@ -459,9 +518,9 @@ START_TEST(test_no_common_version)
 	static const char *const env[] = {"MISBEHAVE_HELLO=nocommon", NULL};
 	struct rec r = {0};
 	run_bad(&r, "{\"mode\":\"ok\"}", env, 0);
-	ck_assert_int_eq(r.status, ORCHD_STEP_FAILED);
-	ck_assert_str_eq(r.reason,
-			 "exited without a result (exit status 1): no common protocol version");
+	ck_assert_int_eq(r.status, ORCHD_STEP_INCOMPATIBLE);
+	ck_assert_str_eq(r.reason, "incompatible extension: it refused the handshake: no common "
+				   "protocol version (orchd 0.1.0 speaks protocol 1..1)");
 	rec_release(&r);
 }
 END_TEST
@@ -793,6 +852,7 @@ Suite *supervisor_suite(void)
 	tcase_add_test(tc, test_timeout_sigterm);
 	tcase_add_test(tc, test_timeout_needs_sigkill);
 	tcase_add_test(tc, test_timeout_sends_cancel);
+	tcase_add_test(tc, test_timeout_timeline);
 	tcase_add_test(tc, test_flood_bounded_memory);
 	tcase_add_test(tc, test_line_too_long);
 	tcase_add_test(tc, test_non_protocol_text);

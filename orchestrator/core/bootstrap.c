@@ -192,7 +192,10 @@ int orchd_parse_duration(const char *s, int64_t *ms)
 	if (strspn(p, "0123456789") == strlen(p)) {
 		if (strlen(p) > 9)
 			return -1;
-		*ms = strtoll(p, NULL, 10) * 1000;
+		total = strtoll(p, NULL, 10) * 1000;
+		if (total > ORCHD_DURATION_MAX_MS)
+			return -1;
+		*ms = total;
 		return 0;
 	}
 	while (*p) {
@@ -218,7 +221,7 @@ int orchd_parse_duration(const char *s, int64_t *ms)
 		total += v * units[u].ms;
 		any = 1;
 	}
-	if (!any || total > (int64_t)1000 * 3600 * 24 * 366)
+	if (!any || total > ORCHD_DURATION_MAX_MS)
 		return -1;
 	*ms = total;
 	return 0;
@@ -1040,6 +1043,9 @@ static int get_int(struct build *b, const struct ynode *n, int64_t lo, int64_t h
 	int64_t iv;
 	double dv;
 
+	if (n->kind == Y_SCALAR && resolve(n, &iv, &dv) == S_BIGINT)
+		return berr(b, n, "must be between %lld and %lld, got %.40s", (long long)lo,
+			    (long long)hi, n->s);
 	if (n->kind != Y_SCALAR || resolve(n, &iv, &dv) != S_INT)
 		return berr(b, n, "expected an integer, got %s", kind_name(n));
 	if (iv < lo || iv > hi)
@@ -1074,7 +1080,7 @@ static int get_duration(struct build *b, const struct ynode *n, int64_t *out)
 		return 0;
 	return berr(b, n,
 		    "invalid duration '%.40s' (expected seconds, or a string like \"90s\", \"5m\", "
-		    "\"1h30m\", \"250ms\")",
+		    "\"1h30m\", \"250ms\"; at most 366 days)",
 		    n->s);
 }
 
@@ -1257,8 +1263,8 @@ static json_object *string_with_refs(struct build *b, const struct ynode *n)
 	return v;
 }
 
-static const char *const exec_keys[] = {"max_attempts", "timeout", "grace", "retry_backoff",
-					"limits"};
+static const char *const exec_keys[] = {"max_attempts",	 "timeout", "grace",
+					"retry_backoff", "limits",  "handshake_timeout"};
 static const char *const limit_keys[] = {"memory", "pids", "cpu_time", "open_files",
 					 "output_bytes"};
 
@@ -1476,6 +1482,10 @@ static void build_exec(struct build *b, const struct ynode *n, struct orchd_exec
 			break;
 		case 4:
 			build_limits(b, val, e);
+			break;
+		case 5:
+			if (!get_duration(b, val, &e->handshake_ms))
+				e->set |= ORCHD_EXEC_HANDSHAKE;
 			break;
 		default:
 			path_pop(b, mark);

@@ -90,8 +90,10 @@ int orchd_pipeline_validate(struct orchd_pipeline *p, const char *const *known_t
 /*
  * Parse a duration: a non-negative integer number of seconds, or a string
  * of one or more NUMBER UNIT parts, units h, m, s, ms in that order, each at
- * most once ("90s", "5m", "1h30m", "250ms").  Returns 0 with *ms set, or -1.
+ * most once ("90s", "5m", "1h30m", "250ms"), at most ORCHD_DURATION_MAX_MS.
+ * Returns 0 with *ms set, or -1.
  */
+#define ORCHD_DURATION_MAX_MS ((int64_t)1000 * 3600 * 24 * 366) /* 366 days */
 int orchd_parse_duration(const char *s, int64_t *ms);
 
 /*

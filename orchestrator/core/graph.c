@@ -68,6 +68,26 @@ int orchd_graph_order(const struct orchd_graph *g, size_t *order)
 	return tail == g->n ? 0 : -1;
 }
 
+void orchd_graph_spread(const struct orchd_graph *g, size_t *root)
+{
+	size_t *order = xcalloc(g->n + 1, sizeof(*order));
+
+	if (orchd_graph_order(g, order) < 0) {
+		free(order); /* validation rejects cycles: nothing to spread */
+		return;
+	}
+	for (size_t j = 0; j < g->n; j++) {
+		size_t u = order[j];
+
+		if (root[u] == ORCHD_GRAPH_NONE)
+			continue;
+		for (size_t k = g->user_at[u]; k < g->user_at[u + 1]; k++)
+			if (root[g->users[k]] == ORCHD_GRAPH_NONE)
+				root[g->users[k]] = root[u];
+	}
+	free(order);
+}
+
 size_t orchd_graph_cycles(const struct orchd_graph *g, orchd_graph_cycle_fn fn, void *arg)
 {
 	unsigned char *color = xcalloc(g->n + 1, 1); /* 0 new, 1 on the stack, 2 done */

@@ -62,6 +62,17 @@ static inline size_t orchd_graph_nusers(const struct orchd_graph *g, size_t i)
 int orchd_graph_order(const struct orchd_graph *g, size_t *order);
 
 /*
+ * Carry a mark down the edges, for what is transitively affected (a stale
+ * instance makes everything downstream stale).  root[i] is ORCHD_GRAPH_NONE
+ * for an unmarked node, else the node the mark comes from (i itself for a
+ * node marked on its own).  Afterwards every node downstream of a marked
+ * one is marked too, with the root of its first marked dependency in run
+ * order.  A graph with a cycle (never valid) is left as it is.
+ */
+#define ORCHD_GRAPH_NONE ((size_t)-1)
+void orchd_graph_spread(const struct orchd_graph *g, size_t *root);
+
+/*
  * Call fn once per cycle found by a depth-first search (every node in a
  * cycle is reported in at least one; cycles sharing nodes may be reported
  * once).  cycle[0 .. len) lists the nodes in run order (each a dependency

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/graph.h"
 #include "core/refs.h"
 #include "core/state.h"
 #include "interfaces/engine.h"
@@ -121,8 +122,8 @@ static int show_outputs(struct inspect *in, int json, int show_secrets)
 
 /* --- status ---------------------------------------------------------------- */
 
-/* Why instance i is stale, or NULL (the rule of --only-stale). */
-static const char *stale(struct inspect *in, size_t i)
+/* Why instance i itself is stale, or NULL. */
+static const char *stale_self(struct inspect *in, size_t i)
 {
 	struct orchd_resolver r = {in->p, upstream_of, in, 0, 1};
 	struct orchd_resolved now = {0};
@@ -136,6 +137,35 @@ static const char *stale(struct inspect *in, size_t i)
 	return why;
 }
 
+/* Why each instance is stale (malloc'ed), or NULL: the rule of --only-stale.
+ * Staleness is transitive: downstream of a stale instance, "upstream
+ * TYPE.NAME is stale". */
+static char **stale_all(struct inspect *in)
+{
+	struct orchd_graph g = ORCHD_GRAPH_INIT;
+	size_t n = in->p->ninst;
+	size_t *root = xcalloc(n ? n : 1, sizeof(*root));
+	const char **self = xcalloc(n ? n : 1, sizeof(*self));
+	char **why = xcalloc(n ? n : 1, sizeof(*why));
+
+	for (size_t i = 0; i < n; i++) {
+		self[i] = stale_self(in, i);
+		root[i] = self[i] ? i : ORCHD_GRAPH_NONE;
+	}
+	orchd_graph_build(&g, in->p);
+	orchd_graph_spread(&g, root);
+	for (size_t i = 0; i < n; i++) {
+		if (self[i])
+			why[i] = xstrdup(self[i]);
+		else if (root[i] != ORCHD_GRAPH_NONE && in->s[i].found)
+			why[i] = xasprintf("upstream %s is stale", in->p->inst[root[i]].id);
+	}
+	orchd_graph_release(&g);
+	free(root);
+	free(self);
+	return why;
+}
+
 static json_object *str_or_null(int cond, const char *s)
 {
 	return cond && s ? json_object_new_string(s) : NULL;
@@ -144,6 +174,7 @@ static json_object *str_or_null(int cond, const char *s)
 static int show_status(struct inspect *in, int json)
 {
 	json_object *arr = json_object_new_array();
+	char **whys = stale_all(in);
 
 	if (!json)
 		printf("%-24s %-28s %-8s %-10s %-20s %s\n", "INSTANCE", "STACK", "ACTION", "STATUS",
@@ -156,7 +187,7 @@ static int show_status(struct inspect *in, int json)
 
 		if (skip(in, i))
 			continue;
-		why = stale(in, i);
+		why = whys[i];
 		fmt_time(when, sizeof(when), st->found ? l->ended_at : 0);
 		if (json) {
 			json_object *o = json_object_new_object();
@@ -185,6 +216,9 @@ static int show_status(struct inspect *in, int json)
 	if (json)
 		json_print(arr);
 	json_object_put(arr);
+	for (size_t i = 0; i < in->p->ninst; i++)
+		free(whys[i]);
+	free(whys);
 	return ORCHD_EXIT_OK;
 }
 

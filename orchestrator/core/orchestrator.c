@@ -247,7 +247,7 @@ static int load_records(struct command *c, const struct orchd_pipeline *p,
 	c->sched = orchd_sched_new(&so, c->selected);
 	if (!c->sched)
 		return -1;
-	if (o->verb != ORCHD_VERB_PLAN && check_passphrase(c) < 0)
+	if (o->verb != ORCHD_VERB_PLAN && o->verb != ORCHD_VERB_VALIDATE && check_passphrase(c) < 0)
 		return -1;
 	if (orchd_sched_load(c->sched) < 0)
 		return -1;
@@ -336,10 +336,17 @@ int orchd_orchestrate(struct orchd_pipeline *p, const struct orchd_registry *reg
 		orchd_console_log(c.con, NULL, ORCHD_LOG_ERROR,
 				  "configuration rejected by validate: nothing was changed");
 		orchd_sched_summary(c.sched);
-	} else if (orchd_sched_system_error(c.sched) && !orchd_sched_interrupted(c.sched)) {
+	} else if ((orchd_sched_system_error(c.sched) || orchd_sched_any_failed(c.sched)) &&
+		   !orchd_sched_interrupted(c.sched)) {
 		orchd_console_log(c.con, NULL, ORCHD_LOG_ERROR,
 				  "validate could not run every instance: nothing was changed");
 		orchd_sched_summary(c.sched);
+		acted = 1; /* an instance failed: exit 1, unless a system error */
+	} else if (o->verb == ORCHD_VERB_VALIDATE) {
+		if (o->verbose)
+			orchd_sched_summary(c.sched);
+		rc = outcome(&c, o, 0);
+		goto out_report;
 	} else if (!orchd_sched_interrupted(c.sched)) {
 		if (orchd_sched_run(c.sched, verb_action(o->verb)) < 0)
 			goto out_report;
@@ -349,7 +356,9 @@ int orchd_orchestrate(struct orchd_pipeline *p, const struct orchd_registry *reg
 	}
 	rc = outcome(&c, o, acted);
 out_report:
-	if (report(&c, p, o, rc) < 0 && rc == ORCHD_EXIT_OK)
+	if (o->verb == ORCHD_VERB_VALIDATE)
+		op_rmtree(c.run_dir); /* validate leaves nothing behind */
+	else if (report(&c, p, o, rc) < 0 && rc == ORCHD_EXIT_OK)
 		rc = ORCHD_EXIT_SYSTEM;
 out:
 	orchd_sched_free(c.sched);

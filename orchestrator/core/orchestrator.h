@@ -34,9 +34,10 @@
 #include "models/pipeline.h"
 
 enum orchd_verb {
-	ORCHD_VERB_RUN = 0, /* validate + apply */
-	ORCHD_VERB_PLAN,    /* validate + plan */
-	ORCHD_VERB_DESTROY, /* validate + destroy, reverse order */
+	ORCHD_VERB_RUN = 0,  /* validate + apply */
+	ORCHD_VERB_PLAN,     /* validate + plan */
+	ORCHD_VERB_DESTROY,  /* validate + destroy, reverse order */
+	ORCHD_VERB_VALIDATE, /* validate only: no action, no report; its run directory is removed */
 };
 
 enum orchd_output_mode {

@@ -389,7 +389,9 @@ static const char *status_text(const struct orchd_sched *s, const struct node *n
 		if (s->phase == OP_ACTION_VALIDATE)
 			return "valid";
 		if (s->phase == OP_ACTION_PLAN)
-			return nd->changed == 1 ? "changes" : "no changes";
+			return nd->changed == 1	  ? "changes"
+			       : nd->changed == 0 ? "no changes"
+						  : "changes unknown";
 		return "success";
 	case NODE_FAILED:
 		if (nd->cause == CAUSE_INVALID)
@@ -730,8 +732,9 @@ static void start_step(struct orchd_sched *s, struct node *nd, enum op_action ac
 	spec.attempt = nd->attempts;
 	spec.keep_workdir = s->o.keep_workdir;
 	spec.env = (const char *const *)(void *)env;
-	spec.timeout_ms = s->phase == OP_ACTION_VALIDATE ? 0 : nd->in->exec.timeout_ms;
+	spec.timeout_ms = nd->in->exec.timeout_ms;
 	spec.grace_ms = nd->in->exec.grace_ms;
+	spec.hello_timeout_ms = nd->in->exec.handshake_ms;
 	spec.ctx = nd;
 	spec.sources = nd->in->sources;
 	spec.sandbox = nd->sandbox;
@@ -799,14 +802,26 @@ static long long backoff_ms(const struct orchd_exec *e, int attempt)
 /* The validate phase's verdict on one node. */
 static void validated(struct orchd_sched *s, struct node *nd, const struct orchd_step_result *res)
 {
-	int ok = res->status == ORCHD_STEP_SUCCESS;
+	int ok = res->status == ORCHD_STEP_SUCCESS || res->status == ORCHD_STEP_UNSUPPORTED;
 
-	if (res->status == ORCHD_STEP_SPAWN_ERROR) {
-		/* not the config's fault: the run stops with a system error */
+	if (res->status == ORCHD_STEP_UNSUPPORTED)
+		node_log(s, nd, ORCHD_LOG_INFO,
+			 "the extension has no validate action: "
+			 "its config is not checked before the run");
+	if (!ok && !(res->status == ORCHD_STEP_FAILED && res->has_result)) {
+		/* no verdict on the config (it could not start, is
+		 * incompatible, timed out, broke the protocol, crashed): the
+		 * run stops, as a system error or as a failed instance */
 		nd->cause = CAUSE_STEP;
 		snprintf(nd->reason, sizeof(nd->reason), "%s", res->reason);
 		node_log(s, nd, ORCHD_LOG_ERROR, "validate could not run: %s", res->reason);
-		fire(s, nd, EV_FAILED);
+		if (res->status == ORCHD_STEP_CANCELLED) {
+			nd->stored_event = EV_STORED_CANCEL;
+			fire(s, nd, EV_CANCELLED);
+		} else {
+			nd->stored_event = EV_STORED_FAILED;
+			fire(s, nd, EV_FAILED);
+		}
 		return;
 	}
 
@@ -851,14 +866,34 @@ static void on_done(void *cb_data, void *ctx, const char *id, const struct orchd
 	int ok = res->status == ORCHD_STEP_SUCCESS;
 
 	(void)id;
-	if (res->status == ORCHD_STEP_SPAWN_ERROR)
+	if (res->changed >= 0)
+		nd->changed = res->changed;
+	if (res->status == ORCHD_STEP_SPAWN_ERROR || res->status == ORCHD_STEP_INCOMPATIBLE)
 		s->system_error = 1;
+	/* the optional actions (PROTOCOL.md §7): one an extension does not
+	 * have is done by doing nothing */
+	if (res->status == ORCHD_STEP_UNSUPPORTED && s->phase != OP_ACTION_VALIDATE) {
+		if (nd->step_action == OP_ACTION_VALIDATE) {
+			ok = 1;
+			node_log(s, nd, ORCHD_LOG_INFO,
+				 "the extension has no validate action: its config is not checked");
+		} else if (nd->step_action == OP_ACTION_PLAN) {
+			ok = 1;
+			nd->changed = -1;
+			node_log(s, nd, ORCHD_LOG_WARNING,
+				 "the extension has no plan action: what apply would change is "
+				 "unknown");
+		} else if (nd->step_action == OP_ACTION_DESTROY) {
+			ok = 1;
+			node_log(s, nd, ORCHD_LOG_WARNING,
+				 "the extension has no destroy action: nothing was torn down, its "
+				 "stack is removed");
+		}
+	}
 	nd->wall_ms += res->wall_ms;
 	nd->cpu_ms += res->cpu_user_ms + res->cpu_sys_ms;
 	if (res->max_rss_kb > nd->rss_kb)
 		nd->rss_kb = res->max_rss_kb;
-	if (res->changed >= 0)
-		nd->changed = res->changed;
 	nd->step_status = res->status;
 
 	if (s->phase == OP_ACTION_VALIDATE) {
@@ -1253,8 +1288,25 @@ void orchd_sched_filter(struct orchd_sched *s, int only_stale, int only_failed)
 {
 	struct orchd_resolver r = {s->o.p, upstream_of, s, 0, 1};
 
+	size_t *stale;
+
 	if (!only_stale && !only_failed)
 		return;
+	/* stale: its own inputs changed, or an upstream's (transitively) */
+	stale = xcalloc(s->nn ? s->nn : 1, sizeof(*stale));
+	for (size_t i = 0; i < s->nn; i++) {
+		struct node *nd = &s->n[i];
+		struct orchd_resolved now = {0};
+
+		stale[i] = ORCHD_GRAPH_NONE;
+		if (!only_stale || nd->st == NODE_OFF || !has_record(nd))
+			continue;
+		orchd_refs_resolve(&r, i, &now);
+		if (orchd_refs_stale(&nd->prev, &now))
+			stale[i] = i;
+		orchd_resolved_release(&now);
+	}
+	orchd_graph_spread(s->o.g, stale);
 	for (size_t i = 0; i < s->nn; i++) {
 		struct node *nd = &s->n[i];
 		int keep = 0;
@@ -1264,16 +1316,11 @@ void orchd_sched_filter(struct orchd_sched *s, int only_stale, int only_failed)
 		if (only_failed)
 			keep |= has_record(nd) && nd->prev.last.status &&
 				strcmp(nd->prev.last.status, "success") != 0;
-		if (only_stale && has_record(nd)) {
-			struct orchd_resolved now = {0};
-
-			orchd_refs_resolve(&r, i, &now);
-			keep |= orchd_refs_stale(&nd->prev, &now) != NULL;
-			orchd_resolved_release(&now);
-		}
+		keep |= stale[i] != ORCHD_GRAPH_NONE;
 		if (!keep)
 			nd->st = NODE_OFF;
 	}
+	free(stale);
 }
 
 size_t orchd_sched_count(const struct orchd_sched *s)
@@ -1342,8 +1389,9 @@ int orchd_sched_any_strict(const struct orchd_sched *s)
 
 int orchd_sched_any_changes(const struct orchd_sched *s)
 {
+	/* a plan that could not tell (changed unknown) may change things */
 	for (size_t i = 0; i < s->nn; i++)
-		if (s->n[i].st != NODE_OFF && s->n[i].changed == 1)
+		if (s->n[i].st == NODE_DONE && s->n[i].changed != 0)
 			return 1;
 	return 0;
 }

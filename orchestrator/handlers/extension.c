@@ -17,7 +17,8 @@
 #include "util.h"
 
 static const char *const status_names[] = {
-	"success", "failed", "timed out", "cancelled", "spawn error", "protocol error",
+	"success",     "failed",	 "timed out",	 "cancelled",
+	"spawn error", "protocol error", "incompatible", "unsupported",
 };
 
 const char *orchd_step_status_name(enum orchd_step_status s)
@@ -215,7 +216,8 @@ struct orchd_step *orchd_step_new(const struct orchd_step_spec *spec,
 	st->ctx = spec->ctx;
 	st->action = spec->action;
 	st->keep_workdir = spec->keep_workdir;
-	st->grace_ms = spec->grace_ms > 0 ? spec->grace_ms : ORCHD_DEFAULT_GRACE_MS;
+	st->grace_ms = spec->grace_ms >= 0 ? spec->grace_ms : ORCHD_DEFAULT_GRACE_MS;
+	st->hello_ms = spec->hello_timeout_ms > 0 ? spec->hello_timeout_ms : ORCHD_DEFAULT_HELLO_MS;
 	st->timeout_ms = spec->timeout_ms > 0 ? spec->timeout_ms : 0;
 	st->start_ms = now_ms();
 	/* the timeout counts from here: fetching its sources included */
@@ -334,26 +336,25 @@ static void step_end_protocol(struct orchd_step *st)
 /* Wait a grace for the exit, then SIGTERM (the linger deadline). */
 static void step_await_exit(struct orchd_step *st)
 {
+	/* the grace, but never less than ORCHD_MIN_LINGER_MS: grace 0 means
+	 * "SIGKILL right after SIGTERM", not "no time to exit" */
+	long long wait = st->grace_ms > ORCHD_MIN_LINGER_MS ? st->grace_ms : ORCHD_MIN_LINGER_MS;
+
 	if (st->proc != PROC_REAPED && !st->dl_linger)
-		st->dl_linger = now_ms() + st->grace_ms;
+		st->dl_linger = now_ms() + wait;
 }
 
 /*
- * Ask the extension to stop (protocol "Cancellation"): when the action was
- * sent, a cancel message now, SIGTERM to the group after the grace and
- * SIGKILL after another grace; before that (handshake), SIGTERM at once.
+ * Ask the extension to stop (protocol §9): when the action was sent, a
+ * cancel message and SIGTERM to the group together; SIGKILL after the grace.
  */
 static void step_soft_stop(struct orchd_step *st, const char *reason)
 {
 	if (st->proc != PROC_RUNNING)
 		return;
-	if (st->phase == PHASE_ACTION && st->fd_in >= 0) {
+	if (st->phase == PHASE_ACTION && st->fd_in >= 0)
 		orchd_step_queue(st, op_encode_cancel(reason));
-		if (!st->dl_term)
-			st->dl_term = now_ms() + st->grace_ms;
-	} else {
-		step_terminate(st);
-	}
+	step_terminate(st);
 }
 
 /* --- events -------------------------------------------------------------- */
@@ -428,6 +429,7 @@ void orchd_step_cancel(struct orchd_step *st, const char *reason, int sig, const
 void orchd_step_spawned(struct orchd_step *st)
 {
 	st->proc = PROC_RUNNING;
+	st->dl_hello = now_ms() + st->hello_ms;
 	orchd_step_queue(
 		st, op_encode_hello_orchd(OP_PROTOCOL_MIN, OP_PROTOCOL_MAX, st->orchd_version));
 	if (stopping(st))
@@ -453,9 +455,25 @@ static void step_message(struct orchd_step *st, enum op_msg_type type, json_obje
 					"protocol error: unexpected hello");
 			return;
 		}
-		if (op_check_ext_hello(msg, OP_PROTOCOL_MIN, OP_PROTOCOL_MAX, st->orchd_version,
-				       st->action, err, sizeof(err)) < 0) {
-			orchd_step_fail(st, ORCHD_STEP_PROTOCOL_ERROR, "%s", err);
+		st->dl_hello = 0;
+		switch (op_check_ext_hello(msg, OP_PROTOCOL_MIN, OP_PROTOCOL_MAX, st->orchd_version,
+					   st->action, err, sizeof(err))) {
+		case OP_HELLO_OK:
+			break;
+		case OP_HELLO_PROTOCOL:
+			orchd_step_fail(st, ORCHD_STEP_INCOMPATIBLE,
+					"incompatible extension: %s (a version of the extension "
+					"that speaks protocol %d would fit)",
+					err, OP_PROTOCOL_MAX);
+			return;
+		case OP_HELLO_VERSION:
+			orchd_step_fail(st, ORCHD_STEP_INCOMPATIBLE,
+					"incompatible extension: %s (orchd %s or later, or an "
+					"older version of the extension, would fit)",
+					err, op_get_str(msg, "min_orchd_version"));
+			return;
+		default:
+			orchd_step_fail(st, ORCHD_STEP_UNSUPPORTED, "%s", err);
 			return;
 		}
 		if (stopping(st)) {
@@ -518,6 +536,14 @@ static void step_message(struct orchd_step *st, enum op_msg_type type, json_obje
 		if (op_get_bool(msg, "retryable", false))
 			st->retryable = 1;
 		step_log_src(st, ORCHD_LOG_ERROR, ORCHD_LOGSRC_PROTOCOL, st->error_message);
+		if (st->phase == PHASE_HELLO)
+			/* protocol §5.3: it speaks no version orchd offers */
+			orchd_step_fail(
+				st, ORCHD_STEP_INCOMPATIBLE,
+				"incompatible extension: it refused the handshake: %s (orchd "
+				"%s speaks protocol %d..%d)",
+				st->error_message, st->orchd_version, OP_PROTOCOL_MIN,
+				OP_PROTOCOL_MAX);
 		break;
 	}
 	case OP_MSG_RESULT: {
@@ -669,10 +695,13 @@ void orchd_step_reaped(struct orchd_step *st, int wstatus, const struct rusage *
 	st->wstatus = wstatus;
 	if (ru)
 		st->ru = *ru;
-	st->dl_kill = st->dl_linger = st->dl_timeout = st->dl_term = 0;
+	st->dl_kill = st->dl_linger = st->dl_timeout = st->dl_hello = 0;
 	orchd_step_close_stdin(st);
 	if (st->fd_out >= 0 || st->fd_err >= 0) {
 		long long d = st->grace_ms < ORCHD_DRAIN_MS ? st->grace_ms : ORCHD_DRAIN_MS;
+
+		if (d < ORCHD_MIN_LINGER_MS)
+			d = ORCHD_MIN_LINGER_MS;
 
 		st->dl_drain = now_ms() + d;
 	}
@@ -712,9 +741,14 @@ void orchd_step_deadlines(struct orchd_step *st, long long now)
 			step_soft_stop(st, "timeout");
 		}
 	}
-	if (st->dl_term && now >= st->dl_term) {
-		st->dl_term = 0;
-		step_terminate(st);
+	if (st->dl_hello && now >= st->dl_hello) {
+		char d[32];
+
+		st->dl_hello = 0;
+		format_ms(d, sizeof(d), st->hello_ms);
+		if (st->phase == PHASE_HELLO && st->proc == PROC_RUNNING)
+			orchd_step_fail(st, ORCHD_STEP_PROTOCOL_ERROR,
+					"protocol error: no hello from the extension within %s", d);
 	}
 	if (st->dl_linger && now >= st->dl_linger) {
 		st->dl_linger = 0;
@@ -732,7 +766,7 @@ void orchd_step_deadlines(struct orchd_step *st, long long now)
 long long orchd_step_next_deadline(const struct orchd_step *st)
 {
 	const long long d[] = {st->dl_timeout, st->dl_kill, st->dl_drain, st->dl_linger,
-			       st->dl_term};
+			       st->dl_hello};
 	long long dl = -1;
 
 	for (size_t j = 0; j < ARRAY_SIZE(d); j++)

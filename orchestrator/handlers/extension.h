@@ -47,11 +47,12 @@
  *     which override those), then ORCHD_PROTOCOL=1, ORCHD_INSTANCE=<instance
  *     or id>, ORCHD_WORKDIR=<workdir>.  Never orchd's whole environment.
  *
- * Timeouts and cancellation (protocol "Cancellation"): at spec->timeout_ms
- * after the start, or on a cancel, the step sends cancel (reason "timeout"
- * / the given reason) if the action was sent; after grace_ms SIGTERM to
- * the group, after another grace_ms SIGKILL.  (Before the action was sent:
- * SIGTERM at once.)  When orchd itself is signalled (SIGINT/SIGTERM), the
+ * Timeouts and cancellation (protocol §9): at spec->timeout_ms after the
+ * start (sources, handshake and every action included), or on a cancel, the
+ * step sends cancel (reason "timeout" / the given reason) if the action was
+ * sent, and SIGTERM to the group at the same time; SIGKILL after grace_ms.
+ * An extension that has not said hello within hello_timeout_ms of its
+ * start fails the handshake the same way.  When orchd itself is signalled (SIGINT/SIGTERM), the
  * same signal goes to the group at once with the cancel, SIGKILL after the
  * grace.  A protocol error or a failed handshake closes stdin and sends
  * SIGTERM at once, SIGKILL after the grace.  An extension that closed its
@@ -82,8 +83,12 @@
 
 /* Default grace period between SIGTERM and SIGKILL. */
 #define ORCHD_DEFAULT_GRACE_MS 10000
+/* Default longest wait for an extension's hello (protocol §5). */
+#define ORCHD_DEFAULT_HELLO_MS 30000
 /* Longest drain of pipes held open by a leftover grandchild after reap. */
 #define ORCHD_DRAIN_MS 2000
+/* Shortest wait for an exit after a result, and for pipes after an exit. */
+#define ORCHD_MIN_LINGER_MS 1000
 
 enum orchd_step_status {
 	ORCHD_STEP_SUCCESS = 0,	   /* result success and exit status 0 */
@@ -92,9 +97,12 @@ enum orchd_step_status {
 	ORCHD_STEP_CANCELLED,	   /* a cancel, or SIGINT/SIGTERM to orchd */
 	ORCHD_STEP_SPAWN_ERROR,	   /* could not create the workdir, fetch, pipes or exec */
 	ORCHD_STEP_PROTOCOL_ERROR, /* the extension broke the protocol or the handshake */
+	ORCHD_STEP_INCOMPATIBLE,   /* its protocol or min_orchd_version does not fit */
+	ORCHD_STEP_UNSUPPORTED,	   /* its hello does not list the action */
 };
 
-/* "success", "failed", "timed out", "cancelled", "spawn error", "protocol error". */
+/* "success", "failed", "timed out", "cancelled", "spawn error", "protocol error",
+ * "incompatible", "unsupported". */
 const char *orchd_step_status_name(enum orchd_step_status s);
 
 /*
@@ -120,8 +128,11 @@ struct orchd_step_spec {
 	int keep_workdir;	/* do not remove the workdir afterwards */
 	const char *const *env; /* extra "NAME=VALUE" entries, NULL-terminated; may be NULL */
 	long long timeout_ms;	/* per attempt; 0: none */
-	long long grace_ms;	/* SIGTERM -> SIGKILL; 0: ORCHD_DEFAULT_GRACE_MS */
-	void *ctx;		/* handed back to the callbacks */
+	long long grace_ms;	/* SIGTERM -> SIGKILL; 0: at once; < 0: ORCHD_DEFAULT_GRACE_MS */
+	/* from the start to the extension's hello (bounded by timeout_ms
+	 * too); 0: ORCHD_DEFAULT_HELLO_MS */
+	long long hello_timeout_ms;
+	void *ctx; /* handed back to the callbacks */
 	/*
 	 * The instance's sources (an array of specs, core/sources.h), fetched
 	 * into the workdir before the extension starts, off the event loop;
@@ -138,10 +149,10 @@ struct orchd_step_spec {
 	const struct orchd_sandbox_spec *sandbox;
 };
 
-#define ORCHD_STEP_SPEC_INIT                                                                      \
-	{                                                                                         \
-		NULL, NULL, OP_ACTION_NONE, NULL, NULL, NULL, NULL, NULL, NULL, 1, 0, NULL, 0, 0, \
-			NULL, NULL, NULL                                                          \
+#define ORCHD_STEP_SPEC_INIT                                                                       \
+	{                                                                                          \
+		NULL, NULL, OP_ACTION_NONE, NULL, NULL, NULL, NULL, NULL, NULL, 1, 0, NULL, 0, -1, \
+			0, NULL, NULL, NULL                                                        \
 	}
 
 /*
@@ -283,6 +294,7 @@ struct orchd_step {
 	enum op_action action;
 	int keep_workdir;
 	long long grace_ms;
+	long long hello_ms;
 	long long timeout_ms;
 	long long start_ms;
 
@@ -314,7 +326,7 @@ struct orchd_step {
 	long long dl_kill;   /* SIGKILL the group */
 	long long dl_drain;  /* after reap: stop waiting for EOF */
 	long long dl_linger; /* after result / stdout EOF: SIGTERM if still running */
-	long long dl_term;   /* after a cancel message: SIGTERM if still running */
+	long long dl_hello;  /* no hello yet: fail the handshake */
 
 	int wstatus;
 	struct rusage ru;

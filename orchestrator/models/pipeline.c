@@ -12,6 +12,7 @@ void orchd_exec_set_defaults(struct orchd_exec *e)
 	e->backoff_max_ms = 60000;
 	e->backoff_factor = 2.0;
 	e->grace_ms = 10000;
+	e->handshake_ms = 30000;
 	memset(&e->limits, 0, sizeof(e->limits));
 	e->limits.pids = 4096;
 	e->set = 0;
@@ -70,6 +71,8 @@ void orchd_exec_merge(struct orchd_exec *base, const struct orchd_exec *over)
 		base->backoff_factor = over->backoff_factor;
 	if (over->set & ORCHD_EXEC_GRACE)
 		base->grace_ms = over->grace_ms;
+	if (over->set & ORCHD_EXEC_HANDSHAKE)
+		base->handshake_ms = over->handshake_ms;
 	if (over->set & ORCHD_EXEC_LIMIT_MEMORY)
 		base->limits.memory = over->limits.memory;
 	if (over->set & ORCHD_EXEC_LIMIT_PIDS)

@@ -38,6 +38,7 @@ enum orchd_exec_field {
 	ORCHD_EXEC_LIMIT_CPU = 1 << 8,
 	ORCHD_EXEC_LIMIT_FILES = 1 << 9,
 	ORCHD_EXEC_LIMIT_OUTPUT = 1 << 10,
+	ORCHD_EXEC_HANDSHAKE = 1 << 11,
 };
 
 /* execution.limits: what one attempt of an instance may use (0: no limit
@@ -58,6 +59,7 @@ struct orchd_exec {
 	int64_t backoff_max_ms;	    /* cap of the delay; default 60000 */
 	double backoff_factor;	    /* multiplier per attempt; default 2.0 */
 	int64_t grace_ms;	    /* SIGTERM -> SIGKILL grace; default 10000 */
+	int64_t handshake_ms;	    /* start -> hello; default 30000 */
 	struct orchd_limits limits; /* default: pids 4096, the rest none */
 	unsigned set;		    /* mask of enum orchd_exec_field */
 };

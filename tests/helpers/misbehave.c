@@ -18,7 +18,11 @@
  *   ignoreterm  ignore SIGTERM and SIGINT and sleep forever
  *   termexit    sleep forever; SIGTERM makes it exit 42 (so a test can
  *               tell a forwarded SIGTERM from the grace's SIGKILL)
- *   waitcancel  wait for a cancel message, answer failure "cancelled: REASON"
+ *   waitcancel  ignore SIGTERM, wait for a cancel message, answer failure
+ *               "cancelled: REASON"
+ *   stamps      ignore SIGTERM; append "action T", then "cancel T" and
+ *               "sigterm T" as they arrive, to the file config.file (T:
+ *               CLOCK_MONOTONIC milliseconds); then wait for the SIGKILL
  *   flood       config.mb MiB of log messages (1000-byte lines) on stdout
  *               and as much text on stderr, then success; config.stream
  *               "stdout" or "stderr" limits it to one of them
@@ -42,9 +46,12 @@
  *               lines), output "response": the response message and, if
  *               config.check names a file (relative to the workdir),
  *               output "content": its text; then success.  With
- *               config.after_cancel, first wait for a cancel message
+ *               config.after_cancel, first wait for a cancel message.
+ *               Ignores SIGTERM (it answers a cancel through messages)
  */
 #include <dirent.h>
+#include <poll.h>
+#include <time.h>
 #include <json-c/json.h>
 #include <signal.h>
 #include <stdio.h>
@@ -123,6 +130,63 @@ static int finish(int rc)
 {
 	json_object_put(action);
 	return rc;
+}
+
+static volatile sig_atomic_t got_term;
+
+static void note_term(int sig)
+{
+	(void)sig;
+	got_term = 1;
+}
+
+static long long mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void stamp(const char *file, const char *what)
+{
+	FILE *f = fopen(file, "a");
+
+	if (f) {
+		fprintf(f, "%s %lld\n", what, mono_ms());
+		fclose(f);
+	}
+}
+
+/* stamps: see the header. */
+static void stamps(const char *file)
+{
+	struct sigaction sa;
+	int cancelled = 0, termed = 0;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = note_term;
+	sigaction(SIGTERM, &sa, NULL);
+	stamp(file, "action");
+	for (;;) {
+		struct pollfd pfd = {0, POLLIN, 0};
+
+		if (got_term && !termed) {
+			termed = 1;
+			stamp(file, "sigterm");
+		}
+		if (poll(&pfd, 1, 5) > 0 && !cancelled) {
+			json_object *m = read_msg();
+
+			if (m) {
+				cancelled = 1;
+				stamp(file, "cancel");
+				json_object_put(m);
+			} else {
+				cancelled = 1; /* EOF */
+			}
+		}
+	}
 }
 
 static void sleep_forever(void)
@@ -255,8 +319,14 @@ int main(void)
 		signal(SIGTERM, SIG_IGN);
 		signal(SIGINT, SIG_IGN);
 		sleep_forever();
+	} else if (!strcmp(mode, "stamps")) {
+		stamps(json_object_get_string(
+			json_object_object_get_ex(config, "file", &v) ? v : NULL));
 	} else if (!strcmp(mode, "waitcancel")) {
-		json_object *m = read_msg();
+		json_object *m;
+
+		signal(SIGTERM, SIG_IGN);
+		m = read_msg();
 		const char *reason = "eof";
 		char buf[128];
 		if (m && json_object_object_get_ex(m, "reason", &v))
@@ -396,6 +466,8 @@ int main(void)
 		const char *op = json_object_object_get_ex(config, "op", &v)
 					 ? json_object_get_string(v)
 					 : "fetch";
+		/* it follows cancellation through the messages (§9) */
+		signal(SIGTERM, SIG_IGN);
 		if (json_object_object_get_ex(config, "after_cancel", &v) &&
 		    json_object_get_boolean(v))
 			json_object_put(read_msg());

@@ -1,0 +1,269 @@
+/*
+ * Lifecycle semantics, end to end: the real orchd binary and small
+ * extensions written here in sh (real processes speaking the protocol), for
+ * what PROTOCOL.md promises about the handshake, timeouts, optional actions
+ * and incompatible extensions.
+ */
+#include <check.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "testutil.h"
+#include "util.h"
+
+static char *dir, *extdir, *orchd_bin;
+
+static void setup(void)
+{
+	dir = test_tmpdir();
+	ck_assert_ptr_nonnull(dir);
+	extdir = xasprintf("%s/ext", dir);
+	ck_assert_int_eq(mkdir(extdir, 0700), 0);
+	orchd_bin = test_build_path("bin/orchd");
+}
+
+static void teardown(void)
+{
+	test_rmtree(dir);
+	free(dir);
+	free(extdir);
+	free(orchd_bin);
+}
+
+/* An extension TYPE whose executable is the sh script BODY. */
+static void write_ext(const char *type, const char *body)
+{
+	char *p = xasprintf("%s/orchd-ext-%s", extdir, type);
+	FILE *f = fopen(p, "w");
+
+	ck_assert_ptr_nonnull(f);
+	fprintf(f, "#!/bin/sh\n%s", body);
+	fclose(f);
+	ck_assert_int_eq(chmod(p, 0755), 0);
+	free(p);
+}
+
+static char *write_pipeline(const char *text)
+{
+	char *p = xasprintf("%s/p.yaml", dir);
+	FILE *f = fopen(p, "w");
+
+	ck_assert_ptr_nonnull(f);
+	fputs(text, f);
+	fclose(f);
+	return p;
+}
+
+/* orchd CMD FILE --extensions-dir EXT ARGS... (NULL-terminated); the exit code. */
+static int orchd(const char *cmd, const char *file, char **out, char **err, ...)
+{
+	char *argv[32];
+	int argc = 0;
+	va_list ap;
+	const char *a;
+
+	argv[argc++] = orchd_bin;
+	argv[argc++] = (char *)(uintptr_t)cmd;
+	argv[argc++] = (char *)(uintptr_t)file;
+	argv[argc++] = (char *)(uintptr_t) "--extensions-dir";
+	argv[argc++] = extdir;
+	va_start(ap, err);
+	while ((a = va_arg(ap, const char *)) && argc < 31)
+		argv[argc++] = (char *)(uintptr_t)a;
+	va_end(ap);
+	argv[argc] = NULL;
+	return test_run(argv, out, err);
+}
+
+#define HELLO(name, actions)                                                                    \
+	"read -r hello\n"                                                                       \
+	"echo '{\"type\":\"hello\",\"protocol\":1,\"name\":\"" name "\",\"version\":\"1.0.0\"," \
+	"\"actions\":" actions "}'\n"
+
+/* An extension that never says hello: the handshake timeout bounds it,
+ * with no instance timeout set. */
+START_TEST(test_no_hello_is_bounded)
+{
+	char *f, *err = NULL;
+	int rc;
+
+	write_ext("silent", "exec sleep 600\n");
+	f = write_pipeline("p:\n"
+			   "  silent:\n"
+			   "    - name: a\n"
+			   "      execution: {handshake_timeout: 1s, grace: 1s}\n");
+	rc = orchd("run", f, NULL, &err, (char *)NULL);
+	ck_assert_msg(rc == 1, "rc=%d\n%s", rc, err);
+	ck_assert_msg(strstr(err, "no hello from the extension within 1s"), "%s", err);
+	ck_assert_msg(strstr(err, "validate could not run every instance"), "%s", err);
+	free(err);
+	free(f);
+}
+END_TEST
+
+/* The instance's timeout bounds validate too. */
+START_TEST(test_timeout_bounds_validate)
+{
+	char *f, *err = NULL;
+	int rc;
+
+	write_ext("slowval", HELLO("slowval", "[\"validate\",\"apply\"]") "exec sleep 600\n");
+	f = write_pipeline("p:\n"
+			   "  slowval:\n"
+			   "    - name: b\n"
+			   "      execution: {timeout: 1s, grace: 0}\n");
+	rc = orchd("run", f, NULL, &err, (char *)NULL);
+	ck_assert_msg(rc == 1, "rc=%d\n%s", rc, err);
+	ck_assert_msg(strstr(err, "validate could not run: timed out after 1s"), "%s", err);
+	free(err);
+	free(f);
+}
+END_TEST
+
+/* An extension that needs a newer orchd: exit 3, saying what would fit;
+ * one that refuses the handshake (no common protocol) likewise. */
+START_TEST(test_incompatible_extension)
+{
+	char *f, *err = NULL;
+	int rc;
+
+	write_ext("newer", "read -r hello\n"
+			   "echo '{\"type\":\"hello\",\"protocol\":1,\"name\":\"newer\","
+			   "\"version\":\"2.0.0\",\"min_orchd_version\":\"9.1\","
+			   "\"actions\":[\"validate\",\"apply\"]}'\n"
+			   "read -r action\n");
+	write_ext("proto9", "read -r hello\n"
+			    "echo '{\"type\":\"error\",\"message\":\"proto9 speaks protocol "
+			    "9..9\"}'\n"
+			    "exit 1\n");
+	f = write_pipeline("p:\n  newer:\n    - name: a\n");
+	rc = orchd("run", f, NULL, &err, (char *)NULL);
+	ck_assert_msg(rc == 3, "rc=%d\n%s", rc, err);
+	ck_assert_msg(strstr(err, "incompatible extension: extension newer 2.0.0 requires "
+				  "orchd >= 9.1 (this is "),
+		      "%s", err);
+	ck_assert_msg(strstr(err, "orchd 9.1 or later, or an older version of the extension, "
+				  "would fit"),
+		      "%s", err);
+	ck_assert_msg(!strstr(err, "rejected by validate"), "%s", err);
+	free(err);
+	free(f);
+	f = write_pipeline("p:\n  proto9:\n    - name: a\n");
+	rc = orchd("run", f, NULL, &err, (char *)NULL);
+	ck_assert_msg(rc == 3, "rc=%d\n%s", rc, err);
+	ck_assert_msg(strstr(err, "incompatible extension: it refused the handshake: proto9 "
+				  "speaks protocol 9..9 (orchd "),
+		      "%s", err);
+	free(err);
+	free(f);
+}
+END_TEST
+
+/* Only apply is required: without validate the config is not checked,
+ * without plan the plan says "changes unknown" (a possible change for
+ * --detailed-exitcode), without destroy the stack is forgotten. */
+START_TEST(test_optional_actions)
+{
+	char *f, *out = NULL, *err = NULL;
+	int rc;
+
+	write_ext("onlyapply",
+		  HELLO("onlyapply", "[\"apply\"]") "read -r action || exit 0\n"
+						    "echo '{\"type\":\"output\",\"key\":"
+						    "\"k\",\"value\":1}'\n"
+						    "echo '{\"type\":\"result\",\"status\":"
+						    "\"success\",\"changed\":true}'\n");
+	f = write_pipeline("p:\n  onlyapply:\n    - name: a\n");
+	rc = orchd("run", f, NULL, &err, (char *)NULL);
+	ck_assert_msg(rc == 0, "rc=%d\n%s", rc, err);
+	ck_assert_msg(strstr(err, "the extension has no validate action"), "%s", err);
+	free(err);
+	rc = orchd("plan", f, &out, &err, "--detailed-exitcode", (char *)NULL);
+	ck_assert_msg(rc == 2, "rc=%d\n%s", rc, err);
+	ck_assert_msg(strstr(err, "has no plan action"), "%s", err);
+	ck_assert_msg(strstr(err, "changes unknown"), "%s", err);
+	free(out);
+	free(err);
+	rc = orchd("outputs", f, &out, NULL, (char *)NULL);
+	ck_assert_int_eq(rc, 0);
+	ck_assert_msg(strstr(out, "k"), "%s", out);
+	free(out);
+	rc = orchd("destroy", f, NULL, &err, (char *)NULL);
+	ck_assert_msg(rc == 0, "rc=%d\n%s", rc, err);
+	ck_assert_msg(strstr(err, "has no destroy action: nothing was torn down"), "%s", err);
+	free(err);
+	rc = orchd("outputs", f, &out, &err, (char *)NULL);
+	ck_assert_msg(!strstr(out, "k"), "rc=%d\n%s%s", rc, out, err);
+	free(out);
+	free(err);
+	free(f);
+}
+END_TEST
+
+/* Staleness is transitive: one --only-stale run brings a three-level chain
+ * up to date after its top changed. */
+START_TEST(test_staleness_is_transitive)
+{
+	char *vfile = xasprintf("%s/v", dir), *f, *text, *out = NULL, *err = NULL;
+	FILE *vf;
+	int rc;
+
+	vf = fopen(vfile, "w");
+	fputs("v=1\n", vf);
+	fclose(vf);
+	text = xasprintf(
+		"p:\n"
+		"  exec:\n"
+		"    - name: top\n"
+		"      command: [sh, -c, 'cat \"$0\" >> $ORCHD_OUTPUT', '%s']\n"
+		"    - name: mid\n"
+		"      command: [sh, -c, 'echo m=\"$0\" >> $ORCHD_OUTPUT', "
+		"'${{ exec.top.outputs.v }}']\n"
+		"    - name: low\n"
+		"      command: [sh, -c, 'echo low got \"$0\"', '${{ exec.mid.outputs.m }}']\n"
+		"      execution: {timeout: 30s}\n"
+		"  core: {isolation: basic}\n",
+		vfile);
+	f = write_pipeline(text);
+	ck_assert_int_eq(orchd("run", f, NULL, NULL, (char *)NULL), 0);
+	vf = fopen(vfile, "w");
+	fputs("v=2\n", vf);
+	fclose(vf);
+	ck_assert_int_eq(orchd("run", f, NULL, NULL, "--target", "exec.top", (char *)NULL), 0);
+	rc = orchd("status", f, &out, NULL, (char *)NULL);
+	ck_assert_int_eq(rc, 0);
+	ck_assert_msg(strstr(out, "yes (upstream outputs changed)"), "%s", out);
+	ck_assert_msg(strstr(out, "yes (upstream exec.mid is stale)"), "%s", out);
+	free(out);
+	rc = orchd("run", f, NULL, &err, "--only-stale", (char *)NULL);
+	ck_assert_msg(rc == 0, "rc=%d\n%s", rc, err);
+	ck_assert_msg(strstr(err, "low got 2"), "%s", err);
+	free(err);
+	rc = orchd("status", f, &out, NULL, (char *)NULL);
+	ck_assert_msg(!strstr(out, "yes ("), "%s", out);
+	free(out);
+	free(text);
+	free(vfile);
+	free(f);
+}
+END_TEST
+
+Suite *lifecycle_suite(void)
+{
+	Suite *s = suite_create("lifecycle");
+	TCase *tc = tcase_create("lifecycle");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_no_hello_is_bounded);
+	tcase_add_test(tc, test_timeout_bounds_validate);
+	tcase_add_test(tc, test_incompatible_extension);
+	tcase_add_test(tc, test_optional_actions);
+	tcase_add_test(tc, test_staleness_is_transitive);
+	suite_add_tcase(s, tc);
+	return s;
+}
