@@ -72,4 +72,11 @@ const char *orchd_buf_str(const struct op_buf *b);
 /* Monotonic clock in milliseconds. */
 long long now_ms(void);
 
+/*
+ * The length (1..4) of the well-formed UTF-8 sequence at p[0..avail), or 0
+ * when there is none (a stray continuation byte, a truncated or overlong
+ * sequence, a surrogate, past U+10FFFF).  p[0] must not be NUL.
+ */
+size_t orchd_utf8_len(const unsigned char *p, size_t avail);
+
 #endif

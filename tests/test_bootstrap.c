@@ -322,7 +322,7 @@ START_TEST(test_top_level_shapes)
 		 "name), got an empty mapping\n"},
 		{"word", "t.yaml:1:1: error: top level: expected a mapping with one key (the "
 			 "pipeline name), got a string\n"},
-		{"", "t.yaml: error: empty file (expected a mapping with one key, the pipeline "
+		{"", "t.yaml:1:1: error: empty file (expected a mapping with one key, the pipeline "
 		     "name)\n"},
 		{"p: {exec: []}", NULL},
 		{"p:\n  exec: [{name: a, l: [], m: {}}]\n", NULL},

@@ -252,6 +252,119 @@ START_TEST(test_staleness_is_transitive)
 }
 END_TEST
 
+/* A secret that reaches a command line (exec's manifest: argv_keys
+ * [command]) is warned about; through env it is not; and in either case its
+ * value never reaches the console. */
+START_TEST(test_secret_on_command_line_warns)
+{
+	char *f, *err = NULL;
+	int rc;
+
+	setenv("ORCHD_PASSPHRASE", "lifecycle-test-passphrase", 1);
+	f = write_pipeline("p:\n"
+			   "  core: {isolation: basic}\n"
+			   "  exec:\n"
+			   "    - name: src\n"
+			   "      command: [sh, -c, 'echo tok=Zq9-very-secret >> $ORCHD_OUTPUT']\n"
+			   "      secret_outputs: [tok]\n"
+			   "    - name: argv\n"
+			   "      command: [sh, -c, 'echo got $0', '${{ exec.src.outputs.tok }}']\n"
+			   "    - name: viaenv\n"
+			   "      command: [sh, -c, 'echo got $T']\n"
+			   "      env: {T: '${{ exec.src.outputs.tok }}'}\n");
+	rc = orchd("run", f, NULL, &err, (char *)NULL);
+	ck_assert_msg(rc == 0, "rc=%d\n%s", rc, err);
+	ck_assert_msg(strstr(err, "warning: a secret output reaches 'command'"), "%s", err);
+	ck_assert_msg(strstr(err, "[exec.argv]   warning: a secret"), "%s", err);
+	ck_assert_msg(!strstr(err, "[exec.viaenv] warning"), "%s", err);
+	ck_assert_msg(!strstr(err, "Zq9-very-secret"), "%s", err);
+	ck_assert_msg(strstr(err, "got ***"), "%s", err);
+	unsetenv("ORCHD_PASSPHRASE");
+	free(err);
+	free(f);
+}
+END_TEST
+
+/* An excluded instance is never started, not even for validate, and
+ * whether or not it is stale. */
+START_TEST(test_excluded_never_started)
+{
+	char *f, *spy = xasprintf("%s/started", dir), *body, *err = NULL;
+	int rc;
+
+	body = xasprintf("echo started >> '%s'\nexit 1\n", spy);
+	write_ext("spy", body);
+	f = write_pipeline("p:\n"
+			   "  core: {isolation: basic}\n"
+			   "  exec:\n"
+			   "    - name: a\n"
+			   "      command: ['true']\n"
+			   "  spy:\n"
+			   "    - name: s\n"
+			   "      depends_on: [exec.a]\n");
+	rc = orchd("run", f, NULL, &err, "--exclude", "spy.s", (char *)NULL);
+	ck_assert_msg(rc == 0, "rc=%d\n%s", rc, err);
+	free(err);
+	rc = orchd("run", f, NULL, &err, "--exclude", "spy.s", "--only-stale", (char *)NULL);
+	ck_assert_msg(rc == 0, "rc=%d\n%s", rc, err);
+	free(err);
+	rc = orchd("validate", f, NULL, &err, "--exclude", "spy.s", (char *)NULL);
+	ck_assert_msg(rc == 0, "rc=%d\n%s", rc, err);
+	free(err);
+	ck_assert_msg(access(spy, F_OK) < 0, "the excluded instance was started");
+	free(body);
+	free(spy);
+	free(f);
+}
+END_TEST
+
+/* Output hygiene: bytes that are not UTF-8 keep the JUnit file well-formed
+ * XML (checked by Python's XML parser), and `orchd outputs` prints escape
+ * sequences from output values escaped, never raw. */
+START_TEST(test_output_hygiene)
+{
+	char *f, *junit = xasprintf("%s/junit.xml", dir), *out = NULL, *err = NULL;
+	char py[] = "/usr/bin/env", py3[] = "python3", c[] = "-c",
+	     prog[] = "import sys, xml.dom.minidom; xml.dom.minidom.parse(sys.argv[1])";
+	char *argv[] = {py, py3, c, prog, junit, NULL};
+	int rc;
+
+	/* an extension's own stderr is free text: any bytes */
+	write_ext("raw",
+		  HELLO("raw", "[\"apply\"]") "read -r action\n"
+					      "printf 'raw \\377\\376 \\300\\200 \\033[1m\\n' >&2\n"
+					      "echo '{\"type\":\"result\",\"status\":"
+					      "\"failure\"}'\n");
+	f = write_pipeline(
+		"p:\n"
+		"  core: {isolation: basic}\n"
+		"  raw:\n"
+		"    - name: r\n"
+		"  exec:\n"
+		"    - name: bytes\n"
+		"      command: [sh, -c, 'printf \"bad \\377\\376 \\300\\200 \\355\\240\\200 "
+		"esc \\033[31mred\\n\"; printf \"v=\\033]0;title\\007\\033[2J\\n\" "
+		">> $ORCHD_OUTPUT; exit 3']\n"
+		"    - name: ok\n"
+		"      command: [sh, -c, 'printf \"w=\\033[31mred\\302\\233x\\n\" >> "
+		"$ORCHD_OUTPUT']\n");
+	rc = orchd("run", f, NULL, &err, "--keep-going", "--junit", junit, (char *)NULL);
+	ck_assert_msg(rc == 1, "rc=%d\n%s", rc, err);
+	free(err);
+	rc = test_run(argv, &out, &err);
+	ck_assert_msg(rc == 0, "JUnit is not well-formed XML:\n%s", err);
+	free(out);
+	free(err);
+	rc = orchd("outputs", f, &out, NULL, (char *)NULL);
+	ck_assert_int_eq(rc, 0);
+	ck_assert_msg(!strchr(out, 0x1b), "raw ESC in: %s", out);
+	ck_assert_msg(strstr(out, "exec.ok.w = \\e[31mred\\u009bx"), "%s", out);
+	free(out);
+	free(junit);
+	free(f);
+}
+END_TEST
+
 Suite *lifecycle_suite(void)
 {
 	Suite *s = suite_create("lifecycle");
@@ -264,6 +377,9 @@ Suite *lifecycle_suite(void)
 	tcase_add_test(tc, test_incompatible_extension);
 	tcase_add_test(tc, test_optional_actions);
 	tcase_add_test(tc, test_staleness_is_transitive);
+	tcase_add_test(tc, test_secret_on_command_line_warns);
+	tcase_add_test(tc, test_excluded_never_started);
+	tcase_add_test(tc, test_output_hygiene);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <json-c/json.h>
+
 #include "core/logging.h"
 #include "testutil.h"
 #include "util.h"
@@ -121,6 +123,41 @@ static void cap_free(struct cap *c)
 	fclose(c->f);
 	free(c->buf);
 }
+
+/* Every form of a secret is masked on the console: each line of a
+ * multi-line one (a PEM key), one holding a control character, and each
+ * string leaf of an object-valued one. */
+START_TEST(test_console_masks_every_form)
+{
+	struct cap c;
+	struct orchd_console *con = cap_console(&c, ORCHD_LOG_INFO, 0, 0);
+	struct orchd_mask *m = orchd_console_mask(con);
+	json_object *obj = json_tokener_parse("{\"user\":\"admin\",\"password\":\"s3cr3t-pw\","
+					      "\"nested\":[\"tok-123456\",7]}");
+	const char *out;
+
+	orchd_mask_add(m, "-----BEGIN KEY-----\nMIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX\r\nabcd=\n"
+			  "-----END KEY-----\n");
+	orchd_mask_add(m, "tab\x1bsecret");
+	orchd_mask_add_json(m, obj);
+	orchd_console_log(con, "exec.k", ORCHD_LOG_INFO, "MIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX");
+	orchd_console_log(con, "exec.k", ORCHD_LOG_INFO, "tail abcd= end");
+	orchd_console_log(con, "exec.k", ORCHD_LOG_INFO, "raw tab\x1bsecret here");
+	orchd_console_log(con, "exec.k", ORCHD_LOG_INFO, "pw is s3cr3t-pw, token tok-123456");
+	out = cap_text(&c);
+	ck_assert_msg(!strstr(out, "MIIBOg"), "%s", out);
+	ck_assert_msg(!strstr(out, "abcd="), "%s", out);
+	ck_assert_msg(!strstr(out, "secret here"), "%s", out);
+	ck_assert_msg(strstr(out, "raw *** here"), "%s", out);
+	ck_assert_msg(!strstr(out, "s3cr3t-pw"), "%s", out);
+	ck_assert_msg(!strstr(out, "tok-123456"), "%s", out);
+	/* a short line of a multi-line secret is not a secret of its own:
+	 * "admin" is, as a leaf of a secret object */
+	json_object_put(obj);
+	orchd_console_free(con);
+	cap_free(&c);
+}
+END_TEST
 
 START_TEST(test_console_prefix_and_levels)
 {
@@ -306,6 +343,7 @@ Suite *logging_suite(void)
 	TCase *tc = tcase_create("logging");
 
 	tcase_add_test(tc, test_mask_basic);
+	tcase_add_test(tc, test_console_masks_every_form);
 	tcase_add_test(tc, test_mask_overlap_longest_wins);
 	tcase_add_test(tc, test_mask_many);
 	tcase_add_test(tc, test_console_prefix_and_levels);

@@ -1972,7 +1972,7 @@ int orchd_bootstrap_load(const char *file, const char *buf, size_t len, struct o
 	if (parse_tree(&y) < 0 || (d->n > nerr || d->truncated != truncated) || !y.root) {
 		if (!y.root && d->n == nerr && d->truncated == truncated)
 			orchd_diag_add(
-				d, file, 0, 0,
+				d, file, 1, 1,
 				"empty file (expected a mapping with one key, the pipeline name)");
 		yparse_release(&y);
 		return -1;
@@ -2205,6 +2205,40 @@ static void check_type(const struct orchd_pipeline *p, struct orchd_diags *d,
 	op_buf_release(&sb);
 }
 
+/*
+ * Two instances must never share a stack: "STACK-TYPE-NAME" is ambiguous
+ * when a type or a name holds a '-' (type a-b, instance c and type a,
+ * instance b-c are both dev-a-b-c), and one would be handed the other's
+ * state.  Stack names stay as they are (existing state keeps working); the
+ * pipeline that would collide is refused.
+ */
+static void check_stacks(const struct orchd_pipeline *p, struct orchd_diags *d,
+			 struct ipaths *paths)
+{
+	json_object *seen = json_object_new_object();
+
+	if (!seen)
+		die("out of memory");
+	for (size_t i = 0; i < p->ninst; i++) {
+		const struct orchd_instance *in = &p->inst[i];
+		char *stack = orchd_instance_stack(p, in);
+		json_object *prev;
+
+		if (json_object_object_get_ex(seen, stack, &prev)) {
+			const struct orchd_instance *other = &p->inst[json_object_get_int64(prev)];
+
+			orchd_diag_add(d, p->file, in->name_pos.line, in->name_pos.column,
+				       "%s: its stack '%s' is also the stack of %s (line %u): "
+				       "rename one of them",
+				       ipath(paths, i), stack, other->id, other->name_pos.line);
+		} else {
+			json_object_object_add(seen, stack, json_object_new_int64((int64_t)i));
+		}
+		free(stack);
+	}
+	json_object_put(seen);
+}
+
 int orchd_pipeline_validate(struct orchd_pipeline *p, const char *const *known_types, size_t nknown,
 			    struct orchd_diags *d)
 {
@@ -2304,6 +2338,7 @@ int orchd_pipeline_validate(struct orchd_pipeline *p, const char *const *known_t
 		}
 	}
 	free(seen);
+	check_stacks(p, d, &paths);
 	for (i = 0; i < p->ninst; i++)
 		orchd_refs_order(p, &p->inst[i]);
 	{

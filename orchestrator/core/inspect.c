@@ -53,6 +53,36 @@ static const char *value_text(json_object *v)
 							 JSON_C_TO_STRING_NOSLASHESCAPE);
 }
 
+/*
+ * Print text for a terminal: an output value is the extension's, and must
+ * not drive the terminal (escape sequences, a title, a clear screen).
+ * Control characters (C0, DEL, and C1 as UTF-8) are printed as \n, \r, \t,
+ * \e or \xNN / \u00NN; bytes that are not UTF-8 as \xNN.
+ */
+static void print_escaped(const char *t)
+{
+	const unsigned char *p = (const unsigned char *)t;
+	size_t left = strlen(t);
+
+	while (left) {
+		unsigned char c = *p;
+		size_t n = orchd_utf8_len(p, left);
+
+		if (c == '\n' || c == '\r' || c == '\t' || c == 0x1b)
+			printf("\\%c", c == '\n' ? 'n' : c == '\r' ? 'r' : c == '\t' ? 't' : 'e');
+		else if (!n || c < 0x20 || c == 0x7f)
+			printf("\\x%02x", c);
+		else if (n == 2 && c == 0xc2 && p[1] < 0xa0)
+			printf("\\u%04x", p[1]); /* C1: U+0080..U+009F */
+		else
+			fwrite(p, 1, n, stdout);
+		if (!n || c < 0x80)
+			n = 1;
+		p += n;
+		left -= n;
+	}
+}
+
 static void fmt_time(char *buf, size_t n, long long ms)
 {
 	time_t t = (time_t)(ms / 1000);
@@ -109,7 +139,11 @@ static int show_outputs(struct inspect *in, int json, int show_secrets)
 		if (!json) {
 			json_object_object_foreach(mine, key, val)
 			{
-				printf("%s.%s = %s\n", id, key, value_text(val));
+				printf("%s.", id);
+				print_escaped(key);
+				fputs(" = ", stdout);
+				print_escaped(value_text(val));
+				putchar('\n');
 			}
 		}
 		json_object_object_add(all, id, mine);

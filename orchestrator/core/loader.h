@@ -54,6 +54,10 @@ struct orchd_ext_info {
 	/* manifest "tools": programs it runs, looked up on PATH by orchd
 	 * doctor; "a|b" names alternatives (NULL-terminated, or NULL) */
 	char **tools;
+	/* manifest "argv_keys": top-level config keys whose values become a
+	 * process's command line, visible to every local user in ps; a secret
+	 * reaching one is warned about (NULL-terminated, or NULL) */
+	char **argv_keys;
 	int executable;	      /* 0: present but not usable */
 	int shadowed;	      /* an earlier directory provides this type */
 	char *manifest_error; /* why the manifest was ignored, or NULL */

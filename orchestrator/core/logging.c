@@ -75,9 +75,67 @@ void orchd_mask_free(struct orchd_mask *m)
 	free(m);
 }
 
+static int mask_add_one(struct orchd_mask *m, const char *secret, size_t len);
+
 int orchd_mask_add(struct orchd_mask *m, const char *secret)
 {
 	size_t len = secret ? strlen(secret) : 0;
+	const char *p, *nl;
+
+	if (!len)
+		return 0;
+	mask_add_one(m, secret, len);
+	if (!strpbrk(secret, "\r\n"))
+		return 0;
+	/* a multi-line secret (a PEM key) reaches the console line by line:
+	 * each of its lines is a secret too */
+	for (p = secret; *p; p = *nl ? nl + 1 : nl) {
+		size_t n;
+
+		nl = p + strcspn(p, "\n");
+		n = (size_t)(nl - p);
+		if (n && p[n - 1] == '\r')
+			n--;
+		if (n >= ORCHD_MASK_MIN_LINE)
+			mask_add_one(m, p, n);
+	}
+	return 0;
+}
+
+void orchd_mask_add_json(struct orchd_mask *m, const json_object *v)
+{
+	if (!v)
+		return;
+	if (json_object_is_type(v, json_type_string)) {
+		orchd_mask_add(m, json_object_get_string((json_object *)(uintptr_t)v));
+		return;
+	}
+	/* the value as a whole, as it is printed, and each string in it */
+	orchd_mask_add(m, json_object_to_json_string_ext((json_object *)(uintptr_t)v,
+							 JSON_C_TO_STRING_PLAIN));
+	if (json_object_is_type(v, json_type_object)) {
+		json_object_object_foreach((json_object *)(uintptr_t)v, k, e)
+		{
+			(void)k;
+			if (json_object_is_type(e, json_type_string) ||
+			    json_object_is_type(e, json_type_object) ||
+			    json_object_is_type(e, json_type_array))
+				orchd_mask_add_json(m, e);
+		}
+	} else if (json_object_is_type(v, json_type_array)) {
+		for (size_t i = 0; i < json_object_array_length(v); i++) {
+			json_object *e = json_object_array_get_idx(v, i);
+
+			if (json_object_is_type(e, json_type_string) ||
+			    json_object_is_type(e, json_type_object) ||
+			    json_object_is_type(e, json_type_array))
+				orchd_mask_add_json(m, e);
+		}
+	}
+}
+
+static int mask_add_one(struct orchd_mask *m, const char *secret, size_t len)
+{
 	unsigned char b;
 	struct mask_secret *v;
 	size_t i;
@@ -95,7 +153,7 @@ int orchd_mask_add(struct orchd_mask *m, const char *secret)
 	for (i = 0; i < m->nbucket[b] && v[i].len >= len; i++)
 		;
 	memmove(v + i + 1, v + i, (m->nbucket[b] - i) * sizeof(*v));
-	v[i].s = xstrdup(secret);
+	v[i].s = xstrndup(secret, len);
 	v[i].len = len;
 	m->nbucket[b]++;
 	m->count++;
@@ -335,22 +393,24 @@ void orchd_console_log(struct orchd_console *c, const char *id, enum orchd_log_l
 	else if (level == ORCHD_LOG_DEBUG)
 		op_buf_addstr(sb, "debug: ");
 	len = sb->len;
-	op_buf_addstr(sb, text ? text : "");
-	/* neutralize control characters from the extension */
+	/* mask the text as it came, then neutralize its control characters
+	 * (the other way round, a secret holding one would be missed) */
+	text = text ? text : "";
+	masked = orchd_mask_apply(c->mask, text, strlen(text), &mlen);
+	if (masked) {
+		op_buf_add(sb, masked, mlen);
+		free(masked);
+	} else {
+		op_buf_addstr(sb, text);
+	}
 	for (size_t i = len; i < sb->len; i++) {
 		unsigned char ch = (unsigned char)sb->buf[i];
 		if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
 			sb->buf[i] = '?';
 	}
 	orchd_buf_str(sb); /* dies when an append failed */
-	masked = orchd_mask_apply(c->mask, sb->buf, sb->len, &mlen);
 	status_erase(c);
-	if (masked) {
-		fwrite(masked, 1, mlen, c->out);
-		free(masked);
-	} else {
-		fwrite(sb->buf, 1, sb->len, c->out);
-	}
+	fwrite(sb->buf, 1, sb->len, c->out);
 	fputc('\n', c->out);
 	status_draw(c);
 	if (c->status)

@@ -23,6 +23,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <json-c/json.h>
+
 enum orchd_log_level {
 	ORCHD_LOG_DEBUG = 0,
 	ORCHD_LOG_INFO = 1,
@@ -59,8 +61,14 @@ struct orchd_mask; /* opaque */
 
 struct orchd_mask *orchd_mask_new(void);
 void orchd_mask_free(struct orchd_mask *m);
-/* Register a secret (copied).  Duplicates are ignored.  0 or -1. */
+/* Register a secret (copied).  Duplicates are ignored.  A secret of several
+ * lines also registers each line of at least ORCHD_MASK_MIN_LINE bytes
+ * (without its CR), for it reaches a console line by line.  0 or -1. */
+#define ORCHD_MASK_MIN_LINE 4
 int orchd_mask_add(struct orchd_mask *m, const char *secret);
+/* Register a JSON value: a string as itself; an object or array as its
+ * compact JSON text and, recursively, every string leaf. */
+void orchd_mask_add_json(struct orchd_mask *m, const json_object *v);
 size_t orchd_mask_count(const struct orchd_mask *m);
 /*
  * Mask text[0..len).  Returns NULL when nothing matched (use the text as

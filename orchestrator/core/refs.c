@@ -333,6 +333,7 @@ struct resolution {
 	const struct orchd_instance *in;
 	struct orchd_resolved *out;
 	struct orchd_sha256 *inputs;
+	const char *argv_key; /* the site being resolved is under this argv key */
 };
 
 static void why(struct resolution *res, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -346,6 +347,13 @@ static void why(struct resolution *res, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(res->out->why, sizeof(res->out->why), fmt, ap);
 	va_end(ap);
+}
+
+static void secret_used(struct resolution *res)
+{
+	res->out->secret_input = 1;
+	if (res->argv_key && !res->out->secret_argv)
+		res->out->secret_argv = res->argv_key;
 }
 
 /* Output key of upstream t: 1 found (*v borrowed, may be NULL for JSON
@@ -362,7 +370,7 @@ static int lookup(struct resolution *res, const struct orchd_ref *ref, json_obje
 	*v = NULL;
 	if (up->outputs && json_object_object_get_ex(up->outputs, ref->key, v)) {
 		if (up->secrets && json_object_object_get_ex(up->secrets, ref->key, NULL))
-			res->out->secret_input = 1;
+			secret_used(res);
 	} else if (up->stored && json_object_object_get_ex(up->stored, ref->key, &o)) {
 		if (json_object_object_get_ex(o, "masked", NULL)) {
 			why(res,
@@ -373,7 +381,7 @@ static int lookup(struct resolution *res, const struct orchd_ref *ref, json_obje
 		}
 		json_object_object_get_ex(o, "value", v);
 		if (json_object_object_get_ex(o, "secret", &sec) && json_object_get_boolean(sec))
-			res->out->secret_input = 1;
+			secret_used(res);
 	} else if (r->use_mock && up_in->mock_outputs &&
 		   json_object_object_get_ex(up_in->mock_outputs, ref->key, v)) {
 		/* plan: a stand-in value */
@@ -451,6 +459,10 @@ int orchd_refs_resolve(const struct orchd_resolver *r, size_t i, struct orchd_re
 
 		if (!site_lookup(out->config, site, &parent, &last))
 			continue; /* cannot happen: the instance's keys win the merge */
+		res.argv_key = NULL;
+		for (char *const *a = r->argv_keys; a && *a && site->loc[0].key; a++)
+			if (!strcmp(*a, site->loc[0].key))
+				res.argv_key = *a;
 		v = site_value(&res, site, &ok);
 		if (!ok)
 			break;

@@ -107,12 +107,17 @@ struct orchd_resolver {
 	void *arg;
 	int use_mock; /* plan: an upstream's mock_outputs when nothing else */
 	int lenient;  /* leave a reference that cannot be resolved as its text */
+	/* top-level config keys whose values become command lines (the
+	 * manifest's "argv_keys"), NULL-terminated or NULL: a secret reaching
+	 * one is flagged (secret_argv) */
+	char *const *argv_keys;
 };
 
 struct orchd_resolved {
 	json_object *config;		      /* the config blob (owned); NULL on failure */
 	char inputs_hash[ORCHD_SHA256_HEXSZ]; /* of the upstream outputs consumed */
 	int secret_input;		      /* a consumed output was secret */
+	const char *secret_argv;	      /* the argv key a secret reached, or NULL */
 	size_t unresolved;		      /* references not resolved */
 	char why[512];			      /* why the first of them was not */
 };

@@ -131,10 +131,17 @@ json_object *orchd_report_json(const char *run_id, const char *pipeline, const c
 	return r;
 }
 
+/* Text as XML 1.0 character data: markup escaped, the control characters
+ * XML forbids as '?', and what is not UTF-8 as U+FFFD (an extension's
+ * output can be any bytes; the file must stay well-formed). */
 static void xml_escape(struct op_buf *sb, const char *s)
 {
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
+	const unsigned char *p = (const unsigned char *)s;
+	size_t left = strlen(s);
+
+	while (left) {
+		unsigned char c = *p;
+		size_t n = orchd_utf8_len(p, left);
 
 		switch (c) {
 		case '<':
@@ -154,9 +161,21 @@ static void xml_escape(struct op_buf *sb, const char *s)
 			op_buf_addch(sb, c);
 			break;
 		default:
-			/* XML 1.0 forbids most control characters. */
-			op_buf_addch(sb, c < 0x20 ? '?' : c);
+			if (!n) {
+				op_buf_addstr(sb, "\xef\xbf\xbd");
+				n = 1;
+			} else if (c < 0x20) {
+				op_buf_addch(sb, '?');
+			} else if (n == 3 && c == 0xef && p[1] == 0xbf && p[2] >= 0xbe) {
+				op_buf_addch(sb, '?'); /* U+FFFE, U+FFFF: not XML */
+			} else {
+				op_buf_add(sb, p, n);
+			}
 		}
+		if (!n)
+			n = 1;
+		p += n;
+		left -= n;
 	}
 }
 

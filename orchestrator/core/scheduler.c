@@ -114,6 +114,7 @@ struct node {
 	enum node_cause cause;
 	enum orchd_step_status step_status; /* of the last step */
 	enum op_action step_action;	    /* what the running step does */
+	int warned_argv;		    /* the secret-on-a-command-line warning */
 	int attempts;
 	long long next_at; /* WAITING: when to try again */
 	size_t deps_left;  /* selected neighbours not done (action phase) */
@@ -615,12 +616,7 @@ static void store(struct orchd_sched *s, struct node *nd)
 
 static void register_secret_value(struct orchd_sched *s, json_object *v)
 {
-	struct orchd_mask *m = orchd_console_mask(s->o.con);
-
-	if (json_object_is_type(v, json_type_string))
-		orchd_mask_add(m, json_object_get_string(v));
-	else if (v)
-		orchd_mask_add(m, json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
+	orchd_mask_add_json(orchd_console_mask(s->o.con), v);
 }
 
 /* Outputs whose value contains a secret of this run are secret too. */
@@ -702,12 +698,23 @@ static const struct orchd_upstream *upstream_of(void *arg, size_t i)
 /* Resolve nd's config for its next step: 0, or -1 with why in nd->cfg. */
 static int resolve(struct orchd_sched *s, struct node *nd, int lenient)
 {
-	struct orchd_resolver r = {s->o.p, upstream_of, s,
-				   s->phase == OP_ACTION_PLAN || s->o.action == OP_ACTION_PLAN,
-				   lenient};
+	struct orchd_resolver r = {
+		s->o.p,	 upstream_of,
+		s,	 s->phase == OP_ACTION_PLAN || s->o.action == OP_ACTION_PLAN,
+		lenient, nd->ext ? nd->ext->argv_keys : NULL};
+	int rc;
 
 	orchd_resolved_release(&nd->cfg);
-	return orchd_refs_resolve(&r, nd->idx, &nd->cfg);
+	rc = orchd_refs_resolve(&r, nd->idx, &nd->cfg);
+	if (nd->cfg.secret_argv && !nd->warned_argv) {
+		nd->warned_argv = 1;
+		node_log(s, nd, ORCHD_LOG_WARNING,
+			 "a secret output reaches '%s', which becomes a command line: any local "
+			 "user can read it with ps; pass it through the environment or a file "
+			 "instead",
+			 nd->cfg.secret_argv);
+	}
+	return rc;
 }
 
 /* Spawn the step of nd (READY -> RUNNING done by the caller). */
