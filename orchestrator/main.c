@@ -839,9 +839,10 @@ static const struct command commands[] = {
 	 "      --with-deps          --target also selects the target's dependencies\n"
 	 "      --detailed-exitcode  exit 0: no changes, 2: changes, 1: error\n"},
 	{"destroy", cmd_destroy, "destroy [OPTIONS] FILE",
-	 "Destroy what the pipeline created, in reverse dependency order; each stack\n"
-	 "is removed after its instance is destroyed.  With --target, the target and\n"
-	 "every instance that depends on it.\n\n"
+	 "Destroy what the pipeline created, in reverse dependency order; each stack's\n"
+	 "record is removed after its instance is destroyed (its history stays).  An\n"
+	 "instance without a stack has nothing to destroy and is skipped.  With\n"
+	 "--target, the target and every instance that depends on it.\n\n"
 	 "Options:\n" RUN_OPTIONS_HELP},
 	{"status", cmd_status, "status [OPTIONS] FILE [TYPE.NAME]",
 	 "Per stack: last action, status, time, and whether it is stale (an upstream's\n"

@@ -140,6 +140,15 @@ START_TEST(test_incompatible_extension)
 			    "echo '{\"type\":\"error\",\"message\":\"proto9 speaks protocol "
 			    "9..9\"}'\n"
 			    "exit 1\n");
+	write_ext("liar", HELLO("other", "[\"validate\",\"apply\"]") "read -r action\n");
+	f = write_pipeline("p:\n  liar:\n    - name: a\n");
+	rc = orchd("run", f, NULL, &err, (char *)NULL);
+	ck_assert_msg(rc == 1, "rc=%d\n%s", rc, err);
+	ck_assert_msg(strstr(err, "hello: the extension calls itself 'other', but it was "
+				  "started for type 'liar'"),
+		      "%s", err);
+	free(err);
+	free(f);
 	f = write_pipeline("p:\n  newer:\n    - name: a\n");
 	rc = orchd("run", f, NULL, &err, (char *)NULL);
 	ck_assert_msg(rc == 3, "rc=%d\n%s", rc, err);
@@ -365,6 +374,85 @@ START_TEST(test_output_hygiene)
 }
 END_TEST
 
+/* An extension's validate errors are printed where their keys are
+ * written, like orchd's own: FILE:LINE:COL: error: TYPE.NAME: PATH: MESSAGE,
+ * a key from core.defaults at its place there, and the empty path (the
+ * config as a whole) at the instance. */
+START_TEST(test_extension_errors_have_positions)
+{
+	char *f, *err = NULL, *want;
+	int rc;
+
+	f = write_pipeline("p:\n"
+			   "  core:\n"
+			   "    isolation: basic\n"
+			   "    defaults:\n"
+			   "      exec:\n"
+			   "        env: {A: 1}\n"
+			   "  exec:\n"
+			   "    - name: web\n"
+			   "      command:\n"
+			   "        - echo\n"
+			   "        - 5\n"
+			   "      bogus: 1\n");
+	rc = orchd("validate", f, NULL, &err, (char *)NULL);
+	ck_assert_msg(rc == 2, "rc=%d\n%s", rc, err);
+	want = xasprintf("\n%s:11:11: error: exec.web: command[1]: must be a string\n", f);
+	ck_assert_msg(strstr(err, want), "want %s in:\n%s", want, err);
+	free(want);
+	want = xasprintf("\n%s:6:18: error: exec.web: env.A: must be a string\n", f);
+	ck_assert_msg(strstr(err, want), "want %s in:\n%s", want, err);
+	free(want);
+	want = xasprintf("\n%s:8:7: error: exec.web: unknown key 'bogus'", f);
+	ck_assert_msg(strstr(err, want), "want %s in:\n%s", want, err);
+	free(want);
+	ck_assert_msg(!strstr(err, ": : "), "%s", err);
+	free(err);
+	free(f);
+}
+END_TEST
+
+/* Destroy is idempotent and keeps the audit trail: a second destroy, or a
+ * destroy of what was never applied, succeeds with nothing to do, and
+ * `orchd history` still shows the destroy. */
+START_TEST(test_destroy_idempotent_keeps_history)
+{
+	char *f, *out = NULL, *err = NULL;
+	int rc;
+
+	f = write_pipeline("p:\n"
+			   "  core: {isolation: basic}\n"
+			   "  exec:\n"
+			   "    - name: up\n"
+			   "      command: [sh, -c, 'echo v=1 >> $ORCHD_OUTPUT']\n"
+			   "      mock_outputs: {v: 0}\n"
+			   "    - name: down\n"
+			   "      command: [sh, -c, 'echo $0', '${{ exec.up.outputs.v }}']\n");
+	/* never applied: nothing to destroy */
+	rc = orchd("destroy", f, NULL, &err, (char *)NULL);
+	ck_assert_msg(rc == 0, "rc=%d\n%s", rc, err);
+	ck_assert_msg(strstr(err, "nothing to destroy"), "%s", err);
+	free(err);
+	ck_assert_int_eq(orchd("run", f, NULL, NULL, (char *)NULL), 0);
+	rc = orchd("destroy", f, NULL, &err, (char *)NULL);
+	ck_assert_msg(rc == 0, "rc=%d\n%s", rc, err);
+	free(err);
+	rc = orchd("destroy", f, NULL, &err, (char *)NULL);
+	ck_assert_msg(rc == 0, "second destroy: rc=%d\n%s", rc, err);
+	ck_assert_msg(strstr(err, "nothing to destroy"), "%s", err);
+	free(err);
+	rc = orchd("history", f, &out, NULL, (char *)NULL);
+	ck_assert_int_eq(rc, 0);
+	ck_assert_msg(strstr(out, "destroy"), "%s", out);
+	ck_assert_msg(strstr(out, "apply"), "%s", out);
+	free(out);
+	rc = orchd("status", f, &out, NULL, (char *)NULL);
+	ck_assert_msg(strstr(out, "never applied"), "%s", out);
+	free(out);
+	free(f);
+}
+END_TEST
+
 Suite *lifecycle_suite(void)
 {
 	Suite *s = suite_create("lifecycle");
@@ -380,6 +468,8 @@ Suite *lifecycle_suite(void)
 	tcase_add_test(tc, test_secret_on_command_line_warns);
 	tcase_add_test(tc, test_excluded_never_started);
 	tcase_add_test(tc, test_output_hygiene);
+	tcase_add_test(tc, test_extension_errors_have_positions);
+	tcase_add_test(tc, test_destroy_idempotent_keeps_history);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -351,13 +351,23 @@ START_TEST(test_history_remove_list)
 	ck_assert_str_eq(names[1], STACK);
 	orchd_engine_names_free(names, n);
 
-	ck_assert_msg(!orchd_engine_remove(e, STACK, err, sizeof(err)), "%s", err);
-	orchd_stack_record_init(&rec);
-	ck_assert_int_eq(orchd_engine_read(e, STACK, &rec, err, sizeof(err)), 1);
-	orchd_stack_record_release(&rec);
-	ck_assert_int_eq(orchd_engine_remove(e, STACK, err, sizeof(err)), 1);
+	{
+		char run[] = "r-3", act[] = "destroy", st[] = "success";
+		struct orchd_history_entry d = {run, act, st, 3000, 3007, 1};
+
+		ck_assert_msg(!orchd_engine_remove(e, STACK, &d, err, sizeof(err)), "%s", err);
+		orchd_stack_record_init(&rec);
+		ck_assert_int_eq(orchd_engine_read(e, STACK, &rec, err, sizeof(err)), 1);
+		orchd_stack_record_release(&rec);
+		ck_assert_int_eq(orchd_engine_remove(e, STACK, &d, err, sizeof(err)), 1);
+	}
+	/* the history is the audit trail: it keeps the destroy */
 	ck_assert_int_eq(orchd_engine_history_read(e, STACK, &h, &n, err, sizeof(err)), 0);
-	ck_assert_int_eq(n, 0);
+	ck_assert_int_eq(n, 3);
+	ck_assert_str_eq(h[2].run_id, "r-3");
+	ck_assert_str_eq(h[2].action, "destroy");
+	ck_assert_str_eq(h[2].status, "success");
+	orchd_history_free(h, n);
 	ck_assert_int_eq(orchd_engine_list(e, &names, &n, err, sizeof(err)), 0);
 	ck_assert_int_eq(n, 1);
 	ck_assert_str_eq(names[0], "dev-exec-a");

@@ -232,8 +232,23 @@ START_TEST(test_missing_select_list_remove)
 	ck_assert_str_eq(names[1], "dev-exec-b");
 	orchd_engine_names_free(names, n);
 
-	ck_assert_int_eq(orchd_engine_remove(e, "dev-exec-a", err, sizeof(err)), 0);
-	ck_assert_int_eq(orchd_engine_remove(e, "dev-exec-a", err, sizeof(err)), 1);
+	{
+		/* the record goes, the history stays with the destroy in it */
+		struct orchd_history_entry h = {0}, *v;
+		char run[] = "r-9", act[] = "destroy", st[] = "success";
+
+		h.run_id = run;
+		h.action = act;
+		h.status = st;
+		h.attempts = 1;
+		ck_assert_int_eq(orchd_engine_remove(e, "dev-exec-a", &h, err, sizeof(err)), 0);
+		ck_assert_int_eq(orchd_engine_remove(e, "dev-exec-a", &h, err, sizeof(err)), 1);
+		ck_assert_int_eq(
+			orchd_engine_history_read(e, "dev-exec-a", &v, &n, err, sizeof(err)), 0);
+		ck_assert_uint_eq(n, 1);
+		ck_assert_str_eq(v[0].action, "destroy");
+		orchd_history_free(v, n);
+	}
 	ck_assert_int_eq(orchd_engine_read(e, "dev-exec-a", &rec, err, sizeof(err)), 1);
 	ck_assert_int_eq(orchd_engine_list(e, &names, &n, err, sizeof(err)), 0);
 	ck_assert_uint_eq(n, 1);

@@ -424,7 +424,7 @@ START_TEST(test_line_too_long)
 	struct rec r = {0};
 	run_bad(&r, "{\"mode\":\"longline\"}", NULL, 0);
 	ck_assert_int_eq(r.status, ORCHD_STEP_PROTOCOL_ERROR);
-	ck_assert_str_eq(r.reason, "protocol error: line longer than 1048576 bytes");
+	ck_assert_str_eq(r.reason, "protocol error: line exceeds 1048576 bytes");
 	ck_assert_int_eq(r.exit_status, 128 + SIGTERM);
 	rec_release(&r);
 }

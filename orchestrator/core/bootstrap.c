@@ -2044,6 +2044,138 @@ int orchd_bootstrap_load_file(const char *path, struct orchd_pipeline **out, str
 	return ret;
 }
 
+/* ---- locating a key of a config blob ------------------------------------- */
+
+struct orchd_locator {
+	struct yparse y;
+	struct orchd_diags d;
+	int ok;
+};
+
+struct orchd_locator *orchd_locator_open(const struct orchd_pipeline *p)
+{
+	struct orchd_locator *l = xcalloc(1, sizeof(*l));
+	struct op_buf sb;
+	char chunk[65536];
+	ssize_t n;
+	int fd = open(p->file, O_RDONLY | O_CLOEXEC);
+
+	orchd_diags_init(&l->d);
+	if (fd < 0)
+		return l;
+	op_buf_init(&sb, ORCHD_MAX_FILE_SIZE);
+	while ((n = read(fd, chunk, sizeof(chunk))) > 0 || (n < 0 && errno == EINTR))
+		if (n > 0 && op_buf_add(&sb, chunk, (size_t)n) < 0)
+			break;
+	close(fd);
+	/* the tree points into the buffer's copy: keep it with the parse */
+	l->y.file = p->file;
+	l->y.buf = xstrndup(orchd_buf_str(&sb), sb.len);
+	l->y.len = sb.len;
+	l->y.d = &l->d;
+	op_buf_release(&sb);
+	l->ok = n == 0 && parse_tree(&l->y) == 0 && l->y.root && !l->d.n;
+	return l;
+}
+
+void orchd_locator_close(struct orchd_locator *l)
+{
+	if (!l)
+		return;
+	free((char *)(uintptr_t)l->y.buf);
+	yparse_release(&l->y);
+	orchd_diags_release(&l->d);
+	free(l);
+}
+
+static const struct ynode *map_get(const struct ynode *m, const char *key, size_t len)
+{
+	if (!m || m->kind != Y_MAP)
+		return NULL;
+	for (size_t i = 0; i < m->n; i++)
+		if (m->pairs[i].key->len == len && !memcmp(m->pairs[i].key->s, key, len))
+			return m->pairs[i].val;
+	return NULL;
+}
+
+/*
+ * Walk "a.b[2]" from n as far as it goes: the deepest node reached.  At a
+ * mapping, the longest key that the rest of the path starts with (then '.',
+ * '[' or its end) wins, so keys holding a '.' are found too.
+ */
+static const struct ynode *walk(const struct ynode *n, const char *path, int *all)
+{
+	*all = 1;
+	while (*path) {
+		const struct ynode *next = NULL;
+		size_t used = 0;
+
+		if (*path == '[' && n->kind == Y_SEQ) {
+			char *end;
+			unsigned long k = strtoul(path + 1, &end, 10);
+
+			if (*end == ']' && end > path + 1 && k < n->n) {
+				next = n->items[k];
+				used = (size_t)(end + 1 - path);
+			}
+		} else if (n->kind == Y_MAP) {
+			for (size_t i = 0; i < n->n; i++) {
+				const struct ynode *k = n->pairs[i].key;
+
+				if (k->len > used && !strncmp(path, k->s, k->len) &&
+				    (!path[k->len] || path[k->len] == '.' || path[k->len] == '[')) {
+					next = n->pairs[i].val;
+					used = k->len;
+				}
+			}
+		}
+		if (!next) {
+			*all = 0;
+			return n;
+		}
+		n = next;
+		path += used;
+		if (*path == '.')
+			path++;
+	}
+	return n;
+}
+
+int orchd_locator_find(struct orchd_locator *l, const struct orchd_pipeline *p, size_t i,
+		       const char *path, struct orchd_pos *pos)
+{
+	const struct orchd_instance *in = &p->inst[i];
+	const struct ynode *body, *sect, *inst = NULL, *n, *defaults;
+	int all = 0;
+
+	*pos = in->pos;
+	if (!l->ok || l->y.root->kind != Y_MAP || !l->y.root->n)
+		return 0;
+	body = l->y.root->pairs[0].val;
+	sect = map_get(body, in->type, strlen(in->type));
+	for (size_t k = 0; sect && sect->kind == Y_SEQ && k < sect->n; k++)
+		if (sect->items[k]->line == in->pos.line && sect->items[k]->col == in->pos.column)
+			inst = sect->items[k];
+	if (!inst || !path || !*path)
+		return 0;
+	n = walk(inst, path, &all);
+	if (!all) {
+		/* maybe from core.defaults.TYPE */
+		defaults = map_get(map_get(map_get(body, "core", 4), "defaults", 8), in->type,
+				   strlen(in->type));
+		if (defaults) {
+			const struct ynode *d = walk(defaults, path, &all);
+
+			if (all)
+				n = d;
+		}
+	}
+	/* a key that is missing: the deepest node that exists */
+	pos->line = n->line;
+	pos->column = n->col;
+	return 0;
+}
+
 /* ---- validation --------------------------------------------------------- */
 
 /*

@@ -88,6 +88,21 @@ int orchd_pipeline_validate(struct orchd_pipeline *p, const char *const *known_t
 			    struct orchd_diags *d);
 
 /*
+ * Where a key of an instance's config blob is written, for an extension's
+ * error at key path "a.b[2]" (protocol §6.2 "errors"): the file is parsed
+ * again (once per locator), the instance found by its position, and the
+ * path walked as far as it goes (in the instance, else in core.defaults of
+ * its type).  *pos is the deepest node reached, the instance itself for an
+ * empty path or when the file changed.  A locator whose file cannot be
+ * read or parsed answers the instance's position.
+ */
+struct orchd_locator;
+struct orchd_locator *orchd_locator_open(const struct orchd_pipeline *p);
+int orchd_locator_find(struct orchd_locator *l, const struct orchd_pipeline *p, size_t i,
+		       const char *path, struct orchd_pos *pos);
+void orchd_locator_close(struct orchd_locator *l);
+
+/*
  * Parse a duration: a non-negative integer number of seconds, or a string
  * of one or more NUMBER UNIT parts, units h, m, s, ms in that order, each at
  * most once ("90s", "5m", "1h30m", "250ms"), at most ORCHD_DURATION_MAX_MS.

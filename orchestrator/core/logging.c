@@ -362,8 +362,10 @@ void orchd_console_status_clear(struct orchd_console *c)
 	c->status_shown = 0;
 }
 
-void orchd_console_log(struct orchd_console *c, const char *id, enum orchd_log_level level,
-		       const char *text)
+/* One console line: "[ID] LEVEL: TEXT", or with where "WHERE: LEVEL: TEXT"
+ * (a diagnostic, positioned like orchd's own). */
+static void console_line(struct orchd_console *c, const char *id, const char *where,
+			 enum orchd_log_level level, const char *text)
 {
 	struct op_buf *sb = &c->line;
 	char *masked;
@@ -372,7 +374,10 @@ void orchd_console_log(struct orchd_console *c, const char *id, enum orchd_log_l
 	if (level < c->level)
 		return;
 	op_buf_reset(sb);
-	if (id) {
+	if (where) {
+		op_buf_addstr(sb, where);
+		op_buf_addstr(sb, ": ");
+	} else if (id) {
 		struct console_inst *in = get_inst(c, id);
 		size_t pad = c->width - (strlen(id) + 2);
 		if (c->color) {
@@ -415,6 +420,12 @@ void orchd_console_log(struct orchd_console *c, const char *id, enum orchd_log_l
 	status_draw(c);
 	if (c->status)
 		fflush(c->out);
+}
+
+void orchd_console_log(struct orchd_console *c, const char *id, enum orchd_log_level level,
+		       const char *text)
+{
+	console_line(c, id, NULL, level, text);
 }
 
 void orchd_console_logf(struct orchd_console *c, const char *id, enum orchd_log_level level,
@@ -628,6 +639,30 @@ void orchd_journal_line(struct orchd_journal *j, size_t i, enum orchd_log_level 
 	orchd_console_log(j->con, id, level, text);
 }
 
+void orchd_journal_diag(struct orchd_journal *j, size_t i, const char *where, const char *text)
+{
+	struct journal_entry *e = i < j->n ? &j->e[i] : NULL;
+	const char *id = e ? j->ids[i] : "orchd";
+	char *line = xasprintf("%s: %s", id, text), *kept = xasprintf("%s: %s", where, text);
+
+	if (e)
+		journal_keep(e, kept);
+	if (j->o.json) {
+		journal_json(j, e ? id : NULL, ORCHD_LOG_ERROR, ORCHD_LOGSRC_ORCHD, kept);
+	} else if (e && j->o.grouped) {
+		/* 'D': a diagnostic, its where first */
+		op_buf_addch(&e->group, 'D');
+		op_buf_addstr(&e->group, where);
+		op_buf_addch(&e->group, '\t');
+		op_buf_addstr(&e->group, line);
+		op_buf_addch(&e->group, '\n');
+	} else {
+		console_line(j->con, NULL, where, ORCHD_LOG_ERROR, line);
+	}
+	free(line);
+	free(kept);
+}
+
 void orchd_journal_flush(struct orchd_journal *j, size_t i)
 {
 	struct journal_entry *e;
@@ -640,7 +675,14 @@ void orchd_journal_flush(struct orchd_journal *j, size_t i)
 		return;
 	orchd_buf_str(&e->group); /* dies when an append failed */
 	for (p = e->group.buf; (nl = strchr(p, '\n')); p = nl + 1) {
+		char *tab;
+
 		*nl = '\0';
+		if (p[0] == 'D' && (tab = strchr(p, '\t'))) {
+			*tab = '\0';
+			console_line(j->con, NULL, p + 1, ORCHD_LOG_ERROR, tab + 1);
+			continue;
+		}
 		orchd_console_log(j->con, j->ids[i], (enum orchd_log_level)(p[0] - '0'), p + 1);
 	}
 	op_buf_reset(&e->group);

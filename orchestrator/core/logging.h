@@ -183,5 +183,12 @@ void orchd_journal_line(struct orchd_journal *j, size_t i, enum orchd_log_level 
 void orchd_journal_flush(struct orchd_journal *j, size_t i);
 /* Every line of instance i, '\n'-separated, unmasked (the report masks). */
 const char *orchd_journal_text(const struct orchd_journal *j, size_t i);
+/*
+ * A positioned error about instance i, in the form of orchd's own
+ * diagnostics: "WHERE: error: ID: TEXT" on the console (WHERE is
+ * "FILE:LINE:COLUMN"), "WHERE: TEXT" in the instance's log.  Masked like
+ * every line.
+ */
+void orchd_journal_diag(struct orchd_journal *j, size_t i, const char *where, const char *text);
 
 #endif

@@ -252,6 +252,8 @@ static int load_records(struct command *c, const struct orchd_pipeline *p,
 	if (orchd_sched_load(c->sched) < 0)
 		return -1;
 	orchd_sched_filter(c->sched, o->only_stale, o->only_failed);
+	if (o->verb == ORCHD_VERB_DESTROY)
+		orchd_sched_skip_unapplied(c->sched);
 	for (size_t i = 0; i < p->ninst; i++)
 		orchd_console_add_instance(c->con, p->inst[i].id);
 	/* the run's directory exists even when there is nothing to do: its

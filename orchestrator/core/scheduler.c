@@ -3,6 +3,7 @@
  * timers, and the state worker (see scheduler.h).
  */
 #include "core/scheduler.h"
+
 #include "crypto.h"
 
 #include <errno.h>
@@ -13,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/bootstrap.h"
 #include "core/refs.h"
 #include "core/worker.h"
 #include "handlers/supervisor.h"
@@ -171,7 +173,8 @@ struct orchd_sched {
 	int config_error;
 	int system_error; /* a step could not be started */
 	struct orchd_supervisor *sup;
-	struct orchd_worker *state; /* writes records */
+	struct orchd_worker *state;   /* writes records */
+	struct orchd_locator *locate; /* where config keys are written, once needed */
 };
 
 /* --- heaps ----------------------------------------------------------------- */
@@ -443,7 +446,8 @@ static void store_run(struct orchd_job *job)
 	struct store_job *sj = (struct store_job *)job;
 
 	if (sj->remove) {
-		sj->failed = orchd_engine_remove(sj->eng, sj->stack, sj->err, sizeof(sj->err)) < 0;
+		sj->failed = orchd_engine_remove(sj->eng, sj->stack, &sj->h, sj->err,
+						 sizeof(sj->err)) < 0;
 		return;
 	}
 	sj->failed = orchd_engine_write(sj->eng, sj->stack, &sj->rec, sj->err, sizeof(sj->err)) < 0;
@@ -543,7 +547,14 @@ static struct store_job *record_job(struct orchd_sched *s, struct node *nd,
 	sj->eng = s->o.eng;
 	sj->stack = xstrdup(nd->stack);
 	orchd_stack_record_init(&sj->rec);
+	sj->h.run_id = xstrdup(s->o.run_id);
+	sj->h.action = xstrdup(op_action_name(s->phase));
+	sj->h.status = xstrdup(status_text(s, nd, final));
+	sj->h.started_at = nd->first_start;
+	sj->h.ended_at = end;
+	sj->h.attempts = nd->attempts;
 	if (s->phase == OP_ACTION_DESTROY && ok) {
+		/* the record goes, the history keeps the destroy */
 		sj->remove = 1;
 		return sj;
 	}
@@ -584,12 +595,6 @@ static struct store_job *record_job(struct orchd_sched *s, struct node *nd,
 	sj->rec.last.started_at = nd->first_start;
 	sj->rec.last.ended_at = end;
 	sj->rec.last.attempts = nd->attempts;
-	sj->h.run_id = xstrdup(s->o.run_id);
-	sj->h.action = xstrdup(op_action_name(s->phase));
-	sj->h.status = xstrdup(sj->rec.last.status);
-	sj->h.started_at = nd->first_start;
-	sj->h.ended_at = end;
-	sj->h.attempts = nd->attempts;
 	return sj;
 }
 
@@ -768,6 +773,12 @@ static void start_node(struct orchd_sched *s, struct node *nd)
 		resolve(s, nd, 1);
 		if (nd->cfg.unresolved)
 			node_log(s, nd, ORCHD_LOG_INFO, "known only after apply: %s", nd->cfg.why);
+	} else if (s->phase == OP_ACTION_DESTROY) {
+		/* what it consumed may be gone already: destroy goes on with the
+		 * reference text rather than leave the stack behind */
+		resolve(s, nd, 1);
+		if (nd->cfg.unresolved)
+			node_log(s, nd, ORCHD_LOG_WARNING, "destroying without %s", nd->cfg.why);
 	} else if (resolve(s, nd, 0) < 0) {
 		nd->cause = CAUSE_UNRESOLVED;
 		snprintf(nd->reason, sizeof(nd->reason), "%s", nd->cfg.why);
@@ -804,6 +815,37 @@ static long long backoff_ms(const struct orchd_exec *e, int attempt)
 	/* Jitter: uniformly in [d/2, d]. */
 	half = ms / 2;
 	return half + (half > 0 ? (long long)(random() % (half + 1)) : 0);
+}
+
+/*
+ * The errors of a validate's verdict, each where its key is written:
+ * "FILE:LINE:COL: error: TYPE.NAME: PATH: MESSAGE" (no "PATH: " for the
+ * config as a whole).
+ */
+static void config_errors(struct orchd_sched *s, struct node *nd,
+			  const struct orchd_step_result *res)
+{
+	size_t n;
+
+	if (!res->errors || !json_object_is_type(res->errors, json_type_array))
+		return;
+	n = json_object_array_length(res->errors);
+	if (n && !s->locate)
+		s->locate = orchd_locator_open(s->o.p);
+	for (size_t k = 0; k < n; k++) {
+		json_object *e = json_object_array_get_idx(res->errors, k);
+		const char *path = op_get_str(e, "path"), *msg = op_get_str(e, "message");
+		struct orchd_pos pos;
+		char where[4200];
+		char *text;
+
+		orchd_locator_find(s->locate, s->o.p, nd->idx, path, &pos);
+		snprintf(where, sizeof(where), "%s:%u:%u", s->o.p->file, pos.line, pos.column);
+		text = xasprintf("%s%s%s", path && *path ? path : "", path && *path ? ": " : "",
+				 msg && *msg ? msg : "invalid");
+		orchd_journal_diag(s->o.journal, nd->idx, where, text);
+		free(text);
+	}
 }
 
 /* The validate phase's verdict on one node. */
@@ -846,20 +888,7 @@ static void validated(struct orchd_sched *s, struct node *nd, const struct orchd
 	}
 	nd->cause = CAUSE_INVALID;
 	snprintf(nd->reason, sizeof(nd->reason), "%s", res->reason);
-	if (res->errors && json_object_is_type(res->errors, json_type_array)) {
-		size_t n = json_object_array_length(res->errors);
-
-		for (size_t k = 0; k < n; k++) {
-			json_object *e = json_object_array_get_idx(res->errors, k);
-			json_object *path = NULL, *msg = NULL;
-
-			json_object_object_get_ex(e, "path", &path);
-			json_object_object_get_ex(e, "message", &msg);
-			node_log(s, nd, ORCHD_LOG_ERROR, "invalid config: %s%s%s",
-				 path ? json_object_get_string(path) : "", path ? ": " : "",
-				 msg ? json_object_get_string(msg) : "invalid");
-		}
-	}
+	config_errors(s, nd, res);
 	node_log(s, nd, ORCHD_LOG_ERROR, "validate failed: %s", res->reason);
 	s->config_error = 1;
 	nd->stored_event = EV_STORED_FAILED;
@@ -915,6 +944,7 @@ static void on_done(void *cb_data, void *ctx, const char *id, const struct orchd
 		} else {
 			nd->cause = CAUSE_INVALID;
 			snprintf(nd->reason, sizeof(nd->reason), "%s", res->reason);
+			config_errors(s, nd, res);
 			node_log(s, nd, ORCHD_LOG_ERROR, "validate failed: %s", res->reason);
 			fire(s, nd, EV_UNRESOLVED);
 		}
@@ -1233,6 +1263,7 @@ void orchd_sched_free(struct orchd_sched *s)
 {
 	if (!s)
 		return;
+	orchd_locator_close(s->locate);
 	/* the supervisor first: its fetches use the nodes */
 	orchd_supervisor_free(s->sup);
 	/* then the writes in flight (their done callbacks fire on nodes) */
@@ -1289,6 +1320,20 @@ int orchd_sched_load(struct orchd_sched *s)
 		}
 	}
 	return 0;
+}
+
+void orchd_sched_skip_unapplied(struct orchd_sched *s)
+{
+	for (size_t i = 0; i < s->nn; i++) {
+		struct node *nd = &s->n[i];
+
+		if (nd->st == NODE_OFF || has_record(nd))
+			continue;
+		nd->st = NODE_OFF;
+		orchd_journal_line(s->o.journal, i, ORCHD_LOG_INFO, ORCHD_LOGSRC_ORCHD,
+				   "nothing to destroy: it has no stack (never applied, or "
+				   "destroyed already)");
+	}
 }
 
 void orchd_sched_filter(struct orchd_sched *s, int only_stale, int only_failed)

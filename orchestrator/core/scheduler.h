@@ -89,6 +89,11 @@ void orchd_sched_free(struct orchd_sched *s);
  * 0, or -1 after error(). */
 int orchd_sched_load(struct orchd_sched *s);
 
+/* destroy: an instance without a stack (never applied, or destroyed
+ * already) has nothing to destroy: it is left out, with a line saying so,
+ * and no extension is started for it. */
+void orchd_sched_skip_unapplied(struct orchd_sched *s);
+
 /* --only-stale (core/refs.h: orchd_refs_stale()) and --only-failed (the
  * last action did not succeed): keep the selected nodes that are either. */
 void orchd_sched_filter(struct orchd_sched *s, int only_stale, int only_failed);

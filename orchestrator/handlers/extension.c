@@ -437,6 +437,22 @@ void orchd_step_spawned(struct orchd_step *st)
 		step_terminate(st);
 }
 
+/* protocol §5: the hello's name is the type the executable was started
+ * for (orchd-ext-TYPE); a step id is "TYPE.NAME". */
+static int hello_name_differs(struct orchd_step *st, const char *name)
+{
+	size_t tl = strcspn(st->id, ".");
+
+	if (!st->id[tl] || !name || (strlen(name) == tl && !strncmp(name, st->id, tl)))
+		return 0;
+	orchd_step_fail(
+		st, ORCHD_STEP_PROTOCOL_ERROR,
+		"protocol error: hello: the extension calls itself '%s', but it was started "
+		"for type '%.*s'",
+		name, (int)tl, st->id);
+	return 1;
+}
+
 /* The one dispatch function for messages from an extension. */
 static void step_message(struct orchd_step *st, enum op_msg_type type, json_object *msg)
 {
@@ -476,6 +492,8 @@ static void step_message(struct orchd_step *st, enum op_msg_type type, json_obje
 			orchd_step_fail(st, ORCHD_STEP_UNSUPPORTED, "%s", err);
 			return;
 		}
+		if (hello_name_differs(st, op_get_str(msg, "name")))
+			return;
 		if (stopping(st)) {
 			/* stopped during the handshake: no action */
 			step_end_protocol(st);
@@ -623,7 +641,7 @@ static void step_drain_lines(struct orchd_step *st, int err)
 			step_log_src(st, ORCHD_LOG_INFO, ORCHD_LOGSRC_STDERR, line);
 		else if (ls == OP_LINE_TOO_LONG)
 			orchd_step_fail(st, ORCHD_STEP_PROTOCOL_ERROR,
-					"protocol error: line longer than %d bytes", OP_MAX_LINE);
+					"protocol error: line exceeds %d bytes", OP_MAX_LINE);
 		else
 			step_stdout_line(st, line, len);
 	}

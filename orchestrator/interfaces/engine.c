@@ -66,9 +66,10 @@ int orchd_engine_write(struct orchd_engine *e, const char *stack,
 	return e->ops->write(e, stack, rec, err, errlen);
 }
 
-int orchd_engine_remove(struct orchd_engine *e, const char *stack, char *err, size_t errlen)
+int orchd_engine_remove(struct orchd_engine *e, const char *stack,
+			const struct orchd_history_entry *h, char *err, size_t errlen)
 {
-	return e->ops->remove(e, stack, err, errlen);
+	return e->ops->remove(e, stack, h, err, errlen);
 }
 
 int orchd_engine_list(struct orchd_engine *e, char ***names, size_t *n, char *err, size_t errlen)

@@ -107,8 +107,11 @@ struct orchd_engine_ops {
 	/* Replace the stack's record atomically (all or nothing). */
 	int (*write)(struct orchd_engine *e, const char *stack,
 		     const struct orchd_stack_record *rec, char *err, size_t errlen);
-	/* Delete the stack with its history: 0, 1 missing, -1. */
-	int (*remove)(struct orchd_engine *e, const char *stack, char *err, size_t errlen);
+	/* Delete the stack's record (a destroy): its history stays, the
+	 * audit trail, with h appended when not NULL.  0, 1 missing (nothing
+	 * done, nothing appended), -1. */
+	int (*remove)(struct orchd_engine *e, const char *stack,
+		      const struct orchd_history_entry *h, char *err, size_t errlen);
 	/* Stack names, sorted; *names is a malloc'ed array of malloc'ed
 	 * strings (free with orchd_engine_names_free). */
 	int (*list)(struct orchd_engine *e, char ***names, size_t *n, char *err, size_t errlen);
@@ -151,7 +154,8 @@ int orchd_engine_read(struct orchd_engine *e, const char *stack, struct orchd_st
 		      char *err, size_t errlen);
 int orchd_engine_write(struct orchd_engine *e, const char *stack,
 		       const struct orchd_stack_record *rec, char *err, size_t errlen);
-int orchd_engine_remove(struct orchd_engine *e, const char *stack, char *err, size_t errlen);
+int orchd_engine_remove(struct orchd_engine *e, const char *stack,
+			const struct orchd_history_entry *h, char *err, size_t errlen);
 int orchd_engine_list(struct orchd_engine *e, char ***names, size_t *n, char *err, size_t errlen);
 int orchd_engine_history_append(struct orchd_engine *e, const char *stack,
 				const struct orchd_history_entry *h, char *err, size_t errlen);

@@ -795,35 +795,30 @@ out:
 	return ret;
 }
 
-static int local_remove(struct orchd_engine *e, const char *stack, char *err, size_t errlen)
+static int local_history_append(struct orchd_engine *e, const char *stack,
+				const struct orchd_history_entry *h, char *err, size_t errlen);
+
+/* The record goes; the history stays (the audit trail) and says so. */
+static int local_remove(struct orchd_engine *e, const char *stack,
+			const struct orchd_history_entry *h, char *err, size_t errlen)
 {
 	struct local *l = L(e);
-	char *path, *hpath;
-	int ret = 0, found = 0;
+	char *path;
+	int ret = 0;
 
 	if (check_stack(stack, err, errlen))
 		return -1;
 	path = stack_path(l, stack);
-	hpath = history_path(l, stack);
-	if (!unlink(path))
-		found = 1;
-	else if (errno != ENOENT)
-		ret = orchd_set_err(err, errlen, "stack %s: cannot remove %s: %s", stack, path,
-				    strerror(errno));
-	if (!ret) {
-		if (!unlink(hpath))
-			found = 1;
-		else if (errno != ENOENT)
-			ret = orchd_set_err(err, errlen, "stack %s: cannot remove %s: %s", stack,
-					    hpath, strerror(errno));
-	}
-	if (!ret && found && fsync_dir(l->stacks))
+	if (unlink(path) < 0)
+		ret = errno == ENOENT ? 1
+				      : orchd_set_err(err, errlen, "stack %s: cannot remove %s: %s",
+						      stack, path, strerror(errno));
+	else if (fsync_dir(l->stacks))
 		ret = orchd_set_err(err, errlen, "stack %s: cannot sync %s: %s", stack, l->stacks,
 				    strerror(errno));
-	if (!ret && !found)
-		ret = 1;
 	free(path);
-	free(hpath);
+	if (!ret && h)
+		ret = local_history_append(e, stack, h, err, errlen);
 	return ret;
 }
 

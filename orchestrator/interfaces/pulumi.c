@@ -742,6 +742,17 @@ static void msg_word(struct op_buf *sb, const char *s)
 		op_buf_addch(sb, (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r') ? '_' : *s);
 }
 
+/* An update's message: "orchd RUN ACTION STATUS ATTEMPTS STARTED ENDED". */
+static void history_message(struct op_buf *msg, const char *run_id, const char *action,
+			    const char *status, int attempts, long long started, long long ended)
+{
+	op_buf_addstr(msg, "orchd");
+	msg_word(msg, run_id);
+	msg_word(msg, action);
+	msg_word(msg, status);
+	op_buf_addf(msg, " %d %lld %lld", attempts, started, ended);
+}
+
 static int pulumi_write(struct orchd_engine *e, const char *stack,
 			const struct orchd_stack_record *rec, char *err, size_t errlen)
 {
@@ -777,12 +788,8 @@ static int pulumi_write(struct orchd_engine *e, const char *stack,
 			      strerror(errno));
 		goto out;
 	}
-	op_buf_addstr(&msg, "orchd");
-	msg_word(&msg, rec->last.run_id);
-	msg_word(&msg, rec->last.action);
-	msg_word(&msg, rec->last.status);
-	op_buf_addf(&msg, " %d %lld %lld", rec->last.attempts, (long long)rec->last.started_at,
-		    (long long)rec->last.ended_at);
+	history_message(&msg, rec->last.run_id, rec->last.action, rec->last.status,
+			rec->last.attempts, rec->last.started_at, rec->last.ended_at);
 	for (attempt = 0; attempt < 2; attempt++) {
 		const char *args[] = {"up",
 				      "--yes",
@@ -828,40 +835,66 @@ out:
 	return ret;
 }
 
-static int pulumi_remove(struct orchd_engine *e, const char *stack, char *err, size_t errlen)
+/*
+ * The record goes, the stack and its update history stay (the audit
+ * trail): `pulumi destroy` with h as its message empties the stack (its
+ * outputs, the record, go with the stack resource), and history_read()
+ * shows that update as the destroy.
+ */
+static int pulumi_remove(struct orchd_engine *e, const char *stack,
+			 const struct orchd_history_entry *h, char *err, size_t errlen)
 {
 	struct pulumi *p = P(e);
-	const char *destroy[] = {"destroy", "--yes", "--skip-preview",	    "--stack", stack,
-				 "--color", "never", "--suppress-progress", NULL};
-	const char *rm[] = {"stack", "rm", "--yes", "--stack", stack, NULL};
+	struct op_buf msg = OP_BUF_INIT;
+	json_object *o = NULL;
 	struct run r;
-	int ret = -1;
+	int ret;
 
 	if (!orchd_stack_name_ok(stack))
 		return orchd_set_err(err, errlen, "invalid stack name '%s'", stack ? stack : "");
 	if (ensure_ready(p, err, errlen))
 		return -1;
-	run_init(&r);
-	if (run_pulumi(p, p->projdir, destroy, &r, err, errlen))
-		goto out;
-	if (no_such_stack(&r)) {
+	/* no stack, or a stack without a record: nothing to remove */
+	ret = stack_outputs(p, stack, 0, &o, err, errlen);
+	if (!ret && !json_object_object_get_ex(o, META_KEY, NULL))
 		ret = 1;
-		goto out;
+	json_object_put(o);
+	if (ret)
+		return ret;
+	if (h)
+		history_message(&msg, h->run_id, h->action, h->status, h->attempts, h->started_at,
+				h->ended_at);
+	else
+		op_buf_addstr(&msg, "orchd remove");
+	{
+		const char *destroy[] = {"destroy",
+					 "--yes",
+					 "--skip-preview",
+					 "--stack",
+					 stack,
+					 "--message",
+					 orchd_buf_str(&msg),
+					 "--color",
+					 "never",
+					 "--suppress-progress",
+					 NULL};
+
+		run_init(&r);
+		ret = -1;
+		if (run_pulumi(p, p->projdir, destroy, &r, err, errlen))
+			goto out;
+		if (no_such_stack(&r)) {
+			ret = 1;
+			goto out;
+		}
+		if (r.status) {
+			cli_err(stack, &r, err, errlen);
+			goto out;
+		}
+		ret = 0;
 	}
-	if (r.status) {
-		cli_err(stack, &r, err, errlen);
-		goto out;
-	}
-	run_release(&r);
-	run_init(&r);
-	if (run_pulumi(p, p->projdir, rm, &r, err, errlen))
-		goto out;
-	if (r.status) {
-		cli_err(stack, &r, err, errlen);
-		goto out;
-	}
-	ret = 0;
 out:
+	op_buf_release(&msg);
 	run_release(&r);
 	return ret;
 }
@@ -883,8 +916,13 @@ static int pulumi_list(struct orchd_engine *e, char ***names, size_t *n, char *e
 	if (stack_names(p, &arr, err, errlen))
 		return -1;
 	for (i = 0; i < json_object_array_length(arr); i++) {
-		const char *s = op_get_str(json_object_array_get_idx(arr, i), "name");
+		json_object *st = json_object_array_get_idx(arr, i);
+		const char *s = op_get_str(st, "name");
 
+		/* a destroyed stack (kept for its history) holds no resource,
+		 * so no record */
+		if (op_get_int(st, "resourceCount", 0) <= 0)
+			continue;
 		/* Cloud backends may show ORG/PROJECT/STACK. */
 		if (s && strrchr(s, '/'))
 			s = strrchr(s, '/') + 1;
@@ -978,7 +1016,8 @@ static int pulumi_history_read(struct orchd_engine *e, const char *stack,
 			json_object *u = json_object_array_get_idx(arr, i);
 			const char *kind = op_get_str(u, "kind");
 
-			if (!kind || strcmp(kind, "update"))
+			/* writes are updates, removals (a destroy) destroys */
+			if (!kind || (strcmp(kind, "update") && strcmp(kind, "destroy")))
 				continue;
 			ALLOC_GROW(v, nr + 1, alloc);
 			memset(&v[nr], 0, sizeof(v[nr]));
