@@ -965,6 +965,7 @@ struct build {
 	struct orchd_instance *cur; /* references are recorded into it */
 	size_t cfg_root;	    /* pv[cfg_root]: the first key of cur's config blob */
 	int in_defaults;	    /* building core.defaults: no references there */
+	const char *norefs;	    /* building a value where references are errors */
 	struct orchd_instance inst; /* the instance being built */
 	size_t refs_alloc;	    /* capacity of cur->refs */
 	size_t sites_alloc;	    /* capacity of cur->sites */
@@ -1142,6 +1143,29 @@ static size_t key_index(const char *key, const char *const *keys, size_t n)
 
 static json_object *string_with_refs(struct build *b, const struct ynode *n);
 
+/* A reference where none is resolved (a mapping key, core.env,
+ * mock_outputs) would reach the extension as literal text: an error.  1
+ * when n holds one (reported). */
+static int ref_not_here(struct build *b, const struct ynode *n, const char *where)
+{
+	struct orchd_ref_parsed parsed;
+	char err[256];
+	int bad;
+
+	if (n->kind != Y_SCALAR || !memmem(n->s, n->len, "${{", 3))
+		return 0;
+	if (orchd_ref_parse(n->s, n->len, &parsed, err, sizeof(err)) < 0) {
+		orchd_ref_parsed_release(&parsed);
+		berr(b, n, "%s", err);
+		return 1;
+	}
+	bad = parsed.nrefs > 0;
+	orchd_ref_parsed_release(&parsed);
+	if (bad)
+		berr(b, n, "references (${{ }}) are not supported in %s", where);
+	return bad;
+}
+
 /* A json-c value for a node; scans strings for references when b->cur. */
 static json_object *to_json(struct build *b, const struct ynode *n)
 {
@@ -1162,6 +1186,7 @@ static json_object *to_json(struct build *b, const struct ynode *n)
 	case Y_MAP:
 		o = json_object_new_object();
 		for (i = 0; i < n->n; i++) {
+			ref_not_here(b, n->pairs[i].key, "mapping keys");
 			mark = path_key(b, n->pairs[i].key->s);
 			json_object_object_add(o, n->pairs[i].key->s, to_json(b, n->pairs[i].val));
 			path_pop(b, mark);
@@ -1187,6 +1212,8 @@ static json_object *to_json(struct build *b, const struct ynode *n)
 		}
 		return json_object_new_double(dv);
 	default:
+		if (b->norefs && ref_not_here(b, n, b->norefs))
+			return NULL;
 		if ((b->cur || b->in_defaults) && memmem(n->s, n->len, "${{", 3))
 			return string_with_refs(b, n);
 		return json_object_new_string_len(n->s, (int)n->len);
@@ -1624,7 +1651,7 @@ static void build_core(struct build *b, const struct ynode *n)
 					     k2->s);
 				else if (v2->kind != Y_SCALAR || resolve(v2, &iv, &dv) == S_NULL)
 					berr(b, v2, "expected a string, got %s", kind_name(v2));
-				else
+				else if (!ref_not_here(b, v2, "core.env"))
 					json_object_object_add(
 						c->env, k2->s,
 						json_object_new_string_len(v2->s, (int)v2->len));
@@ -1816,8 +1843,10 @@ static void build_instance(struct build *b, const char *type, const struct ynode
 		case 5:
 			if (!expect_kind(b, v, Y_MAP)) {
 				b->cur = NULL;
+				b->norefs = "mock_outputs (stand-in values)";
 				json_object_put(in->mock_outputs);
 				in->mock_outputs = to_json(b, v);
+				b->norefs = NULL;
 				b->cur = in;
 			}
 			break;
@@ -1828,6 +1857,7 @@ static void build_instance(struct build *b, const char *type, const struct ynode
 			build_isolation(b, v, &in->isolation);
 			break;
 		default:
+			ref_not_here(b, k, "mapping keys");
 			json_object_object_add(in->config, k->s, to_json(b, v));
 			break;
 		}
