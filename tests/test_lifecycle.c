@@ -453,6 +453,54 @@ START_TEST(test_destroy_idempotent_keeps_history)
 }
 END_TEST
 
+/* Plan sees what upstream will change: a reference to an output of an
+ * instance whose plan has changes is "known after apply", and the
+ * downstream reports a possible change instead of "no changes". */
+START_TEST(test_plan_known_after_apply)
+{
+	char *f, *out = NULL, *err = NULL;
+	int rc;
+
+	write_ext("stable",
+		  HELLO("stable",
+			"[\"validate\",\"plan\",\"apply\"]") "read -r action\n"
+							     "case $action in\n"
+							     "*'\"apply\"'*) echo "
+							     "'{\"type\":\"output\",\"key\":\"o\","
+							     "\"value\":1}' ;;\n"
+							     "esac\n"
+							     "echo "
+							     "'{\"type\":\"result\",\"status\":"
+							     "\"success\",\"changed\":false}'\n");
+	f = write_pipeline("p:\n"
+			   "  core: {isolation: basic}\n"
+			   "  exec:\n"
+			   "    - name: up\n"
+			   "      command: [sh, -c, 'echo v=1 >> $ORCHD_OUTPUT']\n"
+			   "  stable:\n"
+			   "    - name: down\n"
+			   "      in: '${{ exec.up.outputs.v }}'\n"
+			   "    - name: side\n");
+	rc = orchd("run", f, NULL, &err, (char *)NULL);
+	ck_assert_msg(rc == 0, "rc=%d\n%s", rc, err);
+	free(err);
+	rc = orchd("plan", f, NULL, &err, "--detailed-exitcode", (char *)NULL);
+	ck_assert_msg(rc == 2, "rc=%d\n%s", rc, err);
+	ck_assert_msg(strstr(err, "exec.up plans changes: its output 'v' is known after apply"),
+		      "%s", err);
+	ck_assert_msg(strstr(err, "stable.down  changes unknown"), "%s", err);
+	ck_assert_msg(strstr(err, "stable.side  no changes"), "%s", err);
+	free(err);
+	/* without the upstream in the plan, the stored value is used */
+	rc = orchd("plan", f, &out, &err, "--detailed-exitcode", "--target", "stable.down",
+		   (char *)NULL);
+	ck_assert_msg(rc == 0, "rc=%d\n%s", rc, err);
+	free(out);
+	free(err);
+	free(f);
+}
+END_TEST
+
 Suite *lifecycle_suite(void)
 {
 	Suite *s = suite_create("lifecycle");
@@ -470,6 +518,7 @@ Suite *lifecycle_suite(void)
 	tcase_add_test(tc, test_output_hygiene);
 	tcase_add_test(tc, test_extension_errors_have_positions);
 	tcase_add_test(tc, test_destroy_idempotent_keeps_history);
+	tcase_add_test(tc, test_plan_known_after_apply);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -368,6 +368,16 @@ static int lookup(struct resolution *res, const struct orchd_ref *ref, json_obje
 	struct op_buf txt = OP_BUF_INIT;
 
 	*v = NULL;
+	if (up->unknown) {
+		/* its plan has changes: a stored value may be stale, a mock
+		 * stand-in is still what the pipeline author asked for */
+		if (r->use_mock && up_in->mock_outputs &&
+		    json_object_object_get_ex(up_in->mock_outputs, ref->key, v))
+			goto found;
+		why(res, "%s plans changes: its output '%s' is known after apply", up_in->id,
+		    ref->key);
+		return 0;
+	}
 	if (up->outputs && json_object_object_get_ex(up->outputs, ref->key, v)) {
 		if (up->secrets && json_object_object_get_ex(up->secrets, ref->key, NULL))
 			secret_used(res);
@@ -393,6 +403,7 @@ static int lookup(struct resolution *res, const struct orchd_ref *ref, json_obje
 			why(res, "%s has no output '%s'", up_in->id, ref->key);
 		return 0;
 	}
+found:
 	canonical_text(&txt, *v);
 	orchd_sha256_update(res->inputs, ref->target, strlen(ref->target) + 1);
 	orchd_sha256_update(res->inputs, ref->key, strlen(ref->key) + 1);

@@ -98,6 +98,10 @@ struct orchd_upstream {
 	/* the stored record's outputs: key -> {"value", "secret", "masked"}
 	 * (interfaces/engine.h); NULL: never applied */
 	json_object *stored;
+	/* plan: its own plan may change its outputs, so none is known before
+	 * an apply ("known after apply"): lookups fail, as for an upstream
+	 * never applied */
+	int unknown;
 };
 
 struct orchd_resolver {

@@ -117,6 +117,7 @@ struct node {
 	enum orchd_step_status step_status; /* of the last step */
 	enum op_action step_action;	    /* what the running step does */
 	int warned_argv;		    /* the secret-on-a-command-line warning */
+	int inputs_unknown;		    /* plan: a reference is known after apply */
 	int attempts;
 	long long next_at; /* WAITING: when to try again */
 	size_t deps_left;  /* selected neighbours not done (action phase) */
@@ -773,6 +774,7 @@ static void start_node(struct orchd_sched *s, struct node *nd)
 		resolve(s, nd, 1);
 		if (nd->cfg.unresolved)
 			node_log(s, nd, ORCHD_LOG_INFO, "known only after apply: %s", nd->cfg.why);
+		nd->inputs_unknown = nd->cfg.unresolved > 0;
 	} else if (s->phase == OP_ACTION_DESTROY) {
 		/* what it consumed may be gone already: destroy goes on with the
 		 * reference text rather than leave the stack behind */
@@ -948,6 +950,19 @@ static void on_done(void *cb_data, void *ctx, const char *id, const struct orchd
 			node_log(s, nd, ORCHD_LOG_ERROR, "validate failed: %s", res->reason);
 			fire(s, nd, EV_UNRESOLVED);
 		}
+	} else if (ok && s->phase == OP_ACTION_PLAN) {
+		/* what it consumes is known after apply: "no changes" cannot be
+		 * promised; what consumes its outputs cannot know them either */
+		if (nd->inputs_unknown && nd->changed == 0) {
+			nd->changed = -1;
+			node_log(s, nd, ORCHD_LOG_INFO,
+				 "an input is known only after apply: changes are possible");
+		}
+		nd->up.unknown = nd->changed != 0;
+		if (res->summary && *res->summary)
+			node_log(s, nd, ORCHD_LOG_INFO, "%s", res->summary);
+		nd->stored_event = EV_STORED_OK;
+		fire(s, nd, EV_SUCCEEDED);
 	} else if (ok) {
 		json_object_put(nd->up.outputs);
 		json_object_put(nd->up.secrets);
