@@ -26,6 +26,7 @@ static const char *const type_names[] = {
 	[OP_MSG_PROGRESS] = "progress", [OP_MSG_OUTPUT] = "output",
 	[OP_MSG_STATE] = "state",	[OP_MSG_ERROR] = "error",
 	[OP_MSG_RESULT] = "result",	[OP_MSG_REQUEST] = "request",
+	[OP_MSG_MASK] = "mask",
 };
 
 static const char *const action_names[] = {
@@ -395,6 +396,9 @@ static int check_body(struct vctx *c, enum op_direction dir, enum op_msg_type t,
 		return check_result(c, msg);
 	case OP_MSG_REQUEST:
 		return check_request(c, msg);
+	case OP_MSG_MASK:
+		REQ("value", K_STRING);
+		return 0;
 	case OP_MSG_NONE:
 		break;
 	}
@@ -433,7 +437,7 @@ enum op_msg_type op_validate_message(enum op_direction dir, const struct json_ob
 	if (field(c, msg, "type", K_STRING, true))
 		return OP_MSG_NONE;
 	tname = op_get_str(msg, "type");
-	for (unsigned i = OP_MSG_HELLO; i <= OP_MSG_REQUEST; i++)
+	for (unsigned i = OP_MSG_HELLO; i <= OP_MSG_MASK; i++)
 		if (!strcmp(tname, type_names[i]))
 			t = (enum op_msg_type)i;
 	if (t == OP_MSG_NONE) {

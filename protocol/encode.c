@@ -282,6 +282,22 @@ char *op_encode_error(const char *message, bool retryable)
 	return finish(o, bad);
 }
 
+char *op_encode_mask(const char *value)
+{
+	struct json_object *o;
+	int bad = 0;
+
+	if (!value) {
+		errno = EINVAL;
+		return NULL;
+	}
+	o = new_msg("mask");
+	if (!o)
+		return finish(o, 1);
+	bad |= put_str(o, "value", value);
+	return finish(o, bad);
+}
+
 char *op_encode_result(bool success, int changed, const char *summary,
 		       const struct json_object *extra)
 {

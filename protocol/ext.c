@@ -371,6 +371,13 @@ const char *op_ext_send_failure(char *buf, size_t len, int err, const char *fmt,
 	return buf;
 }
 
+int op_ext_mask(struct op_ext *ext, const char *value)
+{
+	if (after_result(ext))
+		return -1;
+	return send_line(ext, op_encode_mask(value));
+}
+
 int op_ext_error(struct op_ext *ext, bool retryable, const char *fmt, ...)
 {
 	va_list ap;

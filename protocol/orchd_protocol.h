@@ -231,6 +231,7 @@ enum op_msg_type {
 	OP_MSG_ERROR,
 	OP_MSG_RESULT,
 	OP_MSG_REQUEST, /* ask orchd's core, e.g. op "fetch" (PROTOCOL.md 6.2) */
+	OP_MSG_MASK,	/* a value orchd must never print (PROTOCOL.md 6.2) */
 };
 
 /* "hello", "action", ...; "none" for OP_MSG_NONE. */
@@ -350,6 +351,8 @@ char *op_encode_state(const struct json_object *state);
 /* The same with "secret":true: orchd stores the state encrypted. */
 char *op_encode_state_secret(const struct json_object *state);
 char *op_encode_error(const char *message, bool retryable);
+/* {"type":"mask","value":VALUE}: orchd never prints VALUE from now on. */
+char *op_encode_mask(const char *value);
 /*
  * changed: -1 omitted, 0 false, 1 true.  summary NULL: omitted.
  * extra: NULL, or an object whose members are copied into the result
@@ -477,6 +480,9 @@ int op_ext_progress(struct op_ext *ext, int percent, const char *fmt, ...)
 int op_ext_output(struct op_ext *ext, const char *key, const struct json_object *value,
 		  bool secret);
 int op_ext_output_str(struct op_ext *ext, const char *key, const char *value, bool secret);
+/* Register a secret value with orchd's masker before printing anything
+ * that may hold it (a token a tool is about to echo). */
+int op_ext_mask(struct op_ext *ext, const char *value);
 int op_ext_state_send(struct op_ext *ext, const struct json_object *state);
 /* A state that may hold secrets (stored encrypted by orchd). */
 int op_ext_state_send_secret(struct op_ext *ext, const struct json_object *state);

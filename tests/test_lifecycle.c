@@ -501,6 +501,54 @@ START_TEST(test_plan_known_after_apply)
 }
 END_TEST
 
+/* A secret printed before it is declared never reaches the live console:
+ * the lines of an instance that may declare secrets are held until its
+ * outputs are known, then printed masked; and an extension can register a
+ * value with a mask message before it prints it. */
+START_TEST(test_secret_printed_before_declared)
+{
+	char *f, *err = NULL;
+	int rc;
+
+	setenv("ORCHD_PASSPHRASE", "lifecycle-test-passphrase", 1);
+	write_ext("masker",
+		  HELLO("masker",
+			"[\"apply\"]") "read -r action\n"
+				       "echo '{\"type\":\"mask\",\"value\":\"Mq7-masked-value\"}'\n"
+				       "echo "
+				       "'{\"type\":\"log\",\"level\":\"info\",\"message\":\"token "
+				       "Mq7-masked-value\"}'\n"
+				       "echo 'stderr Mq7-masked-value' >&2\n"
+				       "echo '{\"type\":\"result\",\"status\":\"success\"}'\n");
+	f = write_pipeline("p:\n"
+			   "  core: {isolation: basic}\n"
+			   "  exec:\n"
+			   "    - name: s\n"
+			   "      command: [sh, -c, 'echo my token is Zx8-not-yet-secret; "
+			   "echo tok=Zx8-not-yet-secret >> $ORCHD_OUTPUT']\n"
+			   "      secret_outputs: [tok]\n"
+			   "  masker:\n"
+			   "    - name: m\n");
+	rc = orchd("run", f, NULL, &err, (char *)NULL);
+	ck_assert_msg(rc == 0, "rc=%d\n%s", rc, err);
+	ck_assert_msg(!strstr(err, "Zx8-not-yet-secret"), "%s", err);
+	ck_assert_msg(strstr(err, "my token is ***"), "%s", err);
+	ck_assert_msg(!strstr(err, "Mq7-masked-value"), "%s", err);
+	ck_assert_msg(strstr(err, "token ***"), "%s", err);
+	ck_assert_msg(strstr(err, "stderr ***"), "%s", err);
+	free(err);
+	/* the same with JSON log lines */
+	rc = orchd("run", f, NULL, &err, "--log-format", "json", (char *)NULL);
+	ck_assert_msg(rc == 0, "rc=%d\n%s", rc, err);
+	ck_assert_msg(!strstr(err, "Zx8-not-yet-secret"), "%s", err);
+	ck_assert_msg(!strstr(err, "Mq7-masked-value"), "%s", err);
+	ck_assert_msg(strstr(err, "my token is ***"), "%s", err);
+	unsetenv("ORCHD_PASSPHRASE");
+	free(err);
+	free(f);
+}
+END_TEST
+
 Suite *lifecycle_suite(void)
 {
 	Suite *s = suite_create("lifecycle");
@@ -519,6 +567,7 @@ Suite *lifecycle_suite(void)
 	tcase_add_test(tc, test_extension_errors_have_positions);
 	tcase_add_test(tc, test_destroy_idempotent_keeps_history);
 	tcase_add_test(tc, test_plan_known_after_apply);
+	tcase_add_test(tc, test_secret_printed_before_declared);
 	suite_add_tcase(s, tc);
 	return s;
 }

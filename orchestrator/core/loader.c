@@ -88,6 +88,8 @@ static void read_manifest(struct orchd_ext_info *e)
 	if (json_object_object_get_ex(m, "secrets", &v) &&
 	    json_object_is_type(v, json_type_boolean))
 		e->secrets = json_object_get_boolean(v);
+	else if (v && json_object_is_type(v, json_type_string))
+		e->secrets_key = xstrdup(json_object_get_string(v));
 	if (json_object_is_type(op_get(m, "isolation"), json_type_object)) {
 		json_object *iso = op_get(m, "isolation"), *paths = op_get(iso, "paths");
 
@@ -317,6 +319,7 @@ void orchd_loader_release(struct orchd_registry *r)
 		free_strv(e->iso_write);
 		free_strv(e->iso_env);
 		free_strv(e->argv_keys);
+		free(e->secrets_key);
 		free_strv(e->tools);
 	}
 	free(r->v);

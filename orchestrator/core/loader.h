@@ -44,6 +44,8 @@ struct orchd_ext_info {
 	int proto_min, proto_max; /* 0 when unknown */
 	int secrets;		  /* manifest "secrets": true: it stores secret state or
 			      outputs, so a run needs the passphrase up front */
+	char *secrets_key;	  /* manifest "secrets": "KEY": it does when its config's
+			      KEY is not empty (exec: "secret_outputs"); or NULL */
 	/* manifest "isolation": what the extension needs under isolation
 	 * strict: paths (as written: absolute, ~/..., or relative to the
 	 * pipeline's directory) it reads or writes, network none, and names

@@ -533,9 +533,12 @@ void orchd_console_summary(struct orchd_console *c, const struct orchd_summary_r
 #define JOURNAL_LOG_MAX (1u << 20)
 
 struct journal_entry {
-	struct op_buf log;   /* every line, for the log file and JUnit */
-	int truncated;	     /* "[log truncated]" was written */
-	struct op_buf group; /* grouped: lines not printed yet ('0'+level, text, '\n') */
+	struct op_buf log; /* every line, for the log file and JUnit */
+	int truncated;	   /* "[log truncated]" was written */
+	/* grouped or held: lines not printed yet ('0'+level, 'a'+source, text,
+	 * '\n'; or 'D', where, '\t', text, '\n' for a diagnostic) */
+	struct op_buf group;
+	int hold; /* it may still declare secrets: print its lines at the end */
 };
 
 struct orchd_journal {
@@ -625,18 +628,25 @@ void orchd_journal_line(struct orchd_journal *j, size_t i, enum orchd_log_level 
 
 	if (e)
 		journal_keep(e, text);
+	if (e && (j->o.grouped || e->hold)) {
+		op_buf_addch(&e->group, '0' + (int)level);
+		op_buf_addch(&e->group, 'a' + (int)src);
+		op_buf_addstr(&e->group, text);
+		op_buf_addch(&e->group, '\n');
+		return;
+	}
 	if (j->o.json) {
 		if (level >= j->o.min_level)
 			journal_json(j, id, level, src, text);
 		return;
 	}
-	if (e && j->o.grouped) {
-		op_buf_addch(&e->group, '0' + (int)level);
-		op_buf_addstr(&e->group, text);
-		op_buf_addch(&e->group, '\n');
-		return;
-	}
 	orchd_console_log(j->con, id, level, text);
+}
+
+void orchd_journal_hold(struct orchd_journal *j, size_t i)
+{
+	if (i < j->n)
+		j->e[i].hold = 1;
 }
 
 void orchd_journal_diag(struct orchd_journal *j, size_t i, const char *where, const char *text)
@@ -647,9 +657,9 @@ void orchd_journal_diag(struct orchd_journal *j, size_t i, const char *where, co
 
 	if (e)
 		journal_keep(e, kept);
-	if (j->o.json) {
+	if (j->o.json && !(e && e->hold)) {
 		journal_json(j, e ? id : NULL, ORCHD_LOG_ERROR, ORCHD_LOGSRC_ORCHD, kept);
-	} else if (e && j->o.grouped) {
+	} else if (e && (j->o.grouped || e->hold)) {
 		/* 'D': a diagnostic, its where first */
 		op_buf_addch(&e->group, 'D');
 		op_buf_addstr(&e->group, where);
@@ -680,10 +690,27 @@ void orchd_journal_flush(struct orchd_journal *j, size_t i)
 		*nl = '\0';
 		if (p[0] == 'D' && (tab = strchr(p, '\t'))) {
 			*tab = '\0';
-			console_line(j->con, NULL, p + 1, ORCHD_LOG_ERROR, tab + 1);
+			if (j->o.json) {
+				char *kept = xasprintf("%s: %s", p + 1, tab + 1);
+
+				journal_json(j, j->ids[i], ORCHD_LOG_ERROR, ORCHD_LOGSRC_ORCHD,
+					     kept);
+				free(kept);
+			} else {
+				console_line(j->con, NULL, p + 1, ORCHD_LOG_ERROR, tab + 1);
+			}
 			continue;
 		}
-		orchd_console_log(j->con, j->ids[i], (enum orchd_log_level)(p[0] - '0'), p + 1);
+		if (!p[0] || !p[1])
+			continue;
+		if (j->o.json) {
+			if ((enum orchd_log_level)(p[0] - '0') >= j->o.min_level)
+				journal_json(j, j->ids[i], (enum orchd_log_level)(p[0] - '0'),
+					     (enum orchd_log_source)(p[1] - 'a'), p + 2);
+		} else {
+			orchd_console_log(j->con, j->ids[i], (enum orchd_log_level)(p[0] - '0'),
+					  p + 2);
+		}
 	}
 	op_buf_reset(&e->group);
 }

@@ -190,5 +190,11 @@ const char *orchd_journal_text(const struct orchd_journal *j, size_t i);
  * every line.
  */
 void orchd_journal_diag(struct orchd_journal *j, size_t i, const char *where, const char *text);
+/*
+ * Hold instance i's console lines until orchd_journal_flush(): it may still
+ * declare secret outputs, and a line printed now could show one before it
+ * is known to be secret.  Held lines are printed masked when its step ends.
+ */
+void orchd_journal_hold(struct orchd_journal *j, size_t i);
 
 #endif

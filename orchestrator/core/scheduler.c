@@ -146,6 +146,8 @@ struct node {
 };
 
 /* A stored record was read for it. */
+static int makes_secrets(const struct node *nd);
+
 static int has_record(const struct node *nd)
 {
 	return nd->up.stored != NULL;
@@ -1023,6 +1025,14 @@ static void on_output(void *cb_data, void *ctx, const char *id, const char *key,
 		register_secret_value(cb_data, value);
 }
 
+static void on_mask(void *cb_data, void *ctx, const char *value)
+{
+	struct orchd_sched *s = cb_data;
+
+	(void)ctx;
+	orchd_mask_add(orchd_console_mask(s->o.con), value);
+}
+
 static void on_log(void *cb_data, void *ctx, const char *id, enum orchd_log_level level,
 		   enum orchd_log_source src, const char *text)
 {
@@ -1041,6 +1051,7 @@ static int make_supervisor(struct orchd_sched *s)
 		return 0;
 	so.log = on_log;
 	so.output = on_output;
+	so.mask = on_mask;
 	so.done = on_done;
 	so.cb_data = s;
 	s->sup = orchd_supervisor_new(&so);
@@ -1262,6 +1273,10 @@ struct orchd_sched *orchd_sched_new(const struct orchd_sched_opts *o, const unsi
 			error("%s: %s", nd->in->id, orchd_buf_str(&e));
 			bad = 1;
 		}
+		/* its lines wait for its outputs: it may print a secret before
+		 * declaring it (PROTOCOL.md §6.2, "mask") */
+		if (nd->ext && makes_secrets(nd))
+			orchd_journal_hold(o->journal, i);
 		op_buf_release(&e);
 	}
 	if (bad) {
@@ -1399,12 +1414,39 @@ size_t orchd_sched_count(const struct orchd_sched *s)
 	return n;
 }
 
+/* Its extension stores secrets for it (the manifest's "secrets": true, or
+ * the config key it names is not empty). */
+static int makes_secrets(const struct node *nd)
+{
+	json_object *v;
+
+	if (!nd->ext)
+		return 0;
+	if (nd->ext->secrets)
+		return 1;
+	if (!nd->ext->secrets_key ||
+	    !json_object_object_get_ex(nd->in->config, nd->ext->secrets_key, &v) || !v)
+		return 0;
+	switch (json_object_get_type(v)) {
+	case json_type_array:
+		return json_object_array_length(v) > 0;
+	case json_type_object:
+		return json_object_object_length(v) > 0;
+	case json_type_string:
+		return json_object_get_string_len(v) > 0;
+	case json_type_boolean:
+		return json_object_get_boolean(v);
+	default:
+		return 1;
+	}
+}
+
 int orchd_sched_needs_secrets(const struct orchd_sched *s, const char **id, const char **type)
 {
 	for (size_t i = 0; i < s->nn; i++) {
 		const struct node *nd = &s->n[i];
 
-		if (nd->st == NODE_OFF || !nd->ext || !nd->ext->secrets)
+		if (nd->st == NODE_OFF || !makes_secrets(nd))
 			continue;
 		*id = nd->in->id;
 		*type = nd->in->type;

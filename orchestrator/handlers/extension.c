@@ -540,6 +540,10 @@ static void step_message(struct orchd_step *st, enum op_msg_type type, json_obje
 			st->hooks.output(st->hooks.cb_data, st->ctx, st->id, key, v, secret);
 		break;
 	}
+	case OP_MSG_MASK:
+		if (st->hooks.mask)
+			st->hooks.mask(st->hooks.cb_data, st->ctx, op_get_str(msg, "value"));
+		break;
 	case OP_MSG_STATE:
 		json_object_put(st->state);
 		st->state = json_object_get(op_get(msg, "state"));

@@ -218,6 +218,8 @@ typedef void (*orchd_step_progress_fn)(void *cb_data, void *ctx, const char *id,
  * borrowed (NULL for JSON null). */
 typedef void (*orchd_step_output_fn)(void *cb_data, void *ctx, const char *id, const char *key,
 				     json_object *value, int secret);
+/* A mask message: value must never be printed from now on. */
+typedef void (*orchd_step_mask_fn)(void *cb_data, void *ctx, const char *value);
 /* A step is finished (EOFs seen, process reaped, workdir removed).  Called
  * exactly once per successful orchd_supervisor_start(), from
  * orchd_supervisor_wait() (never from start()).  The callback may call
@@ -231,6 +233,7 @@ struct orchd_step_hooks {
 	orchd_step_progress_fn progress; /* may be NULL: progress logged at info */
 	orchd_step_done_fn done;	 /* required */
 	orchd_step_output_fn output;	 /* may be NULL */
+	orchd_step_mask_fn mask;	 /* may be NULL: mask messages ignored */
 	void *cb_data;
 };
 

@@ -79,11 +79,12 @@ struct orchd_supervisor_opts {
 	void *cb_data;
 	const char *orchd_version;   /* NULL: ORCHD_VERSION */
 	orchd_step_output_fn output; /* may be NULL */
+	orchd_step_mask_fn mask;     /* may be NULL */
 };
 
-#define ORCHD_SUPERVISOR_OPTS_INIT                 \
-	{                                          \
-		NULL, NULL, NULL, NULL, NULL, NULL \
+#define ORCHD_SUPERVISOR_OPTS_INIT                       \
+	{                                                \
+		NULL, NULL, NULL, NULL, NULL, NULL, NULL \
 	}
 
 struct orchd_supervisor; /* opaque */
