@@ -17,7 +17,10 @@
  * 0 or -1, and -1 comes with at least one diagnostic (or the truncation
  * flag), every diagnostic having a message; a pipeline that validates has
  * a name and consistent instances (dependency indexes in range, a stack
- * name and a config blob for each).
+ * name and a config blob for each), a topological order (core/graph.c:
+ * every node once, after its dependencies), and each instance's references
+ * resolve leniently (core/refs.c, as `orchd plan` before any apply: mock
+ * outputs, else the reference's text) into a config blob that hashes.
  */
 #include <fcntl.h>
 #include <stdint.h>
@@ -28,7 +31,9 @@
 #include <unistd.h>
 
 #include "core/bootstrap.h"
+#include "core/graph.h"
 #include "core/loader.h"
+#include "core/refs.h"
 #include "models/pipeline.h"
 #include "util.h"
 
@@ -107,11 +112,27 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
+/* Nothing is known of any upstream: mock outputs or the reference's text. */
+static const struct orchd_upstream *no_upstream(void *arg, size_t i)
+{
+	static const struct orchd_upstream none = {NULL, NULL, NULL};
+
+	(void)arg;
+	(void)i;
+	return &none;
+}
+
 static void check_valid(const struct orchd_pipeline *p)
 {
+	struct orchd_graph g = ORCHD_GRAPH_INIT;
+	struct orchd_resolver r = {p, no_upstream, NULL, 1, 1};
+	size_t *order, *pos;
+
 	CHECK(p->name && *p->name);
 	for (size_t i = 0; i < p->ninst; i++) {
 		const struct orchd_instance *in = &p->inst[i];
+		struct orchd_resolved res;
+		char hex[ORCHD_SHA256_HEXSZ];
 		char *stack;
 		json_object *cfg;
 
@@ -123,7 +144,29 @@ static void check_valid(const struct orchd_pipeline *p)
 		cfg = orchd_instance_config(p, in);
 		CHECK(cfg);
 		json_object_put(cfg);
+		CHECK(orchd_refs_resolve(&r, i, &res) == 0);
+		CHECK(res.config);
+		orchd_json_hash(res.config, hex);
+		orchd_resolved_release(&res);
 	}
+	orchd_graph_build(&g, p);
+	CHECK(g.n == p->ninst);
+	order = calloc(g.n + 1, sizeof(*order));
+	pos = calloc(g.n + 1, sizeof(*pos));
+	CHECK(order && pos);
+	CHECK(orchd_graph_order(&g, order) == 0);
+	for (size_t k = 0; k < g.n; k++)
+		pos[k] = g.n;
+	for (size_t k = 0; k < g.n; k++) {
+		CHECK(order[k] < g.n && pos[order[k]] == g.n);
+		pos[order[k]] = k;
+	}
+	for (size_t i = 0; i < g.n; i++)
+		for (size_t k = 0; k < p->inst[i].ndeps; k++)
+			CHECK(pos[p->inst[i].deps[k]] < pos[i]);
+	free(order);
+	free(pos);
+	orchd_graph_release(&g);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
