@@ -3,10 +3,11 @@
 # Each target runs for TIME seconds, or RUNS executions when RUNS is not
 # empty, on a working corpus FUZZ_DIR/corpus/NAME (kept between runs) plus
 # the seeds that mkseeds.sh builds from the tree, with its dictionary
-# tests/fuzz/NAME.dict when there is one.  Inputs are capped at a few KiB.  A crash, leak, timeout (10 s per
-# input), out-of-memory (2 GiB) or sanitizer report stops that target and
-# leaves the input in FUZZ_DIR/findings/; the script goes on with the next
-# target and exits 1 if any failed.  One summary line per target:
+# tests/fuzz/NAME.dict when there is one; inputs are capped at a few KiB.
+# A crash, leak, timeout (10 s per input), out-of-memory (2 GiB) or
+# sanitizer report stops that target and leaves the input in
+# FUZZ_DIR/findings/; the script goes on with the next target and exits 1
+# if any failed.  One summary line per target:
 #   fuzz: NAME: N runs in S s (R/s), corpus C, ok|FAILED
 set -u
 fz=$1 time=$2 runs=$3
