@@ -9,6 +9,8 @@
 #   make tools                build the pinned infrastructure tools (tests/tools)
 #   make lint                 clang-format check + cppcheck
 #   make bench                run the benchmarks in bench/
+#   make fuzz                 libFuzzer targets (clang, ASan+UBSan), FUZZ_TIME s each
+#                             (or FUZZ_RUNS executions each): tests/fuzz/README.md
 #
 # Outputs go to $(BUILD) (build/, or build/san-* under SANITIZE); the tree is
 # laid out like the installed one, so build/bin/orchd finds its extensions in
@@ -237,7 +239,7 @@ install: all
 # --- dependencies, tools, lint, bench ----------------------------------------
 DEB_DEPS := build-essential pkg-config libyaml-dev libjson-c-dev libgit2-dev libseccomp-dev \
 	libcurl4-openssl-dev libssl-dev check clang-format cppcheck valgrind git python3 python3-venv jq \
-	openssl time iproute2
+	openssl time iproute2 clang libclang-rt-14-dev
 
 deps:
 	@missing=$$(for p in $(DEB_DEPS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
@@ -253,7 +255,7 @@ tools:
 	bash tests/tools/install-tools.sh
 
 LINT_SRC = $(COMMON_SRC) $(PROTO_SRC) $(ORCH_SRC) $(MAIN_SRC) orchestrator/probe.c \
-	$(wildcard extensions/*/*.c) $(TEST_SRC) $(TESTLIB_SRC) $(TEST_HELPER_SRC) \
+	$(wildcard extensions/*/*.c) $(TEST_SRC) $(TESTLIB_SRC) $(TEST_HELPER_SRC) $(wildcard tests/fuzz/*.c) \
 	$(wildcard common/*.h protocol/*.h orchestrator/*/*.h extensions/*/*.h)
 
 lint: $(PROTO_HDR)
@@ -272,9 +274,45 @@ bench: all
 valgrind: all
 	sh tests/valgrind.sh $(BUILD)
 
+# --- fuzzing (tests/fuzz/README.md) ----------------------------------------
+# Each tests/fuzz/fuzz_NAME.c is a libFuzzer target, built with clang under
+# ASan + UBSan into $(BUILD)/fuzz/fuzz_NAME, against the orchd sources
+# compiled again for it (with the same warnings and -Werror; the main build
+# keeps its own compiler and flags).  `make fuzz` builds the seed corpora
+# from the tree and runs each target for FUZZ_TIME seconds, or FUZZ_RUNS
+# executions when set; it fails on any crash, leak, timeout or sanitizer
+# report (the input is left in $(BUILD)/fuzz/findings/).
+FUZZ_CC   ?= clang
+FUZZ_TIME ?= 60
+FUZZ_RUNS ?=
+FUZZ_DIR  := $(BUILD)/fuzz
+FUZZ_NAMES := $(sort $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c)))
+FUZZ_BINS := $(addprefix $(FUZZ_DIR)/,$(FUZZ_NAMES))
+FUZZ_SAN  := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_CFLAGS := -std=c17 -O1 -g $(WARN) -fno-strict-aliasing -pthread -MMD -MP $(FUZZ_SAN) \
+	-fsanitize=fuzzer-no-link
+FUZZ_LIB  := $(FUZZ_DIR)/liborchd-fuzz.a
+
+$(FUZZ_DIR)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(CPPFLAGS) $(PKG_CFLAGS) $(FUZZ_CFLAGS) -c -o $@ $<
+
+$(FUZZ_LIB): $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(COMMON_SRC) $(PROTO_SRC) $(ORCH_SRC))
+	@mkdir -p $(@D)
+	rm -f $@
+	ar rcs $@ $^
+
+$(FUZZ_DIR)/fuzz_%: $(FUZZ_DIR)/obj/tests/fuzz/fuzz_%.o $(FUZZ_LIB)
+	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -pthread -o $@ $^ $(PKG_LIBS) -lm
+
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: $(FUZZ_BINS)
+	sh tests/fuzz/run.sh $(FUZZ_DIR) "$(FUZZ_TIME)" "$(FUZZ_RUNS)" $(FUZZ_NAMES)
+
 clean:
 	rm -rf build
 
-.PHONY: all check check-fast install deps tools lint bench valgrind clean
+.PHONY: all check check-fast install deps tools lint bench valgrind clean fuzz fuzz-build
 
--include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD)/obj $(FUZZ_DIR)/obj -name '*.d' 2>/dev/null)

@@ -21,7 +21,8 @@ const char *get_progname(void)
 	return progname;
 }
 
-static void vreport(const char *kind, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void vreport(const char *kind, const char *fmt,
+							  va_list ap)
 {
 	char msg[4096];
 

@@ -535,6 +535,13 @@ int op_parse_line(enum op_direction dir, const char *line, size_t len, struct op
 		used = end - start;
 	}
 	json_tokener_reset(tok);
+	if (jerr != json_tokener_success) {
+		/* json_tokener_reset() keeps the state of a \u escape cut short
+		 * (a pending high surrogate), which the next line would decode
+		 * with: after a failed parse, the next line gets a new tokener */
+		json_tokener_free(tok);
+		tls_tok = NULL;
+	}
 	if (jerr == json_tokener_error_depth) {
 		json_object_put(obj);
 		set_error(out, OP_PROTOCOL_ERROR, "message nested deeper than %d levels",

@@ -277,7 +277,7 @@ const char *op_ext_workdir(const struct op_ext *ext)
 }
 
 /* vasprintf into a malloc'ed string; NULL on ENOMEM. */
-static char *vfmt(const char *fmt, va_list ap)
+__attribute__((format(printf, 1, 0))) static char *vfmt(const char *fmt, va_list ap)
 {
 	char *s = NULL;
 

@@ -7,11 +7,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/bootstrap.h"
 #include "core/graph.h"
+#include "core/refs.h"
 #include "models/pipeline.h"
 #include "orchd_protocol.h"
 #include "testutil.h"
@@ -234,6 +236,31 @@ START_TEST(test_refs)
 	ck_assert_ptr_null(t->sites[1].loc[2].key);
 	ck_assert_uint_eq(t->sites[1].loc[2].index, 0);
 	orchd_pipeline_free(p);
+}
+END_TEST
+
+/*
+ * orchd_ref_parse() takes s[0..len), not a C string: found by fuzz_refs
+ * (tests/fuzz/), the quote of an unterminated reference read on past len.
+ * The input ends right before a PROT_NONE page, so any read past it
+ * faults even without ASan.
+ */
+START_TEST(test_ref_parse_unterminated_not_nul_terminated)
+{
+	static const char input[] = "${{\n\a\240\n\n"; /* the fuzzer's input */
+	size_t len = sizeof(input) - 1, page = (size_t)sysconf(_SC_PAGESIZE);
+	struct orchd_ref_parsed r;
+	char err[256], *map, *s;
+
+	map = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ck_assert_ptr_ne(map, MAP_FAILED);
+	ck_assert_int_eq(mprotect(map + page, page, PROT_NONE), 0);
+	s = map + page - len;
+	memcpy(s, input, len);
+	ck_assert_int_eq(orchd_ref_parse(s, len, &r, err, sizeof(err)), -1);
+	ck_assert_str_eq(err, "unterminated reference '${{\n\a\240\n\n' (missing '}}')");
+	orchd_ref_parsed_release(&r);
+	munmap(map, 2 * page);
 }
 END_TEST
 
@@ -690,6 +717,7 @@ Suite *bootstrap_suite(void)
 	tcase_add_test(tc, test_durations);
 	tcase_add_test(tc, test_exec_merge_and_config_merge);
 	tcase_add_test(tc, test_refs);
+	tcase_add_test(tc, test_ref_parse_unterminated_not_nul_terminated);
 	tcase_add_test(tc, test_anchors_aliases_merge_keys);
 	tcase_add_test(tc, test_bounds);
 	tcase_add_test(tc, test_top_level_shapes);

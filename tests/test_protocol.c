@@ -341,6 +341,41 @@ START_TEST(test_encoders_roundtrip)
 }
 END_TEST
 
+/*
+ * A line that fails to parse in the middle of a \u escape pair must not
+ * change how the next line decodes: found by fuzz_protocol (tests/fuzz/),
+ * the per-thread tokener kept the pending high surrogate of the failed
+ * line across json_tokener_reset(), and the next valid message got a
+ * U+FFFD that was not in it.  The fuzzer's lines: a non-JSON line (a raw
+ * control byte after "\ude0"), then the same text sent as a log message.
+ */
+START_TEST(test_parse_line_no_state_across_lines)
+{
+	static const char bad[] = "{\"type\":\"log\",\"level\":\"info\",\"message\":\"caf\xc3\xa9 "
+				  "\\u0000 \\ud83d\\ude0\x05\"}";
+	static const char plain[] = "{\"type\":\"log\",\"level\":\"info\",\"message\":\"\\u0005\"}";
+	struct op_buf sb = OP_BUF_INIT;
+	struct op_parsed p;
+
+	ck_assert_int_eq(op_parse_line(OP_FROM_EXT, bad, strlen(bad), &p), 0);
+	ck_assert_int_eq(p.verdict, OP_NON_PROTOCOL);
+	op_parsed_release(&p);
+	ck_assert_int_eq(op_encode_log_into(&sb, "info", bad, strlen(bad)), 0);
+	ck_assert_int_eq(op_parse_line(OP_FROM_EXT, sb.buf, sb.len - 1, &p), 0);
+	ck_assert_int_eq(p.verdict, OP_VALID);
+	ck_assert_str_eq(op_get_str(p.msg, "message"), bad);
+	op_parsed_release(&p);
+	op_buf_release(&sb);
+
+	ck_assert_int_eq(op_parse_line(OP_FROM_EXT, bad, strlen(bad), &p), 0);
+	op_parsed_release(&p);
+	ck_assert_int_eq(op_parse_line(OP_FROM_EXT, plain, strlen(plain), &p), 0);
+	ck_assert_int_eq(p.verdict, OP_VALID);
+	ck_assert_str_eq(op_get_str(p.msg, "message"), "\x05");
+	op_parsed_release(&p);
+}
+END_TEST
+
 START_TEST(test_versions)
 {
 	ck_assert_int_lt(op_version_cmp("0.1.0", "0.10.0"), 0);
@@ -408,6 +443,7 @@ Suite *protocol_suite(void)
 	tcase_add_test(tc, test_splitter_chunk_mode);
 	tcase_add_test(tc, test_splitter_slices_agree);
 	tcase_add_test(tc, test_encoders_roundtrip);
+	tcase_add_test(tc, test_parse_line_no_state_across_lines);
 	tcase_add_test(tc, test_versions);
 	tcase_add_test(tc, test_check_ext_hello);
 	suite_add_tcase(s, tc);

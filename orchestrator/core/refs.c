@@ -98,10 +98,12 @@ int orchd_ref_parse(const char *s, size_t len, struct orchd_ref_parsed *out, cha
 		in = s + i + 3;
 		end = memmem(in, len - (size_t)(in - s), "}}", 2);
 		if (!end) {
+			/* s[0..len) need not be NUL-terminated: bound the
+			 * quote by what is left of it */
 			if (!ret)
 				ret = orchd_set_err(err, errlen,
-						    "unterminated reference '%.40s' (missing '}}')",
-						    s + i);
+						    "unterminated reference '%.*s' (missing '}}')",
+						    (int)(len - i > 40 ? 40 : len - i), s + i);
 			break;
 		}
 		while (in < end && (*in == ' ' || *in == '\t'))
