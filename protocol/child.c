@@ -2,6 +2,7 @@
  * child: the one child-process API (op_child_*, see "Child processes" in
  * orchd_protocol.h).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -195,6 +196,8 @@ static void close_all_but(int a, int b)
 
 /* The reaper's program, for the signal forwarder (0: none yet). */
 static volatile sig_atomic_t reaped_program;
+/* OP_CHILD_KILL_ALL received, the parent died, its grace ran out. */
+static volatile sig_atomic_t kill_all_asked, parent_died, grace_over;
 
 static void forward_signal(int sig)
 {
@@ -202,16 +205,122 @@ static void forward_signal(int sig)
 		kill(-(pid_t)reaped_program, sig);
 }
 
+static void on_kill_all(int sig)
+{
+	(void)sig;
+	kill_all_asked = 1;
+}
+
+static void on_parent_death(int sig)
+{
+	(void)sig;
+	parent_died = 1;
+}
+
+static void on_alarm(int sig)
+{
+	(void)sig;
+	grace_over = 1;
+}
+
+/* kill_children() without /proc/PID/task/TID/children (a kernel without
+ * CONFIG_PROC_CHILDREN): every process whose parent we are, from its stat. */
+static int kill_children_scan(void)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *de;
+	pid_t me = getpid();
+	int any = 0;
+
+	if (!d)
+		return 0;
+	while ((de = readdir(d))) {
+		char path[300], buf[512], *rp;
+		long ppid;
+		ssize_t n;
+		int fd;
+
+		if (de->d_name[0] < '1' || de->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/stat", de->d_name);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (n <= 0)
+			continue;
+		buf[n] = '\0';
+		/* "pid (comm) state ppid ...": comm may hold anything */
+		rp = strrchr(buf, ')');
+		if (rp && sscanf(rp + 1, " %*c %ld", &ppid) == 1 && ppid == me) {
+			kill((pid_t)atol(de->d_name), SIGKILL);
+			any = 1;
+		}
+	}
+	closedir(d);
+	return any;
+}
+
+/* SIGKILL each child of ours (an orphan of the program's lands here: we
+ * are its subreaper); 1 when there was one. */
+static int kill_children(void)
+{
+	char path[64], buf[4096];
+	int fd, any = 0;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/children", (int)getpid());
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return kill_children_scan();
+	while ((n = read(fd, buf, sizeof(buf) - 1)) > 0) {
+		char *q = buf, *end;
+
+		buf[n] = '\0';
+		for (long v = strtol(q, &end, 10); end != q; v = strtol(q, &end, 10)) {
+			if (v > 0) {
+				kill((pid_t)v, SIGKILL);
+				any = 1;
+			}
+			q = end;
+		}
+	}
+	close(fd);
+	return any;
+}
+
+/* Nothing the program started outlives it: SIGKILL its group, then every
+ * descendant, as each orphan comes to us, until we have no child left. */
+static void kill_leftovers(pid_t program)
+{
+	kill(-program, SIGKILL);
+	for (;;) {
+		pid_t w;
+
+		kill_children();
+		w = waitpid(-1, NULL, __WALL);
+		if (w < 0 && errno == ECHILD)
+			return;
+	}
+}
+
 /*
  * OP_CHILD_REAPER: fork the program, report its exec and its exit, reap
- * whatever else ends up here, exit when the program has exited.
+ * whatever else ends up here, exit when the program has exited, leaving
+ * nothing behind: every process the program started is killed then (a
+ * daemon, a setsid grandchild, one holding /dev/null).  Signals:
+ * SIGTERM, SIGINT, SIGHUP and SIGQUIT are forwarded to the program's group;
+ * OP_CHILD_KILL_ALL (SIGUSR1) kills the program and everything it started
+ * at once.  When the parent dies, the program gets SIGTERM, and everything
+ * is killed OP_CHILD_ORPHAN_GRACE seconds later.
  */
 static _Noreturn void reaper(const struct plan *p)
 {
 	static const int fwd[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT};
 	struct report r = {0, 0, 0, 0};
 	struct sigaction sa;
-	int prep[2], st = 0;
+	int prep[2], st = 0, killed = 0, termed = 0;
 	pid_t pid, w;
 	ssize_t n;
 
@@ -228,6 +337,8 @@ static _Noreturn void reaper(const struct plan *p)
 		close(prep[0]);
 		close(p->report);
 		setpgid(0, 0);
+		/* if we die (SIGKILL), so does it */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		run_program(p, prep[1]);
 	}
 	setpgid(pid, pid);
@@ -244,6 +355,23 @@ static _Noreturn void reaper(const struct plan *p)
 	sa.sa_flags = SA_RESTART;
 	for (size_t i = 0; i < sizeof(fwd) / sizeof(fwd[0]); i++)
 		sigaction(fwd[i], &sa, NULL);
+	/* these interrupt the wait below */
+	sa.sa_flags = 0;
+	sa.sa_handler = on_kill_all;
+	sigaction(OP_CHILD_KILL_ALL, &sa, NULL);
+	sa.sa_handler = on_parent_death;
+	sigaction(SIGUSR2, &sa, NULL);
+	sa.sa_handler = on_alarm;
+	sigaction(SIGALRM, &sa, NULL);
+	prctl(PR_SET_PDEATHSIG, SIGUSR2);
+	{
+		/* gone before the prctl?  (0: the parent is outside our PID
+		 * namespace, where we cannot tell; its death still signals) */
+		pid_t pp = getppid();
+
+		if (pp != 0 && pp != p->parent)
+			parent_died = 1;
+	}
 	do
 		n = read(prep[0], &r, sizeof(r));
 	while (n < 0 && errno == EINTR);
@@ -257,6 +385,16 @@ static _Noreturn void reaper(const struct plan *p)
 	r.type = REPORT_STARTED;
 	send_report(p->report, &r);
 	for (;;) {
+		if (parent_died && !termed) {
+			termed = 1;
+			kill(-pid, SIGTERM);
+			alarm(OP_CHILD_ORPHAN_GRACE);
+		}
+		if ((kill_all_asked || grace_over) && !killed) {
+			killed = 1;
+			kill(-pid, SIGKILL);
+			kill_children();
+		}
 		w = waitpid(-1, &st, 0);
 		if (w < 0 && errno == EINTR)
 			continue;
@@ -265,6 +403,7 @@ static _Noreturn void reaper(const struct plan *p)
 	}
 	r.type = REPORT_EXITED;
 	r.status = w == pid ? st : 0;
+	kill_leftovers(pid);
 	send_report(p->report, &r);
 	_exit(0);
 }

@@ -621,9 +621,13 @@ int op_ext_main(int argc, char **argv, const struct op_ext_info *info,
  *   - with OP_CHILD_REAPER, the child stays as the program's parent (pid 1
  *     of a new PID namespace, say): it forks the program in a process group
  *     of its own, forwards SIGTERM, SIGINT, SIGHUP and SIGQUIT to that
- *     group, reaps every process that ends up its child, and exits when
- *     the program has exited (in a new PID namespace, what the program left
- *     behind dies with it, daemons included);
+ *     group, reaps every process that ends up its child (it is their
+ *     subreaper), and exits when the program has exited, after killing
+ *     whatever the program left behind (its group, daemons, setsid
+ *     grandchildren: nothing outlives it, namespace or not).
+ *     OP_CHILD_KILL_ALL to the reaper kills the program and all it
+ *     started at once; if the reaper's parent dies, the program gets
+ *     SIGTERM, and everything SIGKILL OP_CHILD_ORPHAN_GRACE s later;
  *   - in the process that runs the program: chdir(->cwd), then
  *     ->exec_setup(->setup_arg) (the last lock before exec: capabilities,
  *     seccomp), then execve.
@@ -656,6 +660,10 @@ int op_ext_main(int argc, char **argv, const struct op_ext_info *info,
 #define OP_CHILD_SHELL	   (1u << 3) /* a file without #! runs under /bin/sh (execvp) */
 #define OP_CHILD_ASYNC	   (1u << 4) /* do not wait for the exec report */
 #define OP_CHILD_REAPER	   (1u << 5) /* the child stays as the program's reaper */
+/* To a reaper: kill the program and everything it started, now. */
+#define OP_CHILD_KILL_ALL SIGUSR1
+/* Seconds a reaper whose parent died gives the program after SIGTERM. */
+#define OP_CHILD_ORPHAN_GRACE 2
 
 enum op_child_stage {
 	OP_CHILD_OK = 0, /* started */

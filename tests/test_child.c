@@ -314,34 +314,6 @@ static int failing_parent_setup(void *arg, pid_t pid)
 	return -1;
 }
 
-static int process_with_arg(const char *arg)
-{
-	DIR *d = opendir("/proc");
-	struct dirent *e;
-	int found = 0;
-
-	while (d && !found && (e = readdir(d))) {
-		char path[300], buf[256];
-		size_t n;
-		FILE *f;
-
-		snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
-		f = fopen(path, "r");
-		if (!f)
-			continue;
-		n = fread(buf, 1, sizeof(buf) - 1, f);
-		fclose(f);
-		for (size_t i = 0; i < n; i++)
-			if (!buf[i])
-				buf[i] = ' ';
-		buf[n] = '\0';
-		found = strstr(buf, arg) != NULL;
-	}
-	if (d)
-		closedir(d);
-	return found;
-}
-
 static const unsigned long ns_flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS;
 
 /*
@@ -379,9 +351,9 @@ START_TEST(test_reaper_in_new_namespaces)
 	ck_assert_int_eq(c.report_fd, -1);
 	free(out);
 	/* the daemon went with its namespace */
-	for (int i = 0; i < 50 && process_with_arg("sleep 1003.25"); i++)
+	for (int i = 0; i < 50 && test_process_with_arg("sleep 1003.25"); i++)
 		usleep(20000);
-	ck_assert_msg(!process_with_arg("sleep 1003.25"), "the daemon survived");
+	ck_assert_msg(!test_process_with_arg("sleep 1003.25"), "the daemon survived");
 }
 END_TEST
 

@@ -513,7 +513,7 @@ START_TEST(test_secret_printed_before_declared)
 	setenv("ORCHD_PASSPHRASE", "lifecycle-test-passphrase", 1);
 	write_ext("masker",
 		  HELLO("masker",
-			"[\"apply\"]") "read -r action\n"
+			"[\"apply\"]") "read -r action || exit 0\n"
 				       "echo '{\"type\":\"mask\",\"value\":\"Mq7-masked-value\"}'\n"
 				       "echo "
 				       "'{\"type\":\"log\",\"level\":\"info\",\"message\":\"token "
@@ -549,6 +549,74 @@ START_TEST(test_secret_printed_before_declared)
 }
 END_TEST
 
+/* Nothing an extension starts outlives its action, at isolation basic too:
+ * a setsid daemon with its stdio on /dev/null is gone when the run ends;
+ * and when orchd itself is killed with -9, an extension that ignores
+ * SIGTERM is killed after the reaper's grace. */
+START_TEST(test_no_process_outlives_its_action)
+{
+	char *f, *err = NULL, *cmd, *body, *d1, *d2, *d3, *d3re;
+	int rc, me = (int)getpid();
+
+	/* durations unique to this process: leftovers of another run do not
+	 * count */
+	d1 = xasprintf("sleep 1007.%d1", me);
+	d2 = xasprintf("sleep 1007.%d2", me);
+	d3 = xasprintf("sleep 1008.%d3", me);
+	d3re = xasprintf("sleep 100[8][.]%d3", me);
+	body = xasprintf(
+		HELLO("daemonizer",
+		      "[\"apply\"]") "read -r action || exit 0\n"
+				     "setsid sh -c 'exec %s' </dev/null >/dev/null 2>&1 &\n"
+				     "sh -c 'exec %s' </dev/null >/dev/null 2>&1 &\n"
+				     "echo '{\"type\":\"result\",\"status\":\"success\"}'\n",
+		d1, d2);
+	write_ext("daemonizer", body);
+	free(body);
+	f = write_pipeline("p:\n"
+			   "  core: {isolation: basic}\n"
+			   "  daemonizer:\n"
+			   "    - name: d\n");
+	rc = orchd("run", f, NULL, &err, (char *)NULL);
+	ck_assert_msg(rc == 0, "rc=%d\n%s", rc, err);
+	free(err);
+	for (int i = 0; i < 100 && (test_process_with_arg(d1) || test_process_with_arg(d2)); i++)
+		usleep(20000);
+	ck_assert_msg(!test_process_with_arg(d1), "a setsid daemon survived the run");
+	ck_assert_msg(!test_process_with_arg(d2), "a background child survived");
+	free(f);
+
+	body = xasprintf(HELLO("stubborn", "[\"apply\"]") "trap '' TERM INT\n"
+							  "read -r action || exit 0\n"
+							  "sh -c 'trap \"\" TERM; exec %s'\n",
+			 d3);
+	write_ext("stubborn", body);
+	free(body);
+	f = write_pipeline("p:\n"
+			   "  core: {isolation: basic}\n"
+			   "  stubborn:\n"
+			   "    - name: s\n");
+	cmd = xasprintf("'%s' run '%s' --extensions-dir '%s' >/dev/null 2>&1 & pid=$!; "
+			"i=0; until [ $i -ge 100 ]; do "
+			"for c in /proc/[0-9]*/cmdline; do "
+			"tr '\\0' ' ' < $c 2>/dev/null | grep -q '%s' && break 2; "
+			"done; sleep 0.1; i=$((i+1)); done; "
+			"kill -9 $pid; wait $pid 2>/dev/null; exit 0",
+			orchd_bin, f, extdir, d3re);
+	ck_assert_int_eq(system(cmd), 0);
+	for (int i = 0; i < 250 && test_process_with_arg(d3); i++)
+		usleep(20000);
+	ck_assert_msg(!test_process_with_arg(d3),
+		      "an extension ignoring SIGTERM outlived orchd's kill -9");
+	free(cmd);
+	free(f);
+	free(d1);
+	free(d2);
+	free(d3);
+	free(d3re);
+}
+END_TEST
+
 Suite *lifecycle_suite(void)
 {
 	Suite *s = suite_create("lifecycle");
@@ -568,6 +636,7 @@ Suite *lifecycle_suite(void)
 	tcase_add_test(tc, test_destroy_idempotent_keeps_history);
 	tcase_add_test(tc, test_plan_known_after_apply);
 	tcase_add_test(tc, test_secret_printed_before_declared);
+	tcase_add_test(tc, test_no_process_outlives_its_action);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -31,6 +31,9 @@ void test_rmtree(const char *path);
  * Returns the exit code, or 128+signal if killed, or -1 on spawn failure.
  */
 int test_run(char *const argv[], char **out, char **err);
+/* Is a process running whose command line (its arguments joined by
+ * spaces) contains text? */
+int test_process_with_arg(const char *text);
 
 /*
  * The loopback HTTP server tests/helpers/httpd.py (python3), for suites

@@ -273,10 +273,26 @@ static void step_signal(struct orchd_step *st, int sig)
 
 void orchd_step_kill(struct orchd_step *st)
 {
+	int reaper = (st->child.flags & OP_CHILD_REAPER) != 0;
+
+	if (st->proc == PROC_KILL_SENT && reaper && !st->hard_killed) {
+		/* its reaper did not manage: the group, reaper and all */
+		st->hard_killed = 1;
+		st->dl_kill = 0;
+		step_signal(st, SIGKILL);
+		return;
+	}
 	if (st->proc != PROC_RUNNING && st->proc != PROC_TERM_SENT)
 		return;
 	st->proc = PROC_KILL_SENT;
 	st->dl_kill = 0;
+	if (reaper && st->pid > 0) {
+		/* the reaper kills the extension and everything it started
+		 * (a SIGKILL of the reaper would orphan them) */
+		kill(st->pid, OP_CHILD_KILL_ALL);
+		st->dl_kill = now_ms() + ORCHD_KILL_BACKSTOP_MS;
+		return;
+	}
 	step_signal(st, SIGKILL);
 }
 

@@ -87,6 +87,8 @@
 #define ORCHD_DEFAULT_HELLO_MS 30000
 /* Longest drain of pipes held open by a leftover grandchild after reap. */
 #define ORCHD_DRAIN_MS 2000
+/* After asking an extension's reaper to kill everything: SIGKILL it too. */
+#define ORCHD_KILL_BACKSTOP_MS 2000
 /* Shortest wait for an exit after a result, and for pipes after an exit. */
 #define ORCHD_MIN_LINGER_MS 1000
 
@@ -330,6 +332,7 @@ struct orchd_step {
 	long long dl_drain;  /* after reap: stop waiting for EOF */
 	long long dl_linger; /* after result / stdout EOF: SIGTERM if still running */
 	long long dl_hello;  /* no hello yet: fail the handshake */
+	int hard_killed;     /* SIGKILL sent to the reaper's group (the backstop) */
 
 	int wstatus;
 	struct rusage ru;

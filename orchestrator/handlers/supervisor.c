@@ -252,6 +252,10 @@ static void spawn_step(struct orchd_supervisor *sup, struct orchd_step *st)
 	/* its own group, told at once if orchd dies, orchd's original mask
 	 * and fd limit; the exec report is read by the loop */
 	c.flags = OP_CHILD_PGROUP | OP_CHILD_PDEATHSIG | OP_CHILD_ASYNC;
+	/* a reaper, at every isolation level: nothing the extension starts
+	 * outlives its action (daemons, setsid grandchildren included), and
+	 * if orchd dies the extension gets SIGTERM, then SIGKILL */
+	c.flags |= OP_CHILD_REAPER;
 	c.sigmask = &sup->old_mask;
 	c.nofile = sup->have_nofile ? &sup->old_nofile : NULL;
 	if (st->sandbox)
