@@ -617,6 +617,42 @@ START_TEST(test_no_process_outlives_its_action)
 }
 END_TEST
 
+/* What a dead run left (its workdirs: plaintext an extension was about to
+ * hand over) is removed by the next run; a finished run's kept workdirs
+ * stay; exec removes orchd-output as soon as it has read it. */
+START_TEST(test_dead_run_leftovers_removed)
+{
+	char *f, *err = NULL, *dead, *kept, *cmd;
+	int rc;
+
+	f = write_pipeline("p:\n"
+			   "  core: {isolation: basic}\n"
+			   "  exec:\n"
+			   "    - name: a\n"
+			   "      command: [sh, -c, 'echo k=v >> $ORCHD_OUTPUT; sleep 0.2']\n");
+	dead = xasprintf("%s/.orchd/runs/20260101T000000Z-dead/work/exec.a.1.x", dir);
+	kept = xasprintf("%s/.orchd/runs/20260101T000001Z-kept/work/exec.a.1.y", dir);
+	cmd = xasprintf("mkdir -p '%s' '%s' && echo plaintext > '%s/orchd-output' && "
+			"echo '{}' > '%s/../../report.json'",
+			dead, kept, dead, kept);
+	ck_assert_int_eq(system(cmd), 0);
+	rc = orchd("run", f, NULL, &err, "--keep-workdir", (char *)NULL);
+	ck_assert_msg(rc == 0, "rc=%d\n%s", rc, err);
+	ck_assert_msg(strstr(err, "removed the workdirs of run 20260101T000000Z-dead"), "%s", err);
+	ck_assert_msg(access(dead, F_OK) < 0, "the dead run's workdir is still there");
+	ck_assert_msg(access(kept, F_OK) == 0, "a finished run's kept workdir was removed");
+	free(err);
+	free(cmd);
+	/* this run kept its workdir: no orchd-output in it */
+	cmd = xasprintf("find '%s/.orchd/runs' -name orchd-output | grep -q .", dir);
+	ck_assert_msg(system(cmd) != 0, "orchd-output left in a workdir");
+	free(cmd);
+	free(dead);
+	free(kept);
+	free(f);
+}
+END_TEST
+
 Suite *lifecycle_suite(void)
 {
 	Suite *s = suite_create("lifecycle");
@@ -637,6 +673,7 @@ Suite *lifecycle_suite(void)
 	tcase_add_test(tc, test_plan_known_after_apply);
 	tcase_add_test(tc, test_secret_printed_before_declared);
 	tcase_add_test(tc, test_no_process_outlives_its_action);
+	tcase_add_test(tc, test_dead_run_leftovers_removed);
 	suite_add_tcase(s, tc);
 	return s;
 }

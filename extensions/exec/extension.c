@@ -227,6 +227,9 @@ static int read_outputs(const char *path, struct json_object **outputs, char *er
 	text = malloc(EXEC_OUTPUT_MAX + 1);
 	len = text ? fread(text, 1, EXEC_OUTPUT_MAX + 1, f) : 0;
 	fclose(f);
+	/* it may hold secrets in clear: gone as soon as it is read, so that
+	 * not even a crash leaves it in the workdir */
+	unlink(path);
 	if (!text)
 		return out_err(err, errlen, "out of memory");
 	if (len > EXEC_OUTPUT_MAX) {

@@ -4,6 +4,7 @@
  */
 #include "core/orchestrator.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -212,6 +213,46 @@ static void announce_isolation(struct command *c)
 				   h->why);
 }
 
+/*
+ * What a dead run left (orchd killed with -9, the machine lost): its
+ * workdirs, which may hold plaintext an extension was about to hand over.
+ * A run that ended wrote its report.json; one that did not is dead, since
+ * we hold the lock.  (Workdirs kept by --keep-workdir belong to runs that
+ * ended, and stay.)
+ */
+static void clean_dead_runs(struct command *c)
+{
+	char *runs = xasprintf("%s/runs", c->state_dir);
+	DIR *d = opendir(runs);
+	struct dirent *de;
+
+	while (d && (de = readdir(d))) {
+		char *rep, *work;
+
+		if (de->d_name[0] == '.' || !strcmp(de->d_name, c->run_id))
+			continue;
+		rep = xasprintf("%s/%s/report.json", runs, de->d_name);
+		work = xasprintf("%s/%s/work", runs, de->d_name);
+		if (access(rep, F_OK) < 0 && errno == ENOENT && access(work, F_OK) == 0) {
+			if (op_rmtree(work) < 0)
+				orchd_console_logf(c->con, NULL, ORCHD_LOG_WARNING,
+						   "cannot remove %s, left by a run that did not "
+						   "finish: %s",
+						   work, strerror(errno));
+			else
+				orchd_console_logf(c->con, NULL, ORCHD_LOG_INFO,
+						   "removed the workdirs of run %s, which did not "
+						   "finish",
+						   de->d_name);
+		}
+		free(rep);
+		free(work);
+	}
+	if (d)
+		closedir(d);
+	free(runs);
+}
+
 /* load: the scheduler over the selection, with every stored record. */
 static int load_records(struct command *c, const struct orchd_pipeline *p,
 			const struct orchd_registry *reg, const struct orchd_run_opts *o)
@@ -260,6 +301,7 @@ static int load_records(struct command *c, const struct orchd_pipeline *p,
 	 * report says so */
 	if (orchd_mkdir_p(c->run_dir, 0700, NULL, 0) < 0)
 		return error("cannot create %s: %s", c->run_dir, strerror(errno));
+	clean_dead_runs(c);
 	return 0;
 }
 
