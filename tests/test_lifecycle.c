@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -653,6 +654,54 @@ START_TEST(test_dead_run_leftovers_removed)
 }
 END_TEST
 
+/* orchd's memory does not follow what an extension writes: 60 MB of
+ * stderr under --output grouped (held until the instance ends) goes to a
+ * temporary file, and a flood of requests from an extension that never
+ * reads its responses fails the instance instead of queueing. */
+START_TEST(test_memory_is_bounded)
+{
+	char *f, *err = NULL;
+	struct rusage ru;
+	int rc;
+
+	write_ext(
+		"chatty",
+		HELLO("chatty",
+		      "[\"apply\"]") "read -r action || exit 0\n"
+				     "head -c 60000000 /dev/zero | tr '\\0' a | fold -w 1000 >&2\n"
+				     "echo '{\"type\":\"result\",\"status\":\"success\"}'\n");
+	write_ext("flood",
+		  HELLO("flood",
+			"[\"apply\"]") "read -r action || exit 0\n"
+				       "yes '{\"type\":\"request\",\"id\":1,\"op\":\"nope\"}' | "
+				       "head -n 400000\n"
+				       "sleep 5\n");
+	f = write_pipeline("p:\n"
+			   "  core: {isolation: basic}\n"
+			   "  chatty:\n"
+			   "    - name: c\n");
+	rc = orchd("run", f, NULL, NULL, "--output", "grouped", (char *)NULL);
+	ck_assert_int_eq(rc, 0);
+	ck_assert_int_eq(getrusage(RUSAGE_CHILDREN, &ru), 0);
+	/* orchd is one of our children: none grew near the 60 MB it held */
+	ck_assert_msg(ru.ru_maxrss < 40 * 1024, "max RSS %ld KiB", ru.ru_maxrss);
+	free(f);
+	f = write_pipeline("p:\n"
+			   "  core: {isolation: basic}\n"
+			   "  flood:\n"
+			   "    - name: f\n");
+	rc = orchd("run", f, NULL, &err, (char *)NULL);
+	ck_assert_msg(rc == 1, "rc=%d\n%.2000s", rc, err);
+	ck_assert_msg(strstr(err, "more than 1024 requests wait for their responses") ||
+			      strstr(err, "the extension does not read its stdin"),
+		      "%.2000s", err);
+	free(err);
+	ck_assert_int_eq(getrusage(RUSAGE_CHILDREN, &ru), 0);
+	ck_assert_msg(ru.ru_maxrss < 40 * 1024, "max RSS %ld KiB", ru.ru_maxrss);
+	free(f);
+}
+END_TEST
+
 Suite *lifecycle_suite(void)
 {
 	Suite *s = suite_create("lifecycle");
@@ -674,6 +723,7 @@ Suite *lifecycle_suite(void)
 	tcase_add_test(tc, test_secret_printed_before_declared);
 	tcase_add_test(tc, test_no_process_outlives_its_action);
 	tcase_add_test(tc, test_dead_run_leftovers_removed);
+	tcase_add_test(tc, test_memory_is_bounded);
 	suite_add_tcase(s, tc);
 	return s;
 }

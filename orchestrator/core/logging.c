@@ -538,7 +538,8 @@ struct journal_entry {
 	/* grouped or held: lines not printed yet ('0'+level, 'a'+source, text,
 	 * '\n'; or 'D', where, '\t', text, '\n' for a diagnostic) */
 	struct op_buf group;
-	int hold; /* it may still declare secrets: print its lines at the end */
+	FILE *spill; /* what did not fit in group's ORCHD_GROUP_MEM, in order */
+	int hold;    /* it may still declare secrets: print its lines at the end */
 };
 
 struct orchd_journal {
@@ -573,9 +574,30 @@ void orchd_journal_free(struct orchd_journal *j)
 	for (size_t i = 0; i < j->n; i++) {
 		op_buf_release(&j->e[i].log);
 		op_buf_release(&j->e[i].group);
+		if (j->e[i].spill)
+			fclose(j->e[i].spill);
 	}
 	free(j->e);
 	free(j);
+}
+
+/* Memory is bounded: past ORCHD_GROUP_MEM, held lines go to an unlinked
+ * temporary file (an instance may write gigabytes before it ends). */
+static void group_spill(struct journal_entry *e)
+{
+	if (e->group.len < ORCHD_GROUP_MEM)
+		return;
+	if (!e->spill)
+		e->spill = tmpfile();
+	if (!e->spill)
+		return; /* no temporary file: memory it is */
+	if (fwrite(e->group.buf, 1, e->group.len, e->spill) != e->group.len) {
+		/* a full disk: what was written is kept, the rest prints now
+		 * rather than being lost */
+		clearerr(e->spill);
+		return;
+	}
+	op_buf_reset(&e->group);
 }
 
 /* Keep a line for the instance's log file and JUnit (bounded). */
@@ -633,6 +655,7 @@ void orchd_journal_line(struct orchd_journal *j, size_t i, enum orchd_log_level 
 		op_buf_addch(&e->group, 'a' + (int)src);
 		op_buf_addstr(&e->group, text);
 		op_buf_addch(&e->group, '\n');
+		group_spill(e);
 		return;
 	}
 	if (j->o.json) {
@@ -666,11 +689,40 @@ void orchd_journal_diag(struct orchd_journal *j, size_t i, const char *where, co
 		op_buf_addch(&e->group, '\t');
 		op_buf_addstr(&e->group, line);
 		op_buf_addch(&e->group, '\n');
+		group_spill(e);
 	} else {
 		console_line(j->con, NULL, where, ORCHD_LOG_ERROR, line);
 	}
 	free(line);
 	free(kept);
+}
+
+/* One held line (see struct journal_entry), printed. */
+static void group_line(struct orchd_journal *j, size_t i, char *p)
+{
+	char *tab;
+
+	if (p[0] == 'D' && (tab = strchr(p, '\t'))) {
+		*tab = '\0';
+		if (j->o.json) {
+			char *kept = xasprintf("%s: %s", p + 1, tab + 1);
+
+			journal_json(j, j->ids[i], ORCHD_LOG_ERROR, ORCHD_LOGSRC_ORCHD, kept);
+			free(kept);
+		} else {
+			console_line(j->con, NULL, p + 1, ORCHD_LOG_ERROR, tab + 1);
+		}
+		return;
+	}
+	if (!p[0] || !p[1])
+		return;
+	if (j->o.json) {
+		if ((enum orchd_log_level)(p[0] - '0') >= j->o.min_level)
+			journal_json(j, j->ids[i], (enum orchd_log_level)(p[0] - '0'),
+				     (enum orchd_log_source)(p[1] - 'a'), p + 2);
+	} else {
+		orchd_console_log(j->con, j->ids[i], (enum orchd_log_level)(p[0] - '0'), p + 2);
+	}
 }
 
 void orchd_journal_flush(struct orchd_journal *j, size_t i)
@@ -681,36 +733,27 @@ void orchd_journal_flush(struct orchd_journal *j, size_t i)
 	if (i >= j->n)
 		return;
 	e = &j->e[i];
+	if (e->spill) {
+		char *line = NULL;
+		size_t cap = 0;
+		ssize_t n;
+
+		rewind(e->spill);
+		while ((n = getline(&line, &cap, e->spill)) > 0) {
+			if (line[n - 1] == '\n')
+				line[n - 1] = '\0';
+			group_line(j, i, line);
+		}
+		free(line);
+		fclose(e->spill);
+		e->spill = NULL;
+	}
 	if (!e->group.len)
 		return;
 	orchd_buf_str(&e->group); /* dies when an append failed */
 	for (p = e->group.buf; (nl = strchr(p, '\n')); p = nl + 1) {
-		char *tab;
-
 		*nl = '\0';
-		if (p[0] == 'D' && (tab = strchr(p, '\t'))) {
-			*tab = '\0';
-			if (j->o.json) {
-				char *kept = xasprintf("%s: %s", p + 1, tab + 1);
-
-				journal_json(j, j->ids[i], ORCHD_LOG_ERROR, ORCHD_LOGSRC_ORCHD,
-					     kept);
-				free(kept);
-			} else {
-				console_line(j->con, NULL, p + 1, ORCHD_LOG_ERROR, tab + 1);
-			}
-			continue;
-		}
-		if (!p[0] || !p[1])
-			continue;
-		if (j->o.json) {
-			if ((enum orchd_log_level)(p[0] - '0') >= j->o.min_level)
-				journal_json(j, j->ids[i], (enum orchd_log_level)(p[0] - '0'),
-					     (enum orchd_log_source)(p[1] - 'a'), p + 2);
-		} else {
-			orchd_console_log(j->con, j->ids[i], (enum orchd_log_level)(p[0] - '0'),
-					  p + 2);
-		}
+		group_line(j, i, p);
 	}
 	op_buf_reset(&e->group);
 }

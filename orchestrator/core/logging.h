@@ -196,5 +196,7 @@ void orchd_journal_diag(struct orchd_journal *j, size_t i, const char *where, co
  * is known to be secret.  Held lines are printed masked when its step ends.
  */
 void orchd_journal_hold(struct orchd_journal *j, size_t i);
+/* Held lines kept in memory per instance; more goes to a temporary file. */
+#define ORCHD_GROUP_MEM (1 << 20)
 
 #endif

@@ -224,7 +224,7 @@ struct orchd_step *orchd_step_new(const struct orchd_step_spec *spec,
 	if (st->timeout_ms)
 		st->dl_timeout = st->start_ms + st->timeout_ms;
 	st->fd_in = st->fd_out = st->fd_err = st->fd_rep = -1;
-	op_buf_init(&st->wq, 0);
+	op_buf_init(&st->wq, ORCHD_MAX_QUEUED);
 	st->outputs = json_object_new_object();
 	st->secrets = json_object_new_object();
 	st->sp_out = op_splitter_new(OP_MAX_LINE, OP_SPLIT_STRICT);
@@ -316,8 +316,13 @@ void orchd_step_queue(struct orchd_step *st, char *line)
 {
 	if (!line)
 		return;
-	if (st->fd_in >= 0 && op_buf_addstr(&st->wq, line) < 0)
+	if (st->fd_in >= 0 && op_buf_addstr(&st->wq, line) < 0) {
 		orchd_step_close_stdin(st);
+		orchd_step_fail(st, ORCHD_STEP_PROTOCOL_ERROR,
+				"protocol error: the extension does not read its stdin (more than "
+				"%d MiB of messages wait for it)",
+				ORCHD_MAX_QUEUED >> 20);
+	}
 	free(line);
 }
 
@@ -607,6 +612,14 @@ static void step_message(struct orchd_step *st, enum op_msg_type type, json_obje
 		}
 		orchd_step_log(st, ORCHD_LOG_DEBUG, "request %lld: %s", op_get_int(msg, "id", 0),
 			       op ? op : "");
+		if (st->jobs >= ORCHD_MAX_REQUESTS) {
+			/* back-pressure: orchd does not queue without bound */
+			orchd_step_fail(st, ORCHD_STEP_PROTOCOL_ERROR,
+					"protocol error: more than %d requests wait for their "
+					"responses (read them on stdin before sending more)",
+					ORCHD_MAX_REQUESTS);
+			break;
+		}
 		if (stopping(st) || !st->on_request) {
 			/* no fetch for a step that is being stopped */
 			orchd_step_queue(st, orchd_sources_refuse(msg, "cancelled"));

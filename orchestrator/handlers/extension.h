@@ -87,6 +87,11 @@
 #define ORCHD_DEFAULT_HELLO_MS 30000
 /* Longest drain of pipes held open by a leftover grandchild after reap. */
 #define ORCHD_DRAIN_MS 2000
+/* Bounds of what waits for an extension: bytes queued for its stdin, and
+ * requests not answered yet.  Past either the step fails (a protocol
+ * error): orchd's memory does not follow an extension that floods it. */
+#define ORCHD_MAX_QUEUED   (16 << 20)
+#define ORCHD_MAX_REQUESTS 1024
 /* After asking an extension's reaper to kill everything: SIGKILL it too. */
 #define ORCHD_KILL_BACKSTOP_MS 2000
 /* Shortest wait for an exit after a result, and for pipes after an exit. */
