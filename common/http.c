@@ -230,6 +230,12 @@ static int http_perform(const char *url, const struct orchd_http_opts *o, struct
 		curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms);
 	if (o->timeout_ms > 0)
 		curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, o->timeout_ms);
+	if (o->stall_timeout_ms > 0) {
+		/* whole seconds: below 1 s, 1 s */
+		curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+		curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME,
+				 o->stall_timeout_ms < 1000 ? 1L : o->stall_timeout_ms / 1000);
+	}
 	if (s->max)
 		curl_easy_setopt(
 			c, CURLOPT_MAXFILESIZE_LARGE,

@@ -22,7 +22,9 @@
  *     http 408, 429 and 5xx.  Not retried: other 4xx (404 is final), an
  *     oversize response, a local write error, a checksum mismatch.
  *   - Timeouts: connect_timeout_ms for the connection, timeout_ms for a
- *     whole attempt.
+ *     whole attempt, stall_timeout_ms for a transfer that moves less than
+ *     one byte a second that long (a server that accepts and never
+ *     answers: 60 s by default, then retried like any timeout).
  *   - Proxies come from the environment, read by libcurl itself:
  *     http_proxy (lowercase only: HTTP_PROXY is ignored on purpose by
  *     libcurl, see "httpoxy"), https_proxy/HTTPS_PROXY, all_proxy/ALL_PROXY
@@ -45,6 +47,7 @@ struct op_buf;
 struct orchd_http_opts {
 	long connect_timeout_ms;
 	long timeout_ms;	      /* per attempt, whole transfer */
+	long stall_timeout_ms;	      /* no byte for this long: a timeout; 0: none */
 	unsigned long long max_bytes; /* response body cap; 0: none */
 	int retries;		      /* retries after the first attempt */
 	long retry_delay_ms;	      /* first backoff */
@@ -62,11 +65,11 @@ struct orchd_http_opts {
 	const volatile sig_atomic_t *cancel;
 };
 
-#define ORCHD_HTTP_OPTS_INIT                                                   \
-	{                                                                      \
-		.connect_timeout_ms = 30000, .timeout_ms = 30 * 60 * 1000L,    \
-		.max_bytes = 4ULL << 30, .retries = 3, .retry_delay_ms = 1000, \
-		.retry_max_delay_ms = 30000, .max_redirects = 10,              \
+#define ORCHD_HTTP_OPTS_INIT                                                              \
+	{                                                                                 \
+		.connect_timeout_ms = 30000, .timeout_ms = 30 * 60 * 1000L,               \
+		.stall_timeout_ms = 60000, .max_bytes = 4ULL << 30, .retries = 3,         \
+		.retry_delay_ms = 1000, .retry_max_delay_ms = 30000, .max_redirects = 10, \
 	}
 
 /* Body cap of orchd_http_get() when called with opts == NULL. */

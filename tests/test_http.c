@@ -290,6 +290,25 @@ START_TEST(test_timeout)
 }
 END_TEST
 
+/* A server that accepts and sends nothing is a timeout after the stall
+ * timeout, long before the whole-transfer timeout. */
+START_TEST(test_stall_timeout)
+{
+	struct orchd_http_opts o = fast_opts();
+	char err[512], prefix[512];
+	char *u = url("/slow/20000"), *dest = xasprintf("%s/out.bin", tmp);
+
+	o.stall_timeout_ms = 1000;
+	o.timeout_ms = 60000;
+	o.retries = 0;
+	ck_assert_int_eq(orchd_http_download(u, dest, NULL, &o, NULL, err, sizeof(err)), -1);
+	snprintf(prefix, sizeof(prefix), "cannot download '%s': Operation too slow", u);
+	ck_assert_msg(strncmp(err, prefix, strlen(prefix)) == 0, "%s", err);
+	free(dest);
+	free(u);
+}
+END_TEST
+
 START_TEST(test_connect_refused_retried)
 {
 	struct orchd_http_opts o = fast_opts();
@@ -771,6 +790,7 @@ Suite *http_suite(void)
 	tcase_add_test(tc, test_404_not_retried);
 	tcase_add_test(tc, test_500_then_200_retried);
 	tcase_add_test(tc, test_timeout);
+	tcase_add_test(tc, test_stall_timeout);
 	tcase_add_test(tc, test_connect_refused_retried);
 	tcase_add_test(tc, test_cache_hit_makes_no_request);
 	tcase_add_test(tc, test_max_size);
