@@ -702,6 +702,38 @@ START_TEST(test_memory_is_bounded)
 }
 END_TEST
 
+/* A config blob past the protocol's line limit is refused with what does
+ * not fit, not with an errno text. */
+START_TEST(test_oversize_config_is_explained)
+{
+	size_t n = 1200000;
+	char *big = malloc(n + 1), *text, *f, *err = NULL;
+	int rc;
+
+	ck_assert_ptr_nonnull(big);
+	memset(big, 'a', n);
+	big[n] = '\0';
+	text = xasprintf("p:\n"
+			 "  core: {isolation: basic}\n"
+			 "  exec:\n"
+			 "    - name: big\n"
+			 "      command: ['true']\n"
+			 "      env: {X: '%s'}\n",
+			 big);
+	f = write_pipeline(text);
+	rc = orchd("run", f, NULL, &err, (char *)NULL);
+	ck_assert_msg(rc == 3, "rc=%d\n%.1000s", rc, err);
+	ck_assert_msg(strstr(err, "the action message does not fit in one protocol line (at most "
+				  "1048576 bytes): its config is 1200"),
+		      "%.1000s", err);
+	ck_assert_msg(!strstr(err, "Argument list too long"), "%.1000s", err);
+	free(err);
+	free(f);
+	free(text);
+	free(big);
+}
+END_TEST
+
 Suite *lifecycle_suite(void)
 {
 	Suite *s = suite_create("lifecycle");
@@ -724,6 +756,7 @@ Suite *lifecycle_suite(void)
 	tcase_add_test(tc, test_no_process_outlives_its_action);
 	tcase_add_test(tc, test_dead_run_leftovers_removed);
 	tcase_add_test(tc, test_memory_is_bounded);
+	tcase_add_test(tc, test_oversize_config_is_explained);
 	suite_add_tcase(s, tc);
 	return s;
 }

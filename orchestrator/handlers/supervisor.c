@@ -237,6 +237,14 @@ static void free_strv(char **v)
 	free(v);
 }
 
+/* The size of v as compact JSON (0 for NULL). */
+static size_t json_size(const json_object *v)
+{
+	return v ? strlen(json_object_to_json_string_ext((json_object *)(uintptr_t)v,
+							 JSON_C_TO_STRING_PLAIN))
+		 : 0;
+}
+
 /* Start the extension process of st (its workdir, action and environment
  * are ready). */
 static void spawn_step(struct orchd_supervisor *sup, struct orchd_step *st)
@@ -322,6 +330,18 @@ int orchd_supervisor_start(struct orchd_supervisor *sup, const struct orchd_step
 		spec->action, spec->action == OP_ACTION_DESCRIBE ? NULL : spec->instance,
 		spec->action == OP_ACTION_DESCRIBE ? NULL : spec->stack, spec->config, spec->state,
 		spec->outputs, spec->action == OP_ACTION_DESCRIBE ? NULL : st->workdir);
+	if (!st->action_line && errno == E2BIG) {
+		/* say which part does not fit (PROTOCOL.md §4: one line) */
+		size_t c = json_size(spec->config), s = json_size(spec->state),
+		       o = json_size(spec->outputs);
+
+		orchd_step_fail(st, ORCHD_STEP_SPAWN_ERROR,
+				"the action message does not fit in one protocol line (at most "
+				"%d bytes): its config is %zu bytes, its state %zu, its previous "
+				"outputs %zu; keep large data in files and pass their paths",
+				OP_MAX_LINE, c, s, o);
+		return 0;
+	}
 	if (!st->action_line) {
 		orchd_step_fail(st, ORCHD_STEP_SPAWN_ERROR, "cannot encode the action message: %s",
 				strerror(errno));
