@@ -378,6 +378,7 @@ static _Noreturn void reaper(const struct plan *p)
 	close(prep[0]);
 	if (n == (ssize_t)sizeof(r)) {
 		send_report(p->report, &r);
+		close(p->report);
 		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
 			;
 		_exit(127);
@@ -405,6 +406,7 @@ static _Noreturn void reaper(const struct plan *p)
 	r.status = w == pid ? st : 0;
 	kill_leftovers(pid);
 	send_report(p->report, &r);
+	close(p->report);
 	_exit(0);
 }
 
