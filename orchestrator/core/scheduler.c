@@ -806,6 +806,7 @@ static void validated(struct orchd_sched *s, struct node *nd, const struct orchd
 		nd->cause = CAUSE_STEP;
 		snprintf(nd->reason, sizeof(nd->reason), "%s", res->reason);
 		node_log(s, nd, ORCHD_LOG_ERROR, "validate could not run: %s", res->reason);
+		nd->stored_event = EV_STORED_FAILED;
 		fire(s, nd, EV_FAILED);
 		return;
 	}
