@@ -48,6 +48,7 @@
 
 #include <json-c/json.h>
 
+#include "handlers/cgroup.h"
 #include "testutil.h"
 #include "util.h"
 
@@ -404,10 +405,50 @@ START_TEST(test_sweep_first_run)
 }
 END_TEST
 
+/*
+ * Found by the sweep (a step's "cannot create cgroup .../orchd-PID.N: File
+ * exists" on a run with no fault): a cgroup left by an orchd that died
+ * (kill -9, or a die()) is in the way of a later orchd that gets the same
+ * pid.  The leftover is made here by hand, named as this process's first
+ * step cgroup would be (Check forks each test: the serial starts at 1).
+ */
+START_TEST(test_cgroup_leftover_of_same_pid)
+{
+	const struct orchd_cgroup_host *h = orchd_cgroup_probe();
+	struct orchd_limits lim = {0, 64, 0, 0, 0};
+	struct orchd_cgroup *cg;
+	char base[256], *stale, err[512];
+	size_t n;
+
+	if (!h->version || strlen(h->where) < 4) {
+		fprintf(stderr, "faults: skipping the cgroup leftover test: %s\n", h->why);
+		return;
+	}
+	/* "v2 BASE" or "v1 PIDS-BASE, MEMORY-BASE" */
+	n = strcspn(h->where + 3, ",");
+	snprintf(base, sizeof(base), "%.*s", (int)n, h->where + 3);
+	stale = xasprintf("%s/orchd-%d.1", base, (int)getpid());
+	if (mkdir(stale, 0755) < 0) {
+		fprintf(stderr, "faults: skipping the cgroup leftover test: mkdir %s: %s\n", stale,
+			strerror(errno));
+		free(stale);
+		return;
+	}
+	cg = orchd_cgroup_new(&lim, err, sizeof(err));
+	rmdir(stale);
+	ck_assert_msg(cg != NULL, "%s", err);
+	orchd_cgroup_free(cg);
+	free(stale);
+}
+END_TEST
+
 Suite *faults_suite(void)
 {
 	Suite *s = suite_create("faults");
-	TCase *tc = tcase_create("sweep");
+	TCase *tc = tcase_create("sweep"), *lo = tcase_create("leftovers");
+
+	tcase_add_test(lo, test_cgroup_leftover_of_same_pid);
+	suite_add_tcase(s, lo);
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 1800);
