@@ -31,7 +31,9 @@
  * engine with ORCHD_PASSPHRASE set.  Two sweeps: every point of a run over
  * an existing state (the one the previous recovery run left), and the
  * points of a first run on an empty state directory that only a first run
- * has (crypto.json, stacks/, the first record).
+ * has (crypto.json, stacks/, the first record); and every 10th point with
+ * every later point failing too (ORCHD_FAULT_PERSIST: a disk that stays
+ * full), where the error to find is the first one that is not tolerated.
  *
  * ORCHD_FAULT_STRIDE=S runs every Sth point only, from ORCHD_FAULT_FROM
  * (default 1), and the last point (a quick local loop).
@@ -58,6 +60,7 @@
 #define MAX_ARGS 12
 
 static char *tmp, *file, *sdir, *shim, *trace, *countf;
+static int persist; /* ORCHD_FAULT_PERSIST: every point from N on fails */
 
 static void setup(void)
 {
@@ -136,6 +139,8 @@ static int orchd(const char *cmd, const char *arg, int pass, long at, int err_no
 		setenv("ORCHD_FAULT_ERRNO", err_no == ENOSPC ? "ENOSPC" : "EIO", 1);
 		setenv("ORCHD_FAULT_TRACE", trace, 1);
 		setenv("ORCHD_FAULT_COUNT", countf, 1);
+		if (persist)
+			setenv("ORCHD_FAULT_PERSIST", "1", 1);
 		unlink(trace);
 		unlink(countf);
 	}
@@ -145,6 +150,7 @@ static int orchd(const char *cmd, const char *arg, int pass, long at, int err_no
 	unsetenv("ORCHD_FAULT_ERRNO");
 	unsetenv("ORCHD_FAULT_TRACE");
 	unsetenv("ORCHD_FAULT_COUNT");
+	unsetenv("ORCHD_FAULT_PERSIST");
 	unsetenv("ORCHD_PASSPHRASE");
 	for (int i = 0; i < n; i++)
 		free(argv[i]);
@@ -158,20 +164,33 @@ static char *slurp(const char *path)
 	return test_read_file(path, &len);
 }
 
-/* The trace line of the call that failed, or NULL (the run had fewer
- * points than N). */
+static int tolerated(const char *call)
+{
+	return strstr(call, ".history.jsonl") || strstr(call, "/orchd-probe.");
+}
+
+/* The trace line of the call that failed (with ORCHD_FAULT_PERSIST, the
+ * first one orchd may not tolerate, else the first), or NULL (the run had
+ * fewer points than N). */
 static char *failed_call(void)
 {
-	char *t = slurp(trace), *line = NULL, *p, *end;
+	char *t = slurp(trace), *line = NULL, *p, *end, *from = t;
 
 	if (!t)
 		return NULL;
-	p = strstr(t, " FAILED\n");
-	if (p) {
+	while ((p = strstr(from, " FAILED\n"))) {
 		end = p;
+		from = p + 8;
 		while (p > t && p[-1] != '\n')
 			p--;
-		line = xstrndup(p, (size_t)(end - p));
+		if (line && tolerated(line)) {
+			free(line);
+			line = NULL;
+		}
+		if (!line)
+			line = xstrndup(p, (size_t)(end - p));
+		if (!tolerated(line))
+			break;
 	}
 	free(t);
 	return line;
@@ -220,11 +239,6 @@ static char *check_tree(const char *dir)
 	}
 	closedir(d);
 	return bad;
-}
-
-static int tolerated(const char *call)
-{
-	return strstr(call, ".history.jsonl") || strstr(call, "/orchd-probe.");
 }
 
 struct sweep {
@@ -365,6 +379,33 @@ START_TEST(test_sweep_existing_state)
 }
 END_TEST
 
+/*
+ * A disk that stays full (or broken): every point from N on fails, for
+ * every 10th N (each run fails much the same later calls).
+ */
+START_TEST(test_sweep_persistent)
+{
+	struct sweep sw = {NULL, 0, 0};
+	long step = env_long("ORCHD_FAULT_STRIDE", 1) * 10, k;
+	struct timespec t0;
+	char *out, *err;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ck_assert_int_eq(orchd("run", NULL, 1, -1, 0, &out, &err), 0);
+	free(out);
+	free(err);
+	sw.want = clean_outputs();
+	k = count_points();
+	persist = 1;
+	for (long n = 1; n <= k; n += step)
+		one_point(&sw, n);
+	persist = 0;
+	fprintf(stderr, "faults: persistent: %ld fault points, %d run (%d tolerated), %.1f s\n", k,
+		sw.points, sw.tolerated, since(&t0));
+	free(sw.want);
+}
+END_TEST
+
 /* The points only a first run has: the state directory, crypto.json,
  * stacks/ and the first record, each from an empty state directory. */
 START_TEST(test_sweep_first_run)
@@ -442,18 +483,25 @@ START_TEST(test_cgroup_leftover_of_same_pid)
 }
 END_TEST
 
-Suite *faults_suite(void)
+static TCase *sweep_case(const char *name, const TTest *test)
 {
-	Suite *s = suite_create("faults");
-	TCase *tc = tcase_create("sweep"), *lo = tcase_create("leftovers");
-
-	tcase_add_test(lo, test_cgroup_leftover_of_same_pid);
-	suite_add_tcase(s, lo);
+	TCase *tc = tcase_create(name);
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 1800);
-	tcase_add_test(tc, test_sweep_first_run);
-	tcase_add_test(tc, test_sweep_existing_state);
-	suite_add_tcase(s, tc);
+	tcase_add_test(tc, test);
+	return tc;
+}
+
+Suite *faults_suite(void)
+{
+	Suite *s = suite_create("faults");
+	TCase *lo = tcase_create("leftovers");
+
+	tcase_add_test(lo, test_cgroup_leftover_of_same_pid);
+	suite_add_tcase(s, lo);
+	suite_add_tcase(s, sweep_case("first_run", test_sweep_first_run));
+	suite_add_tcase(s, sweep_case("existing_state", test_sweep_existing_state));
+	suite_add_tcase(s, sweep_case("persistent", test_sweep_persistent));
 	return s;
 }
