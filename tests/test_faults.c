@@ -8,7 +8,8 @@
  *   - orchd exited 3 with an error on stderr that names the failure (the
  *     errno's text), or, for a tolerated class (below), 0;
  *   - it did not crash (no signal, no sanitizer report, no die());
- *   - `orchd status` exits 0 and `orchd outputs --json` reads every record;
+ *   - `orchd status` exits 0, `orchd outputs --json` reads every record,
+ *     `orchd history --json` every history line (none skipped as torn);
  *     every file under stacks/ and every report parses (no torn record);
  *   - no plaintext secret is anywhere under the state directory (the run
  *     directories with their workdirs and logs included);
@@ -299,6 +300,12 @@ static void one_point(struct sweep *sw, long n)
 	free(err);
 	rc = orchd("outputs", "--json", 0, -1, 0, &out, &err);
 	ck_assert_msg(rc == 0, "point %ld (%s): outputs exit %d: %s", n, call, rc, err);
+	free(out);
+	free(err);
+	/* every history line whole: a failed append writes nothing */
+	rc = orchd("history", "--json", 0, -1, 0, &out, &err);
+	ck_assert_msg(rc == 0 && !strstr(err, "skipping"), "point %ld (%s): history exit %d: %s", n,
+		      call, rc, err);
 	free(out);
 	free(err);
 	bad = check_tree(sdir);
