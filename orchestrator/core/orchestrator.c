@@ -400,6 +400,16 @@ int orchd_orchestrate(struct orchd_pipeline *p, const struct orchd_registry *reg
 	}
 	rc = outcome(&c, o, acted);
 out_report:
+	/* Unlock syncs what the run wrote (STATE.md): a state that is not
+	 * durable is a state error, and the report must say so. */
+	if (c.locked) {
+		c.locked = 0;
+		if (orchd_engine_unlock(c.eng, err, sizeof(err)) < 0) {
+			error("%s", err);
+			if (rc == ORCHD_EXIT_OK || rc == ORCHD_EXIT_FAILED)
+				rc = ORCHD_EXIT_SYSTEM;
+		}
+	}
 	if (o->verb == ORCHD_VERB_VALIDATE)
 		op_rmtree(c.run_dir); /* validate leaves nothing behind */
 	else if (report(&c, p, o, rc) < 0 && rc == ORCHD_EXIT_OK)

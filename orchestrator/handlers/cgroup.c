@@ -437,7 +437,12 @@ struct orchd_cgroup *orchd_cgroup_new(const struct orchd_limits *lim, char *err,
 			continue;
 		snprintf(cg->dir[i], sizeof(cg->dir[i]), "%.4000s/orchd-%d.%lu", base[i],
 			 (int)getpid(), n);
-		if (mkdir(cg->dir[i], 0755) < 0) {
+		/* EEXIST: left by a dead orchd that had our pid; an empty one
+		 * goes (rmdir fails while a process is in it) */
+		if (mkdir(cg->dir[i], 0755) < 0 &&
+		    (errno != EEXIST || rmdir(cg->dir[i]) < 0 || mkdir(cg->dir[i], 0755) < 0)) {
+			if (errno == EBUSY)
+				errno = EEXIST;
 			snprintf(err, errlen, "cannot create cgroup %s: %s", cg->dir[i],
 				 strerror(errno));
 			cg->dir[i][0] = '\0';
