@@ -109,14 +109,15 @@ vg()
 	check "$name" "$want" $? "$log"
 }
 
-# examples: validate and graph (each in a temp copy: validate may write
-# nothing, but graph and validate must not depend on the source tree)
+# examples: validate and graph (in a temp copy of examples/: validate runs
+# each extension's validate, which checks the files an example names, some
+# in sibling directories; nothing may depend on the source tree)
+mkdir -p "$TMP/ex"
+cp -r "$SRC/examples" "$TMP/ex/"
 for f in examples/*.yaml examples/*/pipeline.yaml examples/extensions/*/pipeline.yaml; do
 	[ -f "$SRC/$f" ] || continue
-	d=$TMP/ex/$(echo "$f" | tr / _)
-	mkdir -p "$d"
-	cp -r "$(dirname "$SRC/$f")/." "$d/"
-	p=$d/$(basename "$f")
+	p=$TMP/ex/$f
+	d=$(dirname "$p")
 	set --
 	case $f in examples/extensions/*) set -- --extensions-dir "$d" ;; esac
 	want=0
