@@ -660,10 +660,14 @@ END_TEST
  * reads its responses fails the instance instead of queueing. */
 START_TEST(test_memory_is_bounded)
 {
-	char *f, *err = NULL;
+	char *f, *err = NULL, *build = test_build_path("");
+	/* AddressSanitizer's shadow memory and quarantine make RSS say
+	 * nothing about orchd's own use: the bound is checked without it */
+	int sanitized = strstr(build, "/san-") != NULL;
 	struct rusage ru;
 	int rc;
 
+	free(build);
 	write_ext(
 		"chatty",
 		HELLO("chatty",
@@ -684,7 +688,7 @@ START_TEST(test_memory_is_bounded)
 	ck_assert_int_eq(rc, 0);
 	ck_assert_int_eq(getrusage(RUSAGE_CHILDREN, &ru), 0);
 	/* orchd is one of our children: none grew near the 60 MB it held */
-	ck_assert_msg(ru.ru_maxrss < 40 * 1024, "max RSS %ld KiB", ru.ru_maxrss);
+	ck_assert_msg(sanitized || ru.ru_maxrss < 40 * 1024, "max RSS %ld KiB", ru.ru_maxrss);
 	free(f);
 	f = write_pipeline("p:\n"
 			   "  core: {isolation: basic}\n"
@@ -697,7 +701,7 @@ START_TEST(test_memory_is_bounded)
 		      "%.2000s", err);
 	free(err);
 	ck_assert_int_eq(getrusage(RUSAGE_CHILDREN, &ru), 0);
-	ck_assert_msg(ru.ru_maxrss < 40 * 1024, "max RSS %ld KiB", ru.ru_maxrss);
+	ck_assert_msg(sanitized || ru.ru_maxrss < 40 * 1024, "max RSS %ld KiB", ru.ru_maxrss);
 	free(f);
 }
 END_TEST
