@@ -157,6 +157,7 @@ START_TEST(test_validate_and_run)
 	ck_assert_str_eq(out, "");
 	ck_assert_msg(strstr(err, "validate could not run every instance"), "%s", err);
 	ck_assert_msg(strstr(err, "exec.build"), "%s", err);
+	free(out);
 	free(err);
 	/* Without the extension, the type is unknown. */
 	ck_assert_int_eq(orchd(&out, &err, "validate", file, END), 2);
