@@ -53,7 +53,8 @@ static void start_one(struct orchd_supervisor *sup, struct inst *in)
 	char id[64], name[32];
 
 	snprintf(name, sizeof(name), "i%d", in->idx);
-	snprintf(id, sizeof(id), "bench.%s", name);
+	/* TYPE.NAME: the helper says hello as type misbehave */
+	snprintf(id, sizeof(id), "misbehave.%s", name);
 	s.id = id;
 	s.exe = exe;
 	s.action = in->actions_left == 2 ? OP_ACTION_VALIDATE : OP_ACTION_APPLY;
