@@ -563,6 +563,19 @@ static const struct option run_options[] = {
 	"  -q, --quiet              only warnings and errors\n"                            \
 	"  -v, --verbose            debug lines too\n"
 
+/* Run the parsed command (its targets, excludes and command line). */
+static int orchestrate(struct run_ctx *r, struct orchd_pipeline *p,
+		       const struct orchd_registry *reg, int argc, char **argv)
+{
+	r->o.targets = r->targets;
+	r->o.ntargets = r->ntargets;
+	r->o.excludes = r->excludes;
+	r->o.nexcludes = r->nexcludes;
+	r->o.argc = argc;
+	r->o.argv = argv;
+	return orchd_orchestrate(p, reg, &r->o);
+}
+
 static int run_like(struct cli *cli, const char *name, enum orchd_verb verb, int argc, char **argv)
 {
 	const struct command *c = find_command(name);
@@ -589,13 +602,7 @@ static int run_like(struct cli *cli, const char *name, enum orchd_verb verb, int
 		goto out;
 	if (!(p = load_pipeline_reg(cli, file, &code, &reg)))
 		goto out;
-	r.o.targets = r.targets;
-	r.o.ntargets = r.ntargets;
-	r.o.excludes = r.excludes;
-	r.o.nexcludes = r.nexcludes;
-	r.o.argc = argc;
-	r.o.argv = argv;
-	code = orchd_orchestrate(p, &reg, &r.o);
+	code = orchestrate(&r, p, &reg, argc, argv);
 	orchd_pipeline_free(p);
 	orchd_loader_release(&reg);
 out:
@@ -654,15 +661,8 @@ static int cmd_validate(struct cli *cli, int argc, char **argv)
 		goto out;
 	if (!(p = load_pipeline_reg(cli, file, &code, &reg)))
 		goto out;
-	if (!r.syntax_only) {
-		r.o.targets = r.targets;
-		r.o.ntargets = r.ntargets;
-		r.o.excludes = r.excludes;
-		r.o.nexcludes = r.nexcludes;
-		r.o.argc = argc;
-		r.o.argv = argv;
-		code = orchd_orchestrate(p, &reg, &r.o);
-	}
+	if (!r.syntax_only)
+		code = orchestrate(&r, p, &reg, argc, argv);
 	if (code == ORCHD_EXIT_OK)
 		printf("%s: ok (%zu instance%s)\n", file, p->ninst, p->ninst == 1 ? "" : "s");
 	orchd_pipeline_free(p);

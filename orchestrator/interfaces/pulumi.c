@@ -573,6 +573,21 @@ fail:
 
 /* --- operations ----------------------------------------------------------- */
 
+/* Run a pulumi command on stack: 0 ok, 1 no such stack, -1 (err set). */
+static int run_stack_cmd(struct pulumi *p, const char *stack, const char *const *args,
+			 struct run *r, char *err, size_t errlen)
+{
+	if (run_pulumi(p, p->projdir, args, r, err, errlen))
+		return -1;
+	if (no_such_stack(r))
+		return 1;
+	if (r->status) {
+		cli_err(stack, r, err, errlen);
+		return -1;
+	}
+	return 0;
+}
+
 /* The stack's outputs (show: with secrets in clear): 0, 1 missing, -1. */
 static int stack_outputs(struct pulumi *p, const char *stack, int show, json_object **out,
 			 char *err, size_t errlen)
@@ -587,16 +602,9 @@ static int stack_outputs(struct pulumi *p, const char *stack, int show, json_obj
 	if (ensure_ready(p, err, errlen))
 		return -1;
 	run_init(&r);
-	if (run_pulumi(p, p->projdir, args, &r, err, errlen))
+	if ((ret = run_stack_cmd(p, stack, args, &r, err, errlen)))
 		goto out;
-	if (no_such_stack(&r)) {
-		ret = 1;
-		goto out;
-	}
-	if (r.status) {
-		cli_err(stack, &r, err, errlen);
-		goto out;
-	}
+	ret = -1;
 	*out = parse_out(&r);
 	if (!*out || !json_object_is_type(*out, json_type_object)) {
 		json_object_put(*out);
@@ -880,20 +888,8 @@ static int pulumi_remove(struct orchd_engine *e, const char *stack,
 					 NULL};
 
 		run_init(&r);
-		ret = -1;
-		if (run_pulumi(p, p->projdir, destroy, &r, err, errlen))
-			goto out;
-		if (no_such_stack(&r)) {
-			ret = 1;
-			goto out;
-		}
-		if (r.status) {
-			cli_err(stack, &r, err, errlen);
-			goto out;
-		}
-		ret = 0;
+		ret = run_stack_cmd(p, stack, destroy, &r, err, errlen);
 	}
-out:
 	op_buf_release(&msg);
 	run_release(&r);
 	return ret;
