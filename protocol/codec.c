@@ -4,6 +4,7 @@
  * vectors (protocol/vectors/): change them only together.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -205,6 +206,50 @@ static int field(struct vctx *c, const struct json_object *msg, const char *name
 			return -1;                 \
 	} while (0)
 
+bool op_path_is_plain(const char *path)
+{
+	if (!path || !*path || *path == '/')
+		return false;
+	for (const char *s = path;;) {
+		size_t len = strcspn(s, "/");
+
+		if (len == 0 || (len == 1 && s[0] == '.') ||
+		    (len == 2 && s[0] == '.' && s[1] == '.'))
+			return false;
+		if (!s[len])
+			return true;
+		s += len + 1;
+	}
+}
+
+/*
+ * A value that comes either inline (field vname) or in a file (field
+ * fname, PROTOCOL.md §4.1): exactly one of the two.  A file named by an
+ * extension (relative) must stay inside its workdir; one named by orchd is
+ * absolute.
+ */
+static int value_or_file(struct vctx *c, const struct json_object *msg, const char *vname,
+			 enum kind vk, const char *fname, bool relative)
+{
+	const char *f;
+
+	if (!op_has(msg, fname)) {
+		REQ(vname, vk);
+		return 0;
+	}
+	if (op_has(msg, vname))
+		return fail(c, "fields '%s' and '%s' are exclusive", vname, fname);
+	REQ(fname, K_NONEMPTY);
+	f = op_get_str(msg, fname);
+	if (relative && !op_path_is_plain(f))
+		return fail(
+			c, "field '%s' must be a relative path without '.', '..' or empty segments",
+			fname);
+	if (!relative && f[0] != '/')
+		return fail(c, "field '%s' must be an absolute path", fname);
+	return 0;
+}
+
 static int check_hello_to_ext(struct vctx *c, const struct json_object *msg)
 {
 	struct json_object *p;
@@ -237,6 +282,7 @@ static int check_hello_from_ext(struct vctx *c, const struct json_object *msg)
 	REQ("version", K_VERSION);
 	OPT("min_orchd_version", K_VERSION);
 	REQ("actions", K_STRINGS);
+	OPT("features", K_STRINGS);
 	return 0;
 }
 
@@ -256,9 +302,10 @@ static int check_action(struct vctx *c, const struct json_object *msg)
 	}
 	REQ("instance", K_NONEMPTY);
 	REQ("stack", K_STRING);
-	REQ("config", K_OBJECT);
-	REQ("state", K_ANY);
-	REQ("outputs", K_OBJECT);
+	if (value_or_file(c, msg, "config", K_OBJECT, "config_file", false) ||
+	    value_or_file(c, msg, "state", K_ANY, "state_file", false) ||
+	    value_or_file(c, msg, "outputs", K_OBJECT, "outputs_file", false))
+		return -1;
 	REQ("workdir", K_STRING);
 	return 0;
 }
@@ -381,11 +428,13 @@ static int check_body(struct vctx *c, enum op_direction dir, enum op_msg_type t,
 		return check_progress(c, msg);
 	case OP_MSG_OUTPUT:
 		REQ("key", K_NONEMPTY);
-		REQ("value", K_ANY);
+		if (value_or_file(c, msg, "value", K_ANY, "file", true))
+			return -1;
 		OPT("secret", K_BOOL);
 		return 0;
 	case OP_MSG_STATE:
-		REQ("state", K_ANY);
+		if (value_or_file(c, msg, "state", K_ANY, "file", true))
+			return -1;
 		OPT("secret", K_BOOL);
 		return 0;
 	case OP_MSG_ERROR:
@@ -572,6 +621,56 @@ int op_parse_line(enum op_direction dir, const char *line, size_t len, struct op
 	out->verdict = OP_VALID;
 	out->msg = obj;
 	return 0;
+}
+
+int op_parse_value(const char *s, size_t len, struct json_object **out, char *err, size_t errlen)
+{
+	struct json_tokener *tok = json_tokener_new_ex(OP_MAX_DEPTH);
+	enum json_tokener_error jerr;
+	struct json_object *obj;
+	size_t used, start = 0, end = len;
+
+	*out = NULL;
+	if (!tok) {
+		snprintf(err, errlen, "out of memory");
+		errno = ENOMEM;
+		return -1;
+	}
+	while (start < end && (is_ws(s[start]) || s[start] == '\n'))
+		start++;
+	while (end > start && (is_ws(s[end - 1]) || s[end - 1] == '\n'))
+		end--;
+	if (end - start > INT_MAX || memchr(s + start, '\0', end - start)) {
+		json_tokener_free(tok);
+		snprintf(err, errlen, "not JSON: %s",
+			 end - start > INT_MAX ? "too long" : "contains a NUL byte");
+		errno = EINVAL;
+		return -1;
+	}
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+	obj = json_tokener_parse_ex(tok, s + start, (int)(end - start));
+	jerr = json_tokener_get_error(tok);
+	used = json_tokener_get_parse_end(tok);
+	if (jerr == json_tokener_continue) {
+		if (!obj)
+			obj = json_tokener_parse_ex(tok, "", 1);
+		jerr = json_tokener_get_error(tok);
+		used = end - start;
+	}
+	json_tokener_free(tok);
+	if (jerr == json_tokener_success && used < end - start)
+		snprintf(err, errlen, "not JSON: trailing data after the value");
+	else if (jerr == json_tokener_error_depth)
+		snprintf(err, errlen, "nested deeper than %d levels", OP_MAX_DEPTH);
+	else if (jerr != json_tokener_success)
+		snprintf(err, errlen, "not JSON: %s", json_tokener_error_desc(jerr));
+	else {
+		*out = obj;
+		return 0;
+	}
+	json_object_put(obj);
+	errno = EINVAL;
+	return -1;
 }
 
 void op_parsed_release(struct op_parsed *p)

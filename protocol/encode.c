@@ -118,11 +118,23 @@ char *op_encode_hello_orchd(int proto_min, int proto_max, const char *orchd_vers
 	return finish(o, bad);
 }
 
+const char *const op_value_field_names[OP_VALUE_NFIELDS] = {"config", "state", "outputs"};
+
 char *op_encode_action(enum op_action action, const char *instance, const char *stack,
 		       const struct json_object *config, const struct json_object *state,
 		       const struct json_object *outputs, const char *workdir)
 {
+	return op_encode_action_files(action, instance, stack, config, state, outputs, workdir,
+				      NULL);
+}
+
+char *op_encode_action_files(enum op_action action, const char *instance, const char *stack,
+			     const struct json_object *config, const struct json_object *state,
+			     const struct json_object *outputs, const char *workdir,
+			     const char *const *files)
+{
 	const char *name = op_action_name(action);
+	const struct json_object *vals[OP_VALUE_NFIELDS] = {config, state, outputs};
 	struct json_object *o;
 	int bad = 0;
 
@@ -138,14 +150,22 @@ char *op_encode_action(enum op_action action, const char *instance, const char *
 		bad |= put_str(o, "instance", instance);
 	if (stack)
 		bad |= put_str(o, "stack", stack);
-	if (action != OP_ACTION_DESCRIBE || config)
-		bad |= config ? put(o, "config", config)
-			      : put_new(o, "config", json_object_new_object());
-	if (action != OP_ACTION_DESCRIBE || state)
-		bad |= put(o, "state", state);
-	if (action != OP_ACTION_DESCRIBE || outputs)
-		bad |= outputs ? put(o, "outputs", outputs)
-			       : put_new(o, "outputs", json_object_new_object());
+	for (int i = 0; i < OP_VALUE_NFIELDS; i++) {
+		const char *field = op_value_field_names[i];
+
+		if (files && files[i]) {
+			char key[32];
+
+			snprintf(key, sizeof(key), "%s_file", field);
+			bad |= put_str(o, key, files[i]);
+		} else if (vals[i]) {
+			bad |= put(o, field, vals[i]);
+		} else if (action != OP_ACTION_DESCRIBE) {
+			/* null state; empty config and outputs */
+			bad |= i == OP_VALUE_STATE ? put(o, field, NULL)
+						   : put_new(o, field, json_object_new_object());
+		}
+	}
 	if (workdir)
 		bad |= put_str(o, "workdir", workdir);
 	return finish(o, bad);
@@ -163,8 +183,26 @@ char *op_encode_cancel(const char *reason)
 	return finish(o, o ? put_str(o, "reason", reason) : 1);
 }
 
+/* A new JSON array of the strings of a NULL-terminated list; NULL on ENOMEM. */
+static struct json_object *string_array(const char *const *list)
+{
+	struct json_object *a = json_object_new_array();
+
+	for (size_t i = 0; a && list[i]; i++) {
+		struct json_object *s = json_object_new_string(list[i]);
+
+		if (!s || json_object_array_add(a, s)) {
+			json_object_put(s);
+			json_object_put(a);
+			return NULL;
+		}
+	}
+	return a;
+}
+
 char *op_encode_hello_ext(int protocol, const char *name, const char *version,
-			  const char *min_orchd_version, const char *const *actions)
+			  const char *min_orchd_version, const char *const *actions,
+			  const char *const *features)
 {
 	struct json_object *o, *a;
 	int bad = 0;
@@ -174,7 +212,7 @@ char *op_encode_hello_ext(int protocol, const char *name, const char *version,
 		return NULL;
 	}
 	o = new_msg("hello");
-	a = json_object_new_array();
+	a = string_array(actions);
 	if (!o || !a) {
 		json_object_put(a);
 		return finish(o, 1);
@@ -183,15 +221,9 @@ char *op_encode_hello_ext(int protocol, const char *name, const char *version,
 	bad |= put_str(o, "name", name);
 	bad |= put_str(o, "version", version);
 	bad |= put_str(o, "min_orchd_version", min_orchd_version ? min_orchd_version : "0.0.0");
-	for (size_t i = 0; actions[i]; i++) {
-		struct json_object *s = json_object_new_string(actions[i]);
-
-		if (!s || json_object_array_add(a, s)) {
-			json_object_put(s);
-			bad = 1;
-		}
-	}
 	bad |= put_new(o, "actions", a);
+	if (features)
+		bad |= put_new(o, "features", string_array(features));
 	return finish(o, bad);
 }
 
@@ -397,6 +429,27 @@ int op_negotiate(int a_min, int a_max, int b_min, int b_max)
 	return lo <= hi ? hi : -1;
 }
 
+/* True when the array arr (any JSON value) holds the string s. */
+static bool array_has(const struct json_object *arr, const char *s)
+{
+	struct json_object *a = unconst(arr);
+
+	for (size_t i = 0;
+	     json_object_is_type(a, json_type_array) && i < json_object_array_length(a); i++) {
+		struct json_object *e = json_object_array_get_idx(a, i);
+
+		if (json_object_is_type(e, json_type_string) &&
+		    !strcmp(json_object_get_string(e), s))
+			return true;
+	}
+	return false;
+}
+
+bool op_hello_has_feature(const struct json_object *ext_hello, const char *feature)
+{
+	return array_has(op_get(ext_hello, "features"), feature);
+}
+
 int op_check_ext_hello(const struct json_object *ext_hello, int proto_min, int proto_max,
 		       const char *orchd_version, enum op_action action, char *err, size_t errlen)
 {
@@ -420,17 +473,7 @@ int op_check_ext_hello(const struct json_object *ext_hello, int proto_min, int p
 		return OP_HELLO_VERSION;
 	}
 	if (aname) {
-		bool found = false;
-
-		for (size_t i = 0; json_object_is_type(acts, json_type_array) &&
-				   i < json_object_array_length(acts);
-		     i++) {
-			const char *s = json_object_get_string(json_object_array_get_idx(acts, i));
-
-			if (s && !strcmp(s, aname))
-				found = true;
-		}
-		if (!found) {
+		if (!array_has(acts, aname)) {
 			snprintf(err, errlen, "extension %s %s does not support action '%s'",
 				 name ? name : "?", version ? version : "?", aname);
 			return OP_HELLO_ACTION;

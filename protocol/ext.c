@@ -27,6 +27,7 @@ struct op_ext {
 	bool eof;
 	bool cancelled;
 	bool result_sent;
+	unsigned nfiles; /* value files written (PROTOCOL.md §4.1) */
 	char reason[64];
 };
 
@@ -150,6 +151,34 @@ static int read_msg(struct op_ext *ext, struct op_parsed *p)
 	}
 }
 
+/* The values orchd sent in files (PROTOCOL.md §4.1) into the action
+ * message, under their inline names.  0, or -1 after a complaint. */
+static int read_value_files(struct op_ext *ext)
+{
+	for (int i = 0; i < OP_VALUE_NFIELDS; i++) {
+		const char *field = op_value_field_names[i], *path;
+		struct json_object *v;
+		char key[32], err[OP_ERRMAX];
+
+		snprintf(key, sizeof(key), "%s_file", field);
+		path = op_get_str(ext->action_msg, key);
+		if (!path)
+			continue;
+		if (op_read_value_file(NULL, path, OP_MAX_FILE_VALUE, &v, err, sizeof(err)) < 0) {
+			complain(ext, "the action's %s: %s", key, err);
+			return -1;
+		}
+		if (json_object_object_add(ext->action_msg, field, v)) {
+			json_object_put(v);
+			complain(ext, "out of memory");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static const char *const features[] = {OP_FEATURE_FILES, NULL};
+
 struct op_ext *op_ext_start(const struct op_ext_info *info, int in_fd, int out_fd)
 {
 	struct op_ext *ext = calloc(1, sizeof(*ext));
@@ -195,7 +224,8 @@ struct op_ext *op_ext_start(const struct op_ext_info *info, int in_fd, int out_f
 	}
 	op_parsed_release(&p);
 	if (send_line(ext, op_encode_hello_ext(version, info->name, info->version,
-					       info->min_orchd_version, info->actions)) < 0) {
+					       info->min_orchd_version, info->actions, features)) <
+	    0) {
 		complain(ext, "cannot write hello: %s", strerror(errno));
 		goto fail;
 	}
@@ -216,6 +246,8 @@ struct op_ext *op_ext_start(const struct op_ext_info *info, int in_fd, int out_f
 	}
 	ext->action_msg = op_parsed_steal(&p);
 	ext->action = op_action_from_name(op_get_str(ext->action_msg, "action"));
+	if (read_value_files(ext) < 0)
+		goto fail;
 	return ext;
 fail:
 	op_ext_free(ext);
@@ -322,11 +354,60 @@ int op_ext_progress(struct op_ext *ext, int percent, const char *fmt, ...)
 	return ret;
 }
 
+/*
+ * Send a state or output message whose value does not fit in one line with
+ * the value in a file of the workdir (PROTOCOL.md §4.1).  key NULL: a
+ * state.  0 or -1 (E2BIG: larger than OP_MAX_FILE_VALUE too).
+ */
+static int send_in_file(struct op_ext *ext, const char *key, const struct json_object *value,
+			bool secret)
+{
+	const char *wd = op_ext_workdir(ext);
+	struct json_object *m, *v = (struct json_object *)(uintptr_t)value;
+	char name[64], *path, err[OP_ERRMAX];
+	size_t n = 0;
+	int ret, bad;
+
+	if (!*wd || !json_object_to_json_string_length(v, JSON_C_TO_STRING_PLAIN, &n) ||
+	    n > OP_MAX_FILE_VALUE) {
+		errno = E2BIG;
+		return -1;
+	}
+	snprintf(name, sizeof(name), ".orchd-value-%u.json", ++ext->nfiles);
+	path = malloc(strlen(wd) + sizeof(name) + 1);
+	if (!path)
+		return -1;
+	sprintf(path, "%s/%s", wd, name);
+	ret = op_write_value_file(path, value, err, sizeof(err));
+	free(path);
+	if (ret < 0) {
+		complain(ext, "%s", err);
+		return -1;
+	}
+	m = json_object_new_object();
+	if (!m)
+		return -1;
+	bad = json_object_object_add(m, "type", json_object_new_string(key ? "output" : "state"));
+	if (key)
+		bad |= json_object_object_add(m, "key", json_object_new_string(key));
+	bad |= json_object_object_add(m, "file", json_object_new_string(name));
+	if (secret || key)
+		bad |= json_object_object_add(m, "secret", json_object_new_boolean(secret));
+	ret = bad ? -1 : send_line(ext, op_encode(m));
+	json_object_put(m);
+	return ret;
+}
+
 int op_ext_output(struct op_ext *ext, const char *key, const struct json_object *value, bool secret)
 {
+	char *line;
+
 	if (after_result(ext))
 		return -1;
-	return send_line(ext, op_encode_output(key, value, secret));
+	line = op_encode_output(key, value, secret);
+	if (!line && errno == E2BIG)
+		return send_in_file(ext, key, value, secret);
+	return send_line(ext, line);
 }
 
 int op_ext_output_str(struct op_ext *ext, const char *key, const char *value, bool secret)
@@ -341,18 +422,26 @@ int op_ext_output_str(struct op_ext *ext, const char *key, const char *value, bo
 	return ret;
 }
 
-int op_ext_state_send(struct op_ext *ext, const struct json_object *state)
+static int send_state(struct op_ext *ext, const struct json_object *state, bool secret)
 {
+	char *line;
+
 	if (after_result(ext))
 		return -1;
-	return send_line(ext, op_encode_state(state));
+	line = secret ? op_encode_state_secret(state) : op_encode_state(state);
+	if (!line && errno == E2BIG)
+		return send_in_file(ext, NULL, state, secret);
+	return send_line(ext, line);
+}
+
+int op_ext_state_send(struct op_ext *ext, const struct json_object *state)
+{
+	return send_state(ext, state, false);
 }
 
 int op_ext_state_send_secret(struct op_ext *ext, const struct json_object *state)
 {
-	if (after_result(ext))
-		return -1;
-	return send_line(ext, op_encode_state_secret(state));
+	return send_state(ext, state, true);
 }
 
 const char *op_ext_send_failure(char *buf, size_t len, int err, const char *fmt, ...)
@@ -364,8 +453,8 @@ const char *op_ext_send_failure(char *buf, size_t len, int err, const char *fmt,
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
 	if (err == E2BIG)
-		snprintf(buf, len, "%s does not fit in a protocol message (at most %d bytes)", what,
-			 OP_MAX_LINE);
+		snprintf(buf, len, "%s is larger than the protocol carries (at most %ld bytes)",
+			 what, OP_MAX_FILE_VALUE);
 	else
 		snprintf(buf, len, "cannot send %s: %s", what, strerror(err));
 	return buf;

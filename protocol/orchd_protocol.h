@@ -56,6 +56,16 @@ struct json_object;
 /* Maximum JSON nesting depth of one message (deeper: protocol error). */
 #define OP_MAX_DEPTH 64
 
+/*
+ * Largest JSON value carried in a file instead of a line (PROTOCOL.md §4.1):
+ * the action's config_file/state_file/outputs_file, the file of a state or
+ * output message.
+ */
+#define OP_MAX_FILE_VALUE (64L * 1024 * 1024)
+
+/* The hello feature of an extension that reads the action's *_file fields. */
+#define OP_FEATURE_FILES "files"
+
 /* Size of the error-text buffers used below (messages are truncated to it). */
 #define OP_ERRMAX 512
 
@@ -152,6 +162,33 @@ int op_write_file(const char *path, const void *data, size_t len, char *err, siz
  * cannot be built.
  */
 int op_write_json_file(const char *path, const struct json_object *v, char *err, size_t errlen);
+/* The same, compact (a value handed over in a file, PROTOCOL.md §4.1). */
+int op_write_value_file(const char *path, const struct json_object *v, char *err, size_t errlen);
+
+/*
+ * Read the JSON value held by a file (PROTOCOL.md §4.1) into *out (a new
+ * reference, NULL for JSON null).  With dir NULL, path is opened as given.
+ * With dir set, path must be relative to dir without '.', '..' or empty
+ * segments, and is opened one component at a time from dir, following no
+ * symbolic link, so that it cannot lead out of dir.  The file must be a
+ * regular file of at most max bytes holding exactly one JSON value
+ * (whitespace around it allowed) nested at most OP_MAX_DEPTH levels.  0,
+ * or -1 with err holding "cannot read 'PATH': REASON" / "'PATH' is not a
+ * regular file" / "'PATH' is larger than N bytes" / "'PATH': not JSON: ...".
+ */
+int op_read_value_file(const char *dir, const char *path, size_t max, struct json_object **out,
+		       char *err, size_t errlen);
+
+/*
+ * Parse s[0..len) as exactly one JSON value (strict, valid UTF-8, at most
+ * OP_MAX_DEPTH levels, whitespace around it allowed) into *out (a new
+ * reference, NULL for JSON null).  0, or -1 with err holding "not JSON:
+ * REASON" or "nested deeper than 64 levels".
+ */
+int op_parse_value(const char *s, size_t len, struct json_object **out, char *err, size_t errlen);
+
+/* True when path is relative without '.', '..' or empty segments. */
+bool op_path_is_plain(const char *path);
 
 /* ---------------------------------------------------------------------------
  * Framing: a bounded line splitter for non-blocking reads.
@@ -329,11 +366,26 @@ char *op_encode_hello_orchd(int proto_min, int proto_max, const char *orchd_vers
 char *op_encode_action(enum op_action action, const char *instance, const char *stack,
 		       const struct json_object *config, const struct json_object *state,
 		       const struct json_object *outputs, const char *workdir);
+/*
+ * The same, with any of the three values handed over in a file
+ * (PROTOCOL.md §4.1): files[OP_VALUE_X] non-NULL sends field "X_file" with
+ * that path instead of "X" (the value argument is then ignored).  files
+ * may be NULL.
+ */
+enum op_value_field { OP_VALUE_CONFIG, OP_VALUE_STATE, OP_VALUE_OUTPUTS, OP_VALUE_NFIELDS };
+extern const char *const op_value_field_names[OP_VALUE_NFIELDS];
+char *op_encode_action_files(enum op_action action, const char *instance, const char *stack,
+			     const struct json_object *config, const struct json_object *state,
+			     const struct json_object *outputs, const char *workdir,
+			     const char *const *files);
 char *op_encode_cancel(const char *reason);
 
-/* extension -> orchd.  actions: NULL-terminated array of action names. */
+/* extension -> orchd.  actions: NULL-terminated array of action names;
+ * features: the same for the optional features (NULL: none, the field is
+ * left out). */
 char *op_encode_hello_ext(int protocol, const char *name, const char *version,
-			  const char *min_orchd_version, const char *const *actions);
+			  const char *min_orchd_version, const char *const *actions,
+			  const char *const *features);
 /* level: "debug", "info", "warning" or "error". */
 char *op_encode_log(const char *level, const char *message);
 /*
@@ -397,6 +449,8 @@ enum op_hello_verdict {
 };
 int op_check_ext_hello(const struct json_object *ext_hello, int proto_min, int proto_max,
 		       const char *orchd_version, enum op_action action, char *err, size_t errlen);
+/* True when an extension's hello lists feature (in its "features" array). */
+bool op_hello_has_feature(const struct json_object *ext_hello, const char *feature);
 
 /* ---------------------------------------------------------------------------
  * Extension-side helper: a C extension is a declaration, a handler per
@@ -449,7 +503,9 @@ enum op_action op_ext_action(const struct op_ext *ext);
 /* The whole action message; borrowed (lives until op_ext_free). */
 struct json_object *op_ext_message(const struct op_ext *ext);
 /* Borrowed; config and outputs are never NULL (empty object if absent);
- * state is NULL when absent or JSON null (first run). */
+ * state is NULL when absent or JSON null (first run).  A value orchd sent
+ * in a file (PROTOCOL.md §4.1; op_ext_start() declares feature "files"
+ * and reads it) is returned the same way. */
 struct json_object *op_ext_config(const struct op_ext *ext);
 struct json_object *op_ext_state(const struct op_ext *ext);
 struct json_object *op_ext_outputs(const struct op_ext *ext);
@@ -477,6 +533,9 @@ int op_ext_log_line(struct op_ext *ext, const char *level, const char *text, siz
 int op_ext_flush(struct op_ext *ext);
 int op_ext_progress(struct op_ext *ext, int percent, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* Outputs and states: a message that would exceed OP_MAX_LINE is sent with
+ * its value in a file of the workdir instead (PROTOCOL.md §4.1), up to
+ * OP_MAX_FILE_VALUE bytes (E2BIG past it). */
 int op_ext_output(struct op_ext *ext, const char *key, const struct json_object *value,
 		  bool secret);
 int op_ext_output_str(struct op_ext *ext, const char *key, const char *value, bool secret);

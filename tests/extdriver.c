@@ -83,10 +83,31 @@ struct run {
 static void send_action(struct run *r)
 {
 	const struct extdrv_opts *o = r->o;
-	char *line = op_encode_action(op_action_from_name(o->action), "t",
-				      o->instance_id ? o->instance_id : "dev-t", r->cfg, r->state,
-				      NULL, r->d->workdir);
+	enum op_action a = op_action_from_name(o->action);
+	const char *stack = o->instance_id ? o->instance_id : "dev-t";
+	char *line = op_encode_action(a, "t", stack, r->cfg, r->state, NULL, r->d->workdir);
 
+	if (!line && errno == E2BIG) {
+		/* as orchd does (PROTOCOL.md §4.1): the state, then the config,
+		 * in files of the workdir */
+		char *paths[OP_VALUE_NFIELDS] = {NULL, NULL, NULL}, err[OP_ERRMAX];
+		const struct json_object *vals[OP_VALUE_NFIELDS] = {r->cfg, r->state, NULL};
+		static const int order[] = {OP_VALUE_STATE, OP_VALUE_CONFIG};
+
+		for (size_t i = 0; i < 2 && !line; i++) {
+			int f = order[i];
+
+			ck_assert_int_ge(asprintf(&paths[f], "%s/.orchd-%s.json", r->d->workdir,
+						  op_value_field_names[f]),
+					 0);
+			ck_assert_msg(op_write_value_file(paths[f], vals[f], err, sizeof(err)) == 0,
+				      "%s", err);
+			line = op_encode_action_files(a, "t", stack, r->cfg, r->state, NULL,
+						      r->d->workdir, (const char *const *)paths);
+		}
+		for (int i = 0; i < OP_VALUE_NFIELDS; i++)
+			free(paths[i]);
+	}
 	ck_assert_ptr_nonnull(line);
 	if (o->cancel_at_once) {
 		char *both = NULL;
@@ -126,6 +147,16 @@ static void handle_line(struct run *r, const char *line, size_t len)
 	}
 	json_object_array_add(d->msgs, op_parsed_steal(&p));
 	m = json_object_array_get_idx(d->msgs, json_object_array_length(d->msgs) - 1);
+	if ((p.type == OP_MSG_STATE || p.type == OP_MSG_OUTPUT) && op_get_str(m, "file")) {
+		/* as orchd does: the value is the file's, read now */
+		struct json_object *v;
+		char err[OP_ERRMAX];
+
+		ck_assert_msg(op_read_value_file(d->workdir, op_get_str(m, "file"),
+						 OP_MAX_FILE_VALUE, &v, err, sizeof(err)) == 0,
+			      "%s", err);
+		json_object_object_add(m, p.type == OP_MSG_STATE ? "state" : "value", v);
+	}
 	if (p.type == OP_MSG_HELLO && !r->sent_action) {
 		d->hello = m;
 		send_action(r);

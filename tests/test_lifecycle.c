@@ -706,35 +706,225 @@ START_TEST(test_memory_is_bounded)
 }
 END_TEST
 
-/* A config blob past the protocol's line limit is refused with what does
- * not fit, not with an errno text. */
-START_TEST(test_oversize_config_is_explained)
+/* A pipeline whose one instance TYPE.a has a config of about n bytes. */
+static char *big_pipeline(const char *type, size_t n, char fill)
 {
-	size_t n = 1200000;
-	char *big = malloc(n + 1), *text, *f, *err = NULL;
-	int rc;
+	char *big = malloc(n + 1), *text, *f;
 
 	ck_assert_ptr_nonnull(big);
-	memset(big, 'a', n);
+	memset(big, fill, n);
 	big[n] = '\0';
 	text = xasprintf("p:\n"
-			 "  core: {isolation: basic}\n"
-			 "  exec:\n"
-			 "    - name: big\n"
-			 "      command: ['true']\n"
-			 "      env: {X: '%s'}\n",
-			 big);
+			 "  %s:\n"
+			 "    - name: a\n"
+			 "      pad: '%s'\n",
+			 type, big);
 	f = write_pipeline(text);
+	free(text);
+	free(big);
+	return f;
+}
+
+/* Logs the size of each value orchd handed over in a file, then sends a
+ * 1.5 MB state and output in files of its workdir (PROTOCOL.md §4.1). */
+#define BIGVAL_BODY                                                                              \
+	"read -r action\n"                                                                       \
+	"for f in config state outputs; do\n"                                                    \
+	"  p=$(printf '%s' \"$action\" | sed -n "                                                \
+	"\"s/.*\\\"${f}_file\\\":\\\"\\([^\\\"]*\\)\\\".*/\\1/p\")\n"                            \
+	"  [ -n \"$p\" ] && echo \"{\\\"type\\\":\\\"log\\\",\\\"level\\\":\\\"info\\\","        \
+	"\\\"message\\\":\\\"got ${f}_file of $(wc -c < \"$p\") bytes\\\"}\"\n"                  \
+	"done\n"                                                                                 \
+	"{ printf '\"'; head -c 1500000 /dev/zero | tr '\\0' s; printf '\"'; } > st.json\n"      \
+	"mkdir -p o && { printf '\"'; head -c 1400000 /dev/zero | tr '\\0' o; printf '\"'; } > " \
+	"o/v.json\n"                                                                             \
+	"echo '{\"type\":\"state\",\"file\":\"st.json\",\"secret\":true}'\n"                     \
+	"echo '{\"type\":\"output\",\"key\":\"blob\",\"file\":\"o/v.json\"}'\n"                  \
+	"echo '{\"type\":\"output\",\"key\":\"small\",\"value\":1}'\n"                           \
+	"echo '{\"type\":\"result\",\"status\":\"success\",\"changed\":true}'\n"
+
+/*
+ * Values larger than one protocol line travel in files, both ways: a
+ * config, a state and previous outputs past 1 MiB reach an extension that
+ * lists feature "files" as config_file/state_file/outputs_file, and the
+ * state and output it sends with "file" are stored whole.
+ */
+START_TEST(test_large_values_in_files)
+{
+	char *f, *err = NULL, *out = NULL;
+	int rc;
+
+	setenv("ORCHD_PASSPHRASE", "a passphrase for the secret state", 1);
+	write_ext("bigval", "read -r hello\n"
+			    "echo '{\"type\":\"hello\",\"protocol\":1,\"name\":\"bigval\","
+			    "\"version\":\"1.0.0\",\"actions\":[\"apply\"],\"features\":[\"files\"]"
+			    "}'\n" BIGVAL_BODY);
+	f = big_pipeline("bigval", 1200000, 'c');
+	rc = orchd("run", f, NULL, &err, (char *)NULL);
+	ck_assert_msg(rc == 0, "rc=%d\n%.3000s", rc, err);
+	ck_assert_msg(strstr(err, "got config_file of 12000"), "%.3000s", err);
+	ck_assert_msg(!strstr(err, "got state_file"), "%.3000s", err);
+	free(err);
+	free(f);
+	/* the second run gets the stored state and outputs back, in files */
+	f = big_pipeline("bigval", 1000, 'd');
+	rc = orchd("run", f, NULL, &err, (char *)NULL);
+	ck_assert_msg(rc == 0, "rc=%d\n%.3000s", rc, err);
+	ck_assert_msg(!strstr(err, "got config_file"), "%.3000s", err);
+	ck_assert_msg(strstr(err, "got state_file of 1500003 bytes"), "%.3000s", err);
+	ck_assert_msg(strstr(err, "got outputs_file of 14000"), "%.3000s", err);
+	free(err);
+	rc = orchd("outputs", f, &out, &err, "--json", (char *)NULL);
+	ck_assert_msg(rc == 0, "rc=%d\n%.3000s", rc, err);
+	ck_assert_msg(strstr(out, "oooooooooooooooooooooooooooooooooooooooo\""), "%.300s", out);
+	ck_assert_msg(strlen(out) > 1400000, "%zu", strlen(out));
+	free(out);
+	free(err);
+	free(f);
+}
+END_TEST
+
+/* The Python example extension, the reference for authors in another
+ * language, takes and sends values in files too: a 1.2 MB name makes its
+ * config, state and outputs too large for a line, and its run counter
+ * (in the state) still counts. */
+START_TEST(test_python_example_large_values)
+{
+	static const char *const files[] = {"orchd-ext-pydemo", "orchd-ext-pydemo.manifest.json"};
+	char *f, *err = NULL, *out = NULL;
+	int rc;
+
+	for (size_t i = 0; i < 2; i++) {
+		char *rel = xasprintf("examples/extensions/python/%s", files[i]),
+		     *src = test_src_path(rel), *dst = xasprintf("%s/%s", extdir, files[i]);
+
+		ck_assert_int_eq(symlink(src, dst), 0);
+		free(rel);
+		free(src);
+		free(dst);
+	}
+	f = big_pipeline("pydemo", 1200000, 'w');
+	/* its one key is who: the pad of big_pipeline becomes it */
+	{
+		char *text = test_read_file(f, NULL);
+		char *pad = strstr(text, "pad:");
+
+		ck_assert_ptr_nonnull(pad);
+		memcpy(pad, "who:", 4);
+		free(f);
+		f = write_pipeline(text);
+		free(text);
+	}
+	for (int run = 1; run <= 2; run++) {
+		rc = orchd("run", f, NULL, &err, (char *)NULL);
+		ck_assert_msg(rc == 0, "run %d: rc=%d\n%.2000s", run, rc, err);
+		free(err);
+	}
+	rc = orchd("outputs", f, &out, &err, "--json", (char *)NULL);
+	ck_assert_msg(rc == 0, "rc=%d\n%.2000s", rc, err);
+	ck_assert_msg(strstr(out, "\"runs\": 2") || strstr(out, "\"runs\":2"), "%.300s",
+		      out + (strlen(out) > 300 ? strlen(out) - 300 : 0));
+	free(out);
+	free(err);
+	free(f);
+}
+END_TEST
+
+/* An extension that does not list feature "files" cannot be handed a value
+ * larger than a line: incompatible (exit 3), saying what does not fit. */
+START_TEST(test_large_config_needs_files)
+{
+	char *f, *err = NULL;
+	int rc;
+
+	write_ext("nofiles", HELLO("nofiles", "[\"apply\"]") "read -r action\n"
+							     "echo '{\"type\":\"result\","
+							     "\"status\":\"success\"}'\n");
+	f = big_pipeline("nofiles", 1200000, 'a');
 	rc = orchd("run", f, NULL, &err, (char *)NULL);
 	ck_assert_msg(rc == 3, "rc=%d\n%.1000s", rc, err);
-	ck_assert_msg(strstr(err, "the action message does not fit in one protocol line (at most "
-				  "1048576 bytes): its config is 1200"),
+	ck_assert_msg(strstr(err, "incompatible extension: the action message does not fit in "
+				  "one protocol line (at most 1048576 bytes) and extension "
+				  "nofiles 1.0.0 does not take values in files (its hello lists "
+				  "no feature \"files\"): its config (12000"),
 		      "%.1000s", err);
 	ck_assert_msg(!strstr(err, "Argument list too long"), "%.1000s", err);
 	free(err);
 	free(f);
-	free(text);
-	free(big);
+}
+END_TEST
+
+/*
+ * A hostile extension cannot make orchd read a file outside its workdir
+ * (a symbolic link, '..'), block it (a FIFO) or fill its memory (a huge
+ * file): each fails the instance with a protocol error, and nothing of
+ * the target reaches the stack.
+ */
+START_TEST(test_value_files_are_confined)
+{
+	static const struct {
+		const char *mode, *expect;
+	} cases[] = {
+		{"link",
+		 "protocol error: state: field 'file': cannot read 'v.json': it is (or goes "
+		 "through) a symbolic link"},
+		{"dirlink",
+		 "protocol error: output: field 'file': cannot read 'd/passwd': it is (or "
+		 "goes through) a symbolic link"},
+		{"dotdot", "protocol error: state: field 'file' must be a relative path without "
+			   "'.', '..' or empty segments"},
+		{"abs", "protocol error: output: field 'file' must be a relative path without '.', "
+			"'..' or empty segments"},
+		{"fifo", "protocol error: state: field 'file': 'v.json' is not a regular file"},
+		{"huge", "protocol error: state: field 'file': 'v.json' is larger than 67108864 "
+			 "bytes (73400320)"},
+		{"notjson", "protocol error: output: field 'file': 'v.json': not JSON: "},
+		{"missing", "protocol error: state: field 'file': cannot read 'nope.json': No such "
+			    "file or directory"},
+	};
+	char *f, *err = NULL, *out = NULL;
+	int rc;
+
+	write_ext(
+		"evil",
+		"read -r hello\n"
+		"echo '{\"type\":\"hello\",\"protocol\":1,\"name\":\"evil\","
+		"\"version\":\"1.0.0\",\"actions\":[\"apply\"],\"features\":[\"files\"]}'\n"
+		"read -r action\n"
+		"mode=$(printf '%s' \"$action\" | sed -n 's/.*\"mode\":\"\\([a-z]*\\)\".*/\\1/p')\n"
+		"case $mode in\n"
+		"link) ln -s /etc/passwd v.json; m='{\"type\":\"state\",\"file\":\"v.json\"}';;\n"
+		"dirlink) ln -s /etc d; "
+		"m='{\"type\":\"output\",\"key\":\"k\",\"file\":\"d/passwd\"}';;\n"
+		"dotdot) m='{\"type\":\"state\",\"file\":\"../../../../etc/passwd\"}';;\n"
+		"abs) m='{\"type\":\"output\",\"key\":\"k\",\"file\":\"/etc/passwd\"}';;\n"
+		"fifo) mkfifo v.json; m='{\"type\":\"state\",\"file\":\"v.json\"}';;\n"
+		"huge) truncate -s 70M v.json; m='{\"type\":\"state\",\"file\":\"v.json\"}';;\n"
+		"notjson) echo 'root:x:0:0' > v.json; "
+		"m='{\"type\":\"output\",\"key\":\"k\",\"file\":\"v.json\"}';;\n"
+		"missing) m='{\"type\":\"state\",\"file\":\"nope.json\"}';;\n"
+		"esac\n"
+		"echo \"$m\"\n"
+		"echo '{\"type\":\"result\",\"status\":\"success\"}'\n");
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *text = xasprintf("p:\n"
+				       "  evil:\n"
+				       "    - name: a\n"
+				       "      mode: %s\n",
+				       cases[i].mode);
+
+		f = write_pipeline(text);
+		rc = orchd("run", f, NULL, &err, (char *)NULL);
+		ck_assert_msg(rc == 1, "%s: rc=%d\n%.2000s", cases[i].mode, rc, err);
+		ck_assert_msg(strstr(err, cases[i].expect), "%s: %.2000s", cases[i].mode, err);
+		free(err);
+		rc = orchd("outputs", f, &out, &err, "--json", (char *)NULL);
+		ck_assert_msg(!strstr(out ? out : "", "root:"), "%s: %s", cases[i].mode, out);
+		free(out);
+		free(err);
+		free(text);
+		free(f);
+	}
 }
 END_TEST
 
@@ -760,7 +950,10 @@ Suite *lifecycle_suite(void)
 	tcase_add_test(tc, test_no_process_outlives_its_action);
 	tcase_add_test(tc, test_dead_run_leftovers_removed);
 	tcase_add_test(tc, test_memory_is_bounded);
-	tcase_add_test(tc, test_oversize_config_is_explained);
+	tcase_add_test(tc, test_large_values_in_files);
+	tcase_add_test(tc, test_large_config_needs_files);
+	tcase_add_test(tc, test_python_example_large_values);
+	tcase_add_test(tc, test_value_files_are_confined);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -306,7 +306,7 @@ START_TEST(test_encoders_roundtrip)
 	json_object_put(m);
 	ck_assert_ptr_null(op_encode_action(OP_ACTION_APPLY, NULL, "s", NULL, NULL, NULL, "/w"));
 	json_object_put(roundtrip(op_encode_cancel("timeout"), OP_TO_EXT, OP_MSG_CANCEL));
-	json_object_put(roundtrip(op_encode_hello_ext(1, "exec", "0.1.0", NULL, actions),
+	json_object_put(roundtrip(op_encode_hello_ext(1, "exec", "0.1.0", NULL, actions, NULL),
 				  OP_FROM_EXT, OP_MSG_HELLO));
 	json_object_put(roundtrip(op_encode_log("warning", "x\ty"), OP_FROM_EXT, OP_MSG_LOG));
 	m = roundtrip(op_encode_progress("p", 42), OP_FROM_EXT, OP_MSG_PROGRESS);

@@ -415,14 +415,17 @@ START_TEST(cancel_apply)
 END_TEST
 
 /*
- * A tfstate over the protocol's 1 MiB message limit cannot reach orchd:
- * apply fails and says so (it used to succeed and lose the state).
+ * A tfstate over the protocol's 1 MiB line limit travels in a file
+ * (PROTOCOL.md §4.1) both ways: apply sends it whole (it failed once, and
+ * before that the state was lost), and the next plan, handed it back in a
+ * file, finds nothing to change.
  */
-START_TEST(state_too_big_for_a_message)
+START_TEST(state_larger_than_a_line)
 {
-	char *wd = test_tmpdir(), *mod = test_tmpdir(), *path, *blob, *cfgtext;
+	char *wd = test_tmpdir(), *wd2 = test_tmpdir(), *mod = test_tmpdir(), *path, *blob,
+	     *cfgtext;
 	struct extdrv_action opts = {"apply", NULL, NULL, wd, NULL};
-	struct json_object *cfg;
+	struct json_object *cfg, *st, *state;
 	struct extdrv d;
 	FILE *f;
 
@@ -444,19 +447,35 @@ START_TEST(state_too_big_for_a_message)
 	cfg = extdrv_json(cfgtext);
 	opts.config = cfg;
 	drive(&opts, &d);
-	ck_assert(!extdrv_succeeded(&d));
-	ck_assert_str_eq(extdrv_summary(&d),
-			 "the tfstate does not fit in a protocol message (at most 1048576 bytes)");
-	ck_assert(op_get_bool(d.result, "changed", false));
-	ck_assert_ptr_null(extdrv_find_last(&d, "state", NULL, NULL));
+	ck_assert_msg(extdrv_succeeded(&d), "%s", extdrv_summary(&d));
+	st = extdrv_find_last(&d, "state", NULL, NULL);
+	ck_assert_ptr_nonnull(st);
+	ck_assert_ptr_nonnull(op_get_str(st, "file"));
+	ck_assert(op_get_bool(st, "secret", false));
+	state = json_object_get(op_get(st, "state"));
+	ck_assert_int_gt(strlen(json_object_to_json_string(state)), 1200000);
+	ck_assert_ptr_nonnull(op_get(state, "resources"));
 	extdrv_release(&d);
+
+	/* the next plan gets it back in a file: no changes */
+	opts.action = "plan";
+	opts.state = state;
+	opts.workdir = wd2;
+	drive(&opts, &d);
+	ck_assert_msg(extdrv_succeeded(&d), "%s", extdrv_summary(&d));
+	ck_assert(!op_get_bool(d.result, "changed", true));
+	extdrv_release(&d);
+
+	json_object_put(state);
 	json_object_put(cfg);
 	free(cfgtext);
 	free(blob);
 	free(path);
 	test_rmtree(wd);
+	test_rmtree(wd2);
 	test_rmtree(mod);
 	free(wd);
+	free(wd2);
 	free(mod);
 }
 END_TEST
@@ -479,7 +498,7 @@ Suite *terraform_ext_suite(void)
 	tcase_add_test(tools, lifecycle);
 	tcase_add_test(tools, apply_failure);
 	tcase_add_test(tools, cancel_apply);
-	tcase_add_test(tools, state_too_big_for_a_message);
+	tcase_add_test(tools, state_larger_than_a_line);
 	suite_add_tcase(s, tools);
 	return s;
 }

@@ -1527,6 +1527,9 @@ void orchd_sched_summary(struct orchd_sched *s)
 	free(rows);
 }
 
+/* Longest output value printed whole at the end of a run. */
+#define OUTPUT_SHOWN_MAX 200
+
 void orchd_sched_print_outputs(struct orchd_sched *s)
 {
 	int any = 0;
@@ -1551,6 +1554,21 @@ void orchd_sched_print_outputs(struct orchd_sched *s)
 					? json_object_get_string(v)
 					: json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN);
 
+			size_t len = strlen(txt);
+
+			if (len > OUTPUT_SHOWN_MAX) {
+				/* a value of megabytes is no console line */
+				struct op_buf b = OP_BUF_INIT;
+
+				op_buf_add(&b, txt, len);
+				op_buf_ellipsize(&b, OUTPUT_SHOWN_MAX);
+				orchd_console_logf(
+					s->o.con, NULL, ORCHD_LOG_INFO,
+					"  %s.%s = %s (%zu bytes: orchd outputs shows it)",
+					nd->in->id, k, op_buf_str(&b), len);
+				op_buf_release(&b);
+				continue;
+			}
 			orchd_console_logf(s->o.con, NULL, ORCHD_LOG_INFO, "  %s.%s = %s",
 					   nd->in->id, k, txt);
 		}

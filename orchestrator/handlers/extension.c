@@ -251,6 +251,7 @@ void orchd_step_free(struct orchd_step *st)
 	json_object_put(st->result);
 	free(st->error_message);
 	free(st->action_line);
+	free(st->action_files);
 	for (char **e = st->env; e && *e; e++)
 		free(*e);
 	free(st->env);
@@ -474,6 +475,27 @@ static int hello_name_differs(struct orchd_step *st, const char *name)
 	return 1;
 }
 
+/*
+ * The value of a state or output message: field inline, or the JSON of the
+ * file it names in its workdir (PROTOCOL.md §4.1), read now.  *out gets a
+ * new reference (NULL: null).  0, or -1 with the step failed.
+ */
+static int value_of(struct orchd_step *st, json_object *msg, const char *field, json_object **out)
+{
+	const char *file = op_get_str(msg, "file");
+	char err[OP_ERRMAX];
+
+	if (!file) {
+		*out = json_object_get(op_get(msg, field));
+		return 0;
+	}
+	if (op_read_value_file(st->workdir, file, OP_MAX_FILE_VALUE, out, err, sizeof(err)) == 0)
+		return 0;
+	orchd_step_fail(st, ORCHD_STEP_PROTOCOL_ERROR, "protocol error: %s: field 'file': %s",
+			op_get_str(msg, "type"), err);
+	return -1;
+}
+
 /* The one dispatch function for messages from an extension. */
 static void step_message(struct orchd_step *st, enum op_msg_type type, json_object *msg)
 {
@@ -515,6 +537,17 @@ static void step_message(struct orchd_step *st, enum op_msg_type type, json_obje
 		}
 		if (hello_name_differs(st, op_get_str(msg, "name")))
 			return;
+		if (st->action_files && !op_hello_has_feature(msg, OP_FEATURE_FILES)) {
+			orchd_step_fail(
+				st, ORCHD_STEP_INCOMPATIBLE,
+				"incompatible extension: the action message does not fit in "
+				"one protocol line (at most %d bytes) and extension %s %s "
+				"does not take values in files (its hello lists no feature "
+				"\"%s\"): its %s",
+				OP_MAX_LINE, op_get_str(msg, "name"), op_get_str(msg, "version"),
+				OP_FEATURE_FILES, st->action_files);
+			return;
+		}
 		if (stopping(st)) {
 			/* stopped during the handshake: no action */
 			step_end_protocol(st);
@@ -549,10 +582,12 @@ static void step_message(struct orchd_step *st, enum op_msg_type type, json_obje
 	}
 	case OP_MSG_OUTPUT: {
 		const char *key = op_get_str(msg, "key");
-		json_object *v = op_get(msg, "value");
+		json_object *v;
 		int secret = op_get_bool(msg, "secret", false);
 
-		json_object_object_add(st->outputs, key, json_object_get(v));
+		if (value_of(st, msg, "value", &v) < 0)
+			return;
+		json_object_object_add(st->outputs, key, v);
 		if (secret)
 			json_object_object_add(st->secrets, key, json_object_new_boolean(1));
 		else
@@ -565,12 +600,17 @@ static void step_message(struct orchd_step *st, enum op_msg_type type, json_obje
 		if (st->hooks.mask)
 			st->hooks.mask(st->hooks.cb_data, st->ctx, op_get_str(msg, "value"));
 		break;
-	case OP_MSG_STATE:
+	case OP_MSG_STATE: {
+		json_object *v;
+
+		if (value_of(st, msg, "state", &v) < 0)
+			return;
 		json_object_put(st->state);
-		st->state = json_object_get(op_get(msg, "state"));
+		st->state = v;
 		st->has_state = 1;
 		st->state_secret = op_get_bool(msg, "secret", false);
 		break;
+	}
 	case OP_MSG_ERROR: {
 		const char *m = op_get_str(msg, "message");
 

@@ -318,6 +318,8 @@ struct orchd_step {
 	int fd_rep;		   /* exec report: errno, or EOF once exec worked */
 	struct op_buf wq;	   /* queued bytes for stdin */
 	char *action_line;	   /* sent once the hello checks out */
+	char *action_files;	   /* which values it hands over in files
+				      (PROTOCOL.md §4.1), or NULL */
 	struct op_splitter *sp_out;
 	struct op_splitter *sp_err;
 	char **env;		       /* its environment, until it is spawned */

@@ -245,6 +245,70 @@ static size_t json_size(const json_object *v)
 		 : 0;
 }
 
+/*
+ * The action message of st (malloc'ed), with the largest of its config,
+ * state and previous outputs in files of the workdir (PROTOCOL.md §4.1)
+ * until it fits in one line; st->action_files then says which.  NULL with
+ * errno, and err set when the values cannot be handed over at all.
+ */
+static char *encode_action(struct orchd_step *st, const struct orchd_step_spec *spec, char *err,
+			   size_t errlen)
+{
+	int describe = spec->action == OP_ACTION_DESCRIBE;
+	const json_object *vals[OP_VALUE_NFIELDS] = {spec->config, spec->state, spec->outputs};
+	size_t size[OP_VALUE_NFIELDS];
+	const char *files[OP_VALUE_NFIELDS] = {NULL, NULL, NULL};
+	char *paths[OP_VALUE_NFIELDS] = {NULL, NULL, NULL}, *line;
+	struct op_buf what;
+
+	err[0] = '\0';
+	line = op_encode_action_files(spec->action, describe ? NULL : spec->instance,
+				      describe ? NULL : spec->stack, spec->config, spec->state,
+				      spec->outputs, describe ? NULL : st->workdir, NULL);
+	if (line || errno != E2BIG || describe)
+		return line;
+	for (int i = 0; i < OP_VALUE_NFIELDS; i++)
+		size[i] = json_size(vals[i]);
+	op_buf_init(&what, 0);
+	/* the largest first, until the rest fits */
+	for (int n = 0; n < OP_VALUE_NFIELDS && !line && !err[0]; n++) {
+		int big = -1;
+
+		for (int i = 0; i < OP_VALUE_NFIELDS; i++)
+			if (!files[i] && (big < 0 || size[i] > size[big]))
+				big = i;
+		if (size[big] > (size_t)OP_MAX_FILE_VALUE) {
+			snprintf(err, errlen,
+				 "its %s is %zu bytes, more than orchd hands an extension (at "
+				 "most %ld bytes)",
+				 big == OP_VALUE_OUTPUTS ? "previous outputs"
+							 : op_value_field_names[big],
+				 size[big], OP_MAX_FILE_VALUE);
+			break;
+		}
+		paths[big] = xasprintf("%s/.orchd-%s.json", st->workdir, op_value_field_names[big]);
+		if (op_write_value_file(paths[big], vals[big], err, errlen) < 0)
+			break;
+		files[big] = paths[big];
+		op_buf_addf(&what, "%s%s (%zu bytes)", what.len ? ", " : "",
+			    big == OP_VALUE_OUTPUTS ? "previous outputs"
+						    : op_value_field_names[big],
+			    size[big]);
+		line = op_encode_action_files(spec->action, spec->instance, spec->stack,
+					      spec->config, spec->state, spec->outputs, st->workdir,
+					      files);
+		if (!line && errno != E2BIG)
+			snprintf(err, errlen, "cannot encode the action message: %s",
+				 strerror(errno));
+	}
+	if (line)
+		st->action_files = op_buf_detach(&what, NULL);
+	op_buf_release(&what);
+	for (int i = 0; i < OP_VALUE_NFIELDS; i++)
+		free(paths[i]);
+	return line;
+}
+
 /* Start the extension process of st (its workdir, action and environment
  * are ready). */
 static void spawn_step(struct orchd_supervisor *sup, struct orchd_step *st)
@@ -326,20 +390,9 @@ int orchd_supervisor_start(struct orchd_supervisor *sup, const struct orchd_step
 		orchd_step_fail(st, ORCHD_STEP_SPAWN_ERROR, "%s", err);
 		return 0;
 	}
-	st->action_line = op_encode_action(
-		spec->action, spec->action == OP_ACTION_DESCRIBE ? NULL : spec->instance,
-		spec->action == OP_ACTION_DESCRIBE ? NULL : spec->stack, spec->config, spec->state,
-		spec->outputs, spec->action == OP_ACTION_DESCRIBE ? NULL : st->workdir);
-	if (!st->action_line && errno == E2BIG) {
-		/* say which part does not fit (PROTOCOL.md §4: one line) */
-		size_t c = json_size(spec->config), s = json_size(spec->state),
-		       o = json_size(spec->outputs);
-
-		orchd_step_fail(st, ORCHD_STEP_SPAWN_ERROR,
-				"the action message does not fit in one protocol line (at most "
-				"%d bytes): its config is %zu bytes, its state %zu, its previous "
-				"outputs %zu; keep large data in files and pass their paths",
-				OP_MAX_LINE, c, s, o);
+	st->action_line = encode_action(st, spec, err, sizeof(err));
+	if (!st->action_line && err[0]) {
+		orchd_step_fail(st, ORCHD_STEP_SPAWN_ERROR, "%s", err);
 		return 0;
 	}
 	if (!st->action_line) {

@@ -777,6 +777,14 @@ static int local_write(struct orchd_engine *e, const char *stack,
 		goto out;
 	s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
 						      JSON_C_TO_STRING_NOSLASHESCAPE);
+	if (strlen(s) >= (size_t)MAX_STATE_FILE) {
+		/* it could be written, but never read back */
+		orchd_set_err(err, errlen,
+			      "stack %s: the record is %zu bytes, more than the local engine "
+			      "stores (at most %ld MiB): keep large data in files",
+			      stack, strlen(s), MAX_STATE_FILE >> 20);
+		goto out;
+	}
 	base = xasprintf("%s.json", stack);
 	free(buf);
 	buf = xasprintf("%s\n", s);

@@ -54,6 +54,9 @@
 #define PASS_HINT    "(set ORCHD_PASSPHRASE or ORCHD_PASSPHRASE_FILE)"
 #define MAX_OUT	     (64L * 1024 * 1024)
 #define MAX_ERR	     (1L * 1024 * 1024)
+/* The largest record written: read back as JSON strings in JSON, escaped
+ * (each '"' and '\\' doubles), it must stay within MAX_OUT. */
+#define MAX_RECORD   (MAX_OUT / 2)
 #define HISTORY_PAGE 1000
 #define ERR_LINES    3
 #define NO_STACK     "no stack named"
@@ -791,6 +794,14 @@ static int pulumi_write(struct orchd_engine *e, const char *stack,
 	path = xasprintf("%s/Pulumi.yaml", dir);
 	s = json_object_to_json_string_ext(prog,
 					   JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	if (strlen(s) > MAX_RECORD) {
+		/* pulumi stack output could not give it back */
+		orchd_set_err(err, errlen,
+			      "stack %s: the record is %zu bytes, more than the pulumi engine "
+			      "stores (at most %ld MiB): keep large data in files",
+			      stack, strlen(s), MAX_RECORD >> 20);
+		goto out;
+	}
 	if (write_file(path, s, strlen(s), 0600)) {
 		orchd_set_err(err, errlen, "stack %s: cannot write %s: %s", stack, path,
 			      strerror(errno));
