@@ -7,10 +7,12 @@
 #include <ftw.h>
 #include <glob.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -40,9 +42,25 @@ static const char *env_nonempty(const char *name)
 	return v && *v ? v : NULL;
 }
 
+static void on_watch_signal(int sig)
+{
+	(void)sig; /* only there to interrupt a blocked system call */
+}
+
 static void git_do_global_init(void)
 {
 	const char *file, *dir;
+	struct sigaction sa, old;
+
+	/* the watchdog's signal: no SA_RESTART, so a blocked recv() or
+	 * connect() returns EINTR and libgit2 gives up */
+	if (sigaction(ORCHD_GIT_SIGNAL, NULL, &old) == 0 && old.sa_handler == SIG_DFL &&
+	    !(old.sa_flags & SA_SIGINFO)) {
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = on_watch_signal;
+		sigemptyset(&sa.sa_mask);
+		sigaction(ORCHD_GIT_SIGNAL, &sa, NULL);
+	}
 
 	if (git_libgit2_init() < 0) {
 		git_init_rc = -1;
@@ -89,17 +107,171 @@ static int is_cancelled(const struct orchd_git_opts *o)
 	return o->cancel && *o->cancel;
 }
 
+/* --- the watchdog ------------------------------------------------------------
+ *
+ * libgit2 1.5 has no network timeout and calls no callback while it waits
+ * for a remote that accepted the connection and says nothing: a thread
+ * watches the call, and when it is cancelled or nothing moved for stall_ms,
+ * sends ORCHD_GIT_SIGNAL to the calling thread every WATCH_TICK_MS until
+ * the call returns (one signal may land between two system calls). */
+
+#define WATCH_TICK_MS 200
+
+enum watch_verdict { WATCH_RUNNING, WATCH_CANCELLED, WATCH_STALLED };
+
+struct watch {
+	pthread_t target, thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* CLOCK_MONOTONIC */
+	int done;	     /* under lock */
+	long stall_ms;
+	const volatile sig_atomic_t *cancel;
+	_Atomic long long moved_ms; /* when something last moved */
+	_Atomic int verdict;	    /* enum watch_verdict */
+	char why[64];		    /* "stalled: nothing received for 60s" */
+	sigset_t oldmask;
+};
+
+static long long mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Something moved: the stall clock starts again. */
+static void watch_touch(struct orchd_git_opts *o)
+{
+	struct watch *w = o->watch;
+
+	if (w)
+		w->moved_ms = mono_ms();
+}
+
+static void *watch_main(void *arg)
+{
+	struct watch *w = arg;
+
+	pthread_mutex_lock(&w->lock);
+	while (!w->done) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_nsec += WATCH_TICK_MS * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&w->cond, &w->lock, &ts);
+		if (w->done)
+			break;
+		if (w->verdict == WATCH_RUNNING) {
+			if (w->cancel && *w->cancel)
+				w->verdict = WATCH_CANCELLED;
+			else if (mono_ms() - w->moved_ms > w->stall_ms)
+				w->verdict = WATCH_STALLED;
+		}
+		/* under the lock: the target is still in the watched call */
+		if (w->verdict != WATCH_RUNNING)
+			pthread_kill(w->target, ORCHD_GIT_SIGNAL);
+	}
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+/* Watch the calling thread until watch_end(); o->watch points to w.  A
+ * watchdog that cannot start leaves the call unwatched (as before). */
+static void watch_begin(struct watch *w, struct orchd_git_opts *o)
+{
+	pthread_condattr_t ca;
+	sigset_t set;
+
+	memset(w, 0, sizeof(*w));
+	w->target = pthread_self();
+	w->stall_ms = o->stall_ms > 0 ? o->stall_ms : ORCHD_GIT_STALL_MS;
+	w->cancel = o->cancel;
+	w->moved_ms = mono_ms();
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&w->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	/* the signal must reach this thread (workers often block signals) */
+	sigemptyset(&set);
+	sigaddset(&set, ORCHD_GIT_SIGNAL);
+	pthread_sigmask(SIG_UNBLOCK, &set, &w->oldmask);
+	if (pthread_create(&w->thread, NULL, watch_main, w) != 0) {
+		pthread_sigmask(SIG_SETMASK, &w->oldmask, NULL);
+		pthread_cond_destroy(&w->cond);
+		pthread_mutex_destroy(&w->lock);
+		return;
+	}
+	o->watch = w;
+}
+
+/* Stop watching; a signal still pending for this thread is taken here. */
+static void watch_end(struct watch *w, struct orchd_git_opts *o)
+{
+	sigset_t set;
+	struct timespec zero = {0, 0};
+
+	if (o->watch != w)
+		return;
+	pthread_mutex_lock(&w->lock);
+	w->done = 1;
+	pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+	pthread_join(w->thread, NULL);
+	sigemptyset(&set);
+	sigaddset(&set, ORCHD_GIT_SIGNAL);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	while (sigtimedwait(&set, NULL, &zero) > 0)
+		;
+	pthread_sigmask(SIG_SETMASK, &w->oldmask, NULL);
+	pthread_cond_destroy(&w->cond);
+	pthread_mutex_destroy(&w->lock);
+	o->watch = NULL;
+}
+
 /* libgit2 calls this as data arrives; nonzero stops the transfer. */
 static int on_transfer(const git_indexer_progress *stats, void *payload)
 {
 	(void)stats;
+	watch_touch(payload);
 	return is_cancelled(payload) ? -1 : 0;
 }
 
-/* libgit2's message, or "cancelled" when that is why it failed. */
+/* The remote's progress text ("Counting objects..."): it is alive. */
+static int on_sideband(const char *str, int len, void *payload)
+{
+	(void)str;
+	(void)len;
+	watch_touch(payload);
+	return is_cancelled(payload) ? -1 : 0;
+}
+
+static void on_checkout(const char *path, size_t done, size_t total, void *payload)
+{
+	(void)path;
+	(void)done;
+	(void)total;
+	watch_touch(payload);
+}
+
+/* libgit2's message, or why the watchdog stopped the call. */
 static const char *fetch_msg(const struct orchd_git_opts *o)
 {
-	return is_cancelled(o) ? "cancelled" : git_msg();
+	struct watch *w = o->watch;
+
+	if (is_cancelled(o) || (w && w->verdict == WATCH_CANCELLED))
+		return "cancelled";
+	if (w && w->verdict == WATCH_STALLED) {
+		snprintf(w->why, sizeof(w->why), "stalled: nothing received for %lds",
+			 w->stall_ms / 1000);
+		return w->why;
+	}
+	return git_msg();
 }
 
 static void fetch_opts_setup(git_fetch_options *fo, struct orchd_git_opts *o)
@@ -109,6 +281,7 @@ static void fetch_opts_setup(git_fetch_options *fo, struct orchd_git_opts *o)
 	fo->download_tags = GIT_REMOTE_DOWNLOAD_TAGS_ALL;
 	fo->proxy_opts.type = GIT_PROXY_AUTO;
 	fo->callbacks.transfer_progress = on_transfer;
+	fo->callbacks.sideband_progress = on_sideband;
 	fo->callbacks.payload = o;
 }
 
@@ -226,9 +399,16 @@ static int mirror_open(const char *url, const char *shown, struct orchd_git_opts
 			snprintf(err, errlen, "cannot lock '%s': %s", lock, strerror(errno));
 			goto fail;
 		}
-		if (is_cancelled(o)) {
+		if (is_cancelled(o) ||
+		    (o->watch && ((struct watch *)o->watch)->verdict == WATCH_CANCELLED)) {
 			snprintf(err, errlen, "cannot fetch '%s': cancelled", shown);
 			goto fail;
+		}
+		if (o->watch) {
+			/* waiting for another fetch of the same URL (which has a
+			 * watchdog of its own) is no stall */
+			((struct watch *)o->watch)->verdict = WATCH_RUNNING;
+			watch_touch(o);
 		}
 	}
 	remove_leftovers(path);
@@ -276,6 +456,7 @@ int orchd_git_mirror(const char *url, const struct orchd_git_opts *opts, char **
 {
 	struct orchd_git_opts o = ORCHD_GIT_OPTS_INIT;
 	git_repository *repo;
+	struct watch w;
 	char *shown, *path;
 	int fd, ret;
 
@@ -284,7 +465,9 @@ int orchd_git_mirror(const char *url, const struct orchd_git_opts *opts, char **
 	if (orchd_git_global_init(err, errlen) < 0)
 		return -1;
 	shown = orchd_http_redact(url);
+	watch_begin(&w, &o);
 	ret = mirror_open(url, shown, &o, NULL, &path, &fd, &repo, err, errlen);
+	watch_end(&w, &o);
 	free(shown);
 	if (ret < 0)
 		return -1;
@@ -485,6 +668,7 @@ int orchd_git_checkout(const char *url, const char *ref, const char *dest,
 	char *shown, *mirror_path = NULL;
 	const char *name = ref ? ref : "HEAD";
 	struct orchd_git_opts o = ORCHD_GIT_OPTS_INIT;
+	struct watch w;
 	enum dest_kind kind;
 	int lockfd = -1, ret = -1;
 
@@ -497,6 +681,7 @@ int orchd_git_checkout(const char *url, const char *ref, const char *dest,
 		free(shown);
 		return -1;
 	}
+	watch_begin(&w, &o);
 
 	git_clone_options_init(&co, GIT_CLONE_OPTIONS_VERSION);
 	co.checkout_opts.checkout_strategy = GIT_CHECKOUT_NONE;
@@ -555,17 +740,20 @@ int orchd_git_checkout(const char *url, const char *ref, const char *dest,
 	 */
 	git_checkout_options_init(&cko, GIT_CHECKOUT_OPTIONS_VERSION);
 	cko.checkout_strategy = GIT_CHECKOUT_FORCE | GIT_CHECKOUT_REMOVE_UNTRACKED;
+	cko.progress_cb = on_checkout;
+	cko.progress_payload = &o;
 	if (git_commit_lookup(&target, repo, &oid) < 0 ||
 	    git_checkout_tree(repo, (const git_object *)target, &cko) < 0 ||
 	    git_repository_set_head_detached(repo, &oid) < 0) {
 		snprintf(err, errlen, "cannot check out '%s' of '%s' into '%s': %s", name, shown,
-			 dest, git_msg());
+			 dest, fetch_msg(&o));
 		goto out;
 	}
 	if (commit)
 		git_oid_tostr(commit, ORCHD_GIT_OIDSZ, &oid);
 	ret = 0;
 out:
+	watch_end(&w, &o);
 	git_commit_free(target);
 	git_repository_free(repo);
 	git_repository_free(mirror);

@@ -38,16 +38,30 @@ struct orchd_git_opts {
 	int no_cache;	       /* clone straight from the URL into dest */
 	/*
 	 * Cancellation: when cancel is set and *cancel becomes nonzero (say,
-	 * from a SIGTERM handler), a transfer stops as data next arrives and
-	 * the call fails with "cannot fetch 'URL': cancelled" (a stalled
-	 * remote is not interrupted: libgit2 offers no timer callback).
+	 * from a SIGTERM handler), the call stops within about 200 ms, even
+	 * when the remote sends nothing, and fails with "cannot fetch 'URL':
+	 * cancelled".
 	 */
 	const volatile sig_atomic_t *cancel;
+	/*
+	 * A call during which nothing moves (no byte from the remote, no
+	 * object indexed or checked out, no cache lock obtained) for stall_ms
+	 * milliseconds (0: ORCHD_GIT_STALL_MS) fails with "... stalled:
+	 * nothing received for 60s".  libgit2 1.5 has no timeouts of its own:
+	 * a watchdog thread interrupts the blocked call with ORCHD_GIT_SIGNAL,
+	 * which orchd_git_global_init() gives a handler without SA_RESTART
+	 * (when the signal had none).
+	 */
+	long stall_ms;
+	void *watch; /* private */
 };
 
-#define ORCHD_GIT_OPTS_INIT   \
-	{                     \
-		NULL, 0, NULL \
+#define ORCHD_GIT_STALL_MS 60000L
+#define ORCHD_GIT_SIGNAL   SIGURG
+
+#define ORCHD_GIT_OPTS_INIT            \
+	{                              \
+		NULL, 0, NULL, 0, NULL \
 	}
 
 /* git_libgit2_init() once (and the certificate locations); later calls

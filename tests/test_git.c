@@ -8,7 +8,13 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -447,6 +453,68 @@ START_TEST(test_cancel)
 }
 END_TEST
 
+/* A TCP port on 127.0.0.1 that takes connections (the kernel completes
+ * them from the backlog) and never says a word; *fd to close. */
+static int silent_server(int *fd)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	socklen_t len = sizeof(a);
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	*fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(*fd, 0);
+	ck_assert_int_eq(bind(*fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	ck_assert_int_eq(listen(*fd, 16), 0);
+	ck_assert_int_eq(getsockname(*fd, (struct sockaddr *)&a, &len), 0);
+	return ntohs(a.sin_port);
+}
+
+static volatile sig_atomic_t late_flag;
+
+static void *cancel_later(void *arg)
+{
+	(void)arg;
+	usleep(500 * 1000);
+	late_flag = 1;
+	return NULL;
+}
+
+/*
+ * A remote that accepts the connection and says nothing: libgit2 1.5 would
+ * wait forever (orchd never exited: the fetch blocked its worker); the
+ * watchdog ends the call after stall_ms, and a cancel ends it at once.
+ */
+START_TEST(test_silent_remote)
+{
+	struct orchd_git_opts o = ORCHD_GIT_OPTS_INIT;
+	char err[1024], *dest = dest_path("w"), *url;
+	int fd, port = silent_server(&fd);
+	pthread_t t;
+	time_t t0;
+
+	url = xasprintf("http://127.0.0.1:%d/r.git", port);
+	o.stall_ms = 1000;
+	t0 = time(NULL);
+	ck_assert_int_eq(orchd_git_checkout(url, "main", dest, &o, NULL, err, sizeof(err)), -1);
+	ck_assert_msg(strstr(err, ": stalled: nothing received for 1s"), "%s", err);
+	ck_assert_msg(time(NULL) - t0 < 30, "took %lds", (long)(time(NULL) - t0));
+	ck_assert_int_eq(access(dest, F_OK), -1);
+
+	/* a cancel, long before the stall limit */
+	o.stall_ms = 0;
+	o.cancel = &late_flag;
+	late_flag = 0;
+	ck_assert_int_eq(pthread_create(&t, NULL, cancel_later, NULL), 0);
+	ck_assert_int_eq(orchd_git_checkout(url, "main", dest, &o, NULL, err, sizeof(err)), -1);
+	pthread_join(t, NULL);
+	ck_assert_msg(strstr(err, ": cancelled"), "%s", err);
+	ck_assert_msg(time(NULL) - t0 < 30, "took %lds", (long)(time(NULL) - t0));
+	close(fd);
+	free(url);
+	free(dest);
+}
+END_TEST
+
 START_TEST(test_fetch_git_source)
 {
 	char err[1024], *text, *path;
@@ -567,6 +635,7 @@ Suite *git_suite(void)
 	tcase_add_test(tc, test_update_in_place_no_cache);
 	tcase_add_test(tc, test_concurrent_checkouts);
 	tcase_add_test(tc, test_cancel);
+	tcase_add_test(tc, test_silent_remote);
 	tcase_add_test(tc, test_fetch_git_source);
 	suite_add_tcase(s, tc);
 	return s;

@@ -9,8 +9,12 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "testutil.h"
@@ -928,6 +932,44 @@ START_TEST(test_value_files_are_confined)
 }
 END_TEST
 
+/* A git source on a remote that accepts and never answers: the instance's
+ * timeout ends the run (orchd used to wait for the fetch forever). */
+START_TEST(test_silent_git_remote)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	socklen_t len = sizeof(a);
+	char *f, *err = NULL, *text;
+	int fd, rc;
+	time_t t0;
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	ck_assert_int_eq(listen(fd, 16), 0);
+	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	text = xasprintf("p:\n"
+			 "  core: {isolation: basic}\n"
+			 "  exec:\n"
+			 "    - name: a\n"
+			 "      sources: [{git: 'http://127.0.0.1:%d/r.git', ref: main}]\n"
+			 "      command: ['true']\n"
+			 "      execution: {timeout: 2s, grace: 1s}\n",
+			 ntohs(a.sin_port));
+	f = write_pipeline(text);
+	setenv("XDG_CACHE_HOME", dir, 1);
+	t0 = time(NULL);
+	rc = orchd("run", f, NULL, &err, (char *)NULL);
+	ck_assert_msg(rc == 1, "rc=%d\n%s", rc, err);
+	ck_assert_msg(strstr(err, "timed out after 2s"), "%s", err);
+	ck_assert_msg(time(NULL) - t0 < 30, "took %lds", (long)(time(NULL) - t0));
+	close(fd);
+	free(err);
+	free(text);
+	free(f);
+}
+END_TEST
+
 Suite *lifecycle_suite(void)
 {
 	Suite *s = suite_create("lifecycle");
@@ -954,6 +996,7 @@ Suite *lifecycle_suite(void)
 	tcase_add_test(tc, test_large_config_needs_files);
 	tcase_add_test(tc, test_python_example_large_values);
 	tcase_add_test(tc, test_value_files_are_confined);
+	tcase_add_test(tc, test_silent_git_remote);
 	suite_add_tcase(s, tc);
 	return s;
 }
