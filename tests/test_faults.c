@@ -36,6 +36,10 @@
  * every later point failing too (ORCHD_FAULT_PERSIST: a disk that stays
  * full), where the error to find is the first one that is not tolerated.
  *
+ * Every run writes --report and --junit files too, which must be absent or
+ * whole after a fault, without a plaintext secret.  A third sweep faults
+ * every point of a destroy of the applied pipeline.
+ *
  * ORCHD_FAULT_STRIDE=S runs every Sth point only, from ORCHD_FAULT_FROM
  * (default 1), and the last point (a quick local loop).
  */
@@ -61,7 +65,8 @@
 #define MAX_ARGS 12
 
 static char *tmp, *file, *sdir, *shim, *trace, *countf;
-static int persist; /* ORCHD_FAULT_PERSIST: every point from N on fails */
+static char *junit, *reportf; /* every run writes them: --junit, --report */
+static int persist;	      /* ORCHD_FAULT_PERSIST: every point from N on fails */
 
 static void setup(void)
 {
@@ -74,6 +79,8 @@ static void setup(void)
 	shim = test_build_path("tests/shim/fault.so");
 	trace = xasprintf("%s/trace", tmp);
 	countf = xasprintf("%s/count", tmp);
+	junit = xasprintf("--junit=%s/junit.xml", tmp);
+	reportf = xasprintf("--report=%s/report.json", tmp);
 	ck_assert_msg(access(shim, R_OK) == 0, "missing %s (make check builds it)", shim);
 	f = fopen(file, "w");
 	ck_assert_ptr_nonnull(f);
@@ -113,6 +120,8 @@ static void teardown(void)
 	free(shim);
 	free(trace);
 	free(countf);
+	free(junit);
+	free(reportf);
 }
 
 /*
@@ -129,6 +138,10 @@ static int orchd(const char *cmd, const char *arg, int pass, long at, int err_no
 	argv[n++] = xstrdup(cmd);
 	if (arg)
 		argv[n++] = xstrdup(arg);
+	if (!strcmp(cmd, "run") || !strcmp(cmd, "destroy")) {
+		argv[n++] = xstrdup(junit);
+		argv[n++] = xstrdup(reportf);
+	}
 	argv[n++] = xstrdup(file);
 	argv[n] = NULL;
 	if (pass)
@@ -256,6 +269,35 @@ static int says_cannot(const char *err, const char *why)
 	return 0;
 }
 
+/* The --report and --junit files: absent (a fault before their atomic
+ * write) or whole, and no plaintext secret in them.  A complaint, or NULL. */
+static char *check_report_files(void)
+{
+	const char *paths[] = {strchr(reportf, '=') + 1, strchr(junit, '=') + 1};
+
+	for (size_t i = 0; i < 2; i++) {
+		char *t = slurp(paths[i]), *bad = NULL;
+
+		if (!t)
+			continue;
+		if (strstr(t, SECRET))
+			bad = xasprintf("%s holds a plaintext secret", paths[i]);
+		else if (!i) {
+			json_object *o = json_tokener_parse(t);
+
+			if (!o)
+				bad = xasprintf("%s is not JSON", paths[i]);
+			json_object_put(o);
+		} else if (!strstr(t, "</testsuites>")) {
+			bad = xasprintf("%s is cut short", paths[i]);
+		}
+		free(t);
+		if (bad)
+			return bad;
+	}
+	return NULL;
+}
+
 struct sweep {
 	char *want;    /* outputs --json --show-secrets of a clean run */
 	int points;    /* run */
@@ -309,6 +351,8 @@ static void one_point(struct sweep *sw, long n)
 	free(out);
 	free(err);
 	bad = check_tree(sdir);
+	ck_assert_msg(!bad, "point %ld (%s): %s", n, call, bad);
+	bad = check_report_files();
 	ck_assert_msg(!bad, "point %ld (%s): %s", n, call, bad);
 
 	/* Recovery: a clean run, then every output. */
@@ -468,6 +512,86 @@ START_TEST(test_sweep_first_run)
 END_TEST
 
 /*
+ * Every point of a destroy of the applied pipeline, each over a fresh
+ * apply: the destroy exits 3 naming the failure (or 0 for a tolerated
+ * class), the state reads whole, and the next destroy removes every
+ * stack, its history kept.
+ */
+START_TEST(test_sweep_destroy)
+{
+	long from = env_long("ORCHD_FAULT_FROM", 1), step = env_long("ORCHD_FAULT_STRIDE", 1), k,
+	     points = 0;
+	struct timespec t0;
+	char *out, *err;
+	int rc;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ck_assert_int_eq(orchd("run", NULL, 1, -1, 0, &out, &err), 0);
+	free(out);
+	free(err);
+	rc = orchd("destroy", NULL, 1, 0, EIO, &out, &err);
+	ck_assert_msg(rc == 0, "the counting destroy exit %d: %s", rc, err);
+	free(out);
+	free(err);
+	out = slurp(countf);
+	ck_assert_ptr_nonnull(out);
+	k = atol(out);
+	free(out);
+	ck_assert_msg(k > 20, "only %ld fault points counted", k);
+	for (long n = from; n <= k; n += step, points++) {
+		int en = n % 2 ? EIO : ENOSPC;
+		char *call, *bad;
+
+		ck_assert_int_eq(orchd("run", NULL, 1, -1, 0, &out, &err), 0);
+		free(out);
+		free(err);
+		rc = orchd("destroy", NULL, 1, n, en, &out, &err);
+		call = failed_call();
+		ck_assert_msg(
+			rc >= 0 && rc < 128 && !strstr(err, "Sanitizer") &&
+				!strstr(err, "runtime error") && !strstr(err, "internal error"),
+			"point %ld (%s): orchd crashed (%d): %s", n, call ? call : "-", rc, err);
+		if (call && !tolerated(call))
+			ck_assert_msg(rc == 3 && says_cannot(err, strerror(en)),
+				      "point %ld (%s): exit %d, want 3 naming the failure: %s", n,
+				      call, rc, err);
+		else
+			ck_assert_msg(rc == 0, "point %ld (%s): exit %d: %s", n, call ? call : "-",
+				      rc, err);
+		free(out);
+		free(err);
+		rc = orchd("status", NULL, 0, -1, 0, &out, &err);
+		ck_assert_msg(rc == 0, "point %ld (%s): status exit %d: %s", n, call, rc, err);
+		free(out);
+		free(err);
+		rc = orchd("history", "--json", 0, -1, 0, &out, &err);
+		ck_assert_msg(rc == 0 && !strstr(err, "skipping"),
+			      "point %ld (%s): history exit %d: %s", n, call, rc, err);
+		free(out);
+		free(err);
+		bad = check_tree(sdir);
+		ck_assert_msg(!bad, "point %ld (%s): %s", n, call, bad);
+		bad = check_report_files();
+		ck_assert_msg(!bad, "point %ld (%s): %s", n, call, bad);
+		/* recovery: the next destroy finishes the job */
+		rc = orchd("destroy", NULL, 1, -1, 0, &out, &err);
+		ck_assert_msg(rc == 0, "point %ld (%s): the next destroy exit %d: %s", n, call, rc,
+			      err);
+		free(out);
+		free(err);
+		rc = orchd("outputs", "--json", 1, -1, 0, &out, &err);
+		ck_assert_msg(rc == 0 && !strstr(out, "\"v\""),
+			      "point %ld (%s): outputs after the destroy: %s", n, call, out);
+		free(out);
+		free(err);
+		free(call);
+	}
+	fprintf(stderr, "faults: destroy: %ld fault points, %ld run, %.1f s\n", k, points,
+		since(&t0));
+}
+END_TEST
+
+/*
  * Found by the sweep (a step's "cannot create cgroup .../orchd-PID.N: File
  * exists" on a run with no fault): a cgroup left by an orchd that died
  * (kill -9, or a die()) is in the way of a later orchd that gets the same
@@ -524,5 +648,6 @@ Suite *faults_suite(void)
 	suite_add_tcase(s, sweep_case("first_run", test_sweep_first_run));
 	suite_add_tcase(s, sweep_case("existing_state", test_sweep_existing_state));
 	suite_add_tcase(s, sweep_case("persistent", test_sweep_persistent));
+	suite_add_tcase(s, sweep_case("destroy", test_sweep_destroy));
 	return s;
 }

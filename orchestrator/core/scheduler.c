@@ -449,8 +449,11 @@ static void store_run(struct orchd_job *job)
 	struct store_job *sj = (struct store_job *)job;
 
 	if (sj->remove) {
-		sj->failed = orchd_engine_remove(sj->eng, sj->stack, &sj->h, sj->err,
-						 sizeof(sj->err)) < 0;
+		int r = orchd_engine_remove(sj->eng, sj->stack, &sj->h, sj->err, sizeof(sj->err));
+
+		sj->failed = r < 0;
+		if (r == 2) /* removed; its history line lost */
+			snprintf(sj->herr, sizeof(sj->herr), "%s", sj->err);
 		return;
 	}
 	sj->failed = orchd_engine_write(sj->eng, sj->stack, &sj->rec, sj->err, sizeof(sj->err)) < 0;

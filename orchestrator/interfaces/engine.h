@@ -109,7 +109,8 @@ struct orchd_engine_ops {
 		     const struct orchd_stack_record *rec, char *err, size_t errlen);
 	/* Delete the stack's record (a destroy): its history stays, the
 	 * audit trail, with h appended when not NULL.  0, 1 missing (nothing
-	 * done, nothing appended), -1. */
+	 * done, nothing appended), 2 removed but h could not be appended (err
+	 * says why: a warning, as for a run's history line), -1. */
 	int (*remove)(struct orchd_engine *e, const char *stack,
 		      const struct orchd_history_entry *h, char *err, size_t errlen);
 	/* Stack names, sorted; *names is a malloc'ed array of malloc'ed

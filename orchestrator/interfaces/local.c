@@ -825,8 +825,8 @@ static int local_remove(struct orchd_engine *e, const char *stack,
 		ret = orchd_set_err(err, errlen, "stack %s: cannot sync %s: %s", stack, l->stacks,
 				    strerror(errno));
 	free(path);
-	if (!ret && h)
-		ret = local_history_append(e, stack, h, err, errlen);
+	if (!ret && h && local_history_append(e, stack, h, err, errlen) < 0)
+		ret = 2; /* the record, the truth, is gone: a warning */
 	return ret;
 }
 
