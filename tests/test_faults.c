@@ -50,6 +50,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -628,6 +629,49 @@ START_TEST(test_cgroup_leftover_of_same_pid)
 }
 END_TEST
 
+/* The cgroup an orchd killed with -9 left (its pid gone) is removed by
+ * the next orchd that probes cgroups; about 950 had piled up here. */
+START_TEST(test_cgroup_of_dead_orchd_removed)
+{
+	const struct orchd_cgroup_host *h = orchd_cgroup_probe();
+	char base[256], *stale, *argv[3], *out = NULL, *err = NULL;
+	size_t n;
+	pid_t pid;
+	int st;
+
+	if (!h->version || strlen(h->where) < 4) {
+		fprintf(stderr, "faults: skipping the dead cgroup test: %s\n", h->why);
+		return;
+	}
+	n = strcspn(h->where + 3, ",");
+	snprintf(base, sizeof(base), "%.*s", (int)n, h->where + 3);
+	/* a pid that existed and is gone */
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (!pid)
+		_exit(0);
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	stale = xasprintf("%s/orchd-%d.3", base, (int)pid);
+	if (mkdir(stale, 0755) < 0) {
+		fprintf(stderr, "faults: skipping the dead cgroup test: mkdir %s: %s\n", stale,
+			strerror(errno));
+		free(stale);
+		return;
+	}
+	argv[0] = test_build_path("bin/orchd");
+	argv[1] = xstrdup("doctor");
+	argv[2] = NULL;
+	test_run(argv, &out, &err);
+	ck_assert_msg(access(stale, F_OK) < 0, "%s is still there: %s", stale, err);
+	rmdir(stale);
+	free(out);
+	free(err);
+	free(argv[0]);
+	free(argv[1]);
+	free(stale);
+}
+END_TEST
+
 static TCase *sweep_case(const char *name, const TTest *test)
 {
 	TCase *tc = tcase_create(name);
@@ -644,6 +688,7 @@ Suite *faults_suite(void)
 	TCase *lo = tcase_create("leftovers");
 
 	tcase_add_test(lo, test_cgroup_leftover_of_same_pid);
+	tcase_add_test(lo, test_cgroup_of_dead_orchd_removed);
 	suite_add_tcase(s, lo);
 	suite_add_tcase(s, sweep_case("first_run", test_sweep_first_run));
 	suite_add_tcase(s, sweep_case("existing_state", test_sweep_existing_state));

@@ -3,6 +3,7 @@
  */
 #include "handlers/cgroup.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -296,6 +297,33 @@ static int probe_v1(char *why, size_t len)
 	return 1;
 }
 
+/*
+ * Remove the cgroups an orchd killed with -9 left under base: orchd-PID.*
+ * of a PID that no longer exists (an empty cgroup goes with rmdir; one
+ * still holding a process stays).  Without this they piled up by the
+ * hundred on a CI host.
+ */
+static void sweep_dead(int nhier)
+{
+	for (int h = 0; h < nhier; h++) {
+		DIR *d = opendir(base[h]);
+		struct dirent *e;
+
+		while (d && (e = readdir(d))) {
+			char path[PATH_MAX + 300];
+			int pid, n = 0;
+
+			if (sscanf(e->d_name, "orchd-%d.%n", &pid, &n) != 1 || !n || pid <= 0 ||
+			    pid == (int)getpid() || kill(pid, 0) == 0 || errno != ESRCH)
+				continue;
+			snprintf(path, sizeof(path), "%.4000s/%s", base[h], e->d_name);
+			rmdir(path);
+		}
+		if (d)
+			closedir(d);
+	}
+}
+
 const struct orchd_cgroup_host *orchd_cgroup_probe(void)
 {
 	char why2[256] = "", why1[256] = "";
@@ -306,10 +334,12 @@ const struct orchd_cgroup_host *orchd_cgroup_probe(void)
 	if (probe_v2(why2, sizeof(why2))) {
 		host.version = 2;
 		snprintf(host.where, sizeof(host.where), "v2 %.200s", base[0]);
+		sweep_dead(1);
 	} else if (probe_v1(why1, sizeof(why1))) {
 		host.version = 1;
 		snprintf(host.where, sizeof(host.where), "v1 %.120s, %.120s", base[H_PIDS],
 			 base[H_MEMORY]);
+		sweep_dead(NHIER);
 	} else {
 		snprintf(host.why, sizeof(host.why), "%s; %s", why2, why1);
 	}
