@@ -740,7 +740,16 @@ const char *op_child_error(const struct op_child *c, char *buf, size_t len)
 		snprintf(buf, len, "cannot start '%s': %s", name, reason);
 		break;
 	case OP_CHILD_EXEC:
-		snprintf(buf, len, "cannot run '%s': %s", name, reason);
+		if (c->errnum == E2BIG)
+			/* the kernel caps each argument and environment string
+			 * at 32 pages (MAX_ARG_STRLEN), all of them at 1/4 of
+			 * the stack limit */
+			snprintf(buf, len,
+				 "cannot run '%s': %s (Linux takes at most 131072 bytes per "
+				 "argument or environment variable: pass large data in a file)",
+				 name, reason);
+		else
+			snprintf(buf, len, "cannot run '%s': %s", name, reason);
 		break;
 	case OP_CHILD_OK:
 		snprintf(buf, len, "started");

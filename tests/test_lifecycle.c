@@ -834,6 +834,37 @@ START_TEST(test_python_example_large_values)
 }
 END_TEST
 
+/* exec takes a 1.2 MB config (in a file); the kernel's own limit on one
+ * environment string is then explained, not just "Argument list too long". */
+START_TEST(test_exec_large_config)
+{
+	size_t n = 1200000;
+	char *big = malloc(n + 1), *text, *f, *err = NULL;
+	int rc;
+
+	ck_assert_ptr_nonnull(big);
+	memset(big, 'a', n);
+	big[n] = '\0';
+	text = xasprintf("p:\n"
+			 "  core: {isolation: basic}\n"
+			 "  exec:\n"
+			 "    - name: big\n"
+			 "      command: ['true']\n"
+			 "      env: {X: '%s'}\n",
+			 big);
+	f = write_pipeline(text);
+	rc = orchd("run", f, NULL, &err, (char *)NULL);
+	ck_assert_msg(rc == 1, "rc=%d\n%.1000s", rc, err);
+	ck_assert_msg(strstr(err, "cannot run 'true': Argument list too long (Linux takes at most "
+				  "131072 bytes per argument or environment variable"),
+		      "%.1000s", err);
+	free(err);
+	free(f);
+	free(text);
+	free(big);
+}
+END_TEST
+
 /* An extension that does not list feature "files" cannot be handed a value
  * larger than a line: incompatible (exit 3), saying what does not fit. */
 START_TEST(test_large_config_needs_files)
@@ -994,6 +1025,7 @@ Suite *lifecycle_suite(void)
 	tcase_add_test(tc, test_memory_is_bounded);
 	tcase_add_test(tc, test_large_values_in_files);
 	tcase_add_test(tc, test_large_config_needs_files);
+	tcase_add_test(tc, test_exec_large_config);
 	tcase_add_test(tc, test_python_example_large_values);
 	tcase_add_test(tc, test_value_files_are_confined);
 	tcase_add_test(tc, test_silent_git_remote);
