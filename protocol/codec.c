@@ -533,6 +533,25 @@ static void free_tls_tok(void)
 	tls_tok = NULL;
 }
 
+/* One JSON value from s[0..len) (len <= INT_MAX) with tok: the value (or
+ * NULL), the tokener's verdict in *jerr and the bytes it used in *used. */
+static struct json_object *parse_one(struct json_tokener *tok, const char *s, size_t len,
+				     enum json_tokener_error *jerr, size_t *used)
+{
+	struct json_object *obj = json_tokener_parse_ex(tok, s, (int)len);
+
+	*jerr = json_tokener_get_error(tok);
+	*used = json_tokener_get_parse_end(tok);
+	if (*jerr == json_tokener_continue) {
+		/* a bare number needs a terminator: finish the parse */
+		if (!obj)
+			obj = json_tokener_parse_ex(tok, "", 1);
+		*jerr = json_tokener_get_error(tok);
+		*used = len;
+	}
+	return obj;
+}
+
 int op_parse_line(enum op_direction dir, const char *line, size_t len, struct op_parsed *out)
 {
 	struct json_tokener *tok;
@@ -573,16 +592,7 @@ int op_parse_line(enum op_direction dir, const char *line, size_t len, struct op
 		json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
 	}
 	json_tokener_reset(tok);
-	obj = json_tokener_parse_ex(tok, line + start, (int)(end - start));
-	jerr = json_tokener_get_error(tok);
-	used = json_tokener_get_parse_end(tok);
-	if (jerr == json_tokener_continue) {
-		/* a bare number needs a terminator: finish the parse */
-		if (!obj)
-			obj = json_tokener_parse_ex(tok, "", 1);
-		jerr = json_tokener_get_error(tok);
-		used = end - start;
-	}
+	obj = parse_one(tok, line + start, end - start, &jerr, &used);
 	json_tokener_reset(tok);
 	if (jerr != json_tokener_success) {
 		/* json_tokener_reset() keeps the state of a \u escape cut short
@@ -648,15 +658,7 @@ int op_parse_value(const char *s, size_t len, struct json_object **out, char *er
 		return -1;
 	}
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-	obj = json_tokener_parse_ex(tok, s + start, (int)(end - start));
-	jerr = json_tokener_get_error(tok);
-	used = json_tokener_get_parse_end(tok);
-	if (jerr == json_tokener_continue) {
-		if (!obj)
-			obj = json_tokener_parse_ex(tok, "", 1);
-		jerr = json_tokener_get_error(tok);
-		used = end - start;
-	}
+	obj = parse_one(tok, s + start, end - start, &jerr, &used);
 	json_tokener_free(tok);
 	if (jerr == json_tokener_success && used < end - start)
 		snprintf(err, errlen, "not JSON: trailing data after the value");

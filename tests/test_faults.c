@@ -299,6 +299,33 @@ static char *check_report_files(void)
 	return NULL;
 }
 
+/* After the faulted command of point n: status, outputs and every history
+ * line read, no torn record, no secret in clear, the report files whole. */
+static void check_state_after(long n, const char *call)
+{
+	char *out, *err, *bad;
+	int rc;
+
+	rc = orchd("status", NULL, 0, -1, 0, &out, &err);
+	ck_assert_msg(rc == 0, "point %ld (%s): status exit %d: %s", n, call, rc, err);
+	free(out);
+	free(err);
+	rc = orchd("outputs", "--json", 0, -1, 0, &out, &err);
+	ck_assert_msg(rc == 0, "point %ld (%s): outputs exit %d: %s", n, call, rc, err);
+	free(out);
+	free(err);
+	/* every history line whole: a failed append writes nothing */
+	rc = orchd("history", "--json", 0, -1, 0, &out, &err);
+	ck_assert_msg(rc == 0 && !strstr(err, "skipping"), "point %ld (%s): history exit %d: %s", n,
+		      call, rc, err);
+	free(out);
+	free(err);
+	bad = check_tree(sdir);
+	ck_assert_msg(!bad, "point %ld (%s): %s", n, call, bad);
+	bad = check_report_files();
+	ck_assert_msg(!bad, "point %ld (%s): %s", n, call, bad);
+}
+
 struct sweep {
 	char *want;    /* outputs --json --show-secrets of a clean run */
 	int points;    /* run */
@@ -337,24 +364,7 @@ static void one_point(struct sweep *sw, long n)
 	free(err);
 
 	/* The state as the faulted run left it. */
-	rc = orchd("status", NULL, 0, -1, 0, &out, &err);
-	ck_assert_msg(rc == 0, "point %ld (%s): status exit %d: %s", n, call, rc, err);
-	free(out);
-	free(err);
-	rc = orchd("outputs", "--json", 0, -1, 0, &out, &err);
-	ck_assert_msg(rc == 0, "point %ld (%s): outputs exit %d: %s", n, call, rc, err);
-	free(out);
-	free(err);
-	/* every history line whole: a failed append writes nothing */
-	rc = orchd("history", "--json", 0, -1, 0, &out, &err);
-	ck_assert_msg(rc == 0 && !strstr(err, "skipping"), "point %ld (%s): history exit %d: %s", n,
-		      call, rc, err);
-	free(out);
-	free(err);
-	bad = check_tree(sdir);
-	ck_assert_msg(!bad, "point %ld (%s): %s", n, call, bad);
-	bad = check_report_files();
-	ck_assert_msg(!bad, "point %ld (%s): %s", n, call, bad);
+	check_state_after(n, call);
 
 	/* Recovery: a clean run, then every output. */
 	rc = orchd("run", NULL, 1, -1, 0, &out, &err);
@@ -541,7 +551,7 @@ START_TEST(test_sweep_destroy)
 	ck_assert_msg(k > 20, "only %ld fault points counted", k);
 	for (long n = from; n <= k; n += step, points++) {
 		int en = n % 2 ? EIO : ENOSPC;
-		char *call, *bad;
+		char *call;
 
 		ck_assert_int_eq(orchd("run", NULL, 1, -1, 0, &out, &err), 0);
 		free(out);
@@ -561,19 +571,7 @@ START_TEST(test_sweep_destroy)
 				      rc, err);
 		free(out);
 		free(err);
-		rc = orchd("status", NULL, 0, -1, 0, &out, &err);
-		ck_assert_msg(rc == 0, "point %ld (%s): status exit %d: %s", n, call, rc, err);
-		free(out);
-		free(err);
-		rc = orchd("history", "--json", 0, -1, 0, &out, &err);
-		ck_assert_msg(rc == 0 && !strstr(err, "skipping"),
-			      "point %ld (%s): history exit %d: %s", n, call, rc, err);
-		free(out);
-		free(err);
-		bad = check_tree(sdir);
-		ck_assert_msg(!bad, "point %ld (%s): %s", n, call, bad);
-		bad = check_report_files();
-		ck_assert_msg(!bad, "point %ld (%s): %s", n, call, bad);
+		check_state_after(n, call);
 		/* recovery: the next destroy finishes the job */
 		rc = orchd("destroy", NULL, 1, -1, 0, &out, &err);
 		ck_assert_msg(rc == 0, "point %ld (%s): the next destroy exit %d: %s", n, call, rc,

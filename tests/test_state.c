@@ -845,6 +845,33 @@ END_TEST
 
 #define KILL_PAD 200000
 
+/* True when the journal ends inside an entry (a write cut short): a header
+ * "orchd-journal 1 K STACK LEN HEX", LEN bytes, a newline, and so on. */
+static int journal_torn(void)
+{
+	char *path = path_in("journal"), *t;
+	size_t len = 0, off = 0;
+	int torn = 0;
+
+	t = test_read_file(path, &len);
+	free(path);
+	if (!t)
+		return 0;
+	while (off < len) {
+		char *nl = memchr(t + off, '\n', len - off);
+		size_t dlen;
+
+		if (!nl || sscanf(t + off, "orchd-journal 1 %*c %*s %zu", &dlen) != 1 ||
+		    (size_t)(nl + 1 - t) + dlen + 1 > len) {
+			torn = 1;
+			break;
+		}
+		off = (size_t)(nl + 1 - t) + dlen + 1;
+	}
+	free(t);
+	return torn;
+}
+
 START_TEST(test_kill9_during_writes)
 {
 	char *helper = test_build_path("tests/helpers/statewriter");
@@ -902,7 +929,8 @@ START_TEST(test_kill9_during_writes)
 
 			for (char *q = names; (q = strstr(q, ".dev-exec-db.json.tmp.")); q++)
 				tmps++;
-			if (tmps > seen_tmps)
+			/* or its journal entry is cut short */
+			if (tmps > seen_tmps || journal_torn())
 				midwrite++;
 			seen_tmps = tmps;
 			free(names);
@@ -919,6 +947,126 @@ START_TEST(test_kill9_during_writes)
 		      round, seed);
 	free(helper);
 	orchd_engine_close(e);
+}
+END_TEST
+
+#define BATCH_K	  8
+#define BATCH_PAD 20000
+
+/* n of the record of stack PREFIX-i, read without the lock (as the files
+ * are), or -1 when there is none. */
+static long batch_n(struct orchd_engine *e, long i)
+{
+	struct orchd_stack_record rec;
+	char err[512], *stack = xasprintf("dev-exec-b-%ld", i);
+	long n = -1;
+	int r;
+
+	orchd_stack_record_init(&rec);
+	r = orchd_engine_read(e, stack, &rec, err, sizeof(err));
+	ck_assert_msg(r >= 0, "%s", err);
+	if (!r)
+		n = check_whole(&rec, BATCH_PAD);
+	orchd_stack_record_release(&rec);
+	free(stack);
+	return n;
+}
+
+/*
+ * kill -9 inside group commits: a writer commits batches of 8 records (one
+ * journal write and fdatasync, then the 8 stack files) and says which batch
+ * numbers were reported stored; it is killed at a random moment.  After the
+ * next lock (which replays the journal) every record is whole and none is
+ * older than the last batch reported stored (at most one newer: the batch
+ * in flight, which may land whole or in part).  Rounds go on until enough
+ * kills landed between two stack files of one batch.
+ */
+START_TEST(test_kill9_inside_batch)
+{
+	char *helper = test_build_path("tests/helpers/statewriter");
+	unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
+	int inside = 0, round;
+
+	fprintf(stderr, "state: kill -9 inside a batch, seed %u\n", seed);
+	srand(seed);
+	for (round = 0; inside < 3 && round < 300; round++) {
+		struct orchd_lock_request req = {"r-test", "test", 5000};
+		struct timespec ts = {0, (long)(rand() % 30000) * 1000L};
+		struct orchd_engine *e;
+		long acked = 0, lo = -2, hi = -2;
+		char buf[4096], err[512];
+		int status, up[2];
+		ssize_t got;
+		pid_t pid;
+
+		ck_assert_int_eq(pipe(up), 0);
+		pid = fork();
+		ck_assert_int_ne(pid, -1);
+		if (pid == 0) {
+			int null = open("/dev/null", O_WRONLY);
+
+			dup2(null, 2);
+			dup2(up[1], 1);
+			execl(helper, helper, sdir, "dev-exec-b", "batch", "8", "20000",
+			      (char *)NULL);
+			_exit(127);
+		}
+		close(up[1]);
+		/* after its first batch, at a random moment */
+		ck_assert_int_gt(read(up[0], buf, 1), 0);
+		nanosleep(&ts, NULL);
+		ck_assert_int_eq(kill(pid, SIGKILL), 0);
+		ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+		ck_assert(WIFSIGNALED(status));
+		/* the last batch it reported stored */
+		buf[0] = '\n';
+		{
+			size_t have = 1;
+
+			while (have < sizeof(buf) - 1 &&
+			       (got = read(up[0], buf + have, sizeof(buf) - 1 - have)) > 0)
+				have += (size_t)got;
+			buf[have] = '\0';
+			for (char *p = buf; (p = strchr(p, '\n'));)
+				if (*++p)
+					acked = atol(p) > acked ? atol(p) : acked;
+		}
+		close(up[0]);
+		if (acked < 1)
+			acked = 1; /* the first byte read was batch 1's */
+		e = open_engine();
+		/* before the replay: killed between two files of one batch? */
+		for (long i = 0; i < BATCH_K; i++) {
+			long n = batch_n(e, i);
+
+			lo = lo == -2 || n < lo ? n : lo;
+			hi = hi == -2 || n > hi ? n : hi;
+		}
+		if (lo != hi)
+			inside++;
+		ck_assert_msg(orchd_engine_lock(e, &req, err, sizeof(err)) == 0, "%s", err);
+		for (long i = 0; i < BATCH_K; i++) {
+			long n = batch_n(e, i);
+
+			ck_assert_msg(n >= acked && n <= acked + 1,
+				      "round %d (seed %u): b-%ld holds batch %ld, %ld was stored",
+				      round, seed, i, n, acked);
+			/* killed between two files: the journal had the whole
+			 * batch, and the replay puts in the files it missed */
+			ck_assert_msg(lo == hi || n == hi,
+				      "round %d (seed %u): b-%ld holds batch %ld after the "
+				      "replay, the batch in the journal was %ld",
+				      round, seed, i, n, hi);
+		}
+		ck_assert_int_eq(orchd_engine_unlock(e, err, sizeof(err)), 0);
+		orchd_engine_close(e);
+	}
+	fprintf(stderr,
+		"state: kill -9 inside a batch: %d of %d kills between two files of a batch\n",
+		inside, round);
+	ck_assert_msg(inside >= 3, "only %d of %d kills landed inside a batch (seed %u)", inside,
+		      round, seed);
+	free(helper);
 }
 END_TEST
 
@@ -967,8 +1115,8 @@ START_TEST(test_enospc_shim)
 	make_record(&rec, 1, 100);
 	ck_assert_int_eq(orchd_engine_write(e, "dev-exec-db", &rec, err, sizeof(err)), 0);
 	orchd_stack_record_release(&rec);
-	want = xasprintf("stack dev-exec-db: cannot write %s/stacks/dev-exec-db.json: "
-			 "No space left on device\n",
+	/* the record goes to the journal first (group commit) */
+	want = xasprintf("stack dev-exec-db: cannot write %s/journal: No space left on device\n",
 			 sdir);
 
 	/* The disk fills up in the middle of the record. */
@@ -1068,8 +1216,8 @@ START_TEST(test_enospc_real_tmpfs)
 	make_record(&rec, 2, 20000);
 	ck_assert_int_eq(orchd_engine_write(e, "dev-exec-db", &rec, err, sizeof(err)), -1);
 	orchd_stack_record_release(&rec);
-	want = xasprintf("stack dev-exec-db: cannot write %s/stacks/dev-exec-db.json: "
-			 "No space left on device",
+	/* the journal (group commit) is where the record goes first */
+	want = xasprintf("stack dev-exec-db: cannot write %s/journal: No space left on device",
 			 sdir);
 	ck_assert_str_eq(err, want);
 	free(want);
@@ -1167,6 +1315,7 @@ Suite *state_suite(void)
 	tcase_add_checked_fixture(flt, setup, teardown);
 	tcase_set_timeout(flt, 60);
 	tcase_add_test(flt, test_kill9_during_writes);
+	tcase_add_test(flt, test_kill9_inside_batch);
 	tcase_add_test(flt, test_enospc_shim);
 	tcase_add_test(flt, test_enospc_history_shim);
 	tcase_add_test(flt, test_enospc_real_tmpfs);

@@ -443,7 +443,8 @@ struct store_job {
 	char herr[1024]; /* the history append's: a warning */
 };
 
-/* On the state worker: only the job's own objects. */
+/* On the state worker: only the job's own objects.  A write is deferred:
+ * store_batch_end() makes the batch durable (group commit). */
 static void store_run(struct orchd_job *job)
 {
 	struct store_job *sj = (struct store_job *)job;
@@ -456,12 +457,37 @@ static void store_run(struct orchd_job *job)
 			snprintf(sj->herr, sizeof(sj->herr), "%s", sj->err);
 		return;
 	}
-	sj->failed = orchd_engine_write(sj->eng, sj->stack, &sj->rec, sj->err, sizeof(sj->err)) < 0;
-	if (orchd_engine_history_append(sj->eng, sj->stack, &sj->h, sj->herr, sizeof(sj->herr)) <
-		    0 &&
-	    !sj->herr[0])
-		snprintf(sj->herr, sizeof(sj->herr), "cannot append to the history of %s",
-			 sj->stack);
+	sj->failed = orchd_engine_write_deferred(sj->eng, sj->stack, &sj->rec, sj->err,
+						 sizeof(sj->err)) < 0;
+}
+
+/*
+ * On the state worker, after the records that were queued together: one
+ * sync makes them durable, then each gets its history line (a lost line is
+ * a warning).  When the sync fails, none of them is stored.
+ */
+static void store_batch_end(struct orchd_job **jobs, size_t n, void *arg)
+{
+	struct orchd_engine *eng = arg;
+	char err[1024];
+	int failed = orchd_engine_sync(eng, err, sizeof(err)) < 0;
+
+	for (size_t i = 0; i < n; i++) {
+		struct store_job *sj = (struct store_job *)jobs[i];
+
+		if (sj->remove || sj->failed)
+			continue;
+		if (failed) {
+			sj->failed = 1;
+			snprintf(sj->err, sizeof(sj->err), "%s", err);
+			continue;
+		}
+		if (orchd_engine_history_append(sj->eng, sj->stack, &sj->h, sj->herr,
+						sizeof(sj->herr)) < 0 &&
+		    !sj->herr[0])
+			snprintf(sj->herr, sizeof(sj->herr), "cannot append to the history of %s",
+				 sj->stack);
+	}
 }
 
 static void store_job_free(struct store_job *sj)
@@ -616,6 +642,7 @@ static void store(struct orchd_sched *s, struct node *nd)
 		s->state = orchd_worker_new("state");
 		if (!s->state)
 			die("cannot write state without a worker thread");
+		orchd_worker_set_batch_end(s->state, store_batch_end, s->o.eng);
 		if (orchd_supervisor_watch(s->sup, orchd_worker_fd(s->state), collect_stored,
 					   s->state) < 0)
 			die("cannot watch the state worker");

@@ -23,6 +23,8 @@ struct orchd_worker {
 	struct orchd_job *finished, **finished_tail;
 	int stop;
 	int efd; /* eventfd: readable while finished is not empty */
+	void (*batch_end)(struct orchd_job **jobs, size_t n, void *arg);
+	void *batch_arg;
 	char name[32];
 };
 
@@ -32,23 +34,32 @@ static void *worker_main(void *arg)
 
 	pthread_mutex_lock(&w->lock);
 	for (;;) {
-		struct orchd_job *job;
+		struct orchd_job *batch[ORCHD_WORKER_BATCH];
+		size_t n = 0, max = w->batch_end ? ORCHD_WORKER_BATCH : 1;
 		uint64_t one = 1;
 
 		while (!w->todo && !w->stop)
 			pthread_cond_wait(&w->wake, &w->lock);
 		if (!w->todo)
 			break;
-		job = w->todo;
-		w->todo = job->next;
+		/* what is queued now (one job without group commit) */
+		while (w->todo && n < max) {
+			batch[n++] = w->todo;
+			w->todo = w->todo->next;
+		}
 		if (!w->todo)
 			w->todo_tail = &w->todo;
 		pthread_mutex_unlock(&w->lock);
-		job->run(job);
+		for (size_t i = 0; i < n; i++)
+			batch[i]->run(batch[i]);
+		if (w->batch_end)
+			w->batch_end(batch, n, w->batch_arg);
 		pthread_mutex_lock(&w->lock);
-		job->next = NULL;
-		*w->finished_tail = job;
-		w->finished_tail = &job->next;
+		for (size_t i = 0; i < n; i++) {
+			batch[i]->next = NULL;
+			*w->finished_tail = batch[i];
+			w->finished_tail = &batch[i]->next;
+		}
 		/* the counter only says "something finished" */
 		while (write(w->efd, &one, sizeof(one)) < 0 && errno == EINTR)
 			;
@@ -83,6 +94,16 @@ struct orchd_worker *orchd_worker_new(const char *name)
 		return NULL;
 	}
 	return w;
+}
+
+void orchd_worker_set_batch_end(struct orchd_worker *w,
+				void (*batch_end)(struct orchd_job **jobs, size_t n, void *arg),
+				void *arg)
+{
+	pthread_mutex_lock(&w->lock);
+	w->batch_end = batch_end;
+	w->batch_arg = arg;
+	pthread_mutex_unlock(&w->lock);
 }
 
 void orchd_worker_submit(struct orchd_worker *w, struct orchd_job *job)

@@ -43,6 +43,18 @@ struct orchd_worker;
 struct orchd_worker *orchd_worker_new(const char *name);
 /* Queue job (not NULL, run and done set); the worker owns it until done. */
 void orchd_worker_submit(struct orchd_worker *w, struct orchd_job *job);
+/*
+ * Group commit (optional; set it before the first submit): the worker then
+ * takes every job queued when it wakes (at most ORCHD_WORKER_BATCH), runs
+ * them one after the other, and calls batch_end(jobs, n, arg) on its own
+ * thread before it hands any of them back: one flush of a state engine for
+ * all the records that arrived together.  batch_end may change the jobs
+ * (mark them failed).  Without it, each job is handed back as it ends.
+ */
+#define ORCHD_WORKER_BATCH 64
+void orchd_worker_set_batch_end(struct orchd_worker *w,
+				void (*batch_end)(struct orchd_job **jobs, size_t n, void *arg),
+				void *arg);
 /* Readable while finished jobs wait for orchd_worker_collect(). */
 int orchd_worker_fd(const struct orchd_worker *w);
 /* Call the done callback of every finished job; returns how many. */

@@ -66,6 +66,19 @@ int orchd_engine_write(struct orchd_engine *e, const char *stack,
 	return e->ops->write(e, stack, rec, err, errlen);
 }
 
+int orchd_engine_write_deferred(struct orchd_engine *e, const char *stack,
+				const struct orchd_stack_record *rec, char *err, size_t errlen)
+{
+	if (e->ops->write_deferred)
+		return e->ops->write_deferred(e, stack, rec, err, errlen);
+	return e->ops->write(e, stack, rec, err, errlen);
+}
+
+int orchd_engine_sync(struct orchd_engine *e, char *err, size_t errlen)
+{
+	return e->ops->sync ? e->ops->sync(e, err, errlen) : 0;
+}
+
 int orchd_engine_remove(struct orchd_engine *e, const char *stack,
 			const struct orchd_history_entry *h, char *err, size_t errlen)
 {

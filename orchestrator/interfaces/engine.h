@@ -11,7 +11,9 @@
  * A stack holds the record of one extension instance, named
  * <core.stack>-<type>-<instance> (orchd_instance_stack()).  The scheduler:
  *   open -> lock -> for each instance: read (its own record and its
- *   upstreams' outputs), run, write + history_append -> unlock -> close.
+ *   upstreams' outputs), run, write + history_append -> unlock -> close
+ * (the writes of instances that end together as write_deferred, one sync
+ * for all of them, then their history_append).
  * `orchd outputs/status/history` open and read without locking.
  *
  * Errors: every operation returns 0 on success, or -1 with a message
@@ -107,6 +109,17 @@ struct orchd_engine_ops {
 	/* Replace the stack's record atomically (all or nothing). */
 	int (*write)(struct orchd_engine *e, const char *stack,
 		     const struct orchd_stack_record *rec, char *err, size_t errlen);
+	/*
+	 * Group commit (optional, both or neither): write_deferred is write
+	 * whose record is durable, and visible to read, only after the next
+	 * sync returns 0; sync makes every deferred write durable at once.
+	 * When sync fails, no deferred write since the last sync may be taken
+	 * as stored.  Without them, orchd_engine_write_deferred() is write()
+	 * and orchd_engine_sync() does nothing.
+	 */
+	int (*write_deferred)(struct orchd_engine *e, const char *stack,
+			      const struct orchd_stack_record *rec, char *err, size_t errlen);
+	int (*sync)(struct orchd_engine *e, char *err, size_t errlen);
 	/* Delete the stack's record (a destroy): its history stays, the
 	 * audit trail, with h appended when not NULL.  0, 1 missing (nothing
 	 * done, nothing appended), 2 removed but h could not be appended (err
@@ -155,6 +168,9 @@ int orchd_engine_read(struct orchd_engine *e, const char *stack, struct orchd_st
 		      char *err, size_t errlen);
 int orchd_engine_write(struct orchd_engine *e, const char *stack,
 		       const struct orchd_stack_record *rec, char *err, size_t errlen);
+int orchd_engine_write_deferred(struct orchd_engine *e, const char *stack,
+				const struct orchd_stack_record *rec, char *err, size_t errlen);
+int orchd_engine_sync(struct orchd_engine *e, char *err, size_t errlen);
 int orchd_engine_remove(struct orchd_engine *e, const char *stack,
 			const struct orchd_history_entry *h, char *err, size_t errlen);
 int orchd_engine_list(struct orchd_engine *e, char ***names, size_t *n, char *err, size_t errlen);

@@ -11,12 +11,19 @@
  *                                       {"format":"orchd-stack","version":1,...}
  *   STATE_DIR/stacks/STACK.history.jsonl  append-only, one JSON line per run
  *   STATE_DIR/stacks/.STACK.json.tmp.*  a write in progress (or killed)
+ *   STATE_DIR/journal                   records written since the last
+ *                                       checkpoint (group commit)
  *
- * Guarantees: a record is never rewritten in place: it is written to a temp
- * file in the same directory, fsync'ed and renamed over the old one, so after
- * a crash at any moment the file holds the old or the new record.  The
- * directory fsync that makes the rename itself survive a power loss is
- * batched: one per engine, at unlock/close (local_flush).  A file that does
+ * Guarantees (the argument is in STATE.md, "Group commit"): the records of
+ * one sync are appended to the journal, each with its length and SHA-256,
+ * and made durable by one fdatasync of the journal; only then is each
+ * stack file replaced (temp file and rename, never rewritten in place, not
+ * fsync'ed), so after a crash at any moment a stack file holds an old or a
+ * new record and the journal holds every record reported stored.  At
+ * unlock/close (local_flush) the stack files written since, their
+ * directory and the history files are synced, then the journal is emptied;
+ * after a crash the next lock replays it (a torn last entry was never
+ * reported stored, and is dropped).  A file that does
  * not parse or has another version is an error naming it and is never
  * replaced.  History lines are appended with O_APPEND in one write(2), not
  * fsync'ed one by one: the dirty history files are synced at unlock/close
@@ -42,6 +49,7 @@
 #include <unistd.h>
 
 #include "crypto.h"
+#include "hash.h"
 #include "orchd_protocol.h"
 #include "cache.h"
 #include "util.h"
@@ -63,9 +71,33 @@ struct local {
 	int lock_fd; /* -1 when not locked */
 	unsigned tmp_seq;
 	int stacks_dirty;  /* a rename in stacks/ not yet made durable */
-	char **hist_dirty; /* history files appended to, not yet fsync'ed */
+	char **hist_dirty; /* files written, not yet fsync'ed: history files
+			      and the stack files of the journal */
 	size_t hist_nr, hist_alloc;
+	/* the journal: records written since the last sync, then since the
+	 * last checkpoint */
+	struct pending *pend;
+	size_t npend, apend, pend_bytes;
+	int jfd;     /* STATE_DIR/journal, appending; -1 until needed */
+	off_t jsize; /* its length */
+	int jmine;   /* this engine appended to it (or replayed it) since the
+			last checkpoint: its checkpoint is ours to make */
+	int jbroken; /* a failed append that could not be undone */
 };
+
+/* A record (or a removal) waiting for the next sync. */
+struct pending {
+	char *stack;
+	char *data; /* the file's text; NULL: remove the stack */
+	size_t len;
+};
+
+#define JOURNAL_MAGIC "orchd-journal 1"
+/* Past this many bytes the journal is checkpointed during a run, and past
+ * this many pending bytes a write syncs at once. */
+#define JOURNAL_CHECKPOINT (32L * 1024 * 1024)
+/* The largest journal replayed: a checkpoint and one batch of records. */
+#define MAX_JOURNAL (JOURNAL_CHECKPOINT + 2 * MAX_STATE_FILE)
 
 /* Above this many dirty history files, one syncfs(2) beats an fsync each. */
 #define HIST_SYNCFS_MIN 16
@@ -105,8 +137,15 @@ static int write_all(int fd, const char *buf, size_t len)
 	return 0;
 }
 
+static int read_file_max(const char *path, char **buf, size_t *len, size_t max);
+
 /* 0 ok, 1 missing, -1 error (errno set). *buf is malloc'ed, NUL-terminated. */
 static int read_file(const char *path, char **buf, size_t *len)
+{
+	return read_file_max(path, buf, len, MAX_STATE_FILE);
+}
+
+static int read_file_max(const char *path, char **buf, size_t *len, size_t max)
 {
 	struct op_buf sb = OP_BUF_INIT;
 	char chunk[8192];
@@ -117,7 +156,7 @@ static int read_file(const char *path, char **buf, size_t *len)
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return errno == ENOENT ? 1 : -1;
-	op_buf_init(&sb, MAX_STATE_FILE);
+	op_buf_init(&sb, max);
 	for (;;) {
 		ssize_t n = read(fd, chunk, sizeof(chunk));
 
@@ -150,7 +189,7 @@ static int read_file(const char *path, char **buf, size_t *len)
  * error nothing is left behind and errno describes the failure.
  */
 static int atomic_write(struct local *l, const char *dir, const char *path, const char *base,
-			const char *data, size_t len, int exclusive, int defer_dir)
+			const char *data, size_t len, int exclusive, int defer_dir, int sync_data)
 {
 	char *tmp = xasprintf("%s/.%s.tmp.%ld.%u", dir, base, (long)getpid(), l->tmp_seq++);
 	int fd, e;
@@ -162,7 +201,7 @@ static int atomic_write(struct local *l, const char *dir, const char *path, cons
 		errno = e;
 		return -1;
 	}
-	if (write_all(fd, data, len) || fsync(fd)) {
+	if (write_all(fd, data, len) || (sync_data && fsync(fd))) {
 		e = errno;
 		close(fd);
 		goto fail;
@@ -338,7 +377,7 @@ again:
 							      JSON_C_TO_STRING_SPACED |
 							      JSON_C_TO_STRING_NOSLASHESCAPE);
 		if (orchd_mkdir_p(l->dir, 0700, NULL, 0) ||
-		    atomic_write(l, l->dir, path, "crypto.json", s, strlen(s), 1, 0)) {
+		    atomic_write(l, l->dir, path, "crypto.json", s, strlen(s), 1, 0, 1)) {
 			if (errno == EEXIST) {
 				/* Someone else created it meanwhile: use theirs. */
 				orchd_crypto_key_clear(&l->key);
@@ -744,12 +783,44 @@ out:
 	return r;
 }
 
-static int local_write(struct orchd_engine *e, const char *stack,
-		       const struct orchd_stack_record *rec, char *err, size_t errlen)
+/* The last pending entry of stack, or NULL. */
+static struct pending *pending_of(struct local *l, const char *stack)
+{
+	for (size_t i = l->npend; i-- > 0;)
+		if (!strcmp(l->pend[i].stack, stack))
+			return &l->pend[i];
+	return NULL;
+}
+
+static void pending_push(struct local *l, const char *stack, char *data, size_t len)
+{
+	ALLOC_GROW(l->pend, l->npend + 1, l->apend);
+	l->pend[l->npend].stack = xstrdup(stack);
+	l->pend[l->npend].data = data;
+	l->pend[l->npend].len = len;
+	l->npend++;
+	l->pend_bytes += len;
+}
+
+static void pending_clear(struct local *l)
+{
+	for (size_t i = 0; i < l->npend; i++) {
+		free(l->pend[i].stack);
+		free(l->pend[i].data);
+	}
+	l->npend = 0;
+	l->pend_bytes = 0;
+}
+
+static int local_sync(struct orchd_engine *e, char *err, size_t errlen);
+
+static int local_write_deferred(struct orchd_engine *e, const char *stack,
+				const struct orchd_stack_record *rec, char *err, size_t errlen)
 {
 	struct local *l = L(e);
-	char *path = NULL, *buf = NULL, *base = NULL;
+	char *path = NULL, *buf = NULL;
 	json_object *o = NULL, *old = NULL;
+	struct pending *p;
 	const char *s;
 	int need_key, r, ret = -1;
 	size_t len;
@@ -758,8 +829,18 @@ static int local_write(struct orchd_engine *e, const char *stack,
 	    precheck_record(l, stack, rec, &need_key, err, errlen))
 		return -1;
 	path = stack_path(l, stack);
-	/* Never replace a file we cannot read: it may be a newer format. */
-	r = read_file(path, &buf, &len);
+	/* The record it replaces: a pending one, else the file.  Never
+	 * replace a file we cannot read: it may be a newer format. */
+	p = pending_of(l, stack);
+	if (p) {
+		r = p->data ? 0 : 1;
+		if (p->data) {
+			len = p->len;
+			buf = xstrdup(p->data);
+		}
+	} else {
+		r = read_file(path, &buf, &len);
+	}
 	if (r < 0) {
 		orchd_set_err(err, errlen, "stack %s: cannot read %s: %s", stack, path,
 			      strerror(errno));
@@ -785,19 +866,221 @@ static int local_write(struct orchd_engine *e, const char *stack,
 			      stack, strlen(s), MAX_STATE_FILE >> 20);
 		goto out;
 	}
-	base = xasprintf("%s.json", stack);
 	free(buf);
 	buf = xasprintf("%s\n", s);
-	if (make_stacks_dir(l) || atomic_write(l, l->stacks, path, base, buf, strlen(buf), 0, 1)) {
-		orchd_set_err(err, errlen, "stack %s: cannot write %s: %s", stack, path,
-			      strerror(errno));
-		goto out;
-	}
+	pending_push(l, stack, buf, strlen(buf));
+	buf = NULL;
 	ret = 0;
+	/* a batch of big records: do not hold them all in memory */
+	if (l->pend_bytes > (size_t)JOURNAL_CHECKPOINT)
+		ret = local_sync(e, err, errlen);
 out:
 	json_object_put(old);
 	json_object_put(o);
+	free(buf);
+	free(path);
+	return ret;
+}
+
+static int local_write(struct orchd_engine *e, const char *stack,
+		       const struct orchd_stack_record *rec, char *err, size_t errlen)
+{
+	if (local_write_deferred(e, stack, rec, err, errlen) < 0)
+		return -1;
+	return local_sync(e, err, errlen);
+}
+
+/* One journal entry: a header line, the data, a newline. */
+static void journal_entry(struct op_buf *b, const struct pending *p)
+{
+	char hex[ORCHD_SHA256_HEXSZ];
+	const char *data = p->data ? p->data : "";
+
+	orchd_sha256_hex(data, p->len, hex);
+	op_buf_addf(b, JOURNAL_MAGIC " %c %s %zu %s\n", p->data ? 'w' : 'r', p->stack, p->len, hex);
+	op_buf_add(b, data, p->len);
+	op_buf_addch(b, '\n');
+}
+
+static int journal_open(struct local *l, char *err, size_t errlen)
+{
+	char *path;
+	struct stat st;
+	int created;
+
+	if (l->jfd >= 0)
+		return 0;
+	path = xasprintf("%s/journal", l->dir);
+	created = access(path, F_OK) != 0;
+	l->jfd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (l->jfd < 0 || fstat(l->jfd, &st) < 0 || (created && fsync_dir(l->dir))) {
+		orchd_set_err(err, errlen, "cannot open %s: %s", path, strerror(errno));
+		if (l->jfd >= 0)
+			close(l->jfd);
+		l->jfd = -1;
+		free(path);
+		return -1;
+	}
+	l->jsize = st.st_size;
+	free(path);
+	return 0;
+}
+
+/* Apply one entry to its stack file: replaced (not fsync'ed: the journal
+ * holds it until the checkpoint) or removed.  0 or -1 with err. */
+static int apply_entry(struct local *l, const char *stack, const char *data, size_t len, char *err,
+		       size_t errlen)
+{
+	char *path = stack_path(l, stack), *base;
+	int ret = 0;
+
+	if (!data) {
+		if (unlink(path) < 0 && errno != ENOENT)
+			ret = orchd_set_err(err, errlen, "stack %s: cannot remove %s: %s", stack,
+					    path, strerror(errno));
+		else
+			l->stacks_dirty = 1;
+		free(path);
+		return ret;
+	}
+	base = xasprintf("%s.json", stack);
+	if (atomic_write(l, l->stacks, path, base, data, len, 0, 1, 0)) {
+		ret = orchd_set_err(err, errlen, "stack %s: cannot write %s: %s", stack, path,
+				    strerror(errno));
+		free(path);
+	} else {
+		ALLOC_GROW(l->hist_dirty, l->hist_nr + 1, l->hist_alloc);
+		l->hist_dirty[l->hist_nr++] = path;
+	}
 	free(base);
+	return ret;
+}
+
+static int local_flush(struct local *l, char *err, size_t errlen);
+static int local_unlock(struct orchd_engine *e, char *err, size_t errlen);
+
+/*
+ * Group commit: the pending records go to the journal in one write, made
+ * durable by one fdatasync; then each stack file is replaced.  A journal
+ * write that fails is cut back to its old length, so that it never holds a
+ * torn entry before good ones.
+ */
+static int local_sync(struct orchd_engine *e, char *err, size_t errlen)
+{
+	struct local *l = L(e);
+	struct op_buf b = OP_BUF_INIT;
+	off_t before;
+	int ret = -1;
+
+	if (!l->npend)
+		return 0;
+	if (l->jbroken) {
+		orchd_set_err(err, errlen,
+			      "cannot write %s/journal: an earlier write failed and could not be "
+			      "undone",
+			      l->dir);
+		goto out;
+	}
+	if (make_stacks_dir(l)) {
+		orchd_set_err(err, errlen, "cannot create %s: %s", l->stacks, strerror(errno));
+		goto out;
+	}
+	if (journal_open(l, err, errlen) < 0)
+		goto out;
+	for (size_t i = 0; i < l->npend; i++)
+		journal_entry(&b, &l->pend[i]);
+	if (op_buf_failed(&b))
+		errno = op_buf_failed(&b);
+	/* where this batch starts: a failure cuts the journal back to it */
+	before = lseek(l->jfd, 0, SEEK_END);
+	if (before >= 0)
+		l->jsize = before;
+	if (op_buf_failed(&b) || before < 0 || write_all(l->jfd, b.buf, b.len) ||
+	    fdatasync(l->jfd)) {
+		int e2 = errno;
+
+		if (l->npend == 1)
+			orchd_set_err(err, errlen, "stack %s: cannot write %s/journal: %s",
+				      l->pend[0].stack, l->dir, strerror(e2));
+		else
+			orchd_set_err(err, errlen, "cannot write %s/journal (%zu records): %s",
+				      l->dir, l->npend, strerror(e2));
+		if (ftruncate(l->jfd, l->jsize) < 0 || fdatasync(l->jfd) < 0)
+			l->jbroken = 1;
+		goto out;
+	}
+	l->jsize += (off_t)b.len;
+	l->jmine = 1;
+	/* durable: now the stack files */
+	for (size_t i = 0; i < l->npend; i++)
+		if (apply_entry(l, l->pend[i].stack, l->pend[i].data, l->pend[i].len, err, errlen) <
+		    0)
+			goto out;
+	ret = 0;
+	if (l->jsize > JOURNAL_CHECKPOINT)
+		ret = local_flush(l, err, errlen);
+out:
+	op_buf_release(&b);
+	pending_clear(l);
+	return ret;
+}
+
+/*
+ * After a crash: apply the journal's entries to the stack files, in order,
+ * up to a torn one (cut short or failing its SHA-256: never reported
+ * stored), make them durable and empty the journal.  Called with the lock.
+ */
+static int journal_replay(struct local *l, char *err, size_t errlen)
+{
+	char *path = xasprintf("%s/journal", l->dir), *buf = NULL;
+	size_t len = 0, off = 0, applied = 0;
+	int r, ret = -1;
+
+	r = read_file_max(path, &buf, &len, MAX_JOURNAL);
+	if (r == 1 || (!r && !len)) {
+		ret = 0;
+		goto out;
+	}
+	if (r < 0) {
+		orchd_set_err(err, errlen, "cannot read %s: %s", path, strerror(errno));
+		goto out;
+	}
+	while (off < len) {
+		char kind, stack[256], want[ORCHD_SHA256_HEXSZ + 1], hex[ORCHD_SHA256_HEXSZ];
+		char *nl = memchr(buf + off, '\n', len - off), *data;
+		size_t dlen;
+		int used = 0;
+
+		if (!nl ||
+		    sscanf(buf + off, JOURNAL_MAGIC " %c %255s %zu %64s%n", &kind, stack, &dlen,
+			   want, &used) != 4 ||
+		    buf + off + used != nl || (kind != 'w' && kind != 'r') ||
+		    !orchd_stack_name_ok(stack) || dlen > len - (size_t)(nl + 1 - buf) - 1 ||
+		    nl[1 + dlen] != '\n')
+			break;
+		data = nl + 1;
+		orchd_sha256_hex(data, dlen, hex);
+		if (strcmp(hex, want))
+			break;
+		data[dlen] = '\0';
+		if (apply_entry(l, stack, kind == 'w' ? data : NULL, dlen, err, errlen) < 0)
+			goto out;
+		applied++;
+		off = (size_t)(data + dlen + 1 - buf);
+	}
+	if (off < len)
+		warning("%s: dropping its last %zu bytes: an entry cut short by a crash (it was "
+			"never reported stored)",
+			path, len - off);
+	if (journal_open(l, err, errlen) < 0)
+		goto out;
+	l->jsize = (off_t)len;
+	l->jmine = 1;
+	ret = local_flush(l, err, errlen);
+	if (!ret && applied)
+		warning("%s: %zu record%s of an interrupted run replayed", path, applied,
+			applied == 1 ? "" : "s");
+out:
 	free(buf);
 	free(path);
 	return ret;
@@ -811,23 +1094,25 @@ static int local_remove(struct orchd_engine *e, const char *stack,
 			const struct orchd_history_entry *h, char *err, size_t errlen)
 {
 	struct local *l = L(e);
+	struct pending *p;
 	char *path;
-	int ret = 0;
+	int exists;
 
 	if (check_stack(stack, err, errlen))
 		return -1;
+	p = pending_of(l, stack);
 	path = stack_path(l, stack);
-	if (unlink(path) < 0)
-		ret = errno == ENOENT ? 1
-				      : orchd_set_err(err, errlen, "stack %s: cannot remove %s: %s",
-						      stack, path, strerror(errno));
-	else if (fsync_dir(l->stacks))
-		ret = orchd_set_err(err, errlen, "stack %s: cannot sync %s: %s", stack, l->stacks,
-				    strerror(errno));
+	exists = p ? p->data != NULL : access(path, F_OK) == 0;
 	free(path);
-	if (!ret && h && local_history_append(e, stack, h, err, errlen) < 0)
-		ret = 2; /* the record, the truth, is gone: a warning */
-	return ret;
+	if (!exists)
+		return 1;
+	/* through the journal, in order with the writes before it */
+	pending_push(l, stack, NULL, 0);
+	if (local_sync(e, err, errlen) < 0)
+		return -1;
+	if (h && local_history_append(e, stack, h, err, errlen) < 0)
+		return 2; /* the record, the truth, is gone: a warning */
+	return 0;
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -1132,7 +1417,7 @@ static int local_lock(struct orchd_engine *e, const struct orchd_lock_request *r
 	s = json_object_to_json_string_ext(info,
 					   JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	info_path = xasprintf("%s/lock.info", l->dir);
-	if (atomic_write(l, l->dir, info_path, "lock.info", s, strlen(s), 0, 0)) {
+	if (atomic_write(l, l->dir, info_path, "lock.info", s, strlen(s), 0, 0, 1)) {
 		orchd_set_err(err, errlen, "cannot write %s: %s", info_path, strerror(errno));
 		close(fd);
 		fd = -1;
@@ -1144,12 +1429,20 @@ static int local_lock(struct orchd_engine *e, const struct orchd_lock_request *r
 	if (fd < 0)
 		return -1;
 	l->lock_fd = fd;
+	/* what a crashed run left in the journal, before anything is read */
+	if (journal_replay(l, err, errlen) < 0) {
+		char ignored[64];
+
+		local_unlock(e, ignored, sizeof(ignored));
+		return -1;
+	}
 	return 0;
 }
 
 /*
  * Make every write of this engine since the last flush durable: the dirty
- * history files and the stacks directory (renames, new files).  Few dirty
+ * history files, the stack files written through the journal and the
+ * stacks directory (renames, new files), then empty the journal.  Few dirty
  * files get an fsync each; many get one syncfs(2) of the file system, which
  * is one journal commit instead of one per file.  Errors name what could
  * not be synced; the list is cleared either way.
@@ -1187,6 +1480,16 @@ static int local_flush(struct local *l, char *err, size_t errlen)
 	for (size_t i = 0; i < l->hist_nr; i++)
 		free(l->hist_dirty[i]);
 	l->hist_nr = 0;
+	/* every stack file of the journal is durable: the checkpoint */
+	if (!ret && l->jfd >= 0 && l->jmine) {
+		if (ftruncate(l->jfd, 0) < 0 || fdatasync(l->jfd) < 0) {
+			ret = orchd_set_err(err, errlen, "cannot empty %s/journal: %s", l->dir,
+					    strerror(errno));
+		} else {
+			l->jsize = 0;
+			l->jmine = 0;
+		}
+	}
 	return ret;
 }
 
@@ -1197,7 +1500,9 @@ static int local_unlock(struct orchd_engine *e, char *err, size_t errlen)
 	int ret;
 
 	/* Durable before the next run may take the lock. */
-	ret = local_flush(l, err, errlen);
+	ret = local_sync(e, err, errlen);
+	if (local_flush(l, ret ? NULL : err, ret ? 0 : errlen) < 0 && !ret)
+		ret = -1;
 	if (l->lock_fd < 0)
 		return ret;
 	/* Remove the holder record while still holding the flock. */
@@ -1218,6 +1523,10 @@ static void local_close(struct orchd_engine *e)
 	if (local_unlock(e, buf, sizeof(buf)))
 		error("%s", buf);
 	free(l->hist_dirty);
+	pending_clear(l);
+	free(l->pend);
+	if (l->jfd >= 0)
+		close(l->jfd);
 	orchd_crypto_key_clear(&l->key);
 	if (l->pass)
 		orchd_crypto_free_secret(l->pass, strlen(l->pass));
@@ -1236,6 +1545,8 @@ static const struct orchd_engine_ops local_ops = {
 	.unlock = local_unlock,
 	.read = local_read,
 	.write = local_write,
+	.write_deferred = local_write_deferred,
+	.sync = local_sync,
 	.remove = local_remove,
 	.list = local_list,
 	.history_append = local_history_append,
@@ -1260,6 +1571,7 @@ int orchd_local_engine_open(const char *state_dir, struct orchd_engine **out, ch
 	l->stacks = xasprintf("%s/stacks", state_dir);
 	l->pass = pass;
 	l->lock_fd = -1;
+	l->jfd = -1;
 	e = xcalloc(1, sizeof(*e));
 	e->ops = &local_ops;
 	e->priv = l;

@@ -17,6 +17,17 @@
  *   statewriter DIR STACK history N    append N history entries r-1..r-N;
  *                                      exit 0, or 3 with the message
  *
+ *   statewriter DIR PREFIX commit N K  take the lock, write N records of
+ *                                      stacks PREFIX-0..N-1 in group
+ *                                      commits of K, unlock; print the time
+ *                                      (bench/commit_bench.sh)
+ *
+ *   statewriter DIR PREFIX batch K PAD take the lock, then for n=1,2,...
+ *                                      forever: records n of PREFIX-0 ..
+ *                                      PREFIX-(K-1) as one group commit
+ *                                      (write_deferred each, one sync),
+ *                                      then "n\n" on stdout
+ *
  * A record n holds state {"n": n, "pad": P} and outputs n and pad with the
  * same values, P being PAD bytes of 'x', so a reader can tell a whole
  * record from a mix of two.
@@ -29,8 +40,8 @@
 #include "interfaces/engine.h"
 #include "util.h"
 
-static int write_one(struct orchd_engine *e, const char *stack, long n, const char *pad, char *err,
-		     size_t errlen)
+static int write_one_deferred(struct orchd_engine *e, const char *stack, long n, const char *pad,
+			      int deferred, char *err, size_t errlen)
 {
 	struct orchd_stack_record rec;
 	int ret;
@@ -46,9 +57,52 @@ static int write_one(struct orchd_engine *e, const char *stack, long n, const ch
 	rec.last.action = xstrdup("apply");
 	rec.last.status = xstrdup("succeeded");
 	rec.last.attempts = 1;
-	ret = orchd_engine_write(e, stack, &rec, err, errlen);
+	ret = deferred ? orchd_engine_write_deferred(e, stack, &rec, err, errlen)
+		       : orchd_engine_write(e, stack, &rec, err, errlen);
 	orchd_stack_record_release(&rec);
 	return ret;
+}
+
+static int write_one(struct orchd_engine *e, const char *stack, long n, const char *pad, char *err,
+		     size_t errlen)
+{
+	return write_one_deferred(e, stack, n, pad, 0, err, errlen);
+}
+
+/* batch mode: group commits of k records until killed. */
+static int batches(struct orchd_engine *e, const char *prefix, long k, const char *pad)
+{
+	struct orchd_lock_request req = {0};
+	char err[1024];
+
+	req.run_id = "r-batch";
+	req.command = "statewriter";
+	if (orchd_engine_lock(e, &req, err, sizeof(err))) {
+		fprintf(stderr, "%s\n", err);
+		return 3;
+	}
+	for (long n = 1;; n++) {
+		char line[32];
+		int len;
+
+		for (long i = 0; i < k; i++) {
+			char *stack = xasprintf("%s-%ld", prefix, i);
+			int r = write_one_deferred(e, stack, n, pad, 1, err, sizeof(err));
+
+			free(stack);
+			if (r) {
+				fprintf(stderr, "%s\n", err);
+				return 3;
+			}
+		}
+		if (orchd_engine_sync(e, err, sizeof(err))) {
+			fprintf(stderr, "%s\n", err);
+			return 3;
+		}
+		len = snprintf(line, sizeof(line), "%ld\n", n);
+		if (write(1, line, (size_t)len) != len)
+			return 3;
+	}
 }
 
 static int bench(struct orchd_engine *e, const char *prefix, long nstacks, long nout, int secret)
@@ -116,6 +170,48 @@ int main(int argc, char **argv)
 			    argc > 6 && !strcmp(argv[6], "secret"));
 		orchd_engine_close(e);
 		return ret;
+	}
+	if (argc == 6 && !strcmp(argv[3], "commit")) {
+		struct orchd_lock_request req = {"r-bench", "statewriter", 0};
+		long total = atol(argv[4]), k = atol(argv[5]);
+		long long t0, t1;
+
+		if (orchd_engine_open(&cfg, argv[1], "bench", &e, err, sizeof(err)) ||
+		    orchd_engine_lock(e, &req, err, sizeof(err))) {
+			fprintf(stderr, "%s\n", err);
+			return 3;
+		}
+		t0 = now_ms();
+		for (long i = 0; i < total && !ret; i++) {
+			char *stack = xasprintf("%s-%ld", argv[2], i);
+
+			if (write_one_deferred(e, stack, i, "p", 1, err, sizeof(err)) ||
+			    ((i + 1) % k == 0 && orchd_engine_sync(e, err, sizeof(err)))) {
+				fprintf(stderr, "%s\n", err);
+				ret = 3;
+			}
+			free(stack);
+		}
+		if (!ret && (orchd_engine_sync(e, err, sizeof(err)) ||
+			     orchd_engine_unlock(e, err, sizeof(err)))) {
+			fprintf(stderr, "%s\n", err);
+			ret = 3;
+		}
+		t1 = now_ms();
+		printf("records=%ld batch=%ld ms=%lld\n", total, k, t1 - t0);
+		orchd_engine_close(e);
+		return ret;
+	}
+	if (argc == 6 && !strcmp(argv[3], "batch")) {
+		padlen = (size_t)atol(argv[5]);
+		pad = xmalloc(padlen + 1);
+		memset(pad, 'x', padlen);
+		pad[padlen] = '\0';
+		if (orchd_engine_open(&cfg, argv[1], "test", &e, err, sizeof(err))) {
+			fprintf(stderr, "%s\n", err);
+			return 3;
+		}
+		return batches(e, argv[2], atol(argv[4]), pad);
 	}
 	if (argc == 5 && !strcmp(argv[3], "history")) {
 		if (orchd_engine_open(&cfg, argv[1], "test", &e, err, sizeof(err))) {

@@ -5,8 +5,10 @@
  *
  *   ORCHD_ENOSPC_AFTER=N   write(2) to regular files succeeds for N bytes
  *                          in total (the last one partially), then fails
- *                          with ENOSPC, as does fsync(2) afterwards
- *   ORCHD_ENOSPC_FSYNC=1   fsync(2) of regular files fails with ENOSPC
+ *                          with ENOSPC, as do fsync(2) and fdatasync(2)
+ *                          afterwards
+ *   ORCHD_ENOSPC_FSYNC=1   fsync(2) and fdatasync(2) of regular files fail
+ *                          with ENOSPC
  *                          (delayed allocation reporting late)
  *
  * Pipes, terminals and sockets are never affected.
@@ -20,9 +22,11 @@
 
 ssize_t write(int fd, const void *buf, size_t n);
 int fsync(int fd);
+int fdatasync(int fd);
 
 static ssize_t (*real_write)(int, const void *, size_t);
 static int (*real_fsync)(int);
+static int (*real_fdatasync)(int);
 static long long budget = -1; /* -1: unlimited */
 static int fail_fsync;
 static int inited;
@@ -35,6 +39,7 @@ static void shim_init(void)
 		return;
 	real_write = (ssize_t(*)(int, const void *, size_t))dlsym(RTLD_NEXT, "write");
 	real_fsync = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
+	real_fdatasync = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
 	v = getenv("ORCHD_ENOSPC_AFTER");
 	if (v && *v)
 		budget = atoll(v);
@@ -77,4 +82,14 @@ int fsync(int fd)
 		return -1;
 	}
 	return real_fsync(fd);
+}
+
+int fdatasync(int fd)
+{
+	shim_init();
+	if ((fail_fsync || budget == 0) && is_regular(fd)) {
+		errno = ENOSPC;
+		return -1;
+	}
+	return real_fdatasync(fd);
 }
