@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
@@ -127,6 +128,93 @@ static void cap_free(struct cap *c)
 /* Every form of a secret is masked on the console: each line of a
  * multi-line one (a PEM key), one holding a control character, and each
  * string leaf of an object-valued one. */
+/* The reference: at each position from the left, the longest secret that
+ * starts there becomes "***"; none: the byte stays. */
+static char *mask_reference(char **secrets, size_t n, const char *text)
+{
+	size_t len = strlen(text), i = 0, o = 0;
+	char *out = xmalloc(len * 3 + 1);
+
+	while (i < len) {
+		size_t best = 0;
+
+		for (size_t k = 0; k < n; k++) {
+			size_t l = strlen(secrets[k]);
+
+			if (l && l > best && l <= len - i && !memcmp(text + i, secrets[k], l))
+				best = l;
+		}
+		if (best) {
+			memcpy(out + o, "***", 3);
+			o += 3;
+			i += best;
+		} else {
+			out[o++] = text[i++];
+		}
+	}
+	out[o] = '\0';
+	return out;
+}
+
+/*
+ * The Aho-Corasick masker against the reference, on random secrets and
+ * texts over a 3-letter alphabet (so that secrets overlap, nest and share
+ * prefixes and suffixes), with secrets added between lines as in a run.
+ */
+START_TEST(test_mask_matches_reference)
+{
+	unsigned seed = (unsigned)time(NULL);
+
+	srand(seed);
+	for (int round = 0; round < 400; round++) {
+		struct orchd_mask *m = orchd_mask_new();
+		char *secrets[24 + 200];
+		size_t n = 0;
+
+		/* every other round, 150 secrets first (over letters no text
+		 * has): the automaton is built with them, and the random ones
+		 * come after as recent ones, matched one by one until the next
+		 * build */
+		for (int k = 0; round % 2 && k < 150; k++) {
+			secrets[n] =
+				xasprintf("x%c%c%c%c%c", "xyz"[k % 3], "xyz"[k / 3 % 3],
+					  "xyz"[k / 9 % 3], "xyz"[k / 27 % 3], "xyz"[k / 81 % 3]);
+			orchd_mask_add(m, secrets[n]);
+			n++;
+		}
+
+		for (int line = 0; line < 12; line++) {
+			char text[80], *got, *want;
+			size_t tl = (size_t)(rand() % 60);
+
+			if (n < 24 + 150 && rand() % 2) {
+				size_t sl = 1 + (size_t)(rand() % 6);
+
+				secrets[n] = xmalloc(sl + 1);
+				for (size_t k = 0; k < sl; k++)
+					secrets[n][k] = "abc"[rand() % 3];
+				secrets[n][sl] = '\0';
+				orchd_mask_add(m, secrets[n]);
+				n++;
+			}
+			for (size_t k = 0; k < tl; k++)
+				text[k] = "abcd"[rand() % 4];
+			text[tl] = '\0';
+			want = mask_reference(secrets, n, text);
+			got = orchd_mask_apply(m, text, tl, NULL);
+			ck_assert_msg(!strcmp(got ? got : text, want),
+				      "seed %u round %d: '%s' gave '%s', want '%s'", seed, round,
+				      text, got ? got : text, want);
+			free(got);
+			free(want);
+		}
+		for (size_t k = 0; k < n; k++)
+			free(secrets[k]);
+		orchd_mask_free(m);
+	}
+}
+END_TEST
+
 START_TEST(test_console_masks_every_form)
 {
 	struct cap c;
@@ -346,6 +434,7 @@ Suite *logging_suite(void)
 	tcase_add_test(tc, test_console_masks_every_form);
 	tcase_add_test(tc, test_mask_overlap_longest_wins);
 	tcase_add_test(tc, test_mask_many);
+	tcase_add_test(tc, test_mask_matches_reference);
 	tcase_add_test(tc, test_console_prefix_and_levels);
 	tcase_add_test(tc, test_console_quiet_verbose);
 	tcase_add_test(tc, test_console_masks_secrets);

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,17 +51,81 @@ struct mask_secret {
 	size_t len;
 };
 
+/*
+ * The matcher: an Aho-Corasick automaton over every secret, so that a line
+ * is read once whatever the number of secrets.  Nodes keep their edges
+ * sorted by byte; the shallow nodes (AC_DFA_DEPTH, AC_DFA_MAX) also get a
+ * full table of 256 next states with the failure links folded in (a line
+ * spends nearly all its bytes there: few bytes continue a secret's
+ * prefix), so that most bytes cost one lookup.  Built again on the first
+ * apply after a secret was added.
+ */
+struct ac_edge {
+	unsigned char byte;
+	uint32_t to;
+};
+
+/* Full tables for the nodes of depth <= AC_DFA_DEPTH, the first
+ * AC_DFA_MAX of them in breadth-first order (1 KiB each). */
+#define AC_DFA_DEPTH 3
+#define AC_DFA_MAX   4096
+
+struct ac_node {
+	uint32_t *next; /* depth <= AC_DFA_DEPTH: the next state of each byte */
+	struct ac_edge *edge;
+	uint32_t nedge, aedge;
+	uint32_t fail;	/* the longest proper suffix that is a node */
+	uint32_t depth; /* bytes from the root */
+	uint32_t out;	/* length of the longest secret ending here (0: none) */
+};
+
+struct ac {
+	struct ac_node *node;
+	size_t nnode, anode;
+	uint32_t root[256];
+	size_t maxlen; /* the longest secret */
+	size_t built;  /* how many secrets it holds */
+	/*
+	 * The secrets added since it was built, matched one by one: a build
+	 * costs all the secrets, so past AC_RECENT_MIN built ones it waits
+	 * until these are more than an eighth of them (adding N secrets
+	 * between lines costs O(N log N) builds, not O(N^2)).
+	 */
+	struct mask_secret *recent;
+	size_t nrecent, arecent;
+	unsigned char recent_first[256]; /* first bytes of the recent ones */
+};
+
+#define AC_RECENT_MIN 128
+
 struct orchd_mask {
-	/* by first byte; each bucket sorted longest first */
+	/* by first byte: the registered secrets, without duplicates */
 	struct mask_secret *bucket[256];
 	size_t nbucket[256];
 	size_t abucket[256];
 	size_t count;
+	struct ac *ac; /* allocated with the mask; rebuilt as secrets come */
 };
 
 struct orchd_mask *orchd_mask_new(void)
 {
-	return calloc(1, sizeof(struct orchd_mask));
+	struct orchd_mask *m = calloc(1, sizeof(struct orchd_mask));
+
+	if (m && !(m->ac = calloc(1, sizeof(*m->ac)))) {
+		free(m);
+		return NULL;
+	}
+	return m;
+}
+
+static void ac_clear(struct ac *ac)
+{
+	for (size_t i = 0; i < ac->nnode; i++) {
+		free(ac->node[i].edge);
+		free(ac->node[i].next);
+	}
+	ac->nnode = 0;
+	ac->maxlen = 0;
 }
 
 void orchd_mask_free(struct orchd_mask *m)
@@ -72,6 +137,10 @@ void orchd_mask_free(struct orchd_mask *m)
 			free(m->bucket[b][i].s);
 		free(m->bucket[b]);
 	}
+	ac_clear(m->ac);
+	free(m->ac->node);
+	free(m->ac->recent);
+	free(m->ac);
 	free(m);
 }
 
@@ -157,6 +226,10 @@ static int mask_add_one(struct orchd_mask *m, const char *secret, size_t len)
 	v[i].len = len;
 	m->nbucket[b]++;
 	m->count++;
+	/* matched as a recent one until the next build */
+	ALLOC_GROW(m->ac->recent, m->ac->nrecent + 1, m->ac->arecent);
+	m->ac->recent[m->ac->nrecent++] = v[i];
+	m->ac->recent_first[b] = 1;
 	return 0;
 }
 
@@ -165,32 +238,230 @@ size_t orchd_mask_count(const struct orchd_mask *m)
 	return m ? m->count : 0;
 }
 
+static uint32_t ac_new_node(struct ac *ac, uint32_t depth)
+{
+	ALLOC_GROW(ac->node, ac->nnode + 1, ac->anode);
+	memset(&ac->node[ac->nnode], 0, sizeof(ac->node[0]));
+	ac->node[ac->nnode].depth = depth;
+	return (uint32_t)ac->nnode++;
+}
+
+/* The child of node n on byte b, or 0 (the root is never a child). */
+static uint32_t ac_child(const struct ac *ac, uint32_t n, unsigned char b)
+{
+	const struct ac_node *nd = &ac->node[n];
+	uint32_t lo = 0, hi = nd->nedge;
+
+	if (!n)
+		return ac->root[b];
+	while (lo < hi) {
+		uint32_t mid = (lo + hi) / 2;
+
+		if (nd->edge[mid].byte == b)
+			return nd->edge[mid].to;
+		if (nd->edge[mid].byte < b)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return 0;
+}
+
+static void ac_insert(struct ac *ac, const char *s, size_t len)
+{
+	uint32_t n = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		unsigned char b = (unsigned char)s[i];
+		uint32_t c = ac_child(ac, n, b), k;
+
+		if (!c) {
+			c = ac_new_node(ac, (uint32_t)i + 1);
+			if (!n) {
+				ac->root[b] = c;
+			} else {
+				struct ac_node *nd = &ac->node[n];
+
+				ALLOC_GROW(nd->edge, nd->nedge + 1, nd->aedge);
+				for (k = nd->nedge; k > 0 && nd->edge[k - 1].byte > b; k--)
+					nd->edge[k] = nd->edge[k - 1];
+				nd->edge[k].byte = b;
+				nd->edge[k].to = c;
+				nd->nedge++;
+			}
+		}
+		n = c;
+	}
+	ac->node[n].out = (uint32_t)len;
+	if (len > ac->maxlen)
+		ac->maxlen = len;
+}
+
+/* From node n on byte b, following failure links: the next state. */
+static uint32_t ac_step(const struct ac *ac, uint32_t n, unsigned char b)
+{
+	for (;;) {
+		uint32_t c;
+
+		if (ac->node[n].next)
+			return ac->node[n].next[b];
+		c = ac_child(ac, n, b);
+		if (c || !n)
+			return c;
+		n = ac->node[n].fail;
+	}
+}
+
+static void ac_build(const struct orchd_mask *m)
+{
+	struct ac *ac = m->ac;
+	uint32_t *queue;
+	size_t head = 0, tail = 0;
+
+	ac_clear(ac);
+	memset(ac->root, 0, sizeof(ac->root));
+	ac_new_node(ac, 0);
+	for (int b = 0; b < 256; b++)
+		for (size_t i = 0; i < m->nbucket[b]; i++)
+			ac_insert(ac, m->bucket[b][i].s, m->bucket[b][i].len);
+	/* breadth first: a node's failure link is known before its children's;
+	 * out becomes the longest secret ending at the node or any suffix */
+	queue = xmalloc(ac->nnode * sizeof(*queue));
+	for (int b = 0; b < 256; b++)
+		if (ac->root[b]) {
+			ac->node[ac->root[b]].fail = 0;
+			queue[tail++] = ac->root[b];
+		}
+	while (head < tail) {
+		uint32_t n = queue[head++];
+
+		for (uint32_t k = 0; k < ac->node[n].nedge; k++) {
+			uint32_t c = ac->node[n].edge[k].to;
+			uint32_t f = ac_step(ac, ac->node[n].fail, ac->node[n].edge[k].byte);
+
+			ac->node[c].fail = f;
+			if (!ac->node[c].out)
+				ac->node[c].out = ac->node[f].out;
+			queue[tail++] = c;
+		}
+	}
+	/* the tables, in breadth-first order: a node's failure link is
+	 * shallower, so its table is ready */
+	ac->node[0].next = xmalloc(256 * sizeof(uint32_t));
+	memcpy(ac->node[0].next, ac->root, sizeof(ac->root));
+	for (size_t q = 0;
+	     q < tail && q + 1 < AC_DFA_MAX && ac->node[queue[q]].depth <= AC_DFA_DEPTH; q++) {
+		struct ac_node *nd = &ac->node[queue[q]];
+		uint32_t *next = xmalloc(256 * sizeof(uint32_t));
+
+		for (int b = 0; b < 256; b++) {
+			uint32_t c = ac_child(ac, queue[q], (unsigned char)b);
+
+			next[b] = c ? c : ac->node[nd->fail].next[b];
+		}
+		nd->next = next;
+	}
+	free(queue);
+	ac->built = m->count;
+	ac->nrecent = 0;
+	memset(ac->recent_first, 0, sizeof(ac->recent_first));
+}
+
+/* The leftmost recent secret at or after from, longest first (as
+ * ac_find); 0 when none. */
+static size_t recent_find(const struct ac *ac, const char *text, size_t len, size_t from,
+			  size_t *at)
+{
+	for (size_t i = from; i < len; i++) {
+		size_t best = 0;
+
+		if (!ac->recent_first[(unsigned char)text[i]])
+			continue;
+		for (size_t k = 0; k < ac->nrecent; k++) {
+			const struct mask_secret *r = &ac->recent[k];
+
+			if (r->s[0] == text[i] && r->len > best && r->len <= len - i &&
+			    !memcmp(text + i, r->s, r->len))
+				best = r->len;
+		}
+		if (best) {
+			*at = i;
+			return best;
+		}
+	}
+	return 0;
+}
+
+/*
+ * The leftmost secret at or after from, the longest of those that start
+ * there: its start in *at and its length returned, or 0.  A match ending
+ * at p is final once no secret could start earlier and end later
+ * (p + 1 - start >= maxlen), or at the end of the text.
+ */
+static size_t ac_find(const struct ac *ac, const char *text, size_t len, size_t from, size_t *at)
+{
+	const struct ac_node *node = ac->node;
+	const unsigned char *t = (const unsigned char *)text;
+	size_t best_len = 0, best_at = 0;
+	uint32_t n = 0;
+
+	for (size_t p = from; p < len; p++) {
+		size_t l;
+
+		/* at the root, skip the bytes that start no secret */
+		if (!n) {
+			while (p < len && !ac->root[t[p]])
+				p++;
+			if (p == len)
+				break;
+		}
+		n = node[n].next ? node[n].next[t[p]] : ac_step(ac, n, t[p]);
+		l = node[n].out;
+		/* at this end, the longest match starts first */
+		if (l) {
+			size_t s = p + 1 - l;
+
+			if (!best_len || s < best_at || (s == best_at && l > best_len)) {
+				best_at = s;
+				best_len = l;
+			}
+		}
+		if (best_len && p + 1 - best_at >= ac->maxlen)
+			break;
+	}
+	*at = best_at;
+	return best_len;
+}
+
 char *orchd_mask_apply(const struct orchd_mask *m, const char *text, size_t len, size_t *outlen)
 {
 	struct op_buf sb = OP_BUF_INIT;
-	size_t copied = 0, i = 0;
+	size_t copied = 0, at, n;
 	int hit = 0;
 	char *masked;
 
 	if (!m || !m->count)
 		return NULL;
-	while (i < len) {
-		unsigned char b = (unsigned char)text[i];
-		const struct mask_secret *v = m->bucket[b];
-		size_t nv = m->nbucket[b], j;
+	if (m->ac->nrecent && (m->ac->built < AC_RECENT_MIN || m->ac->nrecent > m->ac->built / 8))
+		ac_build(m);
+	/* after each match, look again from its end (a match found meanwhile
+	 * further on, and passed over, is found again) */
+	while (copied < len) {
+		size_t at2 = 0,
+		       n2 = m->ac->nrecent ? recent_find(m->ac, text, len, copied, &at2) : 0;
 
-		for (j = 0; j < nv; j++)
-			if (v[j].len <= len - i && !memcmp(text + i, v[j].s, v[j].len))
-				break;
-		if (j == nv) {
-			i++;
-			continue;
+		n = m->ac->built ? ac_find(m->ac, text, len, copied, &at) : 0;
+		/* the leftmost of the two, the longest at the same start */
+		if (n2 && (!n || at2 < at || (at2 == at && n2 > n))) {
+			at = at2;
+			n = n2;
 		}
+		if (!n)
+			break;
 		hit = 1;
-		op_buf_add(&sb, text + copied, i - copied);
+		op_buf_add(&sb, text + copied, at - copied);
 		op_buf_addstr(&sb, "***");
-		i += v[j].len;
-		copied = i;
+		copied = at + n;
 	}
 	if (!hit)
 		return NULL;

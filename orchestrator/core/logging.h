@@ -51,10 +51,13 @@ const char *orchd_log_source_name(enum orchd_log_source s);
  * Secret masking.
  *
  * A set of strings that must never be printed.  orchd_mask_apply() replaces
- * every occurrence of each of them with "***".  Efficient for many secrets:
- * secrets are bucketed by their first byte, and a line is only searched for
- * the secrets whose first byte occurs in it; at each position the longest
- * matching secret wins.  Empty strings are ignored.
+ * every occurrence of each of them with "***": from the left, at each
+ * position the longest secret that starts there wins.  Empty strings are
+ * ignored.  One pass over a line whatever the number of secrets: an
+ * Aho-Corasick automaton over all of them, built again on an apply after
+ * secrets were added (the few added since the last build are matched one
+ * by one meanwhile, so that adding secrets one at a time stays cheap).
+ * Not thread-safe: the automaton is built inside orchd_mask_apply().
  * ------------------------------------------------------------------------- */
 
 struct orchd_mask; /* opaque */
