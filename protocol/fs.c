@@ -155,6 +155,31 @@ static int open_beneath(int dirfd, const char *path)
 	return fd;
 }
 
+/* A bound on the JSON values in s[0..len), without parsing: one more than
+ * the ',', '[' and '{' outside strings (each value costs a parser an
+ * object; this keeps a small file of "1,1,1,..." from costing gigabytes). */
+static size_t count_values(const char *s, size_t len)
+{
+	size_t n = 1;
+	int in_str = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+
+		if (in_str) {
+			if (c == '\\')
+				i++;
+			else if (c == '"')
+				in_str = 0;
+		} else if (c == '"') {
+			in_str = 1;
+		} else if (c == ',' || c == '[' || c == '{') {
+			n++;
+		}
+	}
+	return n;
+}
+
 int op_read_value_file(const char *dir, const char *path, size_t max, struct json_object **out,
 		       char *err, size_t errlen)
 {
@@ -217,6 +242,13 @@ int op_read_value_file(const char *dir, const char *path, size_t max, struct jso
 		}
 	}
 	close(fd);
+	if (count_values(b.buf ? b.buf : "", b.len) > OP_MAX_FILE_VALUES) {
+		op_buf_release(&b);
+		snprintf(err, errlen, "'%s' holds more than %d JSON values", path,
+			 OP_MAX_FILE_VALUES);
+		errno = E2BIG;
+		return -1;
+	}
 	if (op_parse_value(b.buf ? b.buf : "", b.len, out, perr, sizeof(perr)) < 0) {
 		op_buf_release(&b);
 		snprintf(err, errlen, "'%s': %s", path, perr);

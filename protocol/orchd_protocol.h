@@ -62,6 +62,9 @@ struct json_object;
  * output message.
  */
 #define OP_MAX_FILE_VALUE (64L * 1024 * 1024)
+/* ... holding at most this many JSON values (each costs its reader an
+ * object: 64 MiB of "1," would be 32 million of them, gigabytes). */
+#define OP_MAX_FILE_VALUES 1000000
 
 /* The hello feature of an extension that reads the action's *_file fields. */
 #define OP_FEATURE_FILES "files"
@@ -172,9 +175,11 @@ int op_write_value_file(const char *path, const struct json_object *v, char *err
  * segments, and is opened one component at a time from dir, following no
  * symbolic link, so that it cannot lead out of dir.  The file must be a
  * regular file of at most max bytes holding exactly one JSON value
- * (whitespace around it allowed) nested at most OP_MAX_DEPTH levels.  0,
- * or -1 with err holding "cannot read 'PATH': REASON" / "'PATH' is not a
- * regular file" / "'PATH' is larger than N bytes" / "'PATH': not JSON: ...".
+ * (whitespace around it allowed) nested at most OP_MAX_DEPTH levels, of at
+ * most OP_MAX_FILE_VALUES values.  0, or -1 with err holding "cannot read
+ * 'PATH': REASON" / "'PATH' is not a regular file" / "'PATH' is larger
+ * than N bytes" / "'PATH' holds more than N JSON values" / "'PATH': not
+ * JSON: ...".
  */
 int op_read_value_file(const char *dir, const char *path, size_t max, struct json_object **out,
 		       char *err, size_t errlen);

@@ -914,6 +914,9 @@ START_TEST(test_value_files_are_confined)
 		{"huge", "protocol error: state: field 'file': 'v.json' is larger than 67108864 "
 			 "bytes (73400320)"},
 		{"notjson", "protocol error: output: field 'file': 'v.json': not JSON: "},
+		{"many",
+		 "protocol error: state: field 'file': 'v.json' holds more than 1000000 JSON "
+		 "values"},
 		{"missing", "protocol error: state: field 'file': cannot read 'nope.json': No such "
 			    "file or directory"},
 	};
@@ -938,6 +941,9 @@ START_TEST(test_value_files_are_confined)
 		"notjson) echo 'root:x:0:0' > v.json; "
 		"m='{\"type\":\"output\",\"key\":\"k\",\"file\":\"v.json\"}';;\n"
 		"missing) m='{\"type\":\"state\",\"file\":\"nope.json\"}';;\n"
+		"many) { printf '['; yes 1, | head -n 1100000 | tr -d '\\n'; printf '1]'; } > "
+		"v.json; "
+		"m='{\"type\":\"state\",\"file\":\"v.json\"}';;\n"
 		"esac\n"
 		"echo \"$m\"\n"
 		"echo '{\"type\":\"result\",\"status\":\"success\"}'\n");
