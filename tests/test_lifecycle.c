@@ -917,6 +917,8 @@ START_TEST(test_value_files_are_confined)
 		{"many",
 		 "protocol error: state: field 'file': 'v.json' holds more than 1000000 JSON "
 		 "values"},
+		{"outflood",
+		 "protocol error: output: the output values sent add up to more than 128 MiB"},
 		{"missing", "protocol error: state: field 'file': cannot read 'nope.json': No such "
 			    "file or directory"},
 	};
@@ -944,8 +946,12 @@ START_TEST(test_value_files_are_confined)
 		"many) { printf '['; yes 1, | head -n 1100000 | tr -d '\\n'; printf '1]'; } > "
 		"v.json; "
 		"m='{\"type\":\"state\",\"file\":\"v.json\"}';;\n"
+		"outflood) { printf '\"'; head -c 50000000 /dev/zero | tr '\\0' a; printf '\"'; } "
+		"> v.json; for k in a b c; do echo "
+		"\"{\\\"type\\\":\\\"output\\\",\\\"key\\\":\\\"$k\\\",\\\"file\\\":"
+		"\\\"v.json\\\"}\"; done; m=;;\n"
 		"esac\n"
-		"echo \"$m\"\n"
+		"[ -n \"$m\" ] && echo \"$m\"\n"
 		"echo '{\"type\":\"result\",\"status\":\"success\"}'\n");
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char *text = xasprintf("p:\n"

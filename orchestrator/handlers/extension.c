@@ -585,8 +585,21 @@ static void step_message(struct orchd_step *st, enum op_msg_type type, json_obje
 		json_object *v;
 		int secret = op_get_bool(msg, "secret", false);
 
+		size_t vlen = 0;
+
 		if (value_of(st, msg, "value", &v) < 0)
 			return;
+		/* outputs are kept in memory and in the record: bounded */
+		json_object_to_json_string_length(v, JSON_C_TO_STRING_PLAIN, &vlen);
+		st->output_values += vlen;
+		if (st->output_values > ORCHD_MAX_OUTPUT_BYTES) {
+			json_object_put(v);
+			orchd_step_fail(st, ORCHD_STEP_PROTOCOL_ERROR,
+					"protocol error: output: the output values sent add up to "
+					"more than %d MiB",
+					ORCHD_MAX_OUTPUT_BYTES >> 20);
+			return;
+		}
 		json_object_object_add(st->outputs, key, v);
 		if (secret)
 			json_object_object_add(st->secrets, key, json_object_new_boolean(1));

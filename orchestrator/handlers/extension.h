@@ -92,6 +92,9 @@
  * error): orchd's memory does not follow an extension that floods it. */
 #define ORCHD_MAX_QUEUED   (16 << 20)
 #define ORCHD_MAX_REQUESTS 1024
+/* The output values one action may send, in all (a key sent again counts
+ * again): the engine's record must hold them (PROTOCOL.md §4.1). */
+#define ORCHD_MAX_OUTPUT_BYTES (128 << 20)
 /* After asking an extension's reaper to kill everything: SIGKILL it too. */
 #define ORCHD_KILL_BACKSTOP_MS 2000
 /* Shortest wait for an exit after a result, and for pipes after an exit. */
@@ -349,6 +352,7 @@ struct orchd_step {
 
 	/* collected */
 	json_object *outputs;
+	size_t output_values; /* of the output values sent (ORCHD_MAX_OUTPUT_BYTES) */
 	json_object *secrets;
 	json_object *state;
 	int has_state;
