@@ -273,27 +273,24 @@ static char *encode_action(struct orchd_step *st, const struct orchd_step_spec *
 	/* the largest first, until the rest fits */
 	for (int n = 0; n < OP_VALUE_NFIELDS && !line && !err[0]; n++) {
 		int big = -1;
+		const char *name;
 
 		for (int i = 0; i < OP_VALUE_NFIELDS; i++)
 			if (!files[i] && (big < 0 || size[i] > size[big]))
 				big = i;
+		name = big == OP_VALUE_OUTPUTS ? "previous outputs" : op_value_field_names[big];
 		if (size[big] > (size_t)OP_MAX_FILE_VALUE) {
 			snprintf(err, errlen,
 				 "its %s is %zu bytes, more than orchd hands an extension (at "
 				 "most %ld bytes)",
-				 big == OP_VALUE_OUTPUTS ? "previous outputs"
-							 : op_value_field_names[big],
-				 size[big], OP_MAX_FILE_VALUE);
+				 name, size[big], OP_MAX_FILE_VALUE);
 			break;
 		}
 		paths[big] = xasprintf("%s/.orchd-%s.json", st->workdir, op_value_field_names[big]);
 		if (op_write_value_file(paths[big], vals[big], err, errlen) < 0)
 			break;
 		files[big] = paths[big];
-		op_buf_addf(&what, "%s%s (%zu bytes)", what.len ? ", " : "",
-			    big == OP_VALUE_OUTPUTS ? "previous outputs"
-						    : op_value_field_names[big],
-			    size[big]);
+		op_buf_addf(&what, "%s%s (%zu bytes)", what.len ? ", " : "", name, size[big]);
 		line = op_encode_action_files(spec->action, spec->instance, spec->stack,
 					      spec->config, spec->state, spec->outputs, st->workdir,
 					      files);

@@ -74,22 +74,25 @@ ssize_t write(int fd, const void *buf, size_t n)
 	return r;
 }
 
-int fsync(int fd)
+/* fsync and fdatasync: the lost data is reported, to regular files only */
+static int sync_with(int (*real)(int), int fd)
 {
 	shim_init();
 	if ((fail_fsync || budget == 0) && is_regular(fd)) {
 		errno = ENOSPC;
 		return -1;
 	}
-	return real_fsync(fd);
+	return real(fd);
+}
+
+int fsync(int fd)
+{
+	shim_init();
+	return sync_with(real_fsync, fd);
 }
 
 int fdatasync(int fd)
 {
 	shim_init();
-	if ((fail_fsync || budget == 0) && is_regular(fd)) {
-		errno = ENOSPC;
-		return -1;
-	}
-	return real_fdatasync(fd);
+	return sync_with(real_fdatasync, fd);
 }
