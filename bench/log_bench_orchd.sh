@@ -51,7 +51,7 @@ action="{\"type\":\"action\",\"action\":\"apply\",\"instance\":\"flood\",\"stack
 mkfifo "$TMP/in"
 # stdin stays open (EOF is a cancel for an extension) until it has finished
 t0=$(now_ms)
-/usr/bin/time -f '%U %S %M' -o "$TMP/time" sh -c '"$1" < "$2" | cat > /dev/null' sh "$EXT" "$TMP/in" &
+/usr/bin/time -f '%U %S %M' -o "$TMP/time" sh -c '"$1" < "$2" 2>&1 | cat > /dev/null' sh "$EXT" "$TMP/in" &
 pid=$!
 exec 3>"$TMP/in"
 printf '%s\n%s\n' "$hello" "$action" >&3

@@ -75,6 +75,11 @@ void op_splitter_finish(struct op_splitter *sp)
 	sp->finished = true;
 }
 
+size_t op_splitter_buffered(const struct op_splitter *sp)
+{
+	return sp->pending.len - sp->off;
+}
+
 bool op_splitter_done(const struct op_splitter *sp)
 {
 	return sp->finished && (sp->pending.len == sp->off || sp->skipping || sp->failed);

@@ -247,6 +247,10 @@ void op_splitter_finish(struct op_splitter *sp);
 enum op_line_status op_splitter_next(struct op_splitter *sp, const char **line, size_t *len);
 /* True when finish() was called and every line has been pulled. */
 bool op_splitter_done(const struct op_splitter *sp);
+/* Bytes fed and not pulled yet: once next() returned NONE, the start of a
+ * line whose '\n' has not come (0: input may be taken whole lines at a
+ * time, bypassing the splitter, e.g. by memrchr of the last '\n'). */
+size_t op_splitter_buffered(const struct op_splitter *sp);
 
 /* ---------------------------------------------------------------------------
  * Message types, actions, directions
@@ -836,7 +840,13 @@ const char *op_child_error(const struct op_child *c, char *buf, size_t len);
  *   OP_CMD_CAPTURE  raw bytes kept in res->out / res->err, at most
  *                   capture_max bytes (the rest is read and dropped, and
  *                   .truncated is set);
- *   both, or 0 (read and dropped; line_fn still sees the lines).
+ *   both, or 0 (read and dropped; line_fn still sees the lines);
+ *   OP_CMD_PASS     alone: the program writes straight to the extension's
+ *                   own stderr, which the extension never reads: orchd
+ *                   logs those lines as it logs any stderr line of an
+ *                   extension (info, source "stderr"; PROTOCOL.md §6).  No
+ *                   copy, no JSON, no line_fn: the fast path for the bulk
+ *                   output of a tool.
  *
  * Cancel: while the program runs, a cancel from orchd (op_ext_check_cancel,
  * including one buffered with the action) or SIGTERM/SIGINT to the
@@ -859,6 +869,7 @@ const char *op_child_error(const struct op_child *c, char *buf, size_t len);
 /* struct op_cmd_stream.mode bits */
 #define OP_CMD_LOG     1
 #define OP_CMD_CAPTURE 2
+#define OP_CMD_PASS    4
 
 /* Defaults for zero fields of the options. */
 #define OP_CMD_LINE_MAX	     65536
@@ -946,6 +957,11 @@ bool op_cmd_summary(const struct op_cmd_result *res, char *buf, size_t len);
 /* True when s[0..len) is valid UTF-8 without NUL bytes (the test op_cmd_run's
  * line cleaning applies; an empty string is valid). */
 bool op_utf8_valid(const void *s, size_t len);
+
+/* Append s[0..len) to sb with each NUL byte and each byte that does not
+ * start a valid UTF-8 sequence replaced by U+FFFD (the same cleaning).
+ * 0, or -1 when an append failed (sb is then failed, see op_buf). */
+int op_utf8_clean_into(struct op_buf *sb, const void *s, size_t len);
 
 /*
  * Install handlers for SIGTERM and SIGINT (they only record the signal:

@@ -86,14 +86,56 @@ static size_t utf8_seq(const unsigned char *p, size_t len)
 	return n;
 }
 
+/* Length of the run of ASCII bytes other than NUL at p[0..len): eight
+ * bytes at a time (no high bit, no zero byte), the tail one by one. */
+static size_t ascii_run(const unsigned char *p, size_t len)
+{
+	const uint64_t high = 0x8080808080808080ull, ones = 0x0101010101010101ull;
+	size_t i = 0;
+
+	for (; i + 8 <= len; i += 8) {
+		uint64_t w;
+
+		memcpy(&w, p + i, 8);
+		if ((w & high) || ((w - ones) & ~w & high))
+			break;
+	}
+	while (i < len && p[i] && p[i] < 0x80)
+		i++;
+	return i;
+}
+
 bool op_utf8_valid(const void *s, size_t len)
 {
 	const unsigned char *p = s;
+	size_t i = 0, n;
 
-	for (size_t i = 0, n; i < len; i += n)
+	while ((i += ascii_run(p + i, len - i)) < len) {
 		if (!(n = utf8_seq(p + i, len - i)))
 			return false;
+		i += n;
+	}
 	return true;
+}
+
+int op_utf8_clean_into(struct op_buf *sb, const void *s, size_t len)
+{
+	const unsigned char *p = s;
+	size_t i = 0, run, n;
+
+	while (i < len) {
+		run = i + ascii_run(p + i, len - i);
+		while (run < len && (n = utf8_seq(p + run, len - run)) != 0)
+			run += n + ascii_run(p + run + n, len - run - n);
+		if (op_buf_add(sb, p + i, run - i))
+			return -1;
+		if (run == len)
+			break;
+		if (op_buf_add(sb, "\xef\xbf\xbd", 3)) /* NUL or invalid */
+			return -1;
+		i = run + 1;
+	}
+	return 0;
 }
 
 /*
@@ -398,7 +440,7 @@ int op_cmd_run(struct op_ext *ext, const struct op_cmd_opts *o, struct op_cmd_re
 	char **envp;
 	size_t in_off = 0, line_max;
 	long long killed_at = 0;
-	int grace, in_fd = -1;
+	int grace, in_fd = -1, pass_fd = -1;
 	bool reaped = false;
 
 	memset(res, 0, sizeof(*res));
@@ -436,26 +478,51 @@ int op_cmd_run(struct op_ext *ext, const struct op_cmd_opts *o, struct op_cmd_re
 	c.out = OP_CHILD_PIPE;
 	c.err = OP_CHILD_PIPE;
 	c.flags = OP_CHILD_PGROUP | OP_CHILD_PATH | OP_CHILD_SHELL;
+	/* a passed stream is our own stderr (the child's fd field wants a
+	 * descriptor above 2) */
+	if ((o->out.mode | o->err.mode) & OP_CMD_PASS) {
+		pass_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+		if (pass_fd < 0) {
+			int e = errno;
+
+			snprintf(res->error, sizeof(res->error), "cannot set up '%s': stderr: %s",
+				 o->argv[0], strerror(e));
+			free(envp);
+			finish_captures(res);
+			errno = e;
+			return -1;
+		}
+		if (o->out.mode & OP_CMD_PASS)
+			c.out = pass_fd;
+		if (o->err.mode & OP_CMD_PASS)
+			c.err = pass_fd;
+	}
 	if (op_child_start(&c) < 0) {
 		int e = errno;
 
 		op_child_error(&c, res->error, sizeof(res->error));
+		close_fd(&pass_fd);
 		free(envp);
 		finish_captures(res);
 		errno = e;
 		return -1;
 	}
+	close_fd(&pass_fd);
 	free(envp);
 	if (o->input)
 		in_fd = c.in;
 
-	st[0] = (struct stream){c.out, 1, &o->out, NULL, NULL, 0, 0};
-	st[1] = (struct stream){c.err, 2, &o->err, NULL, NULL, 0, 0};
+	st[0] = (struct stream){
+		o->out.mode & OP_CMD_PASS ? -1 : c.out, 1, &o->out, NULL, NULL, 0, 0};
+	st[1] = (struct stream){
+		o->err.mode & OP_CMD_PASS ? -1 : c.err, 2, &o->err, NULL, NULL, 0, 0};
 	st[0].cap = &res->out;
 	st[1].cap = &res->err;
 	for (int i = 0; i < 2; i++) {
-		if (!(st[i].opts->mode & OP_CMD_CAPTURE))
+		if (!(st[i].opts->mode & OP_CMD_CAPTURE) || st[i].fd < 0)
 			st[i].cap = NULL;
+		if (st[i].fd < 0)
+			continue;
 		st[i].cap_max =
 			st[i].opts->capture_max ? st[i].opts->capture_max : OP_CMD_CAPTURE_MAX;
 		if ((st[i].opts->mode & OP_CMD_LOG) || o->line_fn)

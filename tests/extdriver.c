@@ -123,6 +123,15 @@ static void send_action(struct run *r)
 	r->sent_action = true;
 }
 
+static void send_cancel(struct run *r)
+{
+	if (r->o->sigterm)
+		kill(r->pid, SIGTERM);
+	else
+		send_str(r->in_w, "{\"type\":\"cancel\",\"reason\":\"interrupted\"}\n");
+	r->sent_cancel = true;
+}
+
 static void handle_line(struct run *r, const char *line, size_t len)
 {
 	const struct extdrv_opts *o = r->o;
@@ -162,11 +171,7 @@ static void handle_line(struct run *r, const char *line, size_t len)
 		send_action(r);
 	} else if (p.type == OP_MSG_LOG && o->cancel_after && !r->sent_cancel &&
 		   strstr(op_get_str(m, "message"), o->cancel_after)) {
-		if (o->sigterm)
-			kill(r->pid, SIGTERM);
-		else
-			send_str(r->in_w, "{\"type\":\"cancel\",\"reason\":\"interrupted\"}\n");
-		r->sent_cancel = true;
+		send_cancel(r);
 	} else if (p.type == OP_MSG_RESULT) {
 		ck_assert_ptr_null(d->result);
 		d->result = m;
@@ -249,6 +254,10 @@ void extdrv_run(const struct extdrv_opts *o, struct extdrv *d)
 				err_open = false;
 			else
 				append(&d->stderr_text, buf, (size_t)n);
+			/* a tool's output may come on stderr (OP_CMD_PASS) */
+			if (n > 0 && o->cancel_after && !r.sent_cancel &&
+			    strstr(d->stderr_text, o->cancel_after))
+				send_cancel(&r);
 		}
 		if (!out_open || !pfd[0].revents)
 			continue;

@@ -38,7 +38,8 @@ struct extdrv_opts {
 	const char *const *unset; /* names removed from the env, NULL-terminated */
 	const char *const *env;	  /* "NAME=VALUE" added last, NULL-terminated */
 	const char *hello;	  /* orchd hello line override (with '\n'), or NULL */
-	const char *cancel_after; /* cancel after a log message containing this */
+	const char *cancel_after; /* cancel after a log message containing this (or,
+				     with capture_stderr, once stderr holds it) */
 	bool cancel_at_once;	  /* send cancel in the same write as the action */
 	bool sigterm;		  /* with cancel_after: SIGTERM instead of cancel */
 	bool capture_stderr;	  /* collect stderr into stderr_text (else inherited) */

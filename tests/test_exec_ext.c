@@ -58,6 +58,8 @@ static void drive(const char *which, const struct drv_opts *o, struct extdrv *d)
 		.cancel_after = o->cancel_after,
 		.cancel_at_once = o->cancel_at_once,
 		.sigterm = o->sigterm,
+		/* exec hands a command's stdout to its own stderr */
+		.capture_stderr = true,
 	};
 
 	extdrv_run(&eo, d);
@@ -163,9 +165,10 @@ START_TEST(test_exec_apply_kv_outputs_and_logs)
 	drive("exec", &o, &d);
 	assert_result(&d, "success", "command exited with status 0");
 	ck_assert(op_get_bool(d.result, "changed", false));
-	ck_assert_ptr_nonnull(extdrv_find_first(&d, "log", "message", "out-line"));
-	ck_assert_str_eq(op_get_str(extdrv_find_first(&d, "log", "message", "out-line"), "level"),
-			 "info");
+	/* stdout goes straight to the extension's stderr (orchd logs it at
+	 * info), stderr comes as log messages at warning */
+	ck_assert_ptr_null(extdrv_find_first(&d, "log", "message", "out-line"));
+	ck_assert_str_eq(d.stderr_text, "out-line\n");
 	ck_assert_str_eq(op_get_str(extdrv_find_first(&d, "log", "message", "err-line"), "level"),
 			 "warning");
 	assert_output(&d, "url", "\"http://h/x?a=b\"", false);
@@ -296,7 +299,7 @@ START_TEST(test_exec_cwd)
 	o.env = env;
 	drive("exec", &o, &d);
 	assert_result(&d, "success", NULL);
-	ck_assert_ptr_nonnull(extdrv_find_first(&d, "log", "message", sub));
+	ck_assert_ptr_nonnull(strstr(d.stderr_text, sub));
 	extdrv_release(&d);
 
 	o.env = NULL;
@@ -342,7 +345,7 @@ START_TEST(test_exec_plan_destroy)
 	o.config = "{\"command\":[\"true\"],\"destroy_command\":[\"sh\",\"-c\",\"echo bye\"]}";
 	drive("exec", &o, &d);
 	assert_result(&d, "success", "destroy: command exited with status 0");
-	ck_assert_ptr_nonnull(extdrv_find_first(&d, "log", "message", "bye"));
+	ck_assert_str_eq(d.stderr_text, "bye\n");
 	extdrv_release(&d);
 }
 END_TEST
@@ -363,7 +366,7 @@ START_TEST(test_exec_cancel)
 	ck_assert_ptr_nonnull(
 		extdrv_find_first(&d, "log", "message", "cancelled: sent SIGTERM to the command"));
 	/* the command got SIGTERM (not the SIGKILL fallback) */
-	ck_assert_ptr_nonnull(extdrv_find_first(&d, "log", "message", "got-term"));
+	ck_assert_ptr_nonnull(strstr(d.stderr_text, "got-term"));
 	ck_assert_int_ge(asprintf(&pidfile, "%s/pid", d.workdir), 0);
 	text = test_read_file(pidfile, NULL);
 	ck_assert_ptr_nonnull(text);
@@ -406,7 +409,7 @@ START_TEST(test_exec_sigterm)
 
 	drive("exec", &o, &d);
 	assert_result(&d, "failure", "cancelled");
-	ck_assert_ptr_nonnull(extdrv_find_first(&d, "log", "message", "got-term"));
+	ck_assert_ptr_nonnull(strstr(d.stderr_text, "got-term"));
 	extdrv_release(&d);
 }
 END_TEST

@@ -554,6 +554,39 @@ START_TEST(test_secret_printed_before_declared)
 }
 END_TEST
 
+/* exec's command writes its stdout straight to orchd (the extension's
+ * stderr): the lines are logged, made UTF-8, and a background process that
+ * keeps that stdout open does not hold the run (the reaper ends it). */
+START_TEST(test_exec_stdout_straight_to_orchd)
+{
+	char *f, *text, *err = NULL, *bg = xasprintf("sleep 1009.%d", (int)getpid());
+	int rc;
+
+	text = xasprintf(
+		"p:\n"
+		"  exec:\n"
+		"    - name: chatty\n"
+		"      command: [sh, -c, \"echo before; printf 'bad \\\\377 nul\\\\000 end\\\\n'; "
+		"%s & echo after; echo to-stderr >&2\"]\n",
+		bg);
+	f = write_pipeline(text);
+	rc = orchd("run", f, NULL, &err, (char *)NULL);
+	ck_assert_msg(rc == 0, "rc=%d\n%s", rc, err);
+	ck_assert_msg(strstr(err, "[exec.chatty] before\n"), "%s", err);
+	ck_assert_msg(strstr(err, "[exec.chatty] after\n"), "%s", err);
+	ck_assert_msg(strstr(err, "[exec.chatty] bad \xef\xbf\xbd nul\xef\xbf\xbd end\n"), "%s",
+		      err);
+	ck_assert_msg(strstr(err, "[exec.chatty] warning: to-stderr\n"), "%s", err);
+	for (int i = 0; i < 100 && test_process_with_arg(bg); i++)
+		usleep(20000);
+	ck_assert_msg(!test_process_with_arg(bg), "the background process survived");
+	free(err);
+	free(text);
+	free(f);
+	free(bg);
+}
+END_TEST
+
 /* Nothing an extension starts outlives its action, at isolation basic too:
  * a setsid daemon with its stdio on /dev/null is gone when the run ends;
  * and when orchd itself is killed with -9, an extension that ignores
@@ -1041,6 +1074,7 @@ Suite *lifecycle_suite(void)
 	tcase_add_test(tc, test_python_example_large_values);
 	tcase_add_test(tc, test_value_files_are_confined);
 	tcase_add_test(tc, test_silent_git_remote);
+	tcase_add_test(tc, test_exec_stdout_straight_to_orchd);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -13,6 +13,7 @@
 #include <json-c/json.h>
 
 #include "core/logging.h"
+#include "orchd_protocol.h"
 #include "testutil.h"
 #include "util.h"
 
@@ -415,6 +416,84 @@ START_TEST(test_summary_table)
 }
 END_TEST
 
+/*
+ * The bulk path (orchd_journal_lines, orchd_console_lines: a tool's output
+ * in whole chunks) against one orchd_journal_line per line: the same
+ * console bytes and the same kept log, on random blocks of text with
+ * control characters, tabs, CRs, UTF-8, secrets (masked), in colour or not,
+ * at info (the fast path) and warning, streamed or grouped, and past the
+ * 1 MiB bound of the kept log.
+ */
+START_TEST(test_lines_same_as_per_line)
+{
+	static const char *const alpha[] = {"a",  "b",	 "s3",	      "\n",   "\n",
+					    "\t", "\r",	 "\x1b[2J",   "\x7f", "\xc3\xa9",
+					    " ",  "xyz", "0123456789"};
+	const char *const ids[] = {"exec.a-long-name", "exec.b"};
+	unsigned seed = (unsigned)time(NULL);
+
+	srand(seed);
+	for (int round = 0; round < 48; round++) {
+		struct cap bulk, each;
+		struct orchd_console *cb = cap_console(&bulk, ORCHD_LOG_INFO, round % 2, 0);
+		struct orchd_console *ce = cap_console(&each, ORCHD_LOG_INFO, round % 2, 0);
+		struct orchd_journal_opts jo = {.grouped = round / 2 % 2};
+		struct orchd_journal *jb = orchd_journal_new(cb, ids, 2, &jo);
+		struct orchd_journal *je = orchd_journal_new(ce, ids, 2, &jo);
+		enum orchd_log_level lvl = round / 4 % 3 == 2 ? ORCHD_LOG_WARNING : ORCHD_LOG_INFO;
+		/* the last rounds push the kept log past its bound */
+		int blocks = round >= 44 ? 400 : 8;
+
+		for (size_t i = 0; i < 2; i++) {
+			orchd_console_add_instance(cb, ids[i]);
+			orchd_console_add_instance(ce, ids[i]);
+		}
+		if (round / 4 % 3 == 1) {
+			orchd_mask_add(orchd_console_mask(cb), "s3s3");
+			orchd_mask_add(orchd_console_mask(ce), "s3s3");
+			orchd_mask_add(orchd_console_mask(cb), "b\ta");
+			orchd_mask_add(orchd_console_mask(ce), "b\ta");
+		}
+		for (int b = 0; b < blocks; b++) {
+			struct op_buf text = OP_BUF_INIT;
+			size_t i = (size_t)(rand() % 2), start = 0;
+			int pieces = round >= 44 ? 2000 : rand() % 300;
+
+			for (int k = 0; k < pieces; k++)
+				op_buf_addstr(&text, alpha[rand() % ARRAY_SIZE(alpha)]);
+			op_buf_addch(&text, '\n');
+			/* per line first: the bulk call may change the bytes */
+			for (size_t k = 0; k < text.len; k++)
+				if (text.buf[k] == '\n') {
+					char *line = xstrndup(text.buf + start, k - start);
+
+					orchd_journal_line(je, i, lvl, ORCHD_LOGSRC_STDERR, line);
+					free(line);
+					start = k + 1;
+				}
+			orchd_journal_lines(jb, i, lvl, ORCHD_LOGSRC_STDERR, text.buf, text.len);
+			op_buf_release(&text);
+		}
+		for (size_t i = 0; i < 2; i++) {
+			ck_assert_msg(!strcmp(orchd_journal_text(jb, i), orchd_journal_text(je, i)),
+				      "seed %u round %d: kept logs differ", seed, round);
+			orchd_journal_flush(jb, i);
+			orchd_journal_flush(je, i);
+		}
+		ck_assert_msg(!strcmp(cap_text(&bulk), cap_text(&each)),
+			      "seed %u round %d: consoles differ:\n%.300s\n---\n%.300s", seed,
+			      round, cap_text(&bulk), cap_text(&each));
+		ck_assert_uint_gt(strlen(cap_text(&bulk)), 0);
+		orchd_journal_free(jb);
+		orchd_journal_free(je);
+		orchd_console_free(cb);
+		orchd_console_free(ce);
+		cap_free(&bulk);
+		cap_free(&each);
+	}
+}
+END_TEST
+
 START_TEST(test_names)
 {
 	ck_assert_str_eq(orchd_log_level_name(ORCHD_LOG_WARNING), "warning");
@@ -443,6 +522,7 @@ Suite *logging_suite(void)
 	tcase_add_test(tc, test_console_no_status_off_tty);
 	tcase_add_test(tc, test_summary_table);
 	tcase_add_test(tc, test_names);
+	tcase_add_test(tc, test_lines_same_as_per_line);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -119,6 +119,35 @@ static struct op_cmd_opts sh_opts(char **argv, const char *script)
 	return o;
 }
 
+/* OP_CMD_PASS: the program writes to our own stderr, nothing is captured
+ * or split; the other stream works as usual. */
+START_TEST(test_run_pass_to_stderr)
+{
+	char *argv[4], buf[256];
+	struct op_cmd_opts o = sh_opts(argv, "echo to-out; echo to-err >&2; echo more-out");
+	struct op_cmd_result r;
+	int p[2], saved = dup(2);
+	ssize_t n;
+
+	ck_assert_int_eq(pipe(p), 0);
+	ck_assert_int_eq(dup2(p[1], 2), 2);
+	close(p[1]);
+	o.out = (struct op_cmd_stream){OP_CMD_PASS, NULL, 0};
+	ck_assert_int_eq(op_cmd_run(NULL, &o, &r), 0);
+	dup2(saved, 2);
+	close(saved);
+	ck_assert(op_cmd_exited(&r, 0));
+	ck_assert_uint_eq(r.out.len, 0);
+	ck_assert_str_eq(r.err.buf, "to-err\n");
+	n = read(p[0], buf, sizeof(buf) - 1); /* every writer is gone */
+	ck_assert_int_gt(n, 0);
+	buf[n] = '\0';
+	ck_assert_str_eq(buf, "to-out\nmore-out\n");
+	close(p[0]);
+	op_cmd_result_release(&r);
+}
+END_TEST
+
 START_TEST(test_run_exit_status)
 {
 	char *argv[4], buf[128];
@@ -645,6 +674,7 @@ Suite *oprun_suite(void)
 	tcase_add_test(tc, test_utf8_valid);
 	tcase_add_test(tc, test_closest);
 	tcase_add_test(tc, test_errors);
+	tcase_add_test(tc, test_run_pass_to_stderr);
 	tcase_add_test(tc, test_fail_errors);
 	suite_add_tcase(s, tc);
 	return s;

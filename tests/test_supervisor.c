@@ -628,6 +628,112 @@ START_TEST(test_long_stderr_line_split)
 }
 END_TEST
 
+static void full_log(void *cb, void *ctx, const char *id, enum orchd_log_level level,
+		     enum orchd_log_source src, const char *text)
+{
+	struct rec *r = ctx;
+
+	(void)cb;
+	(void)id;
+	ck_assert_int_eq(level, ORCHD_LOG_INFO);
+	if (src != ORCHD_LOGSRC_STDERR)
+		return;
+	r->nlines[src]++;
+	op_buf_addstr(&r->log, text);
+	op_buf_addch(&r->log, '\n');
+}
+
+static void full_lines(void *cb, void *ctx, const char *id, enum orchd_log_level level,
+		       enum orchd_log_source src, char *text, size_t len)
+{
+	struct rec *r = ctx;
+
+	(void)cb;
+	(void)id;
+	ck_assert_int_eq(level, ORCHD_LOG_INFO);
+	ck_assert_int_eq(src, ORCHD_LOGSRC_STDERR);
+	ck_assert(len > 0 && text[len - 1] == '\n');
+	ck_assert(op_utf8_valid(text, len));
+	r->nlines[src] += 1000000; /* counts the bulk calls */
+	op_buf_add(&r->log, text, len);
+}
+
+/* What orchd must log of stderr bytes: lines cut at OP_MAX_LINE, then made
+ * UTF-8 (a reference written plainly, not the code under test). */
+static void stderr_reference(struct op_buf *want, const char *data, size_t len)
+{
+	size_t start = 0;
+
+	while (start < len) {
+		const char *nl = memchr(data + start, '\n', len - start);
+		size_t l = nl ? (size_t)(nl - data) - start : len - start;
+
+		while (l > OP_MAX_LINE) {
+			ck_assert_int_eq(op_utf8_clean_into(want, data + start, OP_MAX_LINE), 0);
+			op_buf_addch(want, '\n');
+			start += OP_MAX_LINE;
+			l -= OP_MAX_LINE;
+		}
+		ck_assert_int_eq(op_utf8_clean_into(want, data + start, l), 0);
+		op_buf_addch(want, '\n');
+		start += l + 1;
+	}
+}
+
+/*
+ * stderr in writes of random sizes (partial lines, long lines across
+ * reads, invalid UTF-8, NUL bytes) gives exactly the lines the reference
+ * says, whether the caller takes whole chunks (log_lines: the bulk path of
+ * orchd run) or one line per call.
+ */
+START_TEST(test_stderr_chunks_same_lines)
+{
+	struct orchd_supervisor *saved = sup, *plain, *bulk;
+	struct orchd_supervisor_opts o = ORCHD_SUPERVISOR_OPTS_INIT;
+	char *copy = xasprintf("%s/stderr.copy", tmp), *cfg;
+	unsigned seed = (unsigned)time(NULL);
+
+	o.log = full_log;
+	o.done = on_done;
+	plain = orchd_supervisor_new(&o);
+	o.log_lines = full_lines;
+	bulk = orchd_supervisor_new(&o);
+	cfg = xasprintf("{\"mode\":\"stderrmix\",\"seed\":%u,\"copy\":\"%s\"}", seed, copy);
+	for (int round = 0; round < 2; round++) {
+		struct rec r = {0};
+		struct op_buf want = OP_BUF_INIT;
+		size_t len;
+		char *data;
+
+		sup = round ? bulk : plain;
+		start_ex(&r, "misbehave.mix", helper, cfg, NULL, 0, 300);
+		run_all();
+		ck_assert_msg(r.status == ORCHD_STEP_SUCCESS, "%s", r.reason);
+		data = test_read_file(copy, &len);
+		ck_assert_ptr_nonnull(data);
+		stderr_reference(&want, data, len);
+		ck_assert_int_eq(op_buf_failed(&want), 0);
+		ck_assert_msg(r.log.len == want.len && !memcmp(r.log.buf, want.buf, want.len),
+			      "seed %u, round %d: %zu bytes logged, %zu expected", seed, round,
+			      r.log.len, want.len);
+		/* the bulk path did take chunks, and lines too (the long ones) */
+		if (round)
+			ck_assert(r.nlines[ORCHD_LOGSRC_STDERR] > 1000000 &&
+				  r.nlines[ORCHD_LOGSRC_STDERR] % 1000000 > 0);
+		else
+			ck_assert_int_lt(r.nlines[ORCHD_LOGSRC_STDERR], 1000000);
+		free(data);
+		op_buf_release(&want);
+		rec_release(&r);
+	}
+	sup = saved;
+	orchd_supervisor_free(plain);
+	orchd_supervisor_free(bulk);
+	free(cfg);
+	free(copy);
+}
+END_TEST
+
 START_TEST(test_describe_and_validate_payloads)
 {
 	struct rec d = {0}, v = {0};
@@ -873,6 +979,7 @@ Suite *supervisor_suite(void)
 	tcase_add_test(tc, test_not_executable);
 	tcase_add_test(tc, test_exec_format_error);
 	tcase_add_test(tc, test_long_stderr_line_split);
+	tcase_add_test(tc, test_stderr_chunks_same_lines);
 	tcase_add_test(tc, test_describe_and_validate_payloads);
 	tcase_add_test(tc, test_relative_executable);
 	tcase_add_test(tc, test_cancel_all);

@@ -83,7 +83,8 @@ static char *resolve_cwd(const struct exec_config *cfg, const char *workdir)
 
 /*
  * Run argv with cfg's env and cwd, $ORCHD_OUTPUT set to outfile, stdout
- * lines logged at info and stderr lines at warning.
+ * written straight to our stderr (orchd logs it at info, no copy through
+ * us: the bulk of a command's output) and stderr lines logged at warning.
  */
 static int run_command(struct op_ext *ext, const struct exec_config *cfg, char *const *argv,
 		       const char *outfile, struct op_cmd_result *r)
@@ -93,7 +94,7 @@ static int run_command(struct op_ext *ext, const struct exec_config *cfg, char *
 	struct op_cmd_opts o = {
 		.argv = argv,
 		.cwd = cwd,
-		.out = {OP_CMD_LOG, "info", 0},
+		.out = {OP_CMD_PASS, NULL, 0},
 		.err = {OP_CMD_LOG, "warning", 0},
 		.name = "the command",
 		.kill_grace_ms = EXEC_KILL_GRACE_MS,

@@ -478,6 +478,9 @@ char *orchd_mask_apply(const struct orchd_mask *m, const char *text, size_t len,
 struct console_inst {
 	char *id;
 	int color;
+	char *prefix;	     /* "[ID]" padded to prefix_width + 1, or NULL */
+	size_t prefix_len;   /* bytes of prefix */
+	size_t prefix_width; /* the console's width it was made for */
 };
 
 struct orchd_console {
@@ -490,7 +493,8 @@ struct orchd_console {
 	size_t width;		   /* longest id */
 	struct console_inst *inst;
 	size_t ninst, ainst;
-	size_t last; /* index of the last instance looked up */
+	size_t last;	     /* index of the last instance looked up */
+	const char *last_id; /* the string it was looked up with (borrowed) */
 	struct orchd_mask *mask;
 	struct op_buf line;
 };
@@ -550,8 +554,10 @@ void orchd_console_free(struct orchd_console *c)
 		return;
 	orchd_console_status_clear(c);
 	fflush(c->out);
-	for (size_t i = 0; i < c->ninst; i++)
+	for (size_t i = 0; i < c->ninst; i++) {
 		free(c->inst[i].id);
+		free(c->inst[i].prefix);
+	}
 	free(c->inst);
 	orchd_mask_free(c->mask);
 	op_buf_release(&c->line);
@@ -572,12 +578,16 @@ void orchd_console_flush(struct orchd_console *c)
 
 static struct console_inst *find_inst(struct orchd_console *c, const char *id)
 {
-	/* the same instance usually says many lines in a row */
-	if (c->last < c->ninst && !strcmp(c->inst[c->last].id, id))
+	/* the same instance usually says many lines in a row, with the same
+	 * string for its id */
+	if (c->last < c->ninst && (id == c->last_id || !strcmp(c->inst[c->last].id, id))) {
+		c->last_id = id;
 		return &c->inst[c->last];
+	}
 	for (size_t i = 0; i < c->ninst; i++)
 		if (!strcmp(c->inst[i].id, id)) {
 			c->last = i;
+			c->last_id = id;
 			return &c->inst[i];
 		}
 	return NULL;
@@ -594,6 +604,7 @@ static struct console_inst *get_inst(struct orchd_console *c, const char *id)
 	in = &c->inst[c->ninst];
 	in->id = xstrdup(id);
 	in->color = palette[c->ninst % ARRAY_SIZE(palette)];
+	in->prefix = NULL;
 	c->ninst++;
 	l = strlen(id) + 2;
 	if (l > c->width)
@@ -633,34 +644,84 @@ void orchd_console_status_clear(struct orchd_console *c)
 	c->status_shown = 0;
 }
 
-/* One console line: "[ID] LEVEL: TEXT", or with where "WHERE: LEVEL: TEXT"
- * (a diagnostic, positioned like orchd's own). */
-static void console_line(struct orchd_console *c, const char *id, const char *where,
-			 enum orchd_log_level level, const char *text)
+/* The "[ID]" prefix of an instance's lines, padded to the widest id and a
+ * space; made again when a wider id came. */
+static void add_prefix(struct orchd_console *c, struct op_buf *sb, const char *id)
 {
-	struct op_buf *sb = &c->line;
-	char *masked;
-	size_t len, mlen;
+	struct console_inst *in = get_inst(c, id);
 
-	if (level < c->level)
+	if (!in->prefix || in->prefix_width != c->width) {
+		struct op_buf p = OP_BUF_INIT;
+		size_t pad = c->width - (strlen(id) + 2);
+
+		if (c->color)
+			op_buf_addf(&p, "\033[%dm[%s]\033[0m", in->color, id);
+		else
+			op_buf_addf(&p, "[%s]", id);
+		while (pad--)
+			op_buf_addch(&p, ' ');
+		op_buf_addch(&p, ' ');
+		free(in->prefix);
+		in->prefix = op_buf_detach(&p, &in->prefix_len);
+		if (!in->prefix)
+			die("out of memory");
+		in->prefix_width = c->width;
+	}
+	op_buf_add(sb, in->prefix, in->prefix_len);
+}
+
+static void neutralize(unsigned char *o, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if ((o[i] < 0x20 && o[i] != '\t') || o[i] == 0x7f)
+			o[i] = '?';
+}
+
+/* Copy text to o with its control characters (C0 but tab, and DEL) as '?':
+ * a line never moves the cursor or rings the terminal.  Copied whole, then
+ * checked eight bytes at a time: a word with a byte below 0x20 or a 0x7f
+ * (tests that may also flag a byte after such a one) is fixed byte by
+ * byte. */
+static void copy_printable(unsigned char *o, const char *text, size_t len)
+{
+	const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+	size_t i = 0;
+
+	memcpy(o, text, len);
+	for (; i + 8 <= len; i += 8) {
+		uint64_t w, d;
+
+		memcpy(&w, o + i, 8);
+		d = w ^ (0x7f * ones);
+		if (((w - 0x20 * ones) & ~w & high) || ((d - ones) & ~d & high))
+			neutralize(o + i, 8);
+	}
+	neutralize(o + i, len - i);
+}
+
+/* Append text as copy_printable() makes it, and a newline. */
+static void add_printable(struct op_buf *sb, const char *text, size_t len)
+{
+	if (op_buf_grow(sb, len + 2) < 0)
 		return;
-	op_buf_reset(sb);
+	copy_printable((unsigned char *)sb->buf + sb->len, text, len);
+	sb->buf[sb->len + len] = '\n';
+	sb->len += len + 1; /* room made above */
+	sb->buf[sb->len] = '\0';
+}
+
+/* Append one console line to sb: "[ID] LEVEL: TEXT\n", or with where
+ * "WHERE: LEVEL: TEXT\n" (a diagnostic, positioned like orchd's own). */
+static void format_line(struct orchd_console *c, struct op_buf *sb, const char *id,
+			const char *where, enum orchd_log_level level, const char *text, size_t len)
+{
+	char *masked;
+
 	if (where) {
 		op_buf_addstr(sb, where);
 		op_buf_addstr(sb, ": ");
 	} else if (id) {
-		struct console_inst *in = get_inst(c, id);
-		size_t pad = c->width - (strlen(id) + 2);
-		if (c->color) {
-			op_buf_addf(sb, "\033[%dm[%s]\033[0m", in->color, id);
-		} else {
-			op_buf_addch(sb, '[');
-			op_buf_addstr(sb, id);
-			op_buf_addch(sb, ']');
-		}
-		while (pad--)
-			op_buf_addch(sb, ' ');
-		op_buf_addch(sb, ' ');
+		add_prefix(c, sb, id);
 	}
 	if (level == ORCHD_LOG_WARNING)
 		op_buf_addstr(sb, c->color ? "\033[33mwarning:\033[0m " : "warning: ");
@@ -668,29 +729,93 @@ static void console_line(struct orchd_console *c, const char *id, const char *wh
 		op_buf_addstr(sb, c->color ? "\033[31merror:\033[0m " : "error: ");
 	else if (level == ORCHD_LOG_DEBUG)
 		op_buf_addstr(sb, "debug: ");
-	len = sb->len;
 	/* mask the text as it came, then neutralize its control characters
 	 * (the other way round, a secret holding one would be missed) */
-	text = text ? text : "";
-	masked = orchd_mask_apply(c->mask, text, strlen(text), &mlen);
-	if (masked) {
-		op_buf_add(sb, masked, mlen);
-		free(masked);
-	} else {
-		op_buf_addstr(sb, text);
-	}
-	for (size_t i = len; i < sb->len; i++) {
-		unsigned char ch = (unsigned char)sb->buf[i];
-		if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
-			sb->buf[i] = '?';
-	}
+	masked = orchd_mask_apply(c->mask, text, len, &len);
+	add_printable(sb, masked ? masked : text, len); /* and the '\n' */
+	free(masked);
+}
+
+/* Write the lines in sb, under the status line when it shows. */
+static void write_lines(struct orchd_console *c, struct op_buf *sb)
+{
 	orchd_buf_str(sb); /* dies when an append failed */
 	status_erase(c);
 	fwrite(sb->buf, 1, sb->len, c->out);
-	fputc('\n', c->out);
 	status_draw(c);
 	if (c->status)
 		fflush(c->out);
+	op_buf_reset(sb);
+}
+
+static void console_line(struct orchd_console *c, const char *id, const char *where,
+			 enum orchd_log_level level, const char *text)
+{
+	if (level < c->level)
+		return;
+	text = text ? text : "";
+	op_buf_reset(&c->line);
+	format_line(c, &c->line, id, where, level, text, strlen(text));
+	write_lines(c, &c->line);
+}
+
+/*
+ * The bulk path (a tool's output: thousands of lines of one instance at
+ * info): each line is the instance's prefix and its text, masked when
+ * secrets are known, copied straight into the console's buffer, which is
+ * written in blocks of about 64 KiB.  Anything else goes line by line.
+ */
+void orchd_console_lines(struct orchd_console *c, const char *id, enum orchd_log_level level,
+			 const char *text, size_t len)
+{
+	const char *p = text, *end = text + len, *nl;
+	struct op_buf *sb = &c->line;
+	struct console_inst *in;
+
+	if (level < c->level)
+		return;
+	op_buf_reset(sb);
+	if (c->status || !id || level != ORCHD_LOG_INFO) {
+		for (; p < end; p = nl + 1) {
+			nl = memchr(p, '\n', (size_t)(end - p));
+			if (!nl)
+				nl = end;
+			format_line(c, sb, id, NULL, level, p, (size_t)(nl - p));
+			if (sb->len >= sizeof(stderr_buf))
+				write_lines(c, sb);
+		}
+		if (sb->len)
+			write_lines(c, sb);
+		return;
+	}
+	add_prefix(c, sb, id); /* makes the prefix */
+	op_buf_reset(sb);
+	in = get_inst(c, id);
+	for (; p < end; p = nl + 1) {
+		size_t n, need;
+		char *masked = NULL;
+		const char *t = p;
+
+		nl = memchr(p, '\n', (size_t)(end - p));
+		if (!nl)
+			nl = end;
+		n = (size_t)(nl - p);
+		if (c->mask->count && (masked = orchd_mask_apply(c->mask, p, n, &n)))
+			t = masked;
+		need = in->prefix_len + n + 2;
+		if (sb->alloc - sb->len < need && op_buf_grow(sb, need) < 0)
+			die("out of memory");
+		memcpy(sb->buf + sb->len, in->prefix, in->prefix_len);
+		copy_printable((unsigned char *)sb->buf + sb->len + in->prefix_len, t, n);
+		sb->len += in->prefix_len + n;
+		sb->buf[sb->len++] = '\n';
+		sb->buf[sb->len] = '\0'; /* need counted it */
+		free(masked);
+		if (sb->len >= sizeof(stderr_buf))
+			write_lines(c, sb);
+	}
+	if (sb->len)
+		write_lines(c, sb);
 }
 
 void orchd_console_log(struct orchd_console *c, const char *id, enum orchd_log_level level,
@@ -872,10 +997,8 @@ static void group_spill(struct journal_entry *e)
 }
 
 /* Keep a line for the instance's log file and JUnit (bounded). */
-static void journal_keep(struct journal_entry *e, const char *text)
+static void journal_keep_n(struct journal_entry *e, const char *text, size_t len)
 {
-	size_t len = strlen(text);
-
 	if (e->truncated)
 		return;
 	if (e->log.len + len + 64 > e->log.max) {
@@ -885,6 +1008,11 @@ static void journal_keep(struct journal_entry *e, const char *text)
 	}
 	op_buf_add(&e->log, text, len);
 	op_buf_addch(&e->log, '\n');
+}
+
+static void journal_keep(struct journal_entry *e, const char *text)
+{
+	journal_keep_n(e, text, strlen(text));
 }
 
 /* --log-format json: one object per line on stderr, masked. */
@@ -935,6 +1063,32 @@ void orchd_journal_line(struct orchd_journal *j, size_t i, enum orchd_log_level 
 		return;
 	}
 	orchd_console_log(j->con, id, level, text);
+}
+
+void orchd_journal_lines(struct orchd_journal *j, size_t i, enum orchd_log_level level,
+			 enum orchd_log_source src, char *text, size_t len)
+{
+	struct journal_entry *e = i < j->n ? &j->e[i] : NULL;
+	char *p, *nl, *end = text + len;
+
+	if (e && !j->o.grouped && !e->hold && !j->o.json) {
+		/* the log keeps whole lines while they fit */
+		if (!e->truncated && e->log.len + len + 64 <= e->log.max)
+			op_buf_add(&e->log, text, len);
+		else
+			for (p = text; p < end && !e->truncated; p = nl + 1) {
+				nl = memchr(p, '\n', (size_t)(end - p));
+				journal_keep_n(e, p, (size_t)(nl - p));
+			}
+		orchd_console_lines(j->con, j->ids[i], level, text, len);
+		return;
+	}
+	for (p = text; p < end; p = nl + 1) {
+		nl = memchr(p, '\n', (size_t)(end - p));
+		*nl = '\0';
+		orchd_journal_line(j, i, level, src, p);
+		*nl = '\n';
+	}
 }
 
 void orchd_journal_hold(struct orchd_journal *j, size_t i)

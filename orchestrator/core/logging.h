@@ -128,6 +128,11 @@ void orchd_console_log(struct orchd_console *c, const char *id, enum orchd_log_l
 		       const char *text);
 void orchd_console_logf(struct orchd_console *c, const char *id, enum orchd_log_level level,
 			const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* Several lines of id at once, each ended by '\n' in text[0..len) (a
+ * missing last '\n' is implied): the same as one orchd_console_log() per
+ * line, written in blocks. */
+void orchd_console_lines(struct orchd_console *c, const char *id, enum orchd_log_level level,
+			 const char *text, size_t len);
 
 /* Update the live status line (drawn on a TTY only). running: ids of the
  * running instances (borrowed). */
@@ -182,6 +187,11 @@ void orchd_journal_free(struct orchd_journal *j);
 #define ORCHD_JOURNAL_ORCHD ((size_t)-1)
 void orchd_journal_line(struct orchd_journal *j, size_t i, enum orchd_log_level level,
 			enum orchd_log_source src, const char *text);
+/* Several lines at once, each ended by '\n' in text[0..len) (see
+ * orchd_step_log_lines_fn): the same as one orchd_journal_line() per line.
+ * text may be modified during the call. */
+void orchd_journal_lines(struct orchd_journal *j, size_t i, enum orchd_log_level level,
+			 enum orchd_log_source src, char *text, size_t len);
 /* Grouped output: print instance i's block now (it ended). */
 void orchd_journal_flush(struct orchd_journal *j, size_t i);
 /* Every line of instance i, '\n'-separated, unmasked (the report masks). */

@@ -1073,6 +1073,16 @@ static void on_log(void *cb_data, void *ctx, const char *id, enum orchd_log_leve
 	orchd_journal_line(s->o.journal, nd->idx, level, src, text);
 }
 
+static void on_log_lines(void *cb_data, void *ctx, const char *id, enum orchd_log_level level,
+			 enum orchd_log_source src, char *text, size_t len)
+{
+	struct orchd_sched *s = cb_data;
+	struct node *nd = ctx;
+
+	(void)id;
+	orchd_journal_lines(s->o.journal, nd->idx, level, src, text, len);
+}
+
 static int make_supervisor(struct orchd_sched *s)
 {
 	struct orchd_supervisor_opts so = ORCHD_SUPERVISOR_OPTS_INIT;
@@ -1080,6 +1090,7 @@ static int make_supervisor(struct orchd_sched *s)
 	if (s->sup)
 		return 0;
 	so.log = on_log;
+	so.log_lines = on_log_lines;
 	so.output = on_output;
 	so.mask = on_mask;
 	so.done = on_done;

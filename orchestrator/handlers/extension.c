@@ -225,6 +225,7 @@ struct orchd_step *orchd_step_new(const struct orchd_step_spec *spec,
 		st->dl_timeout = st->start_ms + st->timeout_ms;
 	st->fd_in = st->fd_out = st->fd_err = st->fd_rep = -1;
 	op_buf_init(&st->wq, ORCHD_MAX_QUEUED);
+	op_buf_init(&st->err_clean, 0);
 	st->outputs = json_object_new_object();
 	st->secrets = json_object_new_object();
 	st->sp_out = op_splitter_new(OP_MAX_LINE, OP_SPLIT_STRICT);
@@ -243,6 +244,7 @@ void orchd_step_free(struct orchd_step *st)
 	close_fd(&st->fd_err);
 	close_fd(&st->fd_rep);
 	op_buf_release(&st->wq);
+	op_buf_release(&st->err_clean);
 	op_splitter_free(st->sp_out);
 	op_splitter_free(st->sp_err);
 	json_object_put(st->outputs);
@@ -715,6 +717,19 @@ static void step_stdout_line(struct orchd_step *st, const char *line, size_t len
 	op_parsed_release(&p);
 }
 
+/* A stderr line is free text: logged as it is when it is UTF-8 without NUL
+ * bytes, else with those bytes as U+FFFD (PROTOCOL.md §4). */
+static void step_stderr_line(struct orchd_step *st, const char *line, size_t len)
+{
+	if (!op_utf8_valid(line, len)) {
+		op_buf_reset(&st->err_clean);
+		if (op_utf8_clean_into(&st->err_clean, line, len) < 0)
+			return; /* out of memory: the line is dropped, not cut */
+		line = st->err_clean.buf;
+	}
+	step_log_src(st, ORCHD_LOG_INFO, ORCHD_LOGSRC_STDERR, line);
+}
+
 static void step_drain_lines(struct orchd_step *st, int err)
 {
 	struct op_splitter *sp = err ? st->sp_err : st->sp_out;
@@ -724,13 +739,70 @@ static void step_drain_lines(struct orchd_step *st, int err)
 
 	while ((ls = op_splitter_next(sp, &line, &len)) != OP_LINE_NONE) {
 		if (err)
-			step_log_src(st, ORCHD_LOG_INFO, ORCHD_LOGSRC_STDERR, line);
+			step_stderr_line(st, line, len);
 		else if (ls == OP_LINE_TOO_LONG)
 			orchd_step_fail(st, ORCHD_STEP_PROTOCOL_ERROR,
 					"protocol error: line exceeds %d bytes", OP_MAX_LINE);
 		else
 			step_stdout_line(st, line, len);
 	}
+}
+
+/* Whole stderr lines, logged in one call when the caller takes them so. */
+static void step_stderr_lines(struct orchd_step *st, char *text, size_t len)
+{
+	if (!op_utf8_valid(text, len)) {
+		op_buf_reset(&st->err_clean);
+		if (op_utf8_clean_into(&st->err_clean, text, len) < 0)
+			return; /* out of memory: the lines are dropped, not cut */
+		text = st->err_clean.buf;
+		len = st->err_clean.len;
+	}
+	if (st->hooks.log_lines) {
+		st->hooks.log_lines(st->hooks.cb_data, st->ctx, st->id, ORCHD_LOG_INFO,
+				    ORCHD_LOGSRC_STDERR, text, len);
+		return;
+	}
+	for (char *p = text, *nl; p < text + len; p = nl + 1) {
+		nl = memchr(p, '\n', (size_t)(text + len - p));
+		*nl = '\0';
+		step_log_src(st, ORCHD_LOG_INFO, ORCHD_LOGSRC_STDERR, p);
+	}
+}
+
+/*
+ * stderr is read in chunks of whole lines where it can: the line the
+ * splitter holds is completed through it, the whole lines after it go in
+ * one call, and what follows the last '\n' waits in the splitter.  A chunk
+ * is far below OP_MAX_LINE, so no line of it needs cutting.
+ */
+static void step_stderr_chunk(struct orchd_step *st, char *data, size_t n)
+{
+	char *nl, *last;
+
+	if (op_splitter_buffered(st->sp_err) && (nl = memchr(data, '\n', n))) {
+		size_t k = (size_t)(nl - data) + 1;
+
+		if (op_splitter_feed(st->sp_err, data, k) < 0)
+			goto nomem;
+		step_drain_lines(st, 1);
+		data += k;
+		n -= k;
+	}
+	if (!op_splitter_buffered(st->sp_err) && n && (last = memrchr(data, '\n', n))) {
+		size_t k = (size_t)(last - data) + 1;
+
+		step_stderr_lines(st, data, k);
+		data += k;
+		n -= k;
+	}
+	if (n && op_splitter_feed(st->sp_err, data, n) < 0)
+		goto nomem;
+	step_drain_lines(st, 1);
+	return;
+nomem:
+	orchd_step_fail(st, ORCHD_STEP_FAILED, "out of memory reading stderr");
+	close_fd(&st->fd_err);
 }
 
 static void step_feed(struct orchd_step *st, int err, const char *data, size_t n)
@@ -750,9 +822,12 @@ void orchd_step_stdout(struct orchd_step *st, const char *data, size_t n)
 		step_feed(st, 0, data, n);
 }
 
-void orchd_step_stderr(struct orchd_step *st, const char *data, size_t n)
+void orchd_step_stderr(struct orchd_step *st, char *data, size_t n)
 {
-	step_feed(st, 1, data, n);
+	if (n > OP_MAX_LINE)
+		step_feed(st, 1, data, n); /* lines may need cutting */
+	else
+		step_stderr_chunk(st, data, n);
 }
 
 void orchd_step_eof(struct orchd_step *st, int err)

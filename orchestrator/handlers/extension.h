@@ -220,6 +220,13 @@ struct orchd_step_result {
 typedef void (*orchd_step_log_fn)(void *cb_data, void *ctx, const char *id,
 				  enum orchd_log_level level, enum orchd_log_source src,
 				  const char *text);
+/* Several stderr lines at once (the bulk path of a chatty tool): text[0..len)
+ * is whole lines, each ended by '\n', valid UTF-8 without NUL bytes, each
+ * line at most OP_MAX_LINE bytes; the callee may modify the bytes during
+ * the call.  Logging them is the same as one log call per line. */
+typedef void (*orchd_step_log_lines_fn)(void *cb_data, void *ctx, const char *id,
+					enum orchd_log_level level, enum orchd_log_source src,
+					char *text, size_t len);
 /* Progress message: percent -1 when absent. */
 typedef void (*orchd_step_progress_fn)(void *cb_data, void *ctx, const char *id, int percent,
 				       const char *message);
@@ -239,11 +246,12 @@ typedef void (*orchd_step_done_fn)(void *cb_data, void *ctx, const char *id,
 
 /* The callbacks of every step, with their data. */
 struct orchd_step_hooks {
-	orchd_step_log_fn log;		 /* may be NULL: lines dropped */
-	orchd_step_progress_fn progress; /* may be NULL: progress logged at info */
-	orchd_step_done_fn done;	 /* required */
-	orchd_step_output_fn output;	 /* may be NULL */
-	orchd_step_mask_fn mask;	 /* may be NULL: mask messages ignored */
+	orchd_step_log_fn log;		   /* may be NULL: lines dropped */
+	orchd_step_progress_fn progress;   /* may be NULL: progress logged at info */
+	orchd_step_done_fn done;	   /* required */
+	orchd_step_output_fn output;	   /* may be NULL */
+	orchd_step_mask_fn mask;	   /* may be NULL: mask messages ignored */
+	orchd_step_log_lines_fn log_lines; /* may be NULL: log is called per line */
 	void *cb_data;
 };
 
@@ -325,6 +333,7 @@ struct orchd_step {
 				      (PROTOCOL.md §4.1), or NULL */
 	struct op_splitter *sp_out;
 	struct op_splitter *sp_err;
+	struct op_buf err_clean;       /* a stderr line made valid UTF-8 */
 	char **env;		       /* its environment, until it is spawned */
 	struct orchd_sandbox *sandbox; /* its sandbox's plan, until it is spawned */
 	struct orchd_cgroup *cgroup;   /* its cgroup (limits), until it is freed */
@@ -377,7 +386,7 @@ void orchd_step_spawned(struct orchd_step *st);
 void orchd_step_fail(struct orchd_step *st, enum orchd_step_status status, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 void orchd_step_stdout(struct orchd_step *st, const char *data, size_t n);
-void orchd_step_stderr(struct orchd_step *st, const char *data, size_t n);
+void orchd_step_stderr(struct orchd_step *st, char *data, size_t n);
 void orchd_step_eof(struct orchd_step *st, int err);
 void orchd_step_exec_report(struct orchd_step *st);
 void orchd_step_reaped(struct orchd_step *st, int wstatus, const struct rusage *ru);

@@ -802,6 +802,7 @@ struct orchd_supervisor *orchd_supervisor_new(const struct orchd_supervisor_opts
 	sup->hooks.done = opts->done;
 	sup->hooks.output = opts->output;
 	sup->hooks.mask = opts->mask;
+	sup->hooks.log_lines = opts->log_lines;
 	sup->hooks.cb_data = opts->cb_data;
 	sup->orchd_version = xstrdup(opts->orchd_version ? opts->orchd_version : ORCHD_VERSION);
 

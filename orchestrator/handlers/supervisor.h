@@ -77,14 +77,15 @@ struct orchd_supervisor_opts {
 	orchd_step_progress_fn progress; /* may be NULL: progress logged at info */
 	orchd_step_done_fn done;	 /* required */
 	void *cb_data;
-	const char *orchd_version;   /* NULL: ORCHD_VERSION */
-	orchd_step_output_fn output; /* may be NULL */
-	orchd_step_mask_fn mask;     /* may be NULL */
+	const char *orchd_version;	   /* NULL: ORCHD_VERSION */
+	orchd_step_output_fn output;	   /* may be NULL */
+	orchd_step_mask_fn mask;	   /* may be NULL */
+	orchd_step_log_lines_fn log_lines; /* may be NULL: log per line */
 };
 
-#define ORCHD_SUPERVISOR_OPTS_INIT                       \
-	{                                                \
-		NULL, NULL, NULL, NULL, NULL, NULL, NULL \
+#define ORCHD_SUPERVISOR_OPTS_INIT                             \
+	{                                                      \
+		NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL \
 	}
 
 struct orchd_supervisor; /* opaque */

@@ -39,6 +39,11 @@
  *   sleep       sleep config.ms then success
  *   cwd         output "cwd": getcwd(), then success
  *   longstderr  one 1.5 MiB stderr line, then success
+ *   stderrmix   about 3 MiB of stderr in writes of random sizes with short
+ *               pauses (config.seed): short, empty and CR-ended lines,
+ *               invalid UTF-8, NUL bytes, a 100 KiB and a 1.5 MiB line, a
+ *               last line without '\n'; the same bytes also go to the
+ *               file config.copy; then success
  *   describe    success result with a "describe" payload
  *   invalid     failure result with "errors":[{path,message}] (validate)
  *   fetch       request {"op": config.op or "fetch", "id": 7, "source":
@@ -443,6 +448,56 @@ int main(void)
 		big[n] = '\n';
 		op_write_all(2, big, n + 1);
 		free(big);
+		emit_result(1, NULL);
+	} else if (!strcmp(mode, "stderrmix")) {
+		struct op_buf b = OP_BUF_INIT;
+		const char *copy = json_object_get_string(json_object_object_get(config, "copy"));
+		unsigned seed =
+			(unsigned)json_object_get_int(json_object_object_get(config, "seed"));
+		FILE *f = fopen(copy, "w");
+
+		srand(seed);
+		for (int k = 0; k < 4000; k++) {
+			switch (rand() % 9) {
+			case 0:
+				op_buf_addch(&b, '\n');
+				break;
+			case 1:
+				op_buf_addf(&b, "line %d with CR\r\n", k);
+				break;
+			case 2:
+				op_buf_addf(&b, "bad \xff\xc3 utf-8 %d\n", k);
+				break;
+			case 3:
+				op_buf_add(&b, "nul \0 in it\n", 13);
+				break;
+			case 4:
+				op_buf_addf(&b, "half a line %d, ", k); /* the rest comes later */
+				break;
+			case 5:
+				op_buf_addstr(&b, "caf\xc3\xa9 \xe2\x82\xac\n");
+				break;
+			default:
+				op_buf_addf(&b, "plain line %d of some length ........\n", k);
+				break;
+			}
+			if (k == 1000 || k == 3000)
+				for (int i = 0; i < (k == 1000 ? 100 * 1024 : OP_MAX_LINE * 3 / 2);
+				     i++)
+					op_buf_addch(&b, 'L');
+		}
+		op_buf_addstr(&b, "the last line, no newline");
+		if (!f || fwrite(b.buf, 1, b.len, f) != b.len || fclose(f))
+			return finish(1);
+		for (size_t off = 0, n; off < b.len; off += n) {
+			n = 1 + (size_t)rand() % 100000;
+			if (n > b.len - off)
+				n = b.len - off;
+			op_write_all(2, b.buf + off, n);
+			if (rand() % 4 == 0)
+				usleep(1000);
+		}
+		op_buf_release(&b);
 		emit_result(1, NULL);
 	} else if (!strcmp(mode, "describe") || !strcmp(mode, "invalid")) {
 		json_object *o = msg("result"), *d = json_object_new_object();
