@@ -41,7 +41,7 @@ printf '%-10s %10s %12s %10s %8s %14s\n' instances "bytes" "libyaml_ms" "orchd_m
 for n in 1000 10000; do
 	f=$DIR/p$n.yaml
 	python3 "$SRC/bench/gen_pipeline.py" "$n" > "$f"
-	ORCHD_EXTENSIONS_PATH_ONLY=1 "$ORCHD" --extensions-dir "$DIR/ext" validate "$f" > /dev/null
+	ORCHD_EXTENSIONS_PATH_ONLY=1 "$ORCHD" --extensions-dir "$DIR/ext" graph "$f" > /dev/null
 	y=$(best_ms "$BUILD/yaml_parse" "$f")
 	o=$(best_ms env ORCHD_EXTENSIONS_PATH_ONLY=1 "$ORCHD" --extensions-dir "$DIR/ext" graph --format json "$f")
 	rss=$(ORCHD_EXTENSIONS_PATH_ONLY=1 /usr/bin/time -f %M "$ORCHD" --extensions-dir "$DIR/ext" \

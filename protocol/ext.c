@@ -178,8 +178,21 @@ static int read_value_files(struct op_ext *ext)
 }
 
 static const char *const features[] = {OP_FEATURE_FILES, NULL};
+static const char *const session_features[] = {OP_FEATURE_FILES, OP_FEATURE_SESSION, NULL};
 
-struct op_ext *op_ext_start(const struct op_ext_info *info, int in_fd, int out_fd)
+/* Take the action message p (valid, type action) as the current one. */
+static int take_action(struct op_ext *ext, struct op_parsed *p)
+{
+	json_object_put(ext->action_msg);
+	ext->action_msg = op_parsed_steal(p);
+	ext->action = op_action_from_name(op_get_str(ext->action_msg, "action"));
+	ext->result_sent = false;
+	return read_value_files(ext);
+}
+
+/* The handshake and the first action; session: the hello says feature
+ * "session" (the caller then runs op_ext_next() after each result). */
+static struct op_ext *ext_start(const struct op_ext_info *info, int in_fd, int out_fd, bool session)
 {
 	struct op_ext *ext = calloc(1, sizeof(*ext));
 	struct op_parsed p;
@@ -224,8 +237,8 @@ struct op_ext *op_ext_start(const struct op_ext_info *info, int in_fd, int out_f
 	}
 	op_parsed_release(&p);
 	if (send_line(ext, op_encode_hello_ext(version, info->name, info->version,
-					       info->min_orchd_version, info->actions, features)) <
-	    0) {
+					       info->min_orchd_version, info->actions,
+					       session ? session_features : features)) < 0) {
 		complain(ext, "cannot write hello: %s", strerror(errno));
 		goto fail;
 	}
@@ -244,14 +257,46 @@ struct op_ext *op_ext_start(const struct op_ext_info *info, int in_fd, int out_f
 		op_parsed_release(&p);
 		goto fail;
 	}
-	ext->action_msg = op_parsed_steal(&p);
-	ext->action = op_action_from_name(op_get_str(ext->action_msg, "action"));
-	if (read_value_files(ext) < 0)
+	if (take_action(ext, &p) < 0)
 		goto fail;
 	return ext;
 fail:
 	op_ext_free(ext);
 	return NULL;
+}
+
+struct op_ext *op_ext_start(const struct op_ext_info *info, int in_fd, int out_fd)
+{
+	return ext_start(info, in_fd, out_fd, false);
+}
+
+int op_ext_next(struct op_ext *ext)
+{
+	struct op_parsed p;
+	int r;
+
+	if (!ext->result_sent) {
+		errno = EINVAL;
+		return -1;
+	}
+	/* a cancelled action (or EOF seen) ends the session */
+	if (ext->cancelled || ext->eof || op_ext_flush(ext) < 0)
+		return 0;
+	r = read_msg(ext, &p);
+	if (r <= 0)
+		return r;
+	if (p.type != OP_MSG_ACTION) {
+		enum op_msg_type type = p.type;
+
+		/* orchd ends a session by closing stdin; a cancel between
+		 * actions ends it too */
+		if (type != OP_MSG_CANCEL)
+			complain(ext, "protocol error: expected action, got %s",
+				 op_msg_type_name(type));
+		op_parsed_release(&p);
+		return type == OP_MSG_CANCEL ? 0 : -1;
+	}
+	return take_action(ext, &p) < 0 ? -1 : 1;
 }
 
 enum op_action op_ext_action(const struct op_ext *ext)
@@ -658,6 +703,7 @@ int op_ext_main(int argc, char **argv, const struct op_ext_info *info,
 	struct op_ext *ext;
 	op_ext_handler fn;
 	size_t n = 0;
+	int r = 0;
 
 	(void)argv;
 	if (argc > 1) {
@@ -674,13 +720,22 @@ int op_ext_main(int argc, char **argv, const struct op_ext_info *info,
 		derived[n] = NULL;
 		with_actions.actions = derived;
 	}
-	ext = op_ext_start(&with_actions, 0, 1);
+	ext = ext_start(&with_actions, 0, 1, true);
 	if (!ext)
 		return 1;
-	fn = handler_of(handlers, op_ext_action(ext));
-	if (fn)
-		fn(ext);
-	else
-		op_ext_result(ext, false, -1, NULL, "unsupported action");
+	do {
+		fn = handler_of(handlers, op_ext_action(ext));
+		if (fn)
+			fn(ext);
+		else
+			op_ext_result(ext, false, -1, NULL, "unsupported action");
+		if (!ext->result_sent)
+			break; /* op_ext_finish() says so */
+			       /* a session (PROTOCOL.md §7.6): the next action, until EOF */
+	} while ((r = op_ext_next(ext)) > 0);
+	if (r < 0) {
+		op_ext_free(ext);
+		return 1;
+	}
 	return op_ext_finish(ext);
 }

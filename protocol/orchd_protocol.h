@@ -68,6 +68,9 @@ struct json_object;
 
 /* The hello feature of an extension that reads the action's *_file fields. */
 #define OP_FEATURE_FILES "files"
+/* hello feature: several actions in one process, one after the other
+ * (PROTOCOL.md §7.6) */
+#define OP_FEATURE_SESSION "session"
 
 /* Size of the error-text buffers used below (messages are truncated to it). */
 #define OP_ERRMAX 512
@@ -478,9 +481,12 @@ bool op_hello_has_feature(const struct json_object *ext_hello, const char *featu
  *           return op_ext_main(argc, argv, &info, &handlers);
  *   }
  *
- * op_ext_main() is op_ext_start() (the handshake), a dispatch on
- * op_ext_action() and op_ext_finish(); an extension that needs another
- * main loop calls those three itself.
+ * op_ext_main() is the handshake, a dispatch on op_ext_action() and, as
+ * its hello declares feature "session" (PROTOCOL.md §7.6), op_ext_next()
+ * after each result, then op_ext_finish().  An extension that needs another
+ * main loop calls op_ext_start() (no session: one action per process),
+ * op_ext_action(), op_ext_finish() itself.  Handlers then must not keep
+ * state of one action for the next beyond what the messages carry.
  *
  * All emitters but op_ext_log_line (buffered) write one line with write(2)
  * on out_fd immediately (no stdio buffering), return 0 or -1 (EPIPE when
@@ -507,6 +513,16 @@ struct op_ext; /* opaque */
  * info is borrowed and must outlive the returned ext.
  */
 struct op_ext *op_ext_start(const struct op_ext_info *info, int in_fd, int out_fd);
+
+/*
+ * In a session, after the result: wait for orchd's next message.  1: the
+ * next action was read (op_ext_action(), op_ext_config() ... now describe
+ * it; its result is owed); 0: the session is over (end of input, a
+ * cancel, the last action was cancelled, or stdout is gone), the caller
+ * exits 0; -1: read or protocol error (after a complaint on stderr), or
+ * no result was sent yet (EINVAL).
+ */
+int op_ext_next(struct op_ext *ext);
 
 enum op_action op_ext_action(const struct op_ext *ext);
 /* The whole action message; borrowed (lives until op_ext_free). */

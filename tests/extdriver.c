@@ -77,13 +77,14 @@ struct run {
 	struct json_object *state; /* owned, NULL: null */
 	int in_w;
 	pid_t pid;
-	bool sent_action, sent_cancel;
+	bool sent_action, sent_cancel, sent_next;
 };
 
 static void send_action(struct run *r)
 {
 	const struct extdrv_opts *o = r->o;
-	enum op_action a = op_action_from_name(o->action);
+	enum op_action a =
+		op_action_from_name(r->sent_action && o->next_action ? o->next_action : o->action);
 	const char *stack = o->instance_id ? o->instance_id : "dev-t";
 	char *line = op_encode_action(a, "t", stack, r->cfg, r->state, NULL, r->d->workdir);
 
@@ -175,8 +176,16 @@ static void handle_line(struct run *r, const char *line, size_t len)
 	} else if (p.type == OP_MSG_RESULT) {
 		ck_assert_ptr_null(d->result);
 		d->result = m;
-		close(r->in_w);
-		r->in_w = -1;
+		if (o->next_action && !r->sent_next) {
+			/* a session (PROTOCOL.md §7.6): the second action */
+			d->first_result = m;
+			d->result = NULL;
+			r->sent_next = true;
+			send_action(r);
+		} else {
+			close(r->in_w);
+			r->in_w = -1;
+		}
 	}
 	op_parsed_release(&p);
 }
@@ -186,7 +195,7 @@ void extdrv_run(const struct extdrv_opts *o, struct extdrv *d)
 	struct op_splitter *sp = op_splitter_new(0, OP_SPLIT_STRICT);
 	struct run r = {.o = o, .d = d};
 	int in_p[2], out_p[2], err_p[2] = {-1, -1}, wst;
-	bool out_open = true, err_open = o->capture_stderr;
+	bool out_open = true, err_open = o->capture_stderr, reaped = false;
 	char buf[65536];
 
 	ck_assert_ptr_nonnull(o->exe);
@@ -242,9 +251,18 @@ void extdrv_run(const struct extdrv_opts *o, struct extdrv *d)
 		enum op_line_status ls;
 		ssize_t n;
 
-		if (poll(pfd, 2, -1) < 0) {
+		int ready = poll(pfd, 2, out_open ? -1 : 300);
+
+		if (ready < 0) {
 			ck_assert_int_eq(errno, EINTR);
 			continue;
+		}
+		/* stdout is done and the extension exited, but a process its
+		 * tool left behind holds stderr (a tool's stdout may be the
+		 * extension's stderr): as orchd's reaper would, stop there */
+		if (ready == 0 && waitpid(r.pid, &wst, WNOHANG) == r.pid) {
+			reaped = true;
+			break;
 		}
 		if (err_open && pfd[1].revents) {
 			n = read(err_p[0], buf, sizeof(buf));
@@ -281,7 +299,8 @@ void extdrv_run(const struct extdrv_opts *o, struct extdrv *d)
 	close(out_p[0]);
 	if (o->capture_stderr)
 		close(err_p[0]);
-	ck_assert_int_eq(waitpid(r.pid, &wst, 0), r.pid);
+	if (!reaped)
+		ck_assert_int_eq(waitpid(r.pid, &wst, 0), r.pid);
 	d->status = WIFEXITED(wst) ? WEXITSTATUS(wst) : 128 + WTERMSIG(wst);
 	op_splitter_free(sp);
 	json_object_put(r.cfg);

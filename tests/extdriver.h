@@ -43,19 +43,21 @@ struct extdrv_opts {
 	bool cancel_at_once;	  /* send cancel in the same write as the action */
 	bool sigterm;		  /* with cancel_after: SIGTERM instead of cancel */
 	bool capture_stderr;	  /* collect stderr into stderr_text (else inherited) */
+	const char *next_action;  /* a session: sent after the first result */
 	bool strict;		  /* every stdout line must be a valid message */
 	bool expect_result;	  /* assert a result arrived and exit code 0 */
 };
 
 struct extdrv {
-	struct json_object *msgs;   /* every valid message, in order (owned) */
-	struct json_object *hello;  /* borrowed from msgs, or NULL */
-	struct json_object *result; /* borrowed from msgs, or NULL */
-	char *nonproto;		    /* non-protocol stdout lines, '\n'-ended (owned) */
-	char *stderr_text;	    /* stderr with capture_stderr, else "" (owned) */
-	char *workdir;		    /* the workdir used (owned copy) */
-	int status;		    /* exit code, 128+signal when killed */
-	bool own_workdir;	    /* workdir was created: release removes it */
+	struct json_object *msgs;	  /* every valid message, in order (owned) */
+	struct json_object *hello;	  /* borrowed from msgs, or NULL */
+	struct json_object *result;	  /* borrowed from msgs, or NULL */
+	struct json_object *first_result; /* with next_action: the first one */
+	char *nonproto;			  /* non-protocol stdout lines, '\n'-ended (owned) */
+	char *stderr_text;		  /* stderr with capture_stderr, else "" (owned) */
+	char *workdir;			  /* the workdir used (owned copy) */
+	int status;			  /* exit code, 128+signal when killed */
+	bool own_workdir;		  /* workdir was created: release removes it */
 };
 
 /* Run one action; fills d (release it with extdrv_release()). */

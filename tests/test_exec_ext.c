@@ -32,6 +32,7 @@ struct drv_opts {
 	const char *cancel_after; /* send cancel after a log message with this text */
 	bool cancel_at_once;	  /* send cancel in the same write as the action */
 	bool sigterm;		  /* with cancel_after: SIGTERM the extension instead */
+	const char *next_action;  /* a session: the second action */
 };
 
 static char *ext_path(const char *which)
@@ -58,6 +59,7 @@ static void drive(const char *which, const struct drv_opts *o, struct extdrv *d)
 		.cancel_after = o->cancel_after,
 		.cancel_at_once = o->cancel_at_once,
 		.sigterm = o->sigterm,
+		.next_action = o->next_action,
 		/* exec hands a command's stdout to its own stderr */
 		.capture_stderr = true,
 	};
@@ -559,6 +561,39 @@ START_TEST(test_demo_protocol_mismatch)
 }
 END_TEST
 
+/* A session (PROTOCOL.md §7.6): exec and both demos declare it, answer
+ * validate, then take apply in the same process and exit 0 at the end of
+ * their input; a describe then an apply too (any listed action may follow). */
+START_TEST(test_session_two_actions)
+{
+	static const char *const which[] = {"exec", "shdemo", "pydemo"};
+	static const char *const firsts[] = {"validate", "describe"};
+
+	for (size_t k = 0; k < sizeof(firsts) / sizeof(firsts[0]); k++) {
+		struct extdrv d;
+		struct drv_opts o = {
+			.action = firsts[k],
+			.next_action = "apply",
+			.config = _i ? "{\"who\":\"sessions\"}"
+				     : "{\"command\":[\"sh\",\"-c\",\"echo applied\"]}",
+		};
+
+		drive(which[_i], &o, &d);
+		ck_assert_msg(op_hello_has_feature(d.hello, OP_FEATURE_SESSION), "%s: %s",
+			      which[_i], json_text(d.hello));
+		ck_assert_ptr_nonnull(d.first_result);
+		ck_assert_str_eq(op_get_str(d.first_result, "status"), "success");
+		assert_result(&d, "success", NULL);
+		ck_assert_int_eq(d.status, 0);
+		if (_i)
+			ck_assert_ptr_nonnull(extdrv_find_first(&d, "output", "key", "message"));
+		else
+			ck_assert_str_eq(d.stderr_text, "applied\n");
+		extdrv_release(&d);
+	}
+}
+END_TEST
+
 Suite *exec_ext_suite(void)
 {
 	Suite *s = suite_create("exec_ext");
@@ -586,6 +621,7 @@ Suite *exec_ext_suite(void)
 	tcase_add_loop_test(tc, test_demo_validate, 0, 2);
 	tcase_add_loop_test(tc, test_demo_lifecycle, 0, 2);
 	tcase_add_loop_test(tc, test_demo_protocol_mismatch, 0, 2);
+	tcase_add_loop_test(tc, test_session_two_actions, 0, 3);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -587,6 +587,81 @@ START_TEST(test_exec_stdout_straight_to_orchd)
 }
 END_TEST
 
+/* The loop of the session test's extensions: each action appends "PID
+ * ACTION INSTANCE" to $ORCHD_PIPELINE_DIR/pids; validate rejects a config
+ * holding a reference not known yet; apply outputs x; then AFTER. */
+#define SESSION_LOOP(after)                                                           \
+	"while read -r action; do\n"                                                  \
+	"  a=${action#*\\\"action\\\":\\\"}; a=${a%%\\\"*}\n"                         \
+	"  i=${action#*\\\"instance\\\":\\\"}; i=${i%%\\\"*}\n"                       \
+	"  echo \"$$ $a $i\" >> \"$ORCHD_PIPELINE_DIR/pids\"\n"                       \
+	"  case $a$action in\n"                                                       \
+	"  validate*'${{'*) echo '{\"type\":\"result\",\"status\":\"failure\"}' ;;\n" \
+	"  apply*) echo '{\"type\":\"output\",\"key\":\"x\",\"value\":1}'\n"          \
+	"    echo '{\"type\":\"result\",\"status\":\"success\"}' ;;\n"                \
+	"  *) echo '{\"type\":\"result\",\"status\":\"success\"}' ;;\n"               \
+	"  esac\n"                                                                    \
+	"  " after "\n"                                                               \
+	"done\n"
+
+/* Sessions (PROTOCOL.md §7.6) in a run: an extension that declares them
+ * validates and applies each instance in one process, the validate that
+ * rejected a reference not known yet included (validate again, then
+ * apply, same process); one that does not gets a process per action. */
+START_TEST(test_run_uses_sessions)
+{
+	long pa[2] = {0}, pb[3] = {0}, pc[2] = {0};
+	int na = 0, nb = 0, nc = 0, rc;
+	char *f, *err = NULL, *pids, *path, *save = NULL;
+
+	write_ext(
+		"sess",
+		"read -r hello\n"
+		"echo '{\"type\":\"hello\",\"protocol\":1,\"name\":\"sess\",\"version\":\"1\","
+		"\"actions\":[\"validate\",\"apply\"],\"features\":[\"session\"]}'\n" SESSION_LOOP(
+			":"));
+	/* without the feature it exits after each result */
+	write_ext("plain",
+		  "read -r hello\n"
+		  "echo '{\"type\":\"hello\",\"protocol\":1,\"name\":\"plain\",\"version\":\"1\","
+		  "\"actions\":[\"validate\",\"apply\"]}'\n" SESSION_LOOP("exit 0"));
+	f = write_pipeline("p:\n"
+			   "  core: {isolation: basic}\n"
+			   "  sess:\n"
+			   "    - name: a\n"
+			   "    - name: b\n"
+			   "      dep: ${{ sess.a.outputs.x }}\n"
+			   "  plain:\n"
+			   "    - name: c\n");
+	rc = orchd("run", f, NULL, &err, (char *)NULL);
+	ck_assert_msg(rc == 0, "rc=%d\n%s", rc, err);
+	path = xasprintf("%.*s/pids", (int)(strrchr(f, '/') - f), f);
+	pids = test_read_file(path, NULL);
+	ck_assert_ptr_nonnull(pids);
+	for (char *l = strtok_r(pids, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+		char act[16], inst[16];
+		long pid;
+
+		ck_assert_int_eq(sscanf(l, "%ld %15s %15s", &pid, act, inst), 3);
+		if (!strcmp(inst, "a") && na < 2)
+			pa[na++] = pid;
+		else if (!strcmp(inst, "b") && nb < 3)
+			pb[nb++] = pid;
+		else if (!strcmp(inst, "c") && nc < 2)
+			pc[nc++] = pid;
+	}
+	ck_assert_msg(na == 2 && nb == 3 && nc == 2, "actions seen: a %d, b %d, c %d", na, nb, nc);
+	ck_assert_msg(pa[0] == pa[1], "a: validate and apply in one process");
+	ck_assert_msg(pb[0] == pb[1] && pb[1] == pb[2],
+		      "b: validate, validate again, apply in one process");
+	ck_assert_msg(pc[0] != pc[1], "c: no session, a process per action");
+	free(pids);
+	free(path);
+	free(err);
+	free(f);
+}
+END_TEST
+
 /* Nothing an extension starts outlives its action, at isolation basic too:
  * a setsid daemon with its stdio on /dev/null is gone when the run ends;
  * and when orchd itself is killed with -9, an extension that ignores
@@ -1075,6 +1150,7 @@ Suite *lifecycle_suite(void)
 	tcase_add_test(tc, test_value_files_are_confined);
 	tcase_add_test(tc, test_silent_git_remote);
 	tcase_add_test(tc, test_exec_stdout_straight_to_orchd);
+	tcase_add_test(tc, test_run_uses_sessions);
 	suite_add_tcase(s, tc);
 	return s;
 }

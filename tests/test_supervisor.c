@@ -32,6 +32,7 @@ struct rec {
 	struct op_buf log;
 	long nlines[4];
 	long max_rss_kb;
+	pid_t pid;
 	char workdir[4096];
 };
 
@@ -85,6 +86,7 @@ static void on_done(void *cb, void *ctx, const char *id, const struct orchd_step
 	r->describe = json_object_get(res->describe);
 	r->errors = json_object_get(res->errors);
 	r->max_rss_kb = res->max_rss_kb;
+	r->pid = res->pid;
 	snprintf(r->workdir, sizeof(r->workdir), "%s", res->workdir ? res->workdir : "");
 }
 
@@ -734,6 +736,163 @@ START_TEST(test_stderr_chunks_same_lines)
 }
 END_TEST
 
+/* --- sessions (PROTOCOL.md §7.6) ------------------------------------------- */
+
+/* A sh extension "sess" for the session tests: hello (with features from
+ * features), then for each action a log line "pid PID ACTION", a result,
+ * and after validate's result what `after` says. */
+static char *session_ext(const char *features, const char *after)
+{
+	char *path = xasprintf("%s/orchd-ext-sess", tmp);
+	char *text = xasprintf(
+		"#!/bin/sh\n"
+		"read -r hello || exit 1\n"
+		"echo '{\"type\":\"hello\",\"protocol\":1,\"name\":\"sess\",\"version\":\"1.0\","
+		"\"actions\":[\"validate\",\"apply\"],\"features\":[%s]}'\n"
+		"while read -r action; do\n"
+		"  case $action in *'\"validate\"'*) a=validate ;; *) a=apply ;; esac\n"
+		"  echo "
+		"\"{\\\"type\\\":\\\"log\\\",\\\"level\\\":\\\"info\\\",\\\"message\\\":\\\"pid $$ "
+		"$a\\\"}\"\n"
+		"  echo '{\"type\":\"result\",\"status\":\"success\"}'\n"
+		"  if [ $a = validate ]; then %s; fi\n"
+		"done\n",
+		features, after);
+
+	FILE *f = fopen(path, "w");
+
+	ck_assert_ptr_nonnull(f);
+	fputs(text, f);
+	ck_assert_int_eq(fclose(f), 0);
+	ck_assert_int_eq(chmod(path, 0755), 0);
+	free(text);
+	return path;
+}
+
+static void start_sess(struct rec *r, const char *exe, enum op_action action, int park, int adopt)
+{
+	struct orchd_step_spec s = ORCHD_STEP_SPEC_INIT;
+	char *base = xasprintf("%s/work", tmp);
+
+	op_buf_init(&r->log, 0);
+	s.id = "sess.a";
+	s.exe = exe;
+	s.action = action;
+	s.instance = "a";
+	s.stack = "dev-sess-a";
+	s.workdir_base = base;
+	s.grace_ms = 300;
+	s.ctx = r;
+	s.park = park;
+	s.adopt = adopt;
+	ck_assert_int_eq(orchd_supervisor_start(sup, &s), 0);
+	free(base);
+}
+
+/* the pid the extension logged for its action */
+static long logged_pid(const struct rec *r)
+{
+	const char *p = strstr(op_buf_str(&r->log), "pid ");
+
+	return p ? strtol(p + 4, NULL, 10) : -1;
+}
+
+/* validate parks, apply runs in the same process and workdir; nothing
+ * is left when the session ends (no zombie, no fd: teardown checks) */
+START_TEST(test_session_validate_then_apply)
+{
+	char *exe = session_ext("\"session\"", ":");
+	struct rec v = {0}, a = {0};
+
+	start_sess(&v, exe, OP_ACTION_VALIDATE, 1, 0);
+	run_all();
+	ck_assert_msg(v.status == ORCHD_STEP_SUCCESS, "%s", v.reason);
+	ck_assert_int_eq(v.exit_status, 0);
+	ck_assert_int_gt(logged_pid(&v), 1);
+	/* the session waits: not a running step */
+	ck_assert_int_eq(orchd_supervisor_running(sup), 0);
+	ck_assert_int_eq(kill((pid_t)logged_pid(&v), 0), 0);
+	start_sess(&a, exe, OP_ACTION_APPLY, 0, 1);
+	run_all();
+	ck_assert_msg(a.status == ORCHD_STEP_SUCCESS, "%s", a.reason);
+	ck_assert_int_eq(logged_pid(&a), logged_pid(&v));
+	ck_assert_str_eq(a.workdir, v.workdir);
+	ck_assert_msg(strstr(op_buf_str(&a.log), "apply"), "%s", op_buf_str(&a.log));
+	ck_assert_int_eq(a.exit_status, 0);
+	rec_release(&v);
+	rec_release(&a);
+	free(exe);
+}
+END_TEST
+
+/* without the feature, or when the session broke while it waited (it
+ * exited, or wrote on stdout), the next action gets a process of its own */
+START_TEST(test_session_fallbacks)
+{
+	static const struct {
+		const char *features, *after;
+		int parks;
+	} cases[] = {
+		{"", ":", 0},					/* no feature: v1 */
+		{"\"session\"", "exit 0", 1},			/* exits instead of waiting */
+		{"\"session\"", "sleep 0.2; echo '{}'", 1},	/* writes while it waits */
+		{"\"session\"", "echo '{\"type\":\"log\"'", 1}, /* right after its result */
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		char *exe = session_ext(cases[i].features, cases[i].after);
+		struct rec v = {0}, a = {0};
+
+		start_sess(&v, exe, OP_ACTION_VALIDATE, 1, 0);
+		run_all();
+		ck_assert_msg(v.status == ORCHD_STEP_SUCCESS, "case %zu: %s", i, v.reason);
+		usleep(400000); /* whatever it does after its result, it did */
+		start_sess(&a, exe, OP_ACTION_APPLY, 0, 1);
+		run_all();
+		ck_assert_msg(a.status == ORCHD_STEP_SUCCESS, "case %zu: %s", i, a.reason);
+		ck_assert_msg(logged_pid(&a) != logged_pid(&v), "case %zu: same process", i);
+		ck_assert_int_gt(logged_pid(&a), 1);
+		rec_release(&v);
+		rec_release(&a);
+		free(exe);
+	}
+}
+END_TEST
+
+/* at most max_sessions wait; the others end at their result; sessions
+ * nobody adopts end with close_sessions() */
+START_TEST(test_session_bound_and_close)
+{
+	struct orchd_supervisor *saved = sup;
+	struct orchd_supervisor_opts o = ORCHD_SUPERVISOR_OPTS_INIT;
+	char *exe = session_ext("\"session\"", ":");
+	struct rec v1 = {0}, v2 = {0};
+
+	o.log = on_log;
+	o.done = on_done;
+	o.max_sessions = 1;
+	sup = orchd_supervisor_new(&o);
+	start_sess(&v1, exe, OP_ACTION_VALIDATE, 1, 0);
+	start_sess(&v2, exe, OP_ACTION_VALIDATE, 1, 0);
+	run_all();
+	ck_assert_msg(v1.status == ORCHD_STEP_SUCCESS, "%s", v1.reason);
+	ck_assert_msg(v2.status == ORCHD_STEP_SUCCESS, "%s", v2.reason);
+	/* one waits, the other exited */
+	ck_assert_int_eq(
+		(kill((pid_t)logged_pid(&v1), 0) == 0) + (kill((pid_t)logged_pid(&v2), 0) == 0), 1);
+	orchd_supervisor_close_sessions(sup);
+	ck_assert_int_eq(orchd_supervisor_running(sup), 1);
+	run_all();
+	ck_assert_int_ne(
+		kill((pid_t)logged_pid(&v1), 0) == 0 || kill((pid_t)logged_pid(&v2), 0) == 0, 1);
+	orchd_supervisor_free(sup);
+	sup = saved;
+	rec_release(&v1);
+	rec_release(&v2);
+	free(exe);
+}
+END_TEST
+
 START_TEST(test_describe_and_validate_payloads)
 {
 	struct rec d = {0}, v = {0};
@@ -980,6 +1139,9 @@ Suite *supervisor_suite(void)
 	tcase_add_test(tc, test_exec_format_error);
 	tcase_add_test(tc, test_long_stderr_line_split);
 	tcase_add_test(tc, test_stderr_chunks_same_lines);
+	tcase_add_test(tc, test_session_validate_then_apply);
+	tcase_add_test(tc, test_session_fallbacks);
+	tcase_add_test(tc, test_session_bound_and_close);
 	tcase_add_test(tc, test_describe_and_validate_payloads);
 	tcase_add_test(tc, test_relative_executable);
 	tcase_add_test(tc, test_cancel_all);

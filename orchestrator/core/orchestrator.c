@@ -279,6 +279,7 @@ static int load_records(struct command *c, const struct orchd_pipeline *p,
 	so.work_dir = c->work_dir;
 	so.pipeline_dir = c->pipeline_dir;
 	so.action = verb_action(o->verb);
+	so.sessions = o->verb != ORCHD_VERB_VALIDATE;
 	so.parallelism = (size_t)(o->parallelism > 0	    ? o->parallelism
 				  : p->core.parallelism > 0 ? p->core.parallelism
 							    : orchd_ncpus());

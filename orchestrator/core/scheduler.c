@@ -783,6 +783,12 @@ static void start_step(struct orchd_sched *s, struct node *nd, enum op_action ac
 	spec.ctx = nd;
 	spec.sources = nd->in->sources;
 	spec.sandbox = nd->sandbox;
+	/* one process for validate and the action after it when the
+	 * extension can (a session); its sources are fetched once, so an
+	 * instance with sources gets a process per action */
+	spec.adopt = s->o.sessions;
+	spec.park = s->o.sessions && action == OP_ACTION_VALIDATE &&
+		    (!nd->in->sources || !json_object_array_length(nd->in->sources));
 	if (orchd_supervisor_start(s->sup, &spec) < 0) {
 		/* only when interrupted: it never ran */
 		nd->cause = CAUSE_INTERRUPTED;
@@ -1109,6 +1115,18 @@ static int busy(const struct orchd_sched *s)
 	return s->ready.n || s->timers.n;
 }
 
+/* The sessions still waiting (their instance's action never came: it was
+ * skipped, or the run stops) end, and their processes are waited for. */
+static void end_sessions(struct orchd_sched *s)
+{
+	if (!s->sup || s->running)
+		return;
+	orchd_supervisor_close_sessions(s->sup);
+	while (orchd_supervisor_running(s->sup))
+		if (orchd_supervisor_wait(s->sup, -1) < 0)
+			break;
+}
+
 int orchd_sched_run(struct orchd_sched *s, enum op_action phase)
 {
 	if (make_supervisor(s) < 0)
@@ -1172,6 +1190,8 @@ int orchd_sched_run(struct orchd_sched *s, enum op_action phase)
 						    : "not started after an earlier failure");
 		fire(s, nd, EV_ABANDONED);
 	}
+	if (phase != OP_ACTION_VALIDATE)
+		end_sessions(s);
 	for (size_t i = 0; i < s->nn; i++)
 		orchd_journal_flush(s->o.journal, i);
 	return 0;
@@ -1335,6 +1355,7 @@ void orchd_sched_free(struct orchd_sched *s)
 	if (!s)
 		return;
 	orchd_locator_close(s->locate);
+	end_sessions(s);
 	/* the supervisor first: its fetches use the nodes */
 	orchd_supervisor_free(s->sup);
 	/* then the writes in flight (their done callbacks fire on nodes) */

@@ -65,7 +65,10 @@ struct orchd_sched_opts {
 	const char *work_dir;	  /* parent of the private workdirs (absolute) */
 	const char *pipeline_dir; /* ORCHD_PIPELINE_DIR (absolute) */
 	enum op_action action;	  /* the command's: plan, apply or destroy */
-	size_t parallelism;	  /* at least 1 */
+	/* an action follows validate (not `orchd validate`): an extension
+	 * that can may wait for it in its process (PROTOCOL.md §7.6) */
+	int sessions;
+	size_t parallelism; /* at least 1 */
 	int keep_going;
 	int keep_workdir;
 	/* what no extension sees under isolation strict: the state

@@ -5,6 +5,7 @@
 #include "handlers/extension.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -215,6 +216,7 @@ struct orchd_step *orchd_step_new(const struct orchd_step_spec *spec,
 	st->instance = spec->instance ? xstrdup(spec->instance) : NULL;
 	st->ctx = spec->ctx;
 	st->action = spec->action;
+	st->park = spec->park;
 	st->keep_workdir = spec->keep_workdir;
 	st->grace_ms = spec->grace_ms >= 0 ? spec->grace_ms : ORCHD_DEFAULT_GRACE_MS;
 	st->hello_ms = spec->hello_timeout_ms > 0 ? spec->hello_timeout_ms : ORCHD_DEFAULT_HELLO_MS;
@@ -251,6 +253,7 @@ void orchd_step_free(struct orchd_step *st)
 	json_object_put(st->secrets);
 	json_object_put(st->state);
 	json_object_put(st->result);
+	json_object_put(st->hello);
 	free(st->error_message);
 	free(st->action_line);
 	free(st->action_files);
@@ -346,7 +349,8 @@ void orchd_step_write(struct orchd_step *st)
 		}
 		op_buf_consume(&st->wq, (size_t)n);
 	}
-	if (st->fd_in >= 0 && !st->wq.len && st->phase == PHASE_DONE)
+	if (st->fd_in >= 0 && !st->wq.len && st->phase == PHASE_DONE && !st->want_park &&
+	    !st->parked)
 		orchd_step_close_stdin(st);
 }
 
@@ -450,6 +454,77 @@ void orchd_step_cancel(struct orchd_step *st, const char *reason, int sig, const
 	st->dl_kill = now_ms() + st->grace_ms;
 }
 
+static int hello_checks(struct orchd_step *st, json_object *msg);
+static void send_action(struct orchd_step *st);
+
+void orchd_step_park(struct orchd_step *st)
+{
+	st->want_park = 0;
+	st->parked = 1;
+	st->parked_once = 1;
+	st->dl_timeout = st->dl_hello = st->dl_linger = 0;
+}
+
+void orchd_step_end_session(struct orchd_step *st)
+{
+	st->want_park = 0;
+	st->parked = 0;
+	step_end_protocol(st);
+	step_await_exit(st);
+}
+
+int orchd_step_session_ok(struct orchd_step *parked)
+{
+	struct pollfd pfd = {parked->fd_out, POLLIN, 0};
+
+	if (parked->proc != PROC_RUNNING || parked->fd_in < 0 || parked->fd_out < 0 ||
+	    op_splitter_buffered(parked->sp_out))
+		return 0;
+	/* anything on stdout, data or EOF (it exited), ends the session */
+	return poll(&pfd, 1, 0) == 0;
+}
+
+void orchd_step_adopt(struct orchd_step *st, struct orchd_step *parked)
+{
+	struct op_splitter *sp;
+
+#define TAKE(field, none)                  \
+	do {                               \
+		st->field = parked->field; \
+		parked->field = none;      \
+	} while (0)
+	TAKE(workdir, NULL);
+	TAKE(pid, 0);
+	TAKE(fd_in, -1);
+	TAKE(fd_out, -1);
+	TAKE(fd_err, -1);
+	/* the exec report may not have come yet (the extension can be faster
+	 * than its reaper), and it is the same pipe as the reaper's exit
+	 * report: the one open copy goes along */
+	TAKE(fd_rep, -1);
+	TAKE(cgroup, NULL);
+	TAKE(hello, NULL);
+	TAKE(proc, PROC_NONE);
+#undef TAKE
+	st->child = parked->child;
+	parked->child.report_fd = -1;
+	st->output_max = parked->output_max;
+	st->cpu_limit_ms = parked->cpu_limit_ms;
+	/* a line it started on stderr goes on */
+	sp = st->sp_err;
+	st->sp_err = parked->sp_err;
+	parked->sp_err = sp;
+	parked->parked = 0;
+	parked->husk = 1;
+}
+
+void orchd_step_resume(struct orchd_step *st)
+{
+	if (hello_checks(st, st->hello) < 0)
+		return;
+	send_action(st);
+}
+
 void orchd_step_spawned(struct orchd_step *st)
 {
 	st->proc = PROC_RUNNING;
@@ -477,6 +552,61 @@ static int hello_name_differs(struct orchd_step *st, const char *name)
 	return 1;
 }
 
+/* Does the extension's hello fit this step (protocol §5)?  0, or -1 with
+ * the step failed. */
+static int hello_checks(struct orchd_step *st, json_object *msg)
+{
+	char err[OP_ERRMAX];
+
+	switch (op_check_ext_hello(msg, OP_PROTOCOL_MIN, OP_PROTOCOL_MAX, st->orchd_version,
+				   st->action, err, sizeof(err))) {
+	case OP_HELLO_OK:
+		break;
+	case OP_HELLO_PROTOCOL:
+		orchd_step_fail(st, ORCHD_STEP_INCOMPATIBLE,
+				"incompatible extension: %s (a version of the extension "
+				"that speaks protocol %d would fit)",
+				err, OP_PROTOCOL_MAX);
+		return -1;
+	case OP_HELLO_VERSION:
+		orchd_step_fail(st, ORCHD_STEP_INCOMPATIBLE,
+				"incompatible extension: %s (orchd %s or later, or an "
+				"older version of the extension, would fit)",
+				err, op_get_str(msg, "min_orchd_version"));
+		return -1;
+	default:
+		orchd_step_fail(st, ORCHD_STEP_UNSUPPORTED, "%s", err);
+		return -1;
+	}
+	if (hello_name_differs(st, op_get_str(msg, "name")))
+		return -1;
+	if (st->action_files && !op_hello_has_feature(msg, OP_FEATURE_FILES)) {
+		orchd_step_fail(st, ORCHD_STEP_INCOMPATIBLE,
+				"incompatible extension: the action message does not fit in "
+				"one protocol line (at most %d bytes) and extension %s %s "
+				"does not take values in files (its hello lists no feature "
+				"\"%s\"): its %s",
+				OP_MAX_LINE, op_get_str(msg, "name"), op_get_str(msg, "version"),
+				OP_FEATURE_FILES, st->action_files);
+		return -1;
+	}
+	return 0;
+}
+
+/* The hello checked out: the action goes (unless it is being stopped). */
+static void send_action(struct orchd_step *st)
+{
+	if (stopping(st)) {
+		/* stopped during the handshake: no action */
+		step_end_protocol(st);
+		step_terminate(st);
+		return;
+	}
+	st->phase = PHASE_ACTION;
+	orchd_step_queue(st, st->action_line);
+	st->action_line = NULL;
+}
+
 /*
  * The value of a state or output message: field inline, or the JSON of the
  * file it names in its workdir (PROTOCOL.md §4.1), read now.  *out gets a
@@ -501,8 +631,6 @@ static int value_of(struct orchd_step *st, json_object *msg, const char *field, 
 /* The one dispatch function for messages from an extension. */
 static void step_message(struct orchd_step *st, enum op_msg_type type, json_object *msg)
 {
-	char err[OP_ERRMAX];
-
 	if (st->phase == PHASE_HELLO && type != OP_MSG_HELLO && type != OP_MSG_LOG &&
 	    type != OP_MSG_ERROR) {
 		orchd_step_fail(st, ORCHD_STEP_PROTOCOL_ERROR,
@@ -517,48 +645,10 @@ static void step_message(struct orchd_step *st, enum op_msg_type type, json_obje
 			return;
 		}
 		st->dl_hello = 0;
-		switch (op_check_ext_hello(msg, OP_PROTOCOL_MIN, OP_PROTOCOL_MAX, st->orchd_version,
-					   st->action, err, sizeof(err))) {
-		case OP_HELLO_OK:
-			break;
-		case OP_HELLO_PROTOCOL:
-			orchd_step_fail(st, ORCHD_STEP_INCOMPATIBLE,
-					"incompatible extension: %s (a version of the extension "
-					"that speaks protocol %d would fit)",
-					err, OP_PROTOCOL_MAX);
+		if (hello_checks(st, msg) < 0)
 			return;
-		case OP_HELLO_VERSION:
-			orchd_step_fail(st, ORCHD_STEP_INCOMPATIBLE,
-					"incompatible extension: %s (orchd %s or later, or an "
-					"older version of the extension, would fit)",
-					err, op_get_str(msg, "min_orchd_version"));
-			return;
-		default:
-			orchd_step_fail(st, ORCHD_STEP_UNSUPPORTED, "%s", err);
-			return;
-		}
-		if (hello_name_differs(st, op_get_str(msg, "name")))
-			return;
-		if (st->action_files && !op_hello_has_feature(msg, OP_FEATURE_FILES)) {
-			orchd_step_fail(
-				st, ORCHD_STEP_INCOMPATIBLE,
-				"incompatible extension: the action message does not fit in "
-				"one protocol line (at most %d bytes) and extension %s %s "
-				"does not take values in files (its hello lists no feature "
-				"\"%s\"): its %s",
-				OP_MAX_LINE, op_get_str(msg, "name"), op_get_str(msg, "version"),
-				OP_FEATURE_FILES, st->action_files);
-			return;
-		}
-		if (stopping(st)) {
-			/* stopped during the handshake: no action */
-			step_end_protocol(st);
-			step_terminate(st);
-			return;
-		}
-		st->phase = PHASE_ACTION;
-		orchd_step_queue(st, st->action_line);
-		st->action_line = NULL;
+		st->hello = json_object_get(msg);
+		send_action(st);
 		break;
 	case OP_MSG_LOG: {
 		int lvl = orchd_log_level_from_name(op_get_str(msg, "level"));
@@ -653,6 +743,14 @@ static void step_message(struct orchd_step *st, enum op_msg_type type, json_obje
 		}
 		st->result = json_object_get(msg);
 		outcome(st, rs && !strcmp(rs, "success") ? SEV_RESULT_OK : SEV_RESULT_FAILED);
+		if (st->park && st->hello && op_hello_has_feature(st->hello, OP_FEATURE_SESSION) &&
+		    st->proc == PROC_RUNNING && st->fd_in >= 0) {
+			/* its session may wait for the next action: the
+			 * supervisor decides (orchd_step_park) */
+			st->phase = PHASE_DONE;
+			st->want_park = 1;
+			break;
+		}
 		step_end_protocol(st);
 		step_await_exit(st);
 		break;
@@ -697,6 +795,12 @@ static void step_stdout_line(struct orchd_step *st, const char *line, size_t len
 	if (ignoring_stdout(st))
 		return;
 	op_parse_line(OP_FROM_EXT, line, len, &p);
+	if (st->want_park && p.verdict != OP_EMPTY) {
+		/* a session waits in silence (PROTOCOL.md §7.6) */
+		orchd_step_log(st, ORCHD_LOG_WARNING,
+			       "the extension wrote on stdout after its result: its session ends");
+		orchd_step_end_session(st);
+	}
 	switch (p.verdict) {
 	case OP_EMPTY:
 		break;
@@ -982,7 +1086,9 @@ static void describe_exit(char *buf, size_t n, int wstatus)
 void orchd_step_result(const struct orchd_step *st, struct orchd_step_result *res)
 {
 	int ran = st->pid > 0 && st->proc == PROC_REAPED;
-	int exited0 = ran && WIFEXITED(st->wstatus) && WEXITSTATUS(st->wstatus) == 0;
+	/* a session that waits for its next action is as good as exited */
+	int exited0 =
+		st->parked_once || (ran && WIFEXITED(st->wstatus) && WEXITSTATUS(st->wstatus) == 0);
 	char ex[64], dur[64];
 
 	memset(res, 0, sizeof(*res));
@@ -990,6 +1096,8 @@ void orchd_step_result(const struct orchd_step *st, struct orchd_step_result *re
 	if (ran)
 		res->exit_status = WIFSIGNALED(st->wstatus) ? 128 + WTERMSIG(st->wstatus)
 							    : WEXITSTATUS(st->wstatus);
+	else if (st->parked_once)
+		res->exit_status = 0;
 	describe_exit(ex, sizeof(ex), st->wstatus);
 	res->retryable = st->retryable;
 	res->has_result = st->result != NULL;

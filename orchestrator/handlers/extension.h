@@ -157,12 +157,24 @@ struct orchd_step_spec {
 	 * the workdir is added by the supervisor: leave spec->workdir NULL.
 	 */
 	const struct orchd_sandbox_spec *sandbox;
+	/*
+	 * Sessions (PROTOCOL.md §7.6).  park: after its result, an extension
+	 * whose hello lists feature "session" may wait in its process for
+	 * the instance's next action (the caller will start one: see
+	 * orchd_supervisor_close_sessions() for the end).  adopt: run in such
+	 * a waiting process of the same id and executable when there is a
+	 * healthy one (its workdir, sandbox, limits and environment are the
+	 * ones it was started with; sources are not fetched again, so a step
+	 * with sources never adopts), else in a new process.
+	 */
+	int park;
+	int adopt;
 };
 
 #define ORCHD_STEP_SPEC_INIT                                                                       \
 	{                                                                                          \
 		NULL, NULL, OP_ACTION_NONE, NULL, NULL, NULL, NULL, NULL, NULL, 1, 0, NULL, 0, -1, \
-			0, NULL, NULL, NULL                                                        \
+			0, NULL, NULL, NULL, 0, 0                                                  \
 	}
 
 /*
@@ -342,6 +354,13 @@ struct orchd_step {
 	long long output_max;	       /* limits.output_bytes; 0: none */
 	long long cpu_limit_ms;	       /* limits.cpu_time: names a SIGXCPU */
 	int workdir_removed;	       /* its removal was handed to the worker */
+	json_object *hello;	       /* the extension's hello, once checked */
+	int park;		       /* spec->park */
+	int want_park;		       /* result in, its session may wait */
+	int parked;		       /* waits in the supervisor's list */
+	int parked_once;	       /* its result was made as it waited */
+	int silent;		       /* its done callback ran already */
+	int husk;		       /* adopted: its process is another step's */
 	int jobs;		       /* fetches in flight on the supervisor's worker */
 	volatile sig_atomic_t cancel;  /* tells those fetches to stop */
 
@@ -381,6 +400,26 @@ struct orchd_step *orchd_step_new(const struct orchd_step_spec *spec,
 char **orchd_step_env(const struct orchd_step_spec *spec, const char *workdir, const char *tmpdir);
 /* Spawned: pid and fds are set; queue hello, arm the timeout. */
 void orchd_step_spawned(struct orchd_step *st);
+/*
+ * Sessions: parked is the waiting process of an earlier step of the
+ * instance, healthy (see orchd_step_session_ok()); st (new, not spawned,
+ * its workdir not made) takes over its process, workdir, cgroup and limits
+ * and sends its action at once.  parked is left an empty husk: free it
+ * with orchd_step_free() once nothing uses it.
+ */
+void orchd_step_adopt(struct orchd_step *st, struct orchd_step *parked);
+/* After orchd_step_adopt() and the action's encoding: the hello's checks
+ * for this action, then the action is sent (or the step fails as it would
+ * after a hello that does not fit). */
+void orchd_step_resume(struct orchd_step *st);
+/* True when the parked step's process still waits as it should: running,
+ * nothing on its stdout (no data, no EOF).  Reads nothing. */
+int orchd_step_session_ok(struct orchd_step *parked);
+/* Its result is delivered: wait as a session (deadlines off). */
+void orchd_step_park(struct orchd_step *st);
+/* End its session (or a session that cannot wait): close its stdin and
+ * wait a grace for the exit, as after any last result. */
+void orchd_step_end_session(struct orchd_step *st);
 
 /* Events (each may queue bytes on wq, change deadlines, signal the group). */
 void orchd_step_fail(struct orchd_step *st, enum orchd_step_status status, const char *fmt, ...)

@@ -53,6 +53,10 @@ struct orchd_supervisor {
 	size_t nsteps, asteps;
 	struct orchd_step **pending; /* finished, done callback not yet run */
 	size_t npending, apending;
+	struct orchd_step **parked; /* sessions waiting for their next action */
+	size_t nparked, aparked, max_parked;
+	struct orchd_step **husks; /* adopted: freed at the next wait */
+	size_t nhusks, ahusks;
 	struct watch *watches;
 	size_t nwatches, awatches;
 	struct orchd_worker *worker; /* fetches; made on first use */
@@ -365,6 +369,95 @@ static char *exe_dir(const char *exe, int resolved)
 	return path;
 }
 
+/* --- sessions ------------------------------------------------------------ */
+
+static void take_out(struct orchd_step **v, size_t *n, size_t i)
+{
+	v[i] = v[--*n];
+}
+
+/* A waiting session goes back to the loop, to end (its result was told). */
+static void end_session(struct orchd_supervisor *sup, size_t i)
+{
+	struct orchd_step *p = sup->parked[i];
+
+	take_out(sup->parked, &sup->nparked, i);
+	orchd_step_end_session(p);
+	ALLOC_GROW(sup->steps, sup->nsteps + 1, sup->asteps);
+	sup->steps[sup->nsteps++] = p;
+}
+
+/*
+ * st (just made) runs in the waiting session of its id and executable, if
+ * there is a healthy one: 1 when it took it over (its action is encoded
+ * and sent, or it failed as after a hello that does not fit), 0 when st
+ * must start a process of its own.
+ */
+static int adopt_session(struct orchd_supervisor *sup, struct orchd_step *st,
+			 const struct orchd_step_spec *spec)
+{
+	for (size_t i = 0; i < sup->nparked; i++) {
+		struct orchd_step *p = sup->parked[i];
+		char err[600];
+
+		if (strcmp(p->id, st->id) || strcmp(p->exe, st->exe))
+			continue;
+		if (!orchd_step_session_ok(p)) {
+			orchd_step_log(p, ORCHD_LOG_DEBUG,
+				       "its session ended while it waited: a new process runs "
+				       "the next action");
+			end_session(sup, i);
+			return 0;
+		}
+		take_out(sup->parked, &sup->nparked, i);
+		orchd_step_adopt(st, p);
+		ALLOC_GROW(sup->husks, sup->nhusks + 1, sup->ahusks);
+		sup->husks[sup->nhusks++] = p;
+		st->action_line = encode_action(st, spec, err, sizeof(err));
+		if (!st->action_line) {
+			orchd_step_fail(st, ORCHD_STEP_SPAWN_ERROR, "%s",
+					err[0] ? err : "cannot encode the action message");
+			return 1;
+		}
+		orchd_step_resume(st);
+		return 1;
+	}
+	return 0;
+}
+
+/* Finished steps that may wait as sessions: parked (their done callback
+ * runs with the others), or ended when no slot is free. */
+static void park_sessions(struct orchd_supervisor *sup)
+{
+	for (size_t i = 0; i < sup->nsteps;) {
+		struct orchd_step *st = sup->steps[i];
+
+		if (!st->want_park || st->jobs) {
+			i++;
+			continue;
+		}
+		if (sup->nparked >= sup->max_parked || st->fd_out < 0 || st->fd_in < 0 ||
+		    st->proc != PROC_RUNNING || st->wq.len) {
+			orchd_step_end_session(st);
+			i++;
+			continue;
+		}
+		orchd_step_park(st);
+		take_out(sup->steps, &sup->nsteps, i);
+		ALLOC_GROW(sup->parked, sup->nparked + 1, sup->aparked);
+		sup->parked[sup->nparked++] = st;
+		/* its result is told now, like a finished step's */
+		ALLOC_GROW(sup->pending, sup->npending + 1, sup->apending);
+		sup->pending[sup->npending++] = st;
+	}
+}
+
+void orchd_supervisor_close_sessions(struct orchd_supervisor *sup)
+{
+	while (sup->nparked)
+		end_session(sup, sup->nparked - 1);
+}
+
 int orchd_supervisor_start(struct orchd_supervisor *sup, const struct orchd_step_spec *spec)
 {
 	struct orchd_step *st;
@@ -383,6 +476,9 @@ int orchd_supervisor_start(struct orchd_supervisor *sup, const struct orchd_step
 	ALLOC_GROW(sup->steps, sup->nsteps + 1, sup->asteps);
 	sup->steps[sup->nsteps++] = st;
 
+	if (spec->adopt && (!spec->sources || !json_object_array_length(spec->sources)) &&
+	    adopt_session(sup, st, spec))
+		return 0;
 	if (make_workdir(spec, &st->workdir, err, sizeof(err)) < 0) {
 		orchd_step_fail(st, ORCHD_STEP_SPAWN_ERROR, "%s", err);
 		return 0;
@@ -473,15 +569,38 @@ static void step_done(struct orchd_supervisor *sup, struct orchd_step *st)
 {
 	struct orchd_step_result res;
 
-	orchd_step_close_stdin(st);
-	if (st->cgroup) {
-		orchd_cgroup_verdict(st->cgroup, st->limit_hit, sizeof(st->limit_hit));
-		orchd_cgroup_free(st->cgroup);
-		st->cgroup = NULL;
+	if (!st->silent) {
+		/* a session that waits keeps its stdin and cgroup */
+		if (!st->parked_once) {
+			orchd_step_close_stdin(st);
+			if (st->cgroup) {
+				orchd_cgroup_verdict(st->cgroup, st->limit_hit,
+						     sizeof(st->limit_hit));
+				orchd_cgroup_free(st->cgroup);
+				st->cgroup = NULL;
+			}
+		}
+		orchd_step_result(st, &res);
+		st->silent = 1;
+		sup->opts.done(sup->opts.cb_data, st->ctx, st->id, &res);
 	}
-	orchd_step_result(st, &res);
-	sup->opts.done(sup->opts.cb_data, st->ctx, st->id, &res);
+	/* waiting, or adopted meanwhile: its list owns it */
+	if (st->parked || st->husk)
+		return;
 	orchd_step_free(st);
+}
+
+/* Adopted sessions whose result was told: nothing refers to them. */
+static void free_husks(struct orchd_supervisor *sup)
+{
+	for (size_t i = 0; i < sup->nhusks;) {
+		if (sup->husks[i]->silent) {
+			orchd_step_free(sup->husks[i]);
+			take_out(sup->husks, &sup->nhusks, i);
+		} else {
+			i++;
+		}
+	}
 }
 
 /* Move finished steps to the pending list, then run their callbacks (which
@@ -547,6 +666,7 @@ static void interrupt(struct orchd_supervisor *sup, int sig)
 {
 	char text[64];
 
+	orchd_supervisor_close_sessions(sup);
 	if (sup->interrupted) {
 		/* second signal: no more grace */
 		for (size_t i = 0; i < sup->nsteps; i++)
@@ -633,6 +753,8 @@ int orchd_supervisor_wait(struct orchd_supervisor *sup, long long deadline_ms)
 	long long dl, now;
 	int timeout, r, chld = 0;
 
+	free_husks(sup);
+	park_sessions(sup);
 	collect_finished(sup);
 	if (sup->npending) {
 		deliver_pending(sup);
@@ -726,6 +848,7 @@ int orchd_supervisor_wait(struct orchd_supervisor *sup, long long deadline_ms)
 	now = now_ms();
 	for (size_t i = 0; i < sup->nsteps; i++)
 		orchd_step_deadlines(sup->steps[i], now);
+	park_sessions(sup);
 	collect_finished(sup);
 	deliver_pending(sup);
 	return 0;
@@ -748,6 +871,7 @@ void orchd_supervisor_cancel_all(struct orchd_supervisor *sup, const char *reaso
 {
 	char *text = xasprintf("cancelled (%s)", reason ? reason : "cancelled");
 
+	orchd_supervisor_close_sessions(sup);
 	for (size_t i = 0; i < sup->nsteps; i++)
 		orchd_step_cancel(sup->steps[i], reason ? reason : "cancelled", 0, text);
 	free(text);
@@ -797,6 +921,12 @@ struct orchd_supervisor *orchd_supervisor_new(const struct orchd_supervisor_opts
 		}
 	}
 	sup->opts = *opts;
+	/* each waiting session holds three fds: leave most of them to the
+	 * running steps */
+	sup->max_parked = opts->max_sessions ? opts->max_sessions : ORCHD_MAX_SESSIONS;
+	if (sup->have_nofile && rl.rlim_cur != RLIM_INFINITY &&
+	    sup->max_parked > (rl.rlim_cur > 512 ? (rl.rlim_cur - 256) / 8 : 0))
+		sup->max_parked = rl.rlim_cur > 512 ? (rl.rlim_cur - 256) / 8 : 0;
 	sup->hooks.log = opts->log;
 	sup->hooks.progress = opts->progress;
 	sup->hooks.done = opts->done;
@@ -857,10 +987,17 @@ void orchd_supervisor_free(struct orchd_supervisor *sup)
 	for (size_t i = 0; i < sup->nsteps; i++)
 		step_teardown(sup->steps[i]);
 	for (size_t i = 0; i < sup->npending; i++)
-		step_teardown(sup->pending[i]);
+		if (!sup->pending[i]->parked && !sup->pending[i]->husk)
+			step_teardown(sup->pending[i]);
+	for (size_t i = 0; i < sup->nparked; i++)
+		step_teardown(sup->parked[i]);
+	for (size_t i = 0; i < sup->nhusks; i++)
+		orchd_step_free(sup->husks[i]);
 	orchd_cgroup_sweep(); /* the cgroups that were still busy */
 	free(sup->steps);
 	free(sup->pending);
+	free(sup->parked);
+	free(sup->husks);
 	free(sup->watches);
 	free(sup->pfd);
 	free(sup->pobj);

@@ -53,6 +53,15 @@
  * flight; then its workdir is removed on the worker (it can be big), and
  * the done callback follows.
  *
+ * Sessions (PROTOCOL.md §7.6): a step started with spec->park whose
+ * extension declares feature "session" is reported done at its result,
+ * and its process waits, off the loop (not polled, not reaped: nothing
+ * happens to it), for a step of the same id started with spec->adopt,
+ * which sends its action to that process instead of starting one.  At most
+ * max_sessions wait at once; beyond, a result ends the process as usual.
+ * A session that broke while waiting (it exited, or wrote on stdout) is
+ * ended and the new step starts a process of its own.
+ *
  * Requests (protocol "request"/"response"): a request after the action is
  * answered by core/sources.h (orchd_sources_request(): op "fetch" into the
  * step's workdir, http(s)/git:// only, confined to the workdir) on the
@@ -81,11 +90,17 @@ struct orchd_supervisor_opts {
 	orchd_step_output_fn output;	   /* may be NULL */
 	orchd_step_mask_fn mask;	   /* may be NULL */
 	orchd_step_log_lines_fn log_lines; /* may be NULL: log per line */
+	/* sessions that may wait for their next action at once (each holds
+	 * its process and three fds); 0: ORCHD_MAX_SESSIONS, fewer when the
+	 * fd limit is low */
+	size_t max_sessions;
 };
 
-#define ORCHD_SUPERVISOR_OPTS_INIT                             \
-	{                                                      \
-		NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL \
+#define ORCHD_MAX_SESSIONS 1024
+
+#define ORCHD_SUPERVISOR_OPTS_INIT                                \
+	{                                                         \
+		NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0 \
 	}
 
 struct orchd_supervisor; /* opaque */
@@ -127,8 +142,18 @@ int orchd_supervisor_wait(struct orchd_supervisor *sup, long long deadline_ms);
 /* Call orchd_supervisor_wait() until no step is left. 0 or -1. */
 int orchd_supervisor_run(struct orchd_supervisor *sup);
 
-/* Number of started steps whose done callback has not run yet. */
+/* Number of started steps whose done callback has not run yet, and of ended
+ * sessions whose process has not exited yet (waiting sessions do not
+ * count). */
 size_t orchd_supervisor_running(const struct orchd_supervisor *sup);
+
+/*
+ * End every waiting session (PROTOCOL.md §7.6: stdin closed, the exit
+ * awaited a grace, then SIGTERM and SIGKILL as after any result): call it
+ * when no further action of theirs will come, then wait() until
+ * running() is 0.  Interrupts and cancel_all() end them too.
+ */
+void orchd_supervisor_close_sessions(struct orchd_supervisor *sup);
 
 /*
  * Cancel every running step (fail-fast): send cancel with reason (e.g.
