@@ -315,6 +315,32 @@ static void kill_leftovers(pid_t program)
  * at once.  When the parent dies, the program gets SIGTERM, and everything
  * is killed OP_CHILD_ORPHAN_GRACE seconds later.
  */
+/*
+ * The reaper's program process.  vfork: it borrows the reaper's memory
+ * until its exec instead of copying the page tables of the whole parent
+ * the reaper is a copy of (orchd: tens of MiB mapped), the main cost of a
+ * spawn.  Not glibc's fork() either way: it takes the malloc locks, which
+ * another thread of the parent may have held when the reaper was cloned.
+ * Until its exec the child makes only async-signal-safe calls, on its own
+ * fds and signal dispositions (vfork shares neither), and leaves only by
+ * exec or _exit.  A function of its own: no local of the reaper's can be
+ * clobbered.
+ */
+static __attribute__((noinline)) pid_t start_program(const struct plan *p, const int prep[2])
+{
+	pid_t pid = vfork();
+
+	if (pid == 0) {
+		close(prep[0]);
+		close(p->report);
+		setpgid(0, 0);
+		/* if we die (SIGKILL), so does it */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		run_program(p, prep[1]);
+	}
+	return pid;
+}
+
 static _Noreturn void reaper(const struct plan *p)
 {
 	static const int fwd[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT};
@@ -328,19 +354,9 @@ static _Noreturn void reaper(const struct plan *p)
 	if (make_pipe(prep) < 0)
 		child_fail(p->report, OP_CHILD_FDS, errno);
 	prctl(PR_SET_CHILD_SUBREAPER, 1);
-	/* not glibc's fork(): it takes the malloc locks, which another
-	 * thread of the parent may have held when we were cloned */
-	pid = (pid_t)syscall(SYS_clone, SIGCHLD, NULL, NULL, NULL, NULL);
+	pid = start_program(p, prep);
 	if (pid < 0)
 		child_fail(p->report, OP_CHILD_FDS, errno);
-	if (pid == 0) {
-		close(prep[0]);
-		close(p->report);
-		setpgid(0, 0);
-		/* if we die (SIGKILL), so does it */
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		run_program(p, prep[1]);
-	}
 	setpgid(pid, pid);
 	reaped_program = pid;
 	close(prep[1]);
