@@ -2,13 +2,13 @@
 # run_bench.sh [BUILD] [N]: orchd run end to end against make.
 #
 # N (default 1000) exec instances running /bin/true, no dependencies, go
-# through the real `orchd run --parallelism 8` (validate + apply: two
-# orchd-ext-exec processes per instance, plus the command: 3 processes per
-# instance), with the durable state writes of the local engine (one stack
+# through the real `orchd run --parallelism 8` (validate + apply in one
+# orchd-ext-exec process, a session (PROTOCOL.md §7.6), plus the command:
+# 2 processes per instance), with the durable state writes of the local engine (one stack
 # file per instance, temp file + fsync + rename + directory fsync) on the
 # disk beside the pipeline, and again with --state-dir on tmpfs (/dev/shm)
 # to separate the fsync cost.  Baselines, same run: `make -j8` of N
-# /bin/true targets (goal: orchd <= 3x) and of 3N targets (same process
+# /bin/true targets (goal: orchd <= 3x) and of 2N targets (same process
 # count as orchd: what is left is orchd's own overhead).  The runs use the
 # default isolation (strict: every extension in its sandbox); one more
 # variant, on tmpfs, sets core.isolation: basic, so that the difference is
@@ -21,7 +21,7 @@ N=${2:-1000}
 RUNS=3
 
 gen_makefile "$N" "$TMP/make1.mk"
-gen_makefile $((N * 3)) "$TMP/make3.mk"
+gen_makefile $((N * 2)) "$TMP/make3.mk"
 mkdir "$TMP/p"
 awk -v n="$N" 'BEGIN {
 	print "bench:\n  core:\n    stack: b\n  exec:"
@@ -72,7 +72,7 @@ done
 M1=$(median $m1) M3=$(median $m3) OD=$(median $od)
 printf '%-50s %8s  %s\n' "what (median of $RUNS, ms)" "median" "runs"
 printf '%-50s %8d  %s\n' "make -j8, $N x /bin/true" "$M1" "$m1"
-printf '%-50s %8d  %s\n' "make -j8, $((N * 3)) x /bin/true" "$M3" "$m3"
+printf '%-50s %8d  %s\n' "make -j8, $((N * 2)) x /bin/true" "$M3" "$m3"
 printf '%-50s %8d  %s\n' "orchd run -j8, $N x exec /bin/true, state on disk" "$OD" "$od"
 if [ -n "$SHM" ]; then
 	OS=$(median $os) OB=$(median $ob)
@@ -81,13 +81,13 @@ if [ -n "$SHM" ]; then
 fi
 echo
 echo "ratio orchd (disk)  / make $N:      $(ratio "$OD" "$M1")x  (goal <= 3x)"
-echo "ratio orchd (disk)  / make $((N * 3)):      $(ratio "$OD" "$M3")x  (same process count)"
+echo "ratio orchd (disk)  / make $((N * 2)):      $(ratio "$OD" "$M3")x  (same process count)"
 if [ -n "$SHM" ]; then
 	echo "ratio orchd (tmpfs) / make $N:      $(ratio "$OS" "$M1")x"
-	echo "ratio orchd (tmpfs) / make $((N * 3)):      $(ratio "$OS" "$M3")x"
+	echo "ratio orchd (tmpfs) / make $((N * 2)):      $(ratio "$OS" "$M3")x"
 	echo "durable state writes (disk - tmpfs): $((OD - OS)) ms, $(((OD - OS) * 1000 / N)) us per instance"
 	echo "ratio orchd (tmpfs, basic) / make $N: $(ratio "$OB" "$M1")x"
-	echo "the sandbox (strict - basic, tmpfs): $((OS - OB)) ms, $(((OS - OB) * 1000 / (2 * N))) us per extension process"
+	echo "the sandbox (strict - basic, tmpfs): $((OS - OB)) ms, $(((OS - OB) * 1000 / N)) us per extension process"
 else
 	echo "(no tmpfs at /dev/shm: state-on-tmpfs variant skipped)"
 fi

@@ -886,9 +886,20 @@ START_TEST(test_session_bound_and_close)
 	ck_assert_int_ne(
 		kill((pid_t)logged_pid(&v1), 0) == 0 || kill((pid_t)logged_pid(&v2), 0) == 0, 1);
 	orchd_supervisor_free(sup);
-	sup = saved;
 	rec_release(&v1);
 	rec_release(&v2);
+
+	/* the memory bound: 1 KiB holds no session */
+	o.max_sessions = 0;
+	o.max_sessions_kb = 1;
+	sup = orchd_supervisor_new(&o);
+	start_sess(&v1, exe, OP_ACTION_VALIDATE, 1, 0);
+	run_all();
+	ck_assert_msg(v1.status == ORCHD_STEP_SUCCESS, "%s", v1.reason);
+	ck_assert_int_ne(kill((pid_t)logged_pid(&v1), 0), 0);
+	orchd_supervisor_free(sup);
+	sup = saved;
+	rec_release(&v1);
 	free(exe);
 }
 END_TEST

@@ -361,6 +361,7 @@ struct orchd_step {
 	int parked_once;	       /* its result was made as it waited */
 	int silent;		       /* its done callback ran already */
 	int husk;		       /* adopted: its process is another step's */
+	long long park_kb;	       /* its memory as it waits (the bound) */
 	int jobs;		       /* fetches in flight on the supervisor's worker */
 	volatile sig_atomic_t cancel;  /* tells those fetches to stop */
 

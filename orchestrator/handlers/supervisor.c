@@ -55,7 +55,8 @@ struct orchd_supervisor {
 	size_t npending, apending;
 	struct orchd_step **parked; /* sessions waiting for their next action */
 	size_t nparked, aparked, max_parked;
-	struct orchd_step **husks; /* adopted: freed at the next wait */
+	long long parked_kb, parked_budget_kb; /* their private memory, its bound */
+	struct orchd_step **husks;	       /* adopted: freed at the next wait */
 	size_t nhusks, ahusks;
 	struct watch *watches;
 	size_t nwatches, awatches;
@@ -376,12 +377,79 @@ static void take_out(struct orchd_step **v, size_t *n, size_t i)
 	v[i] = v[--*n];
 }
 
-/* A waiting session goes back to the loop, to end (its result was told). */
-static void end_session(struct orchd_supervisor *sup, size_t i)
+/* Private memory (resident minus shared, KiB) of process pid, 0 if gone. */
+static long long private_kb(long pid)
+{
+	char path[64];
+	long size, resident, shared;
+	FILE *f;
+	int n;
+
+	snprintf(path, sizeof(path), "/proc/%ld/statm", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	n = fscanf(f, "%ld %ld %ld", &size, &resident, &shared);
+	fclose(f);
+	if (n != 3 || resident < shared)
+		return 0;
+	return (long long)(resident - shared) * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/* What a waiting session holds: its reaper's private memory and its
+ * children's (the extension; the kernel lists them when it can). */
+static long long session_kb(const struct orchd_step *st)
+{
+	char path[64];
+	long long kb = private_kb(st->pid);
+	long child;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)st->pid, (int)st->pid);
+	f = fopen(path, "re");
+	if (!f)
+		return kb;
+	while (fscanf(f, "%ld", &child) == 1)
+		kb += private_kb(child);
+	fclose(f);
+	return kb;
+}
+
+/* The memory waiting sessions may hold: a quarter of what the host has
+ * available, between 64 MiB and 2 GiB. */
+static long long session_budget_kb(void)
+{
+	long long kb = 0, v;
+	char line[128];
+	FILE *f = fopen("/proc/meminfo", "re");
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "MemAvailable: %lld kB", &v) == 1)
+			kb = v / 4;
+	if (f)
+		fclose(f);
+	if (kb < 64 * 1024)
+		kb = 64 * 1024;
+	if (kb > 2 * 1024 * 1024)
+		kb = 2 * 1024 * 1024;
+	return kb;
+}
+
+/* A session leaves the waiting list (to end, or adopted). */
+static struct orchd_step *unpark(struct orchd_supervisor *sup, size_t i)
 {
 	struct orchd_step *p = sup->parked[i];
 
+	sup->parked_kb -= p->park_kb;
 	take_out(sup->parked, &sup->nparked, i);
+	return p;
+}
+
+/* A waiting session goes back to the loop, to end (its result was told). */
+static void end_session(struct orchd_supervisor *sup, size_t i)
+{
+	struct orchd_step *p = unpark(sup, i);
+
 	orchd_step_end_session(p);
 	ALLOC_GROW(sup->steps, sup->nsteps + 1, sup->asteps);
 	sup->steps[sup->nsteps++] = p;
@@ -409,7 +477,7 @@ static int adopt_session(struct orchd_supervisor *sup, struct orchd_step *st,
 			end_session(sup, i);
 			return 0;
 		}
-		take_out(sup->parked, &sup->nparked, i);
+		unpark(sup, i);
 		orchd_step_adopt(st, p);
 		ALLOC_GROW(sup->husks, sup->nhusks + 1, sup->ahusks);
 		sup->husks[sup->nhusks++] = p;
@@ -432,16 +500,21 @@ static void park_sessions(struct orchd_supervisor *sup)
 	for (size_t i = 0; i < sup->nsteps;) {
 		struct orchd_step *st = sup->steps[i];
 
+		long long kb;
+
 		if (!st->want_park || st->jobs) {
 			i++;
 			continue;
 		}
 		if (sup->nparked >= sup->max_parked || st->fd_out < 0 || st->fd_in < 0 ||
-		    st->proc != PROC_RUNNING || st->wq.len) {
+		    st->proc != PROC_RUNNING || st->wq.len ||
+		    sup->parked_kb + (kb = session_kb(st)) > sup->parked_budget_kb) {
 			orchd_step_end_session(st);
 			i++;
 			continue;
 		}
+		st->park_kb = kb;
+		sup->parked_kb += kb;
 		orchd_step_park(st);
 		take_out(sup->steps, &sup->nsteps, i);
 		ALLOC_GROW(sup->parked, sup->nparked + 1, sup->aparked);
@@ -927,6 +1000,7 @@ struct orchd_supervisor *orchd_supervisor_new(const struct orchd_supervisor_opts
 	if (sup->have_nofile && rl.rlim_cur != RLIM_INFINITY &&
 	    sup->max_parked > (rl.rlim_cur > 512 ? (rl.rlim_cur - 256) / 8 : 0))
 		sup->max_parked = rl.rlim_cur > 512 ? (rl.rlim_cur - 256) / 8 : 0;
+	sup->parked_budget_kb = opts->max_sessions_kb ? opts->max_sessions_kb : session_budget_kb();
 	sup->hooks.log = opts->log;
 	sup->hooks.progress = opts->progress;
 	sup->hooks.done = opts->done;

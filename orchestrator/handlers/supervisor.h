@@ -58,7 +58,8 @@
  * and its process waits, off the loop (not polled, not reaped: nothing
  * happens to it), for a step of the same id started with spec->adopt,
  * which sends its action to that process instead of starting one.  At most
- * max_sessions wait at once; beyond, a result ends the process as usual.
+ * max_sessions wait at once, holding at most max_sessions_kb of private
+ * memory in all; beyond, a result ends the process as usual.
  * A session that broke while waiting (it exited, or wrote on stdout) is
  * ended and the new step starts a process of its own.
  *
@@ -94,13 +95,17 @@ struct orchd_supervisor_opts {
 	 * its process and three fds); 0: ORCHD_MAX_SESSIONS, fewer when the
 	 * fd limit is low */
 	size_t max_sessions;
+	/* and the private memory they may hold in all (KiB, measured at
+	 * each result from /proc); 0: a quarter of MemAvailable, between
+	 * 64 MiB and 2 GiB */
+	long long max_sessions_kb;
 };
 
 #define ORCHD_MAX_SESSIONS 1024
 
-#define ORCHD_SUPERVISOR_OPTS_INIT                                \
-	{                                                         \
-		NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0 \
+#define ORCHD_SUPERVISOR_OPTS_INIT                                   \
+	{                                                            \
+		NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0 \
 	}
 
 struct orchd_supervisor; /* opaque */
