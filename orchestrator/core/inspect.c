@@ -322,19 +322,33 @@ static int show_history(struct inspect *in, int json, long limit)
 
 static int load(struct inspect *in)
 {
+	size_t n = in->p->ninst;
+	const char **stacks = xcalloc(n ? n : 1, sizeof(*stacks));
+	struct orchd_stack_record **recs = xcalloc(n ? n : 1, sizeof(*recs));
+	int *rc = xcalloc(n ? n : 1, sizeof(*rc)), ret = 0;
 	char err[1024];
 
-	for (size_t i = 0; i < in->p->ninst; i++) {
+	for (size_t i = 0; i < n; i++) {
+		stacks[i] = in->s[i].stack;
+		recs[i] = &in->s[i].rec;
+	}
+	/* side by side when the engine can (pulumi: a CLI call each) */
+	if (n && orchd_engine_read_many(in->eng, n, stacks, recs, rc, err, sizeof(err)) < 0) {
+		ret = error("%s", err);
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
 		struct stored *st = &in->s[i];
-		int r = orchd_engine_read(in->eng, st->stack, &st->rec, err, sizeof(err));
 
-		if (r < 0)
-			return error("%s", err);
-		st->found = r == 0;
+		st->found = rc[i] == 0;
 		if (st->found)
 			st->up.stored = st->rec.outputs;
 	}
-	return 0;
+out:
+	free(stacks);
+	free(recs);
+	free(rc);
+	return ret;
 }
 
 int orchd_show(struct orchd_pipeline *p, enum orchd_show what, const char *instance,

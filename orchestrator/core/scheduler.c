@@ -20,6 +20,9 @@
 #include "handlers/supervisor.h"
 #include "util.h"
 
+/* At most this many record writers, whatever the engine takes. */
+#define ORCHD_SCHED_MAX_WRITERS 8
+
 /* ---------------------------------------------------------------------------
  * Node states, events and the transition table.
  * ------------------------------------------------------------------------- */
@@ -176,7 +179,10 @@ struct orchd_sched {
 	int config_error;
 	int system_error; /* a step could not be started */
 	struct orchd_supervisor *sup;
-	struct orchd_worker *state;   /* writes records */
+	/* write records: one worker, or as many as the engine takes at once
+	 * (a node always on the same one: its records stay in order) */
+	struct orchd_worker *state[ORCHD_SCHED_MAX_WRITERS];
+	size_t nstate;
 	struct orchd_locator *locate; /* where config keys are written, once needed */
 };
 
@@ -633,21 +639,29 @@ static struct store_job *record_job(struct orchd_sched *s, struct node *nd,
 /* STORING: write the record off the loop, or move on at once. */
 static void store(struct orchd_sched *s, struct node *nd)
 {
+	size_t k;
+
 	if (!nd->job) {
 		fire(s, nd, nd->stored_event);
 		orchd_journal_flush(s->o.journal, nd->idx);
 		return;
 	}
-	if (!s->state) {
-		s->state = orchd_worker_new("state");
-		if (!s->state)
+	if (!s->nstate) {
+		int n = orchd_engine_concurrency(s->o.eng);
+
+		s->nstate = n > ORCHD_SCHED_MAX_WRITERS ? ORCHD_SCHED_MAX_WRITERS : (size_t)n;
+	}
+	k = nd->idx % s->nstate;
+	if (!s->state[k]) {
+		s->state[k] = orchd_worker_new("state");
+		if (!s->state[k])
 			die("cannot write state without a worker thread");
-		orchd_worker_set_batch_end(s->state, store_batch_end, s->o.eng);
-		if (orchd_supervisor_watch(s->sup, orchd_worker_fd(s->state), collect_stored,
-					   s->state) < 0)
+		orchd_worker_set_batch_end(s->state[k], store_batch_end, s->o.eng);
+		if (orchd_supervisor_watch(s->sup, orchd_worker_fd(s->state[k]), collect_stored,
+					   s->state[k]) < 0)
 			die("cannot watch the state worker");
 	}
-	orchd_worker_submit(s->state, &nd->job->job);
+	orchd_worker_submit(s->state[k], &nd->job->job);
 }
 
 /* --- secrets -------------------------------------------------------------- */
@@ -1359,10 +1373,10 @@ void orchd_sched_free(struct orchd_sched *s)
 	/* the supervisor first: its fetches use the nodes */
 	orchd_supervisor_free(s->sup);
 	/* then the writes in flight (their done callbacks fire on nodes) */
-	if (s->state) {
-		struct orchd_worker *w = s->state;
+	for (size_t k = 0; k < s->nstate; k++) {
+		struct orchd_worker *w = s->state[k];
 
-		s->state = NULL;
+		s->state[k] = NULL;
 		orchd_worker_free(w);
 	}
 	for (size_t i = 0; i < s->nn; i++) {
@@ -1386,14 +1400,32 @@ void orchd_sched_free(struct orchd_sched *s)
 int orchd_sched_load(struct orchd_sched *s)
 {
 	char err[1024];
+	const char **stacks;
+	struct orchd_stack_record **recs;
+	int *rc, failed;
 
-	for (size_t i = 0; i < s->nn && s->o.eng; i++) {
+	if (!s->o.eng || !s->nn)
+		return 0;
+	/* all at once: an engine that takes several reads at a time (pulumi:
+	 * a CLI call each) reads them side by side */
+	stacks = xcalloc(s->nn, sizeof(*stacks));
+	recs = xcalloc(s->nn, sizeof(*recs));
+	rc = xcalloc(s->nn, sizeof(*rc));
+	for (size_t i = 0; i < s->nn; i++) {
+		stacks[i] = s->n[i].stack;
+		recs[i] = &s->n[i].prev;
+	}
+	failed = orchd_engine_read_many(s->o.eng, s->nn, stacks, recs, rc, err, sizeof(err));
+	free(stacks);
+	free(recs);
+	if (failed) {
+		free(rc);
+		return error("%s", err);
+	}
+	for (size_t i = 0; i < s->nn; i++) {
 		struct node *nd = &s->n[i];
-		int r = orchd_engine_read(s->o.eng, nd->stack, &nd->prev, err, sizeof(err));
 
-		if (r < 0)
-			return error("%s", err);
-		if (r)
+		if (rc[i])
 			continue;
 		nd->up.stored = nd->prev.outputs;
 		nd->prev_values = json_object_new_object();
@@ -1411,6 +1443,7 @@ int orchd_sched_load(struct orchd_sched *s)
 				register_secret_value(s, v);
 		}
 	}
+	free(rc);
 	return 0;
 }
 

@@ -1,7 +1,10 @@
 /*
  * handlers/extension: one extension step (the ExtensionHandler of README's
  * "Concepts"): one action of one instance, one attempt, in one
- * extension process, seen from orchd's side of the protocol.
+ * extension process, seen from orchd's side of the protocol.  With a
+ * session (PROTOCOL.md §7.6) two steps of an instance share the process:
+ * the first parks at its result (orchd_step_park), the next adopts the
+ * process (orchd_step_adopt) and sends its action without a handshake.
  *
  *   orchd                                  extension (orchd-ext-TYPE)
  *   hello {"protocol":{min,max}} ------>   stdin

@@ -4,7 +4,8 @@
  *
  * One struct orchd_supervisor runs many extension steps
  * (handlers/extension.h: one action of one instance, one attempt, one
- * process) at once, multiplexed with poll(2) (no thread per child, no
+ * process, or a process shared with the instance's previous step: see
+ * Sessions below) at once, multiplexed with poll(2) (no thread per child, no
  * FD_SETSIZE limit), and watches the fds of the core's workers
  * (core/worker.h), so that nothing slow ever runs on the loop: a step's
  * sources and its fetch requests are fetched on the supervisor's own

@@ -4,6 +4,7 @@
  */
 #include "interfaces/engine.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -212,4 +213,69 @@ void orchd_record_meta_from_json(json_object *o, struct orchd_stack_record *rec)
 	rec->last.started_at = op_get_int(last, "started_at", 0);
 	rec->last.ended_at = op_get_int(last, "ended_at", 0);
 	rec->last.attempts = (int)op_get_int(last, "attempts", 0);
+}
+
+int orchd_engine_concurrency(const struct orchd_engine *e)
+{
+	return e && e->ops->max_concurrent > 1 ? e->ops->max_concurrent : 1;
+}
+
+struct read_many {
+	struct orchd_engine *e;
+	size_t n, next;
+	const char *const *stacks;
+	struct orchd_stack_record *const *recs;
+	int *rc;
+	pthread_mutex_t mu;
+	size_t failed; /* lowest failing index, n: none */
+	char *err;
+	size_t errlen;
+};
+
+static void *read_many_thread(void *arg)
+{
+	struct read_many *m = arg;
+	char err[1024];
+
+	for (;;) {
+		size_t i;
+
+		pthread_mutex_lock(&m->mu);
+		i = m->next++;
+		pthread_mutex_unlock(&m->mu);
+		if (i >= m->n)
+			return NULL;
+		m->rc[i] = orchd_engine_read(m->e, m->stacks[i], m->recs[i], err, sizeof(err));
+		if (m->rc[i] < 0) {
+			pthread_mutex_lock(&m->mu);
+			if (i < m->failed) {
+				m->failed = i;
+				snprintf(m->err, m->errlen, "%s", err);
+			}
+			pthread_mutex_unlock(&m->mu);
+		}
+	}
+}
+
+int orchd_engine_read_many(struct orchd_engine *e, size_t n, const char *const *stacks,
+			   struct orchd_stack_record *const *recs, int *rc, char *err,
+			   size_t errlen)
+{
+	struct read_many m = {e, n, 0, stacks, recs, rc, PTHREAD_MUTEX_INITIALIZER, n, err, errlen};
+	size_t nt = (size_t)orchd_engine_concurrency(e), started = 0;
+	pthread_t t[16];
+
+	if (nt > n)
+		nt = n;
+	if (nt > sizeof(t) / sizeof(t[0]))
+		nt = sizeof(t) / sizeof(t[0]);
+	/* the other threads, then this one too */
+	for (size_t k = 1; k < nt; k++)
+		if (!pthread_create(&t[started], NULL, read_many_thread, &m))
+			started++;
+	read_many_thread(&m);
+	for (size_t k = 0; k < started; k++)
+		pthread_join(t[k], NULL);
+	pthread_mutex_destroy(&m.mu);
+	return m.failed < n ? -1 : 0;
 }

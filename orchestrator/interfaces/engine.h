@@ -138,7 +138,17 @@ struct orchd_engine_ops {
 			    size_t errlen);
 	/* Release everything (unlocking if still locked); e is freed. */
 	void (*close)(struct orchd_engine *e);
+	/*
+	 * How many read, write and remove calls may run at once, from as many
+	 * threads, each on a different stack (0 or 1: one at a time).  The
+	 * other calls (select, lock, unlock, list, history, close) are never
+	 * concurrent with anything.
+	 */
+	int max_concurrent;
 };
+
+/* ops->max_concurrent, at least 1. */
+int orchd_engine_concurrency(const struct orchd_engine *e);
 
 struct orchd_engine {
 	const struct orchd_engine_ops *ops;
@@ -166,6 +176,15 @@ int orchd_engine_lock(struct orchd_engine *e, const struct orchd_lock_request *r
 int orchd_engine_unlock(struct orchd_engine *e, char *err, size_t errlen);
 int orchd_engine_read(struct orchd_engine *e, const char *stack, struct orchd_stack_record *rec,
 		      char *err, size_t errlen);
+/*
+ * Read n stacks, as many at once as the engine takes (one thread each):
+ * rc[i] is read()'s 0 or 1 for stacks[i] into *recs[i] (each _init'ed).
+ * 0; or -1 with err from the failing read of the lowest index (the
+ * records read are then left for the caller to release).
+ */
+int orchd_engine_read_many(struct orchd_engine *e, size_t n, const char *const *stacks,
+			   struct orchd_stack_record *const *recs, int *rc, char *err,
+			   size_t errlen);
 int orchd_engine_write(struct orchd_engine *e, const char *stack,
 		       const struct orchd_stack_record *rec, char *err, size_t errlen);
 int orchd_engine_write_deferred(struct orchd_engine *e, const char *stack,

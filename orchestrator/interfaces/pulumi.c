@@ -30,6 +30,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -77,6 +78,17 @@ struct pulumi {
 	size_t nenv;
 	int ready;		   /* directories and project file made */
 	struct orchd_engine *lock; /* local engine, used for its lock only */
+	/* Reads and writes run on several threads (max_concurrent): mu
+	 * guards ready and known. */
+	pthread_mutex_t mu;
+	/* The stacks of the project (name -> true), listed once with one
+	 * `pulumi stack ls`, kept as stacks are made: a stack that is not
+	 * there is read without a command, and written with `stack init` +
+	 * `up` instead of a failed `up` first.  NULL until listed, or when
+	 * the listing failed (then every call asks the CLI, as before). */
+	json_object *known;
+	int listed, list_failed;
+	pthread_cond_t listed_cv;
 };
 
 /* The output of one pulumi command. */
@@ -114,7 +126,7 @@ static int write_file(const char *path, const char *buf, size_t len, mode_t mode
 }
 
 /* The directories and the project file, on first use. */
-static int ensure_ready(struct pulumi *p, char *err, size_t errlen)
+static int ensure_ready_locked(struct pulumi *p, char *err, size_t errlen)
 {
 	json_object *o;
 	char *path, *tmp;
@@ -145,6 +157,16 @@ static int ensure_ready(struct pulumi *p, char *err, size_t errlen)
 	free(tmp);
 	if (!ret)
 		p->ready = 1;
+	return ret;
+}
+
+static int ensure_ready(struct pulumi *p, char *err, size_t errlen)
+{
+	int ret;
+
+	pthread_mutex_lock(&p->mu);
+	ret = ensure_ready_locked(p, err, errlen);
+	pthread_mutex_unlock(&p->mu);
 	return ret;
 }
 
@@ -651,6 +673,60 @@ out:
 	return ret;
 }
 
+/*
+ * Does the stack exist?  1 yes, 0 no, -1 not known (the listing failed:
+ * ask the CLI).  The first call lists the project's stacks, once; the
+ * others wait for it.
+ */
+static int stack_exists(struct pulumi *p, const char *stack)
+{
+	int ret = -1;
+
+	pthread_mutex_lock(&p->mu);
+	if (!p->listed) {
+		json_object *arr;
+		char err[256];
+
+		p->listed = 1;
+		pthread_mutex_unlock(&p->mu);
+		/* the CLI call without the lock: ensure_ready takes it */
+		if (stack_names(p, &arr, err, sizeof(err)) == 0) {
+			json_object *set = json_object_new_object();
+
+			for (size_t i = 0; i < json_object_array_length(arr); i++) {
+				const char *n =
+					op_get_str(json_object_array_get_idx(arr, i), "name");
+
+				if (n)
+					json_object_object_add(set, n, json_object_new_boolean(1));
+			}
+			json_object_put(arr);
+			pthread_mutex_lock(&p->mu);
+			p->known = set;
+			pthread_cond_broadcast(&p->listed_cv);
+		} else {
+			pthread_mutex_lock(&p->mu);
+			p->list_failed = 1;
+			pthread_cond_broadcast(&p->listed_cv);
+		}
+	}
+	while (!p->known && !p->list_failed)
+		pthread_cond_wait(&p->listed_cv, &p->mu);
+	if (p->known)
+		ret = json_object_object_get_ex(p->known, stack, NULL);
+	pthread_mutex_unlock(&p->mu);
+	return ret;
+}
+
+/* The stack exists now (made by this engine). */
+static void stack_made(struct pulumi *p, const char *stack)
+{
+	pthread_mutex_lock(&p->mu);
+	if (p->known)
+		json_object_object_add(p->known, stack, json_object_new_boolean(1));
+	pthread_mutex_unlock(&p->mu);
+}
+
 static int stack_init(struct pulumi *p, const char *cwd, const char *stack, char *err,
 		      size_t errlen)
 {
@@ -663,6 +739,8 @@ static int stack_init(struct pulumi *p, const char *cwd, const char *stack, char
 	if (!ret && r.status)
 		ret = cli_err(stack, &r, err, errlen);
 	run_release(&r);
+	if (!ret)
+		stack_made(p, stack);
 	return ret;
 }
 
@@ -724,6 +802,8 @@ static int pulumi_read(struct orchd_engine *e, const char *stack, struct orchd_s
 
 	if (!orchd_stack_name_ok(stack))
 		return orchd_set_err(err, errlen, "invalid stack name '%s'", stack ? stack : "");
+	if (stack_exists(p, stack) == 0)
+		return 1; /* listed: not there, no command needed */
 	r = stack_outputs(p, stack, p->pass != NULL, &o, err, errlen);
 	if (r)
 		return r;
@@ -809,6 +889,10 @@ static int pulumi_write(struct orchd_engine *e, const char *stack,
 	}
 	history_message(&msg, rec->last.run_id, rec->last.action, rec->last.status,
 			rec->last.attempts, rec->last.started_at, rec->last.ended_at);
+	/* a stack known to be missing is made first: one `up`, not a failed
+	 * one, then `stack init`, then the `up` again */
+	if (stack_exists(p, stack) == 0 && stack_init(p, dir, stack, err, errlen))
+		goto out;
 	for (attempt = 0; attempt < 2; attempt++) {
 		const char *args[] = {"up",
 				      "--yes",
@@ -1063,6 +1147,9 @@ static void pulumi_close(struct orchd_engine *e)
 	size_t i;
 
 	orchd_engine_close(p->lock);
+	json_object_put(p->known);
+	pthread_mutex_destroy(&p->mu);
+	pthread_cond_destroy(&p->listed_cv);
 	if (p->pass)
 		orchd_crypto_free_secret(p->pass, strlen(p->pass));
 	for (i = 0; i < p->nenv; i++)
@@ -1094,6 +1181,9 @@ static const struct orchd_engine_ops pulumi_ops = {
 	.history_append = pulumi_history_append,
 	.history_read = pulumi_history_read,
 	.close = pulumi_close,
+	/* each CLI call is a process of its own, most of its time spent
+	 * starting: a few at once use the cores */
+	.max_concurrent = 4,
 };
 
 /* --- open ----------------------------------------------------------------- */
@@ -1188,6 +1278,8 @@ int orchd_pulumi_engine_open(const struct orchd_engine_config *cfg, const char *
 		return -1;
 	}
 	p = xcalloc(1, sizeof(*p));
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_cond_init(&p->listed_cv, NULL);
 	p->bin = bin;
 	p->pass = pass;
 	p->project = xstrdup(project);
