@@ -10,8 +10,9 @@
 #           L-1 of column C only)
 # The critical path is 10 x 100 ms = 1.0 s in both; the figure is wall time /
 # 1.0 s (goal <= 1.05x).  The wall time includes the validate phase (one
-# orchd-ext-exec process per step before anything is applied) and every
-# durable state write.  Median of 3 runs per shape.
+# orchd-ext-exec process started per step before anything is applied; it
+# then waits, a session, and applies its step when the step's turn comes)
+# and every durable state write.  Median of 3 runs per shape.
 set -u
 . "$(dirname "$0")/lib.sh"
 bench_setup "${1:-build}"

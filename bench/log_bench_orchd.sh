@@ -3,14 +3,15 @@
 #
 # One exec instance runs `yes LINE | head -c MIB MiB` (default 1024 MiB of
 # 60-byte lines) through `orchd run`, console to /dev/null.  Lines flow
-#   command --pipe--> orchd-ext-exec (one protocol `log` message per line)
-#   --pipe--> orchd (JSON parse, mask, console line, bounded log file)
+#   command --pipe (the extension's stderr, PROTOCOL.md §4)--> orchd
+#   (chunks of whole lines: UTF-8 check, mask, console block, bounded log)
 #   --> /dev/null
 # Baseline, same run: `yes LINE | head -c MIB MiB | cat > /dev/null`.
 # Prints MiB/s of each, the ratio (goal >= 0.5x) and orchd's peak RSS (goal
 # <= 32 MiB).  To show where the time goes it also times the first stage
-# alone (orchd-ext-exec driven by a canned hello + apply, its protocol
-# stream piped to `cat > /dev/null`) and the CPU seconds of each run
+# alone (orchd-ext-exec driven by a canned hello + apply, its stderr, which
+# carries the command's output, piped to `cat > /dev/null`) and the CPU
+# seconds of each run
 # (GNU time: the process and all its children).  PERF=1 adds a perf profile
 # of the orchd run (top symbols per process).
 set -u
@@ -48,16 +49,22 @@ base_ms=$T base_cpu=$CPU
 # 2. the first stage alone: orchd-ext-exec, protocol stream to a pipe
 hello='{"type":"hello","protocol":{"min":1,"max":1},"orchd_version":"0.1.0"}'
 action="{\"type\":\"action\",\"action\":\"apply\",\"instance\":\"flood\",\"stack\":\"b-exec-flood\",\"config\":{\"command\":[\"sh\",\"-c\",\"$CMD\"]},\"state\":null,\"outputs\":{},\"workdir\":\"$TMP\"}"
-mkfifo "$TMP/in"
-# stdin stays open (EOF is a cancel for an extension) until it has finished
+mkfifo "$TMP/in" "$TMP/proto"
+# stdin stays open (EOF before the result is a cancel) until the result;
+# then EOF ends the extension's session (PROTOCOL.md §7.6).  The command's
+# output comes on the extension's stderr (into cat), the protocol messages
+# on its stdout (into the fifo the result is looked for in)
 t0=$(now_ms)
-/usr/bin/time -f '%U %S %M' -o "$TMP/time" sh -c '"$1" < "$2" 2>&1 | cat > /dev/null' sh "$EXT" "$TMP/in" &
+/usr/bin/time -f '%U %S %M' -o "$TMP/time" sh -c '"$1" < "$2" 2>&1 > "$3" | cat > /dev/null' \
+	sh "$EXT" "$TMP/in" "$TMP/proto" &
 pid=$!
 exec 3>"$TMP/in"
 printf '%s\n%s\n' "$hello" "$action" >&3
+grep -q -m 1 '"type":"result"' < "$TMP/proto" ||
+	{ echo "log_bench_orchd: orchd-ext-exec sent no result" >&2; exit 1; }
+exec 3>&-
 wait $pid || { echo "log_bench_orchd: orchd-ext-exec failed" >&2; exit 1; }
 ext_ms=$(($(now_ms) - t0))
-exec 3>&-
 ext_cpu=$(tail -n 1 "$TMP/time" | awk '{ printf "%.2f", $1 + $2 }')
 
 # 3. orchd run
@@ -69,7 +76,7 @@ ext_rep_cpu=$(jq -r '.instances[0].cpu_ms' "$TMP"/p/.orchd/runs/*/report.json 2>
 mibs() { awk -v m="$MIB" -v t="$1" 'BEGIN { if (t <= 0) t = 1; printf "%.0f", m * 1000 / t }'; }
 printf '%-52s %8s %8s %8s\n' "$MIB MiB of 60-byte lines" "ms" "MiB/s" "CPU s"
 printf '%-52s %8d %8s %8s\n' "yes | head | cat > /dev/null (baseline)" "$base_ms" "$(mibs "$base_ms")" "$base_cpu"
-printf '%-52s %8d %8s %8s\n' "stage 1: orchd-ext-exec alone | cat > /dev/null" "$ext_ms" "$(mibs "$ext_ms")" "$ext_cpu"
+printf '%-52s %8d %8s %8s\n' "stage 1: orchd-ext-exec alone 2>&1 | cat > /dev/null" "$ext_ms" "$(mibs "$ext_ms")" "$ext_cpu"
 printf '%-52s %8d %8s %8s\n' "orchd run (console > /dev/null)" "$orchd_ms" "$(mibs "$orchd_ms")" "$orchd_cpu"
 echo
 echo "throughput ratio orchd / cat: $(ratio "$base_ms" "$orchd_ms")x  (goal >= 0.5x)"
