@@ -880,6 +880,11 @@ START_TEST(test_session_bound_and_close)
 	/* one waits, the other exited */
 	ck_assert_int_eq(
 		(kill((pid_t)logged_pid(&v1), 0) == 0) + (kill((pid_t)logged_pid(&v2), 0) == 0), 1);
+	/* another id: nothing ends; its own id: it ends */
+	orchd_supervisor_end_session(sup, "sess.b");
+	ck_assert_int_eq(orchd_supervisor_running(sup), 0);
+	orchd_supervisor_end_session(sup, "sess.a");
+	ck_assert_int_eq(orchd_supervisor_running(sup), 1);
 	orchd_supervisor_close_sessions(sup);
 	ck_assert_int_eq(orchd_supervisor_running(sup), 1);
 	run_all();

@@ -321,6 +321,9 @@ static void lose_waiters(struct orchd_sched *s, struct node *nd)
 		snprintf(w->reason, sizeof(w->reason), "%s %s", nd->in->id,
 			 nd->st == NODE_SKIPPED ? "was skipped" : "failed");
 		fire(s, w, EV_UPSTREAM_LOST);
+		/* its action will not come: its session, if one waits, ends */
+		if (s->sup)
+			orchd_supervisor_end_session(s->sup, w->in->id);
 	}
 }
 

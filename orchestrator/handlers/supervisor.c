@@ -525,6 +525,15 @@ static void park_sessions(struct orchd_supervisor *sup)
 	}
 }
 
+void orchd_supervisor_end_session(struct orchd_supervisor *sup, const char *id)
+{
+	for (size_t i = 0; i < sup->nparked; i++)
+		if (!strcmp(sup->parked[i]->id, id)) {
+			end_session(sup, i);
+			return;
+		}
+}
+
 void orchd_supervisor_close_sessions(struct orchd_supervisor *sup)
 {
 	while (sup->nparked)

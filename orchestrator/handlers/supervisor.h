@@ -160,6 +160,8 @@ size_t orchd_supervisor_running(const struct orchd_supervisor *sup);
  * running() is 0.  Interrupts and cancel_all() end them too.
  */
 void orchd_supervisor_close_sessions(struct orchd_supervisor *sup);
+/* The same for the waiting session of one step id, if there is one. */
+void orchd_supervisor_end_session(struct orchd_supervisor *sup, const char *id);
 
 /*
  * Cancel every running step (fail-fast): send cancel with reason (e.g.
