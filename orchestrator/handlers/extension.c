@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -823,15 +824,27 @@ static void step_stdout_line(struct orchd_step *st, const char *line, size_t len
 
 /* A stderr line is free text: logged as it is when it is UTF-8 without NUL
  * bytes, else with those bytes as U+FFFD (PROTOCOL.md §4). */
+/* stderr text as it may be logged: text itself when it is UTF-8 without
+ * NUL bytes, else a cleaned copy in st->err_clean (*len updated); NULL when
+ * that copy could not be made (the text is dropped, not cut). */
+static char *stderr_text(struct orchd_step *st, char *text, size_t *len)
+{
+	if (op_utf8_valid(text, *len))
+		return text;
+	op_buf_reset(&st->err_clean);
+	if (op_utf8_clean_into(&st->err_clean, text, *len) < 0)
+		return NULL;
+	*len = st->err_clean.len;
+	return st->err_clean.buf;
+}
+
 static void step_stderr_line(struct orchd_step *st, const char *line, size_t len)
 {
-	if (!op_utf8_valid(line, len)) {
-		op_buf_reset(&st->err_clean);
-		if (op_utf8_clean_into(&st->err_clean, line, len) < 0)
-			return; /* out of memory: the line is dropped, not cut */
-		line = st->err_clean.buf;
-	}
-	step_log_src(st, ORCHD_LOG_INFO, ORCHD_LOGSRC_STDERR, line);
+	/* the splitter's line stays unchanged: only read */
+	const char *t = stderr_text(st, (char *)(uintptr_t)line, &len);
+
+	if (t)
+		step_log_src(st, ORCHD_LOG_INFO, ORCHD_LOGSRC_STDERR, t);
 }
 
 static void step_drain_lines(struct orchd_step *st, int err)
@@ -855,13 +868,8 @@ static void step_drain_lines(struct orchd_step *st, int err)
 /* Whole stderr lines, logged in one call when the caller takes them so. */
 static void step_stderr_lines(struct orchd_step *st, char *text, size_t len)
 {
-	if (!op_utf8_valid(text, len)) {
-		op_buf_reset(&st->err_clean);
-		if (op_utf8_clean_into(&st->err_clean, text, len) < 0)
-			return; /* out of memory: the lines are dropped, not cut */
-		text = st->err_clean.buf;
-		len = st->err_clean.len;
-	}
+	if (!(text = stderr_text(st, text, &len)))
+		return;
 	if (st->hooks.log_lines) {
 		st->hooks.log_lines(st->hooks.cb_data, st->ctx, st->id, ORCHD_LOG_INFO,
 				    ORCHD_LOGSRC_STDERR, text, len);
