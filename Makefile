@@ -211,7 +211,13 @@ $(BUILD)/tests/shim/fault.so: tests/shim/fault.c
 	@mkdir -p $(@D)
 	$(CC) -std=c17 -O2 -Wall -Wextra -Werror -D_GNU_SOURCE -fPIC -shared -o $@ $< -ldl
 
-SHIMS := $(BUILD)/tests/shim/enospc.so $(BUILD)/tests/shim/fault.so
+# The kill -9 tests' shim: syncs return at once (a killed process leaves
+# the same files behind either way, see tests/shim/nosync.c).
+$(BUILD)/tests/shim/nosync.so: tests/shim/nosync.c
+	@mkdir -p $(@D)
+	$(CC) -std=c17 -O2 -Wall -Wextra -Werror -D_GNU_SOURCE -fPIC -shared -o $@ $<
+
+SHIMS := $(BUILD)/tests/shim/enospc.so $(BUILD)/tests/shim/fault.so $(BUILD)/tests/shim/nosync.so
 
 # The tests drive the real tools (OpenTofu, ansible, sops, age, Pulumi):
 # `make tools` builds them once into ~/.cache/orchd/tools and check puts them
