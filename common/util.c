@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <time.h>
 
@@ -149,6 +150,107 @@ const char *orchd_buf_str(const struct op_buf *b)
 		die("%s",
 		    b->err == ENOMEM ? "out of memory" : "internal error: a buffer overflowed");
 	return op_buf_str(b);
+}
+
+/* FNV-1a */
+static size_t map_hash(const char *s)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
+	return (size_t)(h ^ (h >> 29));
+}
+
+static struct orchd_map_slot *map_find(const struct orchd_map *m, const char *key, size_t h)
+{
+	size_t i = h & (m->cap - 1);
+
+	for (;; i = (i + 1) & (m->cap - 1)) {
+		struct orchd_map_slot *s = &m->slot[i];
+
+		if (!s->key || (s->hash == h && !strcmp(s->key, key)))
+			return s;
+	}
+}
+
+size_t *orchd_map_get(const struct orchd_map *m, const char *key)
+{
+	struct orchd_map_slot *s;
+
+	if (!m->cap)
+		return NULL;
+	s = map_find(m, key, map_hash(key));
+	return s->key ? &s->val : NULL;
+}
+
+size_t *orchd_map_put(struct orchd_map *m, const char *key, size_t val, int *added)
+{
+	size_t h = map_hash(key);
+	struct orchd_map_slot *s;
+
+	if ((m->n + 1) * 4 > m->cap * 3) {
+		/* at most 3/4 full, so that a probe always ends */
+		struct orchd_map old = *m;
+
+		m->cap = old.cap ? old.cap * 2 : 16;
+		m->slot = xcalloc(m->cap, sizeof(*m->slot));
+		for (size_t i = 0; i < old.cap; i++)
+			if (old.slot[i].key)
+				*map_find(m, old.slot[i].key, old.slot[i].hash) = old.slot[i];
+		free(old.slot);
+	}
+	s = map_find(m, key, h);
+	if (added)
+		*added = !s->key;
+	if (!s->key) {
+		s->key = key;
+		s->hash = h;
+		s->val = val;
+		m->n++;
+	}
+	return &s->val;
+}
+
+void orchd_map_release(struct orchd_map *m)
+{
+	free(m->slot);
+	m->slot = NULL;
+	m->cap = m->n = 0;
+}
+
+void orchd_buf_json_str(struct op_buf *b, const char *s, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t i = 0, plain;
+
+	op_buf_addch(b, '"');
+	while (i < len) {
+		for (plain = i; plain < len; plain++) {
+			unsigned char c = (unsigned char)s[plain];
+
+			if (c < 0x20 || c == '"' || c == '\\')
+				break;
+		}
+		op_buf_add(b, s + i, plain - i);
+		if (plain == len)
+			break;
+		{
+			unsigned char c = (unsigned char)s[plain];
+			char esc[6] = {'\\', (char)c, 0, 0, 0, 0};
+
+			if (c < 0x20) {
+				memcpy(esc + 1, "u00", 3);
+				esc[4] = hex[c >> 4];
+				esc[5] = hex[c & 15];
+				op_buf_add(b, esc, 6);
+			} else {
+				op_buf_add(b, esc, 2);
+			}
+		}
+		i = plain + 1;
+	}
+	op_buf_addch(b, '"');
 }
 
 size_t orchd_utf8_len(const unsigned char *p, size_t avail)

@@ -68,6 +68,35 @@ char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  */
 struct op_buf;
 const char *orchd_buf_str(const struct op_buf *b);
+/* Append s[0..len) to b as a JSON string: quotes, and \" \\ and \u00XX for
+ * the control characters (NUL included); other bytes are copied as they
+ * are, so s must be valid UTF-8 for the result to be valid JSON. */
+void orchd_buf_json_str(struct op_buf *b, const char *s, size_t len);
+
+/*
+ * A map from C strings to size_t: open addressing, for the loader's tables
+ * of ids, names and stacks (tens of thousands of keys, where a json-c
+ * object per table costs a node, a strdup and a bucket per key).  Keys are
+ * borrowed: they must outlive the map and not change.  Zero-initialised
+ * (ORCHD_MAP_INIT) is an empty map.
+ */
+struct orchd_map {
+	struct orchd_map_slot {
+		const char *key; /* NULL: free */
+		size_t hash;
+		size_t val;
+	} * slot;
+	size_t cap, n; /* cap: 0 or a power of two */
+};
+#define ORCHD_MAP_INIT     \
+	{                  \
+		NULL, 0, 0 \
+	}
+/* The value of key, or NULL. */
+size_t *orchd_map_get(const struct orchd_map *m, const char *key);
+/* The value of key, added with val if it was not there (*added set). */
+size_t *orchd_map_put(struct orchd_map *m, const char *key, size_t val, int *added);
+void orchd_map_release(struct orchd_map *m);
 
 /* Monotonic clock in milliseconds. */
 long long now_ms(void);

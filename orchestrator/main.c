@@ -280,26 +280,7 @@ static void graph_mermaid(const struct orchd_pipeline *p, struct op_buf *sb)
 /* A JSON string (names are from the safe set, but escape anyway). */
 static void put_json_str(struct op_buf *sb, const char *s)
 {
-	op_buf_addch(sb, '"');
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		size_t plain = strcspn(s, "\"\\\x01\x02\x03\x04\x05\x06\x07\x08\t\n\x0b\x0c\r"
-					  "\x0e\x0f\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a"
-					  "\x1b\x1c\x1d\x1e\x1f");
-
-		if (plain) {
-			op_buf_add(sb, s, plain);
-			s += plain - 1;
-			continue;
-		}
-		if (c == '"' || c == '\\')
-			op_buf_addf(sb, "\\%c", c);
-		else if (c < 0x20)
-			op_buf_addf(sb, "\\u%04x", c);
-		else
-			op_buf_addch(sb, (char)c);
-	}
-	op_buf_addch(sb, '"');
+	orchd_buf_json_str(sb, s, strlen(s));
 }
 
 /*

@@ -48,6 +48,17 @@ static struct orchd_pipeline *load(const char *yaml, char **errs)
 	return p;
 }
 
+/* An instance's own config blob, parsed from its text; valid until the
+ * next call (own(NULL) releases it). */
+static json_object *own(const struct orchd_instance *in)
+{
+	static json_object *held;
+
+	json_object_put(held);
+	held = in ? orchd_instance_own_config(in) : NULL;
+	return held;
+}
+
 static const char *jstr(json_object *o, const char *key)
 {
 	json_object *v;
@@ -122,12 +133,13 @@ START_TEST(test_model_basic)
 	ck_assert_str_eq(t->pass_env[0], "HOME_TOKEN");
 	ck_assert_str_eq(jstr(t->mock_outputs, "url"), "http://x");
 	/* Reserved keys are not in the blob; scalars are typed. */
-	ck_assert_str_eq(json_object_to_json_string_ext(t->config, JSON_C_TO_STRING_PLAIN),
+	ck_assert_str_eq(json_object_to_json_string_ext(own(t), JSON_C_TO_STRING_PLAIN),
 			 "{\"n\":12,\"f\":1500.0,\"q\":\"12\",\"b\":true,\"z\":null}");
-	ck_assert(json_object_object_get_ex(p->inst[0].config, "command", &v));
+	ck_assert(json_object_object_get_ex(own(&p->inst[0]), "command", &v));
 	stack = orchd_instance_stack(p, t);
 	ck_assert_str_eq(stack, "prod-exec-test");
 	free(stack);
+	own(NULL);
 	orchd_pipeline_free(p);
 }
 END_TEST
@@ -190,6 +202,100 @@ START_TEST(test_exec_merge_and_config_merge)
 }
 END_TEST
 
+/*
+ * An instance's config is kept as JSON text until it is handed over; what
+ * comes back from the text is what the YAML said: strings with every byte
+ * (NUL, control characters, quotes, backslashes, UTF-8), numbers printing
+ * as json-c prints them (the config hash is made from that text), nesting
+ * as deep as the loader allows, and the core's defaults merged in.
+ */
+START_TEST(test_config_text_round_trip)
+{
+	static const char yaml[] =
+		"p:\n"
+		"  core:\n"
+		"    defaults:\n"
+		"      exec: {opts: {keep: 1, x: 0}, only_default: yes}\n"
+		"  exec:\n"
+		"    - name: t\n"
+		"      s: \"a\\0b\\x01\\t\\n\\\"q\\\" back\\\\slash / \\u00e9\\u4e2d\\U0001F600\"\n"
+		"      \"key \\\"with\\\" quotes\\n\": 1\n"
+		"      f1: 0.1\n"
+		"      f2: 1.0e300\n"
+		"      f3: -0.0\n"
+		"      f4: 1.5\n"
+		"      i1: 9223372036854775807\n"
+		"      i2: -9223372036854775808\n"
+		"      i3: 0x1F\n"
+		"      i4: 0o17\n"
+		"      n: ~\n"
+		"      b: False\n"
+		"      q: '12'\n"
+		"      l: [[], {}, [1, [2, [3]]]]\n"
+		"      esc: \"$${{ not.a.ref }}\"\n"
+		"      opts: {x: 2}\n"
+		"      deep: "
+		"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[deep]]]]]]]]]]]]]]]]]]]]]]]]]]"
+		"]]]]]]]]]]]]]]]]]]]]]]]]]]\n";
+	struct orchd_pipeline *p = load(yaml, NULL);
+	static const char want_s[] =
+		"a\0b\x01\t\n\"q\" back\\slash / \xc3\xa9\xe4\xb8\xad\xf0\x9f\x98\x80";
+	const double doubles[] = {0.1, 1.0e300, -0.0, 1.5};
+	json_object *cfg, *v;
+	char key[8];
+	size_t depth;
+
+	ck_assert_ptr_nonnull(p);
+	cfg = orchd_instance_config(p, &p->inst[0]);
+	ck_assert(json_object_object_get_ex(cfg, "s", &v));
+	ck_assert_int_eq(json_object_get_string_len(v), (int)sizeof(want_s) - 1);
+	ck_assert(!memcmp(json_object_get_string(v), want_s, sizeof(want_s) - 1));
+	ck_assert(json_object_object_get_ex(cfg, "key \"with\" quotes\n", &v));
+	for (int i = 0; i < 4; i++) {
+		json_object *d = json_object_new_double(doubles[i]);
+
+		snprintf(key, sizeof(key), "f%d", i + 1);
+		ck_assert(json_object_object_get_ex(cfg, key, &v));
+		ck_assert(json_object_is_type(v, json_type_double));
+		ck_assert(memcmp(&(double){json_object_get_double(v)}, &doubles[i],
+				 sizeof(double)) == 0);
+		ck_assert_str_eq(json_object_to_json_string(v), json_object_to_json_string(d));
+		json_object_put(d);
+	}
+	ck_assert(json_object_object_get_ex(cfg, "i1", &v));
+	ck_assert(json_object_get_int64(v) == INT64_MAX);
+	ck_assert(json_object_object_get_ex(cfg, "i2", &v));
+	ck_assert(json_object_get_int64(v) == INT64_MIN);
+	ck_assert(json_object_object_get_ex(cfg, "i3", &v));
+	ck_assert_int_eq(json_object_get_int64(v), 31);
+	ck_assert(json_object_object_get_ex(cfg, "i4", &v));
+	ck_assert_int_eq(json_object_get_int64(v), 15);
+	ck_assert(json_object_object_get_ex(cfg, "n", &v));
+	ck_assert_ptr_null(v);
+	ck_assert(json_object_object_get_ex(cfg, "b", &v));
+	ck_assert(json_object_is_type(v, json_type_boolean) && !json_object_get_boolean(v));
+	ck_assert(json_object_object_get_ex(cfg, "q", &v));
+	ck_assert(json_object_is_type(v, json_type_string));
+	ck_assert_str_eq(json_object_to_json_string_ext(json_object_object_get(cfg, "l"),
+							JSON_C_TO_STRING_PLAIN),
+			 "[[],{},[1,[2,[3]]]]");
+	ck_assert_str_eq(jstr(cfg, "esc"), "${{ not.a.ref }}");
+	/* merged with core.defaults.exec: objects key by key, the instance wins */
+	ck_assert_str_eq(json_object_to_json_string_ext(json_object_object_get(cfg, "opts"),
+							JSON_C_TO_STRING_PLAIN),
+			 "{\"keep\":1,\"x\":2}");
+	ck_assert(json_object_object_get_ex(cfg, "only_default", &v));
+	ck_assert(json_object_get_boolean(v));
+	v = json_object_object_get(cfg, "deep");
+	for (depth = 0; json_object_is_type(v, json_type_array); depth++)
+		v = json_object_array_get_idx(v, 0);
+	ck_assert_uint_eq(depth, 52);
+	ck_assert_str_eq(json_object_get_string(v), "deep");
+	json_object_put(cfg);
+	orchd_pipeline_free(p);
+}
+END_TEST
+
 START_TEST(test_refs)
 {
 	const char *yaml =
@@ -219,8 +325,8 @@ START_TEST(test_refs)
 	 * stored as the extension sees it, one with references as written
 	 * (it is a site: parsed once, resolved at run time). */
 	ck_assert_uint_eq(t->ndeps, 1);
-	ck_assert_str_eq(jstr(t->config, "esc"), "${{ exec.nothere.outputs.x }}");
-	ck_assert_str_eq(jstr(t->config, "m"),
+	ck_assert_str_eq(jstr(own(t), "esc"), "${{ exec.nothere.outputs.x }}");
+	ck_assert_str_eq(jstr(own(t), "m"),
 			 "v=${{exec.build.outputs.version}} ${{ exec.build.outputs.url }}");
 	ck_assert_uint_eq(t->nsites, 2);
 	ck_assert_uint_eq(t->sites[0].nloc, 1);
@@ -235,6 +341,7 @@ START_TEST(test_refs)
 	ck_assert_str_eq(t->sites[1].loc[1].key, "l");
 	ck_assert_ptr_null(t->sites[1].loc[2].key);
 	ck_assert_uint_eq(t->sites[1].loc[2].index, 0);
+	own(NULL);
 	orchd_pipeline_free(p);
 }
 END_TEST
@@ -282,12 +389,13 @@ START_TEST(test_anchors_aliases_merge_keys)
 	ck_assert_ptr_nonnull(p);
 	ck_assert_uint_eq(p->ninst, 3);
 	ck_assert_str_eq(p->inst[1].name, "b");
-	ck_assert_str_eq(jstr(p->inst[1].config, "keep"), "mine");
-	ck_assert_str_eq(json_object_to_json_string_ext(p->inst[1].config, JSON_C_TO_STRING_PLAIN),
+	ck_assert_str_eq(jstr(own(&p->inst[1]), "keep"), "mine");
+	ck_assert_str_eq(json_object_to_json_string_ext(own(&p->inst[1]), JSON_C_TO_STRING_PLAIN),
 			 "{\"keep\":\"mine\",\"opts\":{\"x\":1,\"y\":2}}");
 	ck_assert_str_eq(p->inst[2].name, "c");
-	ck_assert_str_eq(json_object_to_json_string_ext(p->inst[2].config, JSON_C_TO_STRING_PLAIN),
+	ck_assert_str_eq(json_object_to_json_string_ext(own(&p->inst[2]), JSON_C_TO_STRING_PLAIN),
 			 "{\"copy\":{\"x\":1,\"y\":2},\"x\":\"first\",\"y\":2}");
+	own(NULL);
 	orchd_pipeline_free(p);
 }
 END_TEST
@@ -482,11 +590,15 @@ START_TEST(test_topo_order_and_find)
 	ck_assert_uint_eq(orchd_pipeline_find(p, "zz", &amb), (size_t)-1);
 	ck_assert_int_eq(amb, 0);
 	/* The same answers without the index. */
-	json_object_put(p->index);
-	p->index = NULL;
-	ck_assert_uint_eq(orchd_pipeline_find(p, "tf.a", &amb), 4);
-	ck_assert_uint_eq(orchd_pipeline_find(p, "a", &amb), (size_t)-1);
-	ck_assert_int_eq(amb, 1);
+	{
+		struct orchd_pipeline_index *x = p->index;
+
+		p->index = NULL;
+		ck_assert_uint_eq(orchd_pipeline_find(p, "tf.a", &amb), 4);
+		ck_assert_uint_eq(orchd_pipeline_find(p, "a", &amb), (size_t)-1);
+		ck_assert_int_eq(amb, 1);
+		p->index = x;
+	}
 	orchd_pipeline_free(p);
 }
 END_TEST
@@ -716,6 +828,7 @@ Suite *bootstrap_suite(void)
 	tcase_add_test(tc, test_model_basic);
 	tcase_add_test(tc, test_durations);
 	tcase_add_test(tc, test_exec_merge_and_config_merge);
+	tcase_add_test(tc, test_config_text_round_trip);
 	tcase_add_test(tc, test_refs);
 	tcase_add_test(tc, test_ref_parse_unterminated_not_nul_terminated);
 	tcase_add_test(tc, test_anchors_aliases_merge_keys);

@@ -13,6 +13,7 @@
  * with the key path and carrying on, so that one run reports them all.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
@@ -971,6 +972,8 @@ struct build {
 	size_t sites_alloc;	    /* capacity of cur->sites */
 	size_t inst_alloc;	    /* capacity of p->inst */
 	size_t types_alloc;
+	struct op_buf text; /* scratch of to_json() */
+	struct op_buf cfg;  /* the config blob of the instance being built */
 	int failed;
 };
 
@@ -1141,7 +1144,7 @@ static size_t key_index(const char *key, const char *const *keys, size_t n)
 	return n;
 }
 
-static json_object *string_with_refs(struct build *b, const struct ynode *n);
+static void emit_string_with_refs(struct build *b, const struct ynode *n, struct op_buf *sb);
 
 /* A reference where none is resolved (a mapping key, core.env,
  * mock_outputs) would reach the extension as literal text: an error.  1
@@ -1166,58 +1169,100 @@ static int ref_not_here(struct build *b, const struct ynode *n, const char *wher
 	return bad;
 }
 
-/* A json-c value for a node; scans strings for references when b->cur. */
-static json_object *to_json(struct build *b, const struct ynode *n)
+/*
+ * A node as JSON text appended to sb, scanning strings for references when
+ * b->cur: the one conversion of YAML values, so that an instance's config
+ * blob is kept as text until its extension needs it (orchd_instance_config)
+ * and every other value goes through the same rules (to_json).  A value in
+ * error (reported) becomes null.
+ */
+static void emit(struct build *b, const struct ynode *n, struct op_buf *sb)
 {
-	json_object *o;
 	size_t i, mark;
 	int64_t iv;
 	double dv;
 
 	switch (n->kind) {
 	case Y_SEQ:
-		o = json_object_new_array_ext((int)n->n);
+		op_buf_addch(sb, '[');
 		for (i = 0; i < n->n; i++) {
+			if (i)
+				op_buf_addch(sb, ',');
 			mark = path_index(b, i);
-			json_object_array_add(o, to_json(b, n->items[i]));
+			emit(b, n->items[i], sb);
 			path_pop(b, mark);
 		}
-		return o;
+		op_buf_addch(sb, ']');
+		return;
 	case Y_MAP:
-		o = json_object_new_object();
+		op_buf_addch(sb, '{');
 		for (i = 0; i < n->n; i++) {
-			ref_not_here(b, n->pairs[i].key, "mapping keys");
-			mark = path_key(b, n->pairs[i].key->s);
-			json_object_object_add(o, n->pairs[i].key->s, to_json(b, n->pairs[i].val));
+			const struct ynode *k = n->pairs[i].key;
+
+			if (i)
+				op_buf_addch(sb, ',');
+			ref_not_here(b, k, "mapping keys");
+			mark = path_key(b, k->s);
+			orchd_buf_json_str(sb, k->s, strlen(k->s));
+			op_buf_addch(sb, ':');
+			emit(b, n->pairs[i].val, sb);
 			path_pop(b, mark);
 		}
-		return o;
+		op_buf_addch(sb, '}');
+		return;
 	default:
 		break;
 	}
 	switch (resolve(n, &iv, &dv)) {
 	case S_NULL:
-		return NULL;
+		break;
 	case S_BOOL:
-		return json_object_new_boolean((json_bool)iv);
+		op_buf_addstr(sb, iv ? "true" : "false");
+		return;
 	case S_INT:
-		return json_object_new_int64(iv);
+		op_buf_addf(sb, "%" PRId64, iv);
+		return;
 	case S_BIGINT:
 		berr(b, n, "integer out of range: %.40s", n->s);
-		return NULL;
+		break;
 	case S_FLOAT:
 		if (!isfinite(dv)) {
 			berr(b, n, "infinite and NaN numbers are not supported");
-			return NULL;
+			break;
 		}
-		return json_object_new_double(dv);
+		{
+			/* json-c's own text for the double, so that the value
+			 * read back prints (and hashes) as it always did */
+			json_object *d = json_object_new_double(dv);
+
+			if (!d)
+				die("out of memory");
+			op_buf_addstr(sb,
+				      json_object_to_json_string_ext(d, JSON_C_TO_STRING_PLAIN));
+			json_object_put(d);
+		}
+		return;
 	default:
 		if (b->norefs && ref_not_here(b, n, b->norefs))
-			return NULL;
+			break;
 		if ((b->cur || b->in_defaults) && memmem(n->s, n->len, "${{", 3))
-			return string_with_refs(b, n);
-		return json_object_new_string_len(n->s, (int)n->len);
+			emit_string_with_refs(b, n, sb);
+		else
+			orchd_buf_json_str(sb, n->s, n->len);
+		return;
 	}
+	op_buf_addstr(sb, "null");
+}
+
+/* A json-c value for a node (NULL for null), through emit(). */
+static json_object *to_json(struct build *b, const struct ynode *n)
+{
+	json_object *o;
+
+	op_buf_reset(&b->text);
+	emit(b, n, &b->text);
+	o = orchd_json_from_text(orchd_buf_str(&b->text), b->text.len);
+	return o;
 }
 
 /*
@@ -1227,16 +1272,14 @@ static json_object *to_json(struct build *b, const struct ynode *n)
  * only escapes is stored as the extension sees it.  core.defaults holds no
  * references.
  */
-static json_object *string_with_refs(struct build *b, const struct ynode *n)
+static void emit_string_with_refs(struct build *b, const struct ynode *n, struct op_buf *sb)
 {
 	struct orchd_ref_parsed parsed;
 	struct orchd_instance *in = b->cur;
 	struct orchd_ref_site *site;
-	json_object *v;
 	char err[256];
 	size_t len;
 	char *text;
-
 	if (orchd_ref_parse(n->s, n->len, &parsed, err, sizeof(err)) < 0)
 		berr(b, n, "%s", err);
 	if (parsed.nrefs && b->in_defaults) {
@@ -1280,14 +1323,13 @@ static json_object *string_with_refs(struct build *b, const struct ynode *n)
 		}
 	}
 	if (parsed.nrefs || !parsed.has_escape) {
-		v = json_object_new_string_len(n->s, (int)n->len);
+		orchd_buf_json_str(sb, n->s, n->len);
 	} else {
 		text = orchd_ref_parsed_text(&parsed, &len);
-		v = json_object_new_string_len(text, (int)len);
+		orchd_buf_json_str(sb, text, len);
 		free(text);
 	}
 	orchd_ref_parsed_release(&parsed);
-	return v;
 }
 
 static const char *const exec_keys[] = {"max_attempts",	 "timeout", "grace",
@@ -1758,14 +1800,14 @@ static void build_sources(struct build *b, struct orchd_instance *in, const stru
 }
 
 static void build_instance(struct build *b, const char *type, const struct ynode *n,
-			   json_object *ids)
+			   struct orchd_map *ids)
 {
 	struct orchd_pipeline *p = b->p;
 	struct orchd_instance *in = &b->inst;
 	const struct ynode *namev = NULL;
 	size_t i, j, mark, m2, alloc_env = 0;
 	struct orchd_exec over;
-	json_object *prev;
+	size_t *prev;
 	int ok = 1;
 
 	if (expect_kind(b, n, Y_MAP))
@@ -1778,7 +1820,8 @@ static void build_instance(struct build *b, const char *type, const struct ynode
 	in->pos.column = n->col;
 	in->enabled = 1;
 	in->exec = p->core.defaults;
-	in->config = json_object_new_object();
+	op_buf_reset(&b->cfg);
+	op_buf_addch(&b->cfg, '{');
 	b->cur = in;
 	for (i = 0; i < n->n; i++) {
 		const struct ynode *k = n->pairs[i].key, *v = n->pairs[i].val;
@@ -1858,11 +1901,17 @@ static void build_instance(struct build *b, const char *type, const struct ynode
 			break;
 		default:
 			ref_not_here(b, k, "mapping keys");
-			json_object_object_add(in->config, k->s, to_json(b, v));
+			if (b->cfg.len > 1)
+				op_buf_addch(&b->cfg, ',');
+			orchd_buf_json_str(&b->cfg, k->s, strlen(k->s));
+			op_buf_addch(&b->cfg, ':');
+			emit(b, v, &b->cfg);
 			break;
 		}
 		path_pop(b, mark);
 	}
+	op_buf_addch(&b->cfg, '}');
+	in->config_json = xstrdup(orchd_buf_str(&b->cfg));
 	b->cur = NULL;
 	if (!namev) {
 		berr(b, n, "missing required key 'name'");
@@ -1873,8 +1922,8 @@ static void build_instance(struct build *b, const char *type, const struct ynode
 		in->name_pos.column = namev->col;
 		in->type = xstrdup(type);
 		in->id = xasprintf("%s.%s", type, in->name);
-		if (json_object_object_get_ex(ids, in->id, &prev)) {
-			struct orchd_instance *f = &p->inst[json_object_get_int64(prev)];
+		if ((prev = orchd_map_get(ids, in->id))) {
+			struct orchd_instance *f = &p->inst[*prev];
 
 			mark = path_key(b, "name");
 			berr(b, namev, "duplicate instance name '%s' (first defined at %u:%u)",
@@ -1891,7 +1940,8 @@ static void build_instance(struct build *b, const char *type, const struct ynode
 	}
 	/* Instances with other errors stay, so that references to them do
 	 * not add spurious "unknown instance" errors. */
-	json_object_object_add(ids, in->id, json_object_new_int64((int64_t)p->ninst));
+	/* (the key is in->id, whose string moves into p->inst with it) */
+	orchd_map_put(ids, in->id, p->ninst, NULL);
 	ALLOC_GROW(p->inst, p->ninst + 1, b->inst_alloc);
 	p->inst[p->ninst++] = *in;
 }
@@ -1900,7 +1950,7 @@ static void build_pipeline(struct build *b, const struct ynode *root)
 {
 	struct orchd_pipeline *p = b->p;
 	const struct ynode *body, *core = NULL;
-	json_object *ids;
+	struct orchd_map ids = ORCHD_MAP_INIT;
 	size_t i, j, mark, m2;
 
 	if (root->kind != Y_MAP || !root->n) {
@@ -1943,8 +1993,6 @@ static void build_pipeline(struct build *b, const struct ynode *root)
 		build_core(b, core);
 		path_pop(b, m2);
 	}
-	if (!(ids = json_object_new_object()))
-		die("out of memory");
 	for (i = 0; i < body->n; i++) {
 		const struct ynode *k = body->pairs[i].key, *v = body->pairs[i].val;
 
@@ -1972,12 +2020,12 @@ static void build_pipeline(struct build *b, const struct ynode *root)
 		for (j = 0; j < v->n; j++) {
 			size_t m3 = path_index(b, j);
 
-			build_instance(b, k->s, v->items[j], ids);
+			build_instance(b, k->s, v->items[j], &ids);
 			path_pop(b, m3);
 		}
 		path_pop(b, m2);
 	}
-	json_object_put(ids);
+	orchd_map_release(&ids);
 	path_pop(b, mark);
 }
 
@@ -2022,6 +2070,8 @@ int orchd_bootstrap_load(const char *file, const char *buf, size_t len, struct o
 	b.p = p;
 	build_pipeline(&b, y.root);
 	op_buf_release(&b.path);
+	op_buf_release(&b.text);
+	op_buf_release(&b.cfg);
 	free(b.pv);
 	yparse_release(&y);
 	orchd_pipeline_index(p);
@@ -2377,28 +2427,29 @@ static void check_type(const struct orchd_pipeline *p, struct orchd_diags *d,
 static void check_stacks(const struct orchd_pipeline *p, struct orchd_diags *d,
 			 struct ipaths *paths)
 {
-	json_object *seen = json_object_new_object();
+	struct orchd_map seen = ORCHD_MAP_INIT;
+	char **stacks = xcalloc(p->ninst + 1, sizeof(*stacks));
 
-	if (!seen)
-		die("out of memory");
 	for (size_t i = 0; i < p->ninst; i++) {
 		const struct orchd_instance *in = &p->inst[i];
-		char *stack = orchd_instance_stack(p, in);
-		json_object *prev;
+		size_t *prev;
+		int added;
 
-		if (json_object_object_get_ex(seen, stack, &prev)) {
-			const struct orchd_instance *other = &p->inst[json_object_get_int64(prev)];
+		stacks[i] = orchd_instance_stack(p, in);
+		prev = orchd_map_put(&seen, stacks[i], i, &added);
+		if (!added) {
+			const struct orchd_instance *other = &p->inst[*prev];
 
 			orchd_diag_add(d, p->file, in->name_pos.line, in->name_pos.column,
 				       "%s: its stack '%s' is also the stack of %s (line %u): "
 				       "rename one of them",
-				       ipath(paths, i), stack, other->id, other->name_pos.line);
-		} else {
-			json_object_object_add(seen, stack, json_object_new_int64((int64_t)i));
+				       ipath(paths, i), stacks[i], other->id, other->name_pos.line);
 		}
-		free(stack);
 	}
-	json_object_put(seen);
+	orchd_map_release(&seen);
+	for (size_t i = 0; i < p->ninst; i++)
+		free(stacks[i]);
+	free(stacks);
 }
 
 int orchd_pipeline_validate(struct orchd_pipeline *p, const char *const *known_types, size_t nknown,

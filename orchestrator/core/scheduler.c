@@ -1516,27 +1516,39 @@ size_t orchd_sched_count(const struct orchd_sched *s)
  * the config key it names is not empty). */
 static int makes_secrets(const struct node *nd)
 {
-	json_object *v;
+	json_object *own, *v;
+	int yes;
 
 	if (!nd->ext)
 		return 0;
 	if (nd->ext->secrets)
 		return 1;
-	if (!nd->ext->secrets_key ||
-	    !json_object_object_get_ex(nd->in->config, nd->ext->secrets_key, &v) || !v)
+	if (!nd->ext->secrets_key)
 		return 0;
-	switch (json_object_get_type(v)) {
-	case json_type_array:
-		return json_object_array_length(v) > 0;
-	case json_type_object:
-		return json_object_object_length(v) > 0;
-	case json_type_string:
-		return json_object_get_string_len(v) > 0;
-	case json_type_boolean:
-		return json_object_get_boolean(v);
-	default:
-		return 1;
+	own = orchd_instance_own_config(nd->in);
+	if (!json_object_object_get_ex(own, nd->ext->secrets_key, &v) || !v) {
+		yes = 0;
+	} else {
+		switch (json_object_get_type(v)) {
+		case json_type_array:
+			yes = json_object_array_length(v) > 0;
+			break;
+		case json_type_object:
+			yes = json_object_object_length(v) > 0;
+			break;
+		case json_type_string:
+			yes = json_object_get_string_len(v) > 0;
+			break;
+		case json_type_boolean:
+			yes = json_object_get_boolean(v);
+			break;
+		default:
+			yes = 1;
+			break;
+		}
 	}
+	json_object_put(own);
+	return yes;
 }
 
 int orchd_sched_needs_secrets(const struct orchd_sched *s, const char **id, const char **type)

@@ -86,34 +86,41 @@ void orchd_exec_merge(struct orchd_exec *base, const struct orchd_exec *over)
 	base->set |= over->set;
 }
 
-/*
- * The index maps "=TYPE.NAME" to the instance index and "NAME" to the index
- * of the only instance of that name, or -1 when several share it.  The "="
- * prefix keeps the two key spaces apart (a bare name never starts with it).
- */
+/* The index: ids to instance indices, and each bare name to the index of
+ * the only instance of that name, or AMBIGUOUS when several share it.  Its
+ * keys are the instances' own strings. */
+#define AMBIGUOUS ((size_t)-2)
+
+struct orchd_pipeline_index {
+	struct orchd_map ids, names;
+};
+
+static void index_free(struct orchd_pipeline_index *x)
+{
+	if (!x)
+		return;
+	orchd_map_release(&x->ids);
+	orchd_map_release(&x->names);
+	free(x);
+}
+
 void orchd_pipeline_index(struct orchd_pipeline *p)
 {
-	json_object *idx = json_object_new_object();
-	char *key;
+	struct orchd_pipeline_index *x = xcalloc(1, sizeof(*x));
 	size_t i;
 
-	if (!idx)
-		die("out of memory");
 	for (i = 0; i < p->ninst; i++) {
 		struct orchd_instance *in = &p->inst[i];
-		json_object *v;
+		size_t *v;
+		int added;
 
-		key = xasprintf("=%s", in->id);
-		if (!json_object_object_get_ex(idx, key, NULL))
-			json_object_object_add(idx, key, json_object_new_int64((int64_t)i));
-		free(key);
-		if (json_object_object_get_ex(idx, in->name, &v))
-			json_object_set_int64(v, -1);
-		else
-			json_object_object_add(idx, in->name, json_object_new_int64((int64_t)i));
+		orchd_map_put(&x->ids, in->id, i, NULL);
+		v = orchd_map_put(&x->names, in->name, i, &added);
+		if (!added)
+			*v = AMBIGUOUS;
 	}
-	json_object_put(p->index);
-	p->index = idx;
+	index_free(p->index);
+	p->index = x;
 }
 
 static size_t find_linear(const struct orchd_pipeline *p, const char *ref, int *ambiguous)
@@ -140,38 +147,24 @@ static size_t find_linear(const struct orchd_pipeline *p, const char *ref, int *
 
 size_t orchd_pipeline_find(const struct orchd_pipeline *p, const char *ref, int *ambiguous)
 {
-	json_object *v;
-	int64_t n;
+	size_t *v;
 
 	if (ambiguous)
 		*ambiguous = 0;
 	if (!p->index)
 		return find_linear(p, ref, ambiguous);
 	/* An id (the type has no dot, so "a.b" may be type a, name b). */
-	if (strchr(ref, '.')) {
-		char small[160], *key = small;
-		size_t len = strlen(ref);
-		int hit;
-
-		if (len + 2 > sizeof(small))
-			key = xmalloc(len + 2);
-		key[0] = '=';
-		memcpy(key + 1, ref, len + 1);
-		hit = json_object_object_get_ex(p->index, key, &v);
-		if (key != small)
-			free(key);
-		if (hit)
-			return (size_t)json_object_get_int64(v);
-	}
-	if (!json_object_object_get_ex(p->index, ref, &v))
+	if (strchr(ref, '.') && (v = orchd_map_get(&p->index->ids, ref)))
+		return *v;
+	v = orchd_map_get(&p->index->names, ref);
+	if (!v)
 		return (size_t)-1;
-	n = json_object_get_int64(v);
-	if (n < 0) {
+	if (*v == AMBIGUOUS) {
 		if (ambiguous)
 			*ambiguous = 1;
 		return (size_t)-1;
 	}
-	return (size_t)n;
+	return *v;
 }
 
 char *orchd_instance_stack(const struct orchd_pipeline *p, const struct orchd_instance *in)
@@ -210,15 +203,46 @@ json_object *orchd_instance_config(const struct orchd_pipeline *p, const struct 
 	}
 	if (!out)
 		die("out of memory");
-	if (in->config) {
-		json_object *copy = NULL;
+	if (in->config_json) {
+		json_object *own = orchd_instance_own_config(in);
 
-		if (json_object_deep_copy(in->config, &copy, NULL) < 0)
-			die("out of memory");
-		deep_merge(out, copy);
-		json_object_put(copy);
+		if (!json_object_object_length(out)) {
+			json_object_put(out);
+			return own;
+		}
+		deep_merge(out, own);
+		json_object_put(own);
 	}
 	return out;
+}
+
+json_object *orchd_instance_own_config(const struct orchd_instance *in)
+{
+	json_object *o = NULL;
+
+	if (in->config_json)
+		o = orchd_json_from_text(in->config_json, strlen(in->config_json));
+	if (!o)
+		o = json_object_new_object();
+	if (!o)
+		die("out of memory");
+	return o;
+}
+
+json_object *orchd_json_from_text(const char *text, size_t len)
+{
+	struct json_tokener *tok = json_tokener_new_ex(ORCHD_JSON_DEPTH);
+	json_object *o;
+
+	if (!tok)
+		die("out of memory");
+	o = json_tokener_parse_ex(tok, text, (int)len);
+	if (json_tokener_get_error(tok) != json_tokener_success ||
+	    json_tokener_get_parse_end(tok) != len)
+		die("internal error: JSON the core made does not parse: %s",
+		    json_tokener_error_desc(json_tokener_get_error(tok)));
+	json_tokener_free(tok);
+	return o;
 }
 
 void orchd_instance_release(struct orchd_instance *in)
@@ -250,7 +274,7 @@ void orchd_instance_release(struct orchd_instance *in)
 		free(site->parts);
 	}
 	free(in->sites);
-	json_object_put(in->config);
+	free(in->config_json);
 	orchd_isolation_release(&in->isolation);
 	json_object_put(in->mock_outputs);
 	json_object_put(in->sources);
@@ -282,7 +306,7 @@ void orchd_pipeline_free(struct orchd_pipeline *p)
 		free(p->types[i]);
 	free(p->types);
 	free(p->types_pos);
-	json_object_put(p->index);
+	index_free(p->index);
 	free(p);
 }
 

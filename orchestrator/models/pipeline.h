@@ -182,8 +182,11 @@ struct orchd_instance {
 	/* The rest of the instance mapping: the config blob the extension sees
 	 * (before the core merges its defaults in and resolves the references
 	 * of its sites; see core/refs.h).  A string with only `$${{` escapes
-	 * is stored as the extension sees it. */
-	json_object *config;
+	 * is stored as the extension sees it.  Kept as JSON text (an object),
+	 * made at load: the json-c objects are built only when the instance
+	 * is about to be handed to its extension (orchd_instance_config()),
+	 * not for every instance of a pipeline that may run a few of them. */
+	char *config_json;
 	json_object *mock_outputs; /* NULL when absent */
 	/* sources: array of source specs (common/fetch.h), validated by
 	 * bootstrap and fetched into the workdir (core/sources.h); NULL when absent */
@@ -207,7 +210,7 @@ struct orchd_pipeline {
 	size_t ntypes;
 	/* Private lookup table of orchd_pipeline_find() (ids and bare names),
 	 * built by orchd_pipeline_index(); NULL means find scans linearly. */
-	json_object *index;
+	struct orchd_pipeline_index *index;
 };
 
 void orchd_exec_set_defaults(struct orchd_exec *e);
@@ -237,6 +240,16 @@ char *orchd_instance_stack(const struct orchd_pipeline *p, const struct orchd_in
  * precedence".
  */
 json_object *orchd_instance_config(const struct orchd_pipeline *p, const struct orchd_instance *in);
+
+/* The instance's own keys (config_json) as a new object, without the
+ * core's defaults (caller puts it). */
+json_object *orchd_instance_own_config(const struct orchd_instance *in);
+
+/* Parse JSON text the core made itself (nesting up to ORCHD_JSON_DEPTH):
+ * a new value, NULL for null; dies when the text does not parse, which
+ * would be a bug of the core. */
+#define ORCHD_JSON_DEPTH 128
+json_object *orchd_json_from_text(const char *text, size_t len);
 
 /* (Re)build p->index after p->inst changed.  Bootstrap calls it. */
 void orchd_pipeline_index(struct orchd_pipeline *p);
