@@ -440,6 +440,34 @@ START_TEST(test_bounds)
 			 "t.yaml:6:8: error: aliases expand to too many nodes (limit 100000): "
 			 "refusing a possible billion laughs document\n");
 	free(errs);
+
+	/* Few nodes, much text: a 1 MiB string aliased 17 times would make
+	 * 17 MiB more (it once took 24 GiB to make 2000 copies of 8 MiB). */
+	op_buf_reset(&sb);
+	op_buf_addstr(&sb, "p:\n  exec:\n    - name: a\n      big: &b \"");
+	for (i = 0; i < (1 << 20); i++)
+		op_buf_addch(&sb, 'x');
+	op_buf_addstr(&sb, "\"\n      copies: [*b");
+	for (i = 1; i < 17; i++)
+		op_buf_addstr(&sb, ", *b");
+	op_buf_addstr(&sb, "]\n");
+	ck_assert_ptr_null(load(op_buf_str(&sb), &errs));
+	ck_assert_str_eq(errs,
+			 "t.yaml:5:80: error: aliases expand to too much text (limit 16 MiB): "
+			 "refusing a possible billion laughs document\n");
+	free(errs);
+	/* 16 copies are allowed */
+	op_buf_reset(&sb);
+	op_buf_addstr(&sb, "p:\n  exec:\n    - name: a\n      big: &b \"");
+	for (i = 0; i < (1 << 20); i++)
+		op_buf_addch(&sb, 'x');
+	op_buf_addstr(&sb, "\"\n      copies: [*b");
+	for (i = 1; i < 16; i++)
+		op_buf_addstr(&sb, ", *b");
+	op_buf_addstr(&sb, "]\n");
+	p = load(op_buf_str(&sb), NULL);
+	ck_assert_ptr_nonnull(p);
+	orchd_pipeline_free(p);
 	op_buf_release(&sb);
 }
 END_TEST

@@ -353,6 +353,7 @@ struct ynode {
 	unsigned char plain; /* scalar: plain style, resolved per the core schema */
 	unsigned line, col;  /* 1-based */
 	unsigned size;	     /* nodes in the expanded subtree (saturating) */
+	unsigned bytes;	     /* scalar bytes in the expanded subtree (saturating) */
 	unsigned len;	     /* scalar length (the file is at most 16 MiB) */
 	unsigned n;	     /* items, or pairs once a mapping is finished */
 	char *s;	     /* scalar value, NUL-terminated (in the bump arena) */
@@ -372,7 +373,7 @@ struct yparse {
 	struct orchd_diags *d;
 	struct ynode **blocks;
 	size_t nblocks, balloc, used; /* used: nodes used in the last block */
-	size_t nnodes, alias_cost;
+	size_t nnodes, alias_cost, alias_bytes;
 	json_object *anchors; /* name -> index into anchor_nodes */
 	struct ynode **anchor_nodes;
 	size_t nanchor, anchor_alloc;
@@ -670,8 +671,11 @@ static void finish_map(struct yparse *y, struct ynode *m, struct ynode **items, 
 			m->pairs[m->n++] = src->pairs[j];
 		}
 	}
-	for (i = 0; i < m->n; i++)
+	for (i = 0; i < m->n; i++) {
 		m->size = size_add(m->size, size_add(m->pairs[i].key->size, m->pairs[i].val->size));
+		m->bytes = size_add(m->bytes,
+				    size_add(m->pairs[i].key->bytes, m->pairs[i].val->bytes));
+	}
 	json_object_put(seen);
 	free(merges);
 }
@@ -724,6 +728,7 @@ static int handle_event(struct yparse *y, yaml_event_t *ev)
 			goto too_many;
 		n = ynode_new(y, Y_SCALAR, &ev->start_mark);
 		n->len = (unsigned)ev->data.scalar.length;
+		n->bytes = n->len;
 		n->s = bump_alloc(y, n->len + 1);
 		memcpy(n->s, ev->data.scalar.value, n->len + 1);
 		n->plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
@@ -769,8 +774,10 @@ static int handle_event(struct yparse *y, yaml_event_t *ev)
 			if (nk)
 				memcpy(n->items, kids, nk * sizeof(*kids));
 			n->n = (unsigned)nk;
-			for (i = 0; i < n->n; i++)
+			for (i = 0; i < n->n; i++) {
 				n->size = size_add(n->size, n->items[i]->size);
+				n->bytes = size_add(n->bytes, n->items[i]->bytes);
+			}
 		}
 		y->nkids = start;
 		if (y->stack[y->depth].anchor) {
@@ -796,6 +803,14 @@ static int handle_event(struct yparse *y, yaml_event_t *ev)
 				    "aliases expand to too many nodes (limit %d): refusing a "
 				    "possible billion laughs document",
 				    ORCHD_MAX_ALIAS_NODES);
+		/* a few aliases of one big string cost as much */
+		y->alias_bytes = size_add(y->alias_bytes, n->bytes);
+		if (y->alias_bytes > ORCHD_MAX_ALIAS_BYTES)
+			return yerr(y, (unsigned)ev->start_mark.line + 1,
+				    (unsigned)ev->start_mark.column + 1,
+				    "aliases expand to too much text (limit %u MiB): refusing a "
+				    "possible billion laughs document",
+				    ORCHD_MAX_ALIAS_BYTES >> 20);
 		attach(y, n);
 		return 0;
 	default:

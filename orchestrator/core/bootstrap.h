@@ -29,6 +29,7 @@
 #define ORCHD_MAX_DEPTH	      64	  /* nested sequences and mappings */
 #define ORCHD_MAX_NODES	      1000000	  /* YAML nodes in the file */
 #define ORCHD_MAX_ALIAS_NODES 100000	  /* nodes produced by alias expansion */
+#define ORCHD_MAX_ALIAS_BYTES (16u << 20) /* scalar bytes produced by alias expansion */
 #define ORCHD_DIAG_CAP	      50
 #define ORCHD_DIAG_MAX_MSG    512 /* longer messages are cut, ending in "..." */
 
