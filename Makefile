@@ -101,8 +101,9 @@ PROTO_HDR  := $(BUILD)/include/orchd/orchd_protocol.h
 PROTO_PC   := $(BUILD)/lib/pkgconfig/orchd-protocol.pc
 
 PROBE      := $(BUILD)/libexec/orchd/probe/orchd-ext-probe
+REAPER     := $(BUILD)/libexec/orchd/orchd-reaper
 
-all: $(ORCHD) $(PROTO_LIB) $(EXT_BINS) $(EXT_MANIFESTS) $(PROTO_HDR) $(PROTO_PC) $(PROBE)
+all: $(ORCHD) $(PROTO_LIB) $(EXT_BINS) $(EXT_MANIFESTS) $(PROTO_HDR) $(PROTO_PC) $(PROBE) $(REAPER)
 
 # --- objects -----------------------------------------------------------------
 $(BUILD)/obj/%.o: %.c
@@ -124,6 +125,13 @@ $(PROTO_LIB): $(PROTO_OBJ)
 $(ORCHD): $(call obj,$(MAIN_SRC)) $(ORCH_OBJ) $(COMMON_OBJ) $(PROTO_LIB)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm
+
+# The first process of every extension (orchestrator/reaper.c): started by
+# exec, not as a fork of orchd; it links the sandbox and nothing else.
+$(REAPER): $(call obj,orchestrator/reaper.c orchestrator/handlers/sandbox.c \
+    orchestrator/handlers/cgroup.c orchestrator/core/logging.c common/util.c) $(PROTO_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(shell $(PKG_CONFIG) --libs libseccomp 2>/dev/null) $(JSON_LIBS)
 
 # The probe of `orchd doctor --verify`: an extension of orchd's own, kept
 # out of the extension search path.
@@ -243,6 +251,7 @@ install: all
 	install -m 755 $(ORCHD) $(DESTDIR)$(BINDIR)/orchd
 	install -d $(DESTDIR)$(LIBEXECDIR)/orchd/probe
 	install -m 755 $(PROBE) $(DESTDIR)$(LIBEXECDIR)/orchd/probe/
+	install -m 755 $(REAPER) $(DESTDIR)$(LIBEXECDIR)/orchd/
 	for e in $(EXT_NAMES); do \
 	  install -m 755 $(EXT_DIR)/orchd-ext-$$e $(DESTDIR)$(LIBEXECDIR)/orchd/extensions/ && \
 	  install -m 644 extensions/$$e/manifest.json \
@@ -272,7 +281,7 @@ deps:
 tools:
 	bash tests/tools/install-tools.sh
 
-LINT_SRC = $(COMMON_SRC) $(PROTO_SRC) $(ORCH_SRC) $(MAIN_SRC) orchestrator/probe.c \
+LINT_SRC = $(COMMON_SRC) $(PROTO_SRC) $(ORCH_SRC) $(MAIN_SRC) orchestrator/probe.c orchestrator/reaper.c \
 	$(wildcard extensions/*/*.c) $(TEST_SRC) $(TESTLIB_SRC) $(TEST_HELPER_SRC) $(wildcard tests/fuzz/*.c) \
 	$(wildcard common/*.h protocol/*.h orchestrator/*/*.h extensions/*/*.h)
 

@@ -6,12 +6,17 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/capability.h>
 #include <sched.h>
 #include <signal.h>
+#include <pthread.h>
 #include <stdint.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -442,7 +447,8 @@ static _Noreturn void child(const struct plan *p)
 		char go = 0;
 		ssize_t n;
 
-		close(p->sync_w); /* else our own copy would keep EOF away */
+		if (p->sync_w >= 0)
+			close(p->sync_w); /* else our own copy would keep EOF away */
 		if (p->dumpable_hook) {
 			/* A non-dumpable parent's children are too, and their
 			 * /proc files belong to root: the parent's hook could
@@ -487,6 +493,364 @@ static _Noreturn void child(const struct plan *p)
 	if (c->flags & OP_CHILD_REAPER)
 		reaper(p);
 	run_program(p, p->report);
+}
+
+/* --- a reaper program (->reaper_exe) --------------------------------------- */
+
+/*
+ * The plan a reaper program reads on fd 5: "orchd-reaper-plan 1\n", then
+ * native-endian u32 fields and length-prefixed byte strings (the reader is
+ * this library, in a program of the same build): flags, parent, the
+ * dumpable handshake, the go-ahead, cwd, argv, env, sigmask, nofile, and
+ * the caller's part.
+ */
+#define PLAN_MAGIC "orchd-reaper-plan 1\n"
+
+void op_plan_put_u32(struct op_buf *b, uint32_t v)
+{
+	op_buf_add(b, &v, sizeof(v));
+}
+
+void op_plan_put_bytes(struct op_buf *b, const void *p, size_t n)
+{
+	op_plan_put_u32(b, (uint32_t)n);
+	op_buf_add(b, p, n);
+}
+
+uint32_t op_plan_u32(struct op_plan_cursor *k)
+{
+	uint32_t v = 0;
+
+	if (k->bad || k->end - k->p < (ptrdiff_t)sizeof(v)) {
+		k->bad = 1;
+		return 0;
+	}
+	memcpy(&v, k->p, sizeof(v));
+	k->p += sizeof(v);
+	return v;
+}
+
+const void *op_plan_bytes(struct op_plan_cursor *k, size_t *len)
+{
+	uint32_t n = op_plan_u32(k);
+	const void *s = k->p;
+
+	*len = 0;
+	if (k->bad || (uint64_t)(k->end - k->p) < n) {
+		k->bad = 1;
+		return NULL;
+	}
+	k->p += n;
+	*len = n;
+	return s;
+}
+
+static void plan_strv(struct op_buf *b, const char *const *v)
+{
+	uint32_t n = 0;
+
+	while (v && v[n])
+		n++;
+	op_plan_put_u32(b, n);
+	for (uint32_t i = 0; i < n; i++)
+		op_plan_put_bytes(b, v[i], strlen(v[i]));
+}
+
+/* The plan in a sealed memfd; its fd, or -1 with errno. */
+static int plan_fd(const struct op_child *c, const struct plan *p)
+{
+	struct op_buf b = OP_BUF_INIT;
+	int fd = -1;
+
+	op_buf_addstr(&b, PLAN_MAGIC);
+	op_plan_put_u32(&b, c->flags);
+	op_plan_put_u32(&b, (uint32_t)p->parent);
+	op_plan_put_u32(&b, (uint32_t)p->dumpable_hook);
+	op_plan_put_u32(&b, p->sync >= 0);
+	op_plan_put_u32(&b, c->cwd != NULL);
+	op_plan_put_bytes(&b, c->cwd ? c->cwd : "", c->cwd ? strlen(c->cwd) : 0);
+	plan_strv(&b, c->argv);
+	plan_strv(&b, p->envp);
+	op_plan_put_u32(&b, c->sigmask != NULL);
+	if (c->sigmask)
+		op_plan_put_bytes(&b, c->sigmask, sizeof(*c->sigmask));
+	op_plan_put_u32(&b, c->nofile != NULL);
+	if (c->nofile)
+		op_plan_put_bytes(&b, c->nofile, sizeof(*c->nofile));
+	op_plan_put_bytes(&b, c->reaper_plan, c->reaper_plan_len);
+	if (op_buf_failed(&b)) {
+		errno = b.err ? b.err : ENOMEM;
+		op_buf_release(&b);
+		return -1;
+	}
+	fd = (int)syscall(SYS_memfd_create, "orchd-reaper-plan", 1U /* MFD_CLOEXEC */);
+	if (fd >= 0) {
+		const char *q = b.buf;
+		size_t left = b.len;
+
+		while (left) {
+			ssize_t n = write(fd, q, left);
+
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0) {
+				int e = n < 0 ? errno : EIO;
+
+				close(fd);
+				fd = -1;
+				errno = e;
+				break;
+			}
+			q += n;
+			left -= (size_t)n;
+		}
+		if (fd >= 0 && lseek(fd, 0, SEEK_SET) < 0) {
+			int e = errno;
+
+			close(fd);
+			fd = -1;
+			errno = e;
+		}
+	}
+	op_buf_release(&b);
+	return fd;
+}
+
+/* What the clone child of spawn_exec() needs: fds above 9, close-on-exec. */
+struct exec_args {
+	const char *exe;
+	int src[6]; /* what becomes its 0..5; -1: leave 0..2 as they are, close 4 */
+	int userns; /* made in a new user namespace: keep its capabilities */
+};
+
+/*
+ * A process made in a new user namespace has every capability there, but
+ * an exec loses them unless its uid there is 0, and its uid is not even
+ * mapped yet (orchd writes the map after the exec): the capabilities are
+ * made inheritable and ambient, which an exec keeps.  They are of the new
+ * namespace only, as the fork's were, and the program gets none: the
+ * sandbox drops every set, ambient included, before the program's exec.
+ */
+__attribute__((no_sanitize("address", "undefined"))) static void keep_caps(void)
+{
+	struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+	struct __user_cap_data_struct data[2];
+
+	if (syscall(SYS_capget, &hdr, data) < 0)
+		return;
+	data[0].inheritable = data[0].permitted;
+	data[1].inheritable = data[1].permitted;
+	if (syscall(SYS_capset, &hdr, data) < 0)
+		return;
+	for (int cap = 0; cap < 64; cap++)
+		if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0 && errno == EINVAL)
+			break;
+}
+
+/*
+ * The clone child: it shares the caller's memory (CLONE_VM) while the
+ * caller waits (CLONE_VFORK), with every signal blocked.  It only moves
+ * fds and execs; on failure it reports on the report pipe and exits.
+ */
+__attribute__((no_sanitize("address", "undefined"))) static int exec_child(void *arg)
+{
+	const struct exec_args *a = arg;
+	char *const argv[] = {(char *)(uintptr_t) "orchd-reaper", NULL};
+	char *const envp[] = {NULL};
+	struct report r = {REPORT_FAILED, (int)OP_CHILD_SPAWN, 0, 0};
+
+	for (int i = 0; i < 6; i++) {
+		if (a->src[i] >= 0) {
+			if (dup2(a->src[i], i) < 0)
+				goto fail;
+		} else if (i >= 3) {
+			close(i);
+		}
+	}
+	if (a->userns)
+		keep_caps();
+	execve(a->exe, argv, envp);
+fail:
+	r.err = errno;
+	while (write(3, &r, sizeof(r)) < 0 && errno == EINTR)
+		;
+	_exit(127);
+}
+
+#define EXEC_STACK (256 * 1024)
+
+/* Make the child with clone(CLONE_VM|CLONE_VFORK) and exec the reaper
+ * program in it; its pid, or -1 with errno. */
+static pid_t spawn_exec(const struct op_child *c, const struct plan *p)
+{
+	struct exec_args a;
+	int from[6] = {p->fd[0], p->fd[1], p->fd[2], p->report, p->sync, -1};
+	sigset_t all, old;
+	void *stack;
+	pid_t pid = -1;
+	int e = 0;
+
+	a.exe = c->reaper_exe;
+	a.userns = (c->clone_flags & CLONE_NEWUSER) != 0;
+	for (int i = 0; i < 6; i++)
+		a.src[i] = -1;
+	from[5] = plan_fd(c, p);
+	if (from[5] < 0)
+		return -1;
+	/* above the fds the child makes, so that no dup2 clobbers another */
+	for (int i = 0; i < 6 && !e; i++)
+		if (from[i] >= 0 && (a.src[i] = fcntl(from[i], F_DUPFD_CLOEXEC, 10)) < 0)
+			e = errno;
+	close(from[5]);
+	stack = e ? MAP_FAILED
+		  : mmap(NULL, EXEC_STACK, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+	if (!e && stack == MAP_FAILED)
+		e = errno;
+	if (!e) {
+		sigfillset(&all);
+		pthread_sigmask(SIG_SETMASK, &all, &old);
+		pid = clone(exec_child, (char *)stack + EXEC_STACK,
+			    (int)(CLONE_VM | CLONE_VFORK | SIGCHLD | c->clone_flags), &a);
+		e = pid < 0 ? errno : 0;
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		munmap(stack, EXEC_STACK);
+	}
+	for (int i = 0; i < 6; i++)
+		if (a.src[i] >= 0)
+			close(a.src[i]);
+	errno = e;
+	return e ? -1 : pid;
+}
+
+static char *get_str(struct op_plan_cursor *k)
+{
+	size_t n;
+	const char *s = op_plan_bytes(k, &n);
+	char *out;
+
+	if (!s)
+		return NULL;
+	out = malloc(n + 1);
+	if (!out) {
+		k->bad = 1;
+		return NULL;
+	}
+	memcpy(out, s, n);
+	out[n] = '\0';
+	return out;
+}
+
+/* A flag, then (when set) size bytes into out; 1 when it was there. */
+static int get_optional(struct op_plan_cursor *k, void *out, size_t size)
+{
+	const void *v;
+	size_t n;
+
+	if (!op_plan_u32(k))
+		return 0;
+	v = op_plan_bytes(k, &n);
+	if (!v || n != size) {
+		k->bad = 1;
+		return 0;
+	}
+	memcpy(out, v, size);
+	return 1;
+}
+
+static char **get_strv(struct op_plan_cursor *k)
+{
+	uint32_t n = op_plan_u32(k);
+	char **v;
+
+	if (k->bad || n > (uint32_t)(k->end - k->p) / sizeof(uint32_t) + 1) {
+		k->bad = 1;
+		return NULL;
+	}
+	v = calloc((size_t)n + 1, sizeof(*v));
+	if (!v) {
+		k->bad = 1;
+		return NULL;
+	}
+	for (uint32_t i = 0; i < n && !k->bad; i++)
+		v[i] = get_str(k);
+	return v;
+}
+
+_Noreturn void op_child_reaper_main(int (*decode)(const void *plan, size_t len, struct op_child *c))
+{
+	static struct op_child c;
+	static sigset_t mask;
+	static struct rlimit nofile;
+	struct plan p;
+	struct op_plan_cursor k;
+	struct stat st;
+	char *buf = NULL, **argv, **env;
+	const char *part;
+	size_t len = 0, plen;
+	ssize_t n;
+
+	memset(&p, 0, sizeof(p));
+	if (fstat(5, &st) < 0 || st.st_size <= 0 || st.st_size >= (1 << 30) ||
+	    !(buf = malloc((size_t)st.st_size)))
+		child_fail(3, OP_CHILD_SETUP, EPROTO);
+	while (len < (size_t)st.st_size) {
+		n = pread(5, buf + len, (size_t)st.st_size - len, (off_t)len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	close(5);
+	if (len != (size_t)st.st_size || len < sizeof(PLAN_MAGIC) - 1 ||
+	    memcmp(buf, PLAN_MAGIC, sizeof(PLAN_MAGIC) - 1))
+		child_fail(3, OP_CHILD_SETUP, EPROTO);
+	k.p = (const unsigned char *)buf + sizeof(PLAN_MAGIC) - 1;
+	k.end = (const unsigned char *)buf + len;
+	k.bad = 0;
+	c.flags = op_plan_u32(&k);
+	p.parent = (pid_t)op_plan_u32(&k);
+	p.dumpable_hook = (int)op_plan_u32(&k);
+	p.sync = op_plan_u32(&k) ? 4 : -1;
+	p.sync_w = -1;
+	if (op_plan_u32(&k))
+		c.cwd = get_str(&k);
+	else
+		op_plan_bytes(&k, &plen);
+	argv = get_strv(&k);
+	env = get_strv(&k);
+	if (get_optional(&k, &mask, sizeof(mask)))
+		c.sigmask = &mask;
+	if (get_optional(&k, &nofile, sizeof(nofile)))
+		c.nofile = &nofile;
+	part = op_plan_bytes(&k, &plen);
+	if (k.bad || !argv || !argv[0] || !env)
+		child_fail(3, OP_CHILD_SETUP, EPROTO);
+	c.argv = (const char *const *)(void *)argv;
+	c.env = (const char *const *)(void *)env;
+	if (decode && decode(part, plen, &c) < 0)
+		child_fail(3, OP_CHILD_SETUP, errno ? errno : EPROTO);
+	free(buf); /* (what is kept was copied out of it) */
+	p.c = &c;
+	p.envp = c.env;
+	p.path = env_path(p.envp);
+	if (c.flags & OP_CHILD_SHELL) {
+		size_t nargs = 0;
+
+		while (argv[nargs])
+			nargs++;
+		p.shargv = calloc(nargs + 2, sizeof(*p.shargv));
+		if (!p.shargv)
+			child_fail(3, OP_CHILD_SETUP, ENOMEM);
+		p.shargv[0] = "/bin/sh";
+		for (size_t i = 1; i < nargs; i++)
+			p.shargv[i + 1] = argv[i];
+	}
+	for (int i = 0; i < 3; i++)
+		p.fd[i] = i;
+	p.report = 3;
+	child(&p);
 }
 
 /* --- in the parent ---------------------------------------------------------- */
@@ -604,11 +968,15 @@ int op_child_start(struct op_child *c)
 		p.sync_w = sync[1];
 		p.dumpable_hook = c->parent_setup && prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) == 0;
 	}
-	pid = spawn(c);
+	if ((c->flags & OP_CHILD_REAPER) && c->reaper_exe) {
+		pid = spawn_exec(c, &p);
+	} else {
+		pid = spawn(c);
+		if (pid == 0)
+			child(&p);
+	}
 	if (pid < 0)
 		goto fail;
-	if (pid == 0)
-		child(&p);
 	/* also from the parent, so that kill(-pid) works at once */
 	if (c->flags & OP_CHILD_PGROUP)
 		setpgid(pid, pid);

@@ -38,6 +38,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #ifdef __cplusplus
@@ -711,7 +712,9 @@ int op_ext_main(int argc, char **argv, const struct op_ext_info *info,
  *     grandchildren: nothing outlives it, namespace or not).
  *     OP_CHILD_KILL_ALL to the reaper kills the program and all it
  *     started at once; if the reaper's parent dies, the program gets
- *     SIGTERM, and everything SIGKILL OP_CHILD_ORPHAN_GRACE s later;
+ *     SIGTERM, and everything SIGKILL OP_CHILD_ORPHAN_GRACE s later.
+ *     The reaper is a fork of the caller, or with ->reaper_exe a program
+ *     of its own, exec'd without copying the caller (see below);
  *   - in the process that runs the program: chdir(->cwd), then
  *     ->exec_setup(->setup_arg) (the last lock before exec: capabilities,
  *     seccomp), then execve.
@@ -787,12 +790,29 @@ struct op_child {
 	int report_fd;		   /* the reports (OP_CHILD_ASYNC, OP_CHILD_REAPER); -1 when done */
 	enum op_child_stage stage; /* of the failure, OP_CHILD_OK */
 	int errnum;		   /* errno of the failure */
+
+	/*
+	 * OP_CHILD_REAPER with a reaper program (NULL: the reaper is a fork
+	 * of the caller): the child is made with clone(CLONE_VM|CLONE_VFORK)
+	 * in the namespaces of ->clone_flags and at once execs reaper_exe, so
+	 * the address space of the caller is never copied.  That program
+	 * calls op_child_reaper_main(), which reads what this struct says
+	 * (argv, env, cwd, flags, sigmask, nofile) from a plan and runs the
+	 * part of the child from the go-ahead on, as a fork would.  ->setup
+	 * and ->exec_setup are not called then: the plan carries reaper_plan
+	 * (reaper_plan_len bytes, borrowed during start()), from which the
+	 * decode callback of the reaper program sets its own hooks.
+	 * ->parent_setup runs in the caller as usual.
+	 */
+	const char *reaper_exe;
+	const void *reaper_plan;
+	size_t reaper_plan_len;
 };
 
 #define OP_CHILD_INIT                                                                       \
 	{                                                                                   \
 		NULL, NULL, NULL, 0, 0, 0, 0, NULL, NULL, 0, NULL, NULL, NULL, NULL, 0, -1, \
-			OP_CHILD_OK, 0                                                      \
+			OP_CHILD_OK, 0, NULL, NULL, 0                                       \
 	}
 
 /*
@@ -817,6 +837,30 @@ int op_child_report(struct op_child *c);
  * closed.
  */
 int op_child_reap(struct op_child *c, int nohang, int *wstatus, struct rusage *ru);
+/*
+ * The main of a reaper program (see ->reaper_exe): fds 0-2 are the
+ * program's, 3 the report pipe, 4 the go-ahead (or closed), 5 the plan.
+ * decode(plan, len, c) reads the caller's part (->reaper_plan) and sets
+ * c->setup, c->exec_setup and c->setup_arg; 0, or -1 (the start then fails
+ * at OP_CHILD_SETUP).  Never returns.
+ */
+_Noreturn void op_child_reaper_main(int (*decode)(const void *plan, size_t len,
+						  struct op_child *c));
+/*
+ * The byte format of reaper plans, for the caller's part too: native-endian
+ * u32 fields and byte strings prefixed with their u32 length (the writer
+ * and the reader are the same build).  The writer appends to an op_buf;
+ * the reader walks a cursor that turns bad, and then yields 0 and NULL,
+ * at the first field that runs past the end.
+ */
+struct op_plan_cursor {
+	const unsigned char *p, *end;
+	int bad;
+};
+void op_plan_put_u32(struct op_buf *b, uint32_t v);
+void op_plan_put_bytes(struct op_buf *b, const void *p, size_t n);
+uint32_t op_plan_u32(struct op_plan_cursor *k);
+const void *op_plan_bytes(struct op_plan_cursor *k, size_t *len);
 /*
  * The failure as one line: "cannot run 'ARGV0': REASON",
  * "cannot change to directory 'CWD': REASON", "cannot set up 'ARGV0':

@@ -11,8 +11,10 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -388,6 +390,101 @@ START_TEST(test_reaper_reports_signals_and_exec_failures)
 }
 END_TEST
 
+/*
+ * The reaper as a program of its own (op_child.reaper_exe, orchd-reaper):
+ * started by clone(CLONE_VM|CLONE_VFORK) + exec, not as a fork of this
+ * process.  Without a plan: the program's parent is orchd-reaper, its
+ * status comes back, a daemon it leaves dies with it, and the reaper holds
+ * no fd of ours.  (In new namespaces the reaper needs the plan's /proc to
+ * find what to kill: the isolation tests run it so, under the sandbox.)
+ */
+START_TEST(test_reaper_program)
+{
+	const char *argv[] = {
+		"/bin/sh", "-c",
+		"echo \"parent=$(tr '\\0' ' ' < /proc/$PPID/cmdline) "
+		"fds=$(ls /proc/$PPID/fd | wc -l)\"; "
+		"setsid sleep 1003.75 >/dev/null 2>&1 < /dev/null & sleep 0.2; exit 5",
+		NULL};
+	char *reaper = test_build_path("libexec/orchd/orchd-reaper");
+	struct op_child c = OP_CHILD_INIT;
+	struct rusage ru;
+	char *out;
+	int st;
+
+	ck_assert_msg(access(reaper, X_OK) == 0, "missing %s", reaper);
+	c.argv = argv;
+	c.out = OP_CHILD_PIPE;
+	c.flags = OP_CHILD_PGROUP | OP_CHILD_REAPER;
+	c.reaper_exe = reaper;
+	ck_assert_msg(op_child_start(&c) == 0, "%s", strerror(c.errnum));
+	out = slurp(c.out);
+	ck_assert_int_eq(op_child_reap(&c, 0, &st, &ru), 1);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 5, "status %#x", st);
+	ck_assert_msg(!strncmp(out, "parent=orchd-reaper ", 20), "%s", out);
+	/* its stdin, stdout and stderr as given, and the report pipe */
+	ck_assert_msg(strstr(out, "fds=") && atoi(strstr(out, "fds=") + 4) <= 4, "%s", out);
+	free(out);
+	for (int i = 0; i < 50 && test_process_with_arg("sleep 1003.75"); i++)
+		usleep(20000);
+	ck_assert_msg(!test_process_with_arg("sleep 1003.75"), "the daemon survived");
+	free(reaper);
+}
+END_TEST
+
+/* A reaper program that is not there, or a plan it cannot read: the start
+ * fails (nothing left behind), as a spawn or a setup failure. */
+START_TEST(test_reaper_program_failures)
+{
+	const char *argv[] = {"/bin/true", NULL};
+	char *reaper = test_build_path("libexec/orchd/orchd-reaper");
+	static const char garbage[] = "not a plan at all";
+	struct op_child c = OP_CHILD_INIT;
+
+	c.argv = argv;
+	c.flags = OP_CHILD_REAPER;
+	c.reaper_exe = "/nonexistent/orchd-reaper";
+	ck_assert_int_eq(op_child_start(&c), -1);
+	ck_assert_int_eq(c.stage, OP_CHILD_SPAWN);
+	ck_assert_int_eq(c.errnum, ENOENT);
+	ck_assert_int_eq(c.pid, 0);
+
+	c = (struct op_child)OP_CHILD_INIT;
+	c.argv = argv;
+	c.flags = OP_CHILD_REAPER;
+	c.reaper_exe = reaper;
+	c.reaper_plan = garbage;
+	c.reaper_plan_len = sizeof(garbage);
+	ck_assert_int_eq(op_child_start(&c), -1);
+	ck_assert_int_eq(c.stage, OP_CHILD_SETUP);
+	ck_assert_int_eq(c.errnum, EPROTO);
+	ck_assert_int_eq(c.pid, 0);
+
+	/* the program's own exec failure is still an exec failure */
+	c = (struct op_child)OP_CHILD_INIT;
+	{
+		const char *missing[] = {"/nonexistent/orchd-prog", NULL};
+
+		c.argv = missing;
+		c.flags = OP_CHILD_REAPER;
+		c.reaper_exe = reaper;
+		ck_assert_int_eq(op_child_start(&c), -1);
+		ck_assert_int_eq(c.stage, OP_CHILD_EXEC);
+		ck_assert_int_eq(c.errnum, ENOENT);
+	}
+	/* run by hand, it refuses */
+	{
+		const char *hand[] = {reaper, NULL};
+		char *err = NULL;
+
+		ck_assert_int_eq(test_run((char **)(void *)hand, NULL, &err), 2);
+		ck_assert_msg(strstr(err, "started by orchd only"), "%s", err);
+		free(err);
+	}
+	free(reaper);
+}
+END_TEST
+
 /* SIGTERM to the reaper's group reaches the program (the reaper forwards
  * it: a pid 1 would ignore it), which exits by it. */
 START_TEST(test_reaper_forwards_sigterm)
@@ -536,6 +633,8 @@ Suite *child_suite(void)
 	tcase_add_test(tc, test_reaper_in_new_namespaces);
 	tcase_add_test(tc, test_reaper_reports_signals_and_exec_failures);
 	tcase_add_test(tc, test_reaper_forwards_sigterm);
+	tcase_add_test(tc, test_reaper_program);
+	tcase_add_test(tc, test_reaper_program_failures);
 	tcase_add_test(tc, test_hook_failures);
 	tcase_add_test(tc, test_parent_death_before_go_ahead);
 	suite_add_tcase(s, tc);

@@ -1097,6 +1097,7 @@ static const struct expect {
 	{"env_passphrase", 0},
 	{"fd_inherited", 0},
 	{"no_new_privs", 0},
+	{"capabilities", 0},
 	{"proc_foreign", L_NS},
 	{"read_cmdline", L_NS},
 	{"read_environ", L_NS},

@@ -7,7 +7,10 @@
  *   setup         (the reaper)  the mounts
  *   exec_setup    (the program) limits, no_new_privs, capabilities,
  *                               Landlock, seccomp
- * The hooks make system calls only (async-signal-safe).
+ * The hooks make system calls only (async-signal-safe).  The reaper is
+ * orchd-reaper (orchestrator/reaper.c) when it is installed: the plan then
+ * travels to it as bytes (encode_plan(), orchd_sandbox_decode()), and the
+ * reaper's own copy of this file runs setup and exec_setup.
  */
 #include "handlers/sandbox.h"
 
@@ -21,6 +24,7 @@
 #include <net/if.h>
 #include <sched.h>
 #include <seccomp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -143,6 +147,7 @@ struct orchd_sandbox {
 	int ll_reads;
 	char **ll_read;
 	size_t nll_read;
+	struct op_buf plan; /* for a reaper program: encode_plan() */
 };
 
 /* ---------------------------------------------------------------------------
@@ -480,6 +485,151 @@ static int lock_down(void *arg)
 	    syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &filter_prog) < 0 &&
 	    (errno != ENOSYS || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &filter_prog) < 0))
 		return -1;
+	return 0;
+}
+
+/* ---------------------------------------------------------------------------
+ * The plan as bytes, for the reaper program (orchd-reaper, see
+ * op_child.reaper_exe): what the hooks read, nothing the parent only uses
+ * (the cgroup, the uid and gid maps).  Native-endian u32 fields and
+ * length-prefixed strings; both ends are the same build.
+ * ------------------------------------------------------------------------- */
+
+static void put_strv(struct op_buf *b, char *const *v, size_t n)
+{
+	op_plan_put_u32(b, (uint32_t)n);
+	for (size_t i = 0; i < n; i++)
+		op_plan_put_bytes(b, v[i], strlen(v[i]));
+}
+
+static void encode_plan(struct orchd_sandbox *sb)
+{
+	struct op_buf *b = &sb->plan;
+
+	op_buf_reset(b);
+	op_plan_put_u32(b, (uint32_t)sb->basic);
+	op_plan_put_u32(b, (uint32_t)sb->ns);
+	op_plan_put_u32(b, (uint32_t)sb->network_none);
+	op_plan_put_bytes(b, &sb->cpu, sizeof(sb->cpu));
+	op_plan_put_bytes(b, &sb->nofile, sizeof(sb->nofile));
+	op_plan_put_bytes(b, &sb->nproc, sizeof(sb->nproc));
+	op_plan_put_bytes(b, &sb->as, sizeof(sb->as));
+	op_plan_put_u32(b, (uint32_t)sb->set_cpu);
+	op_plan_put_u32(b, (uint32_t)sb->set_nofile);
+	op_plan_put_u32(b, (uint32_t)sb->set_nproc);
+	op_plan_put_u32(b, (uint32_t)sb->set_as);
+	op_plan_put_u32(b, (uint32_t)sb->cap_last);
+	op_plan_put_u32(b, (uint32_t)sb->landlock_abi);
+	op_plan_put_u32(b, (uint32_t)sb->ll_reads);
+	put_strv(b, sb->ll_write, sb->nll_write);
+	put_strv(b, sb->ll_read, sb->nll_read);
+	op_plan_put_u32(b, (uint32_t)sb->nmops);
+	for (size_t i = 0; i < sb->nmops; i++) {
+		op_plan_put_bytes(b, sb->mops[i].path, strlen(sb->mops[i].path));
+		op_plan_put_u32(b, (uint32_t)sb->mops[i].kind);
+		op_plan_put_u32(b, (uint32_t)sb->mops[i].isdir);
+	}
+	if (!sb->basic && filter_prog.filter)
+		op_plan_put_bytes(b, filter_prog.filter,
+				  filter_prog.len * sizeof(*filter_prog.filter));
+	else
+		op_plan_put_bytes(b, "", 0);
+}
+
+static void rd_fixed(struct op_plan_cursor *r, void *out, size_t size)
+{
+	size_t n;
+	const void *s = op_plan_bytes(r, &n);
+
+	if (!s || n != size)
+		r->bad = 1;
+	else
+		memcpy(out, s, size);
+}
+
+static char *rd_str(struct op_plan_cursor *r)
+{
+	size_t n;
+	const char *s = op_plan_bytes(r, &n);
+
+	return s ? xstrndup(s, n) : NULL;
+}
+
+static char **rd_strv(struct op_plan_cursor *r, size_t *count)
+{
+	uint32_t n = op_plan_u32(r);
+	char **v;
+
+	*count = 0;
+	if (r->bad || n > (size_t)(r->end - r->p) / sizeof(uint32_t)) {
+		r->bad = 1;
+		return NULL;
+	}
+	v = xcalloc((size_t)n + 1, sizeof(*v));
+	for (uint32_t i = 0; i < n && !r->bad; i++)
+		v[(*count)++] = rd_str(r);
+	return v;
+}
+
+int orchd_sandbox_decode(const void *plan, size_t len, struct op_child *c)
+{
+	struct orchd_sandbox *sb;
+	struct op_plan_cursor r = {plan, (const unsigned char *)plan + len, 0};
+	const void *prog;
+	size_t n, plen;
+
+	if (!len)
+		return 0; /* no plan: the reaper alone */
+	sb = xcalloc(1, sizeof(*sb));
+	sb->basic = (int)op_plan_u32(&r);
+	sb->ns = (int)op_plan_u32(&r);
+	sb->network_none = (int)op_plan_u32(&r);
+	rd_fixed(&r, &sb->cpu, sizeof(sb->cpu));
+	rd_fixed(&r, &sb->nofile, sizeof(sb->nofile));
+	rd_fixed(&r, &sb->nproc, sizeof(sb->nproc));
+	rd_fixed(&r, &sb->as, sizeof(sb->as));
+	sb->set_cpu = (int)op_plan_u32(&r);
+	sb->set_nofile = (int)op_plan_u32(&r);
+	sb->set_nproc = (int)op_plan_u32(&r);
+	sb->set_as = (int)op_plan_u32(&r);
+	sb->cap_last = (int)op_plan_u32(&r);
+	sb->landlock_abi = (int)op_plan_u32(&r);
+	sb->ll_reads = (int)op_plan_u32(&r);
+	sb->ll_write = rd_strv(&r, &sb->nll_write);
+	sb->ll_read = rd_strv(&r, &sb->nll_read);
+	n = op_plan_u32(&r);
+	if (!r.bad && n <= (size_t)(r.end - r.p) / sizeof(uint32_t)) {
+		sb->mops = xcalloc(n + 1, sizeof(*sb->mops));
+		for (size_t i = 0; i < n && !r.bad; i++) {
+			struct mop *m = &sb->mops[sb->nmops++];
+
+			m->path = rd_str(&r);
+			m->kind = (enum mop_kind)op_plan_u32(&r);
+			m->isdir = (int)op_plan_u32(&r);
+			m->fd = -1;
+		}
+	} else {
+		r.bad = 1;
+	}
+	prog = op_plan_bytes(&r, &plen);
+	if (!r.bad && plen) {
+		if (plen % sizeof(*filter_prog.filter)) {
+			r.bad = 1;
+		} else {
+			filter_prog.filter = xmalloc(plen);
+			memcpy(filter_prog.filter, prog, plen);
+			filter_prog.len = (unsigned short)(plen / sizeof(*filter_prog.filter));
+		}
+	}
+	if (r.bad || r.p != r.end) {
+		orchd_sandbox_free(sb);
+		errno = EPROTO;
+		return -1;
+	}
+	if (sb->ns)
+		c->setup = setup_mounts;
+	c->exec_setup = lock_down;
+	c->setup_arg = sb;
 	return 0;
 }
 
@@ -834,6 +984,9 @@ int orchd_sandbox_strict(const struct orchd_sandbox *sb)
 
 void orchd_sandbox_apply(struct orchd_sandbox *sb, struct op_child *c)
 {
+	encode_plan(sb);
+	c->reaper_plan = sb->plan.buf;
+	c->reaper_plan_len = sb->plan.len;
 	if (sb->ns) {
 		c->clone_flags = NS_FLAGS | (sb->network_none ? CLONE_NEWNET : 0);
 		c->flags |= OP_CHILD_REAPER;
@@ -861,5 +1014,6 @@ void orchd_sandbox_free(struct orchd_sandbox *sb)
 	free(sb->mops);
 	free_strv(sb->ll_write, sb->nll_write);
 	free_strv(sb->ll_read, sb->nll_read);
+	op_buf_release(&sb->plan);
 	free(sb);
 }

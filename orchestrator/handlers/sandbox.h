@@ -90,4 +90,11 @@ int orchd_sandbox_strict(const struct orchd_sandbox *sb);
 void orchd_sandbox_apply(struct orchd_sandbox *sb, struct op_child *c);
 void orchd_sandbox_free(struct orchd_sandbox *sb);
 
+/*
+ * In the reaper program (orchd-reaper): the plan orchd_sandbox_apply()
+ * encoded (op_child.reaper_plan), as the hooks of c.  0 (an empty plan:
+ * no hooks), or -1 with errno EPROTO when it does not parse.
+ */
+int orchd_sandbox_decode(const void *plan, size_t len, struct op_child *c);
+
 #endif

@@ -48,6 +48,7 @@ struct orchd_supervisor {
 	sigset_t old_mask;
 	struct rlimit old_nofile; /* restored in children */
 	int have_nofile;
+	char *reaper_exe; /* orchd-reaper, or NULL: a fork of orchd reaps */
 	struct sigaction old_pipe, old_hup;
 	struct orchd_step **steps;
 	size_t nsteps, asteps;
@@ -311,6 +312,37 @@ static char *encode_action(struct orchd_step *st, const struct orchd_step_spec *
 	return line;
 }
 
+/*
+ * The reaper program (orchestrator/reaper.c): beside this executable's
+ * libexec as installed (or in the build tree), else under PREFIX.  Without
+ * it the reaper is a fork of orchd: the same reaping, at the cost of a
+ * copy of orchd's page tables per extension process.
+ */
+static char *find_reaper(void)
+{
+	char self[PATH_MAX], *path;
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+
+	if (n > 0) {
+		char *slash;
+
+		self[n] = '\0';
+		slash = strrchr(self, '/');
+		if (slash) {
+			*slash = '\0';
+			path = xasprintf("%s/../libexec/orchd/orchd-reaper", self);
+			if (!access(path, X_OK))
+				return path;
+			free(path);
+		}
+	}
+	path = xstrdup(ORCHD_PREFIX "/libexec/orchd/orchd-reaper");
+	if (!access(path, X_OK))
+		return path;
+	free(path);
+	return NULL;
+}
+
 /* Start the extension process of st (its workdir, action and environment
  * are ready). */
 static void spawn_step(struct orchd_supervisor *sup, struct orchd_step *st)
@@ -332,6 +364,7 @@ static void spawn_step(struct orchd_supervisor *sup, struct orchd_step *st)
 	c.flags |= OP_CHILD_REAPER;
 	c.sigmask = &sup->old_mask;
 	c.nofile = sup->have_nofile ? &sup->old_nofile : NULL;
+	c.reaper_exe = sup->reaper_exe;
 	if (st->sandbox)
 		orchd_sandbox_apply(st->sandbox, &c);
 	ret = op_child_start(&c);
@@ -994,6 +1027,7 @@ struct orchd_supervisor *orchd_supervisor_new(const struct orchd_supervisor_opts
 		return NULL;
 	}
 	sup = xcalloc(1, sizeof(*sup));
+	sup->reaper_exe = find_reaper();
 	if (!getrlimit(RLIMIT_NOFILE, &rl)) {
 		sup->old_nofile = rl;
 		sup->have_nofile = 1;
@@ -1062,6 +1096,7 @@ void orchd_supervisor_free(struct orchd_supervisor *sup)
 {
 	if (!sup)
 		return;
+	free(sup->reaper_exe);
 	/* fetches in flight stop, and are waited for: they use the steps */
 	sup->closing = 1;
 	for (size_t i = 0; i < sup->nsteps; i++)

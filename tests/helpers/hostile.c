@@ -606,6 +606,42 @@ static void a_no_new_privs(struct hostile *h)
 	verdict(h, "no_new_privs", &e);
 }
 
+/* Any capability left in a set that grants one (the reaper had them all
+ * in its user namespace, ambient ones included: none may reach the
+ * extension).  The bounding set only caps what an exec could add, which
+ * no_new_privs already forbids; without a user namespace an unprivileged
+ * orchd cannot empty it. */
+static void a_capabilities(struct hostile *h)
+{
+	static const char *const sets[] = {"CapInh:", "CapPrm:", "CapEff:", "CapAmb:", NULL};
+	struct ev e = {0};
+	char line[256];
+	FILE *fp = fopen("/proc/self/status", "re");
+	int seen = 0;
+
+	if (!fp) {
+		ev_add(&e, "cannot read /proc/self/status: %s", errname(errno));
+		verdict(h, "capabilities", &e);
+		return;
+	}
+	while (fgets(line, sizeof(line), fp)) {
+		for (int i = 0; sets[i]; i++) {
+			size_t n = strlen(sets[i]);
+
+			if (strncmp(line, sets[i], n))
+				continue;
+			seen++;
+			if (strtoull(line + n, NULL, 16))
+				ev_add(&e, "%.*s %s", (int)n - 1, sets[i],
+				       line + n + strspn(line + n, " \t"));
+		}
+	}
+	fclose(fp);
+	if (seen != 4)
+		ev_add(&e, "%d of the 4 capability sets in /proc/self/status", seen);
+	verdict(h, "capabilities", &e);
+}
+
 static void a_ns(struct hostile *h)
 {
 	static const char *const kinds[] = {"user", "pid", "mnt",    "ipc",
@@ -2268,6 +2304,7 @@ static const struct attack {
 	{"env_passphrase", a_env_passphrase, true},
 	{"fd_inherited", a_fd_inherited, true},
 	{"no_new_privs", a_no_new_privs, true},
+	{"capabilities", a_capabilities, true},
 	{"ns", a_ns, true},
 	{"pdir_read", a_pdir_read, true},
 	{"proc_foreign", a_proc_foreign, true},
