@@ -38,6 +38,11 @@ struct report {
 	int stage; /* enum op_child_stage */
 	int err;
 	int status;
+	/* REPORT_EXITED: the rusage of the program and of everything it
+	 * started (the reaper's children), not the reaper's own: its memory
+	 * high-water mark is the parent's (a fork's copy, or the parent's
+	 * address space it borrowed until its exec) */
+	struct rusage ru;
 };
 
 /* Everything the child needs, prepared before fork. */
@@ -426,6 +431,7 @@ static _Noreturn void reaper(const struct plan *p)
 	r.type = REPORT_EXITED;
 	r.status = w == pid ? st : 0;
 	kill_leftovers(pid);
+	getrusage(RUSAGE_CHILDREN, &r.ru);
 	send_report(p->report, &r);
 	close(p->report);
 	_exit(0);
@@ -1096,9 +1102,13 @@ int op_child_reap(struct op_child *c, int nohang, int *wstatus, struct rusage *r
 		int fl = fcntl(c->report_fd, F_GETFL);
 
 		fcntl(c->report_fd, F_SETFL, fl | O_NONBLOCK);
-		while (read_one(c->report_fd, &r) == 1)
-			if (r.type == REPORT_EXITED)
-				st = r.status;
+		while (read_one(c->report_fd, &r) == 1) {
+			if (r.type != REPORT_EXITED)
+				continue;
+			st = r.status;
+			if (ru)
+				*ru = r.ru;
+		}
 	}
 	close_fd(&c->report_fd);
 	if (wstatus)

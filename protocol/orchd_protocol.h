@@ -722,9 +722,10 @@ int op_ext_main(int argc, char **argv, const struct op_ext_info *info,
  * Reports travel over a close-on-exec pipe: a failure before exec as
  * {stage, errno} (without a reaper, EOF means exec worked), so a program
  * that exits 127 is never mistaken for one that could not be started; a
- * reaper also reports that the exec worked, then the program's wait status,
- * which op_child_reap() returns in place of the reaper's own (the
- * reaper's rusage includes the program's).  Without OP_CHILD_ASYNC,
+ * reaper also reports that the exec worked, then the program's wait status
+ * and rusage (the program's and its descendants', not the reaper's, whose
+ * memory high-water mark is its parent's), which op_child_reap() returns
+ * in place of the reaper's own.  Without OP_CHILD_ASYNC,
  * start() reads the exec report itself: -1 then means the program did not
  * start (the child is reaped).  With OP_CHILD_ASYNC (an event loop that
  * must not wait for the exec), start() returns at once and the caller polls

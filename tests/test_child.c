@@ -323,6 +323,20 @@ static const unsigned long ns_flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS
  * program is pid 2 and sees no other process; its exit status (not the
  * reaper's) comes back; a daemon it leaves behind (setsid) dies with it.
  */
+#define BIG_MIB 96
+
+/* Make this process's memory high-water mark at least BIG_MIB.  (A
+ * reaper that is a fork of it would pass that mark on to the program it
+ * vforks: the reaper program does not.) */
+static char *touch_big(void)
+{
+	char *big = malloc((size_t)BIG_MIB << 20);
+
+	ck_assert_ptr_nonnull(big);
+	memset(big, 1, (size_t)BIG_MIB << 20);
+	return big;
+}
+
 START_TEST(test_reaper_in_new_namespaces)
 {
 	const char *argv[] = {
@@ -409,10 +423,11 @@ START_TEST(test_reaper_program)
 	char *reaper = test_build_path("libexec/orchd/orchd-reaper");
 	struct op_child c = OP_CHILD_INIT;
 	struct rusage ru;
-	char *out;
+	char *out, *big;
 	int st;
 
 	ck_assert_msg(access(reaper, X_OK) == 0, "missing %s", reaper);
+	big = touch_big();
 	c.argv = argv;
 	c.out = OP_CHILD_PIPE;
 	c.flags = OP_CHILD_PGROUP | OP_CHILD_REAPER;
@@ -421,6 +436,10 @@ START_TEST(test_reaper_program)
 	out = slurp(c.out);
 	ck_assert_int_eq(op_child_reap(&c, 0, &st, &ru), 1);
 	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 5, "status %#x", st);
+	/* the program's memory, not ours that the reaper borrowed */
+	ck_assert_msg(ru.ru_maxrss > 0 && ru.ru_maxrss < BIG_MIB * 1024 / 2, "maxrss %ld KiB",
+		      ru.ru_maxrss);
+	free(big);
 	ck_assert_msg(!strncmp(out, "parent=orchd-reaper ", 20), "%s", out);
 	/* its stdin, stdout and stderr as given, and the report pipe */
 	ck_assert_msg(strstr(out, "fds=") && atoi(strstr(out, "fds=") + 4) <= 4, "%s", out);
