@@ -82,6 +82,10 @@ START_TEST(test_report_names_layers_extensions_and_tools)
 	     *e; e++)
 		ck_assert_msg(strstr(out, *e), "extension %s missing", *e);
 	ck_assert_msg(strstr(out, "is given: SSH_AUTH_SOCK"), "%s", tail(out));
+	/* the reaper program of the build tree is found */
+	ck_assert_msg(strstr(out, "reaper program         yes: ") &&
+			      strstr(out, "/libexec/orchd/orchd-reaper\n"),
+		      "%s", out);
 	free(out);
 	free(err);
 }

@@ -29,6 +29,7 @@
 #include "crypto.h"
 #include "handlers/cgroup.h"
 #include "handlers/sandbox.h"
+#include "handlers/supervisor.h"
 #include "orchd_protocol.h"
 #include "util.h"
 
@@ -123,6 +124,15 @@ static void report_isolation(void)
 	}
 	print_layer("landlock", h->landlock_abi > 0, line);
 	print_layer("no_new_privs", 1, NULL);
+	{
+		char *reaper = orchd_reaper_path();
+
+		print_layer("reaper program", reaper != NULL,
+			    reaper ? reaper
+				   : "orchd-reaper is not installed: each reaper is a fork of "
+				     "orchd (the same isolation, slower to start)");
+		free(reaper);
+	}
 	if (cg->version)
 		snprintf(line, sizeof(line), "%s: memory and pids of each instance as a whole",
 			 cg->where);

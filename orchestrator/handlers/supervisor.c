@@ -318,7 +318,7 @@ static char *encode_action(struct orchd_step *st, const struct orchd_step_spec *
  * it the reaper is a fork of orchd: the same reaping, at the cost of a
  * copy of orchd's page tables per extension process.
  */
-static char *find_reaper(void)
+char *orchd_reaper_path(void)
 {
 	char self[PATH_MAX], *path;
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
@@ -1027,7 +1027,7 @@ struct orchd_supervisor *orchd_supervisor_new(const struct orchd_supervisor_opts
 		return NULL;
 	}
 	sup = xcalloc(1, sizeof(*sup));
-	sup->reaper_exe = find_reaper();
+	sup->reaper_exe = orchd_reaper_path();
 	if (!getrlimit(RLIMIT_NOFILE, &rl)) {
 		sup->old_nofile = rl;
 		sup->have_nofile = 1;

@@ -187,4 +187,9 @@ int orchd_supervisor_interrupted(struct orchd_supervisor *sup);
  */
 void orchd_supervisor_free(struct orchd_supervisor *sup);
 
+/* The reaper program, orchd-reaper, beside this executable's libexec or
+ * under PREFIX (malloc'ed), or NULL when it is not installed: the reaper
+ * is then a fork of orchd. */
+char *orchd_reaper_path(void);
+
 #endif
