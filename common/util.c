@@ -1,6 +1,8 @@
 #include "util.h"
 
 #include <errno.h>
+#include <unistd.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -217,6 +219,31 @@ void orchd_map_release(struct orchd_map *m)
 	free(m->slot);
 	m->slot = NULL;
 	m->cap = m->n = 0;
+}
+
+char *orchd_libexec_path(const char *rel)
+{
+	char self[PATH_MAX], *path;
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+
+	if (n > 0) {
+		char *slash;
+
+		self[n] = '\0';
+		slash = strrchr(self, '/');
+		if (slash) {
+			*slash = '\0';
+			path = xasprintf("%s/../libexec/orchd/%s", self, rel);
+			if (!access(path, X_OK))
+				return path;
+			free(path);
+		}
+	}
+	path = xasprintf("%s/libexec/orchd/%s", ORCHD_PREFIX, rel);
+	if (!access(path, X_OK))
+		return path;
+	free(path);
+	return NULL;
 }
 
 void orchd_buf_json_str(struct op_buf *b, const char *s, size_t len)

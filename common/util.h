@@ -98,6 +98,12 @@ size_t *orchd_map_get(const struct orchd_map *m, const char *key);
 size_t *orchd_map_put(struct orchd_map *m, const char *key, size_t val, int *added);
 void orchd_map_release(struct orchd_map *m);
 
+/* A program or directory of orchd's libexec: REL under ../libexec/orchd
+ * beside this executable (an install, or the build tree), else under
+ * PREFIX/libexec/orchd; malloc'ed, or NULL when neither is accessible
+ * (X_OK). */
+char *orchd_libexec_path(const char *rel);
+
 /* Monotonic clock in milliseconds. */
 long long now_ms(void);
 

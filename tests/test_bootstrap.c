@@ -400,6 +400,19 @@ START_TEST(test_anchors_aliases_merge_keys)
 }
 END_TEST
 
+/* A pipeline whose instance aliases one 1 MiB string n times. */
+static void big_string_copies(struct op_buf *sb, int n)
+{
+	op_buf_reset(sb);
+	op_buf_addstr(sb, "p:\n  exec:\n    - name: a\n      big: &b \"");
+	for (int i = 0; i < (1 << 20); i++)
+		op_buf_addch(sb, 'x');
+	op_buf_addstr(sb, "\"\n      copies: [*b");
+	for (int i = 1; i < n; i++)
+		op_buf_addstr(sb, ", *b");
+	op_buf_addstr(sb, "]\n");
+}
+
 START_TEST(test_bounds)
 {
 	struct orchd_pipeline *p;
@@ -443,28 +456,14 @@ START_TEST(test_bounds)
 
 	/* Few nodes, much text: a 1 MiB string aliased 17 times would make
 	 * 17 MiB more (it once took 24 GiB to make 2000 copies of 8 MiB). */
-	op_buf_reset(&sb);
-	op_buf_addstr(&sb, "p:\n  exec:\n    - name: a\n      big: &b \"");
-	for (i = 0; i < (1 << 20); i++)
-		op_buf_addch(&sb, 'x');
-	op_buf_addstr(&sb, "\"\n      copies: [*b");
-	for (i = 1; i < 17; i++)
-		op_buf_addstr(&sb, ", *b");
-	op_buf_addstr(&sb, "]\n");
+	big_string_copies(&sb, 17);
 	ck_assert_ptr_null(load(op_buf_str(&sb), &errs));
 	ck_assert_str_eq(errs,
 			 "t.yaml:5:80: error: aliases expand to too much text (limit 16 MiB): "
 			 "refusing a possible billion laughs document\n");
 	free(errs);
 	/* 16 copies are allowed */
-	op_buf_reset(&sb);
-	op_buf_addstr(&sb, "p:\n  exec:\n    - name: a\n      big: &b \"");
-	for (i = 0; i < (1 << 20); i++)
-		op_buf_addch(&sb, 'x');
-	op_buf_addstr(&sb, "\"\n      copies: [*b");
-	for (i = 1; i < 16; i++)
-		op_buf_addstr(&sb, ", *b");
-	op_buf_addstr(&sb, "]\n");
+	big_string_copies(&sb, 16);
 	p = load(op_buf_str(&sb), NULL);
 	ck_assert_ptr_nonnull(p);
 	orchd_pipeline_free(p);

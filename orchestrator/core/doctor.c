@@ -278,25 +278,7 @@ static const struct {
 /* Where the probe is installed: beside this orchd's libexec, or PREFIX. */
 static char *probe_dir(void)
 {
-	char self[PATH_MAX], *slash, *dir;
-	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-
-	if (n > 0) {
-		self[n] = '\0';
-		slash = strrchr(self, '/');
-		if (slash) {
-			*slash = '\0';
-			dir = xasprintf("%s/../libexec/orchd/probe", self);
-			if (access(dir, X_OK) == 0)
-				return dir;
-			free(dir);
-		}
-	}
-	dir = xasprintf("%s/libexec/orchd/probe", ORCHD_PREFIX);
-	if (access(dir, X_OK) == 0)
-		return dir;
-	free(dir);
-	return NULL;
+	return orchd_libexec_path("probe");
 }
 
 static char *random_hex(size_t bytes)

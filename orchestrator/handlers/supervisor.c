@@ -320,27 +320,7 @@ static char *encode_action(struct orchd_step *st, const struct orchd_step_spec *
  */
 char *orchd_reaper_path(void)
 {
-	char self[PATH_MAX], *path;
-	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-
-	if (n > 0) {
-		char *slash;
-
-		self[n] = '\0';
-		slash = strrchr(self, '/');
-		if (slash) {
-			*slash = '\0';
-			path = xasprintf("%s/../libexec/orchd/orchd-reaper", self);
-			if (!access(path, X_OK))
-				return path;
-			free(path);
-		}
-	}
-	path = xstrdup(ORCHD_PREFIX "/libexec/orchd/orchd-reaper");
-	if (!access(path, X_OK))
-		return path;
-	free(path);
-	return NULL;
+	return orchd_libexec_path("orchd-reaper");
 }
 
 /* Start the extension process of st (its workdir, action and environment
