@@ -236,9 +236,14 @@ json_object *orchd_json_from_text(const char *text, size_t len)
 
 	if (!tok)
 		die("out of memory");
-	o = json_tokener_parse_ex(tok, text, (int)len);
+	/*
+	 * A scalar at the very end of the input ("16", "true") may still go
+	 * on, so json-c answers json_tokener_continue; the NUL that ends the
+	 * text (counted in the length) tells it the value is complete.
+	 */
+	o = json_tokener_parse_ex(tok, text, (int)len + 1);
 	if (json_tokener_get_error(tok) != json_tokener_success ||
-	    json_tokener_get_parse_end(tok) != len)
+	    json_tokener_get_parse_end(tok) < len)
 		die("internal error: JSON the core made does not parse: %s",
 		    json_tokener_error_desc(json_tokener_get_error(tok)));
 	json_tokener_free(tok);

@@ -245,9 +245,9 @@ json_object *orchd_instance_config(const struct orchd_pipeline *p, const struct 
  * core's defaults (caller puts it). */
 json_object *orchd_instance_own_config(const struct orchd_instance *in);
 
-/* Parse JSON text the core made itself (nesting up to ORCHD_JSON_DEPTH):
- * a new value, NULL for null; dies when the text does not parse, which
- * would be a bug of the core. */
+/* Parse JSON text the core made itself (nesting up to ORCHD_JSON_DEPTH),
+ * len bytes NUL-terminated (text[len] == 0): a new value, NULL for null;
+ * dies when the text does not parse, which would be a bug of the core. */
 #define ORCHD_JSON_DEPTH 128
 json_object *orchd_json_from_text(const char *text, size_t len);
 
