@@ -11,7 +11,8 @@ N=${2:-10}
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 OBJ=$BUILD/obj
 for o in orchestrator/interfaces/engine.o orchestrator/interfaces/local.o \
-	orchestrator/interfaces/pulumi.o common/crypto.o common/util.o common/cache.o; do
+	orchestrator/interfaces/pulumi.o common/crypto.o common/hash.o common/util.o \
+	common/cache.o; do
 	[ -f "$OBJ/$o" ] || { echo "pulumi_bench: $OBJ/$o missing (run make)" >&2; exit 2; }
 done
 command -v pulumi >/dev/null 2>&1 || { echo "pulumi_bench: pulumi not on PATH (run make tools)" >&2; exit 2; }
@@ -21,7 +22,7 @@ DRIVER=$DIR/engine_driver
 ${CC:-cc} -std=c17 -O2 -pthread -D_GNU_SOURCE -I"$SRC/common" -I"$SRC/protocol" -I"$SRC/orchestrator" \
 	$(pkg-config --cflags json-c) -o "$DRIVER" "$SRC/bench/engine_driver.c" \
 	"$OBJ/orchestrator/interfaces/engine.o" "$OBJ/orchestrator/interfaces/local.o" \
-	"$OBJ/orchestrator/interfaces/pulumi.o" "$OBJ/common/crypto.o" \
+	"$OBJ/orchestrator/interfaces/pulumi.o" "$OBJ/common/crypto.o" "$OBJ/common/hash.o" \
 	"$OBJ/common/util.o" "$OBJ/common/cache.o" "$BUILD/lib/liborchd-protocol.a" \
 	$(pkg-config --libs json-c libcrypto)
 export ORCHD_PASSPHRASE=bench-passphrase

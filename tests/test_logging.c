@@ -216,6 +216,61 @@ START_TEST(test_mask_matches_reference)
 }
 END_TEST
 
+/*
+ * The same against the reference with more automaton nodes than the full
+ * tables cover (AC_DFA_BYTES in core/logging.c: 1 MiB, 87 381 nodes of
+ * three byte classes): 4 000 secrets of 40 letters over "ab" make about
+ * 110 000 nodes, so that a match deep in a secret walks the sparse edges
+ * and the failure links.  Texts are pieces of secrets with random letters
+ * between them (and 'c', in no secret), so that they go deep.
+ */
+START_TEST(test_mask_deep_nodes)
+{
+	unsigned seed = (unsigned)time(NULL);
+	enum { NSEC = 4000, SLEN = 40 };
+	struct orchd_mask *m = orchd_mask_new();
+	char **secrets = xcalloc(NSEC, sizeof(*secrets));
+
+	srand(seed);
+	for (size_t k = 0; k < NSEC; k++) {
+		secrets[k] = xmalloc(SLEN + 1);
+		for (size_t i = 0; i < SLEN; i++)
+			secrets[k][i] = "ab"[rand() % 2];
+		secrets[k][SLEN] = '\0';
+		orchd_mask_add(m, secrets[k]);
+	}
+	for (int line = 0; line < 300; line++) {
+		char text[400], *got, *want;
+		size_t tl = 0;
+
+		while (tl < 300) {
+			const char *sec = secrets[rand() % NSEC];
+			size_t from = (size_t)(rand() % SLEN), len = 1 + (size_t)(rand() % SLEN);
+
+			if (rand() % 3)
+				from = 0; /* a prefix: deep in the trie */
+			if (from + len > SLEN)
+				len = SLEN - from;
+			memcpy(text + tl, sec + from, len);
+			tl += len;
+			text[tl++] = "abc"[rand() % 3];
+		}
+		text[tl] = '\0';
+		want = mask_reference(secrets, NSEC, text);
+		got = orchd_mask_apply(m, text, tl, NULL);
+		ck_assert_msg(!strcmp(got ? got : text, want),
+			      "seed %u line %d: '%s' gave '%s', want '%s'", seed, line, text,
+			      got ? got : text, want);
+		free(got);
+		free(want);
+	}
+	for (size_t k = 0; k < NSEC; k++)
+		free(secrets[k]);
+	free(secrets);
+	orchd_mask_free(m);
+}
+END_TEST
+
 START_TEST(test_console_masks_every_form)
 {
 	struct cap c;
@@ -514,6 +569,7 @@ Suite *logging_suite(void)
 	tcase_add_test(tc, test_mask_overlap_longest_wins);
 	tcase_add_test(tc, test_mask_many);
 	tcase_add_test(tc, test_mask_matches_reference);
+	tcase_add_test(tc, test_mask_deep_nodes);
 	tcase_add_test(tc, test_console_prefix_and_levels);
 	tcase_add_test(tc, test_console_quiet_verbose);
 	tcase_add_test(tc, test_console_masks_secrets);

@@ -54,24 +54,27 @@ struct mask_secret {
 /*
  * The matcher: an Aho-Corasick automaton over every secret, so that a line
  * is read once whatever the number of secrets.  Nodes keep their edges
- * sorted by byte; the shallow nodes (AC_DFA_DEPTH, AC_DFA_MAX) also get a
- * full table of 256 next states with the failure links folded in (a line
- * spends nearly all its bytes there: few bytes continue a secret's
- * prefix), so that most bytes cost one lookup.  Built again on the first
- * apply after a secret was added.
+ * sorted by byte; the shallow nodes also get a full table of next states
+ * with the failure links folded in (a line spends nearly all its bytes
+ * there: few bytes continue a secret's prefix), so that most bytes cost
+ * one lookup.  The tables are indexed by byte class, not by byte: the
+ * bytes that occur in no secret are class 0 (they lead back to the root
+ * from anywhere), each other byte is a class of its own.  Secrets of hex
+ * digits thus need 17 entries a node instead of 256, and the tables of
+ * a thousand secrets stay in the cache.  Built again on the first apply
+ * after a secret was added.
  */
 struct ac_edge {
 	unsigned char byte;
 	uint32_t to;
 };
 
-/* Full tables for the nodes of depth <= AC_DFA_DEPTH, the first
- * AC_DFA_MAX of them in breadth-first order (1 KiB each). */
-#define AC_DFA_DEPTH 3
-#define AC_DFA_MAX   4096
+/* Full tables for the first nodes in breadth-first order (the shallow
+ * ones), up to AC_DFA_BYTES of tables. */
+#define AC_DFA_BYTES (1024 * 1024)
 
 struct ac_node {
-	uint32_t *next; /* depth <= AC_DFA_DEPTH: the next state of each byte */
+	uint32_t *next; /* shallow nodes: the next state of each byte class */
 	struct ac_edge *edge;
 	uint32_t nedge, aedge;
 	uint32_t fail;	/* the longest proper suffix that is a node */
@@ -83,6 +86,9 @@ struct ac {
 	struct ac_node *node;
 	size_t nnode, anode;
 	uint32_t root[256];
+	uint16_t cls[256]; /* byte -> class (0: in no secret) */
+	uint32_t *tables;  /* every node's next, nclass entries each */
+	size_t nclass;
 	size_t maxlen; /* the longest secret */
 	size_t built;  /* how many secrets it holds */
 	/*
@@ -120,10 +126,10 @@ struct orchd_mask *orchd_mask_new(void)
 
 static void ac_clear(struct ac *ac)
 {
-	for (size_t i = 0; i < ac->nnode; i++) {
+	for (size_t i = 0; i < ac->nnode; i++)
 		free(ac->node[i].edge);
-		free(ac->node[i].next);
-	}
+	free(ac->tables);
+	ac->tables = NULL;
 	ac->nnode = 0;
 	ac->maxlen = 0;
 }
@@ -304,7 +310,7 @@ static uint32_t ac_step(const struct ac *ac, uint32_t n, unsigned char b)
 		uint32_t c;
 
 		if (ac->node[n].next)
-			return ac->node[n].next[b];
+			return ac->node[n].next[ac->cls[b]];
 		c = ac_child(ac, n, b);
 		if (c || !n)
 			return c;
@@ -315,15 +321,29 @@ static uint32_t ac_step(const struct ac *ac, uint32_t n, unsigned char b)
 static void ac_build(const struct orchd_mask *m)
 {
 	struct ac *ac = m->ac;
+	unsigned char rep[257]; /* class -> its byte */
 	uint32_t *queue;
-	size_t head = 0, tail = 0;
+	size_t head = 0, tail = 0, ntables;
 
 	ac_clear(ac);
 	memset(ac->root, 0, sizeof(ac->root));
+	memset(ac->cls, 0, sizeof(ac->cls));
+	ac->nclass = 1;
 	ac_new_node(ac, 0);
 	for (int b = 0; b < 256; b++)
-		for (size_t i = 0; i < m->nbucket[b]; i++)
-			ac_insert(ac, m->bucket[b][i].s, m->bucket[b][i].len);
+		for (size_t i = 0; i < m->nbucket[b]; i++) {
+			const struct mask_secret *sec = &m->bucket[b][i];
+
+			ac_insert(ac, sec->s, sec->len);
+			for (size_t k = 0; k < sec->len; k++) {
+				unsigned char c = (unsigned char)sec->s[k];
+
+				if (!ac->cls[c]) {
+					rep[ac->nclass] = c;
+					ac->cls[c] = (uint16_t)ac->nclass++;
+				}
+			}
+		}
 	/* breadth first: a node's failure link is known before its children's;
 	 * out becomes the longest secret ending at the node or any suffix */
 	queue = xmalloc(ac->nnode * sizeof(*queue));
@@ -346,18 +366,24 @@ static void ac_build(const struct orchd_mask *m)
 		}
 	}
 	/* the tables, in breadth-first order: a node's failure link is
-	 * shallower, so its table is ready */
-	ac->node[0].next = xmalloc(256 * sizeof(uint32_t));
-	memcpy(ac->node[0].next, ac->root, sizeof(ac->root));
-	for (size_t q = 0;
-	     q < tail && q + 1 < AC_DFA_MAX && ac->node[queue[q]].depth <= AC_DFA_DEPTH; q++) {
+	 * shallower, so its table is ready; class 0 always leads to the root */
+	ntables = AC_DFA_BYTES / (ac->nclass * sizeof(uint32_t));
+	if (ntables > tail + 1)
+		ntables = tail + 1;
+	if (ntables < 1)
+		ntables = 1;
+	ac->tables = xcalloc(ntables * ac->nclass, sizeof(uint32_t));
+	ac->node[0].next = ac->tables;
+	for (size_t c = 1; c < ac->nclass; c++)
+		ac->node[0].next[c] = ac->root[rep[c]];
+	for (size_t q = 0; q + 1 < ntables; q++) {
 		struct ac_node *nd = &ac->node[queue[q]];
-		uint32_t *next = xmalloc(256 * sizeof(uint32_t));
+		uint32_t *next = ac->tables + (q + 1) * ac->nclass;
 
-		for (int b = 0; b < 256; b++) {
-			uint32_t c = ac_child(ac, queue[q], (unsigned char)b);
+		for (size_t c = 1; c < ac->nclass; c++) {
+			uint32_t ch = ac_child(ac, queue[q], rep[c]);
 
-			next[b] = c ? c : ac->node[nd->fail].next[b];
+			next[c] = ch ? ch : ac->node[nd->fail].next[c];
 		}
 		nd->next = next;
 	}
@@ -415,7 +441,7 @@ static size_t ac_find(const struct ac *ac, const char *text, size_t len, size_t 
 			if (p == len)
 				break;
 		}
-		n = node[n].next ? node[n].next[t[p]] : ac_step(ac, n, t[p]);
+		n = node[n].next ? node[n].next[ac->cls[t[p]]] : ac_step(ac, n, t[p]);
 		l = node[n].out;
 		/* at this end, the longest match starts first */
 		if (l) {
