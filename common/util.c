@@ -1,6 +1,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <unistd.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -307,4 +308,33 @@ size_t orchd_utf8_len(const unsigned char *p, size_t avail)
 	    (cp >= 0xd800 && cp <= 0xdfff))
 		return 0;
 	return n;
+}
+
+int orchd_read_fd(int fd, struct op_buf *b)
+{
+	char chunk[65536];
+
+	for (;;) {
+		ssize_t n = read(fd, chunk, sizeof(chunk));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 || (n > 0 && op_buf_add(b, chunk, (size_t)n) < 0))
+			return -1;
+		if (!n)
+			return 0;
+	}
+}
+
+int orchd_read_file(const char *path, struct op_buf *b)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC), ret, e;
+
+	if (fd < 0)
+		return -1;
+	ret = orchd_read_fd(fd, b);
+	e = errno;
+	close(fd);
+	errno = e;
+	return ret;
 }

@@ -107,6 +107,11 @@ char *orchd_libexec_path(const char *rel);
 /* Monotonic clock in milliseconds. */
 long long now_ms(void);
 
+/* Append the whole file at path (or what is left to read of fd) to b,
+ * whose max applies: 0, or -1 with errno (E2BIG: larger than b's max). */
+int orchd_read_file(const char *path, struct op_buf *b);
+int orchd_read_fd(int fd, struct op_buf *b);
+
 /*
  * The length (1..4) of the well-formed UTF-8 sequence at p[0..avail), or 0
  * when there is none (a stray continuation byte, a truncated or overlong

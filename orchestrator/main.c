@@ -23,6 +23,7 @@
 #include "core/inspect.h"
 #include "crypto.h"
 #include "core/orchestrator.h"
+#include "core/report.h"
 #include "orchd_protocol.h"
 #include "util.h"
 
@@ -374,6 +375,8 @@ enum {
 	OPT_LOCK_TIMEOUT,
 	OPT_REPORT,
 	OPT_JUNIT,
+	OPT_TRACE,
+	OPT_METRICS,
 	OPT_LOG_FORMAT,
 	OPT_OUTPUT,
 	OPT_DETAILED,
@@ -455,6 +458,12 @@ static int run_opt(int opt, const char *arg, void *ctx)
 	case OPT_JUNIT:
 		r->o.junit_path = arg;
 		return 0;
+	case OPT_TRACE:
+		r->o.trace_path = arg;
+		return 0;
+	case OPT_METRICS:
+		r->o.metrics_path = arg;
+		return 0;
 	case OPT_LOG_FORMAT:
 		if (!strcmp(arg, "json"))
 			r->o.log_json = 1;
@@ -516,6 +525,8 @@ static const struct option run_options[] = {
 	{"lock-timeout", required_argument, NULL, OPT_LOCK_TIMEOUT},
 	{"report", required_argument, NULL, OPT_REPORT},
 	{"junit", required_argument, NULL, OPT_JUNIT},
+	{"trace", required_argument, NULL, OPT_TRACE},
+	{"metrics", required_argument, NULL, OPT_METRICS},
 	{"log-format", required_argument, NULL, OPT_LOG_FORMAT},
 	{"output", required_argument, NULL, OPT_OUTPUT},
 	{"quiet", no_argument, NULL, 'q'},
@@ -524,24 +535,29 @@ static const struct option run_options[] = {
 	{NULL, 0, NULL, 0},
 };
 
-#define RUN_OPTIONS_HELP                                                                   \
-	"  -j, --parallelism N      run at most N instances at once (default:\n"           \
-	"                           core.parallelism, else the number of CPUs)\n"          \
-	"  -k, --keep-going         after a failure, keep running independent branches\n"  \
-	"                           (default: fail fast, start nothing new)\n"             \
-	"  -t, --target ID          only this instance, TYPE.NAME or NAME (repeatable)\n"  \
-	"  -x, --exclude ID         leave this instance out (repeatable)\n"                \
-	"      --state-dir DIR      state directory (default: core.state_dir, else\n"      \
-	"                           .orchd beside the pipeline file)\n"                    \
-	"      --lock-timeout DUR   wait this long for another run of the same pipeline\n" \
-	"                           (default 5m; 0: fail at once)\n"                       \
-	"      --keep-workdir       keep each instance's private working directory\n"      \
-	"      --report FILE        write the JSON report to FILE\n"                       \
-	"      --junit FILE         write a JUnit XML report to FILE\n"                    \
-	"      --log-format FMT     text (default) or json (one object per line)\n"        \
-	"      --output MODE        stream (default) or grouped (each instance's lines\n"  \
-	"                           as one block when it ends)\n"                          \
-	"  -q, --quiet              only warnings and errors\n"                            \
+#define RUN_OPTIONS_HELP                                                                    \
+	"  -j, --parallelism N      run at most N instances at once (default:\n"            \
+	"                           core.parallelism, else the number of CPUs)\n"           \
+	"  -k, --keep-going         after a failure, keep running independent branches\n"   \
+	"                           (default: fail fast, start nothing new)\n"              \
+	"  -t, --target ID          only this instance, TYPE.NAME or NAME (repeatable)\n"   \
+	"  -x, --exclude ID         leave this instance out (repeatable)\n"                 \
+	"      --state-dir DIR      state directory (default: core.state_dir, else\n"       \
+	"                           .orchd beside the pipeline file)\n"                     \
+	"      --lock-timeout DUR   wait this long for another run of the same pipeline\n"  \
+	"                           (default 5m; 0: fail at once)\n"                        \
+	"      --keep-workdir       keep each instance's private working directory\n"       \
+	"      --report FILE        write the JSON report to FILE\n"                        \
+	"      --junit FILE         write a JUnit XML report to FILE (Surefire's format,\n" \
+	"                           as Jenkins' junit step reads it)\n"                     \
+	"      --trace FILE         write a Chrome trace-event file (Perfetto): each\n"     \
+	"                           instance's phases on a timeline\n"                      \
+	"      --metrics FILE       write the run's figures in the Prometheus text\n"       \
+	"                           format (node_exporter's textfile collector)\n"          \
+	"      --log-format FMT     text (default) or json (one object per line)\n"         \
+	"      --output MODE        stream (default) or grouped (each instance's lines\n"   \
+	"                           as one block when it ends)\n"                           \
+	"  -q, --quiet              only warnings and errors\n"                             \
 	"  -v, --verbose            debug lines too\n"
 
 /* Run the parsed command (its targets, excludes and command line). */
@@ -772,6 +788,51 @@ static int cmd_doctor(struct cli *cli, int argc, char **argv)
 	return code;
 }
 
+struct report_opts {
+	struct orchd_report_paths out;
+};
+
+static int report_opt(int opt, const char *arg, void *ctx)
+{
+	struct report_opts *r = ctx;
+
+	switch (opt) {
+	case OPT_JUNIT:
+		r->out.junit = arg;
+		return 0;
+	case OPT_TRACE:
+		r->out.trace = arg;
+		return 0;
+	case OPT_METRICS:
+		r->out.metrics = arg;
+		return 0;
+	}
+	return -1;
+}
+
+static int cmd_report(struct cli *cli, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"junit", required_argument, NULL, OPT_JUNIT},
+		{"trace", required_argument, NULL, OPT_TRACE},
+		{"metrics", required_argument, NULL, OPT_METRICS},
+		{NULL, 0, NULL, 0},
+	};
+	const struct command *c = find_command("report");
+	struct report_opts r = {{NULL, NULL, NULL, NULL}};
+	int code = 0, first;
+
+	if ((first = parse_opts(cli, c, argc, argv, opts, report_opt, &r, &code)) < 0)
+		return code;
+	if (first >= argc)
+		return usage_error(c->name, "missing report (a report.json or a run directory)");
+	if (first + 1 < argc)
+		return usage_error(c->name, "unexpected argument '%s'", argv[first + 1]);
+	if (!r.out.junit && !r.out.trace && !r.out.metrics)
+		return usage_error(c->name, "nothing to write: give --junit, --trace or --metrics");
+	return orchd_report_convert(argv[first], &r.out) < 0 ? ORCHD_EXIT_SYSTEM : ORCHD_EXIT_OK;
+}
+
 static int cmd_version(struct cli *cli, int argc, char **argv)
 {
 	const struct command *c = find_command("version");
@@ -870,6 +931,16 @@ static const struct command commands[] = {
 	 "  --format FORMAT       dot (default), mermaid, or json:\n"
 	 "                        {\"pipeline\", \"instances\": [{\"id\", \"type\", \"name\",\n"
 	 "                        \"deps\", \"enabled\"}], \"order\": [ids in run order]}\n"},
+	{"report", cmd_report, "report [OPTIONS] REPORT",
+	 "Write a run's reports again, in other formats, from its stored JSON report:\n"
+	 "REPORT is a report.json (RUN_DIR/report.json, or a copy made by --report) or\n"
+	 "a run directory (STATE_DIR/runs/RUN_ID).  The logs come from the run\n"
+	 "directory the report names, when it is still there.  The files are the same\n"
+	 "as the run's own --junit, --trace and --metrics would have been.\n\n"
+	 "Options:\n"
+	 "      --junit FILE         JUnit XML\n"
+	 "      --trace FILE         Chrome trace-event JSON\n"
+	 "      --metrics FILE       Prometheus text format\n"},
 	{"extensions", cmd_extensions, "extensions [OPTIONS]",
 	 "List the extensions found on the search path: --extensions-dir directories,\n"
 	 "$ORCHD_EXTENSIONS_PATH, " ORCHD_PREFIX "/libexec/orchd/extensions, and\n"

@@ -289,7 +289,7 @@ static char *check_report_files(void)
 			if (!o)
 				bad = xasprintf("%s is not JSON", paths[i]);
 			json_object_put(o);
-		} else if (!strstr(t, "</testsuites>")) {
+		} else if (!strstr(t, "</testsuite>\n")) {
 			bad = xasprintf("%s is cut short", paths[i]);
 		}
 		free(t);

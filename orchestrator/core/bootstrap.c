@@ -2099,8 +2099,6 @@ int orchd_bootstrap_load(const char *file, const char *buf, size_t len, struct o
 int orchd_bootstrap_load_file(const char *path, struct orchd_pipeline **out, struct orchd_diags *d)
 {
 	struct op_buf sb;
-	char chunk[65536];
-	ssize_t n;
 	int fd, ret;
 
 	*out = NULL;
@@ -2108,30 +2106,18 @@ int orchd_bootstrap_load_file(const char *path, struct orchd_pipeline **out, str
 	if (fd < 0)
 		return orchd_diag_add(d, path, 0, 0, "cannot open: %s", strerror(errno));
 	op_buf_init(&sb, ORCHD_MAX_FILE_SIZE);
-	for (;;) {
-		n = read(fd, chunk, sizeof(chunk));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			int e = errno;
+	ret = orchd_read_fd(fd, &sb);
+	if (ret < 0) {
+		int e = errno;
 
-			close(fd);
-			op_buf_release(&sb);
-			return orchd_diag_add(d, path, 0, 0, "cannot read: %s", strerror(e));
-		}
-		if (!n)
-			break;
-		if (op_buf_add(&sb, chunk, (size_t)n) < 0) {
-			int e = errno;
-
-			close(fd);
-			op_buf_release(&sb);
-			if (e == E2BIG)
-				return orchd_diag_add(d, path, 0, 0,
-						      "file too large (limit %u MiB)",
-						      ORCHD_MAX_FILE_SIZE >> 20);
+		close(fd);
+		op_buf_release(&sb);
+		if (e == E2BIG)
+			return orchd_diag_add(d, path, 0, 0, "file too large (limit %u MiB)",
+					      ORCHD_MAX_FILE_SIZE >> 20);
+		if (e == ENOMEM)
 			die("out of memory");
-		}
+		return orchd_diag_add(d, path, 0, 0, "cannot read: %s", strerror(e));
 	}
 	close(fd);
 	ret = orchd_bootstrap_load(path, orchd_buf_str(&sb), sb.len, out, d);

@@ -65,10 +65,182 @@ static json_object *mask_value(const struct orchd_mask *m, json_object *v)
 	return r;
 }
 
+const char *orchd_span_kind_name(enum orchd_span_kind k)
+{
+	static const char *const names[ORCHD_SPAN_NKINDS] = {
+		[ORCHD_SPAN_BLOCKED] = "blocked", [ORCHD_SPAN_QUEUED] = "queued",
+		[ORCHD_SPAN_RUN] = "run",	  [ORCHD_SPAN_BACKOFF] = "backoff",
+		[ORCHD_SPAN_STORE] = "store",
+	};
+
+	return (unsigned)k < ORCHD_SPAN_NKINDS ? names[k] : "?";
+}
+
+/* The environment variable's value, or NULL when unset or empty. */
+static const char *env(const char *name)
+{
+	const char *v = getenv(name);
+
+	return v && *v ? v : NULL;
+}
+
+static void add_env(json_object *o, const char *key, const char *value)
+{
+	if (value)
+		json_object_object_add(o, key, json_object_new_string(value));
+}
+
+json_object *orchd_ci_metadata(void)
+{
+	json_object *o;
+
+	if (env("JENKINS_URL") || env("BUILD_TAG") || env("BUILD_URL")) {
+		o = json_object_new_object();
+		add_env(o, "provider", "jenkins");
+		add_env(o, "build_url", env("BUILD_URL"));
+		add_env(o, "build_tag", env("BUILD_TAG"));
+		add_env(o, "build_number", env("BUILD_NUMBER"));
+		add_env(o, "job", env("JOB_NAME"));
+		add_env(o, "commit", env("GIT_COMMIT"));
+		return o;
+	}
+	if (env("GITHUB_ACTIONS")) {
+		o = json_object_new_object();
+		add_env(o, "provider", "github");
+		if (env("GITHUB_SERVER_URL") && env("GITHUB_REPOSITORY") && env("GITHUB_RUN_ID")) {
+			char *url = xasprintf("%s/%s/actions/runs/%s", env("GITHUB_SERVER_URL"),
+					      env("GITHUB_REPOSITORY"), env("GITHUB_RUN_ID"));
+
+			add_env(o, "build_url", url);
+			free(url);
+		}
+		if (env("GITHUB_REPOSITORY") && env("GITHUB_RUN_ID")) {
+			char *tag = xasprintf(
+				"github-%s-%s-%s", env("GITHUB_REPOSITORY"), env("GITHUB_RUN_ID"),
+				env("GITHUB_RUN_ATTEMPT") ? env("GITHUB_RUN_ATTEMPT") : "1");
+
+			add_env(o, "build_tag", tag);
+			free(tag);
+		}
+		add_env(o, "build_number", env("GITHUB_RUN_NUMBER"));
+		add_env(o, "job", env("GITHUB_JOB") ? env("GITHUB_JOB") : env("GITHUB_WORKFLOW"));
+		add_env(o, "commit", env("GITHUB_SHA"));
+		return o;
+	}
+	if (env("GITLAB_CI")) {
+		o = json_object_new_object();
+		add_env(o, "provider", "gitlab");
+		add_env(o, "build_url",
+			env("CI_JOB_URL") ? env("CI_JOB_URL") : env("CI_PIPELINE_URL"));
+		if (env("CI_PROJECT_PATH") && env("CI_JOB_ID")) {
+			char *tag =
+				xasprintf("gitlab-%s-%s", env("CI_PROJECT_PATH"), env("CI_JOB_ID"));
+
+			add_env(o, "build_tag", tag);
+			free(tag);
+		}
+		add_env(o, "build_number",
+			env("CI_PIPELINE_IID") ? env("CI_PIPELINE_IID") : env("CI_PIPELINE_ID"));
+		add_env(o, "job", env("CI_JOB_NAME"));
+		add_env(o, "commit", env("CI_COMMIT_SHA"));
+		return o;
+	}
+	return NULL;
+}
+
+static long long node_end(const struct orchd_report_node *x)
+{
+	long long end = 0;
+
+	for (size_t k = 0; k < x->nspans; k++)
+		if (x->spans[k].end_ms > end)
+			end = x->spans[k].end_ms;
+	return end;
+}
+
+/*
+ * The critical path: from the instance that ended last, back through the
+ * dependency of each that ended last, to one without dependencies.  The
+ * ids, first to last, in a new array; its length is the time from the
+ * run's start to the end of the last.
+ */
+static json_object *critical_path(const struct orchd_report_node *n, size_t nn,
+				  long long started_at)
+{
+	json_object *r = json_object_new_object(), *ids = json_object_new_array(), *index;
+	size_t *chain = xcalloc(nn + 1, sizeof(*chain)), len = 0, cur = nn;
+	long long last = 0;
+
+	index = json_object_new_object();
+	for (size_t i = 0; i < nn; i++) {
+		json_object_object_add(index, n[i].id, json_object_new_int64((int64_t)i));
+		if (n[i].nspans && node_end(&n[i]) >= last) {
+			last = node_end(&n[i]);
+			cur = i;
+		}
+	}
+	while (cur < nn && len < nn) {
+		size_t next = nn;
+		long long best = -1;
+
+		chain[len++] = cur;
+		for (size_t k = 0; k < n[cur].ndepends; k++) {
+			json_object *v;
+			size_t d;
+
+			if (!json_object_object_get_ex(index, n[cur].depends[k], &v))
+				continue;
+			d = (size_t)json_object_get_int64(v);
+			if (n[d].nspans && node_end(&n[d]) > best) {
+				best = node_end(&n[d]);
+				next = d;
+			}
+		}
+		cur = next;
+	}
+	while (len)
+		json_object_array_add(ids, json_object_new_string(n[chain[--len]].id));
+	json_object_object_add(r, "instances", ids);
+	json_object_object_add(r, "duration_ms",
+			       json_object_new_int64(last > started_at ? last - started_at : 0));
+	json_object_put(index);
+	free(chain);
+	return r;
+}
+
+static json_object *spans_json(const struct orchd_report_node *x, long long started_at,
+			       const struct orchd_mask *mask)
+{
+	json_object *arr = json_object_new_array();
+
+	for (size_t k = 0; k < x->nspans; k++) {
+		const struct orchd_span *sp = &x->spans[k];
+		json_object *o = json_object_new_object();
+
+		json_object_object_add(o, "kind",
+				       json_object_new_string(orchd_span_kind_name(
+					       (enum orchd_span_kind)sp->kind)));
+		json_object_object_add(
+			o, "phase", json_object_new_string(sp->validate ? "validate" : "action"));
+		if (sp->attempt)
+			json_object_object_add(o, "attempt", json_object_new_int(sp->attempt));
+		json_object_object_add(o, "start_ms",
+				       json_object_new_int64(sp->start_ms - started_at));
+		json_object_object_add(o, "end_ms", json_object_new_int64(sp->end_ms - started_at));
+		if (sp->kind == ORCHD_SPAN_RUN && sp->setup_ms >= 0)
+			json_object_object_add(o, "setup_ms", json_object_new_int64(sp->setup_ms));
+		json_object_object_add(o, "outcome", json_object_new_string(sp->outcome));
+		if (sp->reason)
+			json_object_object_add(o, "reason", masked_string(mask, sp->reason));
+		json_object_array_add(arr, o);
+	}
+	return arr;
+}
+
 json_object *orchd_report_json(const char *run_id, const char *pipeline, const char *action,
 			       int exit_code, long long started_at, long long ended_at,
 			       const struct orchd_report_node *n, size_t nn,
-			       const struct orchd_mask *mask)
+			       const struct orchd_mask *mask, const char *run_dir)
 {
 	json_object *r = json_object_new_object(), *arr = json_object_new_array();
 	char ts[40];
@@ -84,6 +256,9 @@ json_object *orchd_report_json(const char *run_id, const char *pipeline, const c
 	iso8601(ts, sizeof(ts), ended_at);
 	json_object_object_add(r, "ended_at", json_object_new_string(ts));
 	json_object_object_add(r, "duration_ms", json_object_new_int64(ended_at - started_at));
+	json_object_object_add(r, "run_dir", run_dir ? json_object_new_string(run_dir) : NULL);
+	json_object_object_add(r, "ci", orchd_ci_metadata());
+	json_object_object_add(r, "critical_path", critical_path(n, nn, started_at));
 	for (size_t i = 0; i < nn; i++) {
 		const struct orchd_report_node *x = &n[i];
 		json_object *o = json_object_new_object(), *outs = json_object_new_object();
@@ -93,6 +268,10 @@ json_object *orchd_report_json(const char *run_id, const char *pipeline, const c
 		json_object_object_add(o, "name", json_object_new_string(x->name));
 		json_object_object_add(o, "stack", json_object_new_string(x->stack));
 		json_object_object_add(o, "status", json_object_new_string(x->status));
+		json_object_object_add(o, "outcome",
+				       json_object_new_string(x->failed	   ? "failed"
+							      : x->skipped ? "skipped"
+									   : "passed"));
 		json_object_object_add(o, "reason", masked_string(mask, x->reason));
 		json_object_object_add(o, "attempts", json_object_new_int(x->attempts));
 		if (x->started_at) {
@@ -125,6 +304,20 @@ json_object *orchd_report_json(const char *run_id, const char *pipeline, const c
 			}
 		}
 		json_object_object_add(o, "outputs", outs);
+		if (x->last_success_ms) {
+			iso8601(ts, sizeof(ts), x->last_success_ms);
+			json_object_object_add(o, "last_success_at", json_object_new_string(ts));
+		} else {
+			json_object_object_add(o, "last_success_at", NULL);
+		}
+		{
+			json_object *deps = json_object_new_array();
+
+			for (size_t k = 0; k < x->ndepends; k++)
+				json_object_array_add(deps, json_object_new_string(x->depends[k]));
+			json_object_object_add(o, "depends_on", deps);
+		}
+		json_object_object_add(o, "spans", spans_json(x, started_at, mask));
 		json_object_array_add(arr, o);
 	}
 	json_object_object_add(r, "instances", arr);
@@ -179,59 +372,463 @@ static void xml_escape(struct op_buf *sb, const char *s)
 	}
 }
 
-char *orchd_report_junit(const char *pipeline, const char *action,
-			 const struct orchd_report_node *n, size_t nn,
-			 const struct orchd_mask *mask)
+/* Accessors of a report read back: a missing or mistyped member reads as
+ * empty (the renderers never trust a stored file's shape). */
+static const char *jstr(json_object *o, const char *key)
+{
+	const char *v = op_get_str(o, key);
+
+	return v ? v : "";
+}
+
+static json_object *jarr(json_object *o, const char *key)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_array))
+		return NULL;
+	return v;
+}
+
+static size_t jlen(json_object *arr)
+{
+	return arr ? json_object_array_length(arr) : 0;
+}
+
+static json_object *jobj_at(json_object *arr, size_t i)
+{
+	json_object *v = json_object_array_get_idx(arr, i);
+
+	return json_object_is_type(v, json_type_object) ? v : NULL;
+}
+
+/* A stored log: RUN_DIR/logs/ID.log, already masked when written (a
+ * larger one is left out). */
+#define ORCHD_REPORT_MAX_LOG  (64u << 20)
+#define ORCHD_REPORT_MAX_JSON (256u << 20)
+
+static char *stored_log(void *arg, const char *id)
+{
+	const char *run_dir = arg;
+	struct op_buf b = OP_BUF_INIT;
+	char *path, *text;
+
+	/* an id from a stored file names a file of logs/ only */
+	if (!run_dir || !*run_dir || !*id || *id == '.' || strchr(id, '/'))
+		return NULL;
+	path = xasprintf("%s/logs/%s.log", run_dir, id);
+	op_buf_init(&b, ORCHD_REPORT_MAX_LOG);
+	if (orchd_read_file(path, &b) < 0) {
+		free(path);
+		op_buf_release(&b);
+		return NULL;
+	}
+	free(path);
+	text = op_buf_detach(&b, NULL);
+	return text;
+}
+
+/* One retry of a testcase (Surefire's flakyFailure / rerunFailure). */
+static void junit_retry(struct op_buf *sb, const char *elem, json_object *span)
+{
+	op_buf_addf(sb, "    <%s message=\"", elem);
+	xml_escape(sb, jstr(span, "reason"));
+	op_buf_addstr(sb, "\" type=\"");
+	xml_escape(sb, jstr(span, "outcome"));
+	op_buf_addstr(sb, "\">\n      <stackTrace>");
+	op_buf_addf(sb, "attempt %lld: ", op_get_int(span, "attempt", 0));
+	xml_escape(sb, jstr(span, "reason"));
+	op_buf_addf(sb, "</stackTrace>\n    </%s>\n", elem);
+}
+
+static void junit_testcase(struct op_buf *sb, json_object *x, const char *pipeline,
+			   orchd_report_log_fn log, void *log_arg)
+{
+	const char *outcome = jstr(x, "outcome"), *id = jstr(x, "id");
+	json_object *spans = jarr(x, "spans");
+	char *text;
+
+	op_buf_addstr(sb, "  <testcase name=\"");
+	xml_escape(sb, id);
+	op_buf_addstr(sb, "\" classname=\"");
+	xml_escape(sb, pipeline);
+	op_buf_addch(sb, '.');
+	xml_escape(sb, jstr(x, "type"));
+	op_buf_addf(sb, "\" time=\"%.3f\">\n", (double)op_get_int(x, "duration_ms", 0) / 1000.0);
+	if (!strcmp(outcome, "failed")) {
+		/* Surefire: the first failure is <failure>, the reruns that
+		 * failed again are <rerunFailure> */
+		op_buf_addstr(sb, "    <failure message=\"");
+		xml_escape(sb, jstr(x, "reason"));
+		op_buf_addstr(sb, "\" type=\"");
+		xml_escape(sb, jstr(x, "status"));
+		op_buf_addstr(sb, "\">");
+		xml_escape(sb, jstr(x, "reason"));
+		op_buf_addstr(sb, "</failure>\n");
+	}
+	for (size_t k = 0; k < jlen(spans); k++) {
+		json_object *sp = jobj_at(spans, k);
+
+		if (!sp || strcmp(jstr(sp, "kind"), "run") || strcmp(jstr(sp, "phase"), "action") ||
+		    strcmp(jstr(sp, "outcome"), "retry"))
+			continue;
+		junit_retry(sb, !strcmp(outcome, "failed") ? "rerunFailure" : "flakyFailure", sp);
+	}
+	if (!strcmp(outcome, "skipped")) {
+		op_buf_addstr(sb, "    <skipped message=\"");
+		xml_escape(sb, jstr(x, "reason"));
+		op_buf_addstr(sb, "\"/>\n");
+	}
+	text = log ? log(log_arg, id) : NULL;
+	op_buf_addstr(sb, "    <system-out>");
+	if (text)
+		xml_escape(sb, text);
+	op_buf_addstr(sb, "</system-out>\n  </testcase>\n");
+	free(text);
+}
+
+/*
+ * JUnit XML as Maven Surefire writes it (surefire-test-report.xsd, the
+ * format Jenkins' junit plugin reads): a <testsuite> root with the run's
+ * identity and CI metadata as properties, one <testcase> per instance,
+ * <failure> for a failed one, <skipped> for a skipped one, and each failed
+ * attempt before the last as <flakyFailure> (the instance passed in the
+ * end) or <rerunFailure> (it failed in the end).
+ */
+static char *render_junit(json_object *rep, orchd_report_log_fn log, void *log_arg)
 {
 	struct op_buf sb = OP_BUF_INIT;
-	size_t failures = 0, skipped = 0;
+	json_object *inst = jarr(rep, "instances"), *ci;
+	size_t failures = 0, skipped = 0, n = jlen(inst);
+	const char *pipeline = jstr(rep, "pipeline");
 	char *x;
-	long long total = 0;
 
-	for (size_t i = 0; i < nn; i++) {
-		failures += n[i].failed;
-		skipped += n[i].skipped;
-		total += n[i].wall_ms;
+	for (size_t i = 0; i < n; i++) {
+		json_object *o = jobj_at(inst, i);
+
+		failures += o && !strcmp(jstr(o, "outcome"), "failed");
+		skipped += o && !strcmp(jstr(o, "outcome"), "skipped");
 	}
-	op_buf_addstr(&sb, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n");
-	op_buf_addstr(&sb, "  <testsuite name=\"");
+	op_buf_addstr(&sb, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite name=\"");
 	xml_escape(&sb, pipeline);
+	op_buf_addch(&sb, '.');
+	xml_escape(&sb, jstr(rep, "action"));
 	op_buf_addf(&sb,
-		    ".%s\" tests=\"%zu\" failures=\"%zu\" errors=\"0\" skipped=\"%zu\" "
-		    "time=\"%.3f\">\n",
-		    action, nn, failures, skipped, (double)total / 1000.0);
-	for (size_t i = 0; i < nn; i++) {
-		char *log = masked(mask, n[i].log), *reason = masked(mask, n[i].reason);
-
-		op_buf_addstr(&sb, "    <testcase classname=\"");
-		xml_escape(&sb, pipeline);
-		op_buf_addch(&sb, '.');
-		xml_escape(&sb, n[i].type);
-		op_buf_addstr(&sb, "\" name=\"");
-		xml_escape(&sb, n[i].id);
-		op_buf_addf(&sb, "\" time=\"%.3f\">\n", (double)n[i].wall_ms / 1000.0);
-		if (n[i].failed) {
-			op_buf_addstr(&sb, "      <failure message=\"");
-			xml_escape(&sb, reason);
-			op_buf_addstr(&sb, "\" type=\"");
-			xml_escape(&sb, n[i].status);
-			op_buf_addstr(&sb, "\"/>\n");
-		} else if (n[i].skipped) {
-			op_buf_addstr(&sb, "      <skipped message=\"");
-			xml_escape(&sb, reason);
+		    "\" tests=\"%zu\" failures=\"%zu\" errors=\"0\" skipped=\"%zu\" time=\"%.3f\"",
+		    n, failures, skipped, (double)op_get_int(rep, "duration_ms", 0) / 1000.0);
+	if (*jstr(rep, "started_at")) {
+		op_buf_addstr(&sb, " timestamp=\"");
+		xml_escape(&sb, jstr(rep, "started_at"));
+		op_buf_addch(&sb, '"');
+	}
+	op_buf_addstr(&sb, ">\n  <properties>\n");
+	op_buf_addstr(&sb, "    <property name=\"orchd.run_id\" value=\"");
+	xml_escape(&sb, jstr(rep, "run_id"));
+	op_buf_addstr(&sb, "\"/>\n");
+	op_buf_addf(&sb, "    <property name=\"orchd.exit_code\" value=\"%lld\"/>\n",
+		    op_get_int(rep, "exit_code", 0));
+	if (json_object_object_get_ex(rep, "ci", &ci) &&
+	    json_object_is_type(ci, json_type_object)) {
+		json_object_object_foreach(ci, k, v)
+		{
+			if (!json_object_is_type(v, json_type_string))
+				continue;
+			op_buf_addstr(&sb, "    <property name=\"ci.");
+			xml_escape(&sb, k);
+			op_buf_addstr(&sb, "\" value=\"");
+			xml_escape(&sb, json_object_get_string(v));
 			op_buf_addstr(&sb, "\"/>\n");
 		}
-		op_buf_addstr(&sb, "      <system-out>");
-		xml_escape(&sb, log);
-		op_buf_addstr(&sb, "</system-out>\n    </testcase>\n");
-		free(log);
-		free(reason);
 	}
-	op_buf_addstr(&sb, "  </testsuite>\n</testsuites>\n");
+	op_buf_addstr(&sb, "  </properties>\n");
+	for (size_t i = 0; i < n; i++)
+		if (jobj_at(inst, i))
+			junit_testcase(&sb, jobj_at(inst, i), pipeline, log, log_arg);
+	op_buf_addstr(&sb, "</testsuite>\n");
 	x = op_buf_detach(&sb, NULL);
 	if (!x)
 		die("out of memory");
 	return x;
+}
+
+/* A JSON string (quotes included) of s. */
+static void add_jstring(struct op_buf *sb, const char *s)
+{
+	orchd_buf_json_str(sb, s, strlen(s));
+}
+
+static void trace_event(struct op_buf *sb, int *first, const char *name, const char *cat,
+			size_t tid, long long start_ms, long long dur_ms, json_object *sp)
+{
+	op_buf_addstr(sb, *first ? "\n" : ",\n");
+	*first = 0;
+	op_buf_addstr(sb, "{\"name\":");
+	add_jstring(sb, name);
+	op_buf_addstr(sb, ",\"cat\":");
+	add_jstring(sb, cat);
+	op_buf_addf(sb, ",\"ph\":\"X\",\"pid\":1,\"tid\":%zu,\"ts\":%lld,\"dur\":%lld,\"args\":{",
+		    tid, start_ms * 1000, (dur_ms > 0 ? dur_ms : 0) * 1000);
+	op_buf_addstr(sb, "\"outcome\":");
+	add_jstring(sb, jstr(sp, "outcome"));
+	if (op_get_int(sp, "attempt", 0))
+		op_buf_addf(sb, ",\"attempt\":%lld", op_get_int(sp, "attempt", 0));
+	if (*jstr(sp, "reason")) {
+		op_buf_addstr(sb, ",\"reason\":");
+		add_jstring(sb, jstr(sp, "reason"));
+	}
+	op_buf_addstr(sb, "}}");
+}
+
+/*
+ * The Chrome trace-event format (JSON object form; Perfetto and
+ * chrome://tracing open it): one thread per instance, named by its id,
+ * and one complete event ("ph":"X", microseconds from the run's start) per
+ * span: "wait" (dependencies or a free slot), "spawn" (sources, process,
+ * handshake), the action ("validate", "apply", ...), "backoff", "store".
+ */
+static char *render_trace(json_object *rep)
+{
+	struct op_buf sb = OP_BUF_INIT;
+	json_object *inst = jarr(rep, "instances");
+	const char *action = jstr(rep, "action");
+	int first = 1;
+	char *x;
+
+	op_buf_addstr(&sb, "{\"displayTimeUnit\":\"ms\",\"otherData\":{\"pipeline\":");
+	add_jstring(&sb, jstr(rep, "pipeline"));
+	op_buf_addstr(&sb, ",\"run_id\":");
+	add_jstring(&sb, jstr(rep, "run_id"));
+	op_buf_addstr(&sb, ",\"action\":");
+	add_jstring(&sb, action);
+	op_buf_addstr(&sb, "},\"traceEvents\":[");
+	op_buf_addstr(&sb,
+		      "\n{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":1,\"args\":{\"name\":");
+	add_jstring(&sb, jstr(rep, "pipeline"));
+	op_buf_addstr(&sb, "}}");
+	first = 0;
+	for (size_t i = 0; i < jlen(inst); i++) {
+		json_object *o = jobj_at(inst, i), *spans;
+
+		if (!o)
+			continue;
+		op_buf_addf(&sb,
+			    ",\n{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":1,\"tid\":%zu,"
+			    "\"args\":{\"name\":",
+			    i + 1);
+		add_jstring(&sb, jstr(o, "id"));
+		op_buf_addf(&sb,
+			    "}},\n{\"name\":\"thread_sort_index\",\"ph\":\"M\",\"pid\":1,"
+			    "\"tid\":%zu,\"args\":{\"sort_index\":%zu}}",
+			    i + 1, i + 1);
+		spans = jarr(o, "spans");
+		for (size_t k = 0; k < jlen(spans); k++) {
+			json_object *sp = jobj_at(spans, k);
+			const char *kind, *phase;
+			long long a, b, setup;
+
+			if (!sp)
+				continue;
+			kind = jstr(sp, "kind");
+			phase = jstr(sp, "phase");
+			a = op_get_int(sp, "start_ms", 0);
+			b = op_get_int(sp, "end_ms", 0);
+			setup = op_get_int(sp, "setup_ms", -1);
+			if (!strcmp(kind, "run")) {
+				if (setup > 0 && setup <= b - a) {
+					trace_event(&sb, &first, "spawn", phase, i + 1, a, setup,
+						    sp);
+					a += setup;
+				}
+				trace_event(&sb, &first,
+					    !strcmp(phase, "validate") ? "validate" : action, phase,
+					    i + 1, a, b - a, sp);
+			} else if (b > a) {
+				/* (a wait or a write too short to see is left out) */
+				trace_event(&sb, &first,
+					    !strcmp(kind, "blocked")  ? "wait"
+					    : !strcmp(kind, "queued") ? "wait (slot)"
+								      : kind,
+					    phase, i + 1, a, b - a, sp);
+			}
+		}
+	}
+	op_buf_addstr(&sb, "\n]}\n");
+	x = op_buf_detach(&sb, NULL);
+	if (!x)
+		die("out of memory");
+	return x;
+}
+
+/* A label value in the exposition format: \, " and newline escaped. */
+static void metric_label(struct op_buf *sb, const char *name, const char *value)
+{
+	op_buf_addstr(sb, name);
+	op_buf_addstr(sb, "=\"");
+	for (const char *p = value; *p; p++) {
+		if (*p == '\\' || *p == '"')
+			op_buf_addch(sb, '\\');
+		if (*p == '\n') {
+			op_buf_addstr(sb, "\\n");
+			continue;
+		}
+		op_buf_addch(sb, *p);
+	}
+	op_buf_addch(sb, '"');
+}
+
+static void metric_head(struct op_buf *sb, const char *name, const char *help)
+{
+	op_buf_addf(sb, "# TYPE %s gauge\n# HELP %s %s\n", name, name, help);
+}
+
+static void metric_instance(struct op_buf *sb, const char *name, const char *pipeline,
+			    json_object *o, const char *extra_label, const char *extra_value)
+{
+	op_buf_addf(sb, "%s{", name);
+	metric_label(sb, "pipeline", pipeline);
+	op_buf_addch(sb, ',');
+	metric_label(sb, "instance", jstr(o, "id"));
+	op_buf_addch(sb, ',');
+	metric_label(sb, "type", jstr(o, "type"));
+	if (extra_label) {
+		op_buf_addch(sb, ',');
+		metric_label(sb, extra_label, extra_value);
+	}
+	op_buf_addstr(sb, "} ");
+}
+
+/* Seconds of an ISO 8601 UTC time as orchd writes it, or -1. */
+static double iso_seconds(const char *iso)
+{
+	struct tm tm = {0};
+	const char *rest = strptime(iso, "%Y-%m-%dT%H:%M:%S", &tm);
+	int ms = 0;
+
+	if (!rest)
+		return -1;
+	if (*rest == '.')
+		ms = atoi(rest + 1);
+	return (double)timegm(&tm) + ms / 1000.0;
+}
+
+/*
+ * The run's figures in the text exposition format that both Prometheus
+ * (node_exporter's textfile collector) and OpenMetrics parsers read:
+ * gauges only, one HELP and TYPE per family, "# EOF" at the end.
+ */
+static char *render_metrics(json_object *rep)
+{
+	static const char *const outcomes[] = {"passed", "failed", "skipped"};
+	struct op_buf sb = OP_BUF_INIT;
+	json_object *inst = jarr(rep, "instances"), *cp;
+	const char *pipeline = jstr(rep, "pipeline");
+	size_t n = jlen(inst);
+	double t;
+	char *x;
+
+	metric_head(&sb, "orchd_instance_status",
+		    "1 for the status the instance ended this run with (label status)");
+	for (size_t i = 0; i < n; i++)
+		if (jobj_at(inst, i)) {
+			metric_instance(&sb, "orchd_instance_status", pipeline, jobj_at(inst, i),
+					"status", jstr(jobj_at(inst, i), "status"));
+			op_buf_addstr(&sb, "1\n");
+		}
+#define PER_INSTANCE(name, help, fmt, expr)                                  \
+	do {                                                                 \
+		metric_head(&sb, name, help);                                \
+		for (size_t i = 0; i < n; i++) {                             \
+			json_object *o = jobj_at(inst, i);                   \
+			if (!o)                                              \
+				continue;                                    \
+			metric_instance(&sb, name, pipeline, o, NULL, NULL); \
+			op_buf_addf(&sb, fmt "\n", expr);                    \
+		}                                                            \
+	} while (0)
+	PER_INSTANCE("orchd_instance_duration_seconds", "wall time of its steps in this run",
+		     "%.3f", op_get_int(o, "duration_ms", 0) / 1000.0);
+	PER_INSTANCE("orchd_instance_attempts", "attempts of its action in this run", "%lld",
+		     op_get_int(o, "attempts", 0));
+	PER_INSTANCE("orchd_instance_cpu_seconds", "CPU time of its extension processes", "%.3f",
+		     op_get_int(o, "cpu_ms", 0) / 1000.0);
+	PER_INSTANCE("orchd_instance_max_rss_bytes", "largest resident set of its processes",
+		     "%lld", op_get_int(o, "max_rss_kb", 0) * 1024);
+#undef PER_INSTANCE
+	metric_head(&sb, "orchd_instance_last_success_timestamp_seconds",
+		    "unix time of its last success (this run's or its stored record's)");
+	for (size_t i = 0; i < n; i++) {
+		json_object *o = jobj_at(inst, i);
+
+		if (!o || (t = iso_seconds(jstr(o, "last_success_at"))) < 0)
+			continue;
+		metric_instance(&sb, "orchd_instance_last_success_timestamp_seconds", pipeline, o,
+				NULL, NULL);
+		op_buf_addf(&sb, "%.3f\n", t);
+	}
+	metric_head(&sb, "orchd_run_instances", "instances of the run by outcome");
+	for (size_t k = 0; k < ARRAY_SIZE(outcomes); k++) {
+		size_t c = 0;
+
+		for (size_t i = 0; i < n; i++)
+			c += jobj_at(inst, i) &&
+			     !strcmp(jstr(jobj_at(inst, i), "outcome"), outcomes[k]);
+		op_buf_addstr(&sb, "orchd_run_instances{");
+		metric_label(&sb, "pipeline", pipeline);
+		op_buf_addch(&sb, ',');
+		metric_label(&sb, "outcome", outcomes[k]);
+		op_buf_addf(&sb, "} %zu\n", c);
+	}
+#define PER_RUN(name, help, fmt, value)                           \
+	do {                                                      \
+		metric_head(&sb, name, help);                     \
+		op_buf_addstr(&sb, name "{");                     \
+		metric_label(&sb, "pipeline", pipeline);          \
+		op_buf_addch(&sb, ',');                           \
+		metric_label(&sb, "action", jstr(rep, "action")); \
+		op_buf_addf(&sb, "} " fmt "\n", value);           \
+	} while (0)
+	PER_RUN("orchd_run_duration_seconds", "wall time of the run", "%.3f",
+		op_get_int(rep, "duration_ms", 0) / 1000.0);
+	cp = NULL;
+	json_object_object_get_ex(rep, "critical_path", &cp);
+	PER_RUN("orchd_run_critical_path_seconds",
+		"from the run's start to the end of its last instance, through the chain of "
+		"dependencies that ended last",
+		"%.3f", op_get_int(cp, "duration_ms", 0) / 1000.0);
+	PER_RUN("orchd_run_exit_code", "orchd's exit status", "%lld",
+		op_get_int(rep, "exit_code", 0));
+	if ((t = iso_seconds(jstr(rep, "ended_at"))) >= 0)
+		PER_RUN("orchd_run_end_timestamp_seconds", "unix time the run ended", "%.3f", t);
+#undef PER_RUN
+	op_buf_addstr(&sb, "# EOF\n");
+	x = op_buf_detach(&sb, NULL);
+	if (!x)
+		die("out of memory");
+	return x;
+}
+
+char *orchd_report_render(json_object *rep, enum orchd_report_format fmt, orchd_report_log_fn log,
+			  void *log_arg)
+{
+	if (!json_object_is_type(rep, json_type_object) ||
+	    strcmp(jstr(rep, "format"), "orchd-report") || !jarr(rep, "instances")) {
+		error("not an orchd report (expected \"format\": \"orchd-report\" and its "
+		      "instances)");
+		return NULL;
+	}
+	if (!log) {
+		log = stored_log;
+		log_arg = (void *)(uintptr_t)op_get_str(rep, "run_dir");
+	}
+	switch (fmt) {
+	case ORCHD_REPORT_JUNIT:
+		return render_junit(rep, log, log_arg);
+	case ORCHD_REPORT_TRACE:
+		return render_trace(rep);
+	case ORCHD_REPORT_METRICS:
+		return render_metrics(rep);
+	}
+	return NULL;
 }
 
 int orchd_write_file_atomic(const char *path, const char *data, size_t len)
@@ -330,12 +927,60 @@ static int write_logs(const char *dir, const struct orchd_report_node *n, size_t
 	return ret;
 }
 
+/* The logs of a run in progress, for the renderers: masked now. */
+struct live_logs {
+	const struct orchd_report_node *n;
+	const struct orchd_mask *mask;
+	json_object *index; /* id -> index into n */
+};
+
+static char *live_log(void *arg, const char *id)
+{
+	struct live_logs *l = arg;
+	json_object *v;
+
+	if (!json_object_object_get_ex(l->index, id, &v))
+		return NULL;
+	return masked(l->mask, l->n[json_object_get_int64(v)].log);
+}
+
+/* Render rep into each path of out that is set. */
+static int write_rendered(json_object *rep, const struct orchd_report_paths *out,
+			  orchd_report_log_fn log, void *log_arg)
+{
+	const struct {
+		const char *path;
+		enum orchd_report_format fmt;
+	} files[] = {
+		{out->junit, ORCHD_REPORT_JUNIT},
+		{out->trace, ORCHD_REPORT_TRACE},
+		{out->metrics, ORCHD_REPORT_METRICS},
+	};
+	int ret = 0;
+
+	for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
+		char *x;
+
+		if (!files[i].path)
+			continue;
+		if (!(x = orchd_report_render(rep, files[i].fmt, log, log_arg))) {
+			ret = -1;
+			continue;
+		}
+		if (orchd_write_file_atomic(files[i].path, x, strlen(x)) < 0)
+			ret = -1;
+		free(x);
+	}
+	return ret;
+}
+
 int orchd_report_write_all(const char *run_id, const char *pipeline, const char *action,
 			   int exit_code, long long started_at, long long ended_at,
 			   const struct orchd_report_node *n, size_t nn,
-			   const struct orchd_mask *mask, const char *report_path,
-			   const char *junit_path, const char *run_dir)
+			   const struct orchd_mask *mask, const struct orchd_report_paths *paths,
+			   const char *run_dir)
 {
+	struct live_logs live = {n, mask, json_object_new_object()};
 	json_object *rep;
 	const char *txt;
 	int ret = 0;
@@ -349,8 +994,15 @@ int orchd_report_write_all(const char *run_id, const char *pipeline, const char 
 			ret = -1;
 		free(logs);
 	}
-	rep = orchd_report_json(run_id, pipeline, action, exit_code, started_at, ended_at, n, nn,
-				mask);
+	{
+		/* the report names its run directory absolutely, so that a
+		 * copy of it finds the logs from anywhere */
+		char *abs = run_dir ? realpath(run_dir, NULL) : NULL;
+
+		rep = orchd_report_json(run_id, pipeline, action, exit_code, started_at, ended_at,
+					n, nn, mask, abs ? abs : run_dir);
+		free(abs);
+	}
 	txt = json_object_to_json_string_ext(rep, JSON_C_TO_STRING_PRETTY |
 							  JSON_C_TO_STRING_NOSLASHESCAPE);
 	if (run_dir) {
@@ -360,15 +1012,65 @@ int orchd_report_write_all(const char *run_id, const char *pipeline, const char 
 			ret = -1;
 		free(p);
 	}
-	if (report_path && orchd_write_file_atomic(report_path, txt, strlen(txt)) < 0)
+	if (paths->report && orchd_write_file_atomic(paths->report, txt, strlen(txt)) < 0)
 		ret = -1;
+	for (size_t i = 0; i < nn; i++)
+		json_object_object_add(live.index, n[i].id, json_object_new_int64((int64_t)i));
+	if (write_rendered(rep, paths, live_log, &live) < 0)
+		ret = -1;
+	json_object_put(live.index);
 	json_object_put(rep);
-	if (junit_path) {
-		char *x = orchd_report_junit(pipeline, action, n, nn, mask);
+	return ret;
+}
 
-		if (orchd_write_file_atomic(junit_path, x, strlen(x)) < 0)
-			ret = -1;
-		free(x);
+/* A stored report's JSON (a file anyone may have edited): NULL when it
+ * does not parse. */
+static json_object *parse_report(const char *text, size_t len)
+{
+	struct json_tokener *tok = json_tokener_new_ex(64);
+	json_object *o;
+
+	if (!tok)
+		die("out of memory");
+	o = json_tokener_parse_ex(tok, text, (int)len + 1);
+	if (json_tokener_get_error(tok) != json_tokener_success) {
+		json_object_put(o);
+		o = NULL;
 	}
+	json_tokener_free(tok);
+	return o;
+}
+
+int orchd_report_convert(const char *path, const struct orchd_report_paths *out)
+{
+	struct op_buf b;
+	struct stat st;
+	json_object *rep;
+	char *file;
+	int ret;
+
+	/* a run directory stands for its report.json */
+	if (!stat(path, &st) && S_ISDIR(st.st_mode))
+		file = xasprintf("%s/report.json", path);
+	else
+		file = xstrdup(path);
+	op_buf_init(&b, ORCHD_REPORT_MAX_JSON);
+	if (orchd_read_file(file, &b) < 0) {
+		ret = error("cannot read %s: %s", file, strerror(errno));
+		goto out;
+	}
+	rep = parse_report(orchd_buf_str(&b), b.len);
+	if (!rep || !json_object_is_type(rep, json_type_object) ||
+	    strcmp(jstr(rep, "format"), "orchd-report")) {
+		json_object_put(rep);
+		ret = error("%s: not an orchd report (JSON with \"format\": \"orchd-report\")",
+			    file);
+		goto out;
+	}
+	ret = write_rendered(rep, out, NULL, NULL);
+	json_object_put(rep);
+out:
+	op_buf_release(&b);
+	free(file);
 	return ret;
 }

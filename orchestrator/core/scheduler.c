@@ -146,6 +146,11 @@ struct node {
 	struct store_job *job;
 	/* Its sandbox (strict, its paths absolute; or basic: limits only). */
 	struct orchd_sandbox_spec *sandbox;
+	/* Its timeline: a span per state left (core/report.h), the time the
+	 * current state was entered (unix ms) and the last step's set-up. */
+	struct orchd_span *spans;
+	size_t nspans, aspans;
+	long long entered, setup_ms;
 };
 
 /* A stored record was read for it. */
@@ -184,6 +189,7 @@ struct orchd_sched {
 	struct orchd_worker *state[ORCHD_SCHED_MAX_WRITERS];
 	size_t nstate;
 	struct orchd_locator *locate; /* where config keys are written, once needed */
+	long long t0_mono, t0_unix;   /* span times: unix ms on a monotonic clock */
 };
 
 /* --- heaps ----------------------------------------------------------------- */
@@ -386,12 +392,79 @@ static void enter(struct orchd_sched *s, struct node *nd, enum node_state from)
 	}
 }
 
+/* The events' names, as a span's outcome. */
+static const char *const event_names[NODE_NEVENTS] = {
+	[EV_DEPS_MET] = "ready",
+	[EV_START] = "started",
+	[EV_UNRESOLVED] = "unresolved",
+	[EV_SUCCEEDED] = "succeeded",
+	[EV_FAILED] = "failed",
+	[EV_CANCELLED] = "cancelled",
+	[EV_RETRY] = "retry",
+	[EV_TIMER] = "ready",
+	[EV_STORED_OK] = "stored",
+	[EV_STORED_FAILED] = "stored",
+	[EV_STORED_CANCEL] = "stored",
+	[EV_STORE_ERROR] = "store error",
+	[EV_UPSTREAM_LOST] = "upstream failed",
+	[EV_ABANDONED] = "abandoned",
+};
+
+/* Unix ms, read on the monotonic clock (a timeline does not jump). */
+static long long span_now(const struct orchd_sched *s)
+{
+	return s->t0_unix + (now_ms() - s->t0_mono);
+}
+
+/* nd leaves state from on ev: the span of its stay, for the states that
+ * wait or work. */
+static void record_span(struct orchd_sched *s, struct node *nd, enum node_state from,
+			enum node_event ev)
+{
+	static const signed char kind_of[NODE_NSTATES] = {
+		[NODE_OFF] = -1,
+		[NODE_PENDING] = ORCHD_SPAN_BLOCKED,
+		[NODE_READY] = ORCHD_SPAN_QUEUED,
+		[NODE_RUNNING] = ORCHD_SPAN_RUN,
+		[NODE_WAITING] = ORCHD_SPAN_BACKOFF,
+		[NODE_STORING] = ORCHD_SPAN_STORE,
+		[NODE_DONE] = -1,
+		[NODE_FAILED] = -1,
+		[NODE_SKIPPED] = -1,
+		[NODE_CANCELLED] = -1,
+	};
+	long long now = span_now(s);
+	struct orchd_span *sp;
+
+	if (kind_of[from] < 0 || !nd->entered)
+		goto out;
+	ALLOC_GROW(nd->spans, nd->nspans + 1, nd->aspans);
+	sp = &nd->spans[nd->nspans++];
+	memset(sp, 0, sizeof(*sp));
+	sp->kind = (unsigned char)kind_of[from];
+	sp->validate = s->phase == OP_ACTION_VALIDATE;
+	sp->outcome = event_names[ev];
+	sp->start_ms = nd->entered;
+	sp->end_ms = now;
+	sp->setup_ms = -1;
+	if (from == NODE_RUNNING || from == NODE_WAITING)
+		sp->attempt = nd->attempts;
+	if (from == NODE_RUNNING) {
+		sp->setup_ms = nd->setup_ms;
+		if (ev != EV_SUCCEEDED && nd->reason[0])
+			sp->reason = xstrdup(nd->reason);
+	}
+out:
+	nd->entered = now;
+}
+
 static void fire(struct orchd_sched *s, struct node *nd, enum node_event ev)
 {
 	enum node_state from = nd->st, to = node_next[from][ev];
 
 	if (to == NODE_OFF)
 		die("internal error: %s: event %d in state %d", nd->in->id, (int)ev, (int)from);
+	record_span(s, nd, from, ev);
 	nd->st = to;
 	enter(s, nd, from);
 }
@@ -984,6 +1057,7 @@ static void on_done(void *cb_data, void *ctx, const char *id, const struct orchd
 		}
 	}
 	nd->wall_ms += res->wall_ms;
+	nd->setup_ms = res->setup_ms;
 	nd->cpu_ms += res->cpu_user_ms + res->cpu_sys_ms;
 	if (res->max_rss_kb > nd->rss_kb)
 		nd->rss_kb = res->max_rss_kb;
@@ -1159,6 +1233,7 @@ int orchd_sched_run(struct orchd_sched *s, enum op_action phase)
 		nd->cause = CAUSE_NONE;
 		nd->reason[0] = '\0';
 		nd->deps_left = 0;
+		nd->entered = span_now(s);
 		if (phase != OP_ACTION_VALIDATE) {
 			/* this phase's own attempts and resources */
 			nd->attempts = 0;
@@ -1336,6 +1411,8 @@ struct orchd_sched *orchd_sched_new(const struct orchd_sched_opts *o, const unsi
 	s->n = xcalloc(s->nn ? s->nn : 1, sizeof(*s->n));
 	s->limit = o->parallelism ? o->parallelism : 1;
 	s->phase = OP_ACTION_VALIDATE;
+	s->t0_mono = now_ms();
+	s->t0_unix = unix_ms();
 	for (size_t i = 0; i < s->nn; i++) {
 		struct node *nd = &s->n[i];
 		struct op_buf e = OP_BUF_INIT;
@@ -1393,6 +1470,9 @@ void orchd_sched_free(struct orchd_sched *s)
 		orchd_resolved_release(&nd->cfg);
 		store_job_free(nd->job);
 		sandbox_spec_free(nd->sandbox);
+		for (size_t k = 0; k < nd->nspans; k++)
+			free(nd->spans[k].reason);
+		free(nd->spans);
 	}
 	free(s->ready.v);
 	free(s->timers.v);
@@ -1687,14 +1767,36 @@ void orchd_sched_print_outputs(struct orchd_sched *s)
 
 struct orchd_report_node *orchd_sched_report(const struct orchd_sched *s, size_t *n)
 {
-	struct orchd_report_node *rn = xcalloc(s->nn ? s->nn : 1, sizeof(*rn));
-	size_t nr = 0;
+	const struct orchd_graph *g = s->o.g;
+	struct orchd_report_node *rn;
+	const char **deps;
+	size_t nr = 0, ndeps = 0;
 
+	/* one block: the nodes, then every node's dependency ids */
+	for (size_t i = 0; i < s->nn; i++)
+		ndeps += orchd_graph_ndeps(g, i);
+	rn = xcalloc(1, (s->nn + 1) * sizeof(*rn) + (ndeps + 1) * sizeof(*deps));
+	deps = (const char **)(rn + s->nn + 1);
 	for (size_t i = 0; i < s->nn; i++) {
 		const struct node *nd = &s->n[i];
+		const size_t *dl = g->deps + g->dep_at[i];
 
 		if (nd->st == NODE_OFF)
 			continue;
+		rn[nr].depends = deps;
+		for (size_t k = 0; k < orchd_graph_ndeps(g, i); k++)
+			if (s->n[dl[k]].st != NODE_OFF)
+				deps[rn[nr].ndepends++] = s->n[dl[k]].in->id;
+		deps += rn[nr].ndepends;
+		rn[nr].spans = nd->spans;
+		rn[nr].nspans = nd->nspans;
+		/* its last success: this apply's end, else its record's */
+		if (nd->st == NODE_DONE && s->phase == OP_ACTION_APPLY && nd->nspans)
+			rn[nr].last_success_ms = nd->spans[nd->nspans - 1].end_ms;
+		else if (has_record(nd) && nd->prev.last.status &&
+			 !strcmp(nd->prev.last.status, "success") &&
+			 !strcmp(nd->prev.last.action ? nd->prev.last.action : "", "apply"))
+			rn[nr].last_success_ms = nd->prev.last.ended_at;
 		rn[nr].id = nd->in->id;
 		rn[nr].type = nd->in->type;
 		rn[nr].name = nd->in->name;

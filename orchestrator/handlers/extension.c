@@ -604,6 +604,7 @@ static void send_action(struct orchd_step *st)
 		return;
 	}
 	st->phase = PHASE_ACTION;
+	st->action_ms = now_ms();
 	orchd_step_queue(st, st->action_line);
 	st->action_line = NULL;
 }
@@ -1130,6 +1131,7 @@ void orchd_step_result(const struct orchd_step *st, struct orchd_step_result *re
 		res->max_rss_kb = st->ru.ru_maxrss;
 	}
 	res->wall_ms = now_ms() - st->start_ms;
+	res->setup_ms = st->action_ms ? st->action_ms - st->start_ms : -1;
 	res->pid = st->pid > 0 ? st->pid : 0;
 	res->workdir = st->workdir;
 

@@ -226,6 +226,9 @@ struct orchd_step_result {
 	long long cpu_sys_ms;
 	long max_rss_kb;
 	long long wall_ms;   /* start() to done */
+	long long setup_ms;  /* start() to the action sent: sources, spawn and
+			      * handshake (about 0 for a resumed session); -1
+			      * when no action was sent */
 	pid_t pid;	     /* 0 if never started */
 	const char *workdir; /* the private workdir (removed by now unless kept) */
 };
@@ -333,6 +336,7 @@ struct orchd_step {
 	long long hello_ms;
 	long long timeout_ms;
 	long long start_ms;
+	long long action_ms; /* when the action was sent (0: not yet) */
 
 	enum step_phase phase;
 	enum step_proc proc;
