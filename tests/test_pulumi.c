@@ -353,8 +353,14 @@ START_TEST(test_history_remove_list)
 
 	{
 		char run[] = "r-3", act[] = "destroy", st[] = "success";
-		struct orchd_history_entry d = {run, act, st, 3000, 3007, 1};
+		char job[] = "deploy prod", url[] = "https://ci.example.com/job/infra/3/";
+		struct orchd_history_entry d = {run, act, st, 3000, 3007, 1, {0}};
 
+		/* the figures and the CI build ride in the update's message */
+		d.meta.cpu_ms = 42;
+		d.meta.max_rss_kb = 2048;
+		d.meta.ci.job = job;
+		d.meta.ci.build_url = url;
 		ck_assert_msg(!orchd_engine_remove(e, STACK, &d, err, sizeof(err)), "%s", err);
 		orchd_stack_record_init(&rec);
 		ck_assert_int_eq(orchd_engine_read(e, STACK, &rec, err, sizeof(err)), 1);
@@ -367,6 +373,12 @@ START_TEST(test_history_remove_list)
 	ck_assert_str_eq(h[2].run_id, "r-3");
 	ck_assert_str_eq(h[2].action, "destroy");
 	ck_assert_str_eq(h[2].status, "success");
+	ck_assert_int_eq(h[2].meta.cpu_ms, 42);
+	ck_assert_int_eq(h[2].meta.max_rss_kb, 2048);
+	ck_assert_str_eq(h[2].meta.ci.job, "deploy_prod");
+	ck_assert_str_eq(h[2].meta.ci.build_url, "https://ci.example.com/job/infra/3/");
+	ck_assert_ptr_null(h[2].meta.ci.commit);
+	ck_assert_ptr_null(h[1].meta.ci.job);
 	orchd_history_free(h, n);
 	ck_assert_int_eq(orchd_engine_list(e, &names, &n, err, sizeof(err)), 0);
 	ck_assert_int_eq(n, 1);

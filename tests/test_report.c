@@ -192,6 +192,21 @@ START_TEST(test_every_format_read_by_an_independent_parser)
 	ck_assert_msg(strstr(t, "\"critical_path\""), "%.3000s", t);
 	free(t);
 
+	/* each history entry names the build that made it, with its figures */
+	rc = orchd(&out, &err, "history", f, "--extensions-dir", extdir, "--json", (char *)NULL);
+	ck_assert_msg(rc == 0, "%.3000s", err);
+	ck_assert_msg(
+		strstr(out, "\"build_tag\":\"jenkins-infra-17\"") &&
+			strstr(out, "\"commit\":\"0123456789abcdef0123456789abcdef01234567\"") &&
+			strstr(out, "\"max_rss_kb\":"),
+		"%.3000s", out);
+	free(out);
+	free(err);
+	rc = orchd(&out, &err, "history", f, "--extensions-dir", extdir, "exec.ok", (char *)NULL);
+	ck_assert_msg(rc == 0 && strstr(out, "build jenkins-infra-17"), "%.3000s", out);
+	free(out);
+	free(err);
+
 	/* JUnit: Surefire's XSD and junitparser; retries as Surefire writes them */
 	rc = validator("/bin/sh", "tests/formats/junit.sh", &out, junit, (char *)NULL);
 	ck_assert_msg(rc == 0, "%.3000s", out);

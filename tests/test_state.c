@@ -359,9 +359,16 @@ START_TEST(test_history)
 		h.started_at = 1000 * i;
 		h.ended_at = 1000 * i + 500;
 		h.attempts = i;
+		/* the figures and the CI build of the entry go along */
+		h.meta.cpu_ms = 10 * i;
+		h.meta.max_rss_kb = 100 * i;
+		h.meta.ci.build_tag = xasprintf("jenkins-infra-%d", i);
+		h.meta.ci.build_url =
+			i == 3 ? xstrdup("https://ci.example.com/job/infra/3/") : NULL;
 		ck_assert_int_eq(
 			orchd_engine_history_append(e, "dev-exec-db", &h, err, sizeof(err)), 0);
 		free(h.run_id);
+		orchd_action_meta_release(&h.meta);
 	}
 	/* A crash in the middle of an append leaves a torn last line. */
 	file = path_in("stacks/dev-exec-db.history.jsonl");
@@ -394,6 +401,12 @@ START_TEST(test_history)
 	ck_assert_int_eq(v[2].started_at, 3000);
 	ck_assert_int_eq(v[2].ended_at, 3500);
 	ck_assert_int_eq(v[2].attempts, 3);
+	ck_assert_int_eq(v[2].meta.cpu_ms, 30);
+	ck_assert_int_eq(v[2].meta.max_rss_kb, 300);
+	ck_assert_str_eq(v[2].meta.ci.build_tag, "jenkins-infra-3");
+	ck_assert_str_eq(v[2].meta.ci.build_url, "https://ci.example.com/job/infra/3/");
+	ck_assert_ptr_null(v[1].meta.ci.build_url);
+	ck_assert_ptr_null(v[2].meta.ci.commit);
 	orchd_history_free(v, n);
 
 	/* The next append starts on a fresh line and is read back. */

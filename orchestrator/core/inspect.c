@@ -271,6 +271,11 @@ static json_object *history_json(const struct orchd_history_entry *h)
 	json_object_object_add(o, "started_at", json_object_new_string(start));
 	json_object_object_add(o, "ended_at", json_object_new_string(end));
 	json_object_object_add(o, "attempts", json_object_new_int(h->attempts));
+	json_object_object_add(o, "duration_ms",
+			       json_object_new_int64(h->ended_at > h->started_at && h->started_at
+							     ? h->ended_at - h->started_at
+							     : 0));
+	orchd_action_meta_to_json(&h->meta, o);
 	return o;
 }
 
@@ -305,9 +310,11 @@ static int show_history(struct inspect *in, int json, long limit)
 				continue;
 			}
 			fmt_time(start, sizeof(start), h[k].started_at);
-			printf("%-24s %s  %-8s %-10s %s  attempts %d\n", id,
+			printf("%-24s %s  %-8s %-10s %s  attempts %d%s%s\n", id,
 			       h[k].run_id ? h[k].run_id : "-", h[k].action ? h[k].action : "-",
-			       h[k].status ? h[k].status : "-", start, h[k].attempts);
+			       h[k].status ? h[k].status : "-", start, h[k].attempts,
+			       h[k].meta.ci.build_tag ? "  build " : "",
+			       h[k].meta.ci.build_tag ? h[k].meta.ci.build_tag : "");
 		}
 		json_object_object_add(all, id, arr);
 		orchd_history_free(h, n);

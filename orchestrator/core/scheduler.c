@@ -190,6 +190,7 @@ struct orchd_sched {
 	size_t nstate;
 	struct orchd_locator *locate; /* where config keys are written, once needed */
 	long long t0_mono, t0_unix;   /* span times: unix ms on a monotonic clock */
+	struct orchd_ci_info ci;      /* the build that runs us, for each record */
 };
 
 /* --- heaps ----------------------------------------------------------------- */
@@ -577,9 +578,7 @@ static void store_job_free(struct store_job *sj)
 	if (!sj)
 		return;
 	orchd_stack_record_release(&sj->rec);
-	free(sj->h.action);
-	free(sj->h.status);
-	free(sj->h.run_id);
+	orchd_history_entry_release(&sj->h);
 	free(sj->stack);
 	free(sj);
 }
@@ -667,6 +666,9 @@ static struct store_job *record_job(struct orchd_sched *s, struct node *nd,
 	sj->h.started_at = nd->first_start;
 	sj->h.ended_at = end;
 	sj->h.attempts = nd->attempts;
+	sj->h.meta.cpu_ms = nd->cpu_ms;
+	sj->h.meta.max_rss_kb = nd->rss_kb;
+	orchd_ci_info_copy(&sj->h.meta.ci, &s->ci);
 	if (s->phase == OP_ACTION_DESTROY && ok) {
 		/* the record goes, the history keeps the destroy */
 		sj->remove = 1;
@@ -709,6 +711,7 @@ static struct store_job *record_job(struct orchd_sched *s, struct node *nd,
 	sj->rec.last.started_at = nd->first_start;
 	sj->rec.last.ended_at = end;
 	sj->rec.last.attempts = nd->attempts;
+	orchd_action_meta_copy(&sj->rec.last.meta, &sj->h.meta);
 	return sj;
 }
 
@@ -1413,6 +1416,12 @@ struct orchd_sched *orchd_sched_new(const struct orchd_sched_opts *o, const unsi
 	s->phase = OP_ACTION_VALIDATE;
 	s->t0_mono = now_ms();
 	s->t0_unix = unix_ms();
+	{
+		json_object *ci = orchd_ci_metadata();
+
+		orchd_ci_info_from_json(&s->ci, ci);
+		json_object_put(ci);
+	}
 	for (size_t i = 0; i < s->nn; i++) {
 		struct node *nd = &s->n[i];
 		struct op_buf e = OP_BUF_INIT;
@@ -1474,6 +1483,7 @@ void orchd_sched_free(struct orchd_sched *s)
 			free(nd->spans[k].reason);
 		free(nd->spans);
 	}
+	orchd_ci_info_release(&s->ci);
 	free(s->ready.v);
 	free(s->timers.v);
 	free(s->n);

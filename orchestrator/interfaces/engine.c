@@ -115,6 +115,7 @@ void orchd_last_result_release(struct orchd_last_result *r)
 	free(r->run_id);
 	free(r->action);
 	free(r->status);
+	orchd_action_meta_release(&r->meta);
 	memset(r, 0, sizeof(*r));
 }
 
@@ -140,11 +141,84 @@ void orchd_stack_record_set_output(struct orchd_stack_record *rec, const char *k
 	json_object_object_add(rec->outputs, key, o);
 }
 
+json_object *orchd_ci_info_json(const struct orchd_ci_info *ci)
+{
+	json_object *o = NULL;
+
+#define ADD(field, key)                                                            \
+	if (ci->field) {                                                           \
+		if (!o)                                                            \
+			o = json_object_new_object();                              \
+		json_object_object_add(o, key, json_object_new_string(ci->field)); \
+	}
+	ORCHD_CI_FIELDS(ADD)
+#undef ADD
+	return o;
+}
+
+void orchd_ci_info_from_json(struct orchd_ci_info *ci, const json_object *o)
+{
+	memset(ci, 0, sizeof(*ci));
+	if (!json_object_is_type(o, json_type_object))
+		return;
+#define GET(field, key) ci->field = xstrdup_or_null(op_get_str(o, key));
+	ORCHD_CI_FIELDS(GET)
+#undef GET
+}
+
+void orchd_ci_info_copy(struct orchd_ci_info *dst, const struct orchd_ci_info *src)
+{
+#define COPY(field, key) dst->field = xstrdup_or_null(src->field);
+	ORCHD_CI_FIELDS(COPY)
+#undef COPY
+}
+
+void orchd_ci_info_release(struct orchd_ci_info *ci)
+{
+#define FREE(field, key) free(ci->field);
+	ORCHD_CI_FIELDS(FREE)
+#undef FREE
+	memset(ci, 0, sizeof(*ci));
+}
+
+void orchd_action_meta_to_json(const struct orchd_action_meta *m, json_object *o)
+{
+	json_object *ci = orchd_ci_info_json(&m->ci);
+
+	if (m->cpu_ms)
+		json_object_object_add(o, "cpu_ms", json_object_new_int64(m->cpu_ms));
+	if (m->max_rss_kb)
+		json_object_object_add(o, "max_rss_kb", json_object_new_int64(m->max_rss_kb));
+	if (ci)
+		json_object_object_add(o, "ci", ci);
+}
+
+void orchd_action_meta_from_json(struct orchd_action_meta *m, const json_object *o)
+{
+	m->cpu_ms = op_get_int(o, "cpu_ms", 0);
+	m->max_rss_kb = (long)op_get_int(o, "max_rss_kb", 0);
+	orchd_ci_info_from_json(&m->ci, op_get(o, "ci"));
+}
+
+void orchd_action_meta_copy(struct orchd_action_meta *dst, const struct orchd_action_meta *src)
+{
+	dst->cpu_ms = src->cpu_ms;
+	dst->max_rss_kb = src->max_rss_kb;
+	orchd_ci_info_copy(&dst->ci, &src->ci);
+}
+
+void orchd_action_meta_release(struct orchd_action_meta *m)
+{
+	orchd_ci_info_release(&m->ci);
+	memset(m, 0, sizeof(*m));
+}
+
 void orchd_history_entry_release(struct orchd_history_entry *h)
 {
 	free(h->run_id);
 	free(h->action);
 	free(h->status);
+	orchd_action_meta_release(&h->meta);
 	memset(h, 0, sizeof(*h));
 }
 
@@ -198,6 +272,7 @@ void orchd_record_meta_to_json(const struct orchd_stack_record *rec, json_object
 	json_object_object_add(last, "started_at", json_object_new_int64(rec->last.started_at));
 	json_object_object_add(last, "ended_at", json_object_new_int64(rec->last.ended_at));
 	json_object_object_add(last, "attempts", json_object_new_int(rec->last.attempts));
+	orchd_action_meta_to_json(&rec->last.meta, last);
 	json_object_object_add(o, "last", last);
 }
 
@@ -213,6 +288,7 @@ void orchd_record_meta_from_json(json_object *o, struct orchd_stack_record *rec)
 	rec->last.started_at = op_get_int(last, "started_at", 0);
 	rec->last.ended_at = op_get_int(last, "ended_at", 0);
 	rec->last.attempts = (int)op_get_int(last, "attempts", 0);
+	orchd_action_meta_from_json(&rec->last.meta, last);
 }
 
 int orchd_engine_concurrency(const struct orchd_engine *e)

@@ -38,6 +38,48 @@
 
 #include "models/pipeline.h"
 
+/* The CI build that ran an action (core/report.h: orchd_ci_metadata());
+ * every member NULL outside CI or when unknown. */
+struct orchd_ci_info {
+	char *provider; /* "jenkins", "github", "gitlab" */
+	char *build_url;
+	char *build_tag;
+	char *build_number;
+	char *job;
+	char *commit;
+};
+
+/* The members of ci, in a fixed order, with their JSON keys: for the
+ * engines that store them one by one. */
+#define ORCHD_CI_FIELDS(X)              \
+	X(provider, "provider")         \
+	X(build_url, "build_url")       \
+	X(build_tag, "build_tag")       \
+	X(build_number, "build_number") \
+	X(job, "job")                   \
+	X(commit, "commit")
+
+/* ci as a JSON object (NULL when every member is NULL), and back. */
+json_object *orchd_ci_info_json(const struct orchd_ci_info *ci);
+void orchd_ci_info_from_json(struct orchd_ci_info *ci, const json_object *o);
+void orchd_ci_info_copy(struct orchd_ci_info *dst, const struct orchd_ci_info *src);
+void orchd_ci_info_release(struct orchd_ci_info *ci);
+
+/* What else is known of an action: its figures (0 when unknown: written
+ * before they were recorded) and the build that ran it. */
+struct orchd_action_meta {
+	int64_t cpu_ms;
+	long max_rss_kb;
+	struct orchd_ci_info ci;
+};
+
+/* meta as JSON members of o ("cpu_ms", "max_rss_kb", "ci" when known), and
+ * back; copy and release. */
+void orchd_action_meta_to_json(const struct orchd_action_meta *m, json_object *o);
+void orchd_action_meta_from_json(struct orchd_action_meta *m, const json_object *o);
+void orchd_action_meta_copy(struct orchd_action_meta *dst, const struct orchd_action_meta *src);
+void orchd_action_meta_release(struct orchd_action_meta *m);
+
 /* The result of the last action applied to a stack. */
 struct orchd_last_result {
 	char *run_id;	    /* NULL when never run */
@@ -46,6 +88,7 @@ struct orchd_last_result {
 	int64_t started_at; /* unix ms */
 	int64_t ended_at;   /* unix ms */
 	int attempts;
+	struct orchd_action_meta meta;
 };
 
 struct orchd_stack_record {
@@ -80,6 +123,7 @@ struct orchd_history_entry {
 	int64_t started_at; /* unix ms */
 	int64_t ended_at;   /* unix ms */
 	int attempts;
+	struct orchd_action_meta meta;
 };
 
 /* Who takes the pipeline lock (recorded for whoever waits for it). */

@@ -1192,6 +1192,7 @@ static int local_history_append(struct orchd_engine *e, const char *stack,
 	json_object_object_add(o, "started_at", json_object_new_int64(h->started_at));
 	json_object_object_add(o, "ended_at", json_object_new_int64(h->ended_at));
 	json_object_object_add(o, "attempts", json_object_new_int(h->attempts));
+	orchd_action_meta_to_json(&h->meta, o);
 	/* After a torn line (a crash mid-append), start on a fresh line. */
 	if (!fstat(fd, &st) && st.st_size > 0) {
 		char c;
@@ -1272,6 +1273,7 @@ static int local_history_read(struct orchd_engine *e, const char *stack,
 		v[nr].started_at = op_get_int(o, "started_at", 0);
 		v[nr].ended_at = op_get_int(o, "ended_at", 0);
 		v[nr].attempts = (int)op_get_int(o, "attempts", 0);
+		orchd_action_meta_from_json(&v[nr].meta, o);
 		nr++;
 		json_object_put(o);
 	}

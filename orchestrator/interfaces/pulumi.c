@@ -821,27 +821,49 @@ static int pulumi_read(struct orchd_engine *e, const char *stack, struct orchd_s
 	return r;
 }
 
-/* One word of the update message: no spaces, "-" for none. */
-static void msg_word(struct op_buf *sb, const char *s)
+/* s as one word of the update message: whitespace becomes '_'. */
+static void msg_word_raw(struct op_buf *sb, const char *s)
 {
-	op_buf_addch(sb, ' ');
-	if (!s || !*s) {
-		op_buf_addch(sb, '-');
-		return;
-	}
 	for (; *s; s++)
 		op_buf_addch(sb, (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r') ? '_' : *s);
 }
 
-/* An update's message: "orchd RUN ACTION STATUS ATTEMPTS STARTED ENDED". */
+/* One word of the update message after a space, "-" for none. */
+static void msg_word(struct op_buf *sb, const char *s)
+{
+	op_buf_addch(sb, ' ');
+	if (!s || !*s)
+		op_buf_addch(sb, '-');
+	else
+		msg_word_raw(sb, s);
+}
+
+/*
+ * An update's message: "orchd RUN ACTION STATUS ATTEMPTS STARTED ENDED",
+ * then what is known of cpu=MS rss=KIB and the CI build, ci.KEY=VALUE
+ * (whitespace in a value becomes '_').  A reader takes the seven words
+ * and the KEY=VALUE words it knows.
+ */
 static void history_message(struct op_buf *msg, const char *run_id, const char *action,
-			    const char *status, int attempts, long long started, long long ended)
+			    const char *status, int attempts, long long started, long long ended,
+			    const struct orchd_action_meta *meta)
 {
 	op_buf_addstr(msg, "orchd");
 	msg_word(msg, run_id);
 	msg_word(msg, action);
 	msg_word(msg, status);
 	op_buf_addf(msg, " %d %lld %lld", attempts, started, ended);
+	if (meta->cpu_ms)
+		op_buf_addf(msg, " cpu=%lld", (long long)meta->cpu_ms);
+	if (meta->max_rss_kb)
+		op_buf_addf(msg, " rss=%ld", meta->max_rss_kb);
+#define CI_WORD(field, key)                         \
+	if (meta->ci.field) {                       \
+		op_buf_addstr(msg, " ci." key "="); \
+		msg_word_raw(msg, meta->ci.field);  \
+	}
+	ORCHD_CI_FIELDS(CI_WORD)
+#undef CI_WORD
 }
 
 static int pulumi_write(struct orchd_engine *e, const char *stack,
@@ -888,7 +910,8 @@ static int pulumi_write(struct orchd_engine *e, const char *stack,
 		goto out;
 	}
 	history_message(&msg, rec->last.run_id, rec->last.action, rec->last.status,
-			rec->last.attempts, rec->last.started_at, rec->last.ended_at);
+			rec->last.attempts, rec->last.started_at, rec->last.ended_at,
+			&rec->last.meta);
 	/* a stack known to be missing is made first: one `up`, not a failed
 	 * one, then `stack init`, then the `up` again */
 	if (stack_exists(p, stack) == 0 && stack_init(p, dir, stack, err, errlen))
@@ -966,7 +989,7 @@ static int pulumi_remove(struct orchd_engine *e, const char *stack,
 		return ret;
 	if (h)
 		history_message(&msg, h->run_id, h->action, h->status, h->attempts, h->started_at,
-				h->ended_at);
+				h->ended_at, &h->meta);
 	else
 		op_buf_addstr(&msg, "orchd remove");
 	{
@@ -1041,16 +1064,36 @@ static int pulumi_history_append(struct orchd_engine *e, const char *stack,
 	return 0;
 }
 
-/* "orchd RUN ACTION STATUS ATTEMPTS STARTED ENDED" -> h; 0 or -1. */
+/* "orchd RUN ACTION STATUS ATTEMPTS STARTED ENDED [KEY=VALUE]..." -> h;
+ * 0 or -1. */
 static int parse_message(const char *m, struct orchd_history_entry *h)
 {
 	char run[256], action[64], status[64];
 	long long started, ended;
-	int attempts;
+	int attempts, end = 0;
 
-	if (!m || sscanf(m, "orchd %255s %63s %63s %d %lld %lld", run, action, status, &attempts,
-			 &started, &ended) != 6)
+	if (!m || sscanf(m, "orchd %255s %63s %63s %d %lld %lld%n", run, action, status, &attempts,
+			 &started, &ended, &end) != 6)
 		return -1;
+	for (const char *w = m + end; *w;) {
+		size_t len;
+
+		w += strspn(w, " ");
+		len = strcspn(w, " ");
+		if (!len)
+			break;
+		if (!strncmp(w, "cpu=", 4))
+			h->meta.cpu_ms = strtoll(w + 4, NULL, 10);
+		else if (!strncmp(w, "rss=", 4))
+			h->meta.max_rss_kb = strtol(w + 4, NULL, 10);
+#define CI_READ(field, key)                                                              \
+	else if (!strncmp(w, "ci." key "=", strlen("ci." key "=")) && !h->meta.ci.field) \
+		h->meta.ci.field =                                                       \
+		xstrndup(w + strlen("ci." key "="), len - strlen("ci." key "="));
+		ORCHD_CI_FIELDS(CI_READ)
+#undef CI_READ
+		w += len;
+	}
 	h->run_id = strcmp(run, "-") ? xstrdup(run) : NULL;
 	h->action = strcmp(action, "-") ? xstrdup(action) : NULL;
 	h->status = strcmp(status, "-") ? xstrdup(status) : NULL;
