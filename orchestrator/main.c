@@ -377,6 +377,7 @@ enum {
 	OPT_JUNIT,
 	OPT_TRACE,
 	OPT_METRICS,
+	OPT_REPORT_HTML,
 	OPT_LOG_FORMAT,
 	OPT_OUTPUT,
 	OPT_DETAILED,
@@ -464,6 +465,9 @@ static int run_opt(int opt, const char *arg, void *ctx)
 	case OPT_METRICS:
 		r->o.metrics_path = arg;
 		return 0;
+	case OPT_REPORT_HTML:
+		r->o.html_path = arg;
+		return 0;
 	case OPT_LOG_FORMAT:
 		if (!strcmp(arg, "json"))
 			r->o.log_json = 1;
@@ -527,6 +531,7 @@ static const struct option run_options[] = {
 	{"junit", required_argument, NULL, OPT_JUNIT},
 	{"trace", required_argument, NULL, OPT_TRACE},
 	{"metrics", required_argument, NULL, OPT_METRICS},
+	{"report-html", required_argument, NULL, OPT_REPORT_HTML},
 	{"log-format", required_argument, NULL, OPT_LOG_FORMAT},
 	{"output", required_argument, NULL, OPT_OUTPUT},
 	{"quiet", no_argument, NULL, 'q'},
@@ -554,6 +559,8 @@ static const struct option run_options[] = {
 	"                           instance's phases on a timeline\n"                      \
 	"      --metrics FILE       write the run's figures in the Prometheus text\n"       \
 	"                           format (node_exporter's textfile collector)\n"          \
+	"      --report-html FILE   write one self-contained HTML page: summary,\n"         \
+	"                           timeline, dependency graph, outputs, logs\n"            \
 	"      --log-format FMT     text (default) or json (one object per line)\n"         \
 	"      --output MODE        stream (default) or grouped (each instance's lines\n"   \
 	"                           as one block when it ends)\n"                           \
@@ -806,6 +813,9 @@ static int report_opt(int opt, const char *arg, void *ctx)
 	case OPT_METRICS:
 		r->out.metrics = arg;
 		return 0;
+	case OPT_REPORT_HTML:
+		r->out.html = arg;
+		return 0;
 	}
 	return -1;
 }
@@ -816,10 +826,11 @@ static int cmd_report(struct cli *cli, int argc, char **argv)
 		{"junit", required_argument, NULL, OPT_JUNIT},
 		{"trace", required_argument, NULL, OPT_TRACE},
 		{"metrics", required_argument, NULL, OPT_METRICS},
+		{"html", required_argument, NULL, OPT_REPORT_HTML},
 		{NULL, 0, NULL, 0},
 	};
 	const struct command *c = find_command("report");
-	struct report_opts r = {{NULL, NULL, NULL, NULL}};
+	struct report_opts r = {{NULL, NULL, NULL, NULL, NULL}};
 	int code = 0, first;
 
 	if ((first = parse_opts(cli, c, argc, argv, opts, report_opt, &r, &code)) < 0)
@@ -828,8 +839,9 @@ static int cmd_report(struct cli *cli, int argc, char **argv)
 		return usage_error(c->name, "missing report (a report.json or a run directory)");
 	if (first + 1 < argc)
 		return usage_error(c->name, "unexpected argument '%s'", argv[first + 1]);
-	if (!r.out.junit && !r.out.trace && !r.out.metrics)
-		return usage_error(c->name, "nothing to write: give --junit, --trace or --metrics");
+	if (!r.out.junit && !r.out.trace && !r.out.metrics && !r.out.html)
+		return usage_error(c->name,
+				   "nothing to write: give --html, --junit, --trace or --metrics");
 	return orchd_report_convert(argv[first], &r.out) < 0 ? ORCHD_EXIT_SYSTEM : ORCHD_EXIT_OK;
 }
 
@@ -936,8 +948,10 @@ static const struct command commands[] = {
 	 "REPORT is a report.json (RUN_DIR/report.json, or a copy made by --report) or\n"
 	 "a run directory (STATE_DIR/runs/RUN_ID).  The logs come from the run\n"
 	 "directory the report names, when it is still there.  The files are the same\n"
-	 "as the run's own --junit, --trace and --metrics would have been.\n\n"
+	 "as the run's own --report-html, --junit, --trace and --metrics would have\n"
+	 "been.\n\n"
 	 "Options:\n"
+	 "      --html FILE          one self-contained HTML page\n"
 	 "      --junit FILE         JUnit XML\n"
 	 "      --trace FILE         Chrome trace-event JSON\n"
 	 "      --metrics FILE       Prometheus text format\n"},

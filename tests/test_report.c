@@ -134,8 +134,9 @@ START_TEST(test_every_format_read_by_an_independent_parser)
 {
 	char *counter = path_in("counter/count"), *text, *f = path_in("p.yaml");
 	char *junit = path_in("j.xml"), *trace = path_in("t.json"), *metrics = path_in("m.prom");
-	char *rep = path_in("r.json"), *out = NULL, *err = NULL, *t, *run_dir;
-	const char *const files[] = {junit, trace, metrics, rep};
+	char *rep = path_in("r.json"), *html = path_in("r.html"), *out = NULL, *err = NULL, *t;
+	const char *const files[] = {junit, trace, metrics, rep, html};
+	char *run_dir;
 	int rc;
 
 	text = xasprintf(
@@ -158,7 +159,7 @@ START_TEST(test_every_format_read_by_an_independent_parser)
 		"    - name: secret\n"
 		"      secret_outputs: [token]\n"
 		"      command: [sh, -c, 'echo token=tok-5up3r-s3cr3t >> $ORCHD_OUTPUT; echo "
-		"\"<b>&amp;</b>\"']\n"
+		"\"<marquee>&amp;</marquee>\"']\n"
 		"    - name: after\n"
 		"      depends_on: [misbehave.broken]\n"
 		"      command: ['true']\n"
@@ -171,7 +172,8 @@ START_TEST(test_every_format_read_by_an_independent_parser)
 		setenv(jenkins_env[i][0], jenkins_env[i][1], 1);
 	setenv("ORCHD_PASSPHRASE", "report test passphrase", 1);
 	rc = orchd(&out, &err, "run", f, "--extensions-dir", extdir, "-k", "--report", rep,
-		   "--junit", junit, "--trace", trace, "--metrics", metrics, (char *)NULL);
+		   "--junit", junit, "--trace", trace, "--metrics", metrics, "--report-html", html,
+		   (char *)NULL);
 	unsetenv("ORCHD_PASSPHRASE");
 	for (size_t i = 0; i < sizeof(jenkins_env) / sizeof(jenkins_env[0]); i++)
 		unsetenv(jenkins_env[i][0]);
@@ -180,7 +182,7 @@ START_TEST(test_every_format_read_by_an_independent_parser)
 	free(err);
 
 	/* no format holds the secret; the report has the CI metadata */
-	for (size_t i = 0; i < 4; i++) {
+	for (size_t i = 0; i < 5; i++) {
 		t = test_read_file(files[i], NULL);
 		ck_assert_msg(t, "%s not written", files[i]);
 		ck_assert_msg(!strstr(t, "5up3r"), "%s holds the secret:\n%.3000s", files[i], t);
@@ -219,7 +221,7 @@ START_TEST(test_every_format_read_by_an_independent_parser)
 	t = test_read_file(junit, NULL);
 	ck_assert_msg(strstr(t, "<property name=\"ci.build_tag\" value=\"jenkins-infra-17\"/>"),
 		      "%.3000s", t);
-	ck_assert_msg(strstr(t, "&lt;b&gt;&amp;amp;&lt;/b&gt;"), "%.3000s", t);
+	ck_assert_msg(strstr(t, "&lt;marquee&gt;&amp;amp;&lt;/marquee&gt;"), "%.3000s", t);
 	free(t);
 
 	/* metrics: both of prometheus_client's parsers */
@@ -241,6 +243,24 @@ START_TEST(test_every_format_read_by_an_independent_parser)
 	ck_assert_msg(rc == 0, "%.3000s", out);
 	free(out);
 
+	/* the HTML page in a real Chromium, scripts off: every instance has its
+	 * bar, graph node, summary row and log; no secret; nothing fetched; a
+	 * screenshot is kept as the test's artefact */
+	{
+		char *shot = test_build_path("test-artifacts/report.png");
+		char *adir = test_build_path("test-artifacts");
+
+		mkdir(adir, 0755);
+		rc = validator("/usr/bin/python3", "tests/formats/page.py", &out, html,
+			       "--screenshot", shot, "--absent", "5up3r", "--no-element", "marquee",
+			       "misbehave.flaky", "misbehave.broken", "exec.secret", "exec.after",
+			       "exec.ok", (char *)NULL);
+		ck_assert_msg(rc == 0, "%.3000s", out);
+		free(out);
+		free(shot);
+		free(adir);
+	}
+
 	/* the validators can fail: a broken copy of each is refused */
 	{
 		char *bad = path_in("bad.xml"), *badm = path_in("bad.prom"),
@@ -257,7 +277,14 @@ START_TEST(test_every_format_read_by_an_independent_parser)
 		tamper(trace, badt, "\"dur\":", "\"dur\":-");
 		rc = validator("/usr/bin/python3", "tests/formats/trace.py", &out, badt,
 			       (char *)NULL);
-		ck_assert_msg(rc == 1, "a negative duration passed:\n%s", out);
+		ck_assert_msg(rc == 1, "a negative duration passed:\n%.3000s", out);
+		free(out);
+		free(badt);
+		badt = path_in("bad.html");
+		tamper(html, badt, "<g class=\"bar-row", "<g class=\"xbar-row");
+		rc = validator("/usr/bin/python3", "tests/formats/page.py", &out, badt,
+			       "misbehave.flaky", (char *)NULL);
+		ck_assert_msg(rc == 1, "a page without its first bar passed:\n%.3000s", out);
 		free(out);
 		free(bad);
 		free(badm);
@@ -279,13 +306,15 @@ START_TEST(test_every_format_read_by_an_independent_parser)
 	free(t);
 	for (int round = 0; round < 2; round++) {
 		char *j2 = path_in("j2.xml"), *t2 = path_in("t2.json"), *m2 = path_in("m2.prom");
-		const char *const pairs[][2] = {{junit, j2}, {trace, t2}, {metrics, m2}};
+		char *h2 = path_in("h2.html");
+		const char *const pairs[][2] = {
+			{junit, j2}, {trace, t2}, {metrics, m2}, {html, h2}};
 		const char *from = round ? rep : run_dir;
 
 		rc = orchd(&out, &err, "report", from, "--junit", j2, "--trace", t2, "--metrics",
-			   m2, (char *)NULL);
+			   m2, "--html", h2, (char *)NULL);
 		ck_assert_msg(rc == 0, "orchd report: rc=%d\n%s", rc, err);
-		for (size_t i = 0; i < 3; i++) {
+		for (size_t i = 0; i < 4; i++) {
 			size_t la, lb;
 			char *a = test_read_file(pairs[i][0], &la),
 			     *b = test_read_file(pairs[i][1], &lb);
@@ -301,8 +330,10 @@ START_TEST(test_every_format_read_by_an_independent_parser)
 		free(j2);
 		free(t2);
 		free(m2);
+		free(h2);
 	}
 	free(run_dir);
+	free(html);
 	free(rep);
 	free(junit);
 	free(trace);

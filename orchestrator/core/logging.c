@@ -1023,22 +1023,36 @@ static void group_spill(struct journal_entry *e)
 }
 
 /* Keep a line for the instance's log file and JUnit (bounded). */
-static void journal_keep_n(struct journal_entry *e, const char *text, size_t len)
+/* The word a kept line of this level starts with, as on the console
+ * ("" for info), so that the log file and the reports show levels. */
+static const char *level_word(enum orchd_log_level level)
 {
+	return level == ORCHD_LOG_WARNING ? "warning: "
+	       : level == ORCHD_LOG_ERROR ? "error: "
+	       : level == ORCHD_LOG_DEBUG ? "debug: "
+					  : "";
+}
+
+static void journal_keep_n(struct journal_entry *e, enum orchd_log_level level, const char *text,
+			   size_t len)
+{
+	const char *word = level_word(level);
+
 	if (e->truncated)
 		return;
-	if (e->log.len + len + 64 > e->log.max) {
+	if (e->log.len + strlen(word) + len + 64 > e->log.max) {
 		op_buf_addstr(&e->log, "[log truncated]\n");
 		e->truncated = 1;
 		return;
 	}
+	op_buf_addstr(&e->log, word);
 	op_buf_add(&e->log, text, len);
 	op_buf_addch(&e->log, '\n');
 }
 
-static void journal_keep(struct journal_entry *e, const char *text)
+static void journal_keep(struct journal_entry *e, enum orchd_log_level level, const char *text)
 {
-	journal_keep_n(e, text, strlen(text));
+	journal_keep_n(e, level, text, strlen(text));
 }
 
 /* --log-format json: one object per line on stderr, masked. */
@@ -1074,7 +1088,7 @@ void orchd_journal_line(struct orchd_journal *j, size_t i, enum orchd_log_level 
 	const char *id = e ? j->ids[i] : NULL;
 
 	if (e)
-		journal_keep(e, text);
+		journal_keep(e, level, text);
 	if (e && (j->o.grouped || e->hold)) {
 		op_buf_addch(&e->group, '0' + (int)level);
 		op_buf_addch(&e->group, 'a' + (int)src);
@@ -1098,13 +1112,13 @@ void orchd_journal_lines(struct orchd_journal *j, size_t i, enum orchd_log_level
 	char *p, *nl, *end = text + len;
 
 	if (e && !j->o.grouped && !e->hold && !j->o.json) {
-		/* the log keeps whole lines while they fit */
-		if (!e->truncated && e->log.len + len + 64 <= e->log.max)
+		/* the log keeps whole lines while they fit (info: as they are) */
+		if (level == ORCHD_LOG_INFO && !e->truncated && e->log.len + len + 64 <= e->log.max)
 			op_buf_add(&e->log, text, len);
 		else
 			for (p = text; p < end && !e->truncated; p = nl + 1) {
 				nl = memchr(p, '\n', (size_t)(end - p));
-				journal_keep_n(e, p, (size_t)(nl - p));
+				journal_keep_n(e, level, p, (size_t)(nl - p));
 			}
 		orchd_console_lines(j->con, j->ids[i], level, text, len);
 		return;
@@ -1127,10 +1141,10 @@ void orchd_journal_diag(struct orchd_journal *j, size_t i, const char *where, co
 {
 	struct journal_entry *e = i < j->n ? &j->e[i] : NULL;
 	const char *id = e ? j->ids[i] : "orchd";
-	char *line = xasprintf("%s: %s", id, text), *kept = xasprintf("%s: %s", where, text);
+	char *line = xasprintf("%s: %s", id, text), *kept = xasprintf("%s: error: %s", where, text);
 
 	if (e)
-		journal_keep(e, kept);
+		journal_keep(e, ORCHD_LOG_INFO, kept); /* its "error:" is in place */
 	if (j->o.json && !(e && e->hold)) {
 		journal_json(j, e ? id : NULL, ORCHD_LOG_ERROR, ORCHD_LOGSRC_ORCHD, kept);
 	} else if (e && (j->o.grouped || e->hold)) {

@@ -311,7 +311,7 @@ static int report(struct command *c, const struct orchd_pipeline *p, const struc
 		  int rc)
 {
 	struct orchd_report_paths paths = {o->report_path, o->junit_path, o->trace_path,
-					   o->metrics_path};
+					   o->metrics_path, o->html_path};
 	struct orchd_report_node *rn;
 	size_t n = 0;
 	int ret;

@@ -64,6 +64,7 @@ struct orchd_run_opts {
 	const char *junit_path;	  /* --junit FILE, NULL: none */
 	const char *trace_path;	  /* --trace FILE, NULL: none */
 	const char *metrics_path; /* --metrics FILE, NULL: none */
+	const char *html_path;	  /* --report-html FILE, NULL: none */
 	int log_json;		  /* --log-format json */
 	enum orchd_output_mode output;
 	int quiet, verbose;

@@ -807,6 +807,461 @@ static char *render_metrics(json_object *rep)
 	return x;
 }
 
+/* --- HTML ------------------------------------------------------------------ */
+
+/* The page's look: one style sheet, no fonts or images fetched. */
+static const char html_style[] =
+	"body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}"
+	"h1{font-size:1.4em;margin:0 0 .2em}h2{font-size:1.15em;margin:1.6em 0 .5em}"
+	"table{border-collapse:collapse}td,th{padding:2px 10px;text-align:left;"
+	"border-bottom:1px solid #ddd}td.n{text-align:right;font-variant-numeric:tabular-nums}"
+	".passed{color:#1a7f37}.failed{color:#cf222e}.skipped{color:#9a6700}"
+	"pre{background:#f6f8fa;padding:.6em;overflow-x:auto;margin:.3em 0}"
+	"details{margin:.2em 0}summary{cursor:pointer}"
+	".l-error{color:#cf222e}.l-warning{color:#9a6700}.l-debug{color:#6e7781}"
+	"svg text{font:11px system-ui,sans-serif}"
+	".k-blocked{fill:#eaeef2}.k-queued{fill:#d0d7de}.k-spawn{fill:#b6e3ff}"
+	".k-run{fill:#54aeff}.k-validate{fill:#8250df}.k-backoff{fill:#ffd8b5}"
+	".k-store{fill:#6e7781}.o-failed,.o-retry,.o-cancelled{fill:#cf222e}"
+	".critical text.label{font-weight:bold}.critical rect.k-run{stroke:#222;stroke-width:1}"
+	".vphase{fill:#fbefff}.node rect{fill:#fff;stroke:#6e7781}"
+	".node.passed rect{stroke:#1a7f37;stroke-width:2}.node.failed rect{fill:#ffebe9;"
+	"stroke:#cf222e;stroke-width:2}.node.skipped rect{fill:#fff8c5;stroke:#9a6700}"
+	".edge{stroke:#8c959f;fill:none}.node.critical rect{stroke-width:3}"
+	".legend span{display:inline-block;width:12px;height:12px;margin:0 4px 0 12px;"
+	"vertical-align:middle}";
+
+static void html_text(struct op_buf *sb, const char *s)
+{
+	xml_escape(sb, s);
+}
+
+/* A span's class: its kind, or for a run its phase; failed runs red. */
+static const char *span_class(json_object *sp, int *failed)
+{
+	const char *kind = jstr(sp, "kind"), *out = jstr(sp, "outcome");
+
+	*failed = !strcmp(kind, "run") && (!strcmp(out, "failed") || !strcmp(out, "retry") ||
+					   !strcmp(out, "cancelled") || !strcmp(out, "unresolved"));
+	if (!strcmp(kind, "run"))
+		return !strcmp(jstr(sp, "phase"), "validate") ? "k-validate" : "k-run";
+	return !strcmp(kind, "blocked")	  ? "k-blocked"
+	       : !strcmp(kind, "queued")  ? "k-queued"
+	       : !strcmp(kind, "backoff") ? "k-backoff"
+					  : "k-store";
+}
+
+static int in_array(json_object *arr, const char *s)
+{
+	for (size_t i = 0; i < jlen(arr); i++)
+		if (!strcmp(json_object_get_string(json_object_array_get_idx(arr, i)), s))
+			return 1;
+	return 0;
+}
+
+#define TL_LEFT	 220 /* px for the labels */
+#define TL_WIDTH 900 /* px for the time axis */
+#define TL_ROW	 18
+
+static void html_rect(struct op_buf *sb, const char *cls, double x, int y, double w,
+		      json_object *sp, const char *what, long long a, long long b)
+{
+	if (w < 1)
+		w = 1;
+	op_buf_addf(sb, "<rect class=\"%s\" x=\"%.1f\" y=\"%d\" width=\"%.1f\" height=\"%d\">", cls,
+		    x, y, w, TL_ROW - 4);
+	op_buf_addstr(sb, "<title>");
+	html_text(sb, what);
+	op_buf_addf(sb, " %lld–%lld ms", a, b);
+	if (op_get_int(sp, "attempt", 0))
+		op_buf_addf(sb, ", attempt %lld", op_get_int(sp, "attempt", 0));
+	op_buf_addstr(sb, ": ");
+	html_text(sb, jstr(sp, "outcome"));
+	if (*jstr(sp, "reason")) {
+		op_buf_addstr(sb, " (");
+		html_text(sb, jstr(sp, "reason"));
+		op_buf_addch(sb, ')');
+	}
+	op_buf_addstr(sb, "</title></rect>");
+}
+
+/* The Gantt chart: a row per instance, a bar per span; the validate
+ * phase shaded, the critical path's rows in bold. */
+static void html_timeline(struct op_buf *sb, json_object *rep, json_object *inst, json_object *crit)
+{
+	size_t n = jlen(inst);
+	long long end = 1, vstart = -1, vend = -1;
+	double scale;
+	int height = (int)(n + 1) * TL_ROW + 24;
+
+	for (size_t i = 0; i < n; i++) {
+		json_object *spans = jarr(jobj_at(inst, i), "spans");
+
+		for (size_t k = 0; k < jlen(spans); k++) {
+			json_object *sp = jobj_at(spans, k);
+			long long a = op_get_int(sp, "start_ms", 0),
+				  b = op_get_int(sp, "end_ms", 0);
+
+			if (b > end)
+				end = b;
+			if (!strcmp(jstr(sp, "phase"), "validate")) {
+				if (vstart < 0 || a < vstart)
+					vstart = a;
+				if (b > vend)
+					vend = b;
+			}
+		}
+	}
+	if (op_get_int(rep, "duration_ms", 0) > end)
+		end = op_get_int(rep, "duration_ms", 0);
+	scale = (double)TL_WIDTH / (double)end;
+	op_buf_addf(sb,
+		    "<svg id=\"timeline-chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" "
+		    "height=\"%d\" role=\"img\" aria-label=\"timeline\">",
+		    TL_LEFT + TL_WIDTH + 20, height);
+	if (vstart >= 0)
+		op_buf_addf(sb,
+			    "<rect class=\"vphase\" x=\"%.1f\" y=\"0\" width=\"%.1f\" "
+			    "height=\"%d\"><title>validate phase</title></rect>",
+			    TL_LEFT + vstart * scale, (vend - vstart) * scale + 1, height - 20);
+	/* the time axis: ten ticks */
+	for (int t = 0; t <= 10; t++) {
+		char lbl[32];
+		double x = TL_LEFT + t * (TL_WIDTH / 10.0);
+
+		orchd_format_duration(lbl, sizeof(lbl), end * t / 10);
+		op_buf_addf(sb,
+			    "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"0\" y2=\"%d\" stroke=\"#eee\"/>"
+			    "<text x=\"%.1f\" y=\"%d\">%s</text>",
+			    x, x, height - 20, x, height - 6, lbl);
+	}
+	for (size_t i = 0; i < n; i++) {
+		json_object *o = jobj_at(inst, i), *spans;
+		int y = (int)i * TL_ROW + 2, drawn = 0;
+		const char *id;
+
+		if (!o)
+			continue;
+		id = jstr(o, "id");
+		spans = jarr(o, "spans");
+		op_buf_addf(sb, "<g class=\"bar-row %s%s\" data-instance=\"", jstr(o, "outcome"),
+			    in_array(crit, id) ? " critical" : "");
+		html_text(sb, id);
+		op_buf_addf(sb, "\"><text class=\"label\" x=\"4\" y=\"%d\">", y + TL_ROW - 6);
+		html_text(sb, id);
+		op_buf_addstr(sb, "</text>");
+		for (size_t k = 0; k < jlen(spans); k++) {
+			json_object *sp = jobj_at(spans, k);
+			long long a = op_get_int(sp, "start_ms", 0),
+				  b = op_get_int(sp, "end_ms", 0);
+			long long setup = op_get_int(sp, "setup_ms", -1);
+			const char *cls, *what;
+			int failed;
+			char buf[64];
+
+			if (!sp)
+				continue;
+			cls = span_class(sp, &failed);
+			what = !strcmp(jstr(sp, "kind"), "run") ? jstr(sp, "phase")
+								: jstr(sp, "kind");
+			if (!strcmp(jstr(sp, "kind"), "run") && setup > 0 && setup <= b - a) {
+				html_rect(sb, "k-spawn", TL_LEFT + a * scale, y, setup * scale, sp,
+					  "spawn", a, a + setup);
+				a += setup;
+			}
+			snprintf(buf, sizeof(buf), "%s%s", cls, failed ? " o-failed" : "");
+			html_rect(sb, buf, TL_LEFT + a * scale, y, (b - a) * scale, sp, what, a, b);
+			drawn++;
+		}
+		if (!drawn) /* never ran: a mark at the start, so that it is seen */
+			op_buf_addf(sb,
+				    "<rect class=\"k-blocked\" x=\"%d\" y=\"%d\" width=\"2\" "
+				    "height=\"%d\"><title>not run</title></rect>",
+				    TL_LEFT, y, TL_ROW - 4);
+		op_buf_addstr(sb, "</g>");
+	}
+	op_buf_addstr(sb, "</svg>\n<p class=\"legend\">"
+			  "<span class=\"k-vlegend\" style=\"background:#8250df\"></span>validate"
+			  "<span style=\"background:#b6e3ff\"></span>spawn"
+			  "<span style=\"background:#54aeff\"></span>action"
+			  "<span style=\"background:#cf222e\"></span>failed attempt"
+			  "<span style=\"background:#ffd8b5\"></span>backoff"
+			  "<span style=\"background:#d0d7de\"></span>waiting for a slot"
+			  "<span style=\"background:#eaeef2\"></span>waiting for dependencies"
+			  "<span style=\"background:#6e7781\"></span>state written"
+			  "<span style=\"background:#fbefff\"></span>validate phase"
+			  " &#160; <b>bold</b>: the critical path</p>\n");
+}
+
+/* The dependency graph: each instance in the column of its longest chain
+ * of dependencies, an edge from each dependency. */
+static void html_graph(struct op_buf *sb, json_object *inst, json_object *crit)
+{
+	size_t n = jlen(inst), *level = xcalloc(n + 1, sizeof(size_t));
+	size_t *row = xcalloc(n + 1, sizeof(size_t)), *count, maxlevel = 0, maxrow = 0;
+	json_object *index = json_object_new_object();
+	int changed = 1;
+
+	for (size_t i = 0; i < n; i++)
+		if (jobj_at(inst, i))
+			json_object_object_add(index, jstr(jobj_at(inst, i), "id"),
+					       json_object_new_int64((int64_t)i));
+	/* longest path, by relaxation (at most n rounds: the graph is acyclic) */
+	for (size_t round = 0; changed && round <= n; round++) {
+		changed = 0;
+		for (size_t i = 0; i < n; i++) {
+			json_object *deps = jarr(jobj_at(inst, i), "depends_on"), *v;
+
+			for (size_t k = 0; k < jlen(deps); k++)
+				if (json_object_object_get_ex(
+					    index,
+					    json_object_get_string(
+						    json_object_array_get_idx(deps, k)),
+					    &v) &&
+				    level[json_object_get_int64(v)] + 1 > level[i] &&
+				    level[json_object_get_int64(v)] < n) {
+					level[i] = level[json_object_get_int64(v)] + 1;
+					changed = 1;
+				}
+		}
+	}
+	count = xcalloc(n + 2, sizeof(size_t));
+	for (size_t i = 0; i < n; i++) {
+		row[i] = count[level[i]]++;
+		if (level[i] > maxlevel)
+			maxlevel = level[i];
+		if (row[i] > maxrow)
+			maxrow = row[i];
+	}
+	op_buf_addf(sb,
+		    "<svg id=\"graph-chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"%zu\" "
+		    "height=\"%zu\" role=\"img\" aria-label=\"dependency graph\">",
+		    (maxlevel + 1) * 200 + 20, (maxrow + 1) * 36 + 20);
+	for (size_t i = 0; i < n; i++) {
+		json_object *deps = jarr(jobj_at(inst, i), "depends_on"), *v;
+
+		for (size_t k = 0; k < jlen(deps); k++) {
+			size_t d;
+
+			if (!json_object_object_get_ex(
+				    index,
+				    json_object_get_string(json_object_array_get_idx(deps, k)), &v))
+				continue;
+			d = (size_t)json_object_get_int64(v);
+			op_buf_addf(
+				sb,
+				"<path class=\"edge\" d=\"M%zu %zu C%zu %zu %zu %zu %zu %zu\"/>",
+				level[d] * 200 + 170, row[d] * 36 + 24, level[d] * 200 + 190,
+				row[d] * 36 + 24, level[i] * 200, row[i] * 36 + 24,
+				level[i] * 200 + 10, row[i] * 36 + 24);
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		json_object *o = jobj_at(inst, i);
+		const char *id;
+
+		if (!o)
+			continue;
+		id = jstr(o, "id");
+		op_buf_addf(sb, "<g class=\"node %s%s\" data-instance=\"", jstr(o, "outcome"),
+			    in_array(crit, id) ? " critical" : "");
+		html_text(sb, id);
+		op_buf_addf(sb,
+			    "\"><rect x=\"%zu\" y=\"%zu\" width=\"160\" height=\"28\" rx=\"4\"/>"
+			    "<text x=\"%zu\" y=\"%zu\">",
+			    level[i] * 200 + 10, row[i] * 36 + 10, level[i] * 200 + 16,
+			    row[i] * 36 + 28);
+		html_text(sb, strlen(id) > 26 ? jstr(o, "name") : id);
+		op_buf_addstr(sb, "<title>");
+		html_text(sb, id);
+		op_buf_addstr(sb, ": ");
+		html_text(sb, jstr(o, "status"));
+		op_buf_addstr(sb, "</title></text></g>");
+	}
+	op_buf_addstr(sb, "</svg>\n");
+	json_object_put(index);
+	free(level);
+	free(row);
+	free(count);
+}
+
+/* A log, line by line, each line in the class of its level. */
+static void html_log(struct op_buf *sb, const char *text)
+{
+	const char *p = text;
+
+	while (*p) {
+		size_t len = strcspn(p, "\n");
+		const char *colon = memchr(p, ' ', len);
+		char *line = xstrndup(p, len);
+		const char *cls = NULL;
+
+		if (!strncmp(line, "error: ", 7) ||
+		    (colon && strstr(line, ": error: ") && strstr(line, ": error: ") < p + len))
+			cls = "l-error";
+		else if (!strncmp(line, "warning: ", 9))
+			cls = "l-warning";
+		else if (!strncmp(line, "debug: ", 7))
+			cls = "l-debug";
+		if (cls)
+			op_buf_addf(sb, "<span class=\"%s\">", cls);
+		html_text(sb, line);
+		if (cls)
+			op_buf_addstr(sb, "</span>");
+		op_buf_addch(sb, '\n');
+		free(line);
+		p += len;
+		if (*p)
+			p++;
+	}
+}
+
+/*
+ * The run as one page: summary, timeline, dependency graph, outputs and
+ * the logs (in <details>, which collapse without a script).  Nothing is
+ * fetched: the style is inline, the charts are inline SVG, and the page
+ * has no script at all.  Every text comes from the report (masked when it
+ * was made) or from the masked log files.
+ */
+static char *render_html(json_object *rep, orchd_report_log_fn log, void *log_arg)
+{
+	struct op_buf sb = OP_BUF_INIT;
+	json_object *inst = jarr(rep, "instances"), *cp = NULL, *crit = NULL, *ci = NULL;
+	size_t n = jlen(inst);
+	char buf[64];
+	char *x;
+
+	json_object_object_get_ex(rep, "critical_path", &cp);
+	crit = jarr(cp, "instances");
+	op_buf_addstr(&sb, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+			   "<meta name=\"generator\" content=\"orchd\"><title>orchd: ");
+	html_text(&sb, jstr(rep, "pipeline"));
+	op_buf_addch(&sb, ' ');
+	html_text(&sb, jstr(rep, "action"));
+	op_buf_addstr(&sb, " ");
+	html_text(&sb, jstr(rep, "run_id"));
+	op_buf_addstr(&sb, "</title><style>");
+	op_buf_addstr(&sb, html_style);
+	op_buf_addstr(&sb, "</style></head><body>\n<header><h1>");
+	html_text(&sb, jstr(rep, "pipeline"));
+	op_buf_addstr(&sb, ": ");
+	html_text(&sb, jstr(rep, "action"));
+	op_buf_addstr(&sb, "</h1><p id=\"run\">run <code>");
+	html_text(&sb, jstr(rep, "run_id"));
+	orchd_format_duration(buf, sizeof(buf), op_get_int(rep, "duration_ms", 0));
+	op_buf_addf(&sb, "</code> · exit %lld · started ", op_get_int(rep, "exit_code", 0));
+	html_text(&sb, jstr(rep, "started_at"));
+	op_buf_addf(&sb, " · %s", buf);
+	orchd_format_duration(buf, sizeof(buf), op_get_int(cp, "duration_ms", 0));
+	op_buf_addf(&sb, " · critical path %s", buf);
+	if (json_object_object_get_ex(rep, "ci", &ci) &&
+	    json_object_is_type(ci, json_type_object)) {
+		op_buf_addstr(&sb, " · build ");
+		html_text(&sb,
+			  *jstr(ci, "build_tag") ? jstr(ci, "build_tag") : jstr(ci, "build_url"));
+		if (*jstr(ci, "commit")) {
+			op_buf_addstr(&sb, " at ");
+			html_text(&sb, jstr(ci, "commit"));
+		}
+	}
+	op_buf_addstr(&sb, "</p></header>\n");
+
+	/* summary */
+	op_buf_addstr(&sb, "<section id=\"summary\"><h2>Summary</h2><table><thead><tr>"
+			   "<th>instance</th><th>status</th><th>attempts</th><th>duration</th>"
+			   "<th>CPU</th><th>max RSS</th></tr></thead><tbody>\n");
+	for (size_t i = 0; i < n; i++) {
+		json_object *o = jobj_at(inst, i);
+		char d[32], c[32], r[32];
+
+		if (!o)
+			continue;
+		orchd_format_duration(d, sizeof(d), op_get_int(o, "duration_ms", 0));
+		orchd_format_duration(c, sizeof(c), op_get_int(o, "cpu_ms", 0));
+		if (op_get_int(o, "max_rss_kb", 0))
+			orchd_format_kib(r, sizeof(r), (long)op_get_int(o, "max_rss_kb", 0));
+		else
+			snprintf(r, sizeof(r), "-");
+		op_buf_addstr(&sb, "<tr data-instance=\"");
+		html_text(&sb, jstr(o, "id"));
+		op_buf_addstr(&sb, "\"><td><a href=\"#log-");
+		html_text(&sb, jstr(o, "id"));
+		op_buf_addstr(&sb, "\">");
+		html_text(&sb, jstr(o, "id"));
+		op_buf_addf(&sb, "</a></td><td class=\"%s\">", jstr(o, "outcome"));
+		html_text(&sb, jstr(o, "status"));
+		op_buf_addf(&sb,
+			    "</td><td class=\"n\">%lld</td><td class=\"n\">%s</td><td "
+			    "class=\"n\">%s</td><td class=\"n\">%s</td></tr>\n",
+			    op_get_int(o, "attempts", 0), d, c, r);
+	}
+	op_buf_addstr(&sb, "</tbody></table></section>\n");
+
+	op_buf_addstr(&sb, "<section id=\"timeline\"><h2>Timeline</h2>\n");
+	html_timeline(&sb, rep, inst, crit);
+	op_buf_addstr(&sb, "</section>\n<section id=\"graph\"><h2>Dependency graph</h2>\n");
+	html_graph(&sb, inst, crit);
+	op_buf_addstr(&sb, "</section>\n");
+
+	/* outputs (secret values are "***" in the report) */
+	op_buf_addstr(&sb, "<section id=\"outputs\"><h2>Outputs</h2><table><thead><tr>"
+			   "<th>instance</th><th>output</th><th>value</th></tr></thead><tbody>\n");
+	for (size_t i = 0; i < n; i++) {
+		json_object *o = jobj_at(inst, i), *outs = NULL;
+
+		if (!o || !json_object_object_get_ex(o, "outputs", &outs) ||
+		    !json_object_is_type(outs, json_type_object))
+			continue;
+		json_object_object_foreach(outs, k, v)
+		{
+			json_object *val = NULL;
+
+			json_object_object_get_ex(v, "value", &val);
+			op_buf_addstr(&sb, "<tr><td>");
+			html_text(&sb, jstr(o, "id"));
+			op_buf_addstr(&sb, "</td><td>");
+			html_text(&sb, k);
+			op_buf_addstr(&sb, "</td><td><code>");
+			html_text(&sb, json_object_is_type(val, json_type_string)
+					       ? json_object_get_string(val)
+					       : json_object_to_json_string_ext(
+							 val, JSON_C_TO_STRING_PLAIN));
+			op_buf_addstr(&sb, "</code></td></tr>\n");
+		}
+	}
+	op_buf_addstr(&sb, "</tbody></table></section>\n");
+
+	/* logs */
+	op_buf_addstr(&sb, "<section id=\"logs\"><h2>Logs</h2>\n");
+	for (size_t i = 0; i < n; i++) {
+		json_object *o = jobj_at(inst, i);
+		char *text;
+
+		if (!o)
+			continue;
+		text = log ? log(log_arg, jstr(o, "id")) : NULL;
+		op_buf_addstr(&sb, "<details id=\"log-");
+		html_text(&sb, jstr(o, "id"));
+		op_buf_addstr(&sb, "\" data-instance=\"");
+		html_text(&sb, jstr(o, "id"));
+		op_buf_addf(&sb, "\"%s><summary>",
+			    strcmp(jstr(o, "outcome"), "failed") ? "" : " open");
+		html_text(&sb, jstr(o, "id"));
+		op_buf_addf(&sb, " <span class=\"%s\">", jstr(o, "outcome"));
+		html_text(&sb, jstr(o, "status"));
+		op_buf_addstr(&sb, "</span></summary><pre>");
+		if (text)
+			html_log(&sb, text);
+		op_buf_addstr(&sb, "</pre></details>\n");
+		free(text);
+	}
+	op_buf_addstr(&sb, "</section>\n</body></html>\n");
+	x = op_buf_detach(&sb, NULL);
+	if (!x)
+		die("out of memory");
+	return x;
+}
+
 char *orchd_report_render(json_object *rep, enum orchd_report_format fmt, orchd_report_log_fn log,
 			  void *log_arg)
 {
@@ -827,6 +1282,8 @@ char *orchd_report_render(json_object *rep, enum orchd_report_format fmt, orchd_
 		return render_trace(rep);
 	case ORCHD_REPORT_METRICS:
 		return render_metrics(rep);
+	case ORCHD_REPORT_HTML:
+		return render_html(rep, log, log_arg);
 	}
 	return NULL;
 }
@@ -955,6 +1412,7 @@ static int write_rendered(json_object *rep, const struct orchd_report_paths *out
 		{out->junit, ORCHD_REPORT_JUNIT},
 		{out->trace, ORCHD_REPORT_TRACE},
 		{out->metrics, ORCHD_REPORT_METRICS},
+		{out->html, ORCHD_REPORT_HTML},
 	};
 	int ret = 0;
 

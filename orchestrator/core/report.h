@@ -10,7 +10,10 @@
  *                                    retries as flakyFailure/rerunFailure;
  *   - --trace FILE                   Chrome trace-event JSON, one span per
  *                                    phase of each instance;
- *   - --metrics FILE                 Prometheus/OpenMetrics text.
+ *   - --metrics FILE                 Prometheus/OpenMetrics text;
+ *   - --report-html FILE             one self-contained HTML page: summary,
+ *                                    timeline, dependency graph, outputs,
+ *                                    logs (no script, nothing fetched).
  *
  * The JSON report is the one source: every other format is rendered from
  * it (orchd_report_render()), during the run or later from a stored
@@ -102,6 +105,7 @@ enum orchd_report_format {
 	ORCHD_REPORT_JUNIT,
 	ORCHD_REPORT_TRACE,
 	ORCHD_REPORT_METRICS,
+	ORCHD_REPORT_HTML,
 };
 
 /* The text of an instance's log for a renderer (masked), malloc'ed, or
@@ -121,6 +125,7 @@ struct orchd_report_paths {
 	const char *junit;   /* JUnit XML */
 	const char *trace;   /* Chrome trace events */
 	const char *metrics; /* OpenMetrics text */
+	const char *html;    /* one self-contained page */
 };
 
 /* Write logs, RUN_DIR/report.json and each of paths.  run_dir may be NULL
