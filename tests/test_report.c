@@ -373,6 +373,21 @@ START_TEST(test_report_command_errors)
 }
 END_TEST
 
+/* examples/jenkins/Jenkinsfile: it parses (Groovy), and its shell steps,
+ * run as its stages would, gate, apply, report and survive an abort
+ * (tests/jenkins/check.sh). */
+START_TEST(test_jenkinsfile_steps)
+{
+	char *build = test_build_path(""), *out = NULL;
+	int rc = validator("/bin/sh", "tests/jenkins/check.sh", &out, build, (char *)NULL);
+
+	ck_assert_msg(rc == 0, "%.3000s", out);
+	ck_assert_msg(strstr(out, "leaves every report"), "%.3000s", out);
+	free(out);
+	free(build);
+}
+END_TEST
+
 Suite *report_suite(void)
 {
 	Suite *s = suite_create("report");
@@ -383,6 +398,7 @@ Suite *report_suite(void)
 	tcase_set_timeout(tc, 300);
 	tcase_set_tags(tc, "tools");
 	tcase_add_test(tc, test_every_format_read_by_an_independent_parser);
+	tcase_add_test(tc, test_jenkinsfile_steps);
 	suite_add_tcase(s, tc);
 	tcase_add_checked_fixture(cli, setup, teardown);
 	tcase_add_test(cli, test_report_command_errors);
