@@ -835,14 +835,16 @@ static int cmd_report(struct cli *cli, int argc, char **argv)
 
 	if ((first = parse_opts(cli, c, argc, argv, opts, report_opt, &r, &code)) < 0)
 		return code;
-	if (first >= argc)
-		return usage_error(c->name, "missing report (a report.json or a run directory)");
 	if (first + 1 < argc)
 		return usage_error(c->name, "unexpected argument '%s'", argv[first + 1]);
 	if (!r.out.junit && !r.out.trace && !r.out.metrics && !r.out.html)
 		return usage_error(c->name,
 				   "nothing to write: give --html, --junit, --trace or --metrics");
-	return orchd_report_convert(argv[first], &r.out) < 0 ? ORCHD_EXIT_SYSTEM : ORCHD_EXIT_OK;
+	/* no operand: the last run of .orchd here (the default state
+	 * directory of a pipeline file in this directory) */
+	return orchd_report_convert(first < argc ? argv[first] : ".orchd", &r.out) < 0
+		       ? ORCHD_EXIT_SYSTEM
+		       : ORCHD_EXIT_OK;
 }
 
 static int cmd_version(struct cli *cli, int argc, char **argv)
@@ -943,13 +945,14 @@ static const struct command commands[] = {
 	 "  --format FORMAT       dot (default), mermaid, or json:\n"
 	 "                        {\"pipeline\", \"instances\": [{\"id\", \"type\", \"name\",\n"
 	 "                        \"deps\", \"enabled\"}], \"order\": [ids in run order]}\n"},
-	{"report", cmd_report, "report [OPTIONS] REPORT",
+	{"report", cmd_report, "report [OPTIONS] [REPORT]",
 	 "Write a run's reports again, in other formats, from its stored JSON report:\n"
-	 "REPORT is a report.json (RUN_DIR/report.json, or a copy made by --report) or\n"
-	 "a run directory (STATE_DIR/runs/RUN_ID).  The logs come from the run\n"
-	 "directory the report names, when it is still there.  The files are the same\n"
-	 "as the run's own --report-html, --junit, --trace and --metrics would have\n"
-	 "been.\n\n"
+	 "REPORT is a report.json (RUN_DIR/report.json, or a copy made by --report), a\n"
+	 "run directory (STATE_DIR/runs/RUN_ID), or a state directory (its latest run;\n"
+	 "default: .orchd, the state beside a pipeline file here).  The logs come from\n"
+	 "the run directory the report names, when it is still there.  The files are\n"
+	 "the same as the run's own --report-html, --junit, --trace and --metrics\n"
+	 "would have been.\n\n"
 	 "Options:\n"
 	 "      --html FILE          one self-contained HTML page\n"
 	 "      --junit FILE         JUnit XML\n"

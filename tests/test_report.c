@@ -344,6 +344,52 @@ START_TEST(test_every_format_read_by_an_independent_parser)
 }
 END_TEST
 
+/* A run of a part of the pipeline: the others are in the report as
+ * unselected (for the graph, dashed), nowhere else; orchd report of the
+ * state directory renders the latest run. */
+START_TEST(test_unselected_and_latest_run)
+{
+	char *f = path_in("p.yaml"), *page = path_in("out.html"), *sdir = path_in(".orchd");
+	char *out = NULL, *err = NULL, *t;
+	int rc;
+
+	write_text(f, "p:\n"
+		      "  exec:\n"
+		      "    - name: a\n"
+		      "      command: ['true']\n"
+		      "    - name: b\n"
+		      "      depends_on: [a]\n"
+		      "      command: ['true']\n"
+		      "    - name: c\n"
+		      "      command: ['true']\n");
+	rc = orchd(&out, &err, "run", f, (char *)NULL);
+	ck_assert_msg(rc == 0, "%.3000s", err);
+	free(out);
+	free(err);
+	rc = orchd(&out, &err, "run", f, "-t", "exec.c", (char *)NULL);
+	ck_assert_msg(rc == 0, "%.3000s", err);
+	free(out);
+	free(err);
+	rc = orchd(&out, &err, "report", sdir, "--html", page, (char *)NULL);
+	ck_assert_msg(rc == 0, "%.3000s", err);
+	t = test_read_file(page, NULL);
+	ck_assert_msg(strstr(t, "<g class=\"node unselected\" data-instance=\"exec.a\">") &&
+			      strstr(t, "<g class=\"node unselected\" data-instance=\"exec.b\">"),
+		      "%.3000s", t);
+	ck_assert_msg(strstr(t, "<tr data-instance=\"exec.c\">") &&
+			      !strstr(t, "<tr data-instance=\"exec.a\">"),
+		      "%.3000s", t);
+	/* the edge between the two left out is drawn too */
+	ck_assert_msg(strstr(t, "class=\"edge\""), "%.3000s", t);
+	free(t);
+	free(out);
+	free(err);
+	free(f);
+	free(page);
+	free(sdir);
+}
+END_TEST
+
 /* orchd report on what is not a report: a clear error, no file. */
 START_TEST(test_report_command_errors)
 {
@@ -402,6 +448,7 @@ Suite *report_suite(void)
 	suite_add_tcase(s, tc);
 	tcase_add_checked_fixture(cli, setup, teardown);
 	tcase_add_test(cli, test_report_command_errors);
+	tcase_add_test(cli, test_unselected_and_latest_run);
 	suite_add_tcase(s, cli);
 	return s;
 }

@@ -1,5 +1,6 @@
 #include "core/report.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -243,6 +244,7 @@ json_object *orchd_report_json(const char *run_id, const char *pipeline, const c
 			       const struct orchd_mask *mask, const char *run_dir)
 {
 	json_object *r = json_object_new_object(), *arr = json_object_new_array();
+	json_object *unsel = json_object_new_array();
 	char ts[40];
 
 	json_object_object_add(r, "format", json_object_new_string("orchd-report"));
@@ -261,7 +263,22 @@ json_object *orchd_report_json(const char *run_id, const char *pipeline, const c
 	json_object_object_add(r, "critical_path", critical_path(n, nn, started_at));
 	for (size_t i = 0; i < nn; i++) {
 		const struct orchd_report_node *x = &n[i];
-		json_object *o = json_object_new_object(), *outs = json_object_new_object();
+		json_object *o, *outs;
+
+		if (x->unselected) {
+			json_object *u = json_object_new_object(), *deps = json_object_new_array();
+
+			json_object_object_add(u, "id", json_object_new_string(x->id));
+			json_object_object_add(u, "type", json_object_new_string(x->type));
+			json_object_object_add(u, "name", json_object_new_string(x->name));
+			for (size_t k = 0; k < x->ndepends; k++)
+				json_object_array_add(deps, json_object_new_string(x->depends[k]));
+			json_object_object_add(u, "depends_on", deps);
+			json_object_array_add(unsel, u);
+			continue;
+		}
+		o = json_object_new_object();
+		outs = json_object_new_object();
 
 		json_object_object_add(o, "id", json_object_new_string(x->id));
 		json_object_object_add(o, "type", json_object_new_string(x->type));
@@ -321,6 +338,7 @@ json_object *orchd_report_json(const char *run_id, const char *pipeline, const c
 		json_object_array_add(arr, o);
 	}
 	json_object_object_add(r, "instances", arr);
+	json_object_object_add(r, "unselected", unsel);
 	return r;
 }
 
@@ -828,6 +846,8 @@ static const char html_style[] =
 	".node.passed rect{stroke:#1a7f37;stroke-width:2}.node.failed rect{fill:#ffebe9;"
 	"stroke:#cf222e;stroke-width:2}.node.skipped rect{fill:#fff8c5;stroke:#9a6700}"
 	".edge{stroke:#8c959f;fill:none}.node.critical rect{stroke-width:3}"
+	".node.unselected rect{stroke:#8c959f;stroke-dasharray:4 3}.node.unselected "
+	"text{fill:#6e7781}"
 	".legend span{display:inline-block;width:12px;height:12px;margin:0 4px 0 12px;"
 	"vertical-align:middle}";
 
@@ -1200,7 +1220,27 @@ static char *render_html(json_object *rep, orchd_report_log_fn log, void *log_ar
 	op_buf_addstr(&sb, "<section id=\"timeline\"><h2>Timeline</h2>\n");
 	html_timeline(&sb, rep, inst, crit);
 	op_buf_addstr(&sb, "</section>\n<section id=\"graph\"><h2>Dependency graph</h2>\n");
-	html_graph(&sb, inst, crit);
+	{
+		/* the instances left out of the run too, dashed */
+		json_object *all = json_object_new_array(), *unsel = jarr(rep, "unselected");
+
+		for (size_t i = 0; i < n; i++)
+			json_object_array_add(all,
+					      json_object_get(json_object_array_get_idx(inst, i)));
+		for (size_t i = 0; i < jlen(unsel); i++) {
+			json_object *u = jobj_at(unsel, i);
+
+			if (!u)
+				continue;
+			json_object_object_add(u, "outcome", json_object_new_string("unselected"));
+			json_object_object_add(u, "status", json_object_new_string("not selected"));
+			json_object_array_add(all, json_object_get(u));
+		}
+		html_graph(&sb, all, crit);
+		json_object_put(all);
+	}
+	op_buf_addstr(&sb, "<p class=\"legend\">green: passed · red: failed · yellow: skipped "
+			   "· dashed: not selected for this run · thick: the critical path</p>\n");
 	op_buf_addstr(&sb, "</section>\n");
 
 	/* outputs (secret values are "***" in the report) */
@@ -1341,7 +1381,11 @@ static int write_logs(const char *dir, const struct orchd_report_node *n, size_t
 	int ret = 0, dfd;
 
 	for (size_t i = 0; i < nn && !ret; i++) {
-		char *t = masked(mask, n[i].log);
+		char *t;
+
+		if (n[i].unselected)
+			continue;
+		t = masked(mask, n[i].log);
 		size_t len = strlen(t), off = 0;
 		int fd;
 
@@ -1366,8 +1410,12 @@ static int write_logs(const char *dir, const struct orchd_report_node *n, size_t
 	dfd = ret ? -1 : open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (!ret && (dfd < 0 || syncfs(dfd) < 0))
 		ret = error("cannot sync %s: %s", dir, strerror(errno));
-	for (size_t i = 0; i < nn && tmp[i]; i++) {
-		char *p = xasprintf("%s/%s.log", dir, n[i].id);
+	for (size_t i = 0; i < nn; i++) {
+		char *p;
+
+		if (!tmp[i]) /* not selected, or not reached after an error */
+			continue;
+		p = xasprintf("%s/%s.log", dir, n[i].id);
 
 		if (!ret && rename(tmp[i], p) < 0)
 			ret = error("cannot write %s: %s", p, strerror(errno));
@@ -1499,6 +1547,32 @@ static json_object *parse_report(const char *text, size_t len)
 	return o;
 }
 
+/* The newest run of a runs/ directory that has a report: run ids start
+ * with their UTC time ("r-20261201T014400Z-..."), so the greatest name. */
+static char *latest_run(const char *runs)
+{
+	DIR *d = opendir(runs);
+	struct dirent *e;
+	char *best = NULL;
+
+	if (!d)
+		return NULL;
+	while ((e = readdir(d))) {
+		char *rep;
+
+		if (e->d_name[0] == '.' || (best && strcmp(e->d_name, best) <= 0))
+			continue;
+		rep = xasprintf("%s/%s/report.json", runs, e->d_name);
+		if (!access(rep, F_OK)) {
+			free(best);
+			best = xstrdup(e->d_name);
+		}
+		free(rep);
+	}
+	closedir(d);
+	return best;
+}
+
 int orchd_report_convert(const char *path, const struct orchd_report_paths *out)
 {
 	struct op_buf b;
@@ -1507,11 +1581,21 @@ int orchd_report_convert(const char *path, const struct orchd_report_paths *out)
 	char *file;
 	int ret;
 
-	/* a run directory stands for its report.json */
-	if (!stat(path, &st) && S_ISDIR(st.st_mode))
-		file = xasprintf("%s/report.json", path);
-	else
+	/* a run directory stands for its report.json, a state directory for
+	 * its latest run's */
+	if (!stat(path, &st) && S_ISDIR(st.st_mode)) {
+		char *runs = xasprintf("%s/runs", path), *last = NULL;
+
+		if (!stat(runs, &st) && S_ISDIR(st.st_mode) && (last = latest_run(runs))) {
+			file = xasprintf("%s/%s/report.json", runs, last);
+			free(last);
+		} else {
+			file = xasprintf("%s/report.json", path);
+		}
+		free(runs);
+	} else {
 		file = xstrdup(path);
+	}
 	op_buf_init(&b, ORCHD_REPORT_MAX_JSON);
 	if (orchd_read_file(file, &b) < 0) {
 		ret = error("cannot read %s: %s", file, strerror(errno));

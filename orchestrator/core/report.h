@@ -87,6 +87,9 @@ struct orchd_report_node {
 	size_t ndepends;
 	long long last_success_ms; /* unix ms of its last success (this run's or
 				    * its record's); 0: unknown */
+	int unselected;		   /* not part of this run (--target, --exclude...):
+				    * only its id, type, name and dependencies
+				    * are reported, for the graph */
 };
 
 /* The JSON report as an object (caller puts).  run_dir: where the run's

@@ -1791,13 +1791,20 @@ struct orchd_report_node *orchd_sched_report(const struct orchd_sched *s, size_t
 		const struct node *nd = &s->n[i];
 		const size_t *dl = g->deps + g->dep_at[i];
 
-		if (nd->st == NODE_OFF)
-			continue;
 		rn[nr].depends = deps;
 		for (size_t k = 0; k < orchd_graph_ndeps(g, i); k++)
-			if (s->n[dl[k]].st != NODE_OFF)
+			if (nd->st == NODE_OFF || s->n[dl[k]].st != NODE_OFF)
 				deps[rn[nr].ndepends++] = s->n[dl[k]].in->id;
 		deps += rn[nr].ndepends;
+		if (nd->st == NODE_OFF) {
+			/* for the graph only: its place among the others */
+			rn[nr].id = nd->in->id;
+			rn[nr].type = nd->in->type;
+			rn[nr].name = nd->in->name;
+			rn[nr].unselected = 1;
+			nr++;
+			continue;
+		}
 		rn[nr].spans = nd->spans;
 		rn[nr].nspans = nd->nspans;
 		/* its last success: this apply's end, else its record's */
