@@ -1,13 +1,15 @@
 /*
  * The run's reports in every format, each read by a parser orchd does not
  * own: JUnit (Surefire's XSD through xmllint, and junitparser from PyPI),
- * the metrics (prometheus_client's two parsers), the trace (the Trace Event
- * Format's rules, tests/formats/trace.py), and `orchd report`, which must
- * give the same bytes from the stored report.json.
+ * the metrics (prometheus_client's two parsers), the trace (Chrome
+ * DevTools' trace engine from npm, and the format's rules in
+ * tests/formats/trace.py), the HTML page (a real Chromium, scripts off), and
+ * `orchd report`, which must give the same bytes from the stored
+ * report.json.
  *
  * The validators download their schema and parsers on first use (Maven
- * Central, PyPI): the test case is tagged "tools", so check-fast leaves it
- * out and make check runs it.
+ * Central, PyPI, npm): the test case is tagged "tools", so check-fast leaves
+ * it out and make check runs it.
  */
 #include <check.h>
 #include <stdarg.h>
@@ -238,7 +240,7 @@ START_TEST(test_every_format_read_by_an_independent_parser)
 	free(out);
 
 	/* trace: every instance that ran has its thread and events */
-	rc = validator("/usr/bin/python3", "tests/formats/trace.py", &out, trace, "misbehave.flaky",
+	rc = validator("/bin/sh", "tests/formats/trace.sh", &out, trace, "misbehave.flaky",
 		       "misbehave.broken", "exec.secret", "exec.ok", (char *)NULL);
 	ck_assert_msg(rc == 0, "%.3000s", out);
 	free(out);
