@@ -142,6 +142,10 @@ vg "plan examples/hello" 0 plan "$H"
 vg "run examples/hello (second run, state read back)" 0 run "$H"
 vg "run --report --junit --log-format json" 0 run --report "$TMP/r.json" \
 	--junit "$TMP/r.xml" --log-format json "$H"
+vg "run with every report (html, trace, metrics)" 0 run --report-html "$TMP/r.html" \
+	--trace "$TMP/r.trace" --metrics "$TMP/r.prom" "$H"
+vg "report --html --junit --trace --metrics of a stored report" 0 report "$TMP/r.json" \
+	--html "$TMP/r2.html" --junit "$TMP/r2.xml" --trace "$TMP/r2.trace" --metrics "$TMP/r2.prom"
 
 # hello again with the exec extension traced as well: one log per process;
 # children found under /bin, /usr/bin, /usr/local/bin (sh, date, ...) are
