@@ -399,6 +399,15 @@ static const char *jstr(json_object *o, const char *key)
 	return v ? v : "";
 }
 
+/* A number of a stored report, bounded to +-2^40 (35 years of ms, a TiB
+ * of KiB), so that no sum or product of them overflows. */
+static long long jint(const json_object *o, const char *key, long long dflt)
+{
+	long long v = op_get_int(o, key, dflt), lim = 1LL << 40;
+
+	return v > lim ? lim : v < -lim ? -lim : v;
+}
+
 static json_object *jarr(json_object *o, const char *key)
 {
 	json_object *v;
@@ -411,6 +420,14 @@ static json_object *jarr(json_object *o, const char *key)
 static size_t jlen(json_object *arr)
 {
 	return arr ? json_object_array_length(arr) : 0;
+}
+
+/* The string at arr[i], or "" when it is not one. */
+static const char *jstr_at(json_object *arr, size_t i)
+{
+	json_object *v = json_object_array_get_idx(arr, i);
+
+	return json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
 }
 
 static json_object *jobj_at(json_object *arr, size_t i)
@@ -454,7 +471,7 @@ static void junit_retry(struct op_buf *sb, const char *elem, json_object *span)
 	op_buf_addstr(sb, "\" type=\"");
 	xml_escape(sb, jstr(span, "outcome"));
 	op_buf_addstr(sb, "\">\n      <stackTrace>");
-	op_buf_addf(sb, "attempt %lld: ", op_get_int(span, "attempt", 0));
+	op_buf_addf(sb, "attempt %lld: ", jint(span, "attempt", 0));
 	xml_escape(sb, jstr(span, "reason"));
 	op_buf_addf(sb, "</stackTrace>\n    </%s>\n", elem);
 }
@@ -472,7 +489,7 @@ static void junit_testcase(struct op_buf *sb, json_object *x, const char *pipeli
 	xml_escape(sb, pipeline);
 	op_buf_addch(sb, '.');
 	xml_escape(sb, jstr(x, "type"));
-	op_buf_addf(sb, "\" time=\"%.3f\">\n", (double)op_get_int(x, "duration_ms", 0) / 1000.0);
+	op_buf_addf(sb, "\" time=\"%.3f\">\n", (double)jint(x, "duration_ms", 0) / 1000.0);
 	if (!strcmp(outcome, "failed")) {
 		/* Surefire: the first failure is <failure>, the reruns that
 		 * failed again are <rerunFailure> */
@@ -533,7 +550,7 @@ static char *render_junit(json_object *rep, orchd_report_log_fn log, void *log_a
 	xml_escape(&sb, jstr(rep, "action"));
 	op_buf_addf(&sb,
 		    "\" tests=\"%zu\" failures=\"%zu\" errors=\"0\" skipped=\"%zu\" time=\"%.3f\"",
-		    n, failures, skipped, (double)op_get_int(rep, "duration_ms", 0) / 1000.0);
+		    n, failures, skipped, (double)jint(rep, "duration_ms", 0) / 1000.0);
 	if (*jstr(rep, "started_at")) {
 		op_buf_addstr(&sb, " timestamp=\"");
 		xml_escape(&sb, jstr(rep, "started_at"));
@@ -544,7 +561,7 @@ static char *render_junit(json_object *rep, orchd_report_log_fn log, void *log_a
 	xml_escape(&sb, jstr(rep, "run_id"));
 	op_buf_addstr(&sb, "\"/>\n");
 	op_buf_addf(&sb, "    <property name=\"orchd.exit_code\" value=\"%lld\"/>\n",
-		    op_get_int(rep, "exit_code", 0));
+		    jint(rep, "exit_code", 0));
 	if (json_object_object_get_ex(rep, "ci", &ci) &&
 	    json_object_is_type(ci, json_type_object)) {
 		json_object_object_foreach(ci, k, v)
@@ -588,8 +605,8 @@ static void trace_event(struct op_buf *sb, int *first, const char *name, const c
 		    tid, start_ms * 1000, (dur_ms > 0 ? dur_ms : 0) * 1000);
 	op_buf_addstr(sb, "\"outcome\":");
 	add_jstring(sb, jstr(sp, "outcome"));
-	if (op_get_int(sp, "attempt", 0))
-		op_buf_addf(sb, ",\"attempt\":%lld", op_get_int(sp, "attempt", 0));
+	if (jint(sp, "attempt", 0))
+		op_buf_addf(sb, ",\"attempt\":%lld", jint(sp, "attempt", 0));
 	if (*jstr(sp, "reason")) {
 		op_buf_addstr(sb, ",\"reason\":");
 		add_jstring(sb, jstr(sp, "reason"));
@@ -648,9 +665,9 @@ static char *render_trace(json_object *rep)
 				continue;
 			kind = jstr(sp, "kind");
 			phase = jstr(sp, "phase");
-			a = op_get_int(sp, "start_ms", 0);
-			b = op_get_int(sp, "end_ms", 0);
-			setup = op_get_int(sp, "setup_ms", -1);
+			a = jint(sp, "start_ms", 0);
+			b = jint(sp, "end_ms", 0);
+			setup = jint(sp, "setup_ms", -1);
 			if (!strcmp(kind, "run")) {
 				if (setup > 0 && setup <= b - a) {
 					trace_event(&sb, &first, "spawn", phase, i + 1, a, setup,
@@ -680,16 +697,31 @@ static char *render_trace(json_object *rep)
 /* A label value in the exposition format: \, " and newline escaped. */
 static void metric_label(struct op_buf *sb, const char *name, const char *value)
 {
+	const unsigned char *p = (const unsigned char *)value;
+	size_t left = strlen(value);
+
 	op_buf_addstr(sb, name);
 	op_buf_addstr(sb, "=\"");
-	for (const char *p = value; *p; p++) {
-		if (*p == '\\' || *p == '"')
+	/* UTF-8 only (the parsers refuse anything else): a byte that is not
+	 * becomes U+FFFD, a control character '?' */
+	while (left) {
+		size_t n = orchd_utf8_len(p, left);
+
+		if (!n) {
+			op_buf_addstr(sb, "\xef\xbf\xbd");
+			n = 1;
+		} else if (*p == '\\' || *p == '"') {
 			op_buf_addch(sb, '\\');
-		if (*p == '\n') {
+			op_buf_addch(sb, *p);
+		} else if (*p == '\n') {
 			op_buf_addstr(sb, "\\n");
-			continue;
+		} else if (*p < 0x20 || *p == 0x7f) {
+			op_buf_addch(sb, '?');
+		} else {
+			op_buf_add(sb, p, n);
 		}
-		op_buf_addch(sb, *p);
+		p += n;
+		left -= n;
 	}
 	op_buf_addch(sb, '"');
 }
@@ -764,13 +796,13 @@ static char *render_metrics(json_object *rep)
 		}                                                            \
 	} while (0)
 	PER_INSTANCE("orchd_instance_duration_seconds", "wall time of its steps in this run",
-		     "%.3f", op_get_int(o, "duration_ms", 0) / 1000.0);
+		     "%.3f", jint(o, "duration_ms", 0) / 1000.0);
 	PER_INSTANCE("orchd_instance_attempts", "attempts of its action in this run", "%lld",
-		     op_get_int(o, "attempts", 0));
+		     jint(o, "attempts", 0));
 	PER_INSTANCE("orchd_instance_cpu_seconds", "CPU time of its extension processes", "%.3f",
-		     op_get_int(o, "cpu_ms", 0) / 1000.0);
+		     jint(o, "cpu_ms", 0) / 1000.0);
 	PER_INSTANCE("orchd_instance_max_rss_bytes", "largest resident set of its processes",
-		     "%lld", op_get_int(o, "max_rss_kb", 0) * 1024);
+		     "%lld", jint(o, "max_rss_kb", 0) * 1024);
 #undef PER_INSTANCE
 	metric_head(&sb, "orchd_instance_last_success_timestamp_seconds",
 		    "unix time of its last success (this run's or its stored record's)");
@@ -806,15 +838,14 @@ static char *render_metrics(json_object *rep)
 		op_buf_addf(&sb, "} " fmt "\n", value);           \
 	} while (0)
 	PER_RUN("orchd_run_duration_seconds", "wall time of the run", "%.3f",
-		op_get_int(rep, "duration_ms", 0) / 1000.0);
+		jint(rep, "duration_ms", 0) / 1000.0);
 	cp = NULL;
 	json_object_object_get_ex(rep, "critical_path", &cp);
 	PER_RUN("orchd_run_critical_path_seconds",
 		"from the run's start to the end of its last instance, through the chain of "
 		"dependencies that ended last",
-		"%.3f", op_get_int(cp, "duration_ms", 0) / 1000.0);
-	PER_RUN("orchd_run_exit_code", "orchd's exit status", "%lld",
-		op_get_int(rep, "exit_code", 0));
+		"%.3f", jint(cp, "duration_ms", 0) / 1000.0);
+	PER_RUN("orchd_run_exit_code", "orchd's exit status", "%lld", jint(rep, "exit_code", 0));
 	if ((t = iso_seconds(jstr(rep, "ended_at"))) >= 0)
 		PER_RUN("orchd_run_end_timestamp_seconds", "unix time the run ended", "%.3f", t);
 #undef PER_RUN
@@ -856,6 +887,19 @@ static void html_text(struct op_buf *sb, const char *s)
 	xml_escape(sb, s);
 }
 
+/* An instance's outcome as a class name: one of the known words only (a
+ * stored report may hold anything). */
+static const char *outcome_class(json_object *o)
+{
+	static const char *const known[] = {"passed", "failed", "skipped", "unselected"};
+	const char *v = jstr(o, "outcome");
+
+	for (size_t i = 0; i < ARRAY_SIZE(known); i++)
+		if (!strcmp(v, known[i]))
+			return known[i];
+	return "other";
+}
+
 /* A span's class: its kind, or for a run its phase; failed runs red. */
 static const char *span_class(json_object *sp, int *failed)
 {
@@ -874,7 +918,7 @@ static const char *span_class(json_object *sp, int *failed)
 static int in_array(json_object *arr, const char *s)
 {
 	for (size_t i = 0; i < jlen(arr); i++)
-		if (!strcmp(json_object_get_string(json_object_array_get_idx(arr, i)), s))
+		if (!strcmp(jstr_at(arr, i), s))
 			return 1;
 	return 0;
 }
@@ -893,8 +937,8 @@ static void html_rect(struct op_buf *sb, const char *cls, double x, int y, doubl
 	op_buf_addstr(sb, "<title>");
 	html_text(sb, what);
 	op_buf_addf(sb, " %lld–%lld ms", a, b);
-	if (op_get_int(sp, "attempt", 0))
-		op_buf_addf(sb, ", attempt %lld", op_get_int(sp, "attempt", 0));
+	if (jint(sp, "attempt", 0))
+		op_buf_addf(sb, ", attempt %lld", jint(sp, "attempt", 0));
 	op_buf_addstr(sb, ": ");
 	html_text(sb, jstr(sp, "outcome"));
 	if (*jstr(sp, "reason")) {
@@ -919,8 +963,7 @@ static void html_timeline(struct op_buf *sb, json_object *rep, json_object *inst
 
 		for (size_t k = 0; k < jlen(spans); k++) {
 			json_object *sp = jobj_at(spans, k);
-			long long a = op_get_int(sp, "start_ms", 0),
-				  b = op_get_int(sp, "end_ms", 0);
+			long long a = jint(sp, "start_ms", 0), b = jint(sp, "end_ms", 0);
 
 			if (b > end)
 				end = b;
@@ -932,8 +975,8 @@ static void html_timeline(struct op_buf *sb, json_object *rep, json_object *inst
 			}
 		}
 	}
-	if (op_get_int(rep, "duration_ms", 0) > end)
-		end = op_get_int(rep, "duration_ms", 0);
+	if (jint(rep, "duration_ms", 0) > end)
+		end = jint(rep, "duration_ms", 0);
 	scale = (double)TL_WIDTH / (double)end;
 	op_buf_addf(sb,
 		    "<svg id=\"timeline-chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" "
@@ -964,7 +1007,7 @@ static void html_timeline(struct op_buf *sb, json_object *rep, json_object *inst
 			continue;
 		id = jstr(o, "id");
 		spans = jarr(o, "spans");
-		op_buf_addf(sb, "<g class=\"bar-row %s%s\" data-instance=\"", jstr(o, "outcome"),
+		op_buf_addf(sb, "<g class=\"bar-row %s%s\" data-instance=\"", outcome_class(o),
 			    in_array(crit, id) ? " critical" : "");
 		html_text(sb, id);
 		op_buf_addf(sb, "\"><text class=\"label\" x=\"4\" y=\"%d\">", y + TL_ROW - 6);
@@ -972,9 +1015,8 @@ static void html_timeline(struct op_buf *sb, json_object *rep, json_object *inst
 		op_buf_addstr(sb, "</text>");
 		for (size_t k = 0; k < jlen(spans); k++) {
 			json_object *sp = jobj_at(spans, k);
-			long long a = op_get_int(sp, "start_ms", 0),
-				  b = op_get_int(sp, "end_ms", 0);
-			long long setup = op_get_int(sp, "setup_ms", -1);
+			long long a = jint(sp, "start_ms", 0), b = jint(sp, "end_ms", 0);
+			long long setup = jint(sp, "setup_ms", -1);
 			const char *cls, *what;
 			int failed;
 			char buf[64];
@@ -1033,11 +1075,7 @@ static void html_graph(struct op_buf *sb, json_object *inst, json_object *crit)
 			json_object *deps = jarr(jobj_at(inst, i), "depends_on"), *v;
 
 			for (size_t k = 0; k < jlen(deps); k++)
-				if (json_object_object_get_ex(
-					    index,
-					    json_object_get_string(
-						    json_object_array_get_idx(deps, k)),
-					    &v) &&
+				if (json_object_object_get_ex(index, jstr_at(deps, k), &v) &&
 				    level[json_object_get_int64(v)] + 1 > level[i] &&
 				    level[json_object_get_int64(v)] < n) {
 					level[i] = level[json_object_get_int64(v)] + 1;
@@ -1063,9 +1101,7 @@ static void html_graph(struct op_buf *sb, json_object *inst, json_object *crit)
 		for (size_t k = 0; k < jlen(deps); k++) {
 			size_t d;
 
-			if (!json_object_object_get_ex(
-				    index,
-				    json_object_get_string(json_object_array_get_idx(deps, k)), &v))
+			if (!json_object_object_get_ex(index, jstr_at(deps, k), &v))
 				continue;
 			d = (size_t)json_object_get_int64(v);
 			op_buf_addf(
@@ -1083,7 +1119,7 @@ static void html_graph(struct op_buf *sb, json_object *inst, json_object *crit)
 		if (!o)
 			continue;
 		id = jstr(o, "id");
-		op_buf_addf(sb, "<g class=\"node %s%s\" data-instance=\"", jstr(o, "outcome"),
+		op_buf_addf(sb, "<g class=\"node %s%s\" data-instance=\"", outcome_class(o),
 			    in_array(crit, id) ? " critical" : "");
 		html_text(sb, id);
 		op_buf_addf(sb,
@@ -1168,11 +1204,11 @@ static char *render_html(json_object *rep, orchd_report_log_fn log, void *log_ar
 	html_text(&sb, jstr(rep, "action"));
 	op_buf_addstr(&sb, "</h1><p id=\"run\">run <code>");
 	html_text(&sb, jstr(rep, "run_id"));
-	orchd_format_duration(buf, sizeof(buf), op_get_int(rep, "duration_ms", 0));
-	op_buf_addf(&sb, "</code> · exit %lld · started ", op_get_int(rep, "exit_code", 0));
+	orchd_format_duration(buf, sizeof(buf), jint(rep, "duration_ms", 0));
+	op_buf_addf(&sb, "</code> · exit %lld · started ", jint(rep, "exit_code", 0));
 	html_text(&sb, jstr(rep, "started_at"));
 	op_buf_addf(&sb, " · %s", buf);
-	orchd_format_duration(buf, sizeof(buf), op_get_int(cp, "duration_ms", 0));
+	orchd_format_duration(buf, sizeof(buf), jint(cp, "duration_ms", 0));
 	op_buf_addf(&sb, " · critical path %s", buf);
 	if (json_object_object_get_ex(rep, "ci", &ci) &&
 	    json_object_is_type(ci, json_type_object)) {
@@ -1196,10 +1232,10 @@ static char *render_html(json_object *rep, orchd_report_log_fn log, void *log_ar
 
 		if (!o)
 			continue;
-		orchd_format_duration(d, sizeof(d), op_get_int(o, "duration_ms", 0));
-		orchd_format_duration(c, sizeof(c), op_get_int(o, "cpu_ms", 0));
-		if (op_get_int(o, "max_rss_kb", 0))
-			orchd_format_kib(r, sizeof(r), (long)op_get_int(o, "max_rss_kb", 0));
+		orchd_format_duration(d, sizeof(d), jint(o, "duration_ms", 0));
+		orchd_format_duration(c, sizeof(c), jint(o, "cpu_ms", 0));
+		if (jint(o, "max_rss_kb", 0))
+			orchd_format_kib(r, sizeof(r), (long)jint(o, "max_rss_kb", 0));
 		else
 			snprintf(r, sizeof(r), "-");
 		op_buf_addstr(&sb, "<tr data-instance=\"");
@@ -1208,12 +1244,12 @@ static char *render_html(json_object *rep, orchd_report_log_fn log, void *log_ar
 		html_text(&sb, jstr(o, "id"));
 		op_buf_addstr(&sb, "\">");
 		html_text(&sb, jstr(o, "id"));
-		op_buf_addf(&sb, "</a></td><td class=\"%s\">", jstr(o, "outcome"));
+		op_buf_addf(&sb, "</a></td><td class=\"%s\">", outcome_class(o));
 		html_text(&sb, jstr(o, "status"));
 		op_buf_addf(&sb,
 			    "</td><td class=\"n\">%lld</td><td class=\"n\">%s</td><td "
 			    "class=\"n\">%s</td><td class=\"n\">%s</td></tr>\n",
-			    op_get_int(o, "attempts", 0), d, c, r);
+			    jint(o, "attempts", 0), d, c, r);
 	}
 	op_buf_addstr(&sb, "</tbody></table></section>\n");
 
@@ -1287,7 +1323,7 @@ static char *render_html(json_object *rep, orchd_report_log_fn log, void *log_ar
 		op_buf_addf(&sb, "\"%s><summary>",
 			    strcmp(jstr(o, "outcome"), "failed") ? "" : " open");
 		html_text(&sb, jstr(o, "id"));
-		op_buf_addf(&sb, " <span class=\"%s\">", jstr(o, "outcome"));
+		op_buf_addf(&sb, " <span class=\"%s\">", outcome_class(o));
 		html_text(&sb, jstr(o, "status"));
 		op_buf_addstr(&sb, "</span></summary><pre>");
 		if (text)

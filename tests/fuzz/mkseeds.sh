@@ -11,11 +11,13 @@
 #                 first '"' or ': ' on; tests/fuzz/seeds/refs/
 #   fuzz_local    records and a history written by the engine itself
 #                 (fuzz_local with ORCHD_FUZZ_SEEDS), tests/fuzz/seeds/local/
+#   fuzz_report   report.json files of real runs, tests/fuzz/seeds/report/
 set -eu
 fz=$1
 seeds=$fz/seeds
 rm -rf "$seeds"
-mkdir -p "$seeds/fuzz_loader" "$seeds/fuzz_protocol" "$seeds/fuzz_refs" "$seeds/fuzz_local"
+mkdir -p "$seeds/fuzz_loader" "$seeds/fuzz_protocol" "$seeds/fuzz_refs" "$seeds/fuzz_local" \
+	"$seeds/fuzz_report"
 
 yamls=$(ls examples/*.yaml examples/*/pipeline.yaml tests/configs/invalid/*.yaml)
 for f in $yamls; do
@@ -55,11 +57,11 @@ EOF
 
 ORCHD_FUZZ_SEEDS=$seeds/fuzz_local "$fz/fuzz_local" -runs=0 >/dev/null 2>&1
 
-for t in loader protocol refs local; do
+for t in loader protocol refs local report; do
 	if [ -d "tests/fuzz/seeds/$t" ]; then
 		cp tests/fuzz/seeds/$t/* "$seeds/fuzz_$t/"
 	fi
 done
-for t in loader protocol refs local; do
+for t in loader protocol refs local report; do
 	printf 'seeds: fuzz_%s: %s files\n' "$t" "$(ls "$seeds/fuzz_$t" | wc -l)"
 done

@@ -38,6 +38,8 @@ for name in "$@"; do
 	[ -f "tests/fuzz/$name.dict" ] && set -- "$@" -dict="tests/fuzz/$name.dict"
 	# the local engine warns on stderr for each torn history line
 	[ "$name" = fuzz_local ] && set -- "$@" -close_fd_mask=2
+	# and orchd report says why a file is not a report
+	[ "$name" = fuzz_report ] && set -- "$@" -close_fd_mask=2
 	echo "fuzz: $name: $fz/$name $* $corpus $fz/seeds/$name"
 	start=$(date +%s)
 	"$fz/$name" "$@" "$corpus" "$fz/seeds/$name" >"$log" 2>&1
