@@ -1583,25 +1583,31 @@ static json_object *parse_report(const char *text, size_t len)
 	return o;
 }
 
-/* The newest run of a runs/ directory that has a report: run ids start
- * with their UTC time ("r-20261201T014400Z-..."), so the greatest name. */
+/* The newest run of a runs/ directory that has a report: the one whose
+ * report.json was written last (run ids begin with their start time, but
+ * only to the second). */
 static char *latest_run(const char *runs)
 {
 	DIR *d = opendir(runs);
 	struct dirent *e;
+	struct timespec best_t = {0, 0};
 	char *best = NULL;
 
 	if (!d)
 		return NULL;
 	while ((e = readdir(d))) {
+		struct stat st;
 		char *rep;
 
-		if (e->d_name[0] == '.' || (best && strcmp(e->d_name, best) <= 0))
+		if (e->d_name[0] == '.')
 			continue;
 		rep = xasprintf("%s/%s/report.json", runs, e->d_name);
-		if (!access(rep, F_OK)) {
+		if (!stat(rep, &st) && S_ISREG(st.st_mode) &&
+		    (!best || st.st_mtim.tv_sec > best_t.tv_sec ||
+		     (st.st_mtim.tv_sec == best_t.tv_sec && st.st_mtim.tv_nsec > best_t.tv_nsec))) {
 			free(best);
 			best = xstrdup(e->d_name);
+			best_t = st.st_mtim;
 		}
 		free(rep);
 	}
