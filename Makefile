@@ -284,7 +284,7 @@ tools:
 	bash tests/tools/install-tools.sh
 
 LINT_SRC = $(COMMON_SRC) $(PROTO_SRC) $(ORCH_SRC) $(MAIN_SRC) orchestrator/probe.c orchestrator/reaper.c \
-	$(wildcard extensions/*/*.c) $(TEST_SRC) $(TESTLIB_SRC) $(TEST_HELPER_SRC) $(wildcard tests/fuzz/*.c) \
+	$(wildcard extensions/*/*.c) $(TEST_SRC) $(TESTLIB_SRC) $(TEST_HELPER_SRC) $(wildcard tests/fuzz/*.[ch]) \
 	$(wildcard common/*.h protocol/*.h orchestrator/*/*.h extensions/*/*.h)
 
 lint: $(PROTO_HDR)

@@ -126,25 +126,8 @@ EOF
 mv -f "$tmp" "$WRAPPER"
 
 # --- 2a. junitparser venv, pinned by wheel hash ---------------------------
-venv_ok() {
-	[ -x "$1/bin/python" ] &&
-		"$1/bin/python" -c 'import sys; from importlib.metadata import version; sys.exit(version("junitparser") != sys.argv[1])' \
-			"$JUNITPARSER_VERSION" 2>/dev/null
-}
-if ! venv_ok "$VENV"; then
-	tmp=$VENV.tmp.$$
-	rm -rf "$tmp"
-	echo "junit.sh: creating venv with junitparser $JUNITPARSER_VERSION in $VENV" >&2
-	"$PYTHON" -m venv "$tmp" ||
-		{ rm -rf "$tmp"; die "'$PYTHON -m venv' failed (Debian: apt-get install python3-venv)"; }
-	printf 'junitparser==%s --hash=sha256:%s\n' "$JUNITPARSER_VERSION" "$JUNITPARSER_WHEEL_SHA256" >"$tmp/requirements.txt"
-	"$tmp/bin/python" -m pip install -q --disable-pip-version-check --no-deps \
-		--only-binary :all: --require-hashes -r "$tmp/requirements.txt" >&2 ||
-		{ rm -rf "$tmp"; die "pip could not install junitparser==$JUNITPARSER_VERSION"; }
-	rm -rf "$VENV"
-	mv "$tmp" "$VENV"
-	venv_ok "$VENV" || die "junitparser venv in $VENV is not usable"
-fi
+. "$(dirname "$0")/venv.sh"
+pinned_venv "$VENV" junitparser "$JUNITPARSER_VERSION" "$JUNITPARSER_WHEEL_SHA256"
 
 # --- 1c. schema validation -------------------------------------------------
 if [ "$strict" = 1 ]; then

@@ -30,26 +30,8 @@ die() {
 }
 
 [ $# -gt 0 ] || die "usage: sh tests/formats/metrics.sh FILE..."
-venv_ok() {
-	[ -x "$VENV/bin/python" ] &&
-		"$VENV/bin/python" -c 'import sys; from importlib.metadata import version; sys.exit(version("prometheus_client") != sys.argv[1])' \
-			"$PC_VERSION" 2>/dev/null
-}
-if ! venv_ok; then
-	mkdir -p "$CACHE"
-	tmp=$VENV.tmp.$$
-	rm -rf "$tmp"
-	echo "metrics.sh: creating a venv with prometheus_client $PC_VERSION in $VENV" >&2
-	"$PYTHON" -m venv "$tmp" ||
-		{ rm -rf "$tmp"; die "'$PYTHON -m venv' failed (Debian: apt-get install python3-venv)"; }
-	printf 'prometheus_client==%s --hash=sha256:%s\n' "$PC_VERSION" "$PC_WHEEL_SHA256" >"$tmp/requirements.txt"
-	"$tmp/bin/python" -m pip install -q --disable-pip-version-check --no-deps \
-		--only-binary :all: --require-hashes -r "$tmp/requirements.txt" >&2 ||
-		{ rm -rf "$tmp"; die "pip could not install prometheus_client==$PC_VERSION"; }
-	rm -rf "$VENV"
-	mv "$tmp" "$VENV"
-	venv_ok || die "the venv in $VENV is not usable"
-fi
+. "$(dirname "$0")/venv.sh"
+pinned_venv "$VENV" prometheus_client "$PC_VERSION" "$PC_WHEEL_SHA256"
 
 exec "$VENV/bin/python" - "$@" <<'PY'
 import sys

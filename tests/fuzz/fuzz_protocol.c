@@ -30,16 +30,9 @@
 #include <json-c/json.h>
 
 #include "orchd_protocol.h"
+#include "fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(c)                                                                              \
-	do {                                                                                  \
-		if (!(c)) {                                                                   \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c); \
-			abort();                                                              \
-		}                                                                             \
-	} while (0)
 
 static const size_t small_caps[8] = {0, 1, 2, 3, 7, 16, 64, 255};
 
