@@ -409,6 +409,29 @@ static int parse_cli_duration(const char *opt, const char *arg, long *ms)
 	return 0;
 }
 
+/* A report option (of run, plan, destroy or report) into its path. */
+static int report_path_opt(struct orchd_report_paths *p, int opt, const char *arg)
+{
+	switch (opt) {
+	case OPT_REPORT:
+		p->report = arg;
+		return 0;
+	case OPT_JUNIT:
+		p->junit = arg;
+		return 0;
+	case OPT_TRACE:
+		p->trace = arg;
+		return 0;
+	case OPT_METRICS:
+		p->metrics = arg;
+		return 0;
+	case OPT_REPORT_HTML:
+		p->html = arg;
+		return 0;
+	}
+	return -1;
+}
+
 static int run_opt(int opt, const char *arg, void *ctx)
 {
 	struct run_ctx *r = ctx;
@@ -454,20 +477,11 @@ static int run_opt(int opt, const char *arg, void *ctx)
 	case OPT_LOCK_TIMEOUT:
 		return parse_cli_duration("--lock-timeout", arg, &r->o.lock_timeout_ms);
 	case OPT_REPORT:
-		r->o.report_path = arg;
-		return 0;
 	case OPT_JUNIT:
-		r->o.junit_path = arg;
-		return 0;
 	case OPT_TRACE:
-		r->o.trace_path = arg;
-		return 0;
 	case OPT_METRICS:
-		r->o.metrics_path = arg;
-		return 0;
 	case OPT_REPORT_HTML:
-		r->o.html_path = arg;
-		return 0;
+		return report_path_opt(&r->o.reports, opt, arg);
 	case OPT_LOG_FORMAT:
 		if (!strcmp(arg, "json"))
 			r->o.log_json = 1;
@@ -803,21 +817,7 @@ static int report_opt(int opt, const char *arg, void *ctx)
 {
 	struct report_opts *r = ctx;
 
-	switch (opt) {
-	case OPT_JUNIT:
-		r->out.junit = arg;
-		return 0;
-	case OPT_TRACE:
-		r->out.trace = arg;
-		return 0;
-	case OPT_METRICS:
-		r->out.metrics = arg;
-		return 0;
-	case OPT_REPORT_HTML:
-		r->out.html = arg;
-		return 0;
-	}
-	return -1;
+	return report_path_opt(&r->out, opt, arg);
 }
 
 static int cmd_report(struct cli *cli, int argc, char **argv)

@@ -310,8 +310,6 @@ static int load_records(struct command *c, const struct orchd_pipeline *p,
 static int report(struct command *c, const struct orchd_pipeline *p, const struct orchd_run_opts *o,
 		  int rc)
 {
-	struct orchd_report_paths paths = {o->report_path, o->junit_path, o->trace_path,
-					   o->metrics_path, o->html_path};
 	struct orchd_report_node *rn;
 	size_t n = 0;
 	int ret;
@@ -322,7 +320,7 @@ static int report(struct command *c, const struct orchd_pipeline *p, const struc
 				     : o->verb == ORCHD_VERB_DESTROY ? "destroy"
 								     : "apply",
 				     rc, c->started, unix_ms(), rn, n, orchd_console_mask(c->con),
-				     &paths, c->run_dir);
+				     &o->reports, c->run_dir);
 	free(rn);
 	return ret;
 }

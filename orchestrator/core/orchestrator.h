@@ -28,6 +28,7 @@
 #ifndef ORCHD_CORE_ORCHESTRATOR_H
 #define ORCHD_CORE_ORCHESTRATOR_H
 
+#include "core/report.h"
 #include <stddef.h>
 
 #include "core/loader.h"
@@ -55,17 +56,14 @@ struct orchd_run_opts {
 	int with_deps; /* targets pull in their dependencies (run, plan) */
 	const char *const *excludes;
 	size_t nexcludes;
-	int only_stale;		  /* run only instances whose inputs changed */
-	int only_failed;	  /* run only instances whose last run failed */
-	const char *state_dir;	  /* --state-dir, NULL: from the pipeline */
-	long lock_timeout_ms;	  /* --lock-timeout */
-	int detailed_exitcode;	  /* plan: 0 no changes, 2 changes, 1 error */
-	const char *report_path;  /* --report FILE (JSON), NULL: none */
-	const char *junit_path;	  /* --junit FILE, NULL: none */
-	const char *trace_path;	  /* --trace FILE, NULL: none */
-	const char *metrics_path; /* --metrics FILE, NULL: none */
-	const char *html_path;	  /* --report-html FILE, NULL: none */
-	int log_json;		  /* --log-format json */
+	int only_stale;	       /* run only instances whose inputs changed */
+	int only_failed;       /* run only instances whose last run failed */
+	const char *state_dir; /* --state-dir, NULL: from the pipeline */
+	long lock_timeout_ms;  /* --lock-timeout */
+	int detailed_exitcode; /* plan: 0 no changes, 2 changes, 1 error */
+	/* --report, --junit, --trace, --metrics, --report-html (NULL: none) */
+	struct orchd_report_paths reports;
+	int log_json; /* --log-format json */
 	enum orchd_output_mode output;
 	int quiet, verbose;
 	int argc; /* the command line, recorded with the lock */

@@ -13,6 +13,16 @@
 #include "orchd_protocol.h"
 #include "util.h"
 
+/* The text built in sb, handed over. */
+static char *detach(struct op_buf *sb)
+{
+	char *x = op_buf_detach(sb, NULL);
+
+	if (!x)
+		die("out of memory");
+	return x;
+}
+
 /* Masked copy of s (always malloc'ed). */
 static char *masked(const struct orchd_mask *m, const char *s)
 {
@@ -168,13 +178,13 @@ static long long node_end(const struct orchd_report_node *x)
 static json_object *critical_path(const struct orchd_report_node *n, size_t nn,
 				  long long started_at)
 {
-	json_object *r = json_object_new_object(), *ids = json_object_new_array(), *index;
+	json_object *r = json_object_new_object(), *ids = json_object_new_array();
 	size_t *chain = xcalloc(nn + 1, sizeof(*chain)), len = 0, cur = nn;
+	struct orchd_map index = ORCHD_MAP_INIT;
 	long long last = 0;
 
-	index = json_object_new_object();
 	for (size_t i = 0; i < nn; i++) {
-		json_object_object_add(index, n[i].id, json_object_new_int64((int64_t)i));
+		orchd_map_put(&index, n[i].id, i, NULL);
 		if (n[i].nspans && node_end(&n[i]) >= last) {
 			last = node_end(&n[i]);
 			cur = i;
@@ -186,12 +196,11 @@ static json_object *critical_path(const struct orchd_report_node *n, size_t nn,
 
 		chain[len++] = cur;
 		for (size_t k = 0; k < n[cur].ndepends; k++) {
-			json_object *v;
-			size_t d;
+			size_t *v = orchd_map_get(&index, n[cur].depends[k]), d;
 
-			if (!json_object_object_get_ex(index, n[cur].depends[k], &v))
+			if (!v)
 				continue;
-			d = (size_t)json_object_get_int64(v);
+			d = *v;
 			if (n[d].nspans && node_end(&n[d]) > best) {
 				best = node_end(&n[d]);
 				next = d;
@@ -204,7 +213,7 @@ static json_object *critical_path(const struct orchd_report_node *n, size_t nn,
 	json_object_object_add(r, "instances", ids);
 	json_object_object_add(r, "duration_ms",
 			       json_object_new_int64(last > started_at ? last - started_at : 0));
-	json_object_put(index);
+	orchd_map_release(&index);
 	free(chain);
 	return r;
 }
@@ -536,7 +545,6 @@ static char *render_junit(json_object *rep, orchd_report_log_fn log, void *log_a
 	json_object *inst = jarr(rep, "instances"), *ci;
 	size_t failures = 0, skipped = 0, n = jlen(inst);
 	const char *pipeline = jstr(rep, "pipeline");
-	char *x;
 
 	for (size_t i = 0; i < n; i++) {
 		json_object *o = jobj_at(inst, i);
@@ -580,10 +588,7 @@ static char *render_junit(json_object *rep, orchd_report_log_fn log, void *log_a
 		if (jobj_at(inst, i))
 			junit_testcase(&sb, jobj_at(inst, i), pipeline, log, log_arg);
 	op_buf_addstr(&sb, "</testsuite>\n");
-	x = op_buf_detach(&sb, NULL);
-	if (!x)
-		die("out of memory");
-	return x;
+	return detach(&sb);
 }
 
 /* A JSON string (quotes included) of s. */
@@ -627,7 +632,6 @@ static char *render_trace(json_object *rep)
 	json_object *inst = jarr(rep, "instances");
 	const char *action = jstr(rep, "action");
 	int first = 1;
-	char *x;
 
 	op_buf_addstr(&sb, "{\"displayTimeUnit\":\"ms\",\"otherData\":{\"pipeline\":");
 	add_jstring(&sb, jstr(rep, "pipeline"));
@@ -688,10 +692,7 @@ static char *render_trace(json_object *rep)
 		}
 	}
 	op_buf_addstr(&sb, "\n]}\n");
-	x = op_buf_detach(&sb, NULL);
-	if (!x)
-		die("out of memory");
-	return x;
+	return detach(&sb);
 }
 
 /* A label value in the exposition format: \, " and newline escaped. */
@@ -774,7 +775,6 @@ static char *render_metrics(json_object *rep)
 	const char *pipeline = jstr(rep, "pipeline");
 	size_t n = jlen(inst);
 	double t;
-	char *x;
 
 	metric_head(&sb, "orchd_instance_status",
 		    "1 for the status the instance ended this run with (label status)");
@@ -850,10 +850,7 @@ static char *render_metrics(json_object *rep)
 		PER_RUN("orchd_run_end_timestamp_seconds", "unix time the run ended", "%.3f", t);
 #undef PER_RUN
 	op_buf_addstr(&sb, "# EOF\n");
-	x = op_buf_detach(&sb, NULL);
-	if (!x)
-		die("out of memory");
-	return x;
+	return detach(&sb);
 }
 
 /* --- HTML ------------------------------------------------------------------ */
@@ -1061,26 +1058,26 @@ static void html_graph(struct op_buf *sb, json_object *inst, json_object *crit)
 {
 	size_t n = jlen(inst), *level = xcalloc(n + 1, sizeof(size_t));
 	size_t *row = xcalloc(n + 1, sizeof(size_t)), *count, maxlevel = 0, maxrow = 0;
-	json_object *index = json_object_new_object();
+	struct orchd_map index = ORCHD_MAP_INIT;
 	int changed = 1;
 
 	for (size_t i = 0; i < n; i++)
 		if (jobj_at(inst, i))
-			json_object_object_add(index, jstr(jobj_at(inst, i), "id"),
-					       json_object_new_int64((int64_t)i));
+			orchd_map_put(&index, jstr(jobj_at(inst, i), "id"), i, NULL);
 	/* longest path, by relaxation (at most n rounds: the graph is acyclic) */
 	for (size_t round = 0; changed && round <= n; round++) {
 		changed = 0;
 		for (size_t i = 0; i < n; i++) {
-			json_object *deps = jarr(jobj_at(inst, i), "depends_on"), *v;
+			json_object *deps = jarr(jobj_at(inst, i), "depends_on");
 
-			for (size_t k = 0; k < jlen(deps); k++)
-				if (json_object_object_get_ex(index, jstr_at(deps, k), &v) &&
-				    level[json_object_get_int64(v)] + 1 > level[i] &&
-				    level[json_object_get_int64(v)] < n) {
-					level[i] = level[json_object_get_int64(v)] + 1;
+			for (size_t k = 0; k < jlen(deps); k++) {
+				size_t *v = orchd_map_get(&index, jstr_at(deps, k));
+
+				if (v && level[*v] + 1 > level[i] && level[*v] < n) {
+					level[i] = level[*v] + 1;
 					changed = 1;
 				}
+			}
 		}
 	}
 	count = xcalloc(n + 2, sizeof(size_t));
@@ -1096,14 +1093,14 @@ static void html_graph(struct op_buf *sb, json_object *inst, json_object *crit)
 		    "height=\"%zu\" role=\"img\" aria-label=\"dependency graph\">",
 		    (maxlevel + 1) * 200 + 20, (maxrow + 1) * 36 + 20);
 	for (size_t i = 0; i < n; i++) {
-		json_object *deps = jarr(jobj_at(inst, i), "depends_on"), *v;
+		json_object *deps = jarr(jobj_at(inst, i), "depends_on");
 
 		for (size_t k = 0; k < jlen(deps); k++) {
-			size_t d;
+			size_t *v = orchd_map_get(&index, jstr_at(deps, k)), d;
 
-			if (!json_object_object_get_ex(index, jstr_at(deps, k), &v))
+			if (!v)
 				continue;
-			d = (size_t)json_object_get_int64(v);
+			d = *v;
 			op_buf_addf(
 				sb,
 				"<path class=\"edge\" d=\"M%zu %zu C%zu %zu %zu %zu %zu %zu\"/>",
@@ -1135,7 +1132,7 @@ static void html_graph(struct op_buf *sb, json_object *inst, json_object *crit)
 		op_buf_addstr(sb, "</title></text></g>");
 	}
 	op_buf_addstr(sb, "</svg>\n");
-	json_object_put(index);
+	orchd_map_release(&index);
 	free(level);
 	free(row);
 	free(count);
@@ -1148,12 +1145,11 @@ static void html_log(struct op_buf *sb, const char *text)
 
 	while (*p) {
 		size_t len = strcspn(p, "\n");
-		const char *colon = memchr(p, ' ', len);
 		char *line = xstrndup(p, len);
 		const char *cls = NULL;
 
-		if (!strncmp(line, "error: ", 7) ||
-		    (colon && strstr(line, ": error: ") && strstr(line, ": error: ") < p + len))
+		/* "error: ..." or a diagnostic "FILE:LINE:COL: error: ..." */
+		if (!strncmp(line, "error: ", 7) || strstr(line, ": error: "))
 			cls = "l-error";
 		else if (!strncmp(line, "warning: ", 9))
 			cls = "l-warning";
@@ -1185,7 +1181,6 @@ static char *render_html(json_object *rep, orchd_report_log_fn log, void *log_ar
 	json_object *inst = jarr(rep, "instances"), *cp = NULL, *crit = NULL, *ci = NULL;
 	size_t n = jlen(inst);
 	char buf[64];
-	char *x;
 
 	json_object_object_get_ex(rep, "critical_path", &cp);
 	crit = jarr(cp, "instances");
@@ -1332,10 +1327,7 @@ static char *render_html(json_object *rep, orchd_report_log_fn log, void *log_ar
 		free(text);
 	}
 	op_buf_addstr(&sb, "</section>\n</body></html>\n");
-	x = op_buf_detach(&sb, NULL);
-	if (!x)
-		die("out of memory");
-	return x;
+	return detach(&sb);
 }
 
 char *orchd_report_render(json_object *rep, enum orchd_report_format fmt, orchd_report_log_fn log,
@@ -1472,17 +1464,15 @@ static int write_logs(const char *dir, const struct orchd_report_node *n, size_t
 struct live_logs {
 	const struct orchd_report_node *n;
 	const struct orchd_mask *mask;
-	json_object *index; /* id -> index into n */
+	struct orchd_map index; /* id -> index into n */
 };
 
 static char *live_log(void *arg, const char *id)
 {
 	struct live_logs *l = arg;
-	json_object *v;
+	size_t *v = orchd_map_get(&l->index, id);
 
-	if (!json_object_object_get_ex(l->index, id, &v))
-		return NULL;
-	return masked(l->mask, l->n[json_object_get_int64(v)].log);
+	return v ? masked(l->mask, l->n[*v].log) : NULL;
 }
 
 /* Render rep into each path of out that is set. */
@@ -1522,7 +1512,7 @@ int orchd_report_write_all(const char *run_id, const char *pipeline, const char 
 			   const struct orchd_mask *mask, const struct orchd_report_paths *paths,
 			   const char *run_dir)
 {
-	struct live_logs live = {n, mask, json_object_new_object()};
+	struct live_logs live = {n, mask, ORCHD_MAP_INIT};
 	json_object *rep;
 	const char *txt;
 	int ret = 0;
@@ -1557,10 +1547,10 @@ int orchd_report_write_all(const char *run_id, const char *pipeline, const char 
 	if (paths->report && orchd_write_file_atomic(paths->report, txt, strlen(txt)) < 0)
 		ret = -1;
 	for (size_t i = 0; i < nn; i++)
-		json_object_object_add(live.index, n[i].id, json_object_new_int64((int64_t)i));
+		orchd_map_put(&live.index, n[i].id, i, NULL);
 	if (write_rendered(rep, paths, live_log, &live) < 0)
 		ret = -1;
-	json_object_put(live.index);
+	orchd_map_release(&live.index);
 	json_object_put(rep);
 	return ret;
 }
