@@ -769,6 +769,97 @@ out:
 	return ret;
 }
 
+int orchd_git_read_pinned(const char *url, const char *ref, const char *path,
+			  const struct orchd_git_opts *opts, char commit[ORCHD_GIT_OIDSZ],
+			  struct op_buf *out, char *err, size_t errlen)
+{
+	struct orchd_git_opts o = ORCHD_GIT_OPTS_INIT;
+	git_repository *repo = NULL;
+	git_commit *c = NULL;
+	git_tree *tree = NULL;
+	git_tree_entry *entry = NULL;
+	git_blob *blob = NULL;
+	git_oid oid;
+	struct watch w;
+	char *shown, *mirror_path = NULL, *full;
+	const char *tag = !strncmp(ref, "refs/tags/", 10) ? ref + 10 : ref;
+	int pinned = is_hex(ref, GIT_OID_HEXSZ, GIT_OID_HEXSZ), lockfd = -1, ret = -1, rc;
+
+	if (opts)
+		o = *opts;
+	if (orchd_git_global_init(err, errlen) < 0)
+		return -1;
+	shown = orchd_http_redact(url);
+	watch_begin(&w, &o);
+	if (mirror_open(url, shown, &o, pinned ? ref : NULL, &mirror_path, &lockfd, &repo, err,
+			errlen) < 0)
+		goto out;
+	if (pinned) {
+		rc = git_oid_fromstr(&oid, ref);
+	} else {
+		full = xasprintf("refs/tags/%s", tag);
+		rc = resolve_refname(repo, full, &oid);
+		free(full);
+		if (rc < 0) {
+			git_oid branch;
+
+			full = xasprintf("refs/heads/%s", ref);
+			rc = resolve_refname(repo, full, &branch);
+			free(full);
+			git_error_clear();
+			if (rc == 0)
+				snprintf(err, errlen,
+					 "'%s' of '%s' is a branch: pin it to a commit id (40 hex "
+					 "digits) or a tag",
+					 ref, shown);
+			else
+				snprintf(err, errlen,
+					 "'%s' of '%s' is no tag: pin it to a commit id (40 hex "
+					 "digits) or a tag",
+					 ref, shown);
+			goto out;
+		}
+	}
+	if (rc < 0 || git_commit_lookup(&c, repo, &oid) < 0) {
+		snprintf(err, errlen, "cannot find commit '%s' of '%s': %s", ref, shown, git_msg());
+		goto out;
+	}
+	if (git_commit_tree(&tree, c) < 0) {
+		snprintf(err, errlen, "cannot read commit '%s' of '%s': %s", ref, shown, git_msg());
+		goto out;
+	}
+	if (git_tree_entry_bypath(&entry, tree, path) < 0 ||
+	    git_tree_entry_type(entry) != GIT_OBJECT_BLOB) {
+		git_error_clear();
+		snprintf(err, errlen, "no file '%s' in '%s' at '%s'", path, shown, ref);
+		goto out;
+	}
+	if (git_blob_lookup(&blob, repo, git_tree_entry_id(entry)) < 0) {
+		snprintf(err, errlen, "cannot read '%s' of '%s' at '%s': %s", path, shown, ref,
+			 git_msg());
+		goto out;
+	}
+	if (op_buf_add(out, git_blob_rawcontent(blob), (size_t)git_blob_rawsize(blob)) < 0) {
+		snprintf(err, errlen, "'%s' of '%s' at '%s' is too large", path, shown, ref);
+		errno = E2BIG;
+		goto out;
+	}
+	git_oid_tostr(commit, ORCHD_GIT_OIDSZ, &oid);
+	ret = 0;
+out:
+	watch_end(&w, &o);
+	git_blob_free(blob);
+	git_tree_entry_free(entry);
+	git_tree_free(tree);
+	git_commit_free(c);
+	git_repository_free(repo);
+	if (lockfd >= 0)
+		close(lockfd);
+	free(mirror_path);
+	free(shown);
+	return ret;
+}
+
 #if defined(__SANITIZE_ADDRESS__)
 /*
  * LeakSanitizer hook: libgit2 1.5 with the system pcre2 (10.42) leaks the

@@ -98,4 +98,18 @@ int orchd_git_checkout(const char *url, const char *ref, const char *dest,
 int orchd_git_mirror(const char *url, const struct orchd_git_opts *opts, char **mirror_path,
 		     char *err, size_t errlen);
 
+/*
+ * Read the file `path` (relative to the repository's root) of url at ref
+ * into out (whose limit bounds it; E2BIG beyond) and put the commit id in
+ * commit.  ref must be pinned: a full 40-digit commit id, or a tag (name
+ * or refs/tags/NAME); a branch is refused with
+ *   "'REF' of 'URL' is a branch: pin it to a commit id (40 hex digits) or a tag"
+ * The file is read from the mirror of the cache, fetched first unless the
+ * commit is already there; nothing is checked out.
+ */
+struct op_buf;
+int orchd_git_read_pinned(const char *url, const char *ref, const char *path,
+			  const struct orchd_git_opts *opts, char commit[ORCHD_GIT_OIDSZ],
+			  struct op_buf *out, char *err, size_t errlen);
+
 #endif

@@ -30,6 +30,8 @@
 struct cli {
 	const char **ext_dirs; /* --extensions-dir, in order */
 	size_t next_dirs, ext_alloc;
+	const char *env;     /* --env, else $ORCHD_ENV */
+	const char *explain; /* validate --explain */
 };
 
 struct command {
@@ -52,6 +54,7 @@ static void print_usage(FILE *fp);
 	"  143  interrupted by SIGTERM\n"
 
 #define OPT_EXT_DIR 1000
+#define OPT_ENV	    1001
 
 static void add_ext_dir(struct cli *cli, const char *dir)
 {
@@ -80,6 +83,7 @@ static void print_command_help(const struct command *c, FILE *fp)
 	fprintf(fp, "usage: orchd %s\n\n%s\n%s", c->synopsis, c->help,
 		"Global options:\n"
 		"  --extensions-dir DIR  search DIR for extensions first (repeatable)\n"
+		"  --env NAME            apply core.environments.NAME (default: $ORCHD_ENV)\n"
 		"  -h, --help            show this help\n\n" EXIT_CODES_HELP);
 }
 
@@ -99,6 +103,7 @@ static int parse_opts(struct cli *cli, const struct command *c, int argc, char *
 	int opt;
 
 	opts[n++] = (struct option){"extensions-dir", required_argument, NULL, OPT_EXT_DIR};
+	opts[n++] = (struct option){"env", required_argument, NULL, OPT_ENV};
 	opts[n++] = (struct option){"help", no_argument, NULL, 'h'};
 	/* Options whose value is a letter have that short form too. */
 	for (; extra && extra->name && n < ARRAY_SIZE(opts) - 1; extra++) {
@@ -121,6 +126,9 @@ static int parse_opts(struct cli *cli, const struct command *c, int argc, char *
 			return -2;
 		case OPT_EXT_DIR:
 			add_ext_dir(cli, optarg);
+			break;
+		case OPT_ENV:
+			cli->env = optarg;
 			break;
 		case '?':
 			if (optopt)
@@ -154,13 +162,18 @@ static struct orchd_pipeline *load_pipeline_reg(struct cli *cli, const char *fil
 	struct orchd_diags d;
 	struct orchd_registry reg = ORCHD_REGISTRY_INIT;
 	struct orchd_pipeline *p = NULL;
-	struct op_buf err = OP_BUF_INIT;
+	struct op_buf err = OP_BUF_INIT, explained = OP_BUF_INIT;
+	struct orchd_load_opts lo;
 	const char **types;
 	size_t ntypes;
 	int ret;
 
 	orchd_diags_init(&d);
-	ret = orchd_bootstrap_load_file(file, &p, &d);
+	memset(&lo, 0, sizeof(lo));
+	lo.env = cli->env ? cli->env : getenv("ORCHD_ENV");
+	lo.explain = cli->explain;
+	lo.explain_out = cli->explain ? &explained : NULL;
+	ret = orchd_bootstrap_load_opts(file, &lo, &p, &d);
 	if (p) {
 		if (orchd_loader_discover(&reg, cli->ext_dirs, cli->next_dirs, 0, &err) < 0)
 			warning("%s", orchd_buf_str(&err));
@@ -175,6 +188,7 @@ static struct orchd_pipeline *load_pipeline_reg(struct cli *cli, const char *fil
 	}
 	op_buf_release(&err);
 	if (ret < 0) {
+		op_buf_release(&explained);
 		orchd_diags_print(&d, stderr);
 		orchd_diags_release(&d);
 		orchd_pipeline_free(p);
@@ -182,6 +196,9 @@ static struct orchd_pipeline *load_pipeline_reg(struct cli *cli, const char *fil
 		return NULL;
 	}
 	orchd_diags_release(&d);
+	if (explained.len)
+		fwrite(orchd_buf_str(&explained), 1, explained.len, stdout);
+	op_buf_release(&explained);
 	return p;
 }
 
@@ -385,6 +402,7 @@ enum {
 	OPT_SHOW_SECRETS,
 	OPT_LIMIT,
 	OPT_SYNTAX_ONLY,
+	OPT_EXPLAIN,
 };
 
 struct run_ctx {
@@ -393,6 +411,7 @@ struct run_ctx {
 	size_t ntargets, nexcludes, talloc, xalloc;
 	int json, show_secrets, syntax_only;
 	long limit;
+	const char *explain;
 };
 
 /* Durations on the command line: as in the pipeline file ("30s", "5m", 90). */
@@ -514,6 +533,9 @@ static int run_opt(int opt, const char *arg, void *ctx)
 		return 0;
 	case OPT_SHOW_SECRETS:
 		r->show_secrets = 1;
+		return 0;
+	case OPT_EXPLAIN:
+		r->explain = arg;
 		return 0;
 	case OPT_SYNTAX_ONLY:
 		r->syntax_only = 1;
@@ -653,6 +675,7 @@ static int cmd_validate(struct cli *cli, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{"syntax-only", no_argument, NULL, OPT_SYNTAX_ONLY},
+		{"explain", required_argument, NULL, OPT_EXPLAIN},
 		{"parallelism", required_argument, NULL, 'j'},
 		{"target", required_argument, NULL, 't'},
 		{"with-deps", no_argument, NULL, OPT_WITH_DEPS},
@@ -677,12 +700,16 @@ static int cmd_validate(struct cli *cli, int argc, char **argv)
 		goto out;
 	if (!(file = one_file(c, argc, argv, first, &code)))
 		goto out;
+	cli->explain = r.explain;
 	if (!(p = load_pipeline_reg(cli, file, &code, &reg)))
 		goto out;
+	if (r.explain) /* what the file says, nothing run */
+		goto done;
 	if (!r.syntax_only)
 		code = orchestrate(&r, p, &reg, argc, argv);
 	if (code == ORCHD_EXIT_OK)
 		printf("%s: ok (%zu instance%s)\n", file, p->ninst, p->ninst == 1 ? "" : "s");
+done:
 	orchd_pipeline_free(p);
 	orchd_loader_release(&reg);
 out:
@@ -1005,13 +1032,14 @@ static void print_usage(FILE *fp)
 	fprintf(fp,
 		"\nGlobal options:\n"
 		"  --extensions-dir DIR  search DIR for extensions first (repeatable)\n"
+		"  --env NAME            apply core.environments.NAME (default: $ORCHD_ENV)\n"
 		"  -h, --help            show this help ('orchd COMMAND --help' for a command)\n"
 		"  --version             print the version\n\n" EXIT_CODES_HELP);
 }
 
 int main(int argc, char **argv)
 {
-	struct cli cli = {NULL, 0, 0};
+	struct cli cli = {NULL, 0, 0, NULL, NULL};
 	const struct command *c;
 	int i = 1, code;
 
@@ -1041,6 +1069,14 @@ int main(int argc, char **argv)
 			i += 2;
 		} else if (!strncmp(a, "--extensions-dir=", 17)) {
 			add_ext_dir(&cli, a + 17);
+			i++;
+		} else if (!strcmp(a, "--env")) {
+			if (i + 1 >= argc)
+				return usage_error(NULL, "option '--env' needs a value");
+			cli.env = argv[i + 1];
+			i += 2;
+		} else if (!strncmp(a, "--env=", 6)) {
+			cli.env = a + 6;
 			i++;
 		} else {
 			return usage_error(NULL, "unknown option '%s'", a);

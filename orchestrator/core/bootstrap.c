@@ -14,6 +14,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
@@ -27,6 +28,7 @@
 #include "core/graph.h"
 #include "core/refs.h"
 #include "core/ytree.h"
+#include "core/compose.h"
 #include "crypto.h"
 #include "fetch.h"
 #include "orchd_protocol.h"
@@ -267,6 +269,7 @@ static int env_name_ok(const char *s)
 
 struct build {
 	const char *file;
+	const struct yparse *y; /* its files name the nodes' */
 	struct orchd_diags *d;
 	struct orchd_pipeline *p;
 	/* The key path, as a stack of components rendered only when a
@@ -292,6 +295,16 @@ struct build {
 	int failed;
 };
 
+static struct orchd_pos npos(const struct ynode *n)
+{
+	struct orchd_pos pos;
+
+	pos.line = n->line;
+	pos.column = n->col;
+	pos.file = n->file;
+	return pos;
+}
+
 static const char *path_str(struct build *b);
 static int berr(struct build *b, const struct ynode *n, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -304,7 +317,8 @@ static int berr(struct build *b, const struct ynode *n, const char *fmt, ...)
 	if (vasprintf(&msg, fmt, ap) < 0)
 		die("out of memory");
 	va_end(ap);
-	orchd_diag_add(b->d, b->file, n ? n->line : 0, n ? n->col : 0, "%s: %s", path_str(b), msg);
+	orchd_diag_add(b->d, n ? b->y->files[n->file].path : b->file, n ? n->line : 0,
+		       n ? n->col : 0, "%s: %s", path_str(b), msg);
 	free(msg);
 	b->failed = 1;
 	return -1;
@@ -477,7 +491,7 @@ static int ref_not_here(struct build *b, const struct ynode *n, const char *wher
 		berr(b, n, "%s", err);
 		return 1;
 	}
-	bad = parsed.nrefs > 0;
+	bad = parsed.nrefs + parsed.nloads > 0;
 	orchd_ref_parsed_release(&parsed);
 	if (bad)
 		berr(b, n, "references (${{ }}) are not supported in %s", where);
@@ -597,6 +611,23 @@ static void emit_string_with_refs(struct build *b, const struct ynode *n, struct
 	char *text;
 	if (orchd_ref_parse(n->s, n->len, &parsed, err, sizeof(err)) < 0)
 		berr(b, n, "%s", err);
+	for (size_t k = 0; k < parsed.n && parsed.nloads; k++) {
+		const struct orchd_ref_part *pp = &parsed.parts[k];
+
+		/* core/compose replaced those it could */
+		if (pp->ns == ORCHD_REF_PARAMS) {
+			berr(b, n,
+			     "'%s': parameters exist only in the config of a template "
+			     "(core.templates)",
+			     pp->text);
+			break;
+		}
+		if (pp->ns) {
+			berr(b, n, "'%s' cannot be resolved here (inside a substituted value)",
+			     pp->text);
+			break;
+		}
+	}
 	if (parsed.nrefs && b->in_defaults) {
 		berr(b, n, "references (${{ }}) are not supported in core.defaults");
 	} else if (parsed.nrefs && in) {
@@ -632,8 +663,7 @@ static void emit_string_with_refs(struct build *b, const struct ynode *n, struct
 			r->key = pp->key;
 			pp->target = pp->key = NULL;
 			r->path = xstrdup(path_str(b));
-			r->pos.line = n->line;
-			r->pos.column = n->col;
+			r->pos = npos(n);
 			r->target_index = (size_t)-1;
 		}
 	}
@@ -738,8 +768,7 @@ static int get_level(struct build *b, const struct ynode *n, struct orchd_isolat
 /* isolation: a level ("strict", "basic"), or {level, network, paths}. */
 static void build_isolation(struct build *b, const struct ynode *n, struct orchd_isolation *iso)
 {
-	iso->pos.line = n->line;
-	iso->pos.column = n->col;
+	iso->pos = npos(n);
 	if (n->kind == Y_SCALAR) {
 		get_level(b, n, iso);
 		return;
@@ -888,8 +917,7 @@ static void build_engine(struct build *b, const struct ynode *n, struct orchd_en
 	size_t i, mark;
 	char *s;
 
-	e->pos.line = n->line;
-	e->pos.column = n->col;
+	e->pos = npos(n);
 	if (expect_kind(b, n, Y_MAP))
 		return;
 	for (i = 0; i < n->n; i++) {
@@ -952,8 +980,7 @@ static void build_core(struct build *b, const struct ynode *n)
 	int64_t v;
 	char *s;
 
-	c->pos.line = n->line;
-	c->pos.column = n->col;
+	c->pos = npos(n);
 	if (n->kind == Y_SCALAR && n->plain && !*n->s)
 		return; /* "core:" with nothing: all defaults */
 	if (expect_kind(b, n, Y_MAP))
@@ -1032,8 +1059,7 @@ static void build_core(struct build *b, const struct ynode *n)
 						xrealloc(c->type_defaults_pos,
 							 (c->ntype_defaults + 1) *
 								 sizeof(*c->type_defaults_pos));
-					c->type_defaults_pos[c->ntype_defaults].line = k2->line;
-					c->type_defaults_pos[c->ntype_defaults].column = k2->col;
+					c->type_defaults_pos[c->ntype_defaults] = npos(k2);
 					c->ntype_defaults++;
 					b->in_defaults = 1;
 					json_object_object_add(c->type_defaults, k2->s,
@@ -1067,8 +1093,7 @@ static void add_depends(struct build *b, struct orchd_instance *in, const struct
 	in->depends_on = xrealloc(in->depends_on, (in->ndepends + 1) * sizeof(char *));
 	in->depends_pos = xrealloc(in->depends_pos, (in->ndepends + 1) * sizeof(*in->depends_pos));
 	in->depends_on[in->ndepends] = s;
-	in->depends_pos[in->ndepends].line = n->line;
-	in->depends_pos[in->ndepends].column = n->col;
+	in->depends_pos[in->ndepends] = npos(n);
 	in->ndepends++;
 }
 
@@ -1134,8 +1159,7 @@ static void build_instance(struct build *b, const char *type, const struct ynode
 	b->refs_alloc = 0;
 	b->sites_alloc = 0;
 	b->cfg_root = b->pn;
-	in->pos.line = n->line;
-	in->pos.column = n->col;
+	in->pos = npos(n);
 	in->enabled = 1;
 	in->exec = p->core.defaults;
 	op_buf_reset(&b->cfg);
@@ -1236,16 +1260,27 @@ static void build_instance(struct build *b, const char *type, const struct ynode
 		ok = 0;
 	}
 	if (ok) {
-		in->name_pos.line = namev->line;
-		in->name_pos.column = namev->col;
+		in->name_pos = npos(namev);
 		in->type = xstrdup(type);
 		in->id = xasprintf("%s.%s", type, in->name);
 		if ((prev = orchd_map_get(ids, in->id))) {
 			struct orchd_instance *f = &p->inst[*prev];
 
 			mark = path_key(b, "name");
-			berr(b, namev, "duplicate instance name '%s' (first defined at %u:%u)",
-			     in->name, f->name_pos.line, f->name_pos.column);
+			if (f->name_pos.file == namev->file &&
+			    !b->y->files[namev->file].parent + 1) {
+				berr(b, namev,
+				     "duplicate instance name '%s' (first defined at %u:%u)",
+				     in->name, f->name_pos.line, f->name_pos.column);
+			} else {
+				char *first = orchd_pos_where(p, f->name_pos);
+				char *here = orchd_pos_where(p, npos(namev));
+
+				berr(b, namev, "duplicate instance '%s': defined at %s and at %s",
+				     in->id, first, here);
+				free(first);
+				free(here);
+			}
 			path_pop(b, mark);
 			ok = 0;
 		}
@@ -1290,8 +1325,7 @@ static void build_pipeline(struct build *b, const struct ynode *root)
 			       root->pairs[0].key->col, k->s);
 	}
 	p->name = xstrdup(root->pairs[0].key->s);
-	p->name_pos.line = root->pairs[0].key->line;
-	p->name_pos.column = root->pairs[0].key->col;
+	p->name_pos = npos(root->pairs[0].key);
 	if (!orchd_name_is_safe(p->name)) {
 		b->failed = 1;
 		orchd_diag_add(b->d, b->file, p->name_pos.line, p->name_pos.column,
@@ -1328,8 +1362,7 @@ static void build_pipeline(struct build *b, const struct ynode *root)
 		ALLOC_GROW(p->types, p->ntypes + 1, b->types_alloc);
 		p->types_pos = xrealloc(p->types_pos, b->types_alloc * sizeof(*p->types_pos));
 		p->types[p->ntypes] = xstrdup(k->s);
-		p->types_pos[p->ntypes].line = k->line;
-		p->types_pos[p->ntypes].column = k->col;
+		p->types_pos[p->ntypes] = npos(k);
 		p->ntypes++;
 		if (expect_kind(b, v, Y_SEQ)) {
 			path_pop(b, m2);
@@ -1347,34 +1380,66 @@ static void build_pipeline(struct build *b, const struct ynode *root)
 	path_pop(b, mark);
 }
 
-int orchd_bootstrap_load(const char *file, const char *buf, size_t len, struct orchd_pipeline **out,
-			 struct orchd_diags *d)
+/* Parse and compose (core/compose.h) the pipeline file in y: the root to
+ * build from, or NULL (errors added). */
+static struct ynode *load_tree(struct yparse *y, const char *file, const char *buf, size_t len,
+			       const struct orchd_load_opts *o, const char **env)
+{
+	char real[PATH_MAX];
+	size_t nerr = y->d->n;
+	int truncated = y->d->truncated;
+
+	if (len > ORCHD_MAX_FILE_SIZE) {
+		orchd_diag_add(y->d, file, 0, 0, "file too large (%zu bytes, limit %u MiB)", len,
+			       ORCHD_MAX_FILE_SIZE >> 20);
+		return NULL;
+	}
+	ytree_add_file(y, file, !(o && o->read) && realpath(file, real) ? real : file, (size_t)-1,
+		       0, 0);
+	y->cur = 0;
+	y->file = file;
+	y->buf = buf;
+	y->len = len;
+	if (ytree_parse(y) < 0 || (y->d->n > nerr || y->d->truncated != truncated) || !y->root) {
+		if (!y->root && y->d->n == nerr && y->d->truncated == truncated)
+			orchd_diag_add(
+				y->d, file, 1, 1,
+				"empty file (expected a mapping with one key, the pipeline name)");
+		return NULL;
+	}
+	return orchd_compose(y, o, env);
+}
+
+static int load(const char *file, const char *buf, size_t len, const struct orchd_load_opts *o,
+		struct orchd_pipeline **out, struct orchd_diags *d)
 {
 	struct yparse y;
 	struct build b;
 	struct orchd_pipeline *p;
+	struct ynode *root;
+	const char *env = NULL;
 	size_t nerr = d->n;
 	int truncated = d->truncated;
 
 	*out = NULL;
-	if (len > ORCHD_MAX_FILE_SIZE)
-		return orchd_diag_add(d, file, 0, 0, "file too large (%zu bytes, limit %u MiB)",
-				      len, ORCHD_MAX_FILE_SIZE >> 20);
 	memset(&y, 0, sizeof(y));
-	y.file = file;
-	y.buf = buf;
-	y.len = len;
 	y.d = d;
-	if (ytree_parse(&y) < 0 || (d->n > nerr || d->truncated != truncated) || !y.root) {
-		if (!y.root && d->n == nerr && d->truncated == truncated)
-			orchd_diag_add(
-				d, file, 1, 1,
-				"empty file (expected a mapping with one key, the pipeline name)");
+	if (!(root = load_tree(&y, file, buf, len, o, &env))) {
 		ytree_release(&y);
 		return -1;
 	}
 	p = xcalloc(1, sizeof(*p));
 	p->file = xstrdup(file);
+	p->files = xcalloc(y.nfiles, sizeof(*p->files));
+	for (size_t i = 0; i < y.nfiles; i++) {
+		p->files[i].path = xstrdup(y.files[i].path);
+		p->files[i].parent = y.files[i].parent;
+		p->files[i].at.line = y.files[i].line;
+		p->files[i].at.column = y.files[i].col;
+		p->files[i].at.file =
+			y.files[i].parent < y.nfiles ? (unsigned)y.files[i].parent : 0;
+	}
+	p->nfiles = y.nfiles;
 	p->core.stack = xstrdup("dev");
 	orchd_exec_set_defaults(&p->core.defaults);
 	p->core.engine.type = ORCHD_ENGINE_LOCAL;
@@ -1384,9 +1449,17 @@ int orchd_bootstrap_load(const char *file, const char *buf, size_t len, struct o
 		die("out of memory");
 	memset(&b, 0, sizeof(b));
 	b.file = file;
+	b.y = &y;
 	b.d = d;
 	b.p = p;
-	build_pipeline(&b, y.root);
+	build_pipeline(&b, root);
+	if (env) {
+		char *s = xasprintf("%s.%s", p->core.stack, env);
+
+		p->env = xstrdup(env);
+		free(p->core.stack);
+		p->core.stack = s;
+	}
 	op_buf_release(&b.path);
 	op_buf_release(&b.text);
 	op_buf_release(&b.cfg);
@@ -1399,33 +1472,39 @@ int orchd_bootstrap_load(const char *file, const char *buf, size_t len, struct o
 	return 0;
 }
 
-int orchd_bootstrap_load_file(const char *path, struct orchd_pipeline **out, struct orchd_diags *d)
+int orchd_bootstrap_load(const char *file, const char *buf, size_t len, struct orchd_pipeline **out,
+			 struct orchd_diags *d)
 {
-	struct op_buf sb;
-	int fd, ret;
+	return load(file, buf, len, NULL, out, d);
+}
+
+int orchd_bootstrap_load_opts(const char *path, const struct orchd_load_opts *o,
+			      struct orchd_pipeline **out, struct orchd_diags *d)
+{
+	struct op_buf sb = OP_BUF_INIT;
+	int ret;
 
 	*out = NULL;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return orchd_diag_add(d, path, 0, 0, "cannot open: %s", strerror(errno));
-	op_buf_init(&sb, ORCHD_MAX_FILE_SIZE);
-	ret = orchd_read_fd(fd, &sb);
-	if (ret < 0) {
+	if (orchd_compose_read(o, path, &sb) < 0) {
 		int e = errno;
 
-		close(fd);
 		op_buf_release(&sb);
 		if (e == E2BIG)
 			return orchd_diag_add(d, path, 0, 0, "file too large (limit %u MiB)",
 					      ORCHD_MAX_FILE_SIZE >> 20);
 		if (e == ENOMEM)
 			die("out of memory");
-		return orchd_diag_add(d, path, 0, 0, "cannot read: %s", strerror(e));
+		return orchd_diag_add(d, path, 0, 0, "cannot %s: %s",
+				      e == ENOENT || e == EACCES ? "open" : "read", strerror(e));
 	}
-	close(fd);
-	ret = orchd_bootstrap_load(path, orchd_buf_str(&sb), sb.len, out, d);
+	ret = load(path, orchd_buf_str(&sb), sb.len, o, out, d);
 	op_buf_release(&sb);
 	return ret;
+}
+
+int orchd_bootstrap_load_file(const char *path, struct orchd_pipeline **out, struct orchd_diags *d)
+{
+	return orchd_bootstrap_load_opts(path, NULL, out, d);
 }
 
 /* ---- locating a key of a config blob ------------------------------------- */
@@ -1433,32 +1512,26 @@ int orchd_bootstrap_load_file(const char *path, struct orchd_pipeline **out, str
 struct orchd_locator {
 	struct yparse y;
 	struct orchd_diags d;
-	int ok;
+	struct ynode *root; /* composed as the pipeline was, NULL when it cannot be */
 };
 
 struct orchd_locator *orchd_locator_open(const struct orchd_pipeline *p)
 {
 	struct orchd_locator *l = xcalloc(1, sizeof(*l));
-	struct op_buf sb;
-	char chunk[65536];
-	ssize_t n;
-	int fd = open(p->file, O_RDONLY | O_CLOEXEC);
+	struct orchd_load_opts o;
+	struct op_buf sb = OP_BUF_INIT;
 
 	orchd_diags_init(&l->d);
-	if (fd < 0)
-		return l;
-	op_buf_init(&sb, ORCHD_MAX_FILE_SIZE);
-	while ((n = read(fd, chunk, sizeof(chunk))) > 0 || (n < 0 && errno == EINTR))
-		if (n > 0 && op_buf_add(&sb, chunk, (size_t)n) < 0)
-			break;
-	close(fd);
-	/* the tree points into the buffer's copy: keep it with the parse */
-	l->y.file = p->file;
-	l->y.buf = xstrndup(orchd_buf_str(&sb), sb.len);
-	l->y.len = sb.len;
 	l->y.d = &l->d;
+	memset(&o, 0, sizeof(o));
+	o.env = p->env;
+	if (orchd_compose_read(NULL, p->file, &sb) == 0) {
+		l->root = load_tree(&l->y, p->file, orchd_buf_str(&sb), sb.len, &o, NULL);
+		/* the files changed since the load: positions would lie */
+		if (l->d.n || l->y.nfiles != p->nfiles)
+			l->root = NULL;
+	}
 	op_buf_release(&sb);
-	l->ok = n == 0 && ytree_parse(&l->y) == 0 && l->y.root && !l->d.n;
 	return l;
 }
 
@@ -1466,7 +1539,6 @@ void orchd_locator_close(struct orchd_locator *l)
 {
 	if (!l)
 		return;
-	free((char *)(uintptr_t)l->y.buf);
 	ytree_release(&l->y);
 	orchd_diags_release(&l->d);
 	free(l);
@@ -1533,13 +1605,16 @@ int orchd_locator_find(struct orchd_locator *l, const struct orchd_pipeline *p, 
 	int all = 0;
 
 	*pos = in->pos;
-	if (!l->ok || l->y.root->kind != Y_MAP || !l->y.root->n)
+	if (!l->root || l->root->kind != Y_MAP || !l->root->n)
 		return 0;
-	body = l->y.root->pairs[0].val;
+	body = l->root->pairs[0].val;
 	sect = map_get(body, in->type, strlen(in->type));
-	for (size_t k = 0; sect && sect->kind == Y_SEQ && k < sect->n; k++)
-		if (sect->items[k]->line == in->pos.line && sect->items[k]->col == in->pos.column)
+	for (size_t k = 0; sect && sect->kind == Y_SEQ && k < sect->n; k++) {
+		const struct ynode *nm = map_get(sect->items[k], "name", 4);
+
+		if (nm && nm->kind == Y_SCALAR && !strcmp(nm->s, in->name))
 			inst = sect->items[k];
+	}
 	if (!inst || !path || !*path)
 		return 0;
 	n = walk(inst, path, &all);
@@ -1555,8 +1630,7 @@ int orchd_locator_find(struct orchd_locator *l, const struct orchd_pipeline *p, 
 		}
 	}
 	/* a key that is missing: the deepest node that exists */
-	pos->line = n->line;
-	pos->column = n->col;
+	*pos = npos(n);
 	return 0;
 }
 
@@ -1636,12 +1710,12 @@ static void unknown_instance(const struct orchd_pipeline *p, struct orchd_diags 
 	const char *near = closest_id(p, d, ref);
 
 	if (near)
-		orchd_diag_add(d, p->file, pos.line, pos.column,
+		orchd_diag_add(d, orchd_pos_file(p, pos), pos.line, pos.column,
 			       "%s: %s unknown instance '%s' (did you mean '%s'?)", path, what, ref,
 			       near);
 	else
-		orchd_diag_add(d, p->file, pos.line, pos.column, "%s: %s unknown instance '%s'",
-			       path, what, ref);
+		orchd_diag_add(d, orchd_pos_file(p, pos), pos.line, pos.column,
+			       "%s: %s unknown instance '%s'", path, what, ref);
 }
 
 static void ambiguous_instance(const struct orchd_pipeline *p, struct orchd_diags *d,
@@ -1653,7 +1727,7 @@ static void ambiguous_instance(const struct orchd_pipeline *p, struct orchd_diag
 	for (i = 0; i < p->ninst; i++)
 		if (!strcmp(p->inst[i].name, ref))
 			op_buf_addf(&sb, "%s%s", sb.len ? ", " : "", p->inst[i].id);
-	orchd_diag_add(d, p->file, pos.line, pos.column,
+	orchd_diag_add(d, orchd_pos_file(p, pos), pos.line, pos.column,
 		       "%s: ambiguous instance name '%s' (write one of: %s)", path, ref,
 		       orchd_buf_str(&sb));
 	op_buf_release(&sb);
@@ -1684,7 +1758,7 @@ static void report_cycle(void *arg, const size_t *cycle, size_t len)
 
 	for (size_t i = 0; i <= len; i++)
 		op_buf_addf(&sb, "%s%s", i ? " -> " : "", cr->p->inst[cycle[i % len]].id);
-	orchd_diag_add(cr->d, cr->p->file, first->pos.line, first->pos.column,
+	orchd_diag_add(cr->d, orchd_pos_file(cr->p, first->pos), first->pos.line, first->pos.column,
 		       "%s: dependency cycle: %s", ipath(cr->paths, cycle[0]), orchd_buf_str(&sb));
 	op_buf_release(&sb);
 }
@@ -1705,17 +1779,17 @@ static void check_type(const struct orchd_pipeline *p, struct orchd_diags *d,
 		op_buf_addf(&sb, "%s%s", j ? ", " : "", known_types[j]);
 	near = orchd_closest(type, known_types, nknown);
 	if (!nknown)
-		orchd_diag_add(d, p->file, pos.line, pos.column,
+		orchd_diag_add(d, orchd_pos_file(p, pos), pos.line, pos.column,
 			       "%s: unknown extension type '%s' (no extensions found, see 'orchd "
 			       "extensions')",
 			       path, type);
 	else if (near)
 		orchd_diag_add(
-			d, p->file, pos.line, pos.column,
+			d, orchd_pos_file(p, pos), pos.line, pos.column,
 			"%s: unknown extension type '%s' (did you mean '%s'? known types: %s)",
 			path, type, near, orchd_buf_str(&sb));
 	else
-		orchd_diag_add(d, p->file, pos.line, pos.column,
+		orchd_diag_add(d, orchd_pos_file(p, pos), pos.line, pos.column,
 			       "%s: unknown extension type '%s' (known types: %s)", path, type,
 			       orchd_buf_str(&sb));
 	op_buf_release(&sb);
@@ -1744,7 +1818,8 @@ static void check_stacks(const struct orchd_pipeline *p, struct orchd_diags *d,
 		if (!added) {
 			const struct orchd_instance *other = &p->inst[*prev];
 
-			orchd_diag_add(d, p->file, in->name_pos.line, in->name_pos.column,
+			orchd_diag_add(d, orchd_pos_file(p, in->name_pos), in->name_pos.line,
+				       in->name_pos.column,
 				       "%s: its stack '%s' is also the stack of %s (line %u): "
 				       "rename one of them",
 				       ipath(paths, i), stacks[i], other->id, other->name_pos.line);
@@ -1812,8 +1887,8 @@ int orchd_pipeline_validate(struct orchd_pipeline *p, const char *const *known_t
 				unknown_instance(p, d, path, in->depends_pos[j], "depends on",
 						 in->depends_on[j]);
 			else if (t == i)
-				orchd_diag_add(d, p->file, in->depends_pos[j].line,
-					       in->depends_pos[j].column,
+				orchd_diag_add(d, orchd_pos_file(p, in->depends_pos[j]),
+					       in->depends_pos[j].line, in->depends_pos[j].column,
 					       "%s: instance '%s' depends on itself", path, in->id);
 			else
 				add_edge(in, t, seen, i + 1, &alloc);
@@ -1831,7 +1906,7 @@ int orchd_pipeline_validate(struct orchd_pipeline *p, const char *const *known_t
 								      : &p->core.isolation.pos;
 
 				orchd_diag_add(
-					d, p->file, pos->line, pos->column,
+					d, orchd_pos_file(p, *pos), pos->line, pos->column,
 					"%s.isolation: network: none needs level strict (basic "
 					"has the host's network)",
 					ipath(&paths, i));
@@ -1847,7 +1922,8 @@ int orchd_pipeline_validate(struct orchd_pipeline *p, const char *const *known_t
 			if (t == (size_t)-1)
 				unknown_instance(p, d, r->path, r->pos, "reference to", r->target);
 			else if (t == i)
-				orchd_diag_add(d, p->file, r->pos.line, r->pos.column,
+				orchd_diag_add(d, orchd_pos_file(p, r->pos), r->pos.line,
+					       r->pos.column,
 					       "%s: instance '%s' refers to its own outputs",
 					       r->path, in->id);
 			else

@@ -79,6 +79,35 @@ int orchd_bootstrap_load(const char *file, const char *buf, size_t len, struct o
 /* Read `path` (at most ORCHD_MAX_FILE_SIZE bytes) and load it as above. */
 int orchd_bootstrap_load_file(const char *path, struct orchd_pipeline **out, struct orchd_diags *d);
 
+struct op_buf;
+
+/*
+ * How a pipeline is composed (core/compose.h): the environment to apply,
+ * where files are read from, and what to explain.  All fields may be 0.
+ */
+struct orchd_load_opts {
+	const char *env; /* core.environments.ENV to apply (--env), or NULL */
+	/*
+	 * Read the pipeline file and its local imports: NULL reads the file
+	 * system.  Paths are as composed (the importing file's directory
+	 * joined with the import, "." and ".." folded).  Returns 0 with the
+	 * content in out (at most ORCHD_MAX_FILE_SIZE bytes), or -1 with
+	 * errno set (ENOENT: no such file; E2BIG: too large).
+	 */
+	int (*read)(void *ctx, const char *path, struct op_buf *out);
+	void *read_ctx;
+	/* Write TYPE.NAME's final config with the origin of every value
+	 * into *explain_out (a load error when no instance has that id). */
+	const char *explain;
+	struct op_buf *explain_out;
+	/* Git imports: the cache of mirrors (NULL: the default, common/git.h). */
+	const char *git_cache_dir;
+};
+
+/* orchd_bootstrap_load_file() with options (o may be NULL). */
+int orchd_bootstrap_load_opts(const char *path, const struct orchd_load_opts *o,
+			      struct orchd_pipeline **out, struct orchd_diags *d);
+
 /*
  * Resolve depends_on and references into in->deps (and refs[].target_index),
  * and check: unknown, ambiguous and self dependencies, dependency cycles,

@@ -35,12 +35,41 @@ static void add_literal(struct orchd_ref_parsed *r, size_t *alloc, const char *s
 
 	if (!len)
 		return;
-	if (!last || last->is_ref)
+	if (!last || last->is_ref || last->ns)
 		last = new_part(r, alloc);
 	last->text = xrealloc(last->text, last->len + len + 1);
 	memcpy(last->text + last->len, s, len);
 	last->len += len;
 	last->text[last->len] = '\0';
+}
+
+static const char *const ns_names[] = {NULL, "params", "vars", "env"};
+
+/* NS '.' KEY in in[0..len) for a load-time namespace: NS, else 0 (and
+ * *bad set when in names a namespace but KEY is not a name). */
+static int split_ns(const char *in, size_t len, size_t *key_at, int *bad)
+{
+	*bad = 0;
+	for (int ns = ORCHD_REF_PARAMS; ns <= ORCHD_REF_ENV; ns++) {
+		size_t nl = strlen(ns_names[ns]);
+
+		if (len < nl || memcmp(in, ns_names[ns], nl) || (len > nl && in[nl] != '.'))
+			continue;
+		if (len <= nl + 1) {
+			*bad = ns; /* "vars" or "vars." */
+			return 0;
+		}
+		if (memchr(in + nl + 1, '.', len - nl - 1))
+			return 0; /* TYPE.NAME.outputs.KEY of a type called so */
+		for (size_t i = nl + 1; i < len; i++)
+			if (!ref_char(in[i], 0) || (ns == ORCHD_REF_ENV && in[i] == '-')) {
+				*bad = ns;
+				return 0;
+			}
+		*key_at = nl + 1;
+		return ns;
+	}
+	return 0;
 }
 
 /* TYPE '.' NAME '.outputs.' KEY in in[0..len), each part non-empty. */
@@ -79,7 +108,8 @@ int orchd_ref_parse(const char *s, size_t len, struct orchd_ref_parsed *out, cha
 	memset(out, 0, sizeof(*out));
 	while (i + 2 < len) {
 		const char *in, *end;
-		size_t inlen, dot, outs;
+		size_t inlen, dot, outs, key_at = 0;
+		int ns, bad_ns;
 		struct orchd_ref_part *part;
 
 		if (s[i] == '$' && i + 3 < len && !memcmp(s + i + 1, "${{", 3)) {
@@ -111,6 +141,29 @@ int orchd_ref_parse(const char *s, size_t len, struct orchd_ref_parsed *out, cha
 		inlen = (size_t)(end - in);
 		while (inlen && (in[inlen - 1] == ' ' || in[inlen - 1] == '\t'))
 			inlen--;
+		if ((ns = split_ns(in, inlen, &key_at, &bad_ns)) != 0) {
+			add_literal(out, &alloc, s + lit, i - lit);
+			part = new_part(out, &alloc);
+			part->ns = ns;
+			part->len = (size_t)(end + 2 - (s + i));
+			part->text = xstrndup(s + i, part->len);
+			part->key = xstrndup(in + key_at, inlen - key_at);
+			out->nloads++;
+			i = (size_t)(end - s) + 2;
+			lit = i;
+			continue;
+		}
+		if (bad_ns) {
+			if (!ret)
+				ret = orchd_set_err(
+					err, errlen,
+					"malformed reference '${{%.*s}}' (expected ${{ %s.%s }})",
+					(int)(end - (s + i + 3) > 60 ? 60 : end - (s + i + 3)),
+					s + i + 3, ns_names[bad_ns],
+					bad_ns == ORCHD_REF_ENV ? "VARIABLE" : "NAME");
+			i = (size_t)(end - s) + 2;
+			continue;
+		}
 		if (split_ref(in, inlen, &dot, &outs) < 0) {
 			if (!ret)
 				ret = orchd_set_err(

@@ -43,9 +43,15 @@
 
 /* ---- grammar ---------------------------------------------------------- */
 
+/* Load-time namespaces (core/compose.h): `${{ params.X }}` in a template,
+ * `${{ vars.X }}` and `${{ env.X }}` anywhere; replaced before the model
+ * is built, so that only output references reach a run. */
+enum orchd_ref_ns { ORCHD_REF_PARAMS = 1, ORCHD_REF_VARS, ORCHD_REF_ENV };
+
 /* One part of a parsed string. */
 struct orchd_ref_part {
-	int is_ref;
+	int is_ref; /* an output reference */
+	int ns;	    /* or a load-time one: enum orchd_ref_ns (text: as written, key: X) */
 	/* literal: the text, escapes resolved; ref: the reference as written,
 	 * "${{ ... }}" (what a value not known yet is shown as) */
 	char *text;
@@ -57,15 +63,17 @@ struct orchd_ref_part {
 struct orchd_ref_parsed {
 	struct orchd_ref_part *parts;
 	size_t n;
-	size_t nrefs;	/* parts that are references */
+	size_t nrefs;	/* parts that are output references */
+	size_t nloads;	/* parts that are load-time references (ns) */
 	int has_escape; /* a `$${{` was turned into `${{` */
 };
 
 /*
- * Parse s[0..len): text, `$${{` (a literal `${{`), and references
+ * Parse s[0..len): text, `$${{` (a literal `${{`), references
  * `${{ TYPE.NAME.outputs.KEY }}` (spaces or tabs inside the braces
  * optional; TYPE is [A-Za-z0-9_-]+, NAME also allows '.', KEY is
- * [A-Za-z0-9_-]+).  Adjacent literal text forms one part.  Returns 0, or
+ * [A-Za-z0-9_-]+), and load-time ones `${{ params.X }}`, `${{ vars.X }}`
+ * (X [A-Za-z0-9_-]+) and `${{ env.X }}` (X [A-Za-z0-9_]+).  Adjacent literal text forms one part.  Returns 0, or
  * -1 with the first error in err (the parts parsed so far are kept, so the
  * caller can go on and report more):
  *   "unterminated reference '${{ exec.a.outp' (missing '}}')"

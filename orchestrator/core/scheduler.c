@@ -973,7 +973,8 @@ static void config_errors(struct orchd_sched *s, struct node *nd,
 		char *text;
 
 		orchd_locator_find(s->locate, s->o.p, nd->idx, path, &pos);
-		snprintf(where, sizeof(where), "%s:%u:%u", s->o.p->file, pos.line, pos.column);
+		snprintf(where, sizeof(where), "%s:%u:%u", orchd_pos_file(s->o.p, pos), pos.line,
+			 pos.column);
 		text = xasprintf("%s%s%s", path && *path ? path : "", path && *path ? ": " : "",
 				 msg && *msg ? msg : "invalid");
 		orchd_journal_diag(s->o.journal, nd->idx, where, text);

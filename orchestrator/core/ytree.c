@@ -150,6 +150,9 @@ void ytree_release(struct yparse *y)
 	for (i = 0; i < y->nfiles; i++) {
 		free(y->files[i].path);
 		free(y->files[i].key);
+		free(y->files[i].git_url);
+		free(y->files[i].git_commit);
+		free(y->files[i].git_path);
 	}
 	free(y->files);
 }
@@ -681,6 +684,7 @@ int ytree_add_file(struct yparse *y, const char *path, const char *key, size_t p
 	}
 	ALLOC_GROW(y->files, y->nfiles + 1, y->files_alloc);
 	f = &y->files[y->nfiles];
+	memset(f, 0, sizeof(*f));
 	f->path = xstrdup(path);
 	f->key = xstrdup(key);
 	f->parent = parent;

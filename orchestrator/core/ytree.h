@@ -64,6 +64,8 @@ struct yfile {
 	char *key;	    /* what identifies it (real path, or git source), for cycles */
 	size_t parent;	    /* the file importing it; (size_t)-1 for the pipeline file */
 	unsigned line, col; /* of the import entry in the parent */
+	/* a file read from git: the repository, the commit, the path in it */
+	char *git_url, *git_commit, *git_path;
 };
 
 struct yparse {

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "models/pipeline.h"
+#include "orchd_protocol.h"
 #include "util.h"
 
 void orchd_exec_set_defaults(struct orchd_exec *e)
@@ -167,6 +168,31 @@ size_t orchd_pipeline_find(const struct orchd_pipeline *p, const char *ref, int 
 	return *v;
 }
 
+const char *orchd_pos_file(const struct orchd_pipeline *p, struct orchd_pos pos)
+{
+	if (pos.file < p->nfiles)
+		return p->files[pos.file].path;
+	return p->file;
+}
+
+char *orchd_pos_where(const struct orchd_pipeline *p, struct orchd_pos pos)
+{
+	struct op_buf sb = OP_BUF_INIT;
+	size_t f = pos.file, hops = 0;
+
+	op_buf_addf(&sb, "%s:%u:%u", orchd_pos_file(p, pos), pos.line, pos.column);
+	while (f < p->nfiles && p->files[f].parent < p->nfiles && hops++ < p->nfiles) {
+		const struct orchd_source_file *sf = &p->files[f];
+
+		op_buf_addf(&sb, "%s imported at %s:%u:%u", hops == 1 ? " (" : ",",
+			    p->files[sf->parent].path, sf->at.line, sf->at.column);
+		f = sf->parent;
+	}
+	if (hops)
+		op_buf_addch(&sb, ')');
+	return op_buf_detach(&sb, NULL);
+}
+
 char *orchd_instance_stack(const struct orchd_pipeline *p, const struct orchd_instance *in)
 {
 	return xasprintf("%s-%s-%s", p->core.stack ? p->core.stack : "dev", in->type, in->name);
@@ -295,6 +321,10 @@ void orchd_pipeline_free(struct orchd_pipeline *p)
 	if (!p)
 		return;
 	free(p->file);
+	for (i = 0; i < p->nfiles; i++)
+		free(p->files[i].path);
+	free(p->files);
+	free(p->env);
 	free(p->name);
 	free(p->core.stack);
 	free(p->core.state_dir);

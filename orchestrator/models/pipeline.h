@@ -23,6 +23,15 @@
 struct orchd_pos {
 	unsigned line;
 	unsigned column;
+	unsigned file; /* index into the pipeline's files; 0: the pipeline file */
+};
+
+/* A file the pipeline was read from: files[0] is the pipeline file, the
+ * others its imports (core.imports), each with where it was imported. */
+struct orchd_source_file {
+	char *path;	     /* as shown in messages */
+	size_t parent;	     /* index of the importing file; (size_t)-1 for files[0] */
+	struct orchd_pos at; /* the import entry in the parent */
 };
 
 /* Which fields of an orchd_exec were set explicitly (for merging). */
@@ -199,6 +208,10 @@ struct orchd_instance {
 
 struct orchd_pipeline {
 	char *file; /* as given on the command line */
+	/* Every file read, files[0] being `file` (see struct orchd_pos). */
+	struct orchd_source_file *files;
+	size_t nfiles;
+	char *env;  /* the environment applied (--env), or NULL */
 	char *name; /* the single top-level key */
 	struct orchd_pos name_pos;
 	struct orchd_core core;
@@ -228,7 +241,18 @@ void orchd_exec_merge(struct orchd_exec *base, const struct orchd_exec *over);
  * *ambiguous (may be NULL) is set when a bare name matches several. */
 size_t orchd_pipeline_find(const struct orchd_pipeline *p, const char *ref, int *ambiguous);
 
-/* The stack name of an instance: <core.stack>-<type>-<name>. Malloc'ed. */
+/* The file a position is in (p->file when unknown). */
+const char *orchd_pos_file(const struct orchd_pipeline *p, struct orchd_pos pos);
+
+/*
+ * "FILE:LINE:COL" of pos, then, for a file reached by imports, the chain
+ * back to the pipeline file: " (imported at b.yaml:2:5, imported at
+ * pipeline.yaml:4:14)".  Malloc'ed.
+ */
+char *orchd_pos_where(const struct orchd_pipeline *p, struct orchd_pos pos);
+
+/* The stack name of an instance: <core.stack>-<type>-<name>, where
+ * core.stack is "<stack>.<env>" under an environment.  Malloc'ed. */
 char *orchd_instance_stack(const struct orchd_pipeline *p, const struct orchd_instance *in);
 
 /*
