@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "core/bootstrap.h"
+#include "core/affected.h"
 #include "core/doctor.h"
 #include "core/graph.h"
 #include "core/loader.h"
@@ -151,6 +152,14 @@ static int parse_opts(struct cli *cli, const struct command *c, int argc, char *
 	return optind;
 }
 
+/* The environment to apply: --env, else $ORCHD_ENV, else none. */
+static const char *cli_env(const struct cli *cli)
+{
+	const char *e = cli->env ? cli->env : getenv("ORCHD_ENV");
+
+	return e && *e ? e : NULL;
+}
+
 /*
  * Load, discover extensions and validate: the common front of validate,
  * graph and run.  Returns the pipeline, or NULL with the diagnostics
@@ -170,7 +179,7 @@ static struct orchd_pipeline *load_pipeline_reg(struct cli *cli, const char *fil
 
 	orchd_diags_init(&d);
 	memset(&lo, 0, sizeof(lo));
-	lo.env = cli->env ? cli->env : getenv("ORCHD_ENV");
+	lo.env = cli_env(cli);
 	lo.explain = cli->explain;
 	lo.explain_out = cli->explain ? &explained : NULL;
 	ret = orchd_bootstrap_load_opts(file, &lo, &p, &d);
@@ -403,6 +412,8 @@ enum {
 	OPT_LIMIT,
 	OPT_SYNTAX_ONLY,
 	OPT_EXPLAIN,
+	OPT_SINCE,
+	OPT_FORMAT,
 };
 
 struct run_ctx {
@@ -412,6 +423,8 @@ struct run_ctx {
 	int json, show_secrets, syntax_only;
 	long limit;
 	const char *explain;
+	const char *since; /* --since REF */
+	int json_format;   /* affected --format json */
 };
 
 /* Durations on the command line: as in the pipeline file ("30s", "5m", 90). */
@@ -537,6 +550,16 @@ static int run_opt(int opt, const char *arg, void *ctx)
 	case OPT_EXPLAIN:
 		r->explain = arg;
 		return 0;
+	case OPT_SINCE:
+		r->since = arg;
+		return 0;
+	case OPT_FORMAT:
+		if (strcmp(arg, "text") && strcmp(arg, "json"))
+			return usage_error(NULL, "--format: expected text or json, got '%s'", arg)
+				       ? -1
+				       : -1;
+		r->json_format = !strcmp(arg, "json");
+		return 0;
 	case OPT_SYNTAX_ONLY:
 		r->syntax_only = 1;
 		return 0;
@@ -573,6 +596,7 @@ static const struct option run_options[] = {
 	{"quiet", no_argument, NULL, 'q'},
 	{"verbose", no_argument, NULL, 'v'},
 	{"detailed-exitcode", no_argument, NULL, OPT_DETAILED},
+	{"since", required_argument, NULL, OPT_SINCE},
 	{NULL, 0, NULL, 0},
 };
 
@@ -583,6 +607,8 @@ static const struct option run_options[] = {
 	"                           (default: fail fast, start nothing new)\n"              \
 	"  -t, --target ID          only this instance, TYPE.NAME or NAME (repeatable)\n"   \
 	"  -x, --exclude ID         leave this instance out (repeatable)\n"                 \
+	"      --since REF          only the instances a change since the git revision\n"   \
+	"                           REF affects (see orchd affected)\n"                     \
 	"      --state-dir DIR      state directory (default: core.state_dir, else\n"       \
 	"                           .orchd beside the pipeline file)\n"                     \
 	"      --lock-timeout DUR   wait this long for another run of the same pipeline\n"  \
@@ -616,6 +642,50 @@ static int orchestrate(struct run_ctx *r, struct orchd_pipeline *p,
 	return orchd_orchestrate(p, reg, &r->o);
 }
 
+/* Notes and instances to destroy of an affected computation, on stderr. */
+static void affected_notes(const struct orchd_affected *a, const char *since)
+{
+	for (size_t i = 0; i < a->nnotes; i++)
+		fprintf(stderr, "%s: note: %s\n", get_progname(), a->notes[i]);
+	for (size_t i = 0; i < a->ngone; i++)
+		fprintf(stderr,
+			"%s: to destroy: %s (gone since %s; orchd never destroys it by itself)\n",
+			get_progname(), a->gone[i], since);
+}
+
+/*
+ * --since: the affected instances become the targets.  1: go on, 0:
+ * nothing is affected (*code 0), -1: an error (*code set, printed).
+ */
+static int since_targets(struct cli *cli, struct run_ctx *r, const char *file,
+			 const struct orchd_pipeline *p, const struct orchd_registry *reg,
+			 int *code)
+{
+	struct orchd_affected a;
+	char err[1024];
+
+	if (orchd_affected(file, p, reg, cli_env(cli), r->since, &a, err, sizeof(err)) < 0) {
+		error("%s", err);
+		*code = ORCHD_EXIT_USAGE;
+		return -1;
+	}
+	affected_notes(&a, r->since);
+	if (!a.naffected) {
+		fprintf(stderr, "%s: nothing affected since %s (%.12s)\n", get_progname(), r->since,
+			a.commit);
+		orchd_affected_release(&a);
+		*code = ORCHD_EXIT_OK;
+		return 0;
+	}
+	for (size_t i = 0; i < a.ninst; i++)
+		if (a.why[i]) {
+			ALLOC_GROW(r->targets, r->ntargets + 1, r->talloc);
+			r->targets[r->ntargets++] = p->inst[i].id;
+		}
+	orchd_affected_release(&a);
+	return 1;
+}
+
 static int run_like(struct cli *cli, const char *name, enum orchd_verb verb, int argc, char **argv)
 {
 	const struct command *c = find_command(name);
@@ -634,6 +704,13 @@ static int run_like(struct cli *cli, const char *name, enum orchd_verb verb, int
 		code = usage_error(name, "--only-stale and --only-failed are options of run");
 		goto out;
 	}
+	if (r.since && (verb == ORCHD_VERB_DESTROY || r.ntargets)) {
+		code = usage_error(name,
+				   verb == ORCHD_VERB_DESTROY
+					   ? "--since is an option of run and plan"
+					   : "--since selects the instances: not with --target");
+		goto out;
+	}
 	if (verb != ORCHD_VERB_PLAN && r.o.detailed_exitcode) {
 		code = usage_error(name, "--detailed-exitcode is an option of plan");
 		goto out;
@@ -642,6 +719,12 @@ static int run_like(struct cli *cli, const char *name, enum orchd_verb verb, int
 		goto out;
 	if (!(p = load_pipeline_reg(cli, file, &code, &reg)))
 		goto out;
+	if (r.since && since_targets(cli, &r, file, p, &reg, &code) <= 0) {
+		/* an error, or nothing to do */
+		orchd_pipeline_free(p);
+		orchd_loader_release(&reg);
+		goto out;
+	}
 	code = orchestrate(&r, p, &reg, argc, argv);
 	orchd_pipeline_free(p);
 	orchd_loader_release(&reg);
@@ -664,6 +747,80 @@ static int cmd_plan(struct cli *cli, int argc, char **argv)
 static int cmd_destroy(struct cli *cli, int argc, char **argv)
 {
 	return run_like(cli, "destroy", ORCHD_VERB_DESTROY, argc, argv);
+}
+
+/* affected: which instances the changes since a git revision touch. */
+static int cmd_affected(struct cli *cli, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"since", required_argument, NULL, OPT_SINCE},
+		{"format", required_argument, NULL, OPT_FORMAT},
+		{NULL, 0, NULL, 0},
+	};
+	const struct command *c = find_command("affected");
+	struct orchd_registry reg = ORCHD_REGISTRY_INIT;
+	struct orchd_pipeline *p;
+	struct orchd_affected a;
+	struct run_ctx r;
+	const char *file;
+	char err[1024];
+	int code = 0, first;
+
+	memset(&r, 0, sizeof(r));
+	if ((first = parse_opts(cli, c, argc, argv, opts, run_opt, &r, &code)) < 0)
+		return code;
+	if (!(file = one_file(c, argc, argv, first, &code)))
+		return code;
+	if (!r.since)
+		return usage_error("affected", "--since REF is required");
+	if (!(p = load_pipeline_reg(cli, file, &code, &reg)))
+		return code;
+	if (orchd_affected(file, p, &reg, cli_env(cli), r.since, &a, err, sizeof(err)) < 0) {
+		error("%s", err);
+		code = ORCHD_EXIT_USAGE;
+		goto out;
+	}
+	if (r.json_format) {
+		json_object *o = json_object_new_object(), *v = json_object_new_array();
+
+		json_object_object_add(o, "since", json_object_new_string(r.since));
+		json_object_object_add(o, "commit", json_object_new_string(a.commit));
+		if (p->env)
+			json_object_object_add(o, "env", json_object_new_string(p->env));
+		for (size_t i = 0; i < a.ninst; i++) {
+			json_object *e;
+
+			if (!a.why[i])
+				continue;
+			e = json_object_new_object();
+			json_object_object_add(e, "id", json_object_new_string(p->inst[i].id));
+			json_object_object_add(e, "reason", json_object_new_string(a.why[i]));
+			json_object_array_add(v, e);
+		}
+		json_object_object_add(o, "affected", v);
+		v = json_object_new_array();
+		for (size_t i = 0; i < a.ngone; i++)
+			json_object_array_add(v, json_object_new_string(a.gone[i]));
+		json_object_object_add(o, "to_destroy", v);
+		v = json_object_new_array();
+		for (size_t i = 0; i < a.nnotes; i++)
+			json_object_array_add(v, json_object_new_string(a.notes[i]));
+		json_object_object_add(o, "notes", v);
+		puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+							       JSON_C_TO_STRING_SPACED |
+							       JSON_C_TO_STRING_NOSLASHESCAPE));
+		json_object_put(o);
+	} else {
+		affected_notes(&a, r.since);
+		for (size_t i = 0; i < a.ninst; i++)
+			if (a.why[i])
+				printf("%s\n", p->inst[i].id);
+	}
+	orchd_affected_release(&a);
+out:
+	orchd_pipeline_free(p);
+	orchd_loader_release(&reg);
+	return code;
 }
 
 /*
@@ -957,6 +1114,10 @@ static const struct command commands[] = {
 	 "3: an extension could not be started or is incompatible.\n\n"
 	 "Options:\n"
 	 "      --syntax-only        check the file only, start no extension\n"
+	 "      --explain TYPE.NAME  print the instance's final config (core.defaults,\n"
+	 "                           imports, template, environment applied) with the\n"
+	 "                           FILE:LINE:COLUMN every value comes from; start no\n"
+	 "                           extension\n"
 	 "  -j, --parallelism N      run at most N validates at once\n"
 	 "  -t, --target ID          only this instance (repeatable)\n"
 	 "      --with-deps          --target also selects the target's dependencies\n"
@@ -965,6 +1126,23 @@ static const struct command commands[] = {
 	 "      --lock-timeout DUR   wait this long for a run of the same pipeline\n"
 	 "  -q, --quiet              only warnings and errors\n"
 	 "  -v, --verbose            debug lines too, and a summary\n"},
+	{"affected", cmd_affected, "affected --since REF [OPTIONS] FILE",
+	 "List the instances that the changes since the git revision REF affect, one\n"
+	 "id a line: new ones, those whose resolved definition differs (config with\n"
+	 "core.defaults, templates, environment and variables applied; dependencies,\n"
+	 "execution, isolation, sources), those whose watched files changed (the\n"
+	 "paths their extension's manifest names in watch_keys, and their watch\n"
+	 "globs; staged, unstaged and untracked changes count), and every instance\n"
+	 "that depends on one of them.  Instances gone since REF are reported on\n"
+	 "stderr as \"to destroy\", never destroyed.  run --since REF and plan --since\n"
+	 "REF run exactly this set.  Exit 2: REF is unknown (in a shallow clone: fetch\n"
+	 "more history), or FILE is not in a git repository.\n\n"
+	 "Options:\n"
+	 "      --since REF          the revision to compare with (a commit, branch,\n"
+	 "                           tag, or any git revision: origin/main, HEAD~3)\n"
+	 "      --format FORMAT      text (default) or json: {\"since\", \"commit\",\n"
+	 "                           \"affected\": [{\"id\", \"reason\"}], \"to_destroy\",\n"
+	 "                           \"notes\"}\n"},
 	{"graph", cmd_graph, "graph [OPTIONS] FILE",
 	 "Print the dependency graph of FILE (edges go from a dependency to its\n"
 	 "dependent).  Changes nothing.\n\n"

@@ -1081,8 +1081,9 @@ static void build_core(struct build *b, const struct ynode *n)
 	}
 }
 
-static const char *const inst_keys[] = {"name",	    "depends_on",   "enabled", "execution",
-					"pass_env", "mock_outputs", "sources", "isolation"};
+static const char *const inst_keys[] = {"name",	     "depends_on", "enabled",
+					"execution", "pass_env",   "mock_outputs",
+					"sources",   "isolation",  "watch"};
 
 static void add_depends(struct build *b, struct orchd_instance *in, const struct ynode *n)
 {
@@ -1140,6 +1141,30 @@ static void build_sources(struct build *b, struct orchd_instance *in, const stru
 		path_pop(b, m);
 	}
 	b->cur = cur;
+}
+
+/* watch: globs of files (relative to the pipeline's directory) whose
+ * changes affect the instance (orchd affected). */
+static void build_watch(struct build *b, const struct ynode *v, struct orchd_instance *in)
+{
+	if (expect_kind(b, v, Y_SEQ))
+		return;
+	for (size_t j = 0; j < v->n; j++) {
+		size_t m = path_index(b, j);
+		char *s;
+
+		if (!get_string(b, v->items[j], &s)) {
+			if (!*s)
+				berr(b, v->items[j], "must not be empty");
+			else if (!ref_not_here(b, v->items[j], "watch")) {
+				in->watch = xrealloc(in->watch, (in->nwatch + 1) * sizeof(char *));
+				in->watch[in->nwatch++] = s;
+				s = NULL;
+			}
+			free(s);
+		}
+		path_pop(b, m);
+	}
 }
 
 static void build_instance(struct build *b, const char *type, const struct ynode *n,
@@ -1240,6 +1265,9 @@ static void build_instance(struct build *b, const char *type, const struct ynode
 			break;
 		case 7:
 			build_isolation(b, v, &in->isolation);
+			break;
+		case 8:
+			build_watch(b, v, in);
 			break;
 		default:
 			ref_not_here(b, k, "mapping keys");
@@ -1434,6 +1462,7 @@ static int load(const char *file, const char *buf, size_t len, const struct orch
 	for (size_t i = 0; i < y.nfiles; i++) {
 		p->files[i].path = xstrdup(y.files[i].path);
 		p->files[i].parent = y.files[i].parent;
+		p->files[i].git = y.files[i].git_url != NULL;
 		p->files[i].at.line = y.files[i].line;
 		p->files[i].at.column = y.files[i].col;
 		p->files[i].at.file =

@@ -255,9 +255,7 @@ int orchd_compose_read(const struct orchd_load_opts *o, const char *path, struct
 	return ret;
 }
 
-/* dir of `base` joined with rel, "." and ".." folded where they can be
- * (lexically: the key of a file, for cycles, is its real path). */
-static char *join_path(const char *base, const char *rel)
+char *orchd_compose_join(const char *base, const char *rel)
 {
 	const char *slash = strrchr(base, '/');
 	char *s, *save = NULL, *tok, **seg;
@@ -344,7 +342,7 @@ static int import_target(struct compose *c, const struct ynode *item, unsigned f
 				     item->s);
 				return -1;
 			}
-			*path = join_path(parent->git_path, item->s);
+			*path = orchd_compose_join(parent->git_path, item->s);
 			if (!strncmp(*path, "..", 2) && ((*path)[2] == '/' || !(*path)[2])) {
 				cerr(c, item, "core.imports: '%s' is outside the repository %s",
 				     item->s, parent->git_url);
@@ -357,7 +355,7 @@ static int import_target(struct compose *c, const struct ynode *item, unsigned f
 			*key = xasprintf("git:%s@%s:%s", *git_url, *git_commit, *path);
 			return 0;
 		}
-		*path = join_path(parent->path, item->s);
+		*path = orchd_compose_join(parent->path, item->s);
 		if (!(c->o && c->o->read) && realpath(*path, real))
 			*key = xstrdup(real);
 		else
@@ -391,7 +389,7 @@ static int import_target(struct compose *c, const struct ynode *item, unsigned f
 				return -1;
 			}
 		}
-		*path = join_path("", v[2]->s);
+		*path = orchd_compose_join("", v[2]->s);
 		if (*v[2]->s == '/' || !strncmp(*path, "..", 2)) {
 			cerr(c, v[2],
 			     "core.imports: path '%s' must be relative, inside the repository",

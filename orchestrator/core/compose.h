@@ -59,4 +59,8 @@ struct ynode *orchd_compose(struct yparse *y, const struct orchd_load_opts *o, c
  * errno. */
 int orchd_compose_read(const struct orchd_load_opts *o, const char *path, struct op_buf *out);
 
+/* The directory of the file `base` joined with rel (rel itself when
+ * absolute), "." and ".." folded lexically.  Malloc'ed. */
+char *orchd_compose_join(const char *base, const char *rel);
+
 #endif

@@ -101,6 +101,7 @@ static void read_manifest(struct orchd_ext_info *e)
 	}
 	e->tools = manifest_strv(m, "tools");
 	e->argv_keys = manifest_strv(m, "argv_keys");
+	e->watch_keys = manifest_strv(m, "watch_keys");
 	if (json_object_object_get_ex(m, "protocol", &proto) &&
 	    json_object_is_type(proto, json_type_object)) {
 		if (json_object_object_get_ex(proto, "min", &v) &&
@@ -319,6 +320,7 @@ void orchd_loader_release(struct orchd_registry *r)
 		free_strv(e->iso_write);
 		free_strv(e->iso_env);
 		free_strv(e->argv_keys);
+		free_strv(e->watch_keys);
 		free(e->secrets_key);
 		free_strv(e->tools);
 	}

@@ -60,6 +60,10 @@ struct orchd_ext_info {
 	 * process's command line, visible to every local user in ps; a secret
 	 * reaching one is warned about (NULL-terminated, or NULL) */
 	char **argv_keys;
+	/* manifest "watch_keys": top-level config keys whose values (a
+	 * string or a list of strings) are paths, relative to the pipeline's
+	 * directory, that orchd affected watches (NULL-terminated, or NULL) */
+	char **watch_keys;
 	int executable;	      /* 0: present but not usable */
 	int shadowed;	      /* an earlier directory provides this type */
 	char *manifest_error; /* why the manifest was ignored, or NULL */

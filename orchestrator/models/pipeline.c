@@ -312,6 +312,9 @@ void orchd_instance_release(struct orchd_instance *in)
 	for (i = 0; i < in->npass_env; i++)
 		free(in->pass_env[i]);
 	free(in->pass_env);
+	for (i = 0; i < in->nwatch; i++)
+		free(in->watch[i]);
+	free(in->watch);
 }
 
 void orchd_pipeline_free(struct orchd_pipeline *p)

@@ -32,6 +32,7 @@ struct orchd_source_file {
 	char *path;	     /* as shown in messages */
 	size_t parent;	     /* index of the importing file; (size_t)-1 for files[0] */
 	struct orchd_pos at; /* the import entry in the parent */
+	int git;	     /* read from a git repository (a pinned import) */
 };
 
 /* Which fields of an orchd_exec were set explicitly (for merging). */
@@ -204,6 +205,10 @@ struct orchd_instance {
 	 * passes to its extension (the supervisor's allowlist). */
 	char **pass_env;
 	size_t npass_env;
+	/* watch: globs of files whose changes affect it (core/affected.h), as
+	 * written (relative to the pipeline's directory). */
+	char **watch;
+	size_t nwatch;
 };
 
 struct orchd_pipeline {
