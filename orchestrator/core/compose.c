@@ -292,15 +292,16 @@ char *orchd_compose_join(const char *base, const char *rel)
 	return op_buf_detach(&out, NULL);
 }
 
-/* "a.yaml:3:5 imports b.yaml, b.yaml:2:1 imports a.yaml" from file `from`
- * (an ancestor of `file`, or file itself) down to file, then file's import
- * of `target` at item. */
+/* "p.yaml:3:5 imports a.yaml, a.yaml:2:1 imports p.yaml" from file `from`
+ * (an ancestor of `file`, or (size_t)-1 for the pipeline file) down to
+ * file, then file's import of `target` at item. */
 static void chain_text(struct compose *c, size_t from, size_t file, const struct ynode *item,
 		       const char *target, struct op_buf *sb)
 {
 	size_t path[YTREE_MAX_FILES + 1] = {0}, n = 0, f;
 
-	for (f = file; f != from && f < c->y->nfiles && n < YTREE_MAX_FILES;
+	for (f = file; f != from && f < c->y->nfiles && c->y->files[f].parent < c->y->nfiles &&
+		       n < YTREE_MAX_FILES;
 	     f = c->y->files[f].parent)
 		path[n++] = f;
 	while (n--) {
@@ -423,7 +424,7 @@ static struct ynode *import_one(struct compose *c, const struct ynode *item, uns
 		if (!strcmp(y->files[f].key, key)) {
 			struct op_buf sb = OP_BUF_INIT;
 
-			chain_text(c, f, file, item, path, &sb);
+			chain_text(c, (size_t)-1, file, item, path, &sb);
 			cerr(c, item, "import cycle: %s", orchd_buf_str(&sb));
 			op_buf_release(&sb);
 			goto out;
@@ -1464,6 +1465,24 @@ static void explain(struct compose *c, struct ynode *body)
 		explain_value(c, m->pairs[i].key, m->pairs[i].val, 0, sb);
 }
 
+/*
+ * What stands for an instance whose composition failed (errors reported):
+ * its name alone, so that it keeps its index and references to it add no
+ * error of their own.
+ */
+static struct ynode *placeholder(struct compose *c, struct ynode *inst)
+{
+	struct ynode *m = new_map(c, inst, 1);
+	size_t i;
+
+	for (i = 0; i < inst->n; i++)
+		if (!strcmp(inst->pairs[i].key->s, "name")) {
+			map_add(m, inst->pairs[i].key, inst->pairs[i].val);
+			break;
+		}
+	return m;
+}
+
 static const char *const compose_keys[] = {"imports", "vars", "templates", "environments",
 					   "env_allow"};
 
@@ -1535,7 +1554,7 @@ struct ynode *orchd_compose(struct yparse *y, const struct orchd_load_opts *o, c
 			struct ynode *nm;
 
 			if (!(r = compose_instance(&c, k->s, v->items[j], &ids, used)))
-				continue;
+				r = placeholder(&c, v->items[j]);
 			s->items[s->n++] = r;
 			s->size = sat((size_t)s->size + r->size);
 			nm = r->kind == Y_MAP ? ytree_get(r, "name") : NULL;

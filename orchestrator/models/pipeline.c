@@ -184,7 +184,7 @@ char *orchd_pos_where(const struct orchd_pipeline *p, struct orchd_pos pos)
 	while (f < p->nfiles && p->files[f].parent < p->nfiles && hops++ < p->nfiles) {
 		const struct orchd_source_file *sf = &p->files[f];
 
-		op_buf_addf(&sb, "%s imported at %s:%u:%u", hops == 1 ? " (" : ",",
+		op_buf_addf(&sb, "%s %s:%u:%u", hops == 1 ? " (imported at" : ", imported at",
 			    p->files[sf->parent].path, sf->at.line, sf->at.column);
 		f = sf->parent;
 	}
