@@ -247,7 +247,8 @@ START_TEST(test_import_errors)
 	e = fails("p.yaml", NULL);
 	assert_has(e, "p.yaml:3:15: error: core.imports: cannot read 'missing.yaml': No such "
 		      "file or directory\n");
-	assert_has(e, "p.yaml:3:29: error: core.imports: a git import needs 'ref' (a non-empty string)\n");
+	assert_has(e, "p.yaml:3:29: error: core.imports: a git import needs 'ref' (a non-empty "
+		      "string)\n");
 	assert_has(e, "p.yaml:3:39: error: core.imports: expected a path or {git, ref, path}, "
 		      "got an integer\n");
 	assert_has(e, "p.yaml:3:42: error: core.imports: expected a path or {git, ref, path}, "
