@@ -58,7 +58,8 @@ int op_cfg_check_map(const struct json_object *cfg, const char *const *known,
 		(void)val;
 		for (size_t i = 0; known[i]; i++)
 			found |= !strcmp(k, known[i]);
-		if (!found && op_errors_unknown_key(errs, "", k, known) < 0)
+		/* at its own path: orchd shows the line it is written on */
+		if (!found && op_errors_unknown_key(errs, k, k, known) < 0)
 			return -1;
 	}
 	return config_result(errs, before);

@@ -112,7 +112,17 @@ char *op_error_text(const struct op_error *e)
 {
 	char *s;
 
+	char *quoted;
+	int named;
+
 	if (!*e->path)
+		return strdup(e->message);
+	/* "unknown key 'x'" at x names its path already */
+	if (asprintf(&quoted, "'%s'", e->path) < 0)
+		return NULL;
+	named = strstr(e->message, quoted) != NULL;
+	free(quoted);
+	if (named)
 		return strdup(e->message);
 	if (asprintf(&s, "%s: %s", e->path, e->message) < 0)
 		return NULL;

@@ -1068,7 +1068,8 @@ int op_errors_add(struct op_errors *e, const char *path, const char *fmt, ...)
 int op_errors_unknown_key(struct op_errors *e, const char *path, const char *key,
 			  const char *const *known);
 void op_errors_release(struct op_errors *e);
-/* "path: message", or message alone when path is "" (malloc'ed; NULL: ENOMEM). */
+/* "path: message", or message alone when path is "" or the message quotes
+ * it ("unknown key 'x'" at x); malloc'ed; NULL: ENOMEM. */
 char *op_error_text(const struct op_error *e);
 /* [{"path":..,"message":..}, ...]; the caller owns it.  NULL: ENOMEM. */
 struct json_object *op_errors_json(const struct op_errors *e);
@@ -1119,8 +1120,8 @@ void op_cfg_list_free(char **list);
 
 /*
  * The top of a config blob: "config must be a map" at "" when cfg is not
- * an object; else one op_errors_unknown_key() at "" per key not in known
- * (NULL-terminated).
+ * an object; else one op_errors_unknown_key() per key not in known
+ * (NULL-terminated), at the key's own path.
  */
 int op_cfg_check_map(const struct json_object *cfg, const char *const *known,
 		     struct op_errors *errs);

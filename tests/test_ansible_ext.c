@@ -79,7 +79,7 @@ START_TEST(validate_unknown_key)
 			 "mean 'extra_vars'?)");
 	errs = op_get(d.result, "errors");
 	ck_assert_int_eq(json_object_array_length(errs), 1);
-	ck_assert_str_eq(op_get_str(json_object_array_get_idx(errs, 0), "path"), "");
+	ck_assert_str_eq(op_get_str(json_object_array_get_idx(errs, 0), "path"), "extra_var");
 	ck_assert_str_eq(
 		op_get_str(extdrv_find_last(&d, "log", "message",
 					    "unknown key 'extra_var' (did you mean 'extra_vars'?)"),

@@ -686,6 +686,75 @@ START_TEST(test_issue_example)
 }
 END_TEST
 
+/* examples/multi-env under both environments; its explanation */
+START_TEST(test_multi_env_example)
+{
+	char *out, *err, *file = test_src_path("examples/multi-env/pipeline.yaml");
+
+	ck_assert_int_eq(
+		orchd(NULL, &err, "run", file, "--env", "dev", "--state-dir", tmp, "-q", END), 0);
+	free(err);
+	ck_assert_int_eq(
+		orchd(NULL, &err, "run", file, "--env", "prod", "--state-dir", tmp, "-q", END), 0);
+	free(err);
+	ck_assert_int_eq(
+		orchd(&out, &err, "outputs", file, "--env", "prod", "--state-dir", tmp, END), 0);
+	ck_assert_str_eq(out, "exec.db.dsn = postgres://db.shop.test/shop\n"
+			      "exec.catalog.url = https://catalog.shop.test:8080\n"
+			      "exec.catalog.replicas = 1\n"
+			      "exec.cart.url = https://cart.shop.test:8081\n"
+			      "exec.cart.replicas = 1\n"
+			      "exec.checkout.url = https://checkout.shop.test:8082\n"
+			      "exec.checkout.replicas = 3\n");
+	free(out);
+	free(err);
+	ck_assert_int_eq(orchd(&out, &err, "outputs", file, "--env", "dev", "--state-dir", tmp,
+			       "exec.checkout", END),
+			 0);
+	ck_assert_str_eq(out, "exec.checkout.url = https://checkout.dev.shop.test:8082\n"
+			      "exec.checkout.replicas = 1\n");
+	free(out);
+	free(err);
+	ck_assert_int_eq(orchd(&out, &err, "validate", file, "--env", "prod", "--explain",
+			       "exec.checkout", END),
+			 0);
+	assert_has(out, "pipeline.yaml:28:7\n");
+	assert_has(out, "command:                                                # ");
+	assert_has(out, "templates.yaml:14:9\n");
+	assert_has(out, "  timeout: \"1m\"                                         # ");
+	assert_has(out, "templates.yaml:22:20\n  max_attempts: 3");
+	assert_has(out, "pipeline.yaml:18:39\n");
+	free(out);
+	free(err);
+	free(file);
+}
+END_TEST
+
+/* An extension's error about a key the template wrote is located in the
+ * template's file. */
+START_TEST(test_error_located_in_template)
+{
+	char *err, *file = xasprintf("%s/p.yaml", tmp);
+
+	put("t.yaml", "core:\n"
+		      "  templates:\n"
+		      "    t:\n"
+		      "      config:\n"
+		      "        command: [sh, -c, 'true']\n"
+		      "        bogus: 1\n");
+	put("p.yaml",
+	    "p:\n"
+	    "  core: {imports: [t.yaml], environments: {e: {overrides: {exec.a: {x: 1}}}}}\n"
+	    "  exec:\n"
+	    "    - {name: a, template: t}\n");
+	ck_assert_int_eq(orchd(NULL, &err, "validate", file, "--env", "e", END), 2);
+	assert_has(err, "t.yaml:6:16: error: exec.a: unknown key 'bogus'\n");
+	assert_has(err, "p.yaml:2:72: error: exec.a: unknown key 'x'\n");
+	free(err);
+	free(file);
+}
+END_TEST
+
 /* ---- orchd affected on a real repository ----------------------------------------- */
 
 static void git(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -1034,6 +1103,8 @@ Suite *compose_suite(void)
 	tcase_add_checked_fixture(cli, setup, teardown);
 	tcase_set_timeout(cli, 120);
 	tcase_add_test(cli, test_issue_example);
+	tcase_add_test(cli, test_multi_env_example);
+	tcase_add_test(cli, test_error_located_in_template);
 	tcase_add_test(cli, test_affected);
 	tcase_add_test(cli, test_affected_edges);
 	tcase_add_test(cli, test_run_since);

@@ -126,7 +126,7 @@ START_TEST(test_exec_validate_errors)
 		      "(and 3 more)");
 	errs = op_get(d.result, "errors");
 	ck_assert_str_eq(json_text(errs),
-			 "[{\"path\":\"\",\"message\":\"unknown key 'comand' (did you mean "
+			 "[{\"path\":\"comand\",\"message\":\"unknown key 'comand' (did you mean "
 			 "'command'?)\"},{\"path\":\"command\",\"message\":\"is required\"},"
 			 "{\"path\":\"env.FOO\",\"message\":\"must be a string\"},"
 			 "{\"path\":\"cwd\",\"message\":\"must be a non-empty string\"}]");
@@ -464,7 +464,7 @@ START_TEST(test_demo_validate)
 		"invalid configuration: unknown key 'whom' (did you mean 'who'?) (and 2 more)");
 	ck_assert_str_eq(
 		json_text(op_get(d.result, "errors")),
-		"[{\"path\":\"\",\"message\":\"unknown key 'whom' (did you mean 'who'?)\"},"
+		"[{\"path\":\"whom\",\"message\":\"unknown key 'whom' (did you mean 'who'?)\"},"
 		"{\"path\":\"who\",\"message\":\"is required\"},"
 		"{\"path\":\"greeting\",\"message\":\"must be a string\"}]");
 	ck_assert_ptr_nonnull(

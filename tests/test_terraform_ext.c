@@ -51,7 +51,7 @@ START_TEST(validate_unknown_key)
 			 "invalid configuration: unknown key 'varz' (did you mean 'vars'?)");
 	errs = op_get(d.result, "errors");
 	ck_assert_int_eq(json_object_array_length(errs), 1);
-	ck_assert_str_eq(op_get_str(json_object_array_get_idx(errs, 0), "path"), "");
+	ck_assert_str_eq(op_get_str(json_object_array_get_idx(errs, 0), "path"), "varz");
 	ck_assert_ptr_nonnull(extdrv_find_last(&d, "log", "message",
 					       "unknown key 'varz' (did you mean 'vars'?)"));
 	extdrv_release(&d);

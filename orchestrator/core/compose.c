@@ -1308,7 +1308,13 @@ static struct ynode *compose_one(struct compose *c, const char *type, struct yno
 				     "%s",
 				     c->env, id, ytree_kind_name(over));
 			} else {
-				inst = merge(c, inst, over);
+				struct ynode *m = merge(c, inst, over);
+
+				/* the instance stays where it is written */
+				m->file = inst->file;
+				m->line = inst->line;
+				m->col = inst->col;
+				inst = m;
 			}
 		}
 		free(id);

@@ -953,7 +953,7 @@ static long long backoff_ms(const struct orchd_exec *e, int attempt)
 /*
  * The errors of a validate's verdict, each where its key is written:
  * "FILE:LINE:COL: error: TYPE.NAME: PATH: MESSAGE" (no "PATH: " for the
- * config as a whole).
+ * config as a whole, nor when MESSAGE quotes it: "unknown key 'x'").
  */
 static void config_errors(struct orchd_sched *s, struct node *nd,
 			  const struct orchd_step_result *res)
@@ -975,8 +975,16 @@ static void config_errors(struct orchd_sched *s, struct node *nd,
 		orchd_locator_find(s->locate, s->o.p, nd->idx, path, &pos);
 		snprintf(where, sizeof(where), "%s:%u:%u", orchd_pos_file(s->o.p, pos), pos.line,
 			 pos.column);
-		text = xasprintf("%s%s%s", path && *path ? path : "", path && *path ? ": " : "",
-				 msg && *msg ? msg : "invalid");
+		{
+			/* the protocol library's one rule: no "PATH: " when the
+			 * message quotes the path already */
+			struct op_error oe;
+
+			oe.path = (char *)(uintptr_t)(path ? path : "");
+			oe.message = (char *)(uintptr_t)(msg && *msg ? msg : "invalid");
+			if (!(text = op_error_text(&oe)))
+				die("out of memory");
+		}
 		orchd_journal_diag(s->o.journal, nd->idx, where, text);
 		free(text);
 	}
