@@ -4,6 +4,9 @@
 # against bare libyaml event parsing of the same file (bench/yaml_parse.c),
 # at 1 000 and 10 000 instances, best of 5 runs each.  Prints the times,
 # their ratio (goal <= 1.5) and orchd's peak RSS (goal <= 64 MiB at 10 000).
+# Then the same instances made from a template imported from a second file
+# (gen_pipeline.py --templates): libyaml parses both files, orchd composes
+# them (import, 10 000 template expansions) before the same work.
 set -eu
 BUILD=${1:-build}
 ORCHD=$BUILD/bin/orchd
@@ -48,4 +51,17 @@ for n in 1000 10000; do
 		graph --format json "$f" 2>&1 > /dev/null | tail -n 1)
 	ratio=$(awk -v o="$o" -v y="$y" 'BEGIN { if (y < 1) y = 1; printf "%.2f", o / y }')
 	printf '%-10s %10s %12s %10s %8s %14s\n' "$n" "$(wc -c < "$f")" "$y" "$o" "$ratio" "$rss"
+done
+printf '%-10s %10s %12s %10s %8s %14s   (template + import)\n' instances "bytes" "libyaml_ms" "orchd_ms" ratio "orchd_rss_kib"
+for n in 1000 10000; do
+	mkdir -p "$DIR/t$n"
+	python3 "$SRC/bench/gen_pipeline.py" "$n" --templates "$DIR/t$n"
+	f=$DIR/t$n/pipeline.yaml
+	ORCHD_EXTENSIONS_PATH_ONLY=1 "$ORCHD" --extensions-dir "$DIR/ext" graph "$f" > /dev/null
+	y=$(best_ms "$BUILD/yaml_parse" "$f" "$DIR/t$n/lib.yaml")
+	o=$(best_ms env ORCHD_EXTENSIONS_PATH_ONLY=1 "$ORCHD" --extensions-dir "$DIR/ext" graph --format json "$f")
+	rss=$(ORCHD_EXTENSIONS_PATH_ONLY=1 /usr/bin/time -f %M "$ORCHD" --extensions-dir "$DIR/ext" \
+		graph --format json "$f" 2>&1 > /dev/null | tail -n 1)
+	ratio=$(awk -v o="$o" -v y="$y" 'BEGIN { if (y < 1) y = 1; printf "%.2f", o / y }')
+	printf '%-10s %10s %12s %10s %8s %14s\n' "$n" "$(cat "$f" "$DIR/t$n/lib.yaml" | wc -c)" "$y" "$o" "$ratio" "$rss"
 done

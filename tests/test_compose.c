@@ -273,7 +273,20 @@ START_TEST(test_import_errors)
 	put("d/x", "");
 	put("p.yaml", "p:\n  core:\n    imports: [d]\n");
 	e = fails("p.yaml", NULL);
-	assert_has(e, "p.yaml:3:15: error: core.imports: cannot read 'd': ");
+	assert_has(e, "p.yaml:3:15: error: core.imports: cannot read 'd': not a regular file\n");
+	free(e);
+	/* a FIFO nobody writes to, a device: refused, not waited on */
+	{
+		char *fifo = xasprintf("%s/fifo", tmp);
+
+		ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+		free(fifo);
+	}
+	put("p.yaml", "p:\n  core:\n    imports: [fifo, /dev/zero]\n");
+	e = fails("p.yaml", NULL);
+	assert_has(e, "p.yaml:3:15: error: core.imports: cannot read 'fifo': not a regular file\n");
+	assert_has(e, "p.yaml:3:21: error: core.imports: cannot read '/dev/zero': not a regular "
+		      "file\n");
 	free(e);
 }
 END_TEST

@@ -9,6 +9,9 @@
 #   orchd-ext-exec processes are checked too
 #   a failing pipeline (exit 1), an invalid configuration (exit 2), a YAML
 #   syntax error, extensions, version
+#   composition (examples/multi-env under --env prod, --explain, an unknown
+#   environment, an import cycle) and affected / run --since on a git
+#   repository
 #
 # Errors (invalid reads/writes, uninitialised values, bad frees, definite
 # and indirect leaks) make valgrind exit 99 (--error-exitcode).  File
@@ -213,6 +216,24 @@ vg "validate invalid config" 2 validate "$TMP/bad/invalid.yaml"
 vg "run invalid config" 2 run "$TMP/bad/invalid.yaml"
 vg "validate YAML syntax error" 2 validate "$TMP/bad/syntax.yaml"
 vg "validate missing file" 2 validate "$TMP/bad/nosuch.yaml"
+# composition: imports, a template, environments; --explain; affected on a
+# git repository, an unknown environment, an import cycle
+M=$TMP/ex/examples/multi-env/pipeline.yaml
+vg "run multi-env --env prod" 0 run --env prod "$M"
+vg "outputs multi-env --env prod" 0 outputs --env prod "$M"
+vg "validate --explain exec.checkout" 0 validate --env prod --explain exec.checkout "$M"
+vg "graph unknown environment" 2 graph --env qa "$M"
+(cd "$TMP/ex/examples/multi-env" && git init -q . && git add -A &&
+	git -c user.email=t@t -c user.name=t commit -q -m one) >/dev/null 2>&1
+sed -i 's/port: 8081/port: 8083/' "$M"
+vg "affected --since HEAD" 0 affected --env prod --since HEAD "$M"
+vg "affected --format json" 0 affected --env prod --since HEAD --format json "$M"
+vg "run --since HEAD" 0 run --env prod --since HEAD "$M"
+vg "affected unknown revision" 2 affected --env prod --since nosuch "$M"
+mkdir "$TMP/cycle"
+printf 'p:\n  core: {imports: [a.yaml]}\n' > "$TMP/cycle/p.yaml"
+printf 'core: {imports: [p.yaml]}\n' > "$TMP/cycle/a.yaml"
+vg "validate import cycle" 2 validate "$TMP/cycle/p.yaml"
 vg "extensions" 0 extensions
 vg "version" 0 version
 vg "usage error" 2 run --no-such-option "$H"

@@ -1507,6 +1507,13 @@ int orchd_bootstrap_load(const char *file, const char *buf, size_t len, struct o
 	return load(file, buf, len, NULL, out, d);
 }
 
+int orchd_bootstrap_load_buf(const char *file, const char *buf, size_t len,
+			     const struct orchd_load_opts *o, struct orchd_pipeline **out,
+			     struct orchd_diags *d)
+{
+	return load(file, buf, len, o, out, d);
+}
+
 int orchd_bootstrap_load_opts(const char *path, const struct orchd_load_opts *o,
 			      struct orchd_pipeline **out, struct orchd_diags *d)
 {

@@ -104,6 +104,12 @@ struct orchd_load_opts {
 	const char *git_cache_dir;
 };
 
+/* orchd_bootstrap_load() with options (o may be NULL): buf is the file's
+ * content, its imports are read as o says. */
+int orchd_bootstrap_load_buf(const char *file, const char *buf, size_t len,
+			     const struct orchd_load_opts *o, struct orchd_pipeline **out,
+			     struct orchd_diags *d);
+
 /* orchd_bootstrap_load_file() with options (o may be NULL). */
 int orchd_bootstrap_load_opts(const char *path, const struct orchd_load_opts *o,
 			      struct orchd_pipeline **out, struct orchd_diags *d);

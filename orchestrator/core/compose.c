@@ -13,6 +13,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/compose.h"
@@ -166,20 +167,34 @@ static struct ynode *map_with(struct compose *c, struct ynode *m, const char *ke
 static struct ynode *merge(struct compose *c, struct ynode *a, struct ynode *b)
 {
 	struct orchd_map ix = ORCHD_MAP_INIT;
+	unsigned char small_used[16] = {0}, *used;
 	struct ynode *m;
-	size_t i, *at;
-	size_t *used;
+	size_t i, j, *at;
+	int hashed;
 
 	if (!a || a->kind != Y_MAP || !b || b->kind != Y_MAP)
 		return b;
 	m = new_map(c, b, (size_t)a->n + b->n);
-	used = xcalloc((size_t)b->n + 1, sizeof(*used));
-	for (i = 0; i < b->n; i++)
+	/* instance-sized mappings: a scan costs less than a hash */
+	hashed = b->n > ARRAY_SIZE(small_used);
+	used = hashed ? xcalloc((size_t)b->n + 1, 1) : small_used;
+	for (i = 0; hashed && i < b->n; i++)
 		orchd_map_put(&ix, b->pairs[i].key->s, i, NULL);
 	for (i = 0; i < a->n; i++) {
-		if ((at = orchd_map_get(&ix, a->pairs[i].key->s))) {
-			used[*at] = 1;
-			map_add(m, b->pairs[*at].key, merge(c, a->pairs[i].val, b->pairs[*at].val));
+		const struct ynode *k = a->pairs[i].key;
+
+		if (hashed) {
+			at = orchd_map_get(&ix, k->s);
+			j = at ? *at : b->n;
+		} else {
+			for (j = 0; j < b->n; j++)
+				if (b->pairs[j].key->len == k->len &&
+				    !memcmp(b->pairs[j].key->s, k->s, k->len))
+					break;
+		}
+		if (j < b->n) {
+			used[j] = 1;
+			map_add(m, b->pairs[j].key, merge(c, a->pairs[i].val, b->pairs[j].val));
 		} else {
 			map_add(m, a->pairs[i].key, a->pairs[i].val);
 		}
@@ -187,7 +202,8 @@ static struct ynode *merge(struct compose *c, struct ynode *a, struct ynode *b)
 	for (i = 0; i < b->n; i++)
 		if (!used[i])
 			map_add(m, b->pairs[i].key, b->pairs[i].val);
-	free(used);
+	if (hashed)
+		free(used);
 	orchd_map_release(&ix);
 	return m;
 }
@@ -234,6 +250,34 @@ static struct ynode *merge_body(struct compose *c, struct ynode *a, struct ynode
 			map_add(m, b->pairs[j].key, b->pairs[j].val);
 	}
 	return m;
+}
+
+/* errno of read_import() for a file that is not a regular file */
+#define EFTYPE_ EINVAL
+
+/* An imported file: a regular file only (a FIFO or a device would block or
+ * never end), opened without blocking on a FIFO's writer. */
+static int read_import(const struct orchd_load_opts *o, const char *path, struct op_buf *out)
+{
+	struct stat st;
+	int fd, ret, e;
+
+	if (o && o->read)
+		return o->read(o->read_ctx, path, out);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		errno = EFTYPE_;
+		return -1;
+	}
+	op_buf_init(out, ORCHD_MAX_FILE_SIZE);
+	ret = orchd_read_fd(fd, out);
+	e = errno;
+	close(fd);
+	errno = e;
+	return ret;
 }
 
 /* ---- imports ---------------------------------------------------------------- */
@@ -451,9 +495,11 @@ static struct ynode *import_one(struct compose *c, const struct ynode *item, uns
 		y->files[idx].git_path = xstrdup(path);
 		free(y->files[idx].path);
 		y->files[idx].path = xasprintf("%s@%.12s:%s", url, oid, path);
-	} else if (orchd_compose_read(c->o, path, &buf) < 0) {
+	} else if (read_import(c->o, path, &buf) < 0) {
 		cerr(c, item, "core.imports: cannot read '%s': %s", path,
-		     errno == E2BIG ? "file too large" : strerror(errno));
+		     errno == E2BIG	? "file too large"
+		     : errno == EFTYPE_ ? "not a regular file"
+					: strerror(errno));
 		goto out;
 	}
 	y->cur = (unsigned)idx;

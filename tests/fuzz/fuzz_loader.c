@@ -7,6 +7,11 @@
  * types), then the diagnostics printed.
  *
  * Input: the pipeline file, from an in-memory buffer (the API takes one).
+ * Its imports are served from memory, never from the disk: "lib.yaml" and
+ * "templates.yaml" are a fixed file of templates, defaults and an
+ * instance; every other path does not exist.  A file that mentions
+ * "environments" is loaded with the environment "prod" selected (the
+ * composition stage, core/compose.c, runs on every input).
  * No extension is run: LLVMFuzzerInitialize creates a fake extensions
  * directory once (orchd-ext-exec, -terraform, -ansible, -secrets: empty
  * executable files, never started; a manifest for exec) and the registry
@@ -22,6 +27,7 @@
  * resolve leniently (core/refs.c, as `orchd plan` before any apply: mock
  * outputs, else the reference's text) into a config blob that hashes.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -35,6 +41,7 @@
 #include "core/loader.h"
 #include "core/refs.h"
 #include "models/pipeline.h"
+#include "orchd_protocol.h"
 #include "util.h"
 #include "fuzz.h"
 
@@ -105,6 +112,41 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
+static const char lib_yaml[] =
+	"core:\n"
+	"  vars: {tier: base, n: 3}\n"
+	"  defaults: {exec: {env: {A: '${{ vars.tier }}'}}}\n"
+	"  templates:\n"
+	"    svc:\n"
+	"      params:\n"
+	"        name: {type: string, required: true}\n"
+	"        port: {type: number, default: 80}\n"
+	"        tags: {type: list, default: [a]}\n"
+	"      config:\n"
+	"        command: [sh, -c, 'echo ${{ params.name }}:${{ params.port }}']\n"
+	"        tags: ${{ params.tags }}\n"
+	"    inner:\n"
+	"      params: {x: {type: string, default: y}}\n"
+	"      template: svc\n"
+	"      with: {name: '${{ params.x }}'}\n"
+	"exec:\n"
+	"  - {name: from-lib, template: inner}\n";
+
+/* orchd_load_opts.read: imports from memory only. */
+static int read_import(void *ctx, const char *path, struct op_buf *out)
+{
+	const char *base = strrchr(path, '/');
+
+	(void)ctx;
+	base = base ? base + 1 : path;
+	if (strcmp(base, "lib.yaml") && strcmp(base, "templates.yaml")) {
+		errno = ENOENT;
+		return -1;
+	}
+	op_buf_init(out, ORCHD_MAX_FILE_SIZE);
+	return op_buf_add(out, lib_yaml, sizeof(lib_yaml) - 1);
+}
+
 /* Nothing is known of any upstream: mock outputs or the reference's text. */
 static const struct orchd_upstream *no_upstream(void *arg, size_t i)
 {
@@ -165,6 +207,7 @@ static void check_valid(const struct orchd_pipeline *p)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct orchd_diags d;
+	struct orchd_load_opts o;
 	struct orchd_pipeline *p = NULL;
 	char *buf = NULL, *out = NULL;
 	size_t outlen = 0;
@@ -177,7 +220,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size)
 		memcpy(buf, data, size);
 	orchd_diags_init(&d);
-	ret = orchd_bootstrap_load("fuzz.yaml", buf, size, &p, &d);
+	memset(&o, 0, sizeof(o));
+	o.read = read_import;
+	if (size >= 12 && memmem(buf, size, "environments", 12))
+		o.env = "prod";
+	ret = orchd_bootstrap_load_buf("fuzz.yaml", buf, size, &o, &p, &d);
 	CHECK(ret == 0 || ret == -1);
 	if (ret == 0)
 		CHECK(p);
