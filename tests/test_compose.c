@@ -1027,6 +1027,27 @@ START_TEST(test_run_since)
 	ck_assert_int_eq(orchd(NULL, &err, "run", file, "--since", "HEAD", "-t", "a", END), 2);
 	assert_has(err, "--since selects the instances: not with --target");
 	free(err);
+	/* an instance deleted since REF: reported, its stack left alone */
+	git("commit -q -a -m two");
+	ck_assert_int_eq(orchd(NULL, &err, "run", file, "-q", END), 0);
+	free(err);
+	put("pipeline.yaml", "app:\n"
+			     "  exec:\n"
+			     "    - {name: a, command: [sh, -c, 'echo v=2 >> $ORCHD_OUTPUT']}\n"
+			     "    - {name: c, command: [sh, -c, 'echo v=1 >> $ORCHD_OUTPUT'], "
+			     "depends_on: [a]}\n");
+	ck_assert_int_eq(orchd(NULL, &err, "run", file, "--since", "HEAD", END), 0);
+	assert_has(err,
+		   "to destroy: exec.b (gone since HEAD; orchd never destroys it by itself)\n");
+	assert_has(err, "nothing affected since HEAD (");
+	free(err);
+	{
+		char *stack = xasprintf("%s/.orchd/stacks/dev-exec-b.json", tmp);
+		struct stat st;
+
+		ck_assert_int_eq(stat(stack, &st), 0);
+		free(stack);
+	}
 	free(file);
 }
 END_TEST
