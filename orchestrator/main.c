@@ -99,8 +99,8 @@ static int parse_opts(struct cli *cli, const struct command *c, int argc, char *
 		      int (*handle)(int opt, const char *arg, void *ctx), void *ctx, int *code)
 {
 	struct option opts[40];
-	char shorts[64] = "h";
-	size_t n = 0, ns = 1;
+	char shorts[64] = ":h"; /* ':' first: a missing value is ':', not '?' */
+	size_t n = 0, ns = 2;
 	int opt;
 
 	opts[n++] = (struct option){"extensions-dir", required_argument, NULL, OPT_EXT_DIR};

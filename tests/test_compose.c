@@ -240,7 +240,7 @@ START_TEST(test_import_errors)
 	e = fails("p.yaml", NULL);
 	assert_has(e, "c.yaml:2:13: error: import cycle: p.yaml:3:15 imports a.yaml, "
 		      "a.yaml:2:13 imports b.yaml, b.yaml:2:13 imports c.yaml, c.yaml:2:13 "
-		      "imports a.yaml\n");
+		      "imports ./a.yaml\n");
 	free(e);
 
 	put("p.yaml", "p:\n  core:\n    imports: [missing.yaml, {git: x}, 3, [a]]\n");
@@ -467,8 +467,8 @@ START_TEST(test_template_expansion_bound)
 	put("p.yaml", orchd_buf_str(&sb));
 	op_buf_release(&sb);
 	e = fails("p.yaml", NULL);
-	assert_has(e, "error: exec.i1000: templates expand to too much (limit 4000000 nodes, 64 "
-		      "MiB of text in the pipeline)\n");
+	assert_has(e, "p.yaml:1007:30: error: exec.i999: templates and variables expand to too "
+		      "much (limit 4000000 nodes, 64 MiB of text in the pipeline)\n");
 	free(e);
 }
 END_TEST
@@ -592,6 +592,173 @@ START_TEST(test_environment_errors)
 }
 END_TEST
 
+/* What a hostile reviewer found (tests written before the fixes). */
+START_TEST(test_hostile_findings)
+{
+	struct orchd_pipeline *p;
+	struct op_buf sb = OP_BUF_INIT;
+	char *e, *errs;
+
+	/* a whole-string ${{ env.X }} is literal text, never a reference */
+	setenv("ORCHD_TEST_VALUE", "${{ exec.up.outputs.x }}", 1);
+	put("p.yaml",
+	    "p:\n"
+	    "  core: {env_allow: [ORCHD_TEST_VALUE], env: {E: '${{ env.ORCHD_TEST_VALUE }}'}}\n"
+	    "  exec:\n"
+	    "    - {name: up}\n"
+	    "    - {name: b, v: '${{ env.ORCHD_TEST_VALUE }}', e: '$${{ x }}'}\n");
+	p = load("p.yaml", &errs);
+	ck_assert_msg(p != NULL, "%s", errs);
+	free(errs);
+	assert_cfg(p, "exec.b", "{\"v\":\"${{ exec.up.outputs.x }}\",\"e\":\"${{ x }}\"}");
+	ck_assert_uint_eq(inst(p, "exec.b")->ndeps, 0);
+	ck_assert_uint_eq(inst(p, "exec.b")->nrefs, 0);
+	/* and core.env resolves the escape too */
+	ck_assert_str_eq(json_object_get_string(json_object_object_get(p->core.env, "E")),
+			 "${{ exec.up.outputs.x }}");
+	orchd_pipeline_free(p);
+	unsetenv("ORCHD_TEST_VALUE");
+
+	/* variables count against the expansion bound */
+	op_buf_addstr(&sb, "p:\n  core:\n    vars:\n      big: [");
+	for (int i = 0; i < 100000; i++)
+		op_buf_addf(&sb, "%s%d", i ? "," : "", i);
+	op_buf_addstr(&sb, "]\n  exec:\n    - name: a\n");
+	for (int i = 0; i < 60; i++)
+		op_buf_addf(&sb, "      k%d: '${{ vars.big }}'\n", i);
+	put("p.yaml", orchd_buf_str(&sb));
+	op_buf_release(&sb);
+	e = fails("p.yaml", NULL);
+	assert_has(e, "error: exec.a: templates and variables expand to too much (limit 4000000 "
+		      "nodes, 64 MiB of text in the pipeline)\n");
+	free(e);
+
+	/* and against the nesting bound */
+	op_buf_addstr(&sb, "p:\n  core:\n    vars:\n      v: ");
+	for (int i = 0; i < 40; i++)
+		op_buf_addch(&sb, '[');
+	for (int i = 0; i < 40; i++)
+		op_buf_addch(&sb, ']');
+	op_buf_addstr(&sb, "\n  exec:\n    - name: a\n      deep: ");
+	for (int i = 0; i < 30; i++)
+		op_buf_addch(&sb, '[');
+	op_buf_addstr(&sb, "'${{ vars.v }}'");
+	for (int i = 0; i < 30; i++)
+		op_buf_addch(&sb, ']');
+	op_buf_addch(&sb, '\n');
+	put("p.yaml", orchd_buf_str(&sb));
+	op_buf_release(&sb);
+	e = fails("p.yaml", NULL);
+	assert_has(e, "p.yaml:6:7: error: exec.a: nesting too deep once templates and variables "
+		      "are expanded (limit 64 levels)\n");
+	free(e);
+
+	/* an extension section of an import that is not a list */
+	put("good.yaml", "exec:\n  - {name: ok1}\n");
+	put("bad.yaml", "exec: oops\n");
+	put("p.yaml", "p:\n  core: {imports: [good.yaml, bad.yaml]}\n  exec:\n    - {name: m}\n");
+	e = fails("p.yaml", NULL);
+	assert_has(e, "bad.yaml:1:7: error: exec: an extension section is a list of instances, got "
+		      "a string\n");
+	free(e);
+
+	/* template and with are not config keys of a template, nor overridable */
+	put("p.yaml", "p:\n"
+		      "  core:\n"
+		      "    templates:\n"
+		      "      t: {config: {template: u, with: {}}}\n"
+		      "    environments: {e: {overrides: {exec.b: {template: t}}}}\n"
+		      "  exec:\n"
+		      "    - {name: b}\n");
+	e = fails("p.yaml", "e");
+	assert_has(e, "p.yaml:4:30: error: core.templates.t.config: 'template' is not a config key "
+		      "(a template uses another with its own 'template' and 'with')\n");
+	assert_has(e, "p.yaml:4:39: error: core.templates.t.config: 'with' is not a config key");
+	assert_has(e,
+		   "p.yaml:5:55: error: exec.b: core.environments.e.overrides.exec.b: an "
+		   "override cannot change 'template' or 'with' (override the keys they give)\n");
+	free(e);
+
+	/* parameters: names ${{ params.X }} can say, finite numbers */
+	put("p.yaml", "p:\n"
+		      "  core:\n"
+		      "    templates:\n"
+		      "      t: {params: {'bad name': {type: string}, n: {type: number}}}\n"
+		      "  exec:\n"
+		      "    - {name: a, template: t, with: {n: .nan}}\n");
+	e = fails("p.yaml", NULL);
+	assert_has(e,
+		   "p.yaml:4:20: error: core.templates.t.params: invalid parameter name 'bad "
+		   "name' (letters, digits, '_' and '-': ${{ params.NAME }} must be able to name "
+		   "it)\n");
+	free(e);
+	put("p.yaml", "p:\n"
+		      "  core:\n"
+		      "    templates:\n"
+		      "      t: {params: {n: {type: number}}}\n"
+		      "  exec:\n"
+		      "    - {name: a, template: t, with: {n: .nan}}\n"
+		      "    - {name: b, template: t, with: {n: 1e400}}\n");
+	e = fails("p.yaml", NULL);
+	assert_has(e, "p.yaml:6:40: error: exec.a: with.n: template 't' expects a number, got an "
+		      "infinite or NaN number\n");
+	assert_has(e, "p.yaml:7:40: error: exec.b: with.n: template 't' expects a number, got an "
+		      "infinite or NaN number\n");
+	free(e);
+
+	/* a misspelt compose key is suggested; a failed instance's override
+	 * is not "unknown" */
+	put("p.yaml", "p:\n"
+		      "  core:\n"
+		      "    tempaltes: {}\n"
+		      "    environments: {e: {overrides: {exec.a: {x: 1}}}}\n"
+		      "  exec:\n"
+		      "    - {name: a, template: nosuch}\n");
+	e = fails("p.yaml", "e");
+	assert_has(e, "p.yaml:3:5: error: p.core: unknown key 'tempaltes' (did you mean "
+		      "'templates'?)\n");
+	ck_assert_msg(!strstr(e, "no instance"), "%s", e);
+	free(e);
+}
+END_TEST
+
+/* The file system, not the text, says what "link/../x.yaml" and a hard
+ * link are. */
+START_TEST(test_import_links)
+{
+	struct orchd_pipeline *p;
+	char *a, *b, *errs;
+
+	put("real/inner/keep", "");
+	put("real/x.yaml", "exec:\n  - {name: from-real}\n");
+	put("x.yaml", "exec:\n  - {name: from-top}\n");
+	a = xasprintf("%s/real/inner", tmp);
+	b = xasprintf("%s/link", tmp);
+	ck_assert_int_eq(symlink(a, b), 0);
+	free(a);
+	free(b);
+	put("p.yaml", "p:\n  core: {imports: [link/../x.yaml]}\n");
+	p = load("p.yaml", &errs);
+	ck_assert_msg(p != NULL, "%s", errs);
+	free(errs);
+	ck_assert_uint_eq(p->ninst, 1);
+	ck_assert_str_eq(p->inst[0].id, "exec.from-real");
+	orchd_pipeline_free(p);
+	/* a hard link is the same file: merged once */
+	a = xasprintf("%s/x.yaml", tmp);
+	b = xasprintf("%s/hard.yaml", tmp);
+	ck_assert_int_eq(link(a, b), 0);
+	free(a);
+	free(b);
+	put("p.yaml", "p:\n  core: {imports: [x.yaml, hard.yaml]}\n");
+	p = load("p.yaml", &errs);
+	ck_assert_msg(p != NULL, "%s", errs);
+	free(errs);
+	ck_assert_uint_eq(p->ninst, 1);
+	orchd_pipeline_free(p);
+}
+END_TEST
+
 /* ---- the command line: the issue's example, --explain ----------------------------- */
 
 static int orchd(char **out, char **err, ...)
@@ -691,6 +858,10 @@ START_TEST(test_issue_example)
 	assert_has(err, "error: --explain: no instance 'exec.wbe' (did you mean 'exec.web'?)");
 	free(out);
 	free(err);
+	ck_assert_int_eq(orchd(&out, &err, "graph", file, "--env", END), 2);
+	assert_has(err, "error: option '--env' needs a value\n");
+	free(out);
+	free(err);
 	ck_assert_int_eq(orchd(&out, &err, "graph", file, "--env", "qa", END), 2);
 	assert_has(err, "pipeline.yaml: error: unknown environment 'qa' (known: dev, prod; ");
 	free(out);
@@ -761,8 +932,8 @@ START_TEST(test_error_located_in_template)
 	    "  exec:\n"
 	    "    - {name: a, template: t}\n");
 	ck_assert_int_eq(orchd(NULL, &err, "validate", file, "--env", "e", END), 2);
-	assert_has(err, "t.yaml:6:16: error: exec.a: unknown key 'bogus'\n");
-	assert_has(err, "p.yaml:2:72: error: exec.a: unknown key 'x'\n");
+	assert_has(err, "t.yaml:6:9: error: exec.a: unknown key 'bogus'\n");
+	assert_has(err, "p.yaml:2:69: error: exec.a: unknown key 'x'\n");
 	free(err);
 	free(file);
 }
@@ -868,7 +1039,12 @@ START_TEST(test_affected)
 	put("conf/new.cfg", "x\n");
 	assert_affected("HEAD", "exec.edge\nexec.tail\n");
 	put("conf/new.txt", "x\n");
-	unlink(xasprintf("%s/conf/new.cfg", tmp));
+	{
+		char *gone = xasprintf("%s/conf/new.cfg", tmp);
+
+		unlink(gone);
+		free(gone);
+	}
 	assert_affected("HEAD", "");
 	/* renamed and deleted instances */
 	put("pipeline.yaml",
@@ -988,6 +1164,41 @@ START_TEST(test_affected_edges)
 	test_rmtree(cmd);
 	free(cmd);
 	free(clone);
+}
+END_TEST
+
+/* Watched paths: globs over directories, and a path that leaves the
+ * repository's top and comes back in. */
+START_TEST(test_affected_globs)
+{
+	const char *base = strrchr(tmp, '/') + 1;
+	char *text, *out;
+
+	text = xasprintf("app:\n"
+			 "  core: {environments: {prod: {}}}\n"
+			 "  exec:\n"
+			 "    - {name: star, watch: ['d*/**']}\n"
+			 "    - {name: mid, watch: ['data/su*/**']}\n"
+			 "    - {name: dir, watch: ['data/*/deep']}\n"
+			 "    - {name: one, watch: ['data/s?b/deep/f.txt']}\n"
+			 "    - {name: back, watch: ['../%s/data/top.txt']}\n"
+			 "    - {name: other, watch: ['data/sub/x/**', 'elsewhere']}\n",
+			 base);
+	put("pipeline.yaml", text);
+	free(text);
+	put("data/sub/deep/f.txt", "1\n");
+	put("data/top.txt", "1\n");
+	git("init -q .");
+	git("add -A");
+	git("commit -q -m one");
+	assert_affected("HEAD", "");
+	put("data/sub/deep/f.txt", "2\n");
+	assert_affected("HEAD", "exec.star\nexec.mid\nexec.dir\nexec.one\n");
+	git("checkout -q -- data");
+	put("data/top.txt", "2\n");
+	out = affected("HEAD", NULL, 0);
+	ck_assert_str_eq(out, "exec.star\nexec.back\n");
+	free(out);
 }
 END_TEST
 
@@ -1133,6 +1344,8 @@ Suite *compose_suite(void)
 	tcase_add_test(tc, test_environments);
 	tcase_add_test(tc, test_environment_errors);
 	tcase_add_test(tc, test_git_import);
+	tcase_add_test(tc, test_hostile_findings);
+	tcase_add_test(tc, test_import_links);
 	suite_add_tcase(s, tc);
 	tcase_add_checked_fixture(cli, setup, teardown);
 	tcase_set_timeout(cli, 120);
@@ -1142,6 +1355,7 @@ Suite *compose_suite(void)
 	tcase_add_test(cli, test_affected);
 	tcase_add_test(cli, test_affected_edges);
 	tcase_add_test(cli, test_run_since);
+	tcase_add_test(cli, test_affected_globs);
 	suite_add_tcase(s, cli);
 	return s;
 }

@@ -408,7 +408,7 @@ START_TEST(test_extension_errors_have_positions)
 	want = xasprintf("\n%s:6:18: error: exec.web: env.A: must be a string\n", f);
 	ck_assert_msg(strstr(err, want), "want %s in:\n%s", want, err);
 	free(want);
-	want = xasprintf("\n%s:12:14: error: exec.web: unknown key 'bogus'", f);
+	want = xasprintf("\n%s:12:7: error: exec.web: unknown key 'bogus'", f);
 	ck_assert_msg(strstr(err, want), "want %s in:\n%s", want, err);
 	free(want);
 	ck_assert_msg(!strstr(err, ": : "), "%s", err);

@@ -167,9 +167,44 @@ static int has_glob(const char *s)
 	return strpbrk(s, "*?[") != NULL;
 }
 
-/* A changed file (relative to the work tree) matched by the watched rel:
- * the file itself, a file under the directory, or the glob (a final
- * slash-star-star matches everything under its directory). */
+/*
+ * The glob pat matches path (both relative, '/'-separated): segment by
+ * segment with fnmatch(), "**" standing for any number of segments; a
+ * pattern that matches a leading part of path matches it too (a
+ * directory watches what is under it).
+ */
+static int glob_match(const char *pat, const char *path, unsigned depth)
+{
+	const char *pe, *fe;
+	char *pseg, *fseg;
+	int ok;
+
+	if (!*pat)
+		return 1;
+	if (depth > 256)
+		return 0;
+	pe = strchr(pat, '/');
+	if ((pe ? (size_t)(pe - pat) : strlen(pat)) == 2 && !strncmp(pat, "**", 2)) {
+		if (glob_match(pe ? pe + 1 : "", path, depth + 1))
+			return 1;
+		if (!*path)
+			return 0;
+		fe = strchr(path, '/');
+		return glob_match(pat, fe ? fe + 1 : "", depth + 1);
+	}
+	if (!*path)
+		return 0;
+	fe = strchr(path, '/');
+	pseg = pe ? xstrndup(pat, (size_t)(pe - pat)) : xstrdup(pat);
+	fseg = fe ? xstrndup(path, (size_t)(fe - path)) : xstrdup(path);
+	ok = fnmatch(pseg, fseg, 0) == 0;
+	free(pseg);
+	free(fseg);
+	return ok && glob_match(pe ? pe + 1 : "", fe ? fe + 1 : "", depth + 1);
+}
+
+/* A changed file (relative to the work tree) that rel watches: rel
+ * itself, a file under the directory rel, or one that the glob matches. */
 static const char *match(const struct changes *c, const char *rel)
 {
 	size_t n = strlen(rel);
@@ -177,11 +212,9 @@ static const char *match(const struct changes *c, const char *rel)
 	for (size_t i = 0; i < c->n; i++) {
 		const char *f = c->v[i];
 
-		if (!strcmp(rel, ".") || (!strncmp(f, rel, n) && (f[n] == '/' || !f[n])))
-			return f;
-		if (n > 3 && !strcmp(rel + n - 3, "/**") && !strncmp(f, rel, n - 2))
-			return f;
-		if (has_glob(rel) && fnmatch(rel, f, FNM_PATHNAME) == 0)
+		if (has_glob(rel)
+			    ? glob_match(rel, f, 0)
+			    : !strcmp(rel, ".") || (!strncmp(f, rel, n) && (f[n] == '/' || !f[n])))
 			return f;
 	}
 	return NULL;
@@ -230,15 +263,16 @@ static char *watched(const struct orchd_pipeline *p, size_t i, const struct orch
 
 		if (!*w || strstr(w, "${{"))
 			continue; /* known at run time only: the config change shows it */
-		if (*w == '/') {
-			full = orchd_compose_join("", w);
-			rel = in_repo(workdir, full);
-		} else {
-			char *base = xasprintf("%s/.", *reldir ? reldir : ".");
+		{
+			/* absolute, folded: "../x" from the top may come back in */
+			char *base = *reldir ? xasprintf("%s/%s/.", workdir, reldir)
+					     : xasprintf("%s/.", workdir);
 
 			full = orchd_compose_join(base, w);
 			free(base);
-			rel = strcmp(full, "..") && strncmp(full, "../", 3) ? full : NULL;
+			rel = in_repo(workdir, full);
+			if (rel && !*rel)
+				rel = ".";
 		}
 		if (!rel)
 			why = xasprintf("watches %s, outside the repository", w);
@@ -394,11 +428,14 @@ int orchd_affected(const char *file, const struct orchd_pipeline *p,
 		}
 	}
 	if (!loaded && !r.main_missing) {
+		char where[64] = "";
+
+		if (d.n && d.v[0].line)
+			snprintf(where, sizeof(where), ":%u:%u", d.v[0].line, d.v[0].column);
 		add_strv(&out->notes, &out->nnotes,
-			 xasprintf("the pipeline at %s does not load (%s:%u:%u: %s): every "
-				   "instance counts as affected",
-				   since, d.n ? d.v[0].file : file, d.n ? d.v[0].line : 0,
-				   d.n ? d.v[0].column : 0, d.n ? d.v[0].msg : "?"));
+			 xasprintf("the pipeline at %s does not load (%s%s: %s): every instance "
+				   "counts as affected",
+				   since, d.n ? d.v[0].file : file, where, d.n ? d.v[0].msg : "?"));
 		all_affected(out, "the pipeline at the revision does not load");
 	}
 	for (size_t i = 0; i < p->ninst; i++) {

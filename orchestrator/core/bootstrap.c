@@ -677,6 +677,24 @@ static void emit_string_with_refs(struct build *b, const struct ynode *n, struct
 	orchd_ref_parsed_release(&parsed);
 }
 
+/* A scalar's text as a json-c string, `$${{` escapes resolved. */
+static json_object *unescaped(const struct ynode *n)
+{
+	struct orchd_ref_parsed parsed;
+	json_object *o;
+	char err[64], *text;
+	size_t len;
+
+	if (!memmem(n->s, n->len, "$${{", 4))
+		return json_object_new_string_len(n->s, (int)n->len);
+	orchd_ref_parse(n->s, n->len, &parsed, err, sizeof(err));
+	text = orchd_ref_parsed_text(&parsed, &len);
+	o = json_object_new_string_len(text, (int)len);
+	free(text);
+	orchd_ref_parsed_release(&parsed);
+	return o;
+}
+
 static const char *const exec_keys[] = {"max_attempts",	 "timeout", "grace",
 					"retry_backoff", "limits",  "handshake_timeout"};
 static const char *const limit_keys[] = {"memory", "pids", "cpu_time", "open_files",
@@ -969,9 +987,12 @@ static void build_engine(struct build *b, const struct ynode *n, struct orchd_en
 	"letters, digits, '_', '.' and '-', starting with a letter or digit, at most 63 " \
 	"characters, no '..'"
 
-static const char *const core_keys[] = {"stack",    "parallelism",	  "state_dir",
-					"engine",   "execution_defaults", "env",
-					"defaults", "isolation"};
+/* The last five are core/compose's, removed before the model is built:
+ * here for the suggestions of a misspelt key. */
+static const char *const core_keys[] = {
+	"stack",	"parallelism", "state_dir", "engine",  "execution_defaults",
+	"env",		"defaults",    "isolation", "imports", "templates",
+	"environments", "vars",	       "env_allow"};
 
 static void build_core(struct build *b, const struct ynode *n)
 {
@@ -1039,9 +1060,7 @@ static void build_core(struct build *b, const struct ynode *n)
 					berr(b, v2, "expected a string, got %s",
 					     ytree_kind_name(v2));
 				else if (!ref_not_here(b, v2, "core.env"))
-					json_object_object_add(
-						c->env, k2->s,
-						json_object_new_string_len(v2->s, (int)v2->len));
+					json_object_object_add(c->env, k2->s, unescaped(v2));
 				path_pop(b, m2);
 			}
 			break;
@@ -1413,7 +1432,7 @@ static void build_pipeline(struct build *b, const struct ynode *root)
 static struct ynode *load_tree(struct yparse *y, const char *file, const char *buf, size_t len,
 			       const struct orchd_load_opts *o, const char **env)
 {
-	char real[PATH_MAX];
+	char *key;
 	size_t nerr = y->d->n;
 	int truncated = y->d->truncated;
 
@@ -1422,8 +1441,9 @@ static struct ynode *load_tree(struct yparse *y, const char *file, const char *b
 			       ORCHD_MAX_FILE_SIZE >> 20);
 		return NULL;
 	}
-	ytree_add_file(y, file, !(o && o->read) && realpath(file, real) ? real : file, (size_t)-1,
-		       0, 0);
+	key = o && o->read ? NULL : orchd_compose_file_key(file);
+	ytree_add_file(y, file, key ? key : file, (size_t)-1, 0, 0);
+	free(key);
 	y->cur = 0;
 	y->file = file;
 	y->buf = buf;
@@ -1595,11 +1615,13 @@ static const struct ynode *map_get(const struct ynode *m, const char *key, size_
  * mapping, the longest key that the rest of the path starts with (then '.',
  * '[' or its end) wins, so keys holding a '.' are found too.
  */
-static const struct ynode *walk(const struct ynode *n, const char *path, int *all)
+static const struct ynode *walk(const struct ynode *n, const char *path, int *all,
+				const struct ynode **key)
 {
 	*all = 1;
+	*key = NULL;
 	while (*path) {
-		const struct ynode *next = NULL;
+		const struct ynode *next = NULL, *nkey = NULL;
 		size_t used = 0;
 
 		if (*path == '[' && n->kind == Y_SEQ) {
@@ -1617,6 +1639,7 @@ static const struct ynode *walk(const struct ynode *n, const char *path, int *al
 				if (k->len > used && !strncmp(path, k->s, k->len) &&
 				    (!path[k->len] || path[k->len] == '.' || path[k->len] == '[')) {
 					next = n->pairs[i].val;
+					nkey = k;
 					used = k->len;
 				}
 			}
@@ -1626,6 +1649,7 @@ static const struct ynode *walk(const struct ynode *n, const char *path, int *al
 			return n;
 		}
 		n = next;
+		*key = nkey;
 		path += used;
 		if (*path == '.')
 			path++;
@@ -1634,10 +1658,10 @@ static const struct ynode *walk(const struct ynode *n, const char *path, int *al
 }
 
 int orchd_locator_find(struct orchd_locator *l, const struct orchd_pipeline *p, size_t i,
-		       const char *path, struct orchd_pos *pos)
+		       const char *path, int at_key, struct orchd_pos *pos)
 {
 	const struct orchd_instance *in = &p->inst[i];
-	const struct ynode *body, *sect, *inst = NULL, *n, *defaults;
+	const struct ynode *body, *sect, *inst = NULL, *n, *defaults, *key = NULL;
 	int all = 0;
 
 	*pos = in->pos;
@@ -1653,20 +1677,23 @@ int orchd_locator_find(struct orchd_locator *l, const struct orchd_pipeline *p, 
 	}
 	if (!inst || !path || !*path)
 		return 0;
-	n = walk(inst, path, &all);
+	n = walk(inst, path, &all, &key);
 	if (!all) {
 		/* maybe from core.defaults.TYPE */
 		defaults = map_get(map_get(map_get(body, "core", 4), "defaults", 8), in->type,
 				   strlen(in->type));
 		if (defaults) {
-			const struct ynode *d = walk(defaults, path, &all);
+			const struct ynode *dk, *d = walk(defaults, path, &all, &dk);
 
-			if (all)
+			if (all) {
 				n = d;
+				key = dk;
+			}
 		}
 	}
-	/* a key that is missing: the deepest node that exists */
-	*pos = npos(n);
+	/* a key that is missing: the deepest node that exists; the key
+	 * itself when asked (a value may come from elsewhere: a variable) */
+	*pos = npos(at_key && all && key ? key : n);
 	return 0;
 }
 

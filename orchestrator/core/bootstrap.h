@@ -130,12 +130,16 @@ int orchd_pipeline_validate(struct orchd_pipeline *p, const char *const *known_t
  * path walked as far as it goes (in the instance, else in core.defaults of
  * its type).  *pos is the deepest node reached, the instance itself for an
  * empty path or when the file changed.  A locator whose file cannot be
- * read or parsed answers the instance's position.
+ * read or parsed answers the instance's position.  With at_key, a path
+ * ending in a mapping key answers the key's position rather than its
+ * value's (for "unknown key 'x'": the value may be a variable's, written
+ * elsewhere).  The pipeline is composed again as it was loaded (its
+ * imports, its environment), so pos.file may name an imported file.
  */
 struct orchd_locator;
 struct orchd_locator *orchd_locator_open(const struct orchd_pipeline *p);
 int orchd_locator_find(struct orchd_locator *l, const struct orchd_pipeline *p, size_t i,
-		       const char *path, struct orchd_pos *pos);
+		       const char *path, int at_key, struct orchd_pos *pos);
 void orchd_locator_close(struct orchd_locator *l);
 
 /*

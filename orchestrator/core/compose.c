@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,7 +39,8 @@ struct compose {
 	struct op_buf envs;	 /* the names of the environments, for messages */
 	const char *ctx;	 /* the instance being composed, for messages */
 	size_t expanded, expanded_bytes;
-	struct op_buf text;
+	struct op_buf text, envtext;
+	int over_budget; /* the expansion bound was reported */
 };
 
 static const char *fpath(const struct compose *c, const struct ynode *n)
@@ -227,7 +229,15 @@ static struct ynode *merge_body(struct compose *c, struct ynode *a, struct ynode
 			map_add(m, k, v);
 		} else if (!strcmp(k->s, "core")) {
 			map_add(m, bk, merge(c, v, bv));
-		} else if (v->kind == Y_SEQ && bv->kind == Y_SEQ) {
+		} else if (v->kind != Y_SEQ || bv->kind != Y_SEQ) {
+			/* a section that is not a list would hide the other's
+			 * instances: the model's error, said here */
+			const struct ynode *bad = v->kind != Y_SEQ ? v : bv;
+
+			cerr(c, bad, "%s: an extension section is a list of instances, got %s",
+			     k->s, ytree_kind_name(bad));
+			map_add(m, bk, v->kind == Y_SEQ ? v : bv);
+		} else {
 			struct ynode *s = ytree_new(c->y, Y_SEQ, bv->file, bv->line, bv->col);
 
 			s->items =
@@ -238,8 +248,6 @@ static struct ynode *merge_body(struct compose *c, struct ynode *a, struct ynode
 			s->size = sat((size_t)1 + v->size + bv->size);
 			s->bytes = sat((size_t)v->bytes + bv->bytes);
 			map_add(m, bk, s);
-		} else {
-			map_add(m, bk, bv);
 		}
 	}
 	for (j = 0; j < b->n; j++) {
@@ -297,6 +305,15 @@ int orchd_compose_read(const struct orchd_load_opts *o, const char *path, struct
 	close(fd);
 	errno = e;
 	return ret;
+}
+
+char *orchd_compose_file_key(const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0)
+		return NULL;
+	return xasprintf("file:%ju:%ju", (uintmax_t)st.st_dev, (uintmax_t)st.st_ino);
 }
 
 char *orchd_compose_join(const char *base, const char *rel)
@@ -370,8 +387,6 @@ static int import_target(struct compose *c, const struct ynode *item, unsigned f
 			 char **key, char **git_url, char **git_commit)
 {
 	const struct yfile *parent = &c->y->files[file];
-	char real[PATH_MAX];
-
 	*path = *key = *git_url = *git_commit = NULL;
 	if (is_string(item)) {
 		if (!*item->s) {
@@ -400,10 +415,20 @@ static int import_target(struct compose *c, const struct ynode *item, unsigned f
 			*key = xasprintf("git:%s@%s:%s", *git_url, *git_commit, *path);
 			return 0;
 		}
-		*path = orchd_compose_join(parent->path, item->s);
-		if (!(c->o && c->o->read) && realpath(*path, real))
-			*key = xstrdup(real);
+		if (c->o && c->o->read) {
+			/* read from elsewhere (a git tree): names are folded */
+			*path = orchd_compose_join(parent->path, item->s);
+			*key = xstrdup(*path);
+			return 0;
+		}
+		/* the file system resolves "..", after symbolic links */
+		if (*item->s == '/' || !strchr(parent->path, '/'))
+			*path = xstrdup(item->s);
 		else
+			*path = xasprintf("%.*s/%s",
+					  (int)(strrchr(parent->path, '/') - parent->path),
+					  parent->path, item->s);
+		if (!(*key = orchd_compose_file_key(*path)))
 			*key = xstrdup(*path);
 		return 0;
 	}
@@ -622,6 +647,24 @@ static void unknown_var(struct compose *c, const struct ynode *at, const char *t
 	op_buf_release(&known);
 }
 
+/* Charge what a substitution adds to the expansion bound: 0, or -1 (reported
+ * once) past it. */
+static int charge(struct compose *c, const struct ynode *at, size_t nodes, size_t bytes)
+{
+	c->expanded += nodes;
+	c->expanded_bytes += bytes;
+	if (c->expanded <= ORCHD_MAX_EXPANDED_NODES &&
+	    c->expanded_bytes <= ORCHD_MAX_EXPANDED_BYTES)
+		return 0;
+	if (!c->over_budget)
+		cerr(c, at,
+		     "templates and variables expand to too much (limit %d nodes, %u MiB of text "
+		     "in the pipeline)",
+		     ORCHD_MAX_EXPANDED_NODES, ORCHD_MAX_EXPANDED_BYTES >> 20);
+	c->over_budget = 1;
+	return -1;
+}
+
 /* The value of `${{ env.NAME }}`: a new string node, or NULL (reported). */
 static struct ynode *env_value(struct compose *c, const struct ynode *at, const char *text,
 			       const char *name)
@@ -644,7 +687,10 @@ static struct ynode *env_value(struct compose *c, const struct ynode *at, const 
 		cerr(c, at, "'%s': the environment variable %s is not set", text, name);
 		return NULL;
 	}
-	return new_scalar(c, at, v, strlen(v));
+	/* literal text: a "${{" in it is escaped, never a reference */
+	op_buf_reset(&c->envtext);
+	add_escaped(&c->envtext, v, strlen(v));
+	return new_scalar(c, at, orchd_buf_str(&c->envtext), c->envtext.len);
 }
 
 /*
@@ -738,6 +784,8 @@ static struct ynode *subst(struct compose *c, struct ynode *n, const struct ynod
 			r = env_value(c, n, p->text, p->key);
 		}
 		orchd_ref_parsed_release(&parsed);
+		if (r && charge(c, n, r->size, r->bytes) < 0)
+			return NULL;
 		return r;
 	}
 	op_buf_reset(&c->text);
@@ -766,13 +814,13 @@ static struct ynode *subst(struct compose *c, struct ynode *n, const struct ynod
 				bad = 1;
 			}
 		} else if ((v = env_value(c, n, p->text, p->key))) {
-			add_escaped(&c->text, v->s, v->len);
+			op_buf_add(&c->text, v->s, v->len); /* escaped already */
 		} else {
 			bad = 1;
 		}
 	}
 	orchd_ref_parsed_release(&parsed);
-	if (bad)
+	if (bad || charge(c, n, 1, c->text.len) < 0)
 		return NULL;
 	return new_scalar(c, n, orchd_buf_str(&c->text), c->text.len);
 }
@@ -823,7 +871,7 @@ static int type_ok(const struct ynode *v, size_t type)
 	case 0:
 		return t == S_STR;
 	case 1:
-		return t == S_INT || t == S_FLOAT;
+		return t == S_INT || (t == S_FLOAT && isfinite(dv));
 	case 2:
 		return t == S_BOOL;
 	default:
@@ -904,6 +952,16 @@ static int check_template(struct compose *c, const struct ynode *name, const str
 		const struct ynode *def, *req;
 		int type;
 
+		if (!*pk->s || strspn(pk->s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+					     "0123456789_-") != pk->len) {
+			cerr(c, pk,
+			     "core.templates.%s.params: invalid parameter name '%s' (letters, "
+			     "digits, "
+			     "'_' and '-': ${{ params.NAME }} must be able to name it)",
+			     name->s, pk->s);
+			bad = -1;
+			continue;
+		}
 		if (spec->kind != Y_MAP) {
 			cerr(c, spec,
 			     "core.templates.%s.params.%s: expected a mapping {type, default, "
@@ -951,6 +1009,17 @@ static int check_template(struct compose *c, const struct ynode *name, const str
 		cerr(c, cfg, "core.templates.%s.config: expected a mapping, got %s", name->s,
 		     ytree_kind_name(cfg));
 		bad = -1;
+	}
+	for (size_t k = 0; k < 2 && cfg && cfg->kind == Y_MAP; k++) {
+		const struct ynode *u = ytree_get(cfg, k ? "with" : "template");
+
+		if (u) {
+			cerr(c, u,
+			     "core.templates.%s.config: '%s' is not a config key (a template "
+			     "uses another with its own 'template' and 'with')",
+			     name->s, k ? "with" : "template");
+			bad = -1;
+		}
 	}
 	inner = ytree_get(t, "template");
 	with = ytree_get(t, "with");
@@ -1020,7 +1089,10 @@ static struct ynode *bind(struct compose *c, const struct ynode *tname, const st
 		type = param_type(c, spec, tname->s, k->s, 0);
 		if (type >= 0 && !type_ok(v, (size_t)type)) {
 			cerr(c, v, "with.%s: template '%s' expects %s, got %s", k->s, tname->s,
-			     type_word((size_t)type), ytree_kind_name(v));
+			     type_word((size_t)type),
+			     type == 1 && !strcmp(ytree_kind_name(v), "a number")
+				     ? "an infinite or NaN number"
+				     : ytree_kind_name(v));
 			bad = 1;
 			continue;
 		}
@@ -1292,9 +1364,13 @@ static struct ynode *compose_instance(struct compose *c, const char *type, struc
 	name = ytree_get(inst, "name");
 	if (name && is_string(name)) {
 		char *id = ytree_alloc(c->y, strlen(type) + name->len + 2);
+		size_t *ix;
 
 		sprintf(id, "%s.%s", type, name->s);
 		c->ctx = id;
+		/* its override exists, whether or not the instance composes */
+		if (c->overrides && (ix = orchd_map_get(ids, id)))
+			used[*ix] = 1;
 	}
 	inst = compose_one(c, type, inst, ids, used);
 	c->ctx = NULL;
@@ -1305,9 +1381,10 @@ static struct ynode *compose_one(struct compose *c, const char *type, struct yno
 				 struct orchd_map *ids, unsigned char *used)
 {
 	static const char *const use_keys[] = {"template", "with"};
-	struct ynode *tname, *with, *name, *over;
+	struct ynode *tname, *with, *name, *over, *orig;
 	size_t *ix;
 
+	orig = inst;
 	tname = ytree_get(inst, "template");
 	with = ytree_get(inst, "with");
 	if (with && !tname) {
@@ -1329,16 +1406,8 @@ static struct ynode *compose_one(struct compose *c, const char *type, struct yno
 		}
 		if (!(cfg = expand(c, tname, with, tname)))
 			return NULL;
-		c->expanded += cfg->size;
-		c->expanded_bytes += cfg->bytes;
-		if (c->expanded > ORCHD_MAX_EXPANDED_NODES ||
-		    c->expanded_bytes > ORCHD_MAX_EXPANDED_BYTES) {
-			cerr(c, tname,
-			     "templates expand to too much (limit %d nodes, %u MiB of text in the "
-			     "pipeline)",
-			     ORCHD_MAX_EXPANDED_NODES, ORCHD_MAX_EXPANDED_BYTES >> 20);
+		if (charge(c, tname, cfg->size, cfg->bytes) < 0)
 			return NULL;
-		}
 		inst = merge(c, cfg, map_without(c, inst, use_keys, ARRAY_SIZE(use_keys)));
 	}
 	name = ytree_get(inst, "name");
@@ -1353,6 +1422,13 @@ static struct ynode *compose_one(struct compose *c, const char *type, struct yno
 				     "core.environments.%s.overrides.%s: expected a mapping, got "
 				     "%s",
 				     c->env, id, ytree_kind_name(over));
+			} else if (ytree_get(over, "template") || ytree_get(over, "with")) {
+				const struct ynode *u = ytree_get(over, "template");
+
+				cerr(c, u ? u : ytree_get(over, "with"),
+				     "core.environments.%s.overrides.%s: an override cannot change "
+				     "'template' or 'with' (override the keys they give)",
+				     c->env, id);
 			} else {
 				struct ynode *m = merge(c, inst, over);
 
@@ -1366,8 +1442,9 @@ static struct ynode *compose_one(struct compose *c, const char *type, struct yno
 		free(id);
 	}
 	inst = subst(c, inst, NULL, 1);
-	if (inst && (tname || c->overrides) && !depth_ok(inst, 2)) {
-		cerr(c, inst, "nesting too deep once templates are expanded (limit %d levels)",
+	if (inst && inst != orig && !depth_ok(inst, 2)) {
+		cerr(c, inst,
+		     "nesting too deep once templates and variables are expanded (limit %d levels)",
 		     ORCHD_MAX_DEPTH);
 		return NULL;
 	}
@@ -1590,8 +1667,14 @@ struct ynode *orchd_compose(struct yparse *y, const struct orchd_load_opts *o, c
 				const char *key = j ? "env" : "defaults";
 				struct ynode *d = ytree_get(newcore, key);
 
-				if (d && (r = subst(&c, d, NULL, 1)) != d && r)
+				if (d && (r = subst(&c, d, NULL, 1)) != d && r) {
+					if (!depth_ok(r, 3))
+						cerr(&c, d,
+						     "core.%s: nesting too deep once variables are "
+						     "replaced (limit %d levels)",
+						     key, ORCHD_MAX_DEPTH);
 					newcore = map_with(&c, newcore, key, r);
+				}
 			}
 			map_add(out, k, newcore);
 			continue;
@@ -1630,6 +1713,7 @@ struct ynode *orchd_compose(struct yparse *y, const struct orchd_load_opts *o, c
 	orchd_map_release(&ids);
 	orchd_map_release(&c.tindex);
 	op_buf_release(&c.text);
+	op_buf_release(&c.envtext);
 	op_buf_release(&c.envs);
 	if (env)
 		*env = c.env;

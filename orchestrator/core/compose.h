@@ -59,6 +59,11 @@ struct ynode *orchd_compose(struct yparse *y, const struct orchd_load_opts *o, c
  * errno. */
 int orchd_compose_read(const struct orchd_load_opts *o, const char *path, struct op_buf *out);
 
+/* What identifies a file of the file system for import cycles and
+ * diamonds: its device and inode (symbolic and hard links are the same
+ * file), "file:DEV:INO"; NULL when it cannot be stat()ed.  Malloc'ed. */
+char *orchd_compose_file_key(const char *path);
+
 /* The directory of the file `base` joined with rel (rel itself when
  * absolute), "." and ".." folded lexically.  Malloc'ed. */
 char *orchd_compose_join(const char *base, const char *rel);

@@ -972,7 +972,8 @@ static void config_errors(struct orchd_sched *s, struct node *nd,
 		char where[4200];
 		char *text;
 
-		orchd_locator_find(s->locate, s->o.p, nd->idx, path, &pos);
+		orchd_locator_find(s->locate, s->o.p, nd->idx, path,
+				   msg && !strncmp(msg, "unknown key", 11), &pos);
 		snprintf(where, sizeof(where), "%s:%u:%u", orchd_pos_file(s->o.p, pos), pos.line,
 			 pos.column);
 		{
