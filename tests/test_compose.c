@@ -1322,6 +1322,26 @@ START_TEST(test_git_import)
 		free(text);
 		free(path);
 	}
+	/* the same file by commit, then by tag: merged once */
+	{
+		char *text =
+			xasprintf("p:\n  core:\n    imports:\n      - {git: '%s', ref: '%s', path: "
+				  "shared/svc.yaml}\n      - {git: '%s', ref: v1, path: "
+				  "shared/svc.yaml}\n",
+				  repo, head, repo);
+		char *path = xasprintf("%s/p.yaml", tmp);
+
+		put("p.yaml", text);
+		memset(&o, 0, sizeof(o));
+		o.git_cache_dir = cache;
+		orchd_diags_init(&d);
+		ck_assert_int_eq(orchd_bootstrap_load_opts(path, &o, &p, &d), 0);
+		ck_assert_uint_eq(p->ninst, 2);
+		orchd_pipeline_free(p);
+		orchd_diags_release(&d);
+		free(text);
+		free(path);
+	}
 	free(repo);
 	free(cache);
 }

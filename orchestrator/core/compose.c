@@ -492,8 +492,10 @@ static struct ynode *import_one(struct compose *c, const struct ynode *item, uns
 	for (f = file; f < y->nfiles; f = y->files[f].parent)
 		if (!strcmp(y->files[f].key, key)) {
 			struct op_buf sb = OP_BUF_INIT;
+			char *shown = url ? xasprintf("%s@%.12s:%s", url, commit, path) : NULL;
 
-			chain_text(c, (size_t)-1, file, item, path, &sb);
+			chain_text(c, (size_t)-1, file, item, shown ? shown : path, &sb);
+			free(shown);
 			cerr(c, item, "import cycle: %s", orchd_buf_str(&sb));
 			op_buf_release(&sb);
 			goto out;
@@ -518,6 +520,12 @@ static struct ynode *import_one(struct compose *c, const struct ynode *item, uns
 		y->files[idx].git_url = xstrdup(url);
 		y->files[idx].git_commit = xstrdup(oid);
 		y->files[idx].git_path = xstrdup(path);
+		/* known by its commit from now on, however the ref named it */
+		free(y->files[idx].key);
+		y->files[idx].key = xasprintf("git:%s@%s:%s", url, oid, path);
+		for (f = 0; f < (size_t)idx; f++)
+			if (!strcmp(y->files[f].key, y->files[idx].key))
+				goto out; /* met already under another ref: merged once */
 		free(y->files[idx].path);
 		y->files[idx].path = xasprintf("%s@%.12s:%s", url, oid, path);
 	} else if (read_import(c->o, path, &buf) < 0) {
