@@ -1115,6 +1115,20 @@ START_TEST(test_affected_edges)
 	free(out);
 	free(err);
 	free(file);
+	/* a full clone, compared with its origin/main as CI does */
+	cmd = xasprintf("git clone -q 'file://%s' '%s/full' >/dev/null 2>&1 && cd '%s/full' && "
+			"sed -i 's/command: \\[true\\]/command: [false]/' pipeline.yaml",
+			tmp, tmp, tmp);
+	ck_assert_int_eq(system(cmd), 0);
+	free(cmd);
+	file = xasprintf("%s/full/pipeline.yaml", tmp);
+	ck_assert_int_eq(
+		orchd(&out, &err, "affected", file, "--env", "prod", "--since", "origin/main", END),
+		0);
+	ck_assert_str_eq(out, "exec.a\n");
+	free(out);
+	free(err);
+	free(file);
 	/* a file outside the repository: everything counts as affected */
 	outside = test_tmpdir();
 	cmd = xasprintf("%s/out.yaml", outside);
