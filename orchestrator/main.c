@@ -19,6 +19,7 @@
 #include "core/bootstrap.h"
 #include "core/affected.h"
 #include "core/doctor.h"
+#include "core/exttest.h"
 #include "core/graph.h"
 #include "core/loader.h"
 #include "core/inspect.h"
@@ -414,6 +415,9 @@ enum {
 	OPT_EXPLAIN,
 	OPT_SINCE,
 	OPT_FORMAT,
+	OPT_CONFIG,
+	OPT_JUNIT_EXT,
+	OPT_GRACE,
 };
 
 struct run_ctx {
@@ -747,6 +751,74 @@ static int cmd_plan(struct cli *cli, int argc, char **argv)
 static int cmd_destroy(struct cli *cli, int argc, char **argv)
 {
 	return run_like(cli, "destroy", ORCHD_VERB_DESTROY, argc, argv);
+}
+
+struct ext_test_ctx {
+	struct orchd_exttest_opts o;
+};
+
+static int ext_test_opt(int opt, const char *arg, void *ctx)
+{
+	struct ext_test_ctx *x = ctx;
+	int64_t ms;
+
+	switch (opt) {
+	case OPT_CONFIG:
+		x->o.config = arg;
+		return 0;
+	case OPT_JUNIT_EXT:
+		x->o.junit = arg;
+		return 0;
+	case OPT_GRACE:
+		if (orchd_parse_duration(arg, &ms) < 0 || ms < 1000 || ms > 600000)
+			return usage_error("ext",
+					   "--grace: expected a duration from 1s to 10m, got '%s'",
+					   arg)
+				       ? -1
+				       : -1;
+		x->o.grace_ms = (long)ms;
+		return 0;
+	case 'v':
+		x->o.verbose = 1;
+		return 0;
+	default:
+		return -1;
+	}
+}
+
+/* ext test: the conformance runner (core/exttest.h). */
+static int cmd_ext(struct cli *cli, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"config", required_argument, NULL, OPT_CONFIG},
+		{"junit", required_argument, NULL, OPT_JUNIT_EXT},
+		{"grace", required_argument, NULL, OPT_GRACE},
+		{"verbose", no_argument, NULL, 'v'},
+		{NULL, 0, NULL, 0},
+	};
+	const struct command *c = find_command("ext");
+	struct ext_test_ctx x;
+	int code = 0, first, rc;
+
+	if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+		if (argc < 2)
+			return usage_error("ext", "missing subcommand (test)");
+		print_command_help(c, stdout);
+		return ORCHD_EXIT_OK;
+	}
+	if (strcmp(argv[1], "test"))
+		return usage_error("ext", "unknown subcommand '%s' (orchd ext test)", argv[1]);
+	memset(&x, 0, sizeof(x));
+	if ((first = parse_opts(cli, c, argc - 1, argv + 1, opts, ext_test_opt, &x, &code)) < 0)
+		return code;
+	if (first >= argc - 1)
+		return usage_error("ext", "missing the extension (an orchd-ext-TYPE executable or "
+					  "its directory)");
+	if (first + 1 < argc - 1)
+		return usage_error("ext", "unexpected argument '%s'", argv[1 + first + 1]);
+	x.o.path = argv[1 + first];
+	rc = orchd_exttest_run(&x.o, stdout, stderr);
+	return rc < 0 ? ORCHD_EXIT_USAGE : rc ? ORCHD_EXIT_FAILED : ORCHD_EXIT_OK;
 }
 
 /* affected: which instances the changes since a git revision touch. */
@@ -1143,6 +1215,28 @@ static const struct command commands[] = {
 	 "      --format FORMAT      text (default) or json: {\"since\", \"commit\",\n"
 	 "                           \"affected\": [{\"id\", \"reason\"}], \"to_destroy\",\n"
 	 "                           \"notes\"}\n"},
+	{"ext", cmd_ext, "ext test [OPTIONS] EXTENSION",
+	 "The extension author's toolkit.  ext test drives EXTENSION (an orchd-ext-TYPE\n"
+	 "executable, or the directory holding it) through every rule of\n"
+	 "protocol/PROTOCOL.md that can be seen from outside: the manifest, the\n"
+	 "handshake (a wider and a disjoint protocol range), describe, validate of the\n"
+	 "sample config and of broken variants (an unknown key, each key with a value\n"
+	 "of another type: the errors must name the key), plan, apply, a second apply\n"
+	 "(idempotence), plan after apply, destroy twice, cancellation within the\n"
+	 "grace, garbage and an unknown message after the hello, a closed stdin, and\n"
+	 "over all of it the framing of every line, the exit status after each result\n"
+	 "and the secrecy of secret outputs.  Each check prints PASS, FAIL, WARN (a\n"
+	 "SHOULD not met) or SKIP with the PROTOCOL.md section it enforces.  The\n"
+	 "extension runs without a sandbox, in a fresh temporary workdir per action: it\n"
+	 "really applies and destroys what the sample config says.  Exit 1 when a\n"
+	 "check failed.\n\n"
+	 "Options:\n"
+	 "      --config FILE        the sample config: a JSON object, or a pipeline file\n"
+	 "                           (its first instance of the type); default: the\n"
+	 "                           pipeline.yaml beside the executable, else {}\n"
+	 "      --junit FILE         also write the checks as JUnit XML\n"
+	 "      --grace DUR          how long it may take to exit (default 10s)\n"
+	 "  -v, --verbose            print every line exchanged\n"},
 	{"graph", cmd_graph, "graph [OPTIONS] FILE",
 	 "Print the dependency graph of FILE (edges go from a dependency to its\n"
 	 "dependent).  Changes nothing.\n\n"

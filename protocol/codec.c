@@ -529,7 +529,10 @@ static _Thread_local struct json_tokener *tls_tok;
  * clean heap (other threads' are reclaimed with the process). */
 static void free_tls_tok(void)
 {
-	json_tokener_free(tls_tok);
+	/* json-c's json_tokener_free(NULL) dereferences it: after a line that
+	 * did not parse the tokener is already gone */
+	if (tls_tok)
+		json_tokener_free(tls_tok);
 	tls_tok = NULL;
 }
 

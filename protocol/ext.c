@@ -720,12 +720,17 @@ int op_ext_main(int argc, char **argv, const struct op_ext_info *info,
 		derived[n] = NULL;
 		with_actions.actions = derived;
 	}
+	/* SIGTERM and SIGINT are caught from the start (PROTOCOL.md §9.2): one
+	 * that comes before a handler runs its command is a cancel too */
+	op_cmd_catch_signals();
 	ext = ext_start(&with_actions, 0, 1, true);
 	if (!ext)
 		return 1;
 	do {
 		fn = handler_of(handlers, op_ext_action(ext));
-		if (fn)
+		if (op_cmd_signal_caught() || op_ext_check_cancel(ext, NULL))
+			op_ext_result(ext, false, -1, NULL, "cancelled");
+		else if (fn)
 			fn(ext);
 		else
 			op_ext_result(ext, false, -1, NULL, "unsupported action");
