@@ -236,6 +236,13 @@ TOOLS_PATH = $(shell bash tests/tools/install-tools.sh --print-path 2>/dev/null)
 check: all $(TEST_BIN) $(TEST_HELPERS) $(SHIMS) $(if $(NO_TOOLS),,tools)
 	PATH="$(TOOLS_PATH):$$PATH" ORCHD_BUILD=$(abspath $(BUILD)) ORCHD_SRC=$(CURDIR) \
 	  $(TEST_BIN)
+	$(if $(SANITIZE),,sh tests/sdk/run.sh $(BUILD))
+
+# The tests of the extension SDKs (protocol/sdk/: pytest, go test, sh),
+# which `make check` runs too (not again under SANITIZE: they test the
+# SDKs, not orchd).
+check-sdk: all
+	sh tests/sdk/run.sh $(BUILD)
 
 # The edit-compile-test loop: every test that needs no tool of `make tools`
 # (the test cases tagged "tools" are left out), and every 20th point of the

@@ -1,0 +1,3 @@
+module orchd.dev/sdk
+
+go 1.22
