@@ -77,6 +77,7 @@ START_TEST(test_first_party_and_examples)
 		{"libexec/orchd/extensions/orchd-ext-exec", "examples/hello/pipeline.yaml"},
 		{"examples/extensions/python", NULL},
 		{"examples/extensions/sh", NULL},
+		{"protocol/sdk/python/examples", NULL},
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {

@@ -525,3 +525,25 @@ func TestOrchd(t *testing.T) {
 		t.Fatalf("a timeout: exit %d after %v, %v\n%s", code, time.Since(began), i, out)
 	}
 }
+
+// The example passes orchd's conformance runner (orchd ext test) without a
+// failure or a warning.
+func TestConformance(t *testing.T) {
+	if _, err := os.Stat(orchdBin(t)); err != nil {
+		t.Skipf("no orchd to run ext test with (%v): build it with make at the top of the source tree, or set ORCHD", err)
+	}
+	dir := t.TempDir()
+	for _, f := range [][2]string{{bin, "orchd-ext-gogreet"}, {"orchd-ext-gogreet.manifest.json", "orchd-ext-gogreet.manifest.json"}, {"pipeline.yaml", "pipeline.yaml"}} {
+		b, err := os.ReadFile(f[0])
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, f[1]), b, 0o755)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, out := runOrchd(t, "ext", "test", dir)
+	if code != 0 || !strings.Contains(out, " 0 failed, 0 warnings,") {
+		t.Fatalf("orchd ext test: exit %d\n%s", code, out)
+	}
+}
