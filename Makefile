@@ -28,6 +28,7 @@ LIBDIR    = $(PREFIX)/lib
 INCDIR    = $(PREFIX)/include
 LIBEXECDIR = $(PREFIX)/libexec
 MANDIR    = $(PREFIX)/share/man
+SDKDIR    = $(PREFIX)/share/orchd/sdk
 PKGCONFIGDIR = $(LIBDIR)/pkgconfig
 
 CC       ?= cc
@@ -269,6 +270,15 @@ install: all
 	install -m 644 $(PROTO_PC) $(DESTDIR)$(PKGCONFIGDIR)/
 	if [ -f orchestrator/orchd.1 ]; then install -d $(DESTDIR)$(MANDIR)/man1 && \
 	  install -m 644 orchestrator/orchd.1 $(DESTDIR)$(MANDIR)/man1/; fi
+	# the SDKs orchd ext new copies into a new extension
+	install -d $(DESTDIR)$(SDKDIR)/python/orchd_sdk $(DESTDIR)$(SDKDIR)/go/orchd
+	install -m 644 protocol/sdk/python/orchd_sdk/*.py protocol/sdk/python/orchd_sdk/py.typed \
+	  $(DESTDIR)$(SDKDIR)/python/orchd_sdk/
+	install -m 644 protocol/sdk/go/go.mod $(DESTDIR)$(SDKDIR)/go/
+	install -m 644 $(filter-out %_test.go,$(wildcard protocol/sdk/go/orchd/*.go)) \
+	  $(DESTDIR)$(SDKDIR)/go/orchd/
+	if [ -f protocol/sdk/sh/orchd.sh ]; then install -d $(DESTDIR)$(SDKDIR)/sh && \
+	  install -m 644 protocol/sdk/sh/orchd.sh $(DESTDIR)$(SDKDIR)/sh/; fi
 
 # --- dependencies, tools, lint, bench ----------------------------------------
 DEB_DEPS := build-essential pkg-config libyaml-dev libjson-c-dev libgit2-dev libseccomp-dev \

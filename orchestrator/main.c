@@ -20,6 +20,7 @@
 #include "core/affected.h"
 #include "core/doctor.h"
 #include "core/exttest.h"
+#include "core/extnew.h"
 #include "core/graph.h"
 #include "core/loader.h"
 #include "core/inspect.h"
@@ -418,6 +419,8 @@ enum {
 	OPT_CONFIG,
 	OPT_JUNIT_EXT,
 	OPT_GRACE,
+	OPT_LANG,
+	OPT_DIR,
 };
 
 struct run_ctx {
@@ -755,6 +758,7 @@ static int cmd_destroy(struct cli *cli, int argc, char **argv)
 
 struct ext_test_ctx {
 	struct orchd_exttest_opts o;
+	const char *lang, *dir; /* ext new */
 };
 
 static int ext_test_opt(int opt, const char *arg, void *ctx)
@@ -768,6 +772,12 @@ static int ext_test_opt(int opt, const char *arg, void *ctx)
 		return 0;
 	case OPT_JUNIT_EXT:
 		x->o.junit = arg;
+		return 0;
+	case OPT_LANG:
+		x->lang = arg;
+		return 0;
+	case OPT_DIR:
+		x->dir = arg;
 		return 0;
 	case OPT_GRACE:
 		if (orchd_parse_duration(arg, &ms) < 0 || ms < 1000 || ms > 600000)
@@ -806,9 +816,32 @@ static int cmd_ext(struct cli *cli, int argc, char **argv)
 		print_command_help(c, stdout);
 		return ORCHD_EXIT_OK;
 	}
-	if (strcmp(argv[1], "test"))
-		return usage_error("ext", "unknown subcommand '%s' (orchd ext test)", argv[1]);
 	memset(&x, 0, sizeof(x));
+	if (!strcmp(argv[1], "new")) {
+		static const struct option nopts[] = {
+			{"lang", required_argument, NULL, OPT_LANG},
+			{"dir", required_argument, NULL, OPT_DIR},
+			{NULL, 0, NULL, 0},
+		};
+
+		if ((first = parse_opts(cli, c, argc - 1, argv + 1, nopts, ext_test_opt, &x,
+					&code)) < 0)
+			return code;
+		if (first >= argc - 1)
+			return usage_error("ext",
+					   "missing the extension's name (orchd ext new NAME "
+					   "--lang c|python|go|sh)");
+		if (first + 1 < argc - 1)
+			return usage_error("ext", "unexpected argument '%s'", argv[1 + first + 1]);
+		if (!x.lang)
+			return usage_error("ext", "--lang is required (c, python, go or sh)");
+		return orchd_extnew(argv[1 + first], x.lang, x.dir, stdout, stderr) < 0
+			       ? ORCHD_EXIT_USAGE
+			       : ORCHD_EXIT_OK;
+	}
+	if (strcmp(argv[1], "test"))
+		return usage_error("ext", "unknown subcommand '%s' (orchd ext new, orchd ext test)",
+				   argv[1]);
 	if ((first = parse_opts(cli, c, argc - 1, argv + 1, opts, ext_test_opt, &x, &code)) < 0)
 		return code;
 	if (first >= argc - 1)
@@ -1215,8 +1248,14 @@ static const struct command commands[] = {
 	 "      --format FORMAT      text (default) or json: {\"since\", \"commit\",\n"
 	 "                           \"affected\": [{\"id\", \"reason\"}], \"to_destroy\",\n"
 	 "                           \"notes\"}\n"},
-	{"ext", cmd_ext, "ext test [OPTIONS] EXTENSION",
-	 "The extension author's toolkit.  ext test drives EXTENSION (an orchd-ext-TYPE\n"
+	{"ext", cmd_ext, "ext new NAME --lang LANG [--dir DIR] | ext test [OPTIONS] EXTENSION",
+	 "The extension author's toolkit.\n\n"
+	 "ext new makes the directory of a new extension of type NAME (default\n"
+	 "./orchd-ext-NAME) in LANG (c, python, go or sh): the extension (it greets\n"
+	 "someone: validate, plan, apply, destroy), its manifest, a README, a\n"
+	 "Makefile (build, test, install), a sample pipeline and test.sh, which runs\n"
+	 "ext test on it; the SDK it needs is copied in.  As made, it passes ext test.\n\n"
+	 "ext test drives EXTENSION (an orchd-ext-TYPE\n"
 	 "executable, or the directory holding it) through every rule of\n"
 	 "protocol/PROTOCOL.md that can be seen from outside: the manifest, the\n"
 	 "handshake (a wider and a disjoint protocol range), describe, validate of the\n"
@@ -1236,7 +1275,10 @@ static const struct command commands[] = {
 	 "                           pipeline.yaml beside the executable, else {}\n"
 	 "      --junit FILE         also write the checks as JUnit XML\n"
 	 "      --grace DUR          how long it may take to exit (default 10s)\n"
-	 "  -v, --verbose            print every line exchanged\n"},
+	 "  -v, --verbose            print every line exchanged\n\n"
+	 "Options of ext new:\n"
+	 "      --lang LANG          c, python, go or sh\n"
+	 "      --dir DIR            the directory to create (default ./orchd-ext-NAME)\n"},
 	{"graph", cmd_graph, "graph [OPTIONS] FILE",
 	 "Print the dependency graph of FILE (edges go from a dependency to its\n"
 	 "dependent).  Changes nothing.\n\n"

@@ -298,6 +298,65 @@ START_TEST(test_junit_and_usage)
 }
 END_TEST
 
+/* orchd ext new: each language's scaffold builds and passes ext test as
+ * made (C against the build tree's liborchd-protocol). */
+START_TEST(test_ext_new)
+{
+	static const char *const langs[] = {"c", "python", "go"};
+	char *orchd_bin = test_build_path("bin/orchd"), *build = test_build_path("");
+
+	for (size_t i = 0; i < ARRAY_SIZE(langs); i++) {
+		char *name = xasprintf("new%s", langs[i]);
+		char *dir = xasprintf("%s/%s", tmp, name), *out, *err, *cmd;
+		int code;
+
+		code = orchd(&out, &err, "ext", "new", name, "--lang", langs[i], "--dir", dir, END);
+		ck_assert_msg(code == 0, "%s: exit %d\n%s%s", langs[i], code, out, err);
+		free(out);
+		free(err);
+		cmd = xasprintf("cd '%s' && make ORCHD_PREFIX='%s' >make.log 2>&1 && ORCHD='%s' "
+				"./test.sh > test.log 2>&1",
+				dir, build, orchd_bin);
+		code = system(cmd);
+		free(cmd);
+		cmd = xasprintf("%s/test.log", dir);
+		out = test_read_file(cmd, NULL);
+		free(cmd);
+		cmd = xasprintf("%s/make.log", dir);
+		err = test_read_file(cmd, NULL);
+		free(cmd);
+		ck_assert_msg(code == 0 && out && strstr(out, " 0 failed, 0 warnings, "),
+			      "%s: %d\n%s\n%s", langs[i], code, err ? err : "", out ? out : "");
+		free(out);
+		free(err);
+		free(name);
+		free(dir);
+	}
+	/* mistakes */
+	{
+		char *out, *err, *dir = xasprintf("%s/x", tmp);
+
+		ck_assert_int_eq(orchd(&out, &err, "ext", "new", "Bad", "--lang", "c", END), 2);
+		assert_has(err, "invalid extension name 'Bad' (PROTOCOL §2.1: [a-z][a-z0-9_-]*");
+		free(out);
+		free(err);
+		ck_assert_int_eq(orchd(&out, &err, "ext", "new", "ok", "--lang", "cobol", END), 2);
+		assert_has(err, "--lang: expected c, python, go or sh, got 'cobol'");
+		free(out);
+		free(err);
+		mkdir(dir, 0755);
+		ck_assert_int_eq(
+			orchd(&out, &err, "ext", "new", "ok", "--lang", "c", "--dir", dir, END), 2);
+		assert_has(err, "x: it exists already");
+		free(out);
+		free(err);
+		free(dir);
+	}
+	free(orchd_bin);
+	free(build);
+}
+END_TEST
+
 /* The first-party extensions on their real tools (make tools). */
 START_TEST(test_first_party_tools)
 {
@@ -346,6 +405,7 @@ Suite *exttest_suite(void)
 	tcase_add_test(tc, test_a_good_one_passes);
 	tcase_add_loop_test(tc, test_hostile, 0, (int)ARRAY_SIZE(hostiles));
 	tcase_add_test(tc, test_junit_and_usage);
+	tcase_add_test(tc, test_ext_new);
 	suite_add_tcase(s, tc);
 	tcase_set_tags(tools, "tools");
 	tcase_set_timeout(tools, 900);
