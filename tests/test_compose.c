@@ -1368,6 +1368,8 @@ Suite *compose_suite(void)
 	TCase *cli = tcase_create("cli");
 
 	tcase_add_checked_fixture(tc, setup, teardown);
+	/* the expansion bounds expand millions of nodes: slow under ASan */
+	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_merge_rules);
 	tcase_add_test(tc, test_import_paths_and_diamond);
 	tcase_add_test(tc, test_import_errors);
