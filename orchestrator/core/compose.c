@@ -263,19 +263,16 @@ static struct ynode *merge_body(struct compose *c, struct ynode *a, struct ynode
 /* errno of read_import() for a file that is not a regular file */
 #define EFTYPE_ EINVAL
 
-/* An imported file: a regular file only (a FIFO or a device would block or
- * never end), opened without blocking on a FIFO's writer. */
-static int read_import(const struct orchd_load_opts *o, const char *path, struct op_buf *out)
+/* path into out (at most ORCHD_MAX_FILE_SIZE), opened with flags; with
+ * regular, anything but a regular file is refused (EFTYPE_). */
+static int read_open(const char *path, int flags, int regular, struct op_buf *out)
 {
 	struct stat st;
-	int fd, ret, e;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | flags), ret, e;
 
-	if (o && o->read)
-		return o->read(o->read_ctx, path, out);
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	if (fd < 0)
 		return -1;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+	if (regular && (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))) {
 		close(fd);
 		errno = EFTYPE_;
 		return -1;
@@ -288,23 +285,22 @@ static int read_import(const struct orchd_load_opts *o, const char *path, struct
 	return ret;
 }
 
+/* An imported file: a regular file only (a FIFO or a device would block or
+ * never end), opened without blocking on a FIFO's writer. */
+static int read_import(const struct orchd_load_opts *o, const char *path, struct op_buf *out)
+{
+	if (o && o->read)
+		return o->read(o->read_ctx, path, out);
+	return read_open(path, O_NONBLOCK | O_NOCTTY, 1, out);
+}
+
 /* ---- imports ---------------------------------------------------------------- */
 
 int orchd_compose_read(const struct orchd_load_opts *o, const char *path, struct op_buf *out)
 {
-	int fd, ret, e;
-
 	if (o && o->read)
 		return o->read(o->read_ctx, path, out);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	op_buf_init(out, ORCHD_MAX_FILE_SIZE);
-	ret = orchd_read_fd(fd, out);
-	e = errno;
-	close(fd);
-	errno = e;
-	return ret;
+	return read_open(path, 0, 0, out);
 }
 
 char *orchd_compose_file_key(const char *path)
