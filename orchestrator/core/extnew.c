@@ -461,6 +461,93 @@ static const char go_make[] =
 	"\n"
 	".PHONY: all test install clean\n";
 
+/* ---- POSIX sh ------------------------------------------------------------------- */
+
+static const char sh_source[] =
+	"#!/bin/sh\n"
+	"# orchd-ext-@NAME@: an orchd extension in POSIX sh on the orchd sh SDK\n"
+	"# (orchd.sh, beside this file; it needs jq), made by orchd ext new.\n"
+	"#\n"
+	"# config {who: string, required; greeting: string, default \"hello\"};\n"
+	"# apply sends the output \"message\" and the state {who, greeting}.\n"
+	"ORCHD_NAME=@NAME@\n"
+	"ORCHD_VERSION=0.1.0\n"
+	"ORCHD_MIN_ORCHD_VERSION=0.1.0\n"
+	"ORCHD_DESCRIPTION='greets someone'\n"
+	"ORCHD_CONFIG_SCHEMA='{\"type\": \"object\", \"additionalProperties\": false, "
+	"\"required\": [\"who\"],\n"
+	"  \"properties\": {\"who\": {\"type\": \"string\"},\n"
+	"                 \"greeting\": {\"type\": \"string\", \"default\": \"hello\"}}}'\n"
+	". \"${0%/*}/orchd.sh\"\n"
+	"\n"
+	"orchd_validate() {\n"
+	"\torchd_unknown_keys who greeting\n"
+	"\torchd_require who non-empty-string\n"
+	"\torchd_check greeting string\n"
+	"}\n"
+	"\n"
+	"# is the config what the last apply stored?\n"
+	"applied() {\n"
+	"\t[ \"$(orchd_cfg_json '[.who, .greeting // \"hello\"]')\" = \\\n"
+	"\t\t\"$(orchd_prev_state_json '[.who?, .greeting?]')\" ]\n"
+	"}\n"
+	"\n"
+	"orchd_plan() {\n"
+	"\tif applied; then\n"
+	"\t\torchd_changed false\n"
+	"\t\torchd_summary \"no change\"\n"
+	"\telse\n"
+	"\t\torchd_changed true\n"
+	"\t\torchd_summary \"would greet $(orchd_cfg .who)\"\n"
+	"\tfi\n"
+	"}\n"
+	"\n"
+	"orchd_apply() {\n"
+	"\tif applied; then orchd_changed false; else orchd_changed true; fi\n"
+	"\torchd_get who .who\n"
+	"\torchd_get greeting .greeting hello\n"
+	"\torchd_info \"$greeting, $who\"\n"
+	"\torchd_output message \"$greeting, $who\"\n"
+	"\torchd_state \"$(orchd_json --arg who \"$who\" --arg greeting \"$greeting\" \\\n"
+	"\t\t'{who: $who, greeting: $greeting}')\"\n"
+	"\torchd_summary \"greeted $who\"\n"
+	"}\n"
+	"\n"
+	"# the SDK sends the state null after a successful destroy\n"
+	"orchd_destroy() {\n"
+	"\tif [ \"$(orchd_prev_state_json)\" = null ]; then\n"
+	"\t\torchd_changed false\n"
+	"\t\torchd_summary \"nothing to destroy\"\n"
+	"\telse\n"
+	"\t\torchd_changed true\n"
+	"\t\torchd_summary \"forgotten\"\n"
+	"\tfi\n"
+	"}\n"
+	"\n"
+	"orchd_main \"$@\"\n";
+
+static const char sh_make[] =
+	"# orchd-ext-@NAME@: a sh script and the SDK it sources (orchd.sh, copied in by\n"
+	"# orchd ext new); nothing to build.  It needs jq.\n"
+	"NAME := @NAME@\n"
+	"PREFIX ?= $(HOME)/.local\n"
+	"EXTDIR ?= $(PREFIX)/libexec/orchd/extensions\n"
+	"\n"
+	"all:\n"
+	"\n"
+	"test:\n"
+	"\t./test.sh\n"
+	"\n"
+	"# the SDK goes beside the script (shared by the sh extensions there)\n"
+	"install:\n"
+	"\tinstall -d $(DESTDIR)$(EXTDIR)\n"
+	"\tinstall -m 755 orchd-ext-$(NAME) $(DESTDIR)$(EXTDIR)/\n"
+	"\tinstall -m 644 orchd-ext-$(NAME).manifest.json orchd.sh $(DESTDIR)$(EXTDIR)/\n"
+	"\n"
+	"clean:\n"
+	"\n"
+	".PHONY: all test install clean\n";
+
 /* ---- writing ---------------------------------------------------------------------- */
 
 /* tmpl with every @NAME@ replaced (malloc'ed). */
@@ -694,10 +781,28 @@ int orchd_extnew(const char *name, const char *lang, const char *dir, FILE *out,
 		free(to);
 		break;
 	}
-	default:
-		fprintf(err, "orchd: error: internal: no sh template\n");
-		ret = -1;
+	default: {
+		char *src = fill(sh_source, name), *mk = fill(sh_make, name);
+		char *from = xasprintf("%s/sh/orchd.sh", sdk), *lib = NULL;
+		struct op_buf sb = OP_BUF_INIT;
+
+		op_buf_init(&sb, 16u << 20);
+		if (orchd_read_file(from, &sb) < 0) {
+			fprintf(err, "orchd: error: cannot read %s: %s\n", from, strerror(errno));
+			ret = -1;
+		} else {
+			lib = op_buf_detach(&sb, NULL);
+			ret = put(target, exe, src, 0755, err) ||
+			      put(target, "Makefile", mk, 0644, err) ||
+			      put(target, "orchd.sh", lib, 0644, err);
+		}
+		op_buf_release(&sb);
+		free(lib);
+		free(src);
+		free(mk);
+		free(from);
 		break;
+	}
 	}
 	if (ret) {
 		ret = -1;
