@@ -78,6 +78,7 @@ START_TEST(test_first_party_and_examples)
 		{"examples/extensions/python", NULL},
 		{"examples/extensions/sh", NULL},
 		{"protocol/sdk/python/examples", NULL},
+		{"protocol/sdk/sh/examples", NULL},
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
@@ -302,7 +303,7 @@ END_TEST
  * made (C against the build tree's liborchd-protocol). */
 START_TEST(test_ext_new)
 {
-	static const char *const langs[] = {"c", "python", "go"};
+	static const char *const langs[] = {"c", "python", "go", "sh"};
 	char *orchd_bin = test_build_path("bin/orchd"), *build = test_build_path("");
 
 	for (size_t i = 0; i < ARRAY_SIZE(langs); i++) {
