@@ -728,7 +728,9 @@ int op_ext_main(int argc, char **argv, const struct op_ext_info *info,
 		return 1;
 	do {
 		fn = handler_of(handlers, op_ext_action(ext));
-		if (op_cmd_signal_caught() || op_ext_check_cancel(ext, NULL))
+		/* a cancel message is the handler's to see (op_ext_check_cancel):
+		 * it can say why, and clean up */
+		if (op_cmd_signal_caught())
 			op_ext_result(ext, false, -1, NULL, "cancelled");
 		else if (fn)
 			fn(ext);
