@@ -9,6 +9,7 @@ import hashlib
 import http.server
 import json
 import os
+import shutil
 import subprocess
 import threading
 import time
@@ -56,14 +57,28 @@ class Orchd:
         return path
 
 
+def installed(tmp: str, src: str) -> str:
+    """The extensions of src laid out as installed: each orchd-ext-* file
+    (and manifest) with the SDK package beside it.  Under isolation strict
+    an extension sees its own directory, not the source tree around it."""
+    ext = os.path.join(tmp, "ext")
+    os.makedirs(ext, exist_ok=True)
+    for name in os.listdir(src):
+        if name.startswith("orchd-ext-"):
+            shutil.copy2(os.path.join(src, name), os.path.join(ext, name))
+    shutil.copytree(os.path.join(SDK, "orchd_sdk"), os.path.join(ext, "orchd_sdk"),
+                    ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+    return ext
+
+
 @pytest.fixture
 def orchd(tmp_path: Any) -> Orchd:
-    return Orchd(str(tmp_path), EXAMPLES)
+    return Orchd(str(tmp_path), installed(str(tmp_path), EXAMPLES))
 
 
 @pytest.fixture
 def probe(tmp_path: Any) -> Orchd:
-    return Orchd(str(tmp_path), EXTS)
+    return Orchd(str(tmp_path), installed(str(tmp_path), EXTS))
 
 
 def report(o: Orchd, name: str) -> Dict[str, Any]:

@@ -673,10 +673,14 @@ if part orchd; then
 	if [ ! -x "$ORCHD" ]; then
 		skip "orchd: $ORCHD is absent (make at the top level builds it)"
 	else
-		# the extension directory: the example, run by the shell of this test
+		# the extension directory, laid out as installed: the example and
+		# orchd.sh beside it (under isolation strict the extension sees its
+		# own directory, not the source tree), run by the shell of this test
 		E=$T/ext
 		mkdir -p "$E"
-		printf '#!/bin/sh\nexec %s %s "$@"\n' "$TSH" "$GREET" >"$E/orchd-ext-shgreet"
+		cp "$GREET" "$E/shgreet.sh"
+		cp "$SDK/orchd.sh" "$E/orchd.sh"
+		printf '#!/bin/sh\nexec %s "${0%%/*}/shgreet.sh" "$@"\n' "$TSH" >"$E/orchd-ext-shgreet"
 		chmod +x "$E/orchd-ext-shgreet"
 		cp "$SDK/examples/orchd-ext-shgreet.manifest.json" "$E/"
 		P=$SDK/examples/pipeline.yaml
