@@ -303,7 +303,13 @@ END_TEST
  * made (C against the build tree's liborchd-protocol). */
 START_TEST(test_ext_new)
 {
+#if defined(__SANITIZE_ADDRESS__)
+	/* the build tree's liborchd-protocol is instrumented: a plain program
+	 * cannot link it (the plain make check builds the C one) */
+	static const char *const langs[] = {"python", "go", "sh"};
+#else
 	static const char *const langs[] = {"c", "python", "go", "sh"};
+#endif
 	char *orchd_bin = test_build_path("bin/orchd"), *build = test_build_path("");
 
 	for (size_t i = 0; i < ARRAY_SIZE(langs); i++) {
@@ -326,8 +332,15 @@ START_TEST(test_ext_new)
 		cmd = xasprintf("%s/make.log", dir);
 		err = test_read_file(cmd, NULL);
 		free(cmd);
+		/* (Check refuses messages over 4 KiB: the ends of the logs) */
 		ck_assert_msg(code == 0 && out && strstr(out, " 0 failed, 0 warnings, "),
-			      "%s: %d\n%s\n%s", langs[i], code, err ? err : "", out ? out : "");
+			      "%s: %d\n%.1500s\n%.1500s", langs[i], code,
+			      err && strlen(err) > 1500 ? err + strlen(err) - 1500
+			      : err			? err
+							: "",
+			      out && strlen(out) > 1500 ? out + strlen(out) - 1500
+			      : out			? out
+							: "");
 		free(out);
 		free(err);
 		free(name);
