@@ -639,7 +639,7 @@ static int copy_tree(const char *src, const char *dst, FILE *err)
 /* The directory holding orchd's SDKs (python/, go/, sh/), or NULL. */
 static char *sdk_dir(void)
 {
-	char self[PATH_MAX], *cand[3] = {NULL, NULL, NULL}, *found = NULL;
+	char self[PATH_MAX], *cand[4] = {NULL, NULL, NULL, NULL}, *found = NULL;
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 	const char *env = getenv("ORCHD_SDK_DIR");
 
@@ -652,10 +652,12 @@ static char *sdk_dir(void)
 		if ((slash = strrchr(self, '/'))) {
 			*slash = '\0';
 			cand[0] = xasprintf("%s/../share/orchd/sdk", self);
-			cand[1] = xasprintf("%s/../../protocol/sdk", self); /* build/bin */
+			/* the source tree of build/bin, build/san-.../bin */
+			cand[1] = xasprintf("%s/../../protocol/sdk", self);
+			cand[2] = xasprintf("%s/../../../protocol/sdk", self);
 		}
 	}
-	cand[2] = xasprintf("%s/share/orchd/sdk", ORCHD_PREFIX);
+	cand[3] = xasprintf("%s/share/orchd/sdk", ORCHD_PREFIX);
 	for (size_t i = 0; i < ARRAY_SIZE(cand); i++) {
 		char *probe = cand[i] ? xasprintf("%s/python/orchd_sdk", cand[i]) : NULL;
 
