@@ -715,10 +715,16 @@ int orchd_extnew(const char *name, const char *lang, const char *dir, FILE *out,
 			     "or protocol/sdk of the source tree): set ORCHD_SDK_DIR\n");
 		goto out;
 	}
-	if (k == 3 && (s = xasprintf("%s/sh/orchd.sh", sdk)) && access(s, R_OK) < 0) {
-		fprintf(err, "orchd: error: no sh SDK in %s\n", sdk);
+	if (k == 3) {
+		int missing;
+
+		s = xasprintf("%s/sh/orchd.sh", sdk);
+		missing = access(s, R_OK) < 0;
 		free(s);
-		goto out;
+		if (missing) {
+			fprintf(err, "orchd: error: no sh SDK in %s\n", sdk);
+			goto out;
+		}
 	}
 	if (mkdir(target, 0755) < 0) {
 		fprintf(err, "orchd: error: cannot create %s: %s\n", target,
