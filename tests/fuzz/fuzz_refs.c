@@ -45,17 +45,25 @@ static int name_ok(const char *s, size_t len, int dot)
 
 static void check_shape(const struct orchd_ref_parsed *r)
 {
-	size_t nrefs = 0;
+	size_t nrefs = 0, nloads = 0;
 
 	for (size_t i = 0; i < r->n; i++) {
 		const struct orchd_ref_part *p = &r->parts[i];
 
 		CHECK(p->text);
 		CHECK(strlen(p->text) <= p->len);
+		if (p->ns) {
+			/* ${{ params|vars|env.X }}: as written, its name in key */
+			nloads++;
+			CHECK(!p->is_ref && !p->target && p->key && *p->key);
+			CHECK(p->len >= 5 && !memcmp(p->text, "${{", 3) &&
+			      !memcmp(p->text + p->len - 2, "}}", 2));
+			continue;
+		}
 		if (!p->is_ref) {
 			CHECK(p->len > 0);
 			CHECK(!p->target && !p->key);
-			CHECK(i == 0 || r->parts[i - 1].is_ref);
+			CHECK(i == 0 || r->parts[i - 1].is_ref || r->parts[i - 1].ns);
 			continue;
 		}
 		nrefs++;
@@ -72,6 +80,7 @@ static void check_shape(const struct orchd_ref_parsed *r)
 		CHECK(name_ok(p->key, strlen(p->key), 0));
 	}
 	CHECK(nrefs == r->nrefs);
+	CHECK(nloads == r->nloads);
 }
 
 /* The parts written back as a string that parses to them. */
@@ -88,7 +97,8 @@ static char *unparse(const struct orchd_ref_parsed *r, size_t *len)
 		const struct orchd_ref_part *p = &r->parts[i];
 
 		for (size_t j = 0; j < p->len; j++) {
-			if (!p->is_ref && j + 2 < p->len && !memcmp(p->text + j, "${{", 3))
+			if (!p->is_ref && !p->ns && j + 2 < p->len &&
+			    !memcmp(p->text + j, "${{", 3))
 				s[k++] = '$';
 			s[k++] = p->text[j];
 		}
@@ -133,6 +143,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		CHECK(r2.n == r.n && r2.nrefs == r.nrefs);
 		for (size_t i = 0; i < r.n; i++) {
 			CHECK(r2.parts[i].is_ref == r.parts[i].is_ref);
+			CHECK(r2.parts[i].ns == r.parts[i].ns);
 			CHECK(r2.parts[i].len == r.parts[i].len);
 			CHECK(!memcmp(r2.parts[i].text, r.parts[i].text, r.parts[i].len));
 			if (r.parts[i].is_ref) {
