@@ -283,7 +283,7 @@ install: all
 # --- dependencies, tools, lint, bench ----------------------------------------
 DEB_DEPS := build-essential pkg-config libyaml-dev libjson-c-dev libgit2-dev libseccomp-dev \
 	libcurl4-openssl-dev libssl-dev check clang-format cppcheck valgrind git python3 python3-venv jq \
-	openssl time iproute2 clang libclang-rt-14-dev libxml2-utils chromium \
+	openssl time iproute2 procps clang libclang-rt-14-dev libxml2-utils chromium \
 	openjdk-17-jre-headless curl
 
 deps:
