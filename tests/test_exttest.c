@@ -172,7 +172,11 @@ static char *hostile(const char *type, const char *hooks)
 		"    send({'type': 'result', 'status': 'success', 'changed': msg['state'] is not "
 		"None})\n"
 		"after_result()\n"
-		"sys.stdin.read()\n",
+		/* wait for the end of stdin, never blocked in C for long: a SIGTERM
+		 * landing between two reads of a blocking read() would only run its
+		 * Python handler when the next read returns */
+		"import select\n"
+		"while not select.select([0], [], [], 0.1)[0] or os.read(0, 65536): pass\n",
 		hooks, type, type);
 	fp = fopen(path, "w");
 	ck_assert_ptr_nonnull(fp);
