@@ -824,6 +824,11 @@ int orchd_git_read_pinned(const char *url, const char *ref, const char *path,
 		snprintf(err, errlen, "cannot find commit '%s' of '%s': %s", ref, shown, git_msg());
 		goto out;
 	}
+	if (!path) {
+		git_oid_tostr(commit, ORCHD_GIT_OIDSZ, &oid);
+		ret = 0;
+		goto out;
+	}
 	if (git_commit_tree(&tree, c) < 0) {
 		snprintf(err, errlen, "cannot read commit '%s' of '%s': %s", ref, shown, git_msg());
 		goto out;
@@ -852,6 +857,46 @@ out:
 	git_tree_entry_free(entry);
 	git_tree_free(tree);
 	git_commit_free(c);
+	git_repository_free(repo);
+	if (lockfd >= 0)
+		close(lockfd);
+	free(mirror_path);
+	free(shown);
+	return ret;
+}
+
+int orchd_git_tags(const char *url, const struct orchd_git_opts *opts, struct op_buf *out,
+		   char *err, size_t errlen)
+{
+	struct orchd_git_opts o = ORCHD_GIT_OPTS_INIT;
+	git_repository *repo = NULL;
+	git_strarray tags = {NULL, 0};
+	struct watch w;
+	char *shown, *mirror_path = NULL;
+	int lockfd = -1, ret = -1;
+
+	if (opts)
+		o = *opts;
+	if (orchd_git_global_init(err, errlen) < 0)
+		return -1;
+	shown = orchd_http_redact(url);
+	watch_begin(&w, &o);
+	if (mirror_open(url, shown, &o, NULL, &mirror_path, &lockfd, &repo, err, errlen) < 0)
+		goto out;
+	if (git_tag_list(&tags, repo) < 0) {
+		snprintf(err, errlen, "cannot list the tags of '%s': %s", shown, git_msg());
+		goto out;
+	}
+	for (size_t i = 0; i < tags.count; i++)
+		if (op_buf_addf(out, "%s\n", tags.strings[i]) < 0) {
+			snprintf(err, errlen, "the tags of '%s' are too many", shown);
+			errno = E2BIG;
+			goto out;
+		}
+	ret = 0;
+out:
+	watch_end(&w, &o);
+	git_strarray_dispose(&tags);
 	git_repository_free(repo);
 	if (lockfd >= 0)
 		close(lockfd);

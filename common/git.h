@@ -105,11 +105,17 @@ int orchd_git_mirror(const char *url, const struct orchd_git_opts *opts, char **
  * or refs/tags/NAME); a branch is refused with
  *   "'REF' of 'URL' is a branch: pin it to a commit id (40 hex digits) or a tag"
  * The file is read from the mirror of the cache, fetched first unless the
- * commit is already there; nothing is checked out.
+ * commit is already there; nothing is checked out.  path NULL: only the
+ * pinned ref is resolved to commit (out is not used).
  */
 struct op_buf;
 int orchd_git_read_pinned(const char *url, const char *ref, const char *path,
 			  const struct orchd_git_opts *opts, char commit[ORCHD_GIT_OIDSZ],
 			  struct op_buf *out, char *err, size_t errlen);
+
+/* The tag names of url (its mirror in the cache, fetched first), one per
+ * line, appended to out. */
+int orchd_git_tags(const char *url, const struct orchd_git_opts *opts, struct op_buf *out,
+		   char *err, size_t errlen);
 
 #endif

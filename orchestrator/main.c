@@ -20,6 +20,7 @@
 #include "core/affected.h"
 #include "core/doctor.h"
 #include "core/exttest.h"
+#include "core/extpkg.h"
 #include "core/extnew.h"
 #include "core/graph.h"
 #include "core/loader.h"
@@ -190,6 +191,8 @@ static struct orchd_pipeline *load_pipeline_reg(struct cli *cli, const char *fil
 			warning("%s", orchd_buf_str(&err));
 		types = orchd_loader_types(&reg, &ntypes);
 		if (orchd_pipeline_validate(p, types, ntypes, &d) < 0)
+			ret = -1;
+		else if (orchd_extpkg_check(p, &reg, &d) < 0)
 			ret = -1;
 		free(types);
 		if (keep && ret >= 0)
@@ -421,6 +424,12 @@ enum {
 	OPT_GRACE,
 	OPT_LANG,
 	OPT_DIR,
+	OPT_SYSTEM,
+	OPT_SHA256,
+	OPT_PKG_PATH,
+	OPT_PIPELINE,
+	OPT_FROM,
+	OPT_FROZEN,
 };
 
 struct run_ctx {
@@ -758,7 +767,9 @@ static int cmd_destroy(struct cli *cli, int argc, char **argv)
 
 struct ext_test_ctx {
 	struct orchd_exttest_opts o;
-	const char *lang, *dir; /* ext new */
+	const char *lang, *dir;	      /* ext new */
+	struct orchd_extpkg_opts pkg; /* install, list, remove, upgrade */
+	const char *from;
 };
 
 static int ext_test_opt(int opt, const char *arg, void *ctx)
@@ -777,7 +788,25 @@ static int ext_test_opt(int opt, const char *arg, void *ctx)
 		x->lang = arg;
 		return 0;
 	case OPT_DIR:
-		x->dir = arg;
+		x->dir = x->pkg.dir = arg;
+		return 0;
+	case OPT_SYSTEM:
+		x->pkg.system = 1;
+		return 0;
+	case OPT_SHA256:
+		x->pkg.sha256 = arg;
+		return 0;
+	case OPT_PKG_PATH:
+		x->pkg.path = arg;
+		return 0;
+	case OPT_PIPELINE:
+		x->pkg.pipeline = arg;
+		return 0;
+	case OPT_FROM:
+		x->from = arg;
+		return 0;
+	case OPT_FROZEN:
+		x->pkg.frozen = 1;
 		return 0;
 	case OPT_GRACE:
 		if (orchd_parse_duration(arg, &ms) < 0 || ms < 1000 || ms > 600000)
@@ -794,6 +823,95 @@ static int ext_test_opt(int opt, const char *arg, void *ctx)
 	default:
 		return -1;
 	}
+}
+
+/* ext install | list | remove | upgrade (core/extpkg.h); argv[0] is the
+ * subcommand. */
+static int cmd_ext_pkg(struct cli *cli, const struct command *c, int argc, char **argv,
+		       struct ext_test_ctx *x)
+{
+	static const struct option opts[] = {
+		{"dir", required_argument, NULL, OPT_DIR},
+		{"system", no_argument, NULL, OPT_SYSTEM},
+		{"sha256", required_argument, NULL, OPT_SHA256},
+		{"path", required_argument, NULL, OPT_PKG_PATH},
+		{"pipeline", required_argument, NULL, OPT_PIPELINE},
+		{"from", required_argument, NULL, OPT_FROM},
+		{"frozen", no_argument, NULL, OPT_FROZEN},
+		{NULL, 0, NULL, 0},
+	};
+	const char *sub = argv[0];
+	int code = 0, first, nargs;
+	char **args;
+
+	if ((first = parse_opts(cli, c, argc, argv, opts, ext_test_opt, x, &code)) < 0)
+		return code;
+	args = argv + first;
+	nargs = argc - first;
+	if (x->pkg.dir && x->pkg.system)
+		return usage_error("ext", "--dir and --system exclude each other");
+	if (strcmp(sub, "install") && (x->pkg.sha256 || x->from || x->pkg.frozen))
+		return usage_error("ext",
+				   "--sha256, --from and --frozen are options of ext install");
+	if (!strcmp(sub, "list")) {
+		if (nargs)
+			return usage_error("ext", "unexpected argument '%s'", args[0]);
+		return orchd_extpkg_list(&x->pkg);
+	}
+	if (!strcmp(sub, "remove")) {
+		if (nargs != 1)
+			return usage_error("ext",
+					   nargs ? "unexpected argument '%s'"
+						 : "missing the type (orchd ext remove TYPE)",
+					   nargs ? args[1] : "");
+		return orchd_extpkg_remove(args[0], &x->pkg);
+	}
+	if (!strcmp(sub, "upgrade")) {
+		if (nargs < 1 || nargs > 2)
+			return usage_error("ext",
+					   nargs ? "unexpected argument '%s'"
+						 : "missing the type (orchd ext upgrade TYPE "
+						   "[SOURCE])",
+					   nargs ? args[2] : "");
+		return orchd_extpkg_upgrade(args[0], nargs > 1 ? args[1] : NULL, &x->pkg);
+	}
+	if (x->from) {
+		struct orchd_pipeline *p;
+		struct orchd_diags d;
+		struct orchd_load_opts lo;
+		int ret;
+
+		if (nargs)
+			return usage_error("ext",
+					   "--from installs what the pipeline declares: no "
+					   "SOURCE ('%s')",
+					   args[0]);
+		if (x->pkg.sha256 || x->pkg.path || x->pkg.pipeline)
+			return usage_error("ext", "--from takes no --sha256, --path or --pipeline");
+		orchd_diags_init(&d);
+		memset(&lo, 0, sizeof(lo));
+		lo.env = cli_env(cli);
+		ret = orchd_bootstrap_load_opts(x->from, &lo, &p, &d);
+		if (ret < 0 || !p) {
+			orchd_diags_print(&d, stderr);
+			orchd_diags_release(&d);
+			orchd_pipeline_free(p);
+			return ORCHD_EXIT_USAGE;
+		}
+		orchd_diags_release(&d);
+		code = orchd_extpkg_install_from(p, &x->pkg);
+		orchd_pipeline_free(p);
+		return code;
+	}
+	if (x->pkg.frozen)
+		return usage_error("ext", "--frozen goes with --from PIPELINE");
+	if (nargs != 1)
+		return usage_error("ext",
+				   nargs ? "unexpected argument '%s'"
+					 : "missing the source (orchd ext install SOURCE, or "
+					   "--from PIPELINE)",
+				   nargs ? args[1] : "");
+	return orchd_extpkg_install(args[0], &x->pkg);
 }
 
 /* ext test: the conformance runner (core/exttest.h). */
@@ -839,8 +957,13 @@ static int cmd_ext(struct cli *cli, int argc, char **argv)
 			       ? ORCHD_EXIT_USAGE
 			       : ORCHD_EXIT_OK;
 	}
+	if (!strcmp(argv[1], "install") || !strcmp(argv[1], "list") || !strcmp(argv[1], "remove") ||
+	    !strcmp(argv[1], "upgrade"))
+		return cmd_ext_pkg(cli, c, argc - 1, argv + 1, &x);
 	if (strcmp(argv[1], "test"))
-		return usage_error("ext", "unknown subcommand '%s' (orchd ext new, orchd ext test)",
+		return usage_error("ext",
+				   "unknown subcommand '%s' (orchd ext new, test, install, list, "
+				   "remove, upgrade)",
 				   argv[1]);
 	if ((first = parse_opts(cli, c, argc - 1, argv + 1, opts, ext_test_opt, &x, &code)) < 0)
 		return code;

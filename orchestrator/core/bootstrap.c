@@ -990,9 +990,57 @@ static void build_engine(struct build *b, const struct ynode *n, struct orchd_en
 /* The last five are core/compose's, removed before the model is built:
  * here for the suggestions of a misspelt key. */
 static const char *const core_keys[] = {
-	"stack",	"parallelism", "state_dir", "engine",  "execution_defaults",
-	"env",		"defaults",    "isolation", "imports", "templates",
-	"environments", "vars",	       "env_allow"};
+	"stack",	"parallelism", "state_dir", "engine",	 "execution_defaults",
+	"env",		"defaults",    "isolation", "imports",	 "templates",
+	"environments", "vars",	       "env_allow", "extensions"};
+
+static const char *const ext_req_keys[] = {"source", "version", "ref", "path", "sha256"};
+
+/* core.extensions: TYPE: {source, version, ref, path, sha256}. */
+static void build_ext_reqs(struct build *b, const struct ynode *n, struct orchd_core *c)
+{
+	if (expect_kind(b, n, Y_MAP))
+		return;
+	for (size_t j = 0; j < n->n; j++) {
+		const struct ynode *k = n->pairs[j].key, *v = n->pairs[j].val;
+		struct orchd_ext_req r;
+		size_t m = path_key(b, k->s);
+
+		memset(&r, 0, sizeof(r));
+		r.pos = npos(k);
+		if (!type_name_ok(k->s)) {
+			berr(b, k, "invalid extension type name '%s'", k->s);
+		} else if (!expect_kind(b, v, Y_MAP)) {
+			r.type = xstrdup(k->s);
+			for (size_t i = 0; i < v->n; i++) {
+				const struct ynode *k2 = v->pairs[i].key, *v2 = v->pairs[i].val;
+				size_t m2 = path_key(b, k2->s);
+				size_t idx =
+					key_index(k2->s, ext_req_keys, ARRAY_SIZE(ext_req_keys));
+				char **field[] = {&r.source, &r.version, &r.ref, &r.path,
+						  &r.sha256};
+				char *s;
+
+				if (idx >= ARRAY_SIZE(ext_req_keys)) {
+					unknown_key(b, k2, ext_req_keys, ARRAY_SIZE(ext_req_keys));
+				} else if (!get_string(b, v2, &s)) {
+					if (!*s)
+						berr(b, v2, "must not be empty");
+					free(*field[idx]);
+					*field[idx] = s;
+				}
+				path_pop(b, m2);
+			}
+			if (!r.source)
+				berr(b, k,
+				     "'source' is required (a directory, git+URL, an https "
+				     "tarball URL or pip:REQUIREMENT)");
+			ALLOC_GROW(c->ext_reqs, c->next_reqs + 1, c->ext_reqs_alloc);
+			c->ext_reqs[c->next_reqs++] = r;
+		}
+		path_pop(b, m);
+	}
+}
 
 static void build_core(struct build *b, const struct ynode *n)
 {
@@ -1090,6 +1138,9 @@ static void build_core(struct build *b, const struct ynode *n)
 			break;
 		case 7:
 			build_isolation(b, val, &c->isolation);
+			break;
+		case 13:
+			build_ext_reqs(b, val, c);
 			break;
 		default:
 			path_pop(b, mark);

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/extpkg.h"
 #include "core/loader.h"
 #include "orchd_protocol.h"
 #include "util.h"
@@ -239,8 +240,11 @@ int orchd_loader_discover(struct orchd_registry *r, const char *const *dirs, siz
 	if (env && !strcmp(env, "1"))
 		flags |= ORCHD_LOADER_NO_BUILTIN;
 	if (!(flags & ORCHD_LOADER_NO_BUILTIN)) {
-		char *rel = exe_relative_dir();
+		char *rel = exe_relative_dir(), *user = orchd_extpkg_user_dir();
 
+		if (user)
+			add_dir(r, user);
+		free(user);
 		add_dir(r, ORCHD_PREFIX "/libexec/orchd/extensions");
 		if (rel)
 			add_dir(r, rel);

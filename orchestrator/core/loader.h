@@ -8,10 +8,12 @@
  *   1. each --extensions-dir DIR, in the order given;
  *   2. each directory of $ORCHD_EXTENSIONS_PATH (colon-separated, empty
  *      elements ignored);
- *   3. the installed directory ORCHD_PREFIX/libexec/orchd/extensions;
- *   4. the build tree: ../libexec/orchd/extensions relative to the
+ *   3. the per-user directory of `orchd ext install` (core/extpkg.h):
+ *      $XDG_DATA_HOME/orchd/extensions or ~/.local/share/orchd/extensions;
+ *   4. the installed directory ORCHD_PREFIX/libexec/orchd/extensions;
+ *   5. the build tree: ../libexec/orchd/extensions relative to the
  *      directory of the running executable (/proc/self/exe).
- * With ORCHD_EXTENSIONS_PATH_ONLY=1 in the environment, 3 and 4 are left
+ * With ORCHD_EXTENSIONS_PATH_ONLY=1 in the environment, 3 to 5 are left
  * out (tests use it to see only their own extensions).
  * Directories that do not exist are skipped; a directory met twice (same
  * device and inode) is scanned once.  The first executable orchd-ext-T

@@ -336,6 +336,17 @@ void orchd_pipeline_free(struct orchd_pipeline *p)
 	json_object_put(p->core.env);
 	json_object_put(p->core.type_defaults);
 	free(p->core.type_defaults_pos);
+	for (size_t k = 0; k < p->core.next_reqs; k++) {
+		struct orchd_ext_req *r = &p->core.ext_reqs[k];
+
+		free(r->type);
+		free(r->source);
+		free(r->version);
+		free(r->ref);
+		free(r->path);
+		free(r->sha256);
+	}
+	free(p->core.ext_reqs);
 	orchd_isolation_release(&p->core.isolation);
 	for (i = 0; i < p->ninst; i++)
 		orchd_instance_release(&p->inst[i]);

@@ -125,7 +125,18 @@ struct orchd_core {
 	/* Positions of the keys of core.defaults, in the object's order. */
 	struct orchd_pos *type_defaults_pos;
 	size_t ntype_defaults;
+	/* core.extensions: the packages the pipeline needs (core/extpkg.h),
+	 * in file order. */
+	struct orchd_ext_req *ext_reqs;
+	size_t next_reqs, ext_reqs_alloc;
 	struct orchd_pos pos;
+};
+
+/* One entry of core.extensions: TYPE: {source, version, ref, path, sha256}
+ * (all but source may be NULL). */
+struct orchd_ext_req {
+	char *type, *source, *version, *ref, *path, *sha256;
+	struct orchd_pos pos; /* of the TYPE key */
 };
 
 /* One reference `${{ TYPE.NAME.outputs.KEY }}` found in an instance config. */
