@@ -1371,7 +1371,10 @@ static const struct command commands[] = {
 	 "      --format FORMAT      text (default) or json: {\"since\", \"commit\",\n"
 	 "                           \"affected\": [{\"id\", \"reason\"}], \"to_destroy\",\n"
 	 "                           \"notes\"}\n"},
-	{"ext", cmd_ext, "ext new NAME --lang LANG [--dir DIR] | ext test [OPTIONS] EXTENSION",
+	{"ext", cmd_ext,
+	 "ext new NAME --lang LANG [--dir DIR] | ext test [OPTIONS] EXTENSION | ext install "
+	 "[OPTIONS] SOURCE | ext install --from PIPELINE [--frozen] | ext list | ext remove TYPE "
+	 "| ext upgrade TYPE [SOURCE]",
 	 "The extension author's toolkit.\n\n"
 	 "ext new makes the directory of a new extension of type NAME (default\n"
 	 "./orchd-ext-NAME) in LANG (c, python, go or sh): the extension (it greets\n"
@@ -1401,7 +1404,29 @@ static const struct command commands[] = {
 	 "  -v, --verbose            print every line exchanged\n\n"
 	 "Options of ext new:\n"
 	 "      --lang LANG          c, python, go or sh\n"
-	 "      --dir DIR            the directory to create (default ./orchd-ext-NAME)\n"},
+	 "      --dir DIR            the directory to create (default ./orchd-ext-NAME)\n\n"
+	 "ext install SOURCE installs a package (a directory whose root holds\n"
+	 "orchd-ext-TYPE.manifest.json; its \"build\" makes orchd-ext-TYPE): SOURCE is\n"
+	 "a directory, git+URL@REF (REF a tag or a full commit id, never a branch),\n"
+	 "an http(s) URL of a tarball (with --sha256 or URL#sha256=HEX), or\n"
+	 "pip:REQUIREMENT (a venv of its own).  ext install --from PIPELINE installs\n"
+	 "what the pipeline's core.extensions and orchd.lock beside it say, and\n"
+	 "records what the lock lacks.  ext list prints TYPE VERSION SOURCE DIGEST per\n"
+	 "package; ext remove TYPE removes one; ext upgrade TYPE [SOURCE] installs the\n"
+	 "newest version tag of its git source (or SOURCE).  Exit 2: a bad source,\n"
+	 "manifest or option, or a lock out of date with --frozen; 3: a fetch,\n"
+	 "checksum, build or digest failure, a missing needed program, or a package\n"
+	 "this orchd is too old for (min_orchd_version, protocol).\n\n"
+	 "Options of ext install, list, remove, upgrade:\n"
+	 "      --dir DIR            the extensions directory (default: the per-user\n"
+	 "                           $XDG_DATA_HOME/orchd/extensions, else\n"
+	 "                           ~/.local/share/orchd/extensions)\n"
+	 "      --system             PREFIX/libexec/orchd/extensions\n"
+	 "      --sha256 HEX         the sha256 of a tarball source\n"
+	 "      --path SUB           the package's directory in a git repository\n"
+	 "      --pipeline FILE      also record the package in orchd.lock beside FILE\n"
+	 "      --from PIPELINE      install what PIPELINE declares (core.extensions)\n"
+	 "      --frozen             with --from: refuse to change orchd.lock\n"},
 	{"graph", cmd_graph, "graph [OPTIONS] FILE",
 	 "Print the dependency graph of FILE (edges go from a dependency to its\n"
 	 "dependent).  Changes nothing.\n\n"

@@ -143,16 +143,25 @@ START_TEST(test_builtin_dirs)
 
 	unsetenv("ORCHD_EXTENSIONS_PATH");
 	unsetenv("ORCHD_EXTENSIONS_PATH_ONLY");
+	/* the per-user directory of `orchd ext install` first */
+	setenv("XDG_DATA_HOME", "/nonexistent/xdg", 1);
 	ck_assert_int_eq(orchd_loader_discover(&r, NULL, 0, 0, NULL), 0);
-	ck_assert_uint_eq(r.ndirs, 2);
-	ck_assert_str_eq(r.dirs[0], ORCHD_PREFIX "/libexec/orchd/extensions");
+	ck_assert_uint_eq(r.ndirs, 3);
+	ck_assert_str_eq(r.dirs[0], "/nonexistent/xdg/orchd/extensions");
+	ck_assert_str_eq(r.dirs[1], ORCHD_PREFIX "/libexec/orchd/extensions");
 	/* ../libexec/orchd/extensions beside the running executable. */
 	ck_assert_int_gt(n, 0);
 	exe[n] = '\0';
 	*strrchr(exe, '/') = '\0';
 	exe_dir = xasprintf("%s/../libexec/orchd/extensions", exe);
-	ck_assert_str_eq(r.dirs[1], exe_dir);
+	ck_assert_str_eq(r.dirs[2], exe_dir);
 	free(exe_dir);
+	orchd_loader_release(&r);
+	/* without XDG_DATA_HOME: ~/.local/share */
+	unsetenv("XDG_DATA_HOME");
+	setenv("HOME", "/nonexistent/home", 1);
+	ck_assert_int_eq(orchd_loader_discover(&r, NULL, 0, 0, NULL), 0);
+	ck_assert_str_eq(r.dirs[0], "/nonexistent/home/.local/share/orchd/extensions");
 	orchd_loader_release(&r);
 
 	setenv("ORCHD_EXTENSIONS_PATH_ONLY", "1", 1);

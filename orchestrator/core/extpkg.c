@@ -153,7 +153,18 @@ static int on_path(const char *alts)
 
 /* Run argv (argv[0] on PATH) in cwd; 0 when it exited 0, else -1 with what
  * it said (its last 2000 bytes) and how it ended in *why (malloc'ed). */
+static int run_io(const char *const *cargv, const char *cwd, const char *input, char **output,
+		  char **why);
+
 static int run(const char *const *cargv, const char *cwd, char **why)
+{
+	return run_io(cargv, cwd, NULL, NULL, why);
+}
+
+/* run(), with input (may be NULL) on its stdin and its stdout in *output
+ * (may be NULL; malloc'ed, even when it failed). */
+static int run_io(const char *const *cargv, const char *cwd, const char *input, char **output,
+		  char **why)
 {
 	struct op_cmd_opts o;
 	struct op_cmd_result r;
@@ -171,16 +182,22 @@ static int run(const char *const *cargv, const char *cwd, char **why)
 	memset(&o, 0, sizeof(o));
 	o.argv = argv;
 	o.cwd = cwd;
+	o.input = input;
+	o.input_len = input ? strlen(input) : 0;
 	o.out.mode = OP_CMD_CAPTURE;
 	o.err.mode = OP_CMD_CAPTURE;
 	o.out.capture_max = o.err.capture_max = 1 << 20;
 	if (op_cmd_run(NULL, &o, &r) < 0) {
+		if (output)
+			*output = xstrdup("");
 		*why = xstrdup(r.error);
 		op_cmd_result_release(&r);
 		ok = 0;
 		goto out;
 	}
 	ok = op_cmd_exited(&r, 0);
+	if (output)
+		*output = xstrndup(r.out.buf, r.out.len);
 	if (!ok) {
 		struct op_buf b = OP_BUF_INIT;
 		size_t skip;
@@ -221,11 +238,19 @@ static const char *jstr(json_object *o, const char *key)
 	return json_object_get_string(v);
 }
 
+static void add_str(json_object *o, const char *key, const char *v)
+{
+	if (v)
+		json_object_object_add(o, key, json_object_new_string(v));
+}
+
 static int streq(const char *a, const char *b)
 {
 	return (!a && !b) || (a && b && !strcmp(a, b));
 }
 
+/* Write o to path atomically, mode 0644 (a lock, a receipt, a manifest:
+ * nothing secret). */
 static int write_json(const char *path, json_object *o)
 {
 	const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
@@ -234,6 +259,8 @@ static int write_json(const char *path, json_object *o)
 	char *text = xasprintf("%s\n", s);
 	int rc = orchd_write_file_atomic(path, text, strlen(text));
 
+	if (!rc)
+		rc = chmod(path, 0644);
 	free(text);
 	return rc;
 }
@@ -648,6 +675,171 @@ static int fetch_dir(struct src *s, const char *stage, char **pkg)
 	return code;
 }
 
+/*
+ * The hello of the extension at exe, to a hello offering every version
+ * this orchd speaks: its name, version and protocol.  0, or -1 with the
+ * reason in err.
+ */
+static int probe_hello(const char *exe, char **name, char **version, int *proto, char *err,
+		       size_t errlen)
+{
+	char *hello = op_encode_hello_orchd(OP_PROTOCOL_MIN, OP_PROTOCOL_MAX, ORCHD_VERSION),
+	     *output = NULL, *why = NULL;
+	const char *argv[] = {exe, NULL};
+	struct op_parsed pr;
+	int ret = -1;
+
+	if (!hello)
+		die("out of memory");
+	run_io(argv, NULL, hello, &output, &why);
+	op_parse_line(OP_FROM_EXT, output, strcspn(output, "\n"), &pr);
+	if (pr.verdict != OP_VALID || pr.type != OP_MSG_HELLO) {
+		snprintf(err, errlen, "%s answered no hello to a hello%s%.300s", exe,
+			 why ? ": " : "", why ? why : "");
+	} else {
+		*name = xstrdup(op_get_str(pr.msg, "name"));
+		*version = xstrdup(op_get_str(pr.msg, "version"));
+		*proto = (int)op_get_int(pr.msg, "protocol", 0);
+		ret = 0;
+	}
+	op_parsed_release(&pr);
+	free(hello);
+	free(output);
+	free(why);
+	return ret;
+}
+
+/*
+ * A pip source: a venv in a new directory of pkgs (in place: a venv cannot
+ * move), the requirement installed into it, its one console script
+ * orchd-ext-TYPE linked at the root with a manifest made from its hello.
+ * The digest is the sha256 of `pip freeze --all` in the venv: every
+ * distribution and its version.
+ */
+static int fetch_pip(struct src *s, const char *pkgs, char **pkg, char **digest)
+{
+	char *dir = xasprintf("%s/pip-XXXXXX", pkgs), *venv = NULL, *py = NULL, *bin = NULL,
+	     *why = NULL, *freeze = NULL, *exe = NULL, *name = NULL, *version = NULL, *link = NULL,
+	     *mpath = NULL, err[1024], hex[ORCHD_SHA256_HEXSZ];
+	struct dirent **ents = NULL;
+	int n = 0, code = 0, proto = 0, found = 0;
+	json_object *m = NULL, *pr;
+
+	*pkg = NULL;
+	if (!mkdtemp(dir)) {
+		code = fail(ORCHD_EXIT_SYSTEM, "cannot create a directory in %s: %s", pkgs,
+			    strerror(errno));
+		free(dir);
+		return code;
+	}
+	*pkg = dir;
+	venv = xasprintf("%s/venv", dir);
+	py = xasprintf("%s/bin/python", venv);
+	bin = xasprintf("%s/bin", venv);
+	{
+		const char *mk[] = {"python3", "-m", "venv", venv, NULL};
+		const char *inst[] = {py,   "-m", "pip",  "install", "--disable-pip-version-check",
+				      "-q", "--", s->loc, NULL};
+		const char *fr[] = {
+			py, "-m", "pip", "freeze", "--all", "--disable-pip-version-check", NULL};
+
+		if (run(mk, NULL, &why) < 0) {
+			code = fail(ORCHD_EXIT_SYSTEM, "python3 -m venv %s: %s", venv, why);
+			goto out;
+		}
+		if (run(inst, NULL, &why) < 0) {
+			code = fail(ORCHD_EXIT_SYSTEM, "pip install %s: %s", s->loc, why);
+			goto out;
+		}
+		if (run_io(fr, NULL, NULL, &freeze, &why) < 0) {
+			code = fail(ORCHD_EXIT_SYSTEM, "pip freeze: %s", why);
+			goto out;
+		}
+	}
+	n = scandir(bin, &ents, NULL, cmp_name);
+	for (int i = 0; i < n; i++)
+		if (!strncmp(ents[i]->d_name, "orchd-ext-", 10) && ents[i]->d_name[10]) {
+			found++;
+			free(exe);
+			exe = xstrdup(ents[i]->d_name);
+		}
+	if (found != 1) {
+		code = fail(ORCHD_EXIT_USAGE,
+			    "pip:%s provides %d orchd-ext-TYPE console scripts: a package provides "
+			    "one",
+			    s->loc, found);
+		goto out;
+	}
+	{
+		char *path = xasprintf("%s/%s", bin, exe);
+
+		if (probe_hello(path, &name, &version, &proto, err, sizeof(err)) < 0) {
+			free(path);
+			code = fail(ORCHD_EXIT_SYSTEM, "pip:%s: %s", s->loc, err);
+			goto out;
+		}
+		free(path);
+	}
+	if (strcmp(exe + 10, name)) {
+		code = fail(ORCHD_EXIT_USAGE, "pip:%s: %s says its name is '%s'", s->loc, exe,
+			    name);
+		goto out;
+	}
+	link = xasprintf("%s/%s", dir, exe);
+	{
+		char *target = xasprintf("venv/bin/%s", exe);
+
+		if (symlink(target, link) < 0) {
+			code = fail(ORCHD_EXIT_SYSTEM, "cannot link %s: %s", link, strerror(errno));
+			free(target);
+			goto out;
+		}
+		free(target);
+	}
+	m = json_object_new_object();
+	json_object_object_add(m, "name", json_object_new_string(name));
+	json_object_object_add(m, "version", json_object_new_string(version));
+	pr = json_object_new_object();
+	json_object_object_add(pr, "min", json_object_new_int(proto));
+	json_object_object_add(pr, "max", json_object_new_int(proto));
+	json_object_object_add(m, "protocol", pr);
+	add_str(m, "description", s->spec);
+	{
+		/* under isolation strict it sees its own directory (venv/bin):
+		 * the rest of the venv too */
+		json_object *iso = json_object_new_object(), *paths = json_object_new_object(),
+			    *read = json_object_new_array();
+
+		json_object_array_add(read, json_object_new_string(dir));
+		json_object_object_add(paths, "read", read);
+		json_object_object_add(iso, "paths", paths);
+		json_object_object_add(m, "isolation", iso);
+	}
+	mpath = xasprintf("%s/%s" MANIFEST_END, dir, exe);
+	if (write_json(mpath, m) < 0) {
+		code = fail(ORCHD_EXIT_SYSTEM, "cannot write %s: %s", mpath, strerror(errno));
+		goto out;
+	}
+	orchd_sha256_hex(freeze, strlen(freeze), hex);
+	*digest = xasprintf("sha256:%s", hex);
+out:
+	for (int i = 0; i < n; i++)
+		free(ents[i]);
+	free(ents);
+	json_object_put(m);
+	free(venv);
+	free(py);
+	free(bin);
+	free(why);
+	free(freeze);
+	free(exe);
+	free(name);
+	free(version);
+	free(link);
+	free(mpath);
+	return code;
+}
+
 /* ---- the manifest ------------------------------------------------------------- */
 
 struct manifest {
@@ -844,12 +1036,6 @@ static json_object *receipt_read(const char *pkgdir)
 	return j;
 }
 
-static void add_str(json_object *o, const char *key, const char *v)
-{
-	if (v)
-		json_object_object_add(o, key, json_object_new_string(v));
-}
-
 /* Is root/name a symbolic link into root/.orchd-pkgs/ (ours), absent (0
  * for both), or something else (-1)? */
 static int our_link(const char *root, const char *name, int *exists)
@@ -928,7 +1114,7 @@ static int install_src(const char *root, struct src *s, const char *want_digest,
 	struct manifest m;
 	struct stat st;
 	json_object *rc = NULL, *old = NULL;
-	int code = 0, exists;
+	int code = 0, exists, in_place = 0;
 
 	memset(&m, 0, sizeof(m));
 	memset(res, 0, sizeof(*res));
@@ -955,12 +1141,13 @@ static int install_src(const char *root, struct src *s, const char *want_digest,
 		code = fetch_url(s, stage, &pkg);
 		break;
 	case S_PIP:
-		code = fail(ORCHD_EXIT_USAGE, "pip sources are not supported yet (%s)", s->spec);
+		code = fetch_pip(s, pkgs, &pkg, &digest);
+		in_place = pkg != NULL;
 		break;
 	}
 	if (code)
 		goto out;
-	if (!(digest = tree_digest(pkg, err, sizeof(err)))) {
+	if (!digest && !(digest = tree_digest(pkg, err, sizeof(err)))) {
 		code = fail(ORCHD_EXIT_SYSTEM, "%s: refused: %s", s->spec, err);
 		goto out;
 	}
@@ -987,7 +1174,9 @@ static int install_src(const char *root, struct src *s, const char *want_digest,
 			    root, exe);
 		goto out;
 	}
-	pkgname = xasprintf("%s-%s-%.12s", m.type, m.version, digest + 7);
+	/* a venv stays where it was made */
+	pkgname = in_place ? xstrdup(strrchr(pkg, '/') + 1)
+			   : xasprintf("%s-%s-%.12s", m.type, m.version, digest + 7);
 	final = xasprintf("%s/%s", pkgs, pkgname);
 	old = receipt_read(final);
 	if (old && streq(jstr(old, "digest"), digest)) {
@@ -1007,7 +1196,7 @@ static int install_src(const char *root, struct src *s, const char *want_digest,
 		}
 		{
 			char *p = xasprintf("%s/%s", pkg, exe);
-			int ok = !lstat(p, &st) && S_ISREG(st.st_mode) && !access(p, X_OK);
+			int ok = !stat(p, &st) && S_ISREG(st.st_mode) && !access(p, X_OK);
 
 			free(p);
 			if (!ok) {
@@ -1038,12 +1227,18 @@ static int install_src(const char *root, struct src *s, const char *want_digest,
 			}
 			free(rp);
 		}
-		op_rmtree(final);
-		if (rename(pkg, final) < 0) {
+		if (!in_place)
+			op_rmtree(final);
+		if (!in_place && rename(pkg, final) < 0) {
 			code = fail(ORCHD_EXIT_SYSTEM, "cannot move the package to %s: %s", final,
 				    strerror(errno));
 			goto out;
 		}
+	}
+	/* readable by whoever runs it (a --system install serves every user) */
+	if (chmod(final, 0755) < 0) {
+		code = fail(ORCHD_EXIT_SYSTEM, "cannot chmod %s: %s", final, strerror(errno));
+		goto out;
 	}
 	if ((code = switch_link(root, pkgname, mname)) || (code = switch_link(root, pkgname, exe)))
 		goto out;
@@ -1054,7 +1249,10 @@ static int install_src(const char *root, struct src *s, const char *want_digest,
 	res->version = xstrdup(m.version);
 	res->digest = xstrdup(digest);
 	res->commit = *commit ? xstrdup(commit) : NULL;
+	in_place = 0; /* in use now */
 out:
+	if (in_place && pkg)
+		op_rmtree(pkg);
 	if (stage) {
 		op_rmtree(stage);
 		free(stage);
