@@ -190,9 +190,10 @@ static struct orchd_pipeline *load_pipeline_reg(struct cli *cli, const char *fil
 		if (orchd_loader_discover(&reg, cli->ext_dirs, cli->next_dirs, 0, &err) < 0)
 			warning("%s", orchd_buf_str(&err));
 		types = orchd_loader_types(&reg, &ntypes);
-		if (orchd_pipeline_validate(p, types, ntypes, &d) < 0)
-			ret = -1;
-		else if (orchd_extpkg_check(p, &reg, &d) < 0)
+		/* the packages first: a declared type not installed is better
+		 * told with how to install it than as an unknown type */
+		if (orchd_extpkg_check(p, &reg, &d) < 0 ||
+		    orchd_pipeline_validate(p, types, ntypes, &d) < 0)
 			ret = -1;
 		free(types);
 		if (keep && ret >= 0)

@@ -1195,13 +1195,21 @@ static int install_src(const char *root, struct src *s, const char *want_digest,
 			}
 		}
 		{
-			char *p = xasprintf("%s/%s", pkg, exe);
-			int ok = !stat(p, &st) && S_ISREG(st.st_mode) && !access(p, X_OK);
+			char *p = xasprintf("%s/%s", pkg, exe), *real = realpath(p, NULL),
+			     *top = realpath(pkg, NULL);
+			/* a regular executable file inside the package (a link
+			 * to one is fine: a venv's script, say) */
+			int ok = real && top && !strncmp(real, top, strlen(top)) &&
+				 real[strlen(top)] == '/' && !stat(real, &st) &&
+				 S_ISREG(st.st_mode) && !access(real, X_OK);
 
 			free(p);
+			free(real);
+			free(top);
 			if (!ok) {
 				code = fail(ORCHD_EXIT_SYSTEM,
-					    "%s %s: no executable %s at the package's root%s",
+					    "%s %s: no executable %s at the package's root%s (a "
+					    "regular file, or a link to one inside the package)",
 					    m.type, m.version, exe,
 					    m.build ? " after its build" : " (and no \"build\")");
 				goto out;
@@ -1316,14 +1324,35 @@ static int cmp_key(const void *a, const void *b)
 	return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* Set type's entry and write the lock, its types sorted. */
+/* A copy of o whose objects have their keys in byte order, at every level
+ * (the lock is diffed and merged by people: one order for one content). */
+static json_object *sorted_copy(json_object *o)
+{
+	json_object *out;
+	const char **keys;
+	size_t n = 0;
+
+	if (!json_object_is_type(o, json_type_object))
+		return json_object_get(o);
+	keys = xcalloc((size_t)json_object_object_length(o) + 1, sizeof(*keys));
+	json_object_object_foreach(o, k, v)
+	{
+		(void)v;
+		keys[n++] = k;
+	}
+	qsort(keys, n, sizeof(*keys), cmp_key);
+	out = json_object_new_object();
+	for (size_t i = 0; i < n; i++)
+		json_object_object_add(out, keys[i], sorted_copy(op_get(o, keys[i])));
+	free(keys);
+	return out;
+}
+
+/* Set type's entry and write the lock, its keys sorted. */
 static int lock_write(const char *path, json_object *lock, const char *type, const struct src *s,
 		      const struct installed *in)
 {
-	json_object *exts = op_get(lock, "extensions"), *sorted = json_object_new_object(),
-		    *e = json_object_new_object(), *out = json_object_new_object();
-	const char **keys;
-	size_t n = 0, i;
+	json_object *e = json_object_new_object(), *out;
 	int rc;
 
 	add_str(e, "source", s->spec);
@@ -1333,22 +1362,12 @@ static int lock_write(const char *path, json_object *lock, const char *type, con
 	add_str(e, "sha256", s->sha256);
 	add_str(e, "version", in->version);
 	add_str(e, "digest", in->digest);
-	json_object_object_add(exts, type, e);
-	keys = xcalloc((size_t)json_object_object_length(exts) + 1, sizeof(*keys));
-	json_object_object_foreach(exts, k, v)
-	{
-		(void)v;
-		keys[n++] = k;
-	}
-	qsort(keys, n, sizeof(*keys), cmp_key);
-	for (i = 0; i < n; i++)
-		json_object_object_add(sorted, keys[i], json_object_get(op_get(exts, keys[i])));
-	json_object_object_add(out, "orchd_lock", json_object_new_int(1));
-	json_object_object_add(out, "extensions", sorted);
+	json_object_object_add(op_get(lock, "extensions"), type, e);
+	json_object_object_add(lock, "orchd_lock", json_object_new_int(1));
+	out = sorted_copy(lock);
 	rc = write_json(path, out);
 	if (rc < 0)
 		error("cannot write %s: %s", path, strerror(errno));
-	free(keys);
 	json_object_put(out);
 	return rc < 0 ? ORCHD_EXIT_SYSTEM : 0;
 }
