@@ -108,7 +108,8 @@ static void env_add(char ***env, size_t *n, size_t *alloc, char *s)
 static int sess_start(struct tester *t, struct sess *s, const char *what)
 {
 	static const char *const keep[] = {"PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR"};
-	int pin[2], pout[2], perr[2];
+	struct op_child c = OP_CHILD_INIT;
+	const char *argv[2];
 	char **env = NULL, tmpl[PATH_MAX];
 	size_t n = 0, alloc = 0;
 	const char *tmp = getenv("TMPDIR");
@@ -132,33 +133,31 @@ static int sess_start(struct tester *t, struct sess *s, const char *what)
 		env_add(&env, &n, &alloc, xasprintf("ORCHD_PIPELINE_DIR=%s", t->pipeline_dir));
 	for (size_t i = 0; i < t->nenv; i++)
 		env_add(&env, &n, &alloc, xstrdup(t->env[i]));
-	if (pipe2(pin, O_CLOEXEC) < 0 || pipe2(pout, O_CLOEXEC) < 0 || pipe2(perr, O_CLOEXEC) < 0)
-		die("pipe: %s", strerror(errno));
-	s->pid = fork();
-	if (s->pid < 0)
-		die("fork: %s", strerror(errno));
-	if (!s->pid) {
-		char *argv[2];
+	/* the one way orchd starts a program (orchd_protocol.h): own process
+	 * group, default signal dispositions, no fd but the three */
+	argv[0] = t->exe;
+	argv[1] = NULL;
+	c.argv = argv;
+	c.env = (const char *const *)env;
+	c.cwd = s->workdir;
+	c.in = c.out = c.err = OP_CHILD_PIPE;
+	c.flags = OP_CHILD_PGROUP;
+	if (op_child_start(&c) < 0) {
+		char why[256];
 
-		setpgid(0, 0);
-		signal(SIGPIPE, SIG_DFL);
-		if (dup2(pin[0], 0) < 0 || dup2(pout[1], 1) < 0 || dup2(perr[1], 2) < 0 ||
-		    chdir(s->workdir) < 0)
-			_exit(127);
-		argv[0] = t->exe;
-		argv[1] = NULL;
-		execve(t->exe, argv, env);
-		_exit(127);
+		/* seen as a process that could not run: exit status 127 */
+		op_buf_addf(&t->said, "%s\n", op_child_error(&c, why, sizeof(why)));
+		s->pid = -1;
+		s->exited = s->out_eof = s->err_eof = 1;
+		s->status = 127 << 8;
+	} else {
+		s->pid = c.pid;
+		s->in = c.in;
+		s->out = c.out;
+		s->err = c.err;
+		/* stdin blocking, as a pipe from orchd is (the reads stay non-blocking) */
+		fcntl(s->in, F_SETFL, fcntl(s->in, F_GETFL) & ~O_NONBLOCK);
 	}
-	setpgid(s->pid, s->pid); /* either side may win the race */
-	close(pin[0]);
-	close(pout[1]);
-	close(perr[1]);
-	s->in = pin[1];
-	s->out = pout[0];
-	s->err = perr[0];
-	fcntl(s->out, F_SETFL, O_NONBLOCK);
-	fcntl(s->err, F_SETFL, O_NONBLOCK);
 	if (!(s->sp = op_splitter_new(0, OP_SPLIT_STRICT)))
 		die("out of memory");
 	for (size_t i = 0; i < n; i++)
@@ -344,7 +343,9 @@ static void sess_close_in(struct sess *s)
 static void sess_end(struct sess *s)
 {
 	sess_close_in(s);
-	if (!s->exited) {
+	if (s->pid <= 0) {
+		/* never started */
+	} else if (!s->exited) {
 		kill(-s->pid, SIGKILL);
 		kill(s->pid, SIGKILL);
 		while (waitpid(s->pid, &s->status, 0) < 0 && errno == EINTR)
@@ -937,7 +938,8 @@ static void check_cancel(struct tester *t)
 	line = op_encode_cancel("interrupted");
 	sess_send(&s, line);
 	free(line);
-	kill(-s.pid, SIGTERM);
+	if (s.pid > 0)
+		kill(-s.pid, SIGTERM);
 	t0 = now_ms();
 	if (!sess_until(&s, G_EXIT, t->grace_ms)) {
 		add_check(t, V_FAIL, "§9", "cancel (cancel message and SIGTERM)",
