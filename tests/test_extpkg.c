@@ -1965,6 +1965,104 @@ START_TEST(test_pip)
 }
 END_TEST
 
+/*
+ * The newcomer's path, per language: `orchd ext new`, `orchd ext test`
+ * passes, the directory is published as a git tag, a pipeline declares it,
+ * `ext install --from` records it in orchd.lock; then "another machine"
+ * (a fresh extensions directory) gets the same commit and digest with
+ * `--from --frozen` and runs the pipeline.  C is left out under ASan (a
+ * plain program cannot link the instrumented liborchd-protocol).
+ */
+static const char *const newcomer_langs[] = {"python", "sh", "go",
+#if !defined(__SANITIZE_ADDRESS__)
+					     "c"
+#endif
+};
+
+START_TEST(test_newcomer)
+{
+	const char *lang = newcomer_langs[_i];
+	char *name = xasprintf("hi%s", lang), *dir = xasprintf("%s/src/%s", tmp, name);
+	char *proj = xasprintf("%s/proj", tmp), *file = xasprintf("%s/p.yaml", proj);
+	char *lockp = xasprintf("%s/orchd.lock", proj), *out, *text, *want;
+	char *commit1, *digest1;
+	json_object *lock, *e;
+	int code;
+
+	free(sh("mkdir -p '%s/src' '%s'", tmp, proj));
+	code = orchd(&out, "ext", "new", name, "--lang", lang, "--dir", dir, END);
+	assert_exit(code, 0, out);
+	free(out);
+	if (!strcmp(lang, "c") || !strcmp(lang, "go")) {
+		/* ext test runs the executable: build it where it is made */
+		char *build = test_build_path("");
+
+		free(sh("cd '%s' && make ORCHD_PREFIX='%s' >/dev/null 2>&1 && echo ok", dir,
+			build));
+		free(build);
+	}
+	code = orchd(&out, "ext", "test", dir, END);
+	assert_exit(code, 0, out);
+	assert_has(out, " 0 failed, ");
+	free(out);
+	/* published without what a build makes (it is built where installed) */
+	free(sh("cd '%s' && { [ ! -f Makefile ] || make clean >/dev/null; } && git init -q && "
+		"git add -A && git -c user.name=n -c user.email=n@x commit -qm 'first' && "
+		"git tag v0.1.0",
+		dir));
+	text = xasprintf("p:\n"
+			 "  core:\n"
+			 "    extensions:\n"
+			 "      %s: {source: 'git+file://%s', version: '0.1.0'}\n"
+			 "  %s:\n"
+			 "    - name: one\n"
+			 "      who: newcomer\n",
+			 name, dir, name);
+	write_file(file, text);
+	free(text);
+	/* the laptop: resolves v0.1.0, builds, records */
+	setenv("ORCHD_PREFIX", test_build_path(""), 1); /* the C Makefile's orchd */
+	new_data_home("laptop");
+	code = orchd(&out, "ext", "install", "--from", file, END);
+	assert_exit(code, 0, out);
+	free(out);
+	e = lock_entry(lockp, name, &lock);
+	ck_assert_msg(e && is_hex(jstr(e, "commit"), 40) && is_digest(jstr(e, "digest")),
+		      "%s: the lock entry", lang);
+	commit1 = xstrdup(jstr(e, "commit"));
+	digest1 = xstrdup(jstr(e, "digest"));
+	json_object_put(lock);
+	/* another machine: nothing installed, the lock only */
+	new_data_home("agent");
+	code = orchd(&out, "run", file, END);
+	assert_exit(code, 2, out);
+	assert_has(out, "orchd ext install --from");
+	free(out);
+	code = orchd(&out, "ext", "install", "--from", file, "--frozen", END);
+	assert_exit(code, 0, out);
+	assert_has(out, digest1);
+	free(out);
+	e = lock_entry(lockp, name, &lock);
+	ck_assert_msg(e && !strcmp(jstr(e, "commit"), commit1) &&
+			      !strcmp(jstr(e, "digest"), digest1),
+		      "%s: the lock changed", lang);
+	json_object_put(lock);
+	code = orchd(&out, "run", file, END);
+	assert_exit(code, 0, out);
+	want = xasprintf("%s.one.message = hello, newcomer", name);
+	assert_has(out, want);
+	free(want);
+	free(out);
+	free(commit1);
+	free(digest1);
+	free(name);
+	free(dir);
+	free(proj);
+	free(file);
+	free(lockp);
+}
+END_TEST
+
 Suite *extpkg_suite(void)
 {
 	Suite *s = suite_create("extpkg");
@@ -2008,6 +2106,7 @@ Suite *extpkg_suite(void)
 	tcase_add_test(lk, test_unknown_key);
 	tcase_add_test(lk, test_install_pipeline_records);
 	tcase_add_test(lk, test_pip);
+	tcase_add_loop_test(lk, test_newcomer, 0, (int)ARRAY_SIZE(newcomer_langs));
 	suite_add_tcase(s, lk);
 	return s;
 }
