@@ -2021,7 +2021,12 @@ START_TEST(test_newcomer)
 	write_file(file, text);
 	free(text);
 	/* the laptop: resolves v0.1.0, builds, records */
-	setenv("ORCHD_PREFIX", test_build_path(""), 1); /* the C Makefile's orchd */
+	{
+		char *build = test_build_path(""); /* the orchd of the C Makefile */
+
+		setenv("ORCHD_PREFIX", build, 1);
+		free(build);
+	}
 	new_data_home("laptop");
 	code = orchd(&out, "ext", "install", "--from", file, END);
 	assert_exit(code, 0, out);
