@@ -143,36 +143,6 @@ static int exists(const char *path)
 	return lstat(path, &st) == 0;
 }
 
-static int free_port(void)
-{
-	struct sockaddr_in sa;
-	socklen_t len = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sin_family = AF_INET;
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-	port = ntohs(sa.sin_port);
-	close(fd);
-	return port;
-}
-
-static int can_connect(int port)
-{
-	struct sockaddr_in sa;
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), ok;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sin_family = AF_INET;
-	sa.sin_port = htons((uint16_t)port);
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-	close(fd);
-	return ok;
-}
-
 /*
  * Start a server (argv) listening on loopback port; it dies with this
  * process (PR_SET_PDEATHSIG: a failed check _exits without the teardown).
@@ -195,12 +165,12 @@ static pid_t serve(char *const argv[], int port)
 		execvp(argv[0], argv);
 		_exit(127);
 	}
-	for (int i = 0; i < 2000 && !can_connect(port); i++) {
+	for (int i = 0; i < 2000 && !test_can_connect(port); i++) {
 		if (waitpid(pid, NULL, WNOHANG) == pid)
 			ck_abort_msg("%s exited before it listened", argv[0]);
 		usleep(10000);
 	}
-	ck_assert_msg(can_connect(port), "%s: nothing listens on port %d", argv[0], port);
+	ck_assert_msg(test_can_connect(port), "%s: nothing listens on port %d", argv[0], port);
 	return pid;
 }
 
@@ -209,7 +179,7 @@ static void git_daemon(const char *base)
 {
 	char *portarg, *basearg;
 
-	git_port = free_port();
+	git_port = test_free_port();
 	portarg = xasprintf("--port=%d", git_port);
 	basearg = xasprintf("--base-path=%s", base);
 	{
@@ -234,7 +204,7 @@ static void http_server(const char *dir)
 {
 	char *port;
 
-	http_port = free_port();
+	http_port = test_free_port();
 	port = xasprintf("%d", http_port);
 	{
 		char *argv[] = {(char *)(uintptr_t) "python3",

@@ -343,40 +343,10 @@ START_TEST(test_request_fetch_url)
 END_TEST
 
 /* A free loopback port (a moment ago). */
-static int free_port(void)
-{
-	struct sockaddr_in sa;
-	socklen_t len = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sin_family = AF_INET;
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-	port = ntohs(sa.sin_port);
-	close(fd);
-	return port;
-}
-
-static int can_connect(int port)
-{
-	struct sockaddr_in sa;
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), ok;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sin_family = AF_INET;
-	sa.sin_port = htons((uint16_t)port);
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-	close(fd);
-	return ok;
-}
-
 /* A git:// request served by a real `git daemon` on loopback. */
 START_TEST(test_request_fetch_git)
 {
-	int port = free_port();
+	int port = test_free_port();
 	char *portarg = xasprintf("--port=%d", port), *base = xasprintf("--base-path=%s", tmp);
 	char *cfg, *head = NULL, *script;
 	struct rec r;
@@ -396,7 +366,7 @@ START_TEST(test_request_fetch_git)
 		_exit(127);
 	}
 	/* readiness, not timing: wait until it accepts (at most ~10 s) */
-	for (int i = 0; i < 1000 && !can_connect(port); i++)
+	for (int i = 0; i < 1000 && !test_can_connect(port); i++)
 		usleep(10000);
 	script = xasprintf("git -C '%s' rev-parse HEAD", repo);
 	{

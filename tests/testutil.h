@@ -35,6 +35,11 @@ int test_run(char *const argv[], char **out, char **err);
  * spaces) contains text? */
 int test_process_with_arg(const char *text);
 
+/* A TCP port of 127.0.0.1 free a moment ago (bound, then closed). */
+int test_free_port(void);
+/* Does something accept connections on 127.0.0.1:port? */
+int test_can_connect(int port);
+
 /*
  * The loopback HTTP server tests/helpers/httpd.py (python3), for suites
  * that need real HTTP.  Its stdin is a pipe we hold, so it exits with us.
