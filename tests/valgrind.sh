@@ -39,7 +39,7 @@ export PATH
 
 VG="valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect
 	--show-leak-kinds=definite,indirect --error-exitcode=99 --track-fds=yes
-	--num-callers=30"
+	--num-callers=30 --suppressions=$SRC/tests/valgrind.supp"
 failed=0
 ncase=0
 
@@ -234,6 +234,24 @@ mkdir "$TMP/cycle"
 printf 'p:\n  core: {imports: [a.yaml]}\n' > "$TMP/cycle/p.yaml"
 printf 'core: {imports: [p.yaml]}\n' > "$TMP/cycle/a.yaml"
 vg "validate import cycle" 2 validate "$TMP/cycle/p.yaml"
+# extension packages: a directory and a git tag (with a build), the list,
+# the lock of --from, a pipeline whose lock is out of date, a remove
+PK=$TMP/pkg
+mkdir -p "$PK"
+printf '#!/bin/sh\nexit 0\n' > "$PK/vg.sh"
+printf '{"name": "vg", "version": "1.0.0", "protocol": {"min": 1, "max": 1}, "build": "cp vg.sh orchd-ext-vg && chmod +x orchd-ext-vg", "needs": ["sh"]}\n' \
+	> "$PK/orchd-ext-vg.manifest.json"
+(cd "$PK" && git init -q . && git add -A &&
+	git -c user.email=t@t -c user.name=t commit -q -m one && git tag v1.0.0) >/dev/null 2>&1
+vg "ext install DIR" 0 ext install --dir "$TMP/extd" "$PK"
+vg "ext install git+file@TAG" 0 ext install --dir "$TMP/extd" "git+file://$PK@v1.0.0"
+vg "ext list" 0 ext list --dir "$TMP/extd"
+mkdir "$TMP/pp"
+printf 'p:\n  core:\n    extensions:\n      vg: {source: "git+file://%s", version: "1.0.0"}\n  vg:\n    - name: one\n' "$PK" > "$TMP/pp/p.yaml"
+vg "ext install --from (writes orchd.lock)" 0 ext install --dir "$TMP/extd" --from "$TMP/pp/p.yaml"
+sed -i 's/1.0.0"}/2.0.0"}/' "$TMP/pp/p.yaml"
+vg "validate, the lock out of date" 2 --extensions-dir "$TMP/extd" validate "$TMP/pp/p.yaml"
+vg "ext remove" 0 ext remove --dir "$TMP/extd" vg
 vg "extensions" 0 extensions
 vg "version" 0 version
 vg "usage error" 2 run --no-such-option "$H"
