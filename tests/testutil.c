@@ -80,6 +80,31 @@ void test_rmtree(const char *path)
 		waitpid(pid, NULL, 0);
 }
 
+int test_install_example(const char *sub, const char *dir)
+{
+	static const char script[] =
+		"set -e\n"
+		"ex=$1/examples/extensions/$2 sdk=$1/protocol/sdk/$2\n"
+		"cp -p \"$ex\"/orchd-ext-* \"$3\"/\n"
+		"if [ -d \"$sdk/orchd_sdk\" ]; then\n"
+		"  mkdir -p \"$3/orchd_sdk\"\n"
+		"  cp -p \"$sdk\"/orchd_sdk/*.py \"$sdk/orchd_sdk/py.typed\" \"$3/orchd_sdk/\"\n"
+		"else\n"
+		"  cp -p \"$sdk/orchd.sh\" \"$3/\"\n"
+		"fi\n";
+	char *argv[] = {xstrdup("/bin/sh"), xstrdup("-c"), xstrdup(script), xstrdup("sh"),
+			test_src_path("."), xstrdup(sub),  xstrdup(dir),    NULL};
+	char *err = NULL;
+	int rc = test_run(argv, NULL, &err);
+
+	if (rc != 0)
+		fprintf(stderr, "test_install_example %s: %s", sub, err ? err : "");
+	free(err);
+	for (size_t i = 0; argv[i]; i++)
+		free(argv[i]);
+	return rc == 0 ? 0 : -1;
+}
+
 int test_run(char *const argv[], char **out, char **err)
 {
 	int po[2], pe[2], status;

@@ -26,6 +26,14 @@ char *test_tmpdir(void);
 /* rm -rf path (best effort). */
 void test_rmtree(const char *path);
 /*
+ * The example extension of examples/extensions/SUB (python, sh) laid out
+ * in dir as installed: its executable and manifest, with the SDK it loads
+ * beside them (protocol/sdk/SUB: orchd_sdk/ or orchd.sh).  Under isolation
+ * strict an extension under /tmp sees its own directory, not the source
+ * tree around it.  Returns 0, or -1 on failure.
+ */
+int test_install_example(const char *sub, const char *dir);
+/*
  * Run argv (argv[0] a path) with stdin from /dev/null, capture stdout and
  * stderr into malloc'ed strings (either pointer may be NULL to discard).
  * Returns the exit code, or 128+signal if killed, or -1 on spawn failure.

@@ -117,6 +117,10 @@ vg()
 # in sibling directories; nothing may depend on the source tree)
 mkdir -p "$TMP/ex"
 cp -r "$SRC/examples" "$TMP/ex/"
+# the example extensions' SDKs beside them, as installed: under isolation
+# strict an extension under /tmp sees its own directory, not protocol/sdk
+cp -r "$SRC/protocol/sdk/python/orchd_sdk" "$TMP/ex/examples/extensions/python/"
+cp "$SRC/protocol/sdk/sh/orchd.sh" "$TMP/ex/examples/extensions/sh/"
 for f in examples/*.yaml examples/*/pipeline.yaml examples/extensions/*/pipeline.yaml; do
 	[ -f "$SRC/$f" ] || continue
 	p=$TMP/ex/$f

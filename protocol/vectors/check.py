@@ -1,32 +1,23 @@
 #!/usr/bin/env python3
 """Run the protocol conformance vectors against the Python codec.
 
-The codec is the one inside examples/extensions/python/orchd-ext-pydemo
-(a second, independent implementation of PROTOCOL.md besides the C library),
-so both implementations are held to the same vectors.
+The codec is orchd_sdk.protocol, the parser of the Python SDK
+(protocol/sdk/python: a second, independent implementation of PROTOCOL.md
+besides the C library), so both implementations are held to the same
+vectors.  The SDK's own tests run them too (tests/test_vectors.py, pytest).
 
     python3 protocol/vectors/check.py [VECTORS.jsonl ...]
 
 Exit status 0 when every vector gives the expected verdict, 1 otherwise.
 Standard library only.
 """
-import importlib.machinery
-import importlib.util
 import json
 import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SRC = os.path.normpath(os.path.join(HERE, "..", ".."))
-CODEC = os.path.join(SRC, "examples", "extensions", "python", "orchd-ext-pydemo")
-
-
-def load_codec(path=CODEC):
-    loader = importlib.machinery.SourceFileLoader("orchd_pydemo", path)
-    spec = importlib.util.spec_from_loader("orchd_pydemo", loader)
-    mod = importlib.util.module_from_spec(spec)
-    loader.exec_module(mod)
-    return mod
+sys.path.insert(0, os.path.join(HERE, "..", "sdk", "python"))
+from orchd_sdk import protocol  # noqa: E402
 
 
 def raw_line(v):
@@ -39,16 +30,7 @@ def raw_line(v):
     return pre + g["fill"].encode() * (g["total"] - len(pre) - len(suf)) + suf
 
 
-def verdict_text(verdict, value):
-    if verdict == "valid":
-        return "valid:" + value[0]
-    if verdict == "error":
-        return "error:" + value
-    return verdict
-
-
 def main(argv):
-    codec = load_codec()
     files = argv[1:] or [os.path.join(HERE, "messages.jsonl")]
     count = failures = 0
     for path in files:
@@ -57,8 +39,7 @@ def main(argv):
                 if not text.strip() or text.startswith("#"):
                     continue
                 v = json.loads(text)
-                direction = codec.TO_EXT if v["dir"] == "to_ext" else codec.FROM_EXT
-                got = verdict_text(*codec.parse_line(direction, raw_line(v)))
+                got = protocol.verdict(raw_line(v), v["dir"])
                 count += 1
                 if got != v["expect"]:
                     failures += 1
