@@ -731,6 +731,60 @@ START_TEST(test_dir_option)
 }
 END_TEST
 
+/*
+ * Installs at once into one directory take turns (a lock per directory):
+ * each succeeds, one package is left, the links agree with it, and what a
+ * killed install left (a stage, a pip venv without its receipt) is gone.
+ */
+START_TEST(test_concurrent_installs)
+{
+	char *file = proj_pipeline(), *orchd_bin = test_build_path("bin/orchd"), *out, *cmd;
+	char *src[4], *p;
+	int code;
+
+	free(sh("mkdir -p '%s/.orchd-pkgs/.stage-killed/x' '%s/.orchd-pkgs/pip-killed/venv'",
+		extdir, extdir));
+	for (int i = 0; i < 4; i++) {
+		char *v = xasprintf("1.%d.0", i);
+
+		src[i] = xasprintf("%s/greet%d", tmp, i);
+		make_pkg(src[i], v, "race", BUILD, NULL);
+		free(v);
+	}
+	cmd = xasprintf("for d in '%s' '%s' '%s' '%s'; do '%s' ext install \"$d\" > /dev/null "
+			"2>&1 & done; fails=0; for j in 1 2 3 4; do wait %%$j || "
+			"fails=$((fails+1)); done; echo $fails",
+			src[0], src[1], src[2], src[3], orchd_bin);
+	out = sh("%s", cmd);
+	ck_assert_msg(!strcmp(out, "0"), "%s of 4 concurrent installs failed", out);
+	free(out);
+	free(cmd);
+	p = xasprintf("%s/.orchd-pkgs/.stage-killed", extdir);
+	ck_assert_msg(!exists(p), "%s is left", p);
+	free(p);
+	p = xasprintf("%s/.orchd-pkgs/pip-killed", extdir);
+	ck_assert_msg(!exists(p), "%s is left", p);
+	free(p);
+	/* one package; the executable and the manifest of the same one */
+	out = sh("ls '%s/.orchd-pkgs' | grep -c greet", extdir);
+	ck_assert_msg(!strcmp(out, "1"), "%s packages left", out);
+	free(out);
+	out = sh("cd '%s' && [ \"$(dirname \"$(readlink orchd-ext-greet)\")\" = "
+		 "\"$(dirname \"$(readlink orchd-ext-greet.manifest.json)\")\" ] && echo same",
+		 extdir);
+	ck_assert_str_eq(out, "same");
+	free(out);
+	code = orchd(&out, "run", file, END);
+	assert_exit(code, 0, out);
+	assert_has(out, "(race) says hello to world");
+	free(out);
+	for (int i = 0; i < 4; i++)
+		free(src[i]);
+	free(orchd_bin);
+	free(file);
+}
+END_TEST
+
 START_TEST(test_remove)
 {
 	char *src = xasprintf("%s/greet", tmp), *proj = xasprintf("%s/proj", tmp);
@@ -2050,6 +2104,7 @@ Suite *extpkg_suite(void)
 	tcase_add_test(tc, test_list);
 	tcase_add_test(tc, test_dir_option);
 	tcase_add_test(tc, test_remove);
+	tcase_add_test(tc, test_concurrent_installs);
 	tcase_add_test(tc, test_install_replaces);
 	tcase_add_test(tc, test_remove_hostile_type);
 	tcase_add_test(tc, test_min_orchd_version);

@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1101,6 +1102,55 @@ static void prune(const char *root, const char *type, const char *keep)
 }
 
 /*
+ * One install or remove at a time per extensions directory: an exclusive
+ * flock(2) on PKGS/.lock, released when fd is closed (or the process
+ * dies).  Holding it, nothing else is being built there, so what a killed
+ * install left (a .stage-* directory, a pip-* one without its receipt) is
+ * removed.  The fd, or -1 (an error printed).
+ */
+static int pkgs_lock(const char *pkgs, FILE *out)
+{
+	char *path = xasprintf("%s/.lock", pkgs);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	struct dirent **ents = NULL;
+	int n;
+
+	if (fd < 0) {
+		fail(ORCHD_EXIT_SYSTEM, "cannot open %s: %s", path, strerror(errno));
+		free(path);
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		fprintf(out, "waiting for another orchd ext command on %s\n", pkgs);
+		fflush(out);
+		while (flock(fd, LOCK_EX) < 0)
+			if (errno != EINTR) {
+				fail(ORCHD_EXIT_SYSTEM, "cannot lock %s: %s", path,
+				     strerror(errno));
+				close(fd);
+				free(path);
+				return -1;
+			}
+	}
+	free(path);
+	n = scandir(pkgs, &ents, NULL, cmp_name);
+	for (int i = 0; i < n; i++) {
+		const char *d = ents[i]->d_name;
+		char *dir = xasprintf("%s/%s", pkgs, d);
+		json_object *r = NULL;
+
+		if (!strncmp(d, ".stage-", 7) ||
+		    (!strncmp(d, "pip-", 4) && !(r = receipt_read(dir))))
+			op_rmtree(dir);
+		json_object_put(r);
+		free(dir);
+		free(ents[i]);
+	}
+	free(ents);
+	return fd;
+}
+
+/*
  * Fetch s, check it, build it and make it root's extension of its type.
  * want_digest, want_version (may be NULL): what the lock says it must be.
  */
@@ -1114,12 +1164,16 @@ static int install_src(const char *root, struct src *s, const char *want_digest,
 	struct manifest m;
 	struct stat st;
 	json_object *rc = NULL, *old = NULL;
-	int code = 0, exists, in_place = 0;
+	int code = 0, exists, in_place = 0, lockfd = -1;
 
 	memset(&m, 0, sizeof(m));
 	memset(res, 0, sizeof(*res));
 	if (orchd_mkdir_p(pkgs, 0755, err, sizeof(err)) < 0) {
 		code = fail(ORCHD_EXIT_SYSTEM, "%s", err);
+		goto out;
+	}
+	if ((lockfd = pkgs_lock(pkgs, out)) < 0) {
+		code = ORCHD_EXIT_SYSTEM;
 		goto out;
 	}
 	stage = xasprintf("%s/.stage-XXXXXX", pkgs);
@@ -1276,6 +1330,8 @@ out:
 	free(exe);
 	free(mname);
 	free(why);
+	if (lockfd >= 0)
+		close(lockfd);
 	return code;
 }
 
@@ -1575,7 +1631,7 @@ int orchd_extpkg_list(const struct orchd_extpkg_opts *o)
 int orchd_extpkg_remove(const char *type, const struct orchd_extpkg_opts *o)
 {
 	char *root = root_dir(o), *exe, *mname, *p;
-	int exists, code = 0, any = 0;
+	int exists, code = 0, any = 0, lockfd = -1;
 
 	if (!root)
 		return fail(ORCHD_EXIT_USAGE, "no extensions directory: set HOME, or give --dir");
@@ -1584,6 +1640,16 @@ int orchd_extpkg_remove(const char *type, const struct orchd_extpkg_opts *o)
 	if (!type_ok(type)) {
 		code = fail(ORCHD_EXIT_USAGE, "invalid extension type '%s'", type);
 		goto out;
+	}
+	{
+		char *pkgs = xasprintf("%s/" PKGS, root);
+		struct stat st;
+
+		if (!stat(pkgs, &st) && (lockfd = pkgs_lock(pkgs, out_of(o))) < 0)
+			code = ORCHD_EXIT_SYSTEM;
+		free(pkgs);
+		if (code)
+			goto out;
 	}
 	for (int k = 0; k < 2; k++) {
 		const char *name = k ? mname : exe;
@@ -1630,6 +1696,8 @@ int orchd_extpkg_remove(const char *type, const struct orchd_extpkg_opts *o)
 	if (!code)
 		fprintf(out_of(o), "removed %s from %s\n", type, root);
 out:
+	if (lockfd >= 0)
+		close(lockfd);
 	free(exe);
 	free(mname);
 	free(root);
