@@ -1274,6 +1274,28 @@ START_TEST(test_tarball_tampered)
 }
 END_TEST
 
+/* A password in a source URL would end up in orchd.lock: refused. */
+START_TEST(test_password_in_url)
+{
+	static const char *const urls[] = {
+		"git+https://user:s3cret@git.example.com/greet.git@v1.0.0",
+		"https://user:s3cret@dl.example.com/greet.tar.gz#sha256="
+		"0000000000000000000000000000000000000000000000000000000000000000",
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(urls); i++) {
+		char *out;
+		int code = orchd(&out, "ext", "install", urls[i], END);
+
+		assert_exit(code, 2, out);
+		assert_has(out, "with a password: refused");
+		assert_hasnt(out, "s3cret");
+		free(out);
+	}
+	assert_not_installed(NULL, "a password in the URL");
+}
+END_TEST
+
 START_TEST(test_tarball_without_sha256)
 {
 	char hex[ORCHD_SHA256_HEXSZ];
@@ -2122,6 +2144,7 @@ Suite *extpkg_suite(void)
 	tcase_add_test(tc, test_tarball);
 	tcase_add_test(tc, test_tarball_tampered);
 	tcase_add_test(tc, test_tarball_without_sha256);
+	tcase_add_test(tc, test_password_in_url);
 	tcase_add_loop_test(tc, test_tarball_hostile, 0, (int)ARRAY_SIZE(hostile_tars));
 	suite_add_tcase(s, tc);
 	tcase_add_checked_fixture(lk, setup, teardown);

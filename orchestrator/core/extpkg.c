@@ -465,6 +465,20 @@ static void src_release(struct src *s)
 #define SOURCE_FORMS \
 	"a directory, git+URL@REF, an http(s) tarball URL with --sha256, or pip:REQUIREMENT"
 
+/* Does url carry a password (scheme://user:password@host/...)? */
+static int has_password(const char *url)
+{
+	const char *p = strstr(url, "://"), *end, *at, *colon;
+
+	if (!p)
+		return 0;
+	p += 3;
+	end = p + strcspn(p, "/?#");
+	at = memchr(p, '@', (size_t)(end - p));
+	colon = at ? memchr(p, ':', (size_t)(at - p)) : NULL;
+	return colon != NULL;
+}
+
 /* The source as the lock records it: git+URL without its @REF, a URL
  * without its #sha256=, anything else as written. */
 static char *spec_of(const char *text)
@@ -552,6 +566,13 @@ static int src_parse(const char *text, const char *base, const char *ref, const 
 		free(s->sha256);
 		s->sha256 = xstrdup(sha256);
 	}
+	if ((s->kind == S_GIT || s->kind == S_URL) && has_password(s->loc))
+		return fail(ORCHD_EXIT_USAGE,
+			    "%s with a password: refused, it would be written to orchd.lock "
+			    "(committed with the pipeline) and shown in messages; orchd has no "
+			    "other way to authenticate a source yet: serve the package without "
+			    "one (a mirror, a file:// path)",
+			    s->kind == S_GIT ? "git+URL" : "URL");
 	if (s->path && (s->kind != S_GIT || !subpath_ok(s->path)))
 		return fail(ORCHD_EXIT_USAGE,
 			    s->kind != S_GIT ? "--path is for a git source"
