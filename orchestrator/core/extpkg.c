@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <json-c/json.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -32,20 +31,8 @@
 
 /* ---- small helpers --------------------------------------------------------- */
 
-static int fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int fail(int code, const char *fmt, ...)
-{
-	va_list ap;
-	char *msg;
-
-	va_start(ap, fmt);
-	if (vasprintf(&msg, fmt, ap) < 0)
-		die("out of memory");
-	va_end(ap);
-	error("%s", msg);
-	free(msg);
-	return code;
-}
+/* error() (util.h), then the exit code: `return fail(ORCHD_EXIT_USAGE, ...)`. */
+#define fail(code, ...) (error(__VA_ARGS__), (code))
 
 static FILE *out_of(const struct orchd_extpkg_opts *o)
 {
@@ -1097,22 +1084,23 @@ static int switch_link(const char *root, const char *pkgname, const char *name)
 	return ret;
 }
 
-/* Remove the packages of type under root/.orchd-pkgs but keep (may be NULL). */
-static void prune(const char *root, const char *type, const char *keep)
+/* The packages of root: receipts, sorted by directory name. */
+static int each_pkg(const char *root, int (*fn)(void *arg, const char *dir, json_object *r),
+		    void *arg)
 {
 	char *pkgs = xasprintf("%s/" PKGS, root);
 	struct dirent **ents = NULL;
-	int n = scandir(pkgs, &ents, NULL, cmp_name);
+	int n = scandir(pkgs, &ents, NULL, cmp_name), ret = 0;
 
 	for (int i = 0; i < n; i++) {
 		const char *d = ents[i]->d_name;
 
-		if (*d != '.' && (!keep || strcmp(d, keep))) {
+		if (*d != '.' && !ret) {
 			char *dir = xasprintf("%s/%s", pkgs, d);
 			json_object *r = receipt_read(dir);
 
-			if (r && streq(jstr(r, "name"), type))
-				op_rmtree(dir);
+			if (r)
+				ret = fn(arg, dir, r);
 			json_object_put(r);
 			free(dir);
 		}
@@ -1120,6 +1108,34 @@ static void prune(const char *root, const char *type, const char *keep)
 	}
 	free(ents);
 	free(pkgs);
+	return ret;
+}
+
+struct prune_arg {
+	const char *type, *keep; /* keep: a directory name, or NULL */
+	int found;		 /* packages of type seen */
+};
+
+static int prune_one(void *arg, const char *dir, json_object *r)
+{
+	struct prune_arg *a = arg;
+
+	if (streq(jstr(r, "name"), a->type)) {
+		a->found++;
+		if (!a->keep || strcmp(strrchr(dir, '/') + 1, a->keep))
+			op_rmtree(dir);
+	}
+	return 0;
+}
+
+/* Remove the packages of type under root/.orchd-pkgs but keep (may be
+ * NULL); how many there were. */
+static int prune(const char *root, const char *type, const char *keep)
+{
+	struct prune_arg a = {type, keep, 0};
+
+	each_pkg(root, prune_one, &a);
+	return a.found;
 }
 
 /*
@@ -1137,7 +1153,7 @@ static int pkgs_lock(const char *pkgs, FILE *out)
 	int n;
 
 	if (fd < 0) {
-		fail(ORCHD_EXIT_SYSTEM, "cannot open %s: %s", path, strerror(errno));
+		error("cannot open %s: %s", path, strerror(errno));
 		free(path);
 		return -1;
 	}
@@ -1146,8 +1162,7 @@ static int pkgs_lock(const char *pkgs, FILE *out)
 		fflush(out);
 		while (flock(fd, LOCK_EX) < 0)
 			if (errno != EINTR) {
-				fail(ORCHD_EXIT_SYSTEM, "cannot lock %s: %s", path,
-				     strerror(errno));
+				error("cannot lock %s: %s", path, strerror(errno));
 				close(fd);
 				free(path);
 				return -1;
@@ -1599,33 +1614,6 @@ out:
 	return code;
 }
 
-/* The packages of root: receipts, sorted by directory name. */
-static int each_pkg(const char *root, int (*fn)(void *arg, const char *dir, json_object *r),
-		    void *arg)
-{
-	char *pkgs = xasprintf("%s/" PKGS, root);
-	struct dirent **ents = NULL;
-	int n = scandir(pkgs, &ents, NULL, cmp_name), ret = 0;
-
-	for (int i = 0; i < n; i++) {
-		const char *d = ents[i]->d_name;
-
-		if (*d != '.' && !ret) {
-			char *dir = xasprintf("%s/%s", pkgs, d);
-			json_object *r = receipt_read(dir);
-
-			if (r)
-				ret = fn(arg, dir, r);
-			json_object_put(r);
-			free(dir);
-		}
-		free(ents[i]);
-	}
-	free(ents);
-	free(pkgs);
-	return ret;
-}
-
 static int list_one(void *arg, const char *dir, json_object *r)
 {
 	FILE *out = arg;
@@ -1691,29 +1679,12 @@ int orchd_extpkg_remove(const char *type, const struct orchd_extpkg_opts *o)
 			any = 1;
 		}
 	}
-	{
-		char *pkgs = xasprintf("%s/" PKGS, root);
-		struct dirent **ents = NULL;
-		int n = scandir(pkgs, &ents, NULL, cmp_name);
-
-		for (int i = 0; i < n; i++) {
-			char *dir = xasprintf("%s/%s", pkgs, ents[i]->d_name);
-			json_object *r = *ents[i]->d_name != '.' ? receipt_read(dir) : NULL;
-
-			if (r && streq(jstr(r, "name"), type))
-				any = 1;
-			json_object_put(r);
-			free(dir);
-			free(ents[i]);
-		}
-		free(ents);
-		free(pkgs);
-	}
+	if (prune(root, type, NULL))
+		any = 1;
 	if (!any) {
 		code = fail(ORCHD_EXIT_USAGE, "no extension '%s' installed in %s", type, root);
 		goto out;
 	}
-	prune(root, type, NULL);
 	if (!code)
 		fprintf(out_of(o), "removed %s from %s\n", type, root);
 out:
@@ -1830,14 +1801,13 @@ out:
 int orchd_extpkg_check(const struct orchd_pipeline *p, const struct orchd_registry *reg,
 		       struct orchd_diags *d)
 {
-	char *lpath, *base;
+	char *lpath;
 	json_object *lock = NULL;
 	int ret = 0;
 
 	if (!p->core.next_reqs)
 		return 0;
 	lpath = lock_path(p->file);
-	base = dir_of(p->file);
 	if (access(lpath, F_OK) == 0 && !(lock = lock_read(lpath)))
 		ret = orchd_diag_add(d, lpath, 0, 0, "not a valid lock file");
 	for (size_t i = 0; i < p->core.next_reqs && !ret; i++) {
@@ -1845,12 +1815,9 @@ int orchd_extpkg_check(const struct orchd_pipeline *p, const struct orchd_regist
 		const char *f = orchd_pos_file(p, r->pos);
 		json_object *e = lock ? lock_entry(lock, r->type) : NULL, *rc = NULL;
 		const struct orchd_ext_info *x = orchd_loader_find(reg, r->type, NULL);
-		struct src s;
-		char *real = NULL, *dir = NULL;
-
-		memset(&s, 0, sizeof(s));
 		/* the declared source as the lock would record it */
-		s.spec = spec_of(r->source);
+		char *spec = spec_of(r->source), *real = NULL, *dir = NULL;
+
 		if (!lock || !e) {
 			ret = orchd_diag_add(d, f, r->pos.line, r->pos.column,
 					     "core.extensions.%s: %s %s: run 'orchd ext install "
@@ -1858,7 +1825,7 @@ int orchd_extpkg_check(const struct orchd_pipeline *p, const struct orchd_regist
 					     r->type, lpath,
 					     lock ? "has no entry for it" : "does not exist",
 					     p->file);
-		} else if (!entry_matches(e, r, s.spec, req_ref(r))) {
+		} else if (!entry_matches(e, r, spec, req_ref(r))) {
 			ret = orchd_diag_add(
 				d, f, r->pos.line, r->pos.column,
 				"core.extensions.%s: %s records %s %s from %s, the pipeline asks "
@@ -1866,7 +1833,7 @@ int orchd_extpkg_check(const struct orchd_pipeline *p, const struct orchd_regist
 				r->type, lpath, r->type,
 				jstr(e, "version") ? jstr(e, "version") : "?",
 				jstr(e, "source") ? jstr(e, "source") : "?",
-				r->version ? r->version : "", r->version ? " from " : "", s.spec,
+				r->version ? r->version : "", r->version ? " from " : "", spec,
 				p->file);
 		} else if (!x) {
 			ret = orchd_diag_add(d, f, r->pos.line, r->pos.column,
@@ -1894,10 +1861,9 @@ int orchd_extpkg_check(const struct orchd_pipeline *p, const struct orchd_regist
 		json_object_put(rc);
 		free(real);
 		free(dir);
-		free(s.spec);
+		free(spec);
 	}
 	json_object_put(lock);
 	free(lpath);
-	free(base);
 	return ret;
 }
