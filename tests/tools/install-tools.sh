@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # tests/tools/install-tools.sh - build orchd's pinned test tools from source.
 #
-# Installs OpenTofu, sops, age, ansible-core and the Pulumi CLI (+ YAML
-# language host) into a cache OUTSIDE the repository:
+# Installs OpenTofu, sops, age, ansible-core, the Pulumi CLI (+ YAML
+# language host) and etcd (+ etcdctl) into a cache OUTSIDE the repository:
 #
 #   ${ORCHD_TOOLS_DIR:-$HOME/.cache/orchd/tools}/NAME-VERSION/bin/
 #
@@ -17,7 +17,7 @@
 #   install-tools.sh --print-path [NAME...]  print the colon-joined bin dirs
 #   install-tools.sh --verify [NAME...]      install, then run offline smoke tests
 #   install-tools.sh --list                  print NAME VERSION for every tool
-# NAME is one of: tofu sops age ansible pulumi  (aliases: opentofu, ansible-core)
+# NAME is one of: tofu sops age ansible pulumi etcd  (aliases: opentofu, ansible-core)
 #
 # Environment: ORCHD_TOOLS_DIR (cache root), GOPROXY/GOSUMDB/GOPATH/GOCACHE
 # (normal Go settings, the user's defaults are used), PIP_INDEX_URL etc.
@@ -30,6 +30,7 @@ AGE_VERSION=1.3.2            # filippo.io/age
 ANSIBLE_CORE_VERSION=2.19.14 # PyPI ansible-core (needs python >= 3.11)
 PULUMI_VERSION=3.259.0       # github.com/pulumi/pulumi/{pkg,sdk}/v3
 PULUMI_YAML_VERSION=1.38.1   # github.com/pulumi/pulumi-yaml (pulumi-language-yaml)
+ETCD_VERSION=3.6.16          # go.etcd.io/etcd/{server,etcdctl}/v3 (needs go >= 1.26)
 
 # ansible-core's dependencies, pinned too so the venv is reproducible.
 ANSIBLE_PIP_PINS=(
@@ -44,7 +45,7 @@ ANSIBLE_PIP_PINS=(
   "resolvelib==1.2.1"
 )
 
-ALL_TOOLS=(tofu sops age ansible pulumi)
+ALL_TOOLS=(tofu sops age ansible pulumi etcd)
 
 TOOLS_DIR="${ORCHD_TOOLS_DIR:-$HOME/.cache/orchd/tools}"
 
@@ -58,6 +59,7 @@ canon_name() {
     age) echo age ;;
     ansible|ansible-core) echo ansible ;;
     pulumi) echo pulumi ;;
+    etcd) echo etcd ;;
     *) die "unknown tool '$1' (known: ${ALL_TOOLS[*]})" ;;
   esac
 }
@@ -69,6 +71,7 @@ tool_version() {
     age) echo "$AGE_VERSION" ;;
     ansible) echo "$ANSIBLE_CORE_VERSION" ;;
     pulumi) echo "$PULUMI_VERSION" ;;
+    etcd) echo "$ETCD_VERSION" ;;
   esac
 }
 
@@ -91,6 +94,7 @@ tool_checks() {
     age) echo "age --version"; echo "age-keygen --version" ;;
     ansible) echo "ansible-playbook --version"; echo "ansible --version" ;;
     pulumi) echo "pulumi version"; echo "pulumi-language-yaml" ;;
+    etcd) echo "etcd --version"; echo "etcdctl version" ;;
   esac
 }
 
@@ -216,6 +220,18 @@ install_pulumi() {
     "github.com/pulumi/pulumi-yaml/cmd/pulumi-language-yaml@v$PULUMI_YAML_VERSION")
 }
 
+# etcd: the server module's root package is the etcd command; etcdctl is its
+# own module.  Both have local replace directives in the etcd repository, so
+# each is built through a wrapper module; the two share the module cache.
+install_etcd() {
+  local out=$1 v="v$ETCD_VERSION"
+  go_env
+  build_wrapped go.etcd.io/etcd/server/v3 "$v" "$out" etcd \
+    go.etcd.io/etcd/server/v3 -ldflags '-s -w'
+  build_wrapped go.etcd.io/etcd/etcdctl/v3 "$v" "$out" etcdctl \
+    go.etcd.io/etcd/etcdctl/v3 -ldflags '-s -w'
+}
+
 # ansible is a venv (not relocatable), so it lives at its final place, $dir/venv;
 # $1 (the staging bin dir) gets symlinks to its ansible* entry points.
 install_ansible() {
@@ -292,6 +308,7 @@ write_env_sh() {
 # Usage (sh/bash):  . $TOOLS_DIR/env.sh
 # Puts the pinned test tools first on PATH: tofu $TOFU_VERSION, sops $SOPS_VERSION,
 # age $AGE_VERSION, ansible-core $ANSIBLE_CORE_VERSION, pulumi $PULUMI_VERSION (+ pulumi-language-yaml $PULUMI_YAML_VERSION).
+# etcd $ETCD_VERSION (+ etcdctl).
 for _orchd_tools_d in$dirs; do
   case ":\$PATH:" in
     *":\$_orchd_tools_d:"*) ;;
@@ -399,6 +416,30 @@ EOF
   )
   grep -q '"greeting": *"hello"' out.json
   grep -q '"token": *"sekrit"' out.json
+}
+
+# A single-member etcd on loopback ports of its own: etcdctl put/get, then
+# the v3 JSON gateway that orchd's etcd engine talks to (keys are base64).
+verify_etcd() {
+  local cport=$((20000 + RANDOM % 20000)) pport
+  pport=$((cport + 1))
+  etcd --version
+  etcd --data-dir "$PWD/data" --listen-client-urls "http://127.0.0.1:$cport" \
+    --advertise-client-urls "http://127.0.0.1:$cport" \
+    --listen-peer-urls "http://127.0.0.1:$pport" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
+    --initial-cluster "default=http://127.0.0.1:$pport" > etcd.log 2>&1 &
+  local pid=$! i
+  trap "kill $pid 2>/dev/null; wait $pid 2>/dev/null || true" EXIT
+  for i in $(seq 100); do
+    etcdctl --endpoints "127.0.0.1:$cport" endpoint health >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  etcdctl --endpoints "127.0.0.1:$cport" put orchd/smoke hello
+  etcdctl --endpoints "127.0.0.1:$cport" get --print-value-only orchd/smoke | grep -qx hello
+  # key "orchd/smoke" in base64, value "hello" is aGVsbG8=
+  curl -sS -X POST "http://127.0.0.1:$cport/v3/kv/range" -d '{"key":"b3JjaGQvc21va2U="}' | tee range.json
+  grep -q '"value":"aGVsbG8="' range.json
 }
 
 verify_one() {
