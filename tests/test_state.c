@@ -330,7 +330,7 @@ START_TEST(test_corrupt_and_version)
 
 	write_text(file, "[1,2]");
 	ck_assert_int_eq(orchd_engine_read(e, "dev-exec-db", &rec, err, sizeof(err)), -1);
-	want = xasprintf("%s is not an orchd stack file (not replacing it)", file);
+	want = xasprintf("stack file %s is not an orchd stack record (not replacing it)", file);
 	ck_assert_str_eq(err, want);
 	free(want);
 
@@ -823,7 +823,7 @@ START_TEST(test_secret_bound_to_stack_and_tamper)
 	json_object_put(jb);
 	orchd_stack_record_init(&rec);
 	ck_assert_int_eq(orchd_engine_read(e, "dev-exec-b", &rec, err, sizeof(err)), -1);
-	want = xasprintf("stack dev-exec-b: cannot decrypt output 'password' in %s: "
+	want = xasprintf("stack dev-exec-b: cannot decrypt output 'password' in stack file %s: "
 			 "authentication failed",
 			 b);
 	ck_assert_str_eq(err, want);

@@ -49,26 +49,20 @@
 #include <unistd.h>
 
 #include "crypto.h"
+#include "interfaces/record.h"
 #include "hash.h"
 #include "orchd_protocol.h"
 #include "cache.h"
 #include "util.h"
 
-#define STACK_FORMAT   "orchd-stack"
-#define STACK_VERSION  1
-#define CRYPTO_FORMAT  "orchd-crypto"
-#define CRYPTO_VERSION 1
-#define KEY_CHECK      "orchd-key-check"
 #define LOCK_POLL_MS   50
 #define MAX_STATE_FILE (256L * 1024 * 1024)
-#define PASS_HINT      "(set ORCHD_PASSPHRASE or ORCHD_PASSPHRASE_FILE)"
 
 struct local {
-	char *dir;    /* state directory, as given */
-	char *stacks; /* dir/stacks */
-	char *pass;   /* passphrase, NULL when none */
-	struct orchd_crypto_key key;
-	int lock_fd; /* -1 when not locked */
+	char *dir;		  /* state directory, as given */
+	char *stacks;		  /* dir/stacks */
+	struct orchd_sealer seal; /* the passphrase, the key, crypto.json */
+	int lock_fd;		  /* -1 when not locked */
 	unsigned tmp_seq;
 	int stacks_dirty;  /* a rename in stacks/ not yet made durable */
 	char **hist_dirty; /* files written, not yet fsync'ed: history files
@@ -231,35 +225,6 @@ fail:
 	return -1;
 }
 
-/* Parse a whole buffer as one JSON value (trailing whitespace allowed). */
-static json_object *parse_json(const char *buf, size_t len, const char **why)
-{
-	struct json_tokener *tok = json_tokener_new();
-	json_object *o;
-	size_t end;
-
-	*why = NULL;
-	o = json_tokener_parse_ex(tok, buf, (int)len);
-	if (!o) {
-		enum json_tokener_error jerr = json_tokener_get_error(tok);
-
-		*why = jerr == json_tokener_continue ? "unexpected end of data"
-						     : json_tokener_error_desc(jerr);
-		json_tokener_free(tok);
-		return NULL;
-	}
-	end = json_tokener_get_parse_end(tok);
-	json_tokener_free(tok);
-	for (; end < len; end++) {
-		if (buf[end] != ' ' && buf[end] != '\n' && buf[end] != '\t' && buf[end] != '\r') {
-			json_object_put(o);
-			*why = "trailing data after the JSON value";
-			return NULL;
-		}
-	}
-	return o;
-}
-
 static char *iso_time(time_t t)
 {
 	struct tm tm;
@@ -297,432 +262,30 @@ static int check_stack(const char *stack, char *err, size_t errlen)
 	return 0;
 }
 
-/* --- secrets -------------------------------------------------------------- */
+/* --- crypto.json (the sealer's document) -------------------------------- */
 
-static char *aad_for(const char *stack, const char *what, const char *key, size_t *len)
+static int crypto_load(void *ctx, char **buf, size_t *len, char *err, size_t errlen)
 {
-	struct op_buf sb = OP_BUF_INIT;
+	struct local *l = ctx;
+	int r = read_file(l->seal.doc, buf, len);
 
-	op_buf_add(&sb, "orchd", 6); /* with its NUL: fields are NUL-separated */
-	op_buf_add(&sb, stack, strlen(stack) + 1);
-	op_buf_add(&sb, what, strlen(what) + 1);
-	if (key)
-		op_buf_add(&sb, key, strlen(key) + 1);
-	return op_buf_detach(&sb, len);
+	if (r < 0)
+		return orchd_set_err(err, errlen, "cannot read %s: %s", l->seal.doc,
+				     strerror(errno));
+	return r;
 }
 
-/*
- * Load (or, with create, make) STATE_DIR/crypto.json and derive the key into
- * l->key, once per engine.  Needs l->pass.
- */
-static int ensure_key(struct local *l, int create, char *err, size_t errlen)
+/* Created by link(2): never replaces one made meanwhile. */
+static int crypto_store(void *ctx, const char *buf, size_t len, char *err, size_t errlen)
 {
-	char *path, *buf = NULL, *pt = NULL;
-	struct orchd_kdf_params kp;
-	json_object *o = NULL, *chk;
-	unsigned char *salt = NULL;
-	const char *why, *nonce, *ct;
-	size_t len, ptlen = 0;
-	int r, ret = -1, tries = 0;
+	struct local *l = ctx;
 
-	if (l->key.set)
+	if (!orchd_mkdir_p(l->dir, 0700, NULL, 0) &&
+	    !atomic_write(l, l->dir, l->seal.doc, "crypto.json", buf, len, 1, 0, 1))
 		return 0;
-	if (!l->pass)
-		return orchd_set_err(err, errlen, "no passphrase is set " PASS_HINT);
-	path = xasprintf("%s/crypto.json", l->dir);
-again:
-	r = read_file(path, &buf, &len);
-	if (r < 0) {
-		orchd_set_err(err, errlen, "cannot read %s: %s", path, strerror(errno));
-		goto out;
-	}
-	if (r == 1) {
-		json_object *c;
-		char *b64, *n64 = NULL, *c64 = NULL;
-		const char *s;
-
-		if (!create) {
-			orchd_set_err(err, errlen,
-				      "%s is missing: the secrets of this state directory "
-				      "cannot be decrypted",
-				      path);
-			goto out;
-		}
-		if (tries++ || orchd_kdf_params_new(&kp, err, errlen) ||
-		    orchd_crypto_derive(&kp, l->pass, strlen(l->pass), &l->key, err, errlen))
-			goto out;
-		if (orchd_crypto_encrypt(&l->key, KEY_CHECK, sizeof(KEY_CHECK), KEY_CHECK,
-					 strlen(KEY_CHECK), &n64, &c64, err, errlen)) {
-			orchd_crypto_key_clear(&l->key);
-			goto out;
-		}
-		o = json_object_new_object();
-		orchd_json_add_str(o, "format", CRYPTO_FORMAT);
-		json_object_object_add(o, "version", json_object_new_int(CRYPTO_VERSION));
-		orchd_json_add_str(o, "kdf", "scrypt");
-		b64 = orchd_b64_encode(kp.salt, sizeof(kp.salt));
-		orchd_json_add_str(o, "salt", b64);
-		free(b64);
-		json_object_object_add(o, "N", json_object_new_int64((int64_t)kp.n));
-		json_object_object_add(o, "r", json_object_new_int64((int64_t)kp.r));
-		json_object_object_add(o, "p", json_object_new_int64((int64_t)kp.p));
-		c = json_object_new_object();
-		orchd_json_add_str(c, "enc", "aes-256-gcm");
-		orchd_json_add_str(c, "nonce", n64);
-		orchd_json_add_str(c, "ct", c64);
-		json_object_object_add(o, "check", c);
-		free(n64);
-		free(c64);
-		s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-							      JSON_C_TO_STRING_SPACED |
-							      JSON_C_TO_STRING_NOSLASHESCAPE);
-		if (orchd_mkdir_p(l->dir, 0700, NULL, 0) ||
-		    atomic_write(l, l->dir, path, "crypto.json", s, strlen(s), 1, 0, 1)) {
-			if (errno == EEXIST) {
-				/* Someone else created it meanwhile: use theirs. */
-				orchd_crypto_key_clear(&l->key);
-				json_object_put(o);
-				o = NULL;
-				goto again;
-			}
-			orchd_crypto_key_clear(&l->key);
-			orchd_set_err(err, errlen, "cannot write %s: %s", path, strerror(errno));
-			goto out;
-		}
-		ret = 0;
-		goto out;
-	}
-	o = parse_json(buf, len, &why);
-	if (!o) {
-		orchd_set_err(err, errlen, "%s is corrupt: %s", path, why);
-		goto out;
-	}
-	if (!op_get_str(o, "format") || strcmp(op_get_str(o, "format"), CRYPTO_FORMAT) ||
-	    op_get_int(o, "version", 0) != CRYPTO_VERSION || !op_get_str(o, "kdf") ||
-	    strcmp(op_get_str(o, "kdf"), "scrypt")) {
-		orchd_set_err(err, errlen,
-			      "%s: unsupported format (this orchd reads %s version %d)", path,
-			      CRYPTO_FORMAT, CRYPTO_VERSION);
-		goto out;
-	}
-	salt = op_get_str(o, "salt") ? orchd_b64_decode(op_get_str(o, "salt"), &len) : NULL;
-	if (!salt || len != sizeof(kp.salt) || !json_object_object_get_ex(o, "check", &chk) ||
-	    !(nonce = op_get_str(chk, "nonce")) || !(ct = op_get_str(chk, "ct"))) {
-		orchd_set_err(err, errlen, "%s is corrupt: bad salt or key check", path);
-		goto out;
-	}
-	memcpy(kp.salt, salt, sizeof(kp.salt));
-	kp.n = (uint64_t)op_get_int(o, "N", 0);
-	kp.r = (uint64_t)op_get_int(o, "r", 0);
-	kp.p = (uint64_t)op_get_int(o, "p", 0);
-	if (orchd_crypto_derive(&kp, l->pass, strlen(l->pass), &l->key, err, errlen))
-		goto out;
-	if (orchd_crypto_decrypt(&l->key, KEY_CHECK, sizeof(KEY_CHECK), nonce, ct, &pt, &ptlen, err,
-				 errlen) ||
-	    ptlen != strlen(KEY_CHECK) || memcmp(pt, KEY_CHECK, ptlen)) {
-		orchd_crypto_key_clear(&l->key);
-		orchd_set_err(err, errlen, "wrong passphrase for state directory %s", l->dir);
-		goto out;
-	}
-	ret = 0;
-out:
-	orchd_crypto_free_secret(pt, ptlen);
-	OPENSSL_cleanse(&kp, sizeof(kp));
-	free(salt);
-	free(buf);
-	free(path);
-	json_object_put(o);
-	return ret;
-}
-
-static json_object *seal(struct local *l, const char *stack, const char *what, const char *key,
-			 json_object *value, char *err, size_t errlen)
-{
-	const char *pt = json_object_to_json_string_ext(
-		value, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-	char *aad, *n64, *c64;
-	size_t aadlen;
-	json_object *o;
-
-	aad = aad_for(stack, what, key, &aadlen);
-	if (orchd_crypto_encrypt(&l->key, aad, aadlen, pt, strlen(pt), &n64, &c64, err, errlen)) {
-		free(aad);
-		return NULL;
-	}
-	free(aad);
-	o = json_object_new_object();
-	json_object_object_add(o, "secret", json_object_new_boolean(1));
-	orchd_json_add_str(o, "enc", "aes-256-gcm");
-	orchd_json_add_str(o, "nonce", n64);
-	orchd_json_add_str(o, "ct", c64);
-	free(n64);
-	free(c64);
-	return o;
-}
-
-/* 0 and *value (a new reference; NULL for JSON null), or -1. */
-static int unseal(struct local *l, const char *stack, const char *what, const char *key,
-		  json_object *enc, const char *path, json_object **value, char *err, size_t errlen)
-{
-	const char *nonce = op_get_str(enc, "nonce"), *ct = op_get_str(enc, "ct"), *why;
-	char *aad, *pt = NULL, msg[256];
-	size_t aadlen, ptlen = 0;
-	char what_buf[300];
-
-	*value = NULL;
-	if (key)
-		snprintf(what_buf, sizeof(what_buf), "output '%s'", key);
-	else
-		snprintf(what_buf, sizeof(what_buf), "state");
-	if (!nonce || !ct || !op_get_str(enc, "enc") ||
-	    strcmp(op_get_str(enc, "enc"), "aes-256-gcm"))
-		return orchd_set_err(err, errlen, "stack %s: %s in %s: malformed encrypted value",
-				     stack, what_buf, path);
-	if (ensure_key(l, 0, err, errlen))
-		return -1;
-	aad = aad_for(stack, what, key, &aadlen);
-	if (orchd_crypto_decrypt(&l->key, aad, aadlen, nonce, ct, &pt, &ptlen, msg, sizeof(msg))) {
-		free(aad);
-		return orchd_set_err(err, errlen, "stack %s: cannot decrypt %s in %s: %s", stack,
-				     what_buf, path, msg);
-	}
-	free(aad);
-	*value = parse_json(pt, ptlen, &why);
-	if (!*value && strcmp(pt, "null")) {
-		orchd_crypto_free_secret(pt, ptlen);
-		return orchd_set_err(err, errlen, "stack %s: %s in %s: decrypted value is not JSON",
-				     stack, what_buf, path);
-	}
-	orchd_crypto_free_secret(pt, ptlen);
-	return 0;
-}
-
-/* --- records -------------------------------------------------------------- */
-
-/* Check the shape of rec->outputs and whether secrets need a passphrase:
- * before anything is written. */
-static int precheck_record(struct local *l, const char *stack, const struct orchd_stack_record *rec,
-			   int *need_key, char *err, size_t errlen)
-{
-	*need_key = 0;
-	if (rec->outputs && !json_object_is_type(rec->outputs, json_type_object))
-		return orchd_set_err(err, errlen, "stack %s: outputs must be an object", stack);
-	if (rec->state_secret && rec->state && !rec->state_masked) {
-		if (!l->pass)
-			return orchd_set_err(
-				err, errlen,
-				"stack %s: state is secret and no passphrase is set " PASS_HINT,
-				stack);
-		*need_key = 1;
-	}
-	if (!rec->outputs)
-		return 0;
-	json_object_object_foreach(rec->outputs, k, v)
-	{
-		if (!json_object_is_type(v, json_type_object))
-			return orchd_set_err(
-				err, errlen,
-				"stack %s: output '%s' must be {\"value\": ..., \"secret\": ...}",
-				stack, k);
-		if (op_get_bool(v, "masked", false))
-			continue; /* carried over encrypted, see record_to_json() */
-		if (!op_get_bool(v, "secret", false))
-			continue;
-		if (!l->pass)
-			return orchd_set_err(err, errlen,
-					     "stack %s: output '%s' is secret and no passphrase is "
-					     "set " PASS_HINT,
-					     stack, k);
-		*need_key = 1;
-	}
-	return 0;
-}
-
-/* The encrypted entry `key` (NULL: the state) of the stack file old. */
-static json_object *old_sealed(json_object *old, const char *key)
-{
-	json_object *v = NULL, *outs;
-
-	if (!old)
-		return NULL;
-	if (!key)
-		json_object_object_get_ex(old, "state", &v);
-	else if (json_object_object_get_ex(old, "outputs", &outs))
-		json_object_object_get_ex(outs, key, &v);
-	return v && json_object_is_type(v, json_type_object) && op_get_str(v, "enc") ? v : NULL;
-}
-
-/*
- * old: the current stack file (NULL if none).  Values read masked (no
- * passphrase) are carried over from it still encrypted, so a run without
- * the passphrase never loses secrets it could not read.
- */
-static json_object *record_to_json(struct local *l, const char *stack, json_object *old,
-				   const struct orchd_stack_record *rec, char *err, size_t errlen)
-{
-	json_object *o = json_object_new_object(), *outs = json_object_new_object();
-	struct timespec ts;
-	int state_secret = rec->state_secret;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	orchd_json_add_str(o, "format", STACK_FORMAT);
-	json_object_object_add(o, "version", json_object_new_int(STACK_VERSION));
-	orchd_json_add_str(o, "stack", stack);
-	json_object_object_add(
-		o, "updated_at",
-		json_object_new_int64((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000));
-	if (rec->state_masked && !rec->state) {
-		json_object *s = old_sealed(old, NULL);
-
-		if (!s) {
-			orchd_set_err(err, errlen, "stack %s: state is masked and no longer stored",
-				      stack);
-			goto fail;
-		}
-		json_object_object_add(o, "state", json_object_get(s));
-		state_secret = 1;
-	} else if (rec->state_secret && rec->state) {
-		json_object *s = seal(l, stack, "state", NULL, rec->state, err, errlen);
-
-		if (!s)
-			goto fail;
-		json_object_object_add(o, "state", s);
-	} else {
-		json_object_object_add(o, "state", json_object_get(rec->state));
-	}
-	json_object_object_add(o, "state_secret", json_object_new_boolean(state_secret));
-	json_object_object_add(o, "outputs", outs);
-	if (rec->outputs) {
-		json_object_object_foreach(rec->outputs, k, v)
-		{
-			json_object *val = NULL, *ent;
-
-			json_object_object_get_ex(v, "value", &val);
-			if (op_get_bool(v, "masked", false)) {
-				ent = old_sealed(old, k);
-				if (!ent) {
-					orchd_set_err(
-						err, errlen,
-						"stack %s: output '%s' is masked and no longer "
-						"stored",
-						stack, k);
-					goto fail;
-				}
-				json_object_get(ent);
-			} else if (op_get_bool(v, "secret", false)) {
-				ent = seal(l, stack, "output", k, val, err, errlen);
-				if (!ent)
-					goto fail;
-			} else {
-				ent = json_object_new_object();
-				json_object_object_add(ent, "value", json_object_get(val));
-				json_object_object_add(ent, "secret", json_object_new_boolean(0));
-			}
-			json_object_object_add(outs, k, ent);
-		}
-	}
-	orchd_record_meta_to_json(rec, o);
-	return o;
-fail:
-	json_object_put(o);
-	return NULL;
-}
-
-/* Parse and check the header of a stack file. */
-static json_object *load_stack_json(const char *stack, const char *path, const char *buf,
-				    size_t len, char *err, size_t errlen)
-{
-	const char *why, *fmt, *name;
-	json_object *o = parse_json(buf, len, &why);
-	int64_t ver;
-
-	if (!o) {
-		orchd_set_err(err, errlen, "stack file %s is corrupt: %s (not replacing it)", path,
-			      why);
-		return NULL;
-	}
-	fmt = json_object_is_type(o, json_type_object) ? op_get_str(o, "format") : NULL;
-	if (!fmt || strcmp(fmt, STACK_FORMAT)) {
-		orchd_set_err(err, errlen, "%s is not an orchd stack file (not replacing it)",
-			      path);
-		goto fail;
-	}
-	ver = op_get_int(o, "version", 0);
-	if (ver != STACK_VERSION) {
-		orchd_set_err(err, errlen,
-			      "stack file %s has version %lld, this orchd reads version %d "
-			      "(not replacing it)",
-			      path, (long long)ver, STACK_VERSION);
-		goto fail;
-	}
-	name = op_get_str(o, "stack");
-	if (!name || strcmp(name, stack)) {
-		orchd_set_err(err, errlen, "stack file %s holds stack '%s', expected '%s'", path,
-			      name ? name : "", stack);
-		goto fail;
-	}
-	return o;
-fail:
-	json_object_put(o);
-	return NULL;
-}
-
-static int json_to_record(struct local *l, const char *stack, const char *path, json_object *o,
-			  struct orchd_stack_record *rec, char *err, size_t errlen)
-{
-	json_object *v, *outs;
-
-	rec->state_secret = op_get_bool(o, "state_secret", false);
-	if (json_object_object_get_ex(o, "state", &v) && v) {
-		if (json_object_is_type(v, json_type_object) && op_get_bool(v, "secret", false) &&
-		    op_get_str(v, "enc")) {
-			rec->state_secret = 1;
-			if (!l->pass) {
-				rec->state_masked = 1;
-				rec->masked++;
-			} else if (unseal(l, stack, "state", NULL, v, path, &rec->state, err,
-					  errlen)) {
-				return -1;
-			}
-		} else {
-			rec->state = json_object_get(v);
-		}
-	}
-	if (json_object_object_get_ex(o, "outputs", &outs) &&
-	    json_object_is_type(outs, json_type_object)) {
-		json_object_object_foreach(outs, k, ent)
-		{
-			json_object *val = NULL;
-
-			if (!json_object_is_type(ent, json_type_object))
-				return orchd_set_err(err, errlen,
-						     "stack file %s: output '%s' is malformed",
-						     path, k);
-			if (op_get_str(ent, "enc")) {
-				if (!l->pass) {
-					json_object *m = json_object_new_object();
-
-					json_object_object_add(m, "value", NULL);
-					json_object_object_add(m, "secret",
-							       json_object_new_boolean(1));
-					json_object_object_add(m, "masked",
-							       json_object_new_boolean(1));
-					json_object_object_add(rec->outputs, k, m);
-					rec->masked++;
-					continue;
-				}
-				if (unseal(l, stack, "output", k, ent, path, &val, err, errlen))
-					return -1;
-				orchd_stack_record_set_output(rec, k, val, 1);
-			} else {
-				json_object_object_get_ex(ent, "value", &val);
-				orchd_stack_record_set_output(rec, k, json_object_get(val),
-							      op_get_bool(ent, "secret", false));
-			}
-		}
-	}
-	orchd_record_meta_from_json(o, rec);
-	return 0;
+	if (errno == EEXIST)
+		return 1;
+	return orchd_set_err(err, errlen, "cannot write %s: %s", l->seal.doc, strerror(errno));
 }
 
 /* --- operations ----------------------------------------------------------- */
@@ -755,7 +318,7 @@ static int local_read(struct orchd_engine *e, const char *stack, struct orchd_st
 		      char *err, size_t errlen)
 {
 	struct local *l = L(e);
-	char *path, *buf = NULL;
+	char *path, *buf = NULL, *where = NULL;
 	json_object *o = NULL;
 	size_t len;
 	int r;
@@ -769,8 +332,9 @@ static int local_read(struct orchd_engine *e, const char *stack, struct orchd_st
 				  strerror(errno));
 	if (r)
 		goto out;
-	o = load_stack_json(stack, path, buf, len, err, errlen);
-	if (!o || json_to_record(l, stack, path, o, rec, err, errlen)) {
+	where = xasprintf("stack file %s", path);
+	o = orchd_record_load(stack, where, buf, len, err, errlen);
+	if (!o || orchd_record_from_json(&l->seal, stack, where, o, rec, err, errlen)) {
 		/* Leave the record empty, as documented. */
 		orchd_stack_record_release(rec);
 		orchd_stack_record_init(rec);
@@ -779,6 +343,7 @@ static int local_read(struct orchd_engine *e, const char *stack, struct orchd_st
 out:
 	json_object_put(o);
 	free(buf);
+	free(where);
 	free(path);
 	return r;
 }
@@ -826,7 +391,7 @@ static int local_write_deferred(struct orchd_engine *e, const char *stack,
 	size_t len;
 
 	if (check_stack(stack, err, errlen) ||
-	    precheck_record(l, stack, rec, &need_key, err, errlen))
+	    orchd_record_precheck(&l->seal, stack, rec, &need_key, err, errlen))
 		return -1;
 	path = stack_path(l, stack);
 	/* The record it replaces: a pending one, else the file.  Never
@@ -847,13 +412,16 @@ static int local_write_deferred(struct orchd_engine *e, const char *stack,
 		goto out;
 	}
 	if (!r) {
-		old = load_stack_json(stack, path, buf, len, err, errlen);
+		char *where = xasprintf("stack file %s", path);
+
+		old = orchd_record_load(stack, where, buf, len, err, errlen);
+		free(where);
 		if (!old)
 			goto out;
 	}
-	if (need_key && ensure_key(l, 1, err, errlen))
+	if (need_key && orchd_sealer_key(&l->seal, 1, err, errlen))
 		goto out;
-	o = record_to_json(l, stack, old, rec, err, errlen);
+	o = orchd_record_to_json(&l->seal, stack, old, rec, err, errlen);
 	if (!o)
 		goto out;
 	s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
@@ -1185,14 +753,7 @@ static int local_history_append(struct orchd_engine *e, const char *stack,
 		free(path);
 		return -1;
 	}
-	o = json_object_new_object();
-	orchd_json_add_str(o, "run_id", h->run_id);
-	orchd_json_add_str(o, "action", h->action);
-	orchd_json_add_str(o, "status", h->status);
-	json_object_object_add(o, "started_at", json_object_new_int64(h->started_at));
-	json_object_object_add(o, "ended_at", json_object_new_int64(h->ended_at));
-	json_object_object_add(o, "attempts", json_object_new_int(h->attempts));
-	orchd_action_meta_to_json(&h->meta, o);
+	o = orchd_history_to_json(h);
 	/* After a torn line (a crash mid-append), start on a fresh line. */
 	if (!fstat(fd, &st) && st.st_size > 0) {
 		char c;
@@ -1259,7 +820,7 @@ static int local_history_read(struct orchd_engine *e, const char *stack,
 			end = buf + len;
 		if (end == p)
 			continue;
-		o = parse_json(p, (size_t)(end - p), &why);
+		o = orchd_json_parse_all(p, (size_t)(end - p), &why);
 		if (!o || !json_object_is_type(o, json_type_object)) {
 			warning("%s:%zu: skipping %s history line", path, lineno,
 				end == buf + len ? "torn last" : "unreadable");
@@ -1267,14 +828,7 @@ static int local_history_read(struct orchd_engine *e, const char *stack,
 			continue;
 		}
 		ALLOC_GROW(v, nr + 1, alloc);
-		v[nr].run_id = xstrdup_or_null(op_get_str(o, "run_id"));
-		v[nr].action = xstrdup_or_null(op_get_str(o, "action"));
-		v[nr].status = xstrdup_or_null(op_get_str(o, "status"));
-		v[nr].started_at = op_get_int(o, "started_at", 0);
-		v[nr].ended_at = op_get_int(o, "ended_at", 0);
-		v[nr].attempts = (int)op_get_int(o, "attempts", 0);
-		orchd_action_meta_from_json(&v[nr].meta, o);
-		nr++;
+		orchd_history_from_json(o, &v[nr++]);
 		json_object_put(o);
 	}
 	free(buf);
@@ -1312,7 +866,7 @@ static json_object *read_lock_info(struct local *l)
 	size_t len;
 
 	if (!read_file(path, &buf, &len)) {
-		o = parse_json(buf, len, &why);
+		o = orchd_json_parse_all(buf, len, &why);
 		free(buf);
 		if (o && !json_object_is_type(o, json_type_object)) {
 			json_object_put(o);
@@ -1529,9 +1083,7 @@ static void local_close(struct orchd_engine *e)
 	free(l->pend);
 	if (l->jfd >= 0)
 		close(l->jfd);
-	orchd_crypto_key_clear(&l->key);
-	if (l->pass)
-		orchd_crypto_free_secret(l->pass, strlen(l->pass));
+	orchd_sealer_release(&l->seal);
 	free(l->dir);
 	free(l->stacks);
 	free(l);
@@ -1561,17 +1113,27 @@ int orchd_local_engine_open(const char *state_dir, struct orchd_engine **out, ch
 {
 	struct orchd_engine *e;
 	struct local *l;
-	char *pass;
+	char *owner, *doc;
+	int r;
 
 	*out = NULL;
 	if (!state_dir || !*state_dir)
 		return orchd_set_err(err, errlen, "no state directory");
-	if (orchd_crypto_passphrase(&pass, err, errlen))
-		return -1;
 	l = xcalloc(1, sizeof(*l));
+	owner = xasprintf("state directory %s", state_dir);
+	doc = xasprintf("%s/crypto.json", state_dir);
+	r = orchd_sealer_init(&l->seal, owner, doc, err, errlen);
+	free(owner);
+	free(doc);
+	if (r) {
+		free(l);
+		return -1;
+	}
+	l->seal.load = crypto_load;
+	l->seal.store = crypto_store;
+	l->seal.ctx = l;
 	l->dir = xstrdup(state_dir);
 	l->stacks = xasprintf("%s/stacks", state_dir);
-	l->pass = pass;
 	l->lock_fd = -1;
 	l->jfd = -1;
 	e = xcalloc(1, sizeof(*e));
