@@ -12,6 +12,7 @@
 #ifndef ORCHD_UTIL_H
 #define ORCHD_UTIL_H
 
+#include <pthread.h>
 #include <stddef.h>
 
 /* Exit codes, documented in README.md and `orchd --help`. */
@@ -118,5 +119,14 @@ int orchd_read_fd(int fd, struct op_buf *b);
  * sequence, a surrogate, past U+10FFFF).  p[0] must not be NUL.
  */
 size_t orchd_utf8_len(const unsigned char *p, size_t avail);
+
+/*
+ * pthread_create() for a helper thread that must never take a signal: it
+ * starts with every signal blocked, so that SIGCHLD, SIGINT and SIGTERM
+ * reach the supervisor's signalfd and no other thread (a thread with
+ * SIGCHLD unblocked swallows it: the default action is to discard it).
+ * The caller's mask is unchanged.  Returns pthread_create()'s value.
+ */
+int orchd_thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
 
 #endif

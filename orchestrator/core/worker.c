@@ -84,7 +84,7 @@ struct orchd_worker *orchd_worker_new(const char *name)
 	}
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_cond_init(&w->wake, NULL);
-	e = pthread_create(&w->thread, NULL, worker_main, w);
+	e = orchd_thread_start(&w->thread, worker_main, w);
 	if (e) {
 		error("cannot start the %s worker: %s", w->name, strerror(e));
 		close(w->efd);
