@@ -204,9 +204,9 @@ $(BUILD)/tests/helpers/%: $(BUILD)/obj/tests/helpers/%.o $(PROTO_LIB) $(BUILD)/o
 # LD_PRELOAD library built without sanitizers.
 $(BUILD)/tests/helpers/statewriter: $(BUILD)/obj/tests/helpers/statewriter.o \
   $(call obj,orchestrator/interfaces/engine.c orchestrator/interfaces/local.c \
-    orchestrator/interfaces/record.c \
+    orchestrator/interfaces/record.c orchestrator/interfaces/etcd.c common/etcd_client.c \
     orchestrator/interfaces/pulumi.c common/crypto.c common/cache.c common/hash.c \
-    common/util.c) $(PROTO_LIB)
+    common/http.c common/util.c) $(PROTO_LIB)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 

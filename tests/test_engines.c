@@ -35,44 +35,6 @@ static const struct example examples[] = {
 	{"examples/full/pipeline.yaml", NULL, NULL},
 };
 
-/* A copy of the pipeline beside it (same directory, so relative paths still
- * hold) with one line switched: core.engine.  Returns its path. */
-static char *pulumi_variant(const char *src)
-{
-	char *text = test_read_file(src, NULL), *p, *out, *path;
-	struct op_buf sb = OP_BUF_INIT;
-	const char *core;
-	FILE *f;
-
-	ck_assert_ptr_nonnull(text);
-	core = strstr(text, "\n  core:\n");
-	if (core) {
-		core += strlen("\n  core:\n");
-		op_buf_add(&sb, text, (size_t)(core - text));
-		op_buf_addstr(&sb, "    engine: {type: pulumi}\n");
-		op_buf_addstr(&sb, core);
-	} else {
-		/* No core section: add one under the pipeline's key (the first
-		 * line that starts with neither '#' nor a space). */
-		for (p = text; *p == '#' || *p == '\n'; p = strchr(p, '\n') + 1)
-			;
-		p = strchr(p, '\n') + 1;
-		op_buf_add(&sb, text, (size_t)(p - text));
-		op_buf_addstr(&sb, "  core:\n    engine: {type: pulumi}\n");
-		op_buf_addstr(&sb, p);
-	}
-	out = op_buf_detach(&sb, NULL);
-	path = xasprintf("%.*s/.pulumi-variant-%ld.yaml", (int)(strrchr(src, '/') - src), src,
-			 (long)getpid());
-	f = fopen(path, "w");
-	ck_assert_ptr_nonnull(f);
-	fputs(out, f);
-	fclose(f);
-	free(out);
-	free(text);
-	return path;
-}
-
 static int orchd_cmd(const char *cmd, const char *file, const char *extdir, const char *state,
 		     char **out, char **err, const char *extra, const char *extra2)
 {
@@ -151,7 +113,7 @@ START_TEST(test_examples_on_both_engines)
 	rc = orchd_cmd("run", src, extdir, local, NULL, &err, "-q", NULL);
 	ck_assert_msg(rc == 0, "%s on local: rc=%d\n%s", ex->file, rc, err);
 	free(err);
-	variant = pulumi_variant(src);
+	variant = test_engine_variant(src, "{type: pulumi}");
 	rc = orchd_cmd("run", variant, extdir, pul, NULL, &err, "-q", NULL);
 	ck_assert_msg(rc == 0, "%s on pulumi: rc=%d\n%s", ex->file, rc, err);
 	free(err);
@@ -227,7 +189,7 @@ START_TEST(test_pulumi_stack_names)
 	int rc;
 
 	setenv("ORCHD_PASSPHRASE", "engine test passphrase", 1);
-	variant = pulumi_variant(src);
+	variant = test_engine_variant(src, "{type: pulumi}");
 	rc = orchd_cmd("run", variant, NULL, pul, NULL, &err, "-q", NULL);
 	ck_assert_msg(rc == 0, "rc=%d\n%s", rc, err);
 	free(err);

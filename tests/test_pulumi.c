@@ -69,7 +69,7 @@ static void teardown(void)
 
 static struct orchd_engine *open_engine(const char *dir, const char *pass)
 {
-	struct orchd_engine_config cfg = {ORCHD_ENGINE_PULUMI, NULL, project_name, {0}};
+	struct orchd_engine_config cfg = {.type = ORCHD_ENGINE_PULUMI, .project = project_name};
 	struct orchd_engine *e = NULL;
 	char err[1024];
 
@@ -445,7 +445,7 @@ END_TEST
 
 START_TEST(test_missing_cli)
 {
-	struct orchd_engine_config cfg = {ORCHD_ENGINE_PULUMI, NULL, NULL, {0}};
+	struct orchd_engine_config cfg = {.type = ORCHD_ENGINE_PULUMI};
 	struct orchd_engine *e = NULL;
 	char err[1024];
 

@@ -292,3 +292,46 @@ int test_can_connect(int port)
 	close(fd);
 	return ok;
 }
+
+/* A copy of the pipeline beside it (same directory, so relative paths still
+ * hold) with one line switched: core.engine is ENGINE (a YAML flow
+ * mapping).  Returns its path; the caller unlinks it. */
+char *test_engine_variant(const char *src, const char *engine)
+{
+	char *text = test_read_file(src, NULL), *p, *out, *path;
+	struct op_buf sb = OP_BUF_INIT;
+	const char *core;
+	FILE *f;
+
+	ck_assert_ptr_nonnull(text);
+	core = strstr(text, "\n  core:\n");
+	if (core) {
+		core += strlen("\n  core:\n");
+		op_buf_add(&sb, text, (size_t)(core - text));
+		op_buf_addstr(&sb, "    engine: ");
+		op_buf_addstr(&sb, engine);
+		op_buf_addstr(&sb, "\n");
+		op_buf_addstr(&sb, core);
+	} else {
+		/* No core section: add one under the pipeline's key (the first
+		 * line that starts with neither '#' nor a space). */
+		for (p = text; *p == '#' || *p == '\n'; p = strchr(p, '\n') + 1)
+			;
+		p = strchr(p, '\n') + 1;
+		op_buf_add(&sb, text, (size_t)(p - text));
+		op_buf_addstr(&sb, "  core:\n    engine: ");
+		op_buf_addstr(&sb, engine);
+		op_buf_addstr(&sb, "\n");
+		op_buf_addstr(&sb, p);
+	}
+	out = op_buf_detach(&sb, NULL);
+	path = xasprintf("%.*s/.engine-variant-%ld.yaml", (int)(strrchr(src, '/') - src), src,
+			 (long)getpid());
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(out, f);
+	fclose(f);
+	free(out);
+	free(text);
+	return path;
+}

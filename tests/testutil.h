@@ -44,6 +44,10 @@ int test_run(char *const argv[], char **out, char **err);
 int test_process_with_arg(const char *text);
 
 /* A TCP port of 127.0.0.1 free a moment ago (bound, then closed). */
+/* A copy of the pipeline file src beside it with core.engine set to the
+ * YAML flow mapping engine (say "{type: pulumi}").  Returns its path, to
+ * unlink and free. */
+char *test_engine_variant(const char *src, const char *engine);
 int test_free_port(void);
 /* Does something accept connections on 127.0.0.1:port? */
 int test_can_connect(int port);

@@ -928,7 +928,59 @@ static void build_exec(struct build *b, const struct ynode *n, struct orchd_exec
 	}
 }
 
-static const char *const engine_keys[] = {"type", "backend", "project"};
+static const char *const engine_keys[] = {"type",   "backend",	"project", "endpoints",
+					  "prefix", "lock_ttl", "tls",	   "auth"};
+static const char *const engine_tls_keys[] = {"ca", "cert", "key"};
+static const char *const engine_auth_keys[] = {"user", "password_file"};
+
+/* A string member of a small mapping (tls, auth): keys[i] -> *out[i]. */
+static void build_strings(struct build *b, const struct ynode *n, const char *const *keys,
+			  size_t nkeys, char **const *out)
+{
+	if (expect_kind(b, n, Y_MAP))
+		return;
+	for (size_t i = 0; i < n->n; i++) {
+		const struct ynode *k = n->pairs[i].key, *v = n->pairs[i].val;
+		size_t mark = path_key(b, k->s);
+		size_t idx = key_index(k->s, keys, nkeys);
+		char *s;
+
+		if (idx == nkeys) {
+			path_pop(b, mark);
+			unknown_key(b, k, keys, nkeys);
+		} else if (!get_string(b, v, &s)) {
+			free(*out[idx]);
+			*out[idx] = s;
+		}
+		path_pop(b, mark);
+	}
+}
+
+static void build_endpoints(struct build *b, const struct ynode *v, struct orchd_engine_config *e)
+{
+	char *s;
+
+	for (size_t i = 0; i < e->nendpoints; i++)
+		free(e->endpoints[i]);
+	free(e->endpoints);
+	e->endpoints = NULL;
+	e->nendpoints = 0;
+	if (v->kind == Y_SCALAR) {
+		if (!get_string(b, v, &s)) {
+			e->endpoints = xcalloc(1, sizeof(*e->endpoints));
+			e->endpoints[e->nendpoints++] = s;
+		}
+		return;
+	}
+	if (expect_kind(b, v, Y_SEQ))
+		return;
+	if (!v->n)
+		berr(b, v, "endpoints must name at least one etcd client URL");
+	e->endpoints = xcalloc(v->n ? v->n : 1, sizeof(*e->endpoints));
+	for (size_t i = 0; i < v->n; i++)
+		if (!get_string(b, v->items[i], &s))
+			e->endpoints[e->nendpoints++] = s;
+}
 
 static void build_engine(struct build *b, const struct ynode *n, struct orchd_engine_config *e)
 {
@@ -950,8 +1002,11 @@ static void build_engine(struct build *b, const struct ynode *n, struct orchd_en
 				e->type = ORCHD_ENGINE_LOCAL;
 			else if (!strcmp(s, "pulumi"))
 				e->type = ORCHD_ENGINE_PULUMI;
+			else if (!strcmp(s, "etcd"))
+				e->type = ORCHD_ENGINE_ETCD;
 			else
-				berr(b, v, "unknown engine type '%s' (expected local or pulumi)",
+				berr(b, v,
+				     "unknown engine type '%s' (expected local, pulumi or etcd)",
 				     s);
 			free(s);
 			break;
@@ -972,6 +1027,41 @@ static void build_engine(struct build *b, const struct ynode *n, struct orchd_en
 			free(e->project);
 			e->project = s;
 			break;
+		case 3:
+			build_endpoints(b, v, e);
+			break;
+		case 4:
+			if (get_string(b, v, &s))
+				break;
+			if (!*s || strstr(s, "//") || s[0] == '/' || strpbrk(s, " \t\r\n")) {
+				berr(b, v,
+				     "invalid etcd key prefix '%s' (non-empty, no leading '/', "
+				     "no '//', no white space)",
+				     s);
+				free(s);
+				break;
+			}
+			free(e->prefix);
+			e->prefix = s;
+			break;
+		case 5:
+			if (get_duration(b, v, &e->lock_ttl_ms))
+				break;
+			if (e->lock_ttl_ms < 2000 || e->lock_ttl_ms > 3600000)
+				berr(b, v, "lock_ttl must be between 2s and 1h");
+			break;
+		case 6: {
+			char **const outs[] = {&e->ca_file, &e->cert_file, &e->key_file};
+
+			build_strings(b, v, engine_tls_keys, ARRAY_SIZE(engine_tls_keys), outs);
+			break;
+		}
+		case 7: {
+			char **const outs[] = {&e->user, &e->password_file};
+
+			build_strings(b, v, engine_auth_keys, ARRAY_SIZE(engine_auth_keys), outs);
+			break;
+		}
 		default:
 			path_pop(b, mark);
 			unknown_key(b, k, engine_keys, ARRAY_SIZE(engine_keys));
@@ -979,8 +1069,22 @@ static void build_engine(struct build *b, const struct ynode *n, struct orchd_en
 		}
 		path_pop(b, mark);
 	}
-	if (e->type == ORCHD_ENGINE_LOCAL && (e->backend || e->project))
+	if (e->type != ORCHD_ENGINE_PULUMI && (e->backend || e->project))
 		berr(b, n, "backend and project are only valid with engine type pulumi");
+	if (e->type != ORCHD_ENGINE_ETCD &&
+	    (e->nendpoints || e->prefix || e->lock_ttl_ms || e->ca_file || e->cert_file ||
+	     e->key_file || e->user || e->password_file))
+		berr(b, n,
+		     "endpoints, prefix, lock_ttl, tls and auth are only valid with engine type "
+		     "etcd");
+	if (e->type == ORCHD_ENGINE_ETCD && !e->nendpoints && !getenv("ORCHD_ETCD_ENDPOINTS"))
+		berr(b, n,
+		     "engine type etcd needs endpoints (a list of client URLs, or "
+		     "ORCHD_ETCD_ENDPOINTS)");
+	if ((e->cert_file != NULL) != (e->key_file != NULL))
+		berr(b, n, "tls needs both cert and key for a client certificate");
+	if (e->password_file && !e->user)
+		berr(b, n, "auth.password_file needs auth.user");
 }
 
 #define SAFE_NAME_RULE                                                                    \

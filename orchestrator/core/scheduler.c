@@ -931,6 +931,19 @@ static void fill_slots(struct orchd_sched *s)
 		fire(s, &s->n[heap_pop(&s->timers).idx], EV_TIMER);
 	if (s->stop || orchd_supervisor_interrupted(s->sup))
 		return;
+	if (s->ready.n && s->o.eng) {
+		char err[1024];
+
+		/* a lock that is lost (an etcd lease expired): nothing more
+		 * starts, and what runs is not recorded (the engine refuses) */
+		if (orchd_engine_lock_check(s->o.eng, err, sizeof(err)) < 0) {
+			orchd_console_logf(s->o.con, NULL, ORCHD_LOG_ERROR,
+					   "%s: starting nothing more", err);
+			s->state_error = 1;
+			s->stop = 1;
+			return;
+		}
+	}
 	while (s->running < s->limit && s->ready.n)
 		start_node(s, &s->n[heap_pop(&s->ready).idx]);
 }

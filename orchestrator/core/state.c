@@ -42,10 +42,35 @@ char *orchd_state_dir(const struct orchd_pipeline *p, const char *cli_state_dir)
 	return ret;
 }
 
+/* A file the engine config names, relative to the pipeline file's directory
+ * (like state_dir); NULL stays NULL. */
+static char *engine_path(const struct orchd_pipeline *p, const char *path)
+{
+	char *dir, *ret;
+
+	if (!path || path[0] == '/')
+		return path ? xstrdup(path) : NULL;
+	dir = dir_of(p->file);
+	ret = xasprintf("%s%s", dir, path);
+	free(dir);
+	return ret;
+}
+
 int orchd_state_open(const struct orchd_pipeline *p, const char *state_dir,
 		     struct orchd_engine **out, char *err, size_t errlen)
 {
-	return orchd_engine_open(&p->core.engine, state_dir, p->name, out, err, errlen);
+	struct orchd_engine_config c = p->core.engine;
+	char *files[4];
+	int r;
+
+	files[0] = c.ca_file = engine_path(p, p->core.engine.ca_file);
+	files[1] = c.cert_file = engine_path(p, p->core.engine.cert_file);
+	files[2] = c.key_file = engine_path(p, p->core.engine.key_file);
+	files[3] = c.password_file = engine_path(p, p->core.engine.password_file);
+	r = orchd_engine_open(&c, state_dir, p->name, out, err, errlen);
+	for (size_t i = 0; i < ARRAY_SIZE(files); i++)
+		free(files[i]);
+	return r;
 }
 
 int orchd_state_lock(struct orchd_engine *e, const char *run_id, int argc, char *const argv[],

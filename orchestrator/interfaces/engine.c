@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "interfaces/etcd.h"
 #include "interfaces/local.h"
 #include "interfaces/pulumi.h"
 #include "orchd_protocol.h"
@@ -27,6 +28,8 @@ int orchd_engine_open(const struct orchd_engine_config *cfg, const char *state_d
 		return 0;
 	case ORCHD_ENGINE_PULUMI:
 		return orchd_pulumi_engine_open(cfg, state_dir, pipeline_name, out, err, errlen);
+	case ORCHD_ENGINE_ETCD:
+		return orchd_etcd_engine_open(cfg, state_dir, pipeline_name, out, err, errlen);
 	}
 	snprintf(err, errlen, "unknown engine type %d", (int)cfg->type);
 	return -1;
@@ -53,6 +56,11 @@ int orchd_engine_lock(struct orchd_engine *e, const struct orchd_lock_request *r
 int orchd_engine_unlock(struct orchd_engine *e, char *err, size_t errlen)
 {
 	return e->ops->unlock(e, err, errlen);
+}
+
+int orchd_engine_lock_check(struct orchd_engine *e, char *err, size_t errlen)
+{
+	return e->ops->lock_check ? e->ops->lock_check(e, err, errlen) : 0;
 }
 
 int orchd_engine_read(struct orchd_engine *e, const char *stack, struct orchd_stack_record *rec,
@@ -347,7 +355,7 @@ int orchd_engine_read_many(struct orchd_engine *e, size_t n, const char *const *
 		nt = sizeof(t) / sizeof(t[0]);
 	/* the other threads, then this one too */
 	for (size_t k = 1; k < nt; k++)
-		if (!pthread_create(&t[started], NULL, read_many_thread, &m))
+		if (!orchd_thread_start(&t[started], read_many_thread, &m))
 			started++;
 	read_many_thread(&m);
 	for (size_t k = 0; k < started; k++)

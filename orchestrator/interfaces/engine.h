@@ -6,7 +6,9 @@
  *   - local  (interfaces/local.c): embedded, files under a state directory,
  *            the default; layout in interfaces/STATE.md;
  *   - pulumi (interfaces/pulumi.c): drives the `pulumi` CLI, one Pulumi
- *            stack per stack; see interfaces/PULUMI.md.
+ *            stack per stack; see interfaces/PULUMI.md;
+ *   - etcd   (interfaces/etcd.c): keys in an etcd cluster, through its v3
+ *            JSON gateway, the lock a leased key; see STATE.md, "etcd".
  *
  * A stack holds the record of one extension instance, named
  * <core.stack>-<type>-<instance> (orchd_instance_stack()).  The scheduler:
@@ -147,6 +149,10 @@ struct orchd_engine_ops {
 	int (*lock)(struct orchd_engine *e, const struct orchd_lock_request *req, char *err,
 		    size_t errlen);
 	int (*unlock)(struct orchd_engine *e, char *err, size_t errlen);
+	/* Optional: is the lock still held?  -1 with a message once it is
+	 * known lost (etcd: its lease expired); cheap, called before every
+	 * instance starts.  A lock that cannot be lost has none. */
+	int (*lock_check)(struct orchd_engine *e, char *err, size_t errlen);
 	/* rec must be _init'ed; filled on 0; untouched (still empty) on 1/-1. */
 	int (*read)(struct orchd_engine *e, const char *stack, struct orchd_stack_record *rec,
 		    char *err, size_t errlen);
@@ -218,6 +224,7 @@ int orchd_engine_select(struct orchd_engine *e, const char *stack, int create, c
 int orchd_engine_lock(struct orchd_engine *e, const struct orchd_lock_request *req, char *err,
 		      size_t errlen);
 int orchd_engine_unlock(struct orchd_engine *e, char *err, size_t errlen);
+int orchd_engine_lock_check(struct orchd_engine *e, char *err, size_t errlen);
 int orchd_engine_read(struct orchd_engine *e, const char *stack, struct orchd_stack_record *rec,
 		      char *err, size_t errlen);
 /*

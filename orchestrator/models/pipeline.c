@@ -333,6 +333,15 @@ void orchd_pipeline_free(struct orchd_pipeline *p)
 	free(p->core.state_dir);
 	free(p->core.engine.backend);
 	free(p->core.engine.project);
+	for (i = 0; i < p->core.engine.nendpoints; i++)
+		free(p->core.engine.endpoints[i]);
+	free(p->core.engine.endpoints);
+	free(p->core.engine.prefix);
+	free(p->core.engine.ca_file);
+	free(p->core.engine.cert_file);
+	free(p->core.engine.key_file);
+	free(p->core.engine.user);
+	free(p->core.engine.password_file);
 	json_object_put(p->core.env);
 	json_object_put(p->core.type_defaults);
 	free(p->core.type_defaults_pos);

@@ -100,12 +100,22 @@ struct orchd_isolation {
 enum orchd_engine_type {
 	ORCHD_ENGINE_LOCAL = 0,
 	ORCHD_ENGINE_PULUMI,
+	ORCHD_ENGINE_ETCD,
 };
 
 struct orchd_engine_config {
 	enum orchd_engine_type type;
 	char *backend; /* pulumi: backend URL, NULL = default */
 	char *project; /* pulumi: project name, NULL = pipeline name */
+	/* etcd (interfaces/STATE.md, "etcd"): the client URLs; the key prefix
+	 * (NULL = "orchd/PIPELINE/"); the lease of the lock; TLS files and a
+	 * user (the password comes from ORCHD_ETCD_PASSWORD or password_file) */
+	char **endpoints;
+	size_t nendpoints;
+	char *prefix;
+	int64_t lock_ttl_ms; /* 0 = the default, 10 s */
+	char *ca_file, *cert_file, *key_file;
+	char *user, *password_file;
 	struct orchd_pos pos;
 };
 
