@@ -688,6 +688,42 @@ START_TEST(test_unreachable_endpoint)
 }
 END_TEST
 
+/* 500 instances, 8 at a time: the scheduler's state workers defer and
+ * sync records concurrently, and every record is stored (each worker's sync
+ * writes its own; a sync once dropped what other workers had deferred). */
+START_TEST(test_many_instances_all_stored)
+{
+	char *engine = xasprintf("{type: etcd, endpoints: [%s], prefix: many}", srv.url);
+	struct op_buf body = OP_BUF_INIT;
+	char *file, *err = NULL, *out, *st = xasprintf("%s/st", tmp);
+	int rc;
+
+	op_buf_add(&body, "  exec:\n", 8);
+	for (int i = 0; i < 500; i++) {
+		char line[96];
+		int n = snprintf(line, sizeof(line),
+				 "    - name: t%d\n      command: [/bin/true]\n", i);
+
+		op_buf_add(&body, line, (size_t)n);
+	}
+	op_buf_add(&body, "", 1);
+	file = write_pipeline("many", engine, body.buf);
+	rc = orchd(NULL, &err, "run", file, "--state-dir", st, "-j8");
+	ck_assert_msg(rc == 0, "run: %d %s", rc, err);
+	free(err);
+	out = sh("etcdctl get --prefix many/stacks/ --keys-only | grep -c .");
+	ck_assert_msg(atoi(out) == 500, "records in etcd after a successful run: %s", out);
+	free(out);
+	out = sh("etcdctl get --prefix many/history/ --keys-only | grep -c .");
+	ck_assert_msg(atoi(out) == 500, "history entries: %s", out);
+	free(out);
+	op_buf_release(&body);
+	free(file);
+	free(st);
+	free(engine);
+}
+END_TEST
+
 /* etcd restarted while a step runs: the run's requests wait for it (and
  * its lease survives a short outage), the run completes, both records are
  * there. */
@@ -1269,6 +1305,7 @@ Suite *etcd_suite(void)
 	tcase_add_test(cli, test_second_run_waits_then_fails);
 	tcase_add_test(cli, test_unreachable_endpoint);
 	tcase_add_test(cli, test_etcd_restart_mid_run);
+	tcase_add_test(cli, test_many_instances_all_stored);
 	tcase_add_test(cli, test_auth);
 	tcase_add_test(tls, test_tls);
 	tcase_add_test(hs, test_hosts_contend_and_partition);

@@ -50,6 +50,7 @@ struct pend {
 	char *stack;
 	char *data;
 	size_t len;
+	pthread_t owner; /* the thread that deferred it, and syncs it */
 };
 
 struct eng {
@@ -494,6 +495,7 @@ static int etcd_write_deferred(struct orchd_engine *e, const char *stack,
 			g->pend[g->npend].stack = xstrdup(stack);
 			g->pend[g->npend].len = strlen(s);
 			g->pend[g->npend].data = xstrdup(s);
+			g->pend[g->npend].owner = pthread_self();
 			g->npend++;
 			ret = 0;
 		}
@@ -560,28 +562,48 @@ static int put_chunks(struct eng *g, const struct pend *p, char **manifest, char
 }
 
 /*
- * Every deferred record, in transactions of at most TXN_OPS operations and
- * TXN_BYTES of values: a record replaces its key and drops the chunks of
- * its earlier versions (a large one: after its own chunks are stored).
+ * The records the calling thread deferred (every one when all), in
+ * transactions of at most TXN_OPS operations and TXN_BYTES of values: a
+ * record replaces its key and drops the chunks of its earlier versions (a
+ * large one: after its own chunks are stored).  Each state worker of the
+ * scheduler defers and syncs its own records; another thread's are left to
+ * that thread's sync.
  */
-static int etcd_sync(struct orchd_engine *e, char *err, size_t errlen)
+static int sync_pending(struct eng *g, int all, char *err, size_t errlen)
 {
-	struct eng *g = E(e);
+	pthread_t self = pthread_self();
 	json_object *ops = NULL;
-	size_t nops = 0, bytes = 0;
+	size_t nops = 0, bytes = 0, n = 0, keep = 0;
+	struct pend *mine;
 	int ret = 0;
 
 	pthread_mutex_lock(&g->mu);
-	for (size_t i = 0; i < g->npend && !ret; i++) {
-		struct pend *p = &g->pend[i];
-		char *key = k_stack(g, p->stack), *base = k_chunks(g, p->stack), *man = NULL;
+	mine = xcalloc(g->npend ? g->npend : 1, sizeof(*mine));
+	for (size_t i = 0; i < g->npend; i++) {
+		if (all || pthread_equal(g->pend[i].owner, self))
+			mine[n++] = g->pend[i];
+		else
+			g->pend[keep++] = g->pend[i];
+	}
+	g->npend = keep;
+	pthread_mutex_unlock(&g->mu);
+	for (size_t i = 0; i < n && !ret; i++) {
+		struct pend *p = &mine[i];
+		char *key, *base, *man = NULL;
 		const char *data = p->data;
 		size_t len = p->len;
+		size_t j;
 
+		/* a stack deferred twice: its last record (etcd refuses a
+		 * transaction that puts one key twice) */
+		for (j = i + 1; j < n && strcmp(mine[j].stack, p->stack); j++)
+			;
+		if (j < n)
+			continue;
+		key = k_stack(g, p->stack);
+		base = k_chunks(g, p->stack);
 		if (p->len > CHUNK_MAX) {
-			pthread_mutex_unlock(&g->mu);
 			ret = put_chunks(g, p, &man, err, errlen);
-			pthread_mutex_lock(&g->mu);
 			if (ret) {
 				free(key);
 				free(base);
@@ -591,9 +613,7 @@ static int etcd_sync(struct orchd_engine *e, char *err, size_t errlen)
 			len = strlen(man);
 		}
 		if (ops && (nops + 3 > TXN_OPS || bytes + len > TXN_BYTES)) {
-			pthread_mutex_unlock(&g->mu);
 			ret = txn(g, NULL, ops, NULL, err, errlen);
-			pthread_mutex_lock(&g->mu);
 			ops = NULL;
 			nops = bytes = 0;
 			if (ret) {
@@ -609,15 +629,15 @@ static int etcd_sync(struct orchd_engine *e, char *err, size_t errlen)
 		if (man) {
 			/* every generation but this one */
 			json_object *m = orchd_json_parse_all(man, strlen(man), &(const char *){0});
-			char *mine = xasprintf("%s%s/", base, op_get_str(m, "gen"));
-			char *mine_end = orchd_etcd_prefix_end(mine), *all_end;
+			char *gen = xasprintf("%s%s/", base, op_get_str(m, "gen"));
+			char *gen_end = orchd_etcd_prefix_end(gen), *all_end;
 
 			all_end = orchd_etcd_prefix_end(base);
-			json_object_array_add(ops, op_del(base, mine));
-			json_object_array_add(ops, op_del(mine_end, all_end));
+			json_object_array_add(ops, op_del(base, gen));
+			json_object_array_add(ops, op_del(gen_end, all_end));
 			free(all_end);
-			free(mine_end);
-			free(mine);
+			free(gen_end);
+			free(gen);
 			json_object_put(m);
 		} else {
 			json_object_array_add(ops, op_del_prefix(base));
@@ -628,15 +648,21 @@ static int etcd_sync(struct orchd_engine *e, char *err, size_t errlen)
 		free(key);
 		free(base);
 	}
-	pthread_mutex_unlock(&g->mu);
 	if (ops && !ret)
 		ret = txn(g, NULL, ops, NULL, err, errlen);
 	else
 		json_object_put(ops);
-	pthread_mutex_lock(&g->mu);
-	pend_clear(g);
-	pthread_mutex_unlock(&g->mu);
+	for (size_t i = 0; i < n; i++) {
+		free(mine[i].stack);
+		free(mine[i].data);
+	}
+	free(mine);
 	return ret ? -1 : 0;
+}
+
+static int etcd_sync(struct orchd_engine *e, char *err, size_t errlen)
+{
+	return sync_pending(E(e), 0, err, errlen);
 }
 
 static int etcd_write(struct orchd_engine *e, const char *stack,
@@ -1089,7 +1115,7 @@ static int etcd_unlock(struct orchd_engine *e, char *err, size_t errlen)
 	struct eng *g = E(e);
 	int ret;
 
-	ret = etcd_sync(e, err, errlen);
+	ret = sync_pending(g, 1, err, errlen);
 	if (!g->locked)
 		return ret;
 	keepalive_stop(g);
