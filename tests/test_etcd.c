@@ -556,6 +556,39 @@ static char *write_pipeline(const char *name, const char *engine, const char *bo
 	return path;
 }
 
+/* argv (orchd) in the background; its stdout and stderr to log, unless
+ * log is NULL. */
+static pid_t spawn_bg(char *const argv[], const char *log)
+{
+	pid_t pid = fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		if (log && (!freopen(log, "w", stderr) || dup2(STDERR_FILENO, STDOUT_FILENO) < 0))
+			_exit(126);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+/* Wait (5 s at most) until the etcd key exists: a run has taken its lock. */
+static void wait_key(const char *key)
+{
+	int i;
+
+	for (i = 0; i < 100; i++) {
+		char *out = sh("etcdctl get %s --keys-only | grep -c .", key);
+		int n = atoi(out);
+
+		free(out);
+		if (n)
+			break;
+		usleep(50000);
+	}
+	ck_assert_msg(i < 100, "no run took the lock %s", key);
+}
+
 /* The lease is lost while a step runs: the run starts nothing more (not
  * even an independent step that --keep-going would start, one at a time
  * with -j1) and exits 3 naming the lock; its step's result is not
@@ -575,27 +608,12 @@ START_TEST(test_run_stops_when_lease_lost)
 	char *argv[] = {bin, S("run"), file, S("--state-dir"), st, S("-j1"), S("-k"), NULL};
 	char *err = NULL;
 	pid_t pid;
-	int i, rc, status;
+	int status;
 
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		char *e2 = xasprintf("%s/run.err", tmp);
-
-		if (!freopen(e2, "w", stderr) || dup2(STDERR_FILENO, STDOUT_FILENO) < 0)
-			_exit(126);
-		execv(bin, argv);
-		_exit(127);
-	}
-	for (i = 0; i < 100; i++) {
-		out = sh("etcdctl get ll/lock --keys-only | grep -c .");
-		rc = atoi(out);
-		free(out);
-		if (rc)
-			break;
-		usleep(50000);
-	}
-	ck_assert_msg(i < 100, "the run never took the lock");
+	err = xasprintf("%s/run.err", tmp);
+	pid = spawn_bg(argv, err);
+	free(err);
+	wait_key("ll/lock");
 	out = sh("for l in $(etcdctl lease list | tail -n +2); do etcdctl lease revoke $l; done");
 	free(out);
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
@@ -624,26 +642,13 @@ START_TEST(test_second_run_waits_then_fails)
 				    "  exec:\n"
 				    "    - name: slow\n"
 				    "      command: [sh, -c, 'sleep 3']\n");
-	char *st = xasprintf("%s/st", tmp), *bin = test_build_path("bin/orchd"), *out, *err = NULL;
+	char *st = xasprintf("%s/st", tmp), *bin = test_build_path("bin/orchd"), *err = NULL;
 	char *argv[] = {bin, S("run"), file, S("--state-dir"), st, S("-q"), NULL};
 	pid_t pid;
-	int i, rc, status;
+	int rc, status;
 
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		execv(bin, argv);
-		_exit(127);
-	}
-	for (i = 0; i < 100; i++) {
-		out = sh("etcdctl get cr/lock --keys-only | grep -c .");
-		rc = atoi(out);
-		free(out);
-		if (rc)
-			break;
-		usleep(50000);
-	}
-	ck_assert_msg(i < 100, "the first run never took the lock");
+	pid = spawn_bg(argv, NULL);
+	wait_key("cr/lock");
 	/* another machine's state dir: only etcd is shared */
 	rc = orchd(NULL, &err, "run", file, "--state-dir", tmp, "--lock-timeout=500ms");
 	ck_assert_msg(rc == 3, "rc=%d: %s", rc, err);
@@ -741,26 +746,11 @@ START_TEST(test_etcd_restart_mid_run)
 	char *st = xasprintf("%s/st", tmp), *bin = test_build_path("bin/orchd"), *out, *errf;
 	char *argv[] = {bin, S("run"), file, S("--state-dir"), st, NULL};
 	pid_t pid;
-	int i, rc, status;
+	int rc, status;
 
 	errf = xasprintf("%s/run.err", tmp);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		if (!freopen(errf, "w", stderr))
-			_exit(126);
-		execv(bin, argv);
-		_exit(127);
-	}
-	for (i = 0; i < 100; i++) {
-		out = sh("etcdctl get rs/lock --keys-only | grep -c .");
-		rc = atoi(out);
-		free(out);
-		if (rc)
-			break;
-		usleep(50000);
-	}
-	ck_assert_msg(i < 100, "the run never took the lock");
+	pid = spawn_bg(argv, errf);
+	wait_key("rs/lock");
 	/* down for about a second while 'slow' runs, then back on the same
 	 * data and port */
 	etcd_kill(&srv);
