@@ -552,3 +552,65 @@ char *orchd_etcd_prefix_end(const char *prefix)
 	end[0] = '\0'; /* every key: "\0" is what etcd wants; unused here */
 	return end;
 }
+
+/* --- requests ------------------------------------------------------------- */
+
+static void orchd_etcd_add_bytes_str(json_object *o, const char *member, const char *key)
+{
+	orchd_etcd_add_bytes(o, member, key, strlen(key));
+}
+
+json_object *orchd_etcd_op_put(const char *key, const char *data, size_t len, int64_t lease)
+{
+	json_object *o = json_object_new_object(), *r = json_object_new_object();
+
+	orchd_etcd_add_bytes_str(r, "key", key);
+	orchd_etcd_add_bytes(r, "value", data, len);
+	if (lease)
+		orchd_etcd_add_int(r, "lease", lease);
+	json_object_object_add(o, "request_put", r);
+	return o;
+}
+
+/* Delete key, or [key, end) when end is given. */
+json_object *orchd_etcd_op_del(const char *key, const char *end)
+{
+	json_object *o = json_object_new_object(), *r = json_object_new_object();
+
+	orchd_etcd_add_bytes_str(r, "key", key);
+	if (end)
+		orchd_etcd_add_bytes_str(r, "range_end", end);
+	json_object_object_add(o, "request_delete_range", r);
+	return o;
+}
+
+/* Delete every key under prefix. */
+json_object *orchd_etcd_op_del_prefix(const char *prefix)
+{
+	char *end = orchd_etcd_prefix_end(prefix);
+	json_object *o = orchd_etcd_op_del(prefix, end);
+
+	free(end);
+	return o;
+}
+
+json_object *orchd_etcd_op_range(const char *key)
+{
+	json_object *o = json_object_new_object(), *r = json_object_new_object();
+
+	orchd_etcd_add_bytes_str(r, "key", key);
+	json_object_object_add(o, "request_range", r);
+	return o;
+}
+
+/* "key's create revision is rev" (0: the key does not exist). */
+json_object *orchd_etcd_cmp_create(const char *key, int64_t rev)
+{
+	json_object *o = json_object_new_object();
+
+	orchd_etcd_add_bytes_str(o, "key", key);
+	json_object_object_add(o, "target", json_object_new_string("CREATE"));
+	json_object_object_add(o, "result", json_object_new_string("EQUAL"));
+	orchd_etcd_add_int(o, "create_revision", rev);
+	return o;
+}

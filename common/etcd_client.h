@@ -96,4 +96,16 @@ void orchd_etcd_add_int(json_object *o, const char *key, int64_t n);
  * byte below 0xff incremented (a new string). */
 char *orchd_etcd_prefix_end(const char *prefix);
 
+/*
+ * The pieces of a kv/txn request (new objects): a put (lease 0: none), a
+ * delete of key or of [key, end), of every key under prefix, a range of one
+ * key, and the compare "key's create revision is rev" (0: it does not
+ * exist).
+ */
+json_object *orchd_etcd_op_put(const char *key, const char *data, size_t len, int64_t lease);
+json_object *orchd_etcd_op_del(const char *key, const char *end);
+json_object *orchd_etcd_op_del_prefix(const char *prefix);
+json_object *orchd_etcd_op_range(const char *key);
+json_object *orchd_etcd_cmp_create(const char *key, int64_t rev);
+
 #endif

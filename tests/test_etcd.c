@@ -17,207 +17,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "etcdsim.h"
 #include "interfaces/engine.h"
 #include "orchd_protocol.h"
 #include "testutil.h"
 #include "util.h"
 
-#define S(x) ((char *)(uintptr_t)(x))
-
-struct etcd_srv {
-	pid_t pid;
-	int port, peer;
-	char *dir, *url;
-	char *tls;     /* a directory of certificates: https, client certificates */
-	char *ctl_env; /* etcdctl's settings for sh() (its TLS, its user) */
-	char *listen;  /* client URLs to listen on, when not just url */
-};
-
-static struct etcd_srv srv;
-static char *tmp;
-
-static char *sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static int etcd_healthy(void)
-{
-	char *out = sh("etcdctl --command-timeout=1s endpoint health >/dev/null 2>&1 && echo ok");
-	int ok = !strcmp(out, "ok\n");
-
-	free(out);
-	return ok;
-}
-
-/* Start etcd on s's ports and data directory (kept across a restart). */
-static void etcd_spawn(struct etcd_srv *s)
-{
-	char *log = xasprintf("%s/etcd.log", s->dir);
-	int i;
-
-	s->pid = fork();
-	ck_assert_int_ge(s->pid, 0);
-	if (s->pid == 0) {
-		char *data = xasprintf("%s/data", s->dir);
-		char *purl = xasprintf("http://127.0.0.1:%d", s->peer);
-		char *cluster = xasprintf("default=%s", purl);
-		char *av[32];
-		int n = 0;
-		FILE *f = freopen(log, "a", stdout);
-
-		if (!f || dup2(STDOUT_FILENO, STDERR_FILENO) < 0)
-			_exit(126);
-		av[n++] = S("etcd");
-		av[n++] = S("--data-dir");
-		av[n++] = data;
-		av[n++] = S("--listen-client-urls");
-		av[n++] = s->listen ? s->listen : s->url;
-		av[n++] = S("--advertise-client-urls");
-		av[n++] = s->url;
-		av[n++] = S("--listen-peer-urls");
-		av[n++] = purl;
-		av[n++] = S("--initial-advertise-peer-urls");
-		av[n++] = purl;
-		av[n++] = S("--initial-cluster");
-		av[n++] = cluster;
-		av[n++] = S("--log-level");
-		av[n++] = S("warn");
-		if (s->tls) {
-			av[n++] = S("--cert-file");
-			av[n++] = xasprintf("%s/server.pem", s->tls);
-			av[n++] = S("--key-file");
-			av[n++] = xasprintf("%s/server.key", s->tls);
-			av[n++] = S("--trusted-ca-file");
-			av[n++] = xasprintf("%s/ca.pem", s->tls);
-			av[n++] = S("--client-cert-auth");
-		}
-		av[n] = NULL;
-		execvp("etcd", av);
-		_exit(127);
-	}
-	for (i = 0; i < 200 && !etcd_healthy(); i++) {
-		int st;
-
-		ck_assert_msg(waitpid(s->pid, &st, WNOHANG) == 0,
-			      "etcd exited (not built? run make tools): see %s", log);
-		usleep(50000);
-	}
-	ck_assert_msg(i < 200, "etcd on %s not healthy after 10s: see %s", s->url, log);
-	free(log);
-}
-
-/* A CA, a server certificate for 127.0.0.1 and a client certificate, in
- * dir (openssl's command line, as an operator would make them). */
-static void make_certs(const char *dir)
-{
-	char *out = sh(
-		"set -e; cd '%s'; exec 2>certs.log; ec='-newkey ec -pkeyopt "
-		"ec_paramgen_curve:prime256v1 -nodes';"
-		"openssl req -x509 $ec -keyout ca.key -out ca.pem -days 2 -subj /CN=orchd-test-ca;"
-		"printf 'subjectAltName=IP:127.0.0.1\\nextendedKeyUsage=serverAuth,clientAuth\\n' "
-		"> srv.ext;"
-		"printf 'extendedKeyUsage=clientAuth\\n' > cli.ext;"
-		"for w in server:srv client:cli; do n=${w%%:*}; x=${w#*:};"
-		" openssl req $ec -keyout $n.key -out $n.csr -subj /CN=orchd-$n;"
-		" openssl x509 -req -in $n.csr -CA ca.pem -CAkey ca.key -CAcreateserial"
-		" -out $n.pem -days 2 -extfile $x.ext; done; echo ok",
-		dir);
-
-	ck_assert_msg(!strcmp(out, "ok\n"), "certificates not made: see %s/certs.log", dir);
-	free(out);
-}
-
-static void etcd_start(struct etcd_srv *s, int tls)
-{
-	s->port = test_free_port();
-	do
-		s->peer = test_free_port();
-	while (s->peer == s->port);
-	s->dir = test_tmpdir();
-	if (tls) {
-		s->tls = xasprintf("%s/tls", s->dir);
-		ck_assert_int_eq(mkdir(s->tls, 0700), 0);
-		make_certs(s->tls);
-		s->ctl_env = xasprintf("ETCDCTL_CACERT=%s/ca.pem ETCDCTL_CERT=%s/client.pem "
-				       "ETCDCTL_KEY=%s/client.key; export ETCDCTL_CACERT "
-				       "ETCDCTL_CERT ETCDCTL_KEY; ",
-				       s->tls, s->tls, s->tls);
-	}
-	s->url = xasprintf("%s://127.0.0.1:%d", tls ? "https" : "http", s->port);
-	etcd_spawn(s);
-}
-
-static void etcd_kill(struct etcd_srv *s)
-{
-	if (s->pid > 0) {
-		kill(s->pid, SIGCONT);
-		kill(s->pid, SIGTERM);
-		waitpid(s->pid, NULL, 0);
-	}
-	s->pid = 0;
-}
-
-static void etcd_stop(struct etcd_srv *s)
-{
-	etcd_kill(s);
-	if (s->dir)
-		test_rmtree(s->dir);
-	free(s->dir);
-	free(s->url);
-	free(s->tls);
-	free(s->ctl_env);
-	free(s->listen);
-	memset(s, 0, sizeof(*s));
-}
-
-/* The output of the shell command fmt (run with etcdctl pointed at srv). */
-static char *sh(const char *fmt, ...)
-{
-	struct op_buf sb = OP_BUF_INIT;
-	char buf[65536], *cmd, *full;
-	va_list ap;
-	size_t n;
-	FILE *p;
-
-	va_start(ap, fmt);
-	ck_assert_int_ge(vasprintf(&cmd, fmt, ap), 0);
-	va_end(ap);
-	full = xasprintf("ETCDCTL_ENDPOINTS=%s; export ETCDCTL_ENDPOINTS; %s%s",
-			 srv.url ? srv.url : "", srv.ctl_env ? srv.ctl_env : "", cmd);
-	p = popen(full, "r");
-	ck_assert_ptr_nonnull(p);
-	while ((n = fread(buf, 1, sizeof(buf), p)) > 0)
-		op_buf_add(&sb, buf, n);
-	pclose(p);
-	free(cmd);
-	free(full);
-	return op_buf_detach(&sb, NULL) ?: xstrdup("");
-}
-
-static void setup_bare(void)
-{
-	tmp = test_tmpdir();
-	unsetenv("ORCHD_PASSPHRASE_FILE");
-	unsetenv("ORCHD_ETCD_ENDPOINTS");
-	unsetenv("ORCHD_ETCD_PASSWORD");
-	setenv("ORCHD_PASSPHRASE", "etcd test passphrase", 1);
-}
-
-static void setup(void)
-{
-	setup_bare();
-	etcd_start(&srv, 0);
-}
-
-static void teardown(void)
-{
-	etcd_stop(&srv);
-	test_rmtree(tmp);
-	free(tmp);
-	unsetenv("ORCHD_PASSPHRASE");
-}
-
 static struct orchd_engine *open_etcd(const char *prefix, long ttl_ms)
 {
-	char *eps[] = {srv.url};
+	char *eps[] = {esim_srv.url};
 	struct orchd_engine_config cfg = {.type = ORCHD_ENGINE_ETCD,
 					  .endpoints = eps,
 					  .nendpoints = 1,
@@ -226,7 +34,7 @@ static struct orchd_engine *open_etcd(const char *prefix, long ttl_ms)
 	struct orchd_engine *e = NULL;
 	char err[1024];
 
-	if (orchd_engine_open(&cfg, tmp, "demo", &e, err, sizeof(err)))
+	if (orchd_engine_open(&cfg, esim_tmp, "demo", &e, err, sizeof(err)))
 		ck_abort_msg("open: %s", err);
 	return e;
 }
@@ -313,11 +121,11 @@ START_TEST(test_roundtrip_small_and_chunked)
 	ck_assert_int_eq(read_n(b, "dev-exec-none", NULL), -1);
 
 	/* 5 MiB is over etcd's request limit: stored in chunks */
-	keys = sh("etcdctl get --prefix t/rt/chunks/ --keys-only | grep -c .");
+	keys = esim_sh("etcdctl get --prefix t/rt/chunks/ --keys-only | grep -c .");
 	ck_assert_msg(atoi(keys) >= 6, "chunks of the big record: %s", keys);
 	free(keys);
 	/* the secret output is sealed */
-	all = sh("etcdctl get --prefix t/rt/");
+	all = esim_sh("etcdctl get --prefix t/rt/");
 	ck_assert_msg(strstr(all, "dev-exec-small") && !strstr(all, "s3cr3t-t0ken-value"),
 		      "secret in clear in etcd (or nothing written)");
 	free(all);
@@ -327,12 +135,12 @@ START_TEST(test_roundtrip_small_and_chunked)
 	ck_assert_msg(write_n(b, "dev-exec-big", 3, 10, err, sizeof(err)) == 0, "%s", err);
 	ck_assert_msg(orchd_engine_unlock(b, err, sizeof(err)) == 0, "%s", err);
 	ck_assert_int_eq(read_n(b, "dev-exec-big", &pad), 3);
-	keys = sh("etcdctl get --prefix t/rt/chunks/ --keys-only | grep -c .");
+	keys = esim_sh("etcdctl get --prefix t/rt/chunks/ --keys-only | grep -c .");
 	ck_assert_msg(atoi(keys) == 0, "chunks left behind: %s", keys);
 	free(keys);
 
 	/* the lock key is gone once unlocked */
-	keys = sh("etcdctl get t/rt/lock --keys-only | grep -c .");
+	keys = esim_sh("etcdctl get t/rt/lock --keys-only | grep -c .");
 	ck_assert_int_eq(atoi(keys), 0);
 	free(keys);
 	orchd_engine_close(b);
@@ -391,7 +199,8 @@ START_TEST(test_lost_lease_is_fenced)
 
 	lock_ok(a, "r-a");
 	ck_assert_msg(write_n(a, "s", 1, 10, err, sizeof(err)) == 0, "%s", err);
-	out = sh("for l in $(etcdctl lease list | tail -n +2); do etcdctl lease revoke $l; done");
+	out = esim_sh(
+		"for l in $(etcdctl lease list | tail -n +2); do etcdctl lease revoke $l; done");
 	ck_assert_msg(strstr(out, "revoked"), "no lease revoked: %s", out);
 	free(out);
 	lock_ok(b, "r-b");
@@ -404,7 +213,7 @@ START_TEST(test_lost_lease_is_fenced)
 	ck_assert_int_eq(orchd_engine_unlock(a, err, sizeof(err)), -1);
 	ck_assert_int_eq(read_n(b, "s", NULL), 2);
 	/* a's unlock did not release b's lock */
-	out = sh("etcdctl get t/fz/lock --print-value-only");
+	out = esim_sh("etcdctl get t/fz/lock --print-value-only");
 	ck_assert_msg(strstr(out, "r-b"), "lock: %s", out);
 	free(out);
 	ck_assert_msg(orchd_engine_unlock(b, err, sizeof(err)) == 0, "%s", err);
@@ -497,12 +306,12 @@ static json_object *outputs_json(const char *file, const char *state)
 START_TEST(test_examples_same_outputs_as_local)
 {
 	char *src = test_src_path(same_examples[_i]), *variant, *engine, *err = NULL;
-	char *local = xasprintf("%s/local", tmp), *st = xasprintf("%s/etcd", tmp), *keys;
+	char *local = xasprintf("%s/local", esim_tmp), *st = xasprintf("%s/etcd", esim_tmp), *keys;
 	json_object *a, *b;
 	int rc;
 
 	setenv("DEMO_TOKEN", "demo-token-for-tests", 1);
-	engine = xasprintf("{type: etcd, endpoints: [%s], prefix: ex/%d}", srv.url, _i);
+	engine = xasprintf("{type: etcd, endpoints: [%s], prefix: ex/%d}", esim_srv.url, _i);
 	variant = test_engine_variant(src, engine);
 	rc = orchd(NULL, &err, "run", src, "--state-dir", local, "-q");
 	ck_assert_msg(rc == 0, "%s on local: %d\n%s", src, rc, err);
@@ -516,7 +325,7 @@ START_TEST(test_examples_same_outputs_as_local)
 		      json_object_to_json_string(a), json_object_to_json_string(b));
 	json_object_put(a);
 	json_object_put(b);
-	keys = sh("etcdctl get --prefix ex/%d/stacks/ --keys-only | grep -c .", _i);
+	keys = esim_sh("etcdctl get --prefix ex/%d/stacks/ --keys-only | grep -c .", _i);
 	ck_assert_msg(atoi(keys) >= 1, "no stack in etcd: %s", keys);
 	free(keys);
 	/* the state read back from etcd plans what the local one plans */
@@ -547,46 +356,13 @@ END_TEST
 
 static char *write_pipeline(const char *name, const char *engine, const char *body)
 {
-	char *path = xasprintf("%s/%s.yaml", tmp, name);
+	char *path = xasprintf("%s/%s.yaml", esim_tmp, name);
 	FILE *f = fopen(path, "w");
 
 	ck_assert_ptr_nonnull(f);
 	fprintf(f, "%s:\n  core:\n    engine: %s\n%s", name, engine, body);
 	fclose(f);
 	return path;
-}
-
-/* argv (orchd) in the background; its stdout and stderr to log, unless
- * log is NULL. */
-static pid_t spawn_bg(char *const argv[], const char *log)
-{
-	pid_t pid = fork();
-
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		if (log && (!freopen(log, "w", stderr) || dup2(STDERR_FILENO, STDOUT_FILENO) < 0))
-			_exit(126);
-		execv(argv[0], argv);
-		_exit(127);
-	}
-	return pid;
-}
-
-/* Wait (5 s at most) until the etcd key exists: a run has taken its lock. */
-static void wait_key(const char *key)
-{
-	int i;
-
-	for (i = 0; i < 100; i++) {
-		char *out = sh("etcdctl get %s --keys-only | grep -c .", key);
-		int n = atoi(out);
-
-		free(out);
-		if (n)
-			break;
-		usleep(50000);
-	}
-	ck_assert_msg(i < 100, "no run took the lock %s", key);
 }
 
 /* The lease is lost while a step runs: the run starts nothing more (not
@@ -596,7 +372,7 @@ static void wait_key(const char *key)
 START_TEST(test_run_stops_when_lease_lost)
 {
 	char *engine =
-		xasprintf("{type: etcd, endpoints: [%s], prefix: ll, lock_ttl: 2s}", srv.url);
+		xasprintf("{type: etcd, endpoints: [%s], prefix: ll, lock_ttl: 2s}", esim_srv.url);
 	char *file =
 		write_pipeline("ll", engine,
 			       "  exec:\n"
@@ -604,20 +380,21 @@ START_TEST(test_run_stops_when_lease_lost)
 			       "      command: [sh, -c, 'sleep 4; echo v=1 >> \"$ORCHD_OUTPUT\"']\n"
 			       "    - name: after\n"
 			       "      command: [sh, -c, 'echo v=2 >> \"$ORCHD_OUTPUT\"']\n");
-	char *st = xasprintf("%s/st", tmp), *bin = test_build_path("bin/orchd"), *out;
+	char *st = xasprintf("%s/st", esim_tmp), *bin = test_build_path("bin/orchd"), *out;
 	char *argv[] = {bin, S("run"), file, S("--state-dir"), st, S("-j1"), S("-k"), NULL};
 	char *err = NULL;
 	pid_t pid;
 	int status;
 
-	err = xasprintf("%s/run.err", tmp);
-	pid = spawn_bg(argv, err);
+	err = xasprintf("%s/run.err", esim_tmp);
+	pid = esim_spawn_bg(argv, err);
 	free(err);
-	wait_key("ll/lock");
-	out = sh("for l in $(etcdctl lease list | tail -n +2); do etcdctl lease revoke $l; done");
+	esim_wait_key("ll/lock");
+	out = esim_sh(
+		"for l in $(etcdctl lease list | tail -n +2); do etcdctl lease revoke $l; done");
 	free(out);
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-	err = xasprintf("%s/run.err", tmp);
+	err = xasprintf("%s/run.err", esim_tmp);
 	out = test_read_file(err, NULL);
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 3, "status %d: %s", status, out);
 	ck_assert_msg(strstr(out, "ll/lock") && strstr(out, "lost"), "%s", out);
@@ -625,7 +402,7 @@ START_TEST(test_run_stops_when_lease_lost)
 		      "a step started after the lock was lost: %s", out);
 	free(out);
 	free(err);
-	out = sh("etcdctl get --prefix ll/stacks/ --keys-only");
+	out = esim_sh("etcdctl get --prefix ll/stacks/ --keys-only");
 	ck_assert_msg(!strstr(out, "after"), "'after' ran without the lock: %s", out);
 	free(out);
 	free(bin);
@@ -637,27 +414,27 @@ END_TEST
 
 START_TEST(test_second_run_waits_then_fails)
 {
-	char *engine = xasprintf("{type: etcd, endpoints: [%s], prefix: cr}", srv.url);
+	char *engine = xasprintf("{type: etcd, endpoints: [%s], prefix: cr}", esim_srv.url);
 	char *file = write_pipeline("cr", engine,
 				    "  exec:\n"
 				    "    - name: slow\n"
 				    "      command: [sh, -c, 'sleep 3']\n");
-	char *st = xasprintf("%s/st", tmp), *bin = test_build_path("bin/orchd"), *err = NULL;
+	char *st = xasprintf("%s/st", esim_tmp), *bin = test_build_path("bin/orchd"), *err = NULL;
 	char *argv[] = {bin, S("run"), file, S("--state-dir"), st, S("-q"), NULL};
 	pid_t pid;
 	int rc, status;
 
-	pid = spawn_bg(argv, NULL);
-	wait_key("cr/lock");
+	pid = esim_spawn_bg(argv, NULL);
+	esim_wait_key("cr/lock");
 	/* another machine's state dir: only etcd is shared */
-	rc = orchd(NULL, &err, "run", file, "--state-dir", tmp, "--lock-timeout=500ms");
+	rc = orchd(NULL, &err, "run", file, "--state-dir", esim_tmp, "--lock-timeout=500ms");
 	ck_assert_msg(rc == 3, "rc=%d: %s", rc, err);
 	ck_assert_msg(strstr(err, "cr/lock") && strstr(err, "locked by pid"), "%s", err);
 	free(err);
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "first run: %d", status);
 	/* and with the lock free, a run goes */
-	rc = orchd(NULL, &err, "run", file, "--state-dir", tmp, "-q");
+	rc = orchd(NULL, &err, "run", file, "--state-dir", esim_tmp, "-q");
 	ck_assert_msg(rc == 0, "rc=%d: %s", rc, err);
 	free(err);
 	free(bin);
@@ -676,14 +453,14 @@ START_TEST(test_unreachable_endpoint)
 				    "    - name: a\n"
 				    "      command: [\"true\"]\n");
 	char *err = NULL, *url = xasprintf("127.0.0.1:%d", port);
-	int rc = orchd(NULL, &err, "run", file, "--state-dir", tmp, "-q");
+	int rc = orchd(NULL, &err, "run", file, "--state-dir", esim_tmp, "-q");
 
 	ck_assert_msg(rc == 3, "rc=%d: %s", rc, err);
 	ck_assert_msg(strstr(err, url), "endpoint not named: %s", err);
 	free(err);
 	/* ORCHD_ETCD_ENDPOINTS replaces the file's endpoints */
-	setenv("ORCHD_ETCD_ENDPOINTS", srv.url, 1);
-	rc = orchd(NULL, &err, "run", file, "--state-dir", tmp, "-q");
+	setenv("ORCHD_ETCD_ENDPOINTS", esim_srv.url, 1);
+	rc = orchd(NULL, &err, "run", file, "--state-dir", esim_tmp, "-q");
 	unsetenv("ORCHD_ETCD_ENDPOINTS");
 	ck_assert_msg(rc == 0, "rc=%d: %s", rc, err);
 	free(err);
@@ -698,9 +475,9 @@ END_TEST
  * writes its own; a sync once dropped what other workers had deferred). */
 START_TEST(test_many_instances_all_stored)
 {
-	char *engine = xasprintf("{type: etcd, endpoints: [%s], prefix: many}", srv.url);
+	char *engine = xasprintf("{type: etcd, endpoints: [%s], prefix: many}", esim_srv.url);
 	struct op_buf body = OP_BUF_INIT;
-	char *file, *err = NULL, *out, *st = xasprintf("%s/st", tmp);
+	char *file, *err = NULL, *out, *st = xasprintf("%s/st", esim_tmp);
 	int rc;
 
 	op_buf_add(&body, "  exec:\n", 8);
@@ -716,10 +493,10 @@ START_TEST(test_many_instances_all_stored)
 	rc = orchd(NULL, &err, "run", file, "--state-dir", st, "-j8");
 	ck_assert_msg(rc == 0, "run: %d %s", rc, err);
 	free(err);
-	out = sh("etcdctl get --prefix many/stacks/ --keys-only | grep -c .");
+	out = esim_sh("etcdctl get --prefix many/stacks/ --keys-only | grep -c .");
 	ck_assert_msg(atoi(out) == 500, "records in etcd after a successful run: %s", out);
 	free(out);
-	out = sh("etcdctl get --prefix many/history/ --keys-only | grep -c .");
+	out = esim_sh("etcdctl get --prefix many/history/ --keys-only | grep -c .");
 	ck_assert_msg(atoi(out) == 500, "history entries: %s", out);
 	free(out);
 	op_buf_release(&body);
@@ -734,7 +511,7 @@ END_TEST
  * there. */
 START_TEST(test_etcd_restart_mid_run)
 {
-	char *engine = xasprintf("{type: etcd, endpoints: [%s], prefix: rs}", srv.url);
+	char *engine = xasprintf("{type: etcd, endpoints: [%s], prefix: rs}", esim_srv.url);
 	char *file =
 		write_pipeline("rs", engine,
 			       "  exec:\n"
@@ -743,24 +520,24 @@ START_TEST(test_etcd_restart_mid_run)
 			       "    - name: after\n"
 			       "      depends_on: [slow]\n"
 			       "      command: [sh, -c, 'echo v=2 >> \"$ORCHD_OUTPUT\"']\n");
-	char *st = xasprintf("%s/st", tmp), *bin = test_build_path("bin/orchd"), *out, *errf;
+	char *st = xasprintf("%s/st", esim_tmp), *bin = test_build_path("bin/orchd"), *out, *errf;
 	char *argv[] = {bin, S("run"), file, S("--state-dir"), st, NULL};
 	pid_t pid;
 	int rc, status;
 
-	errf = xasprintf("%s/run.err", tmp);
-	pid = spawn_bg(argv, errf);
-	wait_key("rs/lock");
+	errf = xasprintf("%s/run.err", esim_tmp);
+	pid = esim_spawn_bg(argv, errf);
+	esim_wait_key("rs/lock");
 	/* down for about a second while 'slow' runs, then back on the same
 	 * data and port */
-	etcd_kill(&srv);
+	esim_etcd_kill(&esim_srv);
 	sleep(1);
-	etcd_spawn(&srv);
+	esim_etcd_spawn(&esim_srv);
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 	out = test_read_file(errf, NULL);
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d: %s", status, out);
 	free(out);
-	out = sh("etcdctl get --prefix rs/stacks/ --keys-only | grep -c .");
+	out = esim_sh("etcdctl get --prefix rs/stacks/ --keys-only | grep -c .");
 	ck_assert_msg(atoi(out) == 2, "records after the restart: %s", out);
 	free(out);
 	/* both outputs stored */
@@ -782,24 +559,25 @@ START_TEST(test_auth)
 {
 	char *engine = xasprintf("{type: etcd, endpoints: [%s], prefix: orchd/au, "
 				 "auth: {user: orchd, password_file: pw.txt}}",
-				 srv.url);
-	char *noauth = xasprintf("{type: etcd, endpoints: [%s], prefix: orchd/au}", srv.url);
+				 esim_srv.url);
+	char *noauth = xasprintf("{type: etcd, endpoints: [%s], prefix: orchd/au}", esim_srv.url);
 	const char *body = "  exec:\n"
 			   "    - name: a\n"
 			   "      command: [sh, -c, 'echo v=1 >> \"$ORCHD_OUTPUT\"']\n";
 	char *file = write_pipeline("au", engine, body),
 	     *file2 = write_pipeline("au2", noauth, body);
-	char *pw = xasprintf("%s/pw.txt", tmp), *out, *err = NULL;
+	char *pw = xasprintf("%s/pw.txt", esim_tmp), *out, *err = NULL;
 	FILE *f;
 	int rc;
 
-	out = sh("set -e; exec 2>&1; etcdctl user add root --new-user-password=rootpw >/dev/null;"
-		 "etcdctl user grant-role root root >/dev/null;"
-		 "etcdctl role add orchd >/dev/null;"
-		 "etcdctl role grant-permission orchd --prefix=true readwrite orchd/au/ >/dev/null;"
-		 "etcdctl user add orchd --new-user-password=Good-Pass >/dev/null;"
-		 "etcdctl user grant-role orchd orchd >/dev/null;"
-		 "etcdctl auth enable >/dev/null; echo ok");
+	out = esim_sh(
+		"set -e; exec 2>&1; etcdctl user add root --new-user-password=rootpw >/dev/null;"
+		"etcdctl user grant-role root root >/dev/null;"
+		"etcdctl role add orchd >/dev/null;"
+		"etcdctl role grant-permission orchd --prefix=true readwrite orchd/au/ >/dev/null;"
+		"etcdctl user add orchd --new-user-password=Good-Pass >/dev/null;"
+		"etcdctl user grant-role orchd orchd >/dev/null;"
+		"etcdctl auth enable >/dev/null; echo ok");
 	ck_assert_msg(!strcmp(out, "ok\n"), "etcd auth setup: %s", out);
 	free(out);
 	f = fopen(pw, "w");
@@ -807,22 +585,22 @@ START_TEST(test_auth)
 	fputs("Good-Pass\n", f);
 	fclose(f);
 
-	rc = orchd(NULL, &err, "run", file, "--state-dir", tmp, "-q");
+	rc = orchd(NULL, &err, "run", file, "--state-dir", esim_tmp, "-q");
 	ck_assert_msg(rc == 0, "with the password: rc=%d: %s", rc, err);
 	free(err);
-	rc = orchd(&out, &err, "outputs", file, "--state-dir", tmp, "--json");
+	rc = orchd(&out, &err, "outputs", file, "--state-dir", esim_tmp, "--json");
 	ck_assert_msg(rc == 0 && strstr(out, "\"v\""), "outputs: %d %s %s", rc, out, err);
 	free(out);
 	free(err);
 
 	setenv("ORCHD_ETCD_PASSWORD", "wrong", 1);
-	rc = orchd(NULL, &err, "run", file, "--state-dir", tmp, "-q");
+	rc = orchd(NULL, &err, "run", file, "--state-dir", esim_tmp, "-q");
 	unsetenv("ORCHD_ETCD_PASSWORD");
 	ck_assert_msg(rc == 3, "wrong password: rc=%d: %s", rc, err);
-	ck_assert_msg(strstr(err, "authentication failed") && strstr(err, srv.url), "%s", err);
+	ck_assert_msg(strstr(err, "authentication failed") && strstr(err, esim_srv.url), "%s", err);
 	free(err);
 
-	rc = orchd(NULL, &err, "run", file2, "--state-dir", tmp, "-q");
+	rc = orchd(NULL, &err, "run", file2, "--state-dir", esim_tmp, "-q");
 	ck_assert_msg(rc == 3, "no auth: rc=%d: %s", rc, err);
 	ck_assert_msg(strstr(err, "core.engine.auth"), "no hint at auth: %s", err);
 	free(err);
@@ -843,48 +621,48 @@ START_TEST(test_tls)
 	long long t0;
 	int rc;
 
-	etcd_start(&srv, 1);
-	engine = xasprintf("%s/certs", tmp);
-	ck_assert_msg(symlink(srv.tls, engine) == 0, "symlink: %s", strerror(errno));
+	esim_etcd_start(&esim_srv, 1);
+	engine = xasprintf("%s/certs", esim_tmp);
+	ck_assert_msg(symlink(esim_srv.tls, engine) == 0, "symlink: %s", strerror(errno));
 	free(engine);
 	engine = xasprintf("{type: etcd, endpoints: [%s], tls: {ca: certs/ca.pem, cert: "
 			   "certs/client.pem, key: certs/client.key}}",
-			   srv.url);
+			   esim_srv.url);
 	file = write_pipeline("tl", engine,
 			      "  exec:\n"
 			      "    - name: a\n"
 			      "      command: [sh, -c, 'echo v=1 >> \"$ORCHD_OUTPUT\"']\n");
-	rc = orchd(NULL, &err, "run", file, "--state-dir", tmp, "-q");
+	rc = orchd(NULL, &err, "run", file, "--state-dir", esim_tmp, "-q");
 	ck_assert_msg(rc == 0, "with certificates: rc=%d: %s", rc, err);
 	free(err);
 	free(engine);
 	free(file);
 
 	/* no CA: the server's certificate is not trusted */
-	engine = xasprintf("{type: etcd, endpoints: [%s]}", srv.url);
+	engine = xasprintf("{type: etcd, endpoints: [%s]}", esim_srv.url);
 	file = write_pipeline("tl2", engine,
 			      "  exec:\n"
 			      "    - name: a\n"
 			      "      command: [\"true\"]\n");
 	t0 = (long long)time(NULL);
-	rc = orchd(NULL, &err, "run", file, "--state-dir", tmp, "-q");
+	rc = orchd(NULL, &err, "run", file, "--state-dir", esim_tmp, "-q");
 	ck_assert_msg(rc == 3, "no CA: rc=%d: %s", rc, err);
-	ck_assert_msg(strstr(err, srv.url) && strstr(err, "certificate"), "%s", err);
+	ck_assert_msg(strstr(err, esim_srv.url) && strstr(err, "certificate"), "%s", err);
 	ck_assert_msg((long long)time(NULL) - t0 < 20, "a certificate error was retried");
 	free(err);
 	free(engine);
 	free(file);
 
 	/* the CA, no client certificate: the server refuses */
-	engine = xasprintf("{type: etcd, endpoints: [%s], tls: {ca: certs/ca.pem}}", srv.url);
+	engine = xasprintf("{type: etcd, endpoints: [%s], tls: {ca: certs/ca.pem}}", esim_srv.url);
 	file = write_pipeline("tl3", engine,
 			      "  exec:\n"
 			      "    - name: a\n"
 			      "      command: [\"true\"]\n");
 	t0 = (long long)time(NULL);
-	rc = orchd(NULL, &err, "run", file, "--state-dir", tmp, "-q");
+	rc = orchd(NULL, &err, "run", file, "--state-dir", esim_tmp, "-q");
 	ck_assert_msg(rc == 3, "no client certificate: rc=%d: %s", rc, err);
-	ck_assert_msg(strstr(err, srv.url), "%s", err);
+	ck_assert_msg(strstr(err, esim_srv.url), "%s", err);
 	ck_assert_msg((long long)time(NULL) - t0 < 20, "a refused handshake was retried: %s", err);
 	free(err);
 	free(engine);
@@ -892,229 +670,9 @@ START_TEST(test_tls)
 }
 END_TEST
 
-/* ---- simulated hosts: network namespaces ---- */
-
-/*
- * Two "hosts", each a network namespace joined to this one by a veth pair
- * on a /30 of a private subnet of the test's own (10.231.X.0/24, X from the
- * pid); etcd listens on this side of both links.  Everything made here is
- * named after the pid and removed by hosts_teardown, processes by pid.
- */
-struct host {
-	char ns[32], veth[16], peer[16], addr[20], etcd_addr[20];
-	pid_t pid; /* an orchd running there */
-};
-
-static struct host hosts[2];
-static int subnet;
-static int guard_fd = -1;
-
-/*
- * A failed check ends the test's process at once (_exit: no teardown, no
- * atexit), so the hosts are also in the hands of a guard process: it is
- * told, over a pipe, each thing made here ("pid N", "ns NAME", "link
- * NAME"), and when the pipe closes (the test's process ended, however) it
- * kills those processes and deletes those namespaces and links.
- */
-static void guard_start(void)
-{
-	int p[2];
-	pid_t g;
-
-	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
-	g = fork();
-	ck_assert_int_ge(g, 0);
-	if (g == 0) {
-		char line[256];
-		FILE *in;
-
-		close(p[1]);
-		/* not this test's process group: outlive a kill of it */
-		setsid();
-		in = fdopen(p[0], "r");
-		if (!in)
-			_exit(1);
-		pid_t pids[16];
-		char *names[16];
-		int np = 0, nn = 0;
-
-		while (fgets(line, sizeof(line), in)) {
-			line[strcspn(line, "\n")] = '\0';
-			if (!strncmp(line, "pid ", 4) && np < 16) {
-				pids[np++] = (pid_t)atol(line + 4);
-			} else if (!strncmp(line, "unpid ", 6)) {
-				/* reaped: its number may be reused */
-				for (int i = 0; i < np; i++)
-					if (pids[i] == (pid_t)atol(line + 6))
-						pids[i] = 0;
-			} else if (nn < 16) {
-				names[nn++] = xstrdup(line);
-			}
-		}
-		for (int i = 0; i < np; i++)
-			if (pids[i] > 0)
-				kill(pids[i], SIGKILL);
-		for (int i = 0; i < nn; i++) {
-			pid_t c = fork();
-
-			if (c == 0) {
-				int devnull = open("/dev/null", O_WRONLY);
-
-				dup2(devnull, 1);
-				dup2(devnull, 2);
-				if (!strncmp(names[i], "ns ", 3))
-					execlp("ip", "ip", "netns", "del", names[i] + 3,
-					       (char *)NULL);
-				else
-					execlp("ip", "ip", "link", "del", names[i] + 5,
-					       (char *)NULL);
-				_exit(127);
-			}
-			if (c > 0)
-				waitpid(c, NULL, 0);
-		}
-		_exit(0);
-	}
-	close(p[0]);
-	guard_fd = p[1];
-}
-
-static void guard(const char *what, const char *name, long pid)
-{
-	char line[256];
-	int n = name ? snprintf(line, sizeof(line), "%s %s\n", what, name)
-		     : snprintf(line, sizeof(line), "%s %ld\n", what, pid);
-
-	ck_assert_int_eq(write(guard_fd, line, (size_t)n), n);
-}
-
-/* The hosts and their processes go (idempotent). */
-static void hosts_cleanup(void)
-{
-	for (int i = 0; i < 2; i++) {
-		struct host *h = &hosts[i];
-		char *out;
-
-		if (h->pid > 0) {
-			kill(h->pid, SIGKILL);
-			waitpid(h->pid, NULL, 0);
-			if (guard_fd >= 0)
-				guard("unpid", NULL, h->pid);
-		}
-		if (h->ns[0]) {
-			/* deleting the namespace deletes the veth pair */
-			out = sh("ip link del %s 2>/dev/null; ip netns del %s 2>/dev/null; true",
-				 h->veth, h->ns);
-			free(out);
-		}
-		memset(h, 0, sizeof(*h));
-	}
-}
-
-static void hosts_teardown(void)
-{
-	if (guard_fd >= 0 && srv.pid > 0)
-		guard("unpid", NULL, srv.pid);
-	hosts_cleanup();
-	teardown();
-	if (guard_fd >= 0)
-		close(guard_fd);
-	guard_fd = -1;
-}
-
-static void host_make(struct host *h, int i)
-{
-	int base = 4 * i;
-	char *out;
-
-	snprintf(h->ns, sizeof(h->ns), "orchdt-%ld-%c", (long)getpid(), 'a' + i);
-	snprintf(h->veth, sizeof(h->veth), "or%c%ld", 'a' + i, (long)getpid());
-	snprintf(h->peer, sizeof(h->peer), "on%c%ld", 'a' + i, (long)getpid());
-	snprintf(h->etcd_addr, sizeof(h->etcd_addr), "10.231.%d.%d", subnet, base + 1);
-	snprintf(h->addr, sizeof(h->addr), "10.231.%d.%d", subnet, base + 2);
-	out = sh("set -e; exec 2>&1; ip netns add %s; ip link add %s type veth peer name %s;"
-		 "ip link set %s netns %s; ip addr add %s/30 dev %s; ip link set %s up;"
-		 "ip -n %s addr add %s/30 dev %s; ip -n %s link set %s up;"
-		 "ip -n %s link set lo up; echo ok",
-		 h->ns, h->veth, h->peer, h->peer, h->ns, h->etcd_addr, h->veth, h->veth, h->ns,
-		 h->addr, h->peer, h->ns, h->peer, h->ns);
-	ck_assert_msg(!strcmp(out, "ok\n"), "cannot make host %s: %s", h->ns, out);
-	free(out);
-}
-
-static void hosts_setup(void)
-{
-	char *extra;
-
-	setup_bare();
-	if (geteuid() != 0)
-		return;
-	subnet = 1 + (int)(getpid() % 250);
-	/* what an earlier run that was killed left: namespaces of dead pids */
-	guard_start();
-	for (int i = 0; i < 2; i++) {
-		host_make(&hosts[i], i);
-		guard("ns", hosts[i].ns, 0);
-		guard("link", hosts[i].veth, 0);
-	}
-	/* etcd: loopback (for etcdctl here) and this side of each link */
-	srv.port = test_free_port();
-	do
-		srv.peer = test_free_port();
-	while (srv.peer == srv.port);
-	srv.dir = test_tmpdir();
-	srv.url = xasprintf("http://127.0.0.1:%d", srv.port);
-	extra = xasprintf("http://127.0.0.1:%d,http://%s:%d,http://%s:%d", srv.port,
-			  hosts[0].etcd_addr, srv.port, hosts[1].etcd_addr, srv.port);
-	srv.listen = extra;
-	etcd_spawn(&srv);
-	guard("pid", NULL, srv.pid);
-}
-
-/* orchd ARGS... on host h, stderr to h's log; its pid in h->pid. */
-static void host_orchd(struct host *h, const char *log, const char *const *args)
-{
-	char *bin = test_build_path("bin/orchd"), *eps;
-	char *av[24];
-	int n = 0;
-
-	eps = xasprintf("ORCHD_ETCD_ENDPOINTS=http://%s:%d", h->etcd_addr, srv.port);
-	av[n++] = S("ip");
-	av[n++] = S("netns");
-	av[n++] = S("exec");
-	av[n++] = h->ns;
-	av[n++] = S("env");
-	av[n++] = eps;
-	av[n++] = bin;
-	for (; *args && n < 22; args++)
-		av[n++] = S(*args);
-	av[n] = NULL;
-	h->pid = fork();
-	ck_assert_int_ge(h->pid, 0);
-	if (h->pid == 0) {
-		if (!freopen(log, "w", stderr) || !freopen("/dev/null", "w", stdout))
-			_exit(126);
-		execvp("ip", av);
-		_exit(127);
-	}
-	guard("pid", NULL, h->pid);
-	free(eps);
-	free(bin);
-}
-
-static int host_wait(struct host *h)
-{
-	int st;
-
-	ck_assert_int_eq(waitpid(h->pid, &st, 0), h->pid);
-	guard("unpid", NULL, h->pid);
-	h->pid = 0;
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
 static int lock_held(void)
 {
-	char *out = sh("etcdctl get hs/lock --keys-only | grep -c .");
+	char *out = esim_sh("etcdctl get hs/lock --keys-only | grep -c .");
 	int n = atoi(out);
 
 	free(out);
@@ -1137,7 +695,7 @@ START_TEST(test_hosts_contend_and_partition)
 		"      depends_on: [slow]\n"
 		"      command: [sh, -c, 'echo who=%s >> \"$ORCHD_OUTPUT\"']\n";
 	char *engine =
-		xasprintf("{type: etcd, endpoints: [%s], prefix: hs, lock_ttl: 2s}", srv.url);
+		xasprintf("{type: etcd, endpoints: [%s], prefix: hs, lock_ttl: 2s}", esim_srv.url);
 	char *files[2], *logs[2], *sts[2], *out;
 	const char *who[2] = {"a", "b"};
 	int i, rc;
@@ -1153,47 +711,47 @@ START_TEST(test_hosts_contend_and_partition)
 
 		/* one pipeline name, two hosts' copies of it */
 		files[i] = write_pipeline(name, engine, b);
-		fixed = sh("sed -i '1s/.*/hs:/' '%s' && echo ok", files[i]);
+		fixed = esim_sh("sed -i '1s/.*/hs:/' '%s' && echo ok", files[i]);
 		ck_assert_str_eq(fixed, "ok\n");
 		free(fixed);
-		logs[i] = xasprintf("%s/%s.log", tmp, name);
-		sts[i] = xasprintf("%s/state-%s", tmp, who[i]);
+		logs[i] = xasprintf("%s/%s.log", esim_tmp, name);
+		sts[i] = xasprintf("%s/state-%s", esim_tmp, who[i]);
 		free(b);
 		free(name);
 	}
 
-	host_orchd(&hosts[0], logs[0],
-		   (const char *const[]){"run", files[0], "--state-dir", sts[0], NULL});
+	esim_host_orchd(&esim_hosts[0], logs[0],
+			(const char *const[]){"run", files[0], "--state-dir", sts[0], NULL});
 	for (i = 0; i < 200 && !lock_held(); i++)
 		usleep(50000);
 	ck_assert_msg(i < 200, "host a never took the lock");
 
 	/* b, over its own link: the lock is a's */
-	host_orchd(&hosts[1], logs[1],
-		   (const char *const[]){"run", files[1], "--state-dir", sts[1],
-					 "--lock-timeout=500ms", NULL});
-	rc = host_wait(&hosts[1]);
+	esim_host_orchd(&esim_hosts[1], logs[1],
+			(const char *const[]){"run", files[1], "--state-dir", sts[1],
+					      "--lock-timeout=500ms", NULL});
+	rc = esim_host_wait(&esim_hosts[1]);
 	out = test_read_file(logs[1], NULL);
 	ck_assert_msg(rc == 3 && strstr(out, "hs/lock is locked by pid"), "b: %d %s", rc, out);
 	free(out);
 
 	/* a is cut off; b waits for the lock */
-	out = sh("ip link set %s down && echo ok", hosts[0].veth);
+	out = esim_sh("ip link set %s down && echo ok", esim_hosts[0].veth);
 	ck_assert_str_eq(out, "ok\n");
 	free(out);
-	host_orchd(&hosts[1], logs[1],
-		   (const char *const[]){"run", files[1], "--state-dir", sts[1],
-					 "--lock-timeout=60s", NULL});
-	rc = host_wait(&hosts[1]);
+	esim_host_orchd(&esim_hosts[1], logs[1],
+			(const char *const[]){"run", files[1], "--state-dir", sts[1],
+					      "--lock-timeout=60s", NULL});
+	rc = esim_host_wait(&esim_hosts[1]);
 	out = test_read_file(logs[1], NULL);
 	ck_assert_msg(rc == 0, "b after a's lease expired: %d %s", rc, out);
 	free(out);
 
 	/* a's link comes back: a has lost, and says so */
-	out = sh("ip link set %s up && echo ok", hosts[0].veth);
+	out = esim_sh("ip link set %s up && echo ok", esim_hosts[0].veth);
 	ck_assert_str_eq(out, "ok\n");
 	free(out);
-	rc = host_wait(&hosts[0]);
+	rc = esim_host_wait(&esim_hosts[0]);
 	out = test_read_file(logs[0], NULL);
 	ck_assert_msg(rc == 3 && strstr(out, "hs/lock") && strstr(out, "lost"), "a: %d %s", rc,
 		      out);
@@ -1203,7 +761,7 @@ START_TEST(test_hosts_contend_and_partition)
 	for (i = 0; i < 2; i++) {
 		const char *stack = i ? "hs/stacks/dev-exec-after" : "hs/stacks/dev-exec-slow";
 
-		out = sh("etcdctl get %s --print-value-only", stack);
+		out = esim_sh("etcdctl get %s --print-value-only", stack);
 		ck_assert_msg(strstr(out, "\"who\"") && strstr(out, "\"b\"") &&
 				      !strstr(out, "\"a\""),
 			      "%s: %s", stack, out);
@@ -1275,13 +833,13 @@ Suite *etcd_suite(void)
 	tcase_set_tags(tc, "tools");
 	tcase_set_tags(cli, "tools");
 	tcase_set_tags(tls, "tools");
-	tcase_add_checked_fixture(tls, setup_bare, teardown);
+	tcase_add_checked_fixture(tls, esim_setup_bare, esim_teardown);
 	tcase_set_timeout(tls, 120);
 	tcase_set_tags(hs, "tools");
-	tcase_add_checked_fixture(hs, hosts_setup, hosts_teardown);
+	tcase_add_checked_fixture(hs, esim_hosts_setup, esim_hosts_teardown);
 	tcase_set_timeout(hs, 180);
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_add_checked_fixture(cli, setup, teardown);
+	tcase_add_checked_fixture(tc, esim_setup, esim_teardown);
+	tcase_add_checked_fixture(cli, esim_setup, esim_teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_set_timeout(cli, 300);
 	tcase_add_test(tc, test_roundtrip_small_and_chunked);

@@ -109,61 +109,6 @@ static void add_key(json_object *o, const char *member, const char *key)
 	orchd_etcd_add_bytes(o, member, key, strlen(key));
 }
 
-static json_object *op_put(const char *key, const char *data, size_t len, int64_t lease)
-{
-	json_object *o = json_object_new_object(), *r = json_object_new_object();
-
-	add_key(r, "key", key);
-	orchd_etcd_add_bytes(r, "value", data, len);
-	if (lease)
-		orchd_etcd_add_int(r, "lease", lease);
-	json_object_object_add(o, "request_put", r);
-	return o;
-}
-
-/* Delete key, or [key, end) when end is given. */
-static json_object *op_del(const char *key, const char *end)
-{
-	json_object *o = json_object_new_object(), *r = json_object_new_object();
-
-	add_key(r, "key", key);
-	if (end)
-		add_key(r, "range_end", end);
-	json_object_object_add(o, "request_delete_range", r);
-	return o;
-}
-
-/* Delete every key under prefix. */
-static json_object *op_del_prefix(const char *prefix)
-{
-	char *end = orchd_etcd_prefix_end(prefix);
-	json_object *o = op_del(prefix, end);
-
-	free(end);
-	return o;
-}
-
-static json_object *op_range(const char *key)
-{
-	json_object *o = json_object_new_object(), *r = json_object_new_object();
-
-	add_key(r, "key", key);
-	json_object_object_add(o, "request_range", r);
-	return o;
-}
-
-/* "key's create revision is rev" (0: the key does not exist). */
-static json_object *cmp_create(const char *key, int64_t rev)
-{
-	json_object *o = json_object_new_object();
-
-	add_key(o, "key", key);
-	orchd_json_add_str(o, "target", "CREATE");
-	orchd_json_add_str(o, "result", "EQUAL");
-	orchd_etcd_add_int(o, "create_revision", rev);
-	return o;
-}
-
 /* Range one key: 0 and *kv (a new reference, NULL when missing), *rev the
  * store's revision; -1. */
 static int get_kv(struct eng *g, const char *key, int64_t at, json_object **kv, int64_t *rev,
@@ -233,7 +178,7 @@ static int txn(struct eng *g, json_object *cmps, json_object *ops, json_object *
 			json_object_put(req);
 			return lost_err(g, err, errlen);
 		}
-		json_object_array_add(cmps, cmp_create(g->lock_key, g->fence));
+		json_object_array_add(cmps, orchd_etcd_cmp_create(g->lock_key, g->fence));
 	}
 	json_object_object_add(req, "compare", cmps);
 	json_object_object_add(req, "success", ops);
@@ -292,8 +237,8 @@ static int crypto_store(void *ctx, const char *buf, size_t len, char *err, size_
 	struct eng *g = ctx;
 	json_object *cmps = json_object_new_array(), *ops = json_object_new_array();
 
-	json_object_array_add(cmps, cmp_create(g->crypto_key, 0));
-	json_object_array_add(ops, op_put(g->crypto_key, buf, len, 0));
+	json_object_array_add(cmps, orchd_etcd_cmp_create(g->crypto_key, 0));
+	json_object_array_add(ops, orchd_etcd_op_put(g->crypto_key, buf, len, 0));
 	return txn(g, cmps, ops, NULL, err, errlen);
 }
 
@@ -539,7 +484,7 @@ static int put_chunks(struct eng *g, const struct pend *p, char **manifest, char
 		char *key = xasprintf("%s%s/%06zu", base, gen, i);
 		json_object *ops = json_object_new_array();
 
-		json_object_array_add(ops, op_put(key, p->data + off, len, 0));
+		json_object_array_add(ops, orchd_etcd_op_put(key, p->data + off, len, 0));
 		free(key);
 		if (txn(g, NULL, ops, NULL, err, errlen)) {
 			free(base);
@@ -625,7 +570,7 @@ static int sync_pending(struct eng *g, int all, char *err, size_t errlen)
 		}
 		if (!ops)
 			ops = json_object_new_array();
-		json_object_array_add(ops, op_put(key, data, len, 0));
+		json_object_array_add(ops, orchd_etcd_op_put(key, data, len, 0));
 		if (man) {
 			/* every generation but this one */
 			json_object *m = orchd_json_parse_all(man, strlen(man), &(const char *){0});
@@ -633,14 +578,14 @@ static int sync_pending(struct eng *g, int all, char *err, size_t errlen)
 			char *gen_end = orchd_etcd_prefix_end(gen), *all_end;
 
 			all_end = orchd_etcd_prefix_end(base);
-			json_object_array_add(ops, op_del(base, gen));
-			json_object_array_add(ops, op_del(gen_end, all_end));
+			json_object_array_add(ops, orchd_etcd_op_del(base, gen));
+			json_object_array_add(ops, orchd_etcd_op_del(gen_end, all_end));
 			free(all_end);
 			free(gen_end);
 			free(gen);
 			json_object_put(m);
 		} else {
-			json_object_array_add(ops, op_del_prefix(base));
+			json_object_array_add(ops, orchd_etcd_op_del_prefix(base));
 		}
 		nops += 3;
 		bytes += len;
@@ -688,7 +633,7 @@ static json_object *op_hist(struct eng *g, const char *stack, const struct orchd
 								  JSON_C_TO_STRING_NOSLASHESCAPE);
 	char *key = hist_key(g, stack, h);
 
-	op = op_put(key, s, strlen(s), 0);
+	op = orchd_etcd_op_put(key, s, strlen(s), 0);
 	free(key);
 	json_object_put(o);
 	return op;
@@ -731,8 +676,8 @@ static int etcd_remove(struct orchd_engine *e, const char *stack,
 	json_object_put(kv);
 	base = k_chunks(g, stack);
 	ops = json_object_new_array();
-	json_object_array_add(ops, op_del(key, NULL));
-	json_object_array_add(ops, op_del_prefix(base));
+	json_object_array_add(ops, orchd_etcd_op_del(key, NULL));
+	json_object_array_add(ops, orchd_etcd_op_del_prefix(base));
 	if (h)
 		json_object_array_add(ops, op_hist(g, stack, h));
 	r = txn(g, NULL, ops, NULL, err, errlen);
@@ -1011,14 +956,15 @@ static int etcd_lock(struct orchd_engine *e, const struct orchd_lock_request *re
 		ops = json_object_new_array();
 		tr = json_object_new_object();
 
-		json_object_array_add(cmps, cmp_create(g->lock_key, 0));
-		json_object_array_add(ops, op_put(g->lock_key, value, strlen(value), lease));
+		json_object_array_add(cmps, orchd_etcd_cmp_create(g->lock_key, 0));
+		json_object_array_add(ops,
+				      orchd_etcd_op_put(g->lock_key, value, strlen(value), lease));
 		json_object_object_add(tr, "compare", cmps);
 		json_object_object_add(tr, "success", ops);
 		{
 			json_object *fail = json_object_new_array();
 
-			json_object_array_add(fail, op_range(g->lock_key));
+			json_object_array_add(fail, orchd_etcd_op_range(g->lock_key));
 			json_object_object_add(tr, "failure", fail);
 		}
 		r = orchd_etcd_call(g->c, "kv/txn", tr, &resp, err, errlen);
@@ -1123,7 +1069,7 @@ static int etcd_unlock(struct orchd_engine *e, char *err, size_t errlen)
 		json_object *ops = json_object_new_array();
 		char e2[512] = "";
 
-		json_object_array_add(ops, op_del(g->lock_key, NULL));
+		json_object_array_add(ops, orchd_etcd_op_del(g->lock_key, NULL));
 		if (txn(g, NULL, ops, NULL, ret ? e2 : err, ret ? sizeof(e2) : errlen) < 0 && !ret)
 			ret = -1;
 	} else if (!ret) {
@@ -1175,6 +1121,47 @@ static const struct orchd_engine_ops etcd_ops = {
 	.close = etcd_close,
 	.max_concurrent = 8,
 };
+
+int orchd_etcd_engine_view(struct orchd_engine *e, struct orchd_etcd_view *v)
+{
+	struct eng *g;
+
+	memset(v, 0, sizeof(*v));
+	if (!e || e->ops != &etcd_ops)
+		return -1;
+	g = E(e);
+	v->c = g->c;
+	v->prefix = g->prefix;
+	v->lock_key = g->lock_key;
+	v->fence = g->locked ? g->fence : 0;
+	v->has_pass = g->seal.pass != NULL;
+	return 0;
+}
+
+json_object *orchd_etcd_engine_seal(struct orchd_engine *e, const char *stack, const char *what,
+				    json_object *value, char *err, size_t errlen)
+{
+	struct eng *g = E(e);
+	json_object *o;
+
+	pthread_mutex_lock(&g->mu);
+	o = orchd_sealer_seal(&g->seal, stack, what, value, err, errlen);
+	pthread_mutex_unlock(&g->mu);
+	return o;
+}
+
+int orchd_etcd_engine_unseal(struct orchd_engine *e, const char *stack, const char *what,
+			     json_object *enc, const char *where, json_object **value, char *err,
+			     size_t errlen)
+{
+	struct eng *g = E(e);
+	int r;
+
+	pthread_mutex_lock(&g->mu);
+	r = orchd_sealer_open(&g->seal, stack, what, enc, where, value, err, errlen);
+	pthread_mutex_unlock(&g->mu);
+	return r;
+}
 
 /* The password of auth.user: ORCHD_ETCD_PASSWORD, else the file's first
  * line. */

@@ -260,6 +260,20 @@ static int unseal(struct orchd_sealer *l, const char *stack, const char *what, c
 	return 0;
 }
 
+json_object *orchd_sealer_seal(struct orchd_sealer *l, const char *stack, const char *what,
+			       json_object *value, char *err, size_t errlen)
+{
+	if (orchd_sealer_key(l, 1, err, errlen))
+		return NULL;
+	return seal(l, stack, what, NULL, value, err, errlen);
+}
+
+int orchd_sealer_open(struct orchd_sealer *l, const char *stack, const char *what, json_object *enc,
+		      const char *where, json_object **value, char *err, size_t errlen)
+{
+	return unseal(l, stack, what, NULL, enc, where, value, err, errlen);
+}
+
 /* --- records -------------------------------------------------------------- */
 
 /* Check the shape of rec->outputs and whether secrets need a passphrase:

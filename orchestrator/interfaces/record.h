@@ -59,6 +59,15 @@ void orchd_sealer_release(struct orchd_sealer *s);
  * it when missing).  Needs a passphrase. */
 int orchd_sealer_key(struct orchd_sealer *s, int create, char *err, size_t errlen);
 
+/* Seal value (any JSON) as {"secret": true, "enc", "nonce", "ct"} bound to
+ * (stack, what), making the crypto document if there is none; NULL on
+ * error.  Open one: 0 and *value (a new reference, NULL for JSON null).
+ * For other documents than records (the work queue's jobs and results). */
+json_object *orchd_sealer_seal(struct orchd_sealer *s, const char *stack, const char *what,
+			       json_object *value, char *err, size_t errlen);
+int orchd_sealer_open(struct orchd_sealer *s, const char *stack, const char *what, json_object *enc,
+		      const char *where, json_object **value, char *err, size_t errlen);
+
 /* Parse a whole buffer as one JSON value (trailing whitespace allowed);
  * NULL with *why on failure. */
 json_object *orchd_json_parse_all(const char *buf, size_t len, const char **why);
