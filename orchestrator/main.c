@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/agent.h"
 #include "core/bootstrap.h"
 #include "core/affected.h"
 #include "core/doctor.h"
@@ -419,6 +420,7 @@ enum {
 	OPT_SYNTAX_ONLY,
 	OPT_EXPLAIN,
 	OPT_SINCE,
+	OPT_WORKERS,
 	OPT_FORMAT,
 	OPT_CONFIG,
 	OPT_JUNIT_EXT,
@@ -570,6 +572,9 @@ static int run_opt(int opt, const char *arg, void *ctx)
 	case OPT_SINCE:
 		r->since = arg;
 		return 0;
+	case OPT_WORKERS:
+		r->o.workers = 1;
+		return 0;
 	case OPT_FORMAT:
 		if (strcmp(arg, "text") && strcmp(arg, "json"))
 			return usage_error(NULL, "--format: expected text or json, got '%s'", arg)
@@ -614,6 +619,7 @@ static const struct option run_options[] = {
 	{"verbose", no_argument, NULL, 'v'},
 	{"detailed-exitcode", no_argument, NULL, OPT_DETAILED},
 	{"since", required_argument, NULL, OPT_SINCE},
+	{"workers", no_argument, NULL, OPT_WORKERS},
 	{NULL, 0, NULL, 0},
 };
 
@@ -624,6 +630,8 @@ static const struct option run_options[] = {
 	"                           (default: fail fast, start nothing new)\n"              \
 	"  -t, --target ID          only this instance, TYPE.NAME or NAME (repeatable)\n"   \
 	"  -x, --exclude ID         leave this instance out (repeatable)\n"                 \
+	"      --workers            run the steps on `orchd worker`s (core.execution.\n"    \
+	"                           workers; needs the etcd engine); validate runs here\n"  \
 	"      --since REF          only the instances a change since the git revision\n"   \
 	"                           REF affects (see orchd affected)\n"                     \
 	"      --state-dir DIR      state directory (default: core.state_dir, else\n"       \
@@ -1222,6 +1230,161 @@ static int cmd_doctor(struct cli *cli, int argc, char **argv)
 	return code;
 }
 
+struct worker_ctx {
+	struct orchd_agent_opts a;
+	char **eps;
+	json_object *labels;
+};
+
+static int worker_opt(int opt, const char *arg, void *ctx)
+{
+	struct worker_ctx *w = ctx;
+	char *end, *copy, *save = NULL;
+	int64_t ms;
+	long n;
+
+	switch (opt) {
+	case 'E':
+		copy = xstrdup(arg);
+		for (char *t = strtok_r(copy, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
+			w->eps = xrealloc(w->eps, (w->a.etcd.nendpoints + 1) * sizeof(*w->eps));
+			w->eps[w->a.etcd.nendpoints++] = xstrdup(t);
+		}
+		free(copy);
+		return 0;
+	case 'P':
+		w->a.etcd.prefix = (char *)(uintptr_t)arg;
+		return 0;
+	case 'C':
+		w->a.etcd.ca_file = (char *)(uintptr_t)arg;
+		return 0;
+	case 'R':
+		w->a.etcd.cert_file = (char *)(uintptr_t)arg;
+		return 0;
+	case 'K':
+		w->a.etcd.key_file = (char *)(uintptr_t)arg;
+		return 0;
+	case 'U':
+		w->a.etcd.user = (char *)(uintptr_t)arg;
+		return 0;
+	case 'W':
+		w->a.etcd.password_file = (char *)(uintptr_t)arg;
+		return 0;
+	case 'N':
+		w->a.name = arg;
+		return 0;
+	case 'D':
+		w->a.work_dir = arg;
+		return 0;
+	case 'v':
+		w->a.verbose = 1;
+		return 0;
+	case 'j':
+		n = strtol(arg, &end, 10);
+		if (*end || n < 1 || n > 4096)
+			return usage_error(NULL, "--parallelism: expected 1..4096, got '%s'", arg)
+				       ? -1
+				       : -1;
+		w->a.slots = (size_t)n;
+		return 0;
+	case 'T':
+		if (orchd_parse_duration(arg, &ms) < 0 || ms < 2000 || ms > 600000)
+			return usage_error(NULL, "--lease-ttl: expected 2s..10m, got '%s'", arg)
+				       ? -1
+				       : -1;
+		w->a.ttl_ms = (long)ms;
+		return 0;
+	case 'L':
+		copy = xstrdup(arg);
+		for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+			char *eq = strchr(t, '=');
+
+			if (eq)
+				*eq = '\0';
+			if (!eq || !orchd_label_ok(t, strlen(t)) ||
+			    !orchd_label_ok(eq + 1, strlen(eq + 1))) {
+				if (eq)
+					*eq = '=';
+				usage_error(
+					NULL,
+					"--labels: '%s' is not KEY=VALUE, each " ORCHD_LABEL_RULE,
+					t);
+				free(copy);
+				return -1;
+			}
+			json_object_object_add(w->labels, t, json_object_new_string(eq + 1));
+		}
+		free(copy);
+		return 0;
+	}
+	return -1;
+}
+
+static int cmd_worker(struct cli *cli, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"endpoints", required_argument, NULL, 'E'},
+		{"prefix", required_argument, NULL, 'P'},
+		{"cacert", required_argument, NULL, 'C'},
+		{"cert", required_argument, NULL, 'R'},
+		{"key", required_argument, NULL, 'K'},
+		{"user", required_argument, NULL, 'U'},
+		{"password-file", required_argument, NULL, 'W'},
+		{"labels", required_argument, NULL, 'L'},
+		{"name", required_argument, NULL, 'N'},
+		{"parallelism", required_argument, NULL, 'j'},
+		{"lease-ttl", required_argument, NULL, 'T'},
+		{"work-dir", required_argument, NULL, 'D'},
+		{"verbose", no_argument, NULL, 'v'},
+		{NULL, 0, NULL, 0},
+	};
+	const struct command *c = find_command("worker");
+	struct orchd_registry reg = ORCHD_REGISTRY_INIT;
+	struct op_buf err = OP_BUF_INIT;
+	struct worker_ctx w;
+	const char *env = getenv("ORCHD_ETCD_ENDPOINTS");
+	int code = 0, first;
+
+	memset(&w, 0, sizeof(w));
+	w.labels = json_object_new_object();
+	w.a.etcd.type = ORCHD_ENGINE_ETCD;
+	w.a.ttl_ms = 10000;
+	w.a.slots = (size_t)orchd_ncpus();
+	if ((first = parse_opts(cli, c, argc, argv, opts, worker_opt, &w, &code)) < 0)
+		goto out;
+	code = ORCHD_EXIT_USAGE;
+	if (first < argc) {
+		usage_error(c->name, "unexpected argument '%s'", argv[first]);
+		goto out;
+	}
+	if (!w.a.etcd.nendpoints && !(env && *env)) {
+		usage_error(c->name, "no etcd: give --endpoints URL[,URL...] or set "
+				     "ORCHD_ETCD_ENDPOINTS");
+		goto out;
+	}
+	if (!w.a.etcd.prefix) {
+		usage_error(c->name,
+			    "give --prefix: the pipeline's core.engine.prefix (by "
+			    "default orchd/PIPELINE/, PIPELINE being the pipeline's name, its "
+			    "top-level key)");
+		goto out;
+	}
+	w.a.etcd.endpoints = w.eps;
+	w.a.labels = w.labels;
+	if (orchd_loader_discover(&reg, cli->ext_dirs, cli->next_dirs, 0, &err) < 0)
+		warning("%s", orchd_buf_str(&err));
+	op_buf_release(&err);
+	w.a.reg = &reg;
+	code = orchd_agent_run(&w.a);
+	orchd_loader_release(&reg);
+out:
+	for (size_t i = 0; i < w.a.etcd.nendpoints; i++)
+		free(w.eps[i]);
+	free(w.eps);
+	json_object_put(w.labels);
+	return code;
+}
+
 struct report_opts {
 	struct orchd_report_paths out;
 };
@@ -1469,6 +1632,32 @@ static const struct command commands[] = {
 	 "                           daemon, fork bomb, memory, the network...) and each\n"
 	 "                           is shown contained or EXPOSED.  Exit 1 when one is\n"
 	 "                           exposed.\n"},
+	{"worker", cmd_worker, "worker --endpoints URLS --prefix P [OPTIONS]",
+	 "Run the steps that `orchd run --workers` publishes for one pipeline, until\n"
+	 "SIGTERM or SIGINT (README, \"Running on many machines\").  The worker\n"
+	 "registers under a lease, takes the jobs whose execution.runs_on its labels\n"
+	 "meet, runs each with the extensions of this host (--extensions-dir, the\n"
+	 "usual search path) in the usual sandbox, and sends back the lines and the\n"
+	 "result.  With a passphrase in the pipeline, it needs the same\n"
+	 "ORCHD_PASSPHRASE or ORCHD_PASSPHRASE_FILE.  On SIGTERM it takes nothing\n"
+	 "more, stops what runs (another worker takes it over) and exits 0.\n\n"
+	 "Options:\n"
+	 "      --endpoints URLS     etcd client URLs, comma-separated (or\n"
+	 "                           ORCHD_ETCD_ENDPOINTS)\n"
+	 "      --prefix P           the pipeline's key prefix (core.engine.prefix; by\n"
+	 "                           default orchd/PIPELINE/)\n"
+	 "      --cacert F, --cert F, --key F   TLS, as core.engine.tls\n"
+	 "      --user U             etcd user; password from ORCHD_ETCD_PASSWORD or\n"
+	 "      --password-file F\n"
+	 "      --labels K=V[,K=V]   what this worker offers (repeatable)\n"
+	 "      --name NAME          its name (default HOST-PID); unique among the\n"
+	 "                           workers of the pipeline\n"
+	 "  -j, --parallelism N      steps at once (default: the number of CPUs)\n"
+	 "      --lease-ttl DUR      its lease (default 10s): a worker silent this long\n"
+	 "                           is taken for dead and its steps run elsewhere\n"
+	 "      --work-dir DIR       parent of the steps' workdirs (default\n"
+	 "                           $TMPDIR/orchd-worker-NAME)\n"
+	 "  -v, --verbose            print each claim, result and extension line\n"},
 	{"version", cmd_version, "version", "Print the version of orchd.\n"},
 	{"help", cmd_help, "help [COMMAND]", "Show help for orchd or for COMMAND.\n"},
 };

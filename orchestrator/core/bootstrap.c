@@ -696,9 +696,59 @@ static json_object *unescaped(const struct ynode *n)
 }
 
 static const char *const exec_keys[] = {"max_attempts",	 "timeout", "grace",
-					"retry_backoff", "limits",  "handshake_timeout"};
+					"retry_backoff", "limits",  "handshake_timeout",
+					"runs_on"};
 static const char *const limit_keys[] = {"memory", "pids", "cpu_time", "open_files",
 					 "output_bytes"};
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* execution.runs_on: {LABEL: VALUE}, kept as "k=v,k=v" sorted by key. */
+static void build_runs_on(struct build *b, const struct ynode *n, struct orchd_exec *e)
+{
+	char *pairs[64];
+	size_t np = 0, len = 0;
+	int bad = 0;
+
+	if (expect_kind(b, n, Y_MAP))
+		return;
+	if (n->n > ARRAY_SIZE(pairs)) {
+		berr(b, n, "at most %zu labels", ARRAY_SIZE(pairs));
+		return;
+	}
+	for (size_t j = 0; j < n->n; j++) {
+		const struct ynode *k = n->pairs[j].key, *v = n->pairs[j].val;
+
+		if (!orchd_label_ok(k->s, strlen(k->s))) {
+			berr(b, k, "label '%.64s' is not valid: " ORCHD_LABEL_RULE, k->s);
+			bad = 1;
+		} else if (v->kind != Y_SCALAR || !orchd_label_ok(v->s, v->len)) {
+			berr(b, v, "the value of label '%s' must be " ORCHD_LABEL_RULE, k->s);
+			bad = 1;
+		} else {
+			pairs[np] = xasprintf("%s=%s", k->s, v->s);
+			len += strlen(pairs[np++]) + 1;
+		}
+	}
+	if (!bad && len >= sizeof(e->runs_on))
+		berr(b, n, "runs_on is too long (at most %zu characters in all)",
+		     sizeof(e->runs_on) - 1);
+	else if (!bad) {
+		qsort(pairs, np, sizeof(*pairs), cmp_str);
+		e->runs_on[0] = '\0';
+		for (size_t j = 0; j < np; j++) {
+			if (j)
+				strcat(e->runs_on, ",");
+			strcat(e->runs_on, pairs[j]);
+		}
+		e->set |= ORCHD_EXEC_RUNS_ON;
+	}
+	for (size_t j = 0; j < np; j++)
+		free(pairs[j]);
+}
 
 /* execution.limits */
 static void build_limits(struct build *b, const struct ynode *n, struct orchd_exec *e)
@@ -919,6 +969,9 @@ static void build_exec(struct build *b, const struct ynode *n, struct orchd_exec
 			if (!get_duration(b, val, &e->handshake_ms))
 				e->set |= ORCHD_EXEC_HANDSHAKE;
 			break;
+		case 6:
+			build_runs_on(b, val, e);
+			break;
 		default:
 			path_pop(b, mark);
 			unknown_key(b, k, exec_keys, ARRAY_SIZE(exec_keys));
@@ -1094,9 +1147,10 @@ static void build_engine(struct build *b, const struct ynode *n, struct orchd_en
 /* The last five are core/compose's, removed before the model is built:
  * here for the suggestions of a misspelt key. */
 static const char *const core_keys[] = {
-	"stack",	"parallelism", "state_dir", "engine",	 "execution_defaults",
-	"env",		"defaults",    "isolation", "imports",	 "templates",
-	"environments", "vars",	       "env_allow", "extensions"};
+	"stack",	"parallelism", "state_dir", "engine",	  "execution_defaults",
+	"env",		"defaults",    "isolation", "imports",	  "templates",
+	"environments", "vars",	       "env_allow", "extensions", "execution"};
+static const char *const core_exec_keys[] = {"workers"};
 
 static const char *const ext_req_keys[] = {"source", "version", "ref", "path", "sha256"};
 
@@ -1245,6 +1299,21 @@ static void build_core(struct build *b, const struct ynode *n)
 			break;
 		case 13:
 			build_ext_reqs(b, val, c);
+			break;
+		case 14:
+			if (expect_kind(b, val, Y_MAP))
+				break;
+			for (j = 0; j < val->n; j++) {
+				const struct ynode *k2 = val->pairs[j].key, *v2 = val->pairs[j].val;
+
+				m2 = path_key(b, k2->s);
+				if (key_index(k2->s, core_exec_keys, ARRAY_SIZE(core_exec_keys)))
+					unknown_key(b, k2, core_exec_keys,
+						    ARRAY_SIZE(core_exec_keys));
+				else
+					get_bool(b, v2, &c->workers);
+				path_pop(b, m2);
+			}
 			break;
 		default:
 			path_pop(b, mark);

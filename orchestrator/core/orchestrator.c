@@ -19,6 +19,7 @@
 #include "core/report.h"
 #include "core/scheduler.h"
 #include "core/state.h"
+#include "handlers/remote.h"
 #include "handlers/sandbox.h"
 #include "crypto.h"
 #include "interfaces/engine.h"
@@ -31,6 +32,7 @@ struct command {
 	const char **ids;
 	struct orchd_graph g;
 	unsigned char *selected;
+	int usage; /* a usage error found late (exit 2) */
 	char *state_dir, *run_id, *run_dir, *work_dir, *pipeline_dir;
 	struct orchd_engine *eng;
 	int locked;
@@ -253,6 +255,16 @@ static void clean_dead_runs(struct command *c)
 	free(runs);
 }
 
+static void say_adopted(void *arg, const char *stack, const char *text)
+{
+	struct command *c = arg;
+
+	if (stack)
+		orchd_console_logf(c->con, NULL, ORCHD_LOG_WARNING, "stack %s: %s", stack, text);
+	else
+		orchd_console_logf(c->con, NULL, ORCHD_LOG_WARNING, "%s", text);
+}
+
 /* load: the scheduler over the selection, with every stored record. */
 static int load_records(struct command *c, const struct orchd_pipeline *p,
 			const struct orchd_registry *reg, const struct orchd_run_opts *o)
@@ -286,6 +298,13 @@ static int load_records(struct command *c, const struct orchd_pipeline *p,
 	so.keep_going = o->keep_going;
 	so.keep_workdir = o->keep_workdir;
 	so.hide = (const char *const *)(void *)c->hide;
+	so.workers = (o->workers || p->core.workers) && o->verb != ORCHD_VERB_VALIDATE;
+	if (so.workers && p->core.engine.type != ORCHD_ENGINE_ETCD) {
+		c->usage = 1;
+		return error("%s: running on workers (%s) needs core.engine.type etcd: the "
+			     "workers reach the run through it",
+			     p->file, o->workers ? "--workers" : "core.execution.workers");
+	}
 	c->sched = orchd_sched_new(&so, c->selected);
 	if (!c->sched)
 		return -1;
@@ -366,8 +385,15 @@ int orchd_orchestrate(struct orchd_pipeline *p, const struct orchd_registry *reg
 	rc = ORCHD_EXIT_SYSTEM;
 	if (lock_state(&c, p, o) < 0)
 		goto out;
+	/* what the workers of a coordinator that died handed back */
+	if (o->verb == ORCHD_VERB_RUN || o->verb == ORCHD_VERB_DESTROY) {
+		if (orchd_remote_adopt(c.eng, c.run_id, say_adopted, &c, err, sizeof(err)) < 0) {
+			error("%s", err);
+			goto out;
+		}
+	}
 	if (load_records(&c, p, reg, o) < 0) {
-		if (!c.sched)
+		if (!c.sched || c.usage)
 			rc = ORCHD_EXIT_USAGE; /* an extension is missing */
 		goto out;
 	}

@@ -64,6 +64,7 @@ struct orchd_run_opts {
 	/* --report, --junit, --trace, --metrics, --report-html (NULL: none) */
 	struct orchd_report_paths reports;
 	int log_json; /* --log-format json */
+	int workers;  /* --workers: the steps run on `orchd worker`s */
 	enum orchd_output_mode output;
 	int quiet, verbose;
 	int argc; /* the command line, recorded with the lock */

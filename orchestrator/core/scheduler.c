@@ -17,8 +17,13 @@
 #include "core/bootstrap.h"
 #include "core/refs.h"
 #include "core/worker.h"
+#include "handlers/remote.h"
 #include "handlers/supervisor.h"
 #include "util.h"
+
+/* A step whose worker lost its lease runs again at most this many times
+ * beyond execution.max_attempts (each counts as an attempt). */
+#define ORCHD_SCHED_MAX_WORKER_LOSSES 3
 
 /* At most this many record writers, whatever the engine takes. */
 #define ORCHD_SCHED_MAX_WRITERS 8
@@ -122,6 +127,7 @@ struct node {
 	int warned_argv;		    /* the secret-on-a-command-line warning */
 	int inputs_unknown;		    /* plan: a reference is known after apply */
 	int attempts;
+	int worker_losses; /* attempts ended by a worker's lost lease */
 	long long next_at; /* WAITING: when to try again */
 	size_t deps_left;  /* selected neighbours not done (action phase) */
 	char reason[640];
@@ -180,6 +186,8 @@ struct orchd_sched {
 	size_t running, storing, limit;
 	int stop; /* fail-fast: start nothing new */
 	int sup_interrupted;
+	struct orchd_remote *remote; /* --workers: the work queue */
+	int remote_cancelled;	     /* the work queue was told to stop */
 	int state_error;
 	int config_error;
 	int system_error; /* a step could not be started */
@@ -882,7 +890,27 @@ static void start_step(struct orchd_sched *s, struct node *nd, enum op_action ac
 	spec.adopt = s->o.sessions;
 	spec.park = s->o.sessions && action == OP_ACTION_VALIDATE &&
 		    (!nd->in->sources || !json_object_array_length(nd->in->sources));
-	if (orchd_supervisor_start(s->sup, &spec) < 0) {
+	if (s->remote && action != OP_ACTION_VALIDATE) {
+		/* on a worker: the config, state and environment go with the
+		 * job; a session cannot span two hosts */
+		orchd_supervisor_end_session(s->sup, nd->in->id);
+		struct orchd_remote_job rj;
+		char hex[ORCHD_SHA256_HEXSZ];
+
+		orchd_json_hash(nd->cfg.config, hex);
+		rj.type = nd->in->type;
+		rj.runs_on = nd->in->exec.runs_on;
+		rj.config_hash = hex;
+		rj.inputs_hash = nd->cfg.inputs_hash;
+		rj.secret_input = nd->cfg.secret_input;
+		if (orchd_supervisor_interrupted(s->sup) ||
+		    orchd_remote_start(s->remote, &spec, &rj) < 0) {
+			nd->cause = CAUSE_INTERRUPTED;
+			snprintf(nd->reason, sizeof(nd->reason), "run interrupted");
+			nd->stored_event = EV_STORED_CANCEL;
+			fire(s, nd, EV_CANCELLED);
+		}
+	} else if (orchd_supervisor_start(s->sup, &spec) < 0) {
 		/* only when interrupted: it never ran */
 		nd->cause = CAUSE_INTERRUPTED;
 		snprintf(nd->reason, sizeof(nd->reason), "run interrupted");
@@ -1060,7 +1088,8 @@ static void on_done(void *cb_data, void *ctx, const char *id, const struct orchd
 	(void)id;
 	if (res->changed >= 0)
 		nd->changed = res->changed;
-	if (res->status == ORCHD_STEP_SPAWN_ERROR || res->status == ORCHD_STEP_INCOMPATIBLE)
+	if ((res->status == ORCHD_STEP_SPAWN_ERROR || res->status == ORCHD_STEP_INCOMPATIBLE) &&
+	    !res->worker_lost)
 		s->system_error = 1;
 	/* the optional actions (PROTOCOL.md §7): one an extension does not
 	 * have is done by doing nothing */
@@ -1082,6 +1111,9 @@ static void on_done(void *cb_data, void *ctx, const char *id, const struct orchd
 				 "stack is removed");
 		}
 	}
+	if (res->worker && !res->worker_lost)
+		node_log(s, nd, ORCHD_LOG_INFO, "%s ran on worker %s",
+			 op_action_name(nd->step_action), res->worker);
 	nd->wall_ms += res->wall_ms;
 	nd->setup_ms = res->setup_ms;
 	nd->cpu_ms += res->cpu_user_ms + res->cpu_sys_ms;
@@ -1138,6 +1170,15 @@ static void on_done(void *cb_data, void *ctx, const char *id, const struct orchd
 		nd->stored_event = EV_STORED_OK;
 		nd->job = record_job(s, nd, res, NODE_DONE);
 		fire(s, nd, EV_SUCCEEDED);
+	} else if (res->worker_lost && nd->worker_losses < ORCHD_SCHED_MAX_WORKER_LOSSES &&
+		   !orchd_supervisor_interrupted(s->sup) && !s->remote_cancelled) {
+		/* its worker died or was cut off: another one takes it now */
+		nd->worker_losses++;
+		snprintf(nd->reason, sizeof(nd->reason), "%s", res->reason);
+		nd->next_at = now_ms();
+		node_log(s, nd, ORCHD_LOG_WARNING, "attempt %d: %s; queued again", nd->attempts,
+			 res->reason);
+		fire(s, nd, EV_RETRY);
 	} else if ((res->retryable || res->status == ORCHD_STEP_TIMED_OUT) &&
 		   nd->attempts < nd->in->exec.max_attempts &&
 		   res->status != ORCHD_STEP_CANCELLED && !orchd_supervisor_interrupted(s->sup)) {
@@ -1219,6 +1260,26 @@ static int make_supervisor(struct orchd_sched *s)
 	so.done = on_done;
 	so.cb_data = s;
 	s->sup = orchd_supervisor_new(&so);
+	if (s->sup && s->o.workers) {
+		struct orchd_remote_opts ro;
+		char err[512];
+
+		memset(&ro, 0, sizeof(ro));
+		ro.eng = s->o.eng;
+		ro.run_id = s->o.run_id;
+		ro.hooks.log = on_log;
+		ro.hooks.output = on_output;
+		ro.hooks.mask = on_mask;
+		ro.hooks.done = on_done;
+		ro.hooks.cb_data = s;
+		s->remote = orchd_remote_new(&ro, err, sizeof(err));
+		if (!s->remote)
+			return error("%s", err);
+	}
+	if (s->sup && s->remote &&
+	    orchd_supervisor_watch(s->sup, orchd_remote_fd(s->remote), orchd_remote_collect,
+				   s->remote) < 0)
+		return -1;
 	return s->sup ? 0 : -1;
 }
 
@@ -1292,6 +1353,10 @@ int orchd_sched_run(struct orchd_sched *s, enum op_action phase)
 		/* console lines of this turn (stderr is buffered when not a TTY) */
 		orchd_console_flush(s->o.con);
 		s->sup_interrupted = orchd_supervisor_interrupted(s->sup);
+		if (s->sup_interrupted && s->remote && !s->remote_cancelled) {
+			s->remote_cancelled = 1;
+			orchd_remote_cancel_all(s->remote, "interrupted");
+		}
 		fill_slots(s);
 	}
 	orchd_console_status_clear(s->o.con);
@@ -1484,6 +1549,7 @@ void orchd_sched_free(struct orchd_sched *s)
 	end_sessions(s);
 	/* the supervisor first: its fetches use the nodes */
 	orchd_supervisor_free(s->sup);
+	orchd_remote_free(s->remote);
 	/* then the writes in flight (their done callbacks fire on nodes) */
 	for (size_t k = 0; k < s->nstate; k++) {
 		struct orchd_worker *w = s->state[k];

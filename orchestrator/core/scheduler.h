@@ -71,6 +71,10 @@ struct orchd_sched_opts {
 	size_t parallelism; /* at least 1 */
 	int keep_going;
 	int keep_workdir;
+	/* orchd run --workers: the action steps go to `orchd worker`s through
+	 * the work queue in eng (an etcd engine, locked; handlers/remote.h);
+	 * validate runs here */
+	int workers;
 	/* what no extension sees under isolation strict: the state
 	 * directory, the pipeline file ... (absolute, NULL-terminated) */
 	const char *const *hide;

@@ -231,6 +231,10 @@ struct orchd_step_result {
 			      * when no action was sent */
 	pid_t pid;	     /* 0 if never started */
 	const char *workdir; /* the private workdir (removed by now unless kept) */
+	/* run by an `orchd worker` that lost its lease meanwhile
+	 * (handlers/remote.h): the step's end is unknown */
+	int worker_lost;
+	const char *worker; /* the worker that ran it, or NULL (here) */
 };
 
 /* Log line of a running step.  text is NUL-terminated, without newline,

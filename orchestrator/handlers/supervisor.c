@@ -972,6 +972,16 @@ void orchd_supervisor_cancel_all(struct orchd_supervisor *sup, const char *reaso
 	free(text);
 }
 
+void orchd_supervisor_cancel(struct orchd_supervisor *sup, const char *id, const char *reason)
+{
+	char *text = xasprintf("cancelled (%s)", reason);
+
+	for (size_t i = 0; i < sup->nsteps; i++)
+		if (!strcmp(sup->steps[i]->id, id))
+			orchd_step_cancel(sup->steps[i], reason, 0, text);
+	free(text);
+}
+
 int orchd_supervisor_interrupted(struct orchd_supervisor *sup)
 {
 	/* signals that arrived since the last wait (e.g. between phases) */

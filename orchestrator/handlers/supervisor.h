@@ -170,6 +170,10 @@ void orchd_supervisor_end_session(struct orchd_supervisor *sup, const char *id);
  */
 void orchd_supervisor_cancel_all(struct orchd_supervisor *sup, const char *reason);
 
+/* The same for the running steps of one id (an `orchd worker` asked to
+ * stop one job). */
+void orchd_supervisor_cancel(struct orchd_supervisor *sup, const char *id, const char *reason);
+
 /*
  * SIGINT or SIGTERM once the run was interrupted by that signal, else 0.
  * Also picks up a signal that arrived since the last wait (so it is exact

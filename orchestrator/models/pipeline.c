@@ -1,4 +1,5 @@
 /* models/pipeline: helpers over the pipeline model (see pipeline.h). */
+#include <ctype.h>
 #include <string.h>
 
 #include "models/pipeline.h"
@@ -16,7 +17,18 @@ void orchd_exec_set_defaults(struct orchd_exec *e)
 	e->handshake_ms = 30000;
 	memset(&e->limits, 0, sizeof(e->limits));
 	e->limits.pids = 4096;
+	e->runs_on[0] = '\0';
 	e->set = 0;
+}
+
+int orchd_label_ok(const char *s, size_t len)
+{
+	if (!len || len > 63 || strlen(s) != len || !isalnum((unsigned char)s[0]))
+		return 0;
+	for (size_t i = 0; i < len; i++)
+		if (!isalnum((unsigned char)s[i]) && !strchr("_./-", s[i]))
+			return 0;
+	return 1;
 }
 
 static const char **concat(char *const *a, size_t na, char *const *b, size_t nb, size_t *n)
@@ -84,6 +96,8 @@ void orchd_exec_merge(struct orchd_exec *base, const struct orchd_exec *over)
 		base->limits.open_files = over->limits.open_files;
 	if (over->set & ORCHD_EXEC_LIMIT_OUTPUT)
 		base->limits.output_bytes = over->limits.output_bytes;
+	if (over->set & ORCHD_EXEC_RUNS_ON)
+		memcpy(base->runs_on, over->runs_on, sizeof(base->runs_on));
 	base->set |= over->set;
 }
 

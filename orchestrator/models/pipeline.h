@@ -49,7 +49,17 @@ enum orchd_exec_field {
 	ORCHD_EXEC_LIMIT_FILES = 1 << 9,
 	ORCHD_EXEC_LIMIT_OUTPUT = 1 << 10,
 	ORCHD_EXEC_HANDSHAKE = 1 << 11,
+	ORCHD_EXEC_RUNS_ON = 1 << 12,
 };
+
+/* execution.runs_on: the worker labels an instance needs ("k=v,k=v", keys
+ * sorted; "" for any worker), kept inline so that an orchd_exec copies by
+ * value. */
+#define ORCHD_RUNS_ON_MAX 256
+#define ORCHD_LABEL_RULE \
+	"1 to 63 letters, digits, '_', '.', '/' or '-', starting with a letter or digit"
+/* A label key or value of runs_on and `orchd worker --labels`. */
+int orchd_label_ok(const char *s, size_t len);
 
 /* execution.limits: what one attempt of an instance may use (0: no limit
  * of orchd's; see README "Security model" for how each is enforced). */
@@ -63,15 +73,16 @@ struct orchd_limits {
 
 /* Execution settings: core.execution_defaults, overridable per instance. */
 struct orchd_exec {
-	int max_attempts;	    /* >= 1; default 1 */
-	int64_t timeout_ms;	    /* per attempt; 0 = no timeout (default) */
-	int64_t backoff_initial_ms; /* delay before the 2nd attempt; default 1000 */
-	int64_t backoff_max_ms;	    /* cap of the delay; default 60000 */
-	double backoff_factor;	    /* multiplier per attempt; default 2.0 */
-	int64_t grace_ms;	    /* SIGTERM -> SIGKILL grace; default 10000 */
-	int64_t handshake_ms;	    /* start -> hello; default 30000 */
-	struct orchd_limits limits; /* default: pids 4096, the rest none */
-	unsigned set;		    /* mask of enum orchd_exec_field */
+	int max_attempts;		 /* >= 1; default 1 */
+	int64_t timeout_ms;		 /* per attempt; 0 = no timeout (default) */
+	int64_t backoff_initial_ms;	 /* delay before the 2nd attempt; default 1000 */
+	int64_t backoff_max_ms;		 /* cap of the delay; default 60000 */
+	double backoff_factor;		 /* multiplier per attempt; default 2.0 */
+	int64_t grace_ms;		 /* SIGTERM -> SIGKILL grace; default 10000 */
+	int64_t handshake_ms;		 /* start -> hello; default 30000 */
+	struct orchd_limits limits;	 /* default: pids 4096, the rest none */
+	char runs_on[ORCHD_RUNS_ON_MAX]; /* orchd run --workers only */
+	unsigned set;			 /* mask of enum orchd_exec_field */
 };
 
 enum orchd_isolation_level {
@@ -123,6 +134,7 @@ struct orchd_core {
 	char *stack;		    /* default "dev" */
 	struct orchd_exec defaults; /* execution_defaults */
 	int parallelism;	    /* 0 = number of CPUs */
+	int workers;		    /* core.execution.workers: run on `orchd worker`s */
 	struct orchd_engine_config engine;
 	char *state_dir; /* NULL = .orchd beside the pipeline file */
 	/* core.env: NAME -> string, set in every extension's environment. */
