@@ -17,23 +17,9 @@ bench_setup "${1:-build}"
 N=${2:-500}
 RUNS=3
 
-command -v etcd >/dev/null || { echo "etcd_bench: no etcd on PATH (make tools)" >&2; exit 2; }
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-peer=$((port + 1))
-url=http://127.0.0.1:$port
-etcd --data-dir "$TMP/etcd" --listen-client-urls "$url" --advertise-client-urls "$url" \
-	--listen-peer-urls "http://127.0.0.1:$peer" \
-	--initial-advertise-peer-urls "http://127.0.0.1:$peer" \
-	--initial-cluster "default=http://127.0.0.1:$peer" --log-level error \
-	>"$TMP/etcd.log" 2>&1 &
-etcd_pid=$!
+etcd_pid=
 trap 'kill $etcd_pid 2>/dev/null; wait $etcd_pid 2>/dev/null; rm -rf "$TMP"' EXIT
-i=0
-until etcdctl --endpoints "$url" endpoint health >/dev/null 2>&1; do
-	i=$((i + 1))
-	[ $i -lt 100 ] || { echo "etcd_bench: etcd did not start" >&2; cat "$TMP/etcd.log" >&2; exit 1; }
-	sleep 0.1
-done
+bench_etcd etcd_bench
 
 mkdir "$TMP/l" "$TMP/e"
 gen()
@@ -44,12 +30,6 @@ gen()
 	}'
 }
 gen "{type: local}" > "$TMP/l/pipeline.yaml"
-
-# requests: etcd's count of handled requests so far
-requests()
-{
-	curl -s "$url/metrics" | awk '/^grpc_server_handled_total/ { n += $2 } END { printf "%d", n }'
-}
 
 # once DIR PREFIX: one timed run from empty state; sets T
 once()
@@ -70,9 +50,9 @@ while [ $r -lt $RUNS ]; do
 	tl="$tl $T"
 	# a fresh prefix each time: from empty state, like the local run
 	gen "{type: etcd, endpoints: [$url], prefix: bench/$r}" > "$TMP/e/pipeline.yaml"
-	q0=$(requests)
+	q0=$(etcd_requests)
 	once "$TMP/e"
-	q1=$(requests)
+	q1=$(etcd_requests)
 	te="$te $T"
 	n=$(etcdctl --endpoints "$url" get --prefix "bench/$r/stacks/" --keys-only | grep -c .)
 	[ "$n" -eq "$N" ] || { echo "etcd_bench: $n stacks in etcd, expected $N" >&2; exit 1; }

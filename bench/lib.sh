@@ -69,3 +69,40 @@ build_spawn_driver()
 		$(ls "$1"/obj/orchestrator/*/*.o "$1"/obj/common/*.o) "$1/lib/liborchd-protocol.a" \
 		$(pkg-config --libs yaml-0.1 json-c libgit2 libcurl libcrypto libseccomp) -lm
 }
+
+# bench_etcd NAME: a one-member etcd on a free loopback port, its data under
+# TMP; sets url and etcd_pid, waits until it answers (NAME for messages).
+# The caller's EXIT trap stops it: kill $etcd_pid.
+bench_etcd()
+{
+	command -v etcd >/dev/null || { echo "$1: no etcd on PATH (make tools)" >&2; exit 2; }
+	set -- "$1" $(python3 -c 'import socket
+a, b = socket.socket(), socket.socket()
+a.bind(("127.0.0.1", 0)); b.bind(("127.0.0.1", 0))
+print(a.getsockname()[1], b.getsockname()[1])')
+	port=$2 peer=$3
+	url=http://127.0.0.1:$port
+	etcd --data-dir "$TMP/etcd" --listen-client-urls "$url" --advertise-client-urls "$url" \
+		--listen-peer-urls "http://127.0.0.1:$peer" \
+		--initial-advertise-peer-urls "http://127.0.0.1:$peer" \
+		--initial-cluster "default=http://127.0.0.1:$peer" --log-level error \
+		>"$TMP/etcd.log" 2>&1 &
+	etcd_pid=$!
+	i=0
+	until etcdctl --endpoints "$url" --command-timeout=1s endpoint health >/dev/null 2>&1; do
+		i=$((i + 1))
+		if [ $i -ge 100 ] || ! kill -0 "$etcd_pid" 2>/dev/null; then
+			echo "$1: etcd did not start" >&2
+			tail -n 5 "$TMP/etcd.log" >&2
+			exit 1
+		fi
+		sleep 0.1
+	done
+}
+
+# etcd_requests: etcd's count of handled requests so far (the JSON gateway
+# goes through grpc_server_handled_total)
+etcd_requests()
+{
+	curl -s "$url/metrics" | awk '/^grpc_server_handled_total/ { n += $2 } END { printf "%d", n }'
+}
