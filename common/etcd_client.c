@@ -614,3 +614,64 @@ json_object *orchd_etcd_cmp_create(const char *key, int64_t rev)
 	orchd_etcd_add_int(o, "create_revision", rev);
 	return o;
 }
+
+json_object *orchd_etcd_op_range_prefix(const char *prefix, int keys_only)
+{
+	json_object *o = json_object_new_object(), *r = json_object_new_object();
+	char *end = orchd_etcd_prefix_end(prefix);
+
+	orchd_etcd_add_bytes(r, "key", prefix, strlen(prefix));
+	orchd_etcd_add_bytes(r, "range_end", end, strlen(end));
+	free(end);
+	if (keys_only)
+		json_object_object_add(r, "keys_only", json_object_new_boolean(1));
+	json_object_object_add(o, "request_range", r);
+	return o;
+}
+
+json_object *orchd_etcd_cmp_mod(const char *key, int64_t rev)
+{
+	json_object *o = json_object_new_object();
+
+	orchd_etcd_add_bytes_str(o, "key", key);
+	json_object_object_add(o, "target", json_object_new_string("MOD"));
+	json_object_object_add(o, "result", json_object_new_string("EQUAL"));
+	orchd_etcd_add_int(o, "mod_revision", rev);
+	return o;
+}
+
+json_object *orchd_etcd_txn_kvs(json_object *resp, size_t i)
+{
+	json_object *a, *r, *rr;
+
+	if (!json_object_object_get_ex(resp, "responses", &a) ||
+	    !json_object_is_type(a, json_type_array) || i >= json_object_array_length(a))
+		return NULL;
+	r = json_object_array_get_idx(a, i);
+	if (!json_object_object_get_ex(r, "response_range", &rr) ||
+	    !json_object_object_get_ex(rr, "kvs", &a) || !json_object_is_type(a, json_type_array))
+		return NULL;
+	return a;
+}
+
+int orchd_etcd_txn(struct orchd_etcd *c, json_object *cmps, json_object *ops, json_object **resp,
+		   char *err, size_t errlen)
+{
+	json_object *req = json_object_new_object(), *r = NULL;
+	int ret;
+
+	if (resp)
+		*resp = NULL;
+	json_object_object_add(req, "compare", cmps ? cmps : json_object_new_array());
+	json_object_object_add(req, "success", ops);
+	ret = orchd_etcd_call(c, "kv/txn", req, &r, err, errlen);
+	json_object_put(req);
+	if (ret)
+		return -1;
+	ret = op_get_bool(r, "succeeded", false) ? 0 : 1;
+	if (resp && !ret)
+		*resp = r;
+	else
+		json_object_put(r);
+	return ret;
+}

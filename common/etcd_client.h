@@ -107,5 +107,19 @@ json_object *orchd_etcd_op_del(const char *key, const char *end);
 json_object *orchd_etcd_op_del_prefix(const char *prefix);
 json_object *orchd_etcd_op_range(const char *key);
 json_object *orchd_etcd_cmp_create(const char *key, int64_t rev);
+/* A range of every key under prefix (keys_only: without values), and the
+ * compare "key's mod revision is rev". */
+json_object *orchd_etcd_op_range_prefix(const char *prefix, int keys_only);
+json_object *orchd_etcd_cmp_mod(const char *key, int64_t rev);
+
+/*
+ * One kv/txn of cmps (may be NULL) and ops, both taken: 0 applied (*resp,
+ * when asked for, is the reply), 1 a compare failed, -1 with err.
+ * orchd_etcd_txn_kvs(): the kvs of the range that is its i-th operation
+ * (borrowed from resp), or NULL.
+ */
+int orchd_etcd_txn(struct orchd_etcd *c, json_object *cmps, json_object *ops, json_object **resp,
+		   char *err, size_t errlen);
+json_object *orchd_etcd_txn_kvs(json_object *resp, size_t i);
 
 #endif

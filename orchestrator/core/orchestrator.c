@@ -291,7 +291,6 @@ static int load_records(struct command *c, const struct orchd_pipeline *p,
 	so.work_dir = c->work_dir;
 	so.pipeline_dir = c->pipeline_dir;
 	so.action = verb_action(o->verb);
-	so.sessions = o->verb != ORCHD_VERB_VALIDATE;
 	so.parallelism = (size_t)(o->parallelism > 0	    ? o->parallelism
 				  : p->core.parallelism > 0 ? p->core.parallelism
 							    : orchd_ncpus());
@@ -299,6 +298,8 @@ static int load_records(struct command *c, const struct orchd_pipeline *p,
 	so.keep_workdir = o->keep_workdir;
 	so.hide = (const char *const *)(void *)c->hide;
 	so.workers = (o->workers || p->core.workers) && o->verb != ORCHD_VERB_VALIDATE;
+	/* a session cannot span two hosts: validate here, the action there */
+	so.sessions = o->verb != ORCHD_VERB_VALIDATE && !so.workers;
 	if (so.workers && p->core.engine.type != ORCHD_ENGINE_ETCD) {
 		c->usage = 1;
 		return error("%s: running on workers (%s) needs core.engine.type etcd: the "

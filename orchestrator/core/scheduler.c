@@ -892,8 +892,7 @@ static void start_step(struct orchd_sched *s, struct node *nd, enum op_action ac
 		    (!nd->in->sources || !json_object_array_length(nd->in->sources));
 	if (s->remote && action != OP_ACTION_VALIDATE) {
 		/* on a worker: the config, state and environment go with the
-		 * job; a session cannot span two hosts */
-		orchd_supervisor_end_session(s->sup, nd->in->id);
+		 * job (no session: see orchd_sched_opts.sessions) */
 		struct orchd_remote_job rj;
 		char hex[ORCHD_SHA256_HEXSZ];
 

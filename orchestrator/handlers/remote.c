@@ -70,68 +70,6 @@ static char *kv_id(json_object *kv, size_t skip)
 	return id;
 }
 
-static json_object *range_req(const char *prefix, int keys_only)
-{
-	json_object *o = json_object_new_object(), *r = json_object_new_object();
-	char *end = orchd_etcd_prefix_end(prefix);
-
-	orchd_etcd_add_bytes(r, "key", prefix, strlen(prefix));
-	orchd_etcd_add_bytes(r, "range_end", end, strlen(end));
-	free(end);
-	if (keys_only)
-		json_object_object_add(r, "keys_only", json_object_new_boolean(1));
-	json_object_object_add(o, "request_range", r);
-	return o;
-}
-
-/* responses[i].response_range.kvs of a txn reply, or NULL. */
-static json_object *txn_kvs(json_object *resp, size_t i)
-{
-	json_object *a, *r, *rr;
-
-	if (!json_object_object_get_ex(resp, "responses", &a) ||
-	    !json_object_is_type(a, json_type_array) || i >= json_object_array_length(a))
-		return NULL;
-	r = json_object_array_get_idx(a, i);
-	if (!json_object_object_get_ex(r, "response_range", &rr))
-		return NULL;
-	return kvs_of(rr);
-}
-
-/* One transaction; 0 applied (*resp kept when asked), 1 compares failed. */
-static int txn(struct orchd_etcd *c, json_object *cmps, json_object *ops, json_object **resp,
-	       char *err, size_t errlen)
-{
-	json_object *req = json_object_new_object(), *r = NULL;
-	int ret;
-
-	if (resp)
-		*resp = NULL;
-	json_object_object_add(req, "compare", cmps ? cmps : json_object_new_array());
-	json_object_object_add(req, "success", ops);
-	ret = orchd_etcd_call(c, "kv/txn", req, &r, err, errlen);
-	json_object_put(req);
-	if (ret)
-		return -1;
-	ret = op_get_bool(r, "succeeded", false) ? 0 : 1;
-	if (resp && !ret)
-		*resp = r;
-	else
-		json_object_put(r);
-	return ret;
-}
-
-static json_object *cmp_mod(const char *key, int64_t rev)
-{
-	json_object *o = json_object_new_object();
-
-	orchd_etcd_add_bytes(o, "key", key, strlen(key));
-	orchd_json_add_str(o, "target", "MOD");
-	orchd_json_add_str(o, "result", "EQUAL");
-	orchd_etcd_add_int(o, "mod_revision", rev);
-	return o;
-}
-
 static void put_json(json_object *ops, const char *key, json_object *v, int64_t lease)
 {
 	const char *s = json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN |
@@ -324,7 +262,7 @@ static int publish_batch(struct orchd_remote *r)
 		free(kl);
 	}
 	pthread_mutex_unlock(&r->mu);
-	ret = txn(r->v.c, cmps, ops, &resp, err, sizeof(err));
+	ret = orchd_etcd_txn(r->v.c, cmps, ops, &resp, err, sizeof(err));
 	pthread_mutex_lock(&r->mu);
 	for (size_t k = 0; k < n; k++) {
 		if (ret) {
@@ -372,9 +310,9 @@ static void publish(struct orchd_remote *r)
 		json_object_array_add(ops, orchd_etcd_op_del_prefix(kl));
 		json_object_array_add(ops, orchd_etcd_op_range(kq));
 		pthread_mutex_unlock(&r->mu);
-		ret = txn(r->v.c, cmps, ops, &resp, err, sizeof(err));
+		ret = orchd_etcd_txn(r->v.c, cmps, ops, &resp, err, sizeof(err));
 		pthread_mutex_lock(&r->mu);
-		if (!ret && (kvs = txn_kvs(resp, 3)) && json_object_array_length(kvs)) {
+		if (!ret && (kvs = orchd_etcd_txn_kvs(resp, 3)) && json_object_array_length(kvs)) {
 			j->queued_rev = orchd_etcd_get_int(json_object_array_get_idx(kvs, 0),
 							   "mod_revision");
 			j->st = RJ_QUEUED;
@@ -389,9 +327,9 @@ static void publish(struct orchd_remote *r)
 			ops = json_object_new_array();
 			json_object_array_add(ops, orchd_etcd_op_range(r->v.lock_key));
 			json_object_array_add(ops, orchd_etcd_op_range(kc));
-			ret = txn(r->v.c, NULL, ops, &resp, err, sizeof(err));
+			ret = orchd_etcd_txn(r->v.c, NULL, ops, &resp, err, sizeof(err));
 			pthread_mutex_lock(&r->mu);
-			kvs = ret ? NULL : txn_kvs(resp, 0);
+			kvs = ret ? NULL : orchd_etcd_txn_kvs(resp, 0);
 			if (ret) {
 				end_job(r, j, ORCHD_STEP_SPAWN_ERROR, 0,
 					"cannot publish the job: %s", err);
@@ -404,7 +342,7 @@ static void publish(struct orchd_remote *r)
 			} else if (!j->warned_busy) {
 				json_object *c = NULL;
 
-				kvs = txn_kvs(resp, 1);
+				kvs = orchd_etcd_txn_kvs(resp, 1);
 				kv = kvs && json_object_array_length(kvs)
 					     ? json_object_array_get_idx(kvs, 0)
 					     : NULL;
@@ -513,10 +451,10 @@ static void poll_once(struct orchd_remote *r)
 	if (min_log == INT64_MAX)
 		return;
 	ops = json_object_new_array();
-	json_object_array_add(ops, range_req(r->p_results, 0));
-	json_object_array_add(ops, range_req(r->p_claims, 0));
-	json_object_array_add(ops, range_req(r->p_queue, 1));
-	lr = range_req(r->p_logs, 0);
+	json_object_array_add(ops, orchd_etcd_op_range_prefix(r->p_results, 0));
+	json_object_array_add(ops, orchd_etcd_op_range_prefix(r->p_claims, 0));
+	json_object_array_add(ops, orchd_etcd_op_range_prefix(r->p_queue, 1));
+	lr = orchd_etcd_op_range_prefix(r->p_logs, 0);
 	{
 		json_object *rr;
 
@@ -527,14 +465,14 @@ static void poll_once(struct orchd_remote *r)
 	}
 	json_object_array_add(ops, lr);
 	pthread_mutex_unlock(&r->mu);
-	ret = txn(r->v.c, NULL, ops, &resp, err, sizeof(err));
+	ret = orchd_etcd_txn(r->v.c, NULL, ops, &resp, err, sizeof(err));
 	pthread_mutex_lock(&r->mu);
 	if (ret)
 		return; /* etcd unreachable: the next turn tries again */
-	res = txn_kvs(resp, 0);
-	claims = txn_kvs(resp, 1);
-	queue = txn_kvs(resp, 2);
-	logs = txn_kvs(resp, 3);
+	res = orchd_etcd_txn_kvs(resp, 0);
+	claims = orchd_etcd_txn_kvs(resp, 1);
+	queue = orchd_etcd_txn_kvs(resp, 2);
+	logs = orchd_etcd_txn_kvs(resp, 3);
 	/* jobs started while mu is released below are for the next turn */
 	nj = r->njobs;
 	looks = xcalloc(nj ? nj : 1, sizeof(*looks));
@@ -671,7 +609,7 @@ static void poll_once(struct orchd_remote *r)
 				chunk, json_object_get(json_object_array_get_idx(gc, 0 + k)));
 		json_object_array_del_idx(gc, 0, len < 120 ? len : 120);
 		pthread_mutex_unlock(&r->mu);
-		txn(r->v.c, NULL, chunk, NULL, err, sizeof(err));
+		orchd_etcd_txn(r->v.c, NULL, chunk, NULL, err, sizeof(err));
 		pthread_mutex_lock(&r->mu);
 	}
 	json_object_put(gc);
@@ -694,11 +632,11 @@ static void cancels(struct orchd_remote *r)
 			json_object *cmps = json_object_new_array();
 
 			k = key_of(r->v.prefix, "queue", j->id);
-			json_object_array_add(cmps, cmp_mod(k, j->queued_rev));
+			json_object_array_add(cmps, orchd_etcd_cmp_mod(k, j->queued_rev));
 			ops = json_object_new_array();
 			json_object_array_add(ops, orchd_etcd_op_del(k, NULL));
 			pthread_mutex_unlock(&r->mu);
-			ret = txn(r->v.c, cmps, ops, NULL, err, sizeof(err));
+			ret = orchd_etcd_txn(r->v.c, cmps, ops, NULL, err, sizeof(err));
 			pthread_mutex_lock(&r->mu);
 			free(k);
 			if (!ret && j->st == RJ_QUEUED)
@@ -712,7 +650,7 @@ static void cancels(struct orchd_remote *r)
 			json_object_array_add(ops, orchd_etcd_op_put(k, r->cancel_reason,
 								     strlen(r->cancel_reason), 0));
 			pthread_mutex_unlock(&r->mu);
-			ret = txn(r->v.c, NULL, ops, NULL, err, sizeof(err));
+			ret = orchd_etcd_txn(r->v.c, NULL, ops, NULL, err, sizeof(err));
 			pthread_mutex_lock(&r->mu);
 			free(k);
 			j->cancel_sent = !ret;
@@ -1137,13 +1075,13 @@ int orchd_remote_adopt(struct orchd_engine *eng, const char *run_id,
 
 		ops = json_object_new_array();
 		json_object_array_add(ops, orchd_etcd_op_del_prefix(pq));
-		json_object_array_add(ops, range_req(pc, 0));
-		json_object_array_add(ops, range_req(pr, 0));
-		if (txn(v.c, NULL, ops, &resp, err, errlen)) {
+		json_object_array_add(ops, orchd_etcd_op_range_prefix(pc, 0));
+		json_object_array_add(ops, orchd_etcd_op_range_prefix(pr, 0));
+		if (orchd_etcd_txn(v.c, NULL, ops, &resp, err, errlen)) {
 			ret = -1;
 			goto out;
 		}
-		claims = txn_kvs(resp, 1);
+		claims = orchd_etcd_txn_kvs(resp, 1);
 		if (!claims || !json_object_array_length(claims))
 			break;
 		if (!told && say) {
@@ -1166,7 +1104,7 @@ int orchd_remote_adopt(struct orchd_engine *eng, const char *run_id,
 			goto out;
 		}
 	}
-	res = txn_kvs(resp, 2);
+	res = orchd_etcd_txn_kvs(resp, 2);
 	for (size_t i = 0; res && i < json_object_array_length(res); i++) {
 		json_object *kv = json_object_array_get_idx(res, i), *doc = kv_json(kv), *body;
 		size_t klen;
@@ -1200,7 +1138,7 @@ int orchd_remote_adopt(struct orchd_engine *eng, const char *run_id,
 			json_object_array_add(dops, orchd_etcd_op_del(key, NULL));
 			if (op_get_str(doc, "id"))
 				json_object_array_add(dops, orchd_etcd_op_del_prefix(kl));
-			txn(v.c, NULL, dops, NULL, e2, sizeof(e2));
+			orchd_etcd_txn(v.c, NULL, dops, NULL, e2, sizeof(e2));
 			free(kl);
 			snprintf(
 				msg, sizeof(msg),
@@ -1311,7 +1249,7 @@ int orchd_work_claim(struct orchd_engine *eng, int64_t lease, const char *worker
 		kc = key_of(v.prefix, "claims", id);
 		kcancel = key_of(v.prefix, "cancel", id);
 		cmps = json_object_new_array();
-		json_object_array_add(cmps, cmp_mod(kq, mod));
+		json_object_array_add(cmps, orchd_etcd_cmp_mod(kq, mod));
 		json_object_array_add(cmps, orchd_etcd_cmp_create(kc, 0));
 		claim = json_object_new_object();
 		orchd_json_add_str(claim, "worker", worker);
@@ -1323,7 +1261,7 @@ int orchd_work_claim(struct orchd_engine *eng, int64_t lease, const char *worker
 		json_object_array_add(ops, orchd_etcd_op_del(kq, NULL));
 		json_object_array_add(ops, orchd_etcd_op_del(kcancel, NULL));
 		json_object_put(claim);
-		r = txn(v.c, cmps, ops, &tr, err, errlen);
+		r = orchd_etcd_txn(v.c, cmps, ops, &tr, err, errlen);
 		free(kq);
 		free(kc);
 		free(kcancel);
@@ -1392,7 +1330,7 @@ int orchd_work_send(struct orchd_engine *eng, json_object *ops, char *err, size_
 	struct orchd_etcd_view v;
 
 	orchd_etcd_engine_view(eng, &v);
-	return txn(v.c, NULL, ops, NULL, err, errlen) < 0 ? -1 : 0;
+	return orchd_etcd_txn(v.c, NULL, ops, NULL, err, errlen) < 0 ? -1 : 0;
 }
 
 json_object *orchd_work_result_doc(const struct orchd_work_job *j, const char *worker,
@@ -1478,7 +1416,7 @@ int orchd_work_results(struct orchd_engine *eng, struct orchd_work_job *const *j
 		free(kr);
 		free(kcancel);
 	}
-	return txn(v.c, cmps, ops, NULL, err, errlen);
+	return orchd_etcd_txn(v.c, cmps, ops, NULL, err, errlen);
 fail:
 	json_object_put(cmps);
 	json_object_put(ops);
@@ -1511,11 +1449,11 @@ int orchd_work_cancelled(struct orchd_engine *eng, struct orchd_work_job *const 
 		json_object_array_add(ops, orchd_etcd_op_range(k));
 		free(k);
 	}
-	r = txn(v.c, NULL, ops, &resp, err, errlen);
+	r = orchd_etcd_txn(v.c, NULL, ops, &resp, err, errlen);
 	if (r)
 		return -1;
 	for (size_t i = 0; i < n; i++) {
-		json_object *kvs = txn_kvs(resp, i);
+		json_object *kvs = orchd_etcd_txn_kvs(resp, i);
 
 		cancelled[i] = kvs && json_object_array_length(kvs) > 0;
 	}

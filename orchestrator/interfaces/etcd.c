@@ -163,11 +163,10 @@ static int lost_err(struct eng *g, char *err, size_t errlen)
 static int txn(struct eng *g, json_object *cmps, json_object *ops, json_object **resp, char *err,
 	       size_t errlen)
 {
-	json_object *req = json_object_new_object(), *r = NULL;
+	json_object *kv = NULL;
+	int64_t rev;
 	int ret;
 
-	if (resp)
-		*resp = NULL;
 	if (!cmps)
 		cmps = json_object_new_array();
 	if (g->locked) {
@@ -175,41 +174,26 @@ static int txn(struct eng *g, json_object *cmps, json_object *ops, json_object *
 		if (__atomic_load_n(&g->lost, __ATOMIC_ACQUIRE)) {
 			json_object_put(cmps);
 			json_object_put(ops);
-			json_object_put(req);
+			if (resp)
+				*resp = NULL;
 			return lost_err(g, err, errlen);
 		}
 		json_object_array_add(cmps, orchd_etcd_cmp_create(g->lock_key, g->fence));
 	}
-	json_object_object_add(req, "compare", cmps);
-	json_object_object_add(req, "success", ops);
-	ret = orchd_etcd_call(g->c, "kv/txn", req, &r, err, errlen);
-	json_object_put(req);
-	if (ret)
+	ret = orchd_etcd_txn(g->c, cmps, ops, resp, err, errlen);
+	if (ret != 1 || !g->locked)
+		return ret;
+	/* the fence, or the caller's compares? */
+	if (get_kv(g, g->lock_key, 0, &kv, &rev, err, errlen))
 		return -1;
-	if (!op_get_bool(r, "succeeded", false)) {
-		json_object *kv = NULL;
-		int64_t rev;
-
-		json_object_put(r);
-		if (!g->locked)
-			return 1;
-		/* the fence, or the caller's compares? */
-		if (get_kv(g, g->lock_key, 0, &kv, &rev, err, errlen))
-			return -1;
-		if (!kv || orchd_etcd_get_int(kv, "create_revision") != g->fence) {
-			json_object_put(kv);
-			set_lost(g, "its lease expired or it was deleted (another run may hold "
-				    "it now): nothing more is written");
-			return lost_err(g, err, errlen);
-		}
+	if (!kv || orchd_etcd_get_int(kv, "create_revision") != g->fence) {
 		json_object_put(kv);
-		return 1;
+		set_lost(g, "its lease expired or it was deleted (another run may hold "
+			    "it now): nothing more is written");
+		return lost_err(g, err, errlen);
 	}
-	if (resp)
-		*resp = r;
-	else
-		json_object_put(r);
-	return 0;
+	json_object_put(kv);
+	return 1;
 }
 
 /* --- crypto (the sealer's document) ------------------------------------- */
