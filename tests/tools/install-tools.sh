@@ -2,7 +2,8 @@
 # tests/tools/install-tools.sh - build orchd's pinned test tools from source.
 #
 # Installs OpenTofu, sops, age, ansible-core, the Pulumi CLI (+ YAML
-# language host) and etcd (+ etcdctl) into a cache OUTSIDE the repository:
+# language host), etcd (+ etcdctl), kube-apiserver, kubectl and helm into a
+# cache OUTSIDE the repository:
 #
 #   ${ORCHD_TOOLS_DIR:-$HOME/.cache/orchd/tools}/NAME-VERSION/bin/
 #
@@ -17,7 +18,8 @@
 #   install-tools.sh --print-path [NAME...]  print the colon-joined bin dirs
 #   install-tools.sh --verify [NAME...]      install, then run offline smoke tests
 #   install-tools.sh --list                  print NAME VERSION for every tool
-# NAME is one of: tofu sops age ansible pulumi etcd  (aliases: opentofu, ansible-core)
+# NAME is one of: tofu sops age ansible pulumi etcd kube-apiserver kubectl helm
+# (aliases: opentofu, ansible-core)
 #
 # Environment: ORCHD_TOOLS_DIR (cache root), GOPROXY/GOSUMDB/GOPATH/GOCACHE
 # (normal Go settings, the user's defaults are used), PIP_INDEX_URL etc.
@@ -31,6 +33,9 @@ ANSIBLE_CORE_VERSION=2.19.14 # PyPI ansible-core (needs python >= 3.11)
 PULUMI_VERSION=3.259.0       # github.com/pulumi/pulumi/{pkg,sdk}/v3
 PULUMI_YAML_VERSION=1.38.1   # github.com/pulumi/pulumi-yaml (pulumi-language-yaml)
 ETCD_VERSION=3.6.16          # go.etcd.io/etcd/{server,etcdctl}/v3 (needs go >= 1.26)
+KUBE_VERSION=1.35.4          # k8s.io/kubernetes (staging modules: k8s.io/* v0.35.4)
+KUBECTL_VERSION=1.35.4       # k8s.io/kubernetes/cmd/kubectl (k8s.io/kubectl v0.35.4)
+HELM_VERSION=3.22.0          # helm.sh/helm/v3 (needs go >= 1.26)
 
 # ansible-core's dependencies, pinned too so the venv is reproducible.
 ANSIBLE_PIP_PINS=(
@@ -45,9 +50,10 @@ ANSIBLE_PIP_PINS=(
   "resolvelib==1.2.1"
 )
 
-ALL_TOOLS=(tofu sops age ansible pulumi etcd)
+ALL_TOOLS=(tofu sops age ansible pulumi etcd kube-apiserver kubectl helm)
 
 TOOLS_DIR="${ORCHD_TOOLS_DIR:-$HOME/.cache/orchd/tools}"
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 # ---- helpers ---------------------------------------------------------------
 die() { echo "install-tools: $*" >&2; exit 1; }
@@ -60,6 +66,7 @@ canon_name() {
     ansible|ansible-core) echo ansible ;;
     pulumi) echo pulumi ;;
     etcd) echo etcd ;;
+    kube-apiserver|kubectl|helm) echo "$1" ;;
     *) die "unknown tool '$1' (known: ${ALL_TOOLS[*]})" ;;
   esac
 }
@@ -72,6 +79,9 @@ tool_version() {
     ansible) echo "$ANSIBLE_CORE_VERSION" ;;
     pulumi) echo "$PULUMI_VERSION" ;;
     etcd) echo "$ETCD_VERSION" ;;
+    kube-apiserver) echo "$KUBE_VERSION" ;;
+    kubectl) echo "$KUBECTL_VERSION" ;;
+    helm) echo "$HELM_VERSION" ;;
   esac
 }
 
@@ -95,6 +105,9 @@ tool_checks() {
     ansible) echo "ansible-playbook --version"; echo "ansible --version" ;;
     pulumi) echo "pulumi version"; echo "pulumi-language-yaml" ;;
     etcd) echo "etcd --version"; echo "etcdctl version" ;;
+    kube-apiserver) echo "kube-apiserver --version" ;;
+    kubectl) echo "kubectl version --client" ;;
+    helm) echo "helm version --short" ;;
   esac
 }
 
@@ -135,9 +148,12 @@ go_mod_file() {
 }
 
 # From a go.mod file print go-mod-edit arguments that copy its non-local
-# replace directives and its exclude directives into another module.
+# replace directives and its exclude directives into another module.  With a
+# second argument VERSION, a local replace (`k8s.io/api => ./staging/...`)
+# becomes `k8s.io/api => k8s.io/api VERSION`: the published module of the
+# same release instead of the repository's own copy.
 go_mod_copy_directives() {
-  awk '
+  awk -v localver="${2:-}" '
     { sub(/\/\/.*/, "") }
     /^[[:space:]]*(replace|exclude)[[:space:]]*\([[:space:]]*$/ { blk = $1; next }
     blk != "" && /^[[:space:]]*\)[[:space:]]*$/ { blk = ""; next }
@@ -150,16 +166,21 @@ go_mod_copy_directives() {
       if (kind != "replace") next
       old = w[1]; j = 2
       if (w[2] != "=>") { old = old "@" w[2]; j = 3 }
-      if (w[j] != "=>" || m < j + 2) next          # local (no version) => skip
+      if (w[j] != "=>") next
       new = w[j + 1]
-      if (new ~ /^(\.\.?\/|\/)/) next              # local path => skip
+      if (new ~ /^(\.\.?\/|\/)/) {                 # local path
+        if (localver != "") print "-replace=" w[1] "=" w[1] "@" localver
+        next
+      }
+      if (m < j + 2) next
       print "-replace=" old "=" new "@" w[j + 2]
     }' "$1"
 }
 
 # build_wrapped MODULE VERSION OUTDIR BINNAME PKG [GO-BUILD-ARGS...] [-- EXTRA-MODULE@VERSION...]
 # Build a main package of a module whose go.mod has replace directives (which
-# `go install m@v` refuses) through a throwaway wrapper module.
+# `go install m@v` refuses) through a throwaway wrapper module.  WRAP_LOCAL_VERSION
+# (environment) maps the module's local replaces to that published version.
 build_wrapped() {
   local mod=$1 ver=$2 outdir=$3 bin=$4 pkg=$5; shift 5
   local -a buildargs=() extra=()
@@ -170,7 +191,7 @@ build_wrapped() {
   local tmp gomod rc=0
   gomod=$(go_mod_file "$mod" "$ver")
   local -a directives=()
-  mapfile -t directives < <(go_mod_copy_directives "$gomod")
+  mapfile -t directives < <(go_mod_copy_directives "$gomod" "${WRAP_LOCAL_VERSION:-}")
   echo "+ $mod@$ver: copying go.mod directives: ${directives[*]:-(none)}"
   tmp=$(mktemp -d "${TMPDIR:-/tmp}/orchd-tools-wrap.XXXXXX")
   (
@@ -230,6 +251,45 @@ install_etcd() {
     go.etcd.io/etcd/server/v3 -ldflags '-s -w'
   build_wrapped go.etcd.io/etcd/etcdctl/v3 "$v" "$out" etcdctl \
     go.etcd.io/etcd/etcdctl/v3 -ldflags '-s -w'
+}
+
+# kube-apiserver: k8s.io/kubernetes replaces each of its staging modules
+# (k8s.io/api, k8s.io/apiserver, ...) with ./staging/src/...; the wrapper maps
+# each to the published k8s.io/X v0.N.M of the same release.  The version
+# variables are what `make` would stamp: the API server reports them on
+# /version, and kubectl and helm compare against them.
+kube_ldflags() {
+  local v=$1 pkg minor
+  minor=${v#v*.}; minor=${minor%%.*}
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    printf -- '-X %s.gitVersion=%s -X %s.gitMajor=1 -X %s.gitMinor=%s -X %s.gitTreeState=clean ' \
+      "$pkg" "$v" "$pkg" "$pkg" "$minor" "$pkg"
+  done
+}
+
+install_kube-apiserver() {
+  local out=$1 v="v$KUBE_VERSION"
+  go_env
+  WRAP_LOCAL_VERSION="v0.${KUBE_VERSION#*.}" build_wrapped k8s.io/kubernetes "$v" "$out" kube-apiserver \
+    k8s.io/kubernetes/cmd/kube-apiserver -ldflags "-s -w $(kube_ldflags "$v")"
+}
+
+# kubectl: its main package lives in k8s.io/kubernetes (k8s.io/kubectl, the
+# library it wraps, has none), so it is built like the API server, from the
+# same module graph and build cache.
+install_kubectl() {
+  local out=$1 v="v$KUBECTL_VERSION"
+  go_env
+  WRAP_LOCAL_VERSION="v0.${KUBECTL_VERSION#*.}" build_wrapped k8s.io/kubernetes "$v" "$out" kubectl \
+    k8s.io/kubernetes/cmd/kubectl -ldflags "-s -w $(kube_ldflags "$v")"
+}
+
+install_helm() {
+  local out=$1
+  go_env
+  (set -x; GOBIN=$out go install \
+    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=v$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
+    "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION")
 }
 
 # ansible is a venv (not relocatable), so it lives at its final place, $dir/venv;
@@ -308,7 +368,7 @@ write_env_sh() {
 # Usage (sh/bash):  . $TOOLS_DIR/env.sh
 # Puts the pinned test tools first on PATH: tofu $TOFU_VERSION, sops $SOPS_VERSION,
 # age $AGE_VERSION, ansible-core $ANSIBLE_CORE_VERSION, pulumi $PULUMI_VERSION (+ pulumi-language-yaml $PULUMI_YAML_VERSION).
-# etcd $ETCD_VERSION (+ etcdctl).
+# etcd $ETCD_VERSION (+ etcdctl), kube-apiserver $KUBE_VERSION, kubectl $KUBECTL_VERSION, helm $HELM_VERSION.
 for _orchd_tools_d in$dirs; do
   case ":\$PATH:" in
     *":\$_orchd_tools_d:"*) ;;
@@ -442,6 +502,36 @@ verify_etcd() {
   grep -q '"value":"aGVsbG8="' range.json
 }
 
+# A control plane on loopback (tests/cluster.sh: etcd + kube-apiserver, client
+# certificates), then kubectl server-side apply, diff and delete against it.
+verify_kube-apiserver() {
+  kube-apiserver --version
+  "$ORCHD_CLUSTER_SH" up "$PWD/c"
+  trap '"$ORCHD_CLUSTER_SH" down "$PWD/c"' EXIT
+  export KUBECONFIG=$PWD/c/kubeconfig
+  kubectl get --raw /readyz | grep -qx ok
+  kubectl create configmap smoke --from-literal=k=v --dry-run=client -o yaml > cm.yaml
+  kubectl apply --server-side -f cm.yaml
+  kubectl diff --server-side -f cm.yaml
+  sed 's/k: v/k: w/' cm.yaml > cm2.yaml
+  if kubectl diff --server-side -f cm2.yaml; then echo "diff found no change" >&2; return 1; fi
+  kubectl delete -f cm.yaml
+}
+
+verify_kubectl() {
+  kubectl version --client
+  kubectl create configmap smoke --from-literal=k=v --dry-run=client -o json | grep -q '"k": "v"'
+}
+
+# helm offline: a new chart renders and lints.
+verify_helm() {
+  export HELM_CACHE_HOME=$PWD/h HELM_CONFIG_HOME=$PWD/h HELM_DATA_HOME=$PWD/h
+  helm version --short
+  helm create demo
+  helm lint demo
+  helm template smoke ./demo | grep -q '^kind: Deployment'
+}
+
 verify_one() {
   local name=$1 tmp log rc=0
   tmp=$(mktemp -d "${TMPDIR:-/tmp}/orchd-tools-verify.XXXXXX")
@@ -450,7 +540,8 @@ verify_one() {
   (
     cd "$tmp"
     PATH="$(path_of "${ALL_TOOLS[@]}"):$PATH"
-    export PATH
+    ORCHD_CLUSTER_SH=$SCRIPT_DIR/../cluster.sh
+    export PATH ORCHD_CLUSTER_SH
     export -f "verify_$name"
     offline bash -euo pipefail -c "set -x; verify_$name"
   ) > "$log" 2>&1 || rc=$?
@@ -504,6 +595,11 @@ main() {
   if [ $verify -eq 1 ]; then
     for t in "${names[@]}"; do
       if [ "$t" = sops ] && ! tool_ok age; then install_one age || failed=1; fi
+      # the control plane's smoke test needs etcd and kubectl
+      if [ "$t" = kube-apiserver ]; then
+        tool_ok etcd || install_one etcd || failed=1
+        tool_ok kubectl || install_one kubectl || failed=1
+      fi
       verify_one "$t" || failed=1
     done
   fi
