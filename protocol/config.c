@@ -213,3 +213,74 @@ char *op_cfg_resolve_path(const char *path)
 	}
 	return out;
 }
+
+int op_cfg_string(const struct json_object *cfg, const char *key, const char *dflt,
+		  struct op_errors *errs, char **out)
+{
+	struct json_object *v;
+
+	*out = NULL;
+	if (!json_object_object_get_ex(unconst(cfg), key, &v)) {
+		if (dflt && !(*out = strdup(dflt)))
+			return -1;
+		return 0;
+	}
+	if (!nonempty_string(v)) {
+		if (op_errors_add(errs, key, "must be a non-empty string") < 0)
+			return -1;
+		errno = EINVAL;
+		return -1;
+	}
+	return (*out = strdup(json_object_get_string(v))) ? 0 : -1;
+}
+
+int op_cfg_bool(const struct json_object *cfg, const char *key, bool dflt, struct op_errors *errs,
+		bool *out)
+{
+	struct json_object *v;
+
+	*out = dflt;
+	if (!json_object_object_get_ex(unconst(cfg), key, &v))
+		return 0;
+	if (!json_object_is_type(v, json_type_boolean)) {
+		if (op_errors_add(errs, key, "must be true or false") < 0)
+			return -1;
+		errno = EINVAL;
+		return -1;
+	}
+	*out = json_object_get_boolean(v);
+	return 0;
+}
+
+bool op_cfg_duration_valid(const char *s)
+{
+	if (!*s)
+		return false;
+	while (*s) {
+		const char *digits = s;
+
+		while (*s >= '0' && *s <= '9')
+			s++;
+		if (s == digits)
+			return false;
+		if ((s[0] == 'm' || s[0] == 'u' || s[0] == 'n') && s[1] == 's')
+			s += 2;
+		else if (*s == 'h' || *s == 'm' || *s == 's')
+			s++;
+		else
+			return false;
+	}
+	return true;
+}
+
+bool op_cfg_dns_label(const char *s, size_t max)
+{
+	size_t n = strlen(s);
+
+	if (!n || n > max || s[0] == '-' || s[n - 1] == '-')
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
+			return false;
+	return true;
+}

@@ -1014,6 +1014,17 @@ const char *op_cmd_status_text(const struct op_cmd_result *res, char *buf, size_
  * was not cancelled and exited with 0.
  */
 bool op_cmd_summary(const struct op_cmd_result *res, char *buf, size_t len);
+/*
+ * A failed run explained for a result summary (malloc'ed; NULL: ENOMEM):
+ * "WHAT: cancelled", "WHAT: <res->error>" (not started), or "WHAT failed
+ * (exit status N): WHY", WHY being the lines of the captured stderr
+ * (res->err) that start with one of prefixes (NULL-terminated; a prefix
+ * ending in ": " is cut off, so "error: x" reads "x"), joined with "; ",
+ * else its last three non-empty lines joined with " | ".  At most max
+ * bytes (ellipsized; 0: no limit).
+ */
+char *op_cmd_failure(const struct op_cmd_result *res, const char *what, const char *const *prefixes,
+		     size_t max);
 
 /* True when s[0..len) is valid UTF-8 without NUL bytes (the test op_cmd_run's
  * line cleaning applies; an empty string is valid). */
@@ -1151,6 +1162,24 @@ bool op_cfg_env_has(char *const *env, const char *name);
  * normalisation, no check that it exists.  Malloc'ed; NULL: ENOMEM.
  */
 char *op_cfg_resolve_path(const char *path);
+
+/*
+ * Optional scalars of a config map cfg (borrowed).  op_cfg_string: absent
+ * -> a copy of dflt (NULL stays NULL); present -> a copy, or "KEY: must be
+ * a non-empty string".  op_cfg_bool: absent -> dflt; present -> its value,
+ * or "KEY: must be true or false" (*out is then dflt).  0, or -1 with
+ * errno EINVAL (an error added) or ENOMEM.
+ */
+int op_cfg_string(const struct json_object *cfg, const char *key, const char *dflt,
+		  struct op_errors *errs, char **out);
+int op_cfg_bool(const struct json_object *cfg, const char *key, bool dflt, struct op_errors *errs,
+		bool *out);
+/* A duration as Go tools take it (kubectl, helm): one or more NUMBER UNIT,
+ * units h, m, s, ms, us, ns; "30s", "1h30m", "500ms". */
+bool op_cfg_duration_valid(const char *s);
+/* A DNS-1123 label of at most max bytes: lower-case letters, digits, '-',
+ * starting and ending with a letter or digit (Kubernetes names). */
+bool op_cfg_dns_label(const char *s, size_t max);
 
 #ifdef __cplusplus
 }

@@ -643,3 +643,68 @@ bool op_cmd_summary(const struct op_cmd_result *res, char *buf, size_t len)
 		 op_signal_text(res->term_signal, sig, sizeof(sig)));
 	return false;
 }
+
+static bool starts_with_any(const char *line, const char *const *prefixes, size_t *cut)
+{
+	for (size_t i = 0; prefixes && prefixes[i]; i++) {
+		size_t n = strlen(prefixes[i]);
+
+		if (!strncmp(line, prefixes[i], n)) {
+			*cut = n >= 2 && !strcmp(prefixes[i] + n - 2, ": ") ? n : 0;
+			return true;
+		}
+	}
+	return false;
+}
+
+char *op_cmd_failure(const struct op_cmd_result *res, const char *what, const char *const *prefixes,
+		     size_t max)
+{
+	struct op_buf sb = OP_BUF_INIT, why = OP_BUF_INIT;
+	const char *err = res->err.buf ? res->err.buf : "", *last[3] = {0};
+	size_t lastlen[3] = {0};
+	char status[64];
+	bool matched = false;
+	int nlast = 0;
+
+	if (res->cancelled) {
+		op_buf_addf(&sb, "%s: cancelled", what);
+	} else if (res->error[0]) {
+		op_buf_addf(&sb, "%s: %s", what, res->error);
+	} else {
+		for (const char *p = err, *e; *p; p = *e ? e + 1 : e) {
+			size_t len, cut;
+
+			e = strchrnul(p, '\n');
+			len = (size_t)(e - p);
+			if (!len)
+				continue;
+			if (starts_with_any(p, prefixes, &cut)) {
+				if (why.len)
+					op_buf_addstr(&why, "; ");
+				op_buf_add(&why, p + cut, len - cut);
+				matched = true;
+			}
+			if (nlast == 3) {
+				memmove(last, last + 1, 2 * sizeof(*last));
+				memmove(lastlen, lastlen + 1, 2 * sizeof(*lastlen));
+				nlast = 2;
+			}
+			last[nlast] = p;
+			lastlen[nlast++] = len;
+		}
+		for (int i = 0; !matched && i < nlast; i++) {
+			if (i)
+				op_buf_addstr(&why, " | ");
+			op_buf_add(&why, last[i], lastlen[i]);
+		}
+		op_buf_addf(&sb, "%s failed (%s)", what,
+			    op_cmd_status_text(res, status, sizeof(status)));
+		if (why.len)
+			op_buf_addf(&sb, ": %s", op_buf_str(&why));
+	}
+	op_buf_release(&why);
+	if (max)
+		op_buf_ellipsize(&sb, max);
+	return op_buf_detach(&sb, NULL);
+}

@@ -224,6 +224,56 @@ START_TEST(test_resolve_path)
 }
 END_TEST
 
+START_TEST(test_scalars)
+{
+	struct json_object *c = J("{\"s\":\"x\",\"e\":\"\",\"n\":1,\"b\":true,\"bs\":\"yes\"}");
+	char *s;
+	bool b;
+
+	ck_assert_int_eq(op_cfg_string(c, "s", NULL, &errs, &s), 0);
+	ck_assert_str_eq(s, "x");
+	free(s);
+	ck_assert_int_eq(op_cfg_string(c, "missing", "dflt", &errs, &s), 0);
+	ck_assert_str_eq(s, "dflt");
+	free(s);
+	ck_assert_int_eq(op_cfg_string(c, "missing", NULL, &errs, &s), 0);
+	ck_assert_ptr_null(s);
+	ck_assert_int_eq(op_cfg_string(c, "e", "d", &errs, &s), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_ptr_null(s);
+	ck_assert_int_eq(op_cfg_string(c, "n", "d", &errs, &s), -1);
+	ck_assert_int_eq(op_cfg_bool(c, "b", false, &errs, &b), 0);
+	ck_assert(b);
+	ck_assert_int_eq(op_cfg_bool(c, "missing", true, &errs, &b), 0);
+	ck_assert(b);
+	ck_assert_int_eq(op_cfg_bool(c, "bs", false, &errs, &b), -1);
+	ck_assert(!b);
+	ck_assert_str_eq(errs_text(), "e: must be a non-empty string|n: must be a non-empty "
+				      "string|bs: must be true or false");
+	json_object_put(c);
+
+	ck_assert(op_cfg_duration_valid("30s"));
+	ck_assert(op_cfg_duration_valid("1h30m"));
+	ck_assert(op_cfg_duration_valid("500ms"));
+	ck_assert(op_cfg_duration_valid("2us"));
+	ck_assert(!op_cfg_duration_valid(""));
+	ck_assert(!op_cfg_duration_valid("30"));
+	ck_assert(!op_cfg_duration_valid("s"));
+	ck_assert(!op_cfg_duration_valid("5 m"));
+	ck_assert(!op_cfg_duration_valid("-5m"));
+	ck_assert(!op_cfg_duration_valid("1.5h"));
+
+	ck_assert(op_cfg_dns_label("web-1", 63));
+	ck_assert(!op_cfg_dns_label("Web", 63));
+	ck_assert(!op_cfg_dns_label("-web", 63));
+	ck_assert(!op_cfg_dns_label("web-", 63));
+	ck_assert(!op_cfg_dns_label("", 63));
+	ck_assert(!op_cfg_dns_label("a_b", 63));
+	ck_assert(op_cfg_dns_label("abc", 3));
+	ck_assert(!op_cfg_dns_label("abcd", 3));
+}
+END_TEST
+
 Suite *opconfig_suite(void)
 {
 	Suite *s = suite_create("opconfig");
@@ -235,6 +285,7 @@ Suite *opconfig_suite(void)
 	tcase_add_test(tc, test_string_list_argv);
 	tcase_add_test(tc, test_env_map);
 	tcase_add_test(tc, test_resolve_path);
+	tcase_add_test(tc, test_scalars);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -177,6 +177,38 @@ START_TEST(test_run_exit_status)
 }
 END_TEST
 
+/* op_cmd_failure: the error lines of stderr, else its last three lines. */
+START_TEST(test_run_failure_text)
+{
+	static const char *const prefixes[] = {"error: ", "Error from server", NULL};
+	char *argv[4], *s;
+	struct op_cmd_opts o = sh_opts(argv, "echo noise >&2; echo 'error: bad thing' >&2; echo "
+					     "'Error from server (Invalid): x' >&2; "
+					     "echo more >&2; exit 2");
+	struct op_cmd_result r;
+
+	ck_assert_int_eq(op_cmd_run(NULL, &o, &r), 0);
+	s = op_cmd_failure(&r, "tool apply", prefixes, 0);
+	ck_assert_str_eq(s, "tool apply failed (exit status 2): bad thing; Error from server "
+			    "(Invalid): x");
+	free(s);
+	/* no such line: the last three lines */
+	s = op_cmd_failure(&r, "tool apply", NULL, 0);
+	ck_assert_str_eq(s, "tool apply failed (exit status 2): error: bad thing | Error from "
+			    "server (Invalid): x | more");
+	free(s);
+	op_cmd_result_release(&r);
+
+	o = sh_opts(argv, "echo one >&2; echo >&2; echo two >&2; kill -9 $$");
+	ck_assert_int_eq(op_cmd_run(NULL, &o, &r), 0);
+	s = op_cmd_failure(&r, "t", prefixes, 30);
+	ck_assert_uint_le(strlen(s), 30);
+	ck_assert_msg(!strncmp(s, "t failed (killed by signal 9", 27), "%s", s);
+	free(s);
+	op_cmd_result_release(&r);
+}
+END_TEST
+
 START_TEST(test_run_signal)
 {
 	char *argv[4], buf[128];
@@ -658,6 +690,7 @@ Suite *oprun_suite(void)
 
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_run_exit_status);
+	tcase_add_test(tc, test_run_failure_text);
 	tcase_add_test(tc, test_run_signal);
 	tcase_add_test(tc, test_run_cannot_start);
 	tcase_add_test(tc, test_run_env_cwd_input);
