@@ -79,7 +79,7 @@ ORCH_SRC   := $(sort $(wildcard orchestrator/*/*.c))
 MAIN_SRC   := orchestrator/main.c
 EXT_NAMES  := $(sort $(notdir $(patsubst %/,%,$(dir $(wildcard extensions/*/manifest.json)))))
 TEST_SRC   := $(sort $(wildcard tests/test_*.c))
-TESTLIB_SRC := tests/testutil.c tests/extdriver.c tests/etcdsim.c
+TESTLIB_SRC := tests/testutil.c tests/extdriver.c tests/etcdsim.c tests/kcluster.c
 TEST_HELPER_SRC := $(sort $(wildcard tests/helpers/*.c))
 
 COMMON_OBJ := $(call obj,$(COMMON_SRC))

@@ -805,6 +805,8 @@ START_TEST(test_valid_examples)
 	 * "known types" lists stay those of fake_extensions() */
 	fake_extension(extdir, "secrets");
 	fake_extension(extdir, "ansible");
+	fake_extension(extdir, "kubectl");
+	fake_extension(extdir, "helm");
 	ck_assert_int_eq(chdir(src), 0);
 	setenv("ORCHD_EXTENSIONS_PATH_ONLY", "1", 1);
 	unsetenv("ORCHD_EXTENSIONS_PATH");

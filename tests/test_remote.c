@@ -787,6 +787,9 @@ Suite *remote_suite(void)
 	Suite *s = suite_create("remote");
 	TCase *tc = tcase_create("local"), *hs = tcase_create("hosts");
 
+	/* etcd comes from make tools: left out by make check-fast */
+	tcase_set_tags(tc, "tools");
+	tcase_set_tags(hs, "tools");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 300);
 	tcase_add_checked_fixture(hs, hosts_setup, esim_hosts_teardown);
