@@ -1782,7 +1782,9 @@ START_TEST(test_paths_add_access)
 {
 	struct verdict v = {OP_BUF_INIT, 0, 0};
 	char *wcore = make_dir("w-core"), *winst = make_dir("w-inst"), *deny = make_dir("deny"),
-	     *rd = make_dir("r"), *canary = xasprintf("%s/canary", rd),
+	     *rd = make_dir("r"), *canary = xasprintf("%s/canary", rd), *rd2 = make_dir("r2"),
+	     *canary2 = xasprintf("%s/canary", rd2),
+	     *list = xasprintf("ORCHD_TEST_READ_LIST=%s:%s", rd, rd2),
 	     *p = xasprintf("%s/p.yaml", I.pipe), *yaml;
 	struct run R;
 	struct {
@@ -1792,9 +1794,11 @@ START_TEST(test_paths_add_access)
 		     {winst, "a", false}, {deny, "a", false}, {deny, "b", false}};
 
 	write_text(canary, "readable\n");
+	write_text(canary2, "readable\n");
 	yaml = xasprintf("p:\n"
 			 "  core:\n"
-			 "    isolation: {level: strict, paths: {write: ['%s'], read: ['%s']}}\n"
+			 "    isolation: {level: strict, paths: {write: ['%s'], read: "
+			 "['$ORCHD_TEST_READ_LIST']}}\n"
 			 "  hostile:\n"
 			 "    - name: a\n"
 			 "      attacks: [write_extra, write_deny, read_extra]\n"
@@ -1809,10 +1813,11 @@ START_TEST(test_paths_add_access)
 			 "      extra_write: ['%s/b', '%s/b']\n"
 			 "      extra_deny: ['%s/b']\n"
 			 "      extra_read: '%s'\n",
-			 wcore, rd, I.tag, wcore, winst, deny, canary, winst, I.tag, wcore, winst,
-			 deny, canary);
+			 wcore, I.tag, wcore, winst, deny, canary, winst, I.tag, wcore, winst, deny,
+			 canary2);
 	write_text(p, yaml);
-	run_orchd(&R, NULL, NULL, "-j", "2", (char *)NULL);
+	/* the read paths: a variable holding a list (as KUBECONFIG does) */
+	run_orchd(&R, NULL, (const char *const[]){list, NULL}, "-j", "2", (char *)NULL);
 	for (const char *const *id = (const char *const[]){"hostile.a", "hostile.b", NULL}; *id;
 	     id++) {
 		if (!ran(&v, &R, *id))
@@ -1835,6 +1840,9 @@ START_TEST(test_paths_add_access)
 		free(f);
 	}
 	run_release(&R);
+	free(rd2);
+	free(canary2);
+	free(list);
 	free(wcore);
 	free(winst);
 	free(deny);

@@ -1382,20 +1382,14 @@ int orchd_sched_run(struct orchd_sched *s, enum op_action phase)
 /* --- setup ------------------------------------------------------------- */
 
 /* A path of an isolation block or a manifest, absolute: "~" and "~/x"
- * under $HOME, "$VAR" the value of VAR (NULL when unset), a relative one
- * under the pipeline's directory. */
+ * under $HOME, a relative one under the pipeline's directory.  ("$VAR":
+ * see add_path.) */
 static char *isolation_path(const struct orchd_sched *s, const char *p)
 {
 	const char *home = getenv("HOME");
 	char *abs, *real;
 
-	if (p[0] == '$') {
-		const char *v = getenv(p + 1);
-
-		if (!v || !*v)
-			return NULL;
-		abs = v[0] == '/' ? xstrdup(v) : xasprintf("%s/%s", s->o.pipeline_dir, v);
-	} else if (!strcmp(p, "~") || !strncmp(p, "~/", 2))
+	if (!strcmp(p, "~") || !strncmp(p, "~/", 2))
 		abs = xasprintf("%s%s", home ? home : "", p + 1);
 	else if (p[0] == '/')
 		abs = xstrdup(p);
@@ -1414,10 +1408,24 @@ static char *isolation_path(const struct orchd_sched *s, const char *p)
 static void add_path(struct orchd_sched *s, struct node *nd, const char ***v, size_t *n,
 		     const char *p)
 {
-	char *abs = isolation_path(s, p);
+	char *abs;
 
-	if (!abs)
+	if (p[0] == '$') {
+		/* the value of VAR (nothing when unset): one path, or a list
+		 * of them separated by ':' (KUBECONFIG); "~" is not expanded */
+		const char *val = getenv(p + 1);
+		char *copy, *save = NULL;
+
+		if (!val || !*val)
+			return;
+		copy = xstrdup(val);
+		for (char *one = strtok_r(copy, ":", &save); one; one = strtok_r(NULL, ":", &save))
+			if (*one != '$' && *one != '~')
+				add_path(s, nd, v, n, one);
+		free(copy);
 		return;
+	}
+	abs = isolation_path(s, p);
 	for (const char *const *h = s->o.hide; h && *h; h++) {
 		size_t hl = strlen(*h);
 
@@ -1840,7 +1848,9 @@ void orchd_sched_print_outputs(struct orchd_sched *s)
 				secret ? "***"
 				: json_object_is_type(v, json_type_string)
 					? json_object_get_string(v)
-					: json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN);
+					: json_object_to_json_string_ext(
+						  v, JSON_C_TO_STRING_PLAIN |
+							     JSON_C_TO_STRING_NOSLASHESCAPE);
 
 			size_t len = strlen(txt);
 
