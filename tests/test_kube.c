@@ -611,6 +611,8 @@ START_TEST(kubernetes_example)
 	unlink("/tmp/orchd-examples/kube-demo-tofu.txt");
 	ck_assert_msg(example_cmd("run", file, local, &out) == 0, "%s", out);
 	assert_contains(out, "web is at revision 1, https://web.orchd-demo.example");
+	/* a list output on the console: JSON, its slashes not escaped */
+	assert_contains(out, "kubectl.config.objects = [\"ConfigMap orchd-demo/infra\"]");
 	ck_assert_msg(!strstr(out, EXAMPLE_SECRET), "plaintext secret:\n%s", out);
 	free(out);
 	s = kcluster_sh(&code,
@@ -658,6 +660,50 @@ START_TEST(kubernetes_example)
 	free(local);
 	free(pul);
 	unsetenv("KUBECONFIG");
+}
+END_TEST
+
+/* A chart fetched by the core (sources: a git checkout into the workdir),
+ * and a values file beside it in the same checkout. */
+START_TEST(helm_chart_from_git)
+{
+	const char *ns = ns_of("hgit");
+	char *out, *s, *cmd, *example = test_src_path("examples/kubernetes/chart");
+	char *repo = path_in("repo"), *cache = path_in("cache");
+	int code;
+
+	setenv("XDG_CACHE_HOME", cache, 1);
+	ck_assert_int_ge(
+		asprintf(&cmd,
+			 "set -e; git init -q -b main '%s'; mkdir -p '%s/charts';"
+			 "cp -R '%s' '%s/charts/demo'; printf 'greeting: from-git\\n' > "
+			 "'%s/values-git.yaml'; cd '%s'; git add -A;"
+			 "git -c user.name=t -c user.email=t@example.invalid commit -qm chart",
+			 repo, repo, example, repo, repo, repo),
+		0);
+	ck_assert_msg(system(cmd) == 0, "%s", cmd);
+	free(cmd);
+	write_in("pipeline.yaml",
+		 "kube:\n  core: {stack: t}\n  helm:\n"
+		 "    - name: fromgit\n"
+		 "      sources: [{git: 'file://%s', ref: main, path: src}]\n"
+		 "      chart: src/charts/demo\n"
+		 "      values_files: [src/values-git.yaml]\n"
+		 "      kubeconfig: " KCFG "\n      namespace: %s\n      create_namespace: true\n",
+		 repo, ns);
+	ck_assert_msg(orchd(&out, "run", END) == 0, "%s", out);
+	free(out);
+	s = kcluster_sh(&code,
+			"kubectl get configmap fromgit-config -n %s -o jsonpath={.data.greeting}",
+			ns);
+	ck_assert_str_eq(s, "from-git");
+	free(s);
+	ck_assert_msg(orchd(&out, "destroy", END) == 0, "%s", out);
+	free(out);
+	unsetenv("XDG_CACHE_HOME");
+	free(repo);
+	free(cache);
+	free(example);
 }
 END_TEST
 
@@ -729,6 +775,7 @@ Suite *kube_suite(void)
 	tcase_add_test(hm, helm_lifecycle);
 	tcase_add_test(hm, helm_bad_chart_keep_going);
 	tcase_add_test(hm, helm_unreachable);
+	tcase_add_test(hm, helm_chart_from_git);
 	tcase_add_test(hm, conformance);
 	suite_add_tcase(s, hm);
 	tcase_set_tags(ex, "tools");

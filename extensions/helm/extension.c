@@ -7,8 +7,9 @@
  * points helm's cache, config and data homes into the workdir.  Then:
  *
  *   plan     helm upgrade --install --dry-run=server -o json (the chart
- *            rendered with the cluster's capabilities, checked by the API
- *            server) against helm status -o json (the deployed release):
+ *            rendered with the cluster's capabilities and lookups; helm
+ *            does not submit the objects, so the API server checks them
+ *            only at apply) against helm status -o json (the deployed release):
  *            the objects added, changed and removed (compared document by
  *            document, keyed by template and kind/name), a chart version or
  *            values digest that moved, a release that is not deployed;
