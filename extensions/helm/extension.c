@@ -388,6 +388,19 @@ static int prepare(struct op_ext *ext, struct ctx *c, bool values)
 
 /* --- releases ---------------------------------------------------------------------- */
 
+/* The release helm printed with -o json (caller owns), or NULL with
+ * r->res.error "its output is not JSON". */
+static struct json_object *release_of(struct run *r)
+{
+	struct json_object *rel = json_tokener_parse(run_out(r));
+
+	if (json_object_is_type(rel, json_type_object))
+		return rel;
+	json_object_put(rel);
+	snprintf(r->res.error, sizeof(r->res.error), "its output is not JSON");
+	return NULL;
+}
+
 /* helm upgrade --install [--dry-run=server] -o json: the release (caller
  * owns) or NULL with r telling why. */
 static struct json_object *upgrade(struct ctx *c, struct run *r, bool dry_run)
@@ -422,14 +435,8 @@ static struct json_object *upgrade(struct ctx *c, struct run *r, bool dry_run)
 	tool(c, r, "helm", dry_run ? "helm upgrade --install --dry-run" : "helm upgrade --install",
 	     &a, true);
 	free(a.v);
-	if (op_cmd_exited(&r->res, 0)) {
-		rel = json_tokener_parse(run_out(r));
-		if (!json_object_is_type(rel, json_type_object)) {
-			json_object_put(rel);
-			rel = NULL;
-			snprintf(r->res.error, sizeof(r->res.error), "its output is not JSON");
-		}
-	}
+	if (op_cmd_exited(&r->res, 0))
+		rel = release_of(r);
 	return rel;
 }
 
@@ -452,12 +459,7 @@ static struct json_object *deployed(struct ctx *c, struct run *r, bool *missing)
 	tool(c, r, "helm", "helm status", &a, true | QUIET);
 	free(a.v);
 	if (op_cmd_exited(&r->res, 0)) {
-		rel = json_tokener_parse(run_out(r));
-		if (!json_object_is_type(rel, json_type_object)) {
-			json_object_put(rel);
-			rel = NULL;
-			snprintf(r->res.error, sizeof(r->res.error), "its output is not JSON");
-		}
+		rel = release_of(r);
 	} else if (op_cmd_exited(&r->res, 1) && strstr(run_err(r), "release: not found")) {
 		*missing = true;
 	}

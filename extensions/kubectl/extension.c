@@ -46,6 +46,7 @@ struct ctx {
 	char **common;	/* --kubeconfig, --context, --request-timeout, --cache-dir */
 	char **files;	/* "-f", path, ... */
 	char **written; /* files of ours in the workdir, removed at the end */
+	char *fm;	/* "--field-manager=F" */
 	size_t nfiles, nwritten;
 };
 
@@ -119,11 +120,6 @@ static void kubectl(struct ctx *c, struct run *r, const char *what, const char *
 static const char *run_out(const struct run *r)
 {
 	return r->res.out.buf ? r->res.out.buf : "";
-}
-
-static bool starts(const char *s, const char *p)
-{
-	return !strncmp(s, p, strlen(p));
 }
 
 /* Is kubectl's error text about reaching the API server at all? */
@@ -214,6 +210,7 @@ static void ctx_release(struct ctx *c)
 	op_cfg_list_free(c->files);
 	kc_config_release(&c->cfg);
 	free(c->workdir);
+	free(c->fm);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -242,6 +239,8 @@ static int prepare(struct op_ext *ext, struct ctx *c, bool with_files)
 	if (!*wd)
 		wd = getcwd(cwd, sizeof(cwd)) ? cwd : ".";
 	c->workdir = kc_must(wd[0] == '/' ? strdup(wd) : op_cfg_resolve_path(wd));
+	if (asprintf(&c->fm, "--field-manager=%s", c->cfg.field_manager) < 0)
+		kc_must(NULL);
 	c->common = kc_must(calloc(1, sizeof(char *)));
 	if (c->cfg.kubeconfig) {
 		c->common = strv_add(c->common, &n, kc_must(strdup("--kubeconfig")));
@@ -498,13 +497,9 @@ int kc_validate(struct op_ext *ext)
 /* The arguments of apply/diff common to plan and apply. */
 static void apply_args(struct ctx *c, struct argv *a, const char *verb)
 {
-	char *fm;
-
 	argv_add(a, verb);
 	argv_add(a, "--server-side");
-	if (asprintf(&fm, "--field-manager=%s", c->cfg.field_manager) < 0)
-		kc_must(NULL);
-	argv_add(a, fm); /* freed by apply_args_free() */
+	argv_add(a, c->fm);
 	if (c->cfg.force_conflicts)
 		argv_add(a, "--force-conflicts");
 	if (c->cfg.namespace) {
@@ -512,15 +507,6 @@ static void apply_args(struct ctx *c, struct argv *a, const char *verb)
 		argv_add(a, c->cfg.namespace);
 	}
 	argv_addv(a, c->files);
-}
-
-/* Free an argv built by apply_args (its --field-manager= string). */
-static void apply_args_free(struct argv *a)
-{
-	for (size_t i = 0; i < a->n; i++)
-		if (starts(a->v[i], "--field-manager="))
-			free((char *)(uintptr_t)a->v[i]);
-	free(a->v);
 }
 
 /*
@@ -544,7 +530,7 @@ static char *blame(struct ctx *c)
 			c->files = files;
 			argv_add(&a, "--dry-run=server");
 			kubectl(c, &r, "kubectl apply --dry-run", a.v, true | QUIET);
-			apply_args_free(&a);
+			free(a.v);
 			failed = r.res.ran && !op_cmd_exited(&r.res, 0);
 			op_cmd_result_release(&r.res);
 			if (!failed)
@@ -664,7 +650,7 @@ int kc_plan(struct op_ext *ext)
 	argv_add(&a, "-o");
 	argv_add(&a, "json");
 	kubectl(&c, &r, "kubectl apply --dry-run", a.v, true);
-	apply_args_free(&a);
+	free(a.v);
 	memset(&a, 0, sizeof(a));
 	if (!op_cmd_exited(&r.res, 0)) {
 		ret = fail_apply(&c, &r, -1);
@@ -685,7 +671,7 @@ int kc_plan(struct op_ext *ext)
 		apply_args(&c, &a, "diff");
 		/* the diff is logged (kubectl masks a Secret's data) */
 		kubectl(&c, &d, "kubectl diff", a.v, true);
-		apply_args_free(&a);
+		free(a.v);
 		if (!op_cmd_exited(&d.res, 0) && !op_cmd_exited(&d.res, 1)) {
 			ret = fail_run(&c, &d, -1);
 			goto out;
@@ -730,7 +716,7 @@ static int ensure_namespace(struct ctx *c)
 {
 	struct json_object *ns = kc_must(json_tokener_parse(
 		"{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{}}"));
-	char err[OP_ERRMAX], *path, *fm;
+	char err[OP_ERRMAX], *path;
 	struct run r = {0};
 	int ret = 0;
 
@@ -742,14 +728,11 @@ static int ensure_namespace(struct ctx *c)
 		return op_ext_result(c->ext, false, -1, NULL, "cannot prepare the workdir: %s",
 				     err),
 		       -1;
-	if (asprintf(&fm, "--field-manager=%s", c->cfg.field_manager) < 0)
-		kc_must(NULL);
 	{
-		const char *args[] = {"apply", "--server-side", fm, "-f", path, NULL};
+		const char *args[] = {"apply", "--server-side", c->fm, "-f", path, NULL};
 
 		kubectl(c, &r, "kubectl apply (namespace)", args, false);
 	}
-	free(fm);
 	if (!op_cmd_exited(&r.res, 0)) {
 		fail_run(c, &r, -1);
 		ret = -1;
@@ -839,7 +822,7 @@ int kc_apply(struct op_ext *ext)
 	argv_add(&a, "-o");
 	argv_add(&a, "json");
 	kubectl(&c, &r, "kubectl apply", a.v, true);
-	apply_args_free(&a);
+	free(a.v);
 	ids = idents_of_output(run_out(&r), true);
 	if (!op_cmd_exited(&r.res, 0) || !ids) {
 		/* Some objects may have been applied: keep the old list plus
