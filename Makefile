@@ -232,13 +232,16 @@ SHIMS := $(BUILD)/tests/shim/enospc.so $(BUILD)/tests/shim/fault.so $(BUILD)/tes
 # The tests drive the real tools (OpenTofu, ansible, sops, age, Pulumi):
 # `make tools` builds them once into ~/.cache/orchd/tools and check puts them
 # first on PATH.  NO_TOOLS=1 skips the installer (the tool tests then fail
-# loudly when a tool is missing).
+# loudly when a tool is missing).  Check's own CK_INCLUDE_TAGS and
+# CK_EXCLUDE_TAGS pick test cases by tag (the ones that need a tool are tagged
+# "tools"); the SDK tests, which have no tag, run when CK_INCLUDE_TAGS is
+# unset, and never under SANITIZE.
 TOOLS_PATH = $(shell bash tests/tools/install-tools.sh --print-path 2>/dev/null)
 
 check: all $(TEST_BIN) $(TEST_HELPERS) $(SHIMS) $(if $(NO_TOOLS),,tools)
 	PATH="$(TOOLS_PATH):$$PATH" ORCHD_BUILD=$(abspath $(BUILD)) ORCHD_SRC=$(CURDIR) \
 	  $(TEST_BIN)
-	$(if $(SANITIZE),,sh tests/sdk/run.sh $(BUILD))
+	$(if $(SANITIZE)$(CK_INCLUDE_TAGS),,sh tests/sdk/run.sh $(BUILD))
 
 # The tests of the extension SDKs (protocol/sdk/: pytest, go test, sh),
 # which `make check` runs too (not again under SANITIZE: they test the
