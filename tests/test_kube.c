@@ -576,6 +576,54 @@ START_TEST(helm_bad_chart_keep_going)
 }
 END_TEST
 
+/* plan hands the rendered objects to the API server (a dry run): a value
+ * it refuses fails plan, where helm's own server dry run, which never
+ * submits them, passed it; a valid change is planned and said accepted. */
+static void plan_chart(const char *ns, const char *tier)
+{
+	write_in("pipeline.yaml",
+		 "kube:\n  core: {stack: t}\n  helm:\n"
+		 "    - {name: c, chart: c, kubeconfig: %s, namespace: %s, create_namespace: true, "
+		 "values: {tier: '%s'}}\n",
+		 KCFG, ns, tier);
+}
+
+START_TEST(helm_plan_server_check)
+{
+	const char *ns = ns_of("helmplan");
+	char *out, *s;
+	int code;
+
+	write_in("c/Chart.yaml", "apiVersion: v2\nname: c\nversion: 0.1.0\n");
+	write_in("c/templates/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n"
+					"  name: c-config\n"
+					"  labels: {tier: {{ .Values.tier | quote }}}\n"
+					"data: {k: v}\n");
+	plan_chart(ns, "web");
+	/* the namespace does not exist yet (create_namespace): not checked, said so */
+	ck_assert_int_eq(orchd(&out, "plan", "--detailed-exitcode", END), 2);
+	assert_contains(out, "not checked by the API server (their namespace does not exist yet)");
+	free(out);
+	ck_assert_int_eq(orchd(&out, "run", END), 0);
+	free(out);
+	plan_chart(ns, "not valid!");
+	ck_assert_int_eq(orchd(&out, "plan", "--detailed-exitcode", END), 1);
+	assert_contains(out, "kubectl apply --dry-run=server of the rendered objects failed");
+	assert_contains(out, "not valid!");
+	free(out);
+	plan_chart(ns, "api");
+	ck_assert_int_eq(orchd(&out, "plan", "--detailed-exitcode", END), 2);
+	assert_contains(out, "the API server accepts the rendered objects");
+	free(out);
+	/* the dry runs left the object as the run made it */
+	s = kcluster_sh(&code,
+			"kubectl get configmap -n %s c-config -o jsonpath={.metadata.labels.tier}",
+			ns);
+	ck_assert_str_eq(s, "web");
+	free(s);
+}
+END_TEST
+
 START_TEST(helm_unreachable)
 {
 	const char *example = "chart";
@@ -783,6 +831,7 @@ Suite *kube_suite(void)
 	tcase_set_timeout(hm, 300);
 	tcase_add_test(hm, helm_lifecycle);
 	tcase_add_test(hm, helm_bad_chart_keep_going);
+	tcase_add_test(hm, helm_plan_server_check);
 	tcase_add_test(hm, helm_unreachable);
 	tcase_add_test(hm, helm_chart_from_git);
 	tcase_add_test(hm, conformance);

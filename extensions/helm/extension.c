@@ -7,12 +7,13 @@
  * points helm's cache, config and data homes into the workdir.  Then:
  *
  *   plan     helm upgrade --install --dry-run=server -o json (the chart
- *            rendered with the cluster's capabilities and lookups; helm
- *            does not submit the objects, so the API server checks them
- *            only at apply) against helm status -o json (the deployed release):
- *            the objects added, changed and removed (compared document by
- *            document, keyed by template and kind/name), a chart version or
- *            values digest that moved, a release that is not deployed;
+ *            rendered with the cluster's capabilities and lookups) against
+ *            helm status -o json (the deployed release): the objects added,
+ *            changed and removed (compared document by document, keyed by
+ *            template and kind/name), a chart version or values digest that
+ *            moved, a release that is not deployed; when anything differs,
+ *            the rendered objects go to the API server in a kubectl server
+ *            dry run (helm's never submits them: server_check);
  *   apply    the same comparison; when nothing differs, nothing runs (the
  *            revision stays), else helm upgrade --install -o json;
  *   destroy  helm uninstall of the release the state names.
@@ -113,13 +114,15 @@ struct run {
 /* prog ARGS (helm: plus the common arguments); stdout captured or logged. */
 #define QUIET 2 /* with capture: stderr at level debug */
 
-static void tool(struct ctx *c, struct run *r, const char *prog, const char *what,
-		 const struct argv *args, int capture)
+static void tool_input(struct ctx *c, struct run *r, const char *prog, const char *what,
+		       const struct argv *args, int capture, const char *input)
 {
 	struct argv a = {0};
 	struct op_cmd_opts o = {
 		.env = c->env,
 		.cwd = c->workdir,
+		.input = input,
+		.input_len = input ? strlen(input) : 0,
 		.out = {capture ? OP_CMD_CAPTURE : OP_CMD_LOG, "info", HM_CAPTURE_MAX},
 		.err = {OP_CMD_LOG | OP_CMD_CAPTURE, capture & QUIET ? "debug" : "warning",
 			HM_ERR_MAX},
@@ -135,6 +138,27 @@ static void tool(struct ctx *c, struct run *r, const char *prog, const char *wha
 	op_ext_log(c->ext, "debug", "running %s", what);
 	op_cmd_run(c->ext, &o, &r->res);
 	free(a.v);
+}
+
+static void tool(struct ctx *c, struct run *r, const char *prog, const char *what,
+		 const struct argv *args, int capture)
+{
+	tool_input(c, r, prog, what, args, capture, NULL);
+}
+
+/* kubectl's -n NS and the config's --kubeconfig and --context. */
+static void kubectl_target(const struct ctx *c, struct argv *a, const char *ns)
+{
+	argv_add(a, "-n");
+	argv_add(a, ns);
+	if (c->cfg.kubeconfig) {
+		argv_add(a, "--kubeconfig");
+		argv_add(a, c->cfg.kubeconfig);
+	}
+	if (c->cfg.context) {
+		argv_add(a, "--context");
+		argv_add(a, c->cfg.context);
+	}
 }
 
 static const char *run_out(const struct run *r)
@@ -755,6 +779,71 @@ static struct json_object *render(struct ctx *c, struct json_object **have, int 
 	return want;
 }
 
+/*
+ * plan: the API server's verdict on the rendered objects.  helm's own server
+ * dry run renders with the cluster but never submits them, so an object the
+ * server refuses (a field its schema lacks, a bad value) would pass plan and
+ * fail apply.  kubectl apply --server-side --dry-run=server submits each
+ * (stdin: nothing on disk; a separate field manager, forced, and nothing
+ * persisted).  Returns 0 when they are accepted, or when the server cannot
+ * judge them yet (logged: no kubectl; the namespace create_namespace makes;
+ * a kind whose CRD is not installed; an object in another namespace), and -1
+ * with the result sent when it refuses one.
+ */
+static int server_check(struct ctx *c, const struct json_object *want)
+{
+	static const char *const later[][2] = {
+		{"ensure CRDs are installed first", "a kind the cluster does not serve yet"},
+		{"no matches for kind", "a kind the cluster does not serve yet"},
+		{"does not match the namespace", "an object outside the release's namespace"},
+	};
+	const char *manifest = op_get_str(want, "manifest"), *why = NULL;
+	struct argv a = {0};
+	struct run r;
+	char nsmiss[300];
+	int ret = 0;
+
+	if (!manifest || !strstr(manifest, "kind:"))
+		return 0;
+	argv_add(&a, "apply");
+	argv_add(&a, "--server-side");
+	argv_add(&a, "--dry-run=server");
+	argv_add(&a, "--force-conflicts");
+	argv_add(&a, "--field-manager=orchd-plan");
+	argv_add(&a, "-o");
+	argv_add(&a, "name");
+	argv_add(&a, "-f");
+	argv_add(&a, "-");
+	kubectl_target(c, &a, c->cfg.namespace);
+	op_ext_progress(c->ext, -1, "kubectl apply --dry-run=server");
+	tool_input(c, &r, "kubectl", "kubectl apply --dry-run=server of the rendered objects", &a,
+		   true | QUIET, manifest);
+	free(a.v);
+	snprintf(nsmiss, sizeof(nsmiss), "namespaces \"%s\" not found", c->cfg.namespace);
+	if (op_cmd_exited(&r.res, 0)) {
+		op_ext_log(c->ext, "info", "the API server accepts the rendered objects (dry run)");
+	} else if (!r.res.ran && !r.res.cancelled) {
+		why = "kubectl cannot run";
+		op_ext_log(c->ext, "info", "%s", r.res.error);
+	} else if (r.res.ran && !r.res.cancelled && c->cfg.create_namespace &&
+		   strstr(run_err(&r), nsmiss)) {
+		why = "their namespace does not exist yet";
+	} else {
+		for (size_t i = 0; !why && r.res.ran && !r.res.cancelled && i < 3; i++)
+			if (strstr(run_err(&r), later[i][0]))
+				why = later[i][1];
+		if (!why)
+			fail_run(c, &r, -1), ret = -1;
+	}
+	if (why)
+		op_ext_log(c->ext, "info",
+			   "the rendered objects were not checked by the API server (%s): "
+			   "it checks them at apply",
+			   why);
+	op_cmd_result_release(&r.res);
+	return ret;
+}
+
 /* --- actions ------------------------------------------------------------------------ */
 
 int hm_describe(struct op_ext *ext)
@@ -792,6 +881,10 @@ int hm_plan(struct op_ext *ext)
 		return 0;
 	}
 	compare(&c, want, have, &d);
+	if (delta_any(&d) && server_check(&c, want) < 0) {
+		ret = 0;
+		goto out;
+	}
 	if (delta_any(&d)) {
 		op_buf_addf(&sb, "plan: release %s: ", c.cfg.release);
 		delta_text(&d, want, have, op_ext_state(ext), &sb);
@@ -801,6 +894,7 @@ int hm_plan(struct op_ext *ext)
 	}
 	op_buf_ellipsize(&sb, HM_SUMMARY_MAX);
 	ret = op_ext_result(ext, true, delta_any(&d), NULL, "%s", op_buf_str(&sb));
+out:
 	op_buf_release(&sb);
 	op_buf_release(&d.names);
 	json_object_put(want);
@@ -881,16 +975,7 @@ static int send_outputs(struct ctx *c, const struct json_object *rel,
 			argv_add(&a, o->name);
 			argv_add(&a, "-o");
 			argv_add(&a, jp);
-			argv_add(&a, "-n");
-			argv_add(&a, o->namespace ? o->namespace : c->cfg.namespace);
-			if (c->cfg.kubeconfig) {
-				argv_add(&a, "--kubeconfig");
-				argv_add(&a, c->cfg.kubeconfig);
-			}
-			if (c->cfg.context) {
-				argv_add(&a, "--context");
-				argv_add(&a, c->cfg.context);
-			}
+			kubectl_target(c, &a, o->namespace ? o->namespace : c->cfg.namespace);
 			snprintf(what, sizeof(what), "kubectl get %s %s (output '%s')", o->kind,
 				 o->name, o->key);
 			tool(c, &r, "kubectl", what, &a, true);
