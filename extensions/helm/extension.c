@@ -779,6 +779,30 @@ static struct json_object *render(struct ctx *c, struct json_object **have, int 
 	return want;
 }
 
+/* Why a failed kubectl server dry run (r) is no verdict on the objects, or
+ * NULL when it is one (the server refused an object). */
+static const char *not_judged(struct ctx *c, const struct run *r)
+{
+	static const char *const later[][2] = {
+		{"ensure CRDs are installed first", "a kind the cluster does not serve yet"},
+		{"no matches for kind", "a kind the cluster does not serve yet"},
+		{"does not match the namespace", "an object outside the release's namespace"},
+	};
+	char nsmiss[300];
+
+	if (!r->res.ran) {
+		op_ext_log(c->ext, "info", "%s", r->res.error);
+		return "kubectl cannot run";
+	}
+	snprintf(nsmiss, sizeof(nsmiss), "namespaces \"%s\" not found", c->cfg.namespace);
+	if (c->cfg.create_namespace && strstr(run_err(r), nsmiss))
+		return "their namespace does not exist yet";
+	for (size_t i = 0; i < sizeof(later) / sizeof(later[0]); i++)
+		if (strstr(run_err(r), later[i][0]))
+			return later[i][1];
+	return NULL;
+}
+
 /*
  * plan: the API server's verdict on the rendered objects.  helm's own server
  * dry run renders with the cluster but never submits them, so an object the
@@ -792,15 +816,9 @@ static struct json_object *render(struct ctx *c, struct json_object **have, int 
  */
 static int server_check(struct ctx *c, const struct json_object *want)
 {
-	static const char *const later[][2] = {
-		{"ensure CRDs are installed first", "a kind the cluster does not serve yet"},
-		{"no matches for kind", "a kind the cluster does not serve yet"},
-		{"does not match the namespace", "an object outside the release's namespace"},
-	};
-	const char *manifest = op_get_str(want, "manifest"), *why = NULL;
+	const char *manifest = op_get_str(want, "manifest"), *why;
 	struct argv a = {0};
 	struct run r;
-	char nsmiss[300];
 	int ret = 0;
 
 	if (!manifest || !strstr(manifest, "kind:"))
@@ -819,27 +837,15 @@ static int server_check(struct ctx *c, const struct json_object *want)
 	tool_input(c, &r, "kubectl", "kubectl apply --dry-run=server of the rendered objects", &a,
 		   true | QUIET, manifest);
 	free(a.v);
-	snprintf(nsmiss, sizeof(nsmiss), "namespaces \"%s\" not found", c->cfg.namespace);
-	if (op_cmd_exited(&r.res, 0)) {
+	if (op_cmd_exited(&r.res, 0))
 		op_ext_log(c->ext, "info", "the API server accepts the rendered objects (dry run)");
-	} else if (!r.res.ran && !r.res.cancelled) {
-		why = "kubectl cannot run";
-		op_ext_log(c->ext, "info", "%s", r.res.error);
-	} else if (r.res.ran && !r.res.cancelled && c->cfg.create_namespace &&
-		   strstr(run_err(&r), nsmiss)) {
-		why = "their namespace does not exist yet";
-	} else {
-		for (size_t i = 0; !why && r.res.ran && !r.res.cancelled && i < 3; i++)
-			if (strstr(run_err(&r), later[i][0]))
-				why = later[i][1];
-		if (!why)
-			fail_run(c, &r, -1), ret = -1;
-	}
-	if (why)
+	else if (!r.res.cancelled && (why = not_judged(c, &r)))
 		op_ext_log(c->ext, "info",
 			   "the rendered objects were not checked by the API server (%s): "
 			   "it checks them at apply",
 			   why);
+	else
+		fail_run(c, &r, -1), ret = -1;
 	op_cmd_result_release(&r.res);
 	return ret;
 }
