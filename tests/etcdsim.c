@@ -470,3 +470,20 @@ int esim_host_wait(struct host *h)
 	h->pid = 0;
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
+
+int esim_host_wait_s(struct host *h, int secs)
+{
+	for (long i = 0; i < secs * 10L; i++) {
+		int st;
+		pid_t p = waitpid(h->pid, &st, WNOHANG);
+
+		ck_assert_int_ge(p, 0);
+		if (p == h->pid) {
+			esim_guard("unpid", NULL, h->pid);
+			h->pid = 0;
+			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+		}
+		usleep(100000);
+	}
+	return -1;
+}

@@ -78,5 +78,7 @@ void esim_guard(const char *what, const char *name, long pid);
 void esim_host_orchd(struct host *h, const char *log, const char *const *args);
 /* wait for h->pid: its exit code (128+signal when killed) */
 int esim_host_wait(struct host *h);
+/* the same, for secs at most: -1 when it still runs then (left running) */
+int esim_host_wait_s(struct host *h, int secs);
 
 #endif

@@ -483,6 +483,14 @@ static void cannot_start(struct agent *a, struct ajob *j, const char *why, int h
 	pthread_cond_signal(&a->cv);
 }
 
+/*
+ * Start the claimed jobs and cancel the ones asked to (the loop thread).
+ * mu is released around each start and cancel, and meanwhile the network
+ * thread may take ended jobs out of a->jobs: the scan starts again after
+ * each, since an index no longer names the same job (a job skipped there
+ * stayed claimed and never started, and its run waited on it forever).
+ * Each job it acts on leaves the states it looks for, so the scans end.
+ */
 static void collect(void *arg)
 {
 	struct agent *a = arg;
@@ -490,6 +498,7 @@ static void collect(void *arg)
 
 	(void)!read(a->efd, &n, sizeof(n));
 	pthread_mutex_lock(&a->mu);
+again:
 	for (size_t i = 0; i < a->njobs; i++) {
 		struct ajob *j = a->jobs[i];
 		struct orchd_step_spec spec = ORCHD_STEP_SPEC_INIT;
@@ -504,7 +513,7 @@ static void collect(void *arg)
 						j->orphan ? "the worker lost its lease"
 							  : "the coordinator asked");
 			pthread_mutex_lock(&a->mu);
-			continue;
+			goto again;
 		}
 		if (j->st != AJ_CLAIMED)
 			continue;
@@ -535,6 +544,7 @@ static void collect(void *arg)
 			pthread_mutex_lock(&a->mu);
 		}
 		orchd_work_spec_release(&spec);
+		goto again;
 	}
 	pthread_mutex_unlock(&a->mu);
 }
