@@ -461,14 +461,20 @@ void esim_host_orchd(struct host *h, const char *log, const char *const *args)
 	free(bin);
 }
 
+/* h's orchd was reaped with status st: its exit code (128+signal) */
+static int host_reaped(struct host *h, int st)
+{
+	esim_guard("unpid", NULL, h->pid);
+	h->pid = 0;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
 int esim_host_wait(struct host *h)
 {
 	int st;
 
 	ck_assert_int_eq(waitpid(h->pid, &st, 0), h->pid);
-	esim_guard("unpid", NULL, h->pid);
-	h->pid = 0;
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	return host_reaped(h, st);
 }
 
 int esim_host_wait_s(struct host *h, int secs)
@@ -478,11 +484,8 @@ int esim_host_wait_s(struct host *h, int secs)
 		pid_t p = waitpid(h->pid, &st, WNOHANG);
 
 		ck_assert_int_ge(p, 0);
-		if (p == h->pid) {
-			esim_guard("unpid", NULL, h->pid);
-			h->pid = 0;
-			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-		}
+		if (p == h->pid)
+			return host_reaped(h, st);
 		usleep(100000);
 	}
 	return -1;

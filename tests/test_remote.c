@@ -628,12 +628,9 @@ static int coordinator_wait(const char *prefix, int secs)
 		return rc;
 	for (int i = 0; i < esim_nhosts; i++) {
 		char *log = host_log(i), *text = test_read_file(log, NULL);
-		size_t n = text ? strlen(text) : 0;
 
 		fprintf(stderr, "==== host %c (%s), its last lines:\n%s\n", 'a' + i, log,
-			!text	   ? "(none)"
-			: n > 6000 ? text + n - 6000
-				   : text);
+			tail(text));
 		free(text);
 		free(log);
 	}
